@@ -1,0 +1,107 @@
+//! The one error type of the protocol core.
+
+/// Everything that can go wrong in `sotto-core`.
+///
+/// Every variant is a refusal: the operation that returned it changed no
+/// state (a failed decrypt leaves its session byte-identical).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input ended before a complete structure was read.
+    #[error("truncated input: needed {needed} bytes, got {got}")]
+    Truncated {
+        /// Bytes required.
+        needed: usize,
+        /// Bytes available.
+        got: usize,
+    },
+    /// Bytes were left over after a complete structure.
+    #[error("{0} trailing bytes after a complete structure")]
+    TrailingBytes(usize),
+    /// A version byte this implementation does not speak.
+    #[error("unsupported version {0:#04x}")]
+    UnsupportedVersion(u8),
+    /// A type byte that names no known message type.
+    #[error("unknown message type {0:#04x}")]
+    UnknownMessageType(u8),
+    /// A flag byte that is neither 0x00 nor 0x01.
+    #[error("invalid flag byte {0:#04x}")]
+    InvalidFlag(u8),
+    /// A ciphertext shorter than the smallest possible one.
+    #[error("ciphertext too short: {len} bytes, minimum {min}")]
+    CiphertextTooShort {
+        /// Length received.
+        len: usize,
+        /// Minimum length.
+        min: usize,
+    },
+    /// A ciphertext longer than the largest possible one.
+    #[error("ciphertext too long: {len} bytes, maximum {max}")]
+    CiphertextTooLong {
+        /// Length received.
+        len: usize,
+        /// Maximum length.
+        max: usize,
+    },
+    /// An Ed25519 public key that is malformed, non-canonical or of small order.
+    #[error("invalid identity key")]
+    InvalidIdentityKey,
+    /// A signature that does not verify under the claimed identity key.
+    #[error("invalid signature")]
+    InvalidSignature,
+    /// A Diffie-Hellman exchange produced the all-zero value (small-order key).
+    #[error("key agreement with a small-order public key")]
+    NonContributoryKey,
+    /// The message is authentic-looking but its key could not open it.
+    #[error("message authentication failed")]
+    AuthenticationFailed,
+    /// The message was already decrypted by this session.
+    #[error("duplicate message (chain index {0} already used)")]
+    Duplicate(u32),
+    /// Decrypting would require skipping more message keys than allowed.
+    #[error("message gap of {gap} exceeds the maximum of {max}")]
+    TooManySkipped {
+        /// Keys that would have to be skipped.
+        gap: u64,
+        /// The limit (MAX_SKIP).
+        max: u32,
+    },
+    /// A decrypted plaintext whose padding is not the canonical one.
+    #[error("invalid plaintext padding")]
+    InvalidPadding,
+    /// The plaintext is larger than the protocol allows.
+    #[error("plaintext of {len} bytes exceeds the maximum of {max}")]
+    PlaintextTooLarge {
+        /// Length given.
+        len: usize,
+        /// Maximum length.
+        max: usize,
+    },
+    /// A message counter would overflow (2^32 messages in one chain).
+    #[error("message counter exhausted")]
+    CounterExhausted,
+    /// A PreKeyMessage names a signed prekey the responder does not have.
+    #[error("unknown signed prekey {0}")]
+    UnknownSignedPreKey(u32),
+    /// A PreKeyMessage names a one-time prekey the responder does not have
+    /// (never issued, or already used).
+    #[error("unknown or already used one-time prekey {0}")]
+    UnknownOneTimePreKey(u32),
+    /// The message belongs to a different session than the one asked.
+    #[error("message does not belong to this session")]
+    SessionMismatch,
+    /// A session that has not received yet cannot send (responder before
+    /// its first decrypt) or cannot decrypt a plain message.
+    #[error("session has no {0} chain yet")]
+    NoChain(&'static str),
+    /// The sender of a PreKeyMessage is not the identity this session set
+    /// belongs to.
+    #[error("message is from a different identity than expected")]
+    IdentityMismatch,
+    /// Serialized state (session, key or bundle) that does not decode.
+    #[error("corrupt serialized state: {0}")]
+    CorruptState(&'static str),
+}
+
+/// Result alias for `sotto-core`.
+pub type Result<T> = core::result::Result<T, Error>;

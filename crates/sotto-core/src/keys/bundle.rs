@@ -1,0 +1,110 @@
+//! The prekey bundle a relay serves to an initiator.
+
+use super::{IdentityKey, IdentityKeyPair, OneTimePreKey, SignedPreKey, encode_x25519};
+use crate::error::{Error, Result};
+
+/// Version byte of the bundle encoding.
+pub const BUNDLE_VERSION: u8 = 0x01;
+
+/// A responder's published keys: identity, signed prekey with signature,
+/// and at most one one-time prekey.
+///
+/// Encoding: `0x01 || IK(32) || u32be(spk_id) || SPK(32) || sig(64) ||
+/// has_opk(0x00|0x01) || [u32be(opk_id) || OPK(32)]` — 134 or 170 bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PreKeyBundle {
+    /// The responder's identity key.
+    pub identity_key: IdentityKey,
+    /// Id of the signed prekey.
+    pub signed_prekey_id: u32,
+    /// The signed prekey (X25519).
+    pub signed_prekey: [u8; 32],
+    /// `Ed25519-Sign(IK, Encode(SPK))`.
+    pub signed_prekey_signature: [u8; 64],
+    /// One one-time prekey `(id, key)`, if the relay had one left.
+    pub one_time_prekey: Option<(u32, [u8; 32])>,
+}
+
+impl PreKeyBundle {
+    /// The bundle for a local identity and its keys.
+    pub fn new(
+        identity: &IdentityKeyPair,
+        signed_prekey: &SignedPreKey,
+        one_time_prekey: Option<&OneTimePreKey>,
+    ) -> Self {
+        Self {
+            identity_key: *identity.public(),
+            signed_prekey_id: signed_prekey.id(),
+            signed_prekey: *signed_prekey.public(),
+            signed_prekey_signature: *signed_prekey.signature(),
+            one_time_prekey: one_time_prekey.map(|k| (k.id(), *k.public())),
+        }
+    }
+
+    /// Checks the signed prekey's signature. The initiator calls this (via
+    /// `Session::initiate`) before any Diffie-Hellman.
+    pub fn verify(&self) -> Result<()> {
+        self.identity_key.verify(
+            &encode_x25519(&self.signed_prekey),
+            &self.signed_prekey_signature,
+        )
+    }
+
+    /// The wire encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(170);
+        out.push(BUNDLE_VERSION);
+        out.extend_from_slice(self.identity_key.as_bytes());
+        out.extend_from_slice(&self.signed_prekey_id.to_be_bytes());
+        out.extend_from_slice(&self.signed_prekey);
+        out.extend_from_slice(&self.signed_prekey_signature);
+        match &self.one_time_prekey {
+            None => out.push(0x00),
+            Some((id, key)) => {
+                out.push(0x01);
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(key);
+            }
+        }
+        out
+    }
+
+    /// Strict decoding (does not verify the signature: call [`verify`](Self::verify)).
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = crate::wire::Reader::new(bytes);
+        let version = r.u8()?;
+        if version != BUNDLE_VERSION {
+            return Err(Error::UnsupportedVersion(version));
+        }
+        let identity_key = IdentityKey::from_bytes(r.array::<32>()?)?;
+        let signed_prekey_id = r.u32()?;
+        let signed_prekey = *r.array::<32>()?;
+        let signed_prekey_signature = *r.array::<64>()?;
+        let one_time_prekey = match r.u8()? {
+            0x00 => None,
+            0x01 => Some((r.u32()?, *r.array::<32>()?)),
+            other => return Err(Error::InvalidFlag(other)),
+        };
+        r.finish()?;
+        Ok(Self {
+            identity_key,
+            signed_prekey_id,
+            signed_prekey,
+            signed_prekey_signature,
+            one_time_prekey,
+        })
+    }
+}
+
+impl core::fmt::Debug for PreKeyBundle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PreKeyBundle")
+            .field("identity_key", &self.identity_key)
+            .field("signed_prekey_id", &self.signed_prekey_id)
+            .field(
+                "one_time_prekey_id",
+                &self.one_time_prekey.map(|(id, _)| id),
+            )
+            .finish()
+    }
+}

@@ -1,0 +1,56 @@
+//! # sotto-core
+//!
+//! The protocol of Sotto: X3DH key agreement and the Double Ratchet with the
+//! exact constants of `docs/protocol.md`, the strict wire format, padding and
+//! safety numbers. Pure: no I/O, no clock, no global RNG — every random byte
+//! comes from the `rand_core::CryptoRng` the caller passes in.
+//!
+//! ```
+//! use sotto_core::{IdentityKeyPair, OneTimePreKey, PreKeyBundle, Session, SignedPreKey};
+//! # struct Keys(SignedPreKey, OneTimePreKey);
+//! # impl sotto_core::PreKeySource for Keys {
+//! #     fn signed_prekey(&self, id: u32) -> Option<SignedPreKey> { (id == self.0.id()).then(|| self.0.clone()) }
+//! #     fn one_time_prekey(&self, id: u32) -> Option<OneTimePreKey> { (id == self.1.id()).then(|| self.1.clone()) }
+//! # }
+//! let mut rng = rand::rngs::SysRng;
+//! # let mut rng = rand::rngs::ChaCha20Rng::from_seed([7; 32]);
+//! # use rand::SeedableRng;
+//! let alice = IdentityKeyPair::generate(&mut rng);
+//! let bob = IdentityKeyPair::generate(&mut rng);
+//! let spk = SignedPreKey::generate(1, &bob, &mut rng);
+//! let opk = OneTimePreKey::generate(7, &mut rng);
+//! let bundle = PreKeyBundle::new(&bob, &spk, Some(&opk));
+//!
+//! let mut to_bob = Session::initiate(&alice, &bundle, &mut rng)?;
+//! let wire = to_bob.encrypt(b"hello")?;
+//! let (mut to_alice, first) = Session::respond(&bob, &Keys(spk, opk), &wire, &mut rng)?;
+//! assert_eq!(first.plaintext, b"hello");
+//! let reply = to_alice.encrypt(b"hi")?;
+//! assert_eq!(to_bob.decrypt(&reply, &mut rng)?, b"hi");
+//! # Ok::<(), sotto_core::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod hazmat;
+pub mod keys;
+pub mod pad;
+pub(crate) mod ratchet;
+mod safety;
+mod session_set;
+pub mod wire;
+pub mod x3dh;
+
+pub use error::{Error, Result};
+pub use keys::{
+    IdentityKey, IdentityKeyPair, OneTimePreKey, PreKeyBundle, PreKeySource, SignedPreKey,
+};
+pub use ratchet::{
+    Decrypted, MAX_SKIP, MAX_SKIPPED_KEYS, MESSAGE_INFO, RATCHET_INFO, Role, SESSION_STATE_VERSION,
+    Session,
+};
+pub use safety::{SAFETY_NUMBER_ITERATIONS, SafetyNumber, fingerprint_digits, safety_number};
+pub use session_set::{MAX_SESSIONS, SESSION_SET_VERSION, SessionSet};
+
+/// Re-exported so callers can name the RNG bound without a direct dependency.
+pub use rand_core;

@@ -1,0 +1,535 @@
+//! Double Ratchet sessions (PROTOCOL.md "Double Ratchet").
+
+mod chain_key;
+mod message_key;
+mod root_key;
+mod skipped;
+mod state;
+
+use rand_core::CryptoRng;
+
+use crate::error::{Error, Result};
+use crate::keys::{
+    IdentityKey, IdentityKeyPair, PreKeyBundle, PreKeySource, Secret32, diffie_hellman,
+    random_secret, x25519_public,
+};
+use crate::wire::{
+    HEADER_LEN, Header, Message, PreKeyMessage, TAG_LEN, TYPE_MESSAGE, VERSION, WireMessage,
+    write_prekey_prefix,
+};
+use crate::x3dh::{self, AD_LEN};
+use chain_key::ChainKey;
+use message_key::MessageKey;
+use root_key::RootKey;
+use skipped::SkippedKeys;
+
+pub use message_key::MESSAGE_INFO;
+pub use root_key::RATCHET_INFO;
+pub use skipped::MAX_SKIPPED_KEYS;
+pub use state::SESSION_STATE_VERSION;
+
+/// The most message keys one header may make a chain skip.
+pub const MAX_SKIP: u32 = 1000;
+
+/// Length of the AEAD associated data: `AD || 0x01 || header`.
+const AEAD_AD_LEN: usize = AD_LEN + 1 + HEADER_LEN;
+
+/// Which side of X3DH created the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Ran X3DH from a bundle and sent first (Alice).
+    Initiator,
+    /// Was created by a PreKeyMessage (Bob).
+    Responder,
+}
+
+/// An X25519 ratchet key pair.
+#[derive(Clone, Debug)]
+pub(crate) struct RatchetKeyPair {
+    private: Secret32,
+    public: [u8; 32],
+}
+
+impl RatchetKeyPair {
+    fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        Self::from_private(random_secret(rng))
+    }
+
+    pub(crate) fn from_private(private: Secret32) -> Self {
+        let public = x25519_public(&private);
+        Self { private, public }
+    }
+}
+
+/// What an initiator keeps sending until its first reply decrypts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PendingPreKey {
+    signed_prekey_id: u32,
+    one_time_prekey_id: Option<u32>,
+}
+
+/// One Double Ratchet session with one remote identity.
+///
+/// All methods are transactional: on error the session is exactly as it was.
+#[derive(Clone)]
+pub struct Session {
+    role: Role,
+    local_identity: IdentityKey,
+    remote_identity: IdentityKey,
+    associated_data: [u8; AD_LEN],
+    /// EK_A: identifies the X3DH run this session came from.
+    base_key: [u8; 32],
+    root_key: RootKey,
+    sending_ratchet: RatchetKeyPair,
+    remote_ratchet: Option<[u8; 32]>,
+    sending_chain: Option<ChainKey>,
+    /// PN: length of the previous sending chain.
+    previous_counter: u32,
+    receiving_chain: Option<ChainKey>,
+    skipped: SkippedKeys,
+    pending_prekey: Option<PendingPreKey>,
+}
+
+/// A decrypt that succeeded on paper: the state it would leave behind.
+enum Commit {
+    /// The key came from the skipped store at this position.
+    Skipped(usize),
+    /// The current receiving chain advanced; keys skipped on the way.
+    SameChain {
+        chain: ChainKey,
+        skipped: Vec<MessageKey>,
+    },
+    /// A DH ratchet step.
+    NewChain(Box<NewChain>),
+}
+
+struct NewChain {
+    previous_skipped: Vec<MessageKey>,
+    root_key: RootKey,
+    remote_ratchet: [u8; 32],
+    receiving_chain: ChainKey,
+    new_skipped: Vec<MessageKey>,
+    sending_ratchet: RatchetKeyPair,
+    sending_chain: ChainKey,
+    previous_counter: u32,
+}
+
+impl Session {
+    /// Starts a session as the initiator: verifies the bundle's signature
+    /// (before any DH), runs X3DH, and derives the first sending chain.
+    ///
+    /// Draws from `rng`, in this order: the ephemeral key EK_A (32 bytes),
+    /// then the first ratchet private key (32 bytes).
+    pub fn initiate<R: CryptoRng + ?Sized>(
+        local: &IdentityKeyPair,
+        bundle: &PreKeyBundle,
+        rng: &mut R,
+    ) -> Result<Self> {
+        bundle.verify()?;
+        let ephemeral = random_secret(rng);
+        let ratchet = RatchetKeyPair::generate(rng);
+        Self::initiate_with(local, bundle, &ephemeral, ratchet)
+    }
+
+    pub(crate) fn initiate_with(
+        local: &IdentityKeyPair,
+        bundle: &PreKeyBundle,
+        ephemeral: &Secret32,
+        sending_ratchet: RatchetKeyPair,
+    ) -> Result<Self> {
+        bundle.verify()?;
+        let (agreed, base_key) = x3dh::initiate(local, bundle, ephemeral)?;
+        let root = RootKey(agreed.shared_secret);
+        let dh = diffie_hellman(&sending_ratchet.private, &bundle.signed_prekey)?;
+        let (root_key, sending_chain) = root.ratchet_step(&dh);
+        Ok(Self {
+            role: Role::Initiator,
+            local_identity: *local.public(),
+            remote_identity: bundle.identity_key,
+            associated_data: agreed.associated_data,
+            base_key,
+            root_key,
+            sending_ratchet,
+            remote_ratchet: Some(bundle.signed_prekey),
+            sending_chain: Some(sending_chain),
+            previous_counter: 0,
+            receiving_chain: None,
+            skipped: SkippedKeys::default(),
+            pending_prekey: Some(PendingPreKey {
+                signed_prekey_id: bundle.signed_prekey_id,
+                one_time_prekey_id: bundle.one_time_prekey.map(|(id, _)| id),
+            }),
+        })
+    }
+
+    /// Creates the responder's session from a PreKeyMessage and decrypts it.
+    ///
+    /// Nothing is created unless the message decrypts. On success the
+    /// caller must delete the one-time prekey named by
+    /// [`Decrypted::used_one_time_prekey`] (PROTOCOL.md: once the first
+    /// message decrypts, never before).
+    pub fn respond<R: CryptoRng + ?Sized>(
+        local: &IdentityKeyPair,
+        prekeys: &(impl PreKeySource + ?Sized),
+        message: &[u8],
+        rng: &mut R,
+    ) -> Result<(Self, Decrypted)> {
+        let prekey_message = PreKeyMessage::parse(message)?;
+        let mut plaintext = Vec::new();
+        let (session, used) =
+            Self::respond_parsed(local, prekeys, &prekey_message, &mut plaintext, rng)?;
+        Ok((
+            session,
+            Decrypted {
+                plaintext,
+                used_one_time_prekey: used,
+                new_session: true,
+            },
+        ))
+    }
+
+    pub(crate) fn respond_parsed<R: CryptoRng + ?Sized>(
+        local: &IdentityKeyPair,
+        prekeys: &(impl PreKeySource + ?Sized),
+        message: &PreKeyMessage<'_>,
+        out: &mut Vec<u8>,
+        rng: &mut R,
+    ) -> Result<(Self, Option<u32>)> {
+        let signed_prekey = prekeys
+            .signed_prekey(message.signed_prekey_id)
+            .ok_or(Error::UnknownSignedPreKey(message.signed_prekey_id))?;
+        let one_time_prekey = match message.one_time_prekey_id {
+            Some(id) => Some(
+                prekeys
+                    .one_time_prekey(id)
+                    .ok_or(Error::UnknownOneTimePreKey(id))?,
+            ),
+            None => None,
+        };
+        let agreed = x3dh::respond(
+            local,
+            &signed_prekey,
+            one_time_prekey.as_ref(),
+            &message.identity_key,
+            &message.base_key,
+        )?;
+        let mut session = Self {
+            role: Role::Responder,
+            local_identity: *local.public(),
+            remote_identity: message.identity_key,
+            associated_data: agreed.associated_data,
+            base_key: message.base_key,
+            root_key: RootKey(agreed.shared_secret),
+            // Bob's first ratchet key pair is his signed prekey.
+            sending_ratchet: RatchetKeyPair::from_private(signed_prekey.private().clone()),
+            remote_ratchet: None,
+            sending_chain: None,
+            previous_counter: 0,
+            receiving_chain: None,
+            skipped: SkippedKeys::default(),
+            pending_prekey: None,
+        };
+        session.decrypt_message(&message.message, out, rng)?;
+        Ok((session, message.one_time_prekey_id))
+    }
+
+    /// Which side of X3DH this session is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The identity key of the other party.
+    pub fn remote_identity(&self) -> &IdentityKey {
+        &self.remote_identity
+    }
+
+    /// Our identity key.
+    pub fn local_identity(&self) -> &IdentityKey {
+        &self.local_identity
+    }
+
+    /// The initiator's ephemeral key EK_A, which names the X3DH run.
+    pub fn base_key(&self) -> &[u8; 32] {
+        &self.base_key
+    }
+
+    /// True while this (initiator) session still wraps its messages in
+    /// PreKeyMessages, i.e. before it has decrypted a reply.
+    pub fn is_pending_prekey(&self) -> bool {
+        self.pending_prekey.is_some()
+    }
+
+    /// Number of skipped message keys held.
+    pub fn skipped_key_count(&self) -> usize {
+        self.skipped.len()
+    }
+
+    /// True if `message` is a PreKeyMessage of the X3DH run that created
+    /// this session (same IK_A and EK_A).
+    pub fn matches_prekey_message(&self, message: &PreKeyMessage<'_>) -> bool {
+        self.role == Role::Responder
+            && message.base_key == self.base_key
+            && message.identity_key == self.remote_identity
+    }
+
+    /// Encrypts `plaintext` into a fresh buffer.
+    pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encrypt_into(plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Encrypts `plaintext`, replacing the contents of `out` with the wire
+    /// message. Reusing `out` across calls avoids an allocation per message.
+    pub fn encrypt_into(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let padded_len = crate::pad::padded_len_for_plaintext(plaintext.len())?;
+        let chain = self
+            .sending_chain
+            .as_ref()
+            .ok_or(Error::NoChain("sending"))?;
+        let header = Header {
+            ratchet_key: self.sending_ratchet.public,
+            previous_chain_length: self.previous_counter,
+            index: chain.index(),
+        }
+        .encode();
+        let mut next_chain = chain.clone();
+        let message_key = next_chain.step()?;
+
+        out.clear();
+        out.reserve(PreKeyMessage::prefix_len(true) + 2 + HEADER_LEN + padded_len + TAG_LEN);
+        if let Some(pending) = &self.pending_prekey {
+            write_prekey_prefix(
+                out,
+                &self.local_identity,
+                &self.base_key,
+                pending.signed_prekey_id,
+                pending.one_time_prekey_id,
+            );
+        }
+        out.push(VERSION);
+        out.push(TYPE_MESSAGE);
+        out.extend_from_slice(&header);
+        let start = out.len();
+        crate::pad::pad_into(plaintext, out)?;
+        let aad = self.aead_ad(&header);
+        let tag = message_key.seal(&aad, &mut out[start..])?;
+        out.extend_from_slice(&tag);
+        self.sending_chain = Some(next_chain);
+        Ok(())
+    }
+
+    /// Decrypts a Message or PreKeyMessage of this session.
+    pub fn decrypt<R: CryptoRng + ?Sized>(
+        &mut self,
+        message: &[u8],
+        rng: &mut R,
+    ) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.decrypt_into(message, &mut out, rng)?;
+        Ok(out)
+    }
+
+    /// Decrypts into `out` (replacing its contents). On error `out` is
+    /// cleared and the session is unchanged.
+    pub fn decrypt_into<R: CryptoRng + ?Sized>(
+        &mut self,
+        message: &[u8],
+        out: &mut Vec<u8>,
+        rng: &mut R,
+    ) -> Result<()> {
+        match WireMessage::parse(message)? {
+            WireMessage::Message(m) => self.decrypt_message(&m, out, rng),
+            WireMessage::PreKey(p) => {
+                if !self.matches_prekey_message(&p) {
+                    return Err(Error::SessionMismatch);
+                }
+                self.decrypt_message(&p.message, out, rng)
+            }
+        }
+    }
+
+    fn aead_ad(&self, header: &[u8; HEADER_LEN]) -> [u8; AEAD_AD_LEN] {
+        let mut aad = [0u8; AEAD_AD_LEN];
+        aad[..AD_LEN].copy_from_slice(&self.associated_data);
+        aad[AD_LEN] = VERSION;
+        aad[AD_LEN + 1..].copy_from_slice(header);
+        aad
+    }
+
+    pub(crate) fn decrypt_message<R: CryptoRng + ?Sized>(
+        &mut self,
+        message: &Message<'_>,
+        out: &mut Vec<u8>,
+        rng: &mut R,
+    ) -> Result<()> {
+        out.clear();
+        let (commit, message_key) = self.plan(&message.header, rng)?;
+        let aad = self.aead_ad(message.header_bytes);
+        let body_len = message.ciphertext.len() - TAG_LEN;
+        out.extend_from_slice(&message.ciphertext[..body_len]);
+        let opened = message_key
+            .open(&aad, out, &message.ciphertext[body_len..])
+            .and_then(|()| crate::pad::unpadded_len(out));
+        match opened {
+            Ok(len) => {
+                out.truncate(len);
+                self.apply(commit, &message.header.ratchet_key);
+                Ok(())
+            }
+            Err(e) => {
+                zeroize::Zeroize::zeroize(out);
+                out.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Works out the message key for `header` and the state change that
+    /// decrypting it would commit, without touching `self`.
+    fn plan<R: CryptoRng + ?Sized>(
+        &self,
+        header: &Header,
+        rng: &mut R,
+    ) -> Result<(Commit, MessageKey)> {
+        if let Some(pos) = self.skipped.position(&header.ratchet_key, header.index) {
+            let key = self
+                .skipped
+                .get(pos)
+                .map(|k| k.key.clone())
+                .ok_or(Error::CorruptState("skipped index"))?;
+            return Ok((Commit::Skipped(pos), key));
+        }
+
+        if self.remote_ratchet == Some(header.ratchet_key) {
+            let chain = self
+                .receiving_chain
+                .as_ref()
+                .ok_or(Error::NoChain("receiving"))?;
+            if header.index < chain.index() {
+                return Err(Error::Duplicate(header.index));
+            }
+            let mut chain = chain.clone();
+            let skipped = skip_message_keys(&mut chain, header.index)?;
+            let key = chain.step()?;
+            return Ok((Commit::SameChain { chain, skipped }, key));
+        }
+
+        // A new ratchet key: finish the current receiving chain up to PN,
+        // then one DH ratchet step (Signal's DHRatchet).
+        let mut previous_skipped = Vec::new();
+        match &self.receiving_chain {
+            Some(chain) => {
+                let mut chain = chain.clone();
+                previous_skipped = skip_message_keys(&mut chain, header.previous_chain_length)?;
+            }
+            None => check_gap(0, header.previous_chain_length)?,
+        }
+        let dh_receive = diffie_hellman(&self.sending_ratchet.private, &header.ratchet_key)?;
+        let (root_key, mut receiving_chain) = self.root_key.ratchet_step(&dh_receive);
+        check_gap(0, header.index)?;
+        let new_skipped = skip_message_keys(&mut receiving_chain, header.index)?;
+        let key = receiving_chain.step()?;
+        let sending_ratchet = RatchetKeyPair::generate(rng);
+        let dh_send = diffie_hellman(&sending_ratchet.private, &header.ratchet_key)?;
+        let (root_key, sending_chain) = root_key.ratchet_step(&dh_send);
+        let previous_counter = self.sending_chain.as_ref().map_or(0, ChainKey::index);
+        Ok((
+            Commit::NewChain(Box::new(NewChain {
+                previous_skipped,
+                root_key,
+                remote_ratchet: header.ratchet_key,
+                receiving_chain,
+                new_skipped,
+                sending_ratchet,
+                sending_chain,
+                previous_counter,
+            })),
+            key,
+        ))
+    }
+
+    fn apply(&mut self, commit: Commit, ratchet_key: &[u8; 32]) {
+        match commit {
+            Commit::Skipped(pos) => self.skipped.remove(pos),
+            Commit::SameChain { chain, skipped } => {
+                self.skipped.extend(ratchet_key, skipped);
+                self.receiving_chain = Some(chain);
+            }
+            Commit::NewChain(step) => {
+                let step = *step;
+                if let Some(old) = self.remote_ratchet {
+                    self.skipped.extend(&old, step.previous_skipped);
+                }
+                self.skipped.extend(&step.remote_ratchet, step.new_skipped);
+                self.root_key = step.root_key;
+                self.remote_ratchet = Some(step.remote_ratchet);
+                self.receiving_chain = Some(step.receiving_chain);
+                self.sending_ratchet = step.sending_ratchet;
+                self.sending_chain = Some(step.sending_chain);
+                self.previous_counter = step.previous_counter;
+            }
+        }
+        // A reply has decrypted: the initiator stops sending PreKeyMessages.
+        self.pending_prekey = None;
+    }
+}
+
+fn check_gap(from: u32, until: u32) -> Result<()> {
+    let gap = u64::from(until.saturating_sub(from));
+    if gap > u64::from(MAX_SKIP) {
+        return Err(Error::TooManySkipped { gap, max: MAX_SKIP });
+    }
+    Ok(())
+}
+
+/// Steps `chain` up to index `until` (exclusive), returning the keys it
+/// passes (Signal's SkipMessageKeys, with the MAX_SKIP check first).
+fn skip_message_keys(chain: &mut ChainKey, until: u32) -> Result<Vec<MessageKey>> {
+    check_gap(chain.index(), until)?;
+    let mut keys = Vec::new();
+    while chain.index() < until {
+        keys.push(chain.step()?);
+    }
+    Ok(keys)
+}
+
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("role", &self.role)
+            .field("remote_identity", &self.remote_identity)
+            .field(
+                "sending_index",
+                &self.sending_chain.as_ref().map(ChainKey::index),
+            )
+            .field(
+                "receiving_index",
+                &self.receiving_chain.as_ref().map(ChainKey::index),
+            )
+            .field("skipped_keys", &self.skipped.len())
+            .field("secrets", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The result of a successful decrypt.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Decrypted {
+    /// The plaintext.
+    pub plaintext: Vec<u8>,
+    /// The one-time prekey this message consumed: delete it now.
+    pub used_one_time_prekey: Option<u32>,
+    /// True when the message created a new session.
+    pub new_session: bool,
+}
+
+impl core::fmt::Debug for Decrypted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Decrypted")
+            .field("plaintext_len", &self.plaintext.len())
+            .field("used_one_time_prekey", &self.used_one_time_prekey)
+            .field("new_session", &self.new_session)
+            .finish()
+    }
+}

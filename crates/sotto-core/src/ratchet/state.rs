@@ -1,0 +1,202 @@
+//! Session state as versioned bytes, for the store.
+//!
+//! ```text
+//! 0x01 (version) || role (0x00 initiator | 0x01 responder)
+//! || local IK(32) || remote IK(32) || base key EK_A(32) || RK(32)
+//! || sending ratchet private(32)
+//! || has_remote(1) [|| remote ratchet public(32)]
+//! || has_sending(1) [|| CKs(32) || u32be(Ns)] || u32be(PN)
+//! || has_receiving(1) [|| CKr(32) || u32be(Nr)]
+//! || has_pending(1) [|| u32be(spk_id) || has_opk(1) [|| u32be(opk_id)]]
+//! || u16be(count) || count * (ratchet public(32) || u32be(N) || MK(32))
+//! ```
+//! Decoding is strict (no trailing bytes, flags 0/1, count <= 2000,
+//! identity keys valid) and returns `CorruptState` on any violation.
+
+use zeroize::Zeroizing;
+
+use super::chain_key::ChainKey;
+use super::message_key::MessageKey;
+use super::root_key::RootKey;
+use super::skipped::{MAX_SKIPPED_KEYS, SkippedKey, SkippedKeys};
+use super::{PendingPreKey, RatchetKeyPair, Role, Session};
+use crate::error::{Error, Result};
+use crate::keys::{IdentityKey, Secret32};
+use crate::wire::Reader;
+use crate::x3dh::AD_LEN;
+
+/// Version byte of the serialized session format.
+pub const SESSION_STATE_VERSION: u8 = 0x01;
+
+fn secret(r: &mut Reader<'_>) -> Result<Secret32> {
+    Secret32::from_slice(r.take(32)?).ok_or(Error::CorruptState("secret length"))
+}
+
+fn corrupt(e: Error) -> Error {
+    match e {
+        Error::CorruptState(_) | Error::UnsupportedVersion(_) => e,
+        Error::InvalidIdentityKey => Error::CorruptState("identity key"),
+        Error::InvalidFlag(_) => Error::CorruptState("flag"),
+        Error::TrailingBytes(_) => Error::CorruptState("trailing bytes"),
+        _ => Error::CorruptState("truncated"),
+    }
+}
+
+impl Session {
+    /// Serializes the whole session. The bytes contain secrets (root,
+    /// chain and message keys): seal them before they touch disk. The
+    /// buffer is wiped on drop.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(300 + self.skipped.len() * 68));
+        out.push(SESSION_STATE_VERSION);
+        out.push(match self.role {
+            Role::Initiator => 0x00,
+            Role::Responder => 0x01,
+        });
+        out.extend_from_slice(self.local_identity.as_bytes());
+        out.extend_from_slice(self.remote_identity.as_bytes());
+        out.extend_from_slice(&self.base_key);
+        out.extend_from_slice(self.root_key.0.as_bytes());
+        out.extend_from_slice(self.sending_ratchet.private.as_bytes());
+        match &self.remote_ratchet {
+            None => out.push(0x00),
+            Some(key) => {
+                out.push(0x01);
+                out.extend_from_slice(key);
+            }
+        }
+        write_chain(&mut out, self.sending_chain.as_ref());
+        out.extend_from_slice(&self.previous_counter.to_be_bytes());
+        write_chain(&mut out, self.receiving_chain.as_ref());
+        match &self.pending_prekey {
+            None => out.push(0x00),
+            Some(p) => {
+                out.push(0x01);
+                out.extend_from_slice(&p.signed_prekey_id.to_be_bytes());
+                match p.one_time_prekey_id {
+                    None => out.push(0x00),
+                    Some(id) => {
+                        out.push(0x01);
+                        out.extend_from_slice(&id.to_be_bytes());
+                    }
+                }
+            }
+        }
+        // The count fits: the store never holds more than 2000 keys.
+        let count = u16::try_from(self.skipped.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&count.to_be_bytes());
+        for k in self.skipped.iter().take(usize::from(count)) {
+            out.extend_from_slice(&k.ratchet_key);
+            out.extend_from_slice(&k.key.index().to_be_bytes());
+            out.extend_from_slice(k.key.secret().as_bytes());
+        }
+        out
+    }
+
+    /// Restores a session from [`Session::to_bytes`] output.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::decode(bytes).map_err(corrupt)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        let version = r.u8()?;
+        if version != SESSION_STATE_VERSION {
+            return Err(Error::UnsupportedVersion(version));
+        }
+        let role = match r.u8()? {
+            0x00 => Role::Initiator,
+            0x01 => Role::Responder,
+            _ => return Err(Error::CorruptState("role")),
+        };
+        let local_identity = IdentityKey::from_bytes(r.array::<32>()?)?;
+        let remote_identity = IdentityKey::from_bytes(r.array::<32>()?)?;
+        let base_key = *r.array::<32>()?;
+        let root_key = RootKey(secret(&mut r)?);
+        let sending_ratchet = RatchetKeyPair::from_private(secret(&mut r)?);
+        let remote_ratchet = if r.flag()? {
+            Some(*r.array::<32>()?)
+        } else {
+            None
+        };
+        let sending_chain = read_chain(&mut r)?;
+        let previous_counter = r.u32()?;
+        let receiving_chain = read_chain(&mut r)?;
+        let pending_prekey = if r.flag()? {
+            let signed_prekey_id = r.u32()?;
+            let one_time_prekey_id = if r.flag()? { Some(r.u32()?) } else { None };
+            Some(PendingPreKey {
+                signed_prekey_id,
+                one_time_prekey_id,
+            })
+        } else {
+            None
+        };
+        let count = usize::from(r.u16()?);
+        if count > MAX_SKIPPED_KEYS {
+            return Err(Error::CorruptState("too many skipped keys"));
+        }
+        let mut skipped = SkippedKeys::default();
+        for _ in 0..count {
+            let ratchet_key = *r.array::<32>()?;
+            let index = r.u32()?;
+            let key = MessageKey::from_secret(index, secret(&mut r)?);
+            skipped.push_restored(SkippedKey { ratchet_key, key });
+        }
+        r.finish()?;
+
+        if role == Role::Responder && pending_prekey.is_some() {
+            return Err(Error::CorruptState("responder with pending prekey"));
+        }
+        if role == Role::Initiator && (sending_chain.is_none() || remote_ratchet.is_none()) {
+            return Err(Error::CorruptState("initiator without sending chain"));
+        }
+        if receiving_chain.is_some() != remote_ratchet.is_some() && role == Role::Responder {
+            return Err(Error::CorruptState("receiving chain without ratchet key"));
+        }
+
+        let mut associated_data = [0u8; AD_LEN];
+        let (first, second) = match role {
+            Role::Initiator => (&local_identity, &remote_identity),
+            Role::Responder => (&remote_identity, &local_identity),
+        };
+        associated_data[..33].copy_from_slice(&first.encode());
+        associated_data[33..].copy_from_slice(&second.encode());
+
+        Ok(Self {
+            role,
+            local_identity,
+            remote_identity,
+            associated_data,
+            base_key,
+            root_key,
+            sending_ratchet,
+            remote_ratchet,
+            sending_chain,
+            previous_counter,
+            receiving_chain,
+            skipped,
+            pending_prekey,
+        })
+    }
+}
+
+fn write_chain(out: &mut Vec<u8>, chain: Option<&ChainKey>) {
+    match chain {
+        None => out.push(0x00),
+        Some(c) => {
+            out.push(0x01);
+            out.extend_from_slice(c.key().as_bytes());
+            out.extend_from_slice(&c.index().to_be_bytes());
+        }
+    }
+}
+
+fn read_chain(r: &mut Reader<'_>) -> Result<Option<ChainKey>> {
+    if !r.flag()? {
+        return Ok(None);
+    }
+    let key = secret(r)?;
+    let index = r.u32()?;
+    Ok(Some(ChainKey::new(key, index)))
+}

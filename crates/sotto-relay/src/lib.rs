@@ -1,0 +1,2 @@
+//! sotto-relay
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! sotto-store
+#![forbid(unsafe_code)]
