@@ -61,10 +61,10 @@ impl SessionSet {
         bundle: &PreKeyBundle,
         rng: &mut R,
     ) -> Result<()> {
-        if let Some(existing) = self.remote_identity() {
-            if *existing != bundle.identity_key {
-                return Err(Error::IdentityMismatch);
-            }
+        if let Some(existing) = self.remote_identity()
+            && *existing != bundle.identity_key
+        {
+            return Err(Error::IdentityMismatch);
         }
         let session = Session::initiate(local, bundle, rng)?;
         self.promote(session);
@@ -114,10 +114,10 @@ impl SessionSet {
                         new_session: false,
                     });
                 }
-                if let Some(existing) = self.remote_identity() {
-                    if *existing != p.identity_key {
-                        return Err(Error::IdentityMismatch);
-                    }
+                if let Some(existing) = self.remote_identity()
+                    && *existing != p.identity_key
+                {
+                    return Err(Error::IdentityMismatch);
                 }
                 let (session, used) =
                     Session::respond_parsed(local, prekeys, &p, &mut plaintext, rng)?;
@@ -190,10 +190,10 @@ impl SessionSet {
         for _ in 0..count {
             let len = r.u32().map_err(bad)? as usize;
             let session = Session::from_bytes(r.take(len).map_err(bad)?)?;
-            if let Some(first) = sessions.first().map(Session::remote_identity) {
-                if first != session.remote_identity() {
-                    return Err(Error::CorruptState("mixed identities in session set"));
-                }
+            if let Some(first) = sessions.first().map(Session::remote_identity)
+                && first != session.remote_identity()
+            {
+                return Err(Error::CorruptState("mixed identities in session set"));
             }
             sessions.push(session);
         }

@@ -87,6 +87,9 @@ pub struct PreKeyMessage<'a> {
 }
 
 /// Either kind of protocol message.
+// Parsing happens once per received message and the value lives on the
+// stack; boxing the larger variant would add an allocation instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy)]
 pub enum WireMessage<'a> {
     /// A session-establishing message from an initiator.
