@@ -1,0 +1,654 @@
+#!/usr/bin/env python3
+"""Independent conformance checker for the Sotto protocol v1 test vectors.
+
+Written from the specification (docs/protocol.md) alone, without the Rust
+source, so that it checks the vectors independently of the implementation.
+Uses the `cryptography` package for X25519, Ed25519, HKDF-SHA256,
+HMAC-SHA256 and ChaCha20-Poly1305, and hashlib for SHA-512.
+
+Usage: python3 check_vectors.py [FILE]   (default: v1.json next to this script)
+Prints one line per mismatch, ends with `conformance: N checks, M failed`
+and exits non-zero when M > 0.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import struct
+import sys
+from collections import OrderedDict
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.asymmetric.x25519 import (
+    X25519PrivateKey,
+    X25519PublicKey,
+)
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+# ---------------------------------------------------------------- constants
+VERSION = 0x01
+TYPE_PREKEY = 0x01
+TYPE_MESSAGE = 0x02
+MAX_SKIP = 1000
+MAX_STORED_SKIPPED = 2000
+MAX_PLAINTEXT = 16 * 1024 * 1024  # inclusive
+TAG_LEN = 16
+MIN_CIPHERTEXT = 256 + TAG_LEN
+HEADER_LEN = 40
+INFO_X3DH = b"Sotto_X3DH_v1"
+INFO_RATCHET = b"Sotto_Ratchet_v1"
+INFO_MESSAGE = b"Sotto_Message_v1"
+P = 2**255 - 19
+
+
+class ProtocolError(Exception):
+    pass
+
+
+class Duplicate(ProtocolError):
+    pass
+
+
+class AuthError(ProtocolError):
+    pass
+
+
+# ---------------------------------------------------------------- primitives
+def raw(pub) -> bytes:
+    return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def x25519_pub(priv: bytes) -> bytes:
+    # X25519 clamps the scalar on use (RFC 7748).
+    return raw(X25519PrivateKey.from_private_bytes(priv).public_key())
+
+
+def dh(priv: bytes, pub: bytes) -> bytes:
+    try:
+        out = X25519PrivateKey.from_private_bytes(priv).exchange(
+            X25519PublicKey.from_public_bytes(pub))
+    except ValueError as e:  # OpenSSL refuses an all-zero result
+        raise ProtocolError(f"X25519 failed: {e}") from e
+    if out == bytes(32):
+        raise ProtocolError("all-zero X25519 shared secret")
+    return out
+
+
+def hkdf(salt: bytes, ikm: bytes, info: bytes, length: int) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    h = hmac.HMAC(key, hashes.SHA256())
+    h.update(data)
+    return h.finalize()
+
+
+def u32be(n: int) -> bytes:
+    return struct.pack(">I", n)
+
+
+def enc_ed(k: bytes) -> bytes:
+    return b"\xed" + k
+
+
+def enc_x(k: bytes) -> bytes:
+    return b"\x05" + k
+
+
+def clamp(k: bytes) -> bytes:
+    b = bytearray(k)
+    b[0] &= 248
+    b[31] &= 127
+    b[31] |= 64
+    return bytes(b)
+
+
+def ed_to_montgomery(ed_pub: bytes) -> bytes:
+    """u = (1 + y) / (1 - y) mod p, y decoded from the Ed25519 encoding."""
+    y = (int.from_bytes(ed_pub, "little") & ((1 << 255) - 1)) % P
+    u = (1 + y) * pow((1 - y) % P, P - 2, P) % P
+    return u.to_bytes(32, "little")
+
+
+class Identity:
+    def __init__(self, seed: bytes):
+        self.seed = seed
+        self.ed_priv = Ed25519PrivateKey.from_private_bytes(seed)
+        self.ed_pub = raw(self.ed_priv.public_key())
+        # X25519 form: clamp(SHA-512(seed)[0..32]); the clamp is also applied
+        # by X25519 itself, so applying it here is harmless.
+        self.x_priv = clamp(hashlib.sha512(seed).digest()[:32])
+        self.x_pub = ed_to_montgomery(self.ed_pub)
+
+    def sign(self, msg: bytes) -> bytes:
+        return self.ed_priv.sign(msg)
+
+
+def verify_ed(pub: bytes, sig: bytes, msg: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(pub).verify(sig, msg)
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------- padding
+def padded_len(L: int) -> int:
+    if L <= 256:
+        return 256
+    E = L.bit_length() - 1            # floor(log2 L)
+    S = E.bit_length() - 1 + 1        # floor(log2 E) + 1
+    mask = (1 << (E - S)) - 1
+    return (L + mask) & ~mask
+
+
+def pad(pt: bytes) -> bytes:
+    if len(pt) > MAX_PLAINTEXT:
+        raise ProtocolError("plaintext too long")
+    target = padded_len(len(pt) + 1)
+    return pt + b"\x80" + bytes(target - len(pt) - 1)
+
+
+def unpad(buf: bytes) -> bytes:
+    stripped = buf.rstrip(b"\x00")
+    if not stripped or stripped[-1] != 0x80:
+        raise ProtocolError("padding: missing 0x80")
+    pt = stripped[:-1]
+    if len(buf) != padded_len(len(pt) + 1):
+        raise ProtocolError("padding: wrong padded length")
+    if len(pt) > MAX_PLAINTEXT:
+        raise ProtocolError("padding: plaintext too long")
+    return pt
+
+
+# ---------------------------------------------------------------- X3DH
+def x3dh_ikm(dhs: list[bytes]) -> bytes:
+    return b"\xff" * 32 + b"".join(dhs)
+
+
+def x3dh_initiator(ik_a: Identity, ek_a_priv: bytes, ik_b_ed: bytes,
+                   spk_b_pub: bytes, spk_sig: bytes, opk_b_pub: bytes | None):
+    if not verify_ed(ik_b_ed, spk_sig, enc_x(spk_b_pub)):
+        raise ProtocolError("bundle signature does not verify")
+    ik_b_x = ed_to_montgomery(ik_b_ed)
+    dhs = [dh(ik_a.x_priv, spk_b_pub), dh(ek_a_priv, ik_b_x), dh(ek_a_priv, spk_b_pub)]
+    if opk_b_pub is not None:
+        dhs.append(dh(ek_a_priv, opk_b_pub))
+    sk = hkdf(bytes(32), x3dh_ikm(dhs), INFO_X3DH, 32)
+    ad = enc_ed(ik_a.ed_pub) + enc_ed(ik_b_ed)
+    return sk, ad
+
+
+def x3dh_responder(ik_b: Identity, spk_b_priv: bytes, opk_b_priv: bytes | None,
+                   ik_a_ed: bytes, ek_a_pub: bytes):
+    ik_a_x = ed_to_montgomery(ik_a_ed)
+    dhs = [dh(spk_b_priv, ik_a_x), dh(ik_b.x_priv, ek_a_pub), dh(spk_b_priv, ek_a_pub)]
+    if opk_b_priv is not None:
+        dhs.append(dh(opk_b_priv, ek_a_pub))
+    sk = hkdf(bytes(32), x3dh_ikm(dhs), INFO_X3DH, 32)
+    ad = enc_ed(ik_a_ed) + enc_ed(ik_b.ed_pub)
+    return sk, ad
+
+
+# ---------------------------------------------------------------- Double Ratchet
+def kdf_rk(rk: bytes, dh_out: bytes):
+    out = hkdf(rk, dh_out, INFO_RATCHET, 64)
+    return out[:32], out[32:]
+
+
+def kdf_ck(ck: bytes):
+    return hmac_sha256(ck, b"\x02"), hmac_sha256(ck, b"\x01")
+
+
+def message_key_nonce(mk: bytes):
+    out = hkdf(bytes(32), mk, INFO_MESSAGE, 44)
+    return out[:32], out[32:]
+
+
+def make_header(pub: bytes, pn: int, n: int) -> bytes:
+    return pub + u32be(pn) + u32be(n)
+
+
+class ListRng:
+    """Caller-supplied RNG: hands out the listed ratchet private keys in order."""
+
+    def __init__(self, name: str, keys: list[bytes]):
+        self.name, self.keys, self.pos = name, keys, 0
+
+    def draw(self) -> bytes:
+        if self.pos >= len(self.keys):
+            raise ProtocolError(f"{self.name}: ratchet key list exhausted "
+                                f"(draw #{self.pos + 1}, list has {len(self.keys)})")
+        k = self.keys[self.pos]
+        self.pos += 1
+        return k
+
+
+class Ratchet:
+    def __init__(self):
+        self.dhs_priv: bytes = b""
+        self.dhs_pub: bytes = b""
+        self.dhr: bytes | None = None
+        self.rk: bytes = b""
+        self.cks: bytes | None = None
+        self.ckr: bytes | None = None
+        self.ns = self.nr = self.pn = 0
+        self.skipped: OrderedDict = OrderedDict()  # (dh_pub, n) -> mk
+        self.ad: bytes = b""
+
+    @classmethod
+    def init_alice(cls, sk, ad, spk_b_pub, rng: ListRng):
+        s = cls()
+        s.ad = ad
+        s.dhs_priv = rng.draw()
+        s.dhs_pub = x25519_pub(s.dhs_priv)
+        s.dhr = spk_b_pub
+        s.rk, s.cks = kdf_rk(sk, dh(s.dhs_priv, s.dhr))
+        return s
+
+    @classmethod
+    def init_bob(cls, sk, ad, spk_b_priv):
+        s = cls()
+        s.ad = ad
+        s.dhs_priv = spk_b_priv
+        s.dhs_pub = x25519_pub(spk_b_priv)
+        s.rk = sk
+        return s
+
+    def aead_ad(self, header: bytes) -> bytes:
+        return self.ad + bytes([VERSION]) + header
+
+    def encrypt(self, pt: bytes) -> bytes:
+        """Returns the encoded Message (version || type || header || ct)."""
+        if self.cks is None:
+            raise ProtocolError("no sending chain")
+        self.cks, mk = kdf_ck(self.cks)
+        header = make_header(self.dhs_pub, self.pn, self.ns)
+        self.ns += 1
+        key, nonce = message_key_nonce(mk)
+        ct = ChaCha20Poly1305(key).encrypt(nonce, pad(pt), self.aead_ad(header))
+        return bytes([VERSION, TYPE_MESSAGE]) + header + ct
+
+    def _decrypt_mk(self, mk, header, ct) -> bytes:
+        key, nonce = message_key_nonce(mk)
+        try:
+            padded = ChaCha20Poly1305(key).decrypt(nonce, ct, self.aead_ad(header))
+        except InvalidTag as e:
+            raise AuthError("AEAD authentication failed") from e
+        return unpad(padded)
+
+    def _skip(self, until: int):
+        if self.nr + MAX_SKIP < until:
+            raise ProtocolError("MAX_SKIP exceeded")
+        if self.ckr is not None:
+            while self.nr < until:
+                self.ckr, mk = kdf_ck(self.ckr)
+                self.skipped[(self.dhr, self.nr)] = mk
+                while len(self.skipped) > MAX_STORED_SKIPPED:
+                    self.skipped.popitem(last=False)
+                self.nr += 1
+
+    def _dh_ratchet(self, dh_pub: bytes, rng: ListRng):
+        self.pn = self.ns
+        self.ns = 0
+        self.nr = 0
+        self.dhr = dh_pub
+        self.rk, self.ckr = kdf_rk(self.rk, dh(self.dhs_priv, self.dhr))
+        self.dhs_priv = rng.draw()
+        self.dhs_pub = x25519_pub(self.dhs_priv)
+        self.rk, self.cks = kdf_rk(self.rk, dh(self.dhs_priv, self.dhr))
+
+    def decrypt_inplace(self, header: bytes, ct: bytes, rng: ListRng) -> bytes:
+        dh_pub, pn, n = header[:32], *struct.unpack(">II", header[32:40])
+        key = (dh_pub, n)
+        if key in self.skipped:
+            pt = self._decrypt_mk(self.skipped[key], header, ct)
+            del self.skipped[key]
+            return pt
+        if dh_pub != self.dhr:
+            # Check both MAX_SKIP bounds before doing anything (session unchanged).
+            if self.ckr is not None and pn - self.nr > MAX_SKIP:
+                raise ProtocolError("MAX_SKIP exceeded (previous chain)")
+            if n > MAX_SKIP:
+                raise ProtocolError("MAX_SKIP exceeded (new chain)")
+            self._skip(pn)
+            self._dh_ratchet(dh_pub, rng)
+        elif n < self.nr:
+            raise Duplicate("already used message index")
+        self._skip(n)
+        self.ckr, mk = kdf_ck(self.ckr)
+        self.nr += 1
+        return self._decrypt_mk(mk, header, ct)
+
+
+# ---------------------------------------------------------------- wire format
+def parse_message(buf: bytes):
+    if len(buf) < 2 + HEADER_LEN:
+        raise ProtocolError("Message too short")
+    if buf[0] != VERSION:
+        raise ProtocolError("Message: wrong version")
+    if buf[1] != TYPE_MESSAGE:
+        raise ProtocolError("Message: wrong type")
+    header, ct = buf[2:2 + HEADER_LEN], buf[2 + HEADER_LEN:]
+    if len(ct) < MIN_CIPHERTEXT:
+        raise ProtocolError("ciphertext shorter than 272 bytes")
+    return header, ct
+
+
+def encode_prekey(ik_a_ed, ek_a_pub, spk_id, opk_id, message: bytes) -> bytes:
+    out = bytes([VERSION, TYPE_PREKEY]) + ik_a_ed + ek_a_pub + u32be(spk_id)
+    if opk_id is None:
+        out += b"\x00"
+    else:
+        out += b"\x01" + u32be(opk_id)
+    return out + message
+
+
+def parse_prekey(buf: bytes):
+    if len(buf) < 2 + 32 + 32 + 4 + 1:
+        raise ProtocolError("PreKeyMessage too short")
+    if buf[0] != VERSION:
+        raise ProtocolError("PreKeyMessage: wrong version")
+    if buf[1] != TYPE_PREKEY:
+        raise ProtocolError("PreKeyMessage: wrong type")
+    ik_a, ek_a = buf[2:34], buf[34:66]
+    (spk_id,) = struct.unpack(">I", buf[66:70])
+    flag = buf[70]
+    pos = 71
+    if flag == 0:
+        opk_id = None
+    elif flag == 1:
+        if len(buf) < pos + 4:
+            raise ProtocolError("PreKeyMessage too short")
+        (opk_id,) = struct.unpack(">I", buf[pos:pos + 4])
+        pos += 4
+    else:
+        raise ProtocolError("PreKeyMessage: unknown has_opk flag")
+    header, ct = parse_message(buf[pos:])
+    return ik_a, ek_a, spk_id, opk_id, header, ct
+
+
+# ---------------------------------------------------------------- parties
+class Alice:
+    def __init__(self, ik: Identity, ek_priv: bytes, bundle: dict, rng: ListRng):
+        self.ik = ik
+        self.rng = rng
+        self.ek_priv = ek_priv
+        self.ek_pub = x25519_pub(ek_priv)
+        self.spk_id = bundle["spk_id"]
+        self.opk_id = bundle["opk_id"]
+        sk, ad = x3dh_initiator(ik, ek_priv, bundle["ik"], bundle["spk_pub"],
+                                bundle["sig"], bundle["opk_pub"])
+        self.session = Ratchet.init_alice(sk, ad, bundle["spk_pub"], rng)
+        self.got_reply = False
+
+    def send(self, pt: bytes) -> bytes:
+        msg = self.session.encrypt(pt)
+        if not self.got_reply:
+            return encode_prekey(self.ik.ed_pub, self.ek_pub, self.spk_id, self.opk_id, msg)
+        return msg
+
+    def receive(self, wire: bytes) -> bytes:
+        if len(wire) >= 2 and wire[1] == TYPE_PREKEY:
+            raise ProtocolError("Alice received a PreKeyMessage (no responder role here)")
+        header, ct = parse_message(wire)
+        work = copy.deepcopy(self.session)
+        pt = work.decrypt_inplace(header, ct, self.rng)
+        self.session = work
+        self.got_reply = True
+        return pt
+
+
+class Bob:
+    def __init__(self, ik: Identity, spk_id, spk_priv, opk_id, opk_priv, rng: ListRng):
+        self.ik = ik
+        self.rng = rng
+        self.spk_id, self.spk_priv = spk_id, spk_priv
+        self.opks = {} if opk_id is None else {opk_id: opk_priv}
+        self.sessions: dict = {}  # (IK_A, EK_A) -> Ratchet
+        self.current = None  # session that most recently decrypted
+
+    def send(self, pt: bytes) -> bytes:
+        if self.current is None:
+            raise ProtocolError("Bob has no session to send with")
+        return self.sessions[self.current].encrypt(pt)
+
+    def receive(self, wire: bytes) -> bytes:
+        if len(wire) < 2:
+            raise ProtocolError("too short")
+        if wire[1] == TYPE_PREKEY:
+            ik_a, ek_a, spk_id, opk_id, header, ct = parse_prekey(wire)
+            key = (ik_a, ek_a)
+            if key in self.sessions:
+                work = copy.deepcopy(self.sessions[key])
+                pt = work.decrypt_inplace(header, ct, self.rng)
+                self.sessions[key] = work
+                self.current = key
+                return pt
+            if spk_id != self.spk_id:
+                raise ProtocolError(f"unknown SPK id {spk_id}")
+            opk_priv = None
+            if opk_id is not None:
+                if opk_id not in self.opks:
+                    raise ProtocolError(f"unknown/used OPK id {opk_id}")
+                opk_priv = self.opks[opk_id]
+            sk, ad = x3dh_responder(self.ik, self.spk_priv, opk_priv, ik_a, ek_a)
+            work = Ratchet.init_bob(sk, ad, self.spk_priv)
+            pt = work.decrypt_inplace(header, ct, self.rng)
+            self.sessions[key] = work
+            self.current = key
+            if opk_id is not None:
+                del self.opks[opk_id]  # delete only after the first decrypt succeeds
+            return pt
+        header, ct = parse_message(wire)
+        last_err: Exception = ProtocolError("no session matches")
+        for key, sess in self.sessions.items():
+            work = copy.deepcopy(sess)
+            try:
+                pt = work.decrypt_inplace(header, ct, self.rng)
+            except ProtocolError as e:
+                last_err = e
+                continue
+            self.sessions[key] = work
+            self.current = key
+            return pt
+        raise last_err
+
+
+# ---------------------------------------------------------------- checker
+class Checker:
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+
+    def check(self, ok: bool, what: str):
+        self.n += 1
+        if not ok:
+            self.failed += 1
+            print(f"MISMATCH {what}")
+        return ok
+
+    def eq(self, got, want, what: str):
+        if isinstance(got, (bytes, bytearray)):
+            got = got.hex()
+        if isinstance(want, (bytes, bytearray)):
+            want = want.hex()
+        return self.check(got == want, f"{what}: computed {short(got)} file {short(want)}")
+
+
+def short(v):
+    s = str(v)
+    return s if len(s) <= 80 else f"{s[:64]}...({len(s)} chars)"
+
+
+def hx(s: str) -> bytes:
+    return bytes.fromhex(s)
+
+
+X3DH_FIELDS = ["description", "alice_identity_seed", "alice_ephemeral_private",
+               "bob_identity_seed", "bob_signed_prekey_id", "bob_signed_prekey_private",
+               "bob_signed_prekey_signature", "bob_one_time_prekey_id",
+               "bob_one_time_prekey_private", "shared_secret", "associated_data"]
+SESSION_FIELDS = ["description", "x3dh", "alice_ratchet_privates",
+                  "bob_ratchet_privates", "events"]
+
+
+def check_hex_lower(c: Checker, obj, path: str):
+    """Hex strings in the file must be lowercase."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k != "description":
+                check_hex_lower(c, v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            check_hex_lower(c, v, f"{path}[{i}]")
+    elif isinstance(obj, str) and obj != obj.lower():
+        c.check(False, f"{path}: hex not lowercase")
+
+
+def check_x3dh(c: Checker, i: int, e: dict):
+    tag = f"x3dh[{i}]"
+    missing = [f for f in X3DH_FIELDS if f not in e]
+    if not c.check(not missing, f"{tag}: missing fields {missing}"):
+        return
+    ik_a = Identity(hx(e["alice_identity_seed"]))
+    ik_b = Identity(hx(e["bob_identity_seed"]))
+    # The X25519 form's public key must equal X25519(clamped SHA-512(seed)[..32]).
+    c.eq(x25519_pub(ik_a.x_priv), ik_a.x_pub, f"{tag} alice IK montgomery vs scalar")
+    c.eq(x25519_pub(ik_b.x_priv), ik_b.x_pub, f"{tag} bob IK montgomery vs scalar")
+    spk_priv = hx(e["bob_signed_prekey_private"])
+    spk_pub = x25519_pub(spk_priv)
+    want_sig = ik_b.sign(enc_x(spk_pub))
+    c.eq(want_sig, e["bob_signed_prekey_signature"], f"{tag} bob_signed_prekey_signature")
+    c.check(verify_ed(ik_b.ed_pub, hx(e["bob_signed_prekey_signature"]), enc_x(spk_pub)),
+            f"{tag} bob_signed_prekey_signature does not verify")
+    opk_priv = e["bob_one_time_prekey_private"]
+    c.check((opk_priv is None) == (e["bob_one_time_prekey_id"] is None),
+            f"{tag} OPK id/private must both be null or both set")
+    opk_priv = hx(opk_priv) if opk_priv is not None else None
+    opk_pub = x25519_pub(opk_priv) if opk_priv is not None else None
+    try:
+        sk, ad = x3dh_initiator(ik_a, hx(e["alice_ephemeral_private"]), ik_b.ed_pub,
+                                spk_pub, hx(e["bob_signed_prekey_signature"]), opk_pub)
+        c.eq(sk, e["shared_secret"], f"{tag} shared_secret (initiator)")
+        c.eq(ad, e["associated_data"], f"{tag} associated_data")
+        c.eq(len(ad), 66, f"{tag} associated_data length")
+    except ProtocolError as ex:
+        c.check(False, f"{tag} initiator X3DH failed: {ex}")
+    try:
+        sk_b, ad_b = x3dh_responder(ik_b, spk_priv, opk_priv, ik_a.ed_pub,
+                                    x25519_pub(hx(e["alice_ephemeral_private"])))
+        c.eq(sk_b, e["shared_secret"], f"{tag} shared_secret (responder)")
+        c.eq(ad_b, e["associated_data"], f"{tag} associated_data (responder)")
+    except ProtocolError as ex:
+        c.check(False, f"{tag} responder X3DH failed: {ex}")
+
+
+def check_session(c: Checker, i: int, s: dict, x3dh: list):
+    tag = f"sessions[{i}]"
+    missing = [f for f in SESSION_FIELDS if f not in s]
+    if not c.check(not missing, f"{tag}: missing fields {missing}"):
+        return
+    xi = s["x3dh"]
+    if not c.check(isinstance(xi, int) and 0 <= xi < len(x3dh), f"{tag}: bad x3dh index {xi}"):
+        return
+    e = x3dh[xi]
+    ik_a = Identity(hx(e["alice_identity_seed"]))
+    ik_b = Identity(hx(e["bob_identity_seed"]))
+    spk_priv = hx(e["bob_signed_prekey_private"])
+    opk_priv = hx(e["bob_one_time_prekey_private"]) if e["bob_one_time_prekey_private"] else None
+    rng_a = ListRng("alice", [hx(k) for k in s["alice_ratchet_privates"]])
+    rng_b = ListRng("bob", [hx(k) for k in s["bob_ratchet_privates"]])
+    bundle = {
+        "ik": ik_b.ed_pub, "spk_id": e["bob_signed_prekey_id"], "spk_pub": x25519_pub(spk_priv),
+        "sig": hx(e["bob_signed_prekey_signature"]), "opk_id": e["bob_one_time_prekey_id"],
+        "opk_pub": x25519_pub(opk_priv) if opk_priv else None,
+    }
+    try:
+        alice = Alice(ik_a, hx(e["alice_ephemeral_private"]), bundle, rng_a)
+    except ProtocolError as ex:
+        c.check(False, f"{tag} alice initialisation failed: {ex}")
+        return
+    bob = Bob(ik_b, e["bob_signed_prekey_id"], spk_priv,
+              e["bob_one_time_prekey_id"], opk_priv, rng_b)
+    parties = {"alice": alice, "bob": bob}
+    sends: list[dict] = []
+    for j, ev in enumerate(s["events"]):
+        etag = f"{tag}.events[{j}]"
+        op, by = ev.get("op"), ev.get("by")
+        if not c.check(by in parties and op in ("send", "receive"),
+                       f"{etag}: bad op/by {op!r}/{by!r}"):
+            continue
+        if op == "send":
+            etag += f" (send #{len(sends)} by {by})"
+            sends.append(ev)
+            try:
+                wire = parties[by].send(hx(ev["plaintext"]))
+            except ProtocolError as ex:
+                c.check(False, f"{etag} wire: send failed: {ex}")
+                continue
+            if not c.eq(wire, ev["wire"], f"{etag} wire"):
+                explain_wire_diff(wire, hx(ev["wire"]), etag)
+        else:
+            k = ev.get("send_index")
+            etag += f" (receive by {by} of send #{k})"
+            if not c.check(isinstance(k, int) and 0 <= k < len(sends),
+                           f"{etag}: send_index does not refer to an earlier send"):
+                continue
+            src = sends[k]
+            c.check(src["by"] != by, f"{etag}: receiver is the sender")
+            try:
+                pt = parties[by].receive(hx(src["wire"]))
+            except ProtocolError as ex:
+                c.check(False, f"{etag} plaintext: decrypt failed: {type(ex).__name__}: {ex}")
+                continue
+            c.eq(pt, src["plaintext"], f"{etag} plaintext")
+    c.eq(rng_a.pos, len(rng_a.keys), f"{tag} alice_ratchet_privates consumed")
+    c.eq(rng_b.pos, len(rng_b.keys), f"{tag} bob_ratchet_privates consumed")
+
+
+def explain_wire_diff(got: bytes, want: bytes, etag: str):
+    if len(got) != len(want):
+        print(f"    {etag}: length computed {len(got)} file {len(want)}")
+    for idx, (a, b) in enumerate(zip(got, want)):
+        if a != b:
+            print(f"    {etag}: first differing byte at offset {idx}")
+            break
+
+
+def main(argv):
+    path = argv[1] if len(argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "v1.json")
+    with open(path) as f:
+        data = json.load(f)
+    c = Checker()
+    c.eq(data.get("version"), 1, "version")
+    check_hex_lower(c, data, "$")
+    x3dh = data.get("x3dh", [])
+    for i, e in enumerate(x3dh):
+        check_x3dh(c, i, e)
+    for i, s in enumerate(data.get("sessions", [])):
+        check_session(c, i, s, x3dh)
+    for i, p in enumerate(data.get("padding", [])):
+        c.eq(padded_len(p["length"] + 1), p["padded_length"], f"padding[{i}] (length {p['length']}) padded_length")
+    # Self-checks of the padding round trip at a few of the listed lengths.
+    for p in data.get("padding", []):
+        n = p["length"]
+        if n <= 70000:
+            buf = pad(bytes([0xAB]) * n)
+            c.check(len(buf) == padded_len(n + 1) and unpad(buf) == bytes([0xAB]) * n,
+                    f"padding round trip for length {n}")
+    print(f"conformance: {c.n} checks, {c.failed} failed")
+    return 1 if c.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
