@@ -52,6 +52,12 @@ pub enum Error {
     /// A Diffie-Hellman exchange produced the all-zero value (small-order key).
     #[error("key agreement with a small-order public key")]
     NonContributoryKey,
+    /// A PreKeyMessage base key that is not the canonical X25519 encoding
+    /// (top bit set, or a value of at least 2^255 - 19): X25519 would read
+    /// it as a second encoding of another key, so the same X3DH run could
+    /// arrive under two names.
+    #[error("non-canonical base key")]
+    InvalidBaseKey,
     /// The message is authentic-looking but its key could not open it.
     #[error("message authentication failed")]
     AuthenticationFailed,

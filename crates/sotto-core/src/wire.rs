@@ -171,6 +171,9 @@ impl<'a> PreKeyMessage<'a> {
         }
         let identity_key = IdentityKey::from_bytes(r.array::<32>()?)?;
         let base_key = *r.array::<32>()?;
+        if !is_canonical_x25519(&base_key) {
+            return Err(Error::InvalidBaseKey);
+        }
         let signed_prekey_id = r.u32()?;
         let one_time_prekey_id = match r.u8()? {
             0x00 => None,
@@ -191,6 +194,18 @@ impl<'a> PreKeyMessage<'a> {
     pub fn prefix_len(has_opk: bool) -> usize {
         2 + 32 + 32 + 4 + 1 + if has_opk { 4 } else { 0 }
     }
+}
+
+/// True if `key` is the canonical encoding of an X25519 u-coordinate: top
+/// bit clear and value below p = 2^255 - 19. X25519 itself accepts the
+/// other encodings as aliases (RFC 7748 masks the top bit and reduces mod p).
+fn is_canonical_x25519(key: &[u8; 32]) -> bool {
+    if key[31] & 0x80 != 0 {
+        return false;
+    }
+    // Values >= p are 0x7f, then 30 bytes of 0xff, then a low byte >= 0xed.
+    let at_least_p = key[31] == 0x7f && key[1..31].iter().all(|&b| b == 0xff) && key[0] >= 0xed;
+    !at_least_p
 }
 
 /// Appends the PreKeyMessage prefix (everything before the embedded

@@ -1,5 +1,6 @@
 //! The committed test vectors are exactly what the code generates, and the
 //! checker replays them (and catches a tampered file).
+#![cfg(test)]
 
 #[path = "../examples/vectors/conformance.rs"]
 mod conformance;

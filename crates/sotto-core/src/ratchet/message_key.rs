@@ -6,6 +6,7 @@
 use std::sync::LazyLock;
 
 use chacha20poly1305::aead::AeadInOut;
+use chacha20poly1305::aead::inout::InOutBuf;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
 use hkdf::HkdfExtract;
 use sha2::Sha256;
@@ -93,14 +94,23 @@ impl MessageKey {
         Ok(out)
     }
 
-    /// Decrypts `buf` (ciphertext without tag) in place, checking `tag`.
-    /// On failure `buf` holds garbage the caller must discard.
-    pub(crate) fn open(&self, aad: &[u8], buf: &mut [u8], tag: &[u8]) -> Result<()> {
+    /// Decrypts `ciphertext` (without tag) into `out`, which must have the
+    /// same length, checking `tag`. Reading the wire and writing the
+    /// plaintext in one pass saves a copy of the message. On failure `out`
+    /// holds garbage the caller must discard.
+    pub(crate) fn open(
+        &self,
+        aad: &[u8],
+        ciphertext: &[u8],
+        out: &mut [u8],
+        tag: &[u8],
+    ) -> Result<()> {
         let k = self.aead_key();
         let cipher = ChaCha20Poly1305::new((&k.key).into());
         let tag = Tag::try_from(tag).map_err(|_| Error::AuthenticationFailed)?;
+        let buf = InOutBuf::new(ciphertext, out).map_err(|_| Error::AuthenticationFailed)?;
         cipher
-            .decrypt_inout_detached(&Nonce::from(k.nonce), aad, buf.into(), &tag)
+            .decrypt_inout_detached(&Nonce::from(k.nonce), aad, buf, &tag)
             .map_err(|_| Error::AuthenticationFailed)
     }
 }

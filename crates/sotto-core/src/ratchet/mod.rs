@@ -363,13 +363,22 @@ impl Session {
         out: &mut Vec<u8>,
         rng: &mut R,
     ) -> Result<()> {
-        out.clear();
-        let (commit, message_key) = self.plan(&message.header, rng)?;
+        let (commit, message_key) = match self.plan(&message.header, rng) {
+            Ok(planned) => planned,
+            Err(e) => {
+                out.clear();
+                return Err(e);
+            }
+        };
         let aad = self.aead_ad(message.header_bytes);
-        let body_len = message.ciphertext.len() - TAG_LEN;
-        out.extend_from_slice(&message.ciphertext[..body_len]);
+        let (body, tag) = message
+            .ciphertext
+            .split_at(message.ciphertext.len() - TAG_LEN);
+        // With a reused buffer only the gap beyond its current length is
+        // filled; decryption then overwrites every byte.
+        out.resize(body.len(), 0);
         let opened = message_key
-            .open(&aad, out, &message.ciphertext[body_len..])
+            .open(&aad, body, out, tag)
             .and_then(|()| crate::pad::unpadded_len(out));
         match opened {
             Ok(len) => {
