@@ -1,0 +1,143 @@
+//! Contacts, their pinned identity keys, and starting sessions.
+
+use sotto_core::{IdentityKey, PreKeyBundle, SafetyNumber};
+
+use crate::error::{Error, Result};
+use crate::records::{ContactRecord, check_contact_id, check_contact_name};
+use crate::store::Store;
+use crate::types::Contact;
+
+impl From<ContactRecord> for Contact {
+    fn from(r: ContactRecord) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            identity_key: r.identity_key,
+            verified: r.verified,
+        }
+    }
+}
+
+impl Store {
+    /// Adds a contact. `id` is the application's identifier for them (for
+    /// example their relay account); `identity_key`, if known, is pinned:
+    /// sessions with another key are refused.
+    pub fn add_contact(
+        &mut self,
+        id: &str,
+        name: &str,
+        identity_key: Option<&IdentityKey>,
+    ) -> Result<()> {
+        check_contact_id(id)?;
+        check_contact_name(name)?;
+        self.write(|db, rng| {
+            if db.contact(id)?.is_some() {
+                return Err(Error::ContactExists);
+            }
+            db.put_contact(
+                rng,
+                &ContactRecord {
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                    identity_key: identity_key.copied(),
+                    verified: false,
+                },
+            )
+        })
+    }
+
+    /// The contact with this id.
+    pub fn contact(&self, id: &str) -> Result<Option<Contact>> {
+        check_contact_id(id)?;
+        Ok(self.read(|db| db.contact(id))?.map(Contact::from))
+    }
+
+    /// Every contact, in no particular order. A row that cannot be read
+    /// is reported in place and does not hide the others.
+    pub fn contacts(&self) -> Result<Vec<Result<Contact>>> {
+        Ok(self
+            .read(|db| db.all_contacts())?
+            .into_iter()
+            .map(|r| r.map(Contact::from))
+            .collect())
+    }
+
+    /// Changes a contact's display name.
+    pub fn rename_contact(&mut self, id: &str, name: &str) -> Result<()> {
+        check_contact_id(id)?;
+        check_contact_name(name)?;
+        self.update_contact(id, |c| c.name = name.to_owned())
+    }
+
+    /// Records whether the user verified the contact's safety number.
+    pub fn set_contact_verified(&mut self, id: &str, verified: bool) -> Result<()> {
+        check_contact_id(id)?;
+        self.update_contact(id, |c| c.verified = verified)
+    }
+
+    fn update_contact(&mut self, id: &str, change: impl FnOnce(&mut ContactRecord)) -> Result<()> {
+        self.write(|db, rng| {
+            let mut record = db.contact(id)?.ok_or(Error::UnknownContact)?;
+            change(&mut record);
+            db.put_contact(rng, &record)
+        })
+    }
+
+    /// Deletes a contact with its sessions and its conversation (messages
+    /// and conversation key); returns whether the contact existed.
+    pub fn delete_contact(&mut self, id: &str) -> Result<bool> {
+        check_contact_id(id)?;
+        let existed = self.write(|db, _| {
+            let conversation = db.conversation_lookup(id);
+            db.delete_conversation(&conversation)?;
+            db.delete_contact(id)
+        })?;
+        self.checkpoint()?;
+        Ok(existed)
+    }
+
+    /// Starts a session with `contact` from their prekey bundle (verifying
+    /// its signature) and stores it; the next [`send`](Self::send) uses it.
+    ///
+    /// The bundle's identity key is pinned if the contact had none; a
+    /// different pinned key is [`Error::IdentityMismatch`].
+    pub fn start_session(&mut self, contact: &str, bundle: &PreKeyBundle) -> Result<()> {
+        check_contact_id(contact)?;
+        self.write(|db, rng| {
+            let mut record = db.contact(contact)?.ok_or(Error::UnknownContact)?;
+            match &record.identity_key {
+                Some(pinned) if *pinned != bundle.identity_key => {
+                    return Err(Error::IdentityMismatch);
+                }
+                Some(_) => {}
+                None => {
+                    record.identity_key = Some(bundle.identity_key);
+                    db.put_contact(rng, &record)?;
+                }
+            }
+            let identity = db.identity()?;
+            let lookup = db.contact_lookup(contact);
+            let mut sessions = db.sessions(&lookup)?;
+            sessions.initiate(&identity, bundle, rng)?;
+            db.put_sessions(rng, &lookup, &sessions)
+        })
+    }
+
+    /// True if there is a session to send to `contact` with.
+    pub fn has_session(&self, contact: &str) -> Result<bool> {
+        check_contact_id(contact)?;
+        self.read(|db| Ok(db.sessions(&db.contact_lookup(contact))?.has_session()))
+    }
+
+    /// The safety number with `contact`, once their identity key is known.
+    pub fn safety_number(&self, contact: &str) -> Result<Option<SafetyNumber>> {
+        check_contact_id(contact)?;
+        self.read(|db| {
+            let record = db.contact(contact)?.ok_or(Error::UnknownContact)?;
+            let local = db.identity()?;
+            Ok(record
+                .identity_key
+                .map(|theirs| sotto_core::safety_number(local.public(), &theirs)))
+        })
+    }
+}

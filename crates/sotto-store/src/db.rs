@@ -1,0 +1,874 @@
+//! Row-level access inside one transaction: every read opens (and checks)
+//! a sealed value for its place, every write seals for its place.
+
+use std::cell::Cell;
+
+use rand_core::CryptoRng;
+use rusqlite::{Connection, OptionalExtension, params};
+use sotto_core::{IdentityKeyPair, OneTimePreKey, PreKeySource, SessionSet, SignedPreKey};
+use zeroize::Zeroizing;
+
+use crate::crypto::{ConversationKey, Domain, Keys, Place};
+use crate::error::{Error, Result, Row};
+use crate::records::{
+    self, ContactRecord, PreKeyIds, decode_contact, decode_conversation, decode_identity,
+    decode_message, decode_prekey_ids, encode_contact, encode_conversation, encode_identity,
+    encode_prekey_ids, padded, unpadded,
+};
+use crate::types::{EnvelopeId, Message};
+
+/// An error reading a row: a missing or mistyped column is corruption of
+/// that row; anything else is the database's own failure.
+pub(crate) fn corrupt_or_db(e: rusqlite::Error, table: &'static str, row: Row) -> Error {
+    match e {
+        rusqlite::Error::QueryReturnedNoRows
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => Error::Corrupt { table, row },
+        other => Error::Database(other),
+    }
+}
+
+pub(crate) fn seq_to_sql(seq: u64) -> Result<i64> {
+    i64::try_from(seq).map_err(|_| Error::UnknownMessage(seq))
+}
+
+fn seq_from_sql(seq: i64, table: &'static str) -> Result<u64> {
+    u64::try_from(seq).map_err(|_| Error::Corrupt {
+        table,
+        row: Row::Named("seq"),
+    })
+}
+
+fn lookup_from_sql(bytes: Vec<u8>, table: &'static str) -> Result<[u8; 32]> {
+    bytes.try_into().map_err(|_| Error::Corrupt {
+        table,
+        row: Row::Named("lookup"),
+    })
+}
+
+/// The row part of a message's associated data: `conversation || u64be(seq)`.
+pub(crate) fn message_row(conversation: &[u8; 32], seq: u64) -> [u8; 40] {
+    let mut row = [0u8; 40];
+    row[..32].copy_from_slice(conversation);
+    row[32..].copy_from_slice(&seq.to_be_bytes());
+    row
+}
+
+/// A conversation with its key unwrapped.
+pub(crate) struct Conversation {
+    pub(crate) lookup: [u8; 32],
+    pub(crate) contact: String,
+    pub(crate) key: ConversationKey,
+    pub(crate) next_seq: u64,
+}
+
+/// A raw outbox row.
+pub(crate) struct OutboxRow {
+    pub(crate) lookup: [u8; 32],
+    pub(crate) conversation: [u8; 32],
+    pub(crate) seq: u64,
+    pub(crate) sealed: Vec<u8>,
+}
+
+/// The database as seen through the store's keys, inside one transaction.
+pub(crate) struct Db<'a> {
+    conn: &'a Connection,
+    keys: &'a Keys,
+}
+
+impl<'a> Db<'a> {
+    pub(crate) fn new(conn: &'a Connection, keys: &'a Keys) -> Self {
+        Self { conn, keys }
+    }
+
+    pub(crate) fn lookup(&self, domain: Domain, parts: &[&[u8]]) -> [u8; 32] {
+        self.keys.lookup().compute(domain, parts)
+    }
+
+    fn open_value(&self, place: Place<'_>, sealed: &[u8], row: Row) -> Result<Zeroizing<Vec<u8>>> {
+        self.keys.value().open(place, sealed).ok_or(Error::Corrupt {
+            table: place.table,
+            row,
+        })
+    }
+
+    fn query_sealed(
+        &self,
+        sql: &str,
+        key: &[u8],
+        table: &'static str,
+        row: Row,
+    ) -> Result<Option<Vec<u8>>> {
+        self.conn
+            .prepare_cached(sql)?
+            .query_row(params![key], |r| r.get::<_, Vec<u8>>(0))
+            .optional()
+            .map_err(|e| corrupt_or_db(e, table, row))
+    }
+
+    // ---- identity ---------------------------------------------------------
+
+    pub(crate) fn identity(&self) -> Result<IdentityKeyPair> {
+        let row = Row::Named("identity");
+        let sealed: Vec<u8> = self
+            .conn
+            .prepare_cached("SELECT sealed FROM identity WHERE slot = 0")?
+            .query_row([], |r| r.get(0))
+            .map_err(|e| corrupt_or_db(e, "identity", row))?;
+        let plain = self.open_value(Place::new("identity", "sealed", b"identity"), &sealed, row)?;
+        let seed = decode_identity(&plain).map_err(|_| Error::Corrupt {
+            table: "identity",
+            row,
+        })?;
+        Ok(IdentityKeyPair::from_seed(&seed))
+    }
+
+    pub(crate) fn put_identity<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        identity: &IdentityKeyPair,
+    ) -> Result<()> {
+        let record = encode_identity(&identity.to_seed());
+        let sealed =
+            self.keys
+                .value()
+                .seal(rng, Place::new("identity", "sealed", b"identity"), &record)?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO identity (slot, sealed) VALUES (0, ?1)",
+            params![sealed],
+        )?;
+        Ok(())
+    }
+
+    // ---- prekey ids -------------------------------------------------------
+
+    pub(crate) fn prekey_ids(&self) -> Result<PreKeyIds> {
+        let row = Row::Named("prekey_ids");
+        let sealed: Vec<u8> = self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE name = 'prekey_ids'")?
+            .query_row([], |r| r.get(0))
+            .map_err(|e| corrupt_or_db(e, "meta", row))?;
+        let plain = self.open_value(Place::new("meta", "value", b"prekey_ids"), &sealed, row)?;
+        decode_prekey_ids(&plain).map_err(|_| Error::Corrupt { table: "meta", row })
+    }
+
+    pub(crate) fn put_prekey_ids<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        ids: &PreKeyIds,
+    ) -> Result<()> {
+        let sealed = self.keys.value().seal(
+            rng,
+            Place::new("meta", "value", b"prekey_ids"),
+            &encode_prekey_ids(ids),
+        )?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES ('prekey_ids', ?1)",
+            params![sealed],
+        )?;
+        Ok(())
+    }
+
+    // ---- signed prekeys ---------------------------------------------------
+
+    fn signed_prekey_lookup(&self, id: u32) -> [u8; 32] {
+        self.lookup(Domain::SignedPreKey, &[&id.to_be_bytes()])
+    }
+
+    fn open_signed_prekey(&self, lookup: &[u8; 32], sealed: &[u8]) -> Result<SignedPreKey> {
+        let row = Row::lookup(lookup);
+        let plain = self.open_value(Place::new("signed_prekeys", "sealed", lookup), sealed, row)?;
+        let key = SignedPreKey::from_bytes(&plain).map_err(|_| Error::Corrupt {
+            table: "signed_prekeys",
+            row,
+        })?;
+        if self.signed_prekey_lookup(key.id()) != *lookup {
+            return Err(Error::Corrupt {
+                table: "signed_prekeys",
+                row,
+            });
+        }
+        Ok(key)
+    }
+
+    pub(crate) fn signed_prekey(&self, id: u32) -> Result<Option<SignedPreKey>> {
+        let lookup = self.signed_prekey_lookup(id);
+        self.query_sealed(
+            "SELECT sealed FROM signed_prekeys WHERE lookup = ?1",
+            &lookup,
+            "signed_prekeys",
+            Row::lookup(&lookup),
+        )?
+        .map(|sealed| self.open_signed_prekey(&lookup, &sealed))
+        .transpose()
+    }
+
+    pub(crate) fn current_signed_prekey(&self) -> Result<SignedPreKey> {
+        let row: Option<(Vec<u8>, Vec<u8>)> = self
+            .conn
+            .prepare_cached("SELECT lookup, sealed FROM signed_prekeys WHERE current = 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| corrupt_or_db(e, "signed_prekeys", Row::Named("current")))?;
+        let (lookup, sealed) = row.ok_or(Error::Corrupt {
+            table: "signed_prekeys",
+            row: Row::Named("current"),
+        })?;
+        self.open_signed_prekey(&lookup_from_sql(lookup, "signed_prekeys")?, &sealed)
+    }
+
+    pub(crate) fn put_signed_prekey<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        key: &SignedPreKey,
+        current: bool,
+    ) -> Result<()> {
+        let lookup = self.signed_prekey_lookup(key.id());
+        let sealed = self.keys.value().seal(
+            rng,
+            Place::new("signed_prekeys", "sealed", &lookup),
+            &key.to_bytes(),
+        )?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO signed_prekeys (lookup, current, sealed) VALUES (?1, ?2, ?3)",
+            params![&lookup[..], current, sealed],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes every signed prekey but the current one; returns how many.
+    pub(crate) fn delete_previous_signed_prekeys(&self) -> Result<usize> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM signed_prekeys WHERE current = 0", [])?)
+    }
+
+    pub(crate) fn demote_current_signed_prekey(&self) -> Result<()> {
+        self.conn.execute(
+            "UPDATE signed_prekeys SET current = 0 WHERE current = 1",
+            [],
+        )?;
+        Ok(())
+    }
+
+    // ---- one-time prekeys -------------------------------------------------
+
+    fn one_time_prekey_lookup(&self, id: u32) -> [u8; 32] {
+        self.lookup(Domain::OneTimePreKey, &[&id.to_be_bytes()])
+    }
+
+    fn open_one_time_prekey(&self, lookup: &[u8; 32], sealed: &[u8]) -> Result<OneTimePreKey> {
+        let row = Row::lookup(lookup);
+        let plain = self.open_value(
+            Place::new("one_time_prekeys", "sealed", lookup),
+            sealed,
+            row,
+        )?;
+        let key = OneTimePreKey::from_bytes(&plain).map_err(|_| Error::Corrupt {
+            table: "one_time_prekeys",
+            row,
+        })?;
+        if self.one_time_prekey_lookup(key.id()) != *lookup {
+            return Err(Error::Corrupt {
+                table: "one_time_prekeys",
+                row,
+            });
+        }
+        Ok(key)
+    }
+
+    pub(crate) fn one_time_prekey(&self, id: u32) -> Result<Option<OneTimePreKey>> {
+        let lookup = self.one_time_prekey_lookup(id);
+        self.query_sealed(
+            "SELECT sealed FROM one_time_prekeys WHERE lookup = ?1",
+            &lookup,
+            "one_time_prekeys",
+            Row::lookup(&lookup),
+        )?
+        .map(|sealed| self.open_one_time_prekey(&lookup, &sealed))
+        .transpose()
+    }
+
+    pub(crate) fn all_one_time_prekeys(&self) -> Result<Vec<OneTimePreKey>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT lookup, sealed FROM one_time_prekeys")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut keys = Vec::new();
+        for row in rows {
+            let (lookup, sealed) =
+                row.map_err(|e| corrupt_or_db(e, "one_time_prekeys", Row::Named("lookup")))?;
+            let lookup = lookup_from_sql(lookup, "one_time_prekeys")?;
+            keys.push(self.open_one_time_prekey(&lookup, &sealed)?);
+        }
+        Ok(keys)
+    }
+
+    pub(crate) fn put_one_time_prekey<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        key: &OneTimePreKey,
+    ) -> Result<()> {
+        let lookup = self.one_time_prekey_lookup(key.id());
+        let sealed = self.keys.value().seal(
+            rng,
+            Place::new("one_time_prekeys", "sealed", &lookup),
+            &key.to_bytes(),
+        )?;
+        self.conn
+            .prepare_cached("INSERT INTO one_time_prekeys (lookup, sealed) VALUES (?1, ?2)")?
+            .execute(params![&lookup[..], sealed])?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_one_time_prekey(&self, id: u32) -> Result<bool> {
+        let lookup = self.one_time_prekey_lookup(id);
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM one_time_prekeys WHERE lookup = ?1")?
+            .execute(params![&lookup[..]])?
+            > 0)
+    }
+
+    pub(crate) fn count_one_time_prekeys(&self) -> Result<usize> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM one_time_prekeys", [], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    // ---- contacts ---------------------------------------------------------
+
+    pub(crate) fn contact_lookup(&self, id: &str) -> [u8; 32] {
+        self.lookup(Domain::Contact, &[id.as_bytes()])
+    }
+
+    fn open_contact(&self, lookup: &[u8; 32], sealed: &[u8]) -> Result<ContactRecord> {
+        let row = Row::lookup(lookup);
+        let plain = self.open_value(Place::new("contacts", "sealed", lookup), sealed, row)?;
+        let corrupt = || Error::Corrupt {
+            table: "contacts",
+            row,
+        };
+        let record =
+            decode_contact(unpadded(&plain).map_err(|_| corrupt())?).map_err(|_| corrupt())?;
+        if self.contact_lookup(&record.id) != *lookup {
+            return Err(corrupt());
+        }
+        Ok(record)
+    }
+
+    pub(crate) fn contact(&self, id: &str) -> Result<Option<ContactRecord>> {
+        let lookup = self.contact_lookup(id);
+        self.query_sealed(
+            "SELECT sealed FROM contacts WHERE lookup = ?1",
+            &lookup,
+            "contacts",
+            Row::lookup(&lookup),
+        )?
+        .map(|sealed| self.open_contact(&lookup, &sealed))
+        .transpose()
+    }
+
+    /// Every contact row, each opened on its own.
+    pub(crate) fn all_contacts(&self) -> Result<Vec<Result<ContactRecord>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT lookup, sealed FROM contacts")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(
+                row.map_err(|e| corrupt_or_db(e, "contacts", Row::Named("lookup")))
+                    .and_then(|(lookup, sealed)| {
+                        let lookup = lookup_from_sql(lookup, "contacts")?;
+                        self.open_contact(&lookup, &sealed)
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn put_contact<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        record: &ContactRecord,
+    ) -> Result<()> {
+        let lookup = self.contact_lookup(&record.id);
+        let plain = padded(&encode_contact(record))?;
+        let sealed =
+            self.keys
+                .value()
+                .seal(rng, Place::new("contacts", "sealed", &lookup), &plain)?;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO contacts (lookup, sealed) VALUES (?1, ?2)")?
+            .execute(params![&lookup[..], sealed])?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_contact(&self, id: &str) -> Result<bool> {
+        let lookup = self.contact_lookup(id);
+        self.conn.execute(
+            "DELETE FROM sessions WHERE contact = ?1",
+            params![&lookup[..]],
+        )?;
+        Ok(self.conn.execute(
+            "DELETE FROM contacts WHERE lookup = ?1",
+            params![&lookup[..]],
+        )? > 0)
+    }
+
+    // ---- sessions ---------------------------------------------------------
+
+    /// The contact's sessions (an empty set if there are none).
+    pub(crate) fn sessions(&self, contact: &[u8; 32]) -> Result<SessionSet> {
+        let row = Row::lookup(contact);
+        let Some(sealed) = self.query_sealed(
+            "SELECT sealed FROM sessions WHERE contact = ?1",
+            contact,
+            "sessions",
+            row,
+        )?
+        else {
+            return Ok(SessionSet::new());
+        };
+        let plain = self.open_value(Place::new("sessions", "sealed", contact), &sealed, row)?;
+        let corrupt = || Error::Corrupt {
+            table: "sessions",
+            row,
+        };
+        SessionSet::from_bytes(unpadded(&plain).map_err(|_| corrupt())?).map_err(|_| corrupt())
+    }
+
+    /// The sealed session bytes, for tests that look for them on disk.
+    pub(crate) fn session_bytes(&self, contact: &[u8; 32]) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let set = self.sessions(contact)?;
+        Ok(set.has_session().then(|| set.to_bytes()))
+    }
+
+    pub(crate) fn put_sessions<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        contact: &[u8; 32],
+        sessions: &SessionSet,
+    ) -> Result<()> {
+        let plain = padded(&sessions.to_bytes())?;
+        let sealed =
+            self.keys
+                .value()
+                .seal(rng, Place::new("sessions", "sealed", contact), &plain)?;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO sessions (contact, sealed) VALUES (?1, ?2)")?
+            .execute(params![&contact[..], sealed])?;
+        Ok(())
+    }
+
+    // ---- conversations ----------------------------------------------------
+
+    pub(crate) fn conversation_lookup(&self, contact: &str) -> [u8; 32] {
+        self.lookup(Domain::Conversation, &[contact.as_bytes()])
+    }
+
+    pub(crate) fn conversation_by_lookup(&self, lookup: &[u8; 32]) -> Result<Option<Conversation>> {
+        let row = Row::lookup(lookup);
+        let found: Option<(i64, Vec<u8>)> = self
+            .conn
+            .prepare_cached("SELECT next_seq, sealed FROM conversations WHERE lookup = ?1")?
+            .query_row(params![&lookup[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| corrupt_or_db(e, "conversations", row))?;
+        let Some((next_seq, sealed)) = found else {
+            return Ok(None);
+        };
+        let corrupt = || Error::Corrupt {
+            table: "conversations",
+            row,
+        };
+        let plain = self.open_value(Place::new("conversations", "sealed", lookup), &sealed, row)?;
+        let (key, contact) =
+            decode_conversation(unpadded(&plain).map_err(|_| corrupt())?).map_err(|_| corrupt())?;
+        if self.conversation_lookup(&contact) != *lookup {
+            return Err(corrupt());
+        }
+        Ok(Some(Conversation {
+            lookup: *lookup,
+            contact,
+            key: ConversationKey::from_bytes(key),
+            next_seq: u64::try_from(next_seq).map_err(|_| corrupt())?,
+        }))
+    }
+
+    pub(crate) fn conversation(&self, contact: &str) -> Result<Option<Conversation>> {
+        self.conversation_by_lookup(&self.conversation_lookup(contact))
+    }
+
+    pub(crate) fn conversation_or_create<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        contact: &str,
+    ) -> Result<Conversation> {
+        if let Some(c) = self.conversation(contact)? {
+            return Ok(c);
+        }
+        let lookup = self.conversation_lookup(contact);
+        let key = ConversationKey::generate(rng);
+        let plain = padded(&encode_conversation(key.as_bytes(), contact))?;
+        let sealed =
+            self.keys
+                .value()
+                .seal(rng, Place::new("conversations", "sealed", &lookup), &plain)?;
+        self.conn.execute(
+            "INSERT INTO conversations (lookup, next_seq, sealed) VALUES (?1, 1, ?2)",
+            params![&lookup[..], sealed],
+        )?;
+        Ok(Conversation {
+            lookup,
+            contact: contact.to_owned(),
+            key,
+            next_seq: 1,
+        })
+    }
+
+    pub(crate) fn save_next_seq(&self, conversation: &Conversation) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE conversations SET next_seq = ?1 WHERE lookup = ?2")?
+            .execute(params![
+                seq_to_sql(conversation.next_seq)?,
+                &conversation.lookup[..]
+            ])?;
+        Ok(())
+    }
+
+    /// Deletes the conversation row (and with it its key), its messages and
+    /// its outbox entries.
+    pub(crate) fn delete_conversation(&self, lookup: &[u8; 32]) -> Result<bool> {
+        self.conn.execute(
+            "DELETE FROM messages WHERE conversation = ?1",
+            params![&lookup[..]],
+        )?;
+        self.conn.execute(
+            "DELETE FROM outbox WHERE conversation = ?1",
+            params![&lookup[..]],
+        )?;
+        Ok(self.conn.execute(
+            "DELETE FROM conversations WHERE lookup = ?1",
+            params![&lookup[..]],
+        )? > 0)
+    }
+
+    // ---- messages ---------------------------------------------------------
+
+    /// Seals and inserts a message record at `seq`.
+    pub(crate) fn insert_message<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        conversation: &Conversation,
+        seq: u64,
+        record: &[u8],
+    ) -> Result<()> {
+        let row = message_row(&conversation.lookup, seq);
+        let sealed =
+            conversation
+                .key
+                .sealing()
+                .seal(rng, Place::new("messages", "sealed", &row), record)?;
+        self.conn
+            .prepare_cached("INSERT INTO messages (conversation, seq, sealed) VALUES (?1, ?2, ?3)")?
+            .execute(params![&conversation.lookup[..], seq_to_sql(seq)?, sealed])?;
+        Ok(())
+    }
+
+    /// Replaces the record of an existing message.
+    pub(crate) fn update_message<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        conversation: &Conversation,
+        seq: u64,
+        record: &[u8],
+    ) -> Result<()> {
+        let row = message_row(&conversation.lookup, seq);
+        let sealed =
+            conversation
+                .key
+                .sealing()
+                .seal(rng, Place::new("messages", "sealed", &row), record)?;
+        self.conn
+            .prepare_cached("UPDATE messages SET sealed = ?1 WHERE conversation = ?2 AND seq = ?3")?
+            .execute(params![sealed, &conversation.lookup[..], seq_to_sql(seq)?])?;
+        Ok(())
+    }
+
+    /// Opens a sealed message record.
+    pub(crate) fn open_message_record(
+        &self,
+        conversation: &Conversation,
+        seq: u64,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let row = message_row(&conversation.lookup, seq);
+        conversation
+            .key
+            .sealing()
+            .open(Place::new("messages", "sealed", &row), sealed)
+            .ok_or(Error::Corrupt {
+                table: "messages",
+                row: Row::Seq(seq),
+            })
+    }
+
+    pub(crate) fn open_message(
+        &self,
+        conversation: &Conversation,
+        seq: u64,
+        sealed: &[u8],
+    ) -> Result<Message> {
+        let record = self.open_message_record(conversation, seq, sealed)?;
+        decode_message(seq, &record).map_err(|_| Error::Corrupt {
+            table: "messages",
+            row: Row::Seq(seq),
+        })
+    }
+
+    pub(crate) fn message_sealed(
+        &self,
+        conversation: &Conversation,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        self.conn
+            .prepare_cached("SELECT sealed FROM messages WHERE conversation = ?1 AND seq = ?2")?
+            .query_row(params![&conversation.lookup[..], seq_to_sql(seq)?], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .optional()
+            .map_err(|e| corrupt_or_db(e, "messages", Row::Seq(seq)))
+    }
+
+    /// Up to `limit` rows with `seq < before`, newest first, still sealed.
+    pub(crate) fn message_rows(
+        &self,
+        conversation: &[u8; 32],
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Result<Vec<u8>>)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, sealed FROM messages WHERE conversation = ?1 AND seq < ?2 \
+             ORDER BY seq DESC LIMIT ?3",
+        )?;
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![&conversation[..], before, limit])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let seq = seq_from_sql(row.get(0)?, "messages")?;
+            let sealed = row
+                .get::<_, Vec<u8>>(1)
+                .map_err(|e| corrupt_or_db(e, "messages", Row::Seq(seq)));
+            out.push((seq, sealed));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn count_messages(&self, conversation: &[u8; 32]) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM messages WHERE conversation = ?1",
+            params![&conversation[..]],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    pub(crate) fn delete_message(&self, conversation: &[u8; 32], seq: u64) -> Result<bool> {
+        let seq = seq_to_sql(seq)?;
+        self.conn.execute(
+            "DELETE FROM outbox WHERE conversation = ?1 AND seq = ?2",
+            params![&conversation[..], seq],
+        )?;
+        Ok(self.conn.execute(
+            "DELETE FROM messages WHERE conversation = ?1 AND seq = ?2",
+            params![&conversation[..], seq],
+        )? > 0)
+    }
+
+    // ---- seen envelopes ---------------------------------------------------
+
+    pub(crate) fn seen_lookup(&self, sender: &str, id: &EnvelopeId) -> [u8; 32] {
+        self.lookup(Domain::SeenEnvelope, &[sender.as_bytes(), id.as_bytes()])
+    }
+
+    pub(crate) fn is_seen(&self, lookup: &[u8; 32]) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM seen_envelopes WHERE lookup = ?1)")?
+            .query_row(params![&lookup[..]], |r| r.get(0))?)
+    }
+
+    pub(crate) fn mark_seen(&self, lookup: &[u8; 32]) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO seen_envelopes (lookup) VALUES (?1)")?
+            .execute(params![&lookup[..]])?;
+        Ok(())
+    }
+
+    // ---- outbox -----------------------------------------------------------
+
+    pub(crate) fn outbox_lookup(&self, id: &EnvelopeId) -> [u8; 32] {
+        self.lookup(Domain::Outbox, &[id.as_bytes()])
+    }
+
+    pub(crate) fn insert_outbox<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        conversation: &Conversation,
+        seq: u64,
+        id: &EnvelopeId,
+        ciphertext: &[u8],
+    ) -> Result<()> {
+        let lookup = self.outbox_lookup(id);
+        let record = records::encode_outbox(seq, id, ciphertext);
+        let sealed = conversation.key.sealing().seal(
+            rng,
+            Place::new("outbox", "sealed", &lookup),
+            &record,
+        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO outbox (lookup, conversation, seq, sealed) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                &lookup[..],
+                &conversation.lookup[..],
+                seq_to_sql(seq)?,
+                sealed
+            ])?;
+        Ok(())
+    }
+
+    pub(crate) fn outbox_row(&self, id: &EnvelopeId) -> Result<Option<OutboxRow>> {
+        let lookup = self.outbox_lookup(id);
+        let row: Option<(Vec<u8>, i64, Vec<u8>)> = self
+            .conn
+            .prepare_cached("SELECT conversation, seq, sealed FROM outbox WHERE lookup = ?1")?
+            .query_row(params![&lookup[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+            .map_err(|e| corrupt_or_db(e, "outbox", Row::lookup(&lookup)))?;
+        row.map(|(conversation, seq, sealed)| {
+            Ok(OutboxRow {
+                lookup,
+                conversation: lookup_from_sql(conversation, "outbox")?,
+                seq: seq_from_sql(seq, "outbox")?,
+                sealed,
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) fn outbox_rows(&self) -> Result<Vec<Result<OutboxRow>>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT lookup, conversation, seq, sealed FROM outbox ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(
+                row.map_err(|e| corrupt_or_db(e, "outbox", Row::Named("row")))
+                    .and_then(|(lookup, conversation, seq, sealed)| {
+                        Ok(OutboxRow {
+                            lookup: lookup_from_sql(lookup, "outbox")?,
+                            conversation: lookup_from_sql(conversation, "outbox")?,
+                            seq: seq_from_sql(seq, "outbox")?,
+                            sealed,
+                        })
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Opens an outbox row with its conversation's key.
+    pub(crate) fn open_outbox(
+        &self,
+        conversation: &Conversation,
+        row: &OutboxRow,
+    ) -> Result<(EnvelopeId, Vec<u8>)> {
+        let corrupt = || Error::Corrupt {
+            table: "outbox",
+            row: Row::Seq(row.seq),
+        };
+        let plain = conversation
+            .key
+            .sealing()
+            .open(Place::new("outbox", "sealed", &row.lookup), &row.sealed)
+            .ok_or_else(corrupt)?;
+        let (seq, id, ciphertext) = records::decode_outbox(&plain).map_err(|_| corrupt())?;
+        if seq != row.seq || self.outbox_lookup(&id) != row.lookup {
+            return Err(corrupt());
+        }
+        Ok((id, ciphertext))
+    }
+
+    pub(crate) fn delete_outbox(&self, lookup: &[u8; 32]) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM outbox WHERE lookup = ?1")?
+            .execute(params![&lookup[..]])?
+            > 0)
+    }
+}
+
+/// The responder's prekeys, read from the database inside the transaction
+/// that decrypts. A storage error is kept and reported instead of the
+/// protocol's "unknown prekey".
+pub(crate) struct DbPreKeys<'a> {
+    db: &'a Db<'a>,
+    error: Cell<Option<Error>>,
+}
+
+impl<'a> DbPreKeys<'a> {
+    pub(crate) fn new(db: &'a Db<'a>) -> Self {
+        Self {
+            db,
+            error: Cell::new(None),
+        }
+    }
+
+    /// The first storage error met while looking up prekeys.
+    pub(crate) fn take_error(&self) -> Option<Error> {
+        self.error.take()
+    }
+
+    fn keep<T>(&self, result: Result<Option<T>>) -> Option<T> {
+        match result {
+            Ok(found) => found,
+            Err(e) => {
+                let first = self.error.take().unwrap_or(e);
+                self.error.set(Some(first));
+                None
+            }
+        }
+    }
+}
+
+impl PreKeySource for DbPreKeys<'_> {
+    fn signed_prekey(&self, id: u32) -> Option<SignedPreKey> {
+        self.keep(self.db.signed_prekey(id))
+    }
+
+    fn one_time_prekey(&self, id: u32) -> Option<OneTimePreKey> {
+        self.keep(self.db.one_time_prekey(id))
+    }
+}

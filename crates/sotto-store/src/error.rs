@@ -1,0 +1,170 @@
+//! The error type of the store.
+
+use core::fmt;
+
+/// Which secret unlocks a store file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnlockMethod {
+    /// A passphrase stretched with Argon2id.
+    Passphrase,
+    /// A 32-byte key supplied by the application (e.g. from the OS keychain).
+    AppKey,
+}
+
+impl fmt::Display for UnlockMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Passphrase => "a passphrase",
+            Self::AppKey => "an application key",
+        })
+    }
+}
+
+/// Names the row an error is about, without user data: a message sequence
+/// number, the first bytes of a lookup key (a keyed hash, not the name it
+/// was computed from), or a fixed row such as the identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Row {
+    /// A message or outbox row, by its sequence number in its conversation.
+    Seq(u64),
+    /// A row keyed by a lookup key; the first 8 bytes of that key.
+    Lookup([u8; 8]),
+    /// A singleton row, such as `"identity"` or a `meta` entry.
+    Named(&'static str),
+}
+
+impl Row {
+    /// The row whose lookup key is `lookup`.
+    pub(crate) fn lookup(lookup: &[u8; 32]) -> Self {
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&lookup[..8]);
+        Self::Lookup(prefix)
+    }
+}
+
+impl fmt::Display for Row {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Seq(seq) => write!(f, "seq {seq}"),
+            Self::Lookup(prefix) => {
+                f.write_str("lookup ")?;
+                for b in prefix {
+                    write!(f, "{b:02x}")?;
+                }
+                f.write_str("…")
+            }
+            Self::Named(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Everything that can go wrong in `sotto-store`.
+///
+/// Display strings never contain message text, contact names or keys.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The passphrase does not unlock this store. Nothing was modified.
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// The application key does not unlock this store. Nothing was modified.
+    #[error("wrong application key")]
+    WrongKey,
+    /// The store is unlocked by another kind of secret than the one given.
+    #[error("this store is unlocked with {expected}")]
+    WrongUnlockMethod {
+        /// What the store expects.
+        expected: UnlockMethod,
+    },
+    /// `open` was given a path where no file exists.
+    #[error("no store file at the given path")]
+    NotFound,
+    /// `create` was given a path that already holds a database.
+    #[error("a database already exists at the given path")]
+    AlreadyExists,
+    /// The file is not a Sotto store (not SQLite, or another application's).
+    #[error("the file is not a Sotto store")]
+    NotAStore,
+    /// The file was written by a newer version of this library.
+    #[error("store schema version {found} is newer than the supported version {supported}")]
+    SchemaTooNew {
+        /// The version in the file.
+        found: u32,
+        /// The newest version this library reads.
+        supported: u32,
+    },
+    /// The file has a schema version no migration starts from.
+    #[error("store schema version {found} cannot be migrated (oldest supported: {oldest})")]
+    SchemaTooOld {
+        /// The version in the file.
+        found: u32,
+        /// The oldest version a migration starts from.
+        oldest: u32,
+    },
+    /// A stored value failed to authenticate or decode: it was tampered
+    /// with, truncated, moved from another row, or its key is gone.
+    #[error("corrupt or foreign value in table {table}, row {row}")]
+    Corrupt {
+        /// The table holding the row.
+        table: &'static str,
+        /// Which row.
+        row: Row,
+    },
+    /// The protocol refused the operation (decrypt failed, unknown prekey,
+    /// replayed message, ...). The store is unchanged.
+    #[error("protocol: {0}")]
+    Protocol(#[from] sotto_core::Error),
+    /// A message or bundle carries an identity key other than the one
+    /// pinned for this contact: the safety number has changed.
+    #[error("the contact's identity key differs from the one on record")]
+    IdentityMismatch,
+    /// No contact with this id.
+    #[error("unknown contact")]
+    UnknownContact,
+    /// A contact with this id already exists.
+    #[error("contact already exists")]
+    ContactExists,
+    /// There is no session with this contact to send with.
+    #[error("no session with this contact")]
+    NoSession,
+    /// No message with this sequence number in the conversation.
+    #[error("no message with seq {0}")]
+    UnknownMessage(u64),
+    /// Argon2id parameters outside the accepted range.
+    #[error("invalid key derivation parameters: {0}")]
+    InvalidKdfParams(&'static str),
+    /// An input longer than the store accepts (message body, contact id
+    /// or name).
+    #[error("{what} of {len} bytes exceeds the maximum of {max}")]
+    TooLong {
+        /// What was too long.
+        what: &'static str,
+        /// Length given.
+        len: usize,
+        /// Maximum length.
+        max: usize,
+    },
+    /// The operating system's random number generator failed.
+    #[error("system random number generator failed")]
+    Rng,
+    /// SQLite reported an error (I/O, busy past the timeout, disk full, ...).
+    #[error("database: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A fault injected by a test hook; the operation was abandoned there.
+    #[doc(hidden)]
+    #[error("injected fault at {0:?}")]
+    InjectedFault(crate::testing::FaultPoint),
+}
+
+impl Error {
+    /// True if the error concerns the whole store (database failure, RNG,
+    /// injected crash) rather than one envelope or row; a batch stops on it.
+    pub(crate) fn is_fatal(&self) -> bool {
+        matches!(self, Self::Database(_) | Self::Rng | Self::InjectedFault(_))
+    }
+}
+
+/// Result alias for `sotto-store`.
+pub type Result<T, E = Error> = core::result::Result<T, E>;

@@ -1,0 +1,304 @@
+//! Receiving: decrypt, store and deduplicate in one transaction.
+//!
+//! For each envelope, inside the caller's `BEGIN IMMEDIATE` transaction:
+//! skip it if its (sender, envelope id) was seen; load the sender's
+//! contact and sessions from the database; refuse a PreKeyMessage from an
+//! identity other than the pinned one; decrypt (one-time and signed
+//! prekeys are read from the same transaction); delete the consumed
+//! one-time prekey; store the message; record the envelope id; save the
+//! sessions and contact. A batch loads each sender's state once and saves
+//! it once, before the one commit.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use rand::rngs::StdRng;
+use sotto_core::{IdentityKeyPair, SessionSet};
+use zeroize::Zeroizing;
+
+use crate::db::{Conversation, Db, DbPreKeys};
+use crate::error::{Error, Result};
+use crate::records::{self, ContactRecord, check_contact_id};
+use crate::store::Store;
+use crate::testing::{FaultPoint, Faults};
+use crate::types::{DeliveryState, Direction, Envelope, Message, Received};
+
+/// Most envelopes one batch takes.
+pub const MAX_BATCH: usize = 100_000;
+
+/// One sender's state while a batch runs (never kept past the transaction).
+struct SenderState {
+    lookup: [u8; 32],
+    contact: Option<ContactRecord>,
+    contact_dirty: bool,
+    sessions: SessionSet,
+    sessions_dirty: bool,
+    conversation: Option<Conversation>,
+    conversation_dirty: bool,
+}
+
+/// Everything a batch has loaded so far.
+#[derive(Default)]
+struct Batch {
+    identity: Option<IdentityKeyPair>,
+    senders: HashMap<String, SenderState>,
+    /// A one-time prekey was deleted: checkpoint after the commit.
+    consumed_one_time_prekey: bool,
+}
+
+/// Splits an error: `Err` for one that aborts the whole transaction,
+/// `Ok` for one that only fails this envelope.
+fn envelope_error(e: Error) -> Result<Error> {
+    if e.is_fatal() { Err(e) } else { Ok(e) }
+}
+
+impl Batch {
+    /// The local identity and `sender`'s state, loaded from the database
+    /// the first time the batch needs them.
+    fn prepare(
+        &mut self,
+        db: &Db<'_>,
+        sender: &str,
+    ) -> Result<(&IdentityKeyPair, &mut SenderState)> {
+        let identity = match self.identity.take() {
+            Some(identity) => identity,
+            None => db.identity()?,
+        };
+        let identity = self.identity.insert(identity);
+        let state = match self.senders.entry(sender.to_owned()) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let lookup = db.contact_lookup(sender);
+                let contact = db.contact(sender)?;
+                let sessions = db.sessions(&lookup)?;
+                entry.insert(SenderState {
+                    lookup,
+                    contact,
+                    contact_dirty: false,
+                    sessions,
+                    sessions_dirty: false,
+                    conversation: None,
+                    conversation_dirty: false,
+                })
+            }
+        };
+        Ok((identity, state))
+    }
+
+    /// Writes back every sender's changed state.
+    fn flush(&self, db: &Db<'_>, rng: &mut StdRng) -> Result<()> {
+        for state in self.senders.values() {
+            if state.contact_dirty
+                && let Some(contact) = &state.contact
+            {
+                db.put_contact(rng, contact)?;
+            }
+            if state.sessions_dirty {
+                db.put_sessions(rng, &state.lookup, &state.sessions)?;
+            }
+            if state.conversation_dirty
+                && let Some(conversation) = &state.conversation
+            {
+                db.save_next_seq(conversation)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The sender's identity key in a PreKeyMessage, read from its fixed
+/// position (PROTOCOL.md "Wire format": `0x01 || 0x01 || IK_A(32) || ...`)
+/// without decoding the point; sotto-core validates the whole message when
+/// it decrypts. `None` for anything that is not a PreKeyMessage.
+fn prekey_sender_identity(ciphertext: &[u8]) -> Option<&[u8; 32]> {
+    match ciphertext {
+        [version, kind, rest @ ..]
+            if *version == sotto_core::wire::VERSION
+                && *kind == sotto_core::wire::TYPE_PREKEY_MESSAGE =>
+        {
+            rest.get(..32)?.try_into().ok()
+        }
+        _ => None,
+    }
+}
+
+/// Receives one envelope into `batch`. The outer `Err` aborts the
+/// transaction; the inner result is this envelope's outcome, and an inner
+/// error leaves both the database and `batch` as they were.
+fn receive_one(
+    db: &Db<'_>,
+    rng: &mut StdRng,
+    faults: &mut Faults,
+    batch: &mut Batch,
+    envelope: &Envelope<'_>,
+) -> Result<Result<Received>> {
+    if let Err(e) = check_contact_id(envelope.sender) {
+        return Ok(Err(e));
+    }
+    let seen = db.seen_lookup(envelope.sender, &envelope.id);
+    if db.is_seen(&seen)? {
+        return Ok(Ok(Received::Duplicate));
+    }
+    let (identity, state) = match batch.prepare(db, envelope.sender) {
+        Ok(prepared) => prepared,
+        Err(e) => return envelope_error(e).map(Err),
+    };
+
+    // A new session may only come from the pinned identity. Existing
+    // sessions were created under the pin, so this covers every way a
+    // message can reach a session of another identity.
+    if let Some(sender) = prekey_sender_identity(envelope.ciphertext)
+        && let Some(pinned) = state.contact.as_ref().and_then(|c| c.identity_key)
+        && pinned.as_bytes() != sender
+    {
+        return Ok(Err(Error::IdentityMismatch));
+    }
+
+    let prekeys = DbPreKeys::new(db);
+    let decrypted = match state
+        .sessions
+        .decrypt(identity, &prekeys, envelope.ciphertext, rng)
+    {
+        Ok(d) => d,
+        Err(e) => {
+            // The set is unchanged on error (sotto-core guarantees it).
+            return match prekeys.take_error() {
+                Some(storage) => envelope_error(storage).map(Err),
+                None => Ok(Err(Error::Protocol(e))),
+            };
+        }
+    };
+    let body = Zeroizing::new(decrypted.plaintext);
+    faults.check(FaultPoint::ReceiveAfterDecrypt)?;
+
+    // From here on the in-memory sessions have advanced: any failure must
+    // abort the transaction (outer error), never leave a half-applied state.
+    state.sessions_dirty = true;
+    if decrypted.new_session {
+        let remote = state
+            .sessions
+            .remote_identity()
+            .copied()
+            .ok_or(Error::IdentityMismatch)?;
+        match &mut state.contact {
+            Some(contact) => match contact.identity_key {
+                Some(pinned) if pinned != remote => return Err(Error::IdentityMismatch),
+                Some(_) => {}
+                None => {
+                    contact.identity_key = Some(remote);
+                    state.contact_dirty = true;
+                }
+            },
+            None => {
+                state.contact = Some(ContactRecord {
+                    id: envelope.sender.to_owned(),
+                    name: String::new(),
+                    identity_key: Some(remote),
+                    verified: false,
+                });
+                state.contact_dirty = true;
+            }
+        }
+    }
+    let conversation = match state.conversation.take() {
+        Some(conversation) => conversation,
+        None => db.conversation_or_create(rng, envelope.sender)?,
+    };
+    let conversation = state.conversation.insert(conversation);
+    let seq = conversation.next_seq;
+    let record = records::encode_message(
+        Direction::Incoming,
+        DeliveryState::Received,
+        envelope.received_at,
+        &envelope.id,
+        &body,
+    )?;
+    db.insert_message(rng, conversation, seq, &record)?;
+    conversation.next_seq += 1;
+    state.conversation_dirty = true;
+    db.mark_seen(&seen)?;
+    if let Some(id) = decrypted.used_one_time_prekey {
+        db.delete_one_time_prekey(id)?;
+        batch.consumed_one_time_prekey = true;
+    }
+    Ok(Ok(Received::Stored(Message {
+        seq,
+        direction: Direction::Incoming,
+        state: DeliveryState::Received,
+        timestamp: envelope.received_at,
+        envelope_id: envelope.id,
+        body,
+    })))
+}
+
+impl Store {
+    /// Receives one envelope in ONE transaction: load the sender's
+    /// sessions, decrypt, save the advanced sessions, delete a consumed
+    /// one-time prekey, store the message, record the envelope id.
+    ///
+    /// Acknowledge the envelope to the relay only after this returns `Ok`
+    /// ([`Received::Stored`] or [`Received::Duplicate`]). On error nothing
+    /// was changed: a tampered or undecryptable envelope is a typed error
+    /// (usually [`Error::Protocol`]) and the session is as it was.
+    ///
+    /// A PreKeyMessage from a sender with no contact creates the contact
+    /// (empty name) and pins the identity key it carries.
+    pub fn receive(&mut self, envelope: &Envelope<'_>) -> Result<Received> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let db = Db::new(&tx, &self.keys);
+        let mut batch = Batch::default();
+        let received = receive_one(&db, &mut self.rng, &mut self.faults, &mut batch, envelope)??;
+        batch.flush(&db, &mut self.rng)?;
+        self.faults.check(FaultPoint::ReceiveBeforeCommit)?;
+        tx.commit()?;
+        self.faults.check(FaultPoint::ReceiveAfterCommit)?;
+        if batch.consumed_one_time_prekey {
+            // A one-time prekey may have been deleted: do not leave it in the WAL.
+            self.checkpoint()?;
+        }
+        Ok(received)
+    }
+
+    /// Receives many envelopes in ONE transaction (one durable commit),
+    /// each with the semantics of [`receive`](Self::receive). Envelopes
+    /// fail independently: the inner results say, per envelope, stored,
+    /// duplicate or why it was refused (a refused envelope changed
+    /// nothing). The outer error means nothing was committed (database
+    /// failure): retry or receive one by one.
+    ///
+    /// Each sender's sessions are loaded once and saved once per batch.
+    pub fn receive_batch(&mut self, envelopes: &[Envelope<'_>]) -> Result<Vec<Result<Received>>> {
+        if envelopes.len() > MAX_BATCH {
+            return Err(Error::TooLong {
+                what: "envelope batch",
+                len: envelopes.len(),
+                max: MAX_BATCH,
+            });
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let db = Db::new(&tx, &self.keys);
+        let mut batch = Batch::default();
+        let mut results = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            results.push(receive_one(
+                &db,
+                &mut self.rng,
+                &mut self.faults,
+                &mut batch,
+                envelope,
+            )?);
+        }
+        batch.flush(&db, &mut self.rng)?;
+        self.faults.check(FaultPoint::ReceiveBeforeCommit)?;
+        tx.commit()?;
+        self.faults.check(FaultPoint::ReceiveAfterCommit)?;
+        if batch.consumed_one_time_prekey {
+            self.checkpoint()?;
+        }
+        Ok(results)
+    }
+}

@@ -1,0 +1,296 @@
+//! The SQL schema, its version, and migrations between versions.
+//!
+//! The version lives in `meta` under `schema_version`. Opening a file
+//! whose version is newer than [`SCHEMA_VERSION`] fails with
+//! `SchemaTooNew` before anything is written; an older file is upgraded by
+//! running, in one `BEGIN IMMEDIATE` transaction, the migration that starts
+//! at each version in turn, bumping the version after each step. Any error
+//! rolls the whole upgrade back.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::crypto::Keys;
+use crate::error::{Error, Result};
+
+/// The schema version this library writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// SQLite `application_id` of a Sotto store ("SOTT").
+pub(crate) const APPLICATION_ID: i32 = 0x534F_5454;
+
+/// The schema of version 1.
+pub(crate) const SCHEMA_V1: &str = "
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE identity (
+    slot   INTEGER PRIMARY KEY CHECK (slot = 0),
+    sealed BLOB NOT NULL
+);
+CREATE TABLE signed_prekeys (
+    lookup  BLOB PRIMARY KEY NOT NULL,
+    current INTEGER NOT NULL CHECK (current IN (0, 1)),
+    sealed  BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE one_time_prekeys (
+    lookup BLOB PRIMARY KEY NOT NULL,
+    sealed BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE contacts (
+    lookup BLOB PRIMARY KEY NOT NULL,
+    sealed BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE sessions (
+    contact BLOB PRIMARY KEY NOT NULL,
+    sealed  BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE conversations (
+    lookup   BLOB PRIMARY KEY NOT NULL,
+    next_seq INTEGER NOT NULL,
+    sealed   BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE messages (
+    conversation BLOB NOT NULL,
+    seq          INTEGER NOT NULL,
+    sealed       BLOB NOT NULL,
+    PRIMARY KEY (conversation, seq)
+) WITHOUT ROWID;
+CREATE TABLE outbox (
+    id           INTEGER PRIMARY KEY,
+    lookup       BLOB NOT NULL UNIQUE,
+    conversation BLOB NOT NULL,
+    seq          INTEGER NOT NULL,
+    sealed       BLOB NOT NULL
+);
+CREATE INDEX outbox_by_message ON outbox (conversation, seq);
+CREATE TABLE seen_envelopes (
+    lookup BLOB PRIMARY KEY NOT NULL
+) WITHOUT ROWID;
+";
+
+/// One upgrade step: from `from` to `from + 1`. It runs inside the
+/// migration transaction and may re-seal rows with the store's keys.
+pub(crate) struct Migration {
+    pub(crate) from: u32,
+    pub(crate) run: fn(&Connection, &Keys) -> Result<()>,
+}
+
+/// The migrations of this library, oldest first. Version 1 is the first
+/// released schema, so there are none yet; a change to the schema adds a
+/// step here and bumps [`SCHEMA_VERSION`].
+pub(crate) const MIGRATIONS: &[Migration] = &[];
+
+/// The schema version recorded in the file, `None` if there is no `meta`
+/// table (not a store, or an empty file).
+pub(crate) fn stored_version(conn: &Connection) -> Result<Option<u32>> {
+    let has_meta: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_meta {
+        return Ok(None);
+    }
+    let value: Option<Value> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'schema_version'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match value {
+        Some(Value::Integer(v)) => u32::try_from(v).map(Some).map_err(|_| corrupt_version()),
+        _ => Err(corrupt_version()),
+    }
+}
+
+fn corrupt_version() -> Error {
+    Error::Corrupt {
+        table: "meta",
+        row: crate::error::Row::Named("schema_version"),
+    }
+}
+
+pub(crate) fn write_version(conn: &Connection, version: u32) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (name, value) VALUES ('schema_version', ?1)",
+        params![i64::from(version)],
+    )?;
+    Ok(())
+}
+
+/// Refuses a version this library cannot read.
+pub(crate) fn check_supported(found: u32, supported: u32) -> Result<()> {
+    if found > supported {
+        return Err(Error::SchemaTooNew { found, supported });
+    }
+    Ok(())
+}
+
+/// Brings the file to `target` with `migrations`, atomically.
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    keys: &Keys,
+    migrations: &[Migration],
+    target: u32,
+) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Re-read under the write lock: another handle may have migrated.
+    let mut version = stored_version(&tx)?.ok_or(Error::NotAStore)?;
+    check_supported(version, target)?;
+    // The whole path must exist before the first step runs.
+    let steps = (version..target)
+        .map(|from| migrations.iter().find(|m| m.from == from))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::SchemaTooOld {
+            found: version,
+            oldest: migrations.iter().map(|m| m.from).min().unwrap_or(target),
+        })?;
+    for step in steps {
+        (step.run)(&tx, keys)?;
+        version += 1;
+        write_version(&tx, version)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Secret;
+    use crate::options::{KdfParams, OpenOptions};
+    use crate::store::Store;
+
+    fn options() -> OpenOptions {
+        OpenOptions::new().kdf(KdfParams::new(64, 1, 1).unwrap())
+    }
+
+    /// v1 -> v2: a new table.
+    fn add_drafts(conn: &Connection, _: &Keys) -> Result<()> {
+        conn.execute_batch("CREATE TABLE drafts (lookup BLOB PRIMARY KEY, sealed BLOB NOT NULL)")?;
+        Ok(())
+    }
+
+    /// v2 -> v3: rewrites every contact row through the store's keys, as a
+    /// migration that changes a record format would.
+    fn reseal_contacts(conn: &Connection, keys: &Keys) -> Result<()> {
+        let db = crate::db::Db::new(conn, keys);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        for contact in db.all_contacts()? {
+            let mut contact = contact?;
+            contact.name = format!("{} (migrated)", contact.name);
+            db.put_contact(&mut rng, &contact)?;
+        }
+        Ok(())
+    }
+
+    fn failing(_: &Connection, _: &Keys) -> Result<()> {
+        Err(Error::InvalidKdfParams("synthetic failure"))
+    }
+
+    const SYNTHETIC: &[Migration] = &[
+        Migration {
+            from: 1,
+            run: add_drafts,
+        },
+        Migration {
+            from: 2,
+            run: reseal_contacts,
+        },
+    ];
+
+    fn table_exists(store: &Store, name: &str) -> bool {
+        store
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = ?1)",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn open_migrates_v1_to_a_newer_schema_and_older_code_then_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut store = Store::create(&path, b"pw", &options()).unwrap();
+        store.add_contact("carol", "Carol", None).unwrap();
+        drop(store);
+
+        let store =
+            Store::open_migrating(&path, Secret::Passphrase(b"pw"), &options(), SYNTHETIC, 3)
+                .unwrap();
+        assert_eq!(store.schema_version().unwrap(), 3);
+        assert!(table_exists(&store, "drafts"));
+        let carol = store.contact("carol").unwrap().unwrap();
+        assert_eq!(carol.name, "Carol (migrated)");
+        drop(store);
+
+        // Opening again runs nothing (the version is current).
+        let store =
+            Store::open_migrating(&path, Secret::Passphrase(b"pw"), &options(), SYNTHETIC, 3)
+                .unwrap();
+        assert_eq!(
+            store.contact("carol").unwrap().unwrap().name,
+            "Carol (migrated)"
+        );
+        drop(store);
+
+        // This library (version 1) refuses the newer file.
+        assert!(matches!(
+            Store::open(&path, b"pw", &options()),
+            Err(Error::SchemaTooNew {
+                found: 3,
+                supported: SCHEMA_VERSION
+            })
+        ));
+    }
+
+    #[test]
+    fn a_failing_step_rolls_the_whole_migration_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(Store::create(&path, b"pw", &options()).unwrap());
+        let broken = [
+            Migration {
+                from: 1,
+                run: add_drafts,
+            },
+            Migration {
+                from: 2,
+                run: failing,
+            },
+        ];
+        assert!(matches!(
+            Store::open_migrating(&path, Secret::Passphrase(b"pw"), &options(), &broken, 3),
+            Err(Error::InvalidKdfParams("synthetic failure"))
+        ));
+        let store = Store::open(&path, b"pw", &options()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 1);
+        assert!(!table_exists(&store, "drafts"));
+    }
+
+    #[test]
+    fn a_gap_in_the_path_is_schema_too_old_and_runs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(Store::create(&path, b"pw", &options()).unwrap());
+        let gap = [Migration {
+            from: 2,
+            run: reseal_contacts,
+        }];
+        assert!(matches!(
+            Store::open_migrating(&path, Secret::Passphrase(b"pw"), &options(), &gap, 3),
+            Err(Error::SchemaTooOld {
+                found: 1,
+                oldest: 2
+            })
+        ));
+        let store = Store::open(&path, b"pw", &options()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 1);
+    }
+}

@@ -1,0 +1,337 @@
+//! Opening, creating and re-keying a store file.
+
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand::rngs::{StdRng, SysRng};
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
+use sotto_core::{IdentityKeyPair, SignedPreKey};
+
+use crate::crypto::{DatabaseKey, KdfRecord, Keys, Secret};
+use crate::db::Db;
+use crate::error::{Error, Result, Row};
+use crate::options::{Durability, KdfParams, OpenOptions};
+use crate::records::PreKeyIds;
+use crate::schema::{self, APPLICATION_ID, MIGRATIONS, Migration, SCHEMA_V1, SCHEMA_VERSION};
+use crate::testing::{FaultPoint, Faults};
+
+/// An open, unlocked store: one SQLite file holding a profile's identity,
+/// prekeys, contacts, sessions and history, every sensitive value sealed.
+///
+/// A `Store` is one connection. Several `Store`s (in one process or
+/// several) may have the same file open: every operation reads the state
+/// it needs inside its own transaction, so none works on stale sessions.
+pub struct Store {
+    pub(crate) conn: Connection,
+    pub(crate) keys: Keys,
+    pub(crate) rng: StdRng,
+    pub(crate) faults: Faults,
+}
+
+impl core::fmt::Debug for Store {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+/// Maps "this is not a database" to [`Error::NotAStore`].
+fn not_a_store(e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Error::NotAStore,
+        _ => Error::Database(e),
+    }
+}
+
+fn system_rng() -> Result<StdRng> {
+    StdRng::try_from_rng(&mut SysRng).map_err(|_| Error::Rng)
+}
+
+/// Opens the connection and sets the per-connection pragmas that never
+/// write to the file.
+fn connect(path: &Path, create: bool, options: &OpenOptions) -> Result<Connection> {
+    if !create && !path.exists() {
+        return Err(Error::NotFound);
+    }
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    let configure = |conn: &Connection| -> rusqlite::Result<()> {
+        conn.busy_timeout(options.busy_timeout_duration())?;
+        // A tampered file must not run code through its schema.
+        conn.pragma_update(None, "trusted_schema", "OFF")?;
+        // Freed content is overwritten with zeros, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
+        conn.pragma_update(None, "cell_size_check", "ON")?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match options.durability_mode() {
+                Durability::Full => "FULL",
+                Durability::Normal => "NORMAL",
+            },
+        )
+    };
+    configure(&conn).map_err(not_a_store)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn enable_wal(conn: &Connection) -> Result<()> {
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Database(rusqlite::Error::InvalidQuery));
+    }
+    Ok(())
+}
+
+fn read_unlock_record(conn: &Connection) -> Result<(KdfRecord, Vec<u8>)> {
+    let tx = conn.unchecked_transaction()?;
+    let meta = |name: &'static str| -> Result<Vec<u8>> {
+        tx.query_row(
+            "SELECT value FROM meta WHERE name = ?1",
+            params![name],
+            |row| row.get::<_, Vec<u8>>(0),
+        )
+        .map_err(|e| crate::db::corrupt_or_db(e, "meta", Row::Named(name)))
+    };
+    let record = KdfRecord::decode(&meta("kdf")?).ok_or(Error::Corrupt {
+        table: "meta",
+        row: Row::Named("kdf"),
+    })?;
+    let wrapped = meta("wrapped_key")?;
+    tx.finish()?;
+    Ok((record, wrapped))
+}
+
+impl Store {
+    /// Creates a new store at `path`, locked by `passphrase` (Argon2id with
+    /// `options`' parameters), with a fresh identity and signed prekey.
+    ///
+    /// Fails with [`Error::AlreadyExists`] if the file already holds a
+    /// database.
+    pub fn create(
+        path: impl AsRef<Path>,
+        passphrase: &[u8],
+        options: &OpenOptions,
+    ) -> Result<Self> {
+        Self::create_inner(path.as_ref(), Secret::Passphrase(passphrase), options)
+    }
+
+    /// Creates a new store at `path`, locked by a 32-byte key the
+    /// application keeps elsewhere (for example in the OS keychain).
+    pub fn create_with_key(
+        path: impl AsRef<Path>,
+        key: &[u8; 32],
+        options: &OpenOptions,
+    ) -> Result<Self> {
+        Self::create_inner(path.as_ref(), Secret::AppKey(key), options)
+    }
+
+    /// Opens and unlocks the store at `path` with `passphrase`.
+    ///
+    /// The Argon2id parameters come from the file. A wrong passphrase is
+    /// [`Error::WrongPassphrase`] and the file is not modified; a file
+    /// written by a newer library is [`Error::SchemaTooNew`]; an older
+    /// schema is migrated.
+    pub fn open(path: impl AsRef<Path>, passphrase: &[u8], options: &OpenOptions) -> Result<Self> {
+        Self::open_inner(path.as_ref(), Secret::Passphrase(passphrase), options)
+    }
+
+    /// Opens and unlocks the store at `path` with the application's key.
+    pub fn open_with_key(
+        path: impl AsRef<Path>,
+        key: &[u8; 32],
+        options: &OpenOptions,
+    ) -> Result<Self> {
+        Self::open_inner(path.as_ref(), Secret::AppKey(key), options)
+    }
+
+    fn create_inner(path: &Path, secret: Secret<'_>, options: &OpenOptions) -> Result<Self> {
+        let mut rng = system_rng()?;
+        let database = DatabaseKey::generate(&mut rng);
+        let record = KdfRecord::generate(&mut rng, secret, options.kdf_params());
+        let wrapped = database.wrap(&mut rng, &record, secret)?;
+        let keys = Keys::derive(database)?;
+
+        let mut conn = connect(path, true, options)?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+            .map_err(not_a_store)?;
+        if tables != 0 {
+            return Err(Error::AlreadyExists);
+        }
+        enable_wal(&conn)?;
+        {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tables: i64 =
+                tx.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))?;
+            if tables != 0 {
+                return Err(Error::AlreadyExists);
+            }
+            tx.execute_batch(SCHEMA_V1)?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+            schema::write_version(&tx, SCHEMA_VERSION)?;
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ('kdf', ?1), ('wrapped_key', ?2)",
+                params![&record.encode()[..], wrapped],
+            )?;
+            let db = Db::new(&tx, &keys);
+            let identity = IdentityKeyPair::generate(&mut rng);
+            db.put_identity(&mut rng, &identity)?;
+            let signed = SignedPreKey::generate(1, &identity, &mut rng);
+            db.put_signed_prekey(&mut rng, &signed, true)?;
+            db.put_prekey_ids(
+                &mut rng,
+                &PreKeyIds {
+                    next_signed: 2,
+                    next_one_time: 1,
+                },
+            )?;
+            tx.commit()?;
+        }
+        Ok(Self {
+            conn,
+            keys,
+            rng,
+            faults: Faults::default(),
+        })
+    }
+
+    fn open_inner(path: &Path, secret: Secret<'_>, options: &OpenOptions) -> Result<Self> {
+        Self::open_migrating(path, secret, options, MIGRATIONS, SCHEMA_VERSION)
+    }
+
+    /// Opens the file and brings it to schema version `target` with
+    /// `migrations` (the library's own, or a test's).
+    pub(crate) fn open_migrating(
+        path: &Path,
+        secret: Secret<'_>,
+        options: &OpenOptions,
+        migrations: &[Migration],
+        target: u32,
+    ) -> Result<Self> {
+        let mut conn = connect(path, false, options)?;
+        let app_id: i32 = conn
+            .pragma_query_value(None, "application_id", |row| row.get(0))
+            .map_err(not_a_store)?;
+        if app_id != APPLICATION_ID {
+            return Err(Error::NotAStore);
+        }
+        let version = schema::stored_version(&conn)?.ok_or(Error::NotAStore)?;
+        schema::check_supported(version, target)?;
+        let (record, wrapped) = read_unlock_record(&conn)?;
+        if record.method() != secret.method() {
+            return Err(Error::WrongUnlockMethod {
+                expected: record.method(),
+            });
+        }
+        let keys = Keys::derive(DatabaseKey::unwrap(&record, secret, &wrapped)?)?;
+        // Only now, with the right secret, may anything be written.
+        enable_wal(&conn)?;
+        if version < target {
+            schema::migrate(&mut conn, &keys, migrations, target)?;
+        }
+        Ok(Self {
+            conn,
+            keys,
+            rng: system_rng()?,
+            faults: Faults::default(),
+        })
+    }
+
+    /// Re-locks the store with a new passphrase (and fresh salt and
+    /// `kdf` parameters). Only the wrapped database key is rewritten; the
+    /// history is not re-encrypted. The application should have the user
+    /// confirm the current passphrase first.
+    pub fn change_passphrase(&mut self, new_passphrase: &[u8], kdf: KdfParams) -> Result<()> {
+        self.rewrap(Secret::Passphrase(new_passphrase), kdf)
+    }
+
+    /// Re-locks the store with a new application key (switching from a
+    /// passphrase, or rotating the key). Only the wrapped database key is
+    /// rewritten.
+    pub fn change_key(&mut self, new_key: &[u8; 32]) -> Result<()> {
+        self.rewrap(Secret::AppKey(new_key), KdfParams::DEFAULT)
+    }
+
+    fn rewrap(&mut self, secret: Secret<'_>, kdf: KdfParams) -> Result<()> {
+        let record = KdfRecord::generate(&mut self.rng, secret, kdf);
+        let wrapped = self.keys.database().wrap(&mut self.rng, &record, secret)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE name = 'kdf'",
+            params![&record.encode()[..]],
+        )?;
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE name = 'wrapped_key'",
+            params![wrapped],
+        )?;
+        tx.commit()?;
+        // The old wrapped key must not linger in the WAL.
+        self.checkpoint()?;
+        Ok(())
+    }
+
+    /// The schema version of the file (after any migration on open).
+    pub fn schema_version(&self) -> Result<u32> {
+        schema::stored_version(&self.conn)?.ok_or(Error::NotAStore)
+    }
+
+    /// Copies the write-ahead log into the database file and truncates the
+    /// log to zero bytes, so deleted rows and old versions of updated rows
+    /// do not linger there. Deletions call this themselves. Waits up to the
+    /// busy timeout for other handles' transactions; returns `false` if one
+    /// still kept the log from being fully checkpointed (a later checkpoint
+    /// finishes it).
+    pub fn checkpoint(&self) -> Result<bool> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+        Ok(busy == 0)
+    }
+
+    /// Arms a fault for crash-safety tests; see [`FaultPoint`].
+    #[doc(hidden)]
+    pub fn inject_fault(&mut self, point: FaultPoint) {
+        self.faults.arm(point);
+    }
+}
+
+impl Store {
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits if it
+    /// succeeds; on error the transaction is rolled back.
+    pub(crate) fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Db<'_>, &mut StdRng) -> Result<T>,
+    ) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&Db::new(&tx, &self.keys), &mut self.rng)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` in a read transaction (one consistent snapshot).
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
+        let tx = self.conn.unchecked_transaction()?;
+        let out = f(&Db::new(&tx, &self.keys))?;
+        tx.finish()?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn store_can_move_to_another_thread() {
+        fn send<T: Send>() {}
+        send::<super::Store>();
+    }
+}

@@ -1,0 +1,261 @@
+//! The values the store's API takes and returns.
+
+use core::fmt;
+
+use rand_core::CryptoRng;
+use sotto_core::IdentityKey;
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+
+/// The id under which a ciphertext travels: chosen at random by the sender
+/// when the message is first stored, reused on every retry, so the
+/// recipient stores each message once however often it is delivered.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EnvelopeId(pub [u8; 16]);
+
+impl EnvelopeId {
+    /// A random id.
+    pub fn random<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        Self(id)
+    }
+
+    /// The 16 bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for EnvelopeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Ids are random and carry no user data; the prefix helps logs.
+        write!(f, "EnvelopeId(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// A message as delivered by the relay: who sent it (the app's contact id
+/// for the sender's mailbox), its envelope id, the protocol ciphertext and
+/// when it arrived (milliseconds since the Unix epoch, from the caller).
+#[derive(Clone, Copy)]
+pub struct Envelope<'a> {
+    /// The sender's envelope id.
+    pub id: EnvelopeId,
+    /// The sender's contact id.
+    pub sender: &'a str,
+    /// A sotto-core Message or PreKeyMessage.
+    pub ciphertext: &'a [u8],
+    /// Arrival time, milliseconds since the Unix epoch.
+    pub received_at: u64,
+}
+
+impl fmt::Debug for Envelope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Envelope")
+            .field("id", &self.id)
+            .field("sender", &"<redacted>")
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Received from the contact.
+    Incoming,
+    /// Written by the local user.
+    Outgoing,
+}
+
+/// Where a message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeliveryState {
+    /// Outgoing, waiting in the outbox for the relay to accept it.
+    Pending,
+    /// Outgoing, accepted by the relay ([`Store::mark_sent`](crate::Store::mark_sent)).
+    Sent,
+    /// Outgoing, the contact's device confirmed it.
+    Delivered,
+    /// Incoming, stored.
+    Received,
+    /// Read by its recipient (either direction).
+    Read,
+}
+
+impl DeliveryState {
+    pub(crate) fn to_byte(self) -> u8 {
+        match self {
+            Self::Pending => 0,
+            Self::Sent => 1,
+            Self::Delivered => 2,
+            Self::Received => 3,
+            Self::Read => 4,
+        }
+    }
+
+    pub(crate) fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Self::Pending,
+            1 => Self::Sent,
+            2 => Self::Delivered,
+            3 => Self::Received,
+            4 => Self::Read,
+            _ => return None,
+        })
+    }
+}
+
+/// A stored message, decrypted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its sequence number in the conversation (increasing, never reused).
+    pub seq: u64,
+    /// Incoming or outgoing.
+    pub direction: Direction,
+    /// Delivery state.
+    pub state: DeliveryState,
+    /// Milliseconds since the Unix epoch: when it was sent (outgoing) or
+    /// received (incoming), as given by the caller.
+    pub timestamp: u64,
+    /// The envelope id it travelled (or will travel) under.
+    pub envelope_id: EnvelopeId,
+    /// The message body, wiped on drop.
+    pub body: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("seq", &self.seq)
+            .field("direction", &self.direction)
+            .field("state", &self.state)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message to add to history without the protocol (restoring a backup,
+/// importing from another app).
+#[derive(Clone, Copy)]
+pub struct NewMessage<'a> {
+    /// Incoming or outgoing.
+    pub direction: Direction,
+    /// Delivery state to record.
+    pub state: DeliveryState,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+impl fmt::Debug for NewMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewMessage")
+            .field("direction", &self.direction)
+            .field("state", &self.state)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of receiving one envelope.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Received {
+    /// Decrypted and stored. Acknowledge the envelope to the relay.
+    Stored(Message),
+    /// This envelope id from this sender was already stored: nothing was
+    /// changed. Acknowledge it to the relay.
+    Duplicate,
+}
+
+/// A ciphertext waiting for the relay to accept it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The envelope id to send it under (the same on every retry).
+    pub id: EnvelopeId,
+    /// The recipient's contact id.
+    pub recipient: String,
+    /// The message's seq in the recipient's conversation.
+    pub seq: u64,
+    /// The protocol ciphertext to hand to the relay.
+    pub ciphertext: Vec<u8>,
+}
+
+impl fmt::Debug for OutboxEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboxEntry")
+            .field("id", &self.id)
+            .field("recipient", &"<redacted>")
+            .field("seq", &self.seq)
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish()
+    }
+}
+
+/// A contact.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// The app's id for the contact (e.g. their relay account).
+    pub id: String,
+    /// The display name chosen by the user (empty for a contact created by
+    /// an incoming first message).
+    pub name: String,
+    /// The identity key pinned for the contact, once known.
+    pub identity_key: Option<IdentityKey>,
+    /// True once the user compared safety numbers.
+    pub verified: bool,
+}
+
+impl fmt::Debug for Contact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Contact")
+            .field("id", &"<redacted>")
+            .field("name", &"<redacted>")
+            .field("has_identity_key", &self.identity_key.is_some())
+            .field("verified", &self.verified)
+            .finish()
+    }
+}
+
+/// One row of a history page: its seq and either the message or why it
+/// could not be read.
+#[derive(Debug)]
+pub struct HistoryEntry {
+    /// The row's sequence number.
+    pub seq: u64,
+    /// The message, or the error for this row alone (typically
+    /// [`Error::Corrupt`]).
+    pub message: Result<Message, Error>,
+}
+
+/// A page of history, newest first.
+#[derive(Debug)]
+pub struct HistoryPage {
+    /// The rows, newest first; unreadable rows are reported in place.
+    pub entries: Vec<HistoryEntry>,
+    /// Pass this as `before` to get the next (older) page; `None` when the
+    /// page was not full, i.e. there is nothing older.
+    pub next_before: Option<u64>,
+}
+
+impl HistoryPage {
+    /// The readable messages of the page, newest first.
+    pub fn messages(&self) -> impl Iterator<Item = &Message> {
+        self.entries.iter().filter_map(|e| e.message.as_ref().ok())
+    }
+
+    /// The rows that could not be read, with their errors.
+    pub fn failures(&self) -> impl Iterator<Item = (u64, &Error)> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.message.as_ref().err().map(|err| (e.seq, err)))
+    }
+}
