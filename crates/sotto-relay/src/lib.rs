@@ -1,2 +1,81 @@
-//! sotto-relay
+//! # sotto-relay
+//!
+//! The relay of Sotto: the only server. It keeps a directory of prekey
+//! bundles (public keys and signatures) and a queue of opaque envelopes per
+//! mailbox, and forgets each envelope once its recipient acknowledges it.
+//! It never sees a plaintext, a key that could produce one, or who sent an
+//! envelope (sending needs no account).
+//!
+//! This crate holds the [server](Server), the [wire protocol](protocol), the
+//! [storage backends](store) and the async [client](RelayClient) that
+//! `sotto::Client` uses. The byte-level protocol is specified in
+//! `docs/relay.md`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
+//! use sotto_relay::{
+//!     ClientConfig, MailboxAddress, MemoryStore, MessageId, PreKeyUpload, RelayClient, Server,
+//!     ServerConfig,
+//! };
+//!
+//! let server = Server::bind("127.0.0.1:0", ServerConfig::default(), Arc::new(MemoryStore::new()))
+//!     .await?
+//!     .spawn();
+//! let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+//!
+//! // Bob publishes his prekeys.
+//! let bob = IdentityKeyPair::generate(&mut rng);
+//! let spk = SignedPreKey::generate(1, &bob, &mut rng);
+//! let opks: Vec<_> = (0..20).map(|i| OneTimePreKey::generate(i, &mut rng)).collect();
+//! let bob_conn = RelayClient::connect(server.local_addr(), ClientConfig::default()).await?;
+//! bob_conn.authenticate(&bob).await?;
+//! bob_conn.upload_prekeys(PreKeyUpload::new(Some(&spk), &opks)).await?;
+//!
+//! // Alice, without an account, fetches his bundle and sends him an envelope.
+//! let bob_address = MailboxAddress::of(bob.public());
+//! let alice_conn = RelayClient::connect(server.local_addr(), ClientConfig::default()).await?;
+//! let bundle = alice_conn.fetch_bundle(&bob_address).await?;
+//! alice_conn.send(&bob_address, MessageId::random()?, b"ciphertext").await?;
+//!
+//! // Bob fetches, stores, acknowledges.
+//! for envelope in bob_conn.fetch_pending().await? {
+//!     bob_conn.ack(&[envelope.id]).await?;
+//! }
+//! server.shutdown().await;
+//! # let _ = bundle;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Security considerations
+//!
+//! - A mailbox is read, acknowledged and re-keyed only over a connection
+//!   that signed the relay's fresh challenge with the mailbox owner's
+//!   identity key ([`protocol::auth_message`]).
+//! - Bundles are checked by the client ([`RelayClient::fetch_bundle`]):
+//!   the identity key must hash to the requested address and the signed
+//!   prekey signature must verify. A relay can still withhold or replay
+//!   bundles; it cannot forge one.
+//! - The relay learns who receives how much and when, and the network
+//!   address of senders; it does not learn senders' identities from the
+//!   protocol. TLS (feature `tls`) hides the traffic from the network.
+//! - Envelopes are deleted on acknowledgement (SQLite `secure_delete`);
+//!   nothing else about them is kept.
 #![forbid(unsafe_code)]
+
+pub mod address;
+pub mod client;
+pub mod envelope;
+pub mod protocol;
+pub mod server;
+pub mod store;
+#[cfg(feature = "tls")]
+pub mod tls;
+
+pub use address::MailboxAddress;
+pub use client::{ClientConfig, ClientError, RelayClient, RelayEvent, SendReceipt};
+pub use envelope::{Envelope, MessageId};
+pub use protocol::{AuthInfo, ErrorCode, PreKeyStock, PreKeyUpload};
+pub use server::{RateLimit, Server, ServerConfig, ServerError, ServerHandle};
+pub use store::{MailboxLimits, MailboxStore, MemoryStore, SqliteStore, StoreError};

@@ -1,0 +1,201 @@
+//! `sotto-relay`: runs a Sotto relay (see docs/relay.md, "Deployment").
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use sotto_relay::{MailboxStore, MemoryStore, Server, ServerConfig, SqliteStore};
+
+const USAGE: &str = "\
+usage: sotto-relay [options]
+
+  --listen ADDR            address to listen on (default 127.0.0.1:7447)
+  --db PATH                SQLite database file (default ./sotto-relay.db)
+  --memory                 keep everything in memory instead (lost on exit)
+  --server-id ID           id bound into client signatures (default sotto-relay)
+  --max-frame BYTES        largest frame accepted (default 1048576)
+  --max-envelopes N        envelopes queued per mailbox (default 10000)
+  --max-mailbox-bytes N    payload bytes queued per mailbox (default 268435456)
+  --max-connections N      simultaneous connections (default 10000)
+  --tls-cert PEM           certificate chain, PEM (needs the `tls` feature)
+  --tls-key PEM            private key, PEM (needs the `tls` feature)
+  --log LEVEL              error, warn, info, debug or trace (default info)
+  -h, --help               this text";
+
+struct Options {
+    listen: String,
+    db: Option<PathBuf>,
+    config: ServerConfig,
+    tls: Option<(PathBuf, PathBuf)>,
+    log: tracing::Level,
+}
+
+fn parse_number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{flag}: not a number: {value}"))
+}
+
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        listen: "127.0.0.1:7447".to_owned(),
+        db: Some(PathBuf::from("sotto-relay.db")),
+        config: ServerConfig::default(),
+        tls: None,
+        log: tracing::Level::INFO,
+    };
+    let (mut cert, mut key) = (None, None);
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            return Ok(None);
+        }
+        if flag == "--memory" {
+            options.db = None;
+            continue;
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--listen" => options.listen = value,
+            "--db" => options.db = Some(PathBuf::from(value)),
+            "--server-id" => options.config.server_id = value,
+            "--max-frame" => options.config.max_frame_size = parse_number(&flag, &value)?,
+            "--max-envelopes" => {
+                options.config.mailbox_limits.max_envelopes = parse_number(&flag, &value)?;
+            }
+            "--max-mailbox-bytes" => {
+                options.config.mailbox_limits.max_bytes = parse_number(&flag, &value)?;
+            }
+            "--max-connections" => options.config.max_connections = parse_number(&flag, &value)?,
+            "--tls-cert" => cert = Some(PathBuf::from(value)),
+            "--tls-key" => key = Some(PathBuf::from(value)),
+            "--log" => {
+                options.log = value
+                    .parse()
+                    .map_err(|_| format!("--log: unknown level {value}"))?;
+            }
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    options.tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".to_owned()),
+    };
+    options.config.validate()?;
+    Ok(Some(options))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("sotto-relay: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(options.log)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sotto-relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    // Check the TLS files before touching the database.
+    let tls = load_tls(options.tls)?;
+    let store: Arc<dyn MailboxStore> = match &options.db {
+        Some(path) => Arc::new(SqliteStore::open(path)?),
+        None => Arc::new(MemoryStore::new()),
+    };
+    let server = Server::bind(options.listen.as_str(), options.config, store).await?;
+    let server = with_tls(server, tls);
+    println!("sotto-relay listening on {}", server.local_addr());
+    server
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    Ok(())
+}
+
+#[cfg(feature = "tls")]
+type Tls = Option<Arc<sotto_relay::tls::rustls::ServerConfig>>;
+
+#[cfg(feature = "tls")]
+fn load_tls(files: Option<(PathBuf, PathBuf)>) -> Result<Tls, Box<dyn std::error::Error>> {
+    let Some((cert, key)) = files else {
+        return Ok(None);
+    };
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    Ok(Some(sotto_relay::tls::server_config(
+        &read(&cert)?,
+        &read(&key)?,
+    )?))
+}
+
+#[cfg(feature = "tls")]
+fn with_tls(server: Server, tls: Tls) -> Server {
+    match tls {
+        Some(config) => server.with_tls(config),
+        None => server,
+    }
+}
+
+/// Nothing to configure in a build without TLS.
+#[cfg(not(feature = "tls"))]
+struct Tls;
+
+#[cfg(not(feature = "tls"))]
+fn load_tls(files: Option<(PathBuf, PathBuf)>) -> Result<Tls, Box<dyn std::error::Error>> {
+    match files {
+        None => Ok(Tls),
+        Some(_) => Err("this build has no TLS support (build with --features tls)".into()),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn with_tls(server: Server, _: Tls) -> Server {
+    server
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn flags_are_parsed_and_checked() {
+        let o = parse(args(
+            "--listen 0.0.0.0:9 --memory --max-frame 4096 --server-id r1",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.listen, "0.0.0.0:9");
+        assert!(o.db.is_none());
+        assert_eq!(o.config.max_frame_size, 4096);
+        assert_eq!(o.config.server_id, "r1");
+        assert!(parse(args("--help")).unwrap().is_none());
+        assert!(parse(args("--max-frame 10")).is_err());
+        assert!(parse(args("--max-frame lots")).is_err());
+        assert!(parse(args("--tls-cert a.pem")).is_err());
+        assert!(parse(args("--bogus 1")).is_err());
+        assert!(parse(args("--db")).is_err());
+    }
+}

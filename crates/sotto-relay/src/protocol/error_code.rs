@@ -1,0 +1,133 @@
+//! The typed error codes of the `Error` frame (docs/relay.md "Error codes").
+
+/// Why the relay refused a request.
+///
+/// Codes marked *fatal* are followed by the relay closing the connection;
+/// the others leave it open for the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// A frame that does not parse (fatal).
+    Malformed,
+    /// No protocol version in common with the client (fatal).
+    UnsupportedVersion,
+    /// A length prefix above the relay's maximum frame size (fatal).
+    FrameTooLarge,
+    /// A request type this protocol version does not define.
+    UnknownRequest,
+    /// A request that is not allowed at this point, e.g. anything before
+    /// `Hello` or a second `Hello` (fatal).
+    UnexpectedRequest,
+    /// The request needs an authenticated connection.
+    AuthRequired,
+    /// The challenge signature or the identity key was refused (fatal: the
+    /// challenge was single-use).
+    AuthFailed,
+    /// The connection is already authenticated.
+    AlreadyAuthenticated,
+    /// No prekey bundle is published for that mailbox.
+    NotFound,
+    /// A prekey upload that is invalid: bad signed-prekey signature or a
+    /// repeated one-time prekey id.
+    InvalidPreKey,
+    /// The upload would store more one-time prekeys than the relay allows.
+    TooManyPreKeys,
+    /// The recipient's mailbox is over its count or byte limit; nothing was
+    /// stored.
+    MailboxFull,
+    /// An envelope that is empty.
+    InvalidEnvelope,
+    /// The relay is at its connection limit (fatal).
+    ServerBusy,
+    /// The relay is shutting down (fatal).
+    ShuttingDown,
+    /// The relay could not complete the request (e.g. storage failure);
+    /// nothing was changed.
+    Internal,
+    /// A code this implementation does not know (a newer relay).
+    Unrecognized(u16),
+}
+
+impl ErrorCode {
+    /// The wire value.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            Self::Malformed => 0x0001,
+            Self::UnsupportedVersion => 0x0002,
+            Self::FrameTooLarge => 0x0003,
+            Self::UnknownRequest => 0x0004,
+            Self::UnexpectedRequest => 0x0005,
+            Self::AuthRequired => 0x0010,
+            Self::AuthFailed => 0x0011,
+            Self::AlreadyAuthenticated => 0x0012,
+            Self::NotFound => 0x0020,
+            Self::InvalidPreKey => 0x0021,
+            Self::TooManyPreKeys => 0x0022,
+            Self::MailboxFull => 0x0030,
+            Self::InvalidEnvelope => 0x0031,
+            Self::ServerBusy => 0x00F0,
+            Self::ShuttingDown => 0x00F1,
+            Self::Internal => 0x00FF,
+            Self::Unrecognized(code) => code,
+        }
+    }
+
+    /// The code for a wire value; unknown values map to
+    /// [`ErrorCode::Unrecognized`].
+    pub fn from_u16(code: u16) -> Self {
+        match code {
+            0x0001 => Self::Malformed,
+            0x0002 => Self::UnsupportedVersion,
+            0x0003 => Self::FrameTooLarge,
+            0x0004 => Self::UnknownRequest,
+            0x0005 => Self::UnexpectedRequest,
+            0x0010 => Self::AuthRequired,
+            0x0011 => Self::AuthFailed,
+            0x0012 => Self::AlreadyAuthenticated,
+            0x0020 => Self::NotFound,
+            0x0021 => Self::InvalidPreKey,
+            0x0022 => Self::TooManyPreKeys,
+            0x0030 => Self::MailboxFull,
+            0x0031 => Self::InvalidEnvelope,
+            0x00F0 => Self::ServerBusy,
+            0x00F1 => Self::ShuttingDown,
+            0x00FF => Self::Internal,
+            other => Self::Unrecognized(other),
+        }
+    }
+
+    /// Whether the relay closes the connection after sending this code.
+    pub fn is_fatal(self) -> bool {
+        matches!(
+            self,
+            Self::Malformed
+                | Self::UnsupportedVersion
+                | Self::FrameTooLarge
+                | Self::UnexpectedRequest
+                | Self::AuthFailed
+                | Self::ServerBusy
+                | Self::ShuttingDown
+        )
+    }
+}
+
+impl core::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Unrecognized(code) => write!(f, "error {code:#06x}"),
+            known => write!(f, "{known:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips() {
+        for code in 0..=0x0100u16 {
+            assert_eq!(ErrorCode::from_u16(code).to_u16(), code);
+        }
+    }
+}

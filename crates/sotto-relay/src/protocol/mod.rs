@@ -1,0 +1,101 @@
+//! The relay's binary protocol (docs/relay.md is the byte-level spec).
+//!
+//! Everything travels in frames: `u32be(length) || body`, with
+//! `1 <= length <= max_frame_size`. Every body starts with
+//! `type(u8) || u32be(request_id)`. The client's first frame is
+//! [`Request::Hello`], which offers protocol versions; the relay answers
+//! [`Response::Welcome`] with the chosen version, its server id and a fresh
+//! 32-byte challenge, or with an [`ErrorCode::UnsupportedVersion`] error and
+//! closes. The layout of `Hello`, `Welcome` and `Error` is the same in every
+//! version, so negotiation itself never depends on the version.
+//!
+//! Responses echo the request id and have type `request type | 0x80`;
+//! errors have type `0xFF`. Frames the relay sends on its own (pushes) have
+//! types `0xC0..` and request id 0, so clients number their requests from 1.
+
+mod auth;
+mod codec;
+mod error_code;
+pub(crate) mod frame;
+pub(crate) mod request;
+mod response;
+
+pub use auth::{AUTH_DOMAIN, CHALLENGE_LEN, auth_message};
+pub use error_code::ErrorCode;
+pub use request::{OneTimePreKeyPublic, PreKeyUpload, Request, RequestFrame, SignedPreKeyPublic};
+pub use response::{AuthInfo, ErrorFrame, PreKeyStock, Push, Response, ServerFrame, Welcome};
+
+/// The four bytes that open `Hello` and `Welcome`: `"SOTR"`.
+pub const MAGIC: [u8; 4] = *b"SOTR";
+
+/// The protocol version this implementation speaks best.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Every protocol version this implementation speaks, lowest first.
+pub const SUPPORTED_VERSIONS: &[u16] = &[PROTOCOL_VERSION];
+
+/// Most versions a `Hello` may offer.
+pub const MAX_OFFERED_VERSIONS: usize = 16;
+
+/// Default maximum frame size (length prefix value): 1 MiB.
+pub const DEFAULT_MAX_FRAME_SIZE: u32 = 1 << 20;
+
+/// Smallest maximum frame size a relay may announce. Every fixed-size
+/// request and response fits in it.
+pub const MIN_MAX_FRAME_SIZE: u32 = 1024;
+
+/// Longest server id, in bytes of UTF-8.
+pub const MAX_SERVER_ID_LEN: usize = 255;
+
+/// Longest error message the relay sends, in bytes.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
+
+/// Bytes of a `Send` request in front of the payload:
+/// `type(1) || request_id(4) || recipient(32) || message_id(16)`.
+pub const SEND_OVERHEAD: usize = 1 + 4 + 32 + 16;
+
+/// The largest envelope payload that fits in a `Send` frame of
+/// `max_frame_size` bytes.
+pub fn max_payload_len(max_frame_size: u32) -> usize {
+    (max_frame_size as usize).saturating_sub(SEND_OVERHEAD)
+}
+
+/// A frame body that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The body ended before a complete field.
+    #[error("truncated frame: needed {needed} bytes, got {got}")]
+    Truncated {
+        /// Bytes required.
+        needed: usize,
+        /// Bytes available.
+        got: usize,
+    },
+    /// Bytes were left after a complete message.
+    #[error("{0} trailing bytes after a complete message")]
+    TrailingBytes(usize),
+    /// A type byte that this version does not define.
+    #[error("unknown frame type {0:#04x}")]
+    UnknownType(u8),
+    /// A field whose value is not allowed.
+    #[error("invalid field: {0}")]
+    InvalidField(&'static str),
+}
+
+/// Frame type bytes (docs/relay.md "Frame types").
+pub(crate) mod frame_type {
+    pub(crate) const HELLO: u8 = 0x00;
+    pub(crate) const AUTHENTICATE: u8 = 0x01;
+    pub(crate) const UPLOAD_PREKEYS: u8 = 0x02;
+    pub(crate) const FETCH_BUNDLE: u8 = 0x03;
+    pub(crate) const SEND: u8 = 0x04;
+    pub(crate) const FETCH: u8 = 0x05;
+    pub(crate) const ACK: u8 = 0x06;
+    pub(crate) const PREKEY_COUNT: u8 = 0x07;
+    pub(crate) const PING: u8 = 0x08;
+    pub(crate) const RESPONSE_BIT: u8 = 0x80;
+    pub(crate) const PUSH_ENVELOPE: u8 = 0xC0;
+    pub(crate) const PUSH_PREKEYS_LOW: u8 = 0xC1;
+    pub(crate) const ERROR: u8 = 0xFF;
+}

@@ -1,0 +1,432 @@
+//! Frames a client sends.
+
+use sotto_core::{OneTimePreKey, SignedPreKey};
+
+use super::codec::{Reader, header};
+use super::frame_type as t;
+use super::{DecodeError, MAGIC, MAX_OFFERED_VERSIONS};
+use crate::address::MailboxAddress;
+use crate::envelope::MessageId;
+
+/// The public half of a signed prekey, as uploaded to the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedPreKeyPublic {
+    /// Prekey id.
+    pub id: u32,
+    /// X25519 public key.
+    pub public: [u8; 32],
+    /// `Ed25519-Sign(IK, 0x05 || public)`.
+    pub signature: [u8; 64],
+}
+
+impl From<&SignedPreKey> for SignedPreKeyPublic {
+    fn from(key: &SignedPreKey) -> Self {
+        Self {
+            id: key.id(),
+            public: *key.public(),
+            signature: *key.signature(),
+        }
+    }
+}
+
+/// The public half of a one-time prekey, as uploaded to the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OneTimePreKeyPublic {
+    /// Prekey id.
+    pub id: u32,
+    /// X25519 public key.
+    pub public: [u8; 32],
+}
+
+impl From<&OneTimePreKey> for OneTimePreKeyPublic {
+    fn from(key: &OneTimePreKey) -> Self {
+        Self {
+            id: key.id(),
+            public: *key.public(),
+        }
+    }
+}
+
+/// What an owner publishes in its prekey directory entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreKeyUpload {
+    /// A new signed prekey, replacing the published one; `None` keeps it.
+    pub signed_prekey: Option<SignedPreKeyPublic>,
+    /// One-time prekeys to add (a stored key with the same id is replaced).
+    pub one_time_prekeys: Vec<OneTimePreKeyPublic>,
+    /// Delete every stored one-time prekey before adding these (for a client
+    /// that lost the private halves of the ones it uploaded before).
+    pub replace_one_time_prekeys: bool,
+}
+
+impl PreKeyUpload {
+    /// An upload of a signed prekey and one-time prekeys from the core types.
+    pub fn new(signed_prekey: Option<&SignedPreKey>, one_time_prekeys: &[OneTimePreKey]) -> Self {
+        Self {
+            signed_prekey: signed_prekey.map(SignedPreKeyPublic::from),
+            one_time_prekeys: one_time_prekeys
+                .iter()
+                .map(OneTimePreKeyPublic::from)
+                .collect(),
+            replace_one_time_prekeys: false,
+        }
+    }
+}
+
+/// A request (client to relay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// `0x00`, first frame only: `"SOTR" || u8(n) || n × u16be(version)`,
+    /// `1 <= n <= 16`.
+    Hello {
+        /// Offered versions.
+        versions: Vec<u16>,
+    },
+    /// `0x01`: `IK(32) || signature(64)` over
+    /// [`auth_message`](super::auth_message).
+    Authenticate {
+        /// The owner's Ed25519 identity public key.
+        identity_key: [u8; 32],
+        /// Signature over the challenge message.
+        signature: [u8; 64],
+    },
+    /// `0x02` (authenticated): `flags(u8) || [u32be(spk_id) || SPK(32) ||
+    /// sig(64)] || u16be(n) || n × (u32be(id) || OPK(32))`. Flag bit 0: a
+    /// signed prekey follows; bit 1: replace the stored one-time prekeys.
+    UploadPreKeys(PreKeyUpload),
+    /// `0x03`: `address(32)`.
+    FetchBundle {
+        /// Whose bundle.
+        address: MailboxAddress,
+    },
+    /// `0x04`: `recipient(32) || message_id(16) || payload(rest)`.
+    Send {
+        /// Recipient mailbox.
+        recipient: MailboxAddress,
+        /// Sender-chosen dedupe id.
+        message_id: MessageId,
+        /// Opaque bytes (at least one).
+        payload: Vec<u8>,
+    },
+    /// `0x05` (authenticated): `u64be(after) || u16be(max_count)`: queued
+    /// envelopes with id greater than `after`, oldest first.
+    Fetch {
+        /// Only envelopes with a larger id.
+        after: u64,
+        /// At most this many (0: the relay's page size).
+        max_count: u16,
+    },
+    /// `0x06` (authenticated): `u16be(n) || n × u64be(id)`.
+    Ack {
+        /// Envelope ids to delete from the caller's own mailbox.
+        ids: Vec<u64>,
+    },
+    /// `0x07` (authenticated): empty. How many one-time prekeys are left.
+    PreKeyCount,
+    /// `0x08`: empty. Keeps the connection alive.
+    Ping,
+}
+
+/// A request with its id, as carried in one frame body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFrame {
+    /// Echoed in the response.
+    pub request_id: u32,
+    /// The request.
+    pub request: Request,
+}
+
+/// A request body that does not parse, with the request id if it could be
+/// read (0 otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RequestDecodeError {
+    pub(crate) request_id: u32,
+    pub(crate) error: DecodeError,
+}
+
+impl Request {
+    /// The frame body of this request with `request_id`.
+    pub fn encode(&self, request_id: u32) -> Vec<u8> {
+        match self {
+            Self::Hello { versions } => {
+                let mut out = header(t::HELLO, request_id, 5 + 2 * versions.len());
+                out.extend_from_slice(&MAGIC);
+                out.push(versions.len().min(usize::from(u8::MAX)) as u8);
+                for v in versions.iter().take(usize::from(u8::MAX)) {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+                out
+            }
+            Self::Authenticate {
+                identity_key,
+                signature,
+            } => {
+                let mut out = header(t::AUTHENTICATE, request_id, 96);
+                out.extend_from_slice(identity_key);
+                out.extend_from_slice(signature);
+                out
+            }
+            Self::UploadPreKeys(upload) => {
+                let n = upload.one_time_prekeys.len().min(usize::from(u16::MAX));
+                let mut out = header(t::UPLOAD_PREKEYS, request_id, 103 + 36 * n);
+                let mut flags = 0u8;
+                if upload.signed_prekey.is_some() {
+                    flags |= 0x01;
+                }
+                if upload.replace_one_time_prekeys {
+                    flags |= 0x02;
+                }
+                out.push(flags);
+                if let Some(spk) = &upload.signed_prekey {
+                    out.extend_from_slice(&spk.id.to_be_bytes());
+                    out.extend_from_slice(&spk.public);
+                    out.extend_from_slice(&spk.signature);
+                }
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+                for opk in upload.one_time_prekeys.iter().take(n) {
+                    out.extend_from_slice(&opk.id.to_be_bytes());
+                    out.extend_from_slice(&opk.public);
+                }
+                out
+            }
+            Self::FetchBundle { address } => {
+                let mut out = header(t::FETCH_BUNDLE, request_id, 32);
+                out.extend_from_slice(address.as_bytes());
+                out
+            }
+            Self::Send {
+                recipient,
+                message_id,
+                payload,
+            } => {
+                let mut out = header(t::SEND, request_id, 48 + payload.len());
+                out.extend_from_slice(recipient.as_bytes());
+                out.extend_from_slice(&message_id.0);
+                out.extend_from_slice(payload);
+                out
+            }
+            Self::Fetch { after, max_count } => {
+                let mut out = header(t::FETCH, request_id, 10);
+                out.extend_from_slice(&after.to_be_bytes());
+                out.extend_from_slice(&max_count.to_be_bytes());
+                out
+            }
+            Self::Ack { ids } => {
+                let n = ids.len().min(usize::from(u16::MAX));
+                let mut out = header(t::ACK, request_id, 2 + 8 * n);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+                for id in ids.iter().take(n) {
+                    out.extend_from_slice(&id.to_be_bytes());
+                }
+                out
+            }
+            Self::PreKeyCount => header(t::PREKEY_COUNT, request_id, 0),
+            Self::Ping => header(t::PING, request_id, 0),
+        }
+    }
+}
+
+impl RequestFrame {
+    /// Strictly parses a request frame body.
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode_with_id(body).map_err(|e| e.error)
+    }
+
+    pub(crate) fn decode_with_id(body: &[u8]) -> Result<Self, RequestDecodeError> {
+        let mut r = Reader::new(body);
+        let (frame_type, request_id) = match (r.u8(), r.u32()) {
+            (Ok(ty), Ok(id)) => (ty, id),
+            (Err(error), _) | (_, Err(error)) => {
+                return Err(RequestDecodeError {
+                    request_id: 0,
+                    error,
+                });
+            }
+        };
+        decode_body(frame_type, r)
+            .map(|request| Self {
+                request_id,
+                request,
+            })
+            .map_err(|error| RequestDecodeError { request_id, error })
+    }
+}
+
+fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError> {
+    let request = match frame_type {
+        t::HELLO => {
+            if r.array::<4>()? != MAGIC {
+                return Err(DecodeError::InvalidField("magic"));
+            }
+            let n = usize::from(r.u8()?);
+            if n == 0 || n > MAX_OFFERED_VERSIONS {
+                return Err(DecodeError::InvalidField("version count"));
+            }
+            let versions = (0..n).map(|_| r.u16()).collect::<Result<_, _>>()?;
+            Request::Hello { versions }
+        }
+        t::AUTHENTICATE => Request::Authenticate {
+            identity_key: r.array()?,
+            signature: r.array()?,
+        },
+        t::UPLOAD_PREKEYS => {
+            let flags = r.u8()?;
+            if flags & !0x03 != 0 {
+                return Err(DecodeError::InvalidField("upload flags"));
+            }
+            let signed_prekey = if flags & 0x01 != 0 {
+                Some(SignedPreKeyPublic {
+                    id: r.u32()?,
+                    public: r.array()?,
+                    signature: r.array()?,
+                })
+            } else {
+                None
+            };
+            let n = usize::from(r.u16()?);
+            if r.remaining() != n * 36 {
+                return Err(DecodeError::InvalidField("one-time prekey count"));
+            }
+            let mut one_time_prekeys = Vec::with_capacity(n);
+            for _ in 0..n {
+                one_time_prekeys.push(OneTimePreKeyPublic {
+                    id: r.u32()?,
+                    public: r.array()?,
+                });
+            }
+            Request::UploadPreKeys(PreKeyUpload {
+                signed_prekey,
+                one_time_prekeys,
+                replace_one_time_prekeys: flags & 0x02 != 0,
+            })
+        }
+        t::FETCH_BUNDLE => Request::FetchBundle {
+            address: MailboxAddress::from_bytes(r.array()?),
+        },
+        t::SEND => Request::Send {
+            recipient: MailboxAddress::from_bytes(r.array()?),
+            message_id: MessageId(r.array()?),
+            payload: r.rest().to_vec(),
+        },
+        t::FETCH => Request::Fetch {
+            after: r.u64()?,
+            max_count: r.u16()?,
+        },
+        t::ACK => {
+            let n = usize::from(r.u16()?);
+            if r.remaining() != n * 8 {
+                return Err(DecodeError::InvalidField("ack count"));
+            }
+            let ids = (0..n).map(|_| r.u64()).collect::<Result<_, _>>()?;
+            Request::Ack { ids }
+        }
+        t::PREKEY_COUNT => Request::PreKeyCount,
+        t::PING => Request::Ping,
+        other => return Err(DecodeError::UnknownType(other)),
+    };
+    r.finish()?;
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_requests() -> Vec<Request> {
+        vec![
+            Request::Hello {
+                versions: vec![1, 2],
+            },
+            Request::Authenticate {
+                identity_key: [1; 32],
+                signature: [2; 64],
+            },
+            Request::UploadPreKeys(PreKeyUpload {
+                signed_prekey: Some(SignedPreKeyPublic {
+                    id: 5,
+                    public: [3; 32],
+                    signature: [4; 64],
+                }),
+                one_time_prekeys: vec![
+                    OneTimePreKeyPublic {
+                        id: 1,
+                        public: [5; 32],
+                    },
+                    OneTimePreKeyPublic {
+                        id: 2,
+                        public: [6; 32],
+                    },
+                ],
+                replace_one_time_prekeys: true,
+            }),
+            Request::UploadPreKeys(PreKeyUpload::default()),
+            Request::FetchBundle {
+                address: MailboxAddress::from_bytes([7; 32]),
+            },
+            Request::Send {
+                recipient: MailboxAddress::from_bytes([8; 32]),
+                message_id: MessageId([9; 16]),
+                payload: b"opaque".to_vec(),
+            },
+            Request::Fetch {
+                after: 42,
+                max_count: 10,
+            },
+            Request::Ack { ids: vec![1, 2, 3] },
+            Request::PreKeyCount,
+            Request::Ping,
+        ]
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        for (i, request) in all_requests().into_iter().enumerate() {
+            let body = request.encode(i as u32 + 1);
+            let decoded = RequestFrame::decode(&body).unwrap();
+            assert_eq!(decoded.request_id, i as u32 + 1);
+            assert_eq!(decoded.request, request);
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_rejected_without_panic() {
+        for request in all_requests() {
+            let body = request.encode(1);
+            for cut in 0..body.len() {
+                // A Send with a shorter payload is still a valid Send.
+                if matches!(request, Request::Send { .. }) && cut >= 53 {
+                    continue;
+                }
+                assert!(
+                    RequestFrame::decode(&body[..cut]).is_err(),
+                    "{request:?} cut {cut}"
+                );
+            }
+            if !matches!(request, Request::Send { .. }) {
+                let mut longer = body.clone();
+                longer.push(0);
+                assert!(RequestFrame::decode(&longer).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn hello_needs_magic_and_a_sane_version_count() {
+        let mut body = Request::Hello { versions: vec![1] }.encode(0);
+        body[5] = b'X';
+        assert_eq!(
+            RequestFrame::decode(&body),
+            Err(DecodeError::InvalidField("magic"))
+        );
+        let body = [0, 0, 0, 0, 0, b'S', b'O', b'T', b'R', 0];
+        assert!(RequestFrame::decode(&body).is_err());
+    }
+
+    #[test]
+    fn unknown_type_keeps_the_request_id() {
+        let err = RequestFrame::decode_with_id(&[0x42, 0, 0, 0, 9]).unwrap_err();
+        assert_eq!(err.request_id, 9);
+        assert_eq!(err.error, DecodeError::UnknownType(0x42));
+    }
+}

@@ -1,0 +1,490 @@
+//! Frames the relay sends: responses, errors and pushes.
+
+use sotto_core::PreKeyBundle;
+
+use super::codec::{Reader, header};
+use super::frame_type as t;
+use super::{
+    CHALLENGE_LEN, DecodeError, ErrorCode, MAGIC, MAX_ERROR_MESSAGE_LEN, MAX_SERVER_ID_LEN,
+};
+use crate::address::MailboxAddress;
+use crate::envelope::Envelope;
+
+/// The relay's answer to `Hello`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// The negotiated protocol version.
+    pub version: u16,
+    /// The largest frame (length prefix value) the relay accepts.
+    pub max_frame_size: u32,
+    /// The relay's id, bound into the challenge signature.
+    pub server_id: String,
+    /// Fresh random challenge for `Authenticate`.
+    pub challenge: [u8; CHALLENGE_LEN],
+}
+
+/// How many one-time prekeys an owner has left on the relay, and the
+/// threshold under which it should upload more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreKeyStock {
+    /// One-time prekeys still stored.
+    pub remaining: u32,
+    /// The relay's low-water mark.
+    pub threshold: u32,
+}
+
+impl PreKeyStock {
+    /// `remaining < threshold`: the owner should replenish.
+    pub fn is_low(&self) -> bool {
+        self.remaining < self.threshold
+    }
+}
+
+/// The relay's answer to a successful `Authenticate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthInfo {
+    /// The authenticated mailbox.
+    pub address: MailboxAddress,
+    /// Envelopes waiting in it.
+    pub pending_envelopes: u32,
+    /// Their total payload bytes.
+    pub pending_bytes: u64,
+    /// One-time prekey stock.
+    pub prekeys: PreKeyStock,
+}
+
+/// A refusal: a typed code and a short human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorFrame {
+    /// The code.
+    pub code: ErrorCode,
+    /// A short explanation (never contains envelope contents).
+    pub message: String,
+}
+
+/// A response to one request (relay to client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Response {
+    /// `0x80`: `"SOTR" || u16be(version) || u32be(max_frame_size) ||
+    /// u8(len) || server_id || challenge(32)`.
+    Welcome(Welcome),
+    /// `0x81`: `address(32) || u32be(pending_envelopes) ||
+    /// u64be(pending_bytes) || u32be(opk_remaining) || u32be(opk_threshold)`.
+    Authenticated(AuthInfo),
+    /// `0x82`: `u32be(opk_remaining) || u32be(opk_threshold)`.
+    PreKeysUploaded(PreKeyStock),
+    /// `0x83`: the bundle in `sotto_core` encoding (134 or 170 bytes).
+    Bundle(Box<PreKeyBundle>),
+    /// `0x84`: `u64be(envelope_id) || u8(duplicate)`.
+    Sent {
+        /// The relay's id of the stored envelope.
+        envelope_id: u64,
+        /// The same message id was already queued: nothing new was stored.
+        duplicate: bool,
+    },
+    /// `0x85`: `u8(more) || u16be(n) || n × (u64be(id) || u32be(len) ||
+    /// payload)`.
+    Envelopes {
+        /// Oldest first.
+        envelopes: Vec<Envelope>,
+        /// More envelopes follow the last one.
+        more: bool,
+    },
+    /// `0x86`: `u32be(removed)`.
+    Acked {
+        /// Envelopes actually deleted (ids not in the mailbox are ignored).
+        removed: u32,
+    },
+    /// `0x87`: `u32be(opk_remaining) || u32be(opk_threshold)`.
+    PreKeyCount(PreKeyStock),
+    /// `0x88`: empty.
+    Pong,
+    /// `0xFF`: `u16be(code) || message (UTF-8, the rest, at most 1024 bytes)`.
+    Error(ErrorFrame),
+}
+
+/// A frame the relay sends without being asked (request id 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Push {
+    /// `0xC0`: `u64be(id) || u32be(len) || payload`: an envelope that
+    /// arrived while the owner is connected.
+    Envelope(Envelope),
+    /// `0xC1`: `u32be(opk_remaining) || u32be(opk_threshold)`: the owner's
+    /// one-time prekeys are running low.
+    PreKeysLow(PreKeyStock),
+}
+
+/// Any frame from the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerFrame {
+    /// The answer to the request with `request_id` (an `Error` with id 0
+    /// concerns the connection as a whole).
+    Response {
+        /// The echoed id.
+        request_id: u32,
+        /// The answer.
+        response: Response,
+    },
+    /// A push.
+    Push(Push),
+}
+
+fn put_stock(out: &mut Vec<u8>, stock: &PreKeyStock) {
+    out.extend_from_slice(&stock.remaining.to_be_bytes());
+    out.extend_from_slice(&stock.threshold.to_be_bytes());
+}
+
+fn get_stock(r: &mut Reader<'_>) -> Result<PreKeyStock, DecodeError> {
+    Ok(PreKeyStock {
+        remaining: r.u32()?,
+        threshold: r.u32()?,
+    })
+}
+
+fn put_envelope(out: &mut Vec<u8>, e: &Envelope) {
+    out.extend_from_slice(&e.id.to_be_bytes());
+    // Payloads are bounded by the frame size, far below 4 GiB.
+    out.extend_from_slice(&(e.payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&e.payload);
+}
+
+fn get_envelope(r: &mut Reader<'_>) -> Result<Envelope, DecodeError> {
+    let id = r.u64()?;
+    let len = r.u32()? as usize;
+    Ok(Envelope {
+        id,
+        payload: r.bytes(len)?.to_vec(),
+    })
+}
+
+/// Cuts `message` to at most `max` bytes on a character boundary.
+fn truncate_utf8(message: &str, max: usize) -> &str {
+    if message.len() <= max {
+        return message;
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+impl Response {
+    /// The frame body of this response to `request_id`. An error message
+    /// longer than 1024 bytes is cut; a server id longer than 255 bytes is
+    /// cut (the relay refuses such a configuration up front).
+    pub fn encode(&self, request_id: u32) -> Vec<u8> {
+        match self {
+            Self::Welcome(w) => {
+                let id = truncate_utf8(&w.server_id, MAX_SERVER_ID_LEN);
+                let mut out = header(t::HELLO | t::RESPONSE_BIT, request_id, 43 + id.len());
+                out.extend_from_slice(&MAGIC);
+                out.extend_from_slice(&w.version.to_be_bytes());
+                out.extend_from_slice(&w.max_frame_size.to_be_bytes());
+                out.push(id.len() as u8);
+                out.extend_from_slice(id.as_bytes());
+                out.extend_from_slice(&w.challenge);
+                out
+            }
+            Self::Authenticated(info) => {
+                let mut out = header(t::AUTHENTICATE | t::RESPONSE_BIT, request_id, 52);
+                out.extend_from_slice(info.address.as_bytes());
+                out.extend_from_slice(&info.pending_envelopes.to_be_bytes());
+                out.extend_from_slice(&info.pending_bytes.to_be_bytes());
+                put_stock(&mut out, &info.prekeys);
+                out
+            }
+            Self::PreKeysUploaded(stock) => {
+                let mut out = header(t::UPLOAD_PREKEYS | t::RESPONSE_BIT, request_id, 8);
+                put_stock(&mut out, stock);
+                out
+            }
+            Self::Bundle(bundle) => {
+                let encoded = bundle.encode();
+                let mut out = header(t::FETCH_BUNDLE | t::RESPONSE_BIT, request_id, encoded.len());
+                out.extend_from_slice(&encoded);
+                out
+            }
+            Self::Sent {
+                envelope_id,
+                duplicate,
+            } => {
+                let mut out = header(t::SEND | t::RESPONSE_BIT, request_id, 9);
+                out.extend_from_slice(&envelope_id.to_be_bytes());
+                out.push(u8::from(*duplicate));
+                out
+            }
+            Self::Envelopes { envelopes, more } => {
+                let n = envelopes.len().min(usize::from(u16::MAX));
+                let size: usize = envelopes.iter().take(n).map(Envelope::encoded_len).sum();
+                let mut out = header(t::FETCH | t::RESPONSE_BIT, request_id, 3 + size);
+                out.push(u8::from(*more || n < envelopes.len()));
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+                for e in envelopes.iter().take(n) {
+                    put_envelope(&mut out, e);
+                }
+                out
+            }
+            Self::Acked { removed } => {
+                let mut out = header(t::ACK | t::RESPONSE_BIT, request_id, 4);
+                out.extend_from_slice(&removed.to_be_bytes());
+                out
+            }
+            Self::PreKeyCount(stock) => {
+                let mut out = header(t::PREKEY_COUNT | t::RESPONSE_BIT, request_id, 8);
+                put_stock(&mut out, stock);
+                out
+            }
+            Self::Pong => header(t::PING | t::RESPONSE_BIT, request_id, 0),
+            Self::Error(e) => {
+                let message = truncate_utf8(&e.message, MAX_ERROR_MESSAGE_LEN);
+                let mut out = header(t::ERROR, request_id, 2 + message.len());
+                out.extend_from_slice(&e.code.to_u16().to_be_bytes());
+                out.extend_from_slice(message.as_bytes());
+                out
+            }
+        }
+    }
+
+    /// An error response.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error(ErrorFrame {
+            code,
+            message: message.into(),
+        })
+    }
+}
+
+impl Push {
+    /// The frame body of this push (request id 0).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Envelope(e) => {
+                let mut out = header(t::PUSH_ENVELOPE, 0, e.encoded_len());
+                put_envelope(&mut out, e);
+                out
+            }
+            Self::PreKeysLow(stock) => {
+                let mut out = header(t::PUSH_PREKEYS_LOW, 0, 8);
+                put_stock(&mut out, stock);
+                out
+            }
+        }
+    }
+}
+
+impl ServerFrame {
+    /// The frame body.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Response {
+                request_id,
+                response,
+            } => response.encode(*request_id),
+            Self::Push(push) => push.encode(),
+        }
+    }
+
+    /// Strictly parses a frame body from the relay.
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(body);
+        let frame_type = r.u8()?;
+        let request_id = r.u32()?;
+        let frame = match frame_type {
+            t::PUSH_ENVELOPE | t::PUSH_PREKEYS_LOW if request_id != 0 => {
+                return Err(DecodeError::InvalidField("push request id"));
+            }
+            t::PUSH_ENVELOPE => Self::Push(Push::Envelope(get_envelope(&mut r)?)),
+            t::PUSH_PREKEYS_LOW => Self::Push(Push::PreKeysLow(get_stock(&mut r)?)),
+            other => Self::Response {
+                request_id,
+                response: decode_response(other, &mut r)?,
+            },
+        };
+        r.finish()?;
+        Ok(frame)
+    }
+}
+
+fn decode_response(frame_type: u8, r: &mut Reader<'_>) -> Result<Response, DecodeError> {
+    const WELCOME: u8 = t::HELLO | t::RESPONSE_BIT;
+    const AUTHENTICATED: u8 = t::AUTHENTICATE | t::RESPONSE_BIT;
+    const UPLOADED: u8 = t::UPLOAD_PREKEYS | t::RESPONSE_BIT;
+    const BUNDLE: u8 = t::FETCH_BUNDLE | t::RESPONSE_BIT;
+    const SENT: u8 = t::SEND | t::RESPONSE_BIT;
+    const ENVELOPES: u8 = t::FETCH | t::RESPONSE_BIT;
+    const ACKED: u8 = t::ACK | t::RESPONSE_BIT;
+    const COUNT: u8 = t::PREKEY_COUNT | t::RESPONSE_BIT;
+    const PONG: u8 = t::PING | t::RESPONSE_BIT;
+    Ok(match frame_type {
+        WELCOME => {
+            if r.array::<4>()? != MAGIC {
+                return Err(DecodeError::InvalidField("magic"));
+            }
+            let version = r.u16()?;
+            let max_frame_size = r.u32()?;
+            let id_len = usize::from(r.u8()?);
+            let server_id = core::str::from_utf8(r.bytes(id_len)?)
+                .map_err(|_| DecodeError::InvalidField("server id"))?
+                .to_owned();
+            Response::Welcome(Welcome {
+                version,
+                max_frame_size,
+                server_id,
+                challenge: r.array()?,
+            })
+        }
+        AUTHENTICATED => Response::Authenticated(AuthInfo {
+            address: MailboxAddress::from_bytes(r.array()?),
+            pending_envelopes: r.u32()?,
+            pending_bytes: r.u64()?,
+            prekeys: get_stock(r)?,
+        }),
+        UPLOADED => Response::PreKeysUploaded(get_stock(r)?),
+        BUNDLE => Response::Bundle(Box::new(
+            PreKeyBundle::decode(r.rest()).map_err(|_| DecodeError::InvalidField("bundle"))?,
+        )),
+        SENT => Response::Sent {
+            envelope_id: r.u64()?,
+            duplicate: r.flag("duplicate")?,
+        },
+        ENVELOPES => {
+            let more = r.flag("more")?;
+            let n = r.u16()?;
+            // Each envelope takes at least 12 bytes: bound the allocation.
+            let mut envelopes = Vec::with_capacity(usize::from(n).min(r.remaining() / 12));
+            for _ in 0..n {
+                envelopes.push(get_envelope(r)?);
+            }
+            Response::Envelopes { envelopes, more }
+        }
+        ACKED => Response::Acked { removed: r.u32()? },
+        COUNT => Response::PreKeyCount(get_stock(r)?),
+        PONG => Response::Pong,
+        t::ERROR => {
+            let code = ErrorCode::from_u16(r.u16()?);
+            let message = core::str::from_utf8(r.rest())
+                .map_err(|_| DecodeError::InvalidField("error message"))?
+                .to_owned();
+            Response::Error(ErrorFrame { code, message })
+        }
+        other => return Err(DecodeError::UnknownType(other)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
+
+    fn bundle() -> PreKeyBundle {
+        let mut rng = rand::rngs::SysRng;
+        let mut rng = rand::rand_core::UnwrapErr(&mut rng);
+        let id = IdentityKeyPair::generate(&mut rng);
+        let spk = SignedPreKey::generate(1, &id, &mut rng);
+        let opk = OneTimePreKey::generate(2, &mut rng);
+        PreKeyBundle::new(&id, &spk, Some(&opk))
+    }
+
+    fn all_frames() -> Vec<ServerFrame> {
+        let stock = PreKeyStock {
+            remaining: 3,
+            threshold: 10,
+        };
+        let responses = vec![
+            Response::Welcome(Welcome {
+                version: 1,
+                max_frame_size: 1 << 20,
+                server_id: "relay.example".into(),
+                challenge: [7; 32],
+            }),
+            Response::Authenticated(AuthInfo {
+                address: MailboxAddress::from_bytes([1; 32]),
+                pending_envelopes: 4,
+                pending_bytes: 400,
+                prekeys: stock,
+            }),
+            Response::PreKeysUploaded(stock),
+            Response::Bundle(Box::new(bundle())),
+            Response::Sent {
+                envelope_id: 99,
+                duplicate: true,
+            },
+            Response::Envelopes {
+                envelopes: vec![
+                    Envelope {
+                        id: 1,
+                        payload: vec![1, 2, 3],
+                    },
+                    Envelope {
+                        id: 2,
+                        payload: vec![4],
+                    },
+                ],
+                more: true,
+            },
+            Response::Acked { removed: 2 },
+            Response::PreKeyCount(stock),
+            Response::Pong,
+            Response::error(ErrorCode::MailboxFull, "mailbox full"),
+        ];
+        let mut frames: Vec<ServerFrame> = responses
+            .into_iter()
+            .enumerate()
+            .map(|(i, response)| ServerFrame::Response {
+                request_id: i as u32 + 1,
+                response,
+            })
+            .collect();
+        frames.push(ServerFrame::Push(Push::Envelope(Envelope {
+            id: 5,
+            payload: vec![9; 10],
+        })));
+        frames.push(ServerFrame::Push(Push::PreKeysLow(stock)));
+        frames
+    }
+
+    #[test]
+    fn every_server_frame_round_trips() {
+        for frame in all_frames() {
+            assert_eq!(ServerFrame::decode(&frame.encode()).unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_rejected_without_panic() {
+        for frame in all_frames() {
+            let body = frame.encode();
+            for cut in 0..body.len() {
+                if let ServerFrame::Response {
+                    response: Response::Error(_),
+                    ..
+                } = frame
+                    && cut >= 7
+                {
+                    continue; // a shorter message is still a message
+                }
+                assert!(
+                    ServerFrame::decode(&body[..cut]).is_err(),
+                    "{frame:?} {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_error_messages_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(1000);
+        let body = Response::error(ErrorCode::Internal, long).encode(1);
+        let ServerFrame::Response {
+            response: Response::Error(e),
+            ..
+        } = ServerFrame::decode(&body).unwrap()
+        else {
+            panic!("not an error")
+        };
+        assert_eq!(e.message.len(), 1024);
+    }
+}

@@ -1,0 +1,160 @@
+//! Server configuration and its defaults.
+
+use std::time::Duration;
+
+use crate::protocol::{DEFAULT_MAX_FRAME_SIZE, MAX_SERVER_ID_LEN, MIN_MAX_FRAME_SIZE};
+use crate::store::MailboxLimits;
+
+/// Per-connection rate limit: two token buckets, one counting requests and
+/// one counting received bytes. A request beyond the limit is delayed until
+/// the buckets refill (the connection stops reading meanwhile), never
+/// refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained requests per second (default 100).
+    pub requests_per_second: f64,
+    /// Requests allowed in a burst (default 200).
+    pub request_burst: f64,
+    /// Sustained received bytes per second (default 4 MiB).
+    pub bytes_per_second: f64,
+    /// Bytes allowed in a burst (default 8 MiB).
+    pub byte_burst: f64,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 100.0,
+            request_burst: 200.0,
+            bytes_per_second: 4.0 * 1024.0 * 1024.0,
+            byte_burst: 8.0 * 1024.0 * 1024.0,
+        }
+    }
+}
+
+/// Everything a relay can be told. Build it with `ServerConfig::default()`
+/// and change the fields you need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// The relay's id, sent in `Welcome` and bound into every challenge
+    /// signature: 1 to 255 bytes of UTF-8, typically the relay's host name
+    /// (default `"sotto-relay"`).
+    pub server_id: String,
+    /// Largest frame accepted, length prefix value (default 1 MiB, minimum
+    /// 1024). The largest envelope is this minus 53 bytes.
+    pub max_frame_size: u32,
+    /// Per-mailbox queue limits (default 10 000 envelopes, 256 MiB).
+    pub mailbox_limits: MailboxLimits,
+    /// Most one-time prekeys stored per mailbox (default 1000).
+    pub max_one_time_prekeys: u32,
+    /// The owner is told to replenish when fewer one-time prekeys than this
+    /// are left (default 10).
+    pub prekey_low_threshold: u32,
+    /// Most envelopes in one `Fetch` response (default 256).
+    pub fetch_page_size: u16,
+    /// Per-connection rate limit.
+    pub rate_limit: RateLimit,
+    /// Most simultaneous connections; more are refused with `ServerBusy`
+    /// (default 10 000).
+    pub max_connections: usize,
+    /// Time a new connection has to complete TLS and send `Hello`
+    /// (default 10 s).
+    pub handshake_timeout: Duration,
+    /// A connection that sends no complete frame for this long is closed
+    /// (default 5 min; clients ping to stay connected).
+    pub idle_timeout: Duration,
+    /// A frame that cannot be written within this time closes the
+    /// connection (default 30 s): a client that stops reading cannot hold
+    /// the relay.
+    pub write_timeout: Duration,
+    /// On shutdown, connections get this long to finish the request in hand
+    /// before they are cut (default 5 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            server_id: "sotto-relay".to_owned(),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            mailbox_limits: MailboxLimits::default(),
+            max_one_time_prekeys: 1000,
+            prekey_low_threshold: 10,
+            fetch_page_size: 256,
+            rate_limit: RateLimit::default(),
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the values are usable; the server refuses to start otherwise.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.server_id.is_empty() || self.server_id.len() > MAX_SERVER_ID_LEN {
+            return Err("server_id must be 1 to 255 bytes");
+        }
+        if self.max_frame_size < MIN_MAX_FRAME_SIZE {
+            return Err("max_frame_size must be at least 1024");
+        }
+        if self.fetch_page_size == 0 {
+            return Err("fetch_page_size must be at least 1");
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1");
+        }
+        let r = &self.rate_limit;
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !(positive(r.requests_per_second)
+            && positive(r.request_burst)
+            && positive(r.bytes_per_second)
+            && positive(r.byte_burst))
+        {
+            return Err("rate limits must be positive and finite");
+        }
+        if self.handshake_timeout.is_zero()
+            || self.idle_timeout.is_zero()
+            || self.write_timeout.is_zero()
+        {
+            return Err("timeouts must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_refused() {
+        assert!(ServerConfig::default().validate().is_ok());
+        let bad = [
+            ServerConfig {
+                server_id: String::new(),
+                ..Default::default()
+            },
+            ServerConfig {
+                server_id: "x".repeat(256),
+                ..Default::default()
+            },
+            ServerConfig {
+                max_frame_size: 100,
+                ..Default::default()
+            },
+            ServerConfig {
+                rate_limit: RateLimit {
+                    requests_per_second: f64::NAN,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        ];
+        for config in bad {
+            assert!(config.validate().is_err());
+        }
+    }
+}

@@ -1,0 +1,663 @@
+//! One client connection: handshake, authentication, requests and pushes.
+//!
+//! Two tasks per connection: a reader that only cuts the byte stream into
+//! frames (and enforces the frame limit before allocating), and this handler,
+//! which processes one request at a time. The channel between them holds a
+//! couple of frames, so a client that sends faster than it is served fills
+//! its own TCP window and is slowed down; it cannot queue work in the relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::TryRng;
+use sotto_core::{IdentityKey, PreKeyBundle};
+use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter, WriteHalf};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::hub::MailboxSignal;
+use super::rate_limit::TokenBucket;
+use super::{Shared, Transport, shutdown_requested};
+use crate::address::MailboxAddress;
+use crate::envelope::MessageId;
+use crate::protocol::frame::{FrameError, read_frame, write_frame};
+use crate::protocol::request::RequestDecodeError;
+use crate::protocol::{
+    AuthInfo, CHALLENGE_LEN, DecodeError, ErrorCode, PreKeyStock, PreKeyUpload, Push, Request,
+    RequestFrame, Response, SUPPORTED_VERSIONS, Welcome, auth_message,
+};
+use crate::store::{MailboxStore, StoreError, has_duplicate_ids};
+
+/// How long a connection closed for a protocol violation keeps reading (and
+/// discarding) so the client receives the final error frame instead of a
+/// reset.
+const CLOSE_LINGER: Duration = Duration::from_millis(500);
+
+/// Envelopes pushed per wake-up before the handler looks at requests again.
+const PUSH_BATCH: usize = 32;
+
+/// What the reader task hands over.
+enum Incoming {
+    Frame(Vec<u8>),
+    TooLarge { len: u32, max: u32 },
+    Empty,
+}
+
+/// Whether to keep serving after a request.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// The authenticated owner of this connection.
+struct Owner {
+    identity: IdentityKey,
+    address: MailboxAddress,
+    signal: watch::Receiver<MailboxSignal>,
+    /// Highest envelope id the client knows about (told to fetch, or pushed).
+    push_cursor: u64,
+    /// More envelopes than one batch arrived: keep pushing.
+    push_backlog: bool,
+    seen_prekeys: u64,
+}
+
+struct Connection<S: Transport> {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    writer: BufWriter<WriteHalf<S>>,
+    /// Negotiated version; `None` until `Hello`.
+    version: Option<u16>,
+    /// The challenge, consumed by the first `Authenticate`.
+    challenge: Option<[u8; CHALLENGE_LEN]>,
+    owner: Option<Owner>,
+    requests: TokenBucket,
+    bytes: TokenBucket,
+    /// Closing after a fatal error: linger so the client can read it.
+    linger: bool,
+}
+
+/// Serves one connection until the client leaves, breaks the protocol,
+/// goes idle, or the server shuts down.
+pub(crate) async fn serve<S: Transport>(
+    stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (reader, writer) = tokio::io::split(stream);
+    let (frames_tx, mut frames) = mpsc::channel(2);
+    let reader = tokio::spawn(read_loop(reader, shared.config.max_frame_size, frames_tx));
+    let now = std::time::Instant::now();
+    let limits = shared.config.rate_limit;
+    let mut conn = Connection {
+        peer,
+        writer: BufWriter::new(writer),
+        version: None,
+        challenge: None,
+        owner: None,
+        requests: TokenBucket::new(limits.requests_per_second, limits.request_burst, now),
+        bytes: TokenBucket::new(limits.bytes_per_second, limits.byte_burst, now),
+        linger: false,
+        shared,
+    };
+    tracing::debug!(%peer, "connection opened");
+    conn.run(&mut frames, &mut shutdown).await;
+    if let Some(owner) = conn.owner.take() {
+        conn.shared.hub.unsubscribe(&owner.address, owner.signal);
+    }
+    let _ = timeout(conn.shared.config.write_timeout, conn.writer.shutdown()).await;
+    if conn.linger {
+        // Let the client read the error before the socket goes away.
+        let _ = timeout(CLOSE_LINGER, async {
+            while frames.recv().await.is_some() {}
+        })
+        .await;
+    }
+    reader.abort();
+    tracing::debug!(%peer, "connection closed");
+}
+
+/// Cuts the stream into frames. After an oversized or empty frame it
+/// reports it and discards the rest of the input until the handler hangs up.
+async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, max: u32, frames: mpsc::Sender<Incoming>) {
+    loop {
+        let incoming = match read_frame(&mut reader, max).await {
+            Ok(Some(body)) => Incoming::Frame(body),
+            Ok(None) | Err(FrameError::Io(_)) => return,
+            Err(FrameError::TooLarge { len, max }) => Incoming::TooLarge { len, max },
+            Err(FrameError::Empty) => Incoming::Empty,
+        };
+        let fatal = !matches!(incoming, Incoming::Frame(_));
+        if frames.send(incoming).await.is_err() {
+            return;
+        }
+        if fatal {
+            let _ = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await;
+            return;
+        }
+    }
+}
+
+/// `now + timeout`, or about a century from now for a timeout too large to
+/// add.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
+/// Waits for the next signal of the owner's mailbox; never resolves without
+/// an owner (or if the hub went away, which it does not while subscribed).
+async fn next_signal(owner: &mut Option<Owner>) {
+    if let Some(owner) = owner
+        && owner.signal.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
+impl<S: Transport> Connection<S> {
+    async fn run(
+        &mut self,
+        frames: &mut mpsc::Receiver<Incoming>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let mut deadline = deadline_after(self.shared.config.handshake_timeout);
+        loop {
+            let backlog = self.owner.as_ref().is_some_and(|o| o.push_backlog);
+            let flow = tokio::select! {
+                biased;
+                () = shutdown_requested(shutdown) => {
+                    let _ = self.error(0, ErrorCode::ShuttingDown, "relay is shutting down").await;
+                    Flow::Close
+                }
+                incoming = frames.recv() => match incoming {
+                    None => Flow::Close,
+                    Some(Incoming::TooLarge { len, max }) => {
+                        let message = format!("frame of {len} bytes exceeds the maximum of {max}");
+                        let _ = self.error(0, ErrorCode::FrameTooLarge, message).await;
+                        Flow::Close
+                    }
+                    Some(Incoming::Empty) => {
+                        let _ = self.error(0, ErrorCode::Malformed, "empty frame").await;
+                        Flow::Close
+                    }
+                    Some(Incoming::Frame(body)) => {
+                        self.pace(body.len()).await;
+                        let flow = self.handle(&body).await;
+                        deadline = deadline_after(self.shared.config.idle_timeout);
+                        flow
+                    }
+                },
+                () = next_signal(&mut self.owner) => self.on_signal().await,
+                () = std::future::ready(()), if backlog => self.push_envelopes().await,
+                () = sleep_until(deadline) => {
+                    tracing::debug!(peer = %self.peer, "connection timed out");
+                    Flow::Close
+                }
+            };
+            if flow == Flow::Close {
+                return;
+            }
+        }
+    }
+
+    /// Applies the rate limit to a request of `len` bytes.
+    async fn pace(&mut self, len: usize) {
+        let now = std::time::Instant::now();
+        let wait = self
+            .requests
+            .take(1.0, now)
+            .max(self.bytes.take(len as f64, now));
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn send(&mut self, body: &[u8]) -> Flow {
+        match timeout(
+            self.shared.config.write_timeout,
+            write_frame(&mut self.writer, body),
+        )
+        .await
+        {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "write failed");
+                Flow::Close
+            }
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, "write timed out");
+                Flow::Close
+            }
+        }
+    }
+
+    async fn respond(&mut self, request_id: u32, response: Response) -> Flow {
+        self.send(&response.encode(request_id)).await
+    }
+
+    /// Sends an error; fatal codes close the connection.
+    async fn error(
+        &mut self,
+        request_id: u32,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> Flow {
+        let flow = self
+            .respond(request_id, Response::error(code, message))
+            .await;
+        if code.is_fatal() {
+            self.linger = code != ErrorCode::ShuttingDown;
+            Flow::Close
+        } else {
+            flow
+        }
+    }
+
+    async fn store_error(&mut self, request_id: u32, error: StoreError) -> Flow {
+        match error {
+            // The recipient's queue size is not the sender's business.
+            StoreError::MailboxFull { .. } => {
+                self.error(
+                    request_id,
+                    ErrorCode::MailboxFull,
+                    "recipient mailbox is full",
+                )
+                .await
+            }
+            e @ StoreError::TooManyPreKeys { .. } => {
+                self.error(request_id, ErrorCode::TooManyPreKeys, e.to_string())
+                    .await
+            }
+            e => {
+                tracing::error!(error = %e, "storage failure");
+                self.error(request_id, ErrorCode::Internal, "storage failure")
+                    .await
+            }
+        }
+    }
+
+    /// Runs `op` against the store on the blocking pool.
+    async fn store<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn MailboxStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.shared.store.clone();
+        tokio::task::spawn_blocking(move || op(store.as_ref()))
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?
+    }
+
+    fn stock(&self, remaining: u32) -> PreKeyStock {
+        PreKeyStock {
+            remaining,
+            threshold: self.shared.config.prekey_low_threshold,
+        }
+    }
+
+    async fn handle(&mut self, body: &[u8]) -> Flow {
+        let frame = match RequestFrame::decode_with_id(body) {
+            Ok(frame) => frame,
+            Err(RequestDecodeError {
+                request_id,
+                error: DecodeError::UnknownType(ty),
+            }) if self.version.is_some() => {
+                let message = format!("unknown request type {ty:#04x}");
+                return self
+                    .error(request_id, ErrorCode::UnknownRequest, message)
+                    .await;
+            }
+            Err(RequestDecodeError { request_id, error }) => {
+                let message = if self.version.is_none() {
+                    format!("expected a Hello frame: {error}")
+                } else {
+                    error.to_string()
+                };
+                return self.error(request_id, ErrorCode::Malformed, message).await;
+            }
+        };
+        let id = frame.request_id;
+        if self.version.is_none() {
+            return match frame.request {
+                Request::Hello { versions } => self.hello(id, &versions).await,
+                _ => {
+                    self.error(
+                        id,
+                        ErrorCode::UnexpectedRequest,
+                        "the first frame must be Hello",
+                    )
+                    .await
+                }
+            };
+        }
+        match frame.request {
+            Request::Hello { .. } => {
+                self.error(
+                    id,
+                    ErrorCode::UnexpectedRequest,
+                    "Hello was already received",
+                )
+                .await
+            }
+            Request::Authenticate {
+                identity_key,
+                signature,
+            } => self.authenticate(id, &identity_key, &signature).await,
+            Request::UploadPreKeys(upload) => self.upload_prekeys(id, upload).await,
+            Request::FetchBundle { address } => self.fetch_bundle(id, address).await,
+            Request::Send {
+                recipient,
+                message_id,
+                payload,
+            } => self.send_envelope(id, recipient, message_id, payload).await,
+            Request::Fetch { after, max_count } => self.fetch(id, after, max_count).await,
+            Request::Ack { ids } => self.ack(id, ids).await,
+            Request::PreKeyCount => self.prekey_count(id).await,
+            Request::Ping => self.respond(id, Response::Pong).await,
+        }
+    }
+
+    async fn hello(&mut self, id: u32, offered: &[u16]) -> Flow {
+        let Some(version) = offered
+            .iter()
+            .copied()
+            .filter(|v| SUPPORTED_VERSIONS.contains(v))
+            .max()
+        else {
+            let message = format!(
+                "unsupported protocol version: client offers {offered:?}, this relay speaks {SUPPORTED_VERSIONS:?}"
+            );
+            return self.error(id, ErrorCode::UnsupportedVersion, message).await;
+        };
+        let mut challenge = [0u8; CHALLENGE_LEN];
+        if rand::rngs::SysRng.try_fill_bytes(&mut challenge).is_err() {
+            tracing::error!("system random number generator failed");
+            let _ = self
+                .error(id, ErrorCode::Internal, "relay cannot make a challenge")
+                .await;
+            return Flow::Close;
+        }
+        self.version = Some(version);
+        self.challenge = Some(challenge);
+        let welcome = Welcome {
+            version,
+            max_frame_size: self.shared.config.max_frame_size,
+            server_id: self.shared.config.server_id.clone(),
+            challenge,
+        };
+        self.respond(id, Response::Welcome(welcome)).await
+    }
+
+    async fn authenticate(&mut self, id: u32, key: &[u8; 32], signature: &[u8; 64]) -> Flow {
+        if self.owner.is_some() {
+            return self
+                .error(id, ErrorCode::AlreadyAuthenticated, "already authenticated")
+                .await;
+        }
+        // Single use: a failed attempt ends the connection anyway.
+        let Some(challenge) = self.challenge.take() else {
+            return self
+                .error(id, ErrorCode::AuthFailed, "challenge already used")
+                .await;
+        };
+        let Ok(identity) = IdentityKey::from_bytes(key) else {
+            return self
+                .error(id, ErrorCode::AuthFailed, "invalid identity key")
+                .await;
+        };
+        let message = auth_message(&self.shared.config.server_id, &challenge);
+        if identity.verify(&message, signature).is_err() {
+            tracing::debug!(peer = %self.peer, "challenge signature refused");
+            return self
+                .error(
+                    id,
+                    ErrorCode::AuthFailed,
+                    "challenge signature does not verify",
+                )
+                .await;
+        }
+        let address = MailboxAddress::of(&identity);
+        // Subscribe before reading the mailbox: an envelope stored in
+        // between is then either counted below or pushed, never missed.
+        let signal = self.shared.hub.subscribe(address);
+        let state = self
+            .store(move |s| Ok((s.usage(&address)?, s.one_time_prekey_count(&address)?)))
+            .await;
+        let (usage, remaining) = match state {
+            Ok(state) => state,
+            Err(e) => {
+                self.shared.hub.unsubscribe(&address, signal);
+                return self.store_error(id, e).await;
+            }
+        };
+        let seen_prekeys = signal.borrow().prekeys;
+        self.owner = Some(Owner {
+            identity,
+            address,
+            signal,
+            push_cursor: usage.last_id,
+            push_backlog: false,
+            seen_prekeys,
+        });
+        let stock = self.stock(remaining);
+        let info = AuthInfo {
+            address,
+            pending_envelopes: u32::try_from(usage.envelopes).unwrap_or(u32::MAX),
+            pending_bytes: usage.bytes,
+            prekeys: stock,
+        };
+        if self.respond(id, Response::Authenticated(info)).await == Flow::Close {
+            return Flow::Close;
+        }
+        if stock.is_low() {
+            return self.send(&Push::PreKeysLow(stock).encode()).await;
+        }
+        Flow::Continue
+    }
+
+    async fn upload_prekeys(&mut self, id: u32, upload: PreKeyUpload) -> Flow {
+        let Some(identity) = self.owner.as_ref().map(|o| o.identity) else {
+            return self.auth_required(id).await;
+        };
+        if has_duplicate_ids(&upload) {
+            return self
+                .error(id, ErrorCode::InvalidPreKey, "repeated one-time prekey id")
+                .await;
+        }
+        if let Some(spk) = &upload.signed_prekey {
+            let bundle = PreKeyBundle {
+                identity_key: identity,
+                signed_prekey_id: spk.id,
+                signed_prekey: spk.public,
+                signed_prekey_signature: spk.signature,
+                one_time_prekey: None,
+            };
+            if bundle.verify().is_err() {
+                return self
+                    .error(
+                        id,
+                        ErrorCode::InvalidPreKey,
+                        "signed prekey signature does not verify",
+                    )
+                    .await;
+            }
+        }
+        let max = self.shared.config.max_one_time_prekeys;
+        match self
+            .store(move |s| s.publish_prekeys(&identity, &upload, max))
+            .await
+        {
+            Ok(remaining) => {
+                let stock = self.stock(remaining);
+                self.respond(id, Response::PreKeysUploaded(stock)).await
+            }
+            Err(e) => self.store_error(id, e).await,
+        }
+    }
+
+    async fn fetch_bundle(&mut self, id: u32, address: MailboxAddress) -> Flow {
+        match self.store(move |s| s.take_bundle(&address)).await {
+            Ok(Some(taken)) => {
+                if taken.remaining < self.shared.config.prekey_low_threshold {
+                    self.shared.hub.prekeys_low(&address, taken.remaining);
+                }
+                self.respond(id, Response::Bundle(Box::new(taken.bundle)))
+                    .await
+            }
+            Ok(None) => {
+                self.error(id, ErrorCode::NotFound, "no prekey bundle for this mailbox")
+                    .await
+            }
+            Err(e) => self.store_error(id, e).await,
+        }
+    }
+
+    async fn send_envelope(
+        &mut self,
+        id: u32,
+        recipient: MailboxAddress,
+        message_id: MessageId,
+        payload: Vec<u8>,
+    ) -> Flow {
+        if payload.is_empty() {
+            return self
+                .error(id, ErrorCode::InvalidEnvelope, "empty envelope")
+                .await;
+        }
+        let limits = self.shared.config.mailbox_limits;
+        match self
+            .store(move |s| s.enqueue(&recipient, &message_id, &payload, &limits))
+            .await
+        {
+            Ok(stored) => {
+                if !stored.duplicate {
+                    self.shared.hub.envelope_stored(&recipient);
+                }
+                let response = Response::Sent {
+                    envelope_id: stored.id,
+                    duplicate: stored.duplicate,
+                };
+                self.respond(id, response).await
+            }
+            Err(e) => self.store_error(id, e).await,
+        }
+    }
+
+    /// Bytes available for envelopes in one response frame: the frame limit
+    /// minus `type || request_id || more || count`.
+    fn envelope_budget(&self) -> usize {
+        (self.shared.config.max_frame_size as usize).saturating_sub(8)
+    }
+
+    async fn fetch(&mut self, id: u32, after: u64, max_count: u16) -> Flow {
+        let Some(address) = self.owner.as_ref().map(|o| o.address) else {
+            return self.auth_required(id).await;
+        };
+        let page_size = self.shared.config.fetch_page_size;
+        let max_count = usize::from(if max_count == 0 {
+            page_size
+        } else {
+            max_count.min(page_size)
+        });
+        let budget = self.envelope_budget();
+        match self
+            .store(move |s| s.fetch(&address, after, max_count, budget))
+            .await
+        {
+            Ok(page) => {
+                let response = Response::Envelopes {
+                    envelopes: page.envelopes,
+                    more: page.more,
+                };
+                self.respond(id, response).await
+            }
+            Err(e) => self.store_error(id, e).await,
+        }
+    }
+
+    async fn ack(&mut self, id: u32, ids: Vec<u64>) -> Flow {
+        let Some(address) = self.owner.as_ref().map(|o| o.address) else {
+            return self.auth_required(id).await;
+        };
+        match self.store(move |s| s.ack(&address, &ids)).await {
+            Ok(removed) => self.respond(id, Response::Acked { removed }).await,
+            Err(e) => self.store_error(id, e).await,
+        }
+    }
+
+    async fn prekey_count(&mut self, id: u32) -> Flow {
+        let Some(address) = self.owner.as_ref().map(|o| o.address) else {
+            return self.auth_required(id).await;
+        };
+        match self.store(move |s| s.one_time_prekey_count(&address)).await {
+            Ok(remaining) => {
+                let stock = self.stock(remaining);
+                self.respond(id, Response::PreKeyCount(stock)).await
+            }
+            Err(e) => self.store_error(id, e).await,
+        }
+    }
+
+    async fn auth_required(&mut self, id: u32) -> Flow {
+        self.error(
+            id,
+            ErrorCode::AuthRequired,
+            "this request needs an authenticated connection",
+        )
+        .await
+    }
+
+    /// The owner's mailbox changed: push what is new.
+    async fn on_signal(&mut self) -> Flow {
+        let Some(owner) = self.owner.as_mut() else {
+            return Flow::Continue;
+        };
+        let signal = *owner.signal.borrow_and_update();
+        if signal.prekeys != owner.seen_prekeys {
+            owner.seen_prekeys = signal.prekeys;
+            let stock = self.stock(signal.prekeys_remaining);
+            if self.send(&Push::PreKeysLow(stock).encode()).await == Flow::Close {
+                return Flow::Close;
+            }
+        }
+        self.push_envelopes().await
+    }
+
+    /// Pushes up to one batch of envelopes newer than the push cursor.
+    async fn push_envelopes(&mut self) -> Flow {
+        let Some((address, after)) = self.owner.as_ref().map(|o| (o.address, o.push_cursor)) else {
+            return Flow::Continue;
+        };
+        let budget = self.envelope_budget();
+        let page = match self
+            .store(move |s| s.fetch(&address, after, PUSH_BATCH, budget))
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                // The envelopes stay queued; the client will fetch them.
+                tracing::error!(error = %e, "storage failure while pushing");
+                return Flow::Continue;
+            }
+        };
+        for envelope in page.envelopes {
+            let envelope_id = envelope.id;
+            if self.send(&Push::Envelope(envelope).encode()).await == Flow::Close {
+                return Flow::Close;
+            }
+            if let Some(owner) = self.owner.as_mut() {
+                owner.push_cursor = envelope_id;
+            }
+        }
+        if let Some(owner) = self.owner.as_mut() {
+            owner.push_backlog = page.more;
+        }
+        Flow::Continue
+    }
+}

@@ -1,0 +1,262 @@
+//! The relay server: accepts connections and serves each in its own task.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use sotto_relay::{Server, ServerConfig, SqliteStore};
+//!
+//! let store = Arc::new(SqliteStore::open("relay.db")?);
+//! let server = Server::bind("127.0.0.1:0", ServerConfig::default(), store).await?;
+//! let handle = server.spawn();
+//! println!("listening on {}", handle.local_addr());
+//! // ...
+//! handle.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod connection;
+mod hub;
+mod rate_limit;
+
+pub use config::{RateLimit, ServerConfig};
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::protocol::{ErrorCode, Response, frame::write_frame};
+use crate::store::MailboxStore;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is unusable.
+    #[error("invalid relay configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// Binding the listening socket failed.
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// State shared by every connection of one server.
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) store: Arc<dyn MailboxStore>,
+    pub(crate) hub: hub::Hub,
+}
+
+/// A bound relay that is not yet accepting connections.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl core::fmt::Debug for Server {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Validates `config` and binds `addr` (use port 0 for any free port,
+    /// then [`Server::local_addr`]).
+    pub async fn bind(
+        addr: impl ToSocketAddrs,
+        config: ServerConfig,
+        store: Arc<dyn MailboxStore>,
+    ) -> Result<Self, ServerError> {
+        config.validate().map_err(ServerError::InvalidConfig)?;
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            shared: Arc::new(Shared {
+                config,
+                store,
+                hub: hub::Hub::default(),
+            }),
+            #[cfg(feature = "tls")]
+            tls: None,
+        })
+    }
+
+    /// Serves TLS (rustls) instead of plain TCP on this listener. See
+    /// [`crate::tls::server_config`] to build `config` from PEM files.
+    #[cfg(feature = "tls")]
+    pub fn with_tls(mut self, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
+        self.tls = Some(tokio_rustls::TlsAcceptor::from(config));
+        self
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Runs the server in a background task. Dropping the returned handle
+    /// also shuts the server down (without waiting for it).
+    pub fn spawn(self) -> ServerHandle {
+        let (shutdown, signal) = watch::channel(false);
+        let local_addr = self.local_addr;
+        let task = tokio::spawn(self.accept_loop(signal));
+        ServerHandle {
+            local_addr,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Runs the server in the current task until `signal` completes, then
+    /// shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        let (shutdown, rx) = watch::channel(false);
+        let server = self.accept_loop(rx);
+        tokio::pin!(server);
+        tokio::select! {
+            () = &mut server => return,
+            () = signal => {}
+        }
+        let _ = shutdown.send(true);
+        server.await;
+    }
+
+    async fn accept_loop(self, mut shutdown: watch::Receiver<bool>) {
+        let shared = self.shared;
+        let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+        let mut tasks = JoinSet::new();
+        tracing::info!(addr = %self.local_addr, "relay listening");
+        loop {
+            tokio::select! {
+                () = shutdown_requested(&mut shutdown) => break,
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(e) = joined
+                        && e.is_panic()
+                    {
+                        tracing::error!("a connection task panicked");
+                    }
+                }
+                accepted = self.listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            // E.g. out of file descriptors: back off, keep serving.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!("connection limit reached");
+                        #[cfg(feature = "tls")]
+                        let plain = self.tls.is_none();
+                        #[cfg(not(feature = "tls"))]
+                        let plain = true;
+                        if plain {
+                            tasks.spawn(refuse_busy(tcp));
+                        }
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    let shutdown = shutdown.clone();
+                    #[cfg(feature = "tls")]
+                    let tls = self.tls.clone();
+                    tasks.spawn(async move {
+                        let _permit = permit;
+                        #[cfg(feature = "tls")]
+                        if let Some(acceptor) = tls {
+                            let timeout = shared.config.handshake_timeout;
+                            match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                                Ok(Ok(stream)) => {
+                                    connection::serve(stream, peer, shared, shutdown).await;
+                                }
+                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
+                            return;
+                        }
+                        connection::serve(tcp, peer, shared, shutdown).await;
+                    });
+                }
+            }
+        }
+        drop(self.listener);
+        tracing::info!(connections = tasks.len(), "relay shutting down");
+        let grace = tokio::time::sleep(shared.config.shutdown_grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                () = &mut grace => {
+                    tasks.abort_all();
+                    break;
+                }
+                next = tasks.join_next() => if next.is_none() { break },
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        tracing::info!("relay stopped");
+    }
+}
+
+/// Resolves once shutdown was requested (or the handle was dropped).
+pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Tells a client over the connection limit why it is refused.
+async fn refuse_busy(mut tcp: TcpStream) {
+    let body = Response::error(ErrorCode::ServerBusy, "relay is at its connection limit").encode(0);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        write_frame(&mut tcp, &body).await?;
+        tokio::io::AsyncWriteExt::shutdown(&mut tcp).await
+    })
+    .await;
+}
+
+/// Controls a running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, tells every connection `ShuttingDown`, waits for
+    /// them (at most the configured grace period) and returns when the
+    /// server has stopped and released its store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// A stream the relay can serve: TCP, TLS over TCP, or anything else.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}

@@ -1,0 +1,17 @@
+//! Integration tests of the relay: real server, real client, loopback only.
+//! Every loop is bounded in count and time.
+
+// Test helpers (not only `#[test]` functions) may fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+mod abuse;
+mod auth;
+mod delivery;
+mod limits;
+mod prekeys;
+mod storage;
+#[cfg(feature = "tls")]
+mod tls;
+mod version;

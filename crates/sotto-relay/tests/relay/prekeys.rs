@@ -1,0 +1,203 @@
+//! The prekey directory: one-time prekeys go to one initiator each.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sotto_core::{IdentityKeyPair, SignedPreKey};
+use sotto_relay::protocol::{PreKeyUpload, SignedPreKeyPublic};
+use sotto_relay::store::MailboxStore;
+use sotto_relay::{ErrorCode, MailboxAddress, MemoryStore, RelayEvent, ServerConfig, SqliteStore};
+
+use crate::common::*;
+
+async fn handed_out_once_then_exhausted_then_replenished(store: Arc<dyn MailboxStore>) {
+    let relay = start_with(
+        ServerConfig {
+            prekey_low_threshold: 5,
+            ..config()
+        },
+        store,
+    )
+    .await;
+    let addr = relay.local_addr();
+    let bob = identity(2);
+    let bob_conn = owner(addr, &bob).await;
+    let mut events = bob_conn.take_events().unwrap();
+    let stock = bob_conn.upload_prekeys(prekeys(&bob, 0, 20)).await.unwrap();
+    assert_eq!((stock.remaining, stock.threshold), (20, 5));
+    assert!(!stock.is_low());
+
+    // 30 initiators on their own connections, all at once.
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let target = address(&bob);
+        tasks.push(tokio::spawn(async move {
+            let client = connect(addr).await;
+            client.fetch_bundle(&target).await.unwrap()
+        }));
+    }
+    let mut opk_ids = Vec::new();
+    let mut without = 0;
+    for task in tasks {
+        let bundle = task.await.unwrap();
+        bundle.verify().unwrap();
+        assert_eq!(bundle.identity_key, *bob.public());
+        match bundle.one_time_prekey {
+            Some((id, _)) => opk_ids.push(id),
+            None => without += 1,
+        }
+    }
+    let distinct: HashSet<_> = opk_ids.iter().copied().collect();
+    assert_eq!(opk_ids.len(), 20, "every one-time prekey handed out");
+    assert_eq!(distinct.len(), 20, "none handed out twice");
+    assert_eq!(without, 10, "exhausted: bundles without a one-time prekey");
+
+    // The owner was told, down to zero.
+    let mut lowest = u32::MAX;
+    while lowest > 0 {
+        match next_event(&mut events).await {
+            RelayEvent::PreKeysLow(stock) => {
+                assert!(stock.is_low());
+                lowest = lowest.min(stock.remaining);
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    let stock = bob_conn.prekey_count().await.unwrap();
+    assert_eq!(stock.remaining, 0);
+    assert!(stock.is_low());
+
+    // A reconnecting owner hears about it at once.
+    let bob_again = owner(addr, &bob).await;
+    let mut again = bob_again.take_events().unwrap();
+    assert!(matches!(
+        next_event(&mut again).await,
+        RelayEvent::PreKeysLow(s) if s.remaining == 0
+    ));
+
+    // Replenish: new keys are handed out again.
+    let stock = bob_conn
+        .upload_prekeys(PreKeyUpload {
+            signed_prekey: None,
+            ..prekeys(&bob, 100, 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!(stock.remaining, 10);
+    let bundle = connect(addr)
+        .await
+        .fetch_bundle(&address(&bob))
+        .await
+        .unwrap();
+    assert_eq!(bundle.one_time_prekey.map(|k| k.0), Some(100));
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_prekeys_are_handed_out_at_most_once_memory() {
+    handed_out_once_then_exhausted_then_replenished(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_prekeys_are_handed_out_at_most_once_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("relay.db")).unwrap();
+    handed_out_once_then_exhausted_then_replenished(Arc::new(store)).await;
+}
+
+#[test]
+fn two_relay_processes_sharing_a_database_never_hand_out_a_key_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let bob = identity(2);
+    // Two independent connections to one file, as two processes would have.
+    let a = Arc::new(SqliteStore::open(&path).unwrap());
+    let b = Arc::new(SqliteStore::open(&path).unwrap());
+    a.publish_prekeys(bob.public(), &prekeys(&bob, 0, 60), 1000)
+        .unwrap();
+    let target = address(&bob);
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            std::thread::spawn(move || {
+                (0..20)
+                    .filter_map(|_| {
+                        store
+                            .take_bundle(&target)
+                            .unwrap()
+                            .unwrap()
+                            .bundle
+                            .one_time_prekey
+                            .map(|k| k.0)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let ids: Vec<u32> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let distinct: HashSet<_> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), 60);
+    assert_eq!(distinct.len(), 60);
+}
+
+#[tokio::test]
+async fn invalid_uploads_are_refused_and_change_nothing() {
+    let relay = start_with(
+        ServerConfig {
+            max_one_time_prekeys: 10,
+            ..config()
+        },
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+    let addr = relay.local_addr();
+    let bob = identity(2);
+    let bob_conn = owner(addr, &bob).await;
+    let anyone = connect(addr).await;
+
+    // No bundle yet.
+    let err = anyone.fetch_bundle(&address(&bob)).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+
+    // A signed prekey signed by someone else.
+    let mallory = IdentityKeyPair::from_seed(&[6; 32]);
+    let forged = SignedPreKey::generate(1, &mallory, &mut rng());
+    let err = bob_conn
+        .upload_prekeys(PreKeyUpload {
+            signed_prekey: Some(SignedPreKeyPublic::from(&forged)),
+            ..PreKeyUpload::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidPreKey));
+
+    // Repeated one-time prekey ids.
+    let mut twice = prekeys(&bob, 0, 2);
+    twice.one_time_prekeys[1].id = twice.one_time_prekeys[0].id;
+    let err = bob_conn.upload_prekeys(twice).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidPreKey));
+
+    // Too many.
+    let err = bob_conn
+        .upload_prekeys(prekeys(&bob, 0, 11))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::TooManyPreKeys));
+
+    let err = anyone.fetch_bundle(&address(&bob)).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound), "nothing was stored");
+    assert_eq!(bob_conn.prekey_count().await.unwrap().remaining, 0);
+
+    // A valid one goes through; the bundle checks out for its address only.
+    bob_conn.upload_prekeys(prekeys(&bob, 0, 10)).await.unwrap();
+    anyone.fetch_bundle(&address(&bob)).await.unwrap();
+    let err = anyone
+        .fetch_bundle(&MailboxAddress::from_bytes([0; 32]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+    relay.shutdown().await;
+}

@@ -1,0 +1,78 @@
+//! Version negotiation.
+
+use sotto_relay::protocol::{Request, Response};
+use sotto_relay::{ClientError, ErrorCode, RelayClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn an_unknown_protocol_version_gets_a_clear_error() {
+    let relay = start().await;
+    let mut raw = Raw::connect(relay.local_addr()).await;
+    raw.request(
+        0,
+        &Request::Hello {
+            versions: vec![2, 99],
+        },
+    )
+    .await;
+    let (code, message) = error_of(raw.response(0).await);
+    assert_eq!(code, ErrorCode::UnsupportedVersion);
+    assert!(
+        message.contains("[2, 99]") && message.contains("[1]"),
+        "{message}"
+    );
+    raw.expect_closed().await;
+
+    // Offering several, the highest common one is chosen.
+    let mut raw = Raw::connect(relay.local_addr()).await;
+    raw.request(
+        0,
+        &Request::Hello {
+            versions: vec![7, 1, 3],
+        },
+    )
+    .await;
+    match raw.response(0).await {
+        Response::Welcome(w) => {
+            assert_eq!(w.version, 1);
+            assert_eq!(w.server_id, "test-relay");
+            assert_eq!(w.max_frame_size, 1 << 20);
+        }
+        other => panic!("{other:?}"),
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_client_reports_a_relay_that_refuses_its_version() {
+    // A stand-in for a future relay that no longer speaks version 1.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut len = [0u8; 4];
+        tcp.read_exact(&mut len).await.unwrap();
+        let mut hello = vec![0u8; u32::from_be_bytes(len) as usize];
+        tcp.read_exact(&mut hello).await.unwrap();
+        let body = Response::error(
+            ErrorCode::UnsupportedVersion,
+            "unsupported protocol version: client offers [1], this relay speaks [2]",
+        )
+        .encode(0);
+        tcp.write_all(&(body.len() as u32).to_be_bytes())
+            .await
+            .unwrap();
+        tcp.write_all(&body).await.unwrap();
+    });
+    let err = RelayClient::connect(addr, client_config())
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::UnsupportedVersion(message) => assert!(message.contains("speaks [2]")),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("protocol version"), "{err}");
+    fake.await.unwrap();
+}
