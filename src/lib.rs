@@ -1,11 +1,56 @@
 //! # Sotto
 //!
 //! End-to-end encrypted messaging whose history lives only on the user's
-//! devices. This facade re-exports the protocol core; the store, the relay
-//! client and `sotto::Client` join it as they land.
+//! devices. [`Client`] puts together the protocol ([`core`]), the encrypted
+//! on-device store ([`store`]) and a relay connection ([`relay`]).
+//!
+//! ```no_run
+//! # async fn demo() -> sotto::Result<()> {
+//! use sotto::{Client, ClientOptions};
+//!
+//! let alice = Client::create("alice-profile", b"correct horse", ClientOptions::default()).await?;
+//! alice.register("127.0.0.1:7447").await?;
+//! println!("my address: {}", alice.address());
+//!
+//! let bob_address = "sotto:...".parse()?;
+//! alice.add_contact("bob", &bob_address).await?;
+//! alice.send("bob", b"hello").await?;
+//!
+//! use tokio_stream::StreamExt;
+//! let mut incoming = alice.incoming();
+//! while let Some(message) = incoming.next().await {
+//!     println!("{}: {}", message.name, String::from_utf8_lossy(&message.body));
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## Guarantees
+//! - A received message is committed to the store before the relay is
+//!   acknowledged; a crash in between redelivers it, and the store keeps it
+//!   once.
+//! - A sent message and the session state that produced it are committed
+//!   before the ciphertext leaves; the outbox is retried under the same id
+//!   until the relay accepts it, and the recipient stores it once.
+//! - The relay sees only ciphertext, the recipient's mailbox, and the
+//!   sender's identity key inside each envelope (see `docs/threat-model.md`).
 #![forbid(unsafe_code)]
 
+mod address;
+mod client;
+mod error;
+mod payload;
+
+pub use address::{ADDRESS_PREFIX, Address, AddressError};
+pub use client::{
+    Client, ClientEvent, ClientOptions, ContactInfo, Events, HistoryItem, IncomingMessage,
+    PROFILE_DB, RELAY_FILE, SendStatus, Sent,
+};
+pub use error::{Error, Result};
+pub use payload::{KIND_MESSAGE, PAYLOAD_OVERHEAD, PAYLOAD_VERSION, PayloadError};
+
 pub use sotto_core as core;
+pub use sotto_relay as relay;
+pub use sotto_store as store;
 
 // The README's examples compile and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -1,0 +1,388 @@
+//! The Sotto CLI chat.
+//!
+//! ```text
+//! cargo run --release --example chat -- demo
+//! cargo run --release --example chat -- relay --listen 127.0.0.1:7447 --db relay.db
+//! cargo run --release --example chat -- --profile alice init
+//! cargo run --release --example chat -- --profile alice register --relay 127.0.0.1:7447
+//! cargo run --release --example chat -- --profile alice talk bob
+//! ```
+//! See `docs/cli.md`.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+#[path = "chat/demo.rs"]
+mod demo;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use sotto::{Address, Client, ClientEvent, ClientOptions, HistoryItem};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_stream::StreamExt;
+
+#[derive(Parser)]
+#[command(
+    name = "chat",
+    about = "Sotto: end-to-end encrypted chat whose history stays on your device"
+)]
+struct Cli {
+    /// Profile directory (holds the encrypted store).
+    #[arg(
+        long,
+        global = true,
+        env = "SOTTO_PROFILE",
+        default_value = "sotto-profile"
+    )]
+    profile: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a relay server until Ctrl-C.
+    Relay {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7447")]
+        listen: String,
+        /// SQLite file for the queues and prekeys (created if missing).
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Create a new profile (a new identity) in --profile.
+    Init,
+    /// Publish this profile's keys on a relay and remember the relay.
+    Register {
+        /// Relay address, e.g. 127.0.0.1:7447.
+        #[arg(long)]
+        relay: String,
+    },
+    /// Print this profile's address.
+    Whoami,
+    /// Add a contact by name and address.
+    Add {
+        /// A name of your choice.
+        name: String,
+        /// Their address (`sotto:...`, from their `whoami`).
+        address: String,
+    },
+    /// List contacts.
+    Contacts,
+    /// Send one message.
+    Send {
+        /// Contact name or address.
+        name: String,
+        /// The message.
+        text: String,
+    },
+    /// Fetch waiting messages and print them.
+    Sync,
+    /// Show the conversation with a contact, newest last.
+    History {
+        /// Contact name or address.
+        name: String,
+        /// How many messages.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show the safety number with a contact; --confirm marks it verified.
+    Verify {
+        /// Contact name or address.
+        name: String,
+        /// You compared the number with your contact and it matched.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Interactive chat: type to send, incoming messages appear as they arrive.
+    Talk {
+        /// Contact name or address.
+        name: String,
+    },
+    /// A scripted conversation on an embedded relay, then a scan of every
+    /// file for the plaintexts.
+    Demo {
+        /// Keep the relay database and both profiles in this directory.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+}
+
+/// A user-facing failure: one line, non-zero exit.
+type CliResult<T> = Result<T, String>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> CliResult<ExitCode> {
+    match cli.command {
+        Command::Relay { listen, db } => relay(&listen, &db).await,
+        Command::Init => init(&cli.profile).await,
+        Command::Demo { keep } => demo::run(keep).await,
+        command => {
+            let client = open(&cli.profile).await?;
+            profile_command(&client, command).await?;
+            client.disconnect().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn passphrase(confirm: bool) -> CliResult<zeroize::Zeroizing<String>> {
+    if let Ok(p) = std::env::var("SOTTO_PASSPHRASE") {
+        return Ok(zeroize::Zeroizing::new(p));
+    }
+    let first = zeroize::Zeroizing::new(
+        rpassword::prompt_password("Passphrase: ")
+            .map_err(|e| format!("cannot read the passphrase: {e} (set SOTTO_PASSPHRASE)"))?,
+    );
+    if confirm {
+        let again = zeroize::Zeroizing::new(
+            rpassword::prompt_password("Passphrase again: ")
+                .map_err(|e| format!("cannot read the passphrase: {e}"))?,
+        );
+        if *first != *again {
+            return Err("the passphrases differ".into());
+        }
+    }
+    if first.is_empty() {
+        return Err("the passphrase must not be empty".into());
+    }
+    Ok(first)
+}
+
+async fn init(profile: &std::path::Path) -> CliResult<ExitCode> {
+    if profile.join(sotto::PROFILE_DB).exists() {
+        return Err(format!("a profile exists already in {}", profile.display()));
+    }
+    let pass = passphrase(true)?;
+    let client = Client::create(profile, pass.as_bytes(), ClientOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("Created a profile in {}", profile.display());
+    println!("Your address: {}", client.address());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn open(profile: &std::path::Path) -> CliResult<Client> {
+    let pass = passphrase(false)?;
+    Client::open(profile, pass.as_bytes(), ClientOptions::default())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn connect(client: &Client) -> CliResult<()> {
+    let relay = client
+        .saved_relay()
+        .ok_or("no relay known for this profile: run `register --relay ADDR` first")?;
+    client
+        .connect(&relay)
+        .await
+        .map_err(|e| format!("cannot reach the relay at {relay}: {e}"))
+}
+
+async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
+    let s = |e: sotto::Error| e.to_string();
+    match command {
+        Command::Register { relay } => {
+            client.register(&relay).await.map_err(s)?;
+            println!("Registered with {relay}.");
+            println!("Your address: {}", client.address());
+        }
+        Command::Whoami => println!("{}", client.address()),
+        Command::Add { name, address } => {
+            let address: Address = address.parse().map_err(|e| format!("{e}"))?;
+            client.add_contact(&name, &address).await.map_err(s)?;
+            println!("Added {name}.");
+        }
+        Command::Contacts => {
+            for c in client.contacts().await.map_err(s)? {
+                let name = if c.name.is_empty() {
+                    "(unnamed)"
+                } else {
+                    &c.name
+                };
+                let mark = if c.verified { " [verified]" } else { "" };
+                println!("{name}{mark}  {}", c.address);
+            }
+        }
+        Command::Send { name, text } => {
+            connect(client).await?;
+            let sent = client.send(&name, text.as_bytes()).await.map_err(s)?;
+            match sent.status {
+                sotto::SendStatus::Delivered => println!("Sent."),
+                sotto::SendStatus::Queued => {
+                    println!(
+                        "Stored; the relay did not take it yet, it goes out on the next connection."
+                    )
+                }
+            }
+        }
+        Command::Sync => {
+            let mut incoming = client.incoming();
+            connect(client).await?;
+            // `connect` fetched the mailbox before returning.
+            let mut count = 0;
+            while let Ok(Some(m)) =
+                tokio::time::timeout(std::time::Duration::from_millis(50), incoming.next()).await
+            {
+                count += 1;
+                println!(
+                    "{}: {}",
+                    display_name(&m.name, &m.contact),
+                    String::from_utf8_lossy(&m.body)
+                );
+            }
+            println!("{count} new message(s).");
+        }
+        Command::History { name, limit } => {
+            let items = client.history(&name, None, limit).await.map_err(s)?;
+            print_history(&name, &items);
+        }
+        Command::Verify { name, confirm } => {
+            let number = client.safety_number(&name).await.map_err(s)?;
+            println!("Safety number with {name}:");
+            println!("  {number}");
+            if confirm {
+                client.mark_verified(&name).await.map_err(s)?;
+                println!("Marked {name} as verified.");
+            } else if client.is_verified(&name).await.map_err(s)? {
+                println!("{name} is verified.");
+            } else {
+                println!(
+                    "Compare it with {name} in person or on a call; if it matches, run `verify {name} --confirm`."
+                );
+            }
+        }
+        Command::Talk { name } => talk(client, &name).await?,
+        Command::Relay { .. } | Command::Init | Command::Demo { .. } => {}
+    }
+    Ok(())
+}
+
+fn display_name<'a>(name: &'a str, address: &'a str) -> &'a str {
+    if name.is_empty() { address } else { name }
+}
+
+fn print_history(name: &str, items: &[HistoryItem]) {
+    if items.is_empty() {
+        println!("No messages with {name} yet.");
+    }
+    for item in items.iter().rev() {
+        let who = if item.outgoing { "me" } else { name };
+        match &item.body {
+            Ok(body) => println!("[{}] {who}: {}", item.seq, String::from_utf8_lossy(body)),
+            Err(e) => println!("[{}] (unreadable: {e})", item.seq),
+        }
+    }
+}
+
+async fn talk(client: &Client, name: &str) -> CliResult<()> {
+    let s = |e: sotto::Error| e.to_string();
+    let history = client.history(name, None, 10).await.map_err(s)?;
+    let contacts = client.contacts().await.map_err(s)?;
+    let contact_address = contacts
+        .iter()
+        .find(|c| c.name == name || c.address == name)
+        .map(|c| c.address.clone())
+        .ok_or_else(|| format!("no contact named {name:?}"))?;
+    print_history(name, &history);
+    let mut events = client.events();
+    connect(client).await?;
+    println!("Talking to {name}. Type a message and press Enter; /history, /verify, /quit.");
+    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let prompt = |out: &Arc<std::sync::Mutex<std::io::Stdout>>| {
+        if let Ok(mut o) = out.lock() {
+            let _ = write!(o, "> ");
+            let _ = o.flush();
+        }
+    };
+    prompt(&out);
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let Ok(Some(line)) = line else { break };
+                let line = line.trim();
+                match line {
+                    "" => {}
+                    "/quit" => break,
+                    "/history" => {
+                        let items = client.history(name, None, 20).await.map_err(s)?;
+                        print_history(name, &items);
+                    }
+                    "/verify" => {
+                        let number = client.safety_number(name).await.map_err(s)?;
+                        println!("Safety number with {name}: {number}");
+                    }
+                    text => match client.send(name, text.as_bytes()).await {
+                        Ok(sent) if sent.status == sotto::SendStatus::Queued => {
+                            println!("(stored; sending when the relay is back)")
+                        }
+                        Ok(_) => {}
+                        Err(e) => println!("(not sent: {e})"),
+                    },
+                }
+                prompt(&out);
+            }
+            event = events.next() => {
+                match event {
+                    Some(ClientEvent::Message(m)) => {
+                        let who = if m.contact == contact_address { name.to_owned() } else { display_name(&m.name, &m.contact).to_owned() };
+                        println!("\r{who}: {}", String::from_utf8_lossy(&m.body));
+                        prompt(&out);
+                    }
+                    Some(ClientEvent::Undecryptable { reason, .. }) => {
+                        println!("\r(a message could not be decrypted: {reason})");
+                        prompt(&out);
+                    }
+                    Some(ClientEvent::Disconnected { reason }) => {
+                        println!("\r(relay connection lost: {reason}; reconnecting)");
+                        prompt(&out);
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn relay(listen: &str, db: &std::path::Path) -> CliResult<ExitCode> {
+    use sotto::relay::{Server, ServerConfig, SqliteStore};
+    let store = SqliteStore::open(db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+    let server = Server::bind(listen, ServerConfig::default(), Arc::new(store))
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = server.local_addr();
+    let handle = server.spawn();
+    println!(
+        "Relay listening on {addr} (database {}). Ctrl-C stops it.",
+        db.display()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    handle.shutdown().await;
+    println!("Relay stopped.");
+    Ok(ExitCode::SUCCESS)
+}

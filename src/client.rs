@@ -1,0 +1,957 @@
+//! `Client`: the store, the protocol and a relay connection, put together.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sotto_core::{IdentityKey, IdentityKeyPair, SafetyNumber};
+use sotto_relay::protocol::{OneTimePreKeyPublic, SignedPreKeyPublic};
+use sotto_relay::{ClientConfig, MailboxAddress, MessageId, PreKeyUpload, RelayClient, RelayEvent};
+use sotto_store::{
+    Contact, DeliveryState, Direction, EnvelopeId, OpenOptions, OutboxEntry, Received, Store,
+};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
+
+use crate::address::Address;
+use crate::error::{Error, Result};
+use crate::payload;
+
+/// File name of the encrypted store inside a profile directory.
+pub const PROFILE_DB: &str = "sotto.db";
+/// File name of the remembered relay address inside a profile directory.
+pub const RELAY_FILE: &str = "relay";
+
+/// How a [`Client`] behaves.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Store options (Argon2id parameters, durability).
+    pub store: OpenOptions,
+    /// Relay connection options (timeouts, expected server id).
+    pub relay: ClientConfig,
+    /// How many unused one-time prekeys to keep published.
+    pub one_time_prekeys: usize,
+    /// First delay before reconnecting after the relay connection drops.
+    pub reconnect_min: Duration,
+    /// Longest delay between reconnection attempts (the delay doubles).
+    pub reconnect_max: Duration,
+    /// Capacity of the event channel of each subscriber.
+    pub event_capacity: usize,
+    /// Receive automatically (default): fetch the mailbox on connect and
+    /// store every pushed envelope. When false the app receives itself with
+    /// [`Client::fetch_envelopes`] and [`Client::receive_envelope`] (for
+    /// example in a background task that batches work).
+    pub auto_receive: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            store: OpenOptions::new(),
+            relay: ClientConfig::default(),
+            one_time_prekeys: 100,
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(30),
+            event_capacity: 1024,
+            auto_receive: true,
+        }
+    }
+}
+
+/// A message that arrived, was decrypted and committed to history.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IncomingMessage {
+    /// The contact's address (its id in the store).
+    pub contact: String,
+    /// The contact's display name (empty for a sender not yet named).
+    pub name: String,
+    /// Sequence number in the conversation's history.
+    pub seq: u64,
+    /// The plaintext.
+    pub body: Vec<u8>,
+    /// When it arrived, milliseconds since the Unix epoch.
+    pub received_at: u64,
+}
+
+impl core::fmt::Debug for IncomingMessage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IncomingMessage")
+            .field("seq", &self.seq)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Something that happened in the background.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// A message was stored (the relay has been acknowledged).
+    Message(IncomingMessage),
+    /// An envelope could not be decrypted and was dropped from the relay.
+    Undecryptable {
+        /// The claimed sender's address, if the envelope named one.
+        from: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// Connected (or reconnected) and authenticated to the relay.
+    Connected,
+    /// The relay connection ended; the client reconnects with backoff.
+    Disconnected {
+        /// Why, as far as known.
+        reason: String,
+    },
+    /// Fresh one-time prekeys were published.
+    PreKeysPublished {
+        /// How many.
+        count: usize,
+    },
+    /// Messages waiting in the outbox were handed to the relay.
+    OutboxFlushed {
+        /// How many.
+        count: usize,
+    },
+    /// A background step failed; it is retried later.
+    Error(String),
+}
+
+/// What happened to a sent message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// The relay accepted it.
+    Delivered,
+    /// Stored in the outbox; it goes out when the relay is reachable.
+    Queued,
+}
+
+/// The result of [`Client::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Its sequence number in the conversation.
+    pub seq: u64,
+    /// Delivered to the relay or waiting in the outbox.
+    pub status: SendStatus,
+}
+
+/// One message of a conversation's history.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HistoryItem {
+    /// Sequence number in the conversation.
+    pub seq: u64,
+    /// Sent by us or received.
+    pub outgoing: bool,
+    /// Milliseconds since the Unix epoch (sent or received).
+    pub timestamp: u64,
+    /// Where the message stands (`None` for an unreadable row).
+    pub state: Option<DeliveryState>,
+    /// The plaintext, or why this row could not be read.
+    pub body: core::result::Result<Vec<u8>, String>,
+}
+
+impl core::fmt::Debug for HistoryItem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HistoryItem")
+            .field("seq", &self.seq)
+            .field("outgoing", &self.outgoing)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A contact as the app shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactInfo {
+    /// Display name.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// Safety number compared and confirmed.
+    pub verified: bool,
+}
+
+/// The events of a client, as an async receiver.
+pub struct Events {
+    rx: broadcast::Receiver<ClientEvent>,
+}
+
+impl Events {
+    /// The next event; `None` once the client is gone. Events missed
+    /// because this receiver fell behind are skipped (messages are in the
+    /// history regardless).
+    pub async fn next(&mut self) -> Option<ClientEvent> {
+        loop {
+            match self.rx.recv().await {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+struct Shared {
+    store: Arc<Mutex<Store>>,
+    identity: IdentityKeyPair,
+    address: Address,
+    options: ClientOptions,
+    profile_dir: PathBuf,
+    events: broadcast::Sender<ClientEvent>,
+    connection: Mutex<Option<Arc<RelayClient>>>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// Serializes envelope processing and outbox flushing.
+    processing: tokio::sync::Mutex<()>,
+}
+
+/// An end-to-end encrypted messaging client: one profile (an encrypted
+/// store), one relay.
+///
+/// Every received message is committed to the store before the relay is
+/// acknowledged, and every sent message is committed (with the session
+/// state that produced it) before its ciphertext leaves. Cheap to clone;
+/// clones share the profile and the connection.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl core::fmt::Debug for Client {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("address", &self.shared.address)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Store operations are transactions: a panic inside one leaves the
+    // file consistent, so a poisoned lock is still safe to use.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn contact_id(identity: &IdentityKey) -> String {
+    Address::of(identity).to_string()
+}
+
+impl Client {
+    /// Creates a new profile in `profile_dir` (created if missing): a new
+    /// identity, signed prekey and store locked by `passphrase`.
+    pub async fn create(
+        profile_dir: impl AsRef<Path>,
+        passphrase: &[u8],
+        options: ClientOptions,
+    ) -> Result<Self> {
+        let dir = profile_dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(PROFILE_DB);
+        let pass = zeroize::Zeroizing::new(passphrase.to_vec());
+        let store_options = options.store;
+        let store = blocking(move || Store::create(&path, &pass, &store_options)).await?;
+        Self::from_store(store, dir, options)
+    }
+
+    /// Opens an existing profile.
+    pub async fn open(
+        profile_dir: impl AsRef<Path>,
+        passphrase: &[u8],
+        options: ClientOptions,
+    ) -> Result<Self> {
+        let dir = profile_dir.as_ref().to_path_buf();
+        let path = dir.join(PROFILE_DB);
+        if !path.exists() {
+            return Err(Error::Profile(format!(
+                "no profile in {} (run `init` first)",
+                dir.display()
+            )));
+        }
+        let pass = zeroize::Zeroizing::new(passphrase.to_vec());
+        let store_options = options.store;
+        let store = blocking(move || Store::open(&path, &pass, &store_options)).await?;
+        Self::from_store(store, dir, options)
+    }
+
+    fn from_store(store: Store, profile_dir: PathBuf, options: ClientOptions) -> Result<Self> {
+        let identity = store.identity()?;
+        let address = Address::of(identity.public());
+        let (events, _) = broadcast::channel(options.event_capacity.max(1));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                store: Arc::new(Mutex::new(store)),
+                identity,
+                address,
+                options,
+                profile_dir,
+                events,
+                connection: Mutex::new(None),
+                supervisor: Mutex::new(None),
+                processing: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// This profile's address, to give to contacts.
+    pub fn address(&self) -> Address {
+        self.shared.address
+    }
+
+    /// The profile directory.
+    pub fn profile_dir(&self) -> &Path {
+        &self.shared.profile_dir
+    }
+
+    /// The relay address remembered by [`register`](Self::register), if any.
+    pub fn saved_relay(&self) -> Option<String> {
+        std::fs::read_to_string(self.shared.profile_dir.join(RELAY_FILE))
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// True while a relay connection is up.
+    pub fn is_connected(&self) -> bool {
+        lock(&self.shared.connection)
+            .as_ref()
+            .is_some_and(|c| !c.is_closed())
+    }
+
+    /// Subscribes to events (messages, connection changes). Subscribe
+    /// before connecting to see everything from the first fetch on.
+    pub fn events(&self) -> Events {
+        Events {
+            rx: self.shared.events.subscribe(),
+        }
+    }
+
+    /// The stream of incoming messages, each already committed to history.
+    pub fn incoming(&self) -> impl Stream<Item = IncomingMessage> + Send + Unpin + 'static {
+        BroadcastStream::new(self.shared.events.subscribe()).filter_map(|e| match e {
+            Ok(ClientEvent::Message(m)) => Some(m),
+            _ => None,
+        })
+    }
+
+    /// Connects to the relay at `relay_addr`, publishes this profile's
+    /// prekeys, and remembers the relay for later sessions.
+    pub async fn register(&self, relay_addr: &str) -> Result<()> {
+        self.connect(relay_addr).await?;
+        let conn = self.connection()?;
+        let shared = self.shared.clone();
+        let target = self.shared.options.one_time_prekeys;
+        let (signed, one_time) = shared
+            .with_store(move |s| {
+                s.replenish_one_time_prekeys(target)?;
+                Ok((s.signed_prekey()?, s.one_time_prekeys()?))
+            })
+            .await?;
+        let upload = PreKeyUpload {
+            signed_prekey: Some(SignedPreKeyPublic::from(&signed)),
+            one_time_prekeys: one_time
+                .iter()
+                .map(|(id, public)| OneTimePreKeyPublic {
+                    id: *id,
+                    public: *public,
+                })
+                .collect(),
+            // The relay then holds exactly the prekeys whose private
+            // halves this store has.
+            replace_one_time_prekeys: true,
+        };
+        conn.upload_prekeys(upload).await?;
+        std::fs::write(self.shared.profile_dir.join(RELAY_FILE), relay_addr)?;
+        Ok(())
+    }
+
+    /// Connects to the remembered relay (see [`register`](Self::register)).
+    pub async fn connect_saved(&self) -> Result<()> {
+        let relay = self.saved_relay().ok_or(Error::NotConnected)?;
+        self.connect(&relay).await
+    }
+
+    /// Connects and authenticates to `relay_addr`, then keeps the
+    /// connection in the background: sends what waits in the outbox,
+    /// receives what waits in the mailbox, reconnects with backoff when the
+    /// connection drops. Returns once the first connection is up, or with
+    /// the error of the first attempt.
+    pub async fn connect(&self, relay_addr: &str) -> Result<()> {
+        self.disconnect().await;
+        let conn = self.shared.open_connection(relay_addr).await?;
+        let events = conn.take_events();
+        self.shared.set_connection(Some(conn.clone()));
+        let shared = self.shared.clone();
+        let addr = relay_addr.to_owned();
+        // Catch up before returning, so a caller that connects and then
+        // reads history sees what was waiting.
+        shared.catch_up(&conn).await;
+        let handle = tokio::spawn(supervise(shared, addr, Some((conn, events))));
+        *lock(&self.shared.supervisor) = Some(handle);
+        Ok(())
+    }
+
+    /// Closes the relay connection and stops reconnecting.
+    pub async fn disconnect(&self) {
+        let handle = lock(&self.shared.supervisor).take();
+        if let Some(h) = handle {
+            h.abort();
+            let _ = h.await;
+        }
+        let conn = lock(&self.shared.connection).take();
+        if let Some(c) = conn
+            && let Ok(c) = Arc::try_unwrap(c)
+        {
+            c.close().await;
+        }
+    }
+
+    /// Fetches and stores whatever waits in the mailbox now (the
+    /// background connection also does this as envelopes arrive).
+    pub async fn sync(&self) -> Result<usize> {
+        let conn = self.connection()?;
+        self.shared.drain_mailbox(&conn).await
+    }
+
+    /// The envelopes waiting in the mailbox, without storing them.
+    pub async fn fetch_envelopes(&self) -> Result<Vec<sotto_relay::Envelope>> {
+        let conn = self.connection()?;
+        Ok(conn.fetch_pending().await?)
+    }
+
+    /// Stores one envelope fetched with
+    /// [`fetch_envelopes`](Self::fetch_envelopes) (in any order), then
+    /// acknowledges it to the relay. Returns the message if it was new;
+    /// `None` for a duplicate. An envelope that can never be decrypted is
+    /// acknowledged and reported as an error.
+    pub async fn receive_envelope(
+        &self,
+        envelope: sotto_relay::Envelope,
+    ) -> Result<Option<IncomingMessage>> {
+        let conn = self.connection()?;
+        let _guard = self.shared.processing.lock().await;
+        let relay_id = envelope.id;
+        match self.shared.store_envelope(envelope.payload).await {
+            Outcome::Stored(message) => {
+                conn.ack(&[relay_id]).await?;
+                self.shared.emit(ClientEvent::Message(message.clone()));
+                Ok(Some(message))
+            }
+            Outcome::Duplicate => {
+                conn.ack(&[relay_id]).await?;
+                Ok(None)
+            }
+            Outcome::Undecryptable(_, reason) => {
+                conn.ack(&[relay_id]).await?;
+                Err(Error::Undecryptable(reason))
+            }
+            Outcome::Retry(reason) => Err(Error::Task(reason)),
+        }
+    }
+
+    /// Hands the outbox to the relay now; returns how many went out.
+    pub async fn flush_outbox(&self) -> Result<usize> {
+        let conn = self.connection()?;
+        self.shared.flush_outbox(&conn).await
+    }
+
+    fn connection(&self) -> Result<Arc<RelayClient>> {
+        lock(&self.shared.connection)
+            .as_ref()
+            .filter(|c| !c.is_closed())
+            .cloned()
+            .ok_or(Error::NotConnected)
+    }
+
+    /// Adds a contact under a display name.
+    pub async fn add_contact(&self, name: &str, address: &Address) -> Result<()> {
+        let id = address.to_string();
+        let name = name.trim().to_owned();
+        if name.is_empty() || name.starts_with(crate::address::ADDRESS_PREFIX) {
+            return Err(Error::Profile(
+                "a contact name must not be empty or look like an address".into(),
+            ));
+        }
+        let identity = *address.identity_key();
+        if identity == *self.shared.identity.public() {
+            return Err(Error::Profile("that is this profile's own address".into()));
+        }
+        self.shared
+            .with_store_result(move |s| {
+                if s.contacts()?
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c.name == name && c.id != id)
+                {
+                    return Ok(Err(Error::ContactExists(name)));
+                }
+                match s.contact(&id)? {
+                    // Someone who wrote first: give them the name now.
+                    Some(c) if c.name.is_empty() => s.rename_contact(&id, &name)?,
+                    Some(_) => return Ok(Err(Error::ContactExists(name))),
+                    None => s.add_contact(&id, &name, Some(&identity))?,
+                }
+                Ok(Ok(()))
+            })
+            .await
+    }
+
+    /// Every contact.
+    pub async fn contacts(&self) -> Result<Vec<ContactInfo>> {
+        self.shared
+            .with_store(|s| {
+                Ok(s.contacts()?
+                    .into_iter()
+                    .flatten()
+                    .map(|c| ContactInfo {
+                        name: c.name,
+                        address: c.id,
+                        verified: c.verified,
+                    })
+                    .collect())
+            })
+            .await
+    }
+
+    /// Encrypts `text` for `contact` (a name or an address) and sends it.
+    ///
+    /// On first contact the recipient's prekey bundle is fetched from the
+    /// relay and X3DH runs. The message and the advanced session are
+    /// committed to the store (outbox) before the ciphertext goes to the
+    /// relay; without a connection it waits in the outbox
+    /// ([`SendStatus::Queued`]).
+    pub async fn send(&self, contact: &str, text: &[u8]) -> Result<Sent> {
+        let contact = self.resolve(contact).await?;
+        let identity = contact
+            .identity_key
+            .ok_or_else(|| Error::UnknownContact(contact.name.clone()))?;
+        let id = contact.id.clone();
+        let has_session = {
+            let id = id.clone();
+            self.shared.with_store(move |s| s.has_session(&id)).await?
+        };
+        if !has_session {
+            let conn = self.connection()?;
+            let bundle = conn.fetch_bundle(&MailboxAddress::of(&identity)).await?;
+            if bundle.identity_key != identity {
+                return Err(Error::BundleMismatch);
+            }
+            let id = id.clone();
+            self.shared
+                .with_store(move |s| s.start_session(&id, &bundle))
+                .await?;
+        }
+        let body = text.to_vec();
+        let entry = self
+            .shared
+            .with_store(move |s| s.send(&id, &body, now_ms()))
+            .await?;
+        let seq = entry.seq;
+        let conn = lock(&self.shared.connection).clone();
+        let status = match conn {
+            Some(conn) if !conn.is_closed() => {
+                match self.shared.deliver(&conn, &identity, &entry).await {
+                    Ok(()) => SendStatus::Delivered,
+                    Err(_) => SendStatus::Queued,
+                }
+            }
+            _ => SendStatus::Queued,
+        };
+        Ok(Sent { seq, status })
+    }
+
+    /// A page of history with `contact`, newest first: at most `limit`
+    /// messages older than `before` (a seq), or the newest when `None`.
+    pub async fn history(
+        &self,
+        contact: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryItem>> {
+        let contact = self.resolve(contact).await?;
+        self.shared
+            .with_store(move |s| {
+                let page = s.history(&contact.id, before, limit)?;
+                Ok(page
+                    .entries
+                    .into_iter()
+                    .map(|e| match e.message {
+                        Ok(m) => HistoryItem {
+                            seq: e.seq,
+                            outgoing: m.direction == Direction::Outgoing,
+                            timestamp: m.timestamp,
+                            state: Some(m.state),
+                            body: Ok(m.body.to_vec()),
+                        },
+                        Err(err) => HistoryItem {
+                            seq: e.seq,
+                            outgoing: false,
+                            timestamp: 0,
+                            state: None,
+                            body: Err(err.to_string()),
+                        },
+                    })
+                    .collect())
+            })
+            .await
+    }
+
+    /// The safety number with `contact`; compare it out of band, then
+    /// call [`mark_verified`](Self::mark_verified).
+    pub async fn safety_number(&self, contact: &str) -> Result<SafetyNumber> {
+        let contact = self.resolve(contact).await?;
+        let identity = contact
+            .identity_key
+            .ok_or_else(|| Error::UnknownContact(contact.name.clone()))?;
+        Ok(sotto_core::safety_number(
+            self.shared.identity.public(),
+            &identity,
+        ))
+    }
+
+    /// Records that the safety number with `contact` was compared.
+    pub async fn mark_verified(&self, contact: &str) -> Result<()> {
+        let contact = self.resolve(contact).await?;
+        self.shared
+            .with_store(move |s| s.set_contact_verified(&contact.id, true))
+            .await
+    }
+
+    /// True once the safety number with `contact` was marked verified.
+    pub async fn is_verified(&self, contact: &str) -> Result<bool> {
+        Ok(self.resolve(contact).await?.verified)
+    }
+
+    async fn resolve(&self, contact: &str) -> Result<Contact> {
+        let wanted = contact.trim().to_owned();
+        self.shared
+            .with_store_result(move |s| {
+                if let Ok(address) = wanted.parse::<Address>() {
+                    return Ok(s
+                        .contact(&address.to_string())?
+                        .ok_or(Error::UnknownContact(wanted)));
+                }
+                let matches: Vec<Contact> = s
+                    .contacts()?
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c.name == wanted)
+                    .collect();
+                Ok(match matches.len() {
+                    0 => Err(Error::UnknownContact(wanted)),
+                    1 => matches
+                        .into_iter()
+                        .next()
+                        .ok_or(Error::UnknownContact(wanted)),
+                    _ => Err(Error::AmbiguousContact(wanted)),
+                })
+            })
+            .await
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(h) = lock(&self.supervisor).take() {
+            h.abort();
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> sotto_store::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+        .map_err(Error::from)
+}
+
+/// What processing one envelope came to.
+enum Outcome {
+    Stored(IncomingMessage),
+    Duplicate,
+    /// Will never decrypt: acknowledge and report.
+    Undecryptable(Option<String>, String),
+    /// A local failure (disk, lock): leave it on the relay for later.
+    Retry(String),
+}
+
+impl Shared {
+    async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> sotto_store::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.store.clone();
+        blocking(move || f(&mut lock(&store))).await
+    }
+
+    async fn with_store_result<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> sotto_store::Result<Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.with_store(f).await?
+    }
+
+    fn emit(&self, event: ClientEvent) {
+        // No subscriber is fine: everything is in the store.
+        let _ = self.events.send(event);
+    }
+
+    fn set_connection(&self, conn: Option<Arc<RelayClient>>) {
+        *lock(&self.connection) = conn;
+    }
+
+    async fn open_connection(&self, relay_addr: &str) -> Result<Arc<RelayClient>> {
+        let conn = RelayClient::connect(relay_addr, self.options.relay.clone()).await?;
+        conn.authenticate(&self.identity).await?;
+        Ok(Arc::new(conn))
+    }
+
+    /// After (re)connecting: outbox out, mailbox in.
+    async fn catch_up(&self, conn: &Arc<RelayClient>) {
+        match self.flush_outbox(conn).await {
+            Ok(0) => {}
+            Ok(count) => self.emit(ClientEvent::OutboxFlushed { count }),
+            Err(e) => self.emit(ClientEvent::Error(format!("outbox: {e}"))),
+        }
+        if self.options.auto_receive
+            && let Err(e) = self.drain_mailbox(conn).await
+        {
+            self.emit(ClientEvent::Error(format!("mailbox: {e}")));
+        }
+    }
+
+    async fn deliver(
+        &self,
+        conn: &RelayClient,
+        recipient: &IdentityKey,
+        entry: &OutboxEntry,
+    ) -> Result<()> {
+        let payload = payload::encode(
+            self.identity.public(),
+            entry.id.as_bytes(),
+            &entry.ciphertext,
+        );
+        conn.send(
+            &MailboxAddress::of(recipient),
+            MessageId(*entry.id.as_bytes()),
+            &payload,
+        )
+        .await?;
+        let id = entry.id;
+        self.with_store(move |s| s.mark_sent(&id)).await?;
+        Ok(())
+    }
+
+    async fn flush_outbox(&self, conn: &RelayClient) -> Result<usize> {
+        let _guard = self.processing.lock().await;
+        let entries = self
+            .with_store(|s| {
+                let mut out = Vec::new();
+                for entry in s.outbox()?.into_iter().flatten() {
+                    let identity = s.contact(&entry.recipient)?.and_then(|c| c.identity_key);
+                    out.push((entry, identity));
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut sent = 0;
+        for (entry, identity) in entries {
+            if let Some(identity) = identity {
+                self.deliver(conn, &identity, &entry).await?;
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn drain_mailbox(&self, conn: &RelayClient) -> Result<usize> {
+        let envelopes = conn.fetch_pending().await?;
+        let mut stored = 0;
+        for envelope in envelopes {
+            if self.process(conn, envelope).await? {
+                stored += 1;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Stores one envelope (or recognises it as a duplicate), then
+    /// acknowledges it. Returns true when a new message was stored.
+    async fn process(&self, conn: &RelayClient, envelope: sotto_relay::Envelope) -> Result<bool> {
+        let _guard = self.processing.lock().await;
+        let relay_id = envelope.id;
+        let outcome = self.store_envelope(envelope.payload).await;
+        match outcome {
+            Outcome::Stored(message) => {
+                conn.ack(&[relay_id]).await?;
+                self.emit(ClientEvent::Message(message));
+                Ok(true)
+            }
+            Outcome::Duplicate => {
+                conn.ack(&[relay_id]).await?;
+                Ok(false)
+            }
+            Outcome::Undecryptable(from, reason) => {
+                conn.ack(&[relay_id]).await?;
+                self.emit(ClientEvent::Undecryptable { from, reason });
+                Ok(false)
+            }
+            Outcome::Retry(reason) => {
+                self.emit(ClientEvent::Error(format!("receive: {reason}")));
+                Ok(false)
+            }
+        }
+    }
+
+    async fn store_envelope(&self, payload_bytes: Vec<u8>) -> Outcome {
+        let result = self
+            .with_store(move |s| {
+                let payload = match payload::decode(&payload_bytes) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Outcome::Undecryptable(None, e.to_string())),
+                };
+                let sender = payload.sender;
+                let id = contact_id(&sender);
+                // A first message from someone not yet in the contacts:
+                // keep it under their address until the user names them.
+                let created = match s.contact(&id)? {
+                    Some(_) => false,
+                    None => {
+                        s.add_contact(&id, "", Some(&sender))?;
+                        true
+                    }
+                };
+                let envelope = sotto_store::Envelope {
+                    id: EnvelopeId(payload.message_id),
+                    sender: &id,
+                    ciphertext: payload.body,
+                    received_at: now_ms(),
+                };
+                let result = s.receive(&envelope);
+                if result.is_err() && created {
+                    let _ = s.delete_contact(&id);
+                }
+                let name = s.contact(&id)?.map(|c| c.name).unwrap_or_default();
+                Ok(match result {
+                    Ok(Received::Stored(m)) => Outcome::Stored(IncomingMessage {
+                        contact: id.clone(),
+                        name,
+                        seq: m.seq,
+                        body: m.body.to_vec(),
+                        received_at: m.timestamp,
+                    }),
+                    Ok(Received::Duplicate) => Outcome::Duplicate,
+                    Err(sotto_store::Error::Protocol(e)) => {
+                        Outcome::Undecryptable(Some(id.clone()), e.to_string())
+                    }
+                    Err(sotto_store::Error::IdentityMismatch) => Outcome::Undecryptable(
+                        Some(id.clone()),
+                        "sender's identity key changed".into(),
+                    ),
+                    Err(e) => Outcome::Retry(e.to_string()),
+                    Ok(_) => Outcome::Retry("unrecognised receive outcome".into()),
+                })
+            })
+            .await;
+        result.unwrap_or_else(|e| Outcome::Retry(e.to_string()))
+    }
+
+    async fn replenish(&self, conn: &RelayClient) -> Result<usize> {
+        let target = self.options.one_time_prekeys;
+        let fresh = self
+            .with_store(move |s| s.replenish_one_time_prekeys(target))
+            .await?;
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let upload = PreKeyUpload {
+            signed_prekey: None,
+            one_time_prekeys: fresh
+                .iter()
+                .map(|(id, public)| OneTimePreKeyPublic {
+                    id: *id,
+                    public: *public,
+                })
+                .collect(),
+            replace_one_time_prekeys: false,
+        };
+        conn.upload_prekeys(upload).await?;
+        Ok(fresh.len())
+    }
+}
+
+type Connected = (
+    Arc<RelayClient>,
+    Option<tokio::sync::mpsc::Receiver<RelayEvent>>,
+);
+
+/// Keeps a connection: handles pushes while it lives, reconnects with
+/// exponential backoff when it ends.
+async fn supervise(shared: Arc<Shared>, relay_addr: String, mut current: Option<Connected>) {
+    let mut backoff = shared.options.reconnect_min;
+    loop {
+        let (conn, events) = match current.take() {
+            Some(c) => c,
+            None => match shared.open_connection(&relay_addr).await {
+                Ok(conn) => {
+                    backoff = shared.options.reconnect_min;
+                    let events = conn.take_events();
+                    shared.set_connection(Some(conn.clone()));
+                    shared.catch_up(&conn).await;
+                    (conn, events)
+                }
+                Err(e) => {
+                    shared.emit(ClientEvent::Disconnected {
+                        reason: e.to_string(),
+                    });
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(shared.options.reconnect_max);
+                    continue;
+                }
+            },
+        };
+        shared.emit(ClientEvent::Connected);
+        let reason = match events {
+            Some(mut events) => loop {
+                match events.recv().await {
+                    Some(RelayEvent::Envelope(envelope)) => {
+                        if !shared.options.auto_receive {
+                            continue;
+                        }
+                        if let Err(e) = shared.process(&conn, envelope).await {
+                            shared.emit(ClientEvent::Error(format!("receive: {e}")));
+                        }
+                    }
+                    Some(RelayEvent::PreKeysLow(_)) => match shared.replenish(&conn).await {
+                        Ok(count) if count > 0 => {
+                            shared.emit(ClientEvent::PreKeysPublished { count })
+                        }
+                        Ok(_) => {}
+                        Err(e) => shared.emit(ClientEvent::Error(format!("prekeys: {e}"))),
+                    },
+                    Some(RelayEvent::Closed { reason }) => {
+                        break reason.map_or_else(
+                            || "closed".to_owned(),
+                            |r| format!("{:?}: {}", r.code, r.message),
+                        );
+                    }
+                    Some(_) => {}
+                    None => break "closed".to_owned(),
+                }
+            },
+            None => "no event channel".to_owned(),
+        };
+        shared.set_connection(None);
+        shared.emit(ClientEvent::Disconnected { reason });
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(shared.options.reconnect_max);
+    }
+}

@@ -1,0 +1,48 @@
+//! The facade's error type.
+
+use crate::address::AddressError;
+
+/// Everything `sotto::Client` can refuse, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The encrypted store refused (wrong passphrase, corrupt file, ...).
+    #[error("{0}")]
+    Store(#[from] sotto_store::Error),
+    /// The relay or the connection to it failed.
+    #[error("relay: {0}")]
+    Relay(#[from] sotto_relay::ClientError),
+    /// A malformed address.
+    #[error("invalid address: {0}")]
+    Address(#[from] AddressError),
+    /// No contact by that name or address.
+    #[error("no contact named {0:?}")]
+    UnknownContact(String),
+    /// Several contacts share that name.
+    #[error("several contacts are named {0:?}; use the address")]
+    AmbiguousContact(String),
+    /// A contact with that name or address exists already.
+    #[error("a contact named {0:?} or with that address exists already")]
+    ContactExists(String),
+    /// The operation needs a relay connection and there is none.
+    #[error("not connected to a relay (run `register --relay ADDR` first?)")]
+    NotConnected,
+    /// The relay served a bundle for another identity than the contact's.
+    #[error("the relay returned keys of another identity for this contact")]
+    BundleMismatch,
+    /// An envelope that can never be decrypted (it was dropped).
+    #[error("undecryptable message: {0}")]
+    Undecryptable(String),
+    /// A profile directory problem.
+    #[error("profile: {0}")]
+    Profile(String),
+    /// An I/O error.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A background task failed.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// Result alias of the facade.
+pub type Result<T> = core::result::Result<T, Error>;
