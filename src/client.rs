@@ -43,6 +43,19 @@ pub struct ClientOptions {
     /// [`Client::fetch_envelopes`] and [`Client::receive_envelope`] (for
     /// example in a background task that batches work).
     pub auto_receive: bool,
+    /// Fault injection for crash tests; `None` in any real use.
+    #[doc(hidden)]
+    pub fault: Option<Fault>,
+}
+
+/// A crash to simulate (tests only).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// After a received message is committed to the store, drop the relay
+    /// connection instead of acknowledging it, as if the process died.
+    CrashBeforeAck,
 }
 
 impl Default for ClientOptions {
@@ -55,6 +68,7 @@ impl Default for ClientOptions {
             reconnect_max: Duration::from_secs(30),
             event_capacity: 1024,
             auto_receive: true,
+            fault: None,
         }
     }
 }
@@ -790,6 +804,9 @@ impl Shared {
         let relay_id = envelope.id;
         let outcome = self.store_envelope(envelope.payload).await;
         match outcome {
+            Outcome::Stored(_) if self.options.fault == Some(Fault::CrashBeforeAck) => {
+                Err(Error::Task("simulated crash before ack".into()))
+            }
             Outcome::Stored(message) => {
                 conn.ack(&[relay_id]).await?;
                 self.emit(ClientEvent::Message(message));

@@ -42,7 +42,7 @@ mod payload;
 
 pub use address::{ADDRESS_PREFIX, Address, AddressError};
 pub use client::{
-    Client, ClientEvent, ClientOptions, ContactInfo, Events, HistoryItem, IncomingMessage,
+    Client, ClientEvent, ClientOptions, ContactInfo, Events, Fault, HistoryItem, IncomingMessage,
     PROFILE_DB, RELAY_FILE, SendStatus, Sent,
 };
 pub use error::{Error, Result};

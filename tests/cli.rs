@@ -1,0 +1,166 @@
+//! The CLI itself: `demo`, and `talk` driven through pseudo-terminals.
+#![cfg(test)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The `chat` example, built by `cargo test` next to the test binaries.
+fn chat_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug_dir = exe.parent().unwrap().parent().unwrap();
+    let path = debug_dir.join("examples").join("chat");
+    assert!(path.exists(), "build the example first: {}", path.display());
+    path
+}
+
+fn chat(profile: &Path, args: &[&str]) -> Output {
+    Command::new(chat_binary())
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env("SOTTO_PASSPHRASE", "cli test passphrase")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+struct Relay(Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `chat relay` on an ephemeral loopback port; returns it and its address.
+fn start_relay(dir: &Path) -> (Relay, String) {
+    let mut child = Command::new(chat_binary())
+        .args(["relay", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.join("relay.db"))
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    // "Relay listening on 127.0.0.1:PORT (database ...)."
+    let addr = line
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or_else(|| panic!("unexpected relay output {line:?}"))
+        .to_owned();
+    (Relay(child), addr)
+}
+
+#[test]
+fn demo_exits_zero_and_finds_no_plaintext() {
+    let output = Command::new(chat_binary())
+        .arg("demo")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = ok(output);
+    assert!(stdout.contains("No plaintext found"), "{stdout}");
+    assert!(stdout.contains("Out-of-order delivery"), "{stdout}");
+    assert!(stdout.contains("they match"), "{stdout}");
+}
+
+#[test]
+fn user_mistakes_are_one_line_errors_with_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("nobody");
+    // No profile yet.
+    let out = chat(&profile, &["whoami"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+
+    ok(chat(&profile, &["init"]));
+    // A mistyped address.
+    let out = chat(&profile, &["add", "bob", "sotto:1234"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Sending without a relay.
+    let out = chat(&profile, &["send", "bob", "hi"]);
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
+    // A wrong passphrase.
+    let out = Command::new(chat_binary())
+        .arg("--profile")
+        .arg(&profile)
+        .arg("whoami")
+        .env("SOTTO_PASSPHRASE", "not the passphrase")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim(), "error: wrong passphrase");
+}
+
+#[test]
+fn talk_in_two_terminals_delivers_messages_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, addr) = start_relay(dir.path());
+    let alice = dir.path().join("alice");
+    let bob = dir.path().join("bob");
+    for profile in [&alice, &bob] {
+        ok(chat(profile, &["init"]));
+        ok(chat(profile, &["register", "--relay", &addr]));
+    }
+    let alice_address = ok(chat(&alice, &["whoami"])).trim().to_owned();
+    let bob_address = ok(chat(&bob, &["whoami"])).trim().to_owned();
+    ok(chat(&alice, &["add", "bob", &bob_address]));
+    ok(chat(&bob, &["add", "alice", &alice_address]));
+
+    let talk = |profile: &Path, peer: &str| {
+        let mut cmd = Command::new(chat_binary());
+        cmd.arg("--profile")
+            .arg(profile)
+            .args(["talk", peer])
+            .env("SOTTO_PASSPHRASE", "cli test passphrase");
+        let mut session = rexpect::session::spawn_command(cmd, Some(30_000)).unwrap();
+        session.exp_string("Talking to").unwrap();
+        session
+    };
+    let mut a = talk(&alice, "bob");
+    let mut b = talk(&bob, "alice");
+
+    a.send_line("hello bob, typed in a terminal").unwrap();
+    b.exp_string("alice: hello bob, typed in a terminal")
+        .unwrap();
+    b.send_line("hi alice, right back").unwrap();
+    a.exp_string("bob: hi alice, right back").unwrap();
+
+    // The in-chat commands.
+    a.send_line("/verify").unwrap();
+    a.exp_string("Safety number with bob:").unwrap();
+    a.send_line("/history").unwrap();
+    a.exp_string("me: hello bob, typed in a terminal").unwrap();
+    for s in [&mut a, &mut b] {
+        s.send_line("/quit").unwrap();
+        s.exp_eof().unwrap();
+    }
+
+    // Both histories hold the conversation.
+    let history = ok(chat(&bob, &["history", "alice"]));
+    assert!(
+        history.contains("alice: hello bob, typed in a terminal"),
+        "{history}"
+    );
+    assert!(history.contains("me: hi alice, right back"), "{history}");
+}

@@ -1,0 +1,142 @@
+//! Two clients on a real loopback relay.
+#![cfg(test)]
+
+mod common;
+
+use common::*;
+use sotto::{ClientEvent, SendStatus};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_exchange_messages_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let mut alice_in = alice.incoming();
+    let mut bob_in = bob.incoming();
+
+    for round in 0..5 {
+        let a = format!("alice says {round}");
+        assert_eq!(
+            alice.send("bob", a.as_bytes()).await.unwrap().status,
+            SendStatus::Delivered
+        );
+        expect_texts(&mut bob_in, &[&a]).await;
+        let b = format!("bob answers {round}");
+        bob.send("alice", b.as_bytes()).await.unwrap();
+        expect_texts(&mut alice_in, &[&b]).await;
+    }
+    // Several in a row each way, then interleaved.
+    for i in 0..4 {
+        alice
+            .send("bob", format!("burst {i}").as_bytes())
+            .await
+            .unwrap();
+    }
+    expect_texts(&mut bob_in, &["burst 0", "burst 1", "burst 2", "burst 3"]).await;
+
+    assert_eq!(bodies(&alice, "bob").await.len(), 14);
+    assert_eq!(bodies(&bob, "alice").await, bodies(&alice, "bob").await);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_recipient_receives_everything_after_reconnecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let mut bob_in = bob.incoming();
+
+    alice.send("bob", b"hello").await.unwrap();
+    expect_texts(&mut bob_in, &["hello"]).await;
+
+    bob.disconnect().await;
+    let texts: Vec<String> = (0..25)
+        .map(|i| format!("while you were away {i}"))
+        .collect();
+    for t in &texts {
+        assert_eq!(
+            alice.send("bob", t.as_bytes()).await.unwrap().status,
+            SendStatus::Delivered
+        );
+    }
+    bob.connect(&addr).await.unwrap();
+    let expected: Vec<&str> = texts.iter().map(String::as_str).collect();
+    expect_texts(&mut bob_in, &expected).await;
+    assert_eq!(bodies(&bob, "alice").await.len(), 26);
+
+    // And Bob's reply reaches Alice.
+    let mut alice_in = alice.incoming();
+    bob.send("alice", b"back now").await.unwrap();
+    expect_texts(&mut alice_in, &["back now"]).await;
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_written_without_a_relay_waits_in_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let mut bob_in = bob.incoming();
+    // The session needs the bundle once; after that Alice can write offline.
+    alice.send("bob", b"first").await.unwrap();
+    expect_texts(&mut bob_in, &["first"]).await;
+
+    alice.disconnect().await;
+    assert_eq!(
+        alice.send("bob", b"written offline").await.unwrap().status,
+        SendStatus::Queued
+    );
+    let mut events = alice.events();
+    alice.connect(&addr).await.unwrap();
+    expect_texts(&mut bob_in, &["written offline"]).await;
+    // The flush was reported.
+    let flushed = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(ClientEvent::OutboxFlushed { count }) = events.next().await {
+                return count;
+            }
+        }
+    })
+    .await;
+    assert_eq!(flushed, Ok(1));
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_message_from_a_stranger_is_kept_under_their_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let alice = client(dir.path(), "alice").await;
+    let bob = client(dir.path(), "bob").await;
+    alice.register(&addr).await.unwrap();
+    bob.register(&addr).await.unwrap();
+    alice.add_contact("bob", &bob.address()).await.unwrap();
+    let mut bob_in = bob.incoming();
+    alice.send("bob", b"you don't know me yet").await.unwrap();
+    let m = next_message(&mut bob_in).await;
+    assert_eq!(m.contact, alice.address().to_string());
+    assert_eq!(m.name, "");
+    // Bob names the sender; the history stays with them.
+    bob.add_contact("alice", &alice.address()).await.unwrap();
+    assert_eq!(bodies(&bob, "alice").await, vec!["you don't know me yet"]);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_numbers_match_and_verification_is_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let (alice, bob) = pair(dir.path(), &relay.local_addr().to_string()).await;
+    let a = alice.safety_number("bob").await.unwrap();
+    let b = bob.safety_number("alice").await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.digits().len(), 60);
+    assert!(!alice.is_verified("bob").await.unwrap());
+    alice.mark_verified("bob").await.unwrap();
+    assert!(alice.is_verified("bob").await.unwrap());
+    relay.shutdown().await;
+}

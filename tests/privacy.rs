@@ -1,0 +1,159 @@
+//! What the relay holds and who may touch a mailbox.
+#![cfg(test)]
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use sotto::relay::protocol::{ErrorCode, Request, Response, ServerFrame, auth_message};
+use sotto::relay::{ClientConfig, MailboxAddress, PreKeyUpload, RelayClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_database_after_a_conversation_contains_no_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    let relay = sqlite_relay(&db).await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let mut bob_in = bob.incoming();
+    let mut alice_in = alice.incoming();
+
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        let a = format!("PLAINTEXT-MARKER alice {i}: meet at the old mill");
+        alice.send("bob", a.as_bytes()).await.unwrap();
+        expect_texts(&mut bob_in, &[&a]).await;
+        let b = format!("PLAINTEXT-MARKER bob {i}: bring the map");
+        bob.send("alice", b.as_bytes()).await.unwrap();
+        expect_texts(&mut alice_in, &[&b]).await;
+        sent.push(a);
+        sent.push(b);
+    }
+    // Some envelopes still queued when we look: Bob offline.
+    bob.disconnect().await;
+    for i in 0..3 {
+        let a = format!("PLAINTEXT-MARKER queued {i}");
+        alice.send("bob", a.as_bytes()).await.unwrap();
+        sent.push(a);
+    }
+
+    let files = database_files(&db);
+    assert!(!files.is_empty());
+    let mut scanned = 0;
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        scanned += bytes.len();
+        assert!(
+            !contains(&bytes, b"PLAINTEXT-MARKER"),
+            "{} holds a plaintext",
+            file.display()
+        );
+        for text in &sent {
+            assert!(!contains(&bytes, text.as_bytes()));
+        }
+    }
+    assert!(scanned > 0);
+    relay.shutdown().await;
+}
+
+async fn raw_request(stream: &mut tokio::net::TcpStream, id: u32, request: &Request) -> Response {
+    let body = request.encode(id);
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await.unwrap();
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).await.unwrap();
+    match ServerFrame::decode(&body).unwrap() {
+        ServerFrame::Response { response, .. } => response,
+        other => panic!("unexpected frame {other:?}"),
+    }
+}
+
+fn code(response: Response) -> ErrorCode {
+    match response {
+        Response::Error(e) => e.code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_but_the_owner_reads_acks_or_replaces_a_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr: SocketAddr = relay.local_addr();
+    let (alice, bob) = pair(dir.path(), &addr.to_string()).await;
+    bob.disconnect().await;
+    alice.send("bob", b"for bob only").await.unwrap();
+
+    // Mallory authenticates as herself: her fetches see only her own
+    // (empty) mailbox, her acks of Bob's envelope ids delete nothing, and
+    // her prekey uploads change only her own bundle.
+    let mut rng = rand::rng();
+    let mallory = sotto::core::IdentityKeyPair::generate(&mut rng);
+    let conn = RelayClient::connect(addr, ClientConfig::default())
+        .await
+        .unwrap();
+    conn.authenticate(&mallory).await.unwrap();
+    assert!(conn.fetch_pending().await.unwrap().is_empty());
+    for id in 0..64 {
+        assert_eq!(conn.ack(&[id]).await.unwrap(), 0);
+    }
+    let spk = sotto::core::SignedPreKey::generate(9, &mallory, &mut rng);
+    conn.upload_prekeys(PreKeyUpload::new(Some(&spk), &[]))
+        .await
+        .unwrap();
+    let bob_mailbox = bob.address().mailbox();
+    let bundle = conn.fetch_bundle(&bob_mailbox).await.unwrap();
+    assert_eq!(bundle.identity_key, *bob.address().identity_key());
+
+    // Without authenticating, owner requests are refused.
+    let anonymous = RelayClient::connect(addr, ClientConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        anonymous.fetch(0, 0).await.unwrap_err().code(),
+        Some(ErrorCode::AuthRequired)
+    );
+    assert_eq!(
+        anonymous.ack(&[1]).await.unwrap_err().code(),
+        Some(ErrorCode::AuthRequired)
+    );
+    assert_eq!(
+        anonymous
+            .upload_prekeys(PreKeyUpload::new(Some(&spk), &[]))
+            .await
+            .unwrap_err()
+            .code(),
+        Some(ErrorCode::AuthRequired)
+    );
+
+    // A forged challenge signature (Bob's key, Mallory's signature) is
+    // refused, and so is a signature over another connection's challenge.
+    let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let Response::Welcome(welcome) =
+        raw_request(&mut raw, 0, &Request::Hello { versions: vec![1] }).await
+    else {
+        panic!("expected Welcome");
+    };
+    let message = auth_message(&welcome.server_id, &welcome.challenge);
+    let forged = Request::Authenticate {
+        identity_key: *bob.address().identity_key().as_bytes(),
+        signature: mallory.sign(&message),
+    };
+    assert_eq!(
+        code(raw_request(&mut raw, 1, &forged).await),
+        ErrorCode::AuthFailed
+    );
+
+    // Bob still gets his message, exactly once.
+    let mut bob_in = bob.incoming();
+    bob.connect(&addr.to_string()).await.unwrap();
+    expect_texts(&mut bob_in, &["for bob only"]).await;
+    assert_eq!(bodies(&bob, "alice").await, vec!["for bob only"]);
+    let _ = MailboxAddress::of(bob.address().identity_key());
+    relay.shutdown().await;
+}
