@@ -350,8 +350,17 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
                         println!("\r{who}: {}", String::from_utf8_lossy(&m.body));
                         prompt(&out);
                     }
-                    Some(ClientEvent::Undecryptable { reason, .. }) => {
-                        println!("\r(a message could not be decrypted: {reason})");
+                    Some(ClientEvent::Undecryptable { reason, resend_requested, .. }) => {
+                        if resend_requested {
+                            println!("\r(a message could not be decrypted: {reason}; asked the sender to send it again)");
+                        } else {
+                            println!("\r(a message could not be decrypted: {reason})");
+                        }
+                        prompt(&out);
+                    }
+                    Some(ClientEvent::PeerCouldNotDecrypt { seq: Some(seq), session_reset, .. }) => {
+                        let how = if session_reset { "started a new session and sent it again" } else { "sent it again" };
+                        println!("\r(your contact could not decrypt message #{seq}; {how})");
                         prompt(&out);
                     }
                     Some(ClientEvent::Disconnected { reason }) => {

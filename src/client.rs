@@ -8,7 +8,8 @@ use sotto_core::{IdentityKey, IdentityKeyPair, SafetyNumber};
 use sotto_relay::protocol::{OneTimePreKeyPublic, SignedPreKeyPublic};
 use sotto_relay::{ClientConfig, MailboxAddress, MessageId, PreKeyUpload, RelayClient, RelayEvent};
 use sotto_store::{
-    Contact, DeliveryState, Direction, EnvelopeId, OpenOptions, OutboxEntry, Received, Store,
+    Contact, DeliveryState, Direction, EnvelopeId, OpenOptions, OutboxEntry, Received, Recovery,
+    Store,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -109,6 +110,20 @@ pub enum ClientEvent {
         from: Option<String>,
         /// Why.
         reason: String,
+        /// A signed decryption-error notice went to the sender, asking it
+        /// to start a new session and send the message again.
+        resend_requested: bool,
+    },
+    /// A contact reported (in a signed notice) that it could not decrypt a
+    /// message of ours.
+    PeerCouldNotDecrypt {
+        /// The contact's address.
+        contact: String,
+        /// The message resent, or `None` when the notice called for nothing
+        /// (already resent, unknown, or stale).
+        seq: Option<u64>,
+        /// A new session was started (fresh X3DH) before resending.
+        session_reset: bool,
     },
     /// Connected (or reconnected) and authenticated to the relay.
     Connected,
@@ -216,6 +231,7 @@ struct Shared {
     supervisor: Mutex<Option<JoinHandle<()>>>,
     /// Serializes envelope processing and outbox flushing.
     processing: tokio::sync::Mutex<()>,
+    notices: Mutex<NoticeLimiter>,
 }
 
 /// An end-to-end encrypted messaging client: one profile (an encrypted
@@ -309,6 +325,7 @@ impl Client {
                 connection: Mutex::new(None),
                 supervisor: Mutex::new(None),
                 processing: tokio::sync::Mutex::new(()),
+                notices: Mutex::new(NoticeLimiter::default()),
             }),
         })
     }
@@ -451,21 +468,11 @@ impl Client {
         let conn = self.connection()?;
         let _guard = self.shared.processing.lock().await;
         let relay_id = envelope.id;
-        match self.shared.store_envelope(envelope.payload).await {
-            Outcome::Stored(message) => {
-                conn.ack(&[relay_id]).await?;
-                self.shared.emit(ClientEvent::Message(message.clone()));
-                Ok(Some(message))
-            }
-            Outcome::Duplicate => {
-                conn.ack(&[relay_id]).await?;
-                Ok(None)
-            }
-            Outcome::Undecryptable(_, reason) => {
-                conn.ack(&[relay_id]).await?;
-                Err(Error::Undecryptable(reason))
-            }
-            Outcome::Retry(reason) => Err(Error::Task(reason)),
+        let outcome = self.shared.store_envelope(envelope.payload).await;
+        match self.shared.settle(&conn, relay_id, outcome).await? {
+            Settled::Stored(message) => Ok(Some(message)),
+            Settled::Nothing => Ok(None),
+            Settled::Undecryptable(reason) => Err(Error::Undecryptable(reason)),
         }
     }
 
@@ -691,10 +698,67 @@ async fn blocking<T: Send + 'static>(
 enum Outcome {
     Stored(IncomingMessage),
     Duplicate,
-    /// Will never decrypt: acknowledge and report.
-    Undecryptable(Option<String>, String),
+    /// Will never decrypt: acknowledge and report; with `notify`, ask the
+    /// sender (identity, failed envelope id) to resend.
+    Undecryptable {
+        from: Option<String>,
+        reason: String,
+        notify: Option<(IdentityKey, [u8; 16])>,
+    },
+    /// A verified decryption-error notice from a known contact.
+    Notice {
+        contact: String,
+        sender: IdentityKey,
+        failed: [u8; 16],
+    },
     /// A local failure (disk, lock): leave it on the relay for later.
     Retry(String),
+}
+
+/// How an envelope ended, once acknowledged.
+enum Settled {
+    Stored(IncomingMessage),
+    Nothing,
+    Undecryptable(String),
+}
+
+/// Notices sent per contact within [`NOTICE_WINDOW`], at most.
+const MAX_NOTICES_PER_WINDOW: usize = 10;
+const NOTICE_WINDOW: Duration = Duration::from_secs(60);
+/// Failed envelope ids remembered so that each is reported once.
+const NOTICED_IDS_REMEMBERED: usize = 1024;
+
+/// Bounds the decryption-error notices this client sends, so that no
+/// sender (or attacker) can make it flood anyone.
+#[derive(Default)]
+struct NoticeLimiter {
+    recent: std::collections::HashMap<[u8; 32], std::collections::VecDeque<std::time::Instant>>,
+    noticed: std::collections::VecDeque<[u8; 16]>,
+}
+
+impl NoticeLimiter {
+    fn allow(&mut self, sender: &IdentityKey, failed: &[u8; 16]) -> bool {
+        if self.noticed.contains(failed) {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        let times = self.recent.entry(*sender.as_bytes()).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > NOTICE_WINDOW)
+        {
+            times.pop_front();
+        }
+        if times.len() >= MAX_NOTICES_PER_WINDOW {
+            return false;
+        }
+        times.push_back(now);
+        if self.noticed.len() >= NOTICED_IDS_REMEMBERED {
+            self.noticed.pop_front();
+        }
+        self.noticed.push_back(*failed);
+        true
+    }
 }
 
 impl Shared {
@@ -803,40 +867,164 @@ impl Shared {
         let _guard = self.processing.lock().await;
         let relay_id = envelope.id;
         let outcome = self.store_envelope(envelope.payload).await;
+        Ok(matches!(
+            self.settle(conn, relay_id, outcome).await?,
+            Settled::Stored(_)
+        ))
+    }
+
+    /// Acknowledges (or not) and reports what storing an envelope came to.
+    async fn settle(&self, conn: &RelayClient, relay_id: u64, outcome: Outcome) -> Result<Settled> {
         match outcome {
             Outcome::Stored(_) if self.options.fault == Some(Fault::CrashBeforeAck) => {
                 Err(Error::Task("simulated crash before ack".into()))
             }
             Outcome::Stored(message) => {
                 conn.ack(&[relay_id]).await?;
-                self.emit(ClientEvent::Message(message));
-                Ok(true)
+                self.emit(ClientEvent::Message(message.clone()));
+                Ok(Settled::Stored(message))
             }
             Outcome::Duplicate => {
                 conn.ack(&[relay_id]).await?;
-                Ok(false)
+                Ok(Settled::Nothing)
             }
-            Outcome::Undecryptable(from, reason) => {
+            Outcome::Undecryptable {
+                from,
+                reason,
+                notify,
+            } => {
                 conn.ack(&[relay_id]).await?;
-                self.emit(ClientEvent::Undecryptable { from, reason });
-                Ok(false)
+                let resend_requested = match notify {
+                    Some((sender, failed)) => self.request_resend(conn, &sender, &failed).await,
+                    None => false,
+                };
+                self.emit(ClientEvent::Undecryptable {
+                    from,
+                    reason: reason.clone(),
+                    resend_requested,
+                });
+                Ok(Settled::Undecryptable(reason))
+            }
+            Outcome::Notice {
+                contact,
+                sender,
+                failed,
+            } => {
+                // Answer first: if that fails (relay gone), the notice stays
+                // queued and is answered after reconnecting.
+                self.answer_notice(conn, contact, sender, failed).await?;
+                conn.ack(&[relay_id]).await?;
+                Ok(Settled::Nothing)
             }
             Outcome::Retry(reason) => {
                 self.emit(ClientEvent::Error(format!("receive: {reason}")));
-                Ok(false)
+                Err(Error::Task(reason))
             }
         }
     }
 
+    /// Sends a signed decryption-error notice for envelope `failed` to
+    /// `sender`, within the rate limit. Returns whether one was sent.
+    async fn request_resend(
+        &self,
+        conn: &RelayClient,
+        sender: &IdentityKey,
+        failed: &[u8; 16],
+    ) -> bool {
+        if !lock(&self.notices).allow(sender, failed) {
+            return false;
+        }
+        let Ok(notice_id) = MessageId::random() else {
+            return false;
+        };
+        let payload =
+            payload::encode_notice(&self.identity, sender, &notice_id.0, failed, now_ms());
+        conn.send(&MailboxAddress::of(sender), notice_id, &payload)
+            .await
+            .is_ok()
+    }
+
+    /// A contact could not decrypt our envelope `failed`: reset the session
+    /// and/or resend it, as the store's recovery rules decide.
+    async fn answer_notice(
+        &self,
+        conn: &RelayClient,
+        contact: String,
+        sender: IdentityKey,
+        failed: [u8; 16],
+    ) -> Result<()> {
+        let id = EnvelopeId(failed);
+        let plan = {
+            let contact = contact.clone();
+            self.with_store(move |s| s.plan_recovery(&contact, &id))
+                .await?
+        };
+        let bundle = match plan {
+            Recovery::ResetAndResend { .. } => {
+                let bundle = conn.fetch_bundle(&MailboxAddress::of(&sender)).await?;
+                if bundle.identity_key != sender {
+                    return Err(Error::BundleMismatch);
+                }
+                Some(bundle)
+            }
+            _ => None,
+        };
+        let session_reset = bundle.is_some();
+        let entry = {
+            let contact = contact.clone();
+            self.with_store(move |s| s.recover(&contact, &id, bundle.as_ref()))
+                .await?
+        };
+        let seq = entry.as_ref().map(|e| e.seq);
+        if let Some(entry) = entry {
+            // If the relay refuses now, the entry waits in the outbox.
+            let _ = self.deliver(conn, &sender, &entry).await;
+        }
+        self.emit(ClientEvent::PeerCouldNotDecrypt {
+            contact,
+            seq,
+            session_reset: session_reset && seq.is_some(),
+        });
+        Ok(())
+    }
+
     async fn store_envelope(&self, payload_bytes: Vec<u8>) -> Outcome {
+        let identity = self.identity.clone();
         let result = self
             .with_store(move |s| {
                 let payload = match payload::decode(&payload_bytes) {
                     Ok(p) => p,
-                    Err(e) => return Ok(Outcome::Undecryptable(None, e.to_string())),
+                    Err(e) => {
+                        return Ok(Outcome::Undecryptable {
+                            from: None,
+                            reason: e.to_string(),
+                            notify: None,
+                        });
+                    }
                 };
                 let sender = payload.sender;
                 let id = contact_id(&sender);
+                if payload.kind == payload::KIND_DECRYPTION_ERROR {
+                    // Only from a contact whose identity is pinned, and only
+                    // with that identity's signature.
+                    let known = s
+                        .contact(&id)?
+                        .is_some_and(|c| c.identity_key == Some(sender));
+                    return Ok(
+                        match (known, payload::verify_notice(&payload, identity.public())) {
+                            (true, Some(notice)) => Outcome::Notice {
+                                contact: id,
+                                sender,
+                                failed: notice.failed,
+                            },
+                            _ => Outcome::Undecryptable {
+                                from: Some(id),
+                                reason: "invalid decryption-error notice".into(),
+                                notify: None,
+                            },
+                        },
+                    );
+                }
                 // A first message from someone not yet in the contacts:
                 // keep it under their address until the user names them.
                 let created = match s.contact(&id)? {
@@ -866,13 +1054,26 @@ impl Shared {
                         received_at: m.timestamp,
                     }),
                     Ok(Received::Duplicate) => Outcome::Duplicate,
-                    Err(sotto_store::Error::Protocol(e)) => {
-                        Outcome::Undecryptable(Some(id.clone()), e.to_string())
+                    // A replayed chain index: nothing to resend.
+                    Err(sotto_store::Error::Protocol(e @ sotto_core::Error::Duplicate(_))) => {
+                        Outcome::Undecryptable {
+                            from: Some(id.clone()),
+                            reason: e.to_string(),
+                            notify: None,
+                        }
                     }
-                    Err(sotto_store::Error::IdentityMismatch) => Outcome::Undecryptable(
-                        Some(id.clone()),
-                        "sender's identity key changed".into(),
-                    ),
+                    // Our session does not match the sender's any more (a
+                    // restored backup, lost state): ask for a new session.
+                    Err(sotto_store::Error::Protocol(e)) => Outcome::Undecryptable {
+                        from: Some(id.clone()),
+                        reason: e.to_string(),
+                        notify: (!created).then_some((sender, payload.message_id)),
+                    },
+                    Err(sotto_store::Error::IdentityMismatch) => Outcome::Undecryptable {
+                        from: Some(id.clone()),
+                        reason: "sender's identity key changed".into(),
+                        notify: None,
+                    },
                     Err(e) => Outcome::Retry(e.to_string()),
                     Ok(_) => Outcome::Retry("unrecognised receive outcome".into()),
                 })

@@ -46,7 +46,9 @@ pub use client::{
     PROFILE_DB, RELAY_FILE, SendStatus, Sent,
 };
 pub use error::{Error, Result};
-pub use payload::{KIND_MESSAGE, PAYLOAD_OVERHEAD, PAYLOAD_VERSION, PayloadError};
+pub use payload::{
+    KIND_DECRYPTION_ERROR, KIND_MESSAGE, PAYLOAD_OVERHEAD, PAYLOAD_VERSION, PayloadError,
+};
 
 pub use sotto_core as core;
 pub use sotto_relay as relay;

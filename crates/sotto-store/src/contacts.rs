@@ -37,6 +37,7 @@ impl Store {
             db.put_contact(
                 rng,
                 &ContactRecord {
+                    recovery: Default::default(),
                     id: id.to_owned(),
                     name: name.to_owned(),
                     identity_key: identity_key.copied(),

@@ -69,6 +69,7 @@ mod options;
 mod prekeys;
 mod receive;
 mod records;
+mod recovery;
 mod schema;
 mod send;
 mod store;
@@ -84,6 +85,7 @@ pub use options::{
 pub use prekeys::MAX_ONE_TIME_PREKEYS_PER_CALL;
 pub use receive::MAX_BATCH;
 pub use records::{MAX_CONTACT_ID_LEN, MAX_CONTACT_NAME_LEN};
+pub use recovery::{RECOVERY_WINDOW, Recovery};
 pub use schema::SCHEMA_VERSION;
 pub use store::Store;
 pub use types::{

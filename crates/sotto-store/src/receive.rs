@@ -191,6 +191,7 @@ fn receive_one(
             },
             None => {
                 state.contact = Some(ContactRecord {
+                    recovery: Default::default(),
                     id: envelope.sender.to_owned(),
                     name: String::new(),
                     identity_key: Some(remote),

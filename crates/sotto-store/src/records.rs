@@ -204,17 +204,45 @@ pub(crate) struct ContactRecord {
     pub(crate) name: String,
     pub(crate) identity_key: Option<IdentityKey>,
     pub(crate) verified: bool,
+    /// Session recovery bookkeeping (see `recovery.rs`).
+    pub(crate) recovery: RecoveryState,
+}
+
+/// Most resent seqs remembered per contact since the last reset.
+pub(crate) const MAX_RESENT_REMEMBERED: usize = 1024;
+
+/// What session recovery remembers about a contact.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RecoveryState {
+    /// Outgoing messages with `seq <= boundary` were sent before the last
+    /// session reset.
+    pub(crate) boundary: u64,
+    /// Seqs already resent since that reset (each is resent at most once).
+    pub(crate) resent: Vec<u64>,
 }
 
 pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(72 + c.id.len() + c.name.len()));
     out.push(RECORD_VERSION);
-    out.push(u8::from(c.verified) | (u8::from(c.identity_key.is_some()) << 1));
+    let has_recovery = c.recovery != RecoveryState::default();
+    out.push(
+        u8::from(c.verified)
+            | (u8::from(c.identity_key.is_some()) << 1)
+            | (u8::from(has_recovery) << 2),
+    );
     if let Some(key) = &c.identity_key {
         out.extend_from_slice(key.as_bytes());
     }
     push_str(&mut out, &c.id);
     push_str(&mut out, &c.name);
+    if has_recovery {
+        out.extend_from_slice(&c.recovery.boundary.to_be_bytes());
+        let resent = &c.recovery.resent[..c.recovery.resent.len().min(MAX_RESENT_REMEMBERED)];
+        out.extend_from_slice(&(resent.len() as u16).to_be_bytes());
+        for seq in resent {
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
+    }
     out
 }
 
@@ -222,7 +250,7 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
     let mut r = Reader::new(bytes);
     r.version()?;
     let flags = r.u8()?;
-    if flags & !0b11 != 0 {
+    if flags & !0b111 != 0 {
         return Err(Malformed);
     }
     let identity_key = if flags & 0b10 != 0 {
@@ -232,12 +260,24 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
     };
     let id = r.string()?;
     let name = r.string()?;
+    let mut recovery = RecoveryState::default();
+    if flags & 0b100 != 0 {
+        recovery.boundary = u64::from_be_bytes(r.array::<8>()?);
+        let count = usize::from(u16::from_be_bytes(r.array::<2>()?));
+        if count > MAX_RESENT_REMEMBERED {
+            return Err(Malformed);
+        }
+        for _ in 0..count {
+            recovery.resent.push(u64::from_be_bytes(r.array::<8>()?));
+        }
+    }
     r.finish()?;
     Ok(ContactRecord {
         id,
         name,
         identity_key,
         verified: flags & 0b01 != 0,
+        recovery,
     })
 }
 
@@ -372,12 +412,17 @@ mod tests {
             name: "Name".into(),
             identity_key: Some(key),
             verified: true,
+            recovery: RecoveryState {
+                boundary: 7,
+                resent: vec![3, 5],
+            },
         };
         let back = decode_contact(&encode_contact(&rec)).unwrap();
         assert_eq!(back.id, "id");
         assert_eq!(back.name, "Name");
         assert_eq!(back.identity_key, Some(key));
         assert!(back.verified);
+        assert_eq!(back.recovery, rec.recovery);
         let ids = PreKeyIds {
             next_signed: 3,
             next_one_time: 77,

@@ -1,0 +1,152 @@
+//! Session recovery, sender side.
+//!
+//! When a contact cannot decrypt a message (their device was restored from
+//! an old backup, or lost its state), they send a signed decryption-error
+//! notice naming the message's envelope id. The sender then:
+//!
+//! - resets the session (a fresh X3DH from a newly fetched bundle) if the
+//!   failed message was sent after the last reset, since the current session
+//!   is evidently broken; the reset boundary moves to the newest seq;
+//! - resends the message under the current session, with the same envelope
+//!   id (so the recipient stores it once even if the original also turns up).
+//!
+//! Each message is resent at most once per reset, and a notice for a message
+//! that is not an outgoing message of this conversation among the newest
+//! [`RECOVERY_WINDOW`] is ignored. So replayed, stale or repeated notices
+//! cannot make the sender reset or resend in a loop; and notices are signed
+//! by the contact's identity key (checked by the caller), so the relay
+//! cannot forge one.
+
+use crate::error::{Error, Result, Row};
+use crate::records::{self, MAX_RESENT_REMEMBERED, check_contact_id};
+use crate::store::Store;
+use crate::types::{DeliveryState, Direction, EnvelopeId, OutboxEntry};
+use sotto_core::PreKeyBundle;
+
+/// How many of a conversation's newest messages a notice may refer to.
+pub const RECOVERY_WINDOW: u64 = 1000;
+
+/// What to do about a contact's report that it could not decrypt a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Recovery {
+    /// Nothing: unknown, not ours, already resent, or outside the window.
+    Ignore,
+    /// Resend message `seq` under the current session.
+    Resend {
+        /// The message to resend.
+        seq: u64,
+    },
+    /// The current session is broken: start a new one (fetch a bundle),
+    /// then resend message `seq`.
+    ResetAndResend {
+        /// The message to resend.
+        seq: u64,
+    },
+}
+
+fn plan(db: &crate::db::Db<'_>, contact: &str, failed: &EnvelopeId) -> Result<Recovery> {
+    let Some(record) = db.contact(contact)? else {
+        return Err(Error::UnknownContact);
+    };
+    let Some(conversation) = db.conversation(contact)? else {
+        return Ok(Recovery::Ignore);
+    };
+    let newest = conversation.next_seq.saturating_sub(1);
+    let oldest = newest.saturating_sub(RECOVERY_WINDOW).max(1);
+    let mut seq = newest;
+    while seq >= oldest && seq > 0 {
+        if let Some(sealed) = db.message_sealed(&conversation, seq)? {
+            // An unreadable row cannot be the one referred to: skip it.
+            if let Ok(message) = db.open_message(&conversation, seq, &sealed)
+                && message.envelope_id == *failed
+            {
+                if message.direction != Direction::Outgoing || record.recovery.resent.contains(&seq)
+                {
+                    return Ok(Recovery::Ignore);
+                }
+                return Ok(if seq > record.recovery.boundary {
+                    Recovery::ResetAndResend { seq }
+                } else {
+                    Recovery::Resend { seq }
+                });
+            }
+        }
+        seq -= 1;
+    }
+    Ok(Recovery::Ignore)
+}
+
+impl Store {
+    /// Decides what a contact's (already authenticated) notice that it
+    /// could not decrypt envelope `failed` calls for. Read-only.
+    pub fn plan_recovery(&self, contact: &str, failed: &EnvelopeId) -> Result<Recovery> {
+        check_contact_id(contact)?;
+        self.read(|db| plan(db, contact, failed))
+    }
+
+    /// Carries out [`plan_recovery`](Self::plan_recovery)'s decision in ONE
+    /// transaction, re-checking it first: with `bundle` (required for
+    /// [`Recovery::ResetAndResend`]) a new session is started and becomes
+    /// the one that sends; then the message is encrypted again, put back in
+    /// the outbox under its envelope id and marked `Pending`. Returns the
+    /// outbox entry to hand to the relay, or `None` if there is nothing to
+    /// do (any more).
+    pub fn recover(
+        &mut self,
+        contact: &str,
+        failed: &EnvelopeId,
+        bundle: Option<&PreKeyBundle>,
+    ) -> Result<Option<OutboxEntry>> {
+        check_contact_id(contact)?;
+        self.write(|db, rng| {
+            let seq = match plan(db, contact, failed)? {
+                Recovery::Ignore => return Ok(None),
+                Recovery::Resend { seq } => seq,
+                Recovery::ResetAndResend { seq } if bundle.is_some() => seq,
+                // A reset needs a fresh bundle from the relay.
+                Recovery::ResetAndResend { .. } => return Err(Error::NoSession),
+            };
+            let mut record = db.contact(contact)?.ok_or(Error::UnknownContact)?;
+            let conversation = db.conversation(contact)?.ok_or(Error::UnknownContact)?;
+            let lookup = db.contact_lookup(contact);
+            let mut sessions = db.sessions(&lookup)?;
+            if seq > record.recovery.boundary {
+                let bundle = bundle.ok_or(Error::NoSession)?;
+                if record.identity_key != Some(bundle.identity_key) {
+                    return Err(Error::IdentityMismatch);
+                }
+                let identity = db.identity()?;
+                sessions.initiate(&identity, bundle, rng)?;
+                record.recovery.boundary = conversation.next_seq.saturating_sub(1);
+                record.recovery.resent.clear();
+            }
+            if record.recovery.resent.len() >= MAX_RESENT_REMEMBERED {
+                record.recovery.resent.remove(0);
+            }
+            record.recovery.resent.push(seq);
+
+            let corrupt = || Error::Corrupt {
+                table: "messages",
+                row: Row::Seq(seq),
+            };
+            let sealed = db.message_sealed(&conversation, seq)?.ok_or_else(corrupt)?;
+            let mut message_record = db.open_message_record(&conversation, seq, &sealed)?;
+            let message = records::decode_message(seq, &message_record).map_err(|_| corrupt())?;
+            let ciphertext = sessions.encrypt(&message.body)?;
+            records::set_message_state(&mut message_record, DeliveryState::Pending)
+                .map_err(|_| corrupt())?;
+            db.update_message(rng, &conversation, seq, &message_record)?;
+            db.delete_outbox(&db.outbox_lookup(failed))?;
+            db.insert_outbox(rng, &conversation, seq, failed, &ciphertext)?;
+            db.put_sessions(rng, &lookup, &sessions)?;
+            db.put_contact(rng, &record)?;
+            Ok(Some(OutboxEntry {
+                id: *failed,
+                recipient: contact.to_owned(),
+                seq,
+                ciphertext,
+            }))
+        })
+    }
+}

@@ -1,0 +1,256 @@
+//! Session recovery end to end: a device restored from an old backup tells
+//! the sender (signed notice through the relay), the sender starts a fresh
+//! session and resends, and both continue. Forged and replayed notices
+//! change nothing.
+#![cfg(test)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use sotto::relay::{ClientConfig, MessageId, RelayClient};
+use sotto::{Client, ClientEvent, ClientOptions, Events};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+async fn wait_event<T>(events: &mut Events, mut pick: impl FnMut(ClientEvent) -> Option<T>) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let event = events.next().await.expect("event stream open");
+            if let Some(v) = pick(event) {
+                return v;
+            }
+        }
+    })
+    .await
+    .expect("event in time")
+}
+
+async fn close(client: Client) {
+    client.disconnect().await;
+    drop(client);
+    // Let the store handle close.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_restored_from_an_old_backup_recovers_and_both_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let mut alice_in = alice.incoming();
+    let mut bob_in = bob.incoming();
+    for i in 0..3 {
+        alice.send("bob", format!("a{i}").as_bytes()).await.unwrap();
+        expect_texts(&mut bob_in, &[&format!("a{i}")]).await;
+        bob.send("alice", format!("b{i}").as_bytes()).await.unwrap();
+        expect_texts(&mut alice_in, &[&format!("b{i}")]).await;
+    }
+
+    // Bob backs up his profile, then the conversation moves on (several
+    // ratchet steps each way).
+    close(bob).await;
+    let backup = dir.path().join("bob-backup");
+    copy_dir(&dir.path().join("bob"), &backup);
+    let bob = reopen(dir.path(), "bob", options()).await;
+    bob.connect(&addr).await.unwrap();
+    let mut bob_in = bob.incoming();
+    for i in 3..6 {
+        alice.send("bob", format!("a{i}").as_bytes()).await.unwrap();
+        expect_texts(&mut bob_in, &[&format!("a{i}")]).await;
+        bob.send("alice", format!("b{i}").as_bytes()).await.unwrap();
+        expect_texts(&mut alice_in, &[&format!("b{i}")]).await;
+    }
+
+    // Bob's device is restored from the old backup.
+    close(bob).await;
+    std::fs::remove_dir_all(dir.path().join("bob")).unwrap();
+    copy_dir(&backup, &dir.path().join("bob"));
+    let bob = reopen(dir.path(), "bob", options()).await;
+    let mut bob_events = bob.events();
+    let mut bob_in = bob.incoming();
+    bob.connect(&addr).await.unwrap();
+    let mut alice_events = alice.events();
+
+    // Alice's next message cannot be decrypted by the stale session: Bob
+    // sees a notice (not silence) and asks for a resend; Alice starts a new
+    // session and resends; Bob stores the message.
+    alice.send("bob", b"after the restore").await.unwrap();
+    let resend_requested = wait_event(&mut bob_events, |e| match e {
+        ClientEvent::Undecryptable {
+            resend_requested, ..
+        } => Some(resend_requested),
+        _ => None,
+    })
+    .await;
+    assert!(resend_requested);
+    let (seq, reset) = wait_event(&mut alice_events, |e| match e {
+        ClientEvent::PeerCouldNotDecrypt {
+            seq, session_reset, ..
+        } => Some((seq, session_reset)),
+        _ => None,
+    })
+    .await;
+    assert!(seq.is_some());
+    assert!(reset);
+    expect_texts(&mut bob_in, &["after the restore"]).await;
+
+    // Both continue, both ways, for several rounds.
+    for i in 0..4 {
+        bob.send("alice", format!("bob again {i}").as_bytes())
+            .await
+            .unwrap();
+        expect_texts(&mut alice_in, &[&format!("bob again {i}")]).await;
+        alice
+            .send("bob", format!("alice again {i}").as_bytes())
+            .await
+            .unwrap();
+        expect_texts(&mut bob_in, &[&format!("alice again {i}")]).await;
+    }
+    // The recovered message is in Bob's history exactly once.
+    let bodies = bodies(&bob, "alice").await;
+    assert_eq!(
+        bodies.iter().filter(|b| *b == "after the restore").count(),
+        1
+    );
+    relay.shutdown().await;
+}
+
+/// Builds a decryption-error notice payload as the facade does (see
+/// `src/payload.rs`), signed by `signer` but claiming `claimed_sender`.
+fn notice(
+    signer: &sotto::core::IdentityKeyPair,
+    claimed_sender: &sotto::core::IdentityKey,
+    recipient: &sotto::core::IdentityKey,
+    failed: [u8; 16],
+) -> Vec<u8> {
+    let ts = 1_700_000_000_000u64;
+    let mut message = b"sotto/decryption-error/v1".to_vec();
+    message.extend_from_slice(claimed_sender.as_bytes());
+    message.extend_from_slice(recipient.as_bytes());
+    message.extend_from_slice(&failed);
+    message.extend_from_slice(&ts.to_be_bytes());
+    let signature = signer.sign(&message);
+    let mut out = vec![0x01, 0x02];
+    out.extend_from_slice(claimed_sender.as_bytes());
+    out.extend_from_slice(&[0x33; 16]);
+    out.extend_from_slice(&failed);
+    out.extend_from_slice(&ts.to_be_bytes());
+    out.extend_from_slice(&signature);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_replayed_notices_cannot_force_resets() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let mut alice_in = alice.incoming();
+
+    // Bob receives by hand so the test sees the envelope id that the relay
+    // (and so an attacker on it) sees.
+    close(bob).await;
+    let bob = reopen(
+        dir.path(),
+        "bob",
+        ClientOptions {
+            auto_receive: false,
+            ..options()
+        },
+    )
+    .await;
+    bob.connect(&addr).await.unwrap();
+    alice.send("bob", b"the original").await.unwrap();
+    let envelopes = bob.fetch_envelopes().await.unwrap();
+    assert_eq!(envelopes.len(), 1);
+    let mut failed = [0u8; 16];
+    failed.copy_from_slice(&envelopes[0].payload[34..50]);
+    bob.receive_envelope(envelopes[0].clone())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let mut alice_events = alice.events();
+    let attacker = RelayClient::connect(relay.local_addr(), ClientConfig::default())
+        .await
+        .unwrap();
+    let mut rng = rand::rng();
+    let mallory = sotto::core::IdentityKeyPair::generate(&mut rng);
+    let alice_key = *alice.address().identity_key();
+    let bob_key = *bob.address().identity_key();
+
+    // 1. Forged: claims to be Bob, signed by Mallory. Refused.
+    let forged = notice(&mallory, &bob_key, &alice_key, failed);
+    attacker
+        .send(&alice.address().mailbox(), MessageId([1; 16]), &forged)
+        .await
+        .unwrap();
+    let reason = wait_event(&mut alice_events, |e| match e {
+        ClientEvent::Undecryptable { reason, .. } => Some(reason),
+        ClientEvent::PeerCouldNotDecrypt { .. } => panic!("a forged notice was acted on"),
+        _ => None,
+    })
+    .await;
+    assert!(reason.contains("notice"), "{reason}");
+
+    // 2. Genuine (signed with Bob's key, which only Bob has), then replayed
+    //    by the relay again and again: one resend, no further resets.
+    let bob_store = sotto::store::Store::open(
+        dir.path().join("bob").join(sotto::PROFILE_DB),
+        b"bob",
+        &options().store,
+    )
+    .unwrap();
+    let bob_identity = bob_store.identity().unwrap();
+    drop(bob_store);
+    let genuine = notice(&bob_identity, &bob_key, &alice_key, failed);
+    let mut resets = 0;
+    let mut resends = 0;
+    for replay in 0..4u8 {
+        attacker
+            .send(
+                &alice.address().mailbox(),
+                MessageId([10 + replay; 16]),
+                &genuine,
+            )
+            .await
+            .unwrap();
+        let (seq, reset) = wait_event(&mut alice_events, |e| match e {
+            ClientEvent::PeerCouldNotDecrypt {
+                seq, session_reset, ..
+            } => Some((seq, session_reset)),
+            _ => None,
+        })
+        .await;
+        resends += usize::from(seq.is_some());
+        resets += usize::from(reset);
+    }
+    assert_eq!(resends, 1, "the message is resent once");
+    assert_eq!(resets, 1, "the session is reset once");
+
+    // Bob receives the resend: it is the same envelope, stored once.
+    let envelopes = bob.fetch_envelopes().await.unwrap();
+    assert_eq!(envelopes.len(), 1);
+    assert!(
+        bob.receive_envelope(envelopes[0].clone())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(bodies(&bob, "alice").await, vec!["the original"]);
+
+    // And the conversation goes on.
+    bob.send("alice", b"still here").await.unwrap();
+    expect_texts(&mut alice_in, &["still here"]).await;
+    relay.shutdown().await;
+}
