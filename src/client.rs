@@ -812,11 +812,14 @@ impl Shared {
         recipient: &IdentityKey,
         entry: &OutboxEntry,
     ) -> Result<()> {
-        let payload = payload::encode(
-            self.identity.public(),
-            entry.id.as_bytes(),
-            &entry.ciphertext,
-        );
+        let payload = payload::seal(
+            recipient,
+            &payload::encode(
+                self.identity.public(),
+                entry.id.as_bytes(),
+                &entry.ciphertext,
+            ),
+        )?;
         conn.send(
             &MailboxAddress::of(recipient),
             MessageId(*entry.id.as_bytes()),
@@ -937,8 +940,10 @@ impl Shared {
         let Ok(notice_id) = MessageId::random() else {
             return false;
         };
-        let payload =
-            payload::encode_notice(&self.identity, sender, &notice_id.0, failed, now_ms());
+        let notice = payload::encode_notice(&self.identity, sender, &notice_id.0, failed, now_ms());
+        let Ok(payload) = payload::seal(sender, &notice) else {
+            return false;
+        };
         conn.send(&MailboxAddress::of(sender), notice_id, &payload)
             .await
             .is_ok()
@@ -992,7 +997,17 @@ impl Shared {
         let identity = self.identity.clone();
         let result = self
             .with_store(move |s| {
-                let payload = match payload::decode(&payload_bytes) {
+                let inner = match payload::unseal(&identity, &payload_bytes) {
+                    Ok(inner) => inner,
+                    Err(e) => {
+                        return Ok(Outcome::Undecryptable {
+                            from: None,
+                            reason: e.to_string(),
+                            notify: None,
+                        });
+                    }
+                };
+                let payload = match payload::decode(&inner) {
                     Ok(p) => p,
                     Err(e) => {
                         return Ok(Outcome::Undecryptable {

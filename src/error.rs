@@ -12,6 +12,9 @@ pub enum Error {
     /// The relay or the connection to it failed.
     #[error("relay: {0}")]
     Relay(#[from] sotto_relay::ClientError),
+    /// A payload could not be built or read.
+    #[error("envelope: {0}")]
+    Payload(#[from] crate::payload::PayloadError),
     /// A malformed address.
     #[error("invalid address: {0}")]
     Address(#[from] AddressError),

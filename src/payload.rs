@@ -1,5 +1,8 @@
 //! What a client puts inside a relay envelope.
 //!
+//! The relay carries `Sealed(recipient IK, Payload)` (sotto-core's sealed
+//! envelope): only the recipient learns who sent it.
+//!
 //! ```text
 //! Payload = 0x01 (version) || kind(1) || sender IK(32, Ed25519) || message id(16) || body
 //! kind 0x01: body is a sotto-core Message or PreKeyMessage
@@ -54,6 +57,26 @@ pub enum PayloadError {
     /// The sender field is not a valid identity key.
     #[error("invalid sender identity key")]
     InvalidSender,
+    /// The sealed outer layer did not open (not for us, or tampered with).
+    #[error("cannot open the sealed envelope: {0}")]
+    Sealed(sotto_core::Error),
+    /// No randomness for the sealed envelope's ephemeral key.
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+/// Seals a payload for `recipient` (hides the sender from the relay).
+pub(crate) fn seal(recipient: &IdentityKey, payload: &[u8]) -> Result<Vec<u8>, PayloadError> {
+    let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+    sotto_core::sealed::seal(recipient, payload, &mut rng).map_err(|_| PayloadError::Random)
+}
+
+/// Opens a sealed payload addressed to `local`.
+pub(crate) fn unseal(
+    local: &IdentityKeyPair,
+    bytes: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>, PayloadError> {
+    sotto_core::sealed::open(local, bytes).map_err(PayloadError::Sealed)
 }
 
 pub(crate) fn encode(sender: &IdentityKey, message_id: &[u8; 16], body: &[u8]) -> Vec<u8> {

@@ -58,6 +58,43 @@ async fn relay_database_after_a_conversation_contains_no_plaintext() {
     relay.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelopes_do_not_show_the_relay_who_sent_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    bob.disconnect().await;
+    drop(bob);
+    alice.send("bob", b"first contact").await.unwrap();
+    alice.send("bob", b"second").await.unwrap();
+    let bob = reopen(
+        dir.path(),
+        "bob",
+        sotto::ClientOptions {
+            auto_receive: false,
+            ..options()
+        },
+    )
+    .await;
+    bob.connect(&addr).await.unwrap();
+    let envelopes = bob.fetch_envelopes().await.unwrap();
+    assert_eq!(envelopes.len(), 2);
+    let alice_key = alice.address().identity_key().to_bytes();
+    for e in &envelopes {
+        // Neither the sender's identity (not even inside the PreKeyMessage)
+        // nor the plaintext is visible to the relay.
+        assert!(!contains(&e.payload, &alice_key));
+        assert!(!contains(&e.payload, b"first contact"));
+        assert_eq!(e.payload[0], 0x01, "sealed envelope version");
+    }
+    for e in envelopes {
+        bob.receive_envelope(e).await.unwrap().unwrap();
+    }
+    assert_eq!(bodies(&bob, "alice").await, vec!["first contact", "second"]);
+    relay.shutdown().await;
+}
+
 async fn raw_request(stream: &mut tokio::net::TcpStream, id: u32, request: &Request) -> Response {
     let body = request.encode(id);
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();

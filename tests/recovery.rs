@@ -146,7 +146,8 @@ fn notice(
     out.extend_from_slice(&failed);
     out.extend_from_slice(&ts.to_be_bytes());
     out.extend_from_slice(&signature);
-    out
+    // The relay carries it sealed to the recipient, like every payload.
+    sotto::core::sealed::seal(recipient, &out, &mut rand::rng()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,12 +174,24 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
     alice.send("bob", b"the original").await.unwrap();
     let envelopes = bob.fetch_envelopes().await.unwrap();
     assert_eq!(envelopes.len(), 1);
-    let mut failed = [0u8; 16];
-    failed.copy_from_slice(&envelopes[0].payload[34..50]);
     bob.receive_envelope(envelopes[0].clone())
         .await
         .unwrap()
         .unwrap();
+    // The envelope id (the relay sees it as the message id of the send),
+    // read from Bob's store.
+    let failed = {
+        let store = sotto::store::Store::open(
+            dir.path().join("bob").join(sotto::PROFILE_DB),
+            b"bob",
+            &options().store,
+        )
+        .unwrap();
+        let page = store
+            .history(&alice.address().to_string(), None, 1)
+            .unwrap();
+        page.messages().next().unwrap().envelope_id.0
+    };
 
     let mut alice_events = alice.events();
     let attacker = RelayClient::connect(relay.local_addr(), ClientConfig::default())

@@ -37,6 +37,7 @@ pub mod keys;
 pub mod pad;
 pub(crate) mod ratchet;
 mod safety;
+pub mod sealed;
 mod session_set;
 pub mod wire;
 pub mod x3dh;
