@@ -177,20 +177,36 @@ impl<'a> Db<'a> {
         self.lookup(Domain::SignedPreKey, &[&id.to_be_bytes()])
     }
 
-    fn open_signed_prekey(&self, lookup: &[u8; 32], sealed: &[u8]) -> Result<SignedPreKey> {
+    /// Opens a sealed prekey of `table` and checks that it is stored under
+    /// the lookup key of its own id (a row moved elsewhere is corrupt).
+    fn open_prekey<K>(
+        &self,
+        table: &'static str,
+        domain: Domain,
+        lookup: &[u8; 32],
+        sealed: &[u8],
+        decode: fn(&[u8]) -> sotto_core::Result<K>,
+        id_of: fn(&K) -> u32,
+    ) -> Result<K> {
         let row = Row::lookup(lookup);
-        let plain = self.open_value(Place::new("signed_prekeys", "sealed", lookup), sealed, row)?;
-        let key = SignedPreKey::from_bytes(&plain).map_err(|_| Error::Corrupt {
-            table: "signed_prekeys",
-            row,
-        })?;
-        if self.signed_prekey_lookup(key.id()) != *lookup {
-            return Err(Error::Corrupt {
-                table: "signed_prekeys",
-                row,
-            });
+        let corrupt = || Error::Corrupt { table, row };
+        let plain = self.open_value(Place::new(table, "sealed", lookup), sealed, row)?;
+        let key = decode(&plain).map_err(|_| corrupt())?;
+        if self.lookup(domain, &[&id_of(&key).to_be_bytes()]) != *lookup {
+            return Err(corrupt());
         }
         Ok(key)
+    }
+
+    fn open_signed_prekey(&self, lookup: &[u8; 32], sealed: &[u8]) -> Result<SignedPreKey> {
+        self.open_prekey(
+            "signed_prekeys",
+            Domain::SignedPreKey,
+            lookup,
+            sealed,
+            SignedPreKey::from_bytes,
+            SignedPreKey::id,
+        )
     }
 
     pub(crate) fn signed_prekey(&self, id: u32) -> Result<Option<SignedPreKey>> {
@@ -260,23 +276,14 @@ impl<'a> Db<'a> {
     }
 
     fn open_one_time_prekey(&self, lookup: &[u8; 32], sealed: &[u8]) -> Result<OneTimePreKey> {
-        let row = Row::lookup(lookup);
-        let plain = self.open_value(
-            Place::new("one_time_prekeys", "sealed", lookup),
+        self.open_prekey(
+            "one_time_prekeys",
+            Domain::OneTimePreKey,
+            lookup,
             sealed,
-            row,
-        )?;
-        let key = OneTimePreKey::from_bytes(&plain).map_err(|_| Error::Corrupt {
-            table: "one_time_prekeys",
-            row,
-        })?;
-        if self.one_time_prekey_lookup(key.id()) != *lookup {
-            return Err(Error::Corrupt {
-                table: "one_time_prekeys",
-                row,
-            });
-        }
-        Ok(key)
+            OneTimePreKey::from_bytes,
+            OneTimePreKey::id,
+        )
     }
 
     pub(crate) fn one_time_prekey(&self, id: u32) -> Result<Option<OneTimePreKey>> {
