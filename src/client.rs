@@ -102,7 +102,8 @@ impl core::fmt::Debug for IncomingMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientEvent {
-    /// A message was stored (the relay has been acknowledged).
+    /// A message was stored (committed to history; announced once, before
+    /// the relay is acknowledged).
     Message(IncomingMessage),
     /// An envelope could not be decrypted and was dropped from the relay.
     Undecryptable {
@@ -190,7 +191,7 @@ impl core::fmt::Debug for HistoryItem {
 }
 
 /// A contact as the app shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ContactInfo {
     /// Display name.
     pub name: String,
@@ -198,6 +199,16 @@ pub struct ContactInfo {
     pub address: String,
     /// Safety number compared and confirmed.
     pub verified: bool,
+}
+
+impl core::fmt::Debug for ContactInfo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Names are user data: never printed.
+        f.debug_struct("ContactInfo")
+            .field("name_len", &self.name.len())
+            .field("verified", &self.verified)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The events of a client, as an async receiver.
@@ -244,6 +255,25 @@ struct Shared {
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
+    /// Dropped with the last clone: stops the background connection task,
+    /// which itself holds `shared`.
+    _lifetime: Arc<Lifetime>,
+}
+
+/// Ends the background work when the last `Client` clone goes away.
+struct Lifetime {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl Drop for Lifetime {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            if let Some(h) = lock(&shared.supervisor).take() {
+                h.abort();
+            }
+            lock(&shared.connection).take();
+        }
+    }
 }
 
 impl core::fmt::Debug for Client {
@@ -314,19 +344,23 @@ impl Client {
         let identity = store.identity()?;
         let address = Address::of(identity.public());
         let (events, _) = broadcast::channel(options.event_capacity.max(1));
+        let shared = Arc::new(Shared {
+            store: Arc::new(Mutex::new(store)),
+            identity,
+            address,
+            options,
+            profile_dir,
+            events,
+            connection: Mutex::new(None),
+            supervisor: Mutex::new(None),
+            processing: tokio::sync::Mutex::new(()),
+            notices: Mutex::new(NoticeLimiter::default()),
+        });
         Ok(Self {
-            shared: Arc::new(Shared {
-                store: Arc::new(Mutex::new(store)),
-                identity,
-                address,
-                options,
-                profile_dir,
-                events,
-                connection: Mutex::new(None),
-                supervisor: Mutex::new(None),
-                processing: tokio::sync::Mutex::new(()),
-                notices: Mutex::new(NoticeLimiter::default()),
+            _lifetime: Arc::new(Lifetime {
+                shared: Arc::downgrade(&shared),
             }),
+            shared,
         })
     }
 
@@ -422,8 +456,8 @@ impl Client {
         let addr = relay_addr.to_owned();
         // Catch up before returning, so a caller that connects and then
         // reads history sees what was waiting.
-        shared.catch_up(&conn).await;
-        let handle = tokio::spawn(supervise(shared, addr, Some((conn, events))));
+        let caught_up = shared.catch_up(&conn).await;
+        let handle = tokio::spawn(supervise(shared, addr, Some((conn, events, caught_up))));
         *lock(&self.shared.supervisor) = Some(handle);
         Ok(())
     }
@@ -577,7 +611,13 @@ impl Client {
         let conn = lock(&self.shared.connection).clone();
         let status = match conn {
             Some(conn) if !conn.is_closed() => {
-                match self.shared.deliver(&conn, &identity, &entry).await {
+                // Through the outbox: older entries of this conversation
+                // still waiting there go first, in order.
+                match self
+                    .shared
+                    .flush_conversation(&conn, &entry.recipient, &identity)
+                    .await
+                {
                     Ok(()) => SendStatus::Delivered,
                     Err(_) => SendStatus::Queued,
                 }
@@ -792,8 +832,9 @@ impl Shared {
         Ok(Arc::new(conn))
     }
 
-    /// After (re)connecting: outbox out, mailbox in.
-    async fn catch_up(&self, conn: &Arc<RelayClient>) {
+    /// After (re)connecting: outbox out, mailbox in. Returns false when
+    /// the mailbox was not read to the end.
+    async fn catch_up(&self, conn: &Arc<RelayClient>) -> bool {
         match self.flush_outbox(conn).await {
             Ok(0) => {}
             Ok(count) => self.emit(ClientEvent::OutboxFlushed { count }),
@@ -803,7 +844,9 @@ impl Shared {
             && let Err(e) = self.drain_mailbox(conn).await
         {
             self.emit(ClientEvent::Error(format!("mailbox: {e}")));
+            return false;
         }
+        true
     }
 
     async fn deliver(
@@ -828,6 +871,34 @@ impl Shared {
         .await?;
         let id = entry.id;
         self.with_store(move |s| s.mark_sent(&id)).await?;
+        Ok(())
+    }
+
+    /// Hands the outbox entries for `recipient` to the relay, oldest
+    /// first, stopping at the first failure. Under the processing lock, like
+    /// [`flush_outbox`](Self::flush_outbox): a message sent while older ones
+    /// still wait in the outbox (relay down, reconnect under way) must not
+    /// overtake them, or the recipient would store them out of order.
+    async fn flush_conversation(
+        &self,
+        conn: &RelayClient,
+        recipient: &str,
+        identity: &IdentityKey,
+    ) -> Result<()> {
+        let _guard = self.processing.lock().await;
+        let recipient = recipient.to_owned();
+        let entries = self
+            .with_store(move |s| {
+                Ok(s.outbox()?
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e.recipient == recipient)
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        for entry in entries {
+            self.deliver(conn, identity, &entry).await?;
+        }
         Ok(())
     }
 
@@ -883,8 +954,10 @@ impl Shared {
                 Err(Error::Task("simulated crash before ack".into()))
             }
             Outcome::Stored(message) => {
-                conn.ack(&[relay_id]).await?;
+                // Announced before the ack: if the ack fails, the relay
+                // delivers it again as a duplicate, which is not announced.
                 self.emit(ClientEvent::Message(message.clone()));
+                conn.ack(&[relay_id]).await?;
                 Ok(Settled::Stored(message))
             }
             Outcome::Duplicate => {
@@ -1121,9 +1194,12 @@ impl Shared {
     }
 }
 
+/// A connection, its pushes, and whether its catch-up read the mailbox to
+/// the end.
 type Connected = (
     Arc<RelayClient>,
     Option<tokio::sync::mpsc::Receiver<RelayEvent>>,
+    bool,
 );
 
 /// Keeps a connection: handles pushes while it lives, reconnects with
@@ -1131,15 +1207,15 @@ type Connected = (
 async fn supervise(shared: Arc<Shared>, relay_addr: String, mut current: Option<Connected>) {
     let mut backoff = shared.options.reconnect_min;
     loop {
-        let (conn, events) = match current.take() {
+        let (conn, events, mut in_order) = match current.take() {
             Some(c) => c,
             None => match shared.open_connection(&relay_addr).await {
                 Ok(conn) => {
                     backoff = shared.options.reconnect_min;
                     let events = conn.take_events();
                     shared.set_connection(Some(conn.clone()));
-                    shared.catch_up(&conn).await;
-                    (conn, events)
+                    let caught_up = shared.catch_up(&conn).await;
+                    (conn, events, caught_up)
                 }
                 Err(e) => {
                     shared.emit(ClientEvent::Disconnected {
@@ -1159,7 +1235,27 @@ async fn supervise(shared: Arc<Shared>, relay_addr: String, mut current: Option<
                         if !shared.options.auto_receive {
                             continue;
                         }
+                        // A pushed envelope is newer than any left in the
+                        // mailbox by a failed catch-up or receive: read the
+                        // mailbox first, or it would be stored out of order.
+                        if !in_order {
+                            match shared.drain_mailbox(&conn).await {
+                                Ok(_) => in_order = true,
+                                Err(e) => {
+                                    shared.emit(ClientEvent::Error(format!("mailbox: {e}")));
+                                    // Connection gone: it stays queued, and
+                                    // comes in order after reconnecting.
+                                    // Otherwise something in the mailbox
+                                    // keeps failing; do not hold back
+                                    // everything newer because of it.
+                                    if conn.is_closed() {
+                                        continue;
+                                    }
+                                }
+                            }
+                        }
                         if let Err(e) = shared.process(&conn, envelope).await {
+                            in_order = false;
                             shared.emit(ClientEvent::Error(format!("receive: {e}")));
                         }
                     }

@@ -140,3 +140,34 @@ async fn safety_numbers_match_and_verification_is_remembered() {
     assert!(alice.is_verified("bob").await.unwrap());
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_connected_client_stops_its_background_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let bob_clone = bob.clone();
+    drop(bob);
+    // A clone keeps it alive...
+    assert!(bob_clone.is_connected());
+    drop(bob_clone);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    // ...and after the last one, nothing receives on Bob's behalf any more:
+    // the message waits on the relay for Bob's next session.
+    alice.send("bob", b"for later").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let bob = reopen(
+        dir.path(),
+        "bob",
+        sotto::ClientOptions {
+            auto_receive: false,
+            ..options()
+        },
+    )
+    .await;
+    bob.connect(&addr).await.unwrap();
+    assert_eq!(bob.fetch_envelopes().await.unwrap().len(), 1);
+    relay.shutdown().await;
+}

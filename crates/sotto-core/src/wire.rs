@@ -199,7 +199,7 @@ impl<'a> PreKeyMessage<'a> {
 /// True if `key` is the canonical encoding of an X25519 u-coordinate: top
 /// bit clear and value below p = 2^255 - 19. X25519 itself accepts the
 /// other encodings as aliases (RFC 7748 masks the top bit and reduces mod p).
-fn is_canonical_x25519(key: &[u8; 32]) -> bool {
+pub(crate) fn is_canonical_x25519(key: &[u8; 32]) -> bool {
     if key[31] & 0x80 != 0 {
         return false;
     }

@@ -97,6 +97,22 @@ fn damaged_session_bytes_are_rejected(bytes: &[u8]) {
         bad[at] = 1;
         assert_corrupt(Session::from_bytes(&bad), "identity key");
     }
+    // A base key EK_A that is not a canonical X25519 encoding (top bit
+    // set, or a value of at least p): an initiator restored with it would
+    // send PreKeyMessages no responder parses (found by the session_state
+    // fuzz target).
+    let mut high_bit = bytes.to_vec();
+    high_bit[97] |= 0x80;
+    let mut at_least_p = bytes.to_vec();
+    at_least_p[66..98].fill(0xff);
+    at_least_p[66] = 0xed;
+    at_least_p[97] = 0x7f;
+    for bad in [high_bit, at_least_p] {
+        assert_eq!(
+            Session::from_bytes(&bad).err(),
+            Some(Error::CorruptState("base key"))
+        );
+    }
     assert_eq!(
         Session::from_bytes(&[SESSION_STATE_VERSION + 1]).err(),
         Some(Error::UnsupportedVersion(SESSION_STATE_VERSION + 1))

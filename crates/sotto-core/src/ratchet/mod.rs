@@ -1,6 +1,8 @@
 //! Double Ratchet sessions (PROTOCOL.md "Double Ratchet").
 
 mod chain_key;
+#[cfg(test)]
+mod memory_hygiene;
 mod message_key;
 mod root_key;
 mod skipped;

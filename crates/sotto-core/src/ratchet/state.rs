@@ -112,6 +112,12 @@ impl Session {
         let local_identity = IdentityKey::from_bytes(r.array::<32>()?)?;
         let remote_identity = IdentityKey::from_bytes(r.array::<32>()?)?;
         let base_key = *r.array::<32>()?;
+        // Sessions only ever hold a canonical EK_A (the wire refuses any
+        // other); an initiator restored with another would send
+        // PreKeyMessages that no responder can parse.
+        if !crate::wire::is_canonical_x25519(&base_key) {
+            return Err(Error::CorruptState("base key"));
+        }
         let root_key = RootKey(secret(&mut r)?);
         let sending_ratchet = RatchetKeyPair::from_private(secret(&mut r)?);
         let remote_ratchet = if r.flag()? {

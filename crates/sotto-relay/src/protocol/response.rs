@@ -365,7 +365,13 @@ fn decode_response(frame_type: u8, r: &mut Reader<'_>) -> Result<Response, Decod
         PONG => Response::Pong,
         t::ERROR => {
             let code = ErrorCode::from_u16(r.u16()?);
-            let message = core::str::from_utf8(r.rest())
+            let message = r.rest();
+            // The spec's limit, which `encode` enforces by cutting: a longer
+            // message would not survive a re-encode.
+            if message.len() > MAX_ERROR_MESSAGE_LEN {
+                return Err(DecodeError::InvalidField("error message"));
+            }
+            let message = core::str::from_utf8(message)
                 .map_err(|_| DecodeError::InvalidField("error message"))?
                 .to_owned();
             Response::Error(ErrorFrame { code, message })
@@ -472,6 +478,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_error_message_over_1024_bytes_is_refused() {
+        // Found by the relay_frames fuzz target: the decoder took any length
+        // while the encoder cuts at 1024, so the frame did not round-trip.
+        let mut body = vec![t::ERROR, 0, 0, 0, 1, 0x00, 0x01];
+        body.extend_from_slice(&[b'x'; MAX_ERROR_MESSAGE_LEN]);
+        assert!(ServerFrame::decode(&body).is_ok());
+        body.push(b'x');
+        assert_eq!(
+            ServerFrame::decode(&body),
+            Err(DecodeError::InvalidField("error message"))
+        );
     }
 
     #[test]

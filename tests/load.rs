@@ -1,0 +1,144 @@
+//! A small run of the load-and-fault harness (`examples/load.rs`): a dozen
+//! clients, the relay process SIGKILLed and restarted, clients killed
+//! mid-send and mid-receive; nothing may be lost, duplicated or reordered,
+//! and every session must still work afterwards.
+#![cfg(test)]
+
+mod common;
+#[path = "../examples/load/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use common::*;
+use sotto::SendStatus;
+
+/// Not a check by itself: the relay process of the run below. The harness
+/// starts this test binary again with only this test selected and the
+/// `SOTTO_LOAD_RELAY_*` variables set; it then serves as the relay until it
+/// is killed. Without those variables it returns at once.
+#[test]
+fn relay_process() {
+    if let Some(result) = harness::relay_child_main() {
+        result.unwrap();
+    }
+}
+
+#[test]
+fn small_load_with_relay_and_client_kills_loses_and_duplicates_nothing() {
+    let config = harness::Config {
+        clients: 12,
+        messages: 10,
+        fanout: 2,
+        relay_kills: 1,
+        client_kills: 2,
+        think: Duration::from_millis(20),
+        size: 100,
+        timeout: Duration::from_secs(120),
+        seed: 7,
+        dir: None,
+        relay_program: std::env::current_exe().unwrap(),
+        relay_args: ["relay_process", "--exact", "--test-threads=1", "-q"]
+            .map(String::from)
+            .to_vec(),
+        verbose: true,
+    };
+    let report = harness::run(&config).unwrap();
+    println!("{report}");
+    assert_eq!(report.lost, 0, "{report}");
+    assert_eq!(report.duplicated, 0, "{report}");
+    assert_eq!(report.out_of_order, 0, "{report}");
+    assert_eq!(report.phantom, 0, "{report}");
+    assert_eq!(report.stuck, 0, "{report}");
+    assert_eq!(report.relay_kills, 1, "{report}");
+    assert_eq!(report.kills_aimed_send + report.kills_aimed_receive, 2);
+    assert!(report.committed >= 12 * 10 - report.interrupted);
+    assert_eq!(report.sessions_checked, 24, "{report}");
+    assert_eq!(report.sessions_working, report.sessions_checked, "{report}");
+    assert!(report.is_clean(), "{report}");
+}
+
+// The two ordering faults the large run found, each on its own.
+
+/// Bodies of Bob's history with Alice once it holds `count` messages.
+async fn wait_for_history(bob: &sotto::Client, count: usize) -> Vec<String> {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let bodies = bodies(bob, "alice").await;
+            if bodies.len() >= count {
+                return bodies;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every message in time")
+}
+
+fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix} {i:03}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_written_while_older_ones_wait_in_the_outbox_do_not_overtake_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    let relay = sqlite_relay(&db).await;
+    let addr = relay.local_addr();
+    let (alice, bob) = pair(dir.path(), &addr.to_string()).await;
+    let texts = numbered("message", 0..80);
+    // The session starts while the relay is up.
+    alice.send("bob", texts[0].as_bytes()).await.unwrap();
+    wait_for_history(&bob, 1).await;
+    relay.shutdown().await;
+
+    // Written while the relay is down: they wait in Alice's outbox.
+    for t in &texts[1..40] {
+        let sent = alice.send("bob", t.as_bytes()).await.unwrap();
+        assert_eq!(sent.status, SendStatus::Queued);
+    }
+    // The relay comes back; Alice reconnects by herself and flushes the
+    // outbox while she keeps writing.
+    let relay = sqlite_relay_on(&db, addr).await;
+    for t in &texts[40..] {
+        alice.send("bob", t.as_bytes()).await.unwrap();
+    }
+    assert_eq!(wait_for_history(&bob, 80).await, texts);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_messages_do_not_overtake_older_ones_left_by_a_failed_catch_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db");
+    let relay = sqlite_relay(&db).await;
+    let addr = relay.local_addr();
+    let (alice, bob) = pair(dir.path(), &addr.to_string()).await;
+    bob.disconnect().await;
+    let old = numbered("old", 0..100);
+    for t in &old {
+        alice.send("bob", t.as_bytes()).await.unwrap();
+    }
+
+    // Bob reconnects and starts storing his 100 waiting messages...
+    let mut bob_in = bob.incoming();
+    let connecting = {
+        let bob = bob.clone();
+        let addr = addr.to_string();
+        tokio::spawn(async move { bob.connect(&addr).await })
+    };
+    next_message(&mut bob_in).await;
+    // ...new ones are pushed to him meanwhile, and the relay goes away
+    // before he has read the rest of his mailbox.
+    let new = numbered("new", 0..5);
+    for t in &new {
+        alice.send("bob", t.as_bytes()).await.unwrap();
+    }
+    relay.shutdown().await;
+    let _ = connecting.await.unwrap();
+
+    let relay = sqlite_relay_on(&db, addr).await;
+    let expected: Vec<String> = old.iter().chain(&new).cloned().collect();
+    assert_eq!(wait_for_history(&bob, 105).await, expected);
+    relay.shutdown().await;
+}
