@@ -1,0 +1,315 @@
+//! Paired, interleaved ratios: Sotto against vodozemac and the raw AEAD,
+//! measured so that load from other processes cancels out.
+//!
+//! `throughput.rs` (criterion) measures each implementation for several
+//! seconds, one after the other; on a shared 2-core machine the load can
+//! change between two of them, and so can their ratio. Here the
+//! implementations being compared run in alternating blocks of about
+//! `BLOCK` each (order reversed every round), the ratio is taken within
+//! each round, and the median over `ROUNDS` rounds is reported with its
+//! interquartile range. The operations are exactly those of `throughput.rs`.
+//!
+//! Runs with every `cargo bench -p sotto-benches`; criterion's options are
+//! accepted and ignored, except `--test` (one short round), `--list` and
+//! `--profile-time` (nothing runs) and a filter (runs only when it matches a
+//! name printed here, e.g. `paired/one_way`).
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use chacha20poly1305::aead::AeadInOut;
+use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce};
+use sotto_benches::{SIZES, established_pair, rng};
+
+mod common;
+use common::{olm_pair, plaintext};
+
+/// Rounds per comparison.
+const ROUNDS: usize = 31;
+/// Time each implementation runs per round.
+const BLOCK: Duration = Duration::from_millis(15);
+
+/// Runs `n` iterations of one implementation.
+type Runner = Box<dyn FnMut(u64)>;
+
+struct Contender {
+    name: &'static str,
+    run: Runner,
+    iters_per_block: u64,
+    per_iter_ns: Vec<f64>,
+}
+
+impl Contender {
+    fn new(name: &'static str, run: Runner) -> Self {
+        Self {
+            name,
+            run,
+            iters_per_block: 1,
+            per_iter_ns: Vec::new(),
+        }
+    }
+
+    fn time(&mut self, iters: u64) -> f64 {
+        let start = Instant::now();
+        (self.run)(iters);
+        start.elapsed().as_nanos() as f64 / iters as f64
+    }
+
+    /// Warms up and picks the iterations that fill about `BLOCK`.
+    fn calibrate(&mut self) {
+        let mut iters = 1u64;
+        let mut spent = Duration::ZERO;
+        let per_iter = loop {
+            let start = Instant::now();
+            (self.run)(iters);
+            let elapsed = start.elapsed();
+            spent += elapsed;
+            if spent >= BLOCK * 4 {
+                break elapsed.as_nanos() as f64 / iters as f64;
+            }
+            iters *= 2;
+        };
+        self.iters_per_block = ((BLOCK.as_nanos() as f64 / per_iter) as u64).max(1);
+    }
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.3} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+/// Alternates the contenders for `rounds` rounds; the first is Sotto.
+/// Prints the median time per iteration of each and, for each other one,
+/// the median and interquartile range of the per-round ratio
+/// `messages/s of Sotto / messages/s of it`.
+fn compare(name: &str, mut contenders: Vec<Contender>, rounds: usize, test: bool) {
+    for c in &mut contenders {
+        if !test {
+            c.calibrate();
+        }
+    }
+    for round in 0..rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..contenders.len()).collect()
+        } else {
+            (0..contenders.len()).rev().collect()
+        };
+        for i in order {
+            let c = &mut contenders[i];
+            let per_iter = c.time(c.iters_per_block);
+            c.per_iter_ns.push(per_iter);
+        }
+    }
+    let times: Vec<String> = contenders
+        .iter()
+        .map(|c| {
+            let s = sorted(c.per_iter_ns.clone());
+            format!("{} {}", c.name, fmt_ns(quantile(&s, 0.5)))
+        })
+        .collect();
+    println!("{name:<28} per iteration (median): {}", times.join(", "));
+    let sotto = &contenders[0];
+    for other in &contenders[1..] {
+        let ratios = sorted(
+            other
+                .per_iter_ns
+                .iter()
+                .zip(&sotto.per_iter_ns)
+                .map(|(o, s)| o / s)
+                .collect(),
+        );
+        println!(
+            "{:<28} Sotto / {:<9} = {:.2}  (IQR {:.2} – {:.2}, {} rounds)",
+            "",
+            other.name,
+            quantile(&ratios, 0.5),
+            quantile(&ratios, 0.25),
+            quantile(&ratios, 0.75),
+            ratios.len()
+        );
+    }
+}
+
+fn one_way(size: usize) -> Vec<Contender> {
+    let data = plaintext(size);
+    let mut r = rng(1);
+    let (mut alice, mut bob) = established_pair(&mut r).expect("pair");
+    let (mut wire, mut out) = (Vec::new(), Vec::new());
+    let sotto_data = data.clone();
+    let sotto = Contender::new(
+        "sotto",
+        Box::new(move |n| {
+            for _ in 0..n {
+                alice.encrypt_into(&sotto_data, &mut wire).expect("encrypt");
+                bob.decrypt_into(&wire, &mut out, &mut r).expect("decrypt");
+                black_box(out.len());
+            }
+        }),
+    );
+    let (mut oa, mut ob) = olm_pair();
+    let olm_data = data.clone();
+    let olm = Contender::new(
+        "vodozemac",
+        Box::new(move |n| {
+            for _ in 0..n {
+                let m = oa.encrypt(&olm_data).expect("encrypt");
+                black_box(ob.decrypt(&m).expect("decrypt").len());
+            }
+        }),
+    );
+    let cipher = ChaCha20Poly1305::new(&[7u8; 32].into());
+    let nonce = Nonce::from([9u8; 12]);
+    let mut buf = data;
+    let raw = Contender::new(
+        "raw_aead",
+        Box::new(move |n| {
+            for _ in 0..n {
+                let tag = cipher
+                    .encrypt_inout_detached(&nonce, b"", buf.as_mut_slice().into())
+                    .expect("encrypt");
+                cipher
+                    .decrypt_inout_detached(&nonce, b"", buf.as_mut_slice().into(), &tag)
+                    .expect("decrypt");
+                black_box(buf.len());
+            }
+        }),
+    );
+    vec![sotto, olm, raw]
+}
+
+fn ping_pong(size: usize) -> Vec<Contender> {
+    let data = plaintext(size);
+    let mut r = rng(2);
+    let (mut alice, mut bob) = established_pair(&mut r).expect("pair");
+    let (mut wire, mut out) = (Vec::new(), Vec::new());
+    let sotto_data = data.clone();
+    let sotto = Contender::new(
+        "sotto",
+        Box::new(move |n| {
+            for _ in 0..n {
+                alice.encrypt_into(&sotto_data, &mut wire).expect("encrypt");
+                bob.decrypt_into(&wire, &mut out, &mut r).expect("decrypt");
+                bob.encrypt_into(&sotto_data, &mut wire).expect("encrypt");
+                alice
+                    .decrypt_into(&wire, &mut out, &mut r)
+                    .expect("decrypt");
+                black_box(out.len());
+            }
+        }),
+    );
+    let (mut oa, mut ob) = olm_pair();
+    let olm = Contender::new(
+        "vodozemac",
+        Box::new(move |n| {
+            for _ in 0..n {
+                let m = oa.encrypt(&data).expect("encrypt");
+                black_box(ob.decrypt(&m).expect("decrypt").len());
+                let m = ob.encrypt(&data).expect("encrypt");
+                black_box(oa.decrypt(&m).expect("decrypt").len());
+            }
+        }),
+    );
+    vec![sotto, olm]
+}
+
+/// What to do, from criterion's command line.
+struct Args {
+    test: bool,
+    skip: bool,
+    filters: Vec<String>,
+}
+
+fn args() -> Args {
+    // criterion's options that take a value.
+    const WITH_VALUE: [&str; 19] = [
+        "-c",
+        "--color",
+        "-s",
+        "--save-baseline",
+        "-b",
+        "--baseline",
+        "--baseline-lenient",
+        "--load-baseline",
+        "--format",
+        "--profile-time",
+        "--sample-size",
+        "--warm-up-time",
+        "--measurement-time",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--plotting-backend",
+        "--output-format",
+    ];
+    let mut parsed = Args {
+        test: false,
+        skip: false,
+        filters: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let option = arg.split('=').next().unwrap_or_default();
+        match option {
+            "--test" => parsed.test = true,
+            "--list" | "--profile-time" => parsed.skip = true,
+            _ if WITH_VALUE.contains(&option) => {
+                if !arg.contains('=') {
+                    args.next();
+                }
+            }
+            _ if arg.starts_with('-') => {}
+            _ => parsed.filters.push(arg),
+        }
+    }
+    parsed
+}
+
+fn main() {
+    let args = args();
+    if args.skip {
+        return;
+    }
+    let selected = |name: &str| {
+        args.filters.is_empty() || args.filters.iter().any(|f| name.contains(f.as_str()))
+    };
+    let rounds = if args.test { 1 } else { ROUNDS };
+    if args.test {
+        println!("Paired ratios, --test: one cold iteration each, not a measurement");
+    } else {
+        println!(
+            "Paired ratios: {rounds} rounds of ~{} ms per implementation, order alternating",
+            BLOCK.as_millis()
+        );
+    }
+    for size in SIZES {
+        let name = format!("paired/one_way/{size}");
+        if selected(&name) {
+            compare(&name, one_way(size), rounds, args.test);
+        }
+    }
+    for size in SIZES {
+        let name = format!("paired/ping_pong/{size}");
+        if selected(&name) {
+            compare(&name, ping_pong(size), rounds, args.test);
+        }
+    }
+}
