@@ -158,15 +158,7 @@ async fn dropping_a_connected_client_stops_its_background_work() {
     // the message waits on the relay for Bob's next session.
     alice.send("bob", b"for later").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let bob = reopen(
-        dir.path(),
-        "bob",
-        sotto::ClientOptions {
-            auto_receive: false,
-            ..options()
-        },
-    )
-    .await;
+    let bob = reopen_manual(dir.path(), "bob").await;
     bob.connect(&addr).await.unwrap();
     assert_eq!(bob.fetch_envelopes().await.unwrap().len(), 1);
     relay.shutdown().await;

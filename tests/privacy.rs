@@ -68,15 +68,7 @@ async fn envelopes_do_not_show_the_relay_who_sent_them() {
     drop(bob);
     alice.send("bob", b"first contact").await.unwrap();
     alice.send("bob", b"second").await.unwrap();
-    let bob = reopen(
-        dir.path(),
-        "bob",
-        sotto::ClientOptions {
-            auto_receive: false,
-            ..options()
-        },
-    )
-    .await;
+    let bob = reopen_manual(dir.path(), "bob").await;
     bob.connect(&addr).await.unwrap();
     let envelopes = bob.fetch_envelopes().await.unwrap();
     assert_eq!(envelopes.len(), 2);

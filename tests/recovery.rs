@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use sotto::relay::{ClientConfig, MessageId, RelayClient};
-use sotto::{Client, ClientEvent, ClientOptions, Events};
+use sotto::{Client, ClientEvent, Events};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -161,15 +161,7 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
     // Bob receives by hand so the test sees the envelope id that the relay
     // (and so an attacker on it) sees.
     close(bob).await;
-    let bob = reopen(
-        dir.path(),
-        "bob",
-        ClientOptions {
-            auto_receive: false,
-            ..options()
-        },
-    )
-    .await;
+    let bob = reopen_manual(dir.path(), "bob").await;
     bob.connect(&addr).await.unwrap();
     alice.send("bob", b"the original").await.unwrap();
     let envelopes = bob.fetch_envelopes().await.unwrap();

@@ -94,15 +94,7 @@ async fn crash_after_storing_before_ack_redelivers_into_exactly_one_message() {
     // The relay still has it and delivers it again: stored exactly once.
     let bob = reopen(dir.path(), "bob", options()).await;
     let pending = {
-        let probe = reopen(
-            dir.path(),
-            "bob",
-            ClientOptions {
-                auto_receive: false,
-                ..options()
-            },
-        )
-        .await;
+        let probe = reopen_manual(dir.path(), "bob").await;
         probe.connect(&addr).await.unwrap();
         let n = probe.fetch_envelopes().await.unwrap().len();
         probe.disconnect().await;
@@ -112,15 +104,7 @@ async fn crash_after_storing_before_ack_redelivers_into_exactly_one_message() {
     bob.connect(&addr).await.unwrap();
     assert_eq!(bodies(&bob, "alice").await, vec!["stored once"]);
     // It was acknowledged this time.
-    let probe = reopen(
-        dir.path(),
-        "bob",
-        ClientOptions {
-            auto_receive: false,
-            ..options()
-        },
-    )
-    .await;
+    let probe = reopen_manual(dir.path(), "bob").await;
     probe.connect(&addr).await.unwrap();
     assert!(probe.fetch_envelopes().await.unwrap().is_empty());
     probe.disconnect().await;

@@ -79,6 +79,20 @@ pub async fn reopen(dir: &Path, name: &str, options: ClientOptions) -> Client {
         .unwrap()
 }
 
+/// Reopens a profile in manual-receive mode (`auto_receive: false`), to see
+/// the envelopes waiting on the relay.
+pub async fn reopen_manual(dir: &Path, name: &str) -> Client {
+    reopen(
+        dir,
+        name,
+        ClientOptions {
+            auto_receive: false,
+            ..options()
+        },
+    )
+    .await
+}
+
 /// Two registered clients that know each other as "alice" and "bob".
 pub async fn pair(dir: &Path, relay: &str) -> (Client, Client) {
     let alice = client(dir, "alice").await;
