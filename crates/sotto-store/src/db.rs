@@ -579,16 +579,13 @@ impl<'a> Db<'a> {
         seq: u64,
         record: &[u8],
     ) -> Result<()> {
-        let row = message_row(&conversation.lookup, seq);
-        let sealed =
-            conversation
-                .key
-                .sealing()
-                .seal(rng, Place::new("messages", "sealed", &row), record)?;
-        self.conn
-            .prepare_cached("INSERT INTO messages (conversation, seq, sealed) VALUES (?1, ?2, ?3)")?
-            .execute(params![&conversation.lookup[..], seq_to_sql(seq)?, sealed])?;
-        Ok(())
+        self.write_message(
+            rng,
+            conversation,
+            seq,
+            record,
+            "INSERT INTO messages (conversation, seq, sealed) VALUES (?1, ?2, ?3)",
+        )
     }
 
     /// Replaces the record of an existing message.
@@ -599,15 +596,36 @@ impl<'a> Db<'a> {
         seq: u64,
         record: &[u8],
     ) -> Result<()> {
+        self.write_message(
+            rng,
+            conversation,
+            seq,
+            record,
+            "UPDATE messages SET sealed = ?3 WHERE conversation = ?1 AND seq = ?2",
+        )
+    }
+
+    /// Seals `record` for its row and runs `sql` with
+    /// `(conversation, seq, sealed)` as `?1, ?2, ?3`.
+    fn write_message<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        conversation: &Conversation,
+        seq: u64,
+        record: &[u8],
+        sql: &str,
+    ) -> Result<()> {
         let row = message_row(&conversation.lookup, seq);
         let sealed =
             conversation
                 .key
                 .sealing()
                 .seal(rng, Place::new("messages", "sealed", &row), record)?;
-        self.conn
-            .prepare_cached("UPDATE messages SET sealed = ?1 WHERE conversation = ?2 AND seq = ?3")?
-            .execute(params![sealed, &conversation.lookup[..], seq_to_sql(seq)?])?;
+        self.conn.prepare_cached(sql)?.execute(params![
+            &conversation.lookup[..],
+            seq_to_sql(seq)?,
+            sealed
+        ])?;
         Ok(())
     }
 
