@@ -1115,11 +1115,11 @@ impl Shared {
                 }
                 // A first message from someone not yet in the contacts:
                 // keep it under their address until the user names them.
-                let created = match s.contact(&id)? {
-                    Some(_) => false,
+                let (created, name) = match s.contact(&id)? {
+                    Some(c) => (false, c.name),
                     None => {
                         s.add_contact(&id, "", Some(&sender))?;
-                        true
+                        (true, String::new())
                     }
                 };
                 let envelope = sotto_store::Envelope {
@@ -1132,7 +1132,6 @@ impl Shared {
                 if result.is_err() && created {
                     let _ = s.delete_contact(&id);
                 }
-                let name = s.contact(&id)?.map(|c| c.name).unwrap_or_default();
                 Ok(match result {
                     Ok(Received::Stored(m)) => Outcome::Stored(IncomingMessage {
                         contact: id.clone(),
