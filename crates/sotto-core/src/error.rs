@@ -58,6 +58,11 @@ pub enum Error {
     /// arrive under two names.
     #[error("non-canonical base key")]
     InvalidBaseKey,
+    /// A signed or one-time prekey that is not the canonical X25519
+    /// encoding or is of small order (every key agreement with it would be
+    /// all zeros).
+    #[error("invalid prekey: non-canonical or of small order")]
+    InvalidPreKey,
     /// The message is authentic-looking but its key could not open it.
     #[error("message authentication failed")]
     AuthenticationFailed,

@@ -129,27 +129,46 @@ fn bundle_with_bad_signature_is_rejected_before_any_dh() {
 }
 
 #[test]
-fn signed_but_small_order_prekeys_are_refused_as_non_contributory() {
+fn signed_but_small_order_or_non_canonical_prekeys_are_refused_by_verify() {
     let mut rng = rng(71);
     let alice = Party::new(&mut rng, 0);
     let bob = Party::new(&mut rng, 1);
-    for small in small_order_x25519() {
+    // p = 2^255 - 19 and p + 1 are non-canonical aliases of 0 and 1; a key
+    // with the top bit set is non-canonical too.
+    let mut p = [0xFF; 32];
+    p[0] = 0xED;
+    p[31] = 0x7F;
+    let mut high_bit = bob.bundle(None).signed_prekey;
+    high_bit[31] |= 0x80;
+    let mut bad: Vec<[u8; 32]> = small_order_x25519().into_iter().collect();
+    bad.extend([p, high_bit]);
+    for key in bad {
+        assert_eq!(
+            sotto_core::keys::check_x25519_public(&key),
+            Err(Error::InvalidPreKey)
+        );
         let mut spk = bob.bundle(None);
-        spk.signed_prekey = small;
-        spk.signed_prekey_signature = bob.identity.sign(&encode_x25519(&small));
-        assert!(spk.verify().is_ok());
+        spk.signed_prekey = key;
+        spk.signed_prekey_signature = bob.identity.sign(&encode_x25519(&key));
+        // Correctly signed, still refused, before any Diffie-Hellman.
+        assert_eq!(spk.verify(), Err(Error::InvalidPreKey));
         assert_eq!(
             Session::initiate(&alice.identity, &spk, &mut rng).err(),
-            Some(Error::NonContributoryKey)
+            Some(Error::InvalidPreKey)
         );
-        // The one-time prekey is not signed; a small-order one is refused too.
+        // The one-time prekey is not signed; a bad one is refused too.
         let mut opk = bob.bundle(Some(FIRST_OPK_ID));
-        opk.one_time_prekey = Some((FIRST_OPK_ID, small));
+        opk.one_time_prekey = Some((FIRST_OPK_ID, key));
+        assert_eq!(opk.verify(), Err(Error::InvalidPreKey));
         assert_eq!(
             Session::initiate(&alice.identity, &opk, &mut rng).err(),
-            Some(Error::NonContributoryKey)
+            Some(Error::InvalidPreKey)
         );
     }
+    // Honest keys pass.
+    let honest = bob.bundle(Some(FIRST_OPK_ID));
+    assert_eq!(honest.verify(), Ok(()));
+    sotto_core::keys::check_x25519_public(&honest.signed_prekey).unwrap();
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The prekey bundle a relay serves to an initiator.
 
-use super::{IdentityKey, IdentityKeyPair, OneTimePreKey, SignedPreKey, encode_x25519};
+use super::{
+    IdentityKey, IdentityKeyPair, OneTimePreKey, SignedPreKey, check_x25519_public, encode_x25519,
+};
 use crate::error::{Error, Result};
 
 /// Version byte of the bundle encoding.
@@ -41,13 +43,21 @@ impl PreKeyBundle {
         }
     }
 
-    /// Checks the signed prekey's signature. The initiator calls this (via
-    /// `Session::initiate`) before any Diffie-Hellman.
+    /// Checks the signed prekey's signature, then that the signed and the
+    /// one-time prekey are canonical and not of small order
+    /// ([`check_x25519_public`]). The initiator calls this (via
+    /// `Session::initiate`) before any Diffie-Hellman; a relay calls the same
+    /// checks before publishing keys.
     pub fn verify(&self) -> Result<()> {
         self.identity_key.verify(
             &encode_x25519(&self.signed_prekey),
             &self.signed_prekey_signature,
-        )
+        )?;
+        check_x25519_public(&self.signed_prekey)?;
+        if let Some((_, key)) = &self.one_time_prekey {
+            check_x25519_public(key)?;
+        }
+        Ok(())
     }
 
     /// The wire encoding.
