@@ -8,8 +8,8 @@ use sotto_core::{IdentityKey, IdentityKeyPair, SafetyNumber};
 use sotto_relay::protocol::{OneTimePreKeyPublic, SignedPreKeyPublic};
 use sotto_relay::{ClientConfig, MailboxAddress, MessageId, PreKeyUpload, RelayClient, RelayEvent};
 use sotto_store::{
-    Contact, DeliveryState, Direction, EnvelopeId, OpenOptions, OutboxEntry, Received, Recovery,
-    Store,
+    CiphertextDigest, Contact, DeliveryState, Direction, OpenOptions, OutboxEntry, Received,
+    Recovery, Store,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -105,6 +105,15 @@ pub enum ClientEvent {
     /// A message was stored (committed to history; announced once, before
     /// the relay is acknowledged).
     Message(IncomingMessage),
+    /// An envelope was dropped without a trace in history and without any
+    /// answer to anyone: it did not come from whom it claims (the sealed
+    /// layer did not authenticate it), or its format is not one this client
+    /// reads. A hostile relay can cause these; it learns nothing from them.
+    /// Counted in [`Client::dropped_envelopes`].
+    Dropped {
+        /// Why.
+        reason: DropReason,
+    },
     /// An envelope could not be decrypted and was dropped from the relay.
     Undecryptable {
         /// The claimed sender's address, if the envelope named one.
@@ -145,6 +154,30 @@ pub enum ClientEvent {
     },
     /// A background step failed; it is retried later.
     Error(String),
+}
+
+/// Why an envelope was dropped (see [`ClientEvent::Dropped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The sealed envelope did not open for this profile or did not
+    /// authenticate its sender: not for us, forged, altered, or truncated.
+    Unauthenticated,
+    /// A sealed envelope or payload version this client does not read
+    /// (version 1 envelopes, whose sender was not authenticated, included).
+    UnsupportedVersion,
+    /// An authenticated payload that does not parse.
+    Malformed,
+}
+
+impl core::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Unauthenticated => "sender not authenticated",
+            Self::UnsupportedVersion => "unsupported envelope version",
+            Self::Malformed => "malformed payload",
+        })
+    }
 }
 
 /// What happened to a sent message.
@@ -243,6 +276,8 @@ struct Shared {
     /// Serializes envelope processing and outbox flushing.
     processing: tokio::sync::Mutex<()>,
     notices: Mutex<NoticeLimiter>,
+    /// Envelopes dropped as [`ClientEvent::Dropped`].
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 /// An end-to-end encrypted messaging client: one profile (an encrypted
@@ -355,6 +390,7 @@ impl Client {
             supervisor: Mutex::new(None),
             processing: tokio::sync::Mutex::new(()),
             notices: Mutex::new(NoticeLimiter::default()),
+            dropped: std::sync::atomic::AtomicU64::new(0),
         });
         Ok(Self {
             _lifetime: Arc::new(Lifetime {
@@ -380,6 +416,17 @@ impl Client {
             .ok()
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
+    }
+
+    /// How many envelopes were dropped since this client was opened because
+    /// they did not authenticate their sender or could not be read
+    /// ([`ClientEvent::Dropped`]). Anyone who can reach the mailbox (the
+    /// relay above all) can make this grow; it cannot make anything else
+    /// happen with such envelopes.
+    pub fn dropped_envelopes(&self) -> u64 {
+        self.shared
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// True while a relay connection is up.
@@ -506,6 +553,7 @@ impl Client {
         match self.shared.settle(&conn, relay_id, outcome).await? {
             Settled::Stored(message) => Ok(Some(message)),
             Settled::Nothing => Ok(None),
+            Settled::Dropped(reason) => Err(Error::Undecryptable(reason.to_string())),
             Settled::Undecryptable(reason) => Err(Error::Undecryptable(reason)),
         }
     }
@@ -738,18 +786,21 @@ async fn blocking<T: Send + 'static>(
 enum Outcome {
     Stored(IncomingMessage),
     Duplicate,
+    /// Not authenticated or not readable: acknowledge, count, say nothing
+    /// to anyone.
+    Dropped(DropReason),
     /// Will never decrypt: acknowledge and report; with `notify`, ask the
-    /// sender (identity, failed envelope id) to resend.
+    /// sender (identity, digest of the failed ciphertext) to resend.
     Undecryptable {
         from: Option<String>,
         reason: String,
-        notify: Option<(IdentityKey, [u8; 16])>,
+        notify: Option<(IdentityKey, CiphertextDigest)>,
     },
-    /// A verified decryption-error notice from a known contact.
+    /// An authenticated decryption-error notice from a known contact.
     Notice {
         contact: String,
         sender: IdentityKey,
-        failed: [u8; 16],
+        failed: CiphertextDigest,
     },
     /// A local failure (disk, lock): leave it on the relay for later.
     Retry(String),
@@ -759,6 +810,7 @@ enum Outcome {
 enum Settled {
     Stored(IncomingMessage),
     Nothing,
+    Dropped(DropReason),
     Undecryptable(String),
 }
 
@@ -773,11 +825,11 @@ const NOTICED_IDS_REMEMBERED: usize = 1024;
 #[derive(Default)]
 struct NoticeLimiter {
     recent: std::collections::HashMap<[u8; 32], std::collections::VecDeque<std::time::Instant>>,
-    noticed: std::collections::VecDeque<[u8; 16]>,
+    noticed: std::collections::VecDeque<CiphertextDigest>,
 }
 
 impl NoticeLimiter {
-    fn allow(&mut self, sender: &IdentityKey, failed: &[u8; 16]) -> bool {
+    fn allow(&mut self, sender: &IdentityKey, failed: &CiphertextDigest) -> bool {
         if self.noticed.contains(failed) {
             return false;
         }
@@ -856,16 +908,13 @@ impl Shared {
         entry: &OutboxEntry,
     ) -> Result<()> {
         let payload = payload::seal(
+            &self.identity,
             recipient,
-            &payload::encode(
-                self.identity.public(),
-                entry.id.as_bytes(),
-                &entry.ciphertext,
-            ),
+            &payload::encode(entry.id.as_bytes(), now_ms(), &entry.ciphertext),
         )?;
         conn.send(
             &MailboxAddress::of(recipient),
-            MessageId(*entry.id.as_bytes()),
+            payload::relay_message_id(&entry.ciphertext),
             &payload,
         )
         .await?;
@@ -924,15 +973,37 @@ impl Shared {
         Ok(sent)
     }
 
+    /// Reads the whole mailbox. Every envelope is settled on its own: one
+    /// that fails costs only itself, never the ones behind it. An envelope
+    /// that could not be stored because of a local failure (disk, lock)
+    /// stays on the relay for the next catch-up, and the first such failure
+    /// is returned after the rest of the mailbox was processed.
     async fn drain_mailbox(&self, conn: &RelayClient) -> Result<usize> {
         let envelopes = conn.fetch_pending().await?;
         let mut stored = 0;
+        let mut left = 0;
+        let mut first_error = None;
         for envelope in envelopes {
-            if self.process(conn, envelope).await? {
-                stored += 1;
+            match self.process(conn, envelope).await {
+                Ok(true) => stored += 1,
+                Ok(false) => {}
+                // Without a connection nothing more can be acknowledged:
+                // the rest stays queued and comes again, in order.
+                Err(e) if conn.is_closed() => return Err(e),
+                Err(e) => {
+                    left += 1;
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        Ok(stored)
+        match first_error {
+            None => Ok(stored),
+            Some(error) => Err(Error::ReceiveIncomplete {
+                stored,
+                left,
+                error: Box::new(error),
+            }),
+        }
     }
 
     /// Stores one envelope (or recognises it as a duplicate), then
@@ -964,6 +1035,13 @@ impl Shared {
                 conn.ack(&[relay_id]).await?;
                 Ok(Settled::Nothing)
             }
+            Outcome::Dropped(reason) => {
+                conn.ack(&[relay_id]).await?;
+                self.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.emit(ClientEvent::Dropped { reason });
+                Ok(Settled::Dropped(reason))
+            }
             Outcome::Undecryptable {
                 from,
                 reason,
@@ -986,9 +1064,17 @@ impl Shared {
                 sender,
                 failed,
             } => {
-                // Answer first: if that fails (relay gone), the notice stays
-                // queued and is answered after reconnecting.
-                self.answer_notice(conn, contact, sender, failed).await?;
+                // Answer first: if the connection drops meanwhile, the
+                // notice stays queued and is answered after reconnecting.
+                // Any other failure (a contact whose keys cannot start a
+                // session, a relay that refuses) is reported and the
+                // notice is consumed: it must not hold back the mailbox.
+                if let Err(e) = self.answer_notice(conn, contact, sender, failed).await {
+                    if conn.is_closed() {
+                        return Err(e);
+                    }
+                    self.emit(ClientEvent::Error(format!("recovery: {e}")));
+                }
                 conn.ack(&[relay_id]).await?;
                 Ok(Settled::Nothing)
             }
@@ -999,13 +1085,14 @@ impl Shared {
         }
     }
 
-    /// Sends a signed decryption-error notice for envelope `failed` to
-    /// `sender`, within the rate limit. Returns whether one was sent.
+    /// Sends a decryption-error notice for the ciphertext with digest
+    /// `failed` to `sender`, within the rate limit. Returns whether one was
+    /// sent.
     async fn request_resend(
         &self,
         conn: &RelayClient,
         sender: &IdentityKey,
-        failed: &[u8; 16],
+        failed: &CiphertextDigest,
     ) -> bool {
         if !lock(&self.notices).allow(sender, failed) {
             return false;
@@ -1013,8 +1100,8 @@ impl Shared {
         let Ok(notice_id) = MessageId::random() else {
             return false;
         };
-        let notice = payload::encode_notice(&self.identity, sender, &notice_id.0, failed, now_ms());
-        let Ok(payload) = payload::seal(sender, &notice) else {
+        let notice = payload::encode_notice(&notice_id.0, now_ms(), failed);
+        let Ok(payload) = payload::seal(&self.identity, sender, &notice) else {
             return false;
         };
         conn.send(&MailboxAddress::of(sender), notice_id, &payload)
@@ -1022,19 +1109,20 @@ impl Shared {
             .is_ok()
     }
 
-    /// A contact could not decrypt our envelope `failed`: reset the session
-    /// and/or resend it, as the store's recovery rules decide.
+    /// A contact could not decrypt our ciphertext with digest `failed`:
+    /// reset the session and/or resend it, as the store's recovery rules
+    /// decide. A digest that names none of our recent ciphertexts does
+    /// nothing.
     async fn answer_notice(
         &self,
         conn: &RelayClient,
         contact: String,
         sender: IdentityKey,
-        failed: [u8; 16],
+        failed: CiphertextDigest,
     ) -> Result<()> {
-        let id = EnvelopeId(failed);
         let plan = {
             let contact = contact.clone();
-            self.with_store(move |s| s.plan_recovery(&contact, &id))
+            self.with_store(move |s| s.plan_recovery(&contact, &failed))
                 .await?
         };
         let bundle = match plan {
@@ -1050,7 +1138,7 @@ impl Shared {
         let session_reset = bundle.is_some();
         let entry = {
             let contact = contact.clone();
-            self.with_store(move |s| s.recover(&contact, &id, bundle.as_ref()))
+            self.with_store(move |s| s.recover(&contact, &failed, bundle.as_ref()))
                 .await?
         };
         let seq = entry.as_ref().map(|e| e.seq);
@@ -1066,56 +1154,68 @@ impl Shared {
         Ok(())
     }
 
+    /// Opens, authenticates and stores one envelope. The receive rules:
+    ///
+    /// 1. The sealed layer must open and authenticate its sender, and the
+    ///    payload must parse; otherwise the envelope is dropped and nobody
+    ///    is told (a relay can make such envelopes; answering them would
+    ///    let it steer us).
+    /// 2. A decryption-error notice counts only from a contact whose
+    ///    identity is pinned to the authenticated sender.
+    /// 3. A message from an unknown sender creates a nameless contact; if
+    ///    it does not decrypt, the contact is removed again.
+    /// 4. A message that does not decrypt asks its sender to resend only
+    ///    when that can help and cannot be provoked by a relay: not for a
+    ///    replayed chain index (`Duplicate`), not for a gap beyond the
+    ///    protocol's limit (`TooManySkipped`, which a relay withholding
+    ///    messages can cause), and not for a message older (by the
+    ///    sender's clock) than one already decrypted from that sender —
+    ///    then the session evidently works and the message is merely late.
     async fn store_envelope(&self, payload_bytes: Vec<u8>) -> Outcome {
         let identity = self.identity.clone();
         let result = self
             .with_store(move |s| {
-                let inner = match payload::unseal(&identity, &payload_bytes) {
-                    Ok(inner) => inner,
-                    Err(e) => {
-                        return Ok(Outcome::Undecryptable {
-                            from: None,
-                            reason: e.to_string(),
-                            notify: None,
-                        });
+                let opened = match payload::unseal(&identity, &payload_bytes) {
+                    Ok(opened) => opened,
+                    Err(payload::PayloadError::Sealed(sotto_core::Error::UnsupportedVersion(
+                        _,
+                    ))) => {
+                        return Ok(Outcome::Dropped(DropReason::UnsupportedVersion));
                     }
+                    Err(_) => return Ok(Outcome::Dropped(DropReason::Unauthenticated)),
                 };
-                let payload = match payload::decode(&inner) {
+                let payload = match payload::decode(&opened.contents) {
                     Ok(p) => p,
-                    Err(e) => {
-                        return Ok(Outcome::Undecryptable {
-                            from: None,
-                            reason: e.to_string(),
-                            notify: None,
-                        });
+                    Err(payload::PayloadError::UnsupportedVersion(_)) => {
+                        return Ok(Outcome::Dropped(DropReason::UnsupportedVersion));
                     }
+                    Err(_) => return Ok(Outcome::Dropped(DropReason::Malformed)),
                 };
-                let sender = payload.sender;
+                let sender = opened.sender;
                 let id = contact_id(&sender);
+                let contact = s.contact(&id)?;
                 if payload.kind == payload::KIND_DECRYPTION_ERROR {
-                    // Only from a contact whose identity is pinned, and only
-                    // with that identity's signature.
-                    let known = s
-                        .contact(&id)?
+                    let known = contact
+                        .as_ref()
                         .is_some_and(|c| c.identity_key == Some(sender));
-                    return Ok(
-                        match (known, payload::verify_notice(&payload, identity.public())) {
-                            (true, Some(notice)) => Outcome::Notice {
-                                contact: id,
-                                sender,
-                                failed: notice.failed,
-                            },
-                            _ => Outcome::Undecryptable {
-                                from: Some(id),
-                                reason: "invalid decryption-error notice".into(),
-                                notify: None,
-                            },
+                    return Ok(match (known, payload.notice_digest()) {
+                        (true, Some(failed)) => Outcome::Notice {
+                            contact: id,
+                            sender,
+                            failed,
                         },
-                    );
+                        (true, None) => Outcome::Dropped(DropReason::Malformed),
+                        (false, _) => Outcome::Undecryptable {
+                            from: Some(id),
+                            reason: "decryption-error notice from someone who is not a contact"
+                                .into(),
+                            notify: None,
+                        },
+                    });
                 }
                 // A first message from someone not yet in the contacts:
                 // keep it under their address until the user names them.
-                let (created, name) = match s.contact(&id)? {
+                let (created, name) = match contact {
                     Some(c) => (false, c.name),
                     None => {
                         s.add_contact(&id, "", Some(&sender))?;
@@ -1123,9 +1223,10 @@ impl Shared {
                     }
                 };
                 let envelope = sotto_store::Envelope {
-                    id: EnvelopeId(payload.message_id),
+                    id: sotto_store::EnvelopeId(payload.message_id),
                     sender: &id,
                     ciphertext: payload.body,
+                    sent_at: payload.sent_at,
                     received_at: now_ms(),
                 };
                 let result = s.receive(&envelope);
@@ -1141,21 +1242,20 @@ impl Shared {
                         received_at: m.timestamp,
                     }),
                     Ok(Received::Duplicate) => Outcome::Duplicate,
-                    // A replayed chain index: nothing to resend.
-                    Err(sotto_store::Error::Protocol(e @ sotto_core::Error::Duplicate(_))) => {
+                    Err(sotto_store::Error::Protocol(e)) => {
+                        let provocable = matches!(
+                            e,
+                            sotto_core::Error::Duplicate(_)
+                                | sotto_core::Error::TooManySkipped { .. }
+                        );
+                        let late = !created && payload.sent_at < s.newest_sent_at(&id)?;
                         Outcome::Undecryptable {
                             from: Some(id.clone()),
                             reason: e.to_string(),
-                            notify: None,
+                            notify: (!created && !provocable && !late)
+                                .then(|| (sender, CiphertextDigest::of(payload.body))),
                         }
                     }
-                    // Our session does not match the sender's any more (a
-                    // restored backup, lost state): ask for a new session.
-                    Err(sotto_store::Error::Protocol(e)) => Outcome::Undecryptable {
-                        from: Some(id.clone()),
-                        reason: e.to_string(),
-                        notify: (!created).then_some((sender, payload.message_id)),
-                    },
                     Err(sotto_store::Error::IdentityMismatch) => Outcome::Undecryptable {
                         from: Some(id.clone()),
                         reason: "sender's identity key changed".into(),

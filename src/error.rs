@@ -36,6 +36,20 @@ pub enum Error {
     /// An envelope that can never be decrypted (it was dropped).
     #[error("undecryptable message: {0}")]
     Undecryptable(String),
+    /// Part of the mailbox could not be stored (a local failure such as a
+    /// full disk): those envelopes stay on the relay and are tried again;
+    /// everything else was stored and acknowledged.
+    #[error(
+        "{left} envelope(s) could not be stored and stay queued ({stored} new message(s) stored): {error}"
+    )]
+    ReceiveIncomplete {
+        /// New messages stored.
+        stored: usize,
+        /// Envelopes left on the relay.
+        left: usize,
+        /// The first failure.
+        error: Box<Error>,
+    },
     /// A profile directory problem.
     #[error("profile: {0}")]
     Profile(String),

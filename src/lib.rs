@@ -42,8 +42,8 @@ mod payload;
 
 pub use address::{ADDRESS_PREFIX, Address, AddressError};
 pub use client::{
-    Client, ClientEvent, ClientOptions, ContactInfo, Events, Fault, HistoryItem, IncomingMessage,
-    PROFILE_DB, RELAY_FILE, SendStatus, Sent,
+    Client, ClientEvent, ClientOptions, ContactInfo, DropReason, Events, Fault, HistoryItem,
+    IncomingMessage, PROFILE_DB, RELAY_FILE, SendStatus, Sent,
 };
 pub use error::{Error, Result};
 pub use payload::{

@@ -1,44 +1,59 @@
 //! What a client puts inside a relay envelope.
 //!
-//! The relay carries `Sealed(recipient IK, Payload)` (sotto-core's sealed
-//! envelope): only the recipient learns who sent it.
+//! The relay carries `Sealed(sender IK -> recipient IK, Payload)`
+//! (sotto-core's sealed envelope, version 2): only the recipient learns who
+//! sent it, and opening it authenticates the sender before anything inside
+//! is read.
 //!
 //! ```text
-//! Payload = 0x01 (version) || kind(1) || sender IK(32, Ed25519) || message id(16) || body
+//! Payload = 0x02 (version) || kind(1) || message id(16) || u64be(sent_at ms) || body
 //! kind 0x01: body is a sotto-core Message or PreKeyMessage
-//! kind 0x02: body is a decryption-error notice:
-//!            failed envelope id(16) || u64be(timestamp ms) || signature(64)
-//!            signature = Ed25519(sender IK, "sotto/decryption-error/v1"
-//!                        || sender IK(32) || recipient IK(32) || failed id(16) || u64be(timestamp))
+//! kind 0x02: body is a decryption-error notice: digest(32), the
+//!            CiphertextDigest of the sotto-core message that failed
 //! ```
 //!
-//! The relay never parses this; the recipient uses the sender's identity
-//! key to find the contact and its sessions. The key is not trusted on its
-//! own: only a session with that contact can decrypt the body, so a forged
-//! sender field makes the message undecryptable, not misattributed.
+//! The message id is the store's envelope id: random, chosen when the
+//! message is first stored, the same on every retry and resend, and never
+//! shown to the relay (the relay's own message id is derived from the
+//! ciphertext, see [`relay_message_id`]). `sent_at` is the sender's clock.
+//! Payload version 1 (which named the sender inside, unauthenticated) is
+//! refused.
 
+use sha2::Digest;
 use sotto_core::{IdentityKey, IdentityKeyPair};
+use sotto_relay::MessageId;
+use sotto_store::CiphertextDigest;
 
 /// Payload format version.
-pub const PAYLOAD_VERSION: u8 = 0x01;
+pub const PAYLOAD_VERSION: u8 = 0x02;
 /// Kind byte: a protocol message.
 pub const KIND_MESSAGE: u8 = 0x01;
 /// Kind byte: a decryption-error notice.
 pub const KIND_DECRYPTION_ERROR: u8 = 0x02;
-/// Domain string of the notice signature.
-const NOTICE_DOMAIN: &[u8] = b"sotto/decryption-error/v1";
-/// Length of a notice body.
-const NOTICE_LEN: usize = 16 + 8 + 64;
 /// Bytes before the body.
-pub const PAYLOAD_OVERHEAD: usize = 1 + 1 + 32 + 16;
+pub const PAYLOAD_OVERHEAD: usize = 1 + 1 + 16 + 8;
+/// Domain string of the relay-visible message id.
+const RELAY_ID_DOMAIN: &[u8] = b"sotto/relay-message-id/v1";
 
 /// A decoded payload, borrowing its body.
 #[derive(Clone, Copy)]
 pub(crate) struct Payload<'a> {
     pub(crate) kind: u8,
-    pub(crate) sender: IdentityKey,
     pub(crate) message_id: [u8; 16],
+    pub(crate) sent_at: u64,
     pub(crate) body: &'a [u8],
+}
+
+impl Payload<'_> {
+    /// The digest a decryption-error notice names; `None` for anything
+    /// else, or a notice body of the wrong length.
+    pub(crate) fn notice_digest(&self) -> Option<CiphertextDigest> {
+        if self.kind != KIND_DECRYPTION_ERROR {
+            return None;
+        }
+        let digest: [u8; 32] = self.body.try_into().ok()?;
+        Some(CiphertextDigest(digest))
+    }
 }
 
 /// Why a payload could not be read.
@@ -54,155 +69,123 @@ pub enum PayloadError {
     /// A kind this client does not know.
     #[error("unknown payload kind {0}")]
     UnknownKind(u8),
-    /// The sender field is not a valid identity key.
-    #[error("invalid sender identity key")]
-    InvalidSender,
-    /// The sealed outer layer did not open (not for us, or tampered with).
+    /// The sealed outer layer did not open or did not authenticate its
+    /// sender (not for us, forged, or tampered with).
     #[error("cannot open the sealed envelope: {0}")]
     Sealed(sotto_core::Error),
-    /// No randomness for the sealed envelope's ephemeral key.
-    #[error("the system random number generator failed")]
-    Random,
 }
 
-/// Seals a payload for `recipient` (hides the sender from the relay).
-pub(crate) fn seal(recipient: &IdentityKey, payload: &[u8]) -> Result<Vec<u8>, PayloadError> {
+/// Seals a payload from `sender` to `recipient` (hides the sender from the
+/// relay, proves it to the recipient).
+pub(crate) fn seal(
+    sender: &IdentityKeyPair,
+    recipient: &IdentityKey,
+    payload: &[u8],
+) -> Result<Vec<u8>, PayloadError> {
     let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
-    sotto_core::sealed::seal(recipient, payload, &mut rng).map_err(|_| PayloadError::Random)
+    sotto_core::sealed::seal(sender, recipient, payload, &mut rng).map_err(PayloadError::Sealed)
 }
 
-/// Opens a sealed payload addressed to `local`.
+/// Opens a sealed payload addressed to `local`, authenticating its sender.
 pub(crate) fn unseal(
     local: &IdentityKeyPair,
     bytes: &[u8],
-) -> Result<zeroize::Zeroizing<Vec<u8>>, PayloadError> {
+) -> Result<sotto_core::sealed::Opened, PayloadError> {
     sotto_core::sealed::open(local, bytes).map_err(PayloadError::Sealed)
 }
 
-pub(crate) fn encode(sender: &IdentityKey, message_id: &[u8; 16], body: &[u8]) -> Vec<u8> {
-    encode_kind(KIND_MESSAGE, sender, message_id, body)
+/// The id under which the relay stores the envelope of `ciphertext`:
+/// `SHA-256("sotto/relay-message-id/v1" || ciphertext)[0..16]`. The same
+/// for every retry of one ciphertext (so the relay stores it once), new for
+/// a message encrypted again, and unlinkable by the relay to the store's
+/// envelope id or to anything else it sees (it never sees the ciphertext).
+pub(crate) fn relay_message_id(ciphertext: &[u8]) -> MessageId {
+    let mut h = sha2::Sha256::new();
+    h.update(RELAY_ID_DOMAIN);
+    h.update(ciphertext);
+    let digest: [u8; 32] = h.finalize().into();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    MessageId(id)
 }
 
-fn encode_kind(kind: u8, sender: &IdentityKey, message_id: &[u8; 16], body: &[u8]) -> Vec<u8> {
+/// A message payload.
+pub(crate) fn encode(message_id: &[u8; 16], sent_at: u64, body: &[u8]) -> Vec<u8> {
+    encode_kind(KIND_MESSAGE, message_id, sent_at, body)
+}
+
+fn encode_kind(kind: u8, message_id: &[u8; 16], sent_at: u64, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(PAYLOAD_OVERHEAD + body.len());
     out.push(PAYLOAD_VERSION);
     out.push(kind);
-    out.extend_from_slice(sender.as_bytes());
     out.extend_from_slice(message_id);
+    out.extend_from_slice(&sent_at.to_be_bytes());
     out.extend_from_slice(body);
     out
 }
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Payload<'_>, PayloadError> {
+    if let Some(&version) = bytes.first()
+        && version != PAYLOAD_VERSION
+    {
+        return Err(PayloadError::UnsupportedVersion(version));
+    }
     if bytes.len() < PAYLOAD_OVERHEAD {
         return Err(PayloadError::TooShort(bytes.len()));
-    }
-    if bytes[0] != PAYLOAD_VERSION {
-        return Err(PayloadError::UnsupportedVersion(bytes[0]));
     }
     let kind = bytes[1];
     if kind != KIND_MESSAGE && kind != KIND_DECRYPTION_ERROR {
         return Err(PayloadError::UnknownKind(kind));
     }
-    let sender = IdentityKey::from_slice(&bytes[2..34]).map_err(|_| PayloadError::InvalidSender)?;
     let mut message_id = [0u8; 16];
-    message_id.copy_from_slice(&bytes[34..50]);
+    message_id.copy_from_slice(&bytes[2..18]);
+    let mut sent_at = [0u8; 8];
+    sent_at.copy_from_slice(&bytes[18..26]);
     Ok(Payload {
         kind,
-        sender,
         message_id,
+        sent_at: u64::from_be_bytes(sent_at),
         body: &bytes[PAYLOAD_OVERHEAD..],
     })
 }
 
-/// A verified decryption-error notice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Notice {
-    pub(crate) failed: [u8; 16],
-    pub(crate) timestamp: u64,
-}
-
-fn notice_message(
-    sender: &IdentityKey,
-    recipient: &IdentityKey,
-    failed: &[u8; 16],
-    timestamp: u64,
-) -> Vec<u8> {
-    let mut m = Vec::with_capacity(NOTICE_DOMAIN.len() + 32 + 32 + 16 + 8);
-    m.extend_from_slice(NOTICE_DOMAIN);
-    m.extend_from_slice(sender.as_bytes());
-    m.extend_from_slice(recipient.as_bytes());
-    m.extend_from_slice(failed);
-    m.extend_from_slice(&timestamp.to_be_bytes());
-    m
-}
-
-/// A signed notice that `sender` could not decrypt envelope `failed` from
-/// `recipient`.
+/// A notice that the message whose ciphertext has digest `failed` could
+/// not be decrypted. Its authenticity comes from the sealed envelope.
 pub(crate) fn encode_notice(
-    sender: &IdentityKeyPair,
-    recipient: &IdentityKey,
     notice_id: &[u8; 16],
-    failed: &[u8; 16],
-    timestamp: u64,
+    sent_at: u64,
+    failed: &CiphertextDigest,
 ) -> Vec<u8> {
-    let signature = sender.sign(&notice_message(
-        sender.public(),
-        recipient,
-        failed,
-        timestamp,
-    ));
-    let mut body = Vec::with_capacity(NOTICE_LEN);
-    body.extend_from_slice(failed);
-    body.extend_from_slice(&timestamp.to_be_bytes());
-    body.extend_from_slice(&signature);
-    encode_kind(KIND_DECRYPTION_ERROR, sender.public(), notice_id, &body)
-}
-
-/// Checks a notice body from `payload` addressed to `recipient`: exact
-/// length and a valid signature by the payload's sender.
-pub(crate) fn verify_notice(payload: &Payload<'_>, recipient: &IdentityKey) -> Option<Notice> {
-    if payload.kind != KIND_DECRYPTION_ERROR || payload.body.len() != NOTICE_LEN {
-        return None;
-    }
-    let mut failed = [0u8; 16];
-    failed.copy_from_slice(&payload.body[..16]);
-    let mut ts = [0u8; 8];
-    ts.copy_from_slice(&payload.body[16..24]);
-    let timestamp = u64::from_be_bytes(ts);
-    let mut signature = [0u8; 64];
-    signature.copy_from_slice(&payload.body[24..]);
-    let message = notice_message(&payload.sender, recipient, &failed, timestamp);
-    payload.sender.verify(&message, &signature).ok()?;
-    Some(Notice { failed, timestamp })
+    encode_kind(KIND_DECRYPTION_ERROR, notice_id, sent_at, failed.as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
 
     #[test]
     fn roundtrip_and_rejects() {
-        let mut rng = rand::rngs::StdRng::from_seed([3; 32]);
-        let ik = *sotto_core::IdentityKeyPair::generate(&mut rng).public();
-        let bytes = encode(&ik, &[7; 16], b"body");
+        let bytes = encode(&[7; 16], 42, b"body");
         let p = decode(&bytes).unwrap();
-        assert_eq!(p.sender, ik);
+        assert_eq!(p.kind, KIND_MESSAGE);
         assert_eq!(p.message_id, [7; 16]);
+        assert_eq!(p.sent_at, 42);
         assert_eq!(p.body, b"body");
-        for len in 0..PAYLOAD_OVERHEAD {
+        assert_eq!(p.notice_digest(), None);
+        for len in 1..PAYLOAD_OVERHEAD {
             assert_eq!(
                 decode(&bytes[..len]).err(),
                 Some(PayloadError::TooShort(len))
             );
         }
-        let mut bad = bytes.clone();
-        bad[0] = 2;
-        assert_eq!(
-            decode(&bad).err(),
-            Some(PayloadError::UnsupportedVersion(2))
-        );
+        for version in [0x01, 0x03] {
+            let mut bad = bytes.clone();
+            bad[0] = version;
+            assert_eq!(
+                decode(&bad).err(),
+                Some(PayloadError::UnsupportedVersion(version))
+            );
+        }
         let mut bad = bytes.clone();
         bad[1] = 9;
         assert_eq!(decode(&bad).err(), Some(PayloadError::UnknownKind(9)));
@@ -212,41 +195,25 @@ mod tests {
     }
 
     #[test]
-    fn notices_verify_only_for_their_sender_recipient_and_bytes() {
-        let mut rng = rand::rngs::StdRng::from_seed([4; 32]);
-        let bob = sotto_core::IdentityKeyPair::generate(&mut rng);
-        let alice = sotto_core::IdentityKeyPair::generate(&mut rng);
-        let mallory = sotto_core::IdentityKeyPair::generate(&mut rng);
-        let bytes = encode_notice(&bob, alice.public(), &[1; 16], &[2; 16], 99);
+    fn notices_carry_exactly_one_digest() {
+        let digest = CiphertextDigest::of(b"what was sent");
+        let bytes = encode_notice(&[1; 16], 5, &digest);
         let p = decode(&bytes).unwrap();
+        assert_eq!(p.notice_digest(), Some(digest));
         assert_eq!(
-            verify_notice(&p, alice.public()),
-            Some(Notice {
-                failed: [2; 16],
-                timestamp: 99
-            })
-        );
-        // Addressed to someone else.
-        assert_eq!(verify_notice(&p, mallory.public()), None);
-        // Every flipped byte of the body breaks it.
-        for i in PAYLOAD_OVERHEAD..bytes.len() {
-            let mut bad = bytes.clone();
-            bad[i] ^= 1;
-            assert_eq!(
-                verify_notice(&decode(&bad).unwrap(), alice.public()),
-                None,
-                "byte {i}"
-            );
-        }
-        // Claiming to be Bob with Mallory's signature.
-        let mut forged = encode_notice(&mallory, alice.public(), &[1; 16], &[2; 16], 99);
-        forged[2..34].copy_from_slice(bob.public().as_bytes());
-        assert_eq!(
-            verify_notice(&decode(&forged).unwrap(), alice.public()),
+            decode(&bytes[..bytes.len() - 1]).unwrap().notice_digest(),
             None
         );
-        // Truncated body.
-        let short = &bytes[..bytes.len() - 1];
-        assert_eq!(verify_notice(&decode(short).unwrap(), alice.public()), None);
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode(&longer).unwrap().notice_digest(), None);
+    }
+
+    #[test]
+    fn relay_ids_follow_the_ciphertext_not_the_store_id() {
+        assert_eq!(relay_message_id(b"a"), relay_message_id(b"a"));
+        assert_ne!(relay_message_id(b"a"), relay_message_id(b"b"));
+        let digest = CiphertextDigest::of(b"a");
+        assert_ne!(&relay_message_id(b"a").0[..], &digest.as_bytes()[..16]);
     }
 }

@@ -78,12 +78,34 @@ async fn envelopes_do_not_show_the_relay_who_sent_them() {
         // nor the plaintext is visible to the relay.
         assert!(!contains(&e.payload, &alice_key));
         assert!(!contains(&e.payload, b"first contact"));
-        assert_eq!(e.payload[0], 0x01, "sealed envelope version");
+        assert_eq!(e.payload[0], 0x02, "sealed envelope version");
     }
+    let payloads: Vec<Vec<u8>> = envelopes.iter().map(|e| e.payload.clone()).collect();
     for e in envelopes {
         bob.receive_envelope(e).await.unwrap().unwrap();
     }
     assert_eq!(bodies(&bob, "alice").await, vec!["first contact", "second"]);
+    // The store's envelope ids (which a notice or a resend would reuse)
+    // appear nowhere in what the relay held.
+    bob.disconnect().await;
+    drop(bob);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let store = sotto::store::Store::open(
+        dir.path().join("bob").join(sotto::PROFILE_DB),
+        b"bob",
+        &options().store,
+    )
+    .unwrap();
+    let page = store
+        .history(&alice.address().to_string(), None, 10)
+        .unwrap();
+    let ids: Vec<[u8; 16]> = page.messages().map(|m| m.envelope_id.0).collect();
+    assert_eq!(ids.len(), 2);
+    for id in ids {
+        for payload in &payloads {
+            assert!(!contains(payload, &id));
+        }
+    }
     relay.shutdown().await;
 }
 

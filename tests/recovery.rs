@@ -1,7 +1,7 @@
 //! Session recovery end to end: a device restored from an old backup tells
-//! the sender (signed notice through the relay), the sender starts a fresh
-//! session and resends, and both continue. Forged and replayed notices
-//! change nothing.
+//! the sender (a notice in an authenticated sealed envelope), the sender
+//! starts a fresh session and resends, and both continue. Forged and
+//! replayed notices change nothing.
 #![cfg(test)]
 
 mod common;
@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::*;
 use sotto::relay::{ClientConfig, MessageId, RelayClient};
-use sotto::{Client, ClientEvent, Events};
+use sotto::store::CiphertextDigest;
+use sotto::{Client, ClientEvent, DropReason, Events};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -125,29 +126,33 @@ async fn a_device_restored_from_an_old_backup_recovers_and_both_continue() {
     relay.shutdown().await;
 }
 
-/// Builds a decryption-error notice payload as the facade does (see
-/// `src/payload.rs`), signed by `signer` but claiming `claimed_sender`.
+/// Builds a decryption-error notice as the facade does (see
+/// `src/payload.rs`): payload version 2, sealed by `signer`'s identity.
 fn notice(
     signer: &sotto::core::IdentityKeyPair,
-    claimed_sender: &sotto::core::IdentityKey,
     recipient: &sotto::core::IdentityKey,
-    failed: [u8; 16],
+    failed: &CiphertextDigest,
 ) -> Vec<u8> {
-    let ts = 1_700_000_000_000u64;
-    let mut message = b"sotto/decryption-error/v1".to_vec();
-    message.extend_from_slice(claimed_sender.as_bytes());
-    message.extend_from_slice(recipient.as_bytes());
-    message.extend_from_slice(&failed);
-    message.extend_from_slice(&ts.to_be_bytes());
-    let signature = signer.sign(&message);
-    let mut out = vec![0x01, 0x02];
-    out.extend_from_slice(claimed_sender.as_bytes());
+    let mut out = vec![0x02, 0x02];
     out.extend_from_slice(&[0x33; 16]);
-    out.extend_from_slice(&failed);
-    out.extend_from_slice(&ts.to_be_bytes());
-    out.extend_from_slice(&signature);
-    // The relay carries it sealed to the recipient, like every payload.
-    sotto::core::sealed::seal(recipient, &out, &mut rand::rng()).unwrap()
+    out.extend_from_slice(&1_700_000_000_000u64.to_be_bytes());
+    out.extend_from_slice(failed.as_bytes());
+    sotto::core::sealed::seal(signer, recipient, &out, &mut rand::rng()).unwrap()
+}
+
+/// A notice in the old format (sealed envelope version 1, whose outer layer
+/// did not authenticate the sender): what a relay could forge before.
+fn old_format_notice(
+    recipient: &sotto::core::IdentityKey,
+    claimed: &sotto::core::IdentityKey,
+) -> Vec<u8> {
+    let mut out = vec![0x01];
+    out.extend_from_slice(&[0x09; 32]);
+    out.extend_from_slice(&[0x01, 0x02]);
+    out.extend_from_slice(claimed.as_bytes());
+    out.extend_from_slice(&[0x44; 16 + 16 + 8 + 64]);
+    out.extend_from_slice(recipient.as_bytes());
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,32 +163,32 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
     let (alice, bob) = pair(dir.path(), &addr).await;
     let mut alice_in = alice.incoming();
 
-    // Bob receives by hand so the test sees the envelope id that the relay
-    // (and so an attacker on it) sees.
+    // Bob receives by hand so the test sees the envelope as the relay does.
     close(bob).await;
     let bob = reopen_manual(dir.path(), "bob").await;
     bob.connect(&addr).await.unwrap();
     alice.send("bob", b"the original").await.unwrap();
     let envelopes = bob.fetch_envelopes().await.unwrap();
     assert_eq!(envelopes.len(), 1);
-    bob.receive_envelope(envelopes[0].clone())
-        .await
-        .unwrap()
-        .unwrap();
-    // The envelope id (the relay sees it as the message id of the send),
-    // read from Bob's store.
-    let failed = {
+    let bob_identity = {
         let store = sotto::store::Store::open(
             dir.path().join("bob").join(sotto::PROFILE_DB),
             b"bob",
             &options().store,
         )
         .unwrap();
-        let page = store
-            .history(&alice.address().to_string(), None, 1)
-            .unwrap();
-        page.messages().next().unwrap().envelope_id.0
+        store.identity().unwrap()
     };
+    // What only Bob can compute: the digest of the ciphertext inside.
+    let failed = {
+        let opened = sotto::core::sealed::open(&bob_identity, &envelopes[0].payload).unwrap();
+        assert_eq!(opened.sender, *alice.address().identity_key());
+        CiphertextDigest::of(&opened.contents[sotto::PAYLOAD_OVERHEAD..])
+    };
+    bob.receive_envelope(envelopes[0].clone())
+        .await
+        .unwrap()
+        .unwrap();
 
     let mut alice_events = alice.events();
     let attacker = RelayClient::connect(relay.local_addr(), ClientConfig::default())
@@ -193,32 +198,97 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
     let mallory = sotto::core::IdentityKeyPair::generate(&mut rng);
     let alice_key = *alice.address().identity_key();
     let bob_key = *bob.address().identity_key();
+    let no_reset = |e: &ClientEvent| {
+        if let ClientEvent::PeerCouldNotDecrypt {
+            seq, session_reset, ..
+        } = e
+        {
+            assert!(
+                seq.is_none() && !session_reset,
+                "a forged notice was acted on: {e:?}"
+            );
+        }
+    };
 
-    // 1. Forged: claims to be Bob, signed by Mallory. Refused.
-    let forged = notice(&mallory, &bob_key, &alice_key, failed);
+    // 1. The old, unauthenticated format claiming to be Bob: dropped
+    //    silently.
     attacker
-        .send(&alice.address().mailbox(), MessageId([1; 16]), &forged)
+        .send(
+            &alice.address().mailbox(),
+            MessageId([1; 16]),
+            &old_format_notice(&alice_key, &bob_key),
+        )
         .await
         .unwrap();
-    let reason = wait_event(&mut alice_events, |e| match e {
-        ClientEvent::Undecryptable { reason, .. } => Some(reason),
-        ClientEvent::PeerCouldNotDecrypt { .. } => panic!("a forged notice was acted on"),
-        _ => None,
+    let reason = wait_event(&mut alice_events, |e| {
+        no_reset(&e);
+        match e {
+            ClientEvent::Dropped { reason } => Some(reason),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(reason, DropReason::UnsupportedVersion);
+
+    // 2. Sealed by Mallory with the real digest: authenticated as Mallory,
+    //    who is no contact of Alice's; nothing happens.
+    let forged = notice(&mallory, &alice_key, &failed);
+    attacker
+        .send(&alice.address().mailbox(), MessageId([2; 16]), &forged)
+        .await
+        .unwrap();
+    let reason = wait_event(&mut alice_events, |e| {
+        no_reset(&e);
+        match e {
+            ClientEvent::Undecryptable { reason, .. } => Some(reason),
+            _ => None,
+        }
     })
     .await;
     assert!(reason.contains("notice"), "{reason}");
 
-    // 2. Genuine (signed with Bob's key, which only Bob has), then replayed
-    //    by the relay again and again: one resend, no further resets.
-    let bob_store = sotto::store::Store::open(
-        dir.path().join("bob").join(sotto::PROFILE_DB),
-        b"bob",
-        &options().store,
-    )
-    .unwrap();
-    let bob_identity = bob_store.identity().unwrap();
-    drop(bob_store);
-    let genuine = notice(&bob_identity, &bob_key, &alice_key, failed);
+    // 3. Mallory's envelope re-labelled with Bob's key in the sender layer
+    //    (flip it in place: the layer no longer opens): dropped.
+    let mut relabelled = forged.clone();
+    relabelled[40] ^= 0x01;
+    attacker
+        .send(&alice.address().mailbox(), MessageId([3; 16]), &relabelled)
+        .await
+        .unwrap();
+    let reason = wait_event(&mut alice_events, |e| {
+        no_reset(&e);
+        match e {
+            ClientEvent::Dropped { reason } => Some(reason),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(reason, DropReason::Unauthenticated);
+    assert_eq!(alice.dropped_envelopes(), 2);
+
+    // 4. Genuine (sealed with Bob's key, which only Bob has) but naming a
+    //    ciphertext Alice never sent: ignored.
+    let wrong = notice(
+        &bob_identity,
+        &alice_key,
+        &CiphertextDigest::of(b"never sent"),
+    );
+    attacker
+        .send(&alice.address().mailbox(), MessageId([4; 16]), &wrong)
+        .await
+        .unwrap();
+    let (seq, reset) = wait_event(&mut alice_events, |e| match e {
+        ClientEvent::PeerCouldNotDecrypt {
+            seq, session_reset, ..
+        } => Some((seq, session_reset)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((seq, reset), (None, false));
+
+    // 5. Genuine and naming the real ciphertext, then replayed by the relay
+    //    again and again: one resend, one reset, no more.
+    let genuine = notice(&bob_identity, &alice_key, &failed);
     let mut resets = 0;
     let mut resends = 0;
     for replay in 0..4u8 {
@@ -243,7 +313,7 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
     assert_eq!(resends, 1, "the message is resent once");
     assert_eq!(resets, 1, "the session is reset once");
 
-    // Bob receives the resend: it is the same envelope, stored once.
+    // Bob receives the resend: it is the same message, stored once.
     let envelopes = bob.fetch_envelopes().await.unwrap();
     assert_eq!(envelopes.len(), 1);
     assert!(

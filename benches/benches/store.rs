@@ -91,6 +91,7 @@ impl Conversation {
             id: reply.id,
             sender: "bob",
             ciphertext: &reply.ciphertext,
+            sent_at: 0,
             received_at: 0,
         };
         let received = conversation
@@ -118,6 +119,7 @@ impl Conversation {
                 id: entry.id,
                 sender: "alice",
                 ciphertext: &entry.ciphertext,
+                sent_at: 0,
                 received_at: 1_700_000_000_000,
             })
             .collect()

@@ -69,6 +69,7 @@ fn make_template() -> Template {
                 id: out.id,
                 sender: "alice",
                 ciphertext: &out.ciphertext,
+                sent_at: 0,
                 received_at: 2_000 + i as u64,
             };
             assert!(matches!(
@@ -84,6 +85,7 @@ fn make_template() -> Template {
             id: reply.id,
             sender: "bob",
             ciphertext: &reply.ciphertext,
+            sent_at: 0,
             received_at: 4_000,
         };
         alice.receive(&envelope).expect("alice receives");

@@ -23,7 +23,7 @@ static RECIPIENT: LazyLock<IdentityKeyPair> =
 
 pub(crate) fn check(data: &[u8]) {
     match sealed::open(&RECIPIENT, data) {
-        Ok(contents) => assert_eq!(contents.len() + SEALED_OVERHEAD, data.len()),
+        Ok(opened) => assert_eq!(opened.contents.len() + SEALED_OVERHEAD, data.len()),
         Err(e) => {
             let _ = format!("{e} {e:?}");
         }

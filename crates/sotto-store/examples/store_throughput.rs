@@ -48,6 +48,7 @@ fn envelopes(wire: &Wire) -> Vec<Envelope<'_>> {
             id: *id,
             sender: "alice",
             ciphertext,
+            sent_at: 0,
             received_at: 0,
         })
         .collect()

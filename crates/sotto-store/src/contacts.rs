@@ -42,9 +42,21 @@ impl Store {
                     name: name.to_owned(),
                     identity_key: identity_key.copied(),
                     verified: false,
+                    newest_sent_at: 0,
                 },
             )
         })
+    }
+
+    /// The newest `sent_at` (by the contact's clock) of any message
+    /// decrypted from contact `id`; 0 if none or unknown. A message that
+    /// cannot be decrypted and claims an older time is a late arrival
+    /// whose keys are gone, not a sign that the session broke.
+    pub fn newest_sent_at(&self, id: &str) -> Result<u64> {
+        check_contact_id(id)?;
+        Ok(self
+            .read(|db| db.contact(id))?
+            .map_or(0, |c| c.newest_sent_at))
     }
 
     /// The contact with this id.

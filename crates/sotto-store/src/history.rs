@@ -132,7 +132,7 @@ impl Store {
             for m in messages {
                 let id = EnvelopeId::random(rng);
                 let record =
-                    records::encode_message(m.direction, m.state, m.timestamp, &id, m.body)?;
+                    records::encode_message(m.direction, m.state, m.timestamp, &id, None, m.body)?;
                 db.insert_message(rng, &conversation, conversation.next_seq, &record)?;
                 conversation.next_seq += 1;
             }

@@ -34,6 +34,7 @@
 //!     id: out.id,
 //!     sender: "alice",
 //!     ciphertext: &out.ciphertext,
+//!     sent_at: 1_700_000_000_000,
 //!     received_at: 1_700_000_000_500,
 //! };
 //! let Received::Stored(message) = bob.receive(&envelope)? else { unreachable!() };
@@ -89,8 +90,8 @@ pub use recovery::{RECOVERY_WINDOW, Recovery};
 pub use schema::SCHEMA_VERSION;
 pub use store::Store;
 pub use types::{
-    Contact, DeliveryState, Direction, Envelope, EnvelopeId, HistoryEntry, HistoryPage, Message,
-    NewMessage, OutboxEntry, Received,
+    CiphertextDigest, Contact, DeliveryState, Direction, Envelope, EnvelopeId, HistoryEntry,
+    HistoryPage, Message, NewMessage, OutboxEntry, Received,
 };
 
 /// Re-exported so callers can name protocol types without a direct dependency.

@@ -196,6 +196,7 @@ fn receive_one(
                     name: String::new(),
                     identity_key: Some(remote),
                     verified: false,
+                    newest_sent_at: 0,
                 });
                 state.contact_dirty = true;
             }
@@ -207,11 +208,18 @@ fn receive_one(
     };
     let conversation = state.conversation.insert(conversation);
     let seq = conversation.next_seq;
+    if let Some(contact) = &mut state.contact
+        && envelope.sent_at > contact.newest_sent_at
+    {
+        contact.newest_sent_at = envelope.sent_at;
+        state.contact_dirty = true;
+    }
     let record = records::encode_message(
         Direction::Incoming,
         DeliveryState::Received,
         envelope.received_at,
         &envelope.id,
+        None,
         &body,
     )?;
     db.insert_message(rng, conversation, seq, &record)?;

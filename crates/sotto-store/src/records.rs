@@ -7,12 +7,18 @@
 //! ```text
 //! identity      0x01 || Ed25519 seed(32)
 //! prekey_ids    0x01 || u32be(next signed prekey id) || u32be(next one-time prekey id)
-//! contact       pad(0x01 || flags(bit0 verified, bit1 has key) || [identity key(32)]
-//!                   || u16be(len) || contact id || u16be(len) || name)
+//! contact       pad(0x01 || flags(bit0 verified, bit1 has key, bit2 recovery,
+//!                   bit3 newest sent_at) || [identity key(32)]
+//!                   || u16be(len) || contact id || u16be(len) || name
+//!                   || [u64be(boundary) || u16be(n) || n * u64be(resent seq)]
+//!                   || [u64be(newest sent_at)])
 //! conversation  pad(0x01 || conversation key(32) || u16be(len) || contact id)
 //! session       pad(SessionSet::to_bytes())
 //! message       0x01 || direction(0 in | 1 out) || state(1) || u64be(timestamp ms)
 //!                   || envelope id(16) || pad(body)
+//!               or, for an outgoing message with the digest of its ciphertext:
+//!               0x02 || direction || state || u64be(timestamp ms) || envelope id(16)
+//!                   || ciphertext digest(32) || pad(body)
 //! outbox        0x01 || u64be(seq) || envelope id(16) || ciphertext
 //! signed prekey SignedPreKey::to_bytes()      one-time prekey OneTimePreKey::to_bytes()
 //! ```
@@ -22,9 +28,11 @@ use sotto_core::pad::{MAX_PLAINTEXT_LEN, pad_into, unpad};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::types::{DeliveryState, Direction, EnvelopeId, Message};
+use crate::types::{CiphertextDigest, DeliveryState, Direction, EnvelopeId, Message};
 
 const RECORD_VERSION: u8 = 0x01;
+/// Version of a message record that carries a ciphertext digest.
+const MESSAGE_WITH_DIGEST: u8 = 0x02;
 
 /// Longest contact id accepted, in bytes.
 pub const MAX_CONTACT_ID_LEN: usize = 1024;
@@ -206,6 +214,8 @@ pub(crate) struct ContactRecord {
     pub(crate) verified: bool,
     /// Session recovery bookkeeping (see `recovery.rs`).
     pub(crate) recovery: RecoveryState,
+    /// See [`NewestSentAt`].
+    pub(crate) newest_sent_at: NewestSentAt,
 }
 
 /// Most resent seqs remembered per contact since the last reset.
@@ -221,6 +231,11 @@ pub(crate) struct RecoveryState {
     pub(crate) resent: Vec<u64>,
 }
 
+/// The newest `sent_at` (the contact's clock) of a message decrypted from
+/// a contact: a message that fails to decrypt and is older than this is a
+/// late one whose keys are gone, not a sign of a broken session.
+pub(crate) type NewestSentAt = u64;
+
 pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(72 + c.id.len() + c.name.len()));
     out.push(RECORD_VERSION);
@@ -228,7 +243,8 @@ pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
     out.push(
         u8::from(c.verified)
             | (u8::from(c.identity_key.is_some()) << 1)
-            | (u8::from(has_recovery) << 2),
+            | (u8::from(has_recovery) << 2)
+            | (u8::from(c.newest_sent_at != 0) << 3),
     );
     if let Some(key) = &c.identity_key {
         out.extend_from_slice(key.as_bytes());
@@ -243,6 +259,9 @@ pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
             out.extend_from_slice(&seq.to_be_bytes());
         }
     }
+    if c.newest_sent_at != 0 {
+        out.extend_from_slice(&c.newest_sent_at.to_be_bytes());
+    }
     out
 }
 
@@ -250,7 +269,7 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
     let mut r = Reader::new(bytes);
     r.version()?;
     let flags = r.u8()?;
-    if flags & !0b111 != 0 {
+    if flags & !0b1111 != 0 {
         return Err(Malformed);
     }
     let identity_key = if flags & 0b10 != 0 {
@@ -271,6 +290,7 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
             recovery.resent.push(u64::from_be_bytes(r.array::<8>()?));
         }
     }
+    let newest_sent_at = if flags & 0b1000 != 0 { r.u64()? } else { 0 };
     r.finish()?;
     Ok(ContactRecord {
         id,
@@ -278,6 +298,7 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
         identity_key,
         verified: flags & 0b01 != 0,
         recovery,
+        newest_sent_at,
     })
 }
 
@@ -304,18 +325,25 @@ pub(crate) fn decode_conversation(bytes: &[u8]) -> Decoded<(Zeroizing<[u8; 32]>,
 
 const MESSAGE_HEADER_LEN: usize = 1 + 1 + 1 + 8 + 16;
 
-/// The message record: header, then the padded body.
+/// The message record: header, then the padded body. An outgoing message
+/// keeps the digest of the ciphertext last sent for it, so that a notice
+/// naming that digest can be matched (`recovery.rs`).
 pub(crate) fn encode_message(
     direction: Direction,
     state: DeliveryState,
     timestamp: u64,
     id: &EnvelopeId,
+    digest: Option<&CiphertextDigest>,
     body: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>> {
     let mut out = Zeroizing::new(Vec::with_capacity(
-        MESSAGE_HEADER_LEN + sotto_core::pad::padded_len_for_plaintext(body.len())?,
+        MESSAGE_HEADER_LEN + 32 + sotto_core::pad::padded_len_for_plaintext(body.len())?,
     ));
-    out.push(RECORD_VERSION);
+    out.push(if digest.is_some() {
+        MESSAGE_WITH_DIGEST
+    } else {
+        RECORD_VERSION
+    });
     out.push(match direction {
         Direction::Incoming => 0,
         Direction::Outgoing => 1,
@@ -323,13 +351,57 @@ pub(crate) fn encode_message(
     out.push(state.to_byte());
     out.extend_from_slice(&timestamp.to_be_bytes());
     out.extend_from_slice(id.as_bytes());
+    if let Some(digest) = digest {
+        out.extend_from_slice(digest.as_bytes());
+    }
     pad_into(body, &mut out)?;
     Ok(out)
 }
 
+/// The digest kept in an outgoing message record, if it has one.
+pub(crate) fn message_digest(bytes: &[u8]) -> Decoded<Option<CiphertextDigest>> {
+    match bytes.first() {
+        Some(&RECORD_VERSION) => Ok(None),
+        Some(&MESSAGE_WITH_DIGEST) => {
+            let digest = bytes
+                .get(MESSAGE_HEADER_LEN..MESSAGE_HEADER_LEN + 32)
+                .ok_or(Malformed)?;
+            Ok(Some(CiphertextDigest(
+                digest.try_into().map_err(|_| Malformed)?,
+            )))
+        }
+        _ => Err(Malformed),
+    }
+}
+
+/// Replaces the digest of an outgoing message record (after it was
+/// encrypted again), upgrading a version-1 record.
+pub(crate) fn set_message_digest(
+    seq: u64,
+    record: &[u8],
+    digest: &CiphertextDigest,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let m = decode_message(seq, record).map_err(|_| Error::Corrupt {
+        table: "messages",
+        row: crate::error::Row::Seq(seq),
+    })?;
+    encode_message(
+        m.direction,
+        m.state,
+        m.timestamp,
+        &m.envelope_id,
+        Some(digest),
+        &m.body,
+    )
+}
+
 pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
     let mut r = Reader::new(bytes);
-    r.version()?;
+    let has_digest = match r.u8()? {
+        RECORD_VERSION => false,
+        MESSAGE_WITH_DIGEST => true,
+        _ => return Err(Malformed),
+    };
     let direction = match r.u8()? {
         0 => Direction::Incoming,
         1 => Direction::Outgoing,
@@ -338,6 +410,9 @@ pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
     let state = DeliveryState::from_byte(r.u8()?).ok_or(Malformed)?;
     let timestamp = r.u64()?;
     let envelope_id = EnvelopeId(r.array::<16>()?);
+    if has_digest {
+        r.take(32)?;
+    }
     let body = unpadded(r.rest())?;
     Ok(Message {
         seq,
@@ -351,7 +426,9 @@ pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
 
 /// Rewrites the state byte of an encoded message record in place.
 pub(crate) fn set_message_state(record: &mut [u8], state: DeliveryState) -> Decoded<()> {
-    if record.len() < MESSAGE_HEADER_LEN || record[0] != RECORD_VERSION {
+    if record.len() < MESSAGE_HEADER_LEN
+        || (record[0] != RECORD_VERSION && record[0] != MESSAGE_WITH_DIGEST)
+    {
         return Err(Malformed);
     }
     record[2] = state.to_byte();
@@ -389,6 +466,7 @@ mod tests {
             DeliveryState::Pending,
             1234,
             &id,
+            None,
             b"body",
         )
         .unwrap();
@@ -402,6 +480,17 @@ mod tests {
         assert_eq!(m.envelope_id, id);
         assert_eq!(m.body.as_slice(), b"body");
         assert!(decode_message(9, &rec[..rec.len() - 1]).is_err());
+        assert_eq!(message_digest(&rec).unwrap(), None);
+
+        let digest = CiphertextDigest::of(b"ciphertext");
+        let with = set_message_digest(9, &rec, &digest).unwrap();
+        assert_eq!(with.len(), MESSAGE_HEADER_LEN + 32 + 256);
+        assert_eq!(message_digest(&with).unwrap(), Some(digest));
+        let m = decode_message(9, &with).unwrap();
+        assert_eq!(m.state, DeliveryState::Sent);
+        assert_eq!(m.envelope_id, id);
+        assert_eq!(m.body.as_slice(), b"body");
+        assert!(message_digest(&with[..40]).is_err());
     }
 
     #[test]
@@ -416,6 +505,7 @@ mod tests {
                 boundary: 7,
                 resent: vec![3, 5],
             },
+            newest_sent_at: 99,
         };
         let back = decode_contact(&encode_contact(&rec)).unwrap();
         assert_eq!(back.id, "id");
@@ -423,6 +513,7 @@ mod tests {
         assert_eq!(back.identity_key, Some(key));
         assert!(back.verified);
         assert_eq!(back.recovery, rec.recovery);
+        assert_eq!(back.newest_sent_at, 99);
         let ids = PreKeyIds {
             next_signed: 3,
             next_one_time: 77,

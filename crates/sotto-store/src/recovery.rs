@@ -1,8 +1,11 @@
 //! Session recovery, sender side.
 //!
 //! When a contact cannot decrypt a message (their device was restored from
-//! an old backup, or lost its state), they send a signed decryption-error
-//! notice naming the message's envelope id. The sender then:
+//! an old backup, or lost its state), they send a decryption-error notice
+//! naming the message by the digest of the ciphertext they received
+//! ([`CiphertextDigest`]). The sender answers only if that digest is the
+//! one of a ciphertext it sent for one of its newest messages, so a notice
+//! can only concern a message the contact really received. The sender then:
 //!
 //! - resets the session (a fresh X3DH from a newly fetched bundle) if the
 //!   failed message was sent after the last reset, since the current session
@@ -13,14 +16,14 @@
 //! Each message is resent at most once per reset, and a notice for a message
 //! that is not an outgoing message of this conversation among the newest
 //! [`RECOVERY_WINDOW`] is ignored. So replayed, stale or repeated notices
-//! cannot make the sender reset or resend in a loop; and notices are signed
-//! by the contact's identity key (checked by the caller), so the relay
-//! cannot forge one.
+//! cannot make the sender reset or resend in a loop; and notices arrive in
+//! sealed envelopes that authenticate the contact (checked by the caller),
+//! so the relay cannot forge one.
 
 use crate::error::{Error, Result, Row};
 use crate::records::{self, MAX_RESENT_REMEMBERED, check_contact_id};
 use crate::store::Store;
-use crate::types::{DeliveryState, Direction, EnvelopeId, OutboxEntry};
+use crate::types::{CiphertextDigest, DeliveryState, OutboxEntry};
 use sotto_core::PreKeyBundle;
 
 /// How many of a conversation's newest messages a notice may refer to.
@@ -45,7 +48,7 @@ pub enum Recovery {
     },
 }
 
-fn plan(db: &crate::db::Db<'_>, contact: &str, failed: &EnvelopeId) -> Result<Recovery> {
+fn plan(db: &crate::db::Db<'_>, contact: &str, failed: &CiphertextDigest) -> Result<Recovery> {
     let Some(record) = db.contact(contact)? else {
         return Err(Error::UnknownContact);
     };
@@ -58,11 +61,12 @@ fn plan(db: &crate::db::Db<'_>, contact: &str, failed: &EnvelopeId) -> Result<Re
     while seq >= oldest && seq > 0 {
         if let Some(sealed) = db.message_sealed(&conversation, seq)? {
             // An unreadable row cannot be the one referred to: skip it.
-            if let Ok(message) = db.open_message(&conversation, seq, &sealed)
-                && message.envelope_id == *failed
+            // Only outgoing records carry a digest.
+            if let Ok(record_bytes) = db.open_message_record(&conversation, seq, &sealed)
+                && let Ok(Some(digest)) = records::message_digest(&record_bytes)
+                && digest.matches(failed)
             {
-                if message.direction != Direction::Outgoing || record.recovery.resent.contains(&seq)
-                {
+                if record.recovery.resent.contains(&seq) {
                     return Ok(Recovery::Ignore);
                 }
                 return Ok(if seq > record.recovery.boundary {
@@ -79,8 +83,9 @@ fn plan(db: &crate::db::Db<'_>, contact: &str, failed: &EnvelopeId) -> Result<Re
 
 impl Store {
     /// Decides what a contact's (already authenticated) notice that it
-    /// could not decrypt envelope `failed` calls for. Read-only.
-    pub fn plan_recovery(&self, contact: &str, failed: &EnvelopeId) -> Result<Recovery> {
+    /// could not decrypt the ciphertext with digest `failed` calls for.
+    /// Read-only.
+    pub fn plan_recovery(&self, contact: &str, failed: &CiphertextDigest) -> Result<Recovery> {
         check_contact_id(contact)?;
         self.read(|db| plan(db, contact, failed))
     }
@@ -89,13 +94,13 @@ impl Store {
     /// transaction, re-checking it first: with `bundle` (required for
     /// [`Recovery::ResetAndResend`]) a new session is started and becomes
     /// the one that sends; then the message is encrypted again, put back in
-    /// the outbox under its envelope id and marked `Pending`. Returns the
-    /// outbox entry to hand to the relay, or `None` if there is nothing to
-    /// do (any more).
+    /// the outbox under its envelope id, its digest replaced by the new
+    /// ciphertext's, and marked `Pending`. Returns the outbox entry to hand
+    /// to the relay, or `None` if there is nothing to do (any more).
     pub fn recover(
         &mut self,
         contact: &str,
-        failed: &EnvelopeId,
+        failed: &CiphertextDigest,
         bundle: Option<&PreKeyBundle>,
     ) -> Result<Option<OutboxEntry>> {
         check_contact_id(contact)?;
@@ -136,13 +141,19 @@ impl Store {
             let ciphertext = sessions.encrypt(&message.body)?;
             records::set_message_state(&mut message_record, DeliveryState::Pending)
                 .map_err(|_| corrupt())?;
+            let message_record = records::set_message_digest(
+                seq,
+                &message_record,
+                &CiphertextDigest::of(&ciphertext),
+            )?;
+            let id = message.envelope_id;
             db.update_message(rng, &conversation, seq, &message_record)?;
-            db.delete_outbox(&db.outbox_lookup(failed))?;
-            db.insert_outbox(rng, &conversation, seq, failed, &ciphertext)?;
+            db.delete_outbox(&db.outbox_lookup(&id))?;
+            db.insert_outbox(rng, &conversation, seq, &id, &ciphertext)?;
             db.put_sessions(rng, &lookup, &sessions)?;
             db.put_contact(rng, &record)?;
             Ok(Some(OutboxEntry {
-                id: *failed,
+                id,
                 recipient: contact.to_owned(),
                 seq,
                 ciphertext,

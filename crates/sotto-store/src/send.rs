@@ -8,7 +8,7 @@ use crate::error::{Error, Result, Row};
 use crate::records::{self, check_body, check_contact_id};
 use crate::store::Store;
 use crate::testing::FaultPoint;
-use crate::types::{DeliveryState, Direction, EnvelopeId, OutboxEntry};
+use crate::types::{CiphertextDigest, DeliveryState, Direction, EnvelopeId, OutboxEntry};
 
 impl Store {
     /// Encrypts `body` for `recipient` and stores, in ONE transaction, the
@@ -45,6 +45,7 @@ impl Store {
             DeliveryState::Pending,
             sent_at,
             &id,
+            Some(&CiphertextDigest::of(&ciphertext)),
             body,
         )?;
         db.insert_message(rng, &conversation, seq, &record)?;

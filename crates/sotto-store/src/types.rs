@@ -39,9 +39,55 @@ impl fmt::Debug for EnvelopeId {
     }
 }
 
+/// Names one ciphertext a sender produced, without revealing it:
+/// `SHA-256("sotto/ciphertext-digest/v1" || ciphertext)`.
+///
+/// A recipient that cannot decrypt a message names it by this digest in its
+/// decryption-error notice; the sender answers only if the digest matches a
+/// ciphertext it really sent (kept with each outgoing message), so a notice
+/// cannot point at a message the recipient never received.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CiphertextDigest(pub [u8; 32]);
+
+/// Domain string of [`CiphertextDigest`].
+const CIPHERTEXT_DIGEST_DOMAIN: &[u8] = b"sotto/ciphertext-digest/v1";
+
+impl CiphertextDigest {
+    /// The digest of a sotto-core Message or PreKeyMessage.
+    pub fn of(ciphertext: &[u8]) -> Self {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(CIPHERTEXT_DIGEST_DOMAIN);
+        h.update(ciphertext);
+        Self(h.finalize().into())
+    }
+
+    /// The 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Equality in constant time.
+    pub(crate) fn matches(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for CiphertextDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CiphertextDigest(")?;
+        for b in &self.0[..4] {
+            write!(f, "{b:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
 /// A message as delivered by the relay: who sent it (the app's contact id
-/// for the sender's mailbox), its envelope id, the protocol ciphertext and
-/// when it arrived (milliseconds since the Unix epoch, from the caller).
+/// for the sender's mailbox), its envelope id, the protocol ciphertext,
+/// when the sender says it sent it and when it arrived (milliseconds since
+/// the Unix epoch).
 #[derive(Clone, Copy)]
 pub struct Envelope<'a> {
     /// The sender's envelope id.
@@ -50,6 +96,10 @@ pub struct Envelope<'a> {
     pub sender: &'a str,
     /// A sotto-core Message or PreKeyMessage.
     pub ciphertext: &'a [u8],
+    /// When the sender sent it, by the sender's clock (authenticated with
+    /// the envelope; 0 if unknown). The store remembers the newest per
+    /// contact, see [`Store::newest_sent_at`](crate::Store::newest_sent_at).
+    pub sent_at: u64,
     /// Arrival time, milliseconds since the Unix epoch.
     pub received_at: u64,
 }

@@ -5,10 +5,16 @@
 mod common;
 
 use common::{deliver, envelope, pair};
-use sotto_store::{Error, Received, Recovery};
+use sotto_store::{CiphertextDigest, Error, OutboxEntry, Received, Recovery};
+
+/// How the recipient names a message it could not decrypt.
+fn d(sent: &OutboxEntry) -> CiphertextDigest {
+    CiphertextDigest::of(&sent.ciphertext)
+}
 
 #[test]
-fn a_reported_failure_resets_once_and_resends_under_the_same_envelope_id() {
+fn a_reported_failure_resets_once_and_resends_under_the_same_envelope_id_only_for_a_digest_we_sent()
+{
     let mut p = pair();
     let m1 = p.alice_sends("one");
     assert_eq!(deliver(&m1, "alice", &mut p.bob), "one");
@@ -17,19 +23,19 @@ fn a_reported_failure_resets_once_and_resends_under_the_same_envelope_id() {
 
     // Bob reports he could not decrypt m2: the current session is broken.
     assert_eq!(
-        p.alice.plan_recovery("bob", &m2.id).unwrap(),
+        p.alice.plan_recovery("bob", &d(&m2)).unwrap(),
         Recovery::ResetAndResend { seq: m2.seq }
     );
     // A reset needs a fresh bundle.
     assert!(matches!(
-        p.alice.recover("bob", &m2.id, None),
+        p.alice.recover("bob", &d(&m2), None),
         Err(Error::NoSession)
     ));
     let opk = p.bob.one_time_prekeys().unwrap()[0].0;
     let bundle = p.bob.prekey_bundle(Some(opk)).unwrap();
     let resent = p
         .alice
-        .recover("bob", &m2.id, Some(&bundle))
+        .recover("bob", &d(&m2), Some(&bundle))
         .unwrap()
         .unwrap();
     assert_eq!(resent.id, m2.id);
@@ -53,14 +59,19 @@ fn a_reported_failure_resets_once_and_resends_under_the_same_envelope_id() {
         Received::Duplicate
     ));
 
-    // The same notice again (a replay): nothing happens.
+    // The same notice again (a replay): nothing happens; nor for the
+    // resent ciphertext (each message is resent once per reset).
     assert_eq!(
-        p.alice.plan_recovery("bob", &m2.id).unwrap(),
+        p.alice.plan_recovery("bob", &d(&m2)).unwrap(),
+        Recovery::Ignore
+    );
+    assert_eq!(
+        p.alice.plan_recovery("bob", &d(&resent)).unwrap(),
         Recovery::Ignore
     );
     assert!(
         p.alice
-            .recover("bob", &m2.id, Some(&bundle))
+            .recover("bob", &d(&m2), Some(&bundle))
             .unwrap()
             .is_none()
     );
@@ -68,20 +79,20 @@ fn a_reported_failure_resets_once_and_resends_under_the_same_envelope_id() {
     // m3 was sent before the reset: resent under the new session, no
     // second reset, and only once.
     assert_eq!(
-        p.alice.plan_recovery("bob", &m3.id).unwrap(),
+        p.alice.plan_recovery("bob", &d(&m3)).unwrap(),
         Recovery::Resend { seq: m3.seq }
     );
-    let resent3 = p.alice.recover("bob", &m3.id, None).unwrap().unwrap();
+    let resent3 = p.alice.recover("bob", &d(&m3), None).unwrap().unwrap();
     assert_eq!(deliver(&resent3, "alice", &mut p.bob), "three");
     assert_eq!(
-        p.alice.plan_recovery("bob", &m3.id).unwrap(),
+        p.alice.plan_recovery("bob", &d(&m3)).unwrap(),
         Recovery::Ignore
     );
 
     // Messages after the reset that fail call for a new reset.
     let m4 = p.alice_sends("four");
     assert_eq!(
-        p.alice.plan_recovery("bob", &m4.id).unwrap(),
+        p.alice.plan_recovery("bob", &d(&m4)).unwrap(),
         Recovery::ResetAndResend { seq: m4.seq }
     );
     assert_eq!(deliver(&m4, "alice", &mut p.bob), "four");
@@ -90,16 +101,16 @@ fn a_reported_failure_resets_once_and_resends_under_the_same_envelope_id() {
     let b = p.bob_sends("from bob");
     assert_eq!(deliver(&b, "bob", &mut p.alice), "from bob");
     assert_eq!(
-        p.alice.plan_recovery("bob", &b.id).unwrap(),
+        p.alice.plan_recovery("bob", &d(&b)).unwrap(),
         Recovery::Ignore
     );
-    let unknown = sotto_store::EnvelopeId([0x55; 16]);
+    let unknown = CiphertextDigest([0x55; 32]);
     assert_eq!(
         p.alice.plan_recovery("bob", &unknown).unwrap(),
         Recovery::Ignore
     );
     assert!(matches!(
-        p.alice.plan_recovery("nobody", &m1.id),
+        p.alice.plan_recovery("nobody", &d(&m1)),
         Err(Error::UnknownContact)
     ));
 
@@ -122,7 +133,7 @@ fn recovery_state_survives_reopening_the_store() {
     let opk = p.bob.one_time_prekeys().unwrap()[0].0;
     let bundle = p.bob.prekey_bundle(Some(opk)).unwrap();
     p.alice
-        .recover("bob", &m1.id, Some(&bundle))
+        .recover("bob", &d(&m1), Some(&bundle))
         .unwrap()
         .unwrap();
     let path = p.alice_path();
@@ -130,7 +141,7 @@ fn recovery_state_survives_reopening_the_store() {
     let alice = sotto_store::Store::open(&path, common::ALICE_PASS, &common::options()).unwrap();
     // Replaying the notice after a restart is still ignored.
     assert_eq!(
-        alice.plan_recovery("bob", &m1.id).unwrap(),
+        alice.plan_recovery("bob", &d(&m1)).unwrap(),
         Recovery::Ignore
     );
 }

@@ -60,6 +60,7 @@ pub(crate) fn envelope<'a>(entry: &'a OutboxEntry, sender: &'a str) -> Envelope<
         id: entry.id,
         sender,
         ciphertext: &entry.ciphertext,
+        sent_at: 0,
         received_at: T0 + 1,
     }
 }
