@@ -9,7 +9,7 @@ use sotto_relay::protocol::{OneTimePreKeyPublic, SignedPreKeyPublic};
 use sotto_relay::{ClientConfig, MailboxAddress, MessageId, PreKeyUpload, RelayClient, RelayEvent};
 use sotto_store::{
     CiphertextDigest, Contact, DeliveryState, Direction, OpenOptions, OutboxEntry, Received,
-    Recovery, Store,
+    Recovery, SignedPreKeyPolicy, Store,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -33,6 +33,9 @@ pub struct ClientOptions {
     pub relay: ClientConfig,
     /// How many unused one-time prekeys to keep published.
     pub one_time_prekeys: usize,
+    /// When the signed prekey is rotated and how long replaced ones still
+    /// decrypt first messages (checked on every connection and hourly).
+    pub signed_prekeys: SignedPreKeyPolicy,
     /// First delay before reconnecting after the relay connection drops.
     pub reconnect_min: Duration,
     /// Longest delay between reconnection attempts (the delay doubles).
@@ -65,6 +68,7 @@ impl Default for ClientOptions {
             store: OpenOptions::new(),
             relay: ClientConfig::default(),
             one_time_prekeys: 100,
+            signed_prekeys: SignedPreKeyPolicy::default(),
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(30),
             event_capacity: 1024,
@@ -347,7 +351,7 @@ impl Client {
         options: ClientOptions,
     ) -> Result<Self> {
         let dir = profile_dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir)?;
+        crate::profile::prepare(&dir)?;
         let path = dir.join(PROFILE_DB);
         let pass = zeroize::Zeroizing::new(passphrase.to_vec());
         let store_options = options.store;
@@ -369,6 +373,7 @@ impl Client {
                 dir.display()
             )));
         }
+        crate::profile::prepare(&dir)?;
         let pass = zeroize::Zeroizing::new(passphrase.to_vec());
         let store_options = options.store;
         let store = blocking(move || Store::open(&path, &pass, &store_options)).await?;
@@ -479,7 +484,10 @@ impl Client {
             replace_one_time_prekeys: true,
         };
         conn.upload_prekeys(upload).await?;
-        std::fs::write(self.shared.profile_dir.join(RELAY_FILE), relay_addr)?;
+        crate::profile::write_private(
+            &self.shared.profile_dir.join(RELAY_FILE),
+            relay_addr.as_bytes(),
+        )?;
         Ok(())
     }
 
@@ -884,9 +892,34 @@ impl Shared {
         Ok(Arc::new(conn))
     }
 
+    /// Runs the signed prekey schedule and publishes the current signed
+    /// prekey (a no-op for the relay when it did not change; after a
+    /// rotation, or an upload that failed before, it brings the relay up to
+    /// date). The replaced keys stay in the store for first messages in
+    /// flight.
+    async fn maintain_prekeys(&self, conn: &RelayClient) -> Result<()> {
+        let policy = self.options.signed_prekeys;
+        let signed = self
+            .with_store(move |s| {
+                s.maintain_signed_prekeys(now_ms(), &policy)?;
+                s.signed_prekey()
+            })
+            .await?;
+        conn.upload_prekeys(PreKeyUpload {
+            signed_prekey: Some(SignedPreKeyPublic::from(&signed)),
+            one_time_prekeys: Vec::new(),
+            replace_one_time_prekeys: false,
+        })
+        .await?;
+        Ok(())
+    }
+
     /// After (re)connecting: outbox out, mailbox in. Returns false when
     /// the mailbox was not read to the end.
     async fn catch_up(&self, conn: &Arc<RelayClient>) -> bool {
+        if let Err(e) = self.maintain_prekeys(conn).await {
+            self.emit(ClientEvent::Error(format!("signed prekey: {e}")));
+        }
         match self.flush_outbox(conn).await {
             Ok(0) => {}
             Ok(count) => self.emit(ClientEvent::OutboxFlushed { count }),
@@ -1256,6 +1289,12 @@ impl Shared {
                                 .then(|| (sender, CiphertextDigest::of(payload.body))),
                         }
                     }
+                    // A replayed first message: nothing to resend.
+                    Err(e @ sotto_store::Error::ReplayedFirstMessage) => Outcome::Undecryptable {
+                        from: Some(id.clone()),
+                        reason: e.to_string(),
+                        notify: None,
+                    },
                     Err(sotto_store::Error::IdentityMismatch) => Outcome::Undecryptable {
                         from: Some(id.clone()),
                         reason: "sender's identity key changed".into(),
@@ -1301,6 +1340,9 @@ type Connected = (
     bool,
 );
 
+/// How often a connected client checks the signed prekey schedule.
+const PREKEY_SCHEDULE_PERIOD: Duration = Duration::from_secs(3600);
+
 /// Keeps a connection: handles pushes while it lives, reconnects with
 /// exponential backoff when it ends.
 async fn supervise(shared: Arc<Shared>, relay_addr: String, mut current: Option<Connected>) {
@@ -1327,9 +1369,22 @@ async fn supervise(shared: Arc<Shared>, relay_addr: String, mut current: Option<
             },
         };
         shared.emit(ClientEvent::Connected);
+        let mut schedule = tokio::time::interval_at(
+            tokio::time::Instant::now() + PREKEY_SCHEDULE_PERIOD,
+            PREKEY_SCHEDULE_PERIOD,
+        );
         let reason = match events {
             Some(mut events) => loop {
-                match events.recv().await {
+                let event = tokio::select! {
+                    event = events.recv() => event,
+                    _ = schedule.tick() => {
+                        if let Err(e) = shared.maintain_prekeys(&conn).await {
+                            shared.emit(ClientEvent::Error(format!("signed prekey: {e}")));
+                        }
+                        continue;
+                    }
+                };
+                match event {
                     Some(RelayEvent::Envelope(envelope)) => {
                         if !shared.options.auto_receive {
                             continue;

@@ -50,6 +50,15 @@ pub enum Error {
         /// The first failure.
         error: Box<Error>,
     },
+    /// The profile folder can be written by other users: they could have
+    /// replaced its files. Nothing was opened.
+    #[error("the profile folder {} is writable by other users (mode {mode:o}); run `chmod 700` on it", path.display())]
+    InsecureProfile {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A profile directory problem.
     #[error("profile: {0}")]
     Profile(String),

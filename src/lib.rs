@@ -39,6 +39,7 @@ mod address;
 mod client;
 mod error;
 mod payload;
+mod profile;
 
 pub use address::{ADDRESS_PREFIX, Address, AddressError};
 pub use client::{

@@ -208,3 +208,64 @@ async fn nobody_but_the_owner_reads_acks_or_replaces_a_mailbox() {
     let _ = MailboxAddress::of(bob.address().identity_key());
     relay.shutdown().await;
 }
+
+/// Every file of a profile is the owner's alone, whatever the umask: the
+/// folder 0700, the store, its -wal and -shm, and the relay file 0600. A
+/// profile made by an older version with world-readable modes is tightened
+/// when opened; one whose folder others can write to is refused.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let mut bob_in = bob.incoming();
+    alice.send("bob", b"hello").await.unwrap();
+    expect_texts(&mut bob_in, &["hello"]).await;
+
+    let profile = dir.path().join("alice");
+    assert_eq!(mode(&profile), 0o700);
+    let mut files = 0;
+    for entry in std::fs::read_dir(&profile).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        files += 1;
+    }
+    // sotto.db, its -wal and -shm, and the relay address.
+    assert!(files >= 4, "{files} files");
+
+    // A profile left world-readable (older versions, a copy) is tightened.
+    alice.disconnect().await;
+    drop(alice);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(&profile).unwrap() {
+        std::fs::set_permissions(
+            entry.unwrap().path(),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    let alice = reopen(dir.path(), "alice", options()).await;
+    assert_eq!(mode(&profile), 0o700);
+    for entry in std::fs::read_dir(&profile).unwrap() {
+        assert_eq!(mode(&entry.unwrap().path()), 0o600);
+    }
+    drop(alice);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    // One that others can write to is refused with a clear error.
+    std::fs::set_permissions(&profile, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = sotto::Client::open(&profile, b"alice", options())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, sotto::Error::InsecureProfile { mode: 0o777, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("chmod 700"));
+    relay.shutdown().await;
+}

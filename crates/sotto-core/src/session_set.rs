@@ -86,6 +86,23 @@ impl SessionSet {
             .encrypt_into(plaintext, out)
     }
 
+    /// For a PreKeyMessage that no session of this set matches, the signed
+    /// prekey id and base key of the X3DH run that decrypting it would start;
+    /// `None` for anything else (a plain Message, a PreKeyMessage of an
+    /// existing session, bytes that do not parse). A store remembers these
+    /// to refuse a first message that is replayed after its session left
+    /// the set (docs/protocol.md, "Replays").
+    pub fn would_start_session(&self, message: &[u8]) -> Option<(u32, [u8; 32])> {
+        match WireMessage::parse(message).ok()? {
+            WireMessage::PreKey(p)
+                if !self.sessions.iter().any(|s| s.matches_prekey_message(&p)) =>
+            {
+                Some((p.signed_prekey_id, p.base_key))
+            }
+            _ => None,
+        }
+    }
+
     /// Decrypts a message from the remote identity, creating a session for a
     /// new PreKeyMessage. The session that decrypts becomes the active one.
     /// On error nothing changes.

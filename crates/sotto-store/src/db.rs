@@ -235,11 +235,14 @@ impl<'a> Db<'a> {
         self.open_signed_prekey(&lookup_from_sql(lookup, "signed_prekeys")?, &sealed)
     }
 
+    /// Stores a signed prekey; `since` is when it was made (current) or
+    /// retired (previous), ms since the Unix epoch, 0 if unknown.
     pub(crate) fn put_signed_prekey<R: CryptoRng + ?Sized>(
         &self,
         rng: &mut R,
         key: &SignedPreKey,
         current: bool,
+        since: u64,
     ) -> Result<()> {
         let lookup = self.signed_prekey_lookup(key.id());
         let sealed = self.keys.value().seal(
@@ -248,23 +251,99 @@ impl<'a> Db<'a> {
             &key.to_bytes(),
         )?;
         self.conn.execute(
-            "INSERT OR REPLACE INTO signed_prekeys (lookup, current, sealed) VALUES (?1, ?2, ?3)",
-            params![&lookup[..], current, sealed],
+            "INSERT OR REPLACE INTO signed_prekeys (lookup, current, sealed, since)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![&lookup[..], current, sealed, seq_to_sql(since)?],
         )?;
         Ok(())
     }
 
-    /// Deletes every signed prekey but the current one; returns how many.
-    pub(crate) fn delete_previous_signed_prekeys(&self) -> Result<usize> {
-        Ok(self
+    /// `since` of the current signed prekey (0 if unknown).
+    pub(crate) fn current_signed_prekey_since(&self) -> Result<u64> {
+        let since: i64 = self
             .conn
-            .execute("DELETE FROM signed_prekeys WHERE current = 0", [])?)
+            .prepare_cached("SELECT since FROM signed_prekeys WHERE current = 1")?
+            .query_row([], |r| r.get(0))
+            .map_err(|e| corrupt_or_db(e, "signed_prekeys", Row::Named("current")))?;
+        seq_from_sql(since, "signed_prekeys")
     }
 
-    pub(crate) fn demote_current_signed_prekey(&self) -> Result<()> {
+    /// Starts the rotation clock of a current signed prekey whose age is
+    /// unknown.
+    pub(crate) fn set_current_signed_prekey_since(&self, since: u64) -> Result<()> {
         self.conn.execute(
-            "UPDATE signed_prekeys SET current = 0 WHERE current = 1",
+            "UPDATE signed_prekeys SET since = ?1 WHERE current = 1",
+            params![seq_to_sql(since)?],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes every signed prekey but the current one, and the base keys
+    /// remembered for them; returns how many prekeys.
+    pub(crate) fn delete_previous_signed_prekeys(&self) -> Result<usize> {
+        let n = self
+            .conn
+            .execute("DELETE FROM signed_prekeys WHERE current = 0", [])?;
+        self.forget_orphan_base_keys()?;
+        Ok(n)
+    }
+
+    /// Deletes the previous signed prekeys retired at or before `cutoff`
+    /// (ms), and their base keys; returns how many prekeys.
+    pub(crate) fn delete_signed_prekeys_retired_by(&self, cutoff: u64) -> Result<usize> {
+        let n = self.conn.execute(
+            "DELETE FROM signed_prekeys WHERE current = 0 AND since <= ?1",
+            params![seq_to_sql(cutoff)?],
+        )?;
+        if n > 0 {
+            self.forget_orphan_base_keys()?;
+        }
+        Ok(n)
+    }
+
+    fn forget_orphan_base_keys(&self) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM used_base_keys
+             WHERE signed_prekey NOT IN (SELECT lookup FROM signed_prekeys)",
             [],
+        )?;
+        Ok(())
+    }
+
+    // ---- base keys of first messages ---------------------------------------
+
+    fn base_key_lookup(&self, signed_prekey: u32, base_key: &[u8; 32]) -> [u8; 32] {
+        self.lookup(Domain::BaseKey, &[&signed_prekey.to_be_bytes(), base_key])
+    }
+
+    /// True if a PreKeyMessage with this base key already started a session
+    /// against this signed prekey.
+    pub(crate) fn base_key_used(&self, signed_prekey: u32, base_key: &[u8; 32]) -> Result<bool> {
+        let lookup = self.base_key_lookup(signed_prekey, base_key);
+        Ok(self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM used_base_keys WHERE lookup = ?1)")?
+            .query_row(params![&lookup[..]], |r| r.get(0))?)
+    }
+
+    /// Remembers a base key that started a session (for as long as its
+    /// signed prekey is kept).
+    pub(crate) fn record_base_key(&self, signed_prekey: u32, base_key: &[u8; 32]) -> Result<()> {
+        let lookup = self.base_key_lookup(signed_prekey, base_key);
+        let prekey = self.signed_prekey_lookup(signed_prekey);
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO used_base_keys (lookup, signed_prekey) VALUES (?1, ?2)",
+            )?
+            .execute(params![&lookup[..], &prekey[..]])?;
+        Ok(())
+    }
+
+    /// Marks the current signed prekey as previous, retired at `now` (ms).
+    pub(crate) fn demote_current_signed_prekey(&self, now: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE signed_prekeys SET current = 0, since = ?1 WHERE current = 1",
+            params![seq_to_sql(now)?],
         )?;
         Ok(())
     }

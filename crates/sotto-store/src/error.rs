@@ -120,6 +120,14 @@ pub enum Error {
     /// pinned for this contact: the safety number has changed.
     #[error("the contact's identity key differs from the one on record")]
     IdentityMismatch,
+    /// A first message (PreKeyMessage) whose X3DH run already started a
+    /// session here: a replay, refused without touching any session.
+    #[error("replayed first message: its key agreement was already used")]
+    ReplayedFirstMessage,
+    /// The store's file or its journal could not be created or given
+    /// owner-only permissions.
+    #[error("cannot secure the store file: {0}")]
+    Io(#[source] std::io::Error),
     /// No contact with this id.
     #[error("unknown contact")]
     UnknownContact,

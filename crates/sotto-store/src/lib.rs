@@ -83,7 +83,7 @@ pub use history::MAX_PAGE;
 pub use options::{
     Durability, KdfParams, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM, OpenOptions,
 };
-pub use prekeys::MAX_ONE_TIME_PREKEYS_PER_CALL;
+pub use prekeys::{MAX_ONE_TIME_PREKEYS_PER_CALL, SignedPreKeyPolicy};
 pub use receive::MAX_BATCH;
 pub use records::{MAX_CONTACT_ID_LEN, MAX_CONTACT_NAME_LEN};
 pub use recovery::{RECOVERY_WINDOW, Recovery};

@@ -1,5 +1,7 @@
 //! The local identity, signed prekeys and one-time prekeys.
 
+use std::time::Duration;
+
 use sotto_core::{IdentityKey, IdentityKeyPair, OneTimePreKey, PreKeyBundle, SignedPreKey};
 
 use crate::error::{Error, Result, Row};
@@ -14,6 +16,38 @@ fn next_id(id: u32) -> Result<u32> {
         table: "meta",
         row: Row::Named("prekey_ids"),
     })
+}
+
+/// When signed prekeys are rotated and how long replaced ones are kept
+/// (see [`Store::maintain_signed_prekeys`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedPreKeyPolicy {
+    /// Age at which the current signed prekey is replaced (default 7 days).
+    pub rotate_every: Duration,
+    /// How long a replaced signed prekey still decrypts first messages
+    /// (default 35 days: a relay keeps an envelope at most 30 days by
+    /// default, plus margin for a sender's outbox and clock).
+    pub keep_retired: Duration,
+}
+
+impl Default for SignedPreKeyPolicy {
+    fn default() -> Self {
+        Self {
+            rotate_every: Duration::from_secs(7 * 24 * 3600),
+            keep_retired: Duration::from_secs(35 * 24 * 3600),
+        }
+    }
+}
+
+fn rotate(db: &crate::db::Db<'_>, rng: &mut rand::rngs::StdRng, now: u64) -> Result<SignedPreKey> {
+    let identity = db.identity()?;
+    let mut ids = db.prekey_ids()?;
+    let key = SignedPreKey::generate(ids.next_signed, &identity, rng);
+    ids.next_signed = next_id(ids.next_signed)?;
+    db.demote_current_signed_prekey(now)?;
+    db.put_signed_prekey(rng, &key, true, now)?;
+    db.put_prekey_ids(rng, &ids)?;
+    Ok(key)
 }
 
 impl Store {
@@ -36,28 +70,56 @@ impl Store {
         self.read(|db| db.current_signed_prekey())
     }
 
-    /// Makes a fresh signed prekey current. The one it replaces is kept so
-    /// that PreKeyMessages already in flight still decrypt; any older one
-    /// is deleted. Call [`drop_previous_signed_prekeys`](Self::drop_previous_signed_prekeys)
-    /// once the grace period is over.
-    pub fn rotate_signed_prekey(&mut self) -> Result<SignedPreKey> {
-        let key = self.write(|db, rng| {
-            let identity = db.identity()?;
-            let mut ids = db.prekey_ids()?;
-            let key = SignedPreKey::generate(ids.next_signed, &identity, rng);
-            ids.next_signed = next_id(ids.next_signed)?;
-            db.delete_previous_signed_prekeys()?;
-            db.demote_current_signed_prekey()?;
-            db.put_signed_prekey(rng, &key, true)?;
-            db.put_prekey_ids(rng, &ids)?;
-            Ok(key)
-        })?;
+    /// Makes a fresh signed prekey current at `now` (ms since the Unix
+    /// epoch). The ones it replaces are kept, marked retired at `now`, so
+    /// that PreKeyMessages already in flight still decrypt, until
+    /// [`maintain_signed_prekeys`](Self::maintain_signed_prekeys) or
+    /// [`drop_previous_signed_prekeys`](Self::drop_previous_signed_prekeys)
+    /// deletes them. Publish the returned key.
+    pub fn rotate_signed_prekey(&mut self, now: u64) -> Result<SignedPreKey> {
+        let key = self.write(|db, rng| rotate(db, rng, now))?;
         self.checkpoint()?;
         Ok(key)
     }
 
-    /// Deletes the signed prekey kept from before the last rotation;
-    /// returns how many were deleted.
+    /// The signed prekey schedule, run whenever convenient (the client runs
+    /// it on every connection and hourly): if the current signed prekey is
+    /// `policy.rotate_every` old, a new one becomes current (returned:
+    /// publish it); previous ones retired at least `policy.keep_retired`
+    /// ago are deleted, with the base keys remembered for them. A signed
+    /// prekey whose age is unknown (a new or upgraded store) starts its
+    /// clock now. All in one transaction.
+    pub fn maintain_signed_prekeys(
+        &mut self,
+        now: u64,
+        policy: &SignedPreKeyPolicy,
+    ) -> Result<Option<SignedPreKey>> {
+        let every = u64::try_from(policy.rotate_every.as_millis()).unwrap_or(u64::MAX);
+        let keep = u64::try_from(policy.keep_retired.as_millis()).unwrap_or(u64::MAX);
+        let (rotated, deleted) = self.write(|db, rng| {
+            let since = db.current_signed_prekey_since()?;
+            let rotated = if since == 0 {
+                db.set_current_signed_prekey_since(now)?;
+                None
+            } else if now.saturating_sub(since) >= every {
+                Some(rotate(db, rng, now)?)
+            } else {
+                None
+            };
+            let deleted = match now.checked_sub(keep) {
+                Some(cutoff) => db.delete_signed_prekeys_retired_by(cutoff)?,
+                None => 0,
+            };
+            Ok((rotated, deleted))
+        })?;
+        if rotated.is_some() || deleted > 0 {
+            self.checkpoint()?;
+        }
+        Ok(rotated)
+    }
+
+    /// Deletes every signed prekey kept from before the last rotations
+    /// (and the base keys remembered for them); returns how many.
     pub fn drop_previous_signed_prekeys(&mut self) -> Result<usize> {
         let n = self.write(|db, _| db.delete_previous_signed_prekeys())?;
         if n > 0 {

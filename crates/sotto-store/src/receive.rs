@@ -3,7 +3,8 @@
 //! For each envelope, inside the caller's `BEGIN IMMEDIATE` transaction:
 //! skip it if its (sender, envelope id) was seen; load the sender's
 //! contact and sessions from the database; refuse a PreKeyMessage from an
-//! identity other than the pinned one; decrypt (one-time and signed
+//! identity other than the pinned one, and one whose X3DH run (signed
+//! prekey, base key) already started a session; decrypt (one-time and signed
 //! prekeys are read from the same transaction); delete the consumed
 //! one-time prekey; store the message; record the envelope id; save the
 //! sessions and contact. A batch loads each sender's state once and saves
@@ -154,6 +155,17 @@ fn receive_one(
         return Ok(Err(Error::IdentityMismatch));
     }
 
+    // A first message whose X3DH run started a session before, and whose
+    // session has since left the set, would otherwise run X3DH again.
+    let new_run = state.sessions.would_start_session(envelope.ciphertext);
+    if let Some((signed_prekey, base_key)) = &new_run {
+        match db.base_key_used(*signed_prekey, base_key) {
+            Ok(true) => return Ok(Err(Error::ReplayedFirstMessage)),
+            Ok(false) => {}
+            Err(e) => return envelope_error(e).map(Err),
+        }
+    }
+
     let prekeys = DbPreKeys::new(db);
     let decrypted = match state
         .sessions
@@ -226,6 +238,11 @@ fn receive_one(
     conversation.next_seq += 1;
     state.conversation_dirty = true;
     db.mark_seen(&seen)?;
+    if decrypted.new_session
+        && let Some((signed_prekey, base_key)) = &new_run
+    {
+        db.record_base_key(*signed_prekey, base_key)?;
+    }
     if let Some(id) = decrypted.used_one_time_prekey {
         db.delete_one_time_prekey(id)?;
         batch.consumed_one_time_prekey = true;

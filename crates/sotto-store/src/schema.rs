@@ -14,7 +14,7 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 
 /// The schema version this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// SQLite `application_id` of a Sotto store ("SOTT").
 pub(crate) const APPLICATION_ID: i32 = 0x534F_5454;
@@ -70,6 +70,29 @@ CREATE TABLE seen_envelopes (
 ) WITHOUT ROWID;
 ";
 
+/// What version 2 adds to version 1:
+///
+/// - `signed_prekeys.since`: when the current signed prekey was made, or a
+///   previous one was retired (ms since the Unix epoch; 0 = unknown), for
+///   the rotation schedule;
+/// - `used_base_keys`: the base key of every PreKeyMessage that started a
+///   session, per signed prekey (`signed_prekey` is that prekey's lookup),
+///   kept as long as the signed prekey, so that a first message cannot be
+///   replayed once its session has left the session set.
+pub(crate) const SCHEMA_V2: &str = "
+ALTER TABLE signed_prekeys ADD COLUMN since INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE used_base_keys (
+    lookup        BLOB PRIMARY KEY NOT NULL,
+    signed_prekey BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX used_base_keys_by_prekey ON used_base_keys (signed_prekey);
+";
+
+fn to_v2(conn: &Connection, _: &Keys) -> Result<()> {
+    conn.execute_batch(SCHEMA_V2)?;
+    Ok(())
+}
+
 /// One upgrade step: from `from` to `from + 1`. It runs inside the
 /// migration transaction and may re-seal rows with the store's keys.
 pub(crate) struct Migration {
@@ -77,10 +100,12 @@ pub(crate) struct Migration {
     pub(crate) run: fn(&Connection, &Keys) -> Result<()>,
 }
 
-/// The migrations of this library, oldest first. Version 1 is the first
-/// released schema, so there are none yet; a change to the schema adds a
-/// step here and bumps [`SCHEMA_VERSION`].
-pub(crate) const MIGRATIONS: &[Migration] = &[];
+/// The migrations of this library, oldest first; a change to the schema
+/// adds a step here and bumps [`SCHEMA_VERSION`].
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    from: 1,
+    run: to_v2,
+}];
 
 /// The schema version recorded in the file, `None` if there is no `meta`
 /// table (not a store, or an empty file).
@@ -191,13 +216,15 @@ mod tests {
         Err(Error::InvalidKdfParams("synthetic failure"))
     }
 
+    const V: u32 = SCHEMA_VERSION;
+
     const SYNTHETIC: &[Migration] = &[
         Migration {
-            from: 1,
+            from: V,
             run: add_drafts,
         },
         Migration {
-            from: 2,
+            from: V + 1,
             run: reseal_contacts,
         },
     ];
@@ -221,19 +248,29 @@ mod tests {
         store.add_contact("carol", "Carol", None).unwrap();
         drop(store);
 
-        let store =
-            Store::open_migrating(&path, Secret::Passphrase(b"pw"), &options(), SYNTHETIC, 3)
-                .unwrap();
-        assert_eq!(store.schema_version().unwrap(), 3);
+        let store = Store::open_migrating(
+            &path,
+            Secret::Passphrase(b"pw"),
+            &options(),
+            SYNTHETIC,
+            V + 2,
+        )
+        .unwrap();
+        assert_eq!(store.schema_version().unwrap(), V + 2);
         assert!(table_exists(&store, "drafts"));
         let carol = store.contact("carol").unwrap().unwrap();
         assert_eq!(carol.name, "Carol (migrated)");
         drop(store);
 
         // Opening again runs nothing (the version is current).
-        let store =
-            Store::open_migrating(&path, Secret::Passphrase(b"pw"), &options(), SYNTHETIC, 3)
-                .unwrap();
+        let store = Store::open_migrating(
+            &path,
+            Secret::Passphrase(b"pw"),
+            &options(),
+            SYNTHETIC,
+            V + 2,
+        )
+        .unwrap();
         assert_eq!(
             store.contact("carol").unwrap().unwrap().name,
             "Carol (migrated)"
@@ -244,9 +281,9 @@ mod tests {
         assert!(matches!(
             Store::open(&path, b"pw", &options()),
             Err(Error::SchemaTooNew {
-                found: 3,
+                found: found,
                 supported: SCHEMA_VERSION
-            })
+            }) if found == V + 2
         ));
     }
 
@@ -257,20 +294,20 @@ mod tests {
         drop(Store::create(&path, b"pw", &options()).unwrap());
         let broken = [
             Migration {
-                from: 1,
+                from: V,
                 run: add_drafts,
             },
             Migration {
-                from: 2,
+                from: V + 1,
                 run: failing,
             },
         ];
         assert!(matches!(
-            Store::open_migrating(&path, Secret::Passphrase(b"pw"), &options(), &broken, 3),
+            Store::open_migrating(&path, Secret::Passphrase(b"pw"), &options(), &broken, V + 2),
             Err(Error::InvalidKdfParams("synthetic failure"))
         ));
         let store = Store::open(&path, b"pw", &options()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), V);
         assert!(!table_exists(&store, "drafts"));
     }
 
@@ -280,17 +317,15 @@ mod tests {
         let path = dir.path().join("s.db");
         drop(Store::create(&path, b"pw", &options()).unwrap());
         let gap = [Migration {
-            from: 2,
+            from: V + 1,
             run: reseal_contacts,
         }];
         assert!(matches!(
-            Store::open_migrating(&path, Secret::Passphrase(b"pw"), &options(), &gap, 3),
-            Err(Error::SchemaTooOld {
-                found: 1,
-                oldest: 2
-            })
+            Store::open_migrating(&path, Secret::Passphrase(b"pw"), &options(), &gap, V + 2),
+            Err(Error::SchemaTooOld { found, oldest })
+                if found == V && oldest == V + 1
         ));
         let store = Store::open(&path, b"pw", &options()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), V);
     }
 }

@@ -12,7 +12,9 @@ use crate::db::Db;
 use crate::error::{Error, Result, Row};
 use crate::options::{Durability, KdfParams, OpenOptions};
 use crate::records::PreKeyIds;
-use crate::schema::{self, APPLICATION_ID, MIGRATIONS, Migration, SCHEMA_V1, SCHEMA_VERSION};
+use crate::schema::{
+    self, APPLICATION_ID, MIGRATIONS, Migration, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION,
+};
 use crate::testing::{FaultPoint, Faults};
 
 /// An open, unlocked store: one SQLite file holding a profile's identity,
@@ -48,10 +50,50 @@ fn system_rng() -> Result<StdRng> {
 
 /// Opens the connection and sets the per-connection pragmas that never
 /// write to the file.
+/// Makes the database file and its `-wal` / `-shm` companions readable and
+/// writable by their owner only (0600), whatever the umask: a copy of the
+/// file is all an offline passphrase guess needs. A new database file is
+/// created with that mode before SQLite opens it; SQLite gives the journal
+/// files the database file's mode when it creates them.
+#[cfg(unix)]
+fn restrict_files(path: &Path, create: bool) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if create {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(Error::Io)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = std::path::PathBuf::from(file);
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(Error::Io)?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_files(_: &Path, _: bool) -> Result<()> {
+    Ok(())
+}
+
 fn connect(path: &Path, create: bool, options: &OpenOptions) -> Result<Connection> {
     if !create && !path.exists() {
         return Err(Error::NotFound);
     }
+    restrict_files(path, create)?;
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -173,6 +215,7 @@ impl Store {
                 return Err(Error::AlreadyExists);
             }
             tx.execute_batch(SCHEMA_V1)?;
+            tx.execute_batch(SCHEMA_V2)?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             schema::write_version(&tx, SCHEMA_VERSION)?;
             tx.execute(
@@ -183,7 +226,9 @@ impl Store {
             let identity = IdentityKeyPair::generate(&mut rng);
             db.put_identity(&mut rng, &identity)?;
             let signed = SignedPreKey::generate(1, &identity, &mut rng);
-            db.put_signed_prekey(&mut rng, &signed, true)?;
+            // Made now, but the store has no clock: the rotation schedule
+            // starts at its first check (`since` = 0).
+            db.put_signed_prekey(&mut rng, &signed, true, 0)?;
             db.put_prekey_ids(
                 &mut rng,
                 &PreKeyIds {

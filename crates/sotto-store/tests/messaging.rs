@@ -150,7 +150,7 @@ fn signed_prekey_rotation_keeps_the_previous_one_for_messages_in_flight() {
     let old = p.bob.signed_prekey().unwrap();
     // Alice's PreKeyMessage was built against the old signed prekey.
     let in_flight = p.alice_sends("sent before rotation");
-    let new = p.bob.rotate_signed_prekey().unwrap();
+    let new = p.bob.rotate_signed_prekey(T0).unwrap();
     assert_ne!(new.id(), old.id());
     assert_eq!(p.bob.signed_prekey().unwrap().id(), new.id());
     assert_eq!(

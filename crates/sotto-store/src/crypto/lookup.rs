@@ -23,6 +23,8 @@ pub(crate) enum Domain {
     SignedPreKey,
     /// `one_time_prekeys.lookup`: parts = [u32be(id)].
     OneTimePreKey,
+    /// `used_base_keys.lookup`: parts = [u32be(signed prekey id), base key].
+    BaseKey,
 }
 
 impl Domain {
@@ -35,6 +37,7 @@ impl Domain {
             Self::Outbox => b"sotto-store/outbox",
             Self::SignedPreKey => b"sotto-store/signed-prekey",
             Self::OneTimePreKey => b"sotto-store/one-time-prekey",
+            Self::BaseKey => b"sotto-store/base-key",
         }
     }
 }
