@@ -281,7 +281,7 @@ mod tests {
         assert!(matches!(
             Store::open(&path, b"pw", &options()),
             Err(Error::SchemaTooNew {
-                found: found,
+                found,
                 supported: SCHEMA_VERSION
             }) if found == V + 2
         ));
