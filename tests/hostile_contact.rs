@@ -1,0 +1,184 @@
+//! A contact that attacks: it publishes a signed prekey no session can be
+//! started with, then reports that it could not decrypt a genuine message,
+//! so that answering the report fails. That must cost the victim nothing
+//! but that one report: everything queued behind it still arrives, and the
+//! report is not tried again forever.
+#![cfg(test)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use sotto::core::{IdentityKey, IdentityKeyPair, PreKeyBundle, SignedPreKey};
+use sotto::relay::protocol::SignedPreKeyPublic;
+use sotto::relay::store::{Enqueued, FetchedPage, MailboxUsage, TakenBundle};
+use sotto::relay::{
+    ClientConfig, MailboxAddress, MailboxLimits, MailboxStore, MemoryStore, MessageId,
+    PreKeyUpload, RelayClient, ServerConfig, StoreError,
+};
+use sotto::store::CiphertextDigest;
+use sotto::{Address, ClientEvent};
+
+/// An honest store, except that the bundles of some mailboxes are whatever
+/// the test says (what a relay would serve if it had accepted them).
+struct BundleOverride {
+    inner: MemoryStore,
+    bundles: Mutex<HashMap<MailboxAddress, PreKeyBundle>>,
+}
+
+impl MailboxStore for BundleOverride {
+    fn publish_prekeys(
+        &self,
+        owner: &IdentityKey,
+        upload: &PreKeyUpload,
+        max_one_time: u32,
+    ) -> Result<u32, StoreError> {
+        self.inner.publish_prekeys(owner, upload, max_one_time)
+    }
+
+    fn take_bundle(&self, address: &MailboxAddress) -> Result<Option<TakenBundle>, StoreError> {
+        if let Some(bundle) = self.bundles.lock().unwrap().get(address) {
+            return Ok(Some(TakenBundle {
+                bundle: bundle.clone(),
+                remaining: 0,
+            }));
+        }
+        self.inner.take_bundle(address)
+    }
+
+    fn one_time_prekey_count(&self, address: &MailboxAddress) -> Result<u32, StoreError> {
+        self.inner.one_time_prekey_count(address)
+    }
+
+    fn enqueue(
+        &self,
+        recipient: &MailboxAddress,
+        message_id: &MessageId,
+        payload: &[u8],
+        limits: &MailboxLimits,
+    ) -> Result<Enqueued, StoreError> {
+        self.inner.enqueue(recipient, message_id, payload, limits)
+    }
+
+    fn fetch(
+        &self,
+        address: &MailboxAddress,
+        after: u64,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<FetchedPage, StoreError> {
+        self.inner.fetch(address, after, max_count, max_bytes)
+    }
+
+    fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
+        self.inner.ack(address, ids)
+    }
+
+    fn usage(&self, address: &MailboxAddress) -> Result<MailboxUsage, StoreError> {
+        self.inner.usage(address)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_notice_costs_only_itself_and_the_mailbox_behind_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(BundleOverride {
+        inner: MemoryStore::new(),
+        bundles: Mutex::new(HashMap::new()),
+    });
+    let relay = relay_with(ServerConfig::default(), store.clone()).await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+
+    // Mallory registers honestly, and Alice writes to her.
+    let mut rng = rand::rng();
+    let mallory = IdentityKeyPair::generate(&mut rng);
+    let mallory_conn = RelayClient::connect(relay.local_addr(), ClientConfig::default())
+        .await
+        .unwrap();
+    mallory_conn.authenticate(&mallory).await.unwrap();
+    let spk = SignedPreKey::generate(1, &mallory, &mut rng);
+    mallory_conn
+        .upload_prekeys(PreKeyUpload {
+            signed_prekey: Some(SignedPreKeyPublic::from(&spk)),
+            one_time_prekeys: Vec::new(),
+            replace_one_time_prekeys: false,
+        })
+        .await
+        .unwrap();
+    let mallory_address = Address::of(mallory.public());
+    alice
+        .add_contact("mallory", &mallory_address)
+        .await
+        .unwrap();
+    alice.send("mallory", b"hello mallory").await.unwrap();
+    // Mallory reads it: she can name its ciphertext in a notice.
+    let received = mallory_conn.fetch_pending().await.unwrap();
+    assert_eq!(received.len(), 1);
+    let opened = sotto::core::sealed::open(&mallory, &received[0].payload).unwrap();
+    let digest = CiphertextDigest::of(&opened.contents[sotto::PAYLOAD_OVERHEAD..]);
+
+    // Her bundle now carries a signed prekey of small order, correctly
+    // signed: no session can start from it.
+    let mut poisoned = PreKeyBundle::new(&mallory, &spk, None);
+    poisoned.signed_prekey = [0u8; 32];
+    poisoned.signed_prekey_signature = mallory.sign(&sotto::core::keys::encode_x25519(&[0; 32]));
+    store
+        .bundles
+        .lock()
+        .unwrap()
+        .insert(mallory_address.mailbox(), poisoned);
+
+    // While Alice is offline: Mallory's notice first, then Bob's messages.
+    alice.disconnect().await;
+    let mut notice = vec![0x02, 0x02];
+    notice.extend_from_slice(&[0x21; 16]);
+    notice.extend_from_slice(&1_700_000_000_000u64.to_be_bytes());
+    notice.extend_from_slice(digest.as_bytes());
+    let sealed =
+        sotto::core::sealed::seal(&mallory, alice.address().identity_key(), &notice, &mut rng)
+            .unwrap();
+    mallory_conn
+        .send(
+            &alice.address().mailbox(),
+            MessageId::random().unwrap(),
+            &sealed,
+        )
+        .await
+        .unwrap();
+    let texts = [
+        "behind the poison 1",
+        "behind the poison 2",
+        "behind the poison 3",
+    ];
+    for t in texts {
+        bob.send("alice", t.as_bytes()).await.unwrap();
+    }
+
+    // Alice comes back: the notice cannot be answered (the bundle is
+    // refused), which is reported; Bob's messages all arrive.
+    let mut events = alice.events();
+    let mut incoming = alice.incoming();
+    alice.connect(&addr).await.unwrap();
+    expect_texts(&mut incoming, &texts).await;
+    let reported = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.next().await.unwrap() {
+                ClientEvent::Error(e) if e.contains("recovery") => return e,
+                ClientEvent::PeerCouldNotDecrypt { .. } => panic!("the notice was answered"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(reported.contains("bundle"), "{reported}");
+
+    // The notice was consumed: the mailbox is empty, a sync finds nothing
+    // and succeeds.
+    assert_eq!(alice.fetch_envelopes().await.unwrap().len(), 0);
+    assert_eq!(alice.sync().await.unwrap(), 0);
+    relay.shutdown().await;
+}
