@@ -7,6 +7,7 @@ Uses the `cryptography` package for X25519, Ed25519, HKDF-SHA256,
 HMAC-SHA256 and ChaCha20-Poly1305, and hashlib for SHA-512.
 
 Usage: python3 check_vectors.py [FILE]   (default: v1.json next to this script)
+It also checks the sealed envelopes (version 2) of the file's `sealed` section.
 Prints one line per mismatch, ends with `conformance: N checks, M failed`
 and exits non-zero when M > 0.
 """
@@ -46,6 +47,9 @@ HEADER_LEN = 40
 INFO_X3DH = b"Sotto_X3DH_v1"
 INFO_RATCHET = b"Sotto_Ratchet_v1"
 INFO_MESSAGE = b"Sotto_Message_v1"
+SEALED_VERSION = 0x02
+INFO_SEALED_SENDER = b"Sotto_Sealed_v2_sender"
+INFO_SEALED_CONTENTS = b"Sotto_Sealed_v2_contents"
 P = 2**255 - 19
 
 
@@ -616,6 +620,63 @@ def check_session(c: Checker, i: int, s: dict, x3dh: list):
     c.eq(rng_b.pos, len(rng_b.keys), f"{tag} bob_ratchet_privates consumed")
 
 
+# ---------------------------------------------------------------- sealed envelope
+def seal(sender: Identity, recipient_ed: bytes, contents: bytes, eph_priv: bytes) -> bytes:
+    """protocol.md section 8, sealing side."""
+    epk = x25519_pub(eph_priv)
+    header = bytes([SEALED_VERSION]) + epk + enc_ed(recipient_ed)
+    recipient_x = ed_to_montgomery(recipient_ed)
+    okm1 = hkdf(epk + enc_ed(recipient_ed), dh(eph_priv, recipient_x), INFO_SEALED_SENDER, 76)
+    key1, nonce1, chain = okm1[:32], okm1[32:44], okm1[44:]
+    sender_ct = ChaCha20Poly1305(key1).encrypt(nonce1, sender.ed_pub, header)
+    okm2 = hkdf(chain, dh(sender.x_priv, recipient_x), INFO_SEALED_CONTENTS, 44)
+    contents_ct = ChaCha20Poly1305(okm2[:32]).encrypt(okm2[32:], contents, header + sender_ct)
+    return bytes([SEALED_VERSION]) + epk + sender_ct + contents_ct
+
+
+def open_sealed(recipient: Identity, sealed: bytes):
+    """protocol.md section 8, opening side: returns (sender Ed25519 key, contents)."""
+    if len(sealed) < 1 + 32 + 48 + TAG_LEN or sealed[0] != SEALED_VERSION:
+        raise ProtocolError("not a sealed envelope of version 2")
+    epk = sealed[1:33]
+    header = bytes([SEALED_VERSION]) + epk + enc_ed(recipient.ed_pub)
+    okm1 = hkdf(epk + enc_ed(recipient.ed_pub), dh(recipient.x_priv, epk), INFO_SEALED_SENDER, 76)
+    key1, nonce1, chain = okm1[:32], okm1[32:44], okm1[44:]
+    sender_ct = sealed[33:81]
+    try:
+        sender_ed = ChaCha20Poly1305(key1).decrypt(nonce1, sender_ct, header)
+        okm2 = hkdf(chain, dh(recipient.x_priv, ed_to_montgomery(sender_ed)), INFO_SEALED_CONTENTS, 44)
+        contents = ChaCha20Poly1305(okm2[:32]).decrypt(okm2[32:], sealed[81:], header + sender_ct)
+    except InvalidTag as e:
+        raise AuthError("sealed envelope does not authenticate") from e
+    return sender_ed, contents
+
+
+def check_sealed(c: Checker, i: int, e: dict):
+    tag = f"sealed[{i}] ({e.get('description', '')})"
+    sender = Identity(hx(e["sender_identity_seed"]))
+    recipient = Identity(hx(e["recipient_identity_seed"]))
+    contents = hx(e["contents"])
+    want = hx(e["sealed"])
+    got = seal(sender, recipient.ed_pub, contents, hx(e["ephemeral_private"]))
+    c.eq(got.hex(), want.hex(), f"{tag} sealed bytes")
+    try:
+        sender_ed, opened = open_sealed(recipient, want)
+        c.eq(sender_ed.hex(), sender.ed_pub.hex(), f"{tag} authenticated sender")
+        c.eq(opened.hex(), contents.hex(), f"{tag} contents")
+    except ProtocolError as err:
+        c.check(False, f"{tag} does not open: {err}")
+    # Every single flipped bit makes it refuse.
+    for pos in (0, 1, 40, 80, 81, len(want) - 1):
+        bad = bytearray(want)
+        bad[pos] ^= 0x01
+        try:
+            open_sealed(recipient, bytes(bad))
+            c.check(False, f"{tag} opens with byte {pos} flipped")
+        except ProtocolError:
+            c.check(True, "")
+
+
 def explain_wire_diff(got: bytes, want: bytes, etag: str):
     if len(got) != len(want):
         print(f"    {etag}: length computed {len(got)} file {len(want)}")
@@ -637,6 +698,8 @@ def main(argv):
         check_x3dh(c, i, e)
     for i, s in enumerate(data.get("sessions", [])):
         check_session(c, i, s, x3dh)
+    for i, e in enumerate(data.get("sealed", [])):
+        check_sealed(c, i, e)
     for i, p in enumerate(data.get("padding", [])):
         c.eq(padded_len(p["length"] + 1), p["padded_length"], f"padding[{i}] (length {p['length']}) padded_length")
     # Self-checks of the padding round trip at a few of the listed lengths.

@@ -13,6 +13,7 @@ use rand_core::{TryCryptoRng, TryRng};
 use serde::{Deserialize, Serialize};
 use sotto_core::{
     IdentityKeyPair, OneTimePreKey, PreKeyBundle, PreKeySource, Session, SignedPreKey, hazmat, pad,
+    sealed,
 };
 
 /// The whole file.
@@ -23,6 +24,20 @@ pub struct Vectors {
     pub x3dh: Vec<X3dhVector>,
     pub sessions: Vec<SessionVector>,
     pub padding: Vec<PaddingVector>,
+    pub sealed: Vec<SealedVector>,
+}
+
+/// One sealed envelope (PROTOCOL.md "Sealed envelope"): who seals, to whom,
+/// the ephemeral key drawn, the contents and the exact bytes.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedVector {
+    pub description: String,
+    pub sender_identity_seed: String,
+    pub recipient_identity_seed: String,
+    pub ephemeral_private: String,
+    pub contents: String,
+    pub sealed: String,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -249,6 +264,30 @@ fn x3dh_vector(description: &str, seed: u8, with_opk: bool) -> Result<X3dhVector
     Ok(v)
 }
 
+fn sealed_vector(description: &str, seed: u8, contents: &[u8]) -> Result<SealedVector, String> {
+    let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+    let sender_seed = seeded_key(&mut rng);
+    let recipient_seed = seeded_key(&mut rng);
+    let ephemeral = seeded_key(&mut rng);
+    let sender = IdentityKeyPair::from_seed(&sender_seed);
+    let recipient = IdentityKeyPair::from_seed(&recipient_seed);
+    let sealed = sealed::seal(
+        &sender,
+        recipient.public(),
+        contents,
+        &mut KeyRng::scripted(vec![ephemeral]),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(SealedVector {
+        description: description.into(),
+        sender_identity_seed: hex::encode(sender_seed),
+        recipient_identity_seed: hex::encode(recipient_seed),
+        ephemeral_private: hex::encode(ephemeral),
+        contents: hex::encode(contents),
+        sealed: hex::encode(sealed),
+    })
+}
+
 /// A script step for generation.
 enum Step {
     Send(Party, Vec<u8>),
@@ -445,11 +484,17 @@ pub fn generate() -> Result<Vectors, String> {
     })
     .collect();
 
+    let sealed = vec![
+        sealed_vector("empty contents", 30, &[])?,
+        sealed_vector("a 300-byte payload", 31, &long_text(300))?,
+    ];
+
     Ok(Vectors {
         version: 1,
         x3dh,
         sessions,
         padding,
+        sealed,
     })
 }
 
@@ -514,6 +559,11 @@ fn check(v: &Vectors, report: &mut Report) {
             None => report.fail(format!("sessions[{i}]: x3dh index {} out of range", s.x3dh)),
         }
     }
+    for (i, s) in v.sealed.iter().enumerate() {
+        if let Err(e) = check_sealed(i, s, report) {
+            report.fail(format!("sealed[{i}]: {e}"));
+        }
+    }
     for (i, p) in v.padding.iter().enumerate() {
         let got = pad::padded_len_for_plaintext(p.length).ok();
         report.check(got == Some(p.padded_length), || {
@@ -523,6 +573,31 @@ fn check(v: &Vectors, report: &mut Report) {
             )
         });
     }
+}
+
+fn check_sealed(i: usize, s: &SealedVector, report: &mut Report) -> Result<(), String> {
+    let sender = IdentityKeyPair::from_seed(&key32(&s.sender_identity_seed)?);
+    let recipient = IdentityKeyPair::from_seed(&key32(&s.recipient_identity_seed)?);
+    let contents = hex::decode(&s.contents).map_err(|e| e.to_string())?;
+    let want = hex::decode(&s.sealed).map_err(|e| e.to_string())?;
+    let mut rng = KeyRng::scripted(vec![key32(&s.ephemeral_private)?]);
+    let got = sealed::seal(&sender, recipient.public(), &contents, &mut rng)
+        .map_err(|e| e.to_string())?;
+    report.check(got == want, || {
+        format!("sealed[{i}]: sealing gives other bytes")
+    });
+    match sealed::open(&recipient, &want) {
+        Ok(opened) => {
+            report.check(opened.sender == *sender.public(), || {
+                format!("sealed[{i}]: opened with another sender")
+            });
+            report.check(*opened.contents == contents, || {
+                format!("sealed[{i}]: opened to other contents")
+            });
+        }
+        Err(e) => report.fail(format!("sealed[{i}]: does not open: {e}")),
+    }
+    Ok(())
 }
 
 fn check_x3dh(i: usize, x: &X3dhVector, report: &mut Report) {
