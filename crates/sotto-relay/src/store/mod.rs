@@ -207,8 +207,7 @@ pub(crate) mod contract_tests {
     //! The behaviour every backend must show, run against both.
 
     use super::*;
-    use crate::protocol::{OneTimePreKeyPublic, SignedPreKeyPublic};
-    use sotto_core::{IdentityKeyPair, SignedPreKey};
+    use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
 
     fn owner() -> (IdentityKeyPair, MailboxAddress) {
         let id = IdentityKeyPair::from_seed(&[3; 32]);
@@ -219,16 +218,10 @@ pub(crate) mod contract_tests {
     fn upload(id: &IdentityKeyPair, opk_ids: std::ops::Range<u32>) -> PreKeyUpload {
         let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
         let spk = SignedPreKey::generate(1, id, &mut rng);
-        PreKeyUpload {
-            signed_prekey: Some(SignedPreKeyPublic::from(&spk)),
-            one_time_prekeys: opk_ids
-                .map(|i| OneTimePreKeyPublic {
-                    id: i,
-                    public: [i as u8; 32],
-                })
-                .collect(),
-            replace_one_time_prekeys: false,
-        }
+        let opks: Vec<_> = opk_ids
+            .map(|i| OneTimePreKey::generate(i, &mut rng))
+            .collect();
+        PreKeyUpload::new(Some(&spk), &opks)
     }
 
     pub(crate) fn queue_limits_order_and_ack(store: &dyn MailboxStore) {
