@@ -66,6 +66,7 @@
 
 pub mod address;
 pub mod client;
+pub mod clock;
 pub mod envelope;
 pub mod protocol;
 pub mod server;
@@ -75,6 +76,7 @@ pub mod tls;
 
 pub use address::MailboxAddress;
 pub use client::{ClientConfig, ClientError, RelayClient, RelayEvent, SendReceipt};
+pub use clock::{Clock, SystemClock, UnixTime};
 pub use envelope::{Envelope, MessageId};
 pub use protocol::{AuthInfo, ErrorCode, PreKeyStock, PreKeyUpload};
 pub use server::{RateLimit, Server, ServerConfig, ServerError, ServerHandle};
