@@ -80,4 +80,6 @@ pub use clock::{Clock, SystemClock, UnixTime};
 pub use envelope::{Envelope, MessageId};
 pub use protocol::{AuthInfo, ErrorCode, PreKeyStock, PreKeyUpload};
 pub use server::{RateLimit, Server, ServerConfig, ServerError, ServerHandle};
-pub use store::{MailboxLimits, MailboxStore, MemoryStore, SqliteStore, StoreError};
+pub use store::{
+    MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteStore, StoreError, StoreTotals,
+};

@@ -37,6 +37,12 @@ pub enum ErrorCode {
     MailboxFull,
     /// An envelope that is empty.
     InvalidEnvelope,
+    /// No mailbox at that address: its owner has published no signed
+    /// prekey. Nothing was stored.
+    UnknownRecipient,
+    /// The relay's storage as a whole is at its byte limit; nothing was
+    /// stored. Try again later.
+    StorageFull,
     /// The relay is at its connection limit (fatal).
     ServerBusy,
     /// The relay is shutting down (fatal).
@@ -65,6 +71,8 @@ impl ErrorCode {
             Self::TooManyPreKeys => 0x0022,
             Self::MailboxFull => 0x0030,
             Self::InvalidEnvelope => 0x0031,
+            Self::UnknownRecipient => 0x0032,
+            Self::StorageFull => 0x0033,
             Self::ServerBusy => 0x00F0,
             Self::ShuttingDown => 0x00F1,
             Self::Internal => 0x00FF,
@@ -89,6 +97,8 @@ impl ErrorCode {
             0x0022 => Self::TooManyPreKeys,
             0x0030 => Self::MailboxFull,
             0x0031 => Self::InvalidEnvelope,
+            0x0032 => Self::UnknownRecipient,
+            0x0033 => Self::StorageFull,
             0x00F0 => Self::ServerBusy,
             0x00F1 => Self::ShuttingDown,
             0x00FF => Self::Internal,
@@ -129,5 +139,13 @@ mod tests {
         for code in 0..=0x0100u16 {
             assert_eq!(ErrorCode::from_u16(code).to_u16(), code);
         }
+    }
+
+    #[test]
+    fn the_storage_codes_have_their_numbers_and_are_not_fatal() {
+        assert_eq!(ErrorCode::from_u16(0x0032), ErrorCode::UnknownRecipient);
+        assert_eq!(ErrorCode::from_u16(0x0033), ErrorCode::StorageFull);
+        assert!(!ErrorCode::UnknownRecipient.is_fatal());
+        assert!(!ErrorCode::StorageFull.is_fatal());
     }
 }

@@ -270,6 +270,27 @@ impl<S: Transport> Connection<S> {
                 )
                 .await
             }
+            StoreError::UnknownRecipient => {
+                self.error(
+                    request_id,
+                    ErrorCode::UnknownRecipient,
+                    "no such mailbox: the recipient has not published prekeys",
+                )
+                .await
+            }
+            StoreError::StorageFull {
+                queued_bytes,
+                max_bytes,
+                ..
+            } => {
+                tracing::debug!(queued_bytes, max_bytes, "storage limit reached");
+                self.error(
+                    request_id,
+                    ErrorCode::StorageFull,
+                    "relay storage is full; try again later",
+                )
+                .await
+            }
             e @ StoreError::TooManyPreKeys { .. } => {
                 self.error(request_id, ErrorCode::TooManyPreKeys, e.to_string())
                     .await
@@ -530,9 +551,10 @@ impl<S: Transport> Connection<S> {
                 .error(id, ErrorCode::InvalidEnvelope, "empty envelope")
                 .await;
         }
-        let limits = self.shared.config.mailbox_limits;
+        let policy = self.shared.config.queue_policy();
+        let now = self.shared.clock.now();
         match self
-            .store(move |s| s.enqueue(&recipient, &message_id, &payload, &limits))
+            .store(move |s| s.enqueue(&recipient, &message_id, &payload, &policy, now))
             .await
         {
             Ok(stored) => {
@@ -566,8 +588,9 @@ impl<S: Transport> Connection<S> {
             max_count.min(page_size)
         });
         let budget = self.envelope_budget();
+        let now = self.shared.clock.now();
         match self
-            .store(move |s| s.fetch(&address, after, max_count, budget))
+            .store(move |s| s.fetch(&address, after, max_count, budget, now))
             .await
         {
             Ok(page) => {
@@ -635,8 +658,9 @@ impl<S: Transport> Connection<S> {
             return Flow::Continue;
         };
         let budget = self.envelope_budget();
+        let now = self.shared.clock.now();
         let page = match self
-            .store(move |s| s.fetch(&address, after, PUSH_BATCH, budget))
+            .store(move |s| s.fetch(&address, after, PUSH_BATCH, budget, now))
             .await
         {
             Ok(page) => page,
