@@ -11,11 +11,12 @@
 //!   until the recipient has acknowledged every envelope.
 //!
 //! Envelopes are `PAYLOAD_LEN` bytes, the wire size of a Sotto Message with
-//! a short text. The per-connection rate limits are lifted (the defaults
-//! allow 100 requests/s per connection) and the mailbox limit is raised, so
-//! the relay's own cost is measured; everything else is the default
-//! configuration. The recipient publishes a signed prekey first, as the
-//! relay queues envelopes only for registered mailboxes.
+//! a short text. The per-connection rate limits and send budget are lifted
+//! (the defaults allow 100 requests/s and 64 MiB per connection) and the
+//! mailbox limit is raised, so the relay's own cost is measured; everything
+//! else is the default configuration. The recipient publishes a signed
+//! prekey first, as the relay queues envelopes only for registered
+//! mailboxes.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
@@ -62,6 +63,7 @@ fn config() -> ServerConfig {
             max_envelopes: 10_000_000,
             max_bytes: 16 << 30,
         },
+        connection_send_budget: u64::MAX,
         ..ServerConfig::default()
     }
 }

@@ -43,6 +43,9 @@ pub enum ErrorCode {
     /// The relay's storage as a whole is at its byte limit; nothing was
     /// stored. Try again later.
     StorageFull,
+    /// This connection has had as many envelope bytes stored as one
+    /// connection may (fatal: reconnect to send more).
+    SendBudgetExceeded,
     /// The relay is at its connection limit (fatal).
     ServerBusy,
     /// The relay is shutting down (fatal).
@@ -73,6 +76,7 @@ impl ErrorCode {
             Self::InvalidEnvelope => 0x0031,
             Self::UnknownRecipient => 0x0032,
             Self::StorageFull => 0x0033,
+            Self::SendBudgetExceeded => 0x0034,
             Self::ServerBusy => 0x00F0,
             Self::ShuttingDown => 0x00F1,
             Self::Internal => 0x00FF,
@@ -99,6 +103,7 @@ impl ErrorCode {
             0x0031 => Self::InvalidEnvelope,
             0x0032 => Self::UnknownRecipient,
             0x0033 => Self::StorageFull,
+            0x0034 => Self::SendBudgetExceeded,
             0x00F0 => Self::ServerBusy,
             0x00F1 => Self::ShuttingDown,
             0x00FF => Self::Internal,
@@ -115,6 +120,7 @@ impl ErrorCode {
                 | Self::FrameTooLarge
                 | Self::UnexpectedRequest
                 | Self::AuthFailed
+                | Self::SendBudgetExceeded
                 | Self::ServerBusy
                 | Self::ShuttingDown
         )
@@ -142,10 +148,12 @@ mod tests {
     }
 
     #[test]
-    fn the_storage_codes_have_their_numbers_and_are_not_fatal() {
+    fn the_storage_codes_have_their_numbers_and_only_the_budget_is_fatal() {
         assert_eq!(ErrorCode::from_u16(0x0032), ErrorCode::UnknownRecipient);
         assert_eq!(ErrorCode::from_u16(0x0033), ErrorCode::StorageFull);
+        assert_eq!(ErrorCode::from_u16(0x0034), ErrorCode::SendBudgetExceeded);
         assert!(!ErrorCode::UnknownRecipient.is_fatal());
         assert!(!ErrorCode::StorageFull.is_fatal());
+        assert!(ErrorCode::SendBudgetExceeded.is_fatal());
     }
 }

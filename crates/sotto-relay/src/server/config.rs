@@ -2,8 +2,13 @@
 
 use std::time::Duration;
 
-use crate::protocol::{DEFAULT_MAX_FRAME_SIZE, MAX_SERVER_ID_LEN, MIN_MAX_FRAME_SIZE};
+use crate::protocol::{
+    DEFAULT_MAX_FRAME_SIZE, MAX_SERVER_ID_LEN, MIN_MAX_FRAME_SIZE, max_payload_len,
+};
 use crate::store::{DEFAULT_ENVELOPE_TTL, DEFAULT_MAX_TOTAL_BYTES, MailboxLimits, QueuePolicy};
+
+/// Default of [`ServerConfig::connection_send_budget`]: 64 MiB.
+pub const DEFAULT_CONNECTION_SEND_BUDGET: u64 = 64 << 20;
 
 /// Per-connection rate limit: two token buckets, one counting requests and
 /// one counting received bytes. A request beyond the limit is delayed until
@@ -57,6 +62,13 @@ pub struct ServerConfig {
     pub envelope_ttl: Duration,
     /// How often expired envelopes are deleted (default 10 min).
     pub sweep_interval: Duration,
+    /// Most payload bytes one connection may have the relay store, over its
+    /// whole life (default 64 MiB). The `Send` that would go over it is
+    /// refused with the fatal `SendBudgetExceeded` and the connection is
+    /// closed; the client reconnects to send more. Refused and duplicate
+    /// envelopes do not count. At least the largest envelope
+    /// (`max_frame_size - 53`).
+    pub connection_send_budget: u64,
     /// Most one-time prekeys stored per mailbox (default 1000).
     pub max_one_time_prekeys: u32,
     /// The owner is told to replenish when fewer one-time prekeys than this
@@ -93,6 +105,7 @@ impl Default for ServerConfig {
             max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
             envelope_ttl: DEFAULT_ENVELOPE_TTL,
             sweep_interval: Duration::from_secs(600),
+            connection_send_budget: DEFAULT_CONNECTION_SEND_BUDGET,
             max_one_time_prekeys: 1000,
             prekey_low_threshold: 10,
             fetch_page_size: 256,
@@ -135,6 +148,10 @@ impl ServerConfig {
         }
         if self.envelope_ttl.is_zero() || self.sweep_interval.is_zero() {
             return Err("envelope_ttl and sweep_interval must be positive");
+        }
+        // Otherwise an envelope of the largest size could never be sent.
+        if self.connection_send_budget < max_payload_len(self.max_frame_size) as u64 {
+            return Err("connection_send_budget must be at least max_frame_size - 53");
         }
         let r = &self.rate_limit;
         let positive = |v: f64| v.is_finite() && v > 0.0;
@@ -188,6 +205,10 @@ mod tests {
                 ..Default::default()
             },
             ServerConfig {
+                connection_send_budget: 1000,
+                ..Default::default()
+            },
+            ServerConfig {
                 rate_limit: RateLimit {
                     requests_per_second: f64::NAN,
                     ..Default::default()
@@ -198,5 +219,12 @@ mod tests {
         for config in bad {
             assert!(config.validate().is_err());
         }
+        // The smallest budget that still lets the largest envelope through.
+        let smallest = ServerConfig {
+            max_frame_size: 1024,
+            connection_send_budget: 1024 - 53,
+            ..Default::default()
+        };
+        assert!(smallest.validate().is_ok());
     }
 }

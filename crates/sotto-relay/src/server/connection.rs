@@ -74,6 +74,9 @@ struct Connection<S: Transport> {
     owner: Option<Owner>,
     requests: TokenBucket,
     bytes: TokenBucket,
+    /// Payload bytes of the envelopes this connection had stored, against
+    /// `connection_send_budget`.
+    stored_bytes: u64,
     /// Closing after a fatal error: linger so the client can read it.
     linger: bool,
 }
@@ -99,6 +102,7 @@ pub(crate) async fn serve<S: Transport>(
         owner: None,
         requests: TokenBucket::new(limits.requests_per_second, limits.request_burst, now),
         bytes: TokenBucket::new(limits.bytes_per_second, limits.byte_burst, now),
+        stored_bytes: 0,
         linger: false,
         shared,
     };
@@ -551,6 +555,18 @@ impl<S: Transport> Connection<S> {
                 .error(id, ErrorCode::InvalidEnvelope, "empty envelope")
                 .await;
         }
+        // Checked before storing, so one connection never has more than its
+        // budget stored; the client reconnects to send more.
+        let len = payload.len() as u64;
+        let budget = self.shared.config.connection_send_budget;
+        if self.stored_bytes.saturating_add(len) > budget {
+            let message = format!(
+                "send budget of this connection used up: {} of {budget} bytes stored, \
+                 {len} more refused; reconnect to send more",
+                self.stored_bytes
+            );
+            return self.error(id, ErrorCode::SendBudgetExceeded, message).await;
+        }
         let policy = self.shared.config.queue_policy();
         let now = self.shared.clock.now();
         match self
@@ -559,6 +575,7 @@ impl<S: Transport> Connection<S> {
         {
             Ok(stored) => {
                 if !stored.duplicate {
+                    self.stored_bytes = self.stored_bytes.saturating_add(len);
                     self.shared.hub.envelope_stored(&recipient);
                 }
                 let response = Response::Sent {

@@ -19,7 +19,7 @@ mod connection;
 mod hub;
 mod rate_limit;
 
-pub use config::{RateLimit, ServerConfig};
+pub use config::{DEFAULT_CONNECTION_SEND_BUDGET, RateLimit, ServerConfig};
 
 use std::future::Future;
 use std::net::SocketAddr;
