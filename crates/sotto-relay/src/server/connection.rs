@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::TryRng;
+use sotto_core::keys::check_x25519_public;
 use sotto_core::{IdentityKey, PreKeyBundle};
 use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter, WriteHalf};
 use tokio::sync::{mpsc, watch};
@@ -494,6 +495,30 @@ impl<S: Transport> Connection<S> {
             return self
                 .error(id, ErrorCode::InvalidPreKey, "repeated one-time prekey id")
                 .await;
+        }
+        // Keys no key agreement could use never reach the directory
+        // (sotto_core::keys::check_x25519_public).
+        if let Some(spk) = &upload.signed_prekey
+            && check_x25519_public(&spk.public).is_err()
+        {
+            return self
+                .error(
+                    id,
+                    ErrorCode::InvalidPreKey,
+                    "signed prekey is not a usable X25519 key (non-canonical or of small order)",
+                )
+                .await;
+        }
+        if let Some(bad) = upload
+            .one_time_prekeys
+            .iter()
+            .find(|k| check_x25519_public(&k.public).is_err())
+        {
+            let message = format!(
+                "one-time prekey {} is not a usable X25519 key (non-canonical or of small order)",
+                bad.id
+            );
+            return self.error(id, ErrorCode::InvalidPreKey, message).await;
         }
         if let Some(spk) = &upload.signed_prekey {
             let bundle = PreKeyBundle {
