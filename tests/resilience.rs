@@ -4,9 +4,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use sotto::relay::{MemoryStore, ServerConfig};
 use sotto::{ClientEvent, ClientOptions, Fault, SendStatus};
 use tokio::io::AsyncWriteExt;
 
@@ -209,5 +211,50 @@ async fn malformed_oversized_and_flooding_clients_do_not_stop_honest_ones() {
     // Still serving afterwards.
     alice.send("bob", b"after the attack").await.unwrap();
     expect_texts(&mut bob_in, &["after the attack"]).await;
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cut_off_at_its_send_budget_reconnects_and_delivers_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    // A budget of about a dozen messages per connection.
+    let relay = relay_with(
+        ServerConfig {
+            max_frame_size: 4096,
+            connection_send_budget: 4096,
+            ..ServerConfig::default()
+        },
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let mut alice_events = alice.events();
+    let mut bob_in = bob.incoming();
+
+    let texts: Vec<String> = (0..40).map(|i| format!("within budget {i}")).collect();
+    for t in &texts {
+        alice.send("bob", t.as_bytes()).await.unwrap();
+    }
+    let expected: Vec<&str> = texts.iter().map(String::as_str).collect();
+    expect_texts(&mut bob_in, &expected).await;
+    assert_eq!(
+        bodies(&bob, "alice").await,
+        texts,
+        "all of them, once, in order"
+    );
+
+    // On the way the relay closed Alice's connection, and she came back by
+    // herself.
+    let mut disconnects = 0;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(200), alice_events.next()).await
+    {
+        if matches!(event, ClientEvent::Disconnected { .. }) {
+            disconnects += 1;
+        }
+    }
+    assert!(disconnects >= 2, "{disconnects} disconnects");
+    assert!(alice.is_connected());
     relay.shutdown().await;
 }

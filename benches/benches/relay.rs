@@ -11,10 +11,12 @@
 //!   until the recipient has acknowledged every envelope.
 //!
 //! Envelopes are `PAYLOAD_LEN` bytes, the wire size of a Sotto Message with
-//! a short text. The per-connection rate limits are lifted (the defaults
-//! allow 100 requests/s per connection) and the mailbox limit is raised, so
-//! the relay's own cost is measured; everything else is the default
-//! configuration.
+//! a short text. The per-connection rate limits and send budget are lifted
+//! (the defaults allow 100 requests/s and 64 MiB per connection) and the
+//! mailbox limit is raised, so the relay's own cost is measured; everything
+//! else is the default configuration. The recipient publishes a signed
+//! prekey first, as the relay queues envelopes only for registered
+//! mailboxes.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
@@ -26,10 +28,11 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use sotto_benches::{established_pair, rng};
-use sotto_core::IdentityKeyPair;
+use sotto_core::{IdentityKeyPair, SignedPreKey};
 use sotto_relay::{
-    ClientConfig, MailboxAddress, MailboxLimits, MailboxStore, MemoryStore, MessageId, RateLimit,
-    RelayClient, RelayEvent, Server, ServerConfig, ServerHandle, SqliteStore,
+    ClientConfig, MailboxAddress, MailboxLimits, MailboxStore, MemoryStore, MessageId,
+    PreKeyUpload, RateLimit, RelayClient, RelayEvent, Server, ServerConfig, ServerHandle,
+    SqliteStore,
 };
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
@@ -60,6 +63,7 @@ fn config() -> ServerConfig {
             max_envelopes: 10_000_000,
             max_bytes: 16 << 30,
         },
+        connection_send_budget: u64::MAX,
         ..ServerConfig::default()
     }
 }
@@ -122,6 +126,11 @@ impl Relay {
                 .authenticate(&identity)
                 .await
                 .expect("authenticate");
+            let signed = SignedPreKey::generate(1, &identity, &mut rng(7));
+            recipient
+                .upload_prekeys(PreKeyUpload::new(Some(&signed), &[]))
+                .await
+                .expect("register the mailbox");
             let events = recipient.take_events().expect("events");
             let mut senders = Vec::new();
             for _ in 0..SENDERS {

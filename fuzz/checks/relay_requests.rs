@@ -12,6 +12,11 @@
 //! frames = *(u16be(len) || body)   (the last body is whatever is left)
 //! ```
 //!
+//! The fixed identity's mailbox is registered (a signed prekey published)
+//! on every fresh relay, so `Send`s to it are queued as they would be for
+//! any real recipient; a `Send` to any other address is refused with
+//! `UnknownRecipient`.
+//!
 //! Each body goes out as a frame (the true length prefix, so a zero-length
 //! body is an empty frame and a body over 1024 bytes is over the relay's
 //! limit), then a `Ping` with request id [`MARKER`]. The relay must answer
@@ -24,11 +29,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Once, PoisonError};
 use std::time::Duration;
 
-use sotto_core::IdentityKeyPair;
+use sotto_core::{IdentityKeyPair, SignedPreKey};
 use sotto_relay::protocol::{
     MIN_MAX_FRAME_SIZE, PROTOCOL_VERSION, Request, Response, ServerFrame, auth_message,
 };
-use sotto_relay::{MailboxLimits, MemoryStore, RateLimit, Server, ServerConfig, ServerHandle};
+use sotto_relay::{
+    MailboxLimits, MailboxStore, MemoryStore, PreKeyUpload, RateLimit, Server, ServerConfig,
+    ServerHandle,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
@@ -55,6 +63,17 @@ async fn connect(addr: SocketAddr) -> TcpStream {
 /// signed by it).
 pub(crate) fn identity() -> IdentityKeyPair {
     IdentityKeyPair::from_seed(&[0x77; 32])
+}
+
+/// A store in which [`identity`]'s mailbox is registered.
+fn store() -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    let id = identity();
+    let signed = SignedPreKey::from_private_bytes(1, &id, &[0x5B; 32]);
+    store
+        .publish_prekeys(id.public(), &PreKeyUpload::new(Some(&signed), &[]), 16)
+        .expect("register the fuzz identity");
+    store
 }
 
 fn config() -> ServerConfig {
@@ -96,7 +115,7 @@ impl Relay {
         }
         if self.server.is_none() {
             let server = self.runtime.block_on(async {
-                Server::bind("127.0.0.1:0", config(), Arc::new(MemoryStore::new()))
+                Server::bind("127.0.0.1:0", config(), store())
                     .await
                     .expect("bind the relay")
                     .spawn()

@@ -60,12 +60,20 @@
 //! - The relay learns who receives how much and when, and the network
 //!   address of senders; it does not learn senders' identities from the
 //!   protocol. TLS (feature `tls`) hides the traffic from the network.
-//! - Envelopes are deleted on acknowledgement (SQLite `secure_delete`);
-//!   nothing else about them is kept.
+//! - Anyone may send, but only to a registered mailbox (one whose owner
+//!   published a signed prekey), within the mailbox's limits, the
+//!   store-wide [`ServerConfig::max_total_bytes`] and the per-connection
+//!   [`ServerConfig::connection_send_budget`]; unacknowledged envelopes
+//!   expire after [`ServerConfig::envelope_ttl`]. An anonymous client
+//!   cannot fill the relay.
+//! - Envelopes are deleted on acknowledgement or expiry (SQLite
+//!   `secure_delete`); besides the bytes, only the recipient, the message
+//!   id and the hour the envelope expires are kept.
 #![forbid(unsafe_code)]
 
 pub mod address;
 pub mod client;
+pub mod clock;
 pub mod envelope;
 pub mod protocol;
 pub mod server;
@@ -75,7 +83,10 @@ pub mod tls;
 
 pub use address::MailboxAddress;
 pub use client::{ClientConfig, ClientError, RelayClient, RelayEvent, SendReceipt};
+pub use clock::{Clock, SystemClock, UnixTime};
 pub use envelope::{Envelope, MessageId};
 pub use protocol::{AuthInfo, ErrorCode, PreKeyStock, PreKeyUpload};
 pub use server::{RateLimit, Server, ServerConfig, ServerError, ServerHandle};
-pub use store::{MailboxLimits, MailboxStore, MemoryStore, SqliteStore, StoreError};
+pub use store::{
+    MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteStore, StoreError, StoreTotals,
+};

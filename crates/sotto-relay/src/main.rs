@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use sotto_relay::{MailboxStore, MemoryStore, Server, ServerConfig, SqliteStore};
+use std::time::Duration;
+
+use sotto_relay::{MailboxStore, MemoryStore, Server, ServerConfig, SqliteStore, UnixTime};
 
 const USAGE: &str = "\
 usage: sotto-relay [options]
@@ -16,6 +18,10 @@ usage: sotto-relay [options]
   --max-frame BYTES        largest frame accepted (default 1048576)
   --max-envelopes N        envelopes queued per mailbox (default 10000)
   --max-mailbox-bytes N    payload bytes queued per mailbox (default 268435456)
+  --max-total-bytes N      payload bytes queued in all mailboxes (default 17179869184)
+  --envelope-ttl-days N    days an unacknowledged envelope is kept (default 30)
+  --connection-send-budget N
+                           payload bytes one connection may store (default 67108864)
   --max-connections N      simultaneous connections (default 10000)
   --tls-cert PEM           certificate chain, PEM (needs the `tls` feature)
   --tls-key PEM            private key, PEM (needs the `tls` feature)
@@ -65,6 +71,17 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
             }
             "--max-mailbox-bytes" => {
                 options.config.mailbox_limits.max_bytes = parse_number(&flag, &value)?;
+            }
+            "--max-total-bytes" => options.config.max_total_bytes = parse_number(&flag, &value)?,
+            "--envelope-ttl-days" => {
+                let days: u64 = parse_number(&flag, &value)?;
+                let secs = days
+                    .checked_mul(24 * 3600)
+                    .ok_or_else(|| format!("{flag}: too many days: {value}"))?;
+                options.config.envelope_ttl = Duration::from_secs(secs);
+            }
+            "--connection-send-budget" => {
+                options.config.connection_send_budget = parse_number(&flag, &value)?;
             }
             "--max-connections" => options.config.max_connections = parse_number(&flag, &value)?,
             "--tls-cert" => cert = Some(PathBuf::from(value)),
@@ -116,7 +133,12 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     // Check the TLS files before touching the database.
     let tls = load_tls(options.tls)?;
     let store: Arc<dyn MailboxStore> = match &options.db {
-        Some(path) => Arc::new(SqliteStore::open(path)?),
+        // A database from before envelopes expired gets the configured TTL.
+        Some(path) => Arc::new(SqliteStore::open_with_ttl(
+            path,
+            options.config.envelope_ttl,
+            UnixTime::now(),
+        )?),
         None => Arc::new(MemoryStore::new()),
     };
     let server = Server::bind(options.listen.as_str(), options.config, store).await?;
@@ -197,5 +219,23 @@ mod tests {
         assert!(parse(args("--tls-cert a.pem")).is_err());
         assert!(parse(args("--bogus 1")).is_err());
         assert!(parse(args("--db")).is_err());
+
+        let o = parse(args(
+            "--envelope-ttl-days 7 --max-total-bytes 1000000 --connection-send-budget 2000000",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.config.envelope_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(o.config.max_total_bytes, 1_000_000);
+        assert_eq!(o.config.connection_send_budget, 2_000_000);
+        let defaults = parse(args("")).unwrap().unwrap().config;
+        assert_eq!(defaults.envelope_ttl, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(defaults.max_total_bytes, 16 << 30);
+        assert_eq!(defaults.connection_send_budget, 64 << 20);
+        // Refused: zero days, an overflow, a budget below the largest envelope.
+        assert!(parse(args("--envelope-ttl-days 0")).is_err());
+        assert!(parse(args("--envelope-ttl-days 999999999999999999")).is_err());
+        assert!(parse(args("--connection-send-budget 1000")).is_err());
+        assert!(parse(args("--max-total-bytes 0")).is_err());
     }
 }

@@ -37,6 +37,15 @@ pub enum ErrorCode {
     MailboxFull,
     /// An envelope that is empty.
     InvalidEnvelope,
+    /// No mailbox at that address: its owner has published no signed
+    /// prekey. Nothing was stored.
+    UnknownRecipient,
+    /// The relay's storage as a whole is at its byte limit; nothing was
+    /// stored. Try again later.
+    StorageFull,
+    /// This connection has had as many envelope bytes stored as one
+    /// connection may (fatal: reconnect to send more).
+    SendBudgetExceeded,
     /// The relay is at its connection limit (fatal).
     ServerBusy,
     /// The relay is shutting down (fatal).
@@ -65,6 +74,9 @@ impl ErrorCode {
             Self::TooManyPreKeys => 0x0022,
             Self::MailboxFull => 0x0030,
             Self::InvalidEnvelope => 0x0031,
+            Self::UnknownRecipient => 0x0032,
+            Self::StorageFull => 0x0033,
+            Self::SendBudgetExceeded => 0x0034,
             Self::ServerBusy => 0x00F0,
             Self::ShuttingDown => 0x00F1,
             Self::Internal => 0x00FF,
@@ -89,6 +101,9 @@ impl ErrorCode {
             0x0022 => Self::TooManyPreKeys,
             0x0030 => Self::MailboxFull,
             0x0031 => Self::InvalidEnvelope,
+            0x0032 => Self::UnknownRecipient,
+            0x0033 => Self::StorageFull,
+            0x0034 => Self::SendBudgetExceeded,
             0x00F0 => Self::ServerBusy,
             0x00F1 => Self::ShuttingDown,
             0x00FF => Self::Internal,
@@ -105,6 +120,7 @@ impl ErrorCode {
                 | Self::FrameTooLarge
                 | Self::UnexpectedRequest
                 | Self::AuthFailed
+                | Self::SendBudgetExceeded
                 | Self::ServerBusy
                 | Self::ShuttingDown
         )
@@ -129,5 +145,15 @@ mod tests {
         for code in 0..=0x0100u16 {
             assert_eq!(ErrorCode::from_u16(code).to_u16(), code);
         }
+    }
+
+    #[test]
+    fn the_storage_codes_have_their_numbers_and_only_the_budget_is_fatal() {
+        assert_eq!(ErrorCode::from_u16(0x0032), ErrorCode::UnknownRecipient);
+        assert_eq!(ErrorCode::from_u16(0x0033), ErrorCode::StorageFull);
+        assert_eq!(ErrorCode::from_u16(0x0034), ErrorCode::SendBudgetExceeded);
+        assert!(!ErrorCode::UnknownRecipient.is_fatal());
+        assert!(!ErrorCode::StorageFull.is_fatal());
+        assert!(ErrorCode::SendBudgetExceeded.is_fatal());
     }
 }

@@ -2,8 +2,13 @@
 
 use std::time::Duration;
 
-use crate::protocol::{DEFAULT_MAX_FRAME_SIZE, MAX_SERVER_ID_LEN, MIN_MAX_FRAME_SIZE};
-use crate::store::MailboxLimits;
+use crate::protocol::{
+    DEFAULT_MAX_FRAME_SIZE, MAX_SERVER_ID_LEN, MIN_MAX_FRAME_SIZE, max_payload_len,
+};
+use crate::store::{DEFAULT_ENVELOPE_TTL, DEFAULT_MAX_TOTAL_BYTES, MailboxLimits, QueuePolicy};
+
+/// Default of [`ServerConfig::connection_send_budget`]: 64 MiB.
+pub const DEFAULT_CONNECTION_SEND_BUDGET: u64 = 64 << 20;
 
 /// Per-connection rate limit: two token buckets, one counting requests and
 /// one counting received bytes. A request beyond the limit is delayed until
@@ -45,6 +50,25 @@ pub struct ServerConfig {
     pub max_frame_size: u32,
     /// Per-mailbox queue limits (default 10 000 envelopes, 256 MiB).
     pub mailbox_limits: MailboxLimits,
+    /// Most payload bytes queued over all mailboxes together (default
+    /// 16 GiB). A `Send` that would go over it is refused with
+    /// `StorageFull`; fetching and acknowledging still work and free space.
+    pub max_total_bytes: u64,
+    /// How long an envelope stays queued if its recipient does not
+    /// acknowledge it (default 30 days). The expiry is stored rounded up to
+    /// a whole hour, so an envelope is kept at least this long and less
+    /// than an hour longer; then it is no longer delivered, and the next
+    /// sweep deletes it.
+    pub envelope_ttl: Duration,
+    /// How often expired envelopes are deleted (default 10 min).
+    pub sweep_interval: Duration,
+    /// Most payload bytes one connection may have the relay store, over its
+    /// whole life (default 64 MiB). The `Send` that would go over it is
+    /// refused with the fatal `SendBudgetExceeded` and the connection is
+    /// closed; the client reconnects to send more. Refused and duplicate
+    /// envelopes do not count. At least the largest envelope
+    /// (`max_frame_size - 53`).
+    pub connection_send_budget: u64,
     /// Most one-time prekeys stored per mailbox (default 1000).
     pub max_one_time_prekeys: u32,
     /// The owner is told to replenish when fewer one-time prekeys than this
@@ -78,6 +102,10 @@ impl Default for ServerConfig {
             server_id: "sotto-relay".to_owned(),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             mailbox_limits: MailboxLimits::default(),
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
+            envelope_ttl: DEFAULT_ENVELOPE_TTL,
+            sweep_interval: Duration::from_secs(600),
+            connection_send_budget: DEFAULT_CONNECTION_SEND_BUDGET,
             max_one_time_prekeys: 1000,
             prekey_low_threshold: 10,
             fetch_page_size: 256,
@@ -92,6 +120,15 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// What the store enforces on every `Send`.
+    pub fn queue_policy(&self) -> QueuePolicy {
+        QueuePolicy {
+            mailbox: self.mailbox_limits,
+            max_total_bytes: self.max_total_bytes,
+            envelope_ttl: self.envelope_ttl,
+        }
+    }
+
     /// Checks the values are usable; the server refuses to start otherwise.
     pub fn validate(&self) -> Result<(), &'static str> {
         if self.server_id.is_empty() || self.server_id.len() > MAX_SERVER_ID_LEN {
@@ -105,6 +142,16 @@ impl ServerConfig {
         }
         if self.max_connections == 0 {
             return Err("max_connections must be at least 1");
+        }
+        if self.max_total_bytes == 0 {
+            return Err("max_total_bytes must be at least 1");
+        }
+        if self.envelope_ttl.is_zero() || self.sweep_interval.is_zero() {
+            return Err("envelope_ttl and sweep_interval must be positive");
+        }
+        // Otherwise an envelope of the largest size could never be sent.
+        if self.connection_send_budget < max_payload_len(self.max_frame_size) as u64 {
+            return Err("connection_send_budget must be at least max_frame_size - 53");
         }
         let r = &self.rate_limit;
         let positive = |v: f64| v.is_finite() && v > 0.0;
@@ -146,6 +193,22 @@ mod tests {
                 ..Default::default()
             },
             ServerConfig {
+                max_total_bytes: 0,
+                ..Default::default()
+            },
+            ServerConfig {
+                envelope_ttl: Duration::ZERO,
+                ..Default::default()
+            },
+            ServerConfig {
+                sweep_interval: Duration::ZERO,
+                ..Default::default()
+            },
+            ServerConfig {
+                connection_send_budget: 1000,
+                ..Default::default()
+            },
+            ServerConfig {
                 rate_limit: RateLimit {
                     requests_per_second: f64::NAN,
                     ..Default::default()
@@ -156,5 +219,12 @@ mod tests {
         for config in bad {
             assert!(config.validate().is_err());
         }
+        // The smallest budget that still lets the largest envelope through.
+        let smallest = ServerConfig {
+            max_frame_size: 1024,
+            connection_send_budget: 1024 - 53,
+            ..Default::default()
+        };
+        assert!(smallest.validate().is_ok());
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::TryRng;
+use sotto_core::keys::check_x25519_public;
 use sotto_core::{IdentityKey, PreKeyBundle};
 use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter, WriteHalf};
 use tokio::sync::{mpsc, watch};
@@ -74,6 +75,9 @@ struct Connection<S: Transport> {
     owner: Option<Owner>,
     requests: TokenBucket,
     bytes: TokenBucket,
+    /// Payload bytes of the envelopes this connection had stored, against
+    /// `connection_send_budget`.
+    stored_bytes: u64,
     /// Closing after a fatal error: linger so the client can read it.
     linger: bool,
 }
@@ -99,6 +103,7 @@ pub(crate) async fn serve<S: Transport>(
         owner: None,
         requests: TokenBucket::new(limits.requests_per_second, limits.request_burst, now),
         bytes: TokenBucket::new(limits.bytes_per_second, limits.byte_burst, now),
+        stored_bytes: 0,
         linger: false,
         shared,
     };
@@ -267,6 +272,27 @@ impl<S: Transport> Connection<S> {
                     request_id,
                     ErrorCode::MailboxFull,
                     "recipient mailbox is full",
+                )
+                .await
+            }
+            StoreError::UnknownRecipient => {
+                self.error(
+                    request_id,
+                    ErrorCode::UnknownRecipient,
+                    "no such mailbox: the recipient has not published prekeys",
+                )
+                .await
+            }
+            StoreError::StorageFull {
+                queued_bytes,
+                max_bytes,
+                ..
+            } => {
+                tracing::debug!(queued_bytes, max_bytes, "storage limit reached");
+                self.error(
+                    request_id,
+                    ErrorCode::StorageFull,
+                    "relay storage is full; try again later",
                 )
                 .await
             }
@@ -470,6 +496,30 @@ impl<S: Transport> Connection<S> {
                 .error(id, ErrorCode::InvalidPreKey, "repeated one-time prekey id")
                 .await;
         }
+        // Keys no key agreement could use never reach the directory
+        // (sotto_core::keys::check_x25519_public).
+        if let Some(spk) = &upload.signed_prekey
+            && check_x25519_public(&spk.public).is_err()
+        {
+            return self
+                .error(
+                    id,
+                    ErrorCode::InvalidPreKey,
+                    "signed prekey is not a usable X25519 key (non-canonical or of small order)",
+                )
+                .await;
+        }
+        if let Some(bad) = upload
+            .one_time_prekeys
+            .iter()
+            .find(|k| check_x25519_public(&k.public).is_err())
+        {
+            let message = format!(
+                "one-time prekey {} is not a usable X25519 key (non-canonical or of small order)",
+                bad.id
+            );
+            return self.error(id, ErrorCode::InvalidPreKey, message).await;
+        }
         if let Some(spk) = &upload.signed_prekey {
             let bundle = PreKeyBundle {
                 identity_key: identity,
@@ -530,13 +580,27 @@ impl<S: Transport> Connection<S> {
                 .error(id, ErrorCode::InvalidEnvelope, "empty envelope")
                 .await;
         }
-        let limits = self.shared.config.mailbox_limits;
+        // Checked before storing, so one connection never has more than its
+        // budget stored; the client reconnects to send more.
+        let len = payload.len() as u64;
+        let budget = self.shared.config.connection_send_budget;
+        if self.stored_bytes.saturating_add(len) > budget {
+            let message = format!(
+                "send budget of this connection used up: {} of {budget} bytes stored, \
+                 {len} more refused; reconnect to send more",
+                self.stored_bytes
+            );
+            return self.error(id, ErrorCode::SendBudgetExceeded, message).await;
+        }
+        let policy = self.shared.config.queue_policy();
+        let now = self.shared.clock.now();
         match self
-            .store(move |s| s.enqueue(&recipient, &message_id, &payload, &limits))
+            .store(move |s| s.enqueue(&recipient, &message_id, &payload, &policy, now))
             .await
         {
             Ok(stored) => {
                 if !stored.duplicate {
+                    self.stored_bytes = self.stored_bytes.saturating_add(len);
                     self.shared.hub.envelope_stored(&recipient);
                 }
                 let response = Response::Sent {
@@ -566,8 +630,9 @@ impl<S: Transport> Connection<S> {
             max_count.min(page_size)
         });
         let budget = self.envelope_budget();
+        let now = self.shared.clock.now();
         match self
-            .store(move |s| s.fetch(&address, after, max_count, budget))
+            .store(move |s| s.fetch(&address, after, max_count, budget, now))
             .await
         {
             Ok(page) => {
@@ -635,8 +700,9 @@ impl<S: Transport> Connection<S> {
             return Flow::Continue;
         };
         let budget = self.envelope_budget();
+        let now = self.shared.clock.now();
         let page = match self
-            .store(move |s| s.fetch(&address, after, PUSH_BATCH, budget))
+            .store(move |s| s.fetch(&address, after, PUSH_BATCH, budget, now))
             .await
         {
             Ok(page) => page,

@@ -19,7 +19,7 @@ mod connection;
 mod hub;
 mod rate_limit;
 
-pub use config::{RateLimit, ServerConfig};
+pub use config::{DEFAULT_CONNECTION_SEND_BUDGET, RateLimit, ServerConfig};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,9 +30,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
 
+use crate::clock::{Clock, SystemClock};
 use crate::protocol::{ErrorCode, Response, frame::write_frame};
-use crate::store::MailboxStore;
+use crate::store::{MailboxStore, Swept};
+
+/// Most expired envelopes deleted in one storage transaction.
+const SWEEP_BATCH: usize = 1000;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,13 +56,15 @@ pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) store: Arc<dyn MailboxStore>,
     pub(crate) hub: hub::Hub,
+    /// The time envelopes are stored and expire by.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// A bound relay that is not yet accepting connections.
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Shared,
     #[cfg(feature = "tls")]
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -84,11 +91,12 @@ impl Server {
         Ok(Self {
             listener,
             local_addr,
-            shared: Arc::new(Shared {
+            shared: Shared {
                 config,
                 store,
                 hub: hub::Hub::default(),
-            }),
+                clock: Arc::new(SystemClock),
+            },
             #[cfg(feature = "tls")]
             tls: None,
         })
@@ -99,6 +107,13 @@ impl Server {
     #[cfg(feature = "tls")]
     pub fn with_tls(mut self, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
         self.tls = Some(tokio_rustls::TlsAcceptor::from(config));
+        self
+    }
+
+    /// Reads the time (for envelope expiry) from `clock` instead of the
+    /// system clock; tests use it to move time forward without waiting.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.shared.clock = clock;
         self
     }
 
@@ -135,9 +150,10 @@ impl Server {
     }
 
     async fn accept_loop(self, mut shutdown: watch::Receiver<bool>) {
-        let shared = self.shared;
+        let shared = Arc::new(self.shared);
         let slots = Arc::new(Semaphore::new(shared.config.max_connections));
         let mut tasks = JoinSet::new();
+        let sweeper = tokio::spawn(sweep_loop(shared.clone(), shutdown.clone()));
         tracing::info!(addr = %self.local_addr, "relay listening");
         loop {
             tokio::select! {
@@ -208,7 +224,56 @@ impl Server {
             }
         }
         while tasks.join_next().await.is_some() {}
+        // It stops between two batches once shutdown is requested.
+        let _ = sweeper.await;
         tracing::info!("relay stopped");
+    }
+}
+
+/// Deletes expired envelopes every `sweep_interval` (the first time at
+/// start-up), until shutdown.
+async fn sweep_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(shared.config.sweep_interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown_requested(&mut shutdown) => return,
+            _ = ticks.tick() => {}
+        }
+        let now = shared.clock.now();
+        let mut total = Swept::default();
+        loop {
+            let store = shared.store.clone();
+            let swept =
+                tokio::task::spawn_blocking(move || store.sweep_expired(now, SWEEP_BATCH)).await;
+            match swept {
+                Ok(Ok(swept)) => {
+                    total.envelopes += swept.envelopes;
+                    total.bytes += swept.bytes;
+                    if swept.envelopes < SWEEP_BATCH as u64 {
+                        break;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "deleting expired envelopes failed");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the expiry sweep task failed");
+                    break;
+                }
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+        if total.envelopes > 0 {
+            tracing::info!(
+                envelopes = total.envelopes,
+                bytes = total.bytes,
+                "expired envelopes deleted"
+            );
+        }
     }
 }
 

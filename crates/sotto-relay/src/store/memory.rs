@@ -6,9 +6,11 @@ use std::sync::{Mutex, MutexGuard};
 use sotto_core::{IdentityKey, PreKeyBundle};
 
 use super::{
-    Enqueued, FetchedPage, MailboxLimits, MailboxStore, MailboxUsage, StoreError, TakenBundle,
+    Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy, StoreError, StoreTotals, Swept,
+    TakenBundle, is_expired,
 };
 use crate::address::MailboxAddress;
+use crate::clock::UnixTime;
 use crate::envelope::{Envelope, MessageId};
 use crate::protocol::{OneTimePreKeyPublic, PreKeyUpload, SignedPreKeyPublic};
 
@@ -22,15 +24,25 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct State {
     last_id: u64,
+    totals: StoreTotals,
     mailboxes: HashMap<MailboxAddress, Mailbox>,
     directory: HashMap<MailboxAddress, Directory>,
+    /// `(expiry hour, envelope id)` of every queued envelope, so the sweep
+    /// finds the expired ones without looking at the others.
+    expiry: BTreeMap<(u64, u64), MailboxAddress>,
 }
 
 #[derive(Default)]
 struct Mailbox {
-    envelopes: BTreeMap<u64, (MessageId, Vec<u8>)>,
+    envelopes: BTreeMap<u64, Queued>,
     by_message_id: HashMap<MessageId, u64>,
     bytes: u64,
+}
+
+struct Queued {
+    message_id: MessageId,
+    payload: Vec<u8>,
+    expiry_hour: u64,
 }
 
 #[derive(Default)]
@@ -40,6 +52,25 @@ struct Directory {
     one_time: BTreeMap<u64, OneTimePreKeyPublic>,
     order_of: HashMap<u32, u64>,
     next_order: u64,
+}
+
+impl State {
+    /// Deletes envelope `id` of `address` and takes it off every counter;
+    /// returns its payload length, or `None` if it is not queued there.
+    fn remove(&mut self, address: &MailboxAddress, id: u64) -> Option<u64> {
+        let mailbox = self.mailboxes.get_mut(address)?;
+        let queued = mailbox.envelopes.remove(&id)?;
+        let len = queued.payload.len() as u64;
+        mailbox.by_message_id.remove(&queued.message_id);
+        mailbox.bytes = mailbox.bytes.saturating_sub(len);
+        if mailbox.envelopes.is_empty() {
+            self.mailboxes.remove(address);
+        }
+        self.expiry.remove(&(queued.expiry_hour, id));
+        self.totals.envelopes = self.totals.envelopes.saturating_sub(1);
+        self.totals.bytes = self.totals.bytes.saturating_sub(len);
+        Some(len)
+    }
 }
 
 impl MemoryStore {
@@ -151,37 +182,79 @@ impl MailboxStore for MemoryStore {
         recipient: &MailboxAddress,
         message_id: &MessageId,
         payload: &[u8],
-        limits: &MailboxLimits,
+        policy: &QueuePolicy,
+        now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
         let mut state = self.lock()?;
-        let next_id = state.last_id + 1;
-        let mailbox = state.mailboxes.entry(*recipient).or_default();
-        if let Some(id) = mailbox.by_message_id.get(message_id) {
-            return Ok(Enqueued {
-                id: *id,
-                duplicate: true,
-            });
+        let registered = state
+            .directory
+            .get(recipient)
+            .is_some_and(|d| d.signed.is_some());
+        if !registered {
+            return Err(StoreError::UnknownRecipient);
         }
-        let envelopes = mailbox.envelopes.len() as u64;
+        let queued = state
+            .mailboxes
+            .get(recipient)
+            .and_then(|m| m.by_message_id.get(message_id))
+            .copied();
+        if let Some(id) = queued {
+            let expired = state
+                .mailboxes
+                .get(recipient)
+                .and_then(|m| m.envelopes.get(&id))
+                .is_some_and(|q| is_expired(q.expiry_hour, now));
+            if !expired {
+                return Ok(Enqueued {
+                    id,
+                    duplicate: true,
+                });
+            }
+            // Gone for the recipient already: the retry is a new envelope.
+            state.remove(recipient, id);
+        }
+        let (envelopes, bytes) = state
+            .mailboxes
+            .get(recipient)
+            .map_or((0, 0), |m| (m.envelopes.len() as u64, m.bytes));
         let len = payload.len() as u64;
+        let limits = &policy.mailbox;
         if envelopes.saturating_add(1) > limits.max_envelopes
-            || mailbox.bytes.saturating_add(len) > limits.max_bytes
+            || bytes.saturating_add(len) > limits.max_bytes
         {
             return Err(StoreError::MailboxFull {
                 envelopes,
-                bytes: mailbox.bytes,
+                bytes,
                 max_envelopes: limits.max_envelopes,
                 max_bytes: limits.max_bytes,
             });
         }
-        mailbox
-            .envelopes
-            .insert(next_id, (*message_id, payload.to_vec()));
-        mailbox.by_message_id.insert(*message_id, next_id);
+        if state.totals.bytes.saturating_add(len) > policy.max_total_bytes {
+            return Err(StoreError::StorageFull {
+                queued_bytes: state.totals.bytes,
+                len,
+                max_bytes: policy.max_total_bytes,
+            });
+        }
+        let id = state.last_id + 1;
+        let expiry_hour = policy.expiry_hour(now);
+        let mailbox = state.mailboxes.entry(*recipient).or_default();
+        mailbox.envelopes.insert(
+            id,
+            Queued {
+                message_id: *message_id,
+                payload: payload.to_vec(),
+                expiry_hour,
+            },
+        );
+        mailbox.by_message_id.insert(*message_id, id);
         mailbox.bytes += len;
-        state.last_id = next_id;
+        state.expiry.insert((expiry_hour, id), *recipient);
+        state.totals.envelopes += 1;
+        state.totals.bytes += len;
+        state.last_id = id;
         Ok(Enqueued {
-            id: next_id,
+            id,
             duplicate: false,
         })
     }
@@ -192,6 +265,7 @@ impl MailboxStore for MemoryStore {
         after: u64,
         max_count: usize,
         max_bytes: usize,
+        now: UnixTime,
     ) -> Result<FetchedPage, StoreError> {
         let state = self.lock()?;
         let Some(mailbox) = state.mailboxes.get(address) else {
@@ -199,8 +273,12 @@ impl MailboxStore for MemoryStore {
         };
         let mut page = FetchedPage::default();
         let mut used = 0usize;
-        for (id, (_, payload)) in mailbox.envelopes.range(after.saturating_add(1)..) {
-            let size = Envelope::OVERHEAD + payload.len();
+        let live = mailbox
+            .envelopes
+            .range(after.saturating_add(1)..)
+            .filter(|(_, q)| !is_expired(q.expiry_hour, now));
+        for (id, queued) in live {
+            let size = Envelope::OVERHEAD + queued.payload.len();
             if page.envelopes.len() >= max_count
                 || (!page.envelopes.is_empty() && used + size > max_bytes)
             {
@@ -210,7 +288,7 @@ impl MailboxStore for MemoryStore {
             used += size;
             page.envelopes.push(Envelope {
                 id: *id,
-                payload: payload.clone(),
+                payload: queued.payload.clone(),
             });
         }
         Ok(page)
@@ -218,21 +296,35 @@ impl MailboxStore for MemoryStore {
 
     fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
         let mut state = self.lock()?;
-        let Some(mailbox) = state.mailboxes.get_mut(address) else {
-            return Ok(0);
-        };
         let mut removed = 0u32;
         for id in ids {
-            if let Some((message_id, payload)) = mailbox.envelopes.remove(id) {
-                mailbox.by_message_id.remove(&message_id);
-                mailbox.bytes = mailbox.bytes.saturating_sub(payload.len() as u64);
+            if state.remove(address, *id).is_some() {
                 removed += 1;
             }
         }
-        if mailbox.envelopes.is_empty() {
-            state.mailboxes.remove(address);
-        }
         Ok(removed)
+    }
+
+    fn sweep_expired(&self, now: UnixTime, max_count: usize) -> Result<Swept, StoreError> {
+        let mut state = self.lock()?;
+        let expired: Vec<(u64, MailboxAddress)> = state
+            .expiry
+            .range(..(now.hour().saturating_add(1), 0))
+            .take(max_count)
+            .map(|((_, id), address)| (*id, *address))
+            .collect();
+        let mut swept = Swept::default();
+        for (id, address) in expired {
+            if let Some(len) = state.remove(&address, id) {
+                swept.envelopes += 1;
+                swept.bytes += len;
+            }
+        }
+        Ok(swept)
+    }
+
+    fn totals(&self) -> Result<StoreTotals, StoreError> {
+        Ok(self.lock()?.totals)
     }
 
     fn usage(&self, address: &MailboxAddress) -> Result<MailboxUsage, StoreError> {
@@ -260,5 +352,20 @@ mod tests {
     #[test]
     fn prekey_contract() {
         super::super::contract_tests::prekeys_are_handed_out_once(&MemoryStore::new());
+    }
+
+    #[test]
+    fn unregistered_recipient_contract() {
+        super::super::contract_tests::unregistered_recipients_are_refused(&MemoryStore::new());
+    }
+
+    #[test]
+    fn storage_limit_contract() {
+        super::super::contract_tests::storage_limit_is_store_wide(&MemoryStore::new());
+    }
+
+    #[test]
+    fn expiry_contract() {
+        super::super::contract_tests::expired_envelopes_are_hidden_then_swept(&MemoryStore::new());
     }
 }

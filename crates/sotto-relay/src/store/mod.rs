@@ -16,9 +16,17 @@
 //! - [`take_bundle`](MailboxStore::take_bundle) removes the one-time prekey
 //!   it returns in the same atomic step, so no key is handed out twice, even
 //!   to concurrent callers in different processes.
-//! - [`enqueue`](MailboxStore::enqueue) checks the limits and inserts in the
-//!   same atomic step, and returns only once the envelope is durable (for a
-//!   durable backend).
+//! - [`enqueue`](MailboxStore::enqueue) checks that the recipient is
+//!   registered (has a published signed prekey), the mailbox limits and the
+//!   store-wide byte limit, and inserts, all in the same atomic step; it
+//!   returns only once the envelope is durable (for a durable backend). A
+//!   refused envelope changes nothing.
+//! - Every queued envelope carries its expiry, a whole hour
+//!   ([`QueuePolicy::expiry_hour`]). From that hour on, `fetch` no longer
+//!   returns it, and [`sweep_expired`](MailboxStore::sweep_expired) deletes
+//!   it and takes it off the usage counters. Until swept it still counts
+//!   against the limits. Storage methods never read a clock: the caller
+//!   passes the current time.
 //! - Envelope ids are positive, unique, never reused, and become visible in
 //!   a mailbox in increasing order: once a reader has seen id `n`, no
 //!   envelope with a smaller id appears later in that mailbox. The server
@@ -35,9 +43,12 @@ mod sqlite;
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
+use std::time::Duration;
+
 use sotto_core::{IdentityKey, PreKeyBundle};
 
 use crate::address::MailboxAddress;
+use crate::clock::UnixTime;
 use crate::envelope::{Envelope, MessageId};
 use crate::protocol::PreKeyUpload;
 
@@ -57,6 +68,71 @@ impl Default for MailboxLimits {
             max_bytes: 256 << 20,
         }
     }
+}
+
+/// How long an envelope stays queued by default: 30 days.
+pub const DEFAULT_ENVELOPE_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The default limit on the payload bytes queued in the whole store:
+/// 16 GiB.
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 16 << 30;
+
+/// Everything [`MailboxStore::enqueue`] enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuePolicy {
+    /// Limits of the recipient's mailbox.
+    pub mailbox: MailboxLimits,
+    /// Most payload bytes queued in the whole store, over every mailbox
+    /// (default [`DEFAULT_MAX_TOTAL_BYTES`]).
+    pub max_total_bytes: u64,
+    /// How long an envelope stays queued at least (default
+    /// [`DEFAULT_ENVELOPE_TTL`]); see [`expiry_hour`](Self::expiry_hour).
+    pub envelope_ttl: Duration,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        Self {
+            mailbox: MailboxLimits::default(),
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
+            envelope_ttl: DEFAULT_ENVELOPE_TTL,
+        }
+    }
+}
+
+impl QueuePolicy {
+    /// The expiry stored with an envelope queued at `now`: the hour (since
+    /// the epoch) of `now + envelope_ttl`, rounded up. Storing hours, not
+    /// seconds, keeps what the store knows about when an envelope arrived
+    /// coarse. The envelope is kept at least `envelope_ttl` and less than
+    /// one hour longer.
+    pub fn expiry_hour(&self, now: UnixTime) -> u64 {
+        now.saturating_add(self.envelope_ttl).hour_rounded_up()
+    }
+}
+
+/// Whether an envelope stored with `expiry_hour` has expired at `now`.
+pub(crate) fn is_expired(expiry_hour: u64, now: UnixTime) -> bool {
+    expiry_hour <= now.hour()
+}
+
+/// What the whole store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreTotals {
+    /// Envelopes queued, in every mailbox (expired ones included until
+    /// they are swept).
+    pub envelopes: u64,
+    /// Their payload bytes: what [`QueuePolicy::max_total_bytes`] limits.
+    pub bytes: u64,
+}
+
+/// Result of [`MailboxStore::sweep_expired`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Expired envelopes deleted.
+    pub envelopes: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
 }
 
 /// What a mailbox currently holds.
@@ -104,6 +180,23 @@ pub struct TakenBundle {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    /// The recipient has published no signed prekey, so there is no
+    /// mailbox to queue for.
+    #[error("no such mailbox: the recipient has published no signed prekey")]
+    UnknownRecipient,
+    /// One more envelope of this size would bring the bytes queued in the
+    /// whole store over its limit.
+    #[error(
+        "storage full: {queued_bytes} bytes queued, {len} more would exceed the limit of {max_bytes}"
+    )]
+    StorageFull {
+        /// Payload bytes queued in the whole store.
+        queued_bytes: u64,
+        /// The refused envelope's payload bytes.
+        len: u64,
+        /// The store-wide limit.
+        max_bytes: u64,
+    },
     /// The recipient's mailbox is at a limit.
     #[error(
         "mailbox full: {envelopes} envelopes / {bytes} bytes queued, limits {max_envelopes} / {max_bytes}"
@@ -163,35 +256,55 @@ pub trait MailboxStore: Send + Sync + 'static {
     /// How many one-time prekeys `address` has left.
     fn one_time_prekey_count(&self, address: &MailboxAddress) -> Result<u32, StoreError>;
 
-    /// Queues `payload` for `recipient`, unless an envelope with the same
-    /// `message_id` is still queued there (then returns that one's id with
-    /// `duplicate`). Fails with [`StoreError::MailboxFull`] if one more
-    /// envelope of this size would exceed `limits`.
+    /// Queues `payload` for `recipient` at time `now`, to expire at
+    /// [`QueuePolicy::expiry_hour`], unless an unexpired envelope with the
+    /// same `message_id` is still queued there (then returns that one's id
+    /// with `duplicate`; an expired one is replaced). In the same atomic
+    /// step, fails, storing nothing:
+    ///
+    /// - with [`StoreError::UnknownRecipient`] if no signed prekey is
+    ///   published for `recipient`;
+    /// - with [`StoreError::MailboxFull`] if one more envelope of this size
+    ///   would exceed `policy.mailbox`;
+    /// - with [`StoreError::StorageFull`] if it would bring the payload
+    ///   bytes of the whole store over `policy.max_total_bytes`.
     fn enqueue(
         &self,
         recipient: &MailboxAddress,
         message_id: &MessageId,
         payload: &[u8],
-        limits: &MailboxLimits,
+        policy: &QueuePolicy,
+        now: UnixTime,
     ) -> Result<Enqueued, StoreError>;
 
-    /// Queued envelopes of `address` with id greater than `after`, oldest
-    /// first: at most `max_count`, and stopping before the one that would
-    /// bring the sum of [`Envelope::encoded_len`] over `max_bytes` (but
-    /// always at least one, if any is queued).
+    /// Queued envelopes of `address` with id greater than `after` that have
+    /// not expired at `now`, oldest first: at most `max_count`, and stopping
+    /// before the one that would bring the sum of [`Envelope::encoded_len`]
+    /// over `max_bytes` (but always at least one, if any is queued).
     fn fetch(
         &self,
         address: &MailboxAddress,
         after: u64,
         max_count: usize,
         max_bytes: usize,
+        now: UnixTime,
     ) -> Result<FetchedPage, StoreError>;
+
+    /// Deletes up to `max_count` envelopes that have expired at `now`
+    /// (oldest expiry first) and takes them off the mailbox and store-wide
+    /// usage, in one atomic step. Call it again while it returns
+    /// `max_count` envelopes.
+    fn sweep_expired(&self, now: UnixTime, max_count: usize) -> Result<Swept, StoreError>;
+
+    /// What the whole store holds.
+    fn totals(&self) -> Result<StoreTotals, StoreError>;
 
     /// Deletes the envelopes of `address` with these ids; ids that are not
     /// queued in this mailbox are ignored. Returns how many were deleted.
     fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError>;
 
-    /// What `address` currently holds.
+    /// What `address` currently holds (expired envelopes included until
+    /// they are swept).
     fn usage(&self, address: &MailboxAddress) -> Result<MailboxUsage, StoreError>;
 }
 
@@ -207,8 +320,15 @@ pub(crate) mod contract_tests {
     //! The behaviour every backend must show, run against both.
 
     use super::*;
-    use crate::protocol::{OneTimePreKeyPublic, SignedPreKeyPublic};
-    use sotto_core::{IdentityKeyPair, SignedPreKey};
+    use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
+
+    /// A time on an hour boundary (1_800_000_000 = 500_000 hours).
+    pub(crate) const T0: UnixTime = UnixTime::from_secs(1_800_000_000);
+    const HOUR: u64 = 3600;
+
+    fn at(secs_after_t0: u64) -> UnixTime {
+        UnixTime::from_secs(T0.as_secs() + secs_after_t0)
+    }
 
     fn owner() -> (IdentityKeyPair, MailboxAddress) {
         let id = IdentityKeyPair::from_seed(&[3; 32]);
@@ -216,32 +336,43 @@ pub(crate) mod contract_tests {
         (id, address)
     }
 
-    fn upload(id: &IdentityKeyPair, opk_ids: std::ops::Range<u32>) -> PreKeyUpload {
-        let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
-        let spk = SignedPreKey::generate(1, id, &mut rng);
-        PreKeyUpload {
-            signed_prekey: Some(SignedPreKeyPublic::from(&spk)),
-            one_time_prekeys: opk_ids
-                .map(|i| OneTimePreKeyPublic {
-                    id: i,
-                    public: [i as u8; 32],
-                })
-                .collect(),
-            replace_one_time_prekeys: false,
+    /// Publishes a signed prekey for the identity of `seed`, which makes its
+    /// mailbox one that envelopes can be queued for.
+    pub(crate) fn register(store: &dyn MailboxStore, seed: u8) -> MailboxAddress {
+        let id = IdentityKeyPair::from_seed(&[seed; 32]);
+        store
+            .publish_prekeys(id.public(), &upload(&id, 0..0), 10)
+            .unwrap();
+        MailboxAddress::of(id.public())
+    }
+
+    fn limits(max_envelopes: u64, max_bytes: u64) -> QueuePolicy {
+        QueuePolicy {
+            mailbox: MailboxLimits {
+                max_envelopes,
+                max_bytes,
+            },
+            ..QueuePolicy::default()
         }
     }
 
+    fn upload(id: &IdentityKeyPair, opk_ids: std::ops::Range<u32>) -> PreKeyUpload {
+        let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+        let spk = SignedPreKey::generate(1, id, &mut rng);
+        let opks: Vec<_> = opk_ids
+            .map(|i| OneTimePreKey::generate(i, &mut rng))
+            .collect();
+        PreKeyUpload::new(Some(&spk), &opks)
+    }
+
     pub(crate) fn queue_limits_order_and_ack(store: &dyn MailboxStore) {
-        let (_, address) = owner();
-        let limits = MailboxLimits {
-            max_envelopes: 3,
-            max_bytes: 10,
-        };
+        let address = register(store, 3);
+        let limits = limits(3, 10);
         let a = store
-            .enqueue(&address, &MessageId([1; 16]), b"aaa", &limits)
+            .enqueue(&address, &MessageId([1; 16]), b"aaa", &limits, T0)
             .unwrap();
         let again = store
-            .enqueue(&address, &MessageId([1; 16]), b"aaa", &limits)
+            .enqueue(&address, &MessageId([1; 16]), b"aaa", &limits, T0)
             .unwrap();
         assert_eq!(
             again,
@@ -251,12 +382,12 @@ pub(crate) mod contract_tests {
             }
         );
         let b = store
-            .enqueue(&address, &MessageId([2; 16]), b"bbb", &limits)
+            .enqueue(&address, &MessageId([2; 16]), b"bbb", &limits, T0)
             .unwrap();
         assert!(b.id > a.id && !b.duplicate);
         // Byte limit: 6 + 5 > 10.
         assert!(matches!(
-            store.enqueue(&address, &MessageId([3; 16]), b"ccccc", &limits),
+            store.enqueue(&address, &MessageId([3; 16]), b"ccccc", &limits, T0),
             Err(StoreError::MailboxFull {
                 envelopes: 2,
                 bytes: 6,
@@ -264,11 +395,11 @@ pub(crate) mod contract_tests {
             })
         ));
         let c = store
-            .enqueue(&address, &MessageId([3; 16]), b"cc", &limits)
+            .enqueue(&address, &MessageId([3; 16]), b"cc", &limits, T0)
             .unwrap();
         // Count limit.
         assert!(matches!(
-            store.enqueue(&address, &MessageId([4; 16]), b"d", &limits),
+            store.enqueue(&address, &MessageId([4; 16]), b"d", &limits, T0),
             Err(StoreError::MailboxFull { envelopes: 3, .. })
         ));
         assert_eq!(
@@ -280,21 +411,21 @@ pub(crate) mod contract_tests {
             }
         );
 
-        let page = store.fetch(&address, 0, 2, usize::MAX).unwrap();
+        let page = store.fetch(&address, 0, 2, usize::MAX, T0).unwrap();
         assert_eq!(
             page.envelopes.iter().map(|e| e.id).collect::<Vec<_>>(),
             [a.id, b.id]
         );
         assert!(page.more);
         assert_eq!(page.envelopes[0].payload, b"aaa");
-        let page = store.fetch(&address, b.id, 10, usize::MAX).unwrap();
+        let page = store.fetch(&address, b.id, 10, usize::MAX, T0).unwrap();
         assert_eq!(page.envelopes.len(), 1);
         assert!(!page.more);
         // Byte budget: always at least one, then stop before overflowing.
-        let page = store.fetch(&address, 0, 10, 1).unwrap();
+        let page = store.fetch(&address, 0, 10, 1, T0).unwrap();
         assert_eq!(page.envelopes.len(), 1);
         assert!(page.more);
-        let page = store.fetch(&address, 0, 10, 2 * 12 + 6).unwrap();
+        let page = store.fetch(&address, 0, 10, 2 * 12 + 6, T0).unwrap();
         assert_eq!(page.envelopes.len(), 2);
 
         // Ack only touches this mailbox.
@@ -305,11 +436,223 @@ pub(crate) mod contract_tests {
         assert_eq!(store.usage(&address).unwrap().envelopes, 1);
         // After the ack the same message id is accepted again.
         let a2 = store
-            .enqueue(&address, &MessageId([1; 16]), b"aaa", &limits)
+            .enqueue(&address, &MessageId([1; 16]), b"aaa", &limits, T0)
             .unwrap();
         assert!(a2.id > c.id && !a2.duplicate);
         assert_eq!(store.ack(&address, &[c.id, a2.id]).unwrap(), 2);
         assert_eq!(store.usage(&address).unwrap(), MailboxUsage::default());
+        assert_eq!(store.totals().unwrap(), StoreTotals::default());
+    }
+
+    pub(crate) fn unregistered_recipients_are_refused(store: &dyn MailboxStore) {
+        let nobody = MailboxAddress::from_bytes([0xAB; 32]);
+        let policy = QueuePolicy::default();
+        assert!(matches!(
+            store.enqueue(&nobody, &MessageId([1; 16]), b"x", &policy, T0),
+            Err(StoreError::UnknownRecipient)
+        ));
+        // One-time prekeys alone do not make a mailbox.
+        let (id, address) = owner();
+        let only_one_time = PreKeyUpload {
+            signed_prekey: None,
+            ..upload(&id, 0..2)
+        };
+        store
+            .publish_prekeys(id.public(), &only_one_time, 10)
+            .unwrap();
+        assert!(matches!(
+            store.enqueue(&address, &MessageId([1; 16]), b"x", &policy, T0),
+            Err(StoreError::UnknownRecipient)
+        ));
+        assert_eq!(store.usage(&address).unwrap(), MailboxUsage::default());
+        assert_eq!(store.usage(&nobody).unwrap(), MailboxUsage::default());
+        assert_eq!(store.totals().unwrap(), StoreTotals::default());
+        assert!(
+            store
+                .fetch(&nobody, 0, 10, usize::MAX, T0)
+                .unwrap()
+                .envelopes
+                .is_empty()
+        );
+        // A published signed prekey does.
+        store
+            .publish_prekeys(id.public(), &upload(&id, 0..0), 10)
+            .unwrap();
+        let queued = store
+            .enqueue(&address, &MessageId([1; 16]), b"x", &policy, T0)
+            .unwrap();
+        assert!(!queued.duplicate);
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 1,
+                bytes: 1
+            }
+        );
+    }
+
+    pub(crate) fn storage_limit_is_store_wide(store: &dyn MailboxStore) {
+        let a = register(store, 1);
+        let b = register(store, 2);
+        let policy = QueuePolicy {
+            max_total_bytes: 10,
+            ..QueuePolicy::default()
+        };
+        let first = store
+            .enqueue(&a, &MessageId([1; 16]), b"aaaaaa", &policy, T0)
+            .unwrap();
+        // 6 + 5 > 10, although b's own mailbox is empty.
+        assert!(matches!(
+            store.enqueue(&b, &MessageId([2; 16]), b"bbbbb", &policy, T0),
+            Err(StoreError::StorageFull {
+                queued_bytes: 6,
+                len: 5,
+                max_bytes: 10
+            })
+        ));
+        assert_eq!(store.usage(&b).unwrap(), MailboxUsage::default());
+        store
+            .enqueue(&b, &MessageId([2; 16]), b"bbbb", &policy, T0)
+            .unwrap();
+        assert!(matches!(
+            store.enqueue(&a, &MessageId([3; 16]), b"a", &policy, T0),
+            Err(StoreError::StorageFull {
+                queued_bytes: 10,
+                ..
+            })
+        ));
+        // At the limit a retry of a queued message is still recognised,
+        // and fetching works.
+        assert!(
+            store
+                .enqueue(&a, &MessageId([1; 16]), b"aaaaaa", &policy, T0)
+                .unwrap()
+                .duplicate
+        );
+        let page = store.fetch(&a, 0, 10, usize::MAX, T0).unwrap();
+        assert_eq!(page.envelopes.len(), 1, "nothing queued was dropped");
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 2,
+                bytes: 10
+            }
+        );
+        // An ack frees space for anyone.
+        assert_eq!(store.ack(&a, &[first.id]).unwrap(), 1);
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 1,
+                bytes: 4
+            }
+        );
+        store
+            .enqueue(&b, &MessageId([4; 16]), b"bbbbbb", &policy, T0)
+            .unwrap();
+        assert_eq!(store.totals().unwrap().bytes, 10);
+    }
+
+    pub(crate) fn expired_envelopes_are_hidden_then_swept(store: &dyn MailboxStore) {
+        let a = register(store, 1);
+        let b = register(store, 2);
+        let policy = QueuePolicy {
+            envelope_ttl: std::time::Duration::from_secs(2 * HOUR),
+            ..QueuePolicy::default()
+        };
+        assert_eq!(policy.expiry_hour(T0), T0.hour() + 2);
+        // Not on an hour boundary: rounded up to the next one.
+        assert_eq!(policy.expiry_hour(at(1)), T0.hour() + 3);
+        let old = store
+            .enqueue(&a, &MessageId([1; 16]), b"old", &policy, T0)
+            .unwrap();
+        store
+            .enqueue(&b, &MessageId([2; 16]), b"other", &policy, T0)
+            .unwrap();
+        let newer = store
+            .enqueue(&a, &MessageId([3; 16]), b"newer", &policy, at(HOUR))
+            .unwrap();
+        let ids = |now| -> Vec<u64> {
+            store
+                .fetch(&a, 0, 10, usize::MAX, now)
+                .unwrap()
+                .envelopes
+                .iter()
+                .map(|e| e.id)
+                .collect()
+        };
+        // Kept for the whole time to live...
+        assert_eq!(ids(at(2 * HOUR - 1)), [old.id, newer.id]);
+        assert_eq!(
+            store.sweep_expired(at(2 * HOUR - 1), 100).unwrap(),
+            Swept::default()
+        );
+        // ...and not fetched from then on, nor pushed (push reads through fetch).
+        assert_eq!(ids(at(2 * HOUR)), [newer.id]);
+        assert!(
+            store
+                .fetch(&b, 0, 10, usize::MAX, at(2 * HOUR))
+                .unwrap()
+                .envelopes
+                .is_empty()
+        );
+        // Until swept, expired envelopes still count.
+        assert_eq!(store.usage(&a).unwrap().envelopes, 2);
+        assert_eq!(store.totals().unwrap().envelopes, 3);
+
+        // The sweep deletes them in batches and fixes every counter.
+        assert_eq!(
+            store.sweep_expired(at(2 * HOUR), 1).unwrap(),
+            Swept {
+                envelopes: 1,
+                bytes: 3
+            }
+        );
+        assert_eq!(
+            store.sweep_expired(at(2 * HOUR), 100).unwrap(),
+            Swept {
+                envelopes: 1,
+                bytes: 5
+            }
+        );
+        assert_eq!(
+            store.sweep_expired(at(2 * HOUR), 100).unwrap(),
+            Swept::default()
+        );
+        assert_eq!(
+            store.usage(&a).unwrap(),
+            MailboxUsage {
+                envelopes: 1,
+                bytes: 5,
+                last_id: newer.id
+            }
+        );
+        assert_eq!(store.usage(&b).unwrap(), MailboxUsage::default());
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 1,
+                bytes: 5
+            }
+        );
+        // An acked-then-expired id is simply gone.
+        assert_eq!(store.ack(&a, &[old.id]).unwrap(), 0);
+
+        // A retry of an expired, not yet swept message is a new envelope.
+        let retry = store
+            .enqueue(&a, &MessageId([3; 16]), b"newer", &policy, at(3 * HOUR))
+            .unwrap();
+        assert!(!retry.duplicate && retry.id > newer.id);
+        assert_eq!(ids(at(3 * HOUR)), [retry.id]);
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 1,
+                bytes: 5
+            }
+        );
+        assert_eq!(store.ack(&a, &[retry.id]).unwrap(), 1);
+        assert_eq!(store.totals().unwrap(), StoreTotals::default());
     }
 
     pub(crate) fn prekeys_are_handed_out_once(store: &dyn MailboxStore) {

@@ -1,39 +1,51 @@
 //! SQLite backend: the relay's default, durable storage.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use sotto_core::{IdentityKey, PreKeyBundle};
 
 use super::{
-    Enqueued, FetchedPage, MailboxLimits, MailboxStore, MailboxUsage, StoreError, TakenBundle,
+    DEFAULT_ENVELOPE_TTL, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy,
+    StoreError, StoreTotals, Swept, TakenBundle, is_expired,
 };
 use crate::address::MailboxAddress;
+use crate::clock::UnixTime;
 use crate::envelope::{Envelope, MessageId};
 use crate::protocol::PreKeyUpload;
 
-/// Schema version kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version kept in `PRAGMA user_version`. Version 1 had no expiry
+/// and no store-wide totals; [`SqliteStore::open`] migrates it.
+const SCHEMA_VERSION: i64 = 2;
 
 /// The whole schema. Envelope rows hold exactly what a sender sent (the
-/// opaque payload and its message id) plus the recipient address; no sender,
-/// no timestamp.
+/// opaque payload and its message id), the recipient address and the hour
+/// the envelope expires; no sender, no arrival time.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS envelopes (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    mailbox     BLOB NOT NULL,
-    message_id  BLOB NOT NULL,
-    payload     BLOB NOT NULL,
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    mailbox      BLOB NOT NULL,
+    message_id   BLOB NOT NULL,
+    payload      BLOB NOT NULL,
+    expiry_hour  INTEGER NOT NULL,
     UNIQUE (mailbox, message_id)
 );
 CREATE INDEX IF NOT EXISTS envelopes_by_mailbox ON envelopes (mailbox, id);
+CREATE INDEX IF NOT EXISTS envelopes_by_expiry ON envelopes (expiry_hour, id);
 CREATE TABLE IF NOT EXISTS mailbox_usage (
     mailbox  BLOB PRIMARY KEY,
     count    INTEGER NOT NULL,
     bytes    INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS totals (
+    id     INTEGER PRIMARY KEY CHECK (id = 0),
+    count  INTEGER NOT NULL,
+    bytes  INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO totals (id, count, bytes) VALUES (0, 0, 0);
 CREATE TABLE IF NOT EXISTS signed_prekeys (
     mailbox       BLOB PRIMARY KEY,
     identity_key  BLOB NOT NULL,
@@ -62,9 +74,24 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`. A version-1
+    /// database is migrated as by [`open_with_ttl`](Self::open_with_ttl)
+    /// with the default time to live (30 days) and the system's time.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
+        Self::open_with_ttl(path, DEFAULT_ENVELOPE_TTL, UnixTime::now())
+    }
+
+    /// Opens (creating if needed) the database at `path`. A database of
+    /// schema version 1, whose envelopes have no expiry, is migrated to
+    /// version 2 in one transaction: each queued envelope is given the
+    /// expiry of an envelope queued at `now` under `envelope_ttl`, and the
+    /// store-wide totals are computed. A newer schema is refused.
+    pub fn open_with_ttl(
+        path: impl AsRef<Path>,
+        envelope_ttl: Duration,
+        now: UnixTime,
+    ) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -73,14 +100,26 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "secure_delete", "ON")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        // Read the version inside the write transaction, so two processes
+        // opening an old file at once migrate it once.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Corrupt(
                 "database schema is newer than this relay",
             ));
         }
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        if version == 1 {
+            let policy = QueuePolicy {
+                envelope_ttl,
+                ..QueuePolicy::default()
+            };
+            migrate_from_v1(&tx, policy.expiry_hour(now))?;
+        } else {
+            tx.execute_batch(SCHEMA)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -121,6 +160,60 @@ fn count_one_time(conn: &Connection, mailbox: &[u8; 32]) -> Result<u32, StoreErr
         |r| r.get(0),
     )?;
     u32::try_from(n).map_err(|_| StoreError::Corrupt("prekey count"))
+}
+
+/// Version 1 to 2: every queued envelope gets `expiry_hour`, and the
+/// store-wide totals start from the per-mailbox counters.
+fn migrate_from_v1(tx: &Transaction<'_>, expiry_hour: u64) -> Result<(), StoreError> {
+    tx.execute_batch("ALTER TABLE envelopes ADD COLUMN expiry_hour INTEGER NOT NULL DEFAULT 0")?;
+    tx.execute(
+        "UPDATE envelopes SET expiry_hour = ?1",
+        [to_i64(expiry_hour)?],
+    )?;
+    tx.execute_batch(SCHEMA)?;
+    tx.execute(
+        "UPDATE totals SET
+             count = (SELECT COALESCE(SUM(count), 0) FROM mailbox_usage),
+             bytes = (SELECT COALESCE(SUM(bytes), 0) FROM mailbox_usage)
+         WHERE id = 0",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Takes `count` envelopes of `bytes` payload bytes, just deleted from
+/// `mailbox`, off its usage and the totals.
+fn forget(tx: &Transaction<'_>, mailbox: &[u8], count: u64, bytes: u64) -> Result<(), StoreError> {
+    if count == 0 {
+        return Ok(());
+    }
+    let (count, bytes) = (to_i64(count)?, to_i64(bytes)?);
+    tx.execute(
+        "UPDATE mailbox_usage SET count = count - ?2, bytes = bytes - ?3 WHERE mailbox = ?1",
+        params![mailbox, count, bytes],
+    )?;
+    tx.execute(
+        "DELETE FROM mailbox_usage WHERE mailbox = ?1 AND count <= 0",
+        [mailbox],
+    )?;
+    tx.execute(
+        "UPDATE totals SET count = count - ?1, bytes = bytes - ?2 WHERE id = 0",
+        params![count, bytes],
+    )?;
+    Ok(())
+}
+
+fn totals_of(conn: &Connection) -> Result<StoreTotals, StoreError> {
+    let row: Option<(i64, i64)> = conn
+        .query_row("SELECT count, bytes FROM totals WHERE id = 0", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let (envelopes, bytes) = row.unwrap_or((0, 0));
+    Ok(StoreTotals {
+        envelopes: to_u64(envelopes)?,
+        bytes: to_u64(bytes)?,
+    })
 }
 
 fn usage_of(conn: &Connection, mailbox: &[u8; 32]) -> Result<(u64, u64), StoreError> {
@@ -236,26 +329,42 @@ impl MailboxStore for SqliteStore {
         recipient: &MailboxAddress,
         message_id: &MessageId,
         payload: &[u8],
-        limits: &MailboxLimits,
+        policy: &QueuePolicy,
+        now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
         let mailbox = recipient.as_bytes();
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let existing: Option<i64> = tx
+        let registered: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM signed_prekeys WHERE mailbox = ?1)",
+            [mailbox],
+            |r| r.get(0),
+        )?;
+        if !registered {
+            return Err(StoreError::UnknownRecipient);
+        }
+        let existing: Option<(i64, i64, i64)> = tx
             .query_row(
-                "SELECT id FROM envelopes WHERE mailbox = ?1 AND message_id = ?2",
+                "SELECT id, expiry_hour, length(payload) FROM envelopes
+                 WHERE mailbox = ?1 AND message_id = ?2",
                 params![mailbox, message_id.0],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        if let Some(id) = existing {
-            return Ok(Enqueued {
-                id: to_u64(id)?,
-                duplicate: true,
-            });
+        if let Some((id, expiry_hour, len)) = existing {
+            if !is_expired(to_u64(expiry_hour)?, now) {
+                return Ok(Enqueued {
+                    id: to_u64(id)?,
+                    duplicate: true,
+                });
+            }
+            // Gone for the recipient already: the retry is a new envelope.
+            tx.execute("DELETE FROM envelopes WHERE id = ?1", [id])?;
+            forget(&tx, mailbox, 1, to_u64(len)?)?;
         }
         let (envelopes, bytes) = usage_of(&tx, mailbox)?;
         let len = payload.len() as u64;
+        let limits = &policy.mailbox;
         if envelopes.saturating_add(1) > limits.max_envelopes
             || bytes.saturating_add(len) > limits.max_bytes
         {
@@ -266,15 +375,34 @@ impl MailboxStore for SqliteStore {
                 max_bytes: limits.max_bytes,
             });
         }
+        let totals = totals_of(&tx)?;
+        if totals.bytes.saturating_add(len) > policy.max_total_bytes {
+            return Err(StoreError::StorageFull {
+                queued_bytes: totals.bytes,
+                len,
+                max_bytes: policy.max_total_bytes,
+            });
+        }
         tx.execute(
-            "INSERT INTO envelopes (mailbox, message_id, payload) VALUES (?1, ?2, ?3)",
-            params![mailbox, message_id.0, payload],
+            "INSERT INTO envelopes (mailbox, message_id, payload, expiry_hour)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                mailbox,
+                message_id.0,
+                payload,
+                to_i64(policy.expiry_hour(now))?
+            ],
         )?;
         let id = to_u64(tx.last_insert_rowid())?;
+        let len = to_i64(len)?;
         tx.execute(
             "INSERT INTO mailbox_usage (mailbox, count, bytes) VALUES (?1, 1, ?2)
              ON CONFLICT (mailbox) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes",
-            params![mailbox, to_i64(len)?],
+            params![mailbox, len],
+        )?;
+        tx.execute(
+            "UPDATE totals SET count = count + 1, bytes = bytes + ?1 WHERE id = 0",
+            [len],
         )?;
         tx.commit()?;
         Ok(Enqueued {
@@ -289,10 +417,12 @@ impl MailboxStore for SqliteStore {
         after: u64,
         max_count: usize,
         max_bytes: usize,
+        now: UnixTime,
     ) -> Result<FetchedPage, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, payload FROM envelopes WHERE mailbox = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            "SELECT id, payload FROM envelopes
+             WHERE mailbox = ?1 AND id > ?2 AND expiry_hour > ?4 ORDER BY id LIMIT ?3",
         )?;
         let limit = to_i64(
             u64::try_from(max_count)
@@ -301,7 +431,8 @@ impl MailboxStore for SqliteStore {
         )
         .unwrap_or(i64::MAX);
         let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let mut rows = stmt.query(params![address.as_bytes(), after, limit])?;
+        let hour = i64::try_from(now.hour()).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![address.as_bytes(), after, limit, hour])?;
         let mut page = FetchedPage::default();
         let mut used = 0usize;
         while let Some(row) = rows.next()? {
@@ -344,18 +475,47 @@ impl MailboxStore for SqliteStore {
                 }
             }
         }
-        if removed > 0 {
-            tx.execute(
-                "UPDATE mailbox_usage SET count = count - ?2, bytes = bytes - ?3 WHERE mailbox = ?1",
-                params![mailbox, removed, to_i64(removed_bytes)?],
-            )?;
-            tx.execute(
-                "DELETE FROM mailbox_usage WHERE mailbox = ?1 AND count <= 0",
-                [mailbox],
-            )?;
-        }
+        forget(&tx, mailbox, u64::from(removed), removed_bytes)?;
         tx.commit()?;
         Ok(removed)
+    }
+
+    fn sweep_expired(&self, now: UnixTime, max_count: usize) -> Result<Swept, StoreError> {
+        let hour = i64::try_from(now.hour()).unwrap_or(i64::MAX);
+        let limit = i64::try_from(max_count).unwrap_or(i64::MAX);
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Per mailbox: (envelopes, bytes) deleted.
+        let mut deleted: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
+        {
+            let mut delete = tx.prepare(
+                "DELETE FROM envelopes WHERE id IN
+                     (SELECT id FROM envelopes WHERE expiry_hour <= ?1
+                      ORDER BY expiry_hour, id LIMIT ?2)
+                 RETURNING mailbox, length(payload)",
+            )?;
+            let mut rows = delete.query(params![hour, limit])?;
+            while let Some(row) = rows.next()? {
+                let mailbox: Vec<u8> = row.get(0)?;
+                let len = to_u64(row.get(1)?)?;
+                let entry = deleted.entry(mailbox).or_default();
+                entry.0 += 1;
+                entry.1 += len;
+            }
+        }
+        let mut swept = Swept::default();
+        for (mailbox, (count, bytes)) in &deleted {
+            forget(&tx, mailbox, *count, *bytes)?;
+            swept.envelopes += count;
+            swept.bytes += bytes;
+        }
+        tx.commit()?;
+        Ok(swept)
+    }
+
+    fn totals(&self) -> Result<StoreTotals, StoreError> {
+        let conn = self.lock()?;
+        totals_of(&conn)
     }
 
     fn usage(&self, address: &MailboxAddress) -> Result<MailboxUsage, StoreError> {
@@ -380,47 +540,74 @@ impl MailboxStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use super::super::contract_tests::{self, T0, register};
     use super::*;
+
+    fn fresh() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("relay.db")).unwrap();
+        (dir, store)
+    }
 
     #[test]
     fn queue_contract() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("relay.db")).unwrap();
-        super::super::contract_tests::queue_limits_order_and_ack(&store);
+        contract_tests::queue_limits_order_and_ack(&fresh().1);
     }
 
     #[test]
     fn prekey_contract() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("relay.db")).unwrap();
-        super::super::contract_tests::prekeys_are_handed_out_once(&store);
+        contract_tests::prekeys_are_handed_out_once(&fresh().1);
+    }
+
+    #[test]
+    fn unregistered_recipient_contract() {
+        contract_tests::unregistered_recipients_are_refused(&fresh().1);
+    }
+
+    #[test]
+    fn storage_limit_contract() {
+        contract_tests::storage_limit_is_store_wide(&fresh().1);
+    }
+
+    #[test]
+    fn expiry_contract() {
+        contract_tests::expired_envelopes_are_hidden_then_swept(&fresh().1);
     }
 
     #[test]
     fn reopening_keeps_everything() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
-        let address = MailboxAddress::from_bytes([1; 32]);
-        let id = {
+        let (address, id) = {
             let store = SqliteStore::open(&path).unwrap();
-            store
+            let address = register(&store, 1);
+            let id = store
                 .enqueue(
                     &address,
                     &MessageId([1; 16]),
                     b"kept",
-                    &MailboxLimits::default(),
+                    &QueuePolicy::default(),
+                    T0,
                 )
                 .unwrap()
-                .id
+                .id;
+            (address, id)
         };
         let store = SqliteStore::open(&path).unwrap();
-        let page = store.fetch(&address, 0, 10, usize::MAX).unwrap();
+        let page = store.fetch(&address, 0, 10, usize::MAX, T0).unwrap();
         assert_eq!(
             page.envelopes,
             [Envelope {
                 id,
                 payload: b"kept".to_vec()
             }]
+        );
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 1,
+                bytes: 4
+            }
         );
     }
 
@@ -436,5 +623,141 @@ mod tests {
             SqliteStore::open(&path),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    /// The schema of version 1, as the previous release created it.
+    const SCHEMA_V1: &str = "
+        CREATE TABLE envelopes (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            mailbox     BLOB NOT NULL,
+            message_id  BLOB NOT NULL,
+            payload     BLOB NOT NULL,
+            UNIQUE (mailbox, message_id)
+        );
+        CREATE INDEX envelopes_by_mailbox ON envelopes (mailbox, id);
+        CREATE TABLE mailbox_usage (
+            mailbox  BLOB PRIMARY KEY,
+            count    INTEGER NOT NULL,
+            bytes    INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE signed_prekeys (
+            mailbox       BLOB PRIMARY KEY,
+            identity_key  BLOB NOT NULL,
+            prekey_id     INTEGER NOT NULL,
+            public_key    BLOB NOT NULL,
+            signature     BLOB NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE one_time_prekeys (
+            seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+            mailbox     BLOB NOT NULL,
+            prekey_id   INTEGER NOT NULL,
+            public_key  BLOB NOT NULL,
+            UNIQUE (mailbox, prekey_id)
+        );
+        PRAGMA user_version = 1;
+    ";
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_its_envelopes_get_an_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let a = MailboxAddress::from_bytes([1; 32]);
+        let b = MailboxAddress::from_bytes([2; 32]);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            for (mailbox, n, payload) in
+                [(&a, 1u8, &b"one"[..]), (&a, 2, b"two!"), (&b, 3, b"5five")]
+            {
+                conn.execute(
+                    "INSERT INTO envelopes (mailbox, message_id, payload) VALUES (?1, ?2, ?3)",
+                    params![mailbox.as_bytes(), [n; 16], payload],
+                )
+                .unwrap();
+            }
+            conn.execute_batch(&format!(
+                "INSERT INTO mailbox_usage VALUES (x'{}', 2, 7), (x'{}', 1, 5);",
+                "01".repeat(32),
+                "02".repeat(32)
+            ))
+            .unwrap();
+        }
+
+        let ttl = Duration::from_secs(24 * 3600);
+        let store = SqliteStore::open_with_ttl(&path, ttl, T0).unwrap();
+        {
+            let conn = store.lock().unwrap();
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, 2);
+            let expiries: Vec<i64> = conn
+                .prepare("SELECT expiry_hour FROM envelopes ORDER BY id")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let expected = i64::try_from(T0.hour() + 24).unwrap();
+            assert_eq!(expiries, [expected; 3], "now + ttl, in whole hours");
+        }
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 3,
+                bytes: 12
+            }
+        );
+        // Delivered until then, gone after.
+        let day = UnixTime::from_secs(T0.as_secs() + 24 * 3600);
+        let before = UnixTime::from_secs(day.as_secs() - 1);
+        assert_eq!(
+            store
+                .fetch(&a, 0, 10, usize::MAX, before)
+                .unwrap()
+                .envelopes
+                .len(),
+            2
+        );
+        assert!(
+            store
+                .fetch(&a, 0, 10, usize::MAX, day)
+                .unwrap()
+                .envelopes
+                .is_empty()
+        );
+
+        // Opening again does not migrate again (the expiry stays).
+        drop(store);
+        let later = UnixTime::from_secs(T0.as_secs() + 100 * 3600);
+        let store = SqliteStore::open_with_ttl(&path, ttl, later).unwrap();
+        assert!(
+            store
+                .fetch(&a, 0, 10, usize::MAX, day)
+                .unwrap()
+                .envelopes
+                .is_empty()
+        );
+        assert_eq!(
+            store.sweep_expired(day, 100).unwrap(),
+            Swept {
+                envelopes: 3,
+                bytes: 12
+            }
+        );
+        assert_eq!(store.totals().unwrap(), StoreTotals::default());
+        assert_eq!(store.usage(&a).unwrap(), MailboxUsage::default());
+        // The migrated file takes new envelopes, with ids that keep increasing.
+        let c = register(&store, 9);
+        let next = store
+            .enqueue(
+                &c,
+                &MessageId([4; 16]),
+                b"new",
+                &QueuePolicy::default(),
+                day,
+            )
+            .unwrap();
+        assert!(next.id > 3);
     }
 }

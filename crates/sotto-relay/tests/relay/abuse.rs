@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt;
 use sotto_relay::protocol::{Request, Response};
-use sotto_relay::{ClientError, ErrorCode, MemoryStore, RateLimit, ServerConfig};
+use sotto_relay::{
+    ClientError, ErrorCode, MailboxAddress, MailboxLimits, MailboxStore, MemoryStore, MessageId,
+    RateLimit, ServerConfig, SqliteStore, StoreTotals,
+};
 use tokio::io::AsyncWriteExt;
 
 use crate::common::*;
@@ -15,7 +18,7 @@ async fn malformed_frames_close_only_the_sender_and_others_keep_being_served() {
     let relay = start().await;
     let addr = relay.local_addr();
     let bob = identity(2);
-    let bob_conn = owner(addr, &bob).await;
+    let bob_conn = registered(addr, &bob).await;
 
     // Not a Hello (bad magic) as first frame.
     let mut raw = Raw::connect(addr).await;
@@ -97,7 +100,7 @@ async fn oversized_frames_are_refused_before_they_are_read() {
     .await;
     let addr = relay.local_addr();
     let bob = identity(2);
-    let bob_conn = owner(addr, &bob).await;
+    let bob_conn = registered(addr, &bob).await;
 
     // Announce 64 MiB, send a little of it.
     let mut raw = Raw::connect(addr).await;
@@ -159,8 +162,9 @@ async fn a_flooding_connection_does_not_starve_the_others() {
     .await;
     let addr = relay.local_addr();
     let victim = identity(3);
+    register(addr, &victim).await;
     let bob = identity(2);
-    let bob_conn = owner(addr, &bob).await;
+    let bob_conn = registered(addr, &bob).await;
 
     // The flooder pipelines sends without reading answers, for at most
     // 1.5 s or 20 000 frames.
@@ -332,5 +336,153 @@ async fn idle_connections_are_closed_unless_the_client_pings() {
     assert!(matches!(silent.ping().await, Err(ClientError::Closed)));
     assert!(!pinging.is_closed());
     pinging.ping().await.unwrap();
+    relay.shutdown().await;
+}
+
+async fn sends_to_unregistered_addresses_store_nothing(store: Arc<dyn MailboxStore>) {
+    let relay = start_with(config(), store.clone()).await;
+    let addr = relay.local_addr();
+    let anonymous = connect(addr).await;
+    let mut rng = rng();
+    // Addresses nobody owns: each refused, the connection stays usable.
+    for i in 0..200u32 {
+        let target = MailboxAddress::from_bytes(rng.random());
+        let payload = vec![0xAB; 1000];
+        let err = anonymous
+            .send(&target, MessageId::random().unwrap(), &payload)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::UnknownRecipient), "send {i}");
+        if i == 0 {
+            assert!(err.to_string().contains("no such mailbox"), "{err}");
+        }
+    }
+    anonymous.ping().await.unwrap();
+    // An owner who authenticated but published no signed prekey has no
+    // mailbox either.
+    let carol = identity(7);
+    let carol_conn = owner(addr, &carol).await;
+    let err = anonymous
+        .send(&address(&carol), mid(1), b"hello")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownRecipient));
+    assert_eq!(
+        store.totals().unwrap(),
+        StoreTotals::default(),
+        "nothing stored"
+    );
+    assert!(carol_conn.fetch_pending().await.unwrap().is_empty());
+
+    // Once she publishes her prekeys, the same send goes through.
+    carol_conn
+        .upload_prekeys(prekeys(&carol, 0, 1))
+        .await
+        .unwrap();
+    anonymous
+        .send(&address(&carol), mid(1), b"hello")
+        .await
+        .unwrap();
+    assert_eq!(carol_conn.fetch_pending().await.unwrap().len(), 1);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn sends_to_unregistered_addresses_are_refused_and_store_nothing_memory() {
+    sends_to_unregistered_addresses_store_nothing(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn sends_to_unregistered_addresses_are_refused_and_store_nothing_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("relay.db")).unwrap();
+    sends_to_unregistered_addresses_store_nothing(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn a_connection_rotating_over_mailboxes_is_cut_off_at_its_send_budget_and_others_are_served()
+{
+    const BUDGET: u64 = 16 * 1024;
+    let store = Arc::new(MemoryStore::new());
+    let relay = start_with(
+        ServerConfig {
+            max_frame_size: 4096,
+            connection_send_budget: BUDGET,
+            // Eight mailboxes could hold twice the budget.
+            mailbox_limits: MailboxLimits {
+                max_envelopes: 100,
+                max_bytes: 4000,
+            },
+            ..config()
+        },
+        store.clone(),
+    )
+    .await;
+    let addr = relay.local_addr();
+    let victims: Vec<_> = (10..18u8).map(identity).collect();
+    for victim in &victims {
+        register(addr, victim).await;
+    }
+    let bob = identity(2);
+    let bob_conn = registered(addr, &bob).await;
+    let honest = connect(addr).await;
+    honest
+        .send(&address(&bob), mid(1), b"before")
+        .await
+        .unwrap();
+
+    let attacker = connect(addr).await;
+    let mut stored = 0u64;
+    let mut refused = None;
+    for i in 0..100u32 {
+        let victim = address(&victims[i as usize % victims.len()]);
+        let id = MessageId::random().unwrap();
+        match attacker.send(&victim, id, &[0xEE; 1000]).await {
+            Ok(receipt) => {
+                assert!(!receipt.duplicate);
+                stored += 1000;
+                // Neither a repeat nor a refused envelope counts (the check
+                // comes first, so only while the budget still has room).
+                if stored + 1000 <= BUDGET {
+                    let retry = attacker.send(&victim, id, &[0xEE; 1000]).await.unwrap();
+                    assert!(retry.duplicate);
+                    let nobody = MailboxAddress::from_bytes([i as u8; 32]);
+                    let err = attacker
+                        .send(&nobody, mid(0), &[0; 1000])
+                        .await
+                        .unwrap_err();
+                    assert_eq!(err.code(), Some(ErrorCode::UnknownRecipient));
+                }
+            }
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the budget stopped the connection");
+    assert_eq!(refused.code(), Some(ErrorCode::SendBudgetExceeded));
+    assert!(refused.to_string().contains("16384"), "{refused}");
+    // 16 envelopes of 1000 bytes fit in 16 KiB, the 17th does not.
+    assert_eq!(stored, 16_000);
+    assert_eq!(store.totals().unwrap().bytes, 16_000 + 6);
+    // The relay closed the connection.
+    eventually("the attacker's connection closed", || attacker.is_closed()).await;
+    assert!(matches!(attacker.ping().await, Err(ClientError::Closed)));
+
+    // Everyone else is served as before.
+    honest.send(&address(&bob), mid(2), b"after").await.unwrap();
+    let got = bob_conn.fetch_pending().await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.payload.as_slice()).collect::<Vec<_>>(),
+        [&b"before"[..], b"after"]
+    );
+    // A new connection has a budget of its own (an honest client that hit
+    // it reconnects and goes on).
+    let again = connect(addr).await;
+    again
+        .send(&address(&victims[0]), mid(3), &[1; 1000])
+        .await
+        .unwrap();
     relay.shutdown().await;
 }

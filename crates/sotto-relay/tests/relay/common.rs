@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
 use sotto_relay::protocol::{Request, Response, ServerFrame, Welcome};
 use sotto_relay::{
-    ClientConfig, MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload, RateLimit,
-    RelayClient, RelayEvent, Server, ServerConfig, ServerHandle,
+    ClientConfig, Clock, MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload,
+    RateLimit, RelayClient, RelayEvent, Server, ServerConfig, ServerHandle, UnixTime,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -35,6 +36,19 @@ pub(crate) async fn start_with(config: ServerConfig, store: Arc<dyn MailboxStore
     Server::bind("127.0.0.1:0", config, store)
         .await
         .unwrap()
+        .spawn()
+}
+
+/// A relay whose time is `clock`.
+pub(crate) async fn start_with_clock(
+    config: ServerConfig,
+    store: Arc<dyn MailboxStore>,
+    clock: TestClock,
+) -> ServerHandle {
+    Server::bind("127.0.0.1:0", config, store)
+        .await
+        .unwrap()
+        .with_clock(Arc::new(clock))
         .spawn()
 }
 
@@ -65,6 +79,49 @@ pub(crate) async fn owner(addr: SocketAddr, id: &IdentityKeyPair) -> RelayClient
     let client = connect(addr).await;
     client.authenticate(id).await.unwrap();
     client
+}
+
+/// Connects as `id`'s owner and publishes a signed prekey (no one-time
+/// prekeys): from then on the relay queues envelopes for `id`'s mailbox.
+pub(crate) async fn registered(addr: SocketAddr, id: &IdentityKeyPair) -> RelayClient {
+    let client = owner(addr, id).await;
+    client.upload_prekeys(prekeys(id, 0, 0)).await.unwrap();
+    client
+}
+
+/// Registers `id`'s mailbox (see [`registered`]) on a connection of its own,
+/// closed again.
+pub(crate) async fn register(addr: SocketAddr, id: &IdentityKeyPair) {
+    registered(addr, id).await.close().await;
+}
+
+/// A clock the test moves by hand.
+#[derive(Clone, Debug)]
+pub(crate) struct TestClock(Arc<AtomicU64>);
+
+impl TestClock {
+    pub(crate) fn at(time: UnixTime) -> Self {
+        Self(Arc::new(AtomicU64::new(time.as_secs())))
+    }
+
+    pub(crate) fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> UnixTime {
+        UnixTime::from_secs(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds, failing after [`WAIT`].
+pub(crate) async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < WAIT, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 pub(crate) fn rng() -> impl rand::CryptoRng {

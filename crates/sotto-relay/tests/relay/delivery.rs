@@ -10,6 +10,7 @@ use crate::common::*;
 async fn offline_mailbox_gets_its_envelopes_in_order_and_acked_ones_are_gone() {
     let relay = start().await;
     let bob = identity(2);
+    register(relay.local_addr(), &bob).await;
     let alice = connect(relay.local_addr()).await; // no account needed to send
     let mut ids = Vec::new();
     for (i, payload) in [b"one".as_slice(), b"two", b"three"].iter().enumerate() {
@@ -58,6 +59,7 @@ async fn fetch_pages_through_a_long_queue() {
     )
     .await;
     let bob = identity(2);
+    register(relay.local_addr(), &bob).await;
     let alice = connect(relay.local_addr()).await;
     for i in 0..10u8 {
         alice.send(&address(&bob), mid(i), &[i; 5]).await.unwrap();
@@ -78,9 +80,10 @@ async fn fetch_pages_through_a_long_queue() {
 async fn a_connected_owner_gets_new_envelopes_pushed() {
     let relay = start().await;
     let bob = identity(2);
-    let bob_conn = owner(relay.local_addr(), &bob).await;
+    let bob_conn = registered(relay.local_addr(), &bob).await;
     let mut events = bob_conn.take_events().unwrap();
     assert!(bob_conn.take_events().is_none());
+    register(relay.local_addr(), &identity(9)).await;
 
     let alice = connect(relay.local_addr()).await;
     // More than one push batch (32).
@@ -101,7 +104,7 @@ async fn a_connected_owner_gets_new_envelopes_pushed() {
                 assert_eq!(e.payload, [(pushed.len()) as u8; 3]);
                 pushed.push(e.id);
             }
-            // Bob never uploaded prekeys: he is told so on authentication.
+            // Bob uploaded no one-time prekeys: he is told so on authentication.
             RelayEvent::PreKeysLow(stock) => assert_eq!(stock.remaining, 0),
             other => panic!("unexpected event {other:?}"),
         }
@@ -125,6 +128,7 @@ async fn a_connected_owner_gets_new_envelopes_pushed() {
 async fn resending_a_queued_message_id_stores_nothing_new() {
     let relay = start().await;
     let bob = identity(2);
+    register(relay.local_addr(), &bob).await;
     let alice = connect(relay.local_addr()).await;
     let first = alice.send(&address(&bob), mid(1), b"hello").await.unwrap();
     let retry = alice.send(&address(&bob), mid(1), b"hello").await.unwrap();

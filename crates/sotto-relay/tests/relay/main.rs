@@ -9,6 +9,7 @@ mod common;
 mod abuse;
 mod auth;
 mod delivery;
+mod expiry;
 mod limits;
 mod prekeys;
 mod storage;

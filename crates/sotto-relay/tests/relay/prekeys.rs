@@ -3,10 +3,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use sotto_core::keys::encode_x25519;
 use sotto_core::{IdentityKeyPair, SignedPreKey};
-use sotto_relay::protocol::{PreKeyUpload, SignedPreKeyPublic};
+use sotto_relay::protocol::{OneTimePreKeyPublic, PreKeyUpload, SignedPreKeyPublic};
 use sotto_relay::store::MailboxStore;
-use sotto_relay::{ErrorCode, MailboxAddress, MemoryStore, RelayEvent, ServerConfig, SqliteStore};
+use sotto_relay::{
+    ClientError, ErrorCode, MailboxAddress, MemoryStore, RelayEvent, ServerConfig, SqliteStore,
+};
 
 use crate::common::*;
 
@@ -199,5 +202,110 @@ async fn invalid_uploads_are_refused_and_change_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotFound));
+    relay.shutdown().await;
+}
+
+fn from_hex(h: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+/// X25519 public keys no key agreement can use: points of small order
+/// (every shared secret with them is all zeros) and non-canonical
+/// encodings (values >= 2^255 - 19, or the unused top bit set).
+fn unusable_x25519_keys() -> Vec<[u8; 32]> {
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    let mut top_bit = from_hex("0900000000000000000000000000000000000000000000000000000000000000");
+    top_bit[31] |= 0x80;
+    vec![
+        [0u8; 32],
+        one,
+        from_hex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+        from_hex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+        from_hex("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        // p and p + 1: non-canonical aliases of 0 and 1.
+        from_hex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        from_hex("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        top_bit,
+    ]
+}
+
+#[tokio::test]
+async fn small_order_or_non_canonical_prekeys_are_refused_at_upload() {
+    let relay = start().await;
+    let addr = relay.local_addr();
+    let bob = identity(2);
+    let bob_conn = owner(addr, &bob).await;
+    let anyone = connect(addr).await;
+
+    for key in unusable_x25519_keys() {
+        // A signed prekey with a valid signature by Bob, still refused.
+        let signed = SignedPreKeyPublic {
+            id: 9,
+            public: key,
+            signature: bob.sign(&encode_x25519(&key)),
+        };
+        let err = bob_conn
+            .upload_prekeys(PreKeyUpload {
+                signed_prekey: Some(signed),
+                ..PreKeyUpload::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::InvalidPreKey), "{key:02x?}");
+        assert!(err.to_string().contains("small order"), "{err}");
+
+        // One bad one-time prekey among good ones: the whole upload is refused.
+        let mut upload = prekeys(&bob, 0, 3);
+        upload.one_time_prekeys.push(OneTimePreKeyPublic {
+            id: 77,
+            public: key,
+        });
+        let err = bob_conn.upload_prekeys(upload).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::InvalidPreKey), "{key:02x?}");
+        assert!(err.to_string().contains("one-time prekey 77"), "{err}");
+    }
+    // Nothing was stored: no bundle, no one-time prekeys, no mailbox.
+    let err = anyone.fetch_bundle(&address(&bob)).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+    assert_eq!(bob_conn.prekey_count().await.unwrap().remaining, 0);
+    let err = anyone.send(&address(&bob), mid(1), b"x").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownRecipient));
+
+    // The connection stays usable; good keys go through.
+    bob_conn.upload_prekeys(prekeys(&bob, 0, 3)).await.unwrap();
+    anyone.fetch_bundle(&address(&bob)).await.unwrap();
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_client_refuses_a_bundle_with_a_small_order_prekey() {
+    // Written into the store directly, as a malicious relay or one that
+    // predates the upload check would serve it.
+    let store = Arc::new(MemoryStore::new());
+    let bob = identity(2);
+    let mut upload = prekeys(&bob, 0, 0);
+    upload.one_time_prekeys.push(OneTimePreKeyPublic {
+        id: 1,
+        public: unusable_x25519_keys()[2],
+    });
+    store.publish_prekeys(bob.public(), &upload, 10).unwrap();
+    let relay = start_with(config(), store).await;
+    let err = connect(relay.local_addr())
+        .await
+        .fetch_bundle(&address(&bob))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::InvalidBundle(sotto_core::Error::InvalidPreKey)
+        ),
+        "{err:?}"
+    );
     relay.shutdown().await;
 }

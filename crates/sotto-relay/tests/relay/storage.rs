@@ -1,14 +1,17 @@
 //! What the relay's SQLite database holds: exactly what was sent, until acked.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rusqlite::Connection;
-use sotto_relay::SqliteStore;
+use sotto_relay::{SqliteStore, UnixTime};
+
+use sotto_relay::ServerConfig;
 
 use crate::common::*;
 
-/// `(id, mailbox, message_id, payload)`.
-type EnvelopeRow = (i64, Vec<u8>, Vec<u8>, Vec<u8>);
+/// `(id, mailbox, message_id, payload, expiry_hour)`.
+type EnvelopeRow = (i64, Vec<u8>, Vec<u8>, Vec<u8>, i64);
 
 fn columns(db: &Connection, table: &str) -> Vec<String> {
     let mut stmt = db
@@ -30,10 +33,23 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 async fn the_database_holds_only_the_opaque_bytes_that_were_sent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("relay.db");
-    let relay = start_with(config(), Arc::new(SqliteStore::open(&path).unwrap())).await;
+    // 10 minutes into an hour: the stored expiry is rounded up to the next
+    // whole hour, so the file does not say when within the hour mail came.
+    let now = UnixTime::from_secs(1_800_000_000 + 600);
+    let ttl = Duration::from_secs(48 * 3600);
+    let relay = start_with_clock(
+        ServerConfig {
+            envelope_ttl: ttl,
+            ..config()
+        },
+        Arc::new(SqliteStore::open(&path).unwrap()),
+        TestClock::at(now),
+    )
+    .await;
     let addr = relay.local_addr();
     let bob = identity(2);
     let alice = identity(1);
+    register(addr, &bob).await;
 
     // Alice is authenticated on her connection: still nothing about her is kept.
     let alice_conn = owner(addr, &alice).await;
@@ -69,29 +85,43 @@ async fn the_database_holds_only_the_opaque_bytes_that_were_sent() {
                 "envelopes",
                 "mailbox_usage",
                 "one_time_prekeys",
-                "signed_prekeys"
+                "signed_prekeys",
+                "totals"
             ]
         );
-        // An envelope row is the recipient, the sender's dedupe id and the
-        // payload: no sender, no time.
+        // An envelope row is the recipient, the sender's dedupe id, the
+        // payload and the hour it expires: no sender, no arrival time.
         assert_eq!(
             columns(&db, "envelopes"),
-            ["id", "mailbox", "message_id", "payload"]
+            ["id", "mailbox", "message_id", "payload", "expiry_hour"]
         );
+        assert_eq!(columns(&db, "totals"), ["id", "count", "bytes"]);
         let rows: Vec<EnvelopeRow> = db
-            .prepare("SELECT id, mailbox, message_id, payload FROM envelopes ORDER BY id")
+            .prepare(
+                "SELECT id, mailbox, message_id, payload, expiry_hour FROM envelopes ORDER BY id",
+            )
             .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(rows.len(), 3);
-        for (i, (id, mailbox, message_id, payload)) in rows.iter().enumerate() {
+        let expiry_hour = (1_800_000_000 / 3600 + 48 + 1) as i64;
+        for (i, (id, mailbox, message_id, payload, expiry)) in rows.iter().enumerate() {
             assert_eq!(*id as u64, sent[i]);
             assert_eq!(mailbox.as_slice(), address(&bob).as_bytes());
             assert_eq!(message_id.as_slice(), &[i as u8; 16]);
             assert_eq!(payload, &payloads[i], "stored byte for byte");
+            assert_eq!(*expiry, expiry_hour, "now + ttl, rounded up to the hour");
         }
+        let totals: (i64, i64) = db
+            .query_row("SELECT count, bytes FROM totals", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(totals, (3, 3 * 54));
         // Alice's identity key and address appear nowhere.
         let mut stmt = db
             .prepare(

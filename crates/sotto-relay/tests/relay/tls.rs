@@ -27,6 +27,7 @@ async fn clients_talk_to_a_tls_relay_and_plain_clients_are_turned_away() {
         .await
         .unwrap();
     bob_conn.authenticate(&bob).await.unwrap();
+    bob_conn.upload_prekeys(prekeys(&bob, 0, 0)).await.unwrap();
     let alice = RelayClient::connect_tls(addr, "localhost", client_tls.clone(), client_config())
         .await
         .unwrap();
