@@ -13,10 +13,12 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use sotto::core::{IdentityKey, IdentityKeyPair, PreKeyBundle, SignedPreKey};
 use sotto::relay::protocol::SignedPreKeyPublic;
-use sotto::relay::store::{Enqueued, FetchedPage, MailboxUsage, TakenBundle};
+use sotto::relay::store::{
+    Enqueued, FetchedPage, MailboxUsage, QueuePolicy, StoreTotals, Swept, TakenBundle,
+};
 use sotto::relay::{
-    ClientConfig, MailboxAddress, MailboxLimits, MailboxStore, MemoryStore, MessageId,
-    PreKeyUpload, RelayClient, ServerConfig, StoreError,
+    ClientConfig, MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload, RelayClient,
+    ServerConfig, StoreError, UnixTime,
 };
 use sotto::store::CiphertextDigest;
 use sotto::{Address, ClientEvent};
@@ -57,9 +59,11 @@ impl MailboxStore for BundleOverride {
         recipient: &MailboxAddress,
         message_id: &MessageId,
         payload: &[u8],
-        limits: &MailboxLimits,
+        policy: &QueuePolicy,
+        now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
-        self.inner.enqueue(recipient, message_id, payload, limits)
+        self.inner
+            .enqueue(recipient, message_id, payload, policy, now)
     }
 
     fn fetch(
@@ -68,8 +72,17 @@ impl MailboxStore for BundleOverride {
         after: u64,
         max_count: usize,
         max_bytes: usize,
+        now: UnixTime,
     ) -> Result<FetchedPage, StoreError> {
-        self.inner.fetch(address, after, max_count, max_bytes)
+        self.inner.fetch(address, after, max_count, max_bytes, now)
+    }
+
+    fn sweep_expired(&self, now: UnixTime, max_count: usize) -> Result<Swept, StoreError> {
+        self.inner.sweep_expired(now, max_count)
+    }
+
+    fn totals(&self) -> Result<StoreTotals, StoreError> {
+        self.inner.totals()
     }
 
     fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {

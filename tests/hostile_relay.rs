@@ -13,10 +13,10 @@ use std::time::Duration;
 use common::*;
 use rand::{Rng, RngExt, SeedableRng};
 use sotto::core::IdentityKey;
-use sotto::relay::store::{Enqueued, FetchedPage, TakenBundle};
+use sotto::relay::store::{Enqueued, FetchedPage, QueuePolicy, StoreTotals, Swept, TakenBundle};
 use sotto::relay::{
-    ClientConfig, MailboxAddress, MailboxLimits, MailboxStore, MemoryStore, MessageId,
-    PreKeyUpload, RelayClient, ServerConfig, StoreError,
+    ClientConfig, MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload, RelayClient,
+    ServerConfig, StoreError, UnixTime,
 };
 use sotto::{Client, ClientEvent, Events};
 
@@ -68,7 +68,8 @@ impl MailboxStore for HostileStore {
         recipient: &MailboxAddress,
         message_id: &MessageId,
         payload: &[u8],
-        limits: &MailboxLimits,
+        policy: &QueuePolicy,
+        now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
         self.recorded
             .lock()
@@ -86,7 +87,8 @@ impl MailboxStore for HostileStore {
                 duplicate: false,
             });
         }
-        self.inner.enqueue(recipient, message_id, payload, limits)
+        self.inner
+            .enqueue(recipient, message_id, payload, policy, now)
     }
 
     fn fetch(
@@ -95,8 +97,17 @@ impl MailboxStore for HostileStore {
         after: u64,
         max_count: usize,
         max_bytes: usize,
+        now: UnixTime,
     ) -> Result<FetchedPage, StoreError> {
-        self.inner.fetch(address, after, max_count, max_bytes)
+        self.inner.fetch(address, after, max_count, max_bytes, now)
+    }
+
+    fn sweep_expired(&self, now: UnixTime, max_count: usize) -> Result<Swept, StoreError> {
+        self.inner.sweep_expired(now, max_count)
+    }
+
+    fn totals(&self) -> Result<StoreTotals, StoreError> {
+        self.inner.totals()
     }
 
     fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
