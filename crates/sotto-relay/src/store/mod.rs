@@ -208,7 +208,7 @@ pub(crate) mod contract_tests {
 
     use super::*;
     use crate::protocol::{OneTimePreKeyPublic, SignedPreKeyPublic};
-    use sotto_core::{IdentityKeyPair, SignedPreKey};
+    use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
 
     fn owner() -> (IdentityKeyPair, MailboxAddress) {
         let id = IdentityKeyPair::from_seed(&[3; 32]);
@@ -221,11 +221,10 @@ pub(crate) mod contract_tests {
         let spk = SignedPreKey::generate(1, id, &mut rng);
         PreKeyUpload {
             signed_prekey: Some(SignedPreKeyPublic::from(&spk)),
+            // Real keys: bundles are verified, and a made-up key such as
+            // all zeros is refused as small-order.
             one_time_prekeys: opk_ids
-                .map(|i| OneTimePreKeyPublic {
-                    id: i,
-                    public: [i as u8; 32],
-                })
+                .map(|i| OneTimePreKeyPublic::from(&OneTimePreKey::generate(i, &mut rng)))
                 .collect(),
             replace_one_time_prekeys: false,
         }
