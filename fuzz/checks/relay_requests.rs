@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use sotto_core::IdentityKeyPair;
 use sotto_relay::protocol::{
-    MIN_MAX_FRAME_SIZE, PROTOCOL_VERSION, Request, Response, ServerFrame, auth_message,
+    ChannelBinding, MIN_MAX_FRAME_SIZE, PROTOCOL_VERSION, Request, Response, ServerFrame,
+    auth_message,
 };
 use sotto_relay::{MailboxLimits, MemoryStore, RateLimit, Server, ServerConfig, ServerHandle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -225,7 +226,13 @@ async fn handshake(stream: &mut TcpStream, authenticate: bool) {
         return;
     }
     let id = identity();
-    let signature = id.sign(&auth_message(&welcome.server_id, &welcome.challenge));
+    // Plain TCP: the signature is bound to no channel.
+    let message = auth_message(
+        &welcome.server_id,
+        &welcome.challenge,
+        &ChannelBinding::None,
+    );
+    let signature = id.sign(&message);
     let request = Request::Authenticate {
         identity_key: id.public().to_bytes(),
         signature,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
-use sotto_relay::protocol::{Request, Response, ServerFrame, Welcome};
+use sotto_relay::protocol::{PROTOCOL_VERSION, Request, Response, ServerFrame, Welcome};
 use sotto_relay::{
     ClientConfig, MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload, RateLimit,
     RelayClient, RelayEvent, Server, ServerConfig, ServerHandle,
@@ -144,7 +144,13 @@ impl Raw {
     }
 
     pub(crate) async fn hello(&mut self) -> Welcome {
-        self.request(0, &Request::Hello { versions: vec![1] }).await;
+        self.request(
+            0,
+            &Request::Hello {
+                versions: vec![PROTOCOL_VERSION],
+            },
+        )
+        .await;
         match self.response(0).await {
             Response::Welcome(w) => w,
             other => panic!("expected Welcome, got {other:?}"),
