@@ -570,13 +570,17 @@ fn tls_handshake_error(e: std::io::Error) -> ClientError {
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<TlsError>())
     {
-        Some(TlsError::InvalidCertificate(CertificateError::UnknownIssuer)) => {
-            ClientError::UntrustedCertificate(
-                "it is not issued by a trusted certificate authority (unknown issuer)".to_owned(),
-            )
-        }
         Some(TlsError::InvalidCertificate(reason)) => {
-            ClientError::UntrustedCertificate(reason.to_string())
+            ClientError::UntrustedCertificate(match reason {
+                CertificateError::UnknownIssuer => {
+                    "it is not issued by a trusted certificate authority (unknown issuer)".into()
+                }
+                // An issuer with a trusted authority's name but another key.
+                CertificateError::BadSignature => {
+                    "it is not signed by a trusted certificate authority (bad signature)".into()
+                }
+                other => other.to_string(),
+            })
         }
         Some(TlsError::InvalidMessage(
             InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
