@@ -94,7 +94,7 @@ pub fn client_config_builder() -> Result<ConfigBuilder<ClientConfig, WantsVerifi
 
 /// The channel binding of an established TLS connection (either side):
 /// the RFC 8446 §7.5 exporter value with label
-/// [`TLS_EXPORTER_LABEL`](crate::protocol::TLS_EXPORTER_LABEL), no
+/// [`TLS_EXPORTER_LABEL`], no
 /// context, 32 bytes.
 ///
 /// Refuses anything but TLS 1.3: on TLS 1.2 an exporter value is only

@@ -218,7 +218,7 @@ impl RelayClient {
     /// reads `Welcome`, and starts the background reader. `binding` is what
     /// [`authenticate`](Self::authenticate) binds the login signature to:
     /// [`ChannelBinding::None`] for plain TCP, or the value of
-    /// [`crate::tls::channel_binding`] for a TLS stream (the relay computes
+    /// `tls::channel_binding` (feature `tls`) for a TLS stream (the relay computes
     /// it from its side of the same session; anything else fails to
     /// authenticate).
     pub async fn handshake<S>(
