@@ -134,7 +134,8 @@ impl FromStr for RelayAddress {
 
 /// Letters, digits and hyphens in dot-separated labels of 1 to 63 bytes,
 /// no hyphen at either end of a label, 253 bytes at most (RFC 1123); one
-/// trailing dot is allowed.
+/// trailing dot is allowed. Underscores are accepted too: local resolvers
+/// (container networks, hosts files) use them.
 fn is_dns_name(host: &str) -> bool {
     let name = host.strip_suffix('.').unwrap_or(host);
     !name.is_empty()
@@ -144,7 +145,9 @@ fn is_dns_name(host: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         // All-numeric is an IPv4 address (or a mistyped one), not a name.
         && !name.split('.').all(|label| label.bytes().all(|b| b.is_ascii_digit()))
@@ -192,6 +195,7 @@ mod tests {
         assert_eq!(parse(&v6.to_string()).unwrap(), v6);
         assert_eq!(parse("localhost:1").unwrap().port(), 1);
         assert_eq!(parse("relay.example.:65535").unwrap().port(), 65535);
+        assert_eq!(parse("my_relay:7447").unwrap().host(), "my_relay");
     }
 
     #[test]
@@ -230,7 +234,16 @@ mod tests {
                 "{port:?}"
             );
         }
-        for host in ["", "::1", "bad_name", "-lead", "a..b", "999.1.1.1", "1.2.3"] {
+        for host in [
+            "",
+            "::1",
+            "bad!name",
+            "-lead",
+            "a..b",
+            "999.1.1.1",
+            "1.2.3",
+            "é",
+        ] {
             assert!(
                 matches!(parse(&format!("{host}:7447")), Err(E::InvalidHost(_))),
                 "{host:?}"
