@@ -5,6 +5,7 @@
 //! cargo run --release --example chat -- relay --listen 127.0.0.1:7447 --db relay.db
 //! cargo run --release --example chat -- --profile alice init
 //! cargo run --release --example chat -- --profile alice register --relay 127.0.0.1:7447
+//! cargo run --release --example chat -- --profile alice --relay-ca ca.pem register --relay tls://relay.example:7447
 //! cargo run --release --example chat -- --profile alice talk bob
 //! ```
 //! See `docs/cli.md`.
@@ -20,7 +21,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use sotto::{Address, Client, ClientEvent, ClientOptions, HistoryItem};
+use sotto::{Address, Client, ClientEvent, ClientOptions, HistoryItem, RelayTrust};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_stream::StreamExt;
 
@@ -38,6 +39,10 @@ struct Cli {
         default_value = "sotto-profile"
     )]
     profile: PathBuf,
+    /// PEM certificates (a private CA or the relay's own certificate) that
+    /// a tls:// relay must chain to, instead of the system's trust store.
+    #[arg(long, global = true, env = "SOTTO_RELAY_CA", value_name = "PEM")]
+    relay_ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,12 +57,19 @@ enum Command {
         /// SQLite file for the queues and prekeys (created if missing).
         #[arg(long)]
         db: PathBuf,
+        /// Serve TLS with this PEM certificate chain (leaf first); needs
+        /// --tls-key.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Create a new profile (a new identity) in --profile.
     Init,
     /// Publish this profile's keys on a relay and remember the relay.
     Register {
-        /// Relay address, e.g. 127.0.0.1:7447.
+        /// Relay address: host:port (plain TCP) or tls://host:port.
         #[arg(long)]
         relay: String,
     },
@@ -134,11 +146,16 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> CliResult<ExitCode> {
     match cli.command {
-        Command::Relay { listen, db } => relay(&listen, &db).await,
+        Command::Relay {
+            listen,
+            db,
+            tls_cert,
+            tls_key,
+        } => relay(&listen, &db, tls_cert.zip(tls_key)).await,
         Command::Init => init(&cli.profile).await,
         Command::Demo { keep } => demo::run(keep).await,
         command => {
-            let client = open(&cli.profile).await?;
+            let client = open(&cli.profile, cli.relay_ca.as_deref()).await?;
             profile_command(&client, command).await?;
             client.disconnect().await;
             Ok(ExitCode::SUCCESS)
@@ -182,9 +199,15 @@ async fn init(profile: &std::path::Path) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn open(profile: &std::path::Path) -> CliResult<Client> {
+async fn open(profile: &std::path::Path, relay_ca: Option<&std::path::Path>) -> CliResult<Client> {
+    let mut options = ClientOptions::default();
+    if let Some(path) = relay_ca {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read the relay CA file {}: {e}", path.display()))?;
+        options.relay_trust = RelayTrust::PinnedPem(pem);
+    }
     let pass = passphrase(false)?;
-    Client::open(profile, pass.as_bytes(), ClientOptions::default())
+    Client::open(profile, pass.as_bytes(), options)
         .await
         .map_err(|e| e.to_string())
 }
@@ -204,6 +227,7 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
     match command {
         Command::Register { relay } => {
             client.register(&relay).await.map_err(s)?;
+            let relay = client.saved_relay().unwrap_or(relay);
             println!("Registered with {relay}.");
             println!("Your address: {}", client.address());
         }
@@ -376,16 +400,37 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
     Ok(())
 }
 
-async fn relay(listen: &str, db: &std::path::Path) -> CliResult<ExitCode> {
+async fn relay(
+    listen: &str,
+    db: &std::path::Path,
+    tls_files: Option<(PathBuf, PathBuf)>,
+) -> CliResult<ExitCode> {
     use sotto::relay::{Server, ServerConfig, SqliteStore};
+    // The certificate first: a mistake there should not leave a database.
+    let tls = match &tls_files {
+        Some((cert, key)) => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+            };
+            Some(
+                sotto::relay::tls::server_config(&read(cert)?, &read(key)?)
+                    .map_err(|e| format!("TLS certificate or key: {e}"))?,
+            )
+        }
+        None => None,
+    };
     let store = SqliteStore::open(db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
     let server = Server::bind(listen, ServerConfig::default(), Arc::new(store))
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = server.local_addr();
+    let (server, how) = match tls {
+        Some(config) => (server.with_tls(config), "TLS"),
+        None => (server, "plain TCP"),
+    };
     let handle = server.spawn();
     println!(
-        "Relay listening on {addr} (database {}). Ctrl-C stops it.",
+        "Relay listening on {addr} ({how}, database {}). Ctrl-C stops it.",
         db.display()
     );
     tokio::signal::ctrl_c()

@@ -16,12 +16,15 @@ use tokio::task::JoinHandle;
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 
 use crate::address::Address;
+use crate::connection::{RelayTrust, SavedRelay};
 use crate::error::{Error, Result};
 use crate::payload;
 
 /// File name of the encrypted store inside a profile directory.
 pub const PROFILE_DB: &str = "sotto.db";
-/// File name of the remembered relay address inside a profile directory.
+/// File name of the remembered relay inside a profile directory: the
+/// address on the first line, then `server-id ID`, the id the relay
+/// announced at registration.
 pub const RELAY_FILE: &str = "relay";
 
 /// How a [`Client`] behaves.
@@ -29,8 +32,13 @@ pub const RELAY_FILE: &str = "relay";
 pub struct ClientOptions {
     /// Store options (Argon2id parameters, durability).
     pub store: OpenOptions,
-    /// Relay connection options (timeouts, expected server id).
+    /// Relay connection options (timeouts, expected server id). Without an
+    /// expected server id, a plain-TCP connection to the registered relay
+    /// expects the id it announced at registration.
     pub relay: ClientConfig,
+    /// Which certificates a `tls://` relay must present one chaining to:
+    /// the platform's trust store (default) or pinned PEM certificates.
+    pub relay_trust: RelayTrust,
     /// How many unused one-time prekeys to keep published.
     pub one_time_prekeys: usize,
     /// When the signed prekey is rotated and how long replaced ones still
@@ -67,6 +75,7 @@ impl Default for ClientOptions {
         Self {
             store: OpenOptions::new(),
             relay: ClientConfig::default(),
+            relay_trust: RelayTrust::Platform,
             one_time_prekeys: 100,
             signed_prekeys: SignedPreKeyPolicy::default(),
             reconnect_min: Duration::from_millis(200),
@@ -415,12 +424,11 @@ impl Client {
         &self.shared.profile_dir
     }
 
-    /// The relay address remembered by [`register`](Self::register), if any.
+    /// The relay address remembered by [`register`](Self::register), if any,
+    /// in the canonical form of [`RelayAddress`](crate::RelayAddress):
+    /// `host:port`, or `tls://host:port` for TLS.
     pub fn saved_relay(&self) -> Option<String> {
-        std::fs::read_to_string(self.shared.profile_dir.join(RELAY_FILE))
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
+        SavedRelay::load(&self.shared.profile_dir).map(|saved| saved.address)
     }
 
     /// How many envelopes were dropped since this client was opened because
@@ -457,8 +465,10 @@ impl Client {
         })
     }
 
-    /// Connects to the relay at `relay_addr`, publishes this profile's
-    /// prekeys, and remembers the relay for later sessions.
+    /// Connects to the relay at `relay_addr` (`host:port`, `tcp://host:port`
+    /// or `tls://host:port`), publishes this profile's prekeys, and
+    /// remembers the relay and the server id it announced for later
+    /// sessions.
     pub async fn register(&self, relay_addr: &str) -> Result<()> {
         self.connect(relay_addr).await?;
         let conn = self.connection()?;
@@ -484,9 +494,10 @@ impl Client {
             replace_one_time_prekeys: true,
         };
         conn.upload_prekeys(upload).await?;
-        crate::profile::write_private(
-            &self.shared.profile_dir.join(RELAY_FILE),
-            relay_addr.as_bytes(),
+        crate::connection::remember(
+            &self.shared.profile_dir,
+            relay_addr,
+            &conn.welcome().server_id,
         )?;
         Ok(())
     }
@@ -497,7 +508,8 @@ impl Client {
         self.connect(&relay).await
     }
 
-    /// Connects and authenticates to `relay_addr`, then keeps the
+    /// Connects and authenticates to `relay_addr` (any form
+    /// [`RelayAddress`](crate::RelayAddress) parses), then keeps the
     /// connection in the background: sends what waits in the outbox,
     /// receives what waits in the mailbox, reconnects with backoff when the
     /// connection drops. Returns once the first connection is up, or with
@@ -887,7 +899,7 @@ impl Shared {
     }
 
     async fn open_connection(&self, relay_addr: &str) -> Result<Arc<RelayClient>> {
-        let conn = RelayClient::connect(relay_addr, self.options.relay.clone()).await?;
+        let conn = crate::connection::connect(relay_addr, &self.options, &self.profile_dir).await?;
         conn.authenticate(&self.identity).await?;
         Ok(Arc::new(conn))
     }

@@ -1,6 +1,7 @@
 //! The facade's error type.
 
 use crate::address::AddressError;
+use crate::relay_address::RelayAddressError;
 
 /// Everything `sotto::Client` can refuse, in words a user can act on.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,30 @@ pub enum Error {
     /// A malformed address.
     #[error("invalid address: {0}")]
     Address(#[from] AddressError),
+    /// A malformed relay address.
+    #[error("invalid relay address: {0}")]
+    RelayAddress(#[from] RelayAddressError),
+    /// TLS cannot be set up: unreadable pinned certificates, no usable
+    /// platform trust store, or a build without TLS.
+    #[error("relay TLS: {0}")]
+    TlsConfig(String),
+    /// Over plain TCP, the relay at the address this profile registered
+    /// with announced another server id than it did then: possibly another
+    /// relay's challenge, forwarded to log in there as this profile. Nothing
+    /// was signed.
+    #[error(
+        "the relay at {relay} identifies as {actual:?}, not {registered:?} as when this profile \
+         registered; refusing to log in (if its operator renamed it, delete the profile's \
+         `relay` file and register again)"
+    )]
+    RelayIdChanged {
+        /// The relay address.
+        relay: String,
+        /// The server id seen at registration.
+        registered: String,
+        /// The server id announced now.
+        actual: String,
+    },
     /// No contact by that name or address.
     #[error("no contact named {0:?}")]
     UnknownContact(String),

@@ -37,19 +37,23 @@
 
 mod address;
 mod client;
+mod connection;
 mod error;
 mod payload;
 mod profile;
+mod relay_address;
 
 pub use address::{ADDRESS_PREFIX, Address, AddressError};
 pub use client::{
     Client, ClientEvent, ClientOptions, ContactInfo, DropReason, Events, Fault, HistoryItem,
     IncomingMessage, PROFILE_DB, RELAY_FILE, SendStatus, Sent,
 };
+pub use connection::RelayTrust;
 pub use error::{Error, Result};
 pub use payload::{
     KIND_DECRYPTION_ERROR, KIND_MESSAGE, PAYLOAD_OVERHEAD, PAYLOAD_VERSION, PayloadError,
 };
+pub use relay_address::{RelayAddress, RelayAddressError, RelayTransport};
 
 pub use sotto_core as core;
 pub use sotto_relay as relay;

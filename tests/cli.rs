@@ -15,14 +15,22 @@ fn chat_binary() -> PathBuf {
 }
 
 fn chat(profile: &Path, args: &[&str]) -> Output {
-    Command::new(chat_binary())
+    chat_with_env(profile, args, &[])
+}
+
+fn chat_with_env(profile: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(chat_binary());
+    command
         .arg("--profile")
         .arg(profile)
         .args(args)
         .env("SOTTO_PASSPHRASE", "cli test passphrase")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .env_remove("SOTTO_RELAY_CA")
+        .stdin(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
 }
 
 fn ok(output: Output) -> String {
@@ -46,9 +54,15 @@ impl Drop for Relay {
 
 /// `chat relay` on an ephemeral loopback port; returns it and its address.
 fn start_relay(dir: &Path) -> (Relay, String) {
+    start_relay_with(dir, &[])
+}
+
+/// `chat relay` with extra arguments (such as its TLS certificate).
+fn start_relay_with(dir: &Path, extra: &[&std::ffi::OsStr]) -> (Relay, String) {
     let mut child = Command::new(chat_binary())
         .args(["relay", "--listen", "127.0.0.1:0", "--db"])
         .arg(dir.join("relay.db"))
+        .args(extra)
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
@@ -163,4 +177,67 @@ fn talk_in_two_terminals_delivers_messages_both_ways() {
         "{history}"
     );
     assert!(history.contains("me: hi alice, right back"), "{history}");
+}
+
+#[test]
+fn profiles_register_and_talk_over_tls_with_a_relay_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    // A relay with a self-signed certificate, pinned by the clients.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_path = dir.path().join("relay-cert.pem");
+    let key_path = dir.path().join("relay-key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let (_relay, addr) = start_relay_with(
+        dir.path(),
+        &[
+            "--tls-cert".as_ref(),
+            cert_path.as_os_str(),
+            "--tls-key".as_ref(),
+            key_path.as_os_str(),
+        ],
+    );
+    let port = addr.rsplit(':').next().unwrap();
+    let relay = format!("tls://localhost:{port}");
+    let alice = dir.path().join("alice");
+    let bob = dir.path().join("bob");
+    ok(chat(&alice, &["init"]));
+    ok(chat(&bob, &["init"]));
+
+    // Without the relay's certificate, the system's trust store refuses it.
+    let out = chat(&alice, &["register", "--relay", &relay]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains("TLS"), "{err}");
+    // A mistyped scheme is refused before any connection.
+    let out = chat(&alice, &["register", "--relay", "tsl://localhost:1"]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("unknown scheme"), "{err}");
+
+    // --relay-ca, or SOTTO_RELAY_CA.
+    let ca = cert_path.to_str().unwrap();
+    let registered = ok(chat(
+        &alice,
+        &["--relay-ca", ca, "register", "--relay", &relay],
+    ));
+    assert!(
+        registered.contains(&format!("Registered with {relay}.")),
+        "{registered}"
+    );
+    let with_ca = [("SOTTO_RELAY_CA", cert_path.as_path())];
+    ok(chat_with_env(
+        &bob,
+        &["register", "--relay", &relay],
+        &with_ca,
+    ));
+    let bob_address = ok(chat(&bob, &["whoami"])).trim().to_owned();
+    ok(chat(&alice, &["add", "bob", &bob_address]));
+    ok(chat_with_env(
+        &alice,
+        &["send", "bob", "hello over tls"],
+        &with_ca,
+    ));
+    let synced = ok(chat_with_env(&bob, &["sync"], &with_ca));
+    assert!(synced.contains("hello over tls"), "{synced}");
 }

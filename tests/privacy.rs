@@ -6,7 +6,9 @@ mod common;
 use std::net::SocketAddr;
 
 use common::*;
-use sotto::relay::protocol::{ErrorCode, Request, Response, ServerFrame, auth_message};
+use sotto::relay::protocol::{
+    ChannelBinding, ErrorCode, PROTOCOL_VERSION, Request, Response, ServerFrame, auth_message,
+};
 use sotto::relay::{ClientConfig, MailboxAddress, PreKeyUpload, RelayClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -185,12 +187,22 @@ async fn nobody_but_the_owner_reads_acks_or_replaces_a_mailbox() {
     // A forged challenge signature (Bob's key, Mallory's signature) is
     // refused, and so is a signature over another connection's challenge.
     let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let Response::Welcome(welcome) =
-        raw_request(&mut raw, 0, &Request::Hello { versions: vec![1] }).await
+    let Response::Welcome(welcome) = raw_request(
+        &mut raw,
+        0,
+        &Request::Hello {
+            versions: vec![PROTOCOL_VERSION],
+        },
+    )
+    .await
     else {
         panic!("expected Welcome");
     };
-    let message = auth_message(&welcome.server_id, &welcome.challenge);
+    let message = auth_message(
+        &welcome.server_id,
+        &welcome.challenge,
+        &ChannelBinding::None,
+    );
     let forged = Request::Authenticate {
         identity_key: *bob.address().identity_key().as_bytes(),
         signature: mallory.sign(&message),

@@ -31,7 +31,8 @@ use std::time::Duration;
 
 use sotto_core::{IdentityKeyPair, SignedPreKey};
 use sotto_relay::protocol::{
-    MIN_MAX_FRAME_SIZE, PROTOCOL_VERSION, Request, Response, ServerFrame, auth_message,
+    ChannelBinding, MIN_MAX_FRAME_SIZE, PROTOCOL_VERSION, Request, Response, ServerFrame,
+    auth_message,
 };
 use sotto_relay::{
     MailboxLimits, MailboxStore, MemoryStore, PreKeyUpload, RateLimit, Server, ServerConfig,
@@ -244,7 +245,13 @@ async fn handshake(stream: &mut TcpStream, authenticate: bool) {
         return;
     }
     let id = identity();
-    let signature = id.sign(&auth_message(&welcome.server_id, &welcome.challenge));
+    // Plain TCP: the signature is bound to no channel.
+    let message = auth_message(
+        &welcome.server_id,
+        &welcome.challenge,
+        &ChannelBinding::None,
+    );
+    let signature = id.sign(&message);
     let request = Request::Authenticate {
         identity_key: id.public().to_bytes(),
         signature,

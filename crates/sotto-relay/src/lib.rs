@@ -52,7 +52,12 @@
 //!
 //! - A mailbox is read, acknowledged and re-keyed only over a connection
 //!   that signed the relay's fresh challenge with the mailbox owner's
-//!   identity key ([`protocol::auth_message`]).
+//!   identity key ([`protocol::auth_message`]). Over TLS (1.3 only) the
+//!   signature also covers the session's exporter value
+//!   ([`protocol::ChannelBinding`]), so a relay that forwards another
+//!   relay's challenge to its clients cannot log in there as them. Plain
+//!   TCP has no such binding: a client should then expect the relay's
+//!   server id ([`ClientConfig::expected_server_id`]).
 //! - Bundles are checked by the client ([`RelayClient::fetch_bundle`]):
 //!   the identity key must hash to the requested address and the signed
 //!   prekey signature must verify. A relay can still withhold or replay

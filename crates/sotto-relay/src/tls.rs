@@ -1,8 +1,12 @@
 //! TLS with rustls (feature `tls`), using the *ring* crypto provider.
 //!
-//! The relay protocol runs unchanged inside TLS. TLS hides which mailboxes
-//! a client talks to and the envelope framing from the network; the
-//! envelopes themselves are end-to-end encrypted either way.
+//! The relay protocol runs inside TLS 1.3, and only 1.3: the login
+//! signature covers a keying-material exporter value of the TLS session
+//! ([`channel_binding`], docs/relay.md §4), and an exporter is only safe to
+//! use this way on TLS 1.2 with the extended master secret, which TLS 1.3
+//! always has. TLS hides which mailboxes a client talks to and the envelope
+//! framing from the network; the envelopes themselves are end-to-end
+//! encrypted either way.
 
 use std::sync::Arc;
 
@@ -11,6 +15,9 @@ pub use tokio_rustls::rustls;
 use rustls::crypto::ring::default_provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, ConfigBuilder, ProtocolVersion, WantsVerifier};
+
+use crate::protocol::{ChannelBinding, TLS_EXPORTER_LABEL, TLS_EXPORTER_LEN};
 
 /// A TLS configuration that could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +32,14 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error(transparent)]
     Rustls(#[from] rustls::Error),
+    /// The TLS session is not TLS 1.3 (or not established), so it cannot
+    /// bind the login signature.
+    #[error("the relay protocol needs TLS 1.3, the connection uses {0}")]
+    NotTls13(String),
 }
+
+/// The protocol versions the relay and its client use: TLS 1.3 only.
+static VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
 fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)
@@ -38,7 +52,7 @@ fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 /// A server configuration from a PEM certificate chain (leaf first) and a
-/// PEM private key (PKCS#8, PKCS#1 or SEC1). TLS 1.2 and 1.3.
+/// PEM private key (PKCS#8, PKCS#1 or SEC1). TLS 1.3 only.
 pub fn server_config(
     cert_chain_pem: &[u8],
     private_key_pem: &[u8],
@@ -49,24 +63,55 @@ pub fn server_config(
         other => TlsError::Pem(other.to_string()),
     })?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(default_provider()))
-        .with_safe_default_protocol_versions()?
+        .with_protocol_versions(VERSIONS)?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
     Ok(Arc::new(config))
 }
 
 /// A client configuration that trusts exactly the PEM certificates given
-/// (a private CA, or a relay's self-signed certificate).
-pub fn client_config(trusted_roots_pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+/// (a private CA, or a relay's self-signed certificate). TLS 1.3 only.
+pub fn client_config(trusted_roots_pem: &[u8]) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in certificates(trusted_roots_pem)? {
         roots.add(cert)?;
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(default_provider()))
-        .with_safe_default_protocol_versions()?
+    let config = client_config_builder()?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The start of a client configuration with the relay's choices made (the
+/// *ring* provider, TLS 1.3 only), for a caller that brings its own
+/// certificate verifier (for example the operating system's).
+pub fn client_config_builder() -> Result<ConfigBuilder<ClientConfig, WantsVerifier>, TlsError> {
+    Ok(
+        ClientConfig::builder_with_provider(Arc::new(default_provider()))
+            .with_protocol_versions(VERSIONS)?,
+    )
+}
+
+/// The channel binding of an established TLS connection (either side):
+/// the RFC 8446 §7.5 exporter value with label
+/// [`TLS_EXPORTER_LABEL`], no
+/// context, 32 bytes.
+///
+/// Refuses anything but TLS 1.3: on TLS 1.2 an exporter value is only
+/// unique to the session with the extended master secret extension, and
+/// without it a forwarding relay could make both its sessions export the
+/// same value.
+pub fn channel_binding<D>(
+    connection: &rustls::ConnectionCommon<D>,
+) -> Result<ChannelBinding, TlsError> {
+    match connection.protocol_version() {
+        Some(ProtocolVersion::TLSv1_3) => {}
+        Some(other) => return Err(TlsError::NotTls13(format!("{other:?}"))),
+        None => return Err(TlsError::NotTls13("no finished handshake".to_owned())),
+    }
+    let value =
+        connection.export_keying_material([0u8; TLS_EXPORTER_LEN], TLS_EXPORTER_LABEL, None)?;
+    Ok(ChannelBinding::TlsExporter(value))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
-use sotto_relay::protocol::{Request, auth_message};
+use sotto_relay::protocol::{ChannelBinding, PROTOCOL_VERSION, Request, auth_message};
 use sotto_relay::{
     ClientConfig, MailboxAddress, MemoryStore, MessageId, PreKeyUpload, RelayClient, Server,
     ServerConfig,
@@ -95,10 +95,21 @@ async fn relay_and_client_logs_hold_no_payloads_keys_or_addresses() {
     // Misbehaving connections: a refused signature and a malformed frame,
     // both carrying the key and the payload.
     let mut raw = TcpStream::connect(addr).await.unwrap();
-    raw_frame(&mut raw, &Request::Hello { versions: vec![1] }.encode(1)).await;
+    raw_frame(
+        &mut raw,
+        &Request::Hello {
+            versions: vec![PROTOCOL_VERSION],
+        }
+        .encode(1),
+    )
+    .await;
     let bad_auth = Request::Authenticate {
         identity_key: bob.public().to_bytes(),
-        signature: bob.sign(&auth_message("another relay", &[0; 32])),
+        signature: bob.sign(&auth_message(
+            "another relay",
+            &[0; 32],
+            &ChannelBinding::None,
+        )),
     };
     raw_frame(&mut raw, &bad_auth.encode(2)).await;
     drain(&mut raw).await;

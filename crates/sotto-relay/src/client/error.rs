@@ -60,6 +60,20 @@ pub enum ClientError {
     /// TLS configuration or server name problem.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The relay's TLS certificate did not verify against the trusted
+    /// roots (unknown issuer, wrong name, expired...).
+    #[error("the relay's TLS certificate is not trusted: {0}")]
+    UntrustedCertificate(String),
+    /// The TLS handshake failed for another reason, or the session cannot
+    /// bind the login signature (not TLS 1.3).
+    #[error("TLS handshake with the relay failed: {0}")]
+    TlsHandshake(String),
+    /// A plain-TCP connection reached a relay that speaks TLS.
+    #[error("the relay speaks TLS: connect with a tls:// address")]
+    RelayExpectsTls,
+    /// A TLS connection reached a relay that does not speak TLS.
+    #[error("the relay does not speak TLS: connect over plain TCP (host:port), or fix the port")]
+    RelayWithoutTls,
 }
 
 impl ClientError {

@@ -41,8 +41,8 @@ use crate::address::MailboxAddress;
 use crate::envelope::{Envelope, MessageId};
 use crate::protocol::frame::{FrameError, read_frame, write_frame};
 use crate::protocol::{
-    AuthInfo, ErrorCode, ErrorFrame, PreKeyStock, PreKeyUpload, Push, Request, Response,
-    SUPPORTED_VERSIONS, ServerFrame, Welcome, auth_message, max_payload_len,
+    AuthInfo, ChannelBinding, ErrorCode, ErrorFrame, PreKeyStock, PreKeyUpload, Push, Request,
+    Response, SUPPORTED_VERSIONS, ServerFrame, Welcome, auth_message, max_payload_len,
 };
 use crate::store::FetchedPage;
 
@@ -51,7 +51,9 @@ use crate::store::FetchedPage;
 pub struct ClientConfig {
     /// Refuse a relay whose `Welcome` carries another server id (default:
     /// accept any). Set it to the relay's configured id so a challenge from
-    /// another relay is never signed.
+    /// another relay is never signed. Over TLS the signature is also bound
+    /// to the TLS session, which stops a forwarding relay by itself; over
+    /// plain TCP this check is the only protection (docs/relay.md §4).
     pub expected_server_id: Option<String>,
     /// Time to connect and complete the handshake (default 10 s).
     pub connect_timeout: Duration,
@@ -137,6 +139,8 @@ struct Inner {
     authenticated: Mutex<Option<MailboxAddress>>,
     closed: AtomicBool,
     welcome: Welcome,
+    /// What the login signature is bound to (the TLS session, or nothing).
+    binding: ChannelBinding,
     request_timeout: Duration,
 }
 
@@ -167,7 +171,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl RelayClient {
-    /// Connects over plain TCP and negotiates the protocol version.
+    /// Connects over plain TCP and negotiates the protocol version. The login
+    /// signature is then bound to nothing but the relay's id and challenge:
+    /// set [`ClientConfig::expected_server_id`] (docs/relay.md §4).
     pub async fn connect(
         addr: impl ToSocketAddrs,
         config: ClientConfig,
@@ -176,11 +182,12 @@ impl RelayClient {
             .await
             .map_err(|_| ClientError::Timeout(config.connect_timeout))??;
         let _ = tcp.set_nodelay(true);
-        Self::handshake(tcp, config).await
+        Self::handshake(tcp, ChannelBinding::None, config).await
     }
 
-    /// Connects over TLS; `server_name` is checked against the relay's
-    /// certificate. See [`crate::tls::client_config`].
+    /// Connects over TLS 1.3; `server_name` is checked against the relay's
+    /// certificate. The login signature is bound to this TLS session. See
+    /// [`crate::tls::client_config`].
     #[cfg(feature = "tls")]
     pub async fn connect_tls(
         addr: impl ToSocketAddrs,
@@ -190,7 +197,7 @@ impl RelayClient {
     ) -> Result<Self, ClientError> {
         use tokio_rustls::rustls::pki_types::ServerName;
         let name = ServerName::try_from(server_name.to_owned())
-            .map_err(|e| ClientError::Tls(e.to_string()))?;
+            .map_err(|e| ClientError::Tls(format!("invalid server name {server_name:?}: {e}")))?;
         let deadline = config.connect_timeout;
         let stream = tokio::time::timeout(deadline, async {
             let tcp = TcpStream::connect(addr).await?;
@@ -198,15 +205,27 @@ impl RelayClient {
             tokio_rustls::TlsConnector::from(tls)
                 .connect(name, tcp)
                 .await
+                .map_err(tls_handshake_error)
         })
         .await
         .map_err(|_| ClientError::Timeout(deadline))??;
-        Self::handshake(stream, config).await
+        let binding = crate::tls::channel_binding(stream.get_ref().1)
+            .map_err(|e| ClientError::TlsHandshake(e.to_string()))?;
+        Self::handshake(stream, binding, config).await
     }
 
     /// Runs the protocol over an already connected stream: sends `Hello`,
-    /// reads `Welcome`, and starts the background reader.
-    pub async fn handshake<S>(stream: S, config: ClientConfig) -> Result<Self, ClientError>
+    /// reads `Welcome`, and starts the background reader. `binding` is what
+    /// [`authenticate`](Self::authenticate) binds the login signature to:
+    /// [`ChannelBinding::None`] for plain TCP, or the value of
+    /// `tls::channel_binding` (feature `tls`) for a TLS stream (the relay computes
+    /// it from its side of the same session; anything else fails to
+    /// authenticate).
+    pub async fn handshake<S>(
+        stream: S,
+        binding: ChannelBinding,
+        config: ClientConfig,
+    ) -> Result<Self, ClientError>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
@@ -221,7 +240,7 @@ impl RelayClient {
             write_frame(&mut writer, &hello.encode(0)).await?;
             let body = read_frame(&mut reader, config.max_incoming_frame)
                 .await
-                .map_err(frame_error)?
+                .map_err(welcome_frame_error)?
                 .ok_or(ClientError::Closed)?;
             match ServerFrame::decode(&body)? {
                 ServerFrame::Response {
@@ -267,6 +286,7 @@ impl RelayClient {
             authenticated: Mutex::new(None),
             closed: AtomicBool::new(false),
             welcome,
+            binding,
             request_timeout: config.request_timeout,
         });
         let (events_tx, events_rx) = mpsc::channel(config.event_capacity.max(1));
@@ -321,12 +341,14 @@ impl RelayClient {
     }
 
     /// Proves ownership of `identity`'s mailbox by signing the relay's
-    /// challenge. From then on the relay pushes new envelopes for it.
-    /// Envelopes that were already waiting are not pushed: call
+    /// challenge, its server id and this connection's channel binding
+    /// ([`auth_message`]). From then on the relay pushes new envelopes for
+    /// it. Envelopes that were already waiting are not pushed: call
     /// [`fetch_pending`](Self::fetch_pending).
     pub async fn authenticate(&self, identity: &IdentityKeyPair) -> Result<AuthInfo, ClientError> {
         let welcome = &self.inner.welcome;
-        let signature = identity.sign(&auth_message(&welcome.server_id, &welcome.challenge));
+        let message = auth_message(&welcome.server_id, &welcome.challenge, &self.inner.binding);
+        let signature = identity.sign(&message);
         let request = Request::Authenticate {
             identity_key: *identity.public().as_bytes(),
             signature,
@@ -518,6 +540,53 @@ fn frame_error(e: FrameError) -> ClientError {
         FrameError::Io(e) => ClientError::Io(e),
         FrameError::TooLarge { .. } => ClientError::ProtocolViolation("frame from relay too large"),
         FrameError::Empty => ClientError::ProtocolViolation("empty frame from relay"),
+    }
+}
+
+/// Like [`frame_error`], for the first frame from the relay, which tells
+/// a TLS relay apart: its answer to our plain `Hello` is a TLS record
+/// (type 0x15 alert or 0x16 handshake, then version 0x03 0x0N), which reads
+/// as an absurd length prefix.
+fn welcome_frame_error(e: FrameError) -> ClientError {
+    match e {
+        FrameError::TooLarge { len, .. } if is_tls_record_start(len) => {
+            ClientError::RelayExpectsTls
+        }
+        other => frame_error(other),
+    }
+}
+
+fn is_tls_record_start(length_prefix: u32) -> bool {
+    let [content_type, major, minor, _] = length_prefix.to_be_bytes();
+    matches!(content_type, 0x15 | 0x16) && major == 0x03 && minor <= 0x04
+}
+
+/// Sorts a failed TLS handshake: an untrusted certificate, a relay that
+/// does not speak TLS, or any other TLS failure; a network error stays one.
+#[cfg(feature = "tls")]
+fn tls_handshake_error(e: std::io::Error) -> ClientError {
+    use tokio_rustls::rustls::{CertificateError, Error as TlsError, InvalidMessage};
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<TlsError>())
+    {
+        Some(TlsError::InvalidCertificate(reason)) => {
+            ClientError::UntrustedCertificate(match reason {
+                CertificateError::UnknownIssuer => {
+                    "it is not issued by a trusted certificate authority (unknown issuer)".into()
+                }
+                // An issuer with a trusted authority's name but another key.
+                CertificateError::BadSignature => {
+                    "it is not signed by a trusted certificate authority (bad signature)".into()
+                }
+                other => other.to_string(),
+            })
+        }
+        Some(TlsError::InvalidMessage(
+            InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
+        )) => ClientError::RelayWithoutTls,
+        Some(other) => ClientError::TlsHandshake(other.to_string()),
+        None => ClientError::Io(e),
     }
 }
 

@@ -20,7 +20,9 @@ pub(crate) mod frame;
 pub(crate) mod request;
 mod response;
 
-pub use auth::{AUTH_DOMAIN, CHALLENGE_LEN, auth_message};
+pub use auth::{
+    AUTH_DOMAIN, CHALLENGE_LEN, ChannelBinding, TLS_EXPORTER_LABEL, TLS_EXPORTER_LEN, auth_message,
+};
 pub use error_code::ErrorCode;
 pub use request::{OneTimePreKeyPublic, PreKeyUpload, Request, RequestFrame, SignedPreKeyPublic};
 pub use response::{AuthInfo, ErrorFrame, PreKeyStock, Push, Response, ServerFrame, Welcome};
@@ -29,7 +31,10 @@ pub use response::{AuthInfo, ErrorFrame, PreKeyStock, Push, Response, ServerFram
 pub const MAGIC: [u8; 4] = *b"SOTR";
 
 /// The protocol version this implementation speaks best.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// Version 2 binds the login signature to the TLS channel
+/// ([`auth_message`]); version 1 signed without it and is no longer spoken.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Every protocol version this implementation speaks, lowest first.
 pub const SUPPORTED_VERSIONS: &[u16] = &[PROTOCOL_VERSION];

@@ -25,8 +25,8 @@ use crate::envelope::MessageId;
 use crate::protocol::frame::{FrameError, read_frame, write_frame};
 use crate::protocol::request::RequestDecodeError;
 use crate::protocol::{
-    AuthInfo, CHALLENGE_LEN, DecodeError, ErrorCode, PreKeyStock, PreKeyUpload, Push, Request,
-    RequestFrame, Response, SUPPORTED_VERSIONS, Welcome, auth_message,
+    AuthInfo, CHALLENGE_LEN, ChannelBinding, DecodeError, ErrorCode, PreKeyStock, PreKeyUpload,
+    Push, Request, RequestFrame, Response, SUPPORTED_VERSIONS, Welcome, auth_message,
 };
 use crate::store::{MailboxStore, StoreError, has_duplicate_ids};
 
@@ -72,6 +72,8 @@ struct Connection<S: Transport> {
     version: Option<u16>,
     /// The challenge, consumed by the first `Authenticate`.
     challenge: Option<[u8; CHALLENGE_LEN]>,
+    /// This end's channel binding, which the login signature must cover.
+    binding: ChannelBinding,
     owner: Option<Owner>,
     requests: TokenBucket,
     bytes: TokenBucket,
@@ -83,10 +85,13 @@ struct Connection<S: Transport> {
 }
 
 /// Serves one connection until the client leaves, breaks the protocol,
-/// goes idle, or the server shuts down.
+/// goes idle, or the server shuts down. `binding` is the relay's own
+/// channel binding of `stream` (the TLS exporter value, or none for plain
+/// TCP).
 pub(crate) async fn serve<S: Transport>(
     stream: S,
     peer: SocketAddr,
+    binding: ChannelBinding,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -100,6 +105,7 @@ pub(crate) async fn serve<S: Transport>(
         writer: BufWriter::new(writer),
         version: None,
         challenge: None,
+        binding,
         owner: None,
         requests: TokenBucket::new(limits.requests_per_second, limits.request_burst, now),
         bytes: TokenBucket::new(limits.bytes_per_second, limits.byte_burst, now),
@@ -437,7 +443,10 @@ impl<S: Transport> Connection<S> {
                 .error(id, ErrorCode::AuthFailed, "invalid identity key")
                 .await;
         };
-        let message = auth_message(&self.shared.config.server_id, &challenge);
+        // Bound to this relay's id and this connection's TLS session as seen
+        // from here: a signature a forwarding relay obtained over its own
+        // session with the client does not verify.
+        let message = auth_message(&self.shared.config.server_id, &challenge, &self.binding);
         if identity.verify(&message, signature).is_err() {
             tracing::debug!(peer = %self.peer, "challenge signature refused");
             return self

@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 use crate::clock::{Clock, SystemClock};
-use crate::protocol::{ErrorCode, Response, frame::write_frame};
+use crate::protocol::{ChannelBinding, ErrorCode, Response, frame::write_frame};
 use crate::store::{MailboxStore, Swept};
 
 /// Most expired envelopes deleted in one storage transaction.
@@ -104,6 +104,9 @@ impl Server {
 
     /// Serves TLS (rustls) instead of plain TCP on this listener. See
     /// [`crate::tls::server_config`] to build `config` from PEM files.
+    /// Only TLS 1.3 sessions are served (the login signature is bound to
+    /// the session's exporter, [`crate::tls::channel_binding`]); a session
+    /// that negotiated anything older is closed after the handshake.
     #[cfg(feature = "tls")]
     pub fn with_tls(mut self, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
         self.tls = Some(tokio_rustls::TlsAcceptor::from(config));
@@ -198,14 +201,19 @@ impl Server {
                             let timeout = shared.config.handshake_timeout;
                             match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                                 Ok(Ok(stream)) => {
-                                    connection::serve(stream, peer, shared, shutdown).await;
+                                    match crate::tls::channel_binding(stream.get_ref().1) {
+                                        Ok(binding) => {
+                                            connection::serve(stream, peer, binding, shared, shutdown).await;
+                                        }
+                                        Err(e) => tracing::debug!(%peer, error = %e, "TLS session refused"),
+                                    }
                                 }
                                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                             }
                             return;
                         }
-                        connection::serve(tcp, peer, shared, shutdown).await;
+                        connection::serve(tcp, peer, ChannelBinding::None, shared, shutdown).await;
                     });
                 }
             }

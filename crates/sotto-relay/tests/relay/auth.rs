@@ -1,6 +1,6 @@
 //! Mailbox ownership: only the key holder reads, acks or re-keys.
 
-use sotto_relay::protocol::{Request, auth_message};
+use sotto_relay::protocol::{ChannelBinding, Request, auth_message};
 use sotto_relay::{ClientConfig, ClientError, ErrorCode, RelayClient};
 
 use crate::common::*;
@@ -72,7 +72,11 @@ async fn forged_or_replayed_challenge_signatures_are_refused() {
     // Bob's key, Mallory's signature.
     let mut raw = Raw::connect(addr).await;
     let welcome = raw.hello().await;
-    let message = auth_message(&welcome.server_id, &welcome.challenge);
+    let message = auth_message(
+        &welcome.server_id,
+        &welcome.challenge,
+        &ChannelBinding::None,
+    );
     raw.request(
         1,
         &Request::Authenticate {
@@ -89,7 +93,11 @@ async fn forged_or_replayed_challenge_signatures_are_refused() {
     // A genuine signature by Bob over another connection's challenge.
     let mut first = Raw::connect(addr).await;
     let w1 = first.hello().await;
-    let replayed = bob.sign(&auth_message(&w1.server_id, &w1.challenge));
+    let replayed = bob.sign(&auth_message(
+        &w1.server_id,
+        &w1.challenge,
+        &ChannelBinding::None,
+    ));
     let mut second = Raw::connect(addr).await;
     let w2 = second.hello().await;
     assert_ne!(w1.challenge, w2.challenge, "challenges are fresh");
@@ -112,7 +120,11 @@ async fn forged_or_replayed_challenge_signatures_are_refused() {
             1,
             &Request::Authenticate {
                 identity_key: *bob.public().as_bytes(),
-                signature: bob.sign(&auth_message("other-relay", &w3.challenge)),
+                signature: bob.sign(&auth_message(
+                    "other-relay",
+                    &w3.challenge,
+                    &ChannelBinding::None,
+                )),
             },
         )
         .await;

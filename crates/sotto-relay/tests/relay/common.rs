@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
-use sotto_relay::protocol::{Request, Response, ServerFrame, Welcome};
+use sotto_relay::protocol::{PROTOCOL_VERSION, Request, Response, ServerFrame, Welcome};
 use sotto_relay::{
     ClientConfig, Clock, MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload,
     RateLimit, RelayClient, RelayEvent, Server, ServerConfig, ServerHandle, UnixTime,
@@ -201,7 +201,13 @@ impl Raw {
     }
 
     pub(crate) async fn hello(&mut self) -> Welcome {
-        self.request(0, &Request::Hello { versions: vec![1] }).await;
+        self.request(
+            0,
+            &Request::Hello {
+                versions: vec![PROTOCOL_VERSION],
+            },
+        )
+        .await;
         match self.response(0).await {
             Response::Welcome(w) => w,
             other => panic!("expected Welcome, got {other:?}"),

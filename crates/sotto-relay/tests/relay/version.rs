@@ -13,14 +13,14 @@ async fn an_unknown_protocol_version_gets_a_clear_error() {
     raw.request(
         0,
         &Request::Hello {
-            versions: vec![2, 99],
+            versions: vec![3, 99],
         },
     )
     .await;
     let (code, message) = error_of(raw.response(0).await);
     assert_eq!(code, ErrorCode::UnsupportedVersion);
     assert!(
-        message.contains("[2, 99]") && message.contains("[1]"),
+        message.contains("[3, 99]") && message.contains("[2]"),
         "{message}"
     );
     raw.expect_closed().await;
@@ -30,13 +30,13 @@ async fn an_unknown_protocol_version_gets_a_clear_error() {
     raw.request(
         0,
         &Request::Hello {
-            versions: vec![7, 1, 3],
+            versions: vec![7, 1, 2, 3],
         },
     )
     .await;
     match raw.response(0).await {
         Response::Welcome(w) => {
-            assert_eq!(w.version, 1);
+            assert_eq!(w.version, 2);
             assert_eq!(w.server_id, "test-relay");
             assert_eq!(w.max_frame_size, 1 << 20);
         }
@@ -46,8 +46,25 @@ async fn an_unknown_protocol_version_gets_a_clear_error() {
 }
 
 #[tokio::test]
+async fn a_version_1_client_is_refused_with_unsupported_version() {
+    // Version 1 signed logins without the channel binding; this relay no
+    // longer accepts them, and says so before any challenge is issued.
+    let relay = start().await;
+    let mut raw = Raw::connect(relay.local_addr()).await;
+    raw.request(0, &Request::Hello { versions: vec![1] }).await;
+    let (code, message) = error_of(raw.response(0).await);
+    assert_eq!(code, ErrorCode::UnsupportedVersion);
+    assert!(
+        message.contains("client offers [1], this relay speaks [2]"),
+        "{message}"
+    );
+    raw.expect_closed().await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_client_reports_a_relay_that_refuses_its_version() {
-    // A stand-in for a future relay that no longer speaks version 1.
+    // A stand-in for a future relay that no longer speaks version 2.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let fake = tokio::spawn(async move {
@@ -58,7 +75,7 @@ async fn the_client_reports_a_relay_that_refuses_its_version() {
         tcp.read_exact(&mut hello).await.unwrap();
         let body = Response::error(
             ErrorCode::UnsupportedVersion,
-            "unsupported protocol version: client offers [1], this relay speaks [2]",
+            "unsupported protocol version: client offers [2], this relay speaks [3]",
         )
         .encode(0);
         tcp.write_all(&(body.len() as u32).to_be_bytes())
@@ -70,7 +87,7 @@ async fn the_client_reports_a_relay_that_refuses_its_version() {
         .await
         .unwrap_err();
     match &err {
-        ClientError::UnsupportedVersion(message) => assert!(message.contains("speaks [2]")),
+        ClientError::UnsupportedVersion(message) => assert!(message.contains("speaks [3]")),
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("protocol version"), "{err}");
