@@ -91,6 +91,8 @@ impl SqliteStore {
         envelope_ttl: Duration,
         now: UnixTime,
     ) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        restrict_files(path)?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mode: String =
@@ -136,6 +138,43 @@ impl core::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SqliteStore").finish_non_exhaustive()
     }
+}
+
+/// Makes the database and its `-wal` / `-shm` files owner-only (0600)
+/// whatever the umask: they hold every queued envelope and the prekey
+/// directory. A new database file is created with that mode before SQLite
+/// opens it (SQLite gives its journal files the database file's mode);
+/// looser existing files are tightened.
+#[cfg(unix)]
+fn restrict_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e: std::io::Error| StoreError::Backend(Box::new(e));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(io)?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn restrict_files(_: &Path) -> Result<(), StoreError> {
+    Ok(())
 }
 
 /// `(identity_key, prekey_id, public_key, signature)` as stored.
@@ -572,6 +611,48 @@ mod tests {
     #[test]
     fn expiry_contract() {
         contract_tests::expired_envelopes_are_hidden_then_swept(&fresh().1);
+    }
+
+    /// The relay's database holds every queued envelope: other local
+    /// accounts must not be able to read it, whatever the umask.
+    #[cfg(unix)]
+    #[test]
+    fn the_database_and_its_journal_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let address = register(&store, 1);
+        store
+            .enqueue(
+                &address,
+                &MessageId([1; 16]),
+                b"x",
+                &QueuePolicy::default(),
+                T0,
+            )
+            .unwrap();
+        let files: Vec<_> = ["relay.db", "relay.db-wal", "relay.db-shm"]
+            .iter()
+            .map(|f| dir.path().join(f))
+            .collect();
+        for f in &files {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+        drop(store);
+        // Files left readable by an older relay are tightened on open.
+        for f in &files {
+            if f.exists() {
+                std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let _store = SqliteStore::open(&path).unwrap();
+        for f in &files {
+            if f.exists() {
+                assert_eq!(mode(f), 0o600, "{}", f.display());
+            }
+        }
     }
 
     #[test]
