@@ -92,15 +92,26 @@ impl SessionSet {
     /// existing session, bytes that do not parse). A store remembers these
     /// to refuse a first message that is replayed after its session left
     /// the set (docs/protocol.md, "Replays").
+    ///
+    /// Cheap: it reads the fixed fields of a PreKeyMessage (docs/protocol.md
+    /// "Wire format") without validating the identity key; decrypting
+    /// validates the whole message.
     pub fn would_start_session(&self, message: &[u8]) -> Option<(u32, [u8; 32])> {
-        match WireMessage::parse(message).ok()? {
-            WireMessage::PreKey(p)
-                if !self.sessions.iter().any(|s| s.matches_prekey_message(&p)) =>
-            {
-                Some((p.signed_prekey_id, p.base_key))
-            }
-            _ => None,
+        let (&[version, kind], rest) = message.split_first_chunk::<2>()?;
+        if version != crate::wire::VERSION || kind != crate::wire::TYPE_PREKEY_MESSAGE {
+            return None;
         }
+        let (identity, rest) = rest.split_first_chunk::<32>()?;
+        let (base_key, rest) = rest.split_first_chunk::<32>()?;
+        let (spk_id, _) = rest.split_first_chunk::<4>()?;
+        if self
+            .sessions
+            .iter()
+            .any(|s| s.matches_x3dh_run(identity, base_key))
+        {
+            return None;
+        }
+        Some((u32::from_be_bytes(*spk_id), *base_key))
     }
 
     /// Decrypts a message from the remote identity, creating a session for a

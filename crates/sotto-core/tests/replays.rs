@@ -141,3 +141,37 @@ fn replayed_prekey_message_with_an_equivalent_base_key_encoding_is_refused() {
     assert!(*before == *set.to_bytes());
     assert_eq!(set.len(), 1);
 }
+
+#[test]
+fn would_start_session_names_the_x3dh_run_of_a_new_first_message_only() {
+    let mut rng = rng(46);
+    let alice = Party::new(&mut rng, 0);
+    let bob = Party::new(&mut rng, 0);
+    let mut a = Session::initiate(&alice.identity, &bob.bundle(None), &mut rng).expect("initiate");
+    let first = a.encrypt(b"first").expect("encrypt");
+    let second = a.encrypt(b"second").expect("encrypt");
+    let bundle = bob.bundle(None);
+    let mut set = SessionSet::new();
+    // Before: a new X3DH run, named by (signed prekey id, EK_A).
+    let base_key: [u8; 32] = first[2 + 32..2 + 64].try_into().unwrap();
+    assert_eq!(
+        set.would_start_session(&first),
+        Some((bundle.signed_prekey_id, base_key))
+    );
+    set.decrypt(&bob.identity, &bob.prekeys, &first, &mut rng)
+        .expect("decrypt");
+    // After: the same run (any of its PreKeyMessages) matches the session.
+    assert_eq!(set.would_start_session(&first), None);
+    assert_eq!(set.would_start_session(&second), None);
+    // Bob's reply makes Alice send plain Messages: never a new run.
+    let mut reply_set = set.clone();
+    let reply = reply_set.encrypt(b"reply").expect("encrypt");
+    a.decrypt(&reply, &mut rng).expect("decrypt");
+    let plain = a.encrypt(b"plain").expect("encrypt");
+    assert_eq!(set.would_start_session(&plain), None);
+    // Truncated or foreign bytes are not a run.
+    for len in 0..2 + 64 + 4 {
+        assert_eq!(set.would_start_session(&first[..len]), None, "{len}");
+    }
+    assert_eq!(SessionSet::new().would_start_session(b"\x02\x01"), None);
+}

@@ -269,9 +269,16 @@ impl Session {
     /// True if `message` is a PreKeyMessage of the X3DH run that created
     /// this session (same IK_A and EK_A).
     pub fn matches_prekey_message(&self, message: &PreKeyMessage<'_>) -> bool {
+        self.matches_x3dh_run(message.identity_key.as_bytes(), &message.base_key)
+    }
+
+    /// True if this session is the responder's side of the X3DH run named
+    /// by the initiator's identity key and base key (raw bytes, as they
+    /// appear in a PreKeyMessage).
+    pub(crate) fn matches_x3dh_run(&self, identity: &[u8; 32], base_key: &[u8; 32]) -> bool {
         self.role == Role::Responder
-            && message.base_key == self.base_key
-            && message.identity_key == self.remote_identity
+            && *base_key == self.base_key
+            && identity == self.remote_identity.as_bytes()
     }
 
     /// Encrypts `plaintext` into a fresh buffer.
