@@ -7,100 +7,19 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::*;
-use sotto::core::{IdentityKey, IdentityKeyPair, PreKeyBundle, SignedPreKey};
+use sotto::core::{IdentityKeyPair, PreKeyBundle, SignedPreKey};
 use sotto::relay::protocol::SignedPreKeyPublic;
-use sotto::relay::store::{
-    Enqueued, FetchedPage, MailboxUsage, QueuePolicy, StoreTotals, Swept, TakenBundle,
-};
-use sotto::relay::{
-    ClientConfig, MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload, RelayClient,
-    ServerConfig, StoreError, UnixTime,
-};
+use sotto::relay::{ClientConfig, MessageId, PreKeyUpload, RelayClient, ServerConfig};
 use sotto::store::CiphertextDigest;
 use sotto::{Address, ClientEvent};
-
-/// An honest store, except that the bundles of some mailboxes are whatever
-/// the test says (what a relay would serve if it had accepted them).
-struct BundleOverride {
-    inner: MemoryStore,
-    bundles: Mutex<HashMap<MailboxAddress, PreKeyBundle>>,
-}
-
-impl MailboxStore for BundleOverride {
-    fn publish_prekeys(
-        &self,
-        owner: &IdentityKey,
-        upload: &PreKeyUpload,
-        max_one_time: u32,
-    ) -> Result<u32, StoreError> {
-        self.inner.publish_prekeys(owner, upload, max_one_time)
-    }
-
-    fn take_bundle(&self, address: &MailboxAddress) -> Result<Option<TakenBundle>, StoreError> {
-        if let Some(bundle) = self.bundles.lock().unwrap().get(address) {
-            return Ok(Some(TakenBundle {
-                bundle: bundle.clone(),
-                remaining: 0,
-            }));
-        }
-        self.inner.take_bundle(address)
-    }
-
-    fn one_time_prekey_count(&self, address: &MailboxAddress) -> Result<u32, StoreError> {
-        self.inner.one_time_prekey_count(address)
-    }
-
-    fn enqueue(
-        &self,
-        recipient: &MailboxAddress,
-        message_id: &MessageId,
-        payload: &[u8],
-        policy: &QueuePolicy,
-        now: UnixTime,
-    ) -> Result<Enqueued, StoreError> {
-        self.inner
-            .enqueue(recipient, message_id, payload, policy, now)
-    }
-
-    fn fetch(
-        &self,
-        address: &MailboxAddress,
-        after: u64,
-        max_count: usize,
-        max_bytes: usize,
-        now: UnixTime,
-    ) -> Result<FetchedPage, StoreError> {
-        self.inner.fetch(address, after, max_count, max_bytes, now)
-    }
-
-    fn sweep_expired(&self, now: UnixTime, max_count: usize) -> Result<Swept, StoreError> {
-        self.inner.sweep_expired(now, max_count)
-    }
-
-    fn totals(&self) -> Result<StoreTotals, StoreError> {
-        self.inner.totals()
-    }
-
-    fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
-        self.inner.ack(address, ids)
-    }
-
-    fn usage(&self, address: &MailboxAddress) -> Result<MailboxUsage, StoreError> {
-        self.inner.usage(address)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poisoned_notice_costs_only_itself_and_the_mailbox_behind_it_arrives() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(BundleOverride {
-        inner: MemoryStore::new(),
-        bundles: Mutex::new(HashMap::new()),
-    });
+    let store = Arc::new(InterceptingStore::new());
     let relay = relay_with(ServerConfig::default(), store.clone()).await;
     let addr = relay.local_addr().to_string();
     let (alice, bob) = pair(dir.path(), &addr).await;

@@ -12,114 +12,44 @@ use std::time::Duration;
 
 use common::*;
 use rand::{Rng, RngExt, SeedableRng};
-use sotto::core::IdentityKey;
-use sotto::relay::store::{Enqueued, FetchedPage, QueuePolicy, StoreTotals, Swept, TakenBundle};
-use sotto::relay::{
-    ClientConfig, MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload, RelayClient,
-    ServerConfig, StoreError, UnixTime,
-};
+use sotto::relay::store::Enqueued;
+use sotto::relay::{ClientConfig, MailboxAddress, MessageId, RelayClient, ServerConfig};
 use sotto::{Client, ClientEvent, Events};
 
-/// The relay's storage in the attacker's hands: an honest store plus a
-/// record of everything sent, and a switch that swallows genuine envelopes
-/// (the sender is told they were stored) for later release.
-struct HostileStore {
-    inner: MemoryStore,
-    /// Every envelope sent through the front door: (recipient, bytes).
-    recorded: Mutex<Vec<(MailboxAddress, Vec<u8>)>>,
-    /// Envelopes swallowed while `withholding` is on.
-    withheld: Mutex<Vec<(MailboxAddress, Vec<u8>)>>,
-    withholding: Mutex<bool>,
-    next_fake_id: Mutex<u64>,
+/// What the hostile relay keeps: every envelope sent through its front
+/// door, and the genuine ones it swallows (telling the sender they were
+/// stored) while `withholding` is on, for release later.
+#[derive(Default)]
+struct Loot {
+    recorded: Vec<(MailboxAddress, Vec<u8>)>,
+    withheld: Vec<(MailboxAddress, Vec<u8>)>,
+    withholding: bool,
+    next_fake_id: u64,
 }
 
-impl HostileStore {
-    fn new() -> Self {
-        Self {
-            inner: MemoryStore::new(),
-            recorded: Mutex::new(Vec::new()),
-            withheld: Mutex::new(Vec::new()),
-            withholding: Mutex::new(false),
-            next_fake_id: Mutex::new(u64::MAX / 2),
+/// A relay whose storage records everything and swallows on command.
+fn hostile_store() -> (Arc<InterceptingStore>, Arc<Mutex<Loot>>) {
+    let loot = Arc::new(Mutex::new(Loot {
+        next_fake_id: u64::MAX / 2,
+        ..Loot::default()
+    }));
+    let store = Arc::new(InterceptingStore::new());
+    let hook_loot = loot.clone();
+    let hook: EnqueueHook = Box::new(move |to, bytes| {
+        let mut loot = hook_loot.lock().unwrap();
+        loot.recorded.push((*to, bytes.to_vec()));
+        if !loot.withholding {
+            return None;
         }
-    }
-}
-
-impl MailboxStore for HostileStore {
-    fn publish_prekeys(
-        &self,
-        owner: &IdentityKey,
-        upload: &PreKeyUpload,
-        max_one_time: u32,
-    ) -> Result<u32, StoreError> {
-        self.inner.publish_prekeys(owner, upload, max_one_time)
-    }
-
-    fn take_bundle(&self, address: &MailboxAddress) -> Result<Option<TakenBundle>, StoreError> {
-        self.inner.take_bundle(address)
-    }
-
-    fn one_time_prekey_count(&self, address: &MailboxAddress) -> Result<u32, StoreError> {
-        self.inner.one_time_prekey_count(address)
-    }
-
-    fn enqueue(
-        &self,
-        recipient: &MailboxAddress,
-        message_id: &MessageId,
-        payload: &[u8],
-        policy: &QueuePolicy,
-        now: UnixTime,
-    ) -> Result<Enqueued, StoreError> {
-        self.recorded
-            .lock()
-            .unwrap()
-            .push((*recipient, payload.to_vec()));
-        if *self.withholding.lock().unwrap() {
-            self.withheld
-                .lock()
-                .unwrap()
-                .push((*recipient, payload.to_vec()));
-            let mut id = self.next_fake_id.lock().unwrap();
-            *id += 1;
-            return Ok(Enqueued {
-                id: *id,
-                duplicate: false,
-            });
-        }
-        self.inner
-            .enqueue(recipient, message_id, payload, policy, now)
-    }
-
-    fn fetch(
-        &self,
-        address: &MailboxAddress,
-        after: u64,
-        max_count: usize,
-        max_bytes: usize,
-        now: UnixTime,
-    ) -> Result<FetchedPage, StoreError> {
-        self.inner.fetch(address, after, max_count, max_bytes, now)
-    }
-
-    fn sweep_expired(&self, now: UnixTime, max_count: usize) -> Result<Swept, StoreError> {
-        self.inner.sweep_expired(now, max_count)
-    }
-
-    fn totals(&self) -> Result<StoreTotals, StoreError> {
-        self.inner.totals()
-    }
-
-    fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
-        self.inner.ack(address, ids)
-    }
-
-    fn usage(
-        &self,
-        address: &MailboxAddress,
-    ) -> Result<sotto::relay::store::MailboxUsage, StoreError> {
-        self.inner.usage(address)
-    }
+        loot.withheld.push((*to, bytes.to_vec()));
+        loot.next_fake_id += 1;
+        Some(Enqueued {
+            id: loot.next_fake_id,
+            duplicate: false,
+        })
+    });
+    *store.on_enqueue.lock().unwrap() = Some(hook);
+    (store, loot)
 }
 
 /// What a side did that only a relay attack could have caused.
@@ -196,9 +126,12 @@ const STEPS: [Step; 10] = [
     Step::Release,
 ];
 
-async fn release(store: &HostileStore, attacker: &RelayClient, rng: &mut rand::rngs::StdRng) {
-    *store.withholding.lock().unwrap() = false;
-    let mut held = std::mem::take(&mut *store.withheld.lock().unwrap());
+async fn release(loot: &Mutex<Loot>, attacker: &RelayClient, rng: &mut rand::rngs::StdRng) {
+    let mut held = {
+        let mut loot = loot.lock().unwrap();
+        loot.withholding = false;
+        std::mem::take(&mut loot.withheld)
+    };
     // Fisher-Yates with the test's seeded RNG.
     for i in (1..held.len()).rev() {
         let j = rng.random_range(0..=i);
@@ -231,8 +164,8 @@ async fn wait_for_history(client: &Client, contact: &str, n: usize) -> Vec<Strin
 
 async fn run_schedule(seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(HostileStore::new());
-    let relay = relay_with(ServerConfig::default(), store.clone()).await;
+    let (store, loot) = hostile_store();
+    let relay = relay_with(ServerConfig::default(), store).await;
     let addr = relay.local_addr().to_string();
     let (alice, bob) = pair(dir.path(), &addr).await;
     let alice_tally = Arc::new(Mutex::new(Tally::default()));
@@ -275,7 +208,7 @@ async fn run_schedule(seed: u64) {
                 bob_sent.push(t);
             }
             Step::Replay | Step::Tamper | Step::Splice => {
-                let recorded = store.recorded.lock().unwrap().clone();
+                let recorded = loot.lock().unwrap().recorded.clone();
                 let (to, mut bytes) = recorded[rng.random_range(0..recorded.len())].clone();
                 match step {
                     Step::Tamper => {
@@ -322,11 +255,11 @@ async fn run_schedule(seed: u64) {
                 let to = if rng.random() { alice_box } else { bob_box };
                 send_raw(&attacker, &to, &bytes).await;
             }
-            Step::Withhold => *store.withholding.lock().unwrap() = true,
-            Step::Release => release(&store, &attacker, &mut rng).await,
+            Step::Withhold => loot.lock().unwrap().withholding = true,
+            Step::Release => release(&loot, &attacker, &mut rng).await,
         }
     }
-    release(&store, &attacker, &mut rng).await;
+    release(&loot, &attacker, &mut rng).await;
 
     // Every genuine message arrives, exactly once.
     let at_bob = wait_for_history(&bob, "alice", alice_sent.len() + bob_sent.len()).await;

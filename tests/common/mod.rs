@@ -1,7 +1,10 @@
 //! Shared setup for the end-to-end tests: a relay on loopback and clients
 //! with light key-derivation parameters (the passphrase KDF is not what
 //! these tests are about).
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, unused_imports)]
+
+mod intercepting_store;
+pub use intercepting_store::{EnqueueHook, InterceptingStore};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,0 +1,106 @@
+//! The relay's storage in an attacker's hands: an honest in-memory store
+//! with hooks a test sets, for tests that play a hostile relay.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use sotto::core::{IdentityKey, PreKeyBundle};
+use sotto::relay::store::{
+    Enqueued, FetchedPage, MailboxUsage, QueuePolicy, StoreTotals, Swept, TakenBundle,
+};
+use sotto::relay::{
+    MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload, StoreError, UnixTime,
+};
+
+/// Decides about one envelope sent through the relay's front door:
+/// `Some(result)` answers the sender without storing it, `None` lets the
+/// honest store have it.
+pub type EnqueueHook = Box<dyn FnMut(&MailboxAddress, &[u8]) -> Option<Enqueued> + Send>;
+
+/// An honest [`MemoryStore`], except where the test says otherwise.
+pub struct InterceptingStore {
+    inner: MemoryStore,
+    /// Sees every envelope sent (see [`EnqueueHook`]).
+    pub on_enqueue: Mutex<Option<EnqueueHook>>,
+    /// Bundles served instead of the published ones.
+    pub bundles: Mutex<HashMap<MailboxAddress, PreKeyBundle>>,
+}
+
+impl InterceptingStore {
+    pub fn new() -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            on_enqueue: Mutex::new(None),
+            bundles: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl MailboxStore for InterceptingStore {
+    fn publish_prekeys(
+        &self,
+        owner: &IdentityKey,
+        upload: &PreKeyUpload,
+        max_one_time: u32,
+    ) -> Result<u32, StoreError> {
+        self.inner.publish_prekeys(owner, upload, max_one_time)
+    }
+
+    fn take_bundle(&self, address: &MailboxAddress) -> Result<Option<TakenBundle>, StoreError> {
+        if let Some(bundle) = self.bundles.lock().unwrap().get(address) {
+            return Ok(Some(TakenBundle {
+                bundle: bundle.clone(),
+                remaining: 0,
+            }));
+        }
+        self.inner.take_bundle(address)
+    }
+
+    fn one_time_prekey_count(&self, address: &MailboxAddress) -> Result<u32, StoreError> {
+        self.inner.one_time_prekey_count(address)
+    }
+
+    fn enqueue(
+        &self,
+        recipient: &MailboxAddress,
+        message_id: &MessageId,
+        payload: &[u8],
+        policy: &QueuePolicy,
+        now: UnixTime,
+    ) -> Result<Enqueued, StoreError> {
+        if let Some(hook) = self.on_enqueue.lock().unwrap().as_mut()
+            && let Some(answer) = hook(recipient, payload)
+        {
+            return Ok(answer);
+        }
+        self.inner
+            .enqueue(recipient, message_id, payload, policy, now)
+    }
+
+    fn fetch(
+        &self,
+        address: &MailboxAddress,
+        after: u64,
+        max_count: usize,
+        max_bytes: usize,
+        now: UnixTime,
+    ) -> Result<FetchedPage, StoreError> {
+        self.inner.fetch(address, after, max_count, max_bytes, now)
+    }
+
+    fn sweep_expired(&self, now: UnixTime, max_count: usize) -> Result<Swept, StoreError> {
+        self.inner.sweep_expired(now, max_count)
+    }
+
+    fn totals(&self) -> Result<StoreTotals, StoreError> {
+        self.inner.totals()
+    }
+
+    fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
+        self.inner.ack(address, ids)
+    }
+
+    fn usage(&self, address: &MailboxAddress) -> Result<MailboxUsage, StoreError> {
+        self.inner.usage(address)
+    }
+}
