@@ -964,7 +964,7 @@ impl Shared {
         )
         .await?;
         let id = entry.id;
-        self.with_store(move |s| s.mark_sent(&id)).await?;
+        self.with_store(move |s| s.mark_sent(&id, now_ms())).await?;
         Ok(())
     }
 

@@ -77,7 +77,7 @@ fn make_template() -> Template {
                 Received::Stored(_)
             ));
             if i == 0 {
-                alice.mark_sent(&out.id).expect("mark sent");
+                alice.mark_sent(&out.id, 0).expect("mark sent");
             }
         }
         let reply = bob.send("alice", b"hi alice", 3_000).expect("reply");

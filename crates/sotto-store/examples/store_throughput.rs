@@ -122,7 +122,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     for _ in 0..single {
         let entry = bob.send("alice", b"x", 0)?;
-        bob.mark_sent(&entry.id)?;
+        bob.mark_sent(&entry.id, 0)?;
     }
     println!(
         "send + mark_sent, two commits each: {single} messages: {:.0} messages/s",

@@ -11,9 +11,9 @@ use zeroize::Zeroizing;
 use crate::crypto::{ConversationKey, Domain, Keys, Place};
 use crate::error::{Error, Result, Row};
 use crate::records::{
-    self, ContactRecord, PreKeyIds, decode_contact, decode_conversation, decode_identity,
-    decode_message, decode_prekey_ids, encode_contact, encode_conversation, encode_identity,
-    encode_prekey_ids, padded, unpadded,
+    self, ContactRecord, OutboxRecord, PreKeyIds, decode_contact, decode_conversation,
+    decode_identity, decode_message, decode_prekey_ids, encode_contact, encode_conversation,
+    encode_identity, encode_prekey_ids, padded, unpadded,
 };
 use crate::types::{EnvelopeId, Message};
 
@@ -825,6 +825,7 @@ impl<'a> Db<'a> {
         self.lookup(Domain::Outbox, &[id.as_bytes()])
     }
 
+    /// A new entry the relay has not accepted yet.
     pub(crate) fn insert_outbox<R: CryptoRng + ?Sized>(
         &self,
         rng: &mut R,
@@ -834,7 +835,13 @@ impl<'a> Db<'a> {
         ciphertext: &[u8],
     ) -> Result<()> {
         let lookup = self.outbox_lookup(id);
-        let record = records::encode_outbox(seq, id, ciphertext);
+        let record = records::encode_outbox(&OutboxRecord {
+            seq,
+            id: *id,
+            accepted_at: 0,
+            accepted: 0,
+            ciphertext: ciphertext.to_vec(),
+        });
         let sealed = conversation.key.sealing().seal(
             rng,
             Place::new("outbox", "sealed", &lookup),
@@ -842,7 +849,8 @@ impl<'a> Db<'a> {
         )?;
         self.conn
             .prepare_cached(
-                "INSERT INTO outbox (lookup, conversation, seq, sealed) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO outbox (lookup, conversation, seq, sealed, accepted)
+                 VALUES (?1, ?2, ?3, ?4, 0)",
             )?
             .execute(params![
                 &lookup[..],
@@ -850,6 +858,25 @@ impl<'a> Db<'a> {
                 seq_to_sql(seq)?,
                 sealed
             ])?;
+        Ok(())
+    }
+
+    /// Rewrites an entry after the relay accepted it (again).
+    pub(crate) fn update_outbox<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        conversation: &Conversation,
+        row: &OutboxRow,
+        record: &OutboxRecord,
+    ) -> Result<()> {
+        let sealed = conversation.key.sealing().seal(
+            rng,
+            Place::new("outbox", "sealed", &row.lookup),
+            &records::encode_outbox(record),
+        )?;
+        self.conn
+            .prepare_cached("UPDATE outbox SET sealed = ?1, accepted = ?2 WHERE lookup = ?3")?
+            .execute(params![sealed, record.accepted > 0, &row.lookup[..]])?;
         Ok(())
     }
 
@@ -874,11 +901,13 @@ impl<'a> Db<'a> {
         .transpose()
     }
 
-    pub(crate) fn outbox_rows(&self) -> Result<Vec<Result<OutboxRow>>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT lookup, conversation, seq, sealed FROM outbox ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
+    /// The outbox rows the relay has accepted (`true`: awaiting a receipt)
+    /// or not (`false`: to send), oldest first.
+    pub(crate) fn outbox_rows(&self, accepted: bool) -> Result<Vec<Result<OutboxRow>>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT lookup, conversation, seq, sealed FROM outbox WHERE accepted = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([accepted], |r| {
             Ok((
                 r.get::<_, Vec<u8>>(0)?,
                 r.get::<_, Vec<u8>>(1)?,
@@ -908,7 +937,7 @@ impl<'a> Db<'a> {
         &self,
         conversation: &Conversation,
         row: &OutboxRow,
-    ) -> Result<(EnvelopeId, Vec<u8>)> {
+    ) -> Result<OutboxRecord> {
         let corrupt = || Error::Corrupt {
             table: "outbox",
             row: Row::Seq(row.seq),
@@ -918,11 +947,11 @@ impl<'a> Db<'a> {
             .sealing()
             .open(Place::new("outbox", "sealed", &row.lookup), &row.sealed)
             .ok_or_else(corrupt)?;
-        let (seq, id, ciphertext) = records::decode_outbox(&plain).map_err(|_| corrupt())?;
-        if seq != row.seq || self.outbox_lookup(&id) != row.lookup {
+        let record = records::decode_outbox(&plain).map_err(|_| corrupt())?;
+        if record.seq != row.seq || self.outbox_lookup(&record.id) != row.lookup {
             return Err(corrupt());
         }
-        Ok((id, ciphertext))
+        Ok(record)
     }
 
     pub(crate) fn delete_outbox(&self, lookup: &[u8; 32]) -> Result<bool> {

@@ -27,7 +27,7 @@
 //! // send: committed (session, history, outbox) before the ciphertext is returned.
 //! let out = alice.send("bob", b"hello", 1_700_000_000_000)?;
 //! // ... the relay carries (out.id, out.ciphertext) to Bob's mailbox ...
-//! alice.mark_sent(&out.id)?;
+//! alice.mark_sent(&out.id, 1_700_000_000_100)?;
 //!
 //! // receive: decrypt, store and dedupe in one transaction; then ack the relay.
 //! let envelope = Envelope {
@@ -43,6 +43,10 @@
 //!
 //! let page = bob.history("alice", None, 50)?;
 //! assert_eq!(page.messages().count(), 1);
+//!
+//! // Bob's device confirms (a delivery receipt, carried back by the app):
+//! // the message is Delivered and no longer offered for resending.
+//! assert_eq!(alice.mark_delivered("bob", &[out.id])?, vec![out.seq]);
 //! # Ok(()) }
 //! ```
 //!
@@ -68,6 +72,7 @@ mod error;
 mod history;
 mod options;
 mod prekeys;
+mod receipts;
 mod receive;
 mod records;
 mod recovery;
@@ -84,6 +89,7 @@ pub use options::{
     Durability, KdfParams, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM, OpenOptions,
 };
 pub use prekeys::{MAX_ONE_TIME_PREKEYS_PER_CALL, SignedPreKeyPolicy};
+pub use receipts::ResendPolicy;
 pub use receive::MAX_BATCH;
 pub use records::{MAX_CONTACT_ID_LEN, MAX_CONTACT_NAME_LEN};
 pub use recovery::{RECOVERY_WINDOW, Recovery};

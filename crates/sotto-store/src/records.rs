@@ -19,7 +19,9 @@
 //!               or, for an outgoing message with the digest of its ciphertext:
 //!               0x02 || direction || state || u64be(timestamp ms) || envelope id(16)
 //!                   || ciphertext digest(32) || pad(body)
-//! outbox        0x01 || u64be(seq) || envelope id(16) || ciphertext
+//! outbox        0x02 || u64be(seq) || envelope id(16) || u64be(accepted_at ms, 0 = not yet)
+//!                   || u32be(times accepted) || ciphertext
+//!               (version 0x01, without the two counters, is still read)
 //! signed prekey SignedPreKey::to_bytes()      one-time prekey OneTimePreKey::to_bytes()
 //! ```
 
@@ -437,21 +439,53 @@ pub(crate) fn set_message_state(record: &mut [u8], state: DeliveryState) -> Deco
 
 // ---- outbox ---------------------------------------------------------------
 
-pub(crate) fn encode_outbox(seq: u64, id: &EnvelopeId, ciphertext: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(25 + ciphertext.len());
-    out.push(RECORD_VERSION);
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(ciphertext);
+/// Version of an outbox record that says whether, when and how often the
+/// relay accepted the ciphertext.
+const OUTBOX_WITH_ACCEPTANCE: u8 = 0x02;
+
+/// An outbox entry as stored.
+pub(crate) struct OutboxRecord {
+    pub(crate) seq: u64,
+    pub(crate) id: EnvelopeId,
+    /// When the relay last accepted it (ms); 0 while it never did.
+    pub(crate) accepted_at: u64,
+    /// How many times the relay accepted it (first send and resends).
+    pub(crate) accepted: u32,
+    pub(crate) ciphertext: Vec<u8>,
+}
+
+pub(crate) fn encode_outbox(r: &OutboxRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(37 + r.ciphertext.len());
+    out.push(OUTBOX_WITH_ACCEPTANCE);
+    out.extend_from_slice(&r.seq.to_be_bytes());
+    out.extend_from_slice(r.id.as_bytes());
+    out.extend_from_slice(&r.accepted_at.to_be_bytes());
+    out.extend_from_slice(&r.accepted.to_be_bytes());
+    out.extend_from_slice(&r.ciphertext);
     out
 }
 
-pub(crate) fn decode_outbox(bytes: &[u8]) -> Decoded<(u64, EnvelopeId, Vec<u8>)> {
+pub(crate) fn decode_outbox(bytes: &[u8]) -> Decoded<OutboxRecord> {
     let mut r = Reader::new(bytes);
-    r.version()?;
+    let with_acceptance = match r.u8()? {
+        RECORD_VERSION => false,
+        OUTBOX_WITH_ACCEPTANCE => true,
+        _ => return Err(Malformed),
+    };
     let seq = r.u64()?;
     let id = EnvelopeId(r.array::<16>()?);
-    Ok((seq, id, r.rest().to_vec()))
+    let (accepted_at, accepted) = if with_acceptance {
+        (r.u64()?, r.u32()?)
+    } else {
+        (0, 0)
+    };
+    Ok(OutboxRecord {
+        seq,
+        id,
+        accepted_at,
+        accepted,
+        ciphertext: r.rest().to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -491,6 +525,31 @@ mod tests {
         assert_eq!(m.envelope_id, id);
         assert_eq!(m.body.as_slice(), b"body");
         assert!(message_digest(&with[..40]).is_err());
+    }
+
+    #[test]
+    fn outbox_records_of_both_versions_decode() {
+        let record = OutboxRecord {
+            seq: 7,
+            id: EnvelopeId([3; 16]),
+            accepted_at: 1234,
+            accepted: 2,
+            ciphertext: b"ct".to_vec(),
+        };
+        let back = decode_outbox(&encode_outbox(&record)).unwrap();
+        assert_eq!(
+            (back.seq, back.id, back.accepted_at, back.accepted),
+            (7, EnvelopeId([3; 16]), 1234, 2)
+        );
+        assert_eq!(back.ciphertext, b"ct");
+        let mut v1 = vec![RECORD_VERSION];
+        v1.extend_from_slice(&7u64.to_be_bytes());
+        v1.extend_from_slice(&[3; 16]);
+        v1.extend_from_slice(b"ct");
+        let old = decode_outbox(&v1).unwrap();
+        assert_eq!((old.seq, old.accepted_at, old.accepted), (7, 0, 0));
+        assert_eq!(old.ciphertext, b"ct");
+        assert!(decode_outbox(&[9, 0, 0]).is_err());
     }
 
     #[test]

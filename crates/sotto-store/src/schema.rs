@@ -14,7 +14,7 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 
 /// The schema version this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// SQLite `application_id` of a Sotto store ("SOTT").
 pub(crate) const APPLICATION_ID: i32 = 0x534F_5454;
@@ -93,6 +93,22 @@ fn to_v2(conn: &Connection, _: &Keys) -> Result<()> {
     Ok(())
 }
 
+/// What version 3 adds to version 2: `outbox.accepted`, 1 once the relay
+/// accepted the entry. The entry then stays until the recipient's delivery
+/// receipt arrives (and is sent again when it is overdue); pending entries
+/// are found without opening the others.
+pub(crate) const SCHEMA_V3: &str = "
+ALTER TABLE outbox ADD COLUMN accepted INTEGER NOT NULL DEFAULT 0 CHECK (accepted IN (0, 1));
+CREATE INDEX outbox_pending ON outbox (accepted, id);
+";
+
+fn to_v3(conn: &Connection, _: &Keys) -> Result<()> {
+    // Every entry of an older file is one the relay has not accepted:
+    // before version 3, an accepted entry was deleted.
+    conn.execute_batch(SCHEMA_V3)?;
+    Ok(())
+}
+
 /// One upgrade step: from `from` to `from + 1`. It runs inside the
 /// migration transaction and may re-seal rows with the store's keys.
 pub(crate) struct Migration {
@@ -102,10 +118,16 @@ pub(crate) struct Migration {
 
 /// The migrations of this library, oldest first; a change to the schema
 /// adds a step here and bumps [`SCHEMA_VERSION`].
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    from: 1,
-    run: to_v2,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 1,
+        run: to_v2,
+    },
+    Migration {
+        from: 2,
+        run: to_v3,
+    },
+];
 
 /// The schema version recorded in the file, `None` if there is no `meta`
 /// table (not a store, or an empty file).

@@ -67,65 +67,105 @@ impl Store {
     /// that cannot be read is reported in place.
     pub fn outbox(&self) -> Result<Vec<Result<OutboxEntry>>> {
         self.read(|db| {
-            let mut conversations: HashMap<[u8; 32], Option<Conversation>> = HashMap::new();
-            let mut out = Vec::new();
-            for row in db.outbox_rows()? {
-                let entry = row.and_then(|row| {
-                    if let std::collections::hash_map::Entry::Vacant(slot) =
-                        conversations.entry(row.conversation)
-                    {
-                        slot.insert(db.conversation_by_lookup(&row.conversation)?);
-                    }
-                    let conversation = conversations
-                        .get(&row.conversation)
-                        .and_then(Option::as_ref)
-                        .ok_or(Error::Corrupt {
-                            table: "outbox",
-                            row: Row::Seq(row.seq),
-                        })?;
-                    let (id, ciphertext) = db.open_outbox(conversation, &row)?;
-                    Ok(OutboxEntry {
-                        id,
-                        recipient: conversation.contact.clone(),
-                        seq: row.seq,
-                        ciphertext,
-                    })
-                });
-                out.push(entry);
-            }
-            Ok(out)
+            Ok(open_outbox_rows(db, db.outbox_rows(false)?)
+                .into_iter()
+                .map(|entry| entry.map(|(entry, _)| entry))
+                .collect())
         })
     }
 
-    /// The relay accepted the envelope `id`: removes it from the outbox and
-    /// moves its message from `Pending` to `Sent`. Returns whether it was
-    /// in the outbox.
-    pub fn mark_sent(&mut self, id: &EnvelopeId) -> Result<bool> {
+    /// The relay accepted envelope `id` at `now` (ms since the Unix epoch):
+    /// its message moves from `Pending` to `Sent`, and the entry stays,
+    /// awaiting the recipient's delivery receipt
+    /// ([`mark_delivered`](Self::mark_delivered)); until then
+    /// [`overdue`](Self::overdue) offers it again. Returns whether it was in
+    /// the outbox.
+    pub fn mark_sent(&mut self, id: &EnvelopeId, now: u64) -> Result<bool> {
         self.write(|db, rng| {
             let Some(row) = db.outbox_row(id)? else {
                 return Ok(false);
             };
-            if let Some(conversation) = db.conversation_by_lookup(&row.conversation)? {
-                db.open_outbox(&conversation, &row)?;
-                if let Some(sealed) = db.message_sealed(&conversation, row.seq)? {
-                    let mut record = db.open_message_record(&conversation, row.seq, &sealed)?;
-                    let message =
-                        records::decode_message(row.seq, &record).map_err(|_| Error::Corrupt {
-                            table: "messages",
-                            row: Row::Seq(row.seq),
-                        })?;
-                    if message.state == DeliveryState::Pending {
-                        records::set_message_state(&mut record, DeliveryState::Sent).map_err(
-                            |_| Error::Corrupt {
-                                table: "messages",
-                                row: Row::Seq(row.seq),
-                            },
-                        )?;
-                        db.update_message(rng, &conversation, row.seq, &record)?;
-                    }
-                }
-            }
-            db.delete_outbox(&row.lookup)
+            let conversation =
+                db.conversation_by_lookup(&row.conversation)?
+                    .ok_or(Error::Corrupt {
+                        table: "outbox",
+                        row: Row::Seq(row.seq),
+                    })?;
+            let mut record = db.open_outbox(&conversation, &row)?;
+            record.accepted_at = now;
+            record.accepted = record.accepted.saturating_add(1);
+            db.update_outbox(rng, &conversation, &row, &record)?;
+            advance_state(db, rng, &conversation, row.seq, DeliveryState::Sent)?;
+            Ok(true)
         })
     }
+}
+
+/// Opens outbox rows with their conversations' keys (each conversation
+/// loaded once). A row that cannot be read is reported in place.
+pub(crate) fn open_outbox_rows(
+    db: &crate::db::Db<'_>,
+    rows: Vec<Result<crate::db::OutboxRow>>,
+) -> Vec<Result<(OutboxEntry, crate::records::OutboxRecord)>> {
+    let mut conversations: HashMap<[u8; 32], Option<Conversation>> = HashMap::new();
+    rows.into_iter()
+        .map(|row| {
+            let row = row?;
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                conversations.entry(row.conversation)
+            {
+                slot.insert(db.conversation_by_lookup(&row.conversation)?);
+            }
+            let conversation = conversations
+                .get(&row.conversation)
+                .and_then(Option::as_ref)
+                .ok_or(Error::Corrupt {
+                    table: "outbox",
+                    row: Row::Seq(row.seq),
+                })?;
+            let record = db.open_outbox(conversation, &row)?;
+            Ok((
+                OutboxEntry {
+                    id: record.id,
+                    recipient: conversation.contact.clone(),
+                    seq: row.seq,
+                    ciphertext: record.ciphertext.clone(),
+                },
+                record,
+            ))
+        })
+        .collect()
+}
+
+/// Moves an outgoing message's state forward to `to` (Pending < Sent <
+/// Delivered < Read); never back. Returns whether it changed.
+pub(crate) fn advance_state<R: rand_core::CryptoRng + ?Sized>(
+    db: &crate::db::Db<'_>,
+    rng: &mut R,
+    conversation: &Conversation,
+    seq: u64,
+    to: DeliveryState,
+) -> Result<bool> {
+    let corrupt = || Error::Corrupt {
+        table: "messages",
+        row: Row::Seq(seq),
+    };
+    let Some(sealed) = db.message_sealed(conversation, seq)? else {
+        return Ok(false);
+    };
+    let mut record = db.open_message_record(conversation, seq, &sealed)?;
+    let message = records::decode_message(seq, &record).map_err(|_| corrupt())?;
+    let rank = |s: DeliveryState| match s {
+        DeliveryState::Pending => 0,
+        DeliveryState::Sent => 1,
+        DeliveryState::Delivered => 2,
+        DeliveryState::Read => 3,
+        DeliveryState::Received => 0,
+    };
+    if message.direction != Direction::Outgoing || rank(to) <= rank(message.state) {
+        return Ok(false);
+    }
+    records::set_message_state(&mut record, to).map_err(|_| corrupt())?;
+    db.update_message(rng, conversation, seq, &record)?;
+    Ok(true)
 }

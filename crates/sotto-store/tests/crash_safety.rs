@@ -183,7 +183,7 @@ fn send_fault_after_commit_leaves_the_ciphertext_in_the_outbox_for_retry() {
         p.bob.receive(&envelope(&pending[0], "alice")).unwrap(),
         Received::Duplicate
     ));
-    assert!(p.alice.mark_sent(&pending[0].id).unwrap());
+    assert!(p.alice.mark_sent(&pending[0].id, 0).unwrap());
     assert!(p.alice.outbox().unwrap().is_empty());
     assert_eq!(p.bob.message_count("alice").unwrap(), 1);
     still_talks(&mut p);

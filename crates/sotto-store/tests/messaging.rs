@@ -84,8 +84,9 @@ fn outbox_keeps_entries_until_marked_sent_and_updates_state() {
     assert_eq!(pending, vec![a.clone(), b.clone()]);
     assert_eq!(pending[0].recipient, "bob");
 
-    assert!(p.alice.mark_sent(&a.id).unwrap());
-    assert!(!p.alice.mark_sent(&a.id).unwrap());
+    assert!(p.alice.mark_sent(&a.id, T0).unwrap());
+    // Accepted, it waits for the receipt (not in the outbox to send).
+    assert!(p.alice.mark_sent(&a.id, T0).unwrap());
     let left: Vec<_> = p
         .alice
         .outbox()

@@ -95,7 +95,7 @@ fn no_plaintext_names_keys_or_session_state_in_the_files() {
             alice.receive(&env).unwrap();
         }
         if i % 2 == 0 {
-            alice.mark_sent(&out.id).unwrap();
+            alice.mark_sent(&out.id, 0).unwrap();
         }
     }
     assert!(

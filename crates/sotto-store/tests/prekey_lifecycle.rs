@@ -129,19 +129,23 @@ fn signed_prekeys_rotate_weekly_and_old_ones_decrypt_until_their_grace_ends() {
     ));
 }
 
-/// A version-1 file (before rotation times and remembered base keys) opens
-/// and is upgraded in place; its signed prekey starts the schedule.
+/// A version-1 file (before rotation times, remembered base keys and
+/// receipts) opens and is upgraded in place; its signed prekey starts the
+/// schedule, and an entry waiting in its outbox is still sent.
 #[test]
 fn a_version_1_store_is_upgraded_and_keeps_working() {
     let mut p = pair();
     let m = p.alice_sends("before the upgrade");
     assert_eq!(deliver(&m, "alice", &mut p.bob), "before the upgrade");
+    let waiting = p.bob_sends("waiting in the outbox");
     let path = p.bob_path();
     drop(p.bob);
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE used_base_keys;
+            "DROP INDEX outbox_pending;
+             ALTER TABLE outbox DROP COLUMN accepted;
+             DROP TABLE used_base_keys;
              ALTER TABLE signed_prekeys DROP COLUMN since;
              UPDATE meta SET value = 1 WHERE name = 'schema_version';",
         )
@@ -149,6 +153,13 @@ fn a_version_1_store_is_upgraded_and_keeps_working() {
     }
     let mut bob = Store::open(&path, common::BOB_PASS, &options()).unwrap();
     assert_eq!(bob.schema_version().unwrap(), sotto_store::SCHEMA_VERSION);
+    let outbox: Vec<_> = bob
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(outbox, vec![waiting]);
     let policy = SignedPreKeyPolicy::default();
     assert!(bob.maintain_signed_prekeys(T0, &policy).unwrap().is_none());
     assert!(
