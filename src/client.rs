@@ -8,8 +8,8 @@ use sotto_core::{IdentityKey, IdentityKeyPair, SafetyNumber};
 use sotto_relay::protocol::{OneTimePreKeyPublic, SignedPreKeyPublic};
 use sotto_relay::{ClientConfig, MailboxAddress, MessageId, PreKeyUpload, RelayClient, RelayEvent};
 use sotto_store::{
-    CiphertextDigest, Contact, DeliveryState, Direction, OpenOptions, OutboxEntry, Received,
-    Recovery, SignedPreKeyPolicy, Store,
+    CiphertextDigest, Contact, DeliveryState, Direction, EnvelopeId, OpenOptions, OutboxEntry,
+    Received, Recovery, ResendPolicy, SignedPreKeyPolicy, Store,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -44,6 +44,14 @@ pub struct ClientOptions {
     /// When the signed prekey is rotated and how long replaced ones still
     /// decrypt first messages (checked on every connection and hourly).
     pub signed_prekeys: SignedPreKeyPolicy,
+    /// When a message the relay accepted but the recipient's device has
+    /// not confirmed (no delivery receipt) is sent again, under the same
+    /// envelope id (5 minutes, doubling up to 6 hours by default).
+    pub resend: ResendPolicy,
+    /// Send read receipts from [`Client::mark_read`] (off by default).
+    /// Delivery receipts are always sent: they are what makes delivery
+    /// independent of the relay.
+    pub read_receipts: bool,
     /// First delay before reconnecting after the relay connection drops.
     pub reconnect_min: Duration,
     /// Longest delay between reconnection attempts (the delay doubles).
@@ -78,6 +86,8 @@ impl Default for ClientOptions {
             relay_trust: RelayTrust::Platform,
             one_time_prekeys: 100,
             signed_prekeys: SignedPreKeyPolicy::default(),
+            resend: ResendPolicy::default(),
+            read_receipts: false,
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(30),
             event_capacity: 1024,
@@ -137,6 +147,21 @@ pub enum ClientEvent {
         /// to start a new session and send the message again.
         resend_requested: bool,
     },
+    /// The contact's device confirmed it stored messages of ours (a
+    /// delivery receipt): they are now `DeliveryState::Delivered`.
+    Delivered {
+        /// The contact's address.
+        contact: String,
+        /// The messages (seqs in the conversation).
+        seqs: Vec<u64>,
+    },
+    /// The contact read messages of ours (a read receipt).
+    Read {
+        /// The contact's address.
+        contact: String,
+        /// The messages (seqs in the conversation).
+        seqs: Vec<u64>,
+    },
     /// A contact reported (in a signed notice) that it could not decrypt a
     /// message of ours.
     PeerCouldNotDecrypt {
@@ -181,6 +206,8 @@ pub enum DropReason {
     UnsupportedVersion,
     /// An authenticated payload that does not parse.
     Malformed,
+    /// An authenticated receipt from someone who is not a contact.
+    NotAContact,
 }
 
 impl core::fmt::Display for DropReason {
@@ -189,6 +216,7 @@ impl core::fmt::Display for DropReason {
             Self::Unauthenticated => "sender not authenticated",
             Self::UnsupportedVersion => "unsupported envelope version",
             Self::Malformed => "malformed payload",
+            Self::NotAContact => "receipt from someone who is not a contact",
         })
     }
 }
@@ -291,6 +319,8 @@ struct Shared {
     notices: Mutex<NoticeLimiter>,
     /// Envelopes dropped as [`ClientEvent::Dropped`].
     dropped: std::sync::atomic::AtomicU64,
+    /// Delivery receipts owed, per sender, sent in batches.
+    receipts: Mutex<OwedReceipts>,
 }
 
 /// An end-to-end encrypted messaging client: one profile (an encrypted
@@ -405,6 +435,7 @@ impl Client {
             processing: tokio::sync::Mutex::new(()),
             notices: Mutex::new(NoticeLimiter::default()),
             dropped: std::sync::atomic::AtomicU64::new(0),
+            receipts: Mutex::new(std::collections::HashMap::new()),
         });
         Ok(Self {
             _lifetime: Arc::new(Lifetime {
@@ -570,7 +601,9 @@ impl Client {
         let _guard = self.shared.processing.lock().await;
         let relay_id = envelope.id;
         let outcome = self.shared.store_envelope(envelope.payload).await;
-        match self.shared.settle(&conn, relay_id, outcome).await? {
+        let settled = self.shared.settle(&conn, relay_id, outcome).await;
+        self.shared.flush_receipts(&conn).await;
+        match settled? {
             Settled::Stored(message) => Ok(Some(message)),
             Settled::Nothing => Ok(None),
             Settled::Dropped(reason) => Err(Error::Undecryptable(reason.to_string())),
@@ -744,6 +777,44 @@ impl Client {
         ))
     }
 
+    /// Marks the incoming message `seq` of the conversation with `contact`
+    /// as read. With [`ClientOptions::read_receipts`] the contact is told
+    /// (a read receipt, if the relay is reachable now; read receipts are
+    /// best effort). Returns whether the state changed.
+    pub async fn mark_read(&self, contact: &str, seq: u64) -> Result<bool> {
+        let contact = self.resolve(contact).await?;
+        let id = contact.id.clone();
+        let envelope = self
+            .shared
+            .with_store(move |s| {
+                let Some(message) = s.message(&id, seq)? else {
+                    return Err(sotto_store::Error::UnknownMessage(seq));
+                };
+                if message.direction != Direction::Incoming || message.state == DeliveryState::Read
+                {
+                    return Ok(None);
+                }
+                s.set_delivery_state(&id, seq, DeliveryState::Read)?;
+                Ok(Some(message.envelope_id))
+            })
+            .await?;
+        let Some(envelope) = envelope else {
+            return Ok(false);
+        };
+        if self.shared.options.read_receipts
+            && let Some(identity) = contact.identity_key
+            && let Ok(conn) = self.connection()
+        {
+            // Best effort: a lost read receipt only leaves the sender's
+            // mark at Delivered.
+            let _ = self
+                .shared
+                .send_receipt(&conn, &identity, payload::ReceiptKind::Read, &[envelope])
+                .await;
+        }
+        Ok(true)
+    }
+
     /// Records that the safety number with `contact` was compared.
     pub async fn mark_verified(&self, contact: &str) -> Result<()> {
         let contact = self.resolve(contact).await?;
@@ -804,8 +875,17 @@ async fn blocking<T: Send + 'static>(
 
 /// What processing one envelope came to.
 enum Outcome {
-    Stored(IncomingMessage),
-    Duplicate,
+    /// Stored; a delivery receipt is owed to the sender.
+    Stored(IncomingMessage, Owed),
+    /// Stored before; for a message, the receipt is owed again (the first
+    /// may have been lost: that is why the sender sent it again).
+    Duplicate(Option<Owed>),
+    /// An authenticated receipt from a contact.
+    Receipt {
+        contact: String,
+        kind: payload::ReceiptKind,
+        ids: Vec<EnvelopeId>,
+    },
     /// Not authenticated or not readable: acknowledge, count, say nothing
     /// to anyone.
     Dropped(DropReason),
@@ -825,6 +905,12 @@ enum Outcome {
     /// A local failure (disk, lock): leave it on the relay for later.
     Retry(String),
 }
+
+/// A delivery receipt owed: to whom, for which envelope.
+type Owed = (IdentityKey, EnvelopeId);
+
+/// The delivery receipts owed, by sender.
+type OwedReceipts = std::collections::HashMap<[u8; 32], (IdentityKey, Vec<EnvelopeId>)>;
 
 /// How an envelope ended, once acknowledged.
 enum Settled {
@@ -937,6 +1023,9 @@ impl Shared {
             Ok(count) => self.emit(ClientEvent::OutboxFlushed { count }),
             Err(e) => self.emit(ClientEvent::Error(format!("outbox: {e}"))),
         }
+        if let Err(e) = self.resend_overdue(conn).await {
+            self.emit(ClientEvent::Error(format!("resend: {e}")));
+        }
         if self.options.auto_receive
             && let Err(e) = self.drain_mailbox(conn).await
         {
@@ -1041,6 +1130,7 @@ impl Shared {
                 }
             }
         }
+        self.flush_receipts(conn).await;
         match first_error {
             None => Ok(stored),
             Some(error) => Err(Error::ReceiveIncomplete {
@@ -1066,17 +1156,41 @@ impl Shared {
     /// Acknowledges (or not) and reports what storing an envelope came to.
     async fn settle(&self, conn: &RelayClient, relay_id: u64, outcome: Outcome) -> Result<Settled> {
         match outcome {
-            Outcome::Stored(_) if self.options.fault == Some(Fault::CrashBeforeAck) => {
+            Outcome::Stored(..) if self.options.fault == Some(Fault::CrashBeforeAck) => {
                 Err(Error::Task("simulated crash before ack".into()))
             }
-            Outcome::Stored(message) => {
+            Outcome::Stored(message, owed) => {
                 // Announced before the ack: if the ack fails, the relay
                 // delivers it again as a duplicate, which is not announced.
                 self.emit(ClientEvent::Message(message.clone()));
                 conn.ack(&[relay_id]).await?;
+                self.owe_receipt(owed);
                 Ok(Settled::Stored(message))
             }
-            Outcome::Duplicate => {
+            Outcome::Duplicate(owed) => {
+                conn.ack(&[relay_id]).await?;
+                if let Some(owed) = owed {
+                    self.owe_receipt(owed);
+                }
+                Ok(Settled::Nothing)
+            }
+            Outcome::Receipt { contact, kind, ids } => {
+                let id = contact.clone();
+                let seqs = self
+                    .with_store(move |s| match kind {
+                        payload::ReceiptKind::Delivered => s.mark_delivered(&id, &ids),
+                        payload::ReceiptKind::Read => s.mark_read_by_contact(&id, &ids),
+                    })
+                    .await;
+                match seqs {
+                    Ok(seqs) if seqs.is_empty() => {}
+                    Ok(seqs) => self.emit(match kind {
+                        payload::ReceiptKind::Delivered => ClientEvent::Delivered { contact, seqs },
+                        payload::ReceiptKind::Read => ClientEvent::Read { contact, seqs },
+                    }),
+                    // Not acknowledged: it comes again once the store works.
+                    Err(e) => return Err(e),
+                }
                 conn.ack(&[relay_id]).await?;
                 Ok(Settled::Nothing)
             }
@@ -1152,6 +1266,81 @@ impl Shared {
         conn.send(&MailboxAddress::of(sender), notice_id, &payload)
             .await
             .is_ok()
+    }
+
+    /// Notes a delivery receipt to send with the next batch.
+    fn owe_receipt(&self, (sender, id): Owed) {
+        lock(&self.receipts)
+            .entry(*sender.as_bytes())
+            .or_insert_with(|| (sender, Vec::new()))
+            .1
+            .push(id);
+    }
+
+    /// Sends the delivery receipts owed, one envelope per sender (split at
+    /// [`payload::MAX_RECEIPT_IDS`]). What cannot be sent now stays owed
+    /// for the next try; a receipt lost for good only means the sender
+    /// sends its message again, which is stored once and confirmed again.
+    async fn flush_receipts(&self, conn: &RelayClient) {
+        let owed = std::mem::take(&mut *lock(&self.receipts));
+        let mut failed = Vec::new();
+        for (_, (sender, ids)) in owed {
+            for chunk in ids.chunks(payload::MAX_RECEIPT_IDS) {
+                if self
+                    .send_receipt(conn, &sender, payload::ReceiptKind::Delivered, chunk)
+                    .await
+                    .is_err()
+                {
+                    failed.push((sender, chunk.to_vec()));
+                }
+            }
+        }
+        for (sender, ids) in failed {
+            for id in ids {
+                self.owe_receipt((sender, id));
+            }
+        }
+    }
+
+    async fn send_receipt(
+        &self,
+        conn: &RelayClient,
+        to: &IdentityKey,
+        kind: payload::ReceiptKind,
+        ids: &[EnvelopeId],
+    ) -> Result<()> {
+        let receipt_id = MessageId::random().map_err(|_| Error::Task("no randomness".into()))?;
+        let receipt = payload::encode_receipt(&receipt_id.0, now_ms(), kind, ids);
+        let sealed = payload::seal(&self.identity, to, &receipt)?;
+        conn.send(&MailboxAddress::of(to), receipt_id, &sealed)
+            .await?;
+        Ok(())
+    }
+
+    /// Sends again, under the same envelope id and ciphertext, every
+    /// message the relay accepted whose delivery receipt is overdue.
+    /// Returns how many went out.
+    async fn resend_overdue(&self, conn: &RelayClient) -> Result<usize> {
+        let _guard = self.processing.lock().await;
+        let policy = self.options.resend;
+        let entries = self
+            .with_store(move |s| {
+                let mut out = Vec::new();
+                for entry in s.overdue(now_ms(), &policy)?.into_iter().flatten() {
+                    let identity = s.contact(&entry.recipient)?.and_then(|c| c.identity_key);
+                    out.push((entry, identity));
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut sent = 0;
+        for (entry, identity) in entries {
+            if let Some(identity) = identity {
+                self.deliver(conn, &identity, &entry).await?;
+                sent += 1;
+            }
+        }
+        Ok(sent)
     }
 
     /// A contact could not decrypt our ciphertext with digest `failed`:
@@ -1239,6 +1428,20 @@ impl Shared {
                 let sender = opened.sender;
                 let id = contact_id(&sender);
                 let contact = s.contact(&id)?;
+                if payload.kind == payload::KIND_RECEIPT {
+                    let known = contact
+                        .as_ref()
+                        .is_some_and(|c| c.identity_key == Some(sender));
+                    return Ok(match (known, payload.receipt()) {
+                        (true, Some((kind, ids))) => Outcome::Receipt {
+                            contact: id,
+                            kind,
+                            ids,
+                        },
+                        (true, None) => Outcome::Dropped(DropReason::Malformed),
+                        (false, _) => Outcome::Dropped(DropReason::NotAContact),
+                    });
+                }
                 if payload.kind == payload::KIND_DECRYPTION_ERROR {
                     let known = contact
                         .as_ref()
@@ -1279,14 +1482,17 @@ impl Shared {
                     let _ = s.delete_contact(&id);
                 }
                 Ok(match result {
-                    Ok(Received::Stored(m)) => Outcome::Stored(IncomingMessage {
-                        contact: id.clone(),
-                        name,
-                        seq: m.seq,
-                        body: m.body.to_vec(),
-                        received_at: m.timestamp,
-                    }),
-                    Ok(Received::Duplicate) => Outcome::Duplicate,
+                    Ok(Received::Stored(m)) => Outcome::Stored(
+                        IncomingMessage {
+                            contact: id.clone(),
+                            name,
+                            seq: m.seq,
+                            body: m.body.to_vec(),
+                            received_at: m.timestamp,
+                        },
+                        (sender, envelope.id),
+                    ),
+                    Ok(Received::Duplicate) => Outcome::Duplicate(Some((sender, envelope.id))),
                     Err(sotto_store::Error::Protocol(e)) => {
                         let provocable = matches!(
                             e,
@@ -1355,6 +1561,12 @@ type Connected = (
 /// How often a connected client checks the signed prekey schedule.
 const PREKEY_SCHEDULE_PERIOD: Duration = Duration::from_secs(3600);
 
+/// How often a connected client looks for overdue receipts: half the first
+/// wait, between 10 ms and a minute.
+fn resend_check_period(policy: &ResendPolicy) -> Duration {
+    (policy.first / 2).clamp(Duration::from_millis(10), Duration::from_secs(60))
+}
+
 /// Keeps a connection: handles pushes while it lives, reconnects with
 /// exponential backoff when it ends.
 async fn supervise(shared: Arc<Shared>, relay_addr: String, mut current: Option<Connected>) {
@@ -1385,6 +1597,9 @@ async fn supervise(shared: Arc<Shared>, relay_addr: String, mut current: Option<
             tokio::time::Instant::now() + PREKEY_SCHEDULE_PERIOD,
             PREKEY_SCHEDULE_PERIOD,
         );
+        let resend_period = resend_check_period(&shared.options.resend);
+        let mut resends =
+            tokio::time::interval_at(tokio::time::Instant::now() + resend_period, resend_period);
         let reason = match events {
             Some(mut events) => loop {
                 let event = tokio::select! {
@@ -1392,6 +1607,12 @@ async fn supervise(shared: Arc<Shared>, relay_addr: String, mut current: Option<
                     _ = schedule.tick() => {
                         if let Err(e) = shared.maintain_prekeys(&conn).await {
                             shared.emit(ClientEvent::Error(format!("signed prekey: {e}")));
+                        }
+                        continue;
+                    }
+                    _ = resends.tick() => {
+                        if let Err(e) = shared.resend_overdue(&conn).await {
+                            shared.emit(ClientEvent::Error(format!("resend: {e}")));
                         }
                         continue;
                     }
@@ -1423,6 +1644,10 @@ async fn supervise(shared: Arc<Shared>, relay_addr: String, mut current: Option<
                         if let Err(e) = shared.process(&conn, envelope).await {
                             in_order = false;
                             shared.emit(ClientEvent::Error(format!("receive: {e}")));
+                        }
+                        // Receipts go out in one batch per burst of pushes.
+                        if events.is_empty() {
+                            shared.flush_receipts(&conn).await;
                         }
                     }
                     Some(RelayEvent::PreKeysLow(_)) => match shared.replenish(&conn).await {

@@ -51,7 +51,8 @@ pub use client::{
 pub use connection::RelayTrust;
 pub use error::{Error, Result};
 pub use payload::{
-    KIND_DECRYPTION_ERROR, KIND_MESSAGE, PAYLOAD_OVERHEAD, PAYLOAD_VERSION, PayloadError,
+    KIND_DECRYPTION_ERROR, KIND_MESSAGE, KIND_RECEIPT, MAX_RECEIPT_IDS, PAYLOAD_OVERHEAD,
+    PAYLOAD_VERSION, PayloadError,
 };
 pub use relay_address::{RelayAddress, RelayAddressError, RelayTransport};
 

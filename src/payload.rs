@@ -10,6 +10,8 @@
 //! kind 0x01: body is a sotto-core Message or PreKeyMessage
 //! kind 0x02: body is a decryption-error notice: digest(32), the
 //!            CiphertextDigest of the sotto-core message that failed
+//! kind 0x03: body is a receipt: what(1: 0x01 delivered | 0x02 read)
+//!            || u16be(n) || n × envelope id(16), 1 <= n <= 1000
 //! ```
 //!
 //! The message id is the store's envelope id: random, chosen when the
@@ -22,7 +24,7 @@
 use sha2::Digest;
 use sotto_core::{IdentityKey, IdentityKeyPair};
 use sotto_relay::MessageId;
-use sotto_store::CiphertextDigest;
+use sotto_store::{CiphertextDigest, EnvelopeId};
 
 /// Payload format version.
 pub const PAYLOAD_VERSION: u8 = 0x02;
@@ -30,6 +32,10 @@ pub const PAYLOAD_VERSION: u8 = 0x02;
 pub const KIND_MESSAGE: u8 = 0x01;
 /// Kind byte: a decryption-error notice.
 pub const KIND_DECRYPTION_ERROR: u8 = 0x02;
+/// Kind byte: a delivery or read receipt.
+pub const KIND_RECEIPT: u8 = 0x03;
+/// Most envelope ids one receipt names.
+pub const MAX_RECEIPT_IDS: usize = 1000;
 /// Bytes before the body.
 pub const PAYLOAD_OVERHEAD: usize = 1 + 1 + 16 + 8;
 /// Domain string of the relay-visible message id.
@@ -44,7 +50,44 @@ pub(crate) struct Payload<'a> {
     pub(crate) body: &'a [u8],
 }
 
+/// What a receipt confirms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReceiptKind {
+    /// The recipient's device stored the messages.
+    Delivered,
+    /// The recipient read them.
+    Read,
+}
+
 impl Payload<'_> {
+    /// The receipt in this payload; `None` for anything else or a receipt
+    /// body that is not exactly well-formed.
+    pub(crate) fn receipt(&self) -> Option<(ReceiptKind, Vec<EnvelopeId>)> {
+        if self.kind != KIND_RECEIPT {
+            return None;
+        }
+        let (&what, rest) = self.body.split_first()?;
+        let kind = match what {
+            0x01 => ReceiptKind::Delivered,
+            0x02 => ReceiptKind::Read,
+            _ => return None,
+        };
+        let (n, ids) = rest.split_first_chunk::<2>()?;
+        let n = usize::from(u16::from_be_bytes(*n));
+        if n == 0 || n > MAX_RECEIPT_IDS || ids.len() != n * 16 {
+            return None;
+        }
+        let ids = ids
+            .chunks_exact(16)
+            .map(|c| {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(c);
+                EnvelopeId(id)
+            })
+            .collect();
+        Some((kind, ids))
+    }
+
     /// The digest a decryption-error notice names; `None` for anything
     /// else, or a notice body of the wrong length.
     pub(crate) fn notice_digest(&self) -> Option<CiphertextDigest> {
@@ -134,7 +177,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Payload<'_>, PayloadError> {
         return Err(PayloadError::TooShort(bytes.len()));
     }
     let kind = bytes[1];
-    if kind != KIND_MESSAGE && kind != KIND_DECRYPTION_ERROR {
+    if !matches!(kind, KIND_MESSAGE | KIND_DECRYPTION_ERROR | KIND_RECEIPT) {
         return Err(PayloadError::UnknownKind(kind));
     }
     let mut message_id = [0u8; 16];
@@ -147,6 +190,28 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Payload<'_>, PayloadError> {
         sent_at: u64::from_be_bytes(sent_at),
         body: &bytes[PAYLOAD_OVERHEAD..],
     })
+}
+
+/// A receipt for at most [`MAX_RECEIPT_IDS`] envelope ids (the caller
+/// splits longer lists).
+pub(crate) fn encode_receipt(
+    receipt_id: &[u8; 16],
+    sent_at: u64,
+    kind: ReceiptKind,
+    ids: &[EnvelopeId],
+) -> Vec<u8> {
+    let ids = &ids[..ids.len().min(MAX_RECEIPT_IDS)];
+    let mut body = Vec::with_capacity(3 + 16 * ids.len());
+    body.push(match kind {
+        ReceiptKind::Delivered => 0x01,
+        ReceiptKind::Read => 0x02,
+    });
+    // At most MAX_RECEIPT_IDS (1000) ids: fits in a u16.
+    body.extend_from_slice(&(ids.len() as u16).to_be_bytes());
+    for id in ids {
+        body.extend_from_slice(id.as_bytes());
+    }
+    encode_kind(KIND_RECEIPT, receipt_id, sent_at, &body)
 }
 
 /// A notice that the message whose ciphertext has digest `failed` could
@@ -207,6 +272,36 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(decode(&longer).unwrap().notice_digest(), None);
+    }
+
+    #[test]
+    fn receipts_roundtrip_and_malformed_ones_are_refused() {
+        let ids = [EnvelopeId([1; 16]), EnvelopeId([2; 16])];
+        for kind in [ReceiptKind::Delivered, ReceiptKind::Read] {
+            let bytes = encode_receipt(&[9; 16], 7, kind, &ids);
+            let p = decode(&bytes).unwrap();
+            assert_eq!(p.receipt(), Some((kind, ids.to_vec())));
+            assert_eq!(p.notice_digest(), None);
+            // Truncated, longer, or an unknown kind byte: refused.
+            assert_eq!(decode(&bytes[..bytes.len() - 1]).unwrap().receipt(), None);
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(decode(&longer).unwrap().receipt(), None);
+            let mut what = bytes.clone();
+            what[PAYLOAD_OVERHEAD] = 0x07;
+            assert_eq!(decode(&what).unwrap().receipt(), None);
+        }
+        // Zero ids is not a receipt; more than the maximum are cut.
+        let empty = encode_receipt(&[9; 16], 7, ReceiptKind::Delivered, &[]);
+        assert_eq!(decode(&empty).unwrap().receipt(), None);
+        let many = vec![EnvelopeId([3; 16]); MAX_RECEIPT_IDS + 5];
+        let cut = encode_receipt(&[9; 16], 7, ReceiptKind::Delivered, &many);
+        assert_eq!(
+            decode(&cut).unwrap().receipt().unwrap().1.len(),
+            MAX_RECEIPT_IDS
+        );
+        // A message is not a receipt.
+        assert_eq!(decode(&encode(&[1; 16], 0, b"x")).unwrap().receipt(), None);
     }
 
     #[test]
