@@ -155,7 +155,9 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Init => init(&cli.profile).await,
         Command::Demo { keep } => demo::run(keep).await,
         command => {
-            let client = open(&cli.profile, cli.relay_ca.as_deref()).await?;
+            // `sync` receives itself, so that it can report what failed.
+            let auto_receive = !matches!(command, Command::Sync);
+            let client = open(&cli.profile, cli.relay_ca.as_deref(), auto_receive).await?;
             profile_command(&client, command).await?;
             client.disconnect().await;
             Ok(ExitCode::SUCCESS)
@@ -199,8 +201,15 @@ async fn init(profile: &std::path::Path) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn open(profile: &std::path::Path, relay_ca: Option<&std::path::Path>) -> CliResult<Client> {
-    let mut options = ClientOptions::default();
+async fn open(
+    profile: &std::path::Path,
+    relay_ca: Option<&std::path::Path>,
+    auto_receive: bool,
+) -> CliResult<Client> {
+    let mut options = ClientOptions {
+        auto_receive,
+        ..ClientOptions::default()
+    };
     if let Some(path) = relay_ca {
         let pem = std::fs::read(path)
             .map_err(|e| format!("cannot read the relay CA file {}: {e}", path.display()))?;
@@ -263,18 +272,19 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
         Command::Sync => {
             let mut incoming = client.incoming();
             connect(client).await?;
-            // `connect` fetched the mailbox before returning.
-            let mut count = 0;
+            let result = client.sync().await;
+            // What was stored is shown even when part of the mailbox could
+            // not be (it stays on the relay, and the error says why).
             while let Ok(Some(m)) =
                 tokio::time::timeout(std::time::Duration::from_millis(50), incoming.next()).await
             {
-                count += 1;
                 println!(
                     "{}: {}",
                     display_name(&m.name, &m.contact),
                     String::from_utf8_lossy(&m.body)
                 );
             }
+            let count = result.map_err(s)?;
             println!("{count} new message(s).");
         }
         Command::History { name, limit } => {

@@ -903,7 +903,7 @@ enum Outcome {
         failed: CiphertextDigest,
     },
     /// A local failure (disk, lock): leave it on the relay for later.
-    Retry(String),
+    Retry(Error),
 }
 
 /// A delivery receipt owed: to whom, for which envelope.
@@ -1237,9 +1237,9 @@ impl Shared {
                 conn.ack(&[relay_id]).await?;
                 Ok(Settled::Nothing)
             }
-            Outcome::Retry(reason) => {
-                self.emit(ClientEvent::Error(format!("receive: {reason}")));
-                Err(Error::Task(reason))
+            Outcome::Retry(error) => {
+                self.emit(ClientEvent::Error(format!("receive: {error}")));
+                Err(error)
             }
         }
     }
@@ -1518,12 +1518,12 @@ impl Shared {
                         reason: "sender's identity key changed".into(),
                         notify: None,
                     },
-                    Err(e) => Outcome::Retry(e.to_string()),
-                    Ok(_) => Outcome::Retry("unrecognised receive outcome".into()),
+                    Err(e) => Outcome::Retry(Error::Store(e)),
+                    Ok(_) => Outcome::Retry(Error::Task("unrecognised receive outcome".into())),
                 })
             })
             .await;
-        result.unwrap_or_else(|e| Outcome::Retry(e.to_string()))
+        result.unwrap_or_else(Outcome::Retry)
     }
 
     async fn replenish(&self, conn: &RelayClient) -> Result<usize> {

@@ -61,11 +61,12 @@ pub enum Error {
     /// An envelope that can never be decrypted (it was dropped).
     #[error("undecryptable message: {0}")]
     Undecryptable(String),
-    /// Part of the mailbox could not be stored (a local failure such as a
-    /// full disk): those envelopes stay on the relay and are tried again;
-    /// everything else was stored and acknowledged.
+    /// Part of the mailbox could not be stored or acknowledged (a full disk
+    /// here or at the relay, a failing relay): those envelopes stay on the
+    /// relay and are tried again; everything else was stored and
+    /// acknowledged.
     #[error(
-        "{left} envelope(s) could not be stored and stay queued ({stored} new message(s) stored): {error}"
+        "{left} envelope(s) stay queued on the relay, not stored or not acknowledged ({stored} new message(s) stored): {error}"
     )]
     ReceiveIncomplete {
         /// New messages stored.

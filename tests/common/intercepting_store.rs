@@ -24,6 +24,8 @@ pub struct InterceptingStore {
     pub on_enqueue: Mutex<Option<EnqueueHook>>,
     /// Bundles served instead of the published ones.
     pub bundles: Mutex<HashMap<MailboxAddress, PreKeyBundle>>,
+    /// While set, every `ack` fails as a relay on a full disk would.
+    pub failing_acks: Mutex<bool>,
 }
 
 impl InterceptingStore {
@@ -32,6 +34,7 @@ impl InterceptingStore {
             inner: MemoryStore::new(),
             on_enqueue: Mutex::new(None),
             bundles: Mutex::new(HashMap::new()),
+            failing_acks: Mutex::new(false),
         }
     }
 }
@@ -97,6 +100,9 @@ impl MailboxStore for InterceptingStore {
     }
 
     fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
+        if *self.failing_acks.lock().unwrap() {
+            return Err(StoreError::Backend("database or disk is full".into()));
+        }
         self.inner.ack(address, ids)
     }
 

@@ -25,7 +25,7 @@ pub(crate) fn corrupt_or_db(e: rusqlite::Error, table: &'static str, row: Row) -
         | rusqlite::Error::InvalidColumnType(..)
         | rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::IntegralValueOutOfRange(..) => Error::Corrupt { table, row },
-        other => Error::Database(other),
+        other => Error::from(other),
     }
 }
 

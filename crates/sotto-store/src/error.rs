@@ -159,7 +159,11 @@ pub enum Error {
     Rng,
     /// SQLite reported an error (I/O, busy past the timeout, disk full, ...).
     #[error("database: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(rusqlite::Error),
+    /// The disk (or the file system holding the store) is full: nothing
+    /// was written. Reading still works; free some space to write again.
+    #[error("the disk is full: nothing was written (free some space and try again)")]
+    DiskFull,
     /// A fault injected by a test hook; the operation was abandoned there.
     #[doc(hidden)]
     #[error("injected fault at {0:?}")]
@@ -170,7 +174,35 @@ impl Error {
     /// True if the error concerns the whole store (database failure, RNG,
     /// injected crash) rather than one envelope or row; a batch stops on it.
     pub(crate) fn is_fatal(&self) -> bool {
-        matches!(self, Self::Database(_) | Self::Rng | Self::InjectedFault(_))
+        matches!(
+            self,
+            Self::Database(_) | Self::DiskFull | Self::Rng | Self::InjectedFault(_)
+        )
+    }
+
+    /// A failure that a full disk causes: SQLite's "database or disk is
+    /// full", or an I/O error while it needed more space.
+    pub(crate) fn is_out_of_space(&self) -> bool {
+        match self {
+            Self::DiskFull => true,
+            Self::Database(e) => matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure)
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    /// "Database or disk is full" becomes [`Error::DiskFull`], in words a
+    /// user can act on; every other SQLite error stays
+    /// [`Error::Database`].
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Self::DiskFull,
+            _ => Self::Database(e),
+        }
     }
 }
 

@@ -40,7 +40,7 @@ impl core::fmt::Debug for Store {
 fn not_a_store(e: rusqlite::Error) -> Error {
     match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => Error::NotAStore,
-        _ => Error::Database(e),
+        _ => Error::from(e),
     }
 }
 
@@ -48,8 +48,6 @@ fn system_rng() -> Result<StdRng> {
     StdRng::try_from_rng(&mut SysRng).map_err(|_| Error::Rng)
 }
 
-/// Opens the connection and sets the per-connection pragmas that never
-/// write to the file.
 /// Makes the database file and its `-wal` / `-shm` companions readable and
 /// writable by their owner only (0600), whatever the umask: a copy of the
 /// file is all an offline passphrase guess needs. A new database file is
@@ -89,7 +87,17 @@ fn restrict_files(_: &Path, _: bool) -> Result<()> {
     Ok(())
 }
 
-fn connect(path: &Path, create: bool, options: &OpenOptions) -> Result<Connection> {
+/// Opens the connection and sets the per-connection pragmas that never
+/// write to the file. With `exclusive`, the connection keeps the file
+/// locked for itself and holds the WAL index in memory instead of the
+/// `-shm` file, which a full disk may have no room for (see
+/// [`Store::open`]).
+fn connect(
+    path: &Path,
+    create: bool,
+    options: &OpenOptions,
+    exclusive: bool,
+) -> Result<Connection> {
     if !create && !path.exists() {
         return Err(Error::NotFound);
     }
@@ -99,6 +107,11 @@ fn connect(path: &Path, create: bool, options: &OpenOptions) -> Result<Connectio
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let conn = Connection::open_with_flags(path, flags)?;
+    if exclusive {
+        // Before the first access: SQLite then never creates the -shm file.
+        let _: String =
+            conn.pragma_update_and_check(None, "locking_mode", "EXCLUSIVE", |r| r.get(0))?;
+    }
     let configure = |conn: &Connection| -> rusqlite::Result<()> {
         conn.busy_timeout(options.busy_timeout_duration())?;
         // A tampered file must not run code through its schema.
@@ -199,7 +212,7 @@ impl Store {
         let wrapped = database.wrap(&mut rng, &record, secret)?;
         let keys = Keys::derive(database)?;
 
-        let mut conn = connect(path, true, options)?;
+        let mut conn = connect(path, true, options, false)?;
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
             .map_err(not_a_store)?;
@@ -260,7 +273,26 @@ impl Store {
         migrations: &[Migration],
         target: u32,
     ) -> Result<Self> {
-        let mut conn = connect(path, false, options)?;
+        match Self::open_connection(path, secret, options, migrations, target, false) {
+            // A full disk: the shared WAL index (-shm) cannot be created or
+            // grown. Open for this process alone, with the index in memory,
+            // so that at least everything stored can be read.
+            Err(e) if e.is_out_of_space() => {
+                Self::open_connection(path, secret, options, migrations, target, true)
+            }
+            other => other,
+        }
+    }
+
+    fn open_connection(
+        path: &Path,
+        secret: Secret<'_>,
+        options: &OpenOptions,
+        migrations: &[Migration],
+        target: u32,
+        exclusive: bool,
+    ) -> Result<Self> {
+        let mut conn = connect(path, false, options, exclusive)?;
         let app_id: i32 = conn
             .pragma_query_value(None, "application_id", |row| row.get(0))
             .map_err(not_a_store)?;
