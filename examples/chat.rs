@@ -84,6 +84,9 @@ enum Command {
     },
     /// List contacts.
     Contacts,
+    /// Check the profile's store for damage (SQLite's integrity check and
+    /// the store's own: every row readable, no message missing).
+    Check,
     /// Send one message.
     Send {
         /// Contact name or address.
@@ -247,7 +250,12 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             println!("Added {name}.");
         }
         Command::Contacts => {
+            let mut unreadable = 0;
             for c in client.contacts().await.map_err(s)? {
+                let Ok(c) = c else {
+                    unreadable += 1;
+                    continue;
+                };
                 let name = if c.name.is_empty() {
                     "(unnamed)"
                 } else {
@@ -255,6 +263,29 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
                 };
                 let mark = if c.verified { " [verified]" } else { "" };
                 println!("{name}{mark}  {}", c.address);
+            }
+            damaged(unreadable, "contact")?;
+        }
+        Command::Check => {
+            let report = client.check().await.map_err(s)?;
+            for problem in &report.problems {
+                println!("problem: {problem}");
+            }
+            println!(
+                "checked {} contact(s), {} conversation(s), {} message(s): {}",
+                report.contacts,
+                report.conversations,
+                report.messages,
+                if report.is_ok() {
+                    "no problem found".to_owned()
+                } else {
+                    format!("{} problem(s)", report.problems.len())
+                }
+            );
+            if !report.is_ok() {
+                return Err(
+                    "the store is damaged; restore it from a backup if you have one".into(),
+                );
             }
         }
         Command::Send { name, text } => {
@@ -290,6 +321,7 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
         Command::History { name, limit } => {
             let items = client.history(&name, None, limit).await.map_err(s)?;
             print_history(&name, &items);
+            damaged(items.iter().filter(|i| i.body.is_err()).count(), "message")?;
         }
         Command::Verify { name, confirm } => {
             let number = client.safety_number(&name).await.map_err(s)?;
@@ -316,6 +348,17 @@ fn display_name<'a>(name: &'a str, address: &'a str) -> &'a str {
     if name.is_empty() { address } else { name }
 }
 
+/// An error when `count` rows could not be read: the listing above them is
+/// not whole, and the exit status must say so.
+fn damaged(count: usize, what: &str) -> CliResult<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "{count} {what}(s) could not be read: the store is damaged (run `check`)"
+    ))
+}
+
 fn print_history(name: &str, items: &[HistoryItem]) {
     if items.is_empty() {
         println!("No messages with {name} yet.");
@@ -335,6 +378,7 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
     let contacts = client.contacts().await.map_err(s)?;
     let contact_address = contacts
         .iter()
+        .flatten()
         .find(|c| c.name == name || c.address == name)
         .map(|c| c.address.clone())
         .ok_or_else(|| format!("no contact named {name:?}"))?;

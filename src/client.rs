@@ -658,21 +658,33 @@ impl Client {
             .await
     }
 
-    /// Every contact.
-    pub async fn contacts(&self) -> Result<Vec<ContactInfo>> {
+    /// Every contact. A contact row that cannot be read (the store file is
+    /// damaged) is reported in place, never left out.
+    pub async fn contacts(
+        &self,
+    ) -> Result<Vec<core::result::Result<ContactInfo, sotto_store::Error>>> {
         self.shared
             .with_store(|s| {
                 Ok(s.contacts()?
                     .into_iter()
-                    .flatten()
-                    .map(|c| ContactInfo {
-                        name: c.name,
-                        address: c.id,
-                        verified: c.verified,
+                    .map(|c| {
+                        c.map(|c| ContactInfo {
+                            name: c.name,
+                            address: c.id,
+                            verified: c.verified,
+                        })
                     })
                     .collect())
             })
             .await
+    }
+
+    /// Checks the whole profile store (see [`Store::check`]): SQLite's
+    /// integrity check, every sealed row, every conversation's messages
+    /// against its sequence numbers. Reads everything; for a `check`
+    /// command or a periodic check, not for every start.
+    pub async fn check(&self) -> Result<sotto_store::CheckReport> {
+        self.shared.with_store(|s| s.check()).await
     }
 
     /// Encrypts `text` for `contact` (a name or an address) and sends it.
@@ -837,14 +849,21 @@ impl Client {
                         .contact(&address.to_string())?
                         .ok_or(Error::UnknownContact(wanted)));
                 }
-                let matches: Vec<Contact> = s
-                    .contacts()?
-                    .into_iter()
-                    .flatten()
-                    .filter(|c| c.name == wanted)
-                    .collect();
+                let mut unreadable = None;
+                let mut matches: Vec<Contact> = Vec::new();
+                for c in s.contacts()? {
+                    match c {
+                        Ok(c) if c.name == wanted => matches.push(c),
+                        Ok(_) => {}
+                        Err(e) => {
+                            unreadable.get_or_insert(e);
+                        }
+                    }
+                }
                 Ok(match matches.len() {
-                    0 => Err(Error::UnknownContact(wanted)),
+                    // The one wanted may be in a row that cannot be read:
+                    // say so rather than "no such contact".
+                    0 => Err(unreadable.map_or(Error::UnknownContact(wanted), Error::Store)),
                     1 => matches
                         .into_iter()
                         .next()

@@ -241,3 +241,52 @@ fn profiles_register_and_talk_over_tls_with_a_relay_certificate() {
     let synced = ok(chat_with_env(&bob, &["sync"], &with_ca));
     assert!(synced.contains("hello over tls"), "{synced}");
 }
+
+/// A damaged profile is never shown as if it were whole: `history` marks the
+/// lost messages and exits non-zero, `check` names every problem.
+#[test]
+fn a_damaged_profile_is_reported_by_history_and_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, addr) = start_relay(dir.path());
+    let alice = dir.path().join("alice");
+    let bob = dir.path().join("bob");
+    for p in [&alice, &bob] {
+        ok(chat(p, &["init"]));
+        ok(chat(p, &["register", "--relay", &addr]));
+    }
+    let address = |p: &Path| ok(chat(p, &["whoami"])).trim().to_owned();
+    ok(chat(&alice, &["add", "bob", &address(&bob)]));
+    ok(chat(&bob, &["add", "alice", &address(&alice)]));
+    for i in 1..=4 {
+        ok(chat(&alice, &["send", "bob", &format!("message {i}")]));
+    }
+    assert!(ok(chat(&bob, &["sync"])).contains("4 new message(s)"));
+    let healthy = ok(chat(&bob, &["check"]));
+    assert!(healthy.contains("no problem found"), "{healthy}");
+
+    // Two rows vanish from the file, as a damaged index page can make them.
+    {
+        let conn = rusqlite::Connection::open(bob.join("sotto.db")).unwrap();
+        conn.execute("DELETE FROM messages WHERE seq IN (2, 3)", [])
+            .unwrap();
+    }
+    let history = chat(&bob, &["history", "alice"]);
+    let stdout = String::from_utf8_lossy(&history.stdout);
+    let stderr = String::from_utf8_lossy(&history.stderr);
+    assert!(!history.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("message 1") && stdout.contains("message 4"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("missing").count(), 2, "{stdout}");
+    assert!(
+        stderr.contains("2 message(s) could not be read"),
+        "{stderr}"
+    );
+
+    let check = chat(&bob, &["check"]);
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(!check.status.success());
+    assert_eq!(stdout.matches("problem:").count(), 2, "{stdout}");
+    assert!(stdout.contains("2 problem(s)"), "{stdout}");
+}

@@ -33,14 +33,14 @@ pub(crate) fn seq_to_sql(seq: u64) -> Result<i64> {
     i64::try_from(seq).map_err(|_| Error::UnknownMessage(seq))
 }
 
-fn seq_from_sql(seq: i64, table: &'static str) -> Result<u64> {
+pub(crate) fn seq_from_sql(seq: i64, table: &'static str) -> Result<u64> {
     u64::try_from(seq).map_err(|_| Error::Corrupt {
         table,
         row: Row::Named("seq"),
     })
 }
 
-fn lookup_from_sql(bytes: Vec<u8>, table: &'static str) -> Result<[u8; 32]> {
+pub(crate) fn lookup_from_sql(bytes: Vec<u8>, table: &'static str) -> Result<[u8; 32]> {
     bytes.try_into().map_err(|_| Error::Corrupt {
         table,
         row: Row::Named("lookup"),
@@ -61,6 +61,9 @@ pub(crate) struct Conversation {
     pub(crate) contact: String,
     pub(crate) key: ConversationKey,
     pub(crate) next_seq: u64,
+    /// Seqs deleted on purpose (sorted, disjoint, inclusive ranges): every
+    /// other seq below `next_seq` must have a row.
+    pub(crate) deleted: Vec<(u64, u64)>,
 }
 
 /// A raw outbox row.
@@ -377,6 +380,47 @@ impl<'a> Db<'a> {
         .transpose()
     }
 
+    /// The connection, for whole-file checks.
+    pub(crate) fn conn(&self) -> &Connection {
+        self.conn
+    }
+
+    /// Opens every signed and one-time prekey row; returns the errors.
+    pub(crate) fn check_prekey_rows(&self) -> Result<Vec<Error>> {
+        let mut problems = Vec::new();
+        for (table, sql) in [
+            (
+                "signed_prekeys",
+                "SELECT lookup, sealed FROM signed_prekeys",
+            ),
+            (
+                "one_time_prekeys",
+                "SELECT lookup, sealed FROM one_time_prekeys",
+            ),
+        ] {
+            let mut stmt = self.conn.prepare(sql)?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            for row in rows {
+                let opened = row
+                    .map_err(|e| corrupt_or_db(e, table, Row::Named("lookup")))
+                    .and_then(|(lookup, sealed)| {
+                        let lookup = lookup_from_sql(lookup, table)?;
+                        if table == "signed_prekeys" {
+                            self.open_signed_prekey(&lookup, &sealed).map(|_| ())
+                        } else {
+                            self.open_one_time_prekey(&lookup, &sealed).map(|_| ())
+                        }
+                    });
+                if let Err(e) = opened {
+                    problems.push(e);
+                }
+            }
+        }
+        Ok(problems)
+    }
+
     pub(crate) fn all_one_time_prekeys(&self) -> Result<Vec<OneTimePreKey>> {
         let mut stmt = self
             .conn
@@ -577,7 +621,7 @@ impl<'a> Db<'a> {
             row,
         };
         let plain = self.open_value(Place::new("conversations", "sealed", lookup), &sealed, row)?;
-        let (key, contact) =
+        let (key, contact, deleted) =
             decode_conversation(unpadded(&plain).map_err(|_| corrupt())?).map_err(|_| corrupt())?;
         if self.conversation_lookup(&contact) != *lookup {
             return Err(corrupt());
@@ -587,6 +631,7 @@ impl<'a> Db<'a> {
             contact,
             key: ConversationKey::from_bytes(key),
             next_seq: u64::try_from(next_seq).map_err(|_| corrupt())?,
+            deleted,
         }))
     }
 
@@ -604,7 +649,7 @@ impl<'a> Db<'a> {
         }
         let lookup = self.conversation_lookup(contact);
         let key = ConversationKey::generate(rng);
-        let plain = padded(&encode_conversation(key.as_bytes(), contact))?;
+        let plain = padded(&encode_conversation(key.as_bytes(), contact, &[]))?;
         let sealed =
             self.keys
                 .value()
@@ -618,7 +663,30 @@ impl<'a> Db<'a> {
             contact: contact.to_owned(),
             key,
             next_seq: 1,
+            deleted: Vec::new(),
         })
+    }
+
+    /// Seals the conversation record again (after its deleted seqs changed).
+    pub(crate) fn put_conversation_record<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        conversation: &Conversation,
+    ) -> Result<()> {
+        let lookup = conversation.lookup;
+        let plain = padded(&encode_conversation(
+            conversation.key.as_bytes(),
+            &conversation.contact,
+            &conversation.deleted,
+        ))?;
+        let sealed =
+            self.keys
+                .value()
+                .seal(rng, Place::new("conversations", "sealed", &lookup), &plain)?;
+        self.conn
+            .prepare_cached("UPDATE conversations SET sealed = ?1 WHERE lookup = ?2")?
+            .execute(params![sealed, &lookup[..]])?;
+        Ok(())
     }
 
     pub(crate) fn save_next_seq(&self, conversation: &Conversation) -> Result<()> {

@@ -124,6 +124,18 @@ pub enum Error {
     /// session here: a replay, refused without touching any session.
     #[error("replayed first message: its key agreement was already used")]
     ReplayedFirstMessage,
+    /// SQLite's own integrity check reported this (see `Store::check`).
+    #[error("SQLite integrity check: {0}")]
+    IntegrityCheck(String),
+    /// A row that must exist is not there (it was not deleted through the
+    /// store): the file is damaged. Reported in place of the row.
+    #[error("row {row} of table {table} is missing: the store file is damaged")]
+    MissingRow {
+        /// The table.
+        table: &'static str,
+        /// Which row.
+        row: Row,
+    },
     /// The store's file or its journal could not be created or given
     /// owner-only permissions.
     #[error("cannot secure the store file: {0}")]

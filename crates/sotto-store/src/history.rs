@@ -27,15 +27,51 @@ impl Store {
                     next_before: None,
                 });
             };
-            let rows = db.message_rows(&conversation.lookup, before.unwrap_or(u64::MAX), limit)?;
-            let entries: Vec<HistoryEntry> = rows
+            let before = before.unwrap_or(u64::MAX);
+            let rows = db.message_rows(&conversation.lookup, before, limit)?;
+            let full = limit > 0 && rows.len() == limit;
+            let mut entries: Vec<HistoryEntry> = rows
                 .into_iter()
                 .map(|(seq, sealed)| HistoryEntry {
                     seq,
                     message: sealed.and_then(|s| db.open_message(&conversation, seq, &s)),
                 })
                 .collect();
-            let next_before = (limit > 0 && entries.len() == limit)
+            // Every seq the page spans that has no row and was not deleted
+            // through the store is reported in place: a damaged file must
+            // not pass for a shorter history.
+            let newest = before
+                .saturating_sub(1)
+                .min(conversation.next_seq.saturating_sub(1));
+            let oldest = if full {
+                entries.last().map_or(1, |e| e.seq)
+            } else {
+                1
+            };
+            let present: std::collections::HashSet<u64> = entries.iter().map(|e| e.seq).collect();
+            let mut seq = newest;
+            let mut missing = 0;
+            while seq >= oldest && seq > 0 && missing < limit {
+                if let Some(first) = records::deleted_range_start(&conversation.deleted, seq) {
+                    // Skip a whole range deleted on purpose.
+                    seq = first.saturating_sub(1);
+                    continue;
+                }
+                if !present.contains(&seq) {
+                    entries.push(HistoryEntry {
+                        seq,
+                        message: Err(Error::MissingRow {
+                            table: "messages",
+                            row: Row::Seq(seq),
+                        }),
+                    });
+                    missing += 1;
+                }
+                seq -= 1;
+            }
+            entries.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+            entries.truncate(limit);
+            let next_before = (limit > 0 && (full || missing > 0) && entries.len() == limit)
                 .then(|| entries.last().map(|e| e.seq))
                 .flatten();
             Ok(HistoryPage {
@@ -93,8 +129,25 @@ impl Store {
     /// (`secure_delete`) and the write-ahead log is checkpointed.
     pub fn delete_message(&mut self, contact: &str, seq: u64) -> Result<bool> {
         check_contact_id(contact)?;
-        let deleted =
-            self.write(|db, _| db.delete_message(&db.conversation_lookup(contact), seq))?;
+        let deleted = self.write(|db, rng| {
+            let Some(mut conversation) = db.conversation(contact)? else {
+                return Ok(false);
+            };
+            if !db.delete_message(&conversation.lookup, seq)? {
+                return Ok(false);
+            }
+            // Remembered, so that the gap is not taken for damage.
+            if conversation.deleted.len() >= records::MAX_DELETED_RANGES {
+                return Err(Error::TooLong {
+                    what: "deleted message ranges",
+                    len: conversation.deleted.len(),
+                    max: records::MAX_DELETED_RANGES,
+                });
+            }
+            records::add_to_ranges(&mut conversation.deleted, seq);
+            db.put_conversation_record(rng, &conversation)?;
+            Ok(true)
+        })?;
         if deleted {
             self.checkpoint()?;
         }

@@ -65,6 +65,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod check;
 mod contacts;
 mod crypto;
 mod db;
@@ -83,6 +84,7 @@ mod store;
 pub mod testing;
 mod types;
 
+pub use check::CheckReport;
 pub use error::{Error, Result, Row, UnlockMethod};
 pub use history::MAX_PAGE;
 pub use options::{

@@ -12,7 +12,9 @@
 //!                   || u16be(len) || contact id || u16be(len) || name
 //!                   || [u64be(boundary) || u16be(n) || n * u64be(resent seq)]
 //!                   || [u64be(newest sent_at)])
-//! conversation  pad(0x01 || conversation key(32) || u16be(len) || contact id)
+//! conversation  pad(0x01 || conversation key(32) || u16be(len) || contact id
+//!                   || [u32be(n) || n × (u64be(first) || u64be(last))])
+//!               the optional tail lists the seqs deleted on purpose, as ranges
 //! session       pad(SessionSet::to_bytes())
 //! message       0x01 || direction(0 in | 1 out) || state(1) || u64be(timestamp ms)
 //!                   || envelope id(16) || pad(body)
@@ -306,21 +308,83 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
 
 // ---- conversations --------------------------------------------------------
 
-pub(crate) fn encode_conversation(key: &[u8; 32], contact: &str) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(35 + contact.len()));
+/// Most ranges of deleted seqs one conversation record keeps.
+pub(crate) const MAX_DELETED_RANGES: usize = 100_000;
+
+pub(crate) fn encode_conversation(
+    key: &[u8; 32],
+    contact: &str,
+    deleted: &[(u64, u64)],
+) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(39 + contact.len() + 16 * deleted.len()));
     out.push(RECORD_VERSION);
     out.extend_from_slice(key);
     push_str(&mut out, contact);
+    if !deleted.is_empty() {
+        // Bounded by MAX_DELETED_RANGES, which fits in a u32.
+        out.extend_from_slice(&(deleted.len() as u32).to_be_bytes());
+        for (first, last) in deleted {
+            out.extend_from_slice(&first.to_be_bytes());
+            out.extend_from_slice(&last.to_be_bytes());
+        }
+    }
     out
 }
 
-pub(crate) fn decode_conversation(bytes: &[u8]) -> Decoded<(Zeroizing<[u8; 32]>, String)> {
+/// A conversation record: its key, its contact id, and the seqs deleted on
+/// purpose (sorted, disjoint, inclusive ranges).
+pub(crate) type ConversationRecord = (Zeroizing<[u8; 32]>, String, Vec<(u64, u64)>);
+
+pub(crate) fn decode_conversation(bytes: &[u8]) -> Decoded<ConversationRecord> {
     let mut r = Reader::new(bytes);
     r.version()?;
     let key = Zeroizing::new(r.array::<32>()?);
     let contact = r.string()?;
+    let mut deleted = Vec::new();
+    if !r.bytes.is_empty() {
+        let n = usize::try_from(r.u32()?).map_err(|_| Malformed)?;
+        if n == 0 || n > MAX_DELETED_RANGES {
+            return Err(Malformed);
+        }
+        let mut previous_last = 0u64;
+        for _ in 0..n {
+            let (first, last) = (r.u64()?, r.u64()?);
+            // Sorted, disjoint, not touching, seqs from 1.
+            if first == 0 || first > last || (!deleted.is_empty() && first <= previous_last + 1) {
+                return Err(Malformed);
+            }
+            previous_last = last;
+            deleted.push((first, last));
+        }
+    }
     r.finish()?;
-    Ok((key, contact))
+    Ok((key, contact, deleted))
+}
+
+/// Adds `seq` to sorted, disjoint ranges, merging neighbours.
+pub(crate) fn add_to_ranges(ranges: &mut Vec<(u64, u64)>, seq: u64) {
+    let i = ranges.partition_point(|&(_, last)| last.saturating_add(1) < seq);
+    match ranges.get_mut(i) {
+        Some(r) if r.0 <= seq && seq <= r.1 => return,
+        Some(r) if r.1.saturating_add(1) == seq => r.1 = seq,
+        Some(r) if seq.saturating_add(1) == r.0 => r.0 = seq,
+        _ => ranges.insert(i, (seq, seq)),
+    }
+    // A range grown at its end may now touch the next one.
+    if let (Some(&(_, last)), Some(&(next_first, next_last))) = (ranges.get(i), ranges.get(i + 1))
+        && last.saturating_add(1) >= next_first
+    {
+        ranges[i].1 = next_last.max(last);
+        ranges.remove(i + 1);
+    }
+}
+
+/// The first seq of the range that holds `seq`, if one does.
+pub(crate) fn deleted_range_start(ranges: &[(u64, u64)], seq: u64) -> Option<u64> {
+    let i = ranges.partition_point(|&(_, last)| last < seq);
+    ranges
+        .get(i)
+        .and_then(|&(first, _)| (first <= seq).then_some(first))
 }
 
 // ---- messages -------------------------------------------------------------
@@ -525,6 +589,44 @@ mod tests {
         assert_eq!(m.envelope_id, id);
         assert_eq!(m.body.as_slice(), b"body");
         assert!(message_digest(&with[..40]).is_err());
+    }
+
+    #[test]
+    fn deleted_ranges_merge_and_roundtrip() {
+        let mut r = Vec::new();
+        for seq in [5, 7, 6, 1, 3, 2, 9, 9, 10] {
+            add_to_ranges(&mut r, seq);
+        }
+        assert_eq!(r, vec![(1, 3), (5, 7), (9, 10)]);
+        add_to_ranges(&mut r, 4);
+        assert_eq!(r, vec![(1, 7), (9, 10)]);
+        add_to_ranges(&mut r, 8);
+        assert_eq!(r, vec![(1, 10)]);
+        for seq in 1..=10 {
+            assert_eq!(deleted_range_start(&r, seq), Some(1));
+        }
+        assert_eq!(deleted_range_start(&r, 11), None);
+        assert_eq!(deleted_range_start(&r, 0), None);
+        let record = encode_conversation(&[7; 32], "carol", &[(2, 2), (4, 9)]);
+        let (key, contact, deleted) = decode_conversation(&record).unwrap();
+        assert_eq!(
+            (*key, contact.as_str(), deleted),
+            ([7; 32], "carol", vec![(2, 2), (4, 9)])
+        );
+        // A record without the tail reads as "nothing deleted".
+        assert!(
+            decode_conversation(&encode_conversation(&[7; 32], "carol", &[]))
+                .unwrap()
+                .2
+                .is_empty()
+        );
+        // Overlapping or unsorted ranges are malformed.
+        assert!(
+            decode_conversation(&encode_conversation(&[7; 32], "c", &[(4, 9), (2, 2)])).is_err()
+        );
+        assert!(
+            decode_conversation(&encode_conversation(&[7; 32], "c", &[(2, 5), (5, 9)])).is_err()
+        );
     }
 
     #[test]
