@@ -69,7 +69,7 @@ impl Store {
                 }
                 seq -= 1;
             }
-            entries.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+            entries.sort_unstable_by_key(|e| core::cmp::Reverse(e.seq));
             entries.truncate(limit);
             let next_before = (limit > 0 && (full || missing > 0) && entries.len() == limit)
                 .then(|| entries.last().map(|e| e.seq))
