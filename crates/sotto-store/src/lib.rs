@@ -94,7 +94,7 @@ pub use prekeys::{MAX_ONE_TIME_PREKEYS_PER_CALL, SignedPreKeyPolicy};
 pub use receipts::ResendPolicy;
 pub use receive::MAX_BATCH;
 pub use records::{MAX_CONTACT_ID_LEN, MAX_CONTACT_NAME_LEN};
-pub use recovery::{RECOVERY_WINDOW, Recovery};
+pub use recovery::{MAX_RESETS_IN_ROW, RECOVERY_WINDOW, Recovery};
 pub use schema::SCHEMA_VERSION;
 pub use store::Store;
 pub use types::{

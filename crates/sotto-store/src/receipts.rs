@@ -100,6 +100,14 @@ impl Store {
                 }
                 db.delete_outbox(&row.lookup)?;
             }
+            // A confirmed delivery proves the sending session works.
+            if !delivered.is_empty()
+                && let Some(mut record) = db.contact(contact)?
+                && record.recovery.resets_in_row != 0
+            {
+                record.recovery.resets_in_row = 0;
+                db.put_contact(rng, &record)?;
+            }
             Ok(delivered)
         })
     }

@@ -11,7 +11,7 @@
 //!                   bit3 newest sent_at) || [identity key(32)]
 //!                   || u16be(len) || contact id || u16be(len) || name
 //!                   || [u64be(boundary) || u16be(n) || n * u64be(resent seq)]
-//!                   || [u64be(newest sent_at)])
+//!                   || [u64be(newest sent_at)] || [u8(resets in a row), flag bit 4])
 //! conversation  pad(0x01 || conversation key(32) || u16be(len) || contact id
 //!                   || [u32be(n) || n × (u64be(first) || u64be(last))])
 //!               the optional tail lists the seqs deleted on purpose, as ranges
@@ -233,6 +233,10 @@ pub(crate) struct RecoveryState {
     pub(crate) boundary: u64,
     /// Seqs already resent since that reset (each is resent at most once).
     pub(crate) resent: Vec<u64>,
+    /// Resets since the contact last confirmed a delivery (a receipt): a
+    /// session that keeps failing is reset again, at most
+    /// `MAX_RESETS_IN_ROW` times.
+    pub(crate) resets_in_row: u8,
 }
 
 /// The newest `sent_at` (the contact's clock) of a message decrypted from
@@ -243,12 +247,13 @@ pub(crate) type NewestSentAt = u64;
 pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(72 + c.id.len() + c.name.len()));
     out.push(RECORD_VERSION);
-    let has_recovery = c.recovery != RecoveryState::default();
+    let has_recovery = c.recovery.boundary != 0 || !c.recovery.resent.is_empty();
     out.push(
         u8::from(c.verified)
             | (u8::from(c.identity_key.is_some()) << 1)
             | (u8::from(has_recovery) << 2)
-            | (u8::from(c.newest_sent_at != 0) << 3),
+            | (u8::from(c.newest_sent_at != 0) << 3)
+            | (u8::from(c.recovery.resets_in_row != 0) << 4),
     );
     if let Some(key) = &c.identity_key {
         out.extend_from_slice(key.as_bytes());
@@ -266,6 +271,9 @@ pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
     if c.newest_sent_at != 0 {
         out.extend_from_slice(&c.newest_sent_at.to_be_bytes());
     }
+    if c.recovery.resets_in_row != 0 {
+        out.push(c.recovery.resets_in_row);
+    }
     out
 }
 
@@ -273,7 +281,7 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
     let mut r = Reader::new(bytes);
     r.version()?;
     let flags = r.u8()?;
-    if flags & !0b1111 != 0 {
+    if flags & !0b1_1111 != 0 {
         return Err(Malformed);
     }
     let identity_key = if flags & 0b10 != 0 {
@@ -295,6 +303,9 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
         }
     }
     let newest_sent_at = if flags & 0b1000 != 0 { r.u64()? } else { 0 };
+    if flags & 0b1_0000 != 0 {
+        recovery.resets_in_row = r.u8()?;
+    }
     r.finish()?;
     Ok(ContactRecord {
         id,
@@ -665,6 +676,7 @@ mod tests {
             recovery: RecoveryState {
                 boundary: 7,
                 resent: vec![3, 5],
+                resets_in_row: 2,
             },
             newest_sent_at: 99,
         };

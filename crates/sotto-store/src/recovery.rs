@@ -13,6 +13,10 @@
 //! - resends the message under the current session, with the same envelope
 //!   id (so the recipient stores it once even if the original also turns up).
 //!
+//! A notice about a resend (the digest of the ciphertext made after a reset)
+//! means the new session failed too: it is reset again, at most
+//! [`MAX_RESETS_IN_ROW`] times until the contact confirms a delivery.
+//!
 //! Each message is resent at most once per reset, and a notice for a message
 //! that is not an outgoing message of this conversation among the newest
 //! [`RECOVERY_WINDOW`] is ignored. So replayed, stale or repeated notices
@@ -28,6 +32,11 @@ use sotto_core::PreKeyBundle;
 
 /// How many of a conversation's newest messages a notice may refer to.
 pub const RECOVERY_WINDOW: u64 = 1000;
+
+/// Most session resets in a row without a delivery confirmed by the
+/// contact in between (a resend that fails again calls for another reset,
+/// up to this many).
+pub const MAX_RESETS_IN_ROW: u8 = 3;
 
 /// What to do about a contact's report that it could not decrypt a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +75,15 @@ fn plan(db: &crate::db::Db<'_>, contact: &str, failed: &CiphertextDigest) -> Res
                 && let Ok(Some(digest)) = records::message_digest(&record_bytes)
                 && digest.matches(failed)
             {
+                // The digest is the one of the ciphertext last sent for this
+                // message. If that was a resend, the session it was made
+                // with failed too: reset again, a bounded number of times.
                 if record.recovery.resent.contains(&seq) {
-                    return Ok(Recovery::Ignore);
+                    return Ok(if record.recovery.resets_in_row < MAX_RESETS_IN_ROW {
+                        Recovery::ResetAndResend { seq }
+                    } else {
+                        Recovery::Ignore
+                    });
                 }
                 return Ok(if seq > record.recovery.boundary {
                     Recovery::ResetAndResend { seq }
@@ -105,10 +121,10 @@ impl Store {
     ) -> Result<Option<OutboxEntry>> {
         check_contact_id(contact)?;
         self.write(|db, rng| {
-            let seq = match plan(db, contact, failed)? {
+            let (seq, reset) = match plan(db, contact, failed)? {
                 Recovery::Ignore => return Ok(None),
-                Recovery::Resend { seq } => seq,
-                Recovery::ResetAndResend { seq } if bundle.is_some() => seq,
+                Recovery::Resend { seq } => (seq, false),
+                Recovery::ResetAndResend { seq } if bundle.is_some() => (seq, true),
                 // A reset needs a fresh bundle from the relay.
                 Recovery::ResetAndResend { .. } => return Err(Error::NoSession),
             };
@@ -116,7 +132,7 @@ impl Store {
             let conversation = db.conversation(contact)?.ok_or(Error::UnknownContact)?;
             let lookup = db.contact_lookup(contact);
             let mut sessions = db.sessions(&lookup)?;
-            if seq > record.recovery.boundary {
+            if reset {
                 let bundle = bundle.ok_or(Error::NoSession)?;
                 if record.identity_key != Some(bundle.identity_key) {
                     return Err(Error::IdentityMismatch);
@@ -125,6 +141,7 @@ impl Store {
                 sessions.initiate(&identity, bundle, rng)?;
                 record.recovery.boundary = conversation.next_seq.saturating_sub(1);
                 record.recovery.resent.clear();
+                record.recovery.resets_in_row = record.recovery.resets_in_row.saturating_add(1);
             }
             if record.recovery.resent.len() >= MAX_RESENT_REMEMBERED {
                 record.recovery.resent.remove(0);

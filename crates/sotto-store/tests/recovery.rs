@@ -59,14 +59,10 @@ fn a_reported_failure_resets_once_and_resends_under_the_same_envelope_id_only_fo
         Received::Duplicate
     ));
 
-    // The same notice again (a replay): nothing happens; nor for the
-    // resent ciphertext (each message is resent once per reset).
+    // The same notice again (a replay): nothing happens, the digest is no
+    // longer the one of what was last sent for m2.
     assert_eq!(
         p.alice.plan_recovery("bob", &d(&m2)).unwrap(),
-        Recovery::Ignore
-    );
-    assert_eq!(
-        p.alice.plan_recovery("bob", &d(&resent)).unwrap(),
         Recovery::Ignore
     );
     assert!(
@@ -143,5 +139,50 @@ fn recovery_state_survives_reopening_the_store() {
     assert_eq!(
         alice.plan_recovery("bob", &d(&m1)).unwrap(),
         Recovery::Ignore
+    );
+}
+
+/// A resend that fails too (the new session is broken as well) calls for
+/// another reset, a bounded number of times until a delivery is confirmed.
+#[test]
+fn a_failed_resend_resets_again_at_most_three_times_in_a_row() {
+    let mut p = pair();
+    let m = p.alice_sends("hard to deliver");
+    let bundle = |bob: &sotto_store::Store| {
+        let opk = bob.one_time_prekeys().unwrap()[0].0;
+        bob.prekey_bundle(Some(opk)).unwrap()
+    };
+    let b = bundle(&p.bob);
+    let mut last = p.alice.recover("bob", &d(&m), Some(&b)).unwrap().unwrap();
+    for _ in 1..sotto_store::MAX_RESETS_IN_ROW {
+        // Bob cannot decrypt the resend either: another reset.
+        assert_eq!(
+            p.alice.plan_recovery("bob", &d(&last)).unwrap(),
+            Recovery::ResetAndResend { seq: m.seq }
+        );
+        last = p
+            .alice
+            .recover("bob", &d(&last), Some(&b))
+            .unwrap()
+            .unwrap();
+    }
+    // Three resets in a row: no more.
+    assert_eq!(
+        p.alice.plan_recovery("bob", &d(&last)).unwrap(),
+        Recovery::Ignore
+    );
+    // Bob finally stores the last resend and confirms: the count starts over.
+    assert_eq!(deliver(&last, "alice", &mut p.bob), "hard to deliver");
+    p.alice.mark_sent(&last.id, 0).unwrap();
+    assert_eq!(
+        p.alice.mark_delivered("bob", &[last.id]).unwrap(),
+        vec![m.seq]
+    );
+    let m2 = p.alice_sends("next");
+    let b = bundle(&p.bob);
+    let r = p.alice.recover("bob", &d(&m2), Some(&b)).unwrap().unwrap();
+    assert_eq!(
+        p.alice.plan_recovery("bob", &d(&r)).unwrap(),
+        Recovery::ResetAndResend { seq: m2.seq }
     );
 }
