@@ -24,6 +24,9 @@ pub struct InterceptingStore {
     pub on_enqueue: Mutex<Option<EnqueueHook>>,
     /// Bundles served instead of the published ones.
     pub bundles: Mutex<HashMap<MailboxAddress, PreKeyBundle>>,
+    /// Every one-time prekey the relay accepted, as (owner, id), in upload
+    /// order.
+    pub uploaded_one_time_prekeys: Mutex<Vec<(MailboxAddress, u32)>>,
 }
 
 impl InterceptingStore {
@@ -32,6 +35,7 @@ impl InterceptingStore {
             inner: MemoryStore::new(),
             on_enqueue: Mutex::new(None),
             bundles: Mutex::new(HashMap::new()),
+            uploaded_one_time_prekeys: Mutex::new(Vec::new()),
         }
     }
 }
@@ -43,7 +47,14 @@ impl MailboxStore for InterceptingStore {
         upload: &PreKeyUpload,
         max_one_time: u32,
     ) -> Result<u32, StoreError> {
-        self.inner.publish_prekeys(owner, upload, max_one_time)
+        let remaining = self.inner.publish_prekeys(owner, upload, max_one_time)?;
+        self.uploaded_one_time_prekeys.lock().unwrap().extend(
+            upload
+                .one_time_prekeys
+                .iter()
+                .map(|k| (MailboxAddress::of(owner), k.id)),
+        );
+        Ok(remaining)
     }
 
     fn take_bundle(&self, address: &MailboxAddress) -> Result<Option<TakenBundle>, StoreError> {
