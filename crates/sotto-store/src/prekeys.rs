@@ -150,10 +150,12 @@ impl Store {
     /// returns their public halves `(id, key)`, oldest id first, to upload
     /// to the relay.
     ///
-    /// This is the only way a one-time prekey's public half leaves the
-    /// store, and it does so once: the ids are new (the id counter only
+    /// This is the only call that returns public halves for upload, and
+    /// it does so once per key: the ids are new (the id counter only
     /// grows, across restarts), so no key is ever published twice and no
-    /// two senders can be handed the same one. If the upload fails the keys
+    /// two senders can be handed the same one
+    /// ([`prekey_bundle`](Self::prekey_bundle) shows one only in a bundle
+    /// the app hands over itself). If the upload fails the keys
     /// are simply never handed out; call this again for the next upload,
     /// never re-upload these.
     pub fn fresh_one_time_prekeys(
