@@ -9,7 +9,7 @@ use sotto_relay::protocol::{OneTimePreKeyPublic, SignedPreKeyPublic};
 use sotto_relay::{ClientConfig, MailboxAddress, MessageId, PreKeyUpload, RelayClient, RelayEvent};
 use sotto_store::{
     CiphertextDigest, Contact, DeliveryState, Direction, EnvelopeId, OpenOptions, OutboxEntry,
-    Received, Recovery, ResendPolicy, SignedPreKeyPolicy, Store,
+    RETIRED_ONE_TIME_PREKEY_GRACE, Received, Recovery, ResendPolicy, SignedPreKeyPolicy, Store,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -39,7 +39,10 @@ pub struct ClientOptions {
     /// Which certificates a `tls://` relay must present one chaining to:
     /// the platform's trust store (default) or pinned PEM certificates.
     pub relay_trust: RelayTrust,
-    /// How many unused one-time prekeys to keep published.
+    /// How many one-time prekeys to keep in the relay's stock: `register`
+    /// publishes this many fresh ones, and the client tops the relay's
+    /// count back up to it when told the stock is low, on every connection
+    /// and hourly.
     pub one_time_prekeys: usize,
     /// When the signed prekey is rotated and how long replaced ones still
     /// decrypt first messages (checked on every connection and hourly).
@@ -316,6 +319,9 @@ struct Shared {
     supervisor: Mutex<Option<JoinHandle<()>>>,
     /// Serializes envelope processing and outbox flushing.
     processing: tokio::sync::Mutex<()>,
+    /// Serializes prekey uploads: a stock count and the top-up it leads to,
+    /// or a replacement and the retirement after it, never interleave.
+    publishing: tokio::sync::Mutex<()>,
     notices: Mutex<NoticeLimiter>,
     /// Envelopes dropped as [`ClientEvent::Dropped`].
     dropped: std::sync::atomic::AtomicU64,
@@ -433,6 +439,7 @@ impl Client {
             connection: Mutex::new(None),
             supervisor: Mutex::new(None),
             processing: tokio::sync::Mutex::new(()),
+            publishing: tokio::sync::Mutex::new(()),
             notices: Mutex::new(NoticeLimiter::default()),
             dropped: std::sync::atomic::AtomicU64::new(0),
             receipts: Mutex::new(std::collections::HashMap::new()),
@@ -497,34 +504,19 @@ impl Client {
     }
 
     /// Connects to the relay at `relay_addr` (`host:port`, `tcp://host:port`
-    /// or `tls://host:port`), publishes this profile's prekeys, and
-    /// remembers the relay and the server id it announced for later
-    /// sessions.
+    /// or `tls://host:port`), publishes this profile's signed prekey and a
+    /// full set of fresh one-time prekeys that replaces the relay's stock
+    /// (so a relay that lost its data is repopulated), and remembers the
+    /// relay and the server id it announced for later sessions.
+    ///
+    /// No one-time prekey is ever published twice: the keys published
+    /// before stay in the store, retired, for first messages already made
+    /// with them (until used, or for
+    /// [`RETIRED_ONE_TIME_PREKEY_GRACE`](sotto_store::RETIRED_ONE_TIME_PREKEY_GRACE)).
     pub async fn register(&self, relay_addr: &str) -> Result<()> {
         self.connect(relay_addr).await?;
         let conn = self.connection()?;
-        let shared = self.shared.clone();
-        let target = self.shared.options.one_time_prekeys;
-        let (signed, one_time) = shared
-            .with_store(move |s| {
-                s.replenish_one_time_prekeys(target)?;
-                Ok((s.signed_prekey()?, s.one_time_prekeys()?))
-            })
-            .await?;
-        let upload = PreKeyUpload {
-            signed_prekey: Some(SignedPreKeyPublic::from(&signed)),
-            one_time_prekeys: one_time
-                .iter()
-                .map(|(id, public)| OneTimePreKeyPublic {
-                    id: *id,
-                    public: *public,
-                })
-                .collect(),
-            // The relay then holds exactly the prekeys whose private
-            // halves this store has.
-            replace_one_time_prekeys: true,
-        };
-        conn.upload_prekeys(upload).await?;
+        self.shared.replace_prekeys(&conn).await?;
         crate::connection::remember(
             &self.shared.profile_dir,
             relay_addr,
@@ -1009,25 +1001,41 @@ impl Shared {
         Ok(Arc::new(conn))
     }
 
-    /// Runs the signed prekey schedule and publishes the current signed
-    /// prekey (a no-op for the relay when it did not change; after a
-    /// rotation, or an upload that failed before, it brings the relay up to
-    /// date). The replaced keys stay in the store for first messages in
-    /// flight.
+    /// The prekey schedule, on every connection and hourly: rotates the
+    /// signed prekey when due and publishes the current one (a no-op for
+    /// the relay when it did not change; after a rotation, or an upload
+    /// that failed before, it brings the relay up to date), prunes retired
+    /// one-time prekeys, and tops the relay's one-time stock up to the
+    /// target from the count the relay reports. After a rotation the
+    /// one-time stock is replaced too, so keys handed out to senders who
+    /// never wrote are retired and eventually leave the store. Replaced
+    /// keys stay in the store for first messages in flight.
     async fn maintain_prekeys(&self, conn: &RelayClient) -> Result<()> {
+        let publishing = self.publishing.lock().await;
         let policy = self.options.signed_prekeys;
-        let signed = self
+        let (signed, rotated) = self
             .with_store(move |s| {
-                s.maintain_signed_prekeys(now_ms(), &policy)?;
-                s.signed_prekey()
+                let now = now_ms();
+                let rotated = s.maintain_signed_prekeys(now, &policy)?.is_some();
+                s.prune_one_time_prekeys(now, RETIRED_ONE_TIME_PREKEY_GRACE)?;
+                Ok((s.signed_prekey()?, rotated))
             })
             .await?;
-        conn.upload_prekeys(PreKeyUpload {
-            signed_prekey: Some(SignedPreKeyPublic::from(&signed)),
-            one_time_prekeys: Vec::new(),
-            replace_one_time_prekeys: false,
-        })
-        .await?;
+        let count = if rotated {
+            self.replace_prekeys_locked(conn, &publishing).await?
+        } else {
+            let stock = conn
+                .upload_prekeys(PreKeyUpload {
+                    signed_prekey: Some(SignedPreKeyPublic::from(&signed)),
+                    one_time_prekeys: Vec::new(),
+                    replace_one_time_prekeys: false,
+                })
+                .await?;
+            self.top_up(conn, stock.remaining, &publishing).await?
+        };
+        if count > 0 {
+            self.emit(ClientEvent::PreKeysPublished { count });
+        }
         Ok(())
     }
 
@@ -1545,28 +1553,96 @@ impl Shared {
         result.unwrap_or_else(Outcome::Retry)
     }
 
+    /// Tops the relay's one-time prekey stock up to the target with fresh
+    /// keys, going by the relay's count (the store's own count includes
+    /// keys the relay already handed out); returns how many were published.
     async fn replenish(&self, conn: &RelayClient) -> Result<usize> {
-        let target = self.options.one_time_prekeys;
-        let fresh = self
-            .with_store(move |s| s.replenish_one_time_prekeys(target))
-            .await?;
-        if fresh.is_empty() {
+        let publishing = self.publishing.lock().await;
+        // Asked under the lock, not taken from the push: a pushed count
+        // may predate an upload made since.
+        let stock = conn.prekey_count().await?;
+        self.top_up(conn, stock.remaining, &publishing).await
+    }
+
+    /// Publishes `target - remaining` fresh one-time prekeys, where
+    /// `remaining` is the relay's stock as it just reported it.
+    async fn top_up(
+        &self,
+        conn: &RelayClient,
+        remaining: u32,
+        _publishing: &tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<usize> {
+        let remaining = usize::try_from(remaining).unwrap_or(usize::MAX);
+        let missing = self.options.one_time_prekeys.saturating_sub(remaining);
+        if missing == 0 {
             return Ok(0);
         }
-        let upload = PreKeyUpload {
+        let fresh = self
+            .with_store(move |s| s.fresh_one_time_prekeys(missing, now_ms()))
+            .await?;
+        conn.upload_prekeys(PreKeyUpload {
             signed_prekey: None,
-            one_time_prekeys: fresh
-                .iter()
-                .map(|(id, public)| OneTimePreKeyPublic {
-                    id: *id,
-                    public: *public,
-                })
-                .collect(),
+            one_time_prekeys: one_time_public(&fresh),
             replace_one_time_prekeys: false,
-        };
-        conn.upload_prekeys(upload).await?;
+        })
+        .await?;
         Ok(fresh.len())
     }
+
+    /// Publishes the current signed prekey and a full set of fresh one-time
+    /// prekeys that replaces the relay's stock; once the relay confirmed
+    /// it, every key published before is retired (kept for first messages
+    /// in flight, then pruned). Returns how many one-time prekeys were
+    /// published.
+    async fn replace_prekeys(&self, conn: &RelayClient) -> Result<usize> {
+        let publishing = self.publishing.lock().await;
+        self.replace_prekeys_locked(conn, &publishing).await
+    }
+
+    async fn replace_prekeys_locked(
+        &self,
+        conn: &RelayClient,
+        _publishing: &tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<usize> {
+        let count = self.options.one_time_prekeys;
+        let (signed, fresh) = self
+            .with_store(move |s| {
+                Ok((
+                    s.signed_prekey()?,
+                    s.fresh_one_time_prekeys(count, now_ms())?,
+                ))
+            })
+            .await?;
+        // Ids grow: every key below the first fresh one was published
+        // before this upload.
+        let first_fresh = fresh.first().map_or(u32::MAX, |(id, _)| *id);
+        conn.upload_prekeys(PreKeyUpload {
+            signed_prekey: Some(SignedPreKeyPublic::from(&signed)),
+            one_time_prekeys: one_time_public(&fresh),
+            replace_one_time_prekeys: true,
+        })
+        .await?;
+        // Only now are the older keys out of the relay's stock. If the
+        // upload failed they stay live, as they may still be handed out.
+        self.with_store(move |s| {
+            let now = now_ms();
+            s.retire_published_one_time_prekeys(first_fresh, now)?;
+            s.prune_one_time_prekeys(now, RETIRED_ONE_TIME_PREKEY_GRACE)
+        })
+        .await?;
+        Ok(fresh.len())
+    }
+}
+
+/// The public halves of fresh one-time prekeys, for an upload.
+fn one_time_public(fresh: &[(u32, [u8; 32])]) -> Vec<OneTimePreKeyPublic> {
+    fresh
+        .iter()
+        .map(|(id, public)| OneTimePreKeyPublic {
+            id: *id,
+            public: *public,
+        })
+        .collect()
 }
 
 /// A connection, its pushes, and whether its catch-up read the mailbox to

@@ -73,7 +73,9 @@ impl Conversation {
         )
         .expect("bob store");
 
-        let published = bob.generate_one_time_prekeys(1).expect("prekeys");
+        let published = bob
+            .fresh_one_time_prekeys(1, 1_700_000_000_000)
+            .expect("prekeys");
         let bundle = bob.prekey_bundle(Some(published[0].0)).expect("bundle");
         alice.add_contact("bob", "Bob", None).expect("contact");
         alice.start_session("bob", &bundle).expect("session");

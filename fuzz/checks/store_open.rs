@@ -58,11 +58,15 @@ fn make_template() -> Template {
         let mut alice = Store::create(&alice_path, PASSPHRASE, &options).expect("create alice");
         let mut bob =
             Store::create(dir.path().join("bob.db"), b"bob", &options).expect("create bob");
-        let published = bob.generate_one_time_prekeys(2).expect("prekeys");
+        let published = bob
+            .fresh_one_time_prekeys(2, 1_700_000_000_000)
+            .expect("prekeys");
         let bundle = bob.prekey_bundle(Some(published[0].0)).expect("bundle");
         alice.add_contact("bob", "Bob", None).expect("contact");
         alice.start_session("bob", &bundle).expect("session");
-        alice.generate_one_time_prekeys(2).expect("prekeys");
+        alice
+            .fresh_one_time_prekeys(2, 1_700_000_000_000)
+            .expect("prekeys");
         for (i, text) in [&b"hello bob"[..], b"are you there?"].iter().enumerate() {
             let out = alice.send("bob", text, 1_000 + i as u64).expect("send");
             let envelope = Envelope {

@@ -26,6 +26,9 @@ pub struct InterceptingStore {
     pub bundles: Mutex<HashMap<MailboxAddress, PreKeyBundle>>,
     /// While set, every `ack` fails as a relay on a full disk would.
     pub failing_acks: Mutex<bool>,
+    /// Every one-time prekey the relay accepted, as (owner, id), in upload
+    /// order.
+    pub uploaded_one_time_prekeys: Mutex<Vec<(MailboxAddress, u32)>>,
 }
 
 impl InterceptingStore {
@@ -35,6 +38,7 @@ impl InterceptingStore {
             on_enqueue: Mutex::new(None),
             bundles: Mutex::new(HashMap::new()),
             failing_acks: Mutex::new(false),
+            uploaded_one_time_prekeys: Mutex::new(Vec::new()),
         }
     }
 }
@@ -46,7 +50,14 @@ impl MailboxStore for InterceptingStore {
         upload: &PreKeyUpload,
         max_one_time: u32,
     ) -> Result<u32, StoreError> {
-        self.inner.publish_prekeys(owner, upload, max_one_time)
+        let remaining = self.inner.publish_prekeys(owner, upload, max_one_time)?;
+        self.uploaded_one_time_prekeys.lock().unwrap().extend(
+            upload
+                .one_time_prekeys
+                .iter()
+                .map(|k| (MailboxAddress::of(owner), k.id)),
+        );
+        Ok(remaining)
     }
 
     fn take_bundle(&self, address: &MailboxAddress) -> Result<Option<TakenBundle>, StoreError> {

@@ -89,7 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let options = OpenOptions::new().kdf(KdfParams::new(1024, 1, 1)?);
     let mut bob = Store::create(dir.path().join("bob.db"), b"bob", &options)?;
-    let otk = bob.generate_one_time_prekeys(1)?;
+    let otk = bob.fresh_one_time_prekeys(1, 1_700_000_000_000)?;
     let bundle = bob.prekey_bundle(Some(otk[0].0))?;
 
     let mut rng = ChaCha20Rng::from_seed([7; 32]);

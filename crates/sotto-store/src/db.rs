@@ -12,10 +12,11 @@ use crate::crypto::{ConversationKey, Domain, Keys, Place};
 use crate::error::{Error, Result, Row};
 use crate::records::{
     self, ContactRecord, OutboxRecord, PreKeyIds, decode_contact, decode_conversation,
-    decode_identity, decode_message, decode_prekey_ids, encode_contact, encode_conversation,
-    encode_identity, encode_prekey_ids, padded, unpadded,
+    decode_identity, decode_message, decode_one_time_prekey_state, decode_prekey_ids,
+    encode_contact, encode_conversation, encode_identity, encode_one_time_prekey_state,
+    encode_prekey_ids, padded, unpadded,
 };
-use crate::types::{EnvelopeId, Message};
+use crate::types::{EnvelopeId, Message, OneTimePreKeyInfo};
 
 /// An error reading a row: a missing or mistyped column is corruption of
 /// that row; anything else is the database's own failure.
@@ -421,27 +422,40 @@ impl<'a> Db<'a> {
         Ok(problems)
     }
 
-    pub(crate) fn all_one_time_prekeys(&self) -> Result<Vec<OneTimePreKey>> {
+    /// Every one-time prekey row as `(lookup, sealed key)`, still sealed.
+    fn one_time_prekey_rows(&self, column: &str) -> Result<Vec<([u8; 32], Vec<u8>)>> {
+        // `column` is one of this module's constant column names.
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT lookup, sealed FROM one_time_prekeys")?;
+            .prepare_cached(&format!("SELECT lookup, {column} FROM one_time_prekeys"))?;
         let rows = stmt.query_map([], |r| {
             Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
         })?;
-        let mut keys = Vec::new();
+        let mut out = Vec::new();
         for row in rows {
             let (lookup, sealed) =
                 row.map_err(|e| corrupt_or_db(e, "one_time_prekeys", Row::Named("lookup")))?;
-            let lookup = lookup_from_sql(lookup, "one_time_prekeys")?;
-            keys.push(self.open_one_time_prekey(&lookup, &sealed)?);
+            out.push((lookup_from_sql(lookup, "one_time_prekeys")?, sealed));
         }
-        Ok(keys)
+        Ok(out)
     }
 
+    /// The id of every one-time prekey row whose key opens, each row on its
+    /// own (for the migration to version 3).
+    pub(crate) fn one_time_prekey_ids(&self) -> Result<Vec<Result<u32>>> {
+        Ok(self
+            .one_time_prekey_rows("sealed")?
+            .into_iter()
+            .map(|(lookup, sealed)| Ok(self.open_one_time_prekey(&lookup, &sealed)?.id()))
+            .collect())
+    }
+
+    /// Stores a one-time prekey with its state.
     pub(crate) fn put_one_time_prekey<R: CryptoRng + ?Sized>(
         &self,
         rng: &mut R,
         key: &OneTimePreKey,
+        state: &OneTimePreKeyInfo,
     ) -> Result<()> {
         let lookup = self.one_time_prekey_lookup(key.id());
         let sealed = self.keys.value().seal(
@@ -449,10 +463,68 @@ impl<'a> Db<'a> {
             Place::new("one_time_prekeys", "sealed", &lookup),
             &key.to_bytes(),
         )?;
+        let state = self.seal_one_time_prekey_state(rng, &lookup, state)?;
         self.conn
-            .prepare_cached("INSERT INTO one_time_prekeys (lookup, sealed) VALUES (?1, ?2)")?
-            .execute(params![&lookup[..], sealed])?;
+            .prepare_cached(
+                "INSERT INTO one_time_prekeys (lookup, sealed, state) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![&lookup[..], sealed, state])?;
         Ok(())
+    }
+
+    fn seal_one_time_prekey_state<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        lookup: &[u8; 32],
+        state: &OneTimePreKeyInfo,
+    ) -> Result<Vec<u8>> {
+        self.keys.value().seal(
+            rng,
+            Place::new("one_time_prekeys", "state", lookup),
+            &encode_one_time_prekey_state(state),
+        )
+    }
+
+    /// Replaces the state of the one-time prekey `state.id`; returns
+    /// whether it exists.
+    pub(crate) fn put_one_time_prekey_state<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        state: &OneTimePreKeyInfo,
+    ) -> Result<bool> {
+        let lookup = self.one_time_prekey_lookup(state.id);
+        let sealed = self.seal_one_time_prekey_state(rng, &lookup, state)?;
+        Ok(self
+            .conn
+            .prepare_cached("UPDATE one_time_prekeys SET state = ?1 WHERE lookup = ?2")?
+            .execute(params![sealed, &lookup[..]])?
+            > 0)
+    }
+
+    /// The state of every one-time prekey, each row on its own: a state
+    /// that does not open, or names another key, is `Corrupt`.
+    pub(crate) fn one_time_prekey_states(&self) -> Result<Vec<Result<OneTimePreKeyInfo>>> {
+        Ok(self
+            .one_time_prekey_rows("state")?
+            .into_iter()
+            .map(|(lookup, sealed)| {
+                let row = Row::lookup(&lookup);
+                let corrupt = || Error::Corrupt {
+                    table: "one_time_prekeys",
+                    row,
+                };
+                let plain = self.open_value(
+                    Place::new("one_time_prekeys", "state", &lookup),
+                    &sealed,
+                    row,
+                )?;
+                let state = decode_one_time_prekey_state(&plain).map_err(|_| corrupt())?;
+                if self.one_time_prekey_lookup(state.id) != lookup {
+                    return Err(corrupt());
+                }
+                Ok(state)
+            })
+            .collect())
     }
 
     pub(crate) fn delete_one_time_prekey(&self, id: u32) -> Result<bool> {

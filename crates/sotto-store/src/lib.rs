@@ -19,7 +19,7 @@
 //! let mut bob = Store::create(dir.path().join("bob.db"), b"bob's passphrase", &options)?;
 //!
 //! // Bob publishes one-time prekeys; Alice fetches his bundle and starts a session.
-//! let published = bob.generate_one_time_prekeys(1)?;
+//! let published = bob.fresh_one_time_prekeys(1, 1_700_000_000_000)?;
 //! let bundle = bob.prekey_bundle(Some(published[0].0))?;
 //! alice.add_contact("bob", "Bob", None)?;
 //! alice.start_session("bob", &bundle)?;
@@ -90,7 +90,9 @@ pub use history::MAX_PAGE;
 pub use options::{
     Durability, KdfParams, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM, OpenOptions,
 };
-pub use prekeys::{MAX_ONE_TIME_PREKEYS_PER_CALL, SignedPreKeyPolicy};
+pub use prekeys::{
+    MAX_ONE_TIME_PREKEYS_PER_CALL, RETIRED_ONE_TIME_PREKEY_GRACE, SignedPreKeyPolicy,
+};
 pub use receipts::ResendPolicy;
 pub use receive::MAX_BATCH;
 pub use records::{MAX_CONTACT_ID_LEN, MAX_CONTACT_NAME_LEN};
@@ -99,7 +101,7 @@ pub use schema::SCHEMA_VERSION;
 pub use store::Store;
 pub use types::{
     CiphertextDigest, Contact, DeliveryState, Direction, Envelope, EnvelopeId, HistoryEntry,
-    HistoryPage, Message, NewMessage, OutboxEntry, Received,
+    HistoryPage, Message, NewMessage, OneTimePreKeyInfo, OutboxEntry, Received,
 };
 
 /// Re-exported so callers can name protocol types without a direct dependency.

@@ -25,6 +25,9 @@
 //!                   || u32be(times accepted) || ciphertext
 //!               (version 0x01, without the two counters, is still read)
 //! signed prekey SignedPreKey::to_bytes()      one-time prekey OneTimePreKey::to_bytes()
+//! one-time prekey state
+//!               0x01 || u32be(id) || flags(bit0 publication time known, bit1 retired)
+//!                   || u64be(published_at ms) || u64be(retired_at ms)   (0 when not known / not retired)
 //! ```
 
 use sotto_core::IdentityKey;
@@ -32,7 +35,9 @@ use sotto_core::pad::{MAX_PLAINTEXT_LEN, pad_into, unpad};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::types::{CiphertextDigest, DeliveryState, Direction, EnvelopeId, Message};
+use crate::types::{
+    CiphertextDigest, DeliveryState, Direction, EnvelopeId, Message, OneTimePreKeyInfo,
+};
 
 const RECORD_VERSION: u8 = 0x01;
 /// Version of a message record that carries a ciphertext digest.
@@ -207,6 +212,58 @@ pub(crate) fn decode_prekey_ids(bytes: &[u8]) -> Decoded<PreKeyIds> {
     };
     r.finish()?;
     Ok(ids)
+}
+
+// ---- one-time prekey states -------------------------------------------------
+
+const STATE_PUBLISHED_AT_KNOWN: u8 = 0b01;
+const STATE_RETIRED: u8 = 0b10;
+/// Length of an encoded one-time prekey state.
+pub(crate) const ONE_TIME_PREKEY_STATE_LEN: usize = 22;
+
+/// Where a one-time prekey is in its life (see `prekeys.rs`): published
+/// (when, if known) and, once the relay's stock no longer holds it,
+/// retired (when).
+pub(crate) fn encode_one_time_prekey_state(state: &OneTimePreKeyInfo) -> Vec<u8> {
+    let mut flags = 0;
+    if state.published_at.is_some() {
+        flags |= STATE_PUBLISHED_AT_KNOWN;
+    }
+    if state.retired_at.is_some() {
+        flags |= STATE_RETIRED;
+    }
+    let mut out = Vec::with_capacity(ONE_TIME_PREKEY_STATE_LEN);
+    out.push(RECORD_VERSION);
+    out.extend_from_slice(&state.id.to_be_bytes());
+    out.push(flags);
+    out.extend_from_slice(&state.published_at.unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(&state.retired_at.unwrap_or(0).to_be_bytes());
+    out
+}
+
+pub(crate) fn decode_one_time_prekey_state(bytes: &[u8]) -> Decoded<OneTimePreKeyInfo> {
+    let mut r = Reader::new(bytes);
+    r.version()?;
+    let id = r.u32()?;
+    let flags = r.u8()?;
+    if flags & !(STATE_PUBLISHED_AT_KNOWN | STATE_RETIRED) != 0 {
+        return Err(Malformed);
+    }
+    let published_at = r.u64()?;
+    let retired_at = r.u64()?;
+    r.finish()?;
+    let known = |bit: u8, value: u64| -> Decoded<Option<u64>> {
+        match (flags & bit != 0, value) {
+            (true, v) => Ok(Some(v)),
+            (false, 0) => Ok(None),
+            (false, _) => Err(Malformed),
+        }
+    };
+    Ok(OneTimePreKeyInfo {
+        id,
+        published_at: known(STATE_PUBLISHED_AT_KNOWN, published_at)?,
+        retired_at: known(STATE_RETIRED, retired_at)?,
+    })
 }
 
 // ---- contacts -------------------------------------------------------------
@@ -693,5 +750,44 @@ mod tests {
         };
         assert_eq!(decode_prekey_ids(&encode_prekey_ids(&ids)).unwrap(), ids);
         assert!(decode_prekey_ids(&[1, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn one_time_prekey_states_roundtrip_and_reject_malformed_ones() {
+        for state in [
+            OneTimePreKeyInfo {
+                id: 7,
+                published_at: None,
+                retired_at: None,
+            },
+            OneTimePreKeyInfo {
+                id: u32::MAX,
+                published_at: Some(1_700_000_000_000),
+                retired_at: None,
+            },
+            OneTimePreKeyInfo {
+                id: 1,
+                published_at: Some(5),
+                retired_at: Some(0),
+            },
+        ] {
+            let bytes = encode_one_time_prekey_state(&state);
+            assert_eq!(bytes.len(), ONE_TIME_PREKEY_STATE_LEN);
+            assert_eq!(decode_one_time_prekey_state(&bytes).unwrap(), state);
+            assert!(decode_one_time_prekey_state(&bytes[..21]).is_err());
+        }
+        let mut bytes = encode_one_time_prekey_state(&OneTimePreKeyInfo {
+            id: 1,
+            published_at: None,
+            retired_at: None,
+        });
+        bytes[5] = 0b100; // an unknown flag
+        assert!(decode_one_time_prekey_state(&bytes).is_err());
+        bytes[5] = 0;
+        bytes[13] = 1; // a time without its flag
+        assert!(decode_one_time_prekey_state(&bytes).is_err());
+        bytes[13] = 0;
+        bytes[0] = 2; // another version
+        assert!(decode_one_time_prekey_state(&bytes).is_err());
     }
 }

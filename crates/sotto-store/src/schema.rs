@@ -14,7 +14,7 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 
 /// The schema version this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// SQLite `application_id` of a Sotto store ("SOTT").
 pub(crate) const APPLICATION_ID: i32 = 0x534F_5454;
@@ -109,6 +109,35 @@ fn to_v3(conn: &Connection, _: &Keys) -> Result<()> {
     Ok(())
 }
 
+/// What version 4 adds to version 3: `one_time_prekeys.state`, the sealed
+/// state of each one-time prekey (published when, retired when), bound to
+/// its row like `sealed`. New rows always get a state; the empty default
+/// only exists for the migration to fill.
+pub(crate) const SCHEMA_V4: &str = "
+ALTER TABLE one_time_prekeys ADD COLUMN state BLOB NOT NULL DEFAULT X'';
+";
+
+/// Every one-time prekey of an older store may have been uploaded (and may
+/// be uploaded again by older code, so it may be anywhere in the relay's
+/// stock): each becomes published at an unknown time and live, and
+/// leaves the store only when used, or after the grace period once a
+/// replacement of the relay's stock retired it. A row whose key does not
+/// open keeps the empty state (it reads as corrupt, as its key does).
+fn to_v4(conn: &Connection, keys: &Keys) -> Result<()> {
+    conn.execute_batch(SCHEMA_V4)?;
+    let db = crate::db::Db::new(conn, keys);
+    let mut rng = crate::store::system_rng()?;
+    for id in db.one_time_prekey_ids()?.into_iter().flatten() {
+        let state = crate::types::OneTimePreKeyInfo {
+            id,
+            published_at: None,
+            retired_at: None,
+        };
+        db.put_one_time_prekey_state(&mut rng, &state)?;
+    }
+    Ok(())
+}
+
 /// One upgrade step: from `from` to `from + 1`. It runs inside the
 /// migration transaction and may re-seal rows with the store's keys.
 pub(crate) struct Migration {
@@ -126,6 +155,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         from: 2,
         run: to_v3,
+    },
+    Migration {
+        from: 3,
+        run: to_v4,
     },
 ];
 
@@ -299,7 +332,7 @@ mod tests {
         );
         drop(store);
 
-        // This library (version 1) refuses the newer file.
+        // This library refuses the newer file.
         assert!(matches!(
             Store::open(&path, b"pw", &options()),
             Err(Error::SchemaTooNew {

@@ -13,7 +13,8 @@ use crate::error::{Error, Result, Row};
 use crate::options::{Durability, KdfParams, OpenOptions};
 use crate::records::PreKeyIds;
 use crate::schema::{
-    self, APPLICATION_ID, MIGRATIONS, Migration, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_VERSION,
+    self, APPLICATION_ID, MIGRATIONS, Migration, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4,
+    SCHEMA_VERSION,
 };
 use crate::testing::{FaultPoint, Faults};
 
@@ -44,7 +45,7 @@ fn not_a_store(e: rusqlite::Error) -> Error {
     }
 }
 
-fn system_rng() -> Result<StdRng> {
+pub(crate) fn system_rng() -> Result<StdRng> {
     StdRng::try_from_rng(&mut SysRng).map_err(|_| Error::Rng)
 }
 
@@ -230,6 +231,7 @@ impl Store {
             tx.execute_batch(SCHEMA_V1)?;
             tx.execute_batch(SCHEMA_V2)?;
             tx.execute_batch(SCHEMA_V3)?;
+            tx.execute_batch(SCHEMA_V4)?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             schema::write_version(&tx, SCHEMA_VERSION)?;
             tx.execute(

@@ -309,3 +309,23 @@ impl HistoryPage {
             .filter_map(|e| e.message.as_ref().err().map(|err| (e.seq, err)))
     }
 }
+
+/// What the store records about one of its one-time prekeys (no key
+/// material): every one it holds was published once, under an id never
+/// used before or after.
+///
+/// A key is *live* while the relay may still hand it out, and *retired*
+/// once an upload that replaced the relay's stock was confirmed; a retired
+/// key still decrypts the first messages made with it until
+/// [`Store::prune_one_time_prekeys`](crate::Store::prune_one_time_prekeys)
+/// deletes it after its grace period. A used key is deleted by `receive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OneTimePreKeyInfo {
+    /// The key's id.
+    pub id: u32,
+    /// When it was published (ms since the Unix epoch); `None` for a key
+    /// from before schema version 3, whose publication time is unknown.
+    pub published_at: Option<u64>,
+    /// When it was retired (ms since the Unix epoch); `None` while live.
+    pub retired_at: Option<u64>,
+}

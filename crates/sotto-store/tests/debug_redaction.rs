@@ -65,7 +65,7 @@ fn debug_and_display_show_no_bodies_names_ciphertexts_or_keys() {
     let dir = tempfile::tempdir().unwrap();
     let mut alice = Store::create(dir.path().join("alice.db"), b"alice", &options()).unwrap();
     let mut bob = Store::create(dir.path().join("bob.db"), b"bob", &options()).unwrap();
-    let published = bob.generate_one_time_prekeys(1).unwrap();
+    let published = bob.fresh_one_time_prekeys(1, T0).unwrap();
     let bundle = bob.prekey_bundle(Some(published[0].0)).unwrap();
     alice.add_contact(CONTACT_ID, CONTACT_NAME, None).unwrap();
     alice.start_session(CONTACT_ID, &bundle).unwrap();

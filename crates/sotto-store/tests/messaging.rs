@@ -120,10 +120,10 @@ fn outbox_keeps_entries_until_marked_sent_and_updates_state() {
 }
 
 #[test]
-fn one_time_prekeys_are_consumed_counted_and_replenished() {
+fn one_time_prekeys_are_consumed_counted_and_fresh_ones_get_new_ids() {
     let mut p = pair();
     assert_eq!(p.bob.one_time_prekey_count().unwrap(), 5);
-    let first_id = p.bob.one_time_prekeys().unwrap()[0].0;
+    let first_id = p.bob.one_time_prekeys().unwrap()[0].id;
     let m = p.alice_sends("uses an OPK");
     deliver(&m, "alice", &mut p.bob);
     assert_eq!(p.bob.one_time_prekey_count().unwrap(), 4);
@@ -132,12 +132,11 @@ fn one_time_prekeys_are_consumed_counted_and_replenished() {
             .one_time_prekeys()
             .unwrap()
             .iter()
-            .all(|(id, _)| *id != first_id)
+            .all(|k| k.id != first_id)
     );
-    let fresh = p.bob.replenish_one_time_prekeys(10).unwrap();
+    let fresh = p.bob.fresh_one_time_prekeys(6, T0).unwrap();
     assert_eq!(fresh.len(), 6);
     assert_eq!(p.bob.one_time_prekey_count().unwrap(), 10);
-    assert!(p.bob.replenish_one_time_prekeys(10).unwrap().is_empty());
     // Ids are never reused.
     assert!(fresh.iter().all(|(id, _)| *id > first_id + 4));
     assert!(p.bob.remove_one_time_prekey(fresh[0].0).unwrap());
@@ -180,7 +179,7 @@ fn signed_prekey_rotation_keeps_the_previous_one_for_messages_in_flight() {
 fn simultaneous_initiation_converges() {
     let mut p = pair();
     // Bob also starts a session from Alice's bundle before hearing from her.
-    p.alice.generate_one_time_prekeys(2).unwrap();
+    p.alice.fresh_one_time_prekeys(2, T0).unwrap();
     let alice_bundle = p.alice.prekey_bundle(None).unwrap();
     p.bob.add_contact("alice", "Alice", None).unwrap();
     p.bob.start_session("alice", &alice_bundle).unwrap();

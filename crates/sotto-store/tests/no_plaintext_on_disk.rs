@@ -65,7 +65,7 @@ fn no_plaintext_names_keys_or_session_state_in_the_files() {
     let mut alice = Store::create(&alice_path, ALICE_PASS, &options()).unwrap();
     let mut bob = Store::create(&bob_path, BOB_PASS, &options()).unwrap();
 
-    let otks = bob.generate_one_time_prekeys(3).unwrap();
+    let otks = bob.fresh_one_time_prekeys(3, 1_700_000_000_000).unwrap();
     let bundle = bob.prekey_bundle(Some(otks[0].0)).unwrap();
     alice.add_contact(BOB_ID, BOB_NAME, None).unwrap();
     alice.start_session(BOB_ID, &bundle).unwrap();

@@ -1,12 +1,22 @@
-//! Signed prekeys over time: rotation on a schedule with a grace period for
-//! first messages in flight, and first messages that cannot be replayed
-//! while their signed prekey is accepted.
+//! Prekeys over time: signed prekeys rotate on a schedule with a grace
+//! period for first messages in flight, first messages cannot be replayed
+//! while their signed prekey is accepted, and one-time prekeys are
+//! published once each and kept for first messages in flight until used or
+//! until their grace period after retirement ends.
 #![cfg(test)]
 
 mod common;
 
-use common::{T0, deliver, envelope, options, pair};
-use sotto_store::{Envelope, EnvelopeId, Error, Received, SignedPreKeyPolicy, Store};
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{BOB_PASS, T0, deliver, envelope, options, pair};
+use rusqlite::params;
+use sotto_store::sotto_core::Error as ProtocolError;
+use sotto_store::{
+    Envelope, EnvelopeId, Error, OneTimePreKeyInfo, RETIRED_ONE_TIME_PREKEY_GRACE, Received, Row,
+    SignedPreKeyPolicy, Store,
+};
 
 const DAY: u64 = 24 * 3600 * 1000;
 
@@ -147,6 +157,7 @@ fn a_version_1_store_is_upgraded_and_keeps_working() {
              ALTER TABLE outbox DROP COLUMN accepted;
              DROP TABLE used_base_keys;
              ALTER TABLE signed_prekeys DROP COLUMN since;
+             ALTER TABLE one_time_prekeys DROP COLUMN state;
              UPDATE meta SET value = 1 WHERE name = 'schema_version';",
         )
         .unwrap();
@@ -169,4 +180,270 @@ fn a_version_1_store_is_upgraded_and_keeps_working() {
     );
     let m2 = p.alice.send("bob", b"after the upgrade", T0).unwrap();
     assert_eq!(deliver(&m2, "alice", &mut bob), "after the upgrade");
+}
+
+/// A first message from Carol, made with the one-time prekey `opk` of Bob.
+fn first_message_from_carol(
+    p: &common::Pair,
+    opk: u32,
+    text: &str,
+) -> (Store, sotto_store::OutboxEntry) {
+    let mut carol = Store::create(
+        p.dir.path().join(format!("carol-{opk}.db")),
+        b"carol",
+        &options(),
+    )
+    .unwrap();
+    let bundle = p.bob.prekey_bundle(Some(opk)).unwrap();
+    assert_eq!(bundle.one_time_prekey.map(|k| k.0), Some(opk));
+    carol.add_contact("bob", "Bob", None).unwrap();
+    carol.start_session("bob", &bundle).unwrap();
+    let m = carol.send("bob", text.as_bytes(), T0).unwrap();
+    (carol, m)
+}
+
+fn ids(keys: &[(u32, [u8; 32])]) -> Vec<u32> {
+    keys.iter().map(|(id, _)| *id).collect()
+}
+
+/// Every public half handed out for upload, over batches, retirements,
+/// prunes and restarts: no id (and no key) comes out twice, and no key
+/// the store holds is handed out again.
+#[test]
+fn no_one_time_prekey_id_is_published_twice_across_replacement_top_up_and_restart() {
+    let mut p = pair();
+    let path = p.bob_path();
+    let mut published: Vec<(u32, [u8; 32])> = Vec::new();
+    let mut now = T0;
+    // The five of `pair()` were published at T0 (ids 1..=5).
+    let held: Vec<u32> = p
+        .bob
+        .one_time_prekeys()
+        .unwrap()
+        .iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(held, vec![1, 2, 3, 4, 5]);
+    for round in 0..4u64 {
+        // A replacement of the relay's stock ("register")...
+        now += DAY;
+        let batch = p.bob.fresh_one_time_prekeys(20, now).unwrap();
+        p.bob
+            .retire_published_one_time_prekeys(batch[0].0, now)
+            .unwrap();
+        published.extend_from_slice(&batch);
+        // ...top-ups ("replenish")...
+        for _ in 0..3 {
+            now += 3600 * 1000;
+            published.extend(p.bob.fresh_one_time_prekeys(7, now).unwrap());
+        }
+        // ...pruning, and a restart.
+        p.bob
+            .prune_one_time_prekeys(now + round * 20 * DAY, RETIRED_ONE_TIME_PREKEY_GRACE)
+            .unwrap();
+        drop(std::mem::replace(
+            &mut p.bob,
+            Store::open(&path, BOB_PASS, &options()).unwrap(),
+        ));
+    }
+    let distinct_ids: HashSet<u32> = published.iter().map(|(id, _)| *id).collect();
+    let distinct_keys: HashSet<[u8; 32]> = published.iter().map(|(_, k)| *k).collect();
+    assert_eq!(published.len(), 4 * (20 + 3 * 7));
+    assert_eq!(
+        distinct_ids.len(),
+        published.len(),
+        "an id was published twice"
+    );
+    assert_eq!(
+        distinct_keys.len(),
+        published.len(),
+        "a key was published twice"
+    );
+    assert!(
+        distinct_ids.iter().all(|id| *id > 5),
+        "an id of pair() came back"
+    );
+    // Ids only grow, batch after batch.
+    assert!(ids(&published).windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn retired_one_time_prekeys_decrypt_first_messages_until_their_grace_ends() {
+    let mut p = pair();
+    // Batch A is live on the relay; two of its keys are handed out.
+    let a = p.bob.fresh_one_time_prekeys(3, T0).unwrap();
+    let (_carol1, early) = first_message_from_carol(&p, a[0].0, "made before the replacement");
+    let (_carol2, late) = first_message_from_carol(&p, a[1].0, "arrives after the grace");
+
+    // A replacement: batch B is uploaded, and once the relay confirmed it
+    // everything older (pair()'s five and batch A) is retired.
+    let replaced_at = T0 + DAY;
+    let b = p.bob.fresh_one_time_prekeys(3, replaced_at).unwrap();
+    assert_eq!(
+        p.bob
+            .retire_published_one_time_prekeys(b[0].0, replaced_at)
+            .unwrap(),
+        5 + 3
+    );
+    // Retiring again changes nothing (the time stays).
+    assert_eq!(
+        p.bob
+            .retire_published_one_time_prekeys(b[0].0, replaced_at + 1)
+            .unwrap(),
+        0
+    );
+    let states = p.bob.one_time_prekeys().unwrap();
+    assert_eq!(states.len(), 5 + 3 + 3);
+    for state in &states {
+        if state.id < b[0].0 {
+            assert_eq!(state.retired_at, Some(replaced_at), "{state:?}");
+        } else {
+            assert_eq!(
+                *state,
+                OneTimePreKeyInfo {
+                    id: state.id,
+                    published_at: Some(replaced_at),
+                    retired_at: None,
+                }
+            );
+        }
+    }
+
+    // One ms before the grace ends nothing is pruned, and the first
+    // message made with a retired key decrypts (which uses the key up).
+    let grace = RETIRED_ONE_TIME_PREKEY_GRACE;
+    let grace_ms = u64::try_from(grace.as_millis()).unwrap();
+    assert_eq!(
+        p.bob
+            .prune_one_time_prekeys(replaced_at + grace_ms - 1, grace)
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        deliver(&early, "carol-early", &mut p.bob),
+        "made before the replacement"
+    );
+    assert_eq!(p.bob.one_time_prekey_count().unwrap(), 5 + 3 + 3 - 1);
+
+    // At the end of the grace the retired keys go, the live ones stay.
+    assert_eq!(
+        p.bob
+            .prune_one_time_prekeys(replaced_at + grace_ms, grace)
+            .unwrap(),
+        5 + 2
+    );
+    let left: Vec<u32> = p
+        .bob
+        .one_time_prekeys()
+        .unwrap()
+        .iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(left, ids(&b));
+    assert!(matches!(
+        p.bob.receive(&envelope(&late, "carol-late")),
+        Err(Error::Protocol(ProtocolError::UnknownOneTimePreKey(id))) if id == a[1].0
+    ));
+    // Live keys are never pruned, however old.
+    assert_eq!(
+        p.bob
+            .prune_one_time_prekeys(replaced_at + 1000 * DAY, Duration::ZERO)
+            .unwrap(),
+        0
+    );
+    assert_eq!(p.bob.one_time_prekey_count().unwrap(), 3);
+}
+
+/// A version-2 file: its one-time prekeys may all be on the relay, so they
+/// become live keys of unknown age, and only a replacement retires them.
+#[test]
+fn a_version_2_store_is_upgraded_and_its_one_time_prekeys_stay_live() {
+    let mut p = pair();
+    let path = p.bob_path();
+    drop(p.bob);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP INDEX outbox_pending;
+             ALTER TABLE outbox DROP COLUMN accepted;
+             ALTER TABLE one_time_prekeys DROP COLUMN state;
+             UPDATE meta SET value = 2 WHERE name = 'schema_version';",
+        )
+        .unwrap();
+    }
+    let mut bob = Store::open(&path, BOB_PASS, &options()).unwrap();
+    assert_eq!(bob.schema_version().unwrap(), sotto_store::SCHEMA_VERSION);
+    let states = bob.one_time_prekeys().unwrap();
+    assert_eq!(
+        states,
+        (1..=5)
+            .map(|id| OneTimePreKeyInfo {
+                id,
+                published_at: None,
+                retired_at: None,
+            })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        bob.prune_one_time_prekeys(T0 + 1000 * DAY, Duration::ZERO)
+            .unwrap(),
+        0
+    );
+    // Alice's session was made with key 1: it still decrypts.
+    let m = p.alice.send("bob", b"across the upgrade", T0).unwrap();
+    assert_eq!(deliver(&m, "alice", &mut bob), "across the upgrade");
+    // New keys continue the ids; a replacement retires the old ones.
+    let fresh = bob.fresh_one_time_prekeys(2, T0).unwrap();
+    assert_eq!(ids(&fresh), vec![6, 7]);
+    assert_eq!(
+        bob.retire_published_one_time_prekeys(fresh[0].0, T0)
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        bob.prune_one_time_prekeys(T0 + 35 * DAY, RETIRED_ONE_TIME_PREKEY_GRACE)
+            .unwrap(),
+        4
+    );
+    assert_eq!(bob.one_time_prekey_count().unwrap(), 2);
+}
+
+/// The state of a one-time prekey is sealed for its own row: moved to
+/// another row it does not open, and that row alone is reported.
+#[test]
+fn a_one_time_prekey_state_moved_to_another_row_is_corrupt_and_left_alone() {
+    let p = pair();
+    let path = p.bob_path();
+    drop(p.bob);
+    let moved_to: Vec<u8> = {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = conn
+            .prepare("SELECT lookup, state FROM one_time_prekeys")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        conn.execute(
+            "UPDATE one_time_prekeys SET state = ?1 WHERE lookup = ?2",
+            params![rows[0].1, rows[1].0],
+        )
+        .unwrap();
+        rows[1].0.clone()
+    };
+    let mut bob = Store::open(&path, BOB_PASS, &options()).unwrap();
+    let expected_row = Row::Lookup(moved_to[..8].try_into().unwrap());
+    assert!(matches!(
+        bob.one_time_prekeys(),
+        Err(Error::Corrupt { table: "one_time_prekeys", row }) if row == expected_row
+    ));
+    // Retiring and pruning skip that row and handle the others.
+    let fresh = bob.fresh_one_time_prekeys(1, T0).unwrap();
+    assert_eq!(
+        bob.retire_published_one_time_prekeys(fresh[0].0, T0)
+            .unwrap(),
+        4
+    );
+    assert_eq!(bob.prune_one_time_prekeys(T0, Duration::ZERO).unwrap(), 4);
+    assert_eq!(bob.one_time_prekey_count().unwrap(), 2);
 }

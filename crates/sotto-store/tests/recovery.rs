@@ -31,7 +31,7 @@ fn a_reported_failure_resets_once_and_resends_under_the_same_envelope_id_only_fo
         p.alice.recover("bob", &d(&m2), None),
         Err(Error::NoSession)
     ));
-    let opk = p.bob.one_time_prekeys().unwrap()[0].0;
+    let opk = p.bob.one_time_prekeys().unwrap()[0].id;
     let bundle = p.bob.prekey_bundle(Some(opk)).unwrap();
     let resent = p
         .alice
@@ -126,7 +126,7 @@ fn a_reported_failure_resets_once_and_resends_under_the_same_envelope_id_only_fo
 fn recovery_state_survives_reopening_the_store() {
     let mut p = pair();
     let m1 = p.alice_sends("one");
-    let opk = p.bob.one_time_prekeys().unwrap()[0].0;
+    let opk = p.bob.one_time_prekeys().unwrap()[0].id;
     let bundle = p.bob.prekey_bundle(Some(opk)).unwrap();
     p.alice
         .recover("bob", &d(&m1), Some(&bundle))
@@ -149,7 +149,7 @@ fn a_failed_resend_resets_again_at_most_three_times_in_a_row() {
     let mut p = pair();
     let m = p.alice_sends("hard to deliver");
     let bundle = |bob: &sotto_store::Store| {
-        let opk = bob.one_time_prekeys().unwrap()[0].0;
+        let opk = bob.one_time_prekeys().unwrap()[0].id;
         bob.prekey_bundle(Some(opk)).unwrap()
     };
     let b = bundle(&p.bob);

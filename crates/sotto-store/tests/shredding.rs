@@ -149,7 +149,7 @@ fn with_an_app_key_rotated_after_deletion_an_old_copy_cannot_be_opened() {
     let new_key = [0x22u8; 32];
     // Bob's profile is locked by a key from the OS keychain.
     let mut bob = Store::create_with_key(&path, &old_key, &options()).unwrap();
-    let otk = bob.generate_one_time_prekeys(1).unwrap();
+    let otk = bob.fresh_one_time_prekeys(1, 1_700_000_000_000).unwrap();
     p.alice.add_contact("bob2", "Bob", None).unwrap();
     p.alice
         .start_session("bob2", &bob.prekey_bundle(Some(otk[0].0)).unwrap())

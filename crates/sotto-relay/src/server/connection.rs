@@ -461,6 +461,9 @@ impl<S: Transport> Connection<S> {
         // Subscribe before reading the mailbox: an envelope stored in
         // between is then either counted below or pushed, never missed.
         let signal = self.shared.hub.subscribe(address);
+        // Likewise for the prekey stock: a bundle taken after this point is
+        // either in the count below or seen as a new low-stock signal.
+        let seen_prekeys = signal.borrow().prekeys;
         let state = self
             .store(move |s| Ok((s.usage(&address)?, s.one_time_prekey_count(&address)?)))
             .await;
@@ -471,7 +474,6 @@ impl<S: Transport> Connection<S> {
                 return self.store_error(id, e).await;
             }
         };
-        let seen_prekeys = signal.borrow().prekeys;
         self.owner = Some(Owner {
             identity,
             address,

@@ -108,6 +108,72 @@ async fn one_time_prekeys_are_handed_out_at_most_once_sqlite() {
     handed_out_once_then_exhausted_then_replenished(Arc::new(store)).await;
 }
 
+/// The owner hears of every fetch that leaves fewer than the threshold, and
+/// of none that leaves more; an upload that repeats stored ids counts them
+/// once, so the stock the relay reports is what it can hand out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fetch_below_the_mark_is_pushed_and_repeated_ids_count_once() {
+    let relay = start_with(
+        ServerConfig {
+            prekey_low_threshold: 5,
+            ..config()
+        },
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+    let addr = relay.local_addr();
+    let bob = identity(2);
+    let bob_conn = owner(addr, &bob).await;
+    let mut events = bob_conn.take_events().unwrap();
+    let low = |stock: RelayEvent| match stock {
+        RelayEvent::PreKeysLow(stock) => stock.remaining,
+        other => panic!("unexpected event {other:?}"),
+    };
+    // Nothing published yet: said right after authentication.
+    assert_eq!(low(next_event(&mut events).await), 0);
+    assert_eq!(
+        bob_conn
+            .upload_prekeys(prekeys(&bob, 0, 8))
+            .await
+            .unwrap()
+            .remaining,
+        8
+    );
+    let anyone = connect(addr).await;
+
+    // 8 -> 5: not below the mark; 5 -> 4: below.
+    for _ in 0..4 {
+        anyone.fetch_bundle(&address(&bob)).await.unwrap();
+    }
+    assert_eq!(low(next_event(&mut events).await), 4);
+
+    // Ids 4..=7 are still stored: uploading 4..=9 adds two keys, not six.
+    let stock = bob_conn
+        .upload_prekeys(PreKeyUpload {
+            signed_prekey: None,
+            ..prekeys(&bob, 4, 6)
+        })
+        .await
+        .unwrap();
+    assert_eq!(stock.remaining, 6);
+    assert_eq!(bob_conn.prekey_count().await.unwrap().remaining, 6);
+
+    // 6 -> 5 is not pushed, 5 -> 4 is, and so is every fetch after it.
+    for expected in [4, 3, 2, 1, 0, 0] {
+        let before = anyone.fetch_bundle(&address(&bob)).await.unwrap();
+        if expected == 4 {
+            assert!(before.one_time_prekey.is_some());
+            anyone.fetch_bundle(&address(&bob)).await.unwrap();
+        }
+        assert_eq!(low(next_event(&mut events).await), expected);
+    }
+    assert!(
+        events.try_recv().is_err(),
+        "one push per fetch below the mark"
+    );
+    relay.shutdown().await;
+}
+
 #[test]
 fn two_relay_processes_sharing_a_database_never_hand_out_a_key_twice() {
     let dir = tempfile::tempdir().unwrap();

@@ -48,7 +48,7 @@ pub(crate) fn pair() -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let mut alice = Store::create(dir.path().join("alice.db"), ALICE_PASS, &options()).unwrap();
     let mut bob = Store::create(dir.path().join("bob.db"), BOB_PASS, &options()).unwrap();
-    let published = bob.generate_one_time_prekeys(5).unwrap();
+    let published = bob.fresh_one_time_prekeys(5, T0).unwrap();
     let bundle = bob.prekey_bundle(Some(published[0].0)).unwrap();
     alice.add_contact("bob", "Bob", None).unwrap();
     alice.start_session("bob", &bundle).unwrap();
