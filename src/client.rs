@@ -552,10 +552,15 @@ impl Client {
         Ok(())
     }
 
-    /// Closes the relay connection and stops reconnecting.
+    /// Closes the relay connection and stops reconnecting. An envelope
+    /// being received is finished first (stored, announced, acknowledged),
+    /// so stopping never leaves a stored message unannounced.
     pub async fn disconnect(&self) {
         let handle = lock(&self.shared.supervisor).take();
         if let Some(h) = handle {
+            // The background task stores envelopes under this lock: holding
+            // it, the task is between envelopes when it is stopped.
+            let _between_envelopes = self.shared.processing.lock().await;
             h.abort();
             let _ = h.await;
         }
