@@ -91,7 +91,7 @@ pub use client::{ClientConfig, ClientError, RelayClient, RelayEvent, SendReceipt
 pub use clock::{Clock, SystemClock, UnixTime};
 pub use envelope::{Envelope, MessageId};
 pub use protocol::{AuthInfo, ErrorCode, PreKeyStock, PreKeyUpload};
-pub use server::{RateLimit, Server, ServerConfig, ServerError, ServerHandle};
+pub use server::{FrameMemory, RateLimit, Server, ServerConfig, ServerError, ServerHandle};
 pub use store::{
     MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteStore, StoreError, StoreTotals,
 };

@@ -16,10 +16,17 @@
 
 mod config;
 mod connection;
+mod frame_budget;
 mod hub;
 mod rate_limit;
+mod source_limit;
 
-pub use config::{DEFAULT_CONNECTION_SEND_BUDGET, RateLimit, ServerConfig};
+pub use config::{
+    DEFAULT_AUTHENTICATED_FRAME_BUDGET, DEFAULT_CONNECTION_SEND_BUDGET,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_UNAUTHENTICATED_FRAME_BUDGET, RateLimit,
+    ServerConfig,
+};
+pub use frame_budget::FrameMemory;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,6 +45,14 @@ use crate::store::{MailboxStore, Swept};
 
 /// Most expired envelopes deleted in one storage transaction.
 const SWEEP_BATCH: usize = 1000;
+
+/// Most refused connections being told why at once; beyond, a refused
+/// connection is closed without a word, so a connection flood cannot make
+/// the relay hold many sockets for refusals.
+const MAX_REFUSALS: usize = 64;
+
+/// How long a refusal may take to write.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +73,10 @@ pub(crate) struct Shared {
     pub(crate) hub: hub::Hub,
     /// The time envelopes are stored and expire by.
     pub(crate) clock: Arc<dyn Clock>,
+    /// Memory budgets of request frames.
+    pub(crate) frames: Arc<frame_budget::FrameBudgets>,
+    /// Open connections per source address.
+    sources: Arc<source_limit::SourceLimiter>,
 }
 
 /// A bound relay that is not yet accepting connections.
@@ -88,6 +107,13 @@ impl Server {
         config.validate().map_err(ServerError::InvalidConfig)?;
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
+        let frames = Arc::new(frame_budget::FrameBudgets::new(
+            config.unauthenticated_frame_budget,
+            config.authenticated_frame_budget,
+        ));
+        let sources = Arc::new(source_limit::SourceLimiter::new(
+            config.max_connections_per_address,
+        ));
         Ok(Self {
             listener,
             local_addr,
@@ -96,6 +122,8 @@ impl Server {
                 store,
                 hub: hub::Hub::default(),
                 clock: Arc::new(SystemClock),
+                frames,
+                sources,
             },
             #[cfg(feature = "tls")]
             tls: None,
@@ -130,11 +158,13 @@ impl Server {
     pub fn spawn(self) -> ServerHandle {
         let (shutdown, signal) = watch::channel(false);
         let local_addr = self.local_addr;
+        let frames = self.shared.frames.clone();
         let task = tokio::spawn(self.accept_loop(signal));
         ServerHandle {
             local_addr,
             shutdown,
             task,
+            frames,
         }
     }
 
@@ -155,6 +185,11 @@ impl Server {
     async fn accept_loop(self, mut shutdown: watch::Receiver<bool>) {
         let shared = Arc::new(self.shared);
         let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+        let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+        #[cfg(feature = "tls")]
+        let plain = self.tls.is_none();
+        #[cfg(not(feature = "tls"))]
+        let plain = true;
         let mut tasks = JoinSet::new();
         let sweeper = tokio::spawn(sweep_loop(shared.clone(), shutdown.clone()));
         tracing::info!(addr = %self.local_addr, "relay listening");
@@ -179,15 +214,27 @@ impl Server {
                         }
                     };
                     let _ = tcp.set_nodelay(true);
+                    // Checked first, before anything is allocated for the
+                    // connection: one source cannot take everyone's slots.
+                    let source_slot = match shared.sources.try_acquire(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(full) => {
+                            tracing::debug!(open = full.open, max = full.max, "per-address connection limit reached");
+                            let message = format!(
+                                "too many connections from this address: {} open, at most {}",
+                                full.open, full.max
+                            );
+                            refuse(plain, &mut tasks, &refusals, tcp, message);
+                            continue;
+                        }
+                    };
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         tracing::warn!("connection limit reached");
-                        #[cfg(feature = "tls")]
-                        let plain = self.tls.is_none();
-                        #[cfg(not(feature = "tls"))]
-                        let plain = true;
-                        if plain {
-                            tasks.spawn(refuse_busy(tcp));
-                        }
+                        let message = format!(
+                            "relay is at its connection limit of {}",
+                            shared.config.max_connections
+                        );
+                        refuse(plain, &mut tasks, &refusals, tcp, message);
                         continue;
                     };
                     let shared = shared.clone();
@@ -196,6 +243,7 @@ impl Server {
                     let tls = self.tls.clone();
                     tasks.spawn(async move {
                         let _permit = permit;
+                        let _source_slot = source_slot;
                         #[cfg(feature = "tls")]
                         if let Some(acceptor) = tls {
                             let timeout = shared.config.handshake_timeout;
@@ -235,6 +283,27 @@ impl Server {
         // It stops between two batches once shutdown is requested.
         let _ = sweeper.await;
         tracing::info!("relay stopped");
+    }
+}
+
+/// Tells a refused client why (`ServerBusy`, then close), unless too many
+/// refusals are under way already or the listener speaks TLS (no session
+/// yet to say it in): then just closes.
+fn refuse(
+    plain: bool,
+    tasks: &mut JoinSet<()>,
+    refusals: &Arc<Semaphore>,
+    tcp: TcpStream,
+    message: String,
+) {
+    if !plain {
+        return;
+    }
+    if let Ok(refusal) = refusals.clone().try_acquire_owned() {
+        tasks.spawn(async move {
+            let _refusal = refusal;
+            refuse_busy(tcp, message).await;
+        });
     }
 }
 
@@ -297,10 +366,10 @@ pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Tells a client over the connection limit why it is refused.
-async fn refuse_busy(mut tcp: TcpStream) {
-    let body = Response::error(ErrorCode::ServerBusy, "relay is at its connection limit").encode(0);
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+/// Tells a client over a connection limit why it is refused.
+async fn refuse_busy(mut tcp: TcpStream, message: String) {
+    let body = Response::error(ErrorCode::ServerBusy, message).encode(0);
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
         write_frame(&mut tcp, &body).await?;
         tokio::io::AsyncWriteExt::shutdown(&mut tcp).await
     })
@@ -313,12 +382,20 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    frames: Arc<frame_budget::FrameBudgets>,
 }
 
 impl ServerHandle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bytes of buffer that request frames hold right now (being read,
+    /// queued or handled), for monitoring and for tests that check the
+    /// memory bounds of docs/relay.md §8.
+    pub fn frame_memory(&self) -> FrameMemory {
+        self.frames.memory()
     }
 
     /// Stops accepting, tells every connection `ShuttingDown`, waits for

@@ -9,6 +9,7 @@ mod common;
 mod abuse;
 mod auth;
 mod delivery;
+mod exhaustion;
 mod expiry;
 mod limits;
 mod prekeys;
