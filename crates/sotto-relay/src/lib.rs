@@ -93,5 +93,6 @@ pub use envelope::{Envelope, MessageId};
 pub use protocol::{AuthInfo, ErrorCode, PreKeyStock, PreKeyUpload};
 pub use server::{FrameMemory, RateLimit, Server, ServerConfig, ServerError, ServerHandle};
 pub use store::{
-    MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteStore, StoreError, StoreTotals,
+    MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteOptions, SqliteStore, StoreError,
+    StoreTotals,
 };

@@ -240,6 +240,24 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
+/// Logs that the disk is full, at most once a minute (every refused
+/// request would otherwise log it).
+fn warn_disk_full() {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = crate::clock::UnixTime::now().as_secs();
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last.saturating_add(60)
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            "storage is full: new envelopes and prekeys are refused until acknowledgements, \
+             expiry or the operator free space"
+        );
+    }
+}
+
 /// `start + timeout`, or about a century later for a timeout too large to
 /// add.
 fn instant_after(start: Instant, timeout: Duration) -> Instant {
@@ -453,6 +471,16 @@ impl<S: Transport> Connection<S> {
                     request_id,
                     ErrorCode::StorageFull,
                     "relay storage is full; try again later",
+                )
+                .await
+            }
+            StoreError::DiskFull => {
+                warn_disk_full();
+                self.error(
+                    request_id,
+                    ErrorCode::StorageFull,
+                    "the relay's disk is full: this request changed nothing (no envelope \
+                     was stored); try again later",
                 )
                 .await
             }

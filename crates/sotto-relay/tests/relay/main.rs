@@ -11,6 +11,7 @@ mod auth;
 mod delivery;
 mod exhaustion;
 mod expiry;
+mod full_disk;
 mod limits;
 mod prekeys;
 mod storage;
