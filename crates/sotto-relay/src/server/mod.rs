@@ -40,19 +40,11 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 use crate::clock::{Clock, SystemClock};
-use crate::protocol::{ChannelBinding, ErrorCode, Response, frame::write_frame};
+use crate::protocol::{ChannelBinding, ErrorCode, Response};
 use crate::store::{MailboxStore, Swept};
 
 /// Most expired envelopes deleted in one storage transaction.
 const SWEEP_BATCH: usize = 1000;
-
-/// Most refused connections being told why at once; beyond, a refused
-/// connection is closed without a word, so a connection flood cannot make
-/// the relay hold many sockets for refusals.
-const MAX_REFUSALS: usize = 64;
-
-/// How long a refusal may take to write.
-const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -185,7 +177,6 @@ impl Server {
     async fn accept_loop(self, mut shutdown: watch::Receiver<bool>) {
         let shared = Arc::new(self.shared);
         let slots = Arc::new(Semaphore::new(shared.config.max_connections));
-        let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
         #[cfg(feature = "tls")]
         let plain = self.tls.is_none();
         #[cfg(not(feature = "tls"))]
@@ -224,7 +215,7 @@ impl Server {
                                 "too many connections from this address: {} open, at most {}",
                                 full.open, full.max
                             );
-                            refuse(plain, &mut tasks, &refusals, tcp, message);
+                            refuse(plain, tcp, &message);
                             continue;
                         }
                     };
@@ -234,7 +225,7 @@ impl Server {
                             "relay is at its connection limit of {}",
                             shared.config.max_connections
                         );
-                        refuse(plain, &mut tasks, &refusals, tcp, message);
+                        refuse(plain, tcp, &message);
                         continue;
                     };
                     let shared = shared.clone();
@@ -286,25 +277,20 @@ impl Server {
     }
 }
 
-/// Tells a refused client why (`ServerBusy`, then close), unless too many
-/// refusals are under way already or the listener speaks TLS (no session
-/// yet to say it in): then just closes.
-fn refuse(
-    plain: bool,
-    tasks: &mut JoinSet<()>,
-    refusals: &Arc<Semaphore>,
-    tcp: TcpStream,
-    message: String,
-) {
-    if !plain {
-        return;
+/// Tells a refused client why (`ServerBusy`) and closes the connection at
+/// once. The frame goes into the new socket's empty send buffer without
+/// waiting, so a flood of refused connections costs no task, timer or
+/// buffer each. A TLS listener has no session yet to say it in: it just
+/// closes.
+fn refuse(plain: bool, tcp: TcpStream, message: &str) {
+    if plain {
+        let body = Response::error(ErrorCode::ServerBusy, message).encode(0);
+        let mut frame = Vec::with_capacity(4 + body.len());
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&body);
+        let _ = tcp.try_write(&frame);
     }
-    if let Ok(refusal) = refusals.clone().try_acquire_owned() {
-        tasks.spawn(async move {
-            let _refusal = refusal;
-            refuse_busy(tcp, message).await;
-        });
-    }
+    // Dropping the stream closes it.
 }
 
 /// Deletes expired envelopes every `sweep_interval` (the first time at
@@ -364,16 +350,6 @@ pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
             return;
         }
     }
-}
-
-/// Tells a client over a connection limit why it is refused.
-async fn refuse_busy(mut tcp: TcpStream, message: String) {
-    let body = Response::error(ErrorCode::ServerBusy, message).encode(0);
-    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
-        write_frame(&mut tcp, &body).await?;
-        tokio::io::AsyncWriteExt::shutdown(&mut tcp).await
-    })
-    .await;
 }
 
 /// Controls a running server.
