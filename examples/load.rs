@@ -63,7 +63,32 @@ struct Args {
     /// No progress lines, only the report.
     #[arg(long)]
     quiet: bool,
+    /// Also attack the relay: run once without and once with attackers
+    /// from other loopback addresses (idle floods from 127.0.0.2,
+    /// slowloris from 127.0.0.3, anonymous send floods from 127.0.0.4) and
+    /// compare the honest send-to-stored latency. The target is p50 and
+    /// p99 under attack at most twice those without.
+    #[arg(long)]
+    abuse: bool,
+    /// With --abuse: idle connections held open at once.
+    #[arg(long, default_value_t = 1000)]
+    abuse_idle: usize,
+    /// With --abuse: slowloris connections held open at once.
+    #[arg(long, default_value_t = 100)]
+    abuse_slowloris: usize,
+    /// With --abuse: anonymous send-flood connections at once.
+    #[arg(long, default_value_t = 4)]
+    abuse_flood: usize,
+    /// With --abuse: size of each flooded envelope, bytes.
+    #[arg(long, default_value_t = 16 * 1024)]
+    abuse_flood_size: usize,
+    /// With --abuse: the flood stops after this many bytes stored.
+    #[arg(long, default_value_t = 256 << 20)]
+    abuse_flood_max_bytes: u64,
 }
+
+/// The attack may at most double the honest latency.
+const ABUSE_TARGET: f64 = 2.0;
 
 fn main() -> ExitCode {
     // Started again by the harness as the relay process.
@@ -98,7 +123,18 @@ fn main() -> ExitCode {
         relay_program: program,
         relay_args: Vec::new(),
         verbose: !args.quiet,
+        abuse: None,
     };
+    if args.abuse {
+        let abuse = harness::Abuse {
+            idle_connections: args.abuse_idle,
+            slowloris_connections: args.abuse_slowloris,
+            flood_connections: args.abuse_flood,
+            flood_envelope: args.abuse_flood_size,
+            flood_max_bytes: args.abuse_flood_max_bytes,
+        };
+        return compare_under_attack(config, abuse);
+    }
     match harness::run(&config) {
         Ok(report) => {
             println!("{report}");
@@ -112,5 +148,50 @@ fn main() -> ExitCode {
             eprintln!("load: FAILED: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs `config` without, then with the attack, and compares the honest
+/// latencies. Exits 0 only if both runs pass and the target is met.
+fn compare_under_attack(config: harness::Config, abuse: harness::Abuse) -> ExitCode {
+    let mut reports = Vec::new();
+    for (name, abuse) in [("without attack", None), ("with attack", Some(abuse))] {
+        eprintln!("load: run {name}");
+        let config = harness::Config {
+            abuse,
+            ..config.clone()
+        };
+        match harness::run(&config) {
+            Ok(report) => {
+                println!("== {name} ==\n{report}\n");
+                reports.push(report);
+            }
+            Err(e) => {
+                eprintln!("load: FAILED ({name}): {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let (quiet, attacked) = (&reports[0], &reports[1]);
+    let ratio = |with: f64, without: f64| with / without.max(0.001);
+    let p50 = ratio(attacked.latency_p50_ms, quiet.latency_p50_ms);
+    let p99 = ratio(attacked.latency_p99_ms, quiet.latency_p99_ms);
+    let met = p50 <= ABUSE_TARGET && p99 <= ABUSE_TARGET;
+    println!(
+        "honest send-to-stored latency without attack: p50 {:.1} ms, p99 {:.1} ms",
+        quiet.latency_p50_ms, quiet.latency_p99_ms
+    );
+    println!(
+        "honest send-to-stored latency with attack:    p50 {:.1} ms ({p50:.2}x), p99 {:.1} ms ({p99:.2}x)",
+        attacked.latency_p50_ms, attacked.latency_p99_ms
+    );
+    println!(
+        "target (at most {ABUSE_TARGET}x): {}",
+        if met { "met" } else { "NOT met" }
+    );
+    if met && quiet.is_clean() && attacked.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

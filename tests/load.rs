@@ -42,6 +42,7 @@ fn small_load_with_relay_and_client_kills_loses_and_duplicates_nothing() {
             .map(String::from)
             .to_vec(),
         verbose: true,
+        abuse: None,
     };
     let report = harness::run(&config).unwrap();
     println!("{report}");
@@ -56,6 +57,53 @@ fn small_load_with_relay_and_client_kills_loses_and_duplicates_nothing() {
     assert_eq!(report.sessions_checked, 24, "{report}");
     assert_eq!(report.sessions_working, report.sessions_checked, "{report}");
     assert!(report.is_clean(), "{report}");
+}
+
+/// The abuse scenario in small: idle floods, slowloris connections and
+/// anonymous send floods from other loopback addresses while a dozen
+/// honest clients exchange messages. Nothing honest may be lost, and the
+/// attackers must have been served and cut off as docs/relay.md §8 says.
+/// (The latency comparison needs the large run: docs/reliability.md.)
+#[test]
+fn small_load_beside_an_attack_loses_nothing() {
+    let config = harness::Config {
+        clients: 12,
+        messages: 10,
+        fanout: 2,
+        relay_kills: 0,
+        client_kills: 0,
+        think: Duration::from_millis(100),
+        size: 100,
+        timeout: Duration::from_secs(120),
+        seed: 11,
+        dir: None,
+        relay_program: std::env::current_exe().unwrap(),
+        relay_args: ["relay_process", "--exact", "--test-threads=1", "-q"]
+            .map(String::from)
+            .to_vec(),
+        verbose: true,
+        abuse: Some(harness::Abuse {
+            idle_connections: 120,
+            slowloris_connections: 8,
+            flood_connections: 2,
+            flood_envelope: 16 * 1024,
+            flood_max_bytes: 8 << 20,
+        }),
+    };
+    let report = harness::run(&config).unwrap();
+    println!("{report}");
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.sessions_working, report.sessions_checked, "{report}");
+    let attack = report.attack.as_ref().unwrap();
+    // The idle flood got its address's share (12 + 64 connections at
+    // once), and the rest was refused.
+    assert!(
+        attack.idle_welcomed >= (12 + harness::PER_ADDRESS_MARGIN) as u64,
+        "{report}"
+    );
+    assert!(attack.idle_refused > 0, "{report}");
+    assert!(attack.slowloris_bytes > 0, "{report}");
+    assert!(attack.flood_envelopes > 0, "{report}");
 }
 
 // The two ordering faults the large run found, each on its own.

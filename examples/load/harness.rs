@@ -23,6 +23,10 @@
 //! against that, per-sender order included.
 #![allow(dead_code, unreachable_pub, clippy::print_stderr, clippy::print_stdout)]
 
+mod abuse;
+
+pub use abuse::{Abuse, AttackReport};
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
@@ -48,6 +52,14 @@ pub const RELAY_DB_ENV: &str = "SOTTO_LOAD_RELAY_DB";
 /// Set in the environment of a relay process: seconds before it exits by
 /// itself (it also exits when its parent goes away).
 pub const RELAY_LIFETIME_ENV: &str = "SOTTO_LOAD_RELAY_LIFETIME";
+/// Set in the environment of a relay process: its
+/// `max_connections_per_address`. Every honest client connects from
+/// 127.0.0.1, so the harness raises it to the number of clients plus
+/// [`PER_ADDRESS_MARGIN`]; attackers come from other addresses.
+pub const RELAY_PER_ADDRESS_ENV: &str = "SOTTO_LOAD_RELAY_PER_ADDRESS";
+/// Connections beyond one per client allowed from 127.0.0.1 (a killed
+/// client's connection may still be closing when it reconnects).
+pub const PER_ADDRESS_MARGIN: usize = 64;
 
 /// How long one attempt to (re)connect a client may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,6 +101,9 @@ pub struct Config {
     pub relay_args: Vec<String>,
     /// Progress lines on stderr.
     pub verbose: bool,
+    /// Attackers beside the honest clients, from other loopback addresses,
+    /// from registration until the last send (`None`: no attack).
+    pub abuse: Option<Abuse>,
 }
 
 impl Config {
@@ -181,6 +196,8 @@ pub struct Report {
     pub background_errors: Vec<(String, usize)>,
     /// The first problems found, in words.
     pub problems: Vec<String>,
+    /// What the attackers did, if there was an attack.
+    pub attack: Option<AttackReport>,
 }
 
 impl Report {
@@ -258,6 +275,9 @@ impl fmt::Display for Report {
         for (reason, count) in &self.background_errors {
             writeln!(f, "background error x{count}: {reason}")?;
         }
+        if let Some(attack) = &self.attack {
+            writeln!(f, "{attack}")?;
+        }
         for p in &self.problems {
             writeln!(f, "problem: {p}")?;
         }
@@ -287,6 +307,13 @@ fn relay_child(listen: &str) -> Result<(), String> {
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .map_or(Duration::from_secs(600), Duration::from_secs);
+    let mut config = ServerConfig::default();
+    if let Some(per_address) = std::env::var(RELAY_PER_ADDRESS_ENV)
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+    {
+        config.max_connections_per_address = per_address;
+    }
     let listen: SocketAddr = listen
         .parse()
         .map_err(|e| format!("bad listen address {listen}: {e}"))?;
@@ -309,7 +336,7 @@ fn relay_child(listen: &str) -> Result<(), String> {
         // The previous process may have held the port a moment ago.
         let mut last_error = String::new();
         for _ in 0..100 {
-            match Server::bind(listen, ServerConfig::default(), store.clone()).await {
+            match Server::bind(listen, config.clone(), store.clone()).await {
                 Ok(server) => {
                     server.run_until(tokio::time::sleep(lifetime)).await;
                     return Ok(());
@@ -326,6 +353,7 @@ fn relay_child(listen: &str) -> Result<(), String> {
 struct Relay {
     addr: SocketAddr,
     db: PathBuf,
+    per_address: usize,
     program: PathBuf,
     args: Vec<String>,
     lifetime: Duration,
@@ -341,6 +369,7 @@ impl Relay {
             .env(RELAY_LISTEN_ENV, self.addr.to_string())
             .env(RELAY_DB_ENV, &self.db)
             .env(RELAY_LIFETIME_ENV, self.lifetime.as_secs().to_string())
+            .env(RELAY_PER_ADDRESS_ENV, self.per_address.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -1288,6 +1317,16 @@ impl Verdict {
 // The run
 // ---------------------------------------------------------------------------
 
+/// Sets the flag when dropped: the attack thread stops with the run, also
+/// when the run fails early.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 fn client_options() -> Result<ClientOptions, String> {
     Ok(ClientOptions {
         store: OpenOptions::new().kdf(KdfParams::new(256, 1, 1).map_err(|e| e.to_string())?),
@@ -1352,6 +1391,7 @@ async fn run_async(config: &Config, root: &Path) -> Result<Report, String> {
     let mut relay = Relay {
         addr,
         db: root.join("relay.db"),
+        per_address: config.clients + PER_ADDRESS_MARGIN,
         program: config.relay_program.clone(),
         args: config.relay_args.clone(),
         lifetime: config.timeout + Duration::from_secs(60),
@@ -1435,6 +1475,15 @@ async fn run_async(config: &Config, root: &Path) -> Result<Report, String> {
     }
     ctx.log(format_args!("{n} clients registered on {addr}"));
 
+    // The attack runs from now until the last send (or until this run
+    // ends early).
+    let stop_attack = Arc::new(AtomicBool::new(false));
+    let _stop_attack_on_exit = StopOnDrop(stop_attack.clone());
+    let attack = config.abuse.clone().map(|abuse| {
+        ctx.log(format_args!("attack begins: {abuse:?}"));
+        abuse::spawn(addr, abuse, stop_attack.clone(), deadline)
+    });
+
     // Warm-up, no faults yet: the first message to each contact starts the
     // session (X3DH needs the relay for the bundle).
     let load_start = ctx.now_ms();
@@ -1485,6 +1534,18 @@ async fn run_async(config: &Config, root: &Path) -> Result<Report, String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     ctx.log("all sends done; waiting for delivery");
+    let attack = match attack {
+        Some(attack) => {
+            stop_attack.store(true, Ordering::SeqCst);
+            let report = tokio::task::spawn_blocking(move || attack.join())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|_| "the attack thread panicked".to_owned())?;
+            ctx.log("attack stopped");
+            Some(report)
+        }
+        None => None,
+    };
 
     let verdict = ctx.settle().await?;
     ctx.log("histories checked; checking every session both ways");
@@ -1518,6 +1579,7 @@ async fn run_async(config: &Config, root: &Path) -> Result<Report, String> {
         unreadable: verdict.unreadable,
         interrupted_committed: verdict.interrupted_committed,
         problems: verdict.problems.clone(),
+        attack,
         ..Report::default()
     };
     {

@@ -71,6 +71,16 @@
 //!   [`ServerConfig::connection_send_budget`]; unacknowledged envelopes
 //!   expire after [`ServerConfig::envelope_ttl`]. An anonymous client
 //!   cannot fill the relay.
+//! - Nor can it exhaust it: connections are limited per source address
+//!   ([`ServerConfig::max_connections_per_address`]), unauthenticated
+//!   connections that do nothing useful and frames that arrive too slowly
+//!   are closed ([`ServerConfig::unauthenticated_timeout`],
+//!   [`ServerConfig::frame_timeout`]), and the memory request frames hold
+//!   is bounded per connection and relay-wide
+//!   ([`ServerConfig::unauthenticated_frame_budget`],
+//!   [`ServerHandle::frame_memory`]). A full disk refuses new envelopes
+//!   with `StorageFull` and keeps delivering and deleting
+//!   ([`SqliteStore::open_with`]).
 //! - Envelopes are deleted on acknowledgement or expiry (SQLite
 //!   `secure_delete`); besides the bytes, only the recipient, the message
 //!   id and the hour the envelope expires are kept.
@@ -91,7 +101,8 @@ pub use client::{ClientConfig, ClientError, RelayClient, RelayEvent, SendReceipt
 pub use clock::{Clock, SystemClock, UnixTime};
 pub use envelope::{Envelope, MessageId};
 pub use protocol::{AuthInfo, ErrorCode, PreKeyStock, PreKeyUpload};
-pub use server::{RateLimit, Server, ServerConfig, ServerError, ServerHandle};
+pub use server::{FrameMemory, RateLimit, Server, ServerConfig, ServerError, ServerHandle};
 pub use store::{
-    MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteStore, StoreError, StoreTotals,
+    MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteOptions, SqliteStore, StoreError,
+    StoreTotals,
 };

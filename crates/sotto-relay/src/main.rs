@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use sotto_relay::{MailboxStore, MemoryStore, Server, ServerConfig, SqliteStore, UnixTime};
+use sotto_relay::{
+    MailboxStore, MemoryStore, Server, ServerConfig, SqliteOptions, SqliteStore, UnixTime,
+};
 
 const USAGE: &str = "\
 usage: sotto-relay [options]
@@ -22,7 +24,22 @@ usage: sotto-relay [options]
   --envelope-ttl-days N    days an unacknowledged envelope is kept (default 30)
   --connection-send-budget N
                            payload bytes one connection may store (default 67108864)
+  --max-db-bytes N         largest size of the SQLite file; beyond it new envelopes
+                           are refused as on a full disk (default: no limit)
   --max-connections N      simultaneous connections (default 10000)
+  --max-connections-per-address N
+                           simultaneous connections per IPv4 address or IPv6 /64
+                           (default 64)
+  --unauthenticated-timeout-secs N
+                           close an unauthenticated connection after N s without
+                           a useful request (default 30)
+  --frame-timeout-secs N   time a frame has to arrive completely (default 10)
+  --unauthenticated-frame-budget BYTES
+                           frame memory of all unauthenticated connections
+                           (default 33554432)
+  --authenticated-frame-budget BYTES
+                           frame memory of all authenticated connections
+                           (default 268435456)
   --tls-cert PEM           certificate chain, PEM (needs the `tls` feature)
   --tls-key PEM            private key, PEM (needs the `tls` feature)
   --log LEVEL              error, warn, info, debug or trace (default info)
@@ -31,6 +48,7 @@ usage: sotto-relay [options]
 struct Options {
     listen: String,
     db: Option<PathBuf>,
+    max_db_bytes: Option<u64>,
     config: ServerConfig,
     tls: Option<(PathBuf, PathBuf)>,
     log: tracing::Level,
@@ -46,6 +64,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
     let mut options = Options {
         listen: "127.0.0.1:7447".to_owned(),
         db: Some(PathBuf::from("sotto-relay.db")),
+        max_db_bytes: None,
         config: ServerConfig::default(),
         tls: None,
         log: tracing::Level::INFO,
@@ -84,6 +103,23 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
                 options.config.connection_send_budget = parse_number(&flag, &value)?;
             }
             "--max-connections" => options.config.max_connections = parse_number(&flag, &value)?,
+            "--max-connections-per-address" => {
+                options.config.max_connections_per_address = parse_number(&flag, &value)?;
+            }
+            "--unauthenticated-timeout-secs" => {
+                options.config.unauthenticated_timeout =
+                    Duration::from_secs(parse_number(&flag, &value)?);
+            }
+            "--frame-timeout-secs" => {
+                options.config.frame_timeout = Duration::from_secs(parse_number(&flag, &value)?);
+            }
+            "--unauthenticated-frame-budget" => {
+                options.config.unauthenticated_frame_budget = parse_number(&flag, &value)?;
+            }
+            "--authenticated-frame-budget" => {
+                options.config.authenticated_frame_budget = parse_number(&flag, &value)?;
+            }
+            "--max-db-bytes" => options.max_db_bytes = Some(parse_number(&flag, &value)?),
             "--tls-cert" => cert = Some(PathBuf::from(value)),
             "--tls-key" => key = Some(PathBuf::from(value)),
             "--log" => {
@@ -99,6 +135,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
         (None, None) => None,
         _ => return Err("--tls-cert and --tls-key go together".to_owned()),
     };
+    if options.db.is_none() && options.max_db_bytes.is_some() {
+        return Err("--max-db-bytes limits the SQLite file: not with --memory".to_owned());
+    }
     options.config.validate()?;
     Ok(Some(options))
 }
@@ -134,9 +173,12 @@ async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let tls = load_tls(options.tls)?;
     let store: Arc<dyn MailboxStore> = match &options.db {
         // A database from before envelopes expired gets the configured TTL.
-        Some(path) => Arc::new(SqliteStore::open_with_ttl(
+        Some(path) => Arc::new(SqliteStore::open_with(
             path,
-            options.config.envelope_ttl,
+            &SqliteOptions {
+                envelope_ttl: options.config.envelope_ttl,
+                max_database_bytes: options.max_db_bytes,
+            },
             UnixTime::now(),
         )?),
         None => Arc::new(MemoryStore::new()),
@@ -237,5 +279,32 @@ mod tests {
         assert!(parse(args("--envelope-ttl-days 999999999999999999")).is_err());
         assert!(parse(args("--connection-send-budget 1000")).is_err());
         assert!(parse(args("--max-total-bytes 0")).is_err());
+
+        let o = parse(args(
+            "--max-connections-per-address 8 --unauthenticated-timeout-secs 5 \
+             --frame-timeout-secs 3 --unauthenticated-frame-budget 2000000 \
+             --authenticated-frame-budget 3000000 --max-db-bytes 1000000",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.config.max_connections_per_address, 8);
+        assert_eq!(o.config.unauthenticated_timeout, Duration::from_secs(5));
+        assert_eq!(o.config.frame_timeout, Duration::from_secs(3));
+        assert_eq!(o.config.unauthenticated_frame_budget, 2_000_000);
+        assert_eq!(o.config.authenticated_frame_budget, 3_000_000);
+        assert_eq!(o.max_db_bytes, Some(1_000_000));
+        let defaults = parse(args("")).unwrap().unwrap();
+        assert_eq!(defaults.max_db_bytes, None);
+        assert_eq!(defaults.config.max_connections_per_address, 64);
+        assert_eq!(
+            defaults.config.unauthenticated_timeout,
+            Duration::from_secs(30)
+        );
+        assert_eq!(defaults.config.frame_timeout, Duration::from_secs(10));
+        // Refused: zero, and a budget below the largest frame.
+        assert!(parse(args("--max-connections-per-address 0")).is_err());
+        assert!(parse(args("--frame-timeout-secs 0")).is_err());
+        assert!(parse(args("--unauthenticated-frame-budget 1000")).is_err());
+        assert!(parse(args("--memory --max-db-bytes 1000000")).is_err());
     }
 }

@@ -540,6 +540,8 @@ fn frame_error(e: FrameError) -> ClientError {
         FrameError::Io(e) => ClientError::Io(e),
         FrameError::TooLarge { .. } => ClientError::ProtocolViolation("frame from relay too large"),
         FrameError::Empty => ClientError::ProtocolViolation("empty frame from relay"),
+        // The client reads without a budget; kept for completeness.
+        FrameError::NoBudget { .. } => ClientError::ProtocolViolation("frame from relay too large"),
     }
 }
 

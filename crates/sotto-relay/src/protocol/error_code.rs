@@ -18,6 +18,10 @@ pub enum ErrorCode {
     /// A request that is not allowed at this point, e.g. anything before
     /// `Hello` or a second `Hello` (fatal).
     UnexpectedRequest,
+    /// The connection was closed for a deadline: no `Hello` in time, no
+    /// useful request from an unauthenticated connection, no request at
+    /// all, or a frame that did not arrive completely in time (fatal).
+    TimedOut,
     /// The request needs an authenticated connection.
     AuthRequired,
     /// The challenge signature or the identity key was refused (fatal: the
@@ -66,6 +70,7 @@ impl ErrorCode {
             Self::FrameTooLarge => 0x0003,
             Self::UnknownRequest => 0x0004,
             Self::UnexpectedRequest => 0x0005,
+            Self::TimedOut => 0x0006,
             Self::AuthRequired => 0x0010,
             Self::AuthFailed => 0x0011,
             Self::AlreadyAuthenticated => 0x0012,
@@ -93,6 +98,7 @@ impl ErrorCode {
             0x0003 => Self::FrameTooLarge,
             0x0004 => Self::UnknownRequest,
             0x0005 => Self::UnexpectedRequest,
+            0x0006 => Self::TimedOut,
             0x0010 => Self::AuthRequired,
             0x0011 => Self::AuthFailed,
             0x0012 => Self::AlreadyAuthenticated,
@@ -119,6 +125,7 @@ impl ErrorCode {
                 | Self::UnsupportedVersion
                 | Self::FrameTooLarge
                 | Self::UnexpectedRequest
+                | Self::TimedOut
                 | Self::AuthFailed
                 | Self::SendBudgetExceeded
                 | Self::ServerBusy

@@ -10,6 +10,15 @@ use crate::store::{DEFAULT_ENVELOPE_TTL, DEFAULT_MAX_TOTAL_BYTES, MailboxLimits,
 /// Default of [`ServerConfig::connection_send_budget`]: 64 MiB.
 pub const DEFAULT_CONNECTION_SEND_BUDGET: u64 = 64 << 20;
 
+/// Default of [`ServerConfig::max_connections_per_address`]: 64.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
+
+/// Default of [`ServerConfig::unauthenticated_frame_budget`]: 32 MiB.
+pub const DEFAULT_UNAUTHENTICATED_FRAME_BUDGET: u64 = 32 << 20;
+
+/// Default of [`ServerConfig::authenticated_frame_budget`]: 256 MiB.
+pub const DEFAULT_AUTHENTICATED_FRAME_BUDGET: u64 = 256 << 20;
+
 /// Per-connection rate limit: two token buckets, one counting requests and
 /// one counting received bytes. A request beyond the limit is delayed until
 /// the buckets refill (the connection stops reading meanwhile), never
@@ -81,12 +90,35 @@ pub struct ServerConfig {
     /// Most simultaneous connections; more are refused with `ServerBusy`
     /// (default 10 000).
     pub max_connections: usize,
+    /// Most simultaneous connections from one source: one IPv4 address, or
+    /// one IPv6 /64 prefix (default 64). More are refused with `ServerBusy`
+    /// and closed before anything is allocated for them, so one source
+    /// cannot take the slots of [`max_connections`](Self::max_connections)
+    /// from everyone else.
+    pub max_connections_per_address: usize,
     /// Time a new connection has to complete TLS and send `Hello`
     /// (default 10 s).
     pub handshake_timeout: Duration,
-    /// A connection that sends no complete frame for this long is closed
-    /// (default 5 min; clients ping to stay connected).
+    /// A connection that has not authenticated is closed once it has made
+    /// no useful request for this long (default 30 s): useful are `Hello`,
+    /// a `Send` answered `Sent` and a `FetchBundle` answered with a
+    /// bundle; pings and refused requests do not count.
+    pub unauthenticated_timeout: Duration,
+    /// An authenticated connection that sends no complete frame for this
+    /// long is closed (default 5 min; clients ping to stay connected).
     pub idle_timeout: Duration,
+    /// Time a frame has to arrive completely, from the first byte of its
+    /// length prefix (default 10 s; the largest frame then needs about
+    /// 100 KiB/s). A frame that takes longer closes the connection.
+    pub frame_timeout: Duration,
+    /// Bytes of request-frame buffers that all unauthenticated connections
+    /// together may hold beyond the first 4 KiB of each frame (default
+    /// 32 MiB, at least `max_frame_size`). A connection that needs more
+    /// waits for room, within its `frame_timeout`.
+    pub unauthenticated_frame_budget: u64,
+    /// The same for authenticated connections, a separate pool (default
+    /// 256 MiB, at least `max_frame_size`).
+    pub authenticated_frame_budget: u64,
     /// A frame that cannot be written within this time closes the
     /// connection (default 30 s): a client that stops reading cannot hold
     /// the relay.
@@ -111,8 +143,13 @@ impl Default for ServerConfig {
             fetch_page_size: 256,
             rate_limit: RateLimit::default(),
             max_connections: 10_000,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             handshake_timeout: Duration::from_secs(10),
+            unauthenticated_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
+            frame_timeout: Duration::from_secs(10),
+            unauthenticated_frame_budget: DEFAULT_UNAUTHENTICATED_FRAME_BUDGET,
+            authenticated_frame_budget: DEFAULT_AUTHENTICATED_FRAME_BUDGET,
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
         }
@@ -140,8 +177,15 @@ impl ServerConfig {
         if self.fetch_page_size == 0 {
             return Err("fetch_page_size must be at least 1");
         }
-        if self.max_connections == 0 {
-            return Err("max_connections must be at least 1");
+        if self.max_connections == 0 || self.max_connections_per_address == 0 {
+            return Err("max_connections and max_connections_per_address must be at least 1");
+        }
+        // Otherwise a frame of the largest size could never be read.
+        let max_frame = u64::from(self.max_frame_size);
+        if self.unauthenticated_frame_budget < max_frame
+            || self.authenticated_frame_budget < max_frame
+        {
+            return Err("the frame budgets must be at least max_frame_size");
         }
         if self.max_total_bytes == 0 {
             return Err("max_total_bytes must be at least 1");
@@ -163,7 +207,9 @@ impl ServerConfig {
             return Err("rate limits must be positive and finite");
         }
         if self.handshake_timeout.is_zero()
+            || self.unauthenticated_timeout.is_zero()
             || self.idle_timeout.is_zero()
+            || self.frame_timeout.is_zero()
             || self.write_timeout.is_zero()
         {
             return Err("timeouts must be positive");
@@ -206,6 +252,26 @@ mod tests {
             },
             ServerConfig {
                 connection_send_budget: 1000,
+                ..Default::default()
+            },
+            ServerConfig {
+                max_connections_per_address: 0,
+                ..Default::default()
+            },
+            ServerConfig {
+                unauthenticated_frame_budget: 1 << 19,
+                ..Default::default()
+            },
+            ServerConfig {
+                authenticated_frame_budget: 0,
+                ..Default::default()
+            },
+            ServerConfig {
+                frame_timeout: Duration::ZERO,
+                ..Default::default()
+            },
+            ServerConfig {
+                unauthenticated_timeout: Duration::ZERO,
                 ..Default::default()
             },
             ServerConfig {

@@ -1,13 +1,18 @@
 //! One client connection: handshake, authentication, requests and pushes.
 //!
 //! Two tasks per connection: a reader that only cuts the byte stream into
-//! frames (and enforces the frame limit before allocating), and this handler,
-//! which processes one request at a time. The channel between them holds a
-//! couple of frames, so a client that sends faster than it is served fills
-//! its own TCP window and is slowed down; it cannot queue work in the relay.
+//! frames (it enforces the frame limit before allocating, grows a frame's
+//! buffer only as its bytes arrive, charging them to the relay-wide frame
+//! budget, and gives each frame `frame_timeout` to complete), and this
+//! handler, which processes one request at a time. The channel between them
+//! holds one frame, so a connection holds at most three request frames (one
+//! being read, one queued, one being handled); a client that sends faster
+//! than it is served fills its own TCP window and is slowed down; it cannot
+//! queue work in the relay.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::TryRng;
@@ -17,12 +22,13 @@ use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
+use super::frame_budget::FrameCharge;
 use super::hub::MailboxSignal;
 use super::rate_limit::TokenBucket;
 use super::{Shared, Transport, shutdown_requested};
 use crate::address::MailboxAddress;
 use crate::envelope::MessageId;
-use crate::protocol::frame::{FrameError, read_frame, write_frame};
+use crate::protocol::frame::{FrameError, read_frame_rest, read_frame_start, write_frame};
 use crate::protocol::request::RequestDecodeError;
 use crate::protocol::{
     AuthInfo, CHALLENGE_LEN, ChannelBinding, DecodeError, ErrorCode, PreKeyStock, PreKeyUpload,
@@ -38,11 +44,42 @@ const CLOSE_LINGER: Duration = Duration::from_millis(500);
 /// Envelopes pushed per wake-up before the handler looks at requests again.
 const PUSH_BATCH: usize = 32;
 
+/// Longest the relay tries to tell a client why it is being closed for a
+/// deadline: a client that does not read cannot hold the connection longer.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A request frame and the memory it is charged for.
+struct Frame {
+    body: Vec<u8>,
+    /// Released when the request has been handled.
+    charge: FrameCharge,
+}
+
 /// What the reader task hands over.
 enum Incoming {
-    Frame(Vec<u8>),
-    TooLarge { len: u32, max: u32 },
+    Frame(Frame),
+    TooLarge {
+        len: u32,
+        max: u32,
+    },
     Empty,
+    /// A frame did not arrive completely within `frame_timeout`.
+    Incomplete,
+    /// A frame could not get memory from its pool in time.
+    NoMemory {
+        len: u32,
+    },
+}
+
+/// The deadline a connection is closed by if nothing happens first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadline {
+    /// `Hello` within `handshake_timeout` of connecting.
+    Handshake,
+    /// A useful request within `unauthenticated_timeout` of the last one.
+    Unauthenticated,
+    /// Any frame within `idle_timeout` of the last one.
+    Idle,
 }
 
 /// Whether to keep serving after a request.
@@ -82,6 +119,16 @@ struct Connection<S: Transport> {
     stored_bytes: u64,
     /// Closing after a fatal error: linger so the client can read it.
     linger: bool,
+    /// When the connection was accepted.
+    opened: Instant,
+    /// When the last frame was handled.
+    last_frame: Instant,
+    /// When the last useful request was served (see
+    /// `ServerConfig::unauthenticated_timeout`).
+    last_useful: Instant,
+    /// Set once authenticated; the reader charges frames begun after that
+    /// to the authenticated pool.
+    authenticated: Arc<AtomicBool>,
 }
 
 /// Serves one connection until the client leaves, breaks the protocol,
@@ -96,9 +143,18 @@ pub(crate) async fn serve<S: Transport>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (reader, writer) = tokio::io::split(stream);
-    let (frames_tx, mut frames) = mpsc::channel(2);
-    let reader = tokio::spawn(read_loop(reader, shared.config.max_frame_size, frames_tx));
+    // One queued frame: with the one being read and the one being handled,
+    // a connection holds at most three.
+    let (frames_tx, mut frames) = mpsc::channel(1);
+    let authenticated = Arc::new(AtomicBool::new(false));
+    let reader = tokio::spawn(read_loop(
+        reader,
+        shared.clone(),
+        authenticated.clone(),
+        frames_tx,
+    ));
     let now = std::time::Instant::now();
+    let opened = Instant::now();
     let limits = shared.config.rate_limit;
     let mut conn = Connection {
         peer,
@@ -111,6 +167,10 @@ pub(crate) async fn serve<S: Transport>(
         bytes: TokenBucket::new(limits.bytes_per_second, limits.byte_burst, now),
         stored_bytes: 0,
         linger: false,
+        opened,
+        last_frame: opened,
+        last_useful: opened,
+        authenticated,
         shared,
     };
     tracing::debug!(%peer, "connection opened");
@@ -130,15 +190,44 @@ pub(crate) async fn serve<S: Transport>(
     tracing::debug!(%peer, "connection closed");
 }
 
-/// Cuts the stream into frames. After an oversized or empty frame it
-/// reports it and discards the rest of the input until the handler hangs up.
-async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, max: u32, frames: mpsc::Sender<Incoming>) {
+/// Cuts the stream into frames. Each frame must arrive completely within
+/// `frame_timeout` of its first byte; its buffer is charged to the frame
+/// budget of the connection's state when it began. After an oversized or
+/// empty frame it reports it and discards the rest of the input until the
+/// handler hangs up.
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: R,
+    shared: Arc<Shared>,
+    authenticated: Arc<AtomicBool>,
+    frames: mpsc::Sender<Incoming>,
+) {
+    let max = shared.config.max_frame_size;
+    let frame_timeout = shared.config.frame_timeout;
     loop {
-        let incoming = match read_frame(&mut reader, max).await {
-            Ok(Some(body)) => Incoming::Frame(body),
-            Ok(None) | Err(FrameError::Io(_)) => return,
-            Err(FrameError::TooLarge { len, max }) => Incoming::TooLarge { len, max },
-            Err(FrameError::Empty) => Incoming::Empty,
+        let first = match read_frame_start(&mut reader).await {
+            Ok(Some(first)) => first,
+            Ok(None) | Err(_) => return,
+        };
+        let mut charge = shared.frames.charge(authenticated.load(Ordering::Acquire));
+        let read = timeout(
+            frame_timeout,
+            read_frame_rest(&mut reader, first, max, &mut charge),
+        )
+        .await;
+        let incoming = match read {
+            Ok(Ok(body)) => Incoming::Frame(Frame { body, charge }),
+            failed => {
+                // What the unfinished frame held goes back now, not when
+                // the connection is gone.
+                drop(charge);
+                match failed {
+                    Ok(Ok(_)) | Ok(Err(FrameError::Io(_))) => return,
+                    Err(_) => Incoming::Incomplete,
+                    Ok(Err(FrameError::TooLarge { len, max })) => Incoming::TooLarge { len, max },
+                    Ok(Err(FrameError::Empty)) => Incoming::Empty,
+                    Ok(Err(FrameError::NoBudget { len })) => Incoming::NoMemory { len },
+                }
+            }
         };
         let fatal = !matches!(incoming, Incoming::Frame(_));
         if frames.send(incoming).await.is_err() {
@@ -151,13 +240,31 @@ async fn read_loop<R: AsyncRead + Unpin>(mut reader: R, max: u32, frames: mpsc::
     }
 }
 
-/// `now + timeout`, or about a century from now for a timeout too large to
+/// Logs that the disk is full, at most once a minute (every refused
+/// request would otherwise log it).
+fn warn_disk_full() {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = crate::clock::UnixTime::now().as_secs();
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last.saturating_add(60)
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            "storage is full: new envelopes and prekeys are refused until acknowledgements, \
+             expiry or the operator free space"
+        );
+    }
+}
+
+/// `start + timeout`, or about a century later for a timeout too large to
 /// add.
-fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
-        .unwrap_or(now)
+fn instant_after(start: Instant, timeout: Duration) -> Instant {
+    start
+        .checked_add(timeout)
+        .or_else(|| start.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(start)
 }
 
 /// Waits for the next signal of the owner's mailbox; never resolves without
@@ -177,13 +284,17 @@ impl<S: Transport> Connection<S> {
         frames: &mut mpsc::Receiver<Incoming>,
         shutdown: &mut watch::Receiver<bool>,
     ) {
-        let mut deadline = deadline_after(self.shared.config.handshake_timeout);
         loop {
             let backlog = self.owner.as_ref().is_some_and(|o| o.push_backlog);
+            let (deadline, which) = self.deadline();
             let flow = tokio::select! {
                 biased;
                 () = shutdown_requested(shutdown) => {
-                    let _ = self.error(0, ErrorCode::ShuttingDown, "relay is shutting down").await;
+                    let _ = timeout(
+                        FAREWELL_TIMEOUT,
+                        self.error(0, ErrorCode::ShuttingDown, "relay is shutting down"),
+                    )
+                    .await;
                     Flow::Close
                 }
                 incoming = frames.recv() => match incoming {
@@ -197,24 +308,83 @@ impl<S: Transport> Connection<S> {
                         let _ = self.error(0, ErrorCode::Malformed, "empty frame").await;
                         Flow::Close
                     }
-                    Some(Incoming::Frame(body)) => {
-                        self.pace(body.len()).await;
-                        let flow = self.handle(&body).await;
-                        deadline = deadline_after(self.shared.config.idle_timeout);
+                    Some(Incoming::NoMemory { len }) => {
+                        tracing::debug!(peer = %self.peer, len, "no memory for a frame");
+                        let message = format!(
+                            "relay is busy: no memory for a frame of {len} bytes right now; \
+                             try again later"
+                        );
+                        let _ = self.error(0, ErrorCode::ServerBusy, message).await;
+                        Flow::Close
+                    }
+                    Some(Incoming::Incomplete) => {
+                        let message = format!(
+                            "a frame did not arrive completely within {:?}",
+                            self.shared.config.frame_timeout
+                        );
+                        self.timed_out(message).await
+                    }
+                    Some(Incoming::Frame(frame)) => {
+                        self.pace(frame.body.len()).await;
+                        let flow = self.handle(frame).await;
+                        self.last_frame = Instant::now();
                         flow
                     }
                 },
                 () = next_signal(&mut self.owner) => self.on_signal().await,
                 () = std::future::ready(()), if backlog => self.push_envelopes().await,
                 () = sleep_until(deadline) => {
-                    tracing::debug!(peer = %self.peer, "connection timed out");
-                    Flow::Close
+                    let config = &self.shared.config;
+                    let message = match which {
+                        Deadline::Handshake => {
+                            format!("no Hello within {:?} of connecting", config.handshake_timeout)
+                        }
+                        Deadline::Unauthenticated => format!(
+                            "no useful request from an unauthenticated connection for {:?}",
+                            config.unauthenticated_timeout
+                        ),
+                        Deadline::Idle => format!("no request for {:?}", config.idle_timeout),
+                    };
+                    self.timed_out(message).await
                 }
             };
             if flow == Flow::Close {
                 return;
             }
         }
+    }
+
+    /// When the connection is closed if nothing happens, and why.
+    fn deadline(&self) -> (Instant, Deadline) {
+        let config = &self.shared.config;
+        if self.version.is_none() {
+            return (
+                instant_after(self.opened, config.handshake_timeout),
+                Deadline::Handshake,
+            );
+        }
+        let idle = instant_after(self.last_frame, config.idle_timeout);
+        if self.owner.is_some() {
+            return (idle, Deadline::Idle);
+        }
+        let useful = instant_after(self.last_useful, config.unauthenticated_timeout);
+        if useful <= idle {
+            (useful, Deadline::Unauthenticated)
+        } else {
+            (idle, Deadline::Idle)
+        }
+    }
+
+    /// Closes the connection for a deadline, telling the client why if it
+    /// reads within [`FAREWELL_TIMEOUT`].
+    async fn timed_out(&mut self, message: String) -> Flow {
+        tracing::debug!(peer = %self.peer, reason = %message, "connection timed out");
+        let _ = timeout(
+            FAREWELL_TIMEOUT,
+            self.error(0, ErrorCode::TimedOut, message),
+        )
+        .await;
+        Flow::Close
     }
 
     /// Applies the rate limit to a request of `len` bytes.
@@ -263,7 +433,9 @@ impl<S: Transport> Connection<S> {
             .respond(request_id, Response::error(code, message))
             .await;
         if code.is_fatal() {
-            self.linger = code != ErrorCode::ShuttingDown;
+            // After a protocol error the client may still be sending; let
+            // it read the error. A deadline or shutdown ends it at once.
+            self.linger = !matches!(code, ErrorCode::ShuttingDown | ErrorCode::TimedOut);
             Flow::Close
         } else {
             flow
@@ -302,6 +474,16 @@ impl<S: Transport> Connection<S> {
                 )
                 .await
             }
+            StoreError::DiskFull => {
+                warn_disk_full();
+                self.error(
+                    request_id,
+                    ErrorCode::StorageFull,
+                    "the relay's disk is full: this request changed nothing (no envelope \
+                     was stored); try again later",
+                )
+                .await
+            }
             e @ StoreError::TooManyPreKeys { .. } => {
                 self.error(request_id, ErrorCode::TooManyPreKeys, e.to_string())
                     .await
@@ -333,8 +515,20 @@ impl<S: Transport> Connection<S> {
         }
     }
 
-    async fn handle(&mut self, body: &[u8]) -> Flow {
-        let frame = match RequestFrame::decode_with_id(body) {
+    /// Handles one request. The frame's memory stays charged until the
+    /// request is done: the decoded request (a `Send` payload is a copy)
+    /// takes the place of the buffer, which is freed right after decoding.
+    async fn handle(&mut self, frame: Frame) -> Flow {
+        let Frame { body, charge } = frame;
+        let decoded = RequestFrame::decode_with_id(&body);
+        drop(body);
+        let flow = self.handle_decoded(decoded).await;
+        drop(charge);
+        flow
+    }
+
+    async fn handle_decoded(&mut self, decoded: Result<RequestFrame, RequestDecodeError>) -> Flow {
+        let frame = match decoded {
             Ok(frame) => frame,
             Err(RequestDecodeError {
                 request_id,
@@ -423,6 +617,7 @@ impl<S: Transport> Connection<S> {
             server_id: self.shared.config.server_id.clone(),
             challenge,
         };
+        self.last_useful = Instant::now();
         self.respond(id, Response::Welcome(welcome)).await
     }
 
@@ -474,6 +669,7 @@ impl<S: Transport> Connection<S> {
                 return self.store_error(id, e).await;
             }
         };
+        self.authenticated.store(true, Ordering::Release);
         self.owner = Some(Owner {
             identity,
             address,
@@ -568,6 +764,7 @@ impl<S: Transport> Connection<S> {
                 if taken.remaining < self.shared.config.prekey_low_threshold {
                     self.shared.hub.prekeys_low(&address, taken.remaining);
                 }
+                self.last_useful = Instant::now();
                 self.respond(id, Response::Bundle(Box::new(taken.bundle)))
                     .await
             }
@@ -614,6 +811,7 @@ impl<S: Transport> Connection<S> {
                     self.stored_bytes = self.stored_bytes.saturating_add(len);
                     self.shared.hub.envelope_stored(&recipient);
                 }
+                self.last_useful = Instant::now();
                 let response = Response::Sent {
                     envelope_id: stored.id,
                     duplicate: stored.duplicate,

@@ -16,10 +16,17 @@
 
 mod config;
 mod connection;
+mod frame_budget;
 mod hub;
 mod rate_limit;
+mod source_limit;
 
-pub use config::{DEFAULT_CONNECTION_SEND_BUDGET, RateLimit, ServerConfig};
+pub use config::{
+    DEFAULT_AUTHENTICATED_FRAME_BUDGET, DEFAULT_CONNECTION_SEND_BUDGET,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_UNAUTHENTICATED_FRAME_BUDGET, RateLimit,
+    ServerConfig,
+};
+pub use frame_budget::FrameMemory;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,7 +40,7 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 use crate::clock::{Clock, SystemClock};
-use crate::protocol::{ChannelBinding, ErrorCode, Response, frame::write_frame};
+use crate::protocol::{ChannelBinding, ErrorCode, Response};
 use crate::store::{MailboxStore, Swept};
 
 /// Most expired envelopes deleted in one storage transaction.
@@ -58,6 +65,10 @@ pub(crate) struct Shared {
     pub(crate) hub: hub::Hub,
     /// The time envelopes are stored and expire by.
     pub(crate) clock: Arc<dyn Clock>,
+    /// Memory budgets of request frames.
+    pub(crate) frames: Arc<frame_budget::FrameBudgets>,
+    /// Open connections per source address.
+    sources: Arc<source_limit::SourceLimiter>,
 }
 
 /// A bound relay that is not yet accepting connections.
@@ -88,6 +99,13 @@ impl Server {
         config.validate().map_err(ServerError::InvalidConfig)?;
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
+        let frames = Arc::new(frame_budget::FrameBudgets::new(
+            config.unauthenticated_frame_budget,
+            config.authenticated_frame_budget,
+        ));
+        let sources = Arc::new(source_limit::SourceLimiter::new(
+            config.max_connections_per_address,
+        ));
         Ok(Self {
             listener,
             local_addr,
@@ -96,6 +114,8 @@ impl Server {
                 store,
                 hub: hub::Hub::default(),
                 clock: Arc::new(SystemClock),
+                frames,
+                sources,
             },
             #[cfg(feature = "tls")]
             tls: None,
@@ -130,11 +150,13 @@ impl Server {
     pub fn spawn(self) -> ServerHandle {
         let (shutdown, signal) = watch::channel(false);
         let local_addr = self.local_addr;
+        let frames = self.shared.frames.clone();
         let task = tokio::spawn(self.accept_loop(signal));
         ServerHandle {
             local_addr,
             shutdown,
             task,
+            frames,
         }
     }
 
@@ -155,6 +177,10 @@ impl Server {
     async fn accept_loop(self, mut shutdown: watch::Receiver<bool>) {
         let shared = Arc::new(self.shared);
         let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+        #[cfg(feature = "tls")]
+        let plain = self.tls.is_none();
+        #[cfg(not(feature = "tls"))]
+        let plain = true;
         let mut tasks = JoinSet::new();
         let sweeper = tokio::spawn(sweep_loop(shared.clone(), shutdown.clone()));
         tracing::info!(addr = %self.local_addr, "relay listening");
@@ -179,15 +205,27 @@ impl Server {
                         }
                     };
                     let _ = tcp.set_nodelay(true);
+                    // Checked first, before anything is allocated for the
+                    // connection: one source cannot take everyone's slots.
+                    let source_slot = match shared.sources.try_acquire(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(full) => {
+                            tracing::debug!(open = full.open, max = full.max, "per-address connection limit reached");
+                            let message = format!(
+                                "too many connections from this address: {} open, at most {}",
+                                full.open, full.max
+                            );
+                            refuse(plain, tcp, &message);
+                            continue;
+                        }
+                    };
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         tracing::warn!("connection limit reached");
-                        #[cfg(feature = "tls")]
-                        let plain = self.tls.is_none();
-                        #[cfg(not(feature = "tls"))]
-                        let plain = true;
-                        if plain {
-                            tasks.spawn(refuse_busy(tcp));
-                        }
+                        let message = format!(
+                            "relay is at its connection limit of {}",
+                            shared.config.max_connections
+                        );
+                        refuse(plain, tcp, &message);
                         continue;
                     };
                     let shared = shared.clone();
@@ -196,6 +234,7 @@ impl Server {
                     let tls = self.tls.clone();
                     tasks.spawn(async move {
                         let _permit = permit;
+                        let _source_slot = source_slot;
                         #[cfg(feature = "tls")]
                         if let Some(acceptor) = tls {
                             let timeout = shared.config.handshake_timeout;
@@ -236,6 +275,22 @@ impl Server {
         let _ = sweeper.await;
         tracing::info!("relay stopped");
     }
+}
+
+/// Tells a refused client why (`ServerBusy`) and closes the connection at
+/// once. The frame goes into the new socket's empty send buffer without
+/// waiting, so a flood of refused connections costs no task, timer or
+/// buffer each. A TLS listener has no session yet to say it in: it just
+/// closes.
+fn refuse(plain: bool, tcp: TcpStream, message: &str) {
+    if plain {
+        let body = Response::error(ErrorCode::ServerBusy, message).encode(0);
+        let mut frame = Vec::with_capacity(4 + body.len());
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&body);
+        let _ = tcp.try_write(&frame);
+    }
+    // Dropping the stream closes it.
 }
 
 /// Deletes expired envelopes every `sweep_interval` (the first time at
@@ -297,28 +352,26 @@ pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Tells a client over the connection limit why it is refused.
-async fn refuse_busy(mut tcp: TcpStream) {
-    let body = Response::error(ErrorCode::ServerBusy, "relay is at its connection limit").encode(0);
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        write_frame(&mut tcp, &body).await?;
-        tokio::io::AsyncWriteExt::shutdown(&mut tcp).await
-    })
-    .await;
-}
-
 /// Controls a running server.
 #[derive(Debug)]
 pub struct ServerHandle {
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    frames: Arc<frame_budget::FrameBudgets>,
 }
 
 impl ServerHandle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bytes of buffer that request frames hold right now (being read,
+    /// queued or handled), for monitoring and for tests that check the
+    /// memory bounds of docs/relay.md §8.
+    pub fn frame_memory(&self) -> FrameMemory {
+        self.frames.memory()
     }
 
     /// Stops accepting, tells every connection `ShuttingDown`, waits for

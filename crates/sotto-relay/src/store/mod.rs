@@ -41,7 +41,7 @@ mod memory;
 mod sqlite;
 
 pub use memory::MemoryStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 use std::time::Duration;
 
@@ -219,6 +219,12 @@ pub enum StoreError {
         /// The limit.
         max: u32,
     },
+    /// The database, or the disk it is on, is full: the operation changed
+    /// nothing. Space comes back as envelopes are acknowledged or expire
+    /// (deleting needs no new space), or when the operator makes room; no
+    /// restart is needed.
+    #[error("the relay's database or disk is full")]
+    DiskFull,
     /// A stored record does not decode.
     #[error("corrupt stored record: {0}")]
     Corrupt(&'static str),
@@ -229,6 +235,11 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
+        // SQLITE_FULL: the disk has no room, or the database reached its
+        // `max_page_count`.
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return Self::DiskFull;
+        }
         Self::Backend(Box::new(e))
     }
 }

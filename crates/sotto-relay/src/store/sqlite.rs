@@ -73,12 +73,37 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
+/// How [`SqliteStore::open_with`] opens a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// The time to live given to the envelopes of a version-1 database
+    /// when it is migrated (default 30 days).
+    pub envelope_ttl: Duration,
+    /// The largest the database file may grow, in bytes (rounded down to
+    /// whole pages; default `None`: as large as the disk allows). Beyond
+    /// it, writes that need more space fail with
+    /// [`StoreError::DiskFull`] exactly as on a full disk, while deletes
+    /// still work and free space. Setting it below the free space of the
+    /// disk keeps room for SQLite's journal, so acknowledging envelopes
+    /// keeps working when the database is full.
+    pub max_database_bytes: Option<u64>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            envelope_ttl: DEFAULT_ENVELOPE_TTL,
+            max_database_bytes: None,
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`. A version-1
     /// database is migrated as by [`open_with_ttl`](Self::open_with_ttl)
     /// with the default time to live (30 days) and the system's time.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open_with_ttl(path, DEFAULT_ENVELOPE_TTL, UnixTime::now())
+        Self::open_with(path, &SqliteOptions::default(), UnixTime::now())
     }
 
     /// Opens (creating if needed) the database at `path`. A database of
@@ -91,37 +116,61 @@ impl SqliteStore {
         envelope_ttl: Duration,
         now: UnixTime,
     ) -> Result<Self, StoreError> {
+        let options = SqliteOptions {
+            envelope_ttl,
+            ..SqliteOptions::default()
+        };
+        Self::open_with(path, &options, now)
+    }
+
+    /// Opens (creating if needed) the database at `path` with `options`;
+    /// a version-1 database is migrated as by
+    /// [`open_with_ttl`](Self::open_with_ttl).
+    ///
+    /// Opening a database that is already in WAL mode and at the current
+    /// schema version writes nothing, so a relay starts on a full disk (or
+    /// a database at its `max_database_bytes`), including after a crash
+    /// that left a write-ahead log behind: it then serves fetches and
+    /// acknowledgements, which free space, and refuses new envelopes with
+    /// [`StoreError::DiskFull`] until there is room. Only creating or
+    /// migrating a database needs space.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: &SqliteOptions,
+        now: UnixTime,
+    ) -> Result<Self, StoreError> {
         let path = path.as_ref();
         restrict_files(path)?;
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        let mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        // Switching the journal mode writes; a database already in WAL mode
+        // is left as it is.
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(mode, "SQLite did not switch to WAL mode");
+            let mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(mode, "SQLite did not switch to WAL mode");
+            }
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "secure_delete", "ON")?;
-        // Read the version inside the write transaction, so two processes
-        // opening an old file at once migrate it once.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if let Some(max_bytes) = options.max_database_bytes {
+            let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+            let pages = to_i64(max_bytes)? / page_size.max(1);
+            // SQLite keeps it at no less than the pages already in use.
+            conn.pragma_update(None, "max_page_count", pages.max(1))?;
+        }
+        // Nothing to create or migrate: no write at all.
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Corrupt(
                 "database schema is newer than this relay",
             ));
         }
-        if version == 1 {
-            let policy = QueuePolicy {
-                envelope_ttl,
-                ..QueuePolicy::default()
-            };
-            migrate_from_v1(&tx, policy.expiry_hour(now))?;
-        } else {
-            tx.execute_batch(SCHEMA)?;
+        if version < SCHEMA_VERSION {
+            create_or_migrate(&mut conn, options.envelope_ttl, now)?;
         }
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        tx.commit()?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -174,6 +223,37 @@ fn restrict_files(path: &Path) -> Result<(), StoreError> {
 
 #[cfg(not(unix))]
 fn restrict_files(_: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
+/// Creates the schema of a new database, or migrates a version-1 one, in
+/// one write transaction. The version is read again inside it, so two
+/// processes opening an old file at once migrate it once.
+fn create_or_migrate(
+    conn: &mut Connection,
+    envelope_ttl: Duration,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    match version {
+        SCHEMA_VERSION => return Ok(()),
+        1 => {
+            let policy = QueuePolicy {
+                envelope_ttl,
+                ..QueuePolicy::default()
+            };
+            migrate_from_v1(&tx, policy.expiry_hour(now))?;
+        }
+        0 => tx.execute_batch(SCHEMA)?,
+        _ => {
+            return Err(StoreError::Corrupt(
+                "database schema is newer than this relay",
+            ));
+        }
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -690,6 +770,133 @@ mod tests {
                 bytes: 4
             }
         );
+    }
+
+    /// 64 pages of 4 KiB: a database that fills up after a few dozen
+    /// envelopes (SQLite's `max_page_count` stands in for a full disk).
+    const SMALL: SqliteOptions = SqliteOptions {
+        envelope_ttl: DEFAULT_ENVELOPE_TTL,
+        max_database_bytes: Some(256 * 1024),
+    };
+
+    /// Enqueues 8 KiB envelopes for `address`, with message ids numbered
+    /// from `first`, until the store is full; returns their ids.
+    fn fill(store: &SqliteStore, address: &MailboxAddress, first: u32) -> Vec<u64> {
+        let mut ids = Vec::new();
+        for i in first..first + 1000 {
+            let mut message_id = [0u8; 16];
+            message_id[..4].copy_from_slice(&i.to_be_bytes());
+            match store.enqueue(
+                address,
+                &MessageId(message_id),
+                &[0xAB; 8192],
+                &QueuePolicy::default(),
+                T0,
+            ) {
+                Ok(stored) => ids.push(stored.id),
+                Err(StoreError::DiskFull) => return ids,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("the database never filled up");
+    }
+
+    #[test]
+    fn a_full_database_refuses_envelopes_serves_fetch_and_ack_and_recovers_by_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(dir.path().join("relay.db"), &SMALL, T0).unwrap();
+        let address = register(&store, 1);
+        let ids = fill(&store, &address, 0);
+        assert!(ids.len() > 5, "{} envelopes fit", ids.len());
+        // Refused again, and the refusal changed nothing.
+        assert!(matches!(
+            store.enqueue(
+                &address,
+                &MessageId([9; 16]),
+                &[1; 8192],
+                &QueuePolicy::default(),
+                T0
+            ),
+            Err(StoreError::DiskFull)
+        ));
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: ids.len() as u64,
+                bytes: ids.len() as u64 * 8192
+            }
+        );
+        // Everything is still delivered.
+        let page = store.fetch(&address, 0, 1000, usize::MAX, T0).unwrap();
+        assert_eq!(page.envelopes.iter().map(|e| e.id).collect::<Vec<_>>(), ids);
+        // Acknowledging needs no space, and frees it...
+        let half = ids.len() / 2;
+        assert_eq!(store.ack(&address, &ids[..half]).unwrap(), half as u32);
+        // ...after which envelopes are taken again, with no reopening.
+        let again = fill(&store, &address, 1000);
+        assert!(again.len() >= half - 1, "{} of {half}", again.len());
+        assert_eq!(
+            store.ack(&address, &ids[half..]).unwrap(),
+            (ids.len() - half) as u32
+        );
+        assert_eq!(store.ack(&address, &again).unwrap(), again.len() as u32);
+        assert_eq!(store.totals().unwrap(), StoreTotals::default());
+    }
+
+    /// Length and SHA-256 of a file's bytes, if it exists.
+    fn file_bytes(path: &std::path::Path) -> Option<(usize, Vec<u8>)> {
+        use sha2::Digest;
+        let bytes = std::fs::read(path).ok()?;
+        Some((bytes.len(), sha2::Sha256::digest(&bytes).to_vec()))
+    }
+
+    /// A relay that crashed on a full disk starts again: opening writes
+    /// nothing, even with a write-ahead log left behind by the crash.
+    #[test]
+    fn a_full_database_left_by_a_crash_opens_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let wal = dir.path().join("relay.db-wal");
+        let (address, ids) = {
+            let store = SqliteStore::open_with(&path, &SMALL, T0).unwrap();
+            let address = register(&store, 1);
+            let ids = fill(&store, &address, 0);
+            // A crash: the connection is never closed, so nothing is
+            // checkpointed and the log stays.
+            std::mem::forget(store);
+            (address, ids)
+        };
+        let before = (file_bytes(&path), file_bytes(&wal));
+        assert!(before.1.as_ref().is_some_and(|w| w.0 > 0), "a log was left");
+
+        let store = SqliteStore::open_with(&path, &SMALL, T0).unwrap();
+        assert_eq!(
+            (file_bytes(&path), file_bytes(&wal)),
+            before,
+            "opening wrote"
+        );
+        let page = store.fetch(&address, 0, 1000, usize::MAX, T0).unwrap();
+        assert_eq!(page.envelopes.len(), ids.len());
+        assert!(matches!(
+            store.enqueue(
+                &address,
+                &MessageId([9; 16]),
+                &[1; 8192],
+                &QueuePolicy::default(),
+                T0
+            ),
+            Err(StoreError::DiskFull)
+        ));
+        assert_eq!(store.ack(&address, &ids).unwrap(), ids.len() as u32);
+        store
+            .enqueue(
+                &address,
+                &MessageId([9; 16]),
+                b"x",
+                &QueuePolicy::default(),
+                T0,
+            )
+            .unwrap();
     }
 
     #[test]

@@ -162,6 +162,15 @@ impl Raw {
         }
     }
 
+    /// Connects from the loopback address `source` (Linux routes all of
+    /// 127.0.0.0/8 to the loopback interface), so the relay sees a client
+    /// from another address than 127.0.0.1.
+    pub(crate) async fn connect_from(source: [u8; 4], addr: SocketAddr) -> Self {
+        Self {
+            stream: connect_from(source, addr).await.unwrap(),
+        }
+    }
+
     /// Sends `body` with its length prefix.
     pub(crate) async fn send(&mut self, body: &[u8]) {
         let mut frame = (body.len() as u32).to_be_bytes().to_vec();
@@ -228,6 +237,14 @@ impl Raw {
         .await
         .expect("relay closed the connection");
     }
+}
+
+/// A TCP connection to `addr` from the loopback address `source`.
+pub(crate) async fn connect_from(source: [u8; 4], addr: SocketAddr) -> std::io::Result<TcpStream> {
+    assert_eq!(source[0], 127, "tests stay on loopback");
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    socket.connect(addr).await
 }
 
 /// The error code and message of a response that must be an error.
