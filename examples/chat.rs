@@ -170,6 +170,12 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
 
 fn passphrase(confirm: bool) -> CliResult<zeroize::Zeroizing<String>> {
     if let Ok(p) = std::env::var("SOTTO_PASSPHRASE") {
+        // The same rule as at the prompt.
+        if p.is_empty() {
+            return Err(
+                "the passphrase must not be empty (SOTTO_PASSPHRASE is set but empty)".into(),
+            );
+        }
         return Ok(zeroize::Zeroizing::new(p));
     }
     let first = zeroize::Zeroizing::new(
@@ -209,6 +215,13 @@ async fn open(
     relay_ca: Option<&std::path::Path>,
     auto_receive: bool,
 ) -> CliResult<Client> {
+    // Before asking for the passphrase: there may be nothing to open.
+    if !profile.join(sotto::PROFILE_DB).exists() {
+        return Err(format!(
+            "no profile in {} (create one with `init`, or pass --profile DIR)",
+            profile.display()
+        ));
+    }
     let mut options = ClientOptions {
         auto_receive,
         ..ClientOptions::default()
@@ -394,32 +407,52 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
         }
     };
     prompt(&out);
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    // Lines as bytes: a line that is not UTF-8 is sent as it is, never
+    // dropped, and never ends the chat.
+    let mut lines = BufReader::new(tokio::io::stdin()).split(b'\n');
     loop {
         tokio::select! {
-            line = lines.next_line() => {
-                let Ok(Some(line)) = line else { break };
-                let line = line.trim();
-                match line {
-                    "" => {}
-                    "/quit" => break,
-                    "/history" => {
+            line = lines.next_segment() => {
+                let mut line = match line {
+                    Ok(Some(line)) => line,
+                    Ok(None) => break,
+                    Err(e) => return Err(format!("cannot read the terminal: {e}")),
+                };
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                let command = std::str::from_utf8(&line).map(str::trim).ok();
+                match command {
+                    Some("") => {}
+                    Some("/quit") => break,
+                    Some("/history") => {
                         let items = client.history(name, None, 20).await.map_err(s)?;
                         print_history(name, &items);
                     }
-                    "/verify" => {
+                    Some("/verify") => {
                         let number = client.safety_number(name).await.map_err(s)?;
                         println!("Safety number with {name}: {number}");
                     }
-                    text => match client.send(name, text.as_bytes()).await {
-                        Ok(sent) if sent.status == sotto::SendStatus::Queued => {
-                            println!("(stored; sending when the relay is back)")
+                    // Sent as typed: leading spaces are part of the message.
+                    _ => {
+                        if command.is_none() {
+                            println!("(that line is not valid UTF-8; it is sent as it is)");
                         }
-                        Ok(_) => {}
-                        Err(e) => println!("(not sent: {e})"),
-                    },
+                        match client.send(name, &line).await {
+                            Ok(sent) if sent.status == sotto::SendStatus::Queued => {
+                                println!("(stored; sending when the relay is back)")
+                            }
+                            Ok(_) => {}
+                            Err(e) => println!("(not sent: {e})"),
+                        }
+                    }
                 }
                 prompt(&out);
+            }
+            _ = tokio::signal::ctrl_c() => {
+                // Leave the terminal on a fresh line.
+                println!();
+                break;
             }
             event = events.next() => {
                 match event {
@@ -473,10 +506,22 @@ async fn relay(
         }
         None => None,
     };
+    let created = !db.exists();
     let store = SqliteStore::open(db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
-    let server = Server::bind(listen, ServerConfig::default(), Arc::new(store))
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let server = match Server::bind(listen, ServerConfig::default(), Arc::new(store)).await {
+        Ok(server) => server,
+        Err(e) => {
+            // A relay that could not start leaves no new database behind.
+            if created {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = db.as_os_str().to_owned();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            return Err(format!("cannot listen on {listen}: {e}"));
+        }
+    };
     let addr = server.local_addr();
     let (server, how) = match tls {
         Some(config) => (server.with_tls(config), "TLS"),

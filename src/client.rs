@@ -703,7 +703,16 @@ impl Client {
         };
         if !has_session {
             let conn = self.connection()?;
-            let bundle = conn.fetch_bundle(&MailboxAddress::of(&identity)).await?;
+            let bundle = conn
+                .fetch_bundle(&MailboxAddress::of(&identity))
+                .await
+                .map_err(|e| match e {
+                    sotto_relay::ClientError::Server {
+                        code: sotto_relay::ErrorCode::NotFound,
+                        ..
+                    } => Error::ContactNotRegistered(contact.name.clone()),
+                    other => Error::Relay(other),
+                })?;
             if bundle.identity_key != identity {
                 return Err(Error::BundleMismatch);
             }

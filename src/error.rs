@@ -55,6 +55,10 @@ pub enum Error {
     /// The operation needs a relay connection and there is none.
     #[error("not connected to a relay (run `register --relay ADDR` first?)")]
     NotConnected,
+    /// A first message needs the contact's keys, and the relay has none:
+    /// the contact has not registered with this relay.
+    #[error("{0:?} has not registered with this relay: a first message needs their keys from it")]
+    ContactNotRegistered(String),
     /// The relay served a bundle for another identity than the contact's.
     #[error("the relay returned keys of another identity for this contact")]
     BundleMismatch,

@@ -290,3 +290,98 @@ fn a_damaged_profile_is_reported_by_history_and_check() {
     assert_eq!(stdout.matches("problem:").count(), 2, "{stdout}");
     assert!(stdout.contains("2 problem(s)"), "{stdout}");
 }
+
+/// What a new user hits first: an empty passphrase, a profile that does not
+/// exist, a relay port that is taken, a contact who never registered, a
+/// line that is not UTF-8 in `talk`.
+#[test]
+fn first_steps_fail_clearly_and_talk_never_drops_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty SOTTO_PASSPHRASE is refused like an empty prompt answer.
+    let out = Command::new(chat_binary())
+        .arg("--profile")
+        .arg(dir.path().join("empty"))
+        .arg("init")
+        .env("SOTTO_PASSPHRASE", "")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must not be empty"));
+    assert!(!dir.path().join("empty").join("sotto.db").exists());
+    // No profile: said before any passphrase is asked (stdin is closed).
+    let out = Command::new(chat_binary())
+        .arg("--profile")
+        .arg(dir.path().join("nobody"))
+        .arg("whoami")
+        .env_remove("SOTTO_PASSPHRASE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no profile in"));
+
+    let (_relay, addr) = start_relay(dir.path());
+    // A second relay on the same port fails and leaves no database.
+    let second = dir.path().join("second.db");
+    let out = Command::new(chat_binary())
+        .args(["relay", "--listen", &addr, "--db"])
+        .arg(&second)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        !second.exists(),
+        "a relay that could not listen left a database"
+    );
+
+    let alice = dir.path().join("alice");
+    let bob = dir.path().join("bob");
+    ok(chat(&alice, &["init"]));
+    ok(chat(&alice, &["register", "--relay", &addr]));
+    ok(chat(&bob, &["init"]));
+    let bob_address = ok(chat(&bob, &["whoami"])).trim().to_owned();
+    ok(chat(&alice, &["add", "bob", &bob_address]));
+    // Bob never registered.
+    let out = chat(&alice, &["send", "bob", "hello?"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("has not registered with this relay"),
+        "{stderr}"
+    );
+
+    // Bob registers; Alice talks with a line that is not UTF-8 between two
+    // others, the last with leading spaces: all three arrive, nothing is
+    // dropped, the chat ends normally.
+    ok(chat(&bob, &["register", "--relay", &addr]));
+    let mut talk = Command::new(chat_binary())
+        .arg("--profile")
+        .arg(&alice)
+        .args(["talk", "bob"])
+        .env("SOTTO_PASSPHRASE", "cli test passphrase")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = talk.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"first\n\xff\xfe not utf-8\n  indented\n")
+            .unwrap();
+    }
+    drop(talk.stdin.take());
+    let out = talk.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not valid UTF-8"));
+    let synced = ok(chat(&bob, &["sync"]));
+    assert!(synced.contains("3 new message(s)"), "{synced}");
+    assert!(synced.contains(":   indented"), "{synced}");
+}
