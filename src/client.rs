@@ -523,6 +523,7 @@ impl Client {
             // The relay then holds exactly the prekeys whose private
             // halves this store has.
             replace_one_time_prekeys: true,
+            access_verifier: None,
         };
         conn.upload_prekeys(upload).await?;
         crate::connection::remember(
@@ -1026,6 +1027,7 @@ impl Shared {
             signed_prekey: Some(SignedPreKeyPublic::from(&signed)),
             one_time_prekeys: Vec::new(),
             replace_one_time_prekeys: false,
+            access_verifier: None,
         })
         .await?;
         Ok(())
@@ -1068,6 +1070,7 @@ impl Shared {
         conn.send(
             &MailboxAddress::of(recipient),
             payload::relay_message_id(&entry.ciphertext),
+            None,
             &payload,
         )
         .await?;
@@ -1282,7 +1285,7 @@ impl Shared {
         let Ok(payload) = payload::seal(&self.identity, sender, &notice) else {
             return false;
         };
-        conn.send(&MailboxAddress::of(sender), notice_id, &payload)
+        conn.send(&MailboxAddress::of(sender), notice_id, None, &payload)
             .await
             .is_ok()
     }
@@ -1331,7 +1334,7 @@ impl Shared {
         let receipt_id = MessageId::random().map_err(|_| Error::Task("no randomness".into()))?;
         let receipt = payload::encode_receipt(&receipt_id.0, now_ms(), kind, ids);
         let sealed = payload::seal(&self.identity, to, &receipt)?;
-        conn.send(&MailboxAddress::of(to), receipt_id, &sealed)
+        conn.send(&MailboxAddress::of(to), receipt_id, None, &sealed)
             .await?;
         Ok(())
     }
@@ -1563,6 +1566,7 @@ impl Shared {
                 })
                 .collect(),
             replace_one_time_prekeys: false,
+            access_verifier: None,
         };
         conn.upload_prekeys(upload).await?;
         Ok(fresh.len())

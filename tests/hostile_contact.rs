@@ -37,6 +37,7 @@ async fn a_poisoned_notice_costs_only_itself_and_the_mailbox_behind_it_arrives()
             signed_prekey: Some(SignedPreKeyPublic::from(&spk)),
             one_time_prekeys: Vec::new(),
             replace_one_time_prekeys: false,
+            access_verifier: None,
         })
         .await
         .unwrap();
@@ -76,6 +77,7 @@ async fn a_poisoned_notice_costs_only_itself_and_the_mailbox_behind_it_arrives()
         .send(
             &alice.address().mailbox(),
             MessageId::random().unwrap(),
+            None,
             &sealed,
         )
         .await

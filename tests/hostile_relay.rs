@@ -144,7 +144,7 @@ async fn release(loot: &Mutex<Loot>, attacker: &RelayClient, rng: &mut rand::rng
 
 async fn send_raw(attacker: &RelayClient, to: &MailboxAddress, bytes: &[u8]) {
     attacker
-        .send(to, MessageId::random().unwrap(), bytes)
+        .send(to, MessageId::random().unwrap(), None, bytes)
         .await
         .unwrap();
 }

@@ -216,6 +216,7 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
         .send(
             &alice.address().mailbox(),
             MessageId([1; 16]),
+            None,
             &old_format_notice(&alice_key, &bob_key),
         )
         .await
@@ -234,7 +235,12 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
     //    who is no contact of Alice's; nothing happens.
     let forged = notice(&mallory, &alice_key, &failed);
     attacker
-        .send(&alice.address().mailbox(), MessageId([2; 16]), &forged)
+        .send(
+            &alice.address().mailbox(),
+            MessageId([2; 16]),
+            None,
+            &forged,
+        )
         .await
         .unwrap();
     let reason = wait_event(&mut alice_events, |e| {
@@ -252,7 +258,12 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
     let mut relabelled = forged.clone();
     relabelled[40] ^= 0x01;
     attacker
-        .send(&alice.address().mailbox(), MessageId([3; 16]), &relabelled)
+        .send(
+            &alice.address().mailbox(),
+            MessageId([3; 16]),
+            None,
+            &relabelled,
+        )
         .await
         .unwrap();
     let reason = wait_event(&mut alice_events, |e| {
@@ -274,7 +285,7 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
         &CiphertextDigest::of(b"never sent"),
     );
     attacker
-        .send(&alice.address().mailbox(), MessageId([4; 16]), &wrong)
+        .send(&alice.address().mailbox(), MessageId([4; 16]), None, &wrong)
         .await
         .unwrap();
     let (seq, reset) = wait_event(&mut alice_events, |e| match e {
@@ -296,6 +307,7 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
             .send(
                 &alice.address().mailbox(),
                 MessageId([10 + replay; 16]),
+                None,
                 &genuine,
             )
             .await

@@ -23,6 +23,9 @@ usage: sotto-relay [options]
   --connection-send-budget N
                            payload bytes one connection may store (default 67108864)
   --max-connections N      simultaneous connections (default 10000)
+  --first-contact-burst N  envelopes without the access key a mailbox takes at once (default 20)
+  --first-contact-interval-secs N
+                           then one more per this many seconds (default 180)
   --tls-cert PEM           certificate chain, PEM (needs the `tls` feature)
   --tls-key PEM            private key, PEM (needs the `tls` feature)
   --log LEVEL              error, warn, info, debug or trace (default info)
@@ -84,6 +87,13 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
                 options.config.connection_send_budget = parse_number(&flag, &value)?;
             }
             "--max-connections" => options.config.max_connections = parse_number(&flag, &value)?,
+            "--first-contact-burst" => {
+                options.config.first_contact.burst = parse_number(&flag, &value)?;
+            }
+            "--first-contact-interval-secs" => {
+                let secs: u64 = parse_number(&flag, &value)?;
+                options.config.first_contact.interval = Duration::from_secs(secs);
+            }
             "--tls-cert" => cert = Some(PathBuf::from(value)),
             "--tls-key" => key = Some(PathBuf::from(value)),
             "--log" => {
@@ -237,5 +247,16 @@ mod tests {
         assert!(parse(args("--envelope-ttl-days 999999999999999999")).is_err());
         assert!(parse(args("--connection-send-budget 1000")).is_err());
         assert!(parse(args("--max-total-bytes 0")).is_err());
+
+        let o = parse(args(
+            "--first-contact-burst 0 --first-contact-interval-secs 600",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.config.first_contact.burst, 0);
+        assert_eq!(o.config.first_contact.interval, Duration::from_secs(600));
+        assert_eq!(defaults.first_contact.burst, 20);
+        assert_eq!(defaults.first_contact.interval, Duration::from_secs(180));
+        assert!(parse(args("--first-contact-interval-secs 0")).is_err());
     }
 }

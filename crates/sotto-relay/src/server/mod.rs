@@ -16,10 +16,11 @@
 
 mod config;
 mod connection;
+mod first_contact;
 mod hub;
 mod rate_limit;
 
-pub use config::{DEFAULT_CONNECTION_SEND_BUDGET, RateLimit, ServerConfig};
+pub use config::{DEFAULT_CONNECTION_SEND_BUDGET, FirstContactLimit, RateLimit, ServerConfig};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) hub: hub::Hub,
     /// The time envelopes are stored and expire by.
     pub(crate) clock: Arc<dyn Clock>,
+    /// Each mailbox's allowance of envelopes without its access key.
+    pub(crate) first_contacts: std::sync::Mutex<first_contact::FirstContacts>,
 }
 
 /// A bound relay that is not yet accepting connections.
@@ -92,6 +95,9 @@ impl Server {
             listener,
             local_addr,
             shared: Shared {
+                first_contacts: std::sync::Mutex::new(first_contact::FirstContacts::new(
+                    config.first_contact,
+                )),
                 config,
                 store,
                 hub: hub::Hub::default(),
