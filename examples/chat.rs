@@ -413,7 +413,7 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
                     }
                     text => match client.send(name, text.as_bytes()).await {
                         Ok(sent) if sent.status == sotto::SendStatus::Queued => {
-                            println!("(stored; sending when the relay is back)")
+                            println!("(stored; the relay did not take it yet, it is sent again later)")
                         }
                         Ok(_) => {}
                         Err(e) => println!("(not sent: {e})"),

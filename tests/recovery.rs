@@ -183,7 +183,10 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
     let failed = {
         let opened = sotto::core::sealed::open(&bob_identity, &envelopes[0].payload).unwrap();
         assert_eq!(opened.sender, *alice.address().identity_key());
-        CiphertextDigest::of(&opened.contents[sotto::PAYLOAD_OVERHEAD..])
+        // The body of a message payload: Alice's access key, then the
+        // ciphertext.
+        let message = sotto::PAYLOAD_OVERHEAD + sotto::core::access::ACCESS_KEY_LEN;
+        CiphertextDigest::of(&opened.contents[message..])
     };
     bob.receive_envelope(envelopes[0].clone())
         .await
