@@ -440,7 +440,7 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
                         }
                         match client.send(name, &line).await {
                             Ok(sent) if sent.status == sotto::SendStatus::Queued => {
-                                println!("(stored; sending when the relay is back)")
+                                println!("(stored; the relay did not take it yet, it is sent again later)")
                             }
                             Ok(_) => {}
                             Err(e) => println!("(not sent: {e})"),

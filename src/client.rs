@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sotto_core::{IdentityKey, IdentityKeyPair, SafetyNumber};
+use sotto_core::{AccessKey, IdentityKey, IdentityKeyPair, SafetyNumber};
 use sotto_relay::protocol::{OneTimePreKeyPublic, SignedPreKeyPublic};
 use sotto_relay::{ClientConfig, MailboxAddress, MessageId, PreKeyUpload, RelayClient, RelayEvent};
 use sotto_store::{
@@ -229,7 +229,10 @@ impl core::fmt::Display for DropReason {
 pub enum SendStatus {
     /// The relay accepted it.
     Delivered,
-    /// Stored in the outbox; it goes out when the relay is reachable.
+    /// Stored in the outbox; it goes out when the relay is reachable, or
+    /// when the relay refused it as a first contact over the recipient's
+    /// allowance (`AccessDenied`, docs/client.md "Access keys"), once the
+    /// relay takes it: the client tries again in the background.
     Queued,
 }
 
@@ -311,6 +314,10 @@ impl Events {
 struct Shared {
     store: Arc<Mutex<Store>>,
     identity: IdentityKeyPair,
+    /// This profile's unidentified-access key (derived from the identity,
+    /// never stored): its verifier is published with the signed prekey,
+    /// the key itself goes into every message we send.
+    access_key: AccessKey,
     address: Address,
     options: ClientOptions,
     profile_dir: PathBuf,
@@ -327,6 +334,9 @@ struct Shared {
     dropped: std::sync::atomic::AtomicU64,
     /// Delivery receipts owed, per sender, sent in batches.
     receipts: Mutex<OwedReceipts>,
+    /// Outbox entries were left for later because the relay refused them
+    /// (e.g. `AccessDenied`): the background retries the outbox.
+    outbox_held: std::sync::atomic::AtomicBool,
 }
 
 /// An end-to-end encrypted messaging client: one profile (an encrypted
@@ -387,6 +397,18 @@ fn contact_id(identity: &IdentityKey) -> String {
     Address::of(identity).to_string()
 }
 
+/// The access key contact `id` gave us, if `identity` is the identity
+/// pinned for it.
+fn access_key_of(
+    s: &Store,
+    id: &str,
+    identity: &IdentityKey,
+) -> sotto_store::Result<Option<AccessKey>> {
+    Ok(s.contact(id)?
+        .filter(|c| c.identity_key.as_ref() == Some(identity))
+        .and_then(|c| c.access_key))
+}
+
 impl Client {
     /// Creates a new profile in `profile_dir` (created if missing): a new
     /// identity, signed prekey and store locked by `passphrase`.
@@ -427,11 +449,13 @@ impl Client {
 
     fn from_store(store: Store, profile_dir: PathBuf, options: ClientOptions) -> Result<Self> {
         let identity = store.identity()?;
+        let access_key = AccessKey::derive(&identity).map_err(sotto_store::Error::Protocol)?;
         let address = Address::of(identity.public());
         let (events, _) = broadcast::channel(options.event_capacity.max(1));
         let shared = Arc::new(Shared {
             store: Arc::new(Mutex::new(store)),
             identity,
+            access_key,
             address,
             options,
             profile_dir,
@@ -443,6 +467,7 @@ impl Client {
             notices: Mutex::new(NoticeLimiter::default()),
             dropped: std::sync::atomic::AtomicU64::new(0),
             receipts: Mutex::new(std::collections::HashMap::new()),
+            outbox_held: std::sync::atomic::AtomicBool::new(false),
         });
         Ok(Self {
             _lifetime: Arc::new(Lifetime {
@@ -738,7 +763,15 @@ impl Client {
                     .await
                 {
                     Ok(()) => SendStatus::Delivered,
-                    Err(_) => SendStatus::Queued,
+                    // Refused (e.g. `AccessDenied`: we are a stranger to
+                    // them and their first-contact allowance is used up):
+                    // it stays in the outbox and is tried again later.
+                    Err(_) => {
+                        self.shared
+                            .outbox_held
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        SendStatus::Queued
+                    }
                 }
             }
             _ => SendStatus::Queued,
@@ -1043,6 +1076,9 @@ impl Shared {
                     signed_prekey: Some(SignedPreKeyPublic::from(&signed)),
                     one_time_prekeys: Vec::new(),
                     replace_one_time_prekeys: false,
+                    // Only contacts (who got our key in our messages)
+                    // write without limit.
+                    access_verifier: Some(self.access_key.verifier()),
                 })
                 .await?;
             self.top_up(conn, stock.remaining, &publishing).await?
@@ -1076,20 +1112,29 @@ impl Shared {
         true
     }
 
+    /// Seals an outbox entry (with our access key inside) and hands it to
+    /// the relay, presenting the recipient's access key if we have it.
     async fn deliver(
         &self,
         conn: &RelayClient,
         recipient: &IdentityKey,
+        access: Option<&AccessKey>,
         entry: &OutboxEntry,
     ) -> Result<()> {
         let payload = payload::seal(
             &self.identity,
             recipient,
-            &payload::encode(entry.id.as_bytes(), now_ms(), &entry.ciphertext),
+            &payload::encode(
+                entry.id.as_bytes(),
+                now_ms(),
+                &self.access_key,
+                &entry.ciphertext,
+            ),
         )?;
         conn.send(
             &MailboxAddress::of(recipient),
             payload::relay_message_id(&entry.ciphertext),
+            access,
             &payload,
         )
         .await?;
@@ -1111,41 +1156,101 @@ impl Shared {
     ) -> Result<()> {
         let _guard = self.processing.lock().await;
         let recipient = recipient.to_owned();
-        let entries = self
+        let pinned = *identity;
+        let (entries, access) = self
             .with_store(move |s| {
-                Ok(s.outbox()?
+                let access = access_key_of(s, &recipient, &pinned)?;
+                let entries = s
+                    .outbox()?
                     .into_iter()
                     .flatten()
                     .filter(|e| e.recipient == recipient)
-                    .collect::<Vec<_>>())
+                    .collect::<Vec<_>>();
+                Ok((entries, access))
             })
             .await?;
         for entry in entries {
-            self.deliver(conn, identity, &entry).await?;
+            self.deliver(conn, identity, access.as_ref(), &entry)
+                .await?;
         }
         Ok(())
     }
 
+    /// Hands the whole outbox to the relay, oldest first per
+    /// conversation. A conversation whose entry the relay refuses (e.g.
+    /// `AccessDenied`: its first-contact allowance is used up) keeps that
+    /// entry and the ones after it for a later try, without holding back
+    /// the other conversations; the first refusal is returned after the
+    /// rest went out. A lost connection stops everything at once.
     async fn flush_outbox(&self, conn: &RelayClient) -> Result<usize> {
         let _guard = self.processing.lock().await;
-        let entries = self
-            .with_store(|s| {
-                let mut out = Vec::new();
-                for entry in s.outbox()?.into_iter().flatten() {
-                    let identity = s.contact(&entry.recipient)?.and_then(|c| c.identity_key);
-                    out.push((entry, identity));
-                }
-                Ok(out)
-            })
-            .await?;
+        let entries = self.outbox_with_recipients(|s| s.outbox()).await?;
+        let (sent, refused) = self.deliver_in_order(conn, entries).await?;
+        self.outbox_held
+            .store(refused.is_some(), std::sync::atomic::Ordering::Relaxed);
+        refused.map_or(Ok(sent), Err)
+    }
+
+    /// Delivers `entries` in their order. When the relay refuses one, the
+    /// rest of that conversation waits (so nothing overtakes it) and the
+    /// other conversations go on. Returns how many went out and the first
+    /// refusal; a lost connection is an error at once.
+    async fn deliver_in_order(
+        &self,
+        conn: &RelayClient,
+        entries: Vec<(OutboxEntry, IdentityKey, Option<AccessKey>)>,
+    ) -> Result<(usize, Option<Error>)> {
         let mut sent = 0;
-        for (entry, identity) in entries {
-            if let Some(identity) = identity {
-                self.deliver(conn, &identity, &entry).await?;
-                sent += 1;
+        let mut held = std::collections::HashSet::new();
+        let mut first_refusal = None;
+        for (entry, identity, access) in entries {
+            if held.contains(&entry.recipient) {
+                continue;
+            }
+            match self.deliver(conn, &identity, access.as_ref(), &entry).await {
+                Ok(()) => sent += 1,
+                Err(e) if conn.is_closed() => return Err(e),
+                Err(e) => {
+                    held.insert(entry.recipient.clone());
+                    first_refusal.get_or_insert(e);
+                }
             }
         }
-        Ok(sent)
+        Ok((sent, first_refusal))
+    }
+
+    /// The outbox entries `list` picks, each with its recipient's pinned
+    /// identity and access key; entries whose contact has no pinned
+    /// identity are left out (they cannot be sealed).
+    async fn outbox_with_recipients(
+        &self,
+        list: impl FnOnce(&Store) -> sotto_store::Result<Vec<sotto_store::Result<OutboxEntry>>>
+        + Send
+        + 'static,
+    ) -> Result<Vec<(OutboxEntry, IdentityKey, Option<AccessKey>)>> {
+        self.with_store(|s| {
+            let mut out = Vec::new();
+            for entry in list(s)?.into_iter().flatten() {
+                let Some(contact) = s.contact(&entry.recipient)? else {
+                    continue;
+                };
+                if let Some(identity) = contact.identity_key {
+                    out.push((entry, identity, contact.access_key));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The access key of the contact with identity `identity`, if it gave
+    /// us one.
+    async fn access_key_for(&self, identity: &IdentityKey) -> Option<AccessKey> {
+        let pinned = *identity;
+        self.with_store(move |s| access_key_of(s, &contact_id(&pinned), &pinned))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Reads the whole mailbox. Every envelope is settled on its own: one
@@ -1304,9 +1409,15 @@ impl Shared {
         let Ok(payload) = payload::seal(&self.identity, sender, &notice) else {
             return false;
         };
-        conn.send(&MailboxAddress::of(sender), notice_id, &payload)
-            .await
-            .is_ok()
+        let access = self.access_key_for(sender).await;
+        conn.send(
+            &MailboxAddress::of(sender),
+            notice_id,
+            access.as_ref(),
+            &payload,
+        )
+        .await
+        .is_ok()
     }
 
     /// Notes a delivery receipt to send with the next batch.
@@ -1353,8 +1464,14 @@ impl Shared {
         let receipt_id = MessageId::random().map_err(|_| Error::Task("no randomness".into()))?;
         let receipt = payload::encode_receipt(&receipt_id.0, now_ms(), kind, ids);
         let sealed = payload::seal(&self.identity, to, &receipt)?;
-        conn.send(&MailboxAddress::of(to), receipt_id, &sealed)
-            .await?;
+        let access = self.access_key_for(to).await;
+        conn.send(
+            &MailboxAddress::of(to),
+            receipt_id,
+            access.as_ref(),
+            &sealed,
+        )
+        .await?;
         Ok(())
     }
 
@@ -1365,23 +1482,11 @@ impl Shared {
         let _guard = self.processing.lock().await;
         let policy = self.options.resend;
         let entries = self
-            .with_store(move |s| {
-                let mut out = Vec::new();
-                for entry in s.overdue(now_ms(), &policy)?.into_iter().flatten() {
-                    let identity = s.contact(&entry.recipient)?.and_then(|c| c.identity_key);
-                    out.push((entry, identity));
-                }
-                Ok(out)
-            })
+            .outbox_with_recipients(move |s| s.overdue(now_ms(), &policy))
             .await?;
-        let mut sent = 0;
-        for (entry, identity) in entries {
-            if let Some(identity) = identity {
-                self.deliver(conn, &identity, &entry).await?;
-                sent += 1;
-            }
-        }
-        Ok(sent)
+        // A refused resend stays overdue and is tried at the next check.
+        let (sent, refused) = self.deliver_in_order(conn, entries).await?;
+        refused.map_or(Ok(sent), Err)
     }
 
     /// A contact could not decrypt our ciphertext with digest `failed`:
@@ -1419,7 +1524,15 @@ impl Shared {
         let seq = entry.as_ref().map(|e| e.seq);
         if let Some(entry) = entry {
             // If the relay refuses now, the entry waits in the outbox.
-            let _ = self.deliver(conn, &sender, &entry).await;
+            let access = self.access_key_for(&sender).await;
+            if self
+                .deliver(conn, &sender, access.as_ref(), &entry)
+                .await
+                .is_err()
+            {
+                self.outbox_held
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         self.emit(ClientEvent::PeerCouldNotDecrypt {
             contact,
@@ -1502,6 +1615,11 @@ impl Shared {
                         },
                     });
                 }
+                // A message: the sender's access key, then the sotto-core
+                // message.
+                let Some((access_key, ciphertext)) = payload.message() else {
+                    return Ok(Outcome::Dropped(DropReason::Malformed));
+                };
                 // A first message from someone not yet in the contacts:
                 // keep it under their address until the user names them.
                 let (created, name) = match contact {
@@ -1514,13 +1632,21 @@ impl Shared {
                 let envelope = sotto_store::Envelope {
                     id: sotto_store::EnvelopeId(payload.message_id),
                     sender: &id,
-                    ciphertext: payload.body,
+                    ciphertext,
                     sent_at: payload.sent_at,
                     received_at: now_ms(),
                 };
                 let result = s.receive(&envelope);
                 if result.is_err() && created {
                     let _ = s.delete_contact(&id);
+                }
+                // A message that decrypted, from the identity pinned for
+                // this contact (the sealed layer authenticated it): from
+                // now on we present its access key when we write to it.
+                // Best effort: the message is stored already, and every
+                // later message carries the key again.
+                if matches!(result, Ok(Received::Stored(_) | Received::Duplicate)) {
+                    let _ = s.set_contact_access_key(&id, &sender, &access_key);
                 }
                 Ok(match result {
                     Ok(Received::Stored(m)) => Outcome::Stored(
@@ -1545,7 +1671,7 @@ impl Shared {
                             from: Some(id.clone()),
                             reason: e.to_string(),
                             notify: (!created && !provocable && !late)
-                                .then(|| (sender, CiphertextDigest::of(payload.body))),
+                                .then(|| (sender, CiphertextDigest::of(ciphertext))),
                         }
                     }
                     // A replayed first message: nothing to resend.
@@ -1598,6 +1724,7 @@ impl Shared {
             signed_prekey: None,
             one_time_prekeys: one_time_public(&fresh),
             replace_one_time_prekeys: false,
+            access_verifier: None,
         })
         .await?;
         Ok(fresh.len())
@@ -1634,6 +1761,7 @@ impl Shared {
             signed_prekey: Some(SignedPreKeyPublic::from(&signed)),
             one_time_prekeys: one_time_public(&fresh),
             replace_one_time_prekeys: true,
+            access_verifier: Some(self.access_key.verifier()),
         })
         .await?;
         // Only now are the older keys out of the relay's stock. If the
@@ -1720,6 +1848,16 @@ async fn supervise(shared: Arc<Shared>, relay_addr: String, mut current: Option<
                         continue;
                     }
                     _ = resends.tick() => {
+                        // Entries the relay refused before (e.g. a first
+                        // contact over the recipient's allowance) are tried
+                        // again, oldest first, before anything is resent.
+                        if shared.outbox_held.load(std::sync::atomic::Ordering::Relaxed) {
+                            match shared.flush_outbox(&conn).await {
+                                Ok(0) => {}
+                                Ok(count) => shared.emit(ClientEvent::OutboxFlushed { count }),
+                                Err(e) => shared.emit(ClientEvent::Error(format!("outbox: {e}"))),
+                            }
+                        }
                         if let Err(e) = shared.resend_overdue(&conn).await {
                             shared.emit(ClientEvent::Error(format!("resend: {e}")));
                         }

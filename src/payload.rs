@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! Payload = 0x02 (version) || kind(1) || message id(16) || u64be(sent_at ms) || body
-//! kind 0x01: body is a sotto-core Message or PreKeyMessage
+//! kind 0x01: body is access_key(16) || a sotto-core Message or PreKeyMessage
 //! kind 0x02: body is a decryption-error notice: digest(32), the
 //!            CiphertextDigest of the sotto-core message that failed
 //! kind 0x03: body is a receipt: what(1: 0x01 delivered | 0x02 read)
@@ -20,9 +20,17 @@
 //! ciphertext, see [`relay_message_id`]). `sent_at` is the sender's clock.
 //! Payload version 1 (which named the sender inside, unauthenticated) is
 //! refused.
+//!
+//! A message carries its sender's unidentified-access key
+//! ([`sotto_core::AccessKey`]): the recipient keeps it for the sender's
+//! contact and presents it to the relay whenever it sends to that contact,
+//! so its envelopes never count against the sender's first-contact
+//! allowance (docs/relay.md §6). Receipts and notices carry none: they
+//! answer a message, whose key the answering side already holds.
 
 use sha2::Digest;
-use sotto_core::{IdentityKey, IdentityKeyPair};
+use sotto_core::access::ACCESS_KEY_LEN;
+use sotto_core::{AccessKey, IdentityKey, IdentityKeyPair};
 use sotto_relay::MessageId;
 use sotto_store::{CiphertextDigest, EnvelopeId};
 
@@ -59,7 +67,21 @@ pub(crate) enum ReceiptKind {
     Read,
 }
 
-impl Payload<'_> {
+impl<'a> Payload<'a> {
+    /// The sender's access key and the sotto-core message of a message
+    /// payload; `None` for anything else, or a body too short to hold a
+    /// key and a message.
+    pub(crate) fn message(&self) -> Option<(AccessKey, &'a [u8])> {
+        if self.kind != KIND_MESSAGE {
+            return None;
+        }
+        let (key, message) = self.body.split_first_chunk::<ACCESS_KEY_LEN>()?;
+        if message.is_empty() {
+            return None;
+        }
+        Some((AccessKey::from_bytes(*key), message))
+    }
+
     /// The receipt in this payload; `None` for anything else or a receipt
     /// body that is not exactly well-formed.
     pub(crate) fn receipt(&self) -> Option<(ReceiptKind, Vec<EnvelopeId>)> {
@@ -152,9 +174,18 @@ pub(crate) fn relay_message_id(ciphertext: &[u8]) -> MessageId {
     MessageId(id)
 }
 
-/// A message payload.
-pub(crate) fn encode(message_id: &[u8; 16], sent_at: u64, body: &[u8]) -> Vec<u8> {
-    encode_kind(KIND_MESSAGE, message_id, sent_at, body)
+/// A message payload: the sender's own access key, then the sotto-core
+/// message. The buffer holds the key, so it is wiped on drop.
+pub(crate) fn encode(
+    message_id: &[u8; 16],
+    sent_at: u64,
+    access_key: &AccessKey,
+    message: &[u8],
+) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(ACCESS_KEY_LEN + message.len()));
+    body.extend_from_slice(access_key.as_bytes());
+    body.extend_from_slice(message);
+    zeroize::Zeroizing::new(encode_kind(KIND_MESSAGE, message_id, sent_at, &body))
 }
 
 fn encode_kind(kind: u8, message_id: &[u8; 16], sent_at: u64, body: &[u8]) -> Vec<u8> {
@@ -230,13 +261,19 @@ mod tests {
 
     #[test]
     fn roundtrip_and_rejects() {
-        let bytes = encode(&[7; 16], 42, b"body");
+        let key = AccessKey::from_bytes([5; 16]);
+        let bytes = encode(&[7; 16], 42, &key, b"body");
         let p = decode(&bytes).unwrap();
         assert_eq!(p.kind, KIND_MESSAGE);
         assert_eq!(p.message_id, [7; 16]);
         assert_eq!(p.sent_at, 42);
-        assert_eq!(p.body, b"body");
+        assert_eq!(p.body, [&[5; 16][..], b"body"].concat());
+        assert_eq!(p.message(), Some((key.clone(), &b"body"[..])));
         assert_eq!(p.notice_digest(), None);
+        // A message body must hold a key and at least one byte more.
+        for cut in PAYLOAD_OVERHEAD..=PAYLOAD_OVERHEAD + 16 {
+            assert_eq!(decode(&bytes[..cut]).unwrap().message(), None, "{cut}");
+        }
         for len in 1..PAYLOAD_OVERHEAD {
             assert_eq!(
                 decode(&bytes[..len]).err(),
@@ -300,8 +337,14 @@ mod tests {
             decode(&cut).unwrap().receipt().unwrap().1.len(),
             MAX_RECEIPT_IDS
         );
-        // A message is not a receipt.
-        assert_eq!(decode(&encode(&[1; 16], 0, b"x")).unwrap().receipt(), None);
+        // A message is not a receipt, nor a receipt a message.
+        let key = AccessKey::from_bytes([2; 16]);
+        assert_eq!(
+            decode(&encode(&[1; 16], 0, &key, b"x")).unwrap().receipt(),
+            None
+        );
+        let receipt = encode_receipt(&[9; 16], 7, ReceiptKind::Delivered, &ids);
+        assert_eq!(decode(&receipt).unwrap().message(), None);
     }
 
     #[test]

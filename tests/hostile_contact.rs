@@ -37,6 +37,7 @@ async fn a_poisoned_notice_costs_only_itself_and_the_mailbox_behind_it_arrives()
             signed_prekey: Some(SignedPreKeyPublic::from(&spk)),
             one_time_prekeys: Vec::new(),
             replace_one_time_prekeys: false,
+            access_verifier: None,
         })
         .await
         .unwrap();
@@ -50,7 +51,9 @@ async fn a_poisoned_notice_costs_only_itself_and_the_mailbox_behind_it_arrives()
     let received = mallory_conn.fetch_pending().await.unwrap();
     assert_eq!(received.len(), 1);
     let opened = sotto::core::sealed::open(&mallory, &received[0].payload).unwrap();
-    let digest = CiphertextDigest::of(&opened.contents[sotto::PAYLOAD_OVERHEAD..]);
+    // A message payload's body: Alice's access key, then the ciphertext.
+    let message = sotto::PAYLOAD_OVERHEAD + sotto::core::access::ACCESS_KEY_LEN;
+    let digest = CiphertextDigest::of(&opened.contents[message..]);
 
     // Her bundle now carries a signed prekey of small order, correctly
     // signed: no session can start from it.
@@ -76,6 +79,7 @@ async fn a_poisoned_notice_costs_only_itself_and_the_mailbox_behind_it_arrives()
         .send(
             &alice.address().mailbox(),
             MessageId::random().unwrap(),
+            None,
             &sealed,
         )
         .await

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use rand::{Rng, RngExt, SeedableRng};
 use sotto::relay::store::Enqueued;
-use sotto::relay::{ClientConfig, MailboxAddress, MessageId, RelayClient, ServerConfig};
+use sotto::relay::{ClientConfig, MailboxAddress, MessageId, RelayClient};
 use sotto::{Client, ClientEvent, Events};
 
 /// What the hostile relay keeps: every envelope sent through its front
@@ -144,7 +144,7 @@ async fn release(loot: &Mutex<Loot>, attacker: &RelayClient, rng: &mut rand::rng
 
 async fn send_raw(attacker: &RelayClient, to: &MailboxAddress, bytes: &[u8]) {
     attacker
-        .send(to, MessageId::random().unwrap(), bytes)
+        .send(to, MessageId::random().unwrap(), None, bytes)
         .await
         .unwrap();
 }
@@ -165,7 +165,9 @@ async fn wait_for_history(client: &Client, contact: &str, n: usize) -> Vec<Strin
 async fn run_schedule(seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let (store, loot) = hostile_store();
-    let relay = relay_with(ServerConfig::default(), store).await;
+    // The relay is the attacker: its own first-contact allowance does not
+    // bind it (its attacks come in through its front door).
+    let relay = relay_with(unlimited_first_contacts(), store).await;
     let addr = relay.local_addr().to_string();
     let (alice, bob) = pair(dir.path(), &addr).await;
     let alice_tally = Arc::new(Mutex::new(Tally::default()));

@@ -131,7 +131,8 @@ fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
 async fn messages_written_while_older_ones_wait_in_the_outbox_do_not_overtake_them() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("relay.db");
-    let relay = sqlite_relay(&db).await;
+    // Bob never writes back: Alice has no access key for him.
+    let relay = sqlite_relay_with(&db, unlimited_first_contacts()).await;
     let addr = relay.local_addr();
     let (alice, bob) = pair(dir.path(), &addr.to_string()).await;
     let texts = numbered("message", 0..80);
@@ -147,7 +148,7 @@ async fn messages_written_while_older_ones_wait_in_the_outbox_do_not_overtake_th
     }
     // The relay comes back; Alice reconnects by herself and flushes the
     // outbox while she keeps writing.
-    let relay = sqlite_relay_on(&db, addr).await;
+    let relay = sqlite_relay_on_with(&db, addr, unlimited_first_contacts()).await;
     for t in &texts[40..] {
         alice.send("bob", t.as_bytes()).await.unwrap();
     }
@@ -159,7 +160,8 @@ async fn messages_written_while_older_ones_wait_in_the_outbox_do_not_overtake_th
 async fn pushed_messages_do_not_overtake_older_ones_left_by_a_failed_catch_up() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("relay.db");
-    let relay = sqlite_relay(&db).await;
+    // Bob never writes back: Alice has no access key for him.
+    let relay = sqlite_relay_with(&db, unlimited_first_contacts()).await;
     let addr = relay.local_addr();
     let (alice, bob) = pair(dir.path(), &addr.to_string()).await;
     bob.disconnect().await;
@@ -185,7 +187,7 @@ async fn pushed_messages_do_not_overtake_older_ones_left_by_a_failed_catch_up() 
     relay.shutdown().await;
     let _ = connecting.await.unwrap();
 
-    let relay = sqlite_relay_on(&db, addr).await;
+    let relay = sqlite_relay_on_with(&db, addr, unlimited_first_contacts()).await;
     let expected: Vec<String> = old.iter().chain(&new).cloned().collect();
     assert_eq!(wait_for_history(&bob, 105).await, expected);
     relay.shutdown().await;

@@ -48,8 +48,13 @@ async fn offline_recipient_receives_everything_after_reconnecting() {
     let (alice, bob) = pair(dir.path(), &addr).await;
     let mut bob_in = bob.incoming();
 
+    let mut alice_in = alice.incoming();
     alice.send("bob", b"hello").await.unwrap();
     expect_texts(&mut bob_in, &["hello"]).await;
+    // Bob answers: his message gives Alice his access key, so the relay
+    // queues whatever she sends him (a stranger would get 20 in).
+    bob.send("alice", b"hi").await.unwrap();
+    expect_texts(&mut alice_in, &["hi"]).await;
 
     bob.disconnect().await;
     let texts: Vec<String> = (0..25)
@@ -64,10 +69,9 @@ async fn offline_recipient_receives_everything_after_reconnecting() {
     bob.connect(&addr).await.unwrap();
     let expected: Vec<&str> = texts.iter().map(String::as_str).collect();
     expect_texts(&mut bob_in, &expected).await;
-    assert_eq!(bodies(&bob, "alice").await.len(), 26);
+    assert_eq!(bodies(&bob, "alice").await.len(), 27);
 
     // And Bob's reply reaches Alice.
-    let mut alice_in = alice.incoming();
     bob.send("alice", b"back now").await.unwrap();
     expect_texts(&mut alice_in, &["back now"]).await;
     relay.shutdown().await;

@@ -183,7 +183,10 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
     let failed = {
         let opened = sotto::core::sealed::open(&bob_identity, &envelopes[0].payload).unwrap();
         assert_eq!(opened.sender, *alice.address().identity_key());
-        CiphertextDigest::of(&opened.contents[sotto::PAYLOAD_OVERHEAD..])
+        // The body of a message payload: Alice's access key, then the
+        // ciphertext.
+        let message = sotto::PAYLOAD_OVERHEAD + sotto::core::access::ACCESS_KEY_LEN;
+        CiphertextDigest::of(&opened.contents[message..])
     };
     bob.receive_envelope(envelopes[0].clone())
         .await
@@ -216,6 +219,7 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
         .send(
             &alice.address().mailbox(),
             MessageId([1; 16]),
+            None,
             &old_format_notice(&alice_key, &bob_key),
         )
         .await
@@ -234,7 +238,12 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
     //    who is no contact of Alice's; nothing happens.
     let forged = notice(&mallory, &alice_key, &failed);
     attacker
-        .send(&alice.address().mailbox(), MessageId([2; 16]), &forged)
+        .send(
+            &alice.address().mailbox(),
+            MessageId([2; 16]),
+            None,
+            &forged,
+        )
         .await
         .unwrap();
     let reason = wait_event(&mut alice_events, |e| {
@@ -252,7 +261,12 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
     let mut relabelled = forged.clone();
     relabelled[40] ^= 0x01;
     attacker
-        .send(&alice.address().mailbox(), MessageId([3; 16]), &relabelled)
+        .send(
+            &alice.address().mailbox(),
+            MessageId([3; 16]),
+            None,
+            &relabelled,
+        )
         .await
         .unwrap();
     let reason = wait_event(&mut alice_events, |e| {
@@ -274,7 +288,7 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
         &CiphertextDigest::of(b"never sent"),
     );
     attacker
-        .send(&alice.address().mailbox(), MessageId([4; 16]), &wrong)
+        .send(&alice.address().mailbox(), MessageId([4; 16]), None, &wrong)
         .await
         .unwrap();
     let (seq, reset) = wait_event(&mut alice_events, |e| match e {
@@ -296,6 +310,7 @@ async fn forged_and_replayed_notices_cannot_force_resets() {
             .send(
                 &alice.address().mailbox(),
                 MessageId([10 + replay; 16]),
+                None,
                 &genuine,
             )
             .await

@@ -175,7 +175,7 @@ impl Relay {
                     let mut id = [0u8; 16];
                     id[..8].copy_from_slice(&next_id.fetch_add(1, Ordering::Relaxed).to_be_bytes());
                     let receipt = client
-                        .send(&address, MessageId(id), &payload)
+                        .send(&address, MessageId(id), None, &payload)
                         .await
                         .expect("send");
                     assert!(!receipt.duplicate);

@@ -495,7 +495,7 @@ async fn flood(
                 bump(&c.flood_errors);
                 break;
             };
-            match client.send(to, id, &payload).await {
+            match client.send(to, id, None, &payload).await {
                 Ok(_) => {
                     bump(&c.flood_envelopes);
                     c.flood_bytes
@@ -508,7 +508,11 @@ async fn flood(
                 Err(e)
                     if matches!(
                         e.code(),
-                        Some(ErrorCode::StorageFull | ErrorCode::MailboxFull)
+                        Some(
+                            ErrorCode::StorageFull
+                                | ErrorCode::MailboxFull
+                                | ErrorCode::AccessDenied
+                        )
                     ) =>
                 {
                     bump(&c.flood_refused);

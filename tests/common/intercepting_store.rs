@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use sotto::core::{IdentityKey, PreKeyBundle};
 use sotto::relay::store::{
-    Enqueued, FetchedPage, MailboxUsage, QueuePolicy, StoreTotals, Swept, TakenBundle,
+    Access, Enqueued, FetchedPage, MailboxUsage, QueuePolicy, StoreTotals, Swept, TakenBundle,
 };
 use sotto::relay::{
     MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload, StoreError, UnixTime,
@@ -79,6 +79,7 @@ impl MailboxStore for InterceptingStore {
         recipient: &MailboxAddress,
         message_id: &MessageId,
         payload: &[u8],
+        access: Access<'_>,
         policy: &QueuePolicy,
         now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
@@ -88,7 +89,7 @@ impl MailboxStore for InterceptingStore {
             return Ok(answer);
         }
         self.inner
-            .enqueue(recipient, message_id, payload, policy, now)
+            .enqueue(recipient, message_id, payload, access, policy, now)
     }
 
     fn fetch(

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sotto::relay::{MemoryStore, Server, ServerConfig, ServerHandle, SqliteStore};
+use sotto::relay::{
+    FirstContactLimit, MemoryStore, Server, ServerConfig, ServerHandle, SqliteStore,
+};
 use sotto::store::{KdfParams, OpenOptions};
 use sotto::{Client, ClientOptions, IncomingMessage};
 use tokio_stream::{Stream, StreamExt};
@@ -31,20 +33,43 @@ pub async fn memory_relay() -> ServerHandle {
     relay_with(ServerConfig::default(), Arc::new(MemoryStore::new())).await
 }
 
+/// A relay configuration for tests whose subject is not first contact:
+/// every mailbox takes any number of envelopes from senders without its
+/// access key. By default a mailbox takes 20 of those, then one per
+/// 3 minutes (docs/relay.md §6), so a test that writes many messages to
+/// someone who never wrote back would see them wait in the outbox.
+pub fn unlimited_first_contacts() -> ServerConfig {
+    ServerConfig {
+        first_contact: FirstContactLimit {
+            burst: u32::MAX,
+            ..FirstContactLimit::default()
+        },
+        ..ServerConfig::default()
+    }
+}
+
 pub async fn sqlite_relay(db: &Path) -> ServerHandle {
-    relay_with(
-        ServerConfig::default(),
-        Arc::new(SqliteStore::open(db).unwrap()),
-    )
-    .await
+    sqlite_relay_with(db, ServerConfig::default()).await
+}
+
+pub async fn sqlite_relay_with(db: &Path, config: ServerConfig) -> ServerHandle {
+    relay_with(config, Arc::new(SqliteStore::open(db).unwrap())).await
 }
 
 pub async fn sqlite_relay_on(db: &Path, addr: std::net::SocketAddr) -> ServerHandle {
+    sqlite_relay_on_with(db, addr, ServerConfig::default()).await
+}
+
+pub async fn sqlite_relay_on_with(
+    db: &Path,
+    addr: std::net::SocketAddr,
+    config: ServerConfig,
+) -> ServerHandle {
     // The port was just released by the previous relay; retry briefly.
     for _ in 0..100 {
         if let Ok(server) = Server::bind(
             addr,
-            ServerConfig::default(),
+            config.clone(),
             Arc::new(SqliteStore::open(db).unwrap()),
         )
         .await

@@ -31,6 +31,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod error;
 pub mod hazmat;
 pub mod keys;
@@ -42,6 +43,7 @@ mod session_set;
 pub mod wire;
 pub mod x3dh;
 
+pub use access::{AccessKey, AccessVerifier};
 pub use error::{Error, Result};
 pub use keys::{
     IdentityKey, IdentityKeyPair, OneTimePreKey, PreKeyBundle, PreKeySource, SignedPreKey,

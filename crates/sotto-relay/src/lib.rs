@@ -37,7 +37,9 @@
 //! let bob_address = MailboxAddress::of(bob.public());
 //! let alice_conn = RelayClient::connect(server.local_addr(), ClientConfig::default()).await?;
 //! let bundle = alice_conn.fetch_bundle(&bob_address).await?;
-//! alice_conn.send(&bob_address, MessageId::random()?, b"ciphertext").await?;
+//! // Without Bob's access key: a first contact (Bob published no verifier
+//! // here, so any sender may queue; see `RelayClient::send`).
+//! alice_conn.send(&bob_address, MessageId::random()?, None, b"ciphertext").await?;
 //!
 //! // Bob fetches, stores, acknowledges.
 //! for envelope in bob_conn.fetch_pending().await? {
@@ -81,6 +83,13 @@
 //!   [`ServerHandle::frame_memory`]). A full disk refuses new envelopes
 //!   with `StorageFull` and keeps delivering and deleting
 //!   ([`SqliteStore::open_with`]).
+//! - A mailbox whose owner published an access verifier takes envelopes
+//!   without limit only from senders that present its access key (which
+//!   the owner gives to the people it writes to, end-to-end encrypted);
+//!   anyone else is a first contact, of which the mailbox takes
+//!   [`ServerConfig::first_contact`] (a burst of 20, then one per 3 min),
+//!   so a stranger cannot fill it. The key does not say which contact
+//!   sent an envelope.
 //! - Envelopes are deleted on acknowledgement or expiry (SQLite
 //!   `secure_delete`); besides the bytes, only the recipient, the message
 //!   id and the hour the envelope expires are kept.
@@ -101,8 +110,10 @@ pub use client::{ClientConfig, ClientError, RelayClient, RelayEvent, SendReceipt
 pub use clock::{Clock, SystemClock, UnixTime};
 pub use envelope::{Envelope, MessageId};
 pub use protocol::{AuthInfo, ErrorCode, PreKeyStock, PreKeyUpload};
-pub use server::{FrameMemory, RateLimit, Server, ServerConfig, ServerError, ServerHandle};
+pub use server::{
+    FirstContactLimit, FrameMemory, RateLimit, Server, ServerConfig, ServerError, ServerHandle,
+};
 pub use store::{
-    MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteOptions, SqliteStore, StoreError,
-    StoreTotals,
+    Access, MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteOptions, SqliteStore,
+    StoreError, StoreTotals,
 };

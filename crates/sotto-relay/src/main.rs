@@ -40,6 +40,9 @@ usage: sotto-relay [options]
   --authenticated-frame-budget BYTES
                            frame memory of all authenticated connections
                            (default 268435456)
+  --first-contact-burst N  envelopes without the access key a mailbox takes at once (default 20)
+  --first-contact-interval-secs N
+                           then one more per this many seconds (default 180)
   --tls-cert PEM           certificate chain, PEM (needs the `tls` feature)
   --tls-key PEM            private key, PEM (needs the `tls` feature)
   --log LEVEL              error, warn, info, debug or trace (default info)
@@ -120,6 +123,13 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
                 options.config.authenticated_frame_budget = parse_number(&flag, &value)?;
             }
             "--max-db-bytes" => options.max_db_bytes = Some(parse_number(&flag, &value)?),
+            "--first-contact-burst" => {
+                options.config.first_contact.burst = parse_number(&flag, &value)?;
+            }
+            "--first-contact-interval-secs" => {
+                let secs: u64 = parse_number(&flag, &value)?;
+                options.config.first_contact.interval = Duration::from_secs(secs);
+            }
             "--tls-cert" => cert = Some(PathBuf::from(value)),
             "--tls-key" => key = Some(PathBuf::from(value)),
             "--log" => {
@@ -293,18 +303,29 @@ mod tests {
         assert_eq!(o.config.unauthenticated_frame_budget, 2_000_000);
         assert_eq!(o.config.authenticated_frame_budget, 3_000_000);
         assert_eq!(o.max_db_bytes, Some(1_000_000));
-        let defaults = parse(args("")).unwrap().unwrap();
-        assert_eq!(defaults.max_db_bytes, None);
-        assert_eq!(defaults.config.max_connections_per_address, 64);
+        let all_defaults = parse(args("")).unwrap().unwrap();
+        assert_eq!(all_defaults.max_db_bytes, None);
+        assert_eq!(all_defaults.config.max_connections_per_address, 64);
         assert_eq!(
-            defaults.config.unauthenticated_timeout,
+            all_defaults.config.unauthenticated_timeout,
             Duration::from_secs(30)
         );
-        assert_eq!(defaults.config.frame_timeout, Duration::from_secs(10));
+        assert_eq!(all_defaults.config.frame_timeout, Duration::from_secs(10));
         // Refused: zero, and a budget below the largest frame.
         assert!(parse(args("--max-connections-per-address 0")).is_err());
         assert!(parse(args("--frame-timeout-secs 0")).is_err());
         assert!(parse(args("--unauthenticated-frame-budget 1000")).is_err());
         assert!(parse(args("--memory --max-db-bytes 1000000")).is_err());
+
+        let o = parse(args(
+            "--first-contact-burst 0 --first-contact-interval-secs 600",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.config.first_contact.burst, 0);
+        assert_eq!(o.config.first_contact.interval, Duration::from_secs(600));
+        assert_eq!(defaults.first_contact.burst, 20);
+        assert_eq!(defaults.first_contact.interval, Duration::from_secs(180));
+        assert!(parse(args("--first-contact-interval-secs 0")).is_err());
     }
 }

@@ -109,7 +109,7 @@ async fn a_relay_killed_on_a_full_disk_starts_again_serves_fetch_and_ack_and_rec
     let refused = loop {
         assert!(stored < 500, "the relay never filled up");
         match sender
-            .send(&bob_address, numbered(stored), &[0xAB; 8192])
+            .send(&bob_address, numbered(stored), None, &[0xAB; 8192])
             .await
         {
             Ok(_) => stored += 1,
@@ -142,7 +142,7 @@ async fn a_relay_killed_on_a_full_disk_starts_again_serves_fetch_and_ack_and_rec
     // Still full: new envelopes are refused, clearly.
     let sender = RelayClient::connect(relay.addr, config()).await.unwrap();
     let refused = sender
-        .send(&bob_address, numbered(1000), &[1; 8192])
+        .send(&bob_address, numbered(1000), None, &[1; 8192])
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Some(ErrorCode::StorageFull));
@@ -153,7 +153,7 @@ async fn a_relay_killed_on_a_full_disk_starts_again_serves_fetch_and_ack_and_rec
     assert_eq!(bob_conn.ack(&ids).await.unwrap(), stored);
     for i in 0..stored.min(5) {
         sender
-            .send(&bob_address, numbered(2000 + i), &[2; 8192])
+            .send(&bob_address, numbered(2000 + i), None, &[2; 8192])
             .await
             .unwrap();
     }

@@ -85,7 +85,7 @@ async fn relay_and_client_logs_hold_no_payloads_keys_or_addresses() {
     let bundle = alice_conn.fetch_bundle(&bob_address).await.unwrap();
     let message_id = MessageId([0x4D; 16]);
     alice_conn
-        .send(&bob_address, message_id, PAYLOAD)
+        .send(&bob_address, message_id, None, PAYLOAD)
         .await
         .unwrap();
     let pending = bob_conn.fetch_pending().await.unwrap();

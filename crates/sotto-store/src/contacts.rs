@@ -1,6 +1,6 @@
 //! Contacts, their pinned identity keys, and starting sessions.
 
-use sotto_core::{IdentityKey, PreKeyBundle, SafetyNumber};
+use sotto_core::{AccessKey, IdentityKey, PreKeyBundle, SafetyNumber};
 
 use crate::error::{Error, Result};
 use crate::records::{ContactRecord, check_contact_id, check_contact_name};
@@ -14,6 +14,7 @@ impl From<ContactRecord> for Contact {
             name: r.name,
             identity_key: r.identity_key,
             verified: r.verified,
+            access_key: r.access_key,
         }
     }
 }
@@ -43,6 +44,7 @@ impl Store {
                     identity_key: identity_key.copied(),
                     verified: false,
                     newest_sent_at: 0,
+                    access_key: None,
                 },
             )
         })
@@ -86,6 +88,34 @@ impl Store {
     pub fn set_contact_verified(&mut self, id: &str, verified: bool) -> Result<()> {
         check_contact_id(id)?;
         self.update_contact(id, |c| c.verified = verified)
+    }
+
+    /// Remembers the unidentified-access key that contact `id` gave us (in
+    /// a message it sent), to present to the relay when sending to it
+    /// (docs/relay.md §6). `from` is the identity that authenticated the
+    /// message: the key is kept only if it is the identity pinned for the
+    /// contact, so nobody else can set it ([`Error::IdentityMismatch`]).
+    /// Returns whether the stored key changed; the same key again writes
+    /// nothing.
+    pub fn set_contact_access_key(
+        &mut self,
+        id: &str,
+        from: &IdentityKey,
+        key: &AccessKey,
+    ) -> Result<bool> {
+        check_contact_id(id)?;
+        self.write(|db, rng| {
+            let mut record = db.contact(id)?.ok_or(Error::UnknownContact)?;
+            if record.identity_key.as_ref() != Some(from) {
+                return Err(Error::IdentityMismatch);
+            }
+            if record.access_key.as_ref() == Some(key) {
+                return Ok(false);
+            }
+            record.access_key = Some(key.clone());
+            db.put_contact(rng, &record)?;
+            Ok(true)
+        })
     }
 
     fn update_contact(&mut self, id: &str, change: impl FnOnce(&mut ContactRecord)) -> Result<()> {

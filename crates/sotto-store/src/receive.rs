@@ -209,6 +209,7 @@ fn receive_one(
                     identity_key: Some(remote),
                     verified: false,
                     newest_sent_at: 0,
+                    access_key: None,
                 });
                 state.contact_dirty = true;
             }

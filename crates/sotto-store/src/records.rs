@@ -11,7 +11,8 @@
 //!                   bit3 newest sent_at) || [identity key(32)]
 //!                   || u16be(len) || contact id || u16be(len) || name
 //!                   || [u64be(boundary) || u16be(n) || n * u64be(resent seq)]
-//!                   || [u64be(newest sent_at)] || [u8(resets in a row), flag bit 4])
+//!                   || [u64be(newest sent_at)] || [u8(resets in a row), flag bit 4]
+//!                   || [access key(16), flag bit 5])
 //! conversation  pad(0x01 || conversation key(32) || u16be(len) || contact id
 //!                   || [u32be(n) || n × (u64be(first) || u64be(last))])
 //!               the optional tail lists the seqs deleted on purpose, as ranges
@@ -30,8 +31,8 @@
 //!                   || u64be(published_at ms) || u64be(retired_at ms)   (0 when not known / not retired)
 //! ```
 
-use sotto_core::IdentityKey;
 use sotto_core::pad::{MAX_PLAINTEXT_LEN, pad_into, unpad};
+use sotto_core::{AccessKey, IdentityKey};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -277,6 +278,9 @@ pub(crate) struct ContactRecord {
     pub(crate) recovery: RecoveryState,
     /// See [`NewestSentAt`].
     pub(crate) newest_sent_at: NewestSentAt,
+    /// The contact's unidentified-access key, learnt from its messages:
+    /// with it, the relay queues what we send it without limit.
+    pub(crate) access_key: Option<AccessKey>,
 }
 
 /// Most resent seqs remembered per contact since the last reset.
@@ -310,7 +314,8 @@ pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
             | (u8::from(c.identity_key.is_some()) << 1)
             | (u8::from(has_recovery) << 2)
             | (u8::from(c.newest_sent_at != 0) << 3)
-            | (u8::from(c.recovery.resets_in_row != 0) << 4),
+            | (u8::from(c.recovery.resets_in_row != 0) << 4)
+            | (u8::from(c.access_key.is_some()) << 5),
     );
     if let Some(key) = &c.identity_key {
         out.extend_from_slice(key.as_bytes());
@@ -331,6 +336,9 @@ pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
     if c.recovery.resets_in_row != 0 {
         out.push(c.recovery.resets_in_row);
     }
+    if let Some(key) = &c.access_key {
+        out.extend_from_slice(key.as_bytes());
+    }
     out
 }
 
@@ -338,7 +346,7 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
     let mut r = Reader::new(bytes);
     r.version()?;
     let flags = r.u8()?;
-    if flags & !0b1_1111 != 0 {
+    if flags & !0b11_1111 != 0 {
         return Err(Malformed);
     }
     let identity_key = if flags & 0b10 != 0 {
@@ -363,6 +371,11 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
     if flags & 0b1_0000 != 0 {
         recovery.resets_in_row = r.u8()?;
     }
+    let access_key = if flags & 0b10_0000 != 0 {
+        Some(AccessKey::from_bytes(r.array::<16>()?))
+    } else {
+        None
+    };
     r.finish()?;
     Ok(ContactRecord {
         id,
@@ -371,6 +384,7 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
         verified: flags & 0b01 != 0,
         recovery,
         newest_sent_at,
+        access_key,
     })
 }
 
@@ -736,6 +750,7 @@ mod tests {
                 resets_in_row: 2,
             },
             newest_sent_at: 99,
+            access_key: Some(AccessKey::from_bytes([6; 16])),
         };
         let back = decode_contact(&encode_contact(&rec)).unwrap();
         assert_eq!(back.id, "id");
@@ -744,6 +759,37 @@ mod tests {
         assert!(back.verified);
         assert_eq!(back.recovery, rec.recovery);
         assert_eq!(back.newest_sent_at, 99);
+        assert_eq!(back.access_key, rec.access_key);
+        // Without the optional fields (as older records were written), and
+        // with the access key alone.
+        let plain = ContactRecord {
+            id: "id".into(),
+            name: String::new(),
+            identity_key: None,
+            verified: false,
+            recovery: RecoveryState::default(),
+            newest_sent_at: 0,
+            access_key: None,
+        };
+        let encoded = encode_contact(&plain);
+        assert_eq!(encoded[1], 0, "no flag bits");
+        assert!(decode_contact(&encoded).unwrap().access_key.is_none());
+        let keyed = ContactRecord {
+            access_key: Some(AccessKey::from_bytes([7; 16])),
+            ..plain
+        };
+        let encoded = encode_contact(&keyed);
+        assert_eq!(encoded[1], 0b10_0000);
+        assert_eq!(&encoded[encoded.len() - 16..], &[7; 16]);
+        assert_eq!(
+            decode_contact(&encoded).unwrap().access_key,
+            keyed.access_key
+        );
+        // A key cut short, or a flag bit nobody defined, is malformed.
+        assert!(decode_contact(&encoded[..encoded.len() - 1]).is_err());
+        let mut unknown = encoded.to_vec();
+        unknown[1] |= 0b100_0000;
+        assert!(decode_contact(&unknown).is_err());
         let ids = PreKeyIds {
             next_signed: 3,
             next_one_time: 77,

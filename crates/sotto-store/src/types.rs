@@ -3,7 +3,7 @@
 use core::fmt;
 
 use rand_core::CryptoRng;
-use sotto_core::IdentityKey;
+use sotto_core::{AccessKey, IdentityKey};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
@@ -262,6 +262,11 @@ pub struct Contact {
     pub identity_key: Option<IdentityKey>,
     /// True once the user compared safety numbers.
     pub verified: bool,
+    /// The contact's unidentified-access key, once a message from it
+    /// carried one ([`Store::set_contact_access_key`](crate::Store::set_contact_access_key)).
+    /// Presented to the relay when sending to the contact. Secret; not
+    /// shown by `Debug`.
+    pub access_key: Option<AccessKey>,
 }
 
 impl fmt::Debug for Contact {
@@ -271,6 +276,7 @@ impl fmt::Debug for Contact {
             .field("name", &"<redacted>")
             .field("has_identity_key", &self.identity_key.is_some())
             .field("verified", &self.verified)
+            .field("has_access_key", &self.access_key.is_some())
             .finish()
     }
 }

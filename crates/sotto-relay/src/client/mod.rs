@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use sotto_core::{IdentityKeyPair, PreKeyBundle};
+use sotto_core::{AccessKey, IdentityKeyPair, PreKeyBundle};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
@@ -399,10 +399,17 @@ impl RelayClient {
 
     /// Queues `payload` for `recipient`. Resending with the same
     /// `message_id` while the first copy is queued stores nothing new.
+    ///
+    /// `access_key` is the recipient's access key, if the recipient gave
+    /// it to us (docs/relay.md §6, "Access"). Without it (or with a wrong
+    /// one) the envelope is a first contact: a mailbox that published an
+    /// access verifier takes only a few of those, and beyond them the
+    /// relay refuses with [`ErrorCode::AccessDenied`] (try again later).
     pub async fn send(
         &self,
         recipient: &MailboxAddress,
         message_id: MessageId,
+        access_key: Option<&AccessKey>,
         payload: &[u8],
     ) -> Result<SendReceipt, ClientError> {
         let max = self.max_payload_len();
@@ -415,6 +422,7 @@ impl RelayClient {
         let request = Request::Send {
             recipient: *recipient,
             message_id,
+            access_key: access_key.cloned(),
             payload: payload.to_vec(),
         };
         match self.inner.request(request).await? {

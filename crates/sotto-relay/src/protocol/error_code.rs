@@ -50,6 +50,10 @@ pub enum ErrorCode {
     /// This connection has had as many envelope bytes stored as one
     /// connection may (fatal: reconnect to send more).
     SendBudgetExceeded,
+    /// The sender did not present the recipient's access key (or a wrong
+    /// one) and the recipient's first-contact allowance is used up; nothing
+    /// was stored. Try again later.
+    AccessDenied,
     /// The relay is at its connection limit (fatal).
     ServerBusy,
     /// The relay is shutting down (fatal).
@@ -82,6 +86,7 @@ impl ErrorCode {
             Self::UnknownRecipient => 0x0032,
             Self::StorageFull => 0x0033,
             Self::SendBudgetExceeded => 0x0034,
+            Self::AccessDenied => 0x0035,
             Self::ServerBusy => 0x00F0,
             Self::ShuttingDown => 0x00F1,
             Self::Internal => 0x00FF,
@@ -110,6 +115,7 @@ impl ErrorCode {
             0x0032 => Self::UnknownRecipient,
             0x0033 => Self::StorageFull,
             0x0034 => Self::SendBudgetExceeded,
+            0x0035 => Self::AccessDenied,
             0x00F0 => Self::ServerBusy,
             0x00F1 => Self::ShuttingDown,
             0x00FF => Self::Internal,
@@ -162,5 +168,12 @@ mod tests {
         assert!(!ErrorCode::UnknownRecipient.is_fatal());
         assert!(!ErrorCode::StorageFull.is_fatal());
         assert!(ErrorCode::SendBudgetExceeded.is_fatal());
+    }
+
+    #[test]
+    fn access_denied_is_0x0035_and_not_fatal() {
+        assert_eq!(ErrorCode::from_u16(0x0035), ErrorCode::AccessDenied);
+        assert_eq!(ErrorCode::AccessDenied.to_u16(), 0x0035);
+        assert!(!ErrorCode::AccessDenied.is_fatal());
     }
 }

@@ -55,12 +55,13 @@ pub const MAX_SERVER_ID_LEN: usize = 255;
 /// Longest error message the relay sends, in bytes.
 pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
 
-/// Bytes of a `Send` request in front of the payload:
-/// `type(1) || request_id(4) || recipient(32) || message_id(16)`.
-pub const SEND_OVERHEAD: usize = 1 + 4 + 32 + 16;
+/// Bytes of a `Send` request in front of the payload, with an access key:
+/// `type(1) || request_id(4) || recipient(32) || message_id(16) ||
+/// flags(1) || access_key(16)`.
+pub const SEND_OVERHEAD: usize = 1 + 4 + 32 + 16 + 1 + 16;
 
 /// The largest envelope payload that fits in a `Send` frame of
-/// `max_frame_size` bytes.
+/// `max_frame_size` bytes, whether or not it carries an access key.
 pub fn max_payload_len(max_frame_size: u32) -> usize {
     (max_frame_size as usize).saturating_sub(SEND_OVERHEAD)
 }

@@ -1,6 +1,6 @@
 //! Frames a client sends.
 
-use sotto_core::{OneTimePreKey, SignedPreKey};
+use sotto_core::{AccessKey, AccessVerifier, OneTimePreKey, SignedPreKey};
 
 use super::codec::{Reader, header};
 use super::frame_type as t;
@@ -57,6 +57,10 @@ pub struct PreKeyUpload {
     /// Delete every stored one-time prekey before adding these (for a client
     /// that lost the private halves of the ones it uploaded before).
     pub replace_one_time_prekeys: bool,
+    /// The owner's access verifier, replacing the published one; `None`
+    /// keeps it. Stored with the signed prekey, so it is sent only together
+    /// with one (docs/relay.md §5).
+    pub access_verifier: Option<AccessVerifier>,
 }
 
 impl PreKeyUpload {
@@ -69,9 +73,30 @@ impl PreKeyUpload {
                 .map(OneTimePreKeyPublic::from)
                 .collect(),
             replace_one_time_prekeys: false,
+            access_verifier: None,
         }
     }
+
+    /// The same upload, also publishing `verifier` (only with a signed
+    /// prekey).
+    pub fn with_access_verifier(mut self, verifier: AccessVerifier) -> Self {
+        self.access_verifier = Some(verifier);
+        self
+    }
 }
+
+/// Flag bits of `UploadPreKeys`.
+mod upload_flags {
+    /// A signed prekey follows.
+    pub(super) const SIGNED_PREKEY: u8 = 0x01;
+    /// Replace the stored one-time prekeys.
+    pub(super) const REPLACE_ONE_TIME: u8 = 0x02;
+    /// An access verifier follows the signed prekey.
+    pub(super) const ACCESS_VERIFIER: u8 = 0x04;
+}
+
+/// Flag bit of `Send`: an access key follows.
+const SEND_WITH_ACCESS_KEY: u8 = 0x01;
 
 /// A request (client to relay).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,20 +117,28 @@ pub enum Request {
         signature: [u8; 64],
     },
     /// `0x02` (authenticated): `flags(u8) || [u32be(spk_id) || SPK(32) ||
-    /// sig(64)] || u16be(n) || n × (u32be(id) || OPK(32))`. Flag bit 0: a
-    /// signed prekey follows; bit 1: replace the stored one-time prekeys.
+    /// sig(64)] || [verifier(32)] || u16be(n) || n × (u32be(id) || OPK(32))`.
+    /// Flag bit 0: a signed prekey follows; bit 1: replace the stored
+    /// one-time prekeys; bit 2 (only with bit 0): an access verifier
+    /// follows.
     UploadPreKeys(PreKeyUpload),
     /// `0x03`: `address(32)`.
     FetchBundle {
         /// Whose bundle.
         address: MailboxAddress,
     },
-    /// `0x04`: `recipient(32) || message_id(16) || payload(rest)`.
+    /// `0x04`: `recipient(32) || message_id(16) || flags(u8) ||
+    /// [access_key(16)] || payload(rest)`. Flag bit 0: an access key
+    /// follows.
     Send {
         /// Recipient mailbox.
         recipient: MailboxAddress,
         /// Sender-chosen dedupe id.
         message_id: MessageId,
+        /// The recipient's access key, if the sender has it (docs/relay.md
+        /// §6: without it, or with a wrong one, the envelope counts against
+        /// the mailbox's first-contact allowance).
+        access_key: Option<AccessKey>,
         /// Opaque bytes (at least one).
         payload: Vec<u8>,
     },
@@ -169,19 +202,25 @@ impl Request {
             }
             Self::UploadPreKeys(upload) => {
                 let n = upload.one_time_prekeys.len().min(usize::from(u16::MAX));
-                let mut out = header(t::UPLOAD_PREKEYS, request_id, 103 + 36 * n);
+                let mut out = header(t::UPLOAD_PREKEYS, request_id, 135 + 36 * n);
                 let mut flags = 0u8;
                 if upload.signed_prekey.is_some() {
-                    flags |= 0x01;
+                    flags |= upload_flags::SIGNED_PREKEY;
                 }
                 if upload.replace_one_time_prekeys {
-                    flags |= 0x02;
+                    flags |= upload_flags::REPLACE_ONE_TIME;
+                }
+                if upload.access_verifier.is_some() {
+                    flags |= upload_flags::ACCESS_VERIFIER;
                 }
                 out.push(flags);
                 if let Some(spk) = &upload.signed_prekey {
                     out.extend_from_slice(&spk.id.to_be_bytes());
                     out.extend_from_slice(&spk.public);
                     out.extend_from_slice(&spk.signature);
+                }
+                if let Some(verifier) = &upload.access_verifier {
+                    out.extend_from_slice(verifier.as_bytes());
                 }
                 out.extend_from_slice(&(n as u16).to_be_bytes());
                 for opk in upload.one_time_prekeys.iter().take(n) {
@@ -198,11 +237,19 @@ impl Request {
             Self::Send {
                 recipient,
                 message_id,
+                access_key,
                 payload,
             } => {
-                let mut out = header(t::SEND, request_id, 48 + payload.len());
+                let mut out = header(t::SEND, request_id, 65 + payload.len());
                 out.extend_from_slice(recipient.as_bytes());
                 out.extend_from_slice(&message_id.0);
+                match access_key {
+                    Some(key) => {
+                        out.push(SEND_WITH_ACCESS_KEY);
+                        out.extend_from_slice(key.as_bytes());
+                    }
+                    None => out.push(0),
+                }
                 out.extend_from_slice(payload);
                 out
             }
@@ -272,15 +319,26 @@ fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError
         },
         t::UPLOAD_PREKEYS => {
             let flags = r.u8()?;
-            if flags & !0x03 != 0 {
+            let known = upload_flags::SIGNED_PREKEY
+                | upload_flags::REPLACE_ONE_TIME
+                | upload_flags::ACCESS_VERIFIER;
+            // The verifier is stored with the signed prekey: never alone.
+            let verifier_alone = flags & upload_flags::ACCESS_VERIFIER != 0
+                && flags & upload_flags::SIGNED_PREKEY == 0;
+            if flags & !known != 0 || verifier_alone {
                 return Err(DecodeError::InvalidField("upload flags"));
             }
-            let signed_prekey = if flags & 0x01 != 0 {
+            let signed_prekey = if flags & upload_flags::SIGNED_PREKEY != 0 {
                 Some(SignedPreKeyPublic {
                     id: r.u32()?,
                     public: r.array()?,
                     signature: r.array()?,
                 })
+            } else {
+                None
+            };
+            let access_verifier = if flags & upload_flags::ACCESS_VERIFIER != 0 {
+                Some(AccessVerifier::from_bytes(r.array()?))
             } else {
                 None
             };
@@ -298,17 +356,32 @@ fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError
             Request::UploadPreKeys(PreKeyUpload {
                 signed_prekey,
                 one_time_prekeys,
-                replace_one_time_prekeys: flags & 0x02 != 0,
+                replace_one_time_prekeys: flags & upload_flags::REPLACE_ONE_TIME != 0,
+                access_verifier,
             })
         }
         t::FETCH_BUNDLE => Request::FetchBundle {
             address: MailboxAddress::from_bytes(r.array()?),
         },
-        t::SEND => Request::Send {
-            recipient: MailboxAddress::from_bytes(r.array()?),
-            message_id: MessageId(r.array()?),
-            payload: r.rest().to_vec(),
-        },
+        t::SEND => {
+            let recipient = MailboxAddress::from_bytes(r.array()?);
+            let message_id = MessageId(r.array()?);
+            let flags = r.u8()?;
+            if flags & !SEND_WITH_ACCESS_KEY != 0 {
+                return Err(DecodeError::InvalidField("send flags"));
+            }
+            let access_key = if flags & SEND_WITH_ACCESS_KEY != 0 {
+                Some(AccessKey::from_bytes(r.array()?))
+            } else {
+                None
+            };
+            Request::Send {
+                recipient,
+                message_id,
+                access_key,
+                payload: r.rest().to_vec(),
+            }
+        }
         t::FETCH => Request::Fetch {
             after: r.u64()?,
             max_count: r.u16()?,
@@ -359,6 +432,7 @@ mod tests {
                     },
                 ],
                 replace_one_time_prekeys: true,
+                access_verifier: Some(AccessVerifier::from_bytes([10; 32])),
             }),
             Request::UploadPreKeys(PreKeyUpload::default()),
             Request::FetchBundle {
@@ -367,6 +441,13 @@ mod tests {
             Request::Send {
                 recipient: MailboxAddress::from_bytes([8; 32]),
                 message_id: MessageId([9; 16]),
+                access_key: None,
+                payload: b"opaque".to_vec(),
+            },
+            Request::Send {
+                recipient: MailboxAddress::from_bytes([8; 32]),
+                message_id: MessageId([9; 16]),
+                access_key: Some(AccessKey::from_bytes([11; 16])),
                 payload: b"opaque".to_vec(),
             },
             Request::Fetch {
@@ -395,7 +476,9 @@ mod tests {
             let body = request.encode(1);
             for cut in 0..body.len() {
                 // A Send with a shorter payload is still a valid Send.
-                if matches!(request, Request::Send { .. }) && cut >= 53 {
+                if let Request::Send { access_key, .. } = &request
+                    && cut >= 54 + access_key.as_ref().map_or(0, |_| 16)
+                {
                     continue;
                 }
                 assert!(
@@ -408,6 +491,38 @@ mod tests {
                 longer.push(0);
                 assert!(RequestFrame::decode(&longer).is_err());
             }
+        }
+    }
+
+    #[test]
+    fn unknown_flags_and_a_verifier_without_a_signed_prekey_are_refused() {
+        let send = Request::Send {
+            recipient: MailboxAddress::from_bytes([8; 32]),
+            message_id: MessageId([9; 16]),
+            access_key: None,
+            payload: b"x".to_vec(),
+        };
+        let mut body = send.encode(1);
+        // type || id || recipient || message id, then the flags.
+        for flags in [0x02, 0x80] {
+            body[53] = flags;
+            assert_eq!(
+                RequestFrame::decode(&body),
+                Err(DecodeError::InvalidField("send flags"))
+            );
+        }
+        let upload = Request::UploadPreKeys(PreKeyUpload::default()).encode(1);
+        for flags in [0x04, 0x06, 0x08] {
+            let mut body = upload.clone();
+            body[5] = flags;
+            if flags == 0x04 || flags == 0x06 {
+                body.splice(6..6, [0u8; 32]);
+            }
+            assert_eq!(
+                RequestFrame::decode(&body),
+                Err(DecodeError::InvalidField("upload flags")),
+                "flags {flags:#04x}"
+            );
         }
     }
 

@@ -46,6 +46,38 @@ impl Default for RateLimit {
     }
 }
 
+/// How many envelopes strangers may queue for a mailbox: a token bucket per
+/// recipient mailbox, in the relay's memory (docs/relay.md §6, "Access").
+///
+/// An envelope whose sender presents the recipient's access key, or sent to
+/// a mailbox that published no access verifier, never touches it. Any
+/// other envelope (no key, or a wrong one) is a *first contact*: it takes a
+/// token, and without one it is refused with `AccessDenied`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstContactLimit {
+    /// First contacts a mailbox takes in a burst (default 20). 0: none at
+    /// all, only senders with the access key.
+    pub burst: u32,
+    /// One more first contact is allowed per this much time, up to
+    /// `burst` (default 3 min; at least 1 s).
+    pub interval: Duration,
+    /// Most mailboxes whose allowance is tracked at once (default
+    /// 100 000). A mailbox whose allowance is full again is forgotten;
+    /// while this many are partly used, first contacts to further
+    /// mailboxes are refused, so the relay's memory stays bounded.
+    pub tracked_mailboxes: usize,
+}
+
+impl Default for FirstContactLimit {
+    fn default() -> Self {
+        Self {
+            burst: 20,
+            interval: Duration::from_secs(180),
+            tracked_mailboxes: 100_000,
+        }
+    }
+}
+
 /// Everything a relay can be told. Build it with `ServerConfig::default()`
 /// and change the fields you need.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,7 +87,7 @@ pub struct ServerConfig {
     /// (default `"sotto-relay"`).
     pub server_id: String,
     /// Largest frame accepted, length prefix value (default 1 MiB, minimum
-    /// 1024). The largest envelope is this minus 53 bytes.
+    /// 1024). The largest envelope is this minus 70 bytes.
     pub max_frame_size: u32,
     /// Per-mailbox queue limits (default 10 000 envelopes, 256 MiB).
     pub mailbox_limits: MailboxLimits,
@@ -76,7 +108,7 @@ pub struct ServerConfig {
     /// refused with the fatal `SendBudgetExceeded` and the connection is
     /// closed; the client reconnects to send more. Refused and duplicate
     /// envelopes do not count. At least the largest envelope
-    /// (`max_frame_size - 53`).
+    /// (`max_frame_size - 70`).
     pub connection_send_budget: u64,
     /// Most one-time prekeys stored per mailbox (default 1000).
     pub max_one_time_prekeys: u32,
@@ -126,6 +158,9 @@ pub struct ServerConfig {
     /// On shutdown, connections get this long to finish the request in hand
     /// before they are cut (default 5 s).
     pub shutdown_grace: Duration,
+    /// First contacts per mailbox (default a burst of 20, then one per
+    /// 3 min): envelopes without the recipient's access key.
+    pub first_contact: FirstContactLimit,
 }
 
 impl Default for ServerConfig {
@@ -152,6 +187,7 @@ impl Default for ServerConfig {
             authenticated_frame_budget: DEFAULT_AUTHENTICATED_FRAME_BUDGET,
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            first_contact: FirstContactLimit::default(),
         }
     }
 }
@@ -195,7 +231,7 @@ impl ServerConfig {
         }
         // Otherwise an envelope of the largest size could never be sent.
         if self.connection_send_budget < max_payload_len(self.max_frame_size) as u64 {
-            return Err("connection_send_budget must be at least max_frame_size - 53");
+            return Err("connection_send_budget must be at least max_frame_size - 70");
         }
         let r = &self.rate_limit;
         let positive = |v: f64| v.is_finite() && v > 0.0;
@@ -213,6 +249,13 @@ impl ServerConfig {
             || self.write_timeout.is_zero()
         {
             return Err("timeouts must be positive");
+        }
+        if self.first_contact.interval < Duration::from_secs(1)
+            || self.first_contact.tracked_mailboxes == 0
+        {
+            return Err(
+                "first_contact.interval must be at least 1 s and tracked_mailboxes at least 1",
+            );
         }
         Ok(())
     }
@@ -281,6 +324,20 @@ mod tests {
                 },
                 ..Default::default()
             },
+            ServerConfig {
+                first_contact: FirstContactLimit {
+                    interval: Duration::from_millis(999),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ServerConfig {
+                first_contact: FirstContactLimit {
+                    tracked_mailboxes: 0,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
         ];
         for config in bad {
             assert!(config.validate().is_err());
@@ -288,7 +345,7 @@ mod tests {
         // The smallest budget that still lets the largest envelope through.
         let smallest = ServerConfig {
             max_frame_size: 1024,
-            connection_send_budget: 1024 - 53,
+            connection_send_budget: 1024 - 70,
             ..Default::default()
         };
         assert!(smallest.validate().is_ok());

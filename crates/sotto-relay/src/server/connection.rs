@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rand::TryRng;
 use sotto_core::keys::check_x25519_public;
-use sotto_core::{IdentityKey, PreKeyBundle};
+use sotto_core::{AccessKey, IdentityKey, PreKeyBundle};
 use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
@@ -34,7 +34,7 @@ use crate::protocol::{
     AuthInfo, CHALLENGE_LEN, ChannelBinding, DecodeError, ErrorCode, PreKeyStock, PreKeyUpload,
     Push, Request, RequestFrame, Response, SUPPORTED_VERSIONS, Welcome, auth_message,
 };
-use crate::store::{MailboxStore, StoreError, has_duplicate_ids};
+use crate::store::{Access, Enqueued, MailboxStore, StoreError, has_duplicate_ids};
 
 /// How long a connection closed for a protocol violation keeps reading (and
 /// discarding) so the client receives the final error frame instead of a
@@ -461,6 +461,14 @@ impl<S: Transport> Connection<S> {
                 )
                 .await
             }
+            StoreError::AccessDenied => {
+                self.error(
+                    request_id,
+                    ErrorCode::AccessDenied,
+                    "this mailbox only takes messages from its contacts right now; try later",
+                )
+                .await
+            }
             StoreError::StorageFull {
                 queued_bytes,
                 max_bytes,
@@ -580,8 +588,12 @@ impl<S: Transport> Connection<S> {
             Request::Send {
                 recipient,
                 message_id,
+                access_key,
                 payload,
-            } => self.send_envelope(id, recipient, message_id, payload).await,
+            } => {
+                self.send_envelope(id, recipient, message_id, access_key, payload)
+                    .await
+            }
             Request::Fetch { after, max_count } => self.fetch(id, after, max_count).await,
             Request::Ack { ids } => self.ack(id, ids).await,
             Request::PreKeyCount => self.prekey_count(id).await,
@@ -781,6 +793,7 @@ impl<S: Transport> Connection<S> {
         id: u32,
         recipient: MailboxAddress,
         message_id: MessageId,
+        access_key: Option<AccessKey>,
         payload: Vec<u8>,
     ) -> Flow {
         if payload.is_empty() {
@@ -802,10 +815,25 @@ impl<S: Transport> Connection<S> {
         }
         let policy = self.shared.config.queue_policy();
         let now = self.shared.clock.now();
-        match self
-            .store(move |s| s.enqueue(&recipient, &message_id, &payload, &policy, now))
+        let payload = Arc::new(payload);
+        let with_key = {
+            let payload = payload.clone();
+            self.store(move |s| {
+                let access = Access::Key(access_key.as_ref());
+                s.enqueue(&recipient, &message_id, &payload, access, &policy, now)
+            })
             .await
-        {
+        };
+        let result = match with_key {
+            // No key, or a wrong one, for a mailbox that publishes a
+            // verifier: a first contact.
+            Err(StoreError::AccessDenied) => {
+                self.first_contact(recipient, message_id, payload, now)
+                    .await
+            }
+            other => other,
+        };
+        match result {
             Ok(stored) => {
                 if !stored.duplicate {
                     self.stored_bytes = self.stored_bytes.saturating_add(len);
@@ -820,6 +848,53 @@ impl<S: Transport> Connection<S> {
             }
             Err(e) => self.store_error(id, e).await,
         }
+    }
+
+    /// Queues an envelope that did not prove access to its mailbox, if the
+    /// mailbox's first-contact allowance has one left (docs/relay.md §6,
+    /// "Access"). The allowance is taken before the store is asked, so
+    /// concurrent senders cannot overdraw it, and given back when nothing
+    /// new was stored.
+    async fn first_contact(
+        &self,
+        recipient: MailboxAddress,
+        message_id: MessageId,
+        payload: Arc<Vec<u8>>,
+        now: crate::clock::UnixTime,
+    ) -> Result<Enqueued, StoreError> {
+        let allowance = || {
+            self.shared
+                .first_contacts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if !allowance().take(&recipient, now) {
+            tracing::debug!("first-contact allowance of a mailbox used up");
+            return Err(StoreError::AccessDenied);
+        }
+        let policy = self.shared.config.queue_policy();
+        let result = self
+            .store(move |s| {
+                s.enqueue(
+                    &recipient,
+                    &message_id,
+                    &payload,
+                    Access::FirstContact,
+                    &policy,
+                    now,
+                )
+            })
+            .await;
+        if !matches!(
+            result,
+            Ok(Enqueued {
+                duplicate: false,
+                ..
+            })
+        ) {
+            allowance().give_back(&recipient, now);
+        }
+        result
     }
 
     /// Bytes available for envelopes in one response frame: the frame limit

@@ -16,6 +16,7 @@
 
 mod config;
 mod connection;
+mod first_contact;
 mod frame_budget;
 mod hub;
 mod rate_limit;
@@ -23,8 +24,8 @@ mod source_limit;
 
 pub use config::{
     DEFAULT_AUTHENTICATED_FRAME_BUDGET, DEFAULT_CONNECTION_SEND_BUDGET,
-    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_UNAUTHENTICATED_FRAME_BUDGET, RateLimit,
-    ServerConfig,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_UNAUTHENTICATED_FRAME_BUDGET, FirstContactLimit,
+    RateLimit, ServerConfig,
 };
 pub use frame_budget::FrameMemory;
 
@@ -69,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) frames: Arc<frame_budget::FrameBudgets>,
     /// Open connections per source address.
     sources: Arc<source_limit::SourceLimiter>,
+    /// Each mailbox's allowance of envelopes without its access key.
+    pub(crate) first_contacts: std::sync::Mutex<first_contact::FirstContacts>,
 }
 
 /// A bound relay that is not yet accepting connections.
@@ -110,6 +113,9 @@ impl Server {
             listener,
             local_addr,
             shared: Shared {
+                first_contacts: std::sync::Mutex::new(first_contact::FirstContacts::new(
+                    config.first_contact,
+                )),
                 config,
                 store,
                 hub: hub::Hub::default(),

@@ -3,11 +3,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use sotto_core::{IdentityKey, PreKeyBundle};
+use sotto_core::{AccessVerifier, IdentityKey, PreKeyBundle};
 
 use super::{
-    Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy, StoreError, StoreTotals, Swept,
-    TakenBundle, is_expired,
+    Access, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy, StoreError,
+    StoreTotals, Swept, TakenBundle, is_expired,
 };
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
@@ -48,6 +48,8 @@ struct Queued {
 #[derive(Default)]
 struct Directory {
     signed: Option<(IdentityKey, SignedPreKeyPublic)>,
+    /// Kept with the signed prekey: set only while one is published.
+    access_verifier: Option<AccessVerifier>,
     /// Upload order -> key, so the oldest is handed out first.
     one_time: BTreeMap<u64, OneTimePreKeyPublic>,
     order_of: HashMap<u32, u64>,
@@ -131,6 +133,11 @@ impl MailboxStore for MemoryStore {
         if let Some(spk) = upload.signed_prekey {
             dir.signed = Some((*owner, spk));
         }
+        if let Some(verifier) = upload.access_verifier
+            && dir.signed.is_some()
+        {
+            dir.access_verifier = Some(verifier);
+        }
         for key in &upload.one_time_prekeys {
             let order = match dir.order_of.get(&key.id) {
                 Some(order) => *order,
@@ -182,16 +189,22 @@ impl MailboxStore for MemoryStore {
         recipient: &MailboxAddress,
         message_id: &MessageId,
         payload: &[u8],
+        access: Access<'_>,
         policy: &QueuePolicy,
         now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
         let mut state = self.lock()?;
-        let registered = state
+        let Some(directory) = state
             .directory
             .get(recipient)
-            .is_some_and(|d| d.signed.is_some());
-        if !registered {
+            .filter(|d| d.signed.is_some())
+        else {
             return Err(StoreError::UnknownRecipient);
+        };
+        if let (Access::Key(key), Some(verifier)) = (access, &directory.access_verifier)
+            && !key.is_some_and(|key| verifier.admits(key))
+        {
+            return Err(StoreError::AccessDenied);
         }
         let queued = state
             .mailboxes
@@ -367,5 +380,12 @@ mod tests {
     #[test]
     fn expiry_contract() {
         super::super::contract_tests::expired_envelopes_are_hidden_then_swept(&MemoryStore::new());
+    }
+
+    #[test]
+    fn access_contract() {
+        super::super::contract_tests::access_keys_guard_mailboxes_with_a_verifier(
+            &MemoryStore::new(),
+        );
     }
 }

@@ -17,10 +17,11 @@
 //!   it returns in the same atomic step, so no key is handed out twice, even
 //!   to concurrent callers in different processes.
 //! - [`enqueue`](MailboxStore::enqueue) checks that the recipient is
-//!   registered (has a published signed prekey), the mailbox limits and the
-//!   store-wide byte limit, and inserts, all in the same atomic step; it
-//!   returns only once the envelope is durable (for a durable backend). A
-//!   refused envelope changes nothing.
+//!   registered (has a published signed prekey), that the sender may queue
+//!   for it ([`Access`]: the access key against the published verifier),
+//!   the mailbox limits and the store-wide byte limit, and inserts, all in
+//!   the same atomic step; it returns only once the envelope is durable
+//!   (for a durable backend). A refused envelope changes nothing.
 //! - Every queued envelope carries its expiry, a whole hour
 //!   ([`QueuePolicy::expiry_hour`]). From that hour on, `fetch` no longer
 //!   returns it, and [`sweep_expired`](MailboxStore::sweep_expired) deletes
@@ -45,7 +46,7 @@ pub use sqlite::{SqliteOptions, SqliteStore};
 
 use std::time::Duration;
 
-use sotto_core::{IdentityKey, PreKeyBundle};
+use sotto_core::{AccessKey, IdentityKey, PreKeyBundle};
 
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
@@ -146,6 +147,20 @@ pub struct MailboxUsage {
     pub last_id: u64,
 }
 
+/// What a sender showed to be allowed to queue for a mailbox
+/// (docs/relay.md §6, "Access").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Access<'a> {
+    /// The recipient's access key as the sender presented it, if it did.
+    /// Admitted when the mailbox published no access verifier, or the key
+    /// matches it; otherwise [`StoreError::AccessDenied`].
+    Key(Option<&'a AccessKey>),
+    /// The relay's first-contact allowance for the mailbox admitted this
+    /// envelope: it is queued without an access key.
+    FirstContact,
+}
+
 /// Result of [`MailboxStore::enqueue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Enqueued {
@@ -184,6 +199,10 @@ pub enum StoreError {
     /// mailbox to queue for.
     #[error("no such mailbox: the recipient has published no signed prekey")]
     UnknownRecipient,
+    /// The recipient published an access verifier and the sender presented
+    /// no access key, or a wrong one ([`Access::Key`]).
+    #[error("no access: the sender did not present the recipient's access key")]
+    AccessDenied,
     /// One more envelope of this size would bring the bytes queued in the
     /// whole store over its limit.
     #[error(
@@ -248,7 +267,10 @@ impl From<rusqlite::Error> for StoreError {
 /// the atomicity and ordering every backend must provide.
 pub trait MailboxStore: Send + Sync + 'static {
     /// Publishes `owner`'s prekeys: replaces the signed prekey if one is
-    /// given, optionally deletes the stored one-time prekeys, then adds the
+    /// given, and the access verifier if one is given (it is kept with the
+    /// signed prekey: a verifier is stored only while a signed prekey is
+    /// published, and an upload without one keeps the stored one),
+    /// optionally deletes the stored one-time prekeys, then adds the
     /// uploaded ones (replacing stored keys with the same id). Fails with
     /// [`StoreError::TooManyPreKeys`], storing nothing, if more than
     /// `max_one_time` one-time prekeys would be stored. Returns how many are
@@ -275,6 +297,11 @@ pub trait MailboxStore: Send + Sync + 'static {
     ///
     /// - with [`StoreError::UnknownRecipient`] if no signed prekey is
     ///   published for `recipient`;
+    /// - with [`StoreError::AccessDenied`] if `access` is
+    ///   [`Access::Key`] and `recipient` published an access verifier that
+    ///   the key (absent, or another one) does not match; this check comes
+    ///   before the duplicate check, so without access nothing is learnt
+    ///   about what is queued;
     /// - with [`StoreError::MailboxFull`] if one more envelope of this size
     ///   would exceed `policy.mailbox`;
     /// - with [`StoreError::StorageFull`] if it would bring the payload
@@ -284,6 +311,7 @@ pub trait MailboxStore: Send + Sync + 'static {
         recipient: &MailboxAddress,
         message_id: &MessageId,
         payload: &[u8],
+        access: Access<'_>,
         policy: &QueuePolicy,
         now: UnixTime,
     ) -> Result<Enqueued, StoreError>;
@@ -335,6 +363,9 @@ pub(crate) mod contract_tests {
 
     /// A time on an hour boundary (1_800_000_000 = 500_000 hours).
     pub(crate) const T0: UnixTime = UnixTime::from_secs(1_800_000_000);
+    /// A sender without an access key, as every sender is to a mailbox that
+    /// published no access verifier.
+    pub(crate) const OPEN: Access<'static> = Access::Key(None);
     const HOUR: u64 = 3600;
 
     fn at(secs_after_t0: u64) -> UnixTime {
@@ -380,10 +411,10 @@ pub(crate) mod contract_tests {
         let address = register(store, 3);
         let limits = limits(3, 10);
         let a = store
-            .enqueue(&address, &MessageId([1; 16]), b"aaa", &limits, T0)
+            .enqueue(&address, &MessageId([1; 16]), b"aaa", OPEN, &limits, T0)
             .unwrap();
         let again = store
-            .enqueue(&address, &MessageId([1; 16]), b"aaa", &limits, T0)
+            .enqueue(&address, &MessageId([1; 16]), b"aaa", OPEN, &limits, T0)
             .unwrap();
         assert_eq!(
             again,
@@ -393,12 +424,12 @@ pub(crate) mod contract_tests {
             }
         );
         let b = store
-            .enqueue(&address, &MessageId([2; 16]), b"bbb", &limits, T0)
+            .enqueue(&address, &MessageId([2; 16]), b"bbb", OPEN, &limits, T0)
             .unwrap();
         assert!(b.id > a.id && !b.duplicate);
         // Byte limit: 6 + 5 > 10.
         assert!(matches!(
-            store.enqueue(&address, &MessageId([3; 16]), b"ccccc", &limits, T0),
+            store.enqueue(&address, &MessageId([3; 16]), b"ccccc", OPEN, &limits, T0),
             Err(StoreError::MailboxFull {
                 envelopes: 2,
                 bytes: 6,
@@ -406,11 +437,11 @@ pub(crate) mod contract_tests {
             })
         ));
         let c = store
-            .enqueue(&address, &MessageId([3; 16]), b"cc", &limits, T0)
+            .enqueue(&address, &MessageId([3; 16]), b"cc", OPEN, &limits, T0)
             .unwrap();
         // Count limit.
         assert!(matches!(
-            store.enqueue(&address, &MessageId([4; 16]), b"d", &limits, T0),
+            store.enqueue(&address, &MessageId([4; 16]), b"d", OPEN, &limits, T0),
             Err(StoreError::MailboxFull { envelopes: 3, .. })
         ));
         assert_eq!(
@@ -447,7 +478,7 @@ pub(crate) mod contract_tests {
         assert_eq!(store.usage(&address).unwrap().envelopes, 1);
         // After the ack the same message id is accepted again.
         let a2 = store
-            .enqueue(&address, &MessageId([1; 16]), b"aaa", &limits, T0)
+            .enqueue(&address, &MessageId([1; 16]), b"aaa", OPEN, &limits, T0)
             .unwrap();
         assert!(a2.id > c.id && !a2.duplicate);
         assert_eq!(store.ack(&address, &[c.id, a2.id]).unwrap(), 2);
@@ -459,7 +490,7 @@ pub(crate) mod contract_tests {
         let nobody = MailboxAddress::from_bytes([0xAB; 32]);
         let policy = QueuePolicy::default();
         assert!(matches!(
-            store.enqueue(&nobody, &MessageId([1; 16]), b"x", &policy, T0),
+            store.enqueue(&nobody, &MessageId([1; 16]), b"x", OPEN, &policy, T0),
             Err(StoreError::UnknownRecipient)
         ));
         // One-time prekeys alone do not make a mailbox.
@@ -472,7 +503,7 @@ pub(crate) mod contract_tests {
             .publish_prekeys(id.public(), &only_one_time, 10)
             .unwrap();
         assert!(matches!(
-            store.enqueue(&address, &MessageId([1; 16]), b"x", &policy, T0),
+            store.enqueue(&address, &MessageId([1; 16]), b"x", OPEN, &policy, T0),
             Err(StoreError::UnknownRecipient)
         ));
         assert_eq!(store.usage(&address).unwrap(), MailboxUsage::default());
@@ -490,7 +521,7 @@ pub(crate) mod contract_tests {
             .publish_prekeys(id.public(), &upload(&id, 0..0), 10)
             .unwrap();
         let queued = store
-            .enqueue(&address, &MessageId([1; 16]), b"x", &policy, T0)
+            .enqueue(&address, &MessageId([1; 16]), b"x", OPEN, &policy, T0)
             .unwrap();
         assert!(!queued.duplicate);
         assert_eq!(
@@ -510,11 +541,11 @@ pub(crate) mod contract_tests {
             ..QueuePolicy::default()
         };
         let first = store
-            .enqueue(&a, &MessageId([1; 16]), b"aaaaaa", &policy, T0)
+            .enqueue(&a, &MessageId([1; 16]), b"aaaaaa", OPEN, &policy, T0)
             .unwrap();
         // 6 + 5 > 10, although b's own mailbox is empty.
         assert!(matches!(
-            store.enqueue(&b, &MessageId([2; 16]), b"bbbbb", &policy, T0),
+            store.enqueue(&b, &MessageId([2; 16]), b"bbbbb", OPEN, &policy, T0),
             Err(StoreError::StorageFull {
                 queued_bytes: 6,
                 len: 5,
@@ -523,10 +554,10 @@ pub(crate) mod contract_tests {
         ));
         assert_eq!(store.usage(&b).unwrap(), MailboxUsage::default());
         store
-            .enqueue(&b, &MessageId([2; 16]), b"bbbb", &policy, T0)
+            .enqueue(&b, &MessageId([2; 16]), b"bbbb", OPEN, &policy, T0)
             .unwrap();
         assert!(matches!(
-            store.enqueue(&a, &MessageId([3; 16]), b"a", &policy, T0),
+            store.enqueue(&a, &MessageId([3; 16]), b"a", OPEN, &policy, T0),
             Err(StoreError::StorageFull {
                 queued_bytes: 10,
                 ..
@@ -536,7 +567,7 @@ pub(crate) mod contract_tests {
         // and fetching works.
         assert!(
             store
-                .enqueue(&a, &MessageId([1; 16]), b"aaaaaa", &policy, T0)
+                .enqueue(&a, &MessageId([1; 16]), b"aaaaaa", OPEN, &policy, T0)
                 .unwrap()
                 .duplicate
         );
@@ -559,7 +590,7 @@ pub(crate) mod contract_tests {
             }
         );
         store
-            .enqueue(&b, &MessageId([4; 16]), b"bbbbbb", &policy, T0)
+            .enqueue(&b, &MessageId([4; 16]), b"bbbbbb", OPEN, &policy, T0)
             .unwrap();
         assert_eq!(store.totals().unwrap().bytes, 10);
     }
@@ -575,13 +606,13 @@ pub(crate) mod contract_tests {
         // Not on an hour boundary: rounded up to the next one.
         assert_eq!(policy.expiry_hour(at(1)), T0.hour() + 3);
         let old = store
-            .enqueue(&a, &MessageId([1; 16]), b"old", &policy, T0)
+            .enqueue(&a, &MessageId([1; 16]), b"old", OPEN, &policy, T0)
             .unwrap();
         store
-            .enqueue(&b, &MessageId([2; 16]), b"other", &policy, T0)
+            .enqueue(&b, &MessageId([2; 16]), b"other", OPEN, &policy, T0)
             .unwrap();
         let newer = store
-            .enqueue(&a, &MessageId([3; 16]), b"newer", &policy, at(HOUR))
+            .enqueue(&a, &MessageId([3; 16]), b"newer", OPEN, &policy, at(HOUR))
             .unwrap();
         let ids = |now| -> Vec<u64> {
             store
@@ -651,7 +682,14 @@ pub(crate) mod contract_tests {
 
         // A retry of an expired, not yet swept message is a new envelope.
         let retry = store
-            .enqueue(&a, &MessageId([3; 16]), b"newer", &policy, at(3 * HOUR))
+            .enqueue(
+                &a,
+                &MessageId([3; 16]),
+                b"newer",
+                OPEN,
+                &policy,
+                at(3 * HOUR),
+            )
             .unwrap();
         assert!(!retry.duplicate && retry.id > newer.id);
         assert_eq!(ids(at(3 * HOUR)), [retry.id]);
@@ -664,6 +702,124 @@ pub(crate) mod contract_tests {
         );
         assert_eq!(store.ack(&a, &[retry.id]).unwrap(), 1);
         assert_eq!(store.totals().unwrap(), StoreTotals::default());
+    }
+
+    pub(crate) fn access_keys_guard_mailboxes_with_a_verifier(store: &dyn MailboxStore) {
+        let id = IdentityKeyPair::from_seed(&[5; 32]);
+        let address = MailboxAddress::of(id.public());
+        let key = AccessKey::derive(&id).unwrap();
+        let wrong = AccessKey::from_bytes([7; 16]);
+        let policy = QueuePolicy::default();
+        let send = |n: u8, access: Access<'_>| {
+            store.enqueue(&address, &MessageId([n; 16]), &[n], access, &policy, T0)
+        };
+        let denied = |r: Result<Enqueued, StoreError>| matches!(r, Err(StoreError::AccessDenied));
+
+        // Without a verifier anyone may queue, with a key, a wrong one or none.
+        store
+            .publish_prekeys(id.public(), &upload(&id, 0..0), 10)
+            .unwrap();
+        assert!(!send(1, Access::Key(None)).unwrap().duplicate);
+        assert!(!send(2, Access::Key(Some(&wrong))).unwrap().duplicate);
+
+        // Once the owner published a verifier: no key, or a wrong one, is
+        // refused and stores nothing, not even a retry of a queued id (which
+        // would tell a stranger what is queued).
+        let with_verifier = upload(&id, 0..0).with_access_verifier(key.verifier());
+        store
+            .publish_prekeys(id.public(), &with_verifier, 10)
+            .unwrap();
+        for access in [Access::Key(None), Access::Key(Some(&wrong))] {
+            assert!(denied(send(3, access)));
+            assert!(denied(send(1, access)));
+        }
+        assert_eq!(store.usage(&address).unwrap().envelopes, 2);
+        // The key is admitted, and so is a first contact the relay's
+        // allowance admitted.
+        assert!(!send(3, Access::Key(Some(&key))).unwrap().duplicate);
+        assert!(send(3, Access::Key(Some(&key))).unwrap().duplicate);
+        assert!(!send(4, Access::FirstContact).unwrap().duplicate);
+        assert!(send(4, Access::FirstContact).unwrap().duplicate);
+        assert_eq!(store.usage(&address).unwrap().envelopes, 4);
+        // Access comes before the limits: at the limit a contact is told
+        // the mailbox is full, a stranger only that it has no access.
+        let full = QueuePolicy {
+            mailbox: MailboxLimits {
+                max_envelopes: 4,
+                max_bytes: 1000,
+            },
+            ..policy
+        };
+        assert!(matches!(
+            store.enqueue(
+                &address,
+                &MessageId([9; 16]),
+                b"x",
+                Access::Key(Some(&key)),
+                &full,
+                T0
+            ),
+            Err(StoreError::MailboxFull { .. })
+        ));
+        assert!(matches!(
+            store.enqueue(&address, &MessageId([9; 16]), b"x", OPEN, &full, T0),
+            Err(StoreError::AccessDenied)
+        ));
+
+        // A new signed prekey without a verifier keeps the published one.
+        store
+            .publish_prekeys(id.public(), &upload(&id, 0..0), 10)
+            .unwrap();
+        assert!(denied(send(5, OPEN)));
+        // A new verifier replaces it: the old key no longer opens the mailbox.
+        let new_key = AccessKey::from_bytes([8; 16]);
+        let replaced = upload(&id, 0..0).with_access_verifier(new_key.verifier());
+        store.publish_prekeys(id.public(), &replaced, 10).unwrap();
+        assert!(denied(send(5, Access::Key(Some(&key)))));
+        assert!(!send(5, Access::Key(Some(&new_key))).unwrap().duplicate);
+        // A refused upload changes nothing, its verifier included.
+        let refused = upload(&id, 0..20).with_access_verifier(key.verifier());
+        assert!(matches!(
+            store.publish_prekeys(id.public(), &refused, 10),
+            Err(StoreError::TooManyPreKeys { .. })
+        ));
+        assert!(denied(send(6, Access::Key(Some(&key)))));
+
+        // No access opens an unregistered mailbox, and a verifier without a
+        // signed prekey is not stored: it neither registers the mailbox nor
+        // stays for the signed prekey published later.
+        let lone = IdentityKeyPair::from_seed(&[6; 32]);
+        let lone_address = MailboxAddress::of(lone.public());
+        let lone_key = AccessKey::derive(&lone).unwrap();
+        let verifier_only = PreKeyUpload {
+            access_verifier: Some(lone_key.verifier()),
+            ..PreKeyUpload::default()
+        };
+        store
+            .publish_prekeys(lone.public(), &verifier_only, 10)
+            .unwrap();
+        for access in [Access::FirstContact, Access::Key(Some(&lone_key))] {
+            assert!(matches!(
+                store.enqueue(
+                    &lone_address,
+                    &MessageId([1; 16]),
+                    b"x",
+                    access,
+                    &policy,
+                    T0
+                ),
+                Err(StoreError::UnknownRecipient)
+            ));
+        }
+        store
+            .publish_prekeys(lone.public(), &upload(&lone, 0..0), 10)
+            .unwrap();
+        assert!(
+            !store
+                .enqueue(&lone_address, &MessageId([1; 16]), b"x", OPEN, &policy, T0)
+                .unwrap()
+                .duplicate
+        );
     }
 
     pub(crate) fn prekeys_are_handed_out_once(store: &dyn MailboxStore) {

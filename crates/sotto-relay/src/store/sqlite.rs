@@ -6,10 +6,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use sotto_core::{IdentityKey, PreKeyBundle};
+use sotto_core::{AccessVerifier, IdentityKey, PreKeyBundle};
 
 use super::{
-    DEFAULT_ENVELOPE_TTL, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy,
+    Access, DEFAULT_ENVELOPE_TTL, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy,
     StoreError, StoreTotals, Swept, TakenBundle, is_expired,
 };
 use crate::address::MailboxAddress;
@@ -18,8 +18,9 @@ use crate::envelope::{Envelope, MessageId};
 use crate::protocol::PreKeyUpload;
 
 /// Schema version kept in `PRAGMA user_version`. Version 1 had no expiry
-/// and no store-wide totals; [`SqliteStore::open`] migrates it.
-const SCHEMA_VERSION: i64 = 2;
+/// and no store-wide totals, version 2 no access verifiers;
+/// [`SqliteStore::open`] migrates both.
+const SCHEMA_VERSION: i64 = 3;
 
 /// The whole schema. Envelope rows hold exactly what a sender sent (the
 /// opaque payload and its message id), the recipient address and the hour
@@ -47,11 +48,12 @@ CREATE TABLE IF NOT EXISTS totals (
 );
 INSERT OR IGNORE INTO totals (id, count, bytes) VALUES (0, 0, 0);
 CREATE TABLE IF NOT EXISTS signed_prekeys (
-    mailbox       BLOB PRIMARY KEY,
-    identity_key  BLOB NOT NULL,
-    prekey_id     INTEGER NOT NULL,
-    public_key    BLOB NOT NULL,
-    signature     BLOB NOT NULL
+    mailbox          BLOB PRIMARY KEY,
+    identity_key     BLOB NOT NULL,
+    prekey_id        INTEGER NOT NULL,
+    public_key       BLOB NOT NULL,
+    signature        BLOB NOT NULL,
+    access_verifier  BLOB
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -107,10 +109,12 @@ impl SqliteStore {
     }
 
     /// Opens (creating if needed) the database at `path`. A database of
-    /// schema version 1, whose envelopes have no expiry, is migrated to
-    /// version 2 in one transaction: each queued envelope is given the
-    /// expiry of an envelope queued at `now` under `envelope_ttl`, and the
-    /// store-wide totals are computed. A newer schema is refused.
+    /// schema version 1, whose envelopes have no expiry, is migrated in one
+    /// transaction: each queued envelope is given the expiry of an envelope
+    /// queued at `now` under `envelope_ttl`, and the store-wide totals are
+    /// computed. Version 2 (and so version 1) gets the column of access
+    /// verifiers, empty: a mailbox has none until its owner publishes one.
+    /// A newer schema is refused.
     pub fn open_with_ttl(
         path: impl AsRef<Path>,
         envelope_ttl: Duration,
@@ -244,7 +248,9 @@ fn create_or_migrate(
                 ..QueuePolicy::default()
             };
             migrate_from_v1(&tx, policy.expiry_hour(now))?;
+            migrate_from_v2(&tx)?;
         }
+        2 => migrate_from_v2(&tx)?,
         0 => tx.execute_batch(SCHEMA)?,
         _ => {
             return Err(StoreError::Corrupt(
@@ -297,6 +303,12 @@ fn migrate_from_v1(tx: &Transaction<'_>, expiry_hour: u64) -> Result<(), StoreEr
          WHERE id = 0",
         [],
     )?;
+    Ok(())
+}
+
+/// Version 2 to 3: signed prekey rows get an access verifier, none yet.
+fn migrate_from_v2(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute_batch("ALTER TABLE signed_prekeys ADD COLUMN access_verifier BLOB")?;
     Ok(())
 }
 
@@ -371,6 +383,13 @@ impl MailboxStore for SqliteStore {
                      prekey_id = excluded.prekey_id, public_key = excluded.public_key,
                      signature = excluded.signature",
                 params![mailbox, owner.as_bytes(), spk.id, spk.public, spk.signature],
+            )?;
+        }
+        if let Some(verifier) = &upload.access_verifier {
+            // Kept with the signed prekey: without a row, nothing to keep.
+            tx.execute(
+                "UPDATE signed_prekeys SET access_verifier = ?2 WHERE mailbox = ?1",
+                params![mailbox, verifier.as_bytes()],
             )?;
         }
         {
@@ -448,19 +467,29 @@ impl MailboxStore for SqliteStore {
         recipient: &MailboxAddress,
         message_id: &MessageId,
         payload: &[u8],
+        access: Access<'_>,
         policy: &QueuePolicy,
         now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
         let mailbox = recipient.as_bytes();
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let registered: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM signed_prekeys WHERE mailbox = ?1)",
-            [mailbox],
-            |r| r.get(0),
-        )?;
-        if !registered {
+        // One row tells both: registered, and with which verifier.
+        let verifier: Option<Option<Vec<u8>>> = tx
+            .query_row(
+                "SELECT access_verifier FROM signed_prekeys WHERE mailbox = ?1",
+                [mailbox],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(verifier) = verifier else {
             return Err(StoreError::UnknownRecipient);
+        };
+        if let (Access::Key(key), Some(verifier)) = (access, verifier) {
+            let verifier = AccessVerifier::from_bytes(to_array(verifier, "access verifier")?);
+            if !key.is_some_and(|key| verifier.admits(key)) {
+                return Err(StoreError::AccessDenied);
+            }
         }
         let existing: Option<(i64, i64, i64)> = tx
             .query_row(
@@ -659,7 +688,7 @@ impl MailboxStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::contract_tests::{self, T0, register};
+    use super::super::contract_tests::{self, OPEN, T0, register};
     use super::*;
 
     fn fresh() -> (tempfile::TempDir, SqliteStore) {
@@ -693,6 +722,11 @@ mod tests {
         contract_tests::expired_envelopes_are_hidden_then_swept(&fresh().1);
     }
 
+    #[test]
+    fn access_contract() {
+        contract_tests::access_keys_guard_mailboxes_with_a_verifier(&fresh().1);
+    }
+
     /// The relay's database holds every queued envelope: other local
     /// accounts must not be able to read it, whatever the umask.
     #[cfg(unix)]
@@ -709,6 +743,7 @@ mod tests {
                 &address,
                 &MessageId([1; 16]),
                 b"x",
+                OPEN,
                 &QueuePolicy::default(),
                 T0,
             )
@@ -747,6 +782,7 @@ mod tests {
                     &address,
                     &MessageId([1; 16]),
                     b"kept",
+                    OPEN,
                     &QueuePolicy::default(),
                     T0,
                 )
@@ -790,6 +826,7 @@ mod tests {
                 address,
                 &MessageId(message_id),
                 &[0xAB; 8192],
+                Access::Key(None),
                 &QueuePolicy::default(),
                 T0,
             ) {
@@ -814,6 +851,7 @@ mod tests {
                 &address,
                 &MessageId([9; 16]),
                 &[1; 8192],
+                Access::Key(None),
                 &QueuePolicy::default(),
                 T0
             ),
@@ -882,6 +920,7 @@ mod tests {
                 &address,
                 &MessageId([9; 16]),
                 &[1; 8192],
+                Access::Key(None),
                 &QueuePolicy::default(),
                 T0
             ),
@@ -893,6 +932,7 @@ mod tests {
                 &address,
                 &MessageId([9; 16]),
                 b"x",
+                Access::Key(None),
                 &QueuePolicy::default(),
                 T0,
             )
@@ -978,7 +1018,7 @@ mod tests {
             let version: i64 = conn
                 .pragma_query_value(None, "user_version", |r| r.get(0))
                 .unwrap();
-            assert_eq!(version, 2);
+            assert_eq!(version, SCHEMA_VERSION);
             let expiries: Vec<i64> = conn
                 .prepare("SELECT expiry_hour FROM envelopes ORDER BY id")
                 .unwrap()
@@ -1042,10 +1082,149 @@ mod tests {
                 &c,
                 &MessageId([4; 16]),
                 b"new",
+                OPEN,
                 &QueuePolicy::default(),
                 day,
             )
             .unwrap();
         assert!(next.id > 3);
+    }
+
+    /// The schema of version 2, as the previous release created it.
+    const SCHEMA_V2: &str = "
+        CREATE TABLE envelopes (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,
+            mailbox      BLOB NOT NULL,
+            message_id   BLOB NOT NULL,
+            payload      BLOB NOT NULL,
+            expiry_hour  INTEGER NOT NULL,
+            UNIQUE (mailbox, message_id)
+        );
+        CREATE INDEX envelopes_by_mailbox ON envelopes (mailbox, id);
+        CREATE INDEX envelopes_by_expiry ON envelopes (expiry_hour, id);
+        CREATE TABLE mailbox_usage (
+            mailbox  BLOB PRIMARY KEY,
+            count    INTEGER NOT NULL,
+            bytes    INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE totals (
+            id     INTEGER PRIMARY KEY CHECK (id = 0),
+            count  INTEGER NOT NULL,
+            bytes  INTEGER NOT NULL
+        );
+        CREATE TABLE signed_prekeys (
+            mailbox       BLOB PRIMARY KEY,
+            identity_key  BLOB NOT NULL,
+            prekey_id     INTEGER NOT NULL,
+            public_key    BLOB NOT NULL,
+            signature     BLOB NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE one_time_prekeys (
+            seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+            mailbox     BLOB NOT NULL,
+            prekey_id   INTEGER NOT NULL,
+            public_key  BLOB NOT NULL,
+            UNIQUE (mailbox, prekey_id)
+        );
+        PRAGMA user_version = 2;
+    ";
+
+    #[test]
+    fn a_version_2_database_is_migrated_and_its_mailboxes_have_no_verifier_until_published() {
+        use sotto_core::{AccessKey, IdentityKeyPair, SignedPreKey};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let owner = IdentityKeyPair::from_seed(&[4; 32]);
+        let address = MailboxAddress::of(owner.public());
+        let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+        let spk = SignedPreKey::generate(3, &owner, &mut rng);
+        let expiry = i64::try_from(T0.hour() + 24).unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA_V2).unwrap();
+            conn.execute(
+                "INSERT INTO signed_prekeys VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    address.as_bytes(),
+                    owner.public().as_bytes(),
+                    spk.id(),
+                    spk.public(),
+                    spk.signature()
+                ],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO envelopes (mailbox, message_id, payload, expiry_hour)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![address.as_bytes(), [1u8; 16], b"queued".to_vec(), expiry],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO mailbox_usage VALUES (?1, 1, 6)",
+                [address.as_bytes()],
+            )
+            .unwrap();
+            conn.execute_batch("INSERT INTO totals VALUES (0, 1, 6);")
+                .unwrap();
+        }
+
+        let store = SqliteStore::open_with_ttl(&path, DEFAULT_ENVELOPE_TTL, T0).unwrap();
+        {
+            let conn = store.lock().unwrap();
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, 3);
+            let verifiers: Vec<Option<Vec<u8>>> = conn
+                .prepare("SELECT access_verifier FROM signed_prekeys")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(
+                verifiers,
+                [None],
+                "no verifier until the owner publishes one"
+            );
+        }
+        // Everything kept: the queued envelope, the counters, the bundle.
+        let page = store.fetch(&address, 0, 10, usize::MAX, T0).unwrap();
+        assert_eq!(page.envelopes.len(), 1);
+        assert_eq!(page.envelopes[0].payload, b"queued");
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 1,
+                bytes: 6
+            }
+        );
+        let bundle = store.take_bundle(&address).unwrap().unwrap().bundle;
+        assert_eq!(bundle.signed_prekey_id, 3);
+        bundle.verify().unwrap();
+
+        // Without a verifier the mailbox takes envelopes from anyone...
+        let policy = QueuePolicy::default();
+        store
+            .enqueue(&address, &MessageId([2; 16]), b"open", OPEN, &policy, T0)
+            .unwrap();
+        // ...until its owner publishes one, which the migrated file keeps.
+        let key = AccessKey::derive(&owner).unwrap();
+        let upload = PreKeyUpload::new(Some(&spk), &[]).with_access_verifier(key.verifier());
+        store.publish_prekeys(owner.public(), &upload, 10).unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(matches!(
+            store.enqueue(&address, &MessageId([3; 16]), b"x", OPEN, &policy, T0),
+            Err(StoreError::AccessDenied)
+        ));
+        let with_key = Access::Key(Some(&key));
+        assert!(
+            !store
+                .enqueue(&address, &MessageId([3; 16]), b"x", with_key, &policy, T0)
+                .unwrap()
+                .duplicate
+        );
     }
 }

@@ -81,7 +81,7 @@ async fn malformed_frames_close_only_the_sender_and_others_keep_being_served() {
     // Everyone else was served throughout.
     let sender = connect(addr).await;
     sender
-        .send(&address(&bob), mid(1), b"still here")
+        .send(&address(&bob), mid(1), None, b"still here")
         .await
         .unwrap();
     assert_eq!(bob_conn.fetch_pending().await.unwrap().len(), 1);
@@ -123,26 +123,26 @@ async fn oversized_frames_are_refused_before_they_are_read() {
 
     // The client knows the limit and refuses locally.
     let sender = connect(addr).await;
-    assert_eq!(sender.max_payload_len(), 4096 - 53);
+    assert_eq!(sender.max_payload_len(), 4096 - 70);
     let err = sender
-        .send(&address(&bob), mid(1), &vec![0; 4096])
+        .send(&address(&bob), mid(1), None, &vec![0; 4096])
         .await
         .unwrap_err();
     assert!(matches!(
         err,
         ClientError::PayloadTooLarge {
             len: 4096,
-            max: 4043
+            max: 4026
         }
     ));
     // The largest payload that fits goes through and comes back whole.
     sender
-        .send(&address(&bob), mid(2), &vec![7; 4043])
+        .send(&address(&bob), mid(2), None, &vec![7; 4026])
         .await
         .unwrap();
     let got = bob_conn.fetch_pending().await.unwrap();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].payload, vec![7; 4043]);
+    assert_eq!(got[0].payload, vec![7; 4026]);
     relay.shutdown().await;
 }
 
@@ -177,6 +177,7 @@ async fn a_flooding_connection_does_not_starve_the_others() {
             let body = Request::Send {
                 recipient: address(&victim),
                 message_id: sotto_relay::MessageId::random().unwrap(),
+                access_key: None,
                 payload: vec![0xAB; 64],
             }
             .encode(sent + 1);
@@ -200,7 +201,7 @@ async fn a_flooding_connection_does_not_starve_the_others() {
     for i in 0..20u8 {
         let t = Instant::now();
         sender
-            .send(&address(&bob), mid(i), b"normal")
+            .send(&address(&bob), mid(i), None, b"normal")
             .await
             .unwrap();
         bob_conn.ping().await.unwrap();
@@ -349,7 +350,7 @@ async fn sends_to_unregistered_addresses_store_nothing(store: Arc<dyn MailboxSto
         let target = MailboxAddress::from_bytes(rng.random());
         let payload = vec![0xAB; 1000];
         let err = anonymous
-            .send(&target, MessageId::random().unwrap(), &payload)
+            .send(&target, MessageId::random().unwrap(), None, &payload)
             .await
             .unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::UnknownRecipient), "send {i}");
@@ -363,7 +364,7 @@ async fn sends_to_unregistered_addresses_store_nothing(store: Arc<dyn MailboxSto
     let carol = identity(7);
     let carol_conn = owner(addr, &carol).await;
     let err = anonymous
-        .send(&address(&carol), mid(1), b"hello")
+        .send(&address(&carol), mid(1), None, b"hello")
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownRecipient));
@@ -380,7 +381,7 @@ async fn sends_to_unregistered_addresses_store_nothing(store: Arc<dyn MailboxSto
         .await
         .unwrap();
     anonymous
-        .send(&address(&carol), mid(1), b"hello")
+        .send(&address(&carol), mid(1), None, b"hello")
         .await
         .unwrap();
     assert_eq!(carol_conn.fetch_pending().await.unwrap().len(), 1);
@@ -427,7 +428,7 @@ async fn a_connection_rotating_over_mailboxes_is_cut_off_at_its_send_budget_and_
     let bob_conn = registered(addr, &bob).await;
     let honest = connect(addr).await;
     honest
-        .send(&address(&bob), mid(1), b"before")
+        .send(&address(&bob), mid(1), None, b"before")
         .await
         .unwrap();
 
@@ -437,18 +438,21 @@ async fn a_connection_rotating_over_mailboxes_is_cut_off_at_its_send_budget_and_
     for i in 0..100u32 {
         let victim = address(&victims[i as usize % victims.len()]);
         let id = MessageId::random().unwrap();
-        match attacker.send(&victim, id, &[0xEE; 1000]).await {
+        match attacker.send(&victim, id, None, &[0xEE; 1000]).await {
             Ok(receipt) => {
                 assert!(!receipt.duplicate);
                 stored += 1000;
                 // Neither a repeat nor a refused envelope counts (the check
                 // comes first, so only while the budget still has room).
                 if stored + 1000 <= BUDGET {
-                    let retry = attacker.send(&victim, id, &[0xEE; 1000]).await.unwrap();
+                    let retry = attacker
+                        .send(&victim, id, None, &[0xEE; 1000])
+                        .await
+                        .unwrap();
                     assert!(retry.duplicate);
                     let nobody = MailboxAddress::from_bytes([i as u8; 32]);
                     let err = attacker
-                        .send(&nobody, mid(0), &[0; 1000])
+                        .send(&nobody, mid(0), None, &[0; 1000])
                         .await
                         .unwrap_err();
                     assert_eq!(err.code(), Some(ErrorCode::UnknownRecipient));
@@ -471,7 +475,10 @@ async fn a_connection_rotating_over_mailboxes_is_cut_off_at_its_send_budget_and_
     assert!(matches!(attacker.ping().await, Err(ClientError::Closed)));
 
     // Everyone else is served as before.
-    honest.send(&address(&bob), mid(2), b"after").await.unwrap();
+    honest
+        .send(&address(&bob), mid(2), None, b"after")
+        .await
+        .unwrap();
     let got = bob_conn.fetch_pending().await.unwrap();
     assert_eq!(
         got.iter().map(|e| e.payload.as_slice()).collect::<Vec<_>>(),
@@ -481,7 +488,7 @@ async fn a_connection_rotating_over_mailboxes_is_cut_off_at_its_send_budget_and_
     // it reconnects and goes on).
     let again = connect(addr).await;
     again
-        .send(&address(&victims[0]), mid(3), &[1; 1000])
+        .send(&address(&victims[0]), mid(3), None, &[1; 1000])
         .await
         .unwrap();
     relay.shutdown().await;

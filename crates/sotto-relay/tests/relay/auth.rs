@@ -19,7 +19,7 @@ async fn another_client_cannot_read_ack_or_replace_a_mailbox() {
     for i in 0..3u8 {
         ids.push(
             sender
-                .send(&address(&bob), mid(i), b"for bob")
+                .send(&address(&bob), mid(i), None, b"for bob")
                 .await
                 .unwrap()
                 .envelope_id,

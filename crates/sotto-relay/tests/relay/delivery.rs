@@ -15,7 +15,7 @@ async fn offline_mailbox_gets_its_envelopes_in_order_and_acked_ones_are_gone() {
     let mut ids = Vec::new();
     for (i, payload) in [b"one".as_slice(), b"two", b"three"].iter().enumerate() {
         let receipt = alice
-            .send(&address(&bob), mid(i as u8), payload)
+            .send(&address(&bob), mid(i as u8), None, payload)
             .await
             .unwrap();
         assert!(!receipt.duplicate);
@@ -62,7 +62,10 @@ async fn fetch_pages_through_a_long_queue() {
     register(relay.local_addr(), &bob).await;
     let alice = connect(relay.local_addr()).await;
     for i in 0..10u8 {
-        alice.send(&address(&bob), mid(i), &[i; 5]).await.unwrap();
+        alice
+            .send(&address(&bob), mid(i), None, &[i; 5])
+            .await
+            .unwrap();
     }
     let bob_conn = owner(relay.local_addr(), &bob).await;
     let page = bob_conn.fetch(0, 0).await.unwrap();
@@ -91,7 +94,7 @@ async fn a_connected_owner_gets_new_envelopes_pushed() {
     for i in 0..40u8 {
         sent.push(
             alice
-                .send(&address(&bob), mid(i), &[i; 3])
+                .send(&address(&bob), mid(i), None, &[i; 3])
                 .await
                 .unwrap()
                 .envelope_id,
@@ -116,7 +119,7 @@ async fn a_connected_owner_gets_new_envelopes_pushed() {
 
     // Another identity's mail is not pushed to Bob.
     alice
-        .send(&address(&identity(9)), mid(99), b"x")
+        .send(&address(&identity(9)), mid(99), None, b"x")
         .await
         .unwrap();
     bob_conn.ping().await.unwrap();
@@ -130,8 +133,14 @@ async fn resending_a_queued_message_id_stores_nothing_new() {
     let bob = identity(2);
     register(relay.local_addr(), &bob).await;
     let alice = connect(relay.local_addr()).await;
-    let first = alice.send(&address(&bob), mid(1), b"hello").await.unwrap();
-    let retry = alice.send(&address(&bob), mid(1), b"hello").await.unwrap();
+    let first = alice
+        .send(&address(&bob), mid(1), None, b"hello")
+        .await
+        .unwrap();
+    let retry = alice
+        .send(&address(&bob), mid(1), None, b"hello")
+        .await
+        .unwrap();
     assert_eq!(retry.envelope_id, first.envelope_id);
     assert!(retry.duplicate);
     let bob_conn = owner(relay.local_addr(), &bob).await;
@@ -153,7 +162,10 @@ async fn relay_restart_between_send_and_fetch_loses_nothing() {
     let mut sent = Vec::new();
     for i in 0..5u8 {
         let payload = vec![i; 100 + usize::from(i)];
-        let receipt = alice.send(&address(&bob), mid(i), &payload).await.unwrap();
+        let receipt = alice
+            .send(&address(&bob), mid(i), None, &payload)
+            .await
+            .unwrap();
         sent.push((receipt.envelope_id, payload));
     }
     drop(alice);
@@ -180,7 +192,7 @@ async fn relay_restart_between_send_and_fetch_loses_nothing() {
     // Ids keep increasing across the restart.
     let next = connect(relay.local_addr())
         .await
-        .send(&address(&bob), mid(50), b"later")
+        .send(&address(&bob), mid(50), None, b"later")
         .await
         .unwrap();
     assert!(next.envelope_id > sent[4].0);

@@ -77,7 +77,7 @@ async fn an_attacker_at_its_address_limit_cannot_lock_out_clients_from_other_add
     // Clients from another address are served: anonymous and as owners.
     let sender = connect(addr).await;
     sender
-        .send(&address(&bob), mid(1), b"through")
+        .send(&address(&bob), mid(1), None, b"through")
         .await
         .unwrap();
     let alice_conn = registered(addr, &identity(1)).await;
@@ -168,6 +168,7 @@ async fn an_unauthenticated_connection_doing_nothing_useful_is_closed_long_befor
             .request(
                 u32::from(i) + 1,
                 &Request::Send {
+                    access_key: None,
                     recipient: address(&bob),
                     message_id: mid(i),
                     payload: b"useful".to_vec(),
@@ -361,12 +362,12 @@ async fn slowloris_connections_hold_no_more_than_the_unauthenticated_frame_budge
     // a frame never wait).
     let alice_conn = registered(addr, &identity(1)).await;
     alice_conn
-        .send(&address(&bob), mid(1), &vec![1; 512 * 1024])
+        .send(&address(&bob), mid(1), None, &vec![1; 512 * 1024])
         .await
         .unwrap();
     let anonymous = connect(addr).await;
     anonymous
-        .send(&address(&bob), mid(2), b"small and anonymous")
+        .send(&address(&bob), mid(2), None, b"small and anonymous")
         .await
         .unwrap();
     let got = bob_conn.fetch_pending().await.unwrap();
@@ -402,6 +403,7 @@ async fn a_frame_that_cannot_get_memory_in_time_is_refused_and_others_go_on() {
     let bob_conn = registered(addr, &bob).await;
     let send_frame = |id: u32| {
         let body = Request::Send {
+            access_key: None,
             recipient: address(&bob),
             message_id: MessageId([id as u8; 16]),
             payload: vec![0xAB; MAX_FRAME as usize - 53],
@@ -436,12 +438,17 @@ async fn a_frame_that_cannot_get_memory_in_time_is_refused_and_others_go_on() {
     // Small anonymous frames and owners' frames are not affected.
     let anonymous = connect(addr).await;
     anonymous
-        .send(&address(&bob), mid(3), b"small")
+        .send(&address(&bob), mid(3), None, b"small")
         .await
         .unwrap();
     let alice = registered(addr, &identity(1)).await;
     alice
-        .send(&address(&bob), mid(4), &vec![4; MAX_FRAME as usize - 53])
+        .send(
+            &address(&bob),
+            mid(4),
+            None,
+            &vec![4; MAX_FRAME as usize - 53],
+        )
         .await
         .unwrap();
 
@@ -487,6 +494,7 @@ async fn a_connection_holds_at_most_three_frames_however_many_it_pipelines() {
         let mut written = 0;
         for i in 0..10u32 {
             let body = Request::Send {
+                access_key: None,
                 recipient: MailboxAddress::from_bytes([9; 32]),
                 message_id: MessageId([i as u8; 16]),
                 payload: vec![0xCC; MAX_FRAME as usize - 53],

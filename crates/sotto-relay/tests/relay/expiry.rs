@@ -29,13 +29,13 @@ async fn expire_and_sweep(store: Arc<dyn MailboxStore>) {
     register(addr, &bob).await;
     let alice = connect(addr).await;
     let old = alice
-        .send(&address(&bob), mid(1), b"old")
+        .send(&address(&bob), mid(1), None, b"old")
         .await
         .unwrap()
         .envelope_id;
     clock.advance(12 * HOUR);
     let new = alice
-        .send(&address(&bob), mid(2), b"newer")
+        .send(&address(&bob), mid(2), None, b"newer")
         .await
         .unwrap()
         .envelope_id;
@@ -76,7 +76,7 @@ async fn expire_and_sweep(store: Arc<dyn MailboxStore>) {
     })
     .await;
     let later = alice
-        .send(&address(&bob), mid(3), b"later")
+        .send(&address(&bob), mid(3), None, b"later")
         .await
         .unwrap()
         .envelope_id;

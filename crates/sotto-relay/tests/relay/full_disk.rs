@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use sotto_core::IdentityKey;
-use sotto_relay::store::{Enqueued, FetchedPage, MailboxUsage, Swept, TakenBundle};
+use sotto_relay::store::{Access, Enqueued, FetchedPage, MailboxUsage, Swept, TakenBundle};
 use sotto_relay::{
     ClientError, ErrorCode, MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload,
     QueuePolicy, SqliteOptions, SqliteStore, StoreError, StoreTotals, UnixTime,
@@ -39,7 +39,7 @@ async fn send_until_refused(
     first: u32,
 ) -> (usize, ClientError) {
     for i in first..first + 500 {
-        if let Err(e) = client.send(to, numbered(i), &[0xAB; 8192]).await {
+        if let Err(e) = client.send(to, numbered(i), None, &[0xAB; 8192]).await {
             return ((i - first) as usize, e);
         }
     }
@@ -65,7 +65,7 @@ async fn on_a_full_disk_sends_are_refused_clearly_while_fetch_and_ack_work_and_s
     assert!(refused.to_string().contains("disk is full"), "{refused}");
     // The connection stays, and it stays refused.
     let again = sender
-        .send(&address(&bob), numbered(9999), &[1; 8192])
+        .send(&address(&bob), numbered(9999), None, &[1; 8192])
         .await
         .unwrap_err();
     assert_eq!(again.code(), Some(ErrorCode::StorageFull));
@@ -82,7 +82,7 @@ async fn on_a_full_disk_sends_are_refused_clearly_while_fetch_and_ack_work_and_s
     let half: Vec<u64> = pending[..stored / 2].iter().map(|e| e.id).collect();
     assert_eq!(bob_conn.ack(&half).await.unwrap() as usize, half.len());
     sender
-        .send(&address(&bob), numbered(10_000), &[2; 8192])
+        .send(&address(&bob), numbered(10_000), None, &[2; 8192])
         .await
         .unwrap();
     let (more, refused) = send_until_refused(&sender, &address(&bob), 20_000).await;
@@ -138,12 +138,13 @@ impl MailboxStore for FailingStore {
         recipient: &MailboxAddress,
         message_id: &MessageId,
         payload: &[u8],
+        access: Access<'_>,
         policy: &QueuePolicy,
         now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
         self.check()?;
         self.inner
-            .enqueue(recipient, message_id, payload, policy, now)
+            .enqueue(recipient, message_id, payload, access, policy, now)
     }
 
     fn fetch(
@@ -191,7 +192,7 @@ async fn every_storage_failure_reaches_the_client_as_an_error_never_as_an_ok() {
     let bob_conn = registered(addr, &bob).await;
     let sender = connect(addr).await;
     let queued = sender
-        .send(&address(&bob), mid(1), b"queued")
+        .send(&address(&bob), mid(1), None, b"queued")
         .await
         .unwrap();
 
@@ -208,7 +209,7 @@ async fn every_storage_failure_reaches_the_client_as_an_error_never_as_an_ok() {
         check(
             "send",
             sender
-                .send(&address(&bob), mid(2), b"refused")
+                .send(&address(&bob), mid(2), None, b"refused")
                 .await
                 .map(drop),
         );

@@ -27,24 +27,27 @@ async fn mailbox_full(store: Arc<dyn sotto_relay::MailboxStore>) {
 
     // Count limit.
     for i in 0..3 {
-        alice.send(&address(&bob), mid(i), b"small").await.unwrap();
+        alice
+            .send(&address(&bob), mid(i), None, b"small")
+            .await
+            .unwrap();
     }
     let err = alice
-        .send(&address(&bob), mid(3), b"small")
+        .send(&address(&bob), mid(3), None, b"small")
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::MailboxFull));
     // A retry of a queued message is still acknowledged.
     assert!(
         alice
-            .send(&address(&bob), mid(0), b"small")
+            .send(&address(&bob), mid(0), None, b"small")
             .await
             .unwrap()
             .duplicate
     );
     // Other mailboxes are unaffected.
     alice
-        .send(&address(&identity(5)), mid(3), b"small")
+        .send(&address(&identity(5)), mid(3), None, b"small")
         .await
         .unwrap();
 
@@ -59,20 +62,20 @@ async fn mailbox_full(store: Arc<dyn sotto_relay::MailboxStore>) {
 
     // Byte limit.
     alice
-        .send(&address(&bob), mid(10), &[1; 600])
+        .send(&address(&bob), mid(10), None, &[1; 600])
         .await
         .unwrap();
     let err = alice
-        .send(&address(&bob), mid(11), &[2; 600])
+        .send(&address(&bob), mid(11), None, &[2; 600])
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::MailboxFull));
     alice
-        .send(&address(&bob), mid(12), &[3; 400])
+        .send(&address(&bob), mid(12), None, &[3; 400])
         .await
         .unwrap();
     let err = alice
-        .send(&address(&bob), mid(13), &[4; 1])
+        .send(&address(&bob), mid(13), None, &[4; 1])
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::MailboxFull));
@@ -100,7 +103,7 @@ async fn empty_envelopes_are_refused() {
     let relay = start().await;
     let alice = connect(relay.local_addr()).await;
     let err = alice
-        .send(&address(&identity(2)), mid(1), b"")
+        .send(&address(&identity(2)), mid(1), None, b"")
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::InvalidEnvelope));
@@ -126,19 +129,19 @@ async fn storage_full(store: Arc<dyn MailboxStore>) {
 
     // Two mailboxes, well within their own limits, fill the relay.
     alice
-        .send(&address(&bob), mid(1), &[1; 1000])
+        .send(&address(&bob), mid(1), None, &[1; 1000])
         .await
         .unwrap();
     alice
-        .send(&address(&carol), mid(2), &[2; 1000])
+        .send(&address(&carol), mid(2), None, &[2; 1000])
         .await
         .unwrap();
     alice
-        .send(&address(&bob), mid(3), &[3; 1000])
+        .send(&address(&bob), mid(3), None, &[3; 1000])
         .await
         .unwrap();
     let err = alice
-        .send(&address(&carol), mid(4), &[4; 1])
+        .send(&address(&carol), mid(4), None, &[4; 1])
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::StorageFull));
@@ -147,7 +150,7 @@ async fn storage_full(store: Arc<dyn MailboxStore>) {
     alice.ping().await.unwrap();
     assert!(
         alice
-            .send(&address(&bob), mid(1), &[1; 1000])
+            .send(&address(&bob), mid(1), None, &[1; 1000])
             .await
             .unwrap()
             .duplicate
@@ -161,11 +164,11 @@ async fn storage_full(store: Arc<dyn MailboxStore>) {
     assert_eq!(bob_conn.ack(&[pending[0].id]).await.unwrap(), 1);
     assert_eq!(store.totals().unwrap().bytes, 2000);
     alice
-        .send(&address(&carol), mid(4), &[4; 1000])
+        .send(&address(&carol), mid(4), None, &[4; 1000])
         .await
         .unwrap();
     let err = alice
-        .send(&address(&bob), mid(5), &[5; 1])
+        .send(&address(&bob), mid(5), None, &[5; 1])
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::StorageFull));
@@ -175,7 +178,7 @@ async fn storage_full(store: Arc<dyn MailboxStore>) {
     let ids: Vec<u64> = carols.iter().map(|e| e.id).collect();
     assert_eq!(carol_conn.ack(&ids).await.unwrap(), 2);
     alice
-        .send(&address(&bob), mid(5), &[5; 1000])
+        .send(&address(&bob), mid(5), None, &[5; 1000])
         .await
         .unwrap();
     assert_eq!(bob_conn.fetch_pending().await.unwrap().len(), 2);

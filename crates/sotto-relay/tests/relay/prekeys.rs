@@ -339,7 +339,10 @@ async fn small_order_or_non_canonical_prekeys_are_refused_at_upload() {
     let err = anyone.fetch_bundle(&address(&bob)).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotFound));
     assert_eq!(bob_conn.prekey_count().await.unwrap().remaining, 0);
-    let err = anyone.send(&address(&bob), mid(1), b"x").await.unwrap_err();
+    let err = anyone
+        .send(&address(&bob), mid(1), None, b"x")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownRecipient));
 
     // The connection stays usable; good keys go through.

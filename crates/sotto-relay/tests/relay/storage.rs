@@ -63,7 +63,7 @@ async fn the_database_holds_only_the_opaque_bytes_that_were_sent() {
     let mut sent = Vec::new();
     for (i, p) in payloads.iter().enumerate() {
         let r = alice_conn
-            .send(&address(&bob), mid(i as u8), p)
+            .send(&address(&bob), mid(i as u8), None, p)
             .await
             .unwrap();
         sent.push(r.envelope_id);

@@ -92,7 +92,7 @@ async fn clients_talk_to_a_tls_relay_and_plain_clients_are_turned_away() {
         .await
         .unwrap();
     alice
-        .send(&address(&bob), mid(1), b"over tls")
+        .send(&address(&bob), mid(1), None, b"over tls")
         .await
         .unwrap();
     let got = bob_conn.fetch_pending().await.unwrap();
@@ -281,7 +281,7 @@ async fn forwarding_attack(
     own.close().await;
     connect_r(&to_honest)
         .await
-        .send(&address(&victim), mid(7), b"for the victim only")
+        .send(&address(&victim), mid(7), None, b"for the victim only")
         .await
         .unwrap();
 
