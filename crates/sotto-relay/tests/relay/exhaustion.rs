@@ -16,6 +16,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::common::*;
 
+/// Bytes a `Send` frame adds to its envelope when it carries no access key.
+const KEYLESS_SEND_OVERHEAD: usize = sotto_relay::protocol::SEND_OVERHEAD - 16;
+
 const ATTACKER: [u8; 4] = [127, 0, 0, 2];
 
 fn hello() -> Request {
@@ -406,7 +409,7 @@ async fn a_frame_that_cannot_get_memory_in_time_is_refused_and_others_go_on() {
             access_key: None,
             recipient: address(&bob),
             message_id: MessageId([id as u8; 16]),
-            payload: vec![0xAB; MAX_FRAME as usize - 53],
+            payload: vec![0xAB; MAX_FRAME as usize - KEYLESS_SEND_OVERHEAD],
         }
         .encode(id);
         let mut frame = (body.len() as u32).to_be_bytes().to_vec();
@@ -447,7 +450,7 @@ async fn a_frame_that_cannot_get_memory_in_time_is_refused_and_others_go_on() {
             &address(&bob),
             mid(4),
             None,
-            &vec![4; MAX_FRAME as usize - 53],
+            &vec![4; sotto_relay::protocol::max_payload_len(MAX_FRAME)],
         )
         .await
         .unwrap();
@@ -497,7 +500,7 @@ async fn a_connection_holds_at_most_three_frames_however_many_it_pipelines() {
                 access_key: None,
                 recipient: MailboxAddress::from_bytes([9; 32]),
                 message_id: MessageId([i as u8; 16]),
-                payload: vec![0xCC; MAX_FRAME as usize - 53],
+                payload: vec![0xCC; MAX_FRAME as usize - KEYLESS_SEND_OVERHEAD],
             }
             .encode(i + 1);
             assert_eq!(body.len(), MAX_FRAME as usize);
