@@ -166,6 +166,15 @@ pub enum Error {
         /// Maximum length.
         max: usize,
     },
+    /// A message whose envelope would be larger than the caller's limit
+    /// (the relay's): nothing was stored and the session did not advance.
+    #[error("a message of {len} bytes is too large: this relay takes at most {max} bytes")]
+    MessageTooLarge {
+        /// The body's length.
+        len: usize,
+        /// The longest body that fits.
+        max: usize,
+    },
     /// The operating system's random number generator failed.
     #[error("system random number generator failed")]
     Rng,

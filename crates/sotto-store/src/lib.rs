@@ -101,7 +101,7 @@ pub use schema::SCHEMA_VERSION;
 pub use store::Store;
 pub use types::{
     CiphertextDigest, Contact, DeliveryState, Direction, Envelope, EnvelopeId, HistoryEntry,
-    HistoryPage, Message, NewMessage, OneTimePreKeyInfo, OutboxEntry, Received,
+    HistoryPage, Message, NewMessage, OneTimePreKeyInfo, OutboxEntry, Received, SendFailure,
 };
 
 /// Re-exported so callers can name protocol types without a direct dependency.

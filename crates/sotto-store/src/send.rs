@@ -8,7 +8,9 @@ use crate::error::{Error, Result, Row};
 use crate::records::{self, check_body, check_contact_id};
 use crate::store::Store;
 use crate::testing::FaultPoint;
-use crate::types::{CiphertextDigest, DeliveryState, Direction, EnvelopeId, OutboxEntry};
+use crate::types::{
+    CiphertextDigest, DeliveryState, Direction, EnvelopeId, OutboxEntry, SendFailure,
+};
 
 impl Store {
     /// Encrypts `body` for `recipient` and stores, in ONE transaction, the
@@ -20,6 +22,21 @@ impl Store {
     /// is still in [`outbox`](Self::outbox) and is retried under the same id.
     /// `sent_at` is milliseconds since the Unix epoch.
     pub fn send(&mut self, recipient: &str, body: &[u8], sent_at: u64) -> Result<OutboxEntry> {
+        self.send_within(recipient, body, sent_at, usize::MAX)
+    }
+
+    /// [`send`](Self::send), refusing a message whose ciphertext would be
+    /// longer than `max_ciphertext_len` bytes (what the relay takes, less
+    /// the envelope around it) with [`Error::MessageTooLarge`] before
+    /// anything is stored: the session does not advance, history and
+    /// outbox are untouched.
+    pub fn send_within(
+        &mut self,
+        recipient: &str,
+        body: &[u8],
+        sent_at: u64,
+        max_ciphertext_len: usize,
+    ) -> Result<OutboxEntry> {
         check_contact_id(recipient)?;
         check_body(body)?;
         let tx = self
@@ -33,6 +50,13 @@ impl Store {
             return Err(Error::NoSession);
         }
         let ciphertext = sessions.encrypt(body)?;
+        if ciphertext.len() > max_ciphertext_len {
+            // Dropping the transaction rolls back: nothing was written.
+            return Err(Error::MessageTooLarge {
+                len: body.len(),
+                max: largest_body_within(body.len(), ciphertext.len(), max_ciphertext_len),
+            });
+        }
         self.faults.check(FaultPoint::SendAfterEncrypt)?;
 
         db.put_sessions(rng, &lookup, &sessions)?;
@@ -101,6 +125,71 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Gives up the outbox entry `id` for good (the relay refused it in a
+    /// way that sending again cannot change): it leaves the outbox and its
+    /// message becomes [`DeliveryState::Failed`] with `reason`, so later
+    /// messages to the same contact are no longer held behind it. The
+    /// recipient's session skips the lost chain key as it does for any
+    /// message that never arrives. Returns the message's seq, or `None`
+    /// when the entry was not in the outbox.
+    pub fn fail_outbox_entry(
+        &mut self,
+        id: &EnvelopeId,
+        reason: SendFailure,
+    ) -> Result<Option<u64>> {
+        self.write(|db, rng| {
+            let Some(row) = db.outbox_row(id)? else {
+                return Ok(None);
+            };
+            let conversation =
+                db.conversation_by_lookup(&row.conversation)?
+                    .ok_or(Error::Corrupt {
+                        table: "outbox",
+                        row: Row::Seq(row.seq),
+                    })?;
+            if let Some(sealed) = db.message_sealed(&conversation, row.seq)? {
+                let mut record = db.open_message_record(&conversation, row.seq, &sealed)?;
+                records::set_message_state(&mut record, DeliveryState::Failed(reason)).map_err(
+                    |_| Error::Corrupt {
+                        table: "messages",
+                        row: Row::Seq(row.seq),
+                    },
+                )?;
+                db.update_message(rng, &conversation, row.seq, &record)?;
+            }
+            db.delete_outbox(&row.lookup)?;
+            Ok(Some(row.seq))
+        })
+    }
+}
+
+/// The longest body whose ciphertext fits in `max_ciphertext_len`, given
+/// that a body of `len` bytes made a ciphertext of `ciphertext_len`: the
+/// ciphertext is a fixed overhead plus the padded body
+/// ([`sotto_core::pad::padded_len`]), and padded lengths grow with the body.
+fn largest_body_within(len: usize, ciphertext_len: usize, max_ciphertext_len: usize) -> usize {
+    let padded = |n: usize| sotto_core::pad::padded_len(n.saturating_add(1));
+    let overhead = ciphertext_len.saturating_sub(padded(len));
+    let Some(room) = max_ciphertext_len.checked_sub(overhead) else {
+        return 0;
+    };
+    if padded(0) > room {
+        return 0;
+    }
+    // The largest n < len with padded(n) <= room (padded is monotonic).
+    let (mut lo, mut hi) = (0usize, len);
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        if padded(mid) <= room {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 /// Opens outbox rows with their conversations' keys (each conversation
 /// loaded once). A row that cannot be read is reported in place.
 pub(crate) fn open_outbox_rows(
@@ -160,7 +249,7 @@ pub(crate) fn advance_state<R: rand_core::CryptoRng + ?Sized>(
         DeliveryState::Sent => 1,
         DeliveryState::Delivered => 2,
         DeliveryState::Read => 3,
-        DeliveryState::Received => 0,
+        DeliveryState::Received | DeliveryState::Failed(_) => 0,
     };
     if message.direction != Direction::Outgoing || rank(to) <= rank(message.state) {
         return Ok(false);

@@ -137,6 +137,29 @@ pub enum DeliveryState {
     Received,
     /// Read by its recipient (either direction).
     Read,
+    /// Outgoing, refused for good: it never left and never will
+    /// ([`Store::fail_outbox_entry`](crate::Store::fail_outbox_entry)).
+    Failed(SendFailure),
+}
+
+/// Why an outgoing message was given up ([`DeliveryState::Failed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SendFailure {
+    /// Larger than what the relay takes in one envelope.
+    TooLarge,
+    /// The relay refused the envelope itself as invalid; sending it again
+    /// cannot succeed.
+    Rejected,
+}
+
+impl core::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::TooLarge => "too large for the relay",
+            Self::Rejected => "refused by the relay",
+        })
+    }
 }
 
 impl DeliveryState {
@@ -147,6 +170,8 @@ impl DeliveryState {
             Self::Delivered => 2,
             Self::Received => 3,
             Self::Read => 4,
+            Self::Failed(SendFailure::TooLarge) => 5,
+            Self::Failed(SendFailure::Rejected) => 6,
         }
     }
 
@@ -157,6 +182,8 @@ impl DeliveryState {
             2 => Self::Delivered,
             3 => Self::Received,
             4 => Self::Read,
+            5 => Self::Failed(SendFailure::TooLarge),
+            6 => Self::Failed(SendFailure::Rejected),
             _ => return None,
         })
     }
