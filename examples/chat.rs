@@ -21,7 +21,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use sotto::{Address, Client, ClientEvent, ClientOptions, HistoryItem, RelayTrust};
+use sotto::store::DeliveryState;
+use sotto::{
+    Address, Client, ClientEvent, ClientOptions, HistoryItem, RelayTrust, SendStatus, Sent,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_stream::StreamExt;
 
@@ -302,15 +305,22 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             }
         }
         Command::Send { name, text } => {
-            connect(client).await?;
+            // Offline first: without the relay, a message to someone we
+            // already talk to is stored and goes out on the next connection.
+            let offline = connect(client).await.err();
             let sent = client.send(&name, text.as_bytes()).await.map_err(s)?;
-            match sent.status {
-                sotto::SendStatus::Delivered => println!("Sent."),
-                sotto::SendStatus::Queued => {
-                    println!(
-                        "Stored; the relay did not take it yet, it goes out on the next connection."
-                    )
+            match (sent.status, offline) {
+                (SendStatus::Accepted, _) => println!("Sent."),
+                (SendStatus::Queued, Some(why)) => println!(
+                    "Stored; {why}. It goes out on the next connection (any command that connects, e.g. `sync`)."
+                ),
+                (SendStatus::Queued, None) => println!(
+                    "Stored; the relay did not take it yet, it goes out on the next connection."
+                ),
+                (SendStatus::Failed(reason), _) => {
+                    return Err(format!("the relay refused the message for good: {reason}"));
                 }
+                (status, _) => println!("Stored ({status:?})."),
             }
         }
         Command::Sync => {
@@ -357,8 +367,12 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
     Ok(())
 }
 
-fn display_name<'a>(name: &'a str, address: &'a str) -> &'a str {
-    if name.is_empty() { address } else { name }
+fn display_name(name: &str, address: &Address) -> String {
+    if name.is_empty() {
+        address.to_string()
+    } else {
+        name.to_owned()
+    }
 }
 
 /// An error when `count` rows could not be read: the listing above them is
@@ -378,8 +392,16 @@ fn print_history(name: &str, items: &[HistoryItem]) {
     }
     for item in items.iter().rev() {
         let who = if item.outgoing { "me" } else { name };
+        let note = match item.state {
+            Some(DeliveryState::Failed(reason)) => format!("  (not sent: {reason})"),
+            _ => String::new(),
+        };
         match &item.body {
-            Ok(body) => println!("[{}] {who}: {}", item.seq, String::from_utf8_lossy(body)),
+            Ok(body) => println!(
+                "[{}] {who}: {}{note}",
+                item.seq,
+                String::from_utf8_lossy(body)
+            ),
             Err(e) => println!("[{}] (unreadable: {e})", item.seq),
         }
     }
@@ -392,12 +414,20 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
     let contact_address = contacts
         .iter()
         .flatten()
-        .find(|c| c.name == name || c.address == name)
-        .map(|c| c.address.clone())
+        .find(|c| c.name == name || c.address.to_string() == name)
+        .map(|c| c.address)
         .ok_or_else(|| format!("no contact named {name:?}"))?;
     print_history(name, &history);
     let mut events = client.events();
-    connect(client).await?;
+    // Offline first: if the relay cannot be reached, the chat starts
+    // anyway; lines are stored and go out when it is back.
+    let mut offline = false;
+    if let Err(why) = connect(client).await {
+        let relay = client.saved_relay().ok_or(why.clone())?;
+        client.keep_connected(&relay).await.map_err(s)?;
+        println!("({why}; messages are stored and go out when it is back)");
+        offline = true;
+    }
     println!("Talking to {name}. Type a message and press Enter; /history, /verify, /quit.");
     let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let prompt = |out: &Arc<std::sync::Mutex<std::io::Stdout>>| {
@@ -439,8 +469,13 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
                             println!("(that line is not valid UTF-8; it is sent as it is)");
                         }
                         match client.send(name, &line).await {
-                            Ok(sent) if sent.status == sotto::SendStatus::Queued => {
+                            // While the relay is away, one line said so.
+                            Ok(sent) if sent.status == SendStatus::Queued && offline => {}
+                            Ok(sent) if sent.status == SendStatus::Queued => {
                                 println!("(stored; the relay did not take it yet, it is sent again later)")
+                            }
+                            Ok(Sent { status: SendStatus::Failed(reason), seq }) => {
+                                println!("(message #{seq} not sent: {reason})")
                             }
                             Ok(_) => {}
                             Err(e) => println!("(not sent: {e})"),
@@ -457,7 +492,7 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
             event = events.next() => {
                 match event {
                     Some(ClientEvent::Message(m)) => {
-                        let who = if m.contact == contact_address { name.to_owned() } else { display_name(&m.name, &m.contact).to_owned() };
+                        let who = if m.contact == contact_address { name.to_owned() } else { display_name(&m.name, &m.contact) };
                         println!("\r{who}: {}", String::from_utf8_lossy(&m.body));
                         prompt(&out);
                     }
@@ -474,8 +509,19 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
                         println!("\r(your contact could not decrypt message #{seq}; {how})");
                         prompt(&out);
                     }
-                    Some(ClientEvent::Disconnected { reason }) => {
-                        println!("\r(relay connection lost: {reason}; reconnecting)");
+                    // One line when the relay goes away, one when it is back.
+                    Some(ClientEvent::Disconnected { reason }) if !offline => {
+                        offline = true;
+                        println!("\r(relay connection lost: {reason}; reconnecting in the background, messages are stored meanwhile)");
+                        prompt(&out);
+                    }
+                    Some(ClientEvent::Connected { sent_from_outbox }) if offline => {
+                        offline = false;
+                        println!("\r(connected to the relay again; {sent_from_outbox} queued message(s) went out)");
+                        prompt(&out);
+                    }
+                    Some(ClientEvent::SendFailed { seq, reason, .. }) => {
+                        println!("\r(message #{seq} could not be sent: {reason})");
                         prompt(&out);
                     }
                     Some(_) => {}

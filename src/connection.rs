@@ -45,17 +45,23 @@ impl core::fmt::Debug for RelayTrust {
 /// ```text
 /// tls://relay.example:7447
 /// server-id relay.example
+/// max-frame 1048576
 /// ```
 ///
-/// Profiles registered before the server id was remembered have the first
-/// line only. Lines this version does not know are ignored.
+/// `max-frame` is the largest frame the relay announced, so that a message
+/// too large for it is refused at `send` even while the relay cannot be
+/// reached. Profiles registered before the server id (or the frame limit)
+/// was remembered lack those lines. Lines this version does not know are
+/// ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SavedRelay {
     pub(crate) address: String,
     pub(crate) server_id: Option<String>,
+    pub(crate) max_frame: Option<u32>,
 }
 
 const SERVER_ID_LINE: &str = "server-id ";
+const MAX_FRAME_LINE: &str = "max-frame ";
 
 impl SavedRelay {
     /// The profile's saved relay, if it has one.
@@ -66,10 +72,20 @@ impl SavedRelay {
         if address.is_empty() {
             return None;
         }
-        let server_id = lines
-            .find_map(|line| line.strip_prefix(SERVER_ID_LINE))
-            .and_then(unescape);
-        Some(Self { address, server_id })
+        let mut server_id = None;
+        let mut max_frame = None;
+        for line in lines {
+            if let Some(id) = line.strip_prefix(SERVER_ID_LINE) {
+                server_id = server_id.or_else(|| unescape(id));
+            } else if let Some(n) = line.strip_prefix(MAX_FRAME_LINE) {
+                max_frame = max_frame.or_else(|| n.trim().parse().ok());
+            }
+        }
+        Some(Self {
+            address,
+            server_id,
+            max_frame,
+        })
     }
 
     /// Writes the relay file: replaced in one step (write, then rename), so
@@ -80,6 +96,9 @@ impl SavedRelay {
             text.push_str(SERVER_ID_LINE);
             text.push_str(&escape(id));
             text.push('\n');
+        }
+        if let Some(max) = self.max_frame {
+            text.push_str(&format!("{MAX_FRAME_LINE}{max}\n"));
         }
         let temporary = profile_dir.join(format!("{RELAY_FILE}.new"));
         crate::profile::write_private(&temporary, text.as_bytes())?;
@@ -117,13 +136,19 @@ fn unescape(text: &str) -> Option<String> {
     Some(out)
 }
 
-/// Remembers `address` and the server id its relay announced, after a
-/// successful registration.
-pub(crate) fn remember(profile_dir: &Path, address: &str, server_id: &str) -> Result<()> {
+/// Remembers `address`, the server id its relay announced and its frame
+/// limit, after a successful registration.
+pub(crate) fn remember(
+    profile_dir: &Path,
+    address: &str,
+    server_id: &str,
+    max_frame: u32,
+) -> Result<()> {
     let address: RelayAddress = address.parse()?;
     SavedRelay {
         address: address.to_string(),
         server_id: Some(server_id.to_owned()),
+        max_frame: Some(max_frame),
     }
     .store(profile_dir)
 }
@@ -229,23 +254,33 @@ mod tests {
     fn the_relay_file_keeps_the_address_form_and_the_server_id() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(SavedRelay::load(dir.path()), None);
-        remember(dir.path(), "tls://relay.example:7447", "relay.example").unwrap();
+        remember(
+            dir.path(),
+            "tls://relay.example:7447",
+            "relay.example",
+            4096,
+        )
+        .unwrap();
         let text = std::fs::read_to_string(dir.path().join(RELAY_FILE)).unwrap();
-        assert_eq!(text, "tls://relay.example:7447\nserver-id relay.example\n");
+        assert_eq!(
+            text,
+            "tls://relay.example:7447\nserver-id relay.example\nmax-frame 4096\n"
+        );
         assert_eq!(
             SavedRelay::load(dir.path()),
             Some(SavedRelay {
                 address: "tls://relay.example:7447".into(),
                 server_id: Some("relay.example".into()),
+                max_frame: Some(4096),
             })
         );
         // Written in canonical form.
-        remember(dir.path(), "tcp://127.0.0.1:7447", "r").unwrap();
+        remember(dir.path(), "tcp://127.0.0.1:7447", "r", 1 << 20).unwrap();
         assert_eq!(
             SavedRelay::load(dir.path()).unwrap().address,
             "127.0.0.1:7447"
         );
-        assert!(remember(dir.path(), "ftp://x:1", "r").is_err());
+        assert!(remember(dir.path(), "ftp://x:1", "r", 1 << 20).is_err());
     }
 
     #[test]
@@ -257,6 +292,7 @@ mod tests {
             Some(SavedRelay {
                 address: "127.0.0.1:7447".into(),
                 server_id: None,
+                max_frame: None,
             })
         );
         let address = "127.0.0.1:7447".parse().unwrap();
@@ -266,7 +302,7 @@ mod tests {
     #[test]
     fn the_server_id_is_remembered_for_its_own_address_only() {
         let dir = tempfile::tempdir().unwrap();
-        remember(dir.path(), "127.0.0.1:7447", "relay-a").unwrap();
+        remember(dir.path(), "127.0.0.1:7447", "relay-a", 1 << 20).unwrap();
         let same = "tcp://127.0.0.1:7447".parse().unwrap();
         let other = "127.0.0.1:7448".parse().unwrap();
         assert_eq!(
@@ -286,7 +322,7 @@ mod tests {
             "tab\there",
             "ü\r",
         ] {
-            remember(dir.path(), "relay.example:1", id).unwrap();
+            remember(dir.path(), "relay.example:1", id, 1 << 20).unwrap();
             assert_eq!(
                 SavedRelay::load(dir.path()).unwrap().server_id.as_deref(),
                 Some(id)

@@ -43,6 +43,18 @@ pub enum Error {
         /// The server id announced now.
         actual: String,
     },
+    /// No profile in that folder.
+    #[error("no profile in {} (run `init` first)", .0.display())]
+    NoProfile(std::path::PathBuf),
+    /// The profile has no remembered relay: it never registered.
+    #[error("this profile has not registered with a relay yet (run `register --relay ADDR`)")]
+    NoSavedRelay,
+    /// A contact name must not be empty or look like an address.
+    #[error("a contact name must not be empty or look like an address")]
+    InvalidContactName,
+    /// The address given is this profile's own.
+    #[error("that is this profile's own address")]
+    OwnAddress,
     /// No contact by that name or address.
     #[error("no contact named {0:?}")]
     UnknownContact(String),
@@ -59,12 +71,33 @@ pub enum Error {
     /// the contact has not registered with this relay.
     #[error("{0:?} has not registered with this relay: a first message needs their keys from it")]
     ContactNotRegistered(String),
+    /// A first message to a contact needs their keys from the relay, and
+    /// the relay cannot be reached now; nothing was stored. (Once a session
+    /// exists, messages written offline wait in the outbox.)
+    #[error(
+        "a first message to {0:?} needs their keys from the relay, which cannot be reached now; nothing was stored"
+    )]
+    FirstMessageNeedsRelay(String),
+    /// The message is larger than the relay takes in one envelope; nothing
+    /// was stored.
+    #[error("a message of {len} bytes is too large: this relay takes at most {max} bytes")]
+    MessageTooLarge {
+        /// The message's length.
+        len: usize,
+        /// The longest message that fits.
+        max: usize,
+    },
     /// The relay served a bundle for another identity than the contact's.
     #[error("the relay returned keys of another identity for this contact")]
     BundleMismatch,
-    /// An envelope that can never be decrypted (it was dropped).
+    /// An authenticated envelope that can never be decrypted (it was
+    /// acknowledged and dropped).
     #[error("undecryptable message: {0}")]
-    Undecryptable(String),
+    Undecryptable(crate::client::Undecryptable),
+    /// An envelope dropped unread: not authenticated, or in a format this
+    /// client does not read (it was acknowledged).
+    #[error("envelope dropped: {0}")]
+    Dropped(crate::client::DropReason),
     /// Part of the mailbox could not be stored or acknowledged (a full disk
     /// here or at the relay, a failing relay): those envelopes stay on the
     /// relay and are tried again; everything else was stored and
@@ -89,15 +122,16 @@ pub enum Error {
         /// Its permission bits.
         mode: u32,
     },
-    /// A profile directory problem.
-    #[error("profile: {0}")]
-    Profile(String),
     /// An I/O error.
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    /// A background task failed.
-    #[error("internal task failed: {0}")]
-    Task(String),
+    /// A store operation's worker thread ended before finishing it (the
+    /// runtime is shutting down); its transaction did not commit.
+    #[error("a store operation was interrupted before it finished")]
+    TaskFailed,
+    /// The operating system's random number generator failed.
+    #[error("the system's random number generator failed")]
+    NoRandomness,
 }
 
 /// Result alias of the facade.

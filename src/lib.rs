@@ -44,9 +44,12 @@ mod profile;
 mod relay_address;
 
 pub use address::{ADDRESS_PREFIX, Address, AddressError};
+#[cfg(feature = "test-hooks")]
+pub use client::Fault;
 pub use client::{
-    Client, ClientEvent, ClientOptions, ContactInfo, DropReason, Events, Fault, HistoryItem,
-    IncomingMessage, PROFILE_DB, RELAY_FILE, SendStatus, Sent,
+    Client, ClientEvent, ClientOptions, ContactInfo, DisconnectReason, DropReason, Events,
+    HistoryItem, IncomingMessage, PROFILE_DB, RELAY_FILE, SendStatus, Sent, Step, Undecryptable,
+    UnreadableRow,
 };
 pub use connection::RelayTrust;
 pub use error::{Error, Result};

@@ -14,7 +14,7 @@ use sotto::core::{IdentityKeyPair, PreKeyBundle, SignedPreKey};
 use sotto::relay::protocol::SignedPreKeyPublic;
 use sotto::relay::{ClientConfig, MessageId, PreKeyUpload, RelayClient, ServerConfig};
 use sotto::store::CiphertextDigest;
-use sotto::{Address, ClientEvent};
+use sotto::{Address, ClientEvent, Step};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poisoned_notice_costs_only_itself_and_the_mailbox_behind_it_arrives() {
@@ -102,7 +102,10 @@ async fn a_poisoned_notice_costs_only_itself_and_the_mailbox_behind_it_arrives()
     let reported = tokio::time::timeout(WAIT, async {
         loop {
             match events.next().await.unwrap() {
-                ClientEvent::Error(e) if e.contains("recovery") => return e,
+                ClientEvent::Error {
+                    step: Step::Recovery,
+                    error,
+                } => return error.to_string(),
                 ClientEvent::PeerCouldNotDecrypt { .. } => panic!("the notice was answered"),
                 _ => {}
             }

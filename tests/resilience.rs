@@ -30,7 +30,7 @@ async fn relay_restarted_between_send_and_fetch_loses_nothing() {
     for t in &texts {
         assert_eq!(
             alice.send("bob", t.as_bytes()).await.unwrap().status,
-            SendStatus::Delivered
+            SendStatus::Accepted
         );
     }
     alice.disconnect().await;

@@ -32,8 +32,9 @@ impl Script {
             .await
             .map_err(|e| format!("{from_name} could not send: {e}"))?;
         let note = match sent.status {
-            SendStatus::Delivered => "",
+            SendStatus::Accepted => "",
             SendStatus::Queued => "  (queued)",
+            _ => "  (not sent)",
         };
         println!("  {from_name:>5} -> {to:<5} {text}{note}");
         self.sent.push(text.to_owned());

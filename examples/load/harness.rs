@@ -132,7 +132,7 @@ pub struct Report {
     pub messages_per_client: usize,
     /// `Client::send` calls made (including interrupted ones).
     pub attempted: usize,
-    /// Sends that returned `Ok(Delivered)`.
+    /// Sends that returned `Ok(Accepted)`.
     pub sent_delivered: usize,
     /// Sends that returned `Ok(Queued)` (relay unreachable at that moment).
     pub sent_queued: usize,
@@ -644,8 +644,12 @@ impl Ctx {
                 self.on_stored(me, &message);
                 true
             }
-            ClientEvent::Error(reason) => {
-                self.background_error(reason);
+            ClientEvent::Error { step, error } => {
+                self.background_error(format!("{step}: {error}"));
+                false
+            }
+            ClientEvent::SendFailed { reason, .. } => {
+                self.background_error(format!("send failed: {reason}"));
                 false
             }
             ClientEvent::Undecryptable { reason, .. } => {
@@ -817,7 +821,7 @@ impl Ctx {
             .iter()
             .filter(|(key, r)| {
                 r.recipient == me
-                    && r.outcome == Outcome::Sent(SendStatus::Delivered)
+                    && r.outcome == Outcome::Sent(SendStatus::Accepted)
                     && !t.stored.contains_key(key)
             })
             .count()
@@ -1091,8 +1095,9 @@ impl Ctx {
         };
         let outcome = match &record.outcome {
             Outcome::InFlight => "in flight".to_owned(),
-            Outcome::Sent(SendStatus::Delivered) => "delivered".to_owned(),
+            Outcome::Sent(SendStatus::Accepted) => "accepted".to_owned(),
             Outcome::Sent(SendStatus::Queued) => "queued".to_owned(),
+            Outcome::Sent(status) => format!("{status:?}"),
             Outcome::Failed(e) => format!("failed: {e}"),
             Outcome::Interrupted => "interrupted".to_owned(),
         };
@@ -1607,8 +1612,16 @@ async fn run_async(config: &Config, root: &Path) -> Result<Report, String> {
     let mut last_stored_ms = load_start;
     for (key, record) in &t.sends {
         match &record.outcome {
-            Outcome::Sent(SendStatus::Delivered) => report.sent_delivered += 1,
+            Outcome::Sent(SendStatus::Accepted) => report.sent_delivered += 1,
             Outcome::Sent(SendStatus::Queued) => report.sent_queued += 1,
+            Outcome::Sent(status) => {
+                report.send_errors += 1;
+                if report.problems.len() < MAX_PROBLEMS {
+                    report
+                        .problems
+                        .push(format!("send {}/{} ended {status:?}", key.0, key.1));
+                }
+            }
             Outcome::Failed(e) => {
                 report.send_errors += 1;
                 if report.problems.len() < MAX_PROBLEMS {

@@ -17,11 +17,17 @@ use sotto::relay::{
 /// honest store have it.
 pub type EnqueueHook = Box<dyn FnMut(&MailboxAddress, &[u8]) -> Option<Enqueued> + Send>;
 
+/// Refuses one envelope sent through the relay's front door with a store
+/// error (`Some`), or lets it through (`None`).
+pub type RefuseHook = Box<dyn FnMut(&MailboxAddress) -> Option<StoreError> + Send>;
+
 /// An honest [`MemoryStore`], except where the test says otherwise.
 pub struct InterceptingStore {
     inner: MemoryStore,
     /// Sees every envelope sent (see [`EnqueueHook`]).
     pub on_enqueue: Mutex<Option<EnqueueHook>>,
+    /// Refuses envelopes as the relay's storage would (see [`RefuseHook`]).
+    pub refuse_enqueue: Mutex<Option<RefuseHook>>,
     /// Bundles served instead of the published ones.
     pub bundles: Mutex<HashMap<MailboxAddress, PreKeyBundle>>,
     /// While set, every `ack` fails as a relay on a full disk would.
@@ -36,6 +42,7 @@ impl InterceptingStore {
         Self {
             inner: MemoryStore::new(),
             on_enqueue: Mutex::new(None),
+            refuse_enqueue: Mutex::new(None),
             bundles: Mutex::new(HashMap::new()),
             failing_acks: Mutex::new(false),
             uploaded_one_time_prekeys: Mutex::new(Vec::new()),
@@ -83,6 +90,11 @@ impl MailboxStore for InterceptingStore {
         policy: &QueuePolicy,
         now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
+        if let Some(hook) = self.refuse_enqueue.lock().unwrap().as_mut()
+            && let Some(error) = hook(recipient)
+        {
+            return Err(error);
+        }
         if let Some(hook) = self.on_enqueue.lock().unwrap().as_mut()
             && let Some(answer) = hook(recipient, payload)
         {

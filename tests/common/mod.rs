@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs, unused_imports)]
 
 mod intercepting_store;
-pub use intercepting_store::{EnqueueHook, InterceptingStore};
+pub use intercepting_store::{EnqueueHook, InterceptingStore, RefuseHook};
 
 use std::path::Path;
 use std::sync::Arc;

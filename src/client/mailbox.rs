@@ -1,0 +1,182 @@
+//! Receiving over the relay: the mailbox is read, each envelope goes
+//! through the receive pipeline ([`super::receive`]) and is settled —
+//! acknowledged, announced, answered — on its own.
+
+use std::sync::atomic::Ordering;
+
+use sotto_relay::{Envelope, RelayClient};
+use tracing::Instrument;
+
+use super::receive::{self, Outcome};
+use super::shared::{Shared, lock, now_ms};
+use super::types::{ClientEvent, DropReason, IncomingMessage, Step, Undecryptable};
+use crate::error::{Error, Result};
+use crate::payload::ReceiptKind;
+
+/// How an envelope ended, once acknowledged.
+pub(crate) enum Settled {
+    Stored(Box<IncomingMessage>),
+    Nothing,
+    Dropped(DropReason),
+    Undecryptable(Undecryptable),
+}
+
+impl Shared {
+    /// Runs the receive pipeline on one envelope's bytes, on the blocking
+    /// pool.
+    pub(crate) async fn run_pipeline(&self, sealed: Vec<u8>) -> Result<Outcome> {
+        let identity = self.identity.clone();
+        let store = self.store.clone();
+        super::shared::blocking(move || {
+            receive::receive(&mut lock(&store), &identity, &sealed, now_ms())
+        })
+        .await
+    }
+
+    /// Reads the whole mailbox. Every envelope is settled on its own: one
+    /// that fails costs only itself, never the ones behind it. An envelope
+    /// that could not be stored because of a local failure (disk, lock)
+    /// stays on the relay for the next catch-up, and the first such failure
+    /// is returned after the rest of the mailbox was processed.
+    pub(crate) async fn drain_mailbox(&self, conn: &RelayClient) -> Result<usize> {
+        let envelopes = conn.fetch_pending().await?;
+        let mut stored = 0;
+        let mut left = 0;
+        let mut first_error = None;
+        for envelope in envelopes {
+            match self.process(conn, envelope).await {
+                Ok(true) => stored += 1,
+                Ok(false) => {}
+                // Without a connection nothing more can be acknowledged:
+                // the rest stays queued and comes again, in order.
+                Err(e) if conn.is_closed() => return Err(e),
+                Err(e) => {
+                    left += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.flush_receipts(conn).await;
+        match first_error {
+            None => Ok(stored),
+            Some(error) => Err(Error::ReceiveIncomplete {
+                stored,
+                left,
+                error: Box::new(error),
+            }),
+        }
+    }
+
+    /// Stores one envelope (or recognises it as a duplicate), then
+    /// acknowledges it. Returns true when a new message was stored.
+    pub(crate) async fn process(&self, conn: &RelayClient, envelope: Envelope) -> Result<bool> {
+        let _guard = self.processing.lock().await;
+        let settled = self.receive_one(conn, envelope).await?;
+        Ok(matches!(settled, Settled::Stored(_)))
+    }
+
+    /// The pipeline and the settling of one envelope (the caller holds the
+    /// processing lock).
+    pub(crate) async fn receive_one(
+        &self,
+        conn: &RelayClient,
+        envelope: Envelope,
+    ) -> Result<Settled> {
+        let span = tracing::info_span!("receive", envelope_len = envelope.payload.len());
+        async {
+            let relay_id = envelope.id;
+            let outcome = match self.run_pipeline(envelope.payload).await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    // A local failure: left on the relay, it comes again.
+                    tracing::warn!(error = %e, "envelope not stored");
+                    return Err(e);
+                }
+            };
+            tracing::info!(outcome = outcome.label(), "envelope processed");
+            self.settle(conn, relay_id, outcome).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Acknowledges and reports what the pipeline made of an envelope.
+    async fn settle(&self, conn: &RelayClient, relay_id: u64, outcome: Outcome) -> Result<Settled> {
+        match outcome {
+            Outcome::Stored { message, receipt } => {
+                #[cfg(feature = "test-hooks")]
+                if self.options.fault == Some(super::types::Fault::CrashBeforeAck) {
+                    return Err(Error::TaskFailed);
+                }
+                // Announced before the ack: if the ack fails, the relay
+                // delivers it again as a duplicate, which is not announced.
+                self.emit(ClientEvent::Message((*message).clone()));
+                conn.ack(&[relay_id]).await?;
+                self.owe_receipt(receipt);
+                Ok(Settled::Stored(message))
+            }
+            Outcome::Duplicate { receipt } => {
+                conn.ack(&[relay_id]).await?;
+                if let Some(receipt) = receipt {
+                    self.owe_receipt(receipt);
+                }
+                Ok(Settled::Nothing)
+            }
+            Outcome::Receipt {
+                contact,
+                kind,
+                seqs,
+            } => {
+                if !seqs.is_empty() {
+                    self.emit(match kind {
+                        ReceiptKind::Delivered => ClientEvent::Delivered { contact, seqs },
+                        ReceiptKind::Read => ClientEvent::Read { contact, seqs },
+                    });
+                }
+                conn.ack(&[relay_id]).await?;
+                Ok(Settled::Nothing)
+            }
+            Outcome::Dropped(reason) => {
+                conn.ack(&[relay_id]).await?;
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.emit(ClientEvent::Dropped { reason });
+                Ok(Settled::Dropped(reason))
+            }
+            Outcome::Undecryptable {
+                from,
+                reason,
+                notify,
+            } => {
+                conn.ack(&[relay_id]).await?;
+                let resend_requested = match notify {
+                    Some(failed) => {
+                        self.request_resend(conn, from.identity_key(), &failed)
+                            .await
+                    }
+                    None => false,
+                };
+                self.emit(ClientEvent::Undecryptable {
+                    from,
+                    reason: reason.clone(),
+                    resend_requested,
+                });
+                Ok(Settled::Undecryptable(reason))
+            }
+            Outcome::Notice { contact, failed } => {
+                // Answer first: if the connection drops meanwhile, the
+                // notice stays queued and is answered after reconnecting.
+                // Any other failure (a contact whose keys cannot start a
+                // session, a relay that refuses) is reported and the
+                // notice is consumed: it must not hold back the mailbox.
+                if let Err(e) = self.answer_notice(conn, contact, failed).await {
+                    if conn.is_closed() {
+                        return Err(e);
+                    }
+                    self.report(Step::Recovery, e);
+                }
+                conn.ack(&[relay_id]).await?;
+                Ok(Settled::Nothing)
+            }
+        }
+    }
+}

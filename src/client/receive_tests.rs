@@ -1,0 +1,323 @@
+//! The receive pipeline's rules, between stores, without a relay.
+
+use sotto_core::{AccessKey, IdentityKeyPair};
+use sotto_store::{DeliveryState, KdfParams, OpenOptions, OutboxEntry, Store};
+
+use super::{Outcome, receive};
+use crate::address::Address;
+use crate::client::outbox::seal_entry;
+use crate::client::types::{DropReason, Undecryptable};
+use crate::payload::{self, ReceiptKind};
+
+const T0: u64 = 1_700_000_000_000;
+
+struct Party {
+    store: Store,
+    identity: IdentityKeyPair,
+    access: AccessKey,
+}
+
+impl Party {
+    fn new(dir: &std::path::Path, name: &str) -> Self {
+        let options = OpenOptions::new().kdf(KdfParams::new(64, 1, 1).unwrap());
+        let store = Store::create(dir.join(name), b"passphrase", &options).unwrap();
+        let identity = store.identity().unwrap();
+        let access = AccessKey::derive(&identity).unwrap();
+        Self {
+            store,
+            identity,
+            access,
+        }
+    }
+
+    fn address(&self) -> Address {
+        Address::of(self.identity.public())
+    }
+
+    fn id(&self) -> String {
+        self.address().to_string()
+    }
+
+    /// Names `other` as a contact and starts a session from its bundle.
+    fn knows(&mut self, other: &mut Party, name: &str) {
+        let published = other.store.fresh_one_time_prekeys(1, T0).unwrap();
+        let bundle = other.store.prekey_bundle(Some(published[0].0)).unwrap();
+        self.store
+            .add_contact(&other.id(), name, Some(other.identity.public()))
+            .unwrap();
+        self.store.start_session(&other.id(), &bundle).unwrap();
+    }
+
+    /// Commits a message to `to` and seals it as the relay would carry it.
+    fn message(&mut self, to: &Party, text: &str, sent_at: u64) -> (OutboxEntry, Vec<u8>) {
+        let entry = self.store.send(&to.id(), text.as_bytes(), sent_at).unwrap();
+        let sealed = seal_entry(
+            &self.identity,
+            &self.access,
+            to.identity.public(),
+            &entry,
+            sent_at,
+        )
+        .unwrap();
+        (entry, sealed)
+    }
+
+    /// Seals a payload from this party to `to`.
+    fn seal(&self, to: &Party, payload: &[u8]) -> Vec<u8> {
+        payload::seal(&self.identity, to.identity.public(), payload).unwrap()
+    }
+
+    fn receive(&mut self, sealed: &[u8]) -> Outcome {
+        receive(&mut self.store, &self.identity, sealed, T0 + 1).unwrap()
+    }
+}
+
+fn parties() -> (tempfile::TempDir, Party, Party) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut alice = Party::new(dir.path(), "alice.db");
+    let mut bob = Party::new(dir.path(), "bob.db");
+    alice.knows(&mut bob, "bob");
+    (dir, alice, bob)
+}
+
+#[test]
+fn a_first_message_from_a_stranger_is_stored_under_a_nameless_contact() {
+    let (_dir, mut alice, mut bob) = parties();
+    let (entry, sealed) = alice.message(&bob, "hello bob", T0);
+    let Outcome::Stored { message, receipt } = bob.receive(&sealed) else {
+        panic!("not stored");
+    };
+    assert_eq!(message.body, b"hello bob");
+    assert_eq!(message.contact, alice.address());
+    assert_eq!(message.name, "");
+    // The receipt goes to the authenticated sender, for the store's id.
+    assert_eq!(receipt, (*alice.identity.public(), entry.id));
+    let contact = bob.store.contact(&alice.id()).unwrap().unwrap();
+    assert_eq!(contact.name, "");
+    assert_eq!(contact.identity_key, Some(*alice.identity.public()));
+    // Its access key was kept, to write back without limits.
+    assert_eq!(contact.access_key, Some(alice.access.clone()));
+}
+
+#[test]
+fn the_same_envelope_again_is_a_duplicate_that_is_confirmed_again() {
+    let (_dir, mut alice, mut bob) = parties();
+    let (entry, sealed) = alice.message(&bob, "once", T0);
+    assert!(matches!(bob.receive(&sealed), Outcome::Stored { .. }));
+    for _ in 0..2 {
+        let Outcome::Duplicate { receipt } = bob.receive(&sealed) else {
+            panic!("not a duplicate");
+        };
+        assert_eq!(receipt, Some((*alice.identity.public(), entry.id)));
+    }
+    assert_eq!(bob.store.message_count(&alice.id()).unwrap(), 1);
+}
+
+#[test]
+fn envelopes_that_do_not_authenticate_are_dropped_without_a_trace() {
+    let (dir, mut alice, mut bob) = parties();
+    let carol = Party::new(dir.path(), "carol.db");
+    let (_, sealed) = alice.message(&bob, "for bob", T0);
+    // Garbage, truncation, a flipped bit, an envelope for someone else.
+    let mut flipped = sealed.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let for_carol = alice.seal(&carol, b"anything");
+    for bytes in [
+        vec![0x02; 200],
+        sealed[..sealed.len() / 2].to_vec(),
+        flipped,
+        for_carol,
+    ] {
+        assert!(matches!(
+            bob.receive(&bytes),
+            Outcome::Dropped(DropReason::Unauthenticated)
+        ));
+    }
+    // A version-1 envelope is not read.
+    let mut old = sealed.clone();
+    old[0] = 0x01;
+    assert!(matches!(
+        bob.receive(&old),
+        Outcome::Dropped(DropReason::UnsupportedVersion)
+    ));
+    // An authenticated payload that does not parse.
+    assert!(matches!(
+        bob.receive(&alice.seal(&bob, &[0x02, 0x01, 0x00])),
+        Outcome::Dropped(DropReason::Malformed)
+    ));
+    assert!(bob.store.contact(&alice.id()).unwrap().is_none());
+    assert_eq!(bob.store.message_count(&alice.id()).unwrap(), 0);
+}
+
+#[test]
+fn receipts_count_only_from_the_contact_they_name() {
+    let (dir, mut alice, mut bob) = parties();
+    let mut mallory = Party::new(dir.path(), "mallory.db");
+    let (entry, sealed) = alice.message(&bob, "confirm me", T0);
+    alice.store.mark_sent(&entry.id, T0).unwrap();
+    assert!(matches!(bob.receive(&sealed), Outcome::Stored { .. }));
+
+    // Mallory (not Alice's contact) claims Bob got it: dropped.
+    let forged = payload::encode_receipt(&[1; 16], T0, ReceiptKind::Delivered, &[entry.id]);
+    assert!(matches!(
+        alice.receive(&mallory.seal(&alice, &forged)),
+        Outcome::Dropped(DropReason::NotAContact)
+    ));
+    assert_eq!(
+        alice
+            .store
+            .message(&bob.id(), entry.seq)
+            .unwrap()
+            .unwrap()
+            .state,
+        DeliveryState::Sent
+    );
+    let _ = &mut mallory;
+
+    // Bob's receipt marks it delivered.
+    let receipt = payload::encode_receipt(&[2; 16], T0, ReceiptKind::Delivered, &[entry.id]);
+    let Outcome::Receipt {
+        contact,
+        kind,
+        seqs,
+    } = alice.receive(&bob.seal(&alice, &receipt))
+    else {
+        panic!("not a receipt");
+    };
+    assert_eq!(
+        (contact, kind, seqs),
+        (bob.address(), ReceiptKind::Delivered, vec![entry.seq])
+    );
+    assert_eq!(
+        alice
+            .store
+            .message(&bob.id(), entry.seq)
+            .unwrap()
+            .unwrap()
+            .state,
+        DeliveryState::Delivered
+    );
+}
+
+#[test]
+fn notices_count_only_from_a_contact() {
+    let (dir, mut alice, bob) = parties();
+    let stranger = Party::new(dir.path(), "stranger.db");
+    let digest = sotto_store::CiphertextDigest::of(b"some ciphertext");
+    let notice = payload::encode_notice(&[3; 16], T0, &digest);
+    assert!(matches!(
+        alice.receive(&stranger.seal(&alice, &notice)),
+        Outcome::Dropped(DropReason::NotAContact)
+    ));
+    let Outcome::Notice { contact, failed } = alice.receive(&bob.seal(&alice, &notice)) else {
+        panic!("not a notice");
+    };
+    assert_eq!((contact, failed), (bob.address(), digest));
+}
+
+#[test]
+fn an_undecryptable_message_from_a_contact_asks_for_a_resend_once_it_can_help() {
+    let (_dir, mut alice, mut bob) = parties();
+    // A working session first: Bob knows Alice from her first message.
+    let (_, first) = alice.message(&bob, "first", T0);
+    assert!(matches!(bob.receive(&first), Outcome::Stored { .. }));
+
+    // Alice's next ciphertext arrives altered inside an authentic
+    // envelope (her store was damaged, say): Bob asks her to resend it.
+    let mut entry = alice.store.send(&bob.id(), b"second", T0 + 10).unwrap();
+    let last = entry.ciphertext.len() - 1;
+    entry.ciphertext[last] ^= 1;
+    let sealed = seal_entry(
+        &alice.identity,
+        &alice.access,
+        bob.identity.public(),
+        &entry,
+        T0 + 10,
+    )
+    .unwrap();
+    let Outcome::Undecryptable {
+        from,
+        reason,
+        notify,
+    } = bob.receive(&sealed)
+    else {
+        panic!("not undecryptable");
+    };
+    assert_eq!(from, alice.address());
+    assert!(matches!(reason, Undecryptable::Protocol(_)));
+    assert_eq!(
+        notify,
+        Some(sotto_store::CiphertextDigest::of(&entry.ciphertext))
+    );
+}
+
+#[test]
+fn a_late_or_replayed_message_asks_for_nothing() {
+    let (_dir, mut alice, mut bob) = parties();
+    let (_, first) = alice.message(&bob, "first", T0);
+    // Written before "first" by Alice's clock but broken: merely late.
+    let mut late = alice.store.send(&bob.id(), b"late", T0 - 1000).unwrap();
+    let (_, newer) = alice.message(&bob, "newer", T0 + 1000);
+    assert!(matches!(bob.receive(&first), Outcome::Stored { .. }));
+    assert!(matches!(bob.receive(&newer), Outcome::Stored { .. }));
+    let last = late.ciphertext.len() - 1;
+    late.ciphertext[last] ^= 1;
+    let sealed = seal_entry(
+        &alice.identity,
+        &alice.access,
+        bob.identity.public(),
+        &late,
+        T0 - 1000,
+    )
+    .unwrap();
+    assert!(matches!(
+        bob.receive(&sealed),
+        Outcome::Undecryptable { notify: None, .. }
+    ));
+}
+
+#[test]
+fn an_undecryptable_first_message_from_a_stranger_leaves_no_contact() {
+    let (_dir, mut alice, mut bob) = parties();
+    let mut entry = alice.store.send(&bob.id(), b"hi", T0).unwrap();
+    let last = entry.ciphertext.len() - 1;
+    entry.ciphertext[last] ^= 1;
+    let sealed = seal_entry(
+        &alice.identity,
+        &alice.access,
+        bob.identity.public(),
+        &entry,
+        T0,
+    )
+    .unwrap();
+    // No notice to someone we never talked to.
+    assert!(matches!(
+        bob.receive(&sealed),
+        Outcome::Undecryptable { notify: None, .. }
+    ));
+    assert!(bob.store.contact(&alice.id()).unwrap().is_none());
+}
+
+#[test]
+fn a_first_message_sealed_by_another_identity_is_refused() {
+    let (dir, mut alice, mut bob) = parties();
+    let mallory = Party::new(dir.path(), "mallory.db");
+    // Mallory re-seals Alice's session-starting message as her own.
+    let entry = alice.store.send(&bob.id(), b"from alice", T0).unwrap();
+    let inner = payload::encode(entry.id.as_bytes(), T0, &mallory.access, &entry.ciphertext);
+    let sealed = mallory.seal(&bob, &inner);
+    let Outcome::Undecryptable {
+        from,
+        reason,
+        notify,
+    } = bob.receive(&sealed)
+    else {
+        panic!("not refused");
+    };
+    assert_eq!(from, mallory.address());
+    assert_eq!(reason, Undecryptable::IdentityMismatch);
+    assert_eq!(notify, None);
+    assert!(bob.store.contact(&mallory.id()).unwrap().is_none());
+    assert_eq!(bob.store.message_count(&mallory.id()).unwrap(), 0);
+}

@@ -1,0 +1,154 @@
+//! The state every clone of a client shares, and the small helpers the
+//! other parts use to reach the store and announce events.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sotto_core::{AccessKey, IdentityKey, IdentityKeyPair};
+use sotto_relay::RelayClient;
+use sotto_store::Store;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use super::receipts::OwedReceipts;
+use super::recovery::NoticeLimiter;
+use super::types::{ClientEvent, ClientOptions, Step};
+use crate::address::Address;
+use crate::error::{Error, Result};
+
+pub(crate) struct Shared {
+    pub(crate) store: Arc<Mutex<Store>>,
+    pub(crate) identity: IdentityKeyPair,
+    /// This profile's unidentified-access key (derived from the identity,
+    /// never stored): its verifier is published with the signed prekey,
+    /// the key itself goes into every message we send.
+    pub(crate) access_key: AccessKey,
+    pub(crate) address: Address,
+    pub(crate) options: ClientOptions,
+    pub(crate) profile_dir: PathBuf,
+    pub(crate) events: broadcast::Sender<ClientEvent>,
+    pub(crate) connection: Mutex<Option<Arc<RelayClient>>>,
+    pub(crate) supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// Serializes envelope processing and outbox flushing.
+    pub(crate) processing: tokio::sync::Mutex<()>,
+    /// Serializes prekey uploads: a stock count and the top-up it leads to,
+    /// or a replacement and the retirement after it, never interleave.
+    pub(crate) publishing: tokio::sync::Mutex<()>,
+    pub(crate) notices: Mutex<NoticeLimiter>,
+    /// Envelopes dropped as [`ClientEvent::Dropped`].
+    pub(crate) dropped: AtomicU64,
+    /// Delivery receipts owed, per sender, sent in batches.
+    pub(crate) receipts: Mutex<OwedReceipts>,
+    /// Outbox entries were left for later because the relay refused them
+    /// for a reason that can pass: the background retries the outbox.
+    pub(crate) outbox_held: AtomicBool,
+    /// The largest frame the relay takes, as it last announced it (0 when
+    /// unknown): a message that cannot fit is refused at `send`.
+    pub(crate) max_frame: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> sotto_store::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.store.clone();
+        blocking(move || f(&mut lock(&store))).await
+    }
+
+    pub(crate) async fn with_store_result<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> sotto_store::Result<Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.with_store(f).await?
+    }
+
+    pub(crate) fn emit(&self, event: ClientEvent) {
+        // No subscriber is fine: everything is in the store.
+        let _ = self.events.send(event);
+    }
+
+    /// Reports a background step that failed (it is retried later).
+    pub(crate) fn report(&self, step: Step, error: Error) {
+        tracing::warn!(%step, error = %error, "background step failed");
+        self.emit(ClientEvent::Error {
+            step,
+            error: Arc::new(error),
+        });
+    }
+
+    pub(crate) fn set_connection(&self, conn: Option<Arc<RelayClient>>) {
+        if let Some(conn) = &conn {
+            self.max_frame
+                .store(u64::from(conn.welcome().max_frame_size), Ordering::Relaxed);
+        }
+        *lock(&self.connection) = conn;
+    }
+
+    /// The live connection, if any.
+    pub(crate) fn live_connection(&self) -> Option<Arc<RelayClient>> {
+        lock(&self.connection)
+            .as_ref()
+            .filter(|c| !c.is_closed())
+            .cloned()
+    }
+
+    pub(crate) fn hold_outbox(&self, held: bool) {
+        self.outbox_held.store(held, Ordering::Relaxed);
+    }
+
+    pub(crate) fn outbox_is_held(&self) -> bool {
+        self.outbox_held.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(h) = lock(&self.supervisor).take() {
+            h.abort();
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Store operations are transactions: a panic inside one leaves the
+    // file consistent, so a poisoned lock is still safe to use.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs a store operation on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> sotto_store::Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Error::TaskFailed)?
+        .map_err(Error::from)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The contact id (printed address) of an identity.
+pub(crate) fn contact_id(identity: &IdentityKey) -> String {
+    Address::of(identity).to_string()
+}
+
+/// The access key contact `id` gave us, if `identity` is the identity
+/// pinned for it.
+pub(crate) fn access_key_of(
+    s: &Store,
+    id: &str,
+    identity: &IdentityKey,
+) -> sotto_store::Result<Option<AccessKey>> {
+    Ok(s.contact(id)?
+        .filter(|c| c.identity_key.as_ref() == Some(identity))
+        .and_then(|c| c.access_key))
+}
