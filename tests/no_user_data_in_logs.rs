@@ -149,8 +149,18 @@ async fn a_conversation_leaves_no_user_data_in_logs_or_debug_output() {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    // The capture sees the relay's debug-level events.
+    // The capture sees the relay's debug-level events, and the client's
+    // spans and events: connecting, sending, each envelope's outcome.
     assert!(logs.contains("connection opened"), "{logs}");
+    for expected in [
+        "sotto::client::supervisor: message=connected and authenticated",
+        "sotto::client::send: body_len=",
+        "sotto::client::mailbox: envelope_len=",
+        "outcome=\"stored\"",
+        "outcome=\"receipt\"",
+    ] {
+        assert!(logs.contains(expected), "no {expected:?} in the logs:\n{logs}");
+    }
     for (context, haystack) in [("logs", &logs), ("Debug output", &debug)] {
         for text in TEXTS {
             assert_absent(haystack, text.as_bytes(), "a message text", context);
