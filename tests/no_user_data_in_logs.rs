@@ -159,7 +159,10 @@ async fn a_conversation_leaves_no_user_data_in_logs_or_debug_output() {
         "outcome=\"stored\"",
         "outcome=\"receipt\"",
     ] {
-        assert!(logs.contains(expected), "no {expected:?} in the logs:\n{logs}");
+        assert!(
+            logs.contains(expected),
+            "no {expected:?} in the logs:\n{logs}"
+        );
     }
     for (context, haystack) in [("logs", &logs), ("Debug output", &debug)] {
         for text in TEXTS {
