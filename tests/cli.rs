@@ -385,3 +385,104 @@ fn first_steps_fail_clearly_and_talk_never_drops_a_line() {
     assert!(synced.contains("3 new message(s)"), "{synced}");
     assert!(synced.contains(":   indented"), "{synced}");
 }
+
+/// `chat relay` again on `addr` (a port a relay just released) with the
+/// database in `dir`.
+fn restart_relay_on(dir: &Path, addr: &str) -> Relay {
+    for _ in 0..100 {
+        let mut child = Command::new(chat_binary())
+            .args(["relay", "--listen", addr, "--db"])
+            .arg(dir.join("relay.db"))
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if line.starts_with("Relay listening") {
+            return Relay(child);
+        }
+        let _ = child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("could not listen on {addr} again");
+}
+
+#[test]
+fn send_and_talk_work_offline_first_with_the_relay_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (relay, addr) = start_relay(dir.path());
+    let alice = dir.path().join("alice");
+    let bob = dir.path().join("bob");
+    let carol = dir.path().join("carol");
+    for profile in [&alice, &bob] {
+        ok(chat(profile, &["init"]));
+        ok(chat(profile, &["register", "--relay", &addr]));
+    }
+    ok(chat(&carol, &["init"]));
+    let bob_address = ok(chat(&bob, &["whoami"])).trim().to_owned();
+    let carol_address = ok(chat(&carol, &["whoami"])).trim().to_owned();
+    ok(chat(&alice, &["add", "bob", &bob_address]));
+    ok(chat(&alice, &["add", "carol", &carol_address]));
+    ok(chat(&alice, &["send", "bob", "hello"]));
+
+    drop(relay);
+    // A session with Bob exists: stored, queued, said so, exit 0.
+    let out = ok(chat(
+        &alice,
+        &["send", "bob", "written while the relay is down"],
+    ));
+    assert!(out.contains("Stored;"), "{out}");
+    assert!(out.contains("next connection"), "{out}");
+    // A first message needs the relay: refused, nothing stored.
+    let out = chat(&alice, &["send", "carol", "hi carol"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("needs their keys from the relay"),
+        "{stderr}"
+    );
+    let history = ok(chat(&alice, &["history", "carol"]));
+    assert!(history.contains("No messages with carol"), "{history}");
+    // `talk` starts anyway and stores what is typed.
+    let mut talk = Command::new(chat_binary())
+        .arg("--profile")
+        .arg(&alice)
+        .args(["talk", "bob"])
+        .env("SOTTO_PASSPHRASE", "cli test passphrase")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        talk.stdin
+            .as_mut()
+            .unwrap()
+            .write_all(b"typed offline\n")
+            .unwrap();
+    }
+    drop(talk.stdin.take());
+    let out = talk.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("go out when it is back"), "{stdout}");
+
+    // The relay is back: Alice's next connection sends both, in order.
+    let _relay = restart_relay_on(dir.path(), &addr);
+    ok(chat(&alice, &["sync"]));
+    let synced = ok(chat(&bob, &["sync"]));
+    let first = synced.find("written while the relay is down");
+    let second = synced.find("typed offline");
+    assert!(
+        first.is_some() && second.is_some() && first < second,
+        "{synced}"
+    );
+}
