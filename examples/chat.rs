@@ -115,6 +115,29 @@ enum Command {
         #[arg(long)]
         confirm: bool,
     },
+    /// Tell a contact that this profile is your new identity, replacing
+    /// the address you had before (a new phone, a lost profile).
+    Announce {
+        /// Contact name or address.
+        name: String,
+        /// Your previous address.
+        #[arg(long)]
+        previous: String,
+    },
+    /// List identity changes waiting for your decision: someone who says
+    /// they are one of your contacts under a new address.
+    Changes,
+    /// Accept an identity change after comparing the new safety number with
+    /// the contact: the contact's name moves to the new address.
+    AcceptChange {
+        /// The new address.
+        address: String,
+    },
+    /// Refuse an identity change: the contact keeps its identity.
+    RefuseChange {
+        /// The new address.
+        address: String,
+    },
     /// Interactive chat: type to send, incoming messages appear as they arrive.
     Talk {
         /// Contact name or address.
@@ -361,6 +384,37 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
                 );
             }
         }
+        Command::Announce { name, previous } => {
+            let previous: Address = previous.parse().map_err(|e| format!("{e}"))?;
+            connect(client).await?;
+            client
+                .announce_identity_change(&name, &previous)
+                .await
+                .map_err(s)?;
+            println!(
+                "Told {name} that you were {previous}; they will be asked to compare safety numbers."
+            );
+        }
+        Command::Changes => {
+            let _ = connect(client).await;
+            let changes = client.identity_changes().await.map_err(s)?;
+            if changes.is_empty() {
+                println!("No identity change waiting.");
+            }
+            for change in changes {
+                print_identity_change(&change);
+            }
+        }
+        Command::AcceptChange { address } => {
+            let address: Address = address.parse().map_err(|e| format!("{e}"))?;
+            client.accept_identity_change(&address).await.map_err(s)?;
+            println!("Accepted: the contact is now {address} (not verified yet).");
+        }
+        Command::RefuseChange { address } => {
+            let address: Address = address.parse().map_err(|e| format!("{e}"))?;
+            client.refuse_identity_change(&address).await.map_err(s)?;
+            println!("Refused: nothing changed.");
+        }
         Command::Talk { name } => talk(client, &name).await?,
         Command::Relay { .. } | Command::Init | Command::Demo { .. } => {}
     }
@@ -373,6 +427,19 @@ fn display_name(name: &str, address: &Address) -> String {
     } else {
         name.to_owned()
     }
+}
+
+fn print_identity_change(change: &sotto::IdentityChange) {
+    println!(
+        "{} says they are {} under a new address.",
+        change.new_address, change.name
+    );
+    println!("  old safety number: {}", change.old_safety_number);
+    println!("  new safety number: {}", change.new_safety_number);
+    println!(
+        "  Compare the new number with {} in person or on a call, then `accept-change {}` or `refuse-change {}`.",
+        change.name, change.new_address, change.new_address
+    );
 }
 
 /// An error when `count` rows could not be read: the listing above them is
@@ -518,6 +585,11 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
                     Some(ClientEvent::Connected { sent_from_outbox }) if offline => {
                         offline = false;
                         println!("\r(connected to the relay again; {sent_from_outbox} queued message(s) went out)");
+                        prompt(&out);
+                    }
+                    Some(ClientEvent::IdentityChanged(change)) => {
+                        println!();
+                        print_identity_change(&change);
                         prompt(&out);
                     }
                     Some(ClientEvent::SendFailed { seq, reason, .. }) => {

@@ -61,6 +61,9 @@ pub enum Error {
     /// Several contacts share that name.
     #[error("several contacts are named {0:?}; use the address")]
     AmbiguousContact(String),
+    /// That address claims no identity change.
+    #[error("that address claims no identity change")]
+    NoIdentityChange,
     /// A contact with that name or address exists already.
     #[error("a contact named {0:?} or with that address exists already")]
     ContactExists(String),

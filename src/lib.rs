@@ -48,14 +48,14 @@ pub use address::{ADDRESS_PREFIX, Address, AddressError};
 pub use client::Fault;
 pub use client::{
     Client, ClientEvent, ClientOptions, ContactInfo, DisconnectReason, DropReason, Events,
-    HistoryItem, IncomingMessage, PROFILE_DB, RELAY_FILE, SendStatus, Sent, Step, Undecryptable,
-    UnreadableRow,
+    HistoryItem, IdentityChange, IncomingMessage, PROFILE_DB, RELAY_FILE, SendStatus, Sent, Step,
+    Undecryptable, UnreadableRow,
 };
 pub use connection::RelayTrust;
 pub use error::{Error, Result};
 pub use payload::{
-    KIND_DECRYPTION_ERROR, KIND_MESSAGE, KIND_RECEIPT, MAX_RECEIPT_IDS, PAYLOAD_OVERHEAD,
-    PAYLOAD_VERSION, PayloadError,
+    KIND_DECRYPTION_ERROR, KIND_IDENTITY_CHANGE, KIND_MESSAGE, KIND_RECEIPT, MAX_RECEIPT_IDS,
+    PAYLOAD_OVERHEAD, PAYLOAD_VERSION, PayloadError,
 };
 pub use relay_address::{RelayAddress, RelayAddressError, RelayTransport};
 

@@ -12,6 +12,9 @@
 //!            CiphertextDigest of the sotto-core message that failed
 //! kind 0x03: body is a receipt: what(1: 0x01 delivered | 0x02 read)
 //!            || u16be(n) || n × envelope id(16), 1 <= n <= 1000
+//! kind 0x04: body is an identity change: the sender's previous identity
+//!            key(32), which it claims to replace (unproven: the recipient's
+//!            user decides)
 //! ```
 //!
 //! The message id is the store's envelope id: random, chosen when the
@@ -42,6 +45,8 @@ pub const KIND_MESSAGE: u8 = 0x01;
 pub const KIND_DECRYPTION_ERROR: u8 = 0x02;
 /// Kind byte: a delivery or read receipt.
 pub const KIND_RECEIPT: u8 = 0x03;
+/// Kind byte: an identity change (the sender's previous identity key).
+pub const KIND_IDENTITY_CHANGE: u8 = 0x04;
 /// Most envelope ids one receipt names.
 pub const MAX_RECEIPT_IDS: usize = 1000;
 /// Bytes before the body.
@@ -108,6 +113,16 @@ impl<'a> Payload<'a> {
             })
             .collect();
         Some((kind, ids))
+    }
+
+    /// The previous identity an identity change names; `None` for anything
+    /// else, or a body that is not exactly one valid identity key.
+    pub(crate) fn previous_identity(&self) -> Option<IdentityKey> {
+        if self.kind != KIND_IDENTITY_CHANGE {
+            return None;
+        }
+        let key: [u8; 32] = self.body.try_into().ok()?;
+        IdentityKey::from_bytes(&key).ok()
     }
 
     /// The digest a decryption-error notice names; `None` for anything
@@ -208,7 +223,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Payload<'_>, PayloadError> {
         return Err(PayloadError::TooShort(bytes.len()));
     }
     let kind = bytes[1];
-    if !matches!(kind, KIND_MESSAGE | KIND_DECRYPTION_ERROR | KIND_RECEIPT) {
+    if !matches!(
+        kind,
+        KIND_MESSAGE | KIND_DECRYPTION_ERROR | KIND_RECEIPT | KIND_IDENTITY_CHANGE
+    ) {
         return Err(PayloadError::UnknownKind(kind));
     }
     let mut message_id = [0u8; 16];
@@ -255,9 +273,42 @@ pub(crate) fn encode_notice(
     encode_kind(KIND_DECRYPTION_ERROR, notice_id, sent_at, failed.as_bytes())
 }
 
+/// An identity change: the sender claims to replace `previous`.
+pub(crate) fn encode_identity_change(
+    change_id: &[u8; 16],
+    sent_at: u64,
+    previous: &IdentityKey,
+) -> Vec<u8> {
+    encode_kind(
+        KIND_IDENTITY_CHANGE,
+        change_id,
+        sent_at,
+        previous.as_bytes(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_changes_carry_exactly_one_valid_key() {
+        let previous = *IdentityKeyPair::from_seed(&[4; 32]).public();
+        let bytes = encode_identity_change(&[1; 16], 7, &previous);
+        let p = decode(&bytes).unwrap();
+        assert_eq!(p.kind, KIND_IDENTITY_CHANGE);
+        assert_eq!(p.previous_identity(), Some(previous));
+        assert_eq!(p.message(), None);
+        assert_eq!(
+            decode(&bytes[..bytes.len() - 1])
+                .unwrap()
+                .previous_identity(),
+            None
+        );
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(decode(&long).unwrap().previous_identity(), None);
+    }
 
     #[test]
     fn roundtrip_and_rejects() {

@@ -486,3 +486,46 @@ fn send_and_talk_work_offline_first_with_the_relay_down() {
         "{synced}"
     );
 }
+
+#[test]
+fn an_identity_change_is_listed_with_both_safety_numbers_and_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, addr) = start_relay(dir.path());
+    let alice = dir.path().join("alice");
+    let bob = dir.path().join("bob");
+    let bob2 = dir.path().join("bob2");
+    for profile in [&alice, &bob, &bob2] {
+        ok(chat(profile, &["init"]));
+        ok(chat(profile, &["register", "--relay", &addr]));
+    }
+    let alice_address = ok(chat(&alice, &["whoami"])).trim().to_owned();
+    let bob_address = ok(chat(&bob, &["whoami"])).trim().to_owned();
+    let bob2_address = ok(chat(&bob2, &["whoami"])).trim().to_owned();
+    ok(chat(&alice, &["add", "bob", &bob_address]));
+    ok(chat(&bob2, &["add", "alice", &alice_address]));
+
+    ok(chat(
+        &bob2,
+        &["announce", "alice", "--previous", &bob_address],
+    ));
+    ok(chat(&bob2, &["send", "alice", "new phone, same bob"]));
+    let changes = ok(chat(&alice, &["changes"]));
+    assert!(
+        changes.contains(&format!("{bob2_address} says they are bob")),
+        "{changes}"
+    );
+    let new_number = ok(chat(&bob2, &["verify", "alice"]));
+    let new_number = new_number.lines().nth(1).unwrap().trim();
+    assert!(
+        changes.contains(&format!("new safety number: {new_number}")),
+        "{changes}\n{new_number}"
+    );
+    // Not Bob's until accepted.
+    let history = ok(chat(&alice, &["history", "bob"]));
+    assert!(!history.contains("new phone"), "{history}");
+
+    ok(chat(&alice, &["accept-change", &bob2_address]));
+    let history = ok(chat(&alice, &["history", "bob"]));
+    assert!(history.contains("bob: new phone, same bob"), "{history}");
+    assert!(ok(chat(&alice, &["changes"])).contains("No identity change waiting"));
+}

@@ -162,6 +162,16 @@ impl Shared {
                 });
                 Ok(Settled::Undecryptable(reason))
             }
+            Outcome::IdentityChangeClaimed {
+                previous,
+                name,
+                claimant,
+            } => {
+                let change = self.identity_change(previous, name, claimant);
+                self.emit(ClientEvent::IdentityChanged(Box::new(change)));
+                conn.ack(&[relay_id]).await?;
+                Ok(Settled::Nothing)
+            }
             Outcome::Notice { contact, failed } => {
                 // Answer first: if the connection drops meanwhile, the
                 // notice stays queued and is answered after reconnecting.

@@ -7,6 +7,7 @@
 //! | `mod.rs` | [`Client`]: opening a profile, connecting, receiving by hand |
 //! | `send.rs` | sending: offline-first, refused early when too large |
 //! | `contacts.rs` | contacts, safety numbers, history, read marks |
+//! | `identity.rs` | a contact's identity change: announced, accepted or refused |
 //! | `types.rs` | options, events, messages, history rows |
 //! | `receive.rs` | the receive pipeline: envelope bytes in, typed outcome out, no network |
 //! | `mailbox.rs` | receiving over the relay: fetch, pipeline, acknowledge, announce |
@@ -28,6 +29,7 @@ use tokio::sync::broadcast;
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 
 mod contacts;
+mod identity;
 mod mailbox;
 mod outbox;
 mod prekeys;
@@ -43,7 +45,7 @@ mod types;
 pub use types::Fault;
 pub use types::{
     ClientEvent, ClientOptions, ContactInfo, DisconnectReason, DropReason, Events, HistoryItem,
-    IncomingMessage, SendStatus, Sent, Step, Undecryptable, UnreadableRow,
+    IdentityChange, IncomingMessage, SendStatus, Sent, Step, Undecryptable, UnreadableRow,
 };
 
 use self::mailbox::Settled;

@@ -15,11 +15,16 @@
 //! 3. A message from an unknown sender creates a nameless contact (the
 //!    user names it later); if the message does not decrypt, the contact
 //!    is removed again.
-//! 4. A message whose session-starting key agreement names another
+//! 4. An identity change (someone claims to be a contact under a new
+//!    identity) counts only when it names a contact with a name, and comes
+//!    from someone who is not a named contact: the claim is kept on the
+//!    claimant's (nameless) contact, whose messages stay apart from the
+//!    named contact's until the user accepts. Anything else is dropped.
+//! 5. A message whose session-starting key agreement names another
 //!    identity than the authenticated sender is refused
 //!    ([`Undecryptable::IdentityMismatch`]): the sealed layer decides who
 //!    wrote, never the ciphertext inside.
-//! 5. A message that does not decrypt asks its sender to resend only when
+//! 6. A message that does not decrypt asks its sender to resend only when
 //!    that can help and cannot be provoked by a relay: not for a replayed
 //!    chain index (`Duplicate`), not for a gap beyond the protocol's limit
 //!    (`TooManySkipped`, which a relay withholding messages can cause), not
@@ -37,8 +42,10 @@ use crate::payload::{self, PayloadError, ReceiptKind};
 /// A delivery receipt owed: to whom, for which envelope.
 pub(crate) type Owed = (IdentityKey, EnvelopeId);
 
-/// What one envelope came to.
+/// What one envelope came to. Short-lived (one per envelope, moved once):
+/// its variants' sizes do not matter.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Outcome {
     /// A new message, committed to history; a delivery receipt is owed.
     Stored {
@@ -65,6 +72,13 @@ pub(crate) enum Outcome {
         reason: Undecryptable,
         notify: Option<CiphertextDigest>,
     },
+    /// `claimant` claims to be the contact `previous` (named `name`) under
+    /// a new identity; the claim is recorded, the user decides.
+    IdentityChangeClaimed {
+        previous: Address,
+        name: String,
+        claimant: Address,
+    },
     /// A contact's decryption-error notice about our ciphertext `failed`:
     /// answering it needs the relay (a new bundle, a resend).
     Notice {
@@ -82,6 +96,7 @@ impl Outcome {
             Self::Receipt { .. } => "receipt",
             Self::Dropped(_) => "dropped",
             Self::Undecryptable { .. } => "undecryptable",
+            Self::IdentityChangeClaimed { .. } => "identity change",
             Self::Notice { .. } => "notice",
         }
     }
@@ -148,6 +163,12 @@ pub(crate) fn receive(
                 contact: from,
                 failed,
             });
+        }
+        payload::KIND_IDENTITY_CHANGE => {
+            let Some(previous) = payload.previous_identity() else {
+                return Ok(Outcome::Dropped(DropReason::Malformed));
+            };
+            return claim_identity_change(store, &id, contact.as_ref(), &sender, &previous);
         }
         _ => {}
     }
@@ -221,6 +242,37 @@ pub(crate) fn receive(
             undecryptable(Undecryptable::IdentityMismatch, None)
         }
         Err(e) => return Err(e),
+    })
+}
+
+/// Records that `sender` (contact id `id`, `contact` if known) claims to be
+/// the contact whose identity was `previous` (rule 4).
+fn claim_identity_change(
+    store: &mut Store,
+    id: &str,
+    contact: Option<&sotto_store::Contact>,
+    sender: &IdentityKey,
+    previous: &IdentityKey,
+) -> sotto_store::Result<Outcome> {
+    let previous_address = Address::of(previous);
+    let previous_id = previous_address.to_string();
+    let named = store
+        .contact(&previous_id)?
+        .filter(|c| !c.name.is_empty() && c.identity_key.as_ref() == Some(previous));
+    let (Some(named), false) = (named, previous == sender) else {
+        return Ok(Outcome::Dropped(DropReason::NotAContact));
+    };
+    match contact {
+        // A named contact does not become someone else.
+        Some(c) if !c.name.is_empty() => return Ok(Outcome::Dropped(DropReason::NotAContact)),
+        Some(_) => {}
+        None => store.add_contact(id, "", Some(sender))?,
+    }
+    store.set_contact_claim(id, Some(&previous_id))?;
+    Ok(Outcome::IdentityChangeClaimed {
+        previous: previous_address,
+        name: named.name,
+        claimant: Address::of(sender),
     })
 }
 

@@ -321,3 +321,79 @@ fn a_first_message_sealed_by_another_identity_is_refused() {
     assert!(bob.store.contact(&mallory.id()).unwrap().is_none());
     assert_eq!(bob.store.message_count(&mallory.id()).unwrap(), 0);
 }
+
+#[test]
+fn an_identity_change_is_recorded_for_a_named_contact_and_kept_apart() {
+    let (dir, mut alice, bob) = parties();
+    // Alice knows Bob by name; Bob's new identity claims to be him.
+    let mut bob2 = Party::new(dir.path(), "bob2.db");
+    let claim = payload::encode_identity_change(&[5; 16], T0, bob.identity.public());
+    let Outcome::IdentityChangeClaimed {
+        previous,
+        name,
+        claimant,
+    } = alice.receive(&bob2.seal(&alice, &claim))
+    else {
+        panic!("claim not recorded");
+    };
+    assert_eq!(
+        (previous, name.as_str(), claimant),
+        (bob.address(), "bob", bob2.address())
+    );
+    let contact = alice.store.contact(&bob2.id()).unwrap().unwrap();
+    assert_eq!(contact.name, "");
+    assert_eq!(contact.claims_to_succeed, Some(bob.id()));
+
+    // Its messages go under its own address, not Bob's conversation.
+    bob2.knows(&mut alice, "alice");
+    let (_, sealed) = bob2.message(&alice, "it's me, new phone", T0);
+    let Outcome::Stored { message, .. } = alice.receive(&sealed) else {
+        panic!("not stored");
+    };
+    assert_eq!(message.contact, bob2.address());
+    assert_eq!(alice.store.message_count(&bob.id()).unwrap(), 0);
+
+    // Accepted: the name moves, unverified; the old identity keeps its
+    // history without a name.
+    alice.store.set_contact_verified(&bob.id(), true).unwrap();
+    alice.store.accept_successor(&bob.id(), &bob2.id()).unwrap();
+    let new = alice.store.contact(&bob2.id()).unwrap().unwrap();
+    assert_eq!((new.name.as_str(), new.verified), ("bob", false));
+    assert_eq!(new.claims_to_succeed, None);
+    assert_eq!(alice.store.contact(&bob.id()).unwrap().unwrap().name, "");
+}
+
+#[test]
+fn identity_changes_that_name_no_one_or_come_from_a_named_contact_are_dropped() {
+    let (dir, mut alice, bob) = parties();
+    let stranger = Party::new(dir.path(), "stranger.db");
+    let nobody = Party::new(dir.path(), "nobody.db");
+    // About someone who is not a contact.
+    let about_nobody = payload::encode_identity_change(&[1; 16], T0, nobody.identity.public());
+    assert!(matches!(
+        alice.receive(&stranger.seal(&alice, &about_nobody)),
+        Outcome::Dropped(DropReason::NotAContact)
+    ));
+    // From a named contact (Bob) about another: a contact stays who it is.
+    let mut carol = Party::new(dir.path(), "carol.db");
+    alice.knows(&mut carol, "carol");
+    let about_carol = payload::encode_identity_change(&[2; 16], T0, carol.identity.public());
+    assert!(matches!(
+        alice.receive(&bob.seal(&alice, &about_carol)),
+        Outcome::Dropped(DropReason::NotAContact)
+    ));
+    // About the sender itself.
+    let about_bob = payload::encode_identity_change(&[3; 16], T0, bob.identity.public());
+    assert!(matches!(
+        alice.receive(&bob.seal(&alice, &about_bob)),
+        Outcome::Dropped(DropReason::NotAContact)
+    ));
+    // A body that is not one key.
+    let mut cut = about_carol.clone();
+    cut.pop();
+    assert!(matches!(
+        alice.receive(&stranger.seal(&alice, &cut)),
+        Outcome::Dropped(DropReason::Malformed)
+    ));
+    assert!(alice.store.contact(&stranger.id()).unwrap().is_none());
+}

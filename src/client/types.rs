@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sotto_core::SafetyNumber;
 use sotto_relay::{ClientConfig, ErrorCode};
 use sotto_store::{DeliveryState, OpenOptions, ResendPolicy, SendFailure, SignedPreKeyPolicy};
 use tokio::sync::broadcast;
@@ -171,6 +172,12 @@ pub enum ClientEvent {
         /// A new session was started (fresh X3DH) before resending.
         session_reset: bool,
     },
+    /// Someone claims to be a contact under a new identity (a new
+    /// address): its messages are kept apart, under the new address, until
+    /// the user accepts ([`Client::accept_identity_change`](crate::Client::accept_identity_change))
+    /// or refuses the change. Compare the new safety number with the
+    /// contact out of band first: nothing proves the claim.
+    IdentityChanged(Box<IdentityChange>),
     /// A message of ours was given up for good: the relay refused it in a
     /// way sending again cannot change. It is `DeliveryState::Failed` in
     /// history; the messages after it were not held back.
@@ -210,6 +217,30 @@ pub enum ClientEvent {
         /// What went wrong.
         error: Arc<Error>,
     },
+}
+
+/// A claimed identity change of a contact (see
+/// [`ClientEvent::IdentityChanged`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdentityChange {
+    /// The contact as known so far (its old address).
+    pub contact: Address,
+    /// The contact's display name.
+    pub name: String,
+    /// The new address that claims to be the contact.
+    pub new_address: Address,
+    /// The safety number with the old identity.
+    pub old_safety_number: SafetyNumber,
+    /// The safety number with the new identity: compare it with the
+    /// contact before accepting.
+    pub new_safety_number: SafetyNumber,
+}
+
+impl core::fmt::Debug for IdentityChange {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Names and safety numbers are not for logs.
+        f.debug_struct("IdentityChange").finish_non_exhaustive()
+    }
 }
 
 /// A background step of the client (see [`ClientEvent::Error`]).

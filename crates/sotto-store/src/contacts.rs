@@ -15,6 +15,7 @@ impl From<ContactRecord> for Contact {
             identity_key: r.identity_key,
             verified: r.verified,
             access_key: r.access_key,
+            claims_to_succeed: r.claims_to_succeed,
         }
     }
 }
@@ -45,6 +46,7 @@ impl Store {
                     verified: false,
                     newest_sent_at: 0,
                     access_key: None,
+                    claims_to_succeed: None,
                 },
             )
         })
@@ -82,6 +84,41 @@ impl Store {
         check_contact_id(id)?;
         check_contact_name(name)?;
         self.update_contact(id, |c| c.name = name.to_owned())
+    }
+
+    /// Records (or, with `None`, clears) that contact `id` claims to be the
+    /// new identity of contact `previous` (an identity change the user has
+    /// not decided on yet).
+    pub fn set_contact_claim(&mut self, id: &str, previous: Option<&str>) -> Result<()> {
+        check_contact_id(id)?;
+        if let Some(previous) = previous {
+            check_contact_id(previous)?;
+        }
+        self.update_contact(id, |c| c.claims_to_succeed = previous.map(str::to_owned))
+    }
+
+    /// Accepts that contact `successor` is the new identity of contact
+    /// `previous`, as `successor` claimed ([`set_contact_claim`](Self::set_contact_claim)),
+    /// in one transaction: `successor` takes `previous`'s name, unverified
+    /// (its safety number is new), and its claim is settled; `previous`
+    /// keeps its history under its old identity, without a name. Refused
+    /// with [`Error::UnknownContact`] unless `successor` claims exactly
+    /// `previous`.
+    pub fn accept_successor(&mut self, previous: &str, successor: &str) -> Result<()> {
+        check_contact_id(previous)?;
+        check_contact_id(successor)?;
+        self.write(|db, rng| {
+            let mut old = db.contact(previous)?.ok_or(Error::UnknownContact)?;
+            let mut new = db.contact(successor)?.ok_or(Error::UnknownContact)?;
+            if new.claims_to_succeed.as_deref() != Some(previous) {
+                return Err(Error::UnknownContact);
+            }
+            new.name = std::mem::take(&mut old.name);
+            new.verified = false;
+            new.claims_to_succeed = None;
+            db.put_contact(rng, &old)?;
+            db.put_contact(rng, &new)
+        })
     }
 
     /// Records whether the user verified the contact's safety number.

@@ -210,6 +210,7 @@ fn receive_one(
                     verified: false,
                     newest_sent_at: 0,
                     access_key: None,
+                    claims_to_succeed: None,
                 });
                 state.contact_dirty = true;
             }

@@ -12,7 +12,8 @@
 //!                   || u16be(len) || contact id || u16be(len) || name
 //!                   || [u64be(boundary) || u16be(n) || n * u64be(resent seq)]
 //!                   || [u64be(newest sent_at)] || [u8(resets in a row), flag bit 4]
-//!                   || [access key(16), flag bit 5])
+//!                   || [access key(16), flag bit 5]
+//!                   || [u16be(len) || id of the contact it claims to succeed, flag bit 6])
 //! conversation  pad(0x01 || conversation key(32) || u16be(len) || contact id
 //!                   || [u32be(n) || n × (u64be(first) || u64be(last))])
 //!               the optional tail lists the seqs deleted on purpose, as ranges
@@ -281,6 +282,9 @@ pub(crate) struct ContactRecord {
     /// The contact's unidentified-access key, learnt from its messages:
     /// with it, the relay queues what we send it without limit.
     pub(crate) access_key: Option<AccessKey>,
+    /// The id of another contact whose new identity this contact claims to
+    /// be (an identity change not yet accepted or refused by the user).
+    pub(crate) claims_to_succeed: Option<String>,
 }
 
 /// Most resent seqs remembered per contact since the last reset.
@@ -315,7 +319,8 @@ pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
             | (u8::from(has_recovery) << 2)
             | (u8::from(c.newest_sent_at != 0) << 3)
             | (u8::from(c.recovery.resets_in_row != 0) << 4)
-            | (u8::from(c.access_key.is_some()) << 5),
+            | (u8::from(c.access_key.is_some()) << 5)
+            | (u8::from(c.claims_to_succeed.is_some()) << 6),
     );
     if let Some(key) = &c.identity_key {
         out.extend_from_slice(key.as_bytes());
@@ -339,6 +344,9 @@ pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
     if let Some(key) = &c.access_key {
         out.extend_from_slice(key.as_bytes());
     }
+    if let Some(previous) = &c.claims_to_succeed {
+        push_str(&mut out, previous);
+    }
     out
 }
 
@@ -346,7 +354,7 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
     let mut r = Reader::new(bytes);
     r.version()?;
     let flags = r.u8()?;
-    if flags & !0b11_1111 != 0 {
+    if flags & !0b111_1111 != 0 {
         return Err(Malformed);
     }
     let identity_key = if flags & 0b10 != 0 {
@@ -376,6 +384,11 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
     } else {
         None
     };
+    let claims_to_succeed = if flags & 0b100_0000 != 0 {
+        Some(r.string()?)
+    } else {
+        None
+    };
     r.finish()?;
     Ok(ContactRecord {
         id,
@@ -385,6 +398,7 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
         recovery,
         newest_sent_at,
         access_key,
+        claims_to_succeed,
     })
 }
 
@@ -751,8 +765,10 @@ mod tests {
             },
             newest_sent_at: 99,
             access_key: Some(AccessKey::from_bytes([6; 16])),
+            claims_to_succeed: Some("previous id".into()),
         };
         let back = decode_contact(&encode_contact(&rec)).unwrap();
+        assert_eq!(back.claims_to_succeed.as_deref(), Some("previous id"));
         assert_eq!(back.id, "id");
         assert_eq!(back.name, "Name");
         assert_eq!(back.identity_key, Some(key));
@@ -770,6 +786,7 @@ mod tests {
             recovery: RecoveryState::default(),
             newest_sent_at: 0,
             access_key: None,
+            claims_to_succeed: None,
         };
         let encoded = encode_contact(&plain);
         assert_eq!(encoded[1], 0, "no flag bits");

@@ -279,6 +279,7 @@ impl fmt::Debug for OutboxEntry {
 
 /// A contact.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Contact {
     /// The app's id for the contact (e.g. their relay account).
     pub id: String,
@@ -294,6 +295,10 @@ pub struct Contact {
     /// Presented to the relay when sending to the contact. Secret; not
     /// shown by `Debug`.
     pub access_key: Option<AccessKey>,
+    /// The id of another contact whose new identity this contact claims to
+    /// be, while the user has not accepted or refused it
+    /// ([`Store::set_contact_claim`](crate::Store::set_contact_claim)).
+    pub claims_to_succeed: Option<String>,
 }
 
 impl fmt::Debug for Contact {
@@ -304,6 +309,7 @@ impl fmt::Debug for Contact {
             .field("has_identity_key", &self.identity_key.is_some())
             .field("verified", &self.verified)
             .field("has_access_key", &self.access_key.is_some())
+            .field("has_claim", &self.claims_to_succeed.is_some())
             .finish()
     }
 }
