@@ -43,6 +43,23 @@ fn ok(output: Output) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// `chat talk NAME` with `input` on a pipe as its terminal, to the end.
+fn talk_with_input(profile: &Path, name: &str, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut talk = Command::new(chat_binary())
+        .arg("--profile")
+        .arg(profile)
+        .args(["talk", name])
+        .env("SOTTO_PASSPHRASE", "cli test passphrase")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    talk.stdin.take().unwrap().write_all(input).unwrap();
+    talk.wait_with_output().unwrap()
+}
+
 struct Relay(Child);
 
 impl Drop for Relay {
@@ -356,25 +373,7 @@ fn first_steps_fail_clearly_and_talk_never_drops_a_line() {
     // others, the last with leading spaces: all three arrive, nothing is
     // dropped, the chat ends normally.
     ok(chat(&bob, &["register", "--relay", &addr]));
-    let mut talk = Command::new(chat_binary())
-        .arg("--profile")
-        .arg(&alice)
-        .args(["talk", "bob"])
-        .env("SOTTO_PASSPHRASE", "cli test passphrase")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let stdin = talk.stdin.as_mut().unwrap();
-        stdin
-            .write_all(b"first\n\xff\xfe not utf-8\n  indented\n")
-            .unwrap();
-    }
-    drop(talk.stdin.take());
-    let out = talk.wait_with_output().unwrap();
+    let out = talk_with_input(&alice, "bob", b"first\n\xff\xfe not utf-8\n  indented\n");
     assert!(
         out.status.success(),
         "{}",
@@ -447,26 +446,7 @@ fn send_and_talk_work_offline_first_with_the_relay_down() {
     let history = ok(chat(&alice, &["history", "carol"]));
     assert!(history.contains("No messages with carol"), "{history}");
     // `talk` starts anyway and stores what is typed.
-    let mut talk = Command::new(chat_binary())
-        .arg("--profile")
-        .arg(&alice)
-        .args(["talk", "bob"])
-        .env("SOTTO_PASSPHRASE", "cli test passphrase")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        talk.stdin
-            .as_mut()
-            .unwrap()
-            .write_all(b"typed offline\n")
-            .unwrap();
-    }
-    drop(talk.stdin.take());
-    let out = talk.wait_with_output().unwrap();
+    let out = talk_with_input(&alice, "bob", b"typed offline\n");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -9,6 +9,22 @@ mod common;
 use common::*;
 use sotto::{ClientEvent, Error, IdentityChange};
 
+/// A relay, and Alice and Bob who know each other.
+async fn alice_and_bob(
+    dir: &std::path::Path,
+) -> (
+    sotto::relay::ServerHandle,
+    String,
+    sotto::Client,
+    sotto::Client,
+) {
+    let store = std::sync::Arc::new(sotto::relay::MemoryStore::new());
+    let relay = relay_with(unlimited_first_contacts(), store).await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir, &addr).await;
+    (relay, addr, alice, bob)
+}
+
 async fn identity_changed(events: &mut sotto::Events) -> IdentityChange {
     tokio::time::timeout(WAIT, async {
         loop {
@@ -24,13 +40,7 @@ async fn identity_changed(events: &mut sotto::Events) -> IdentityChange {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_identity_is_kept_apart_until_the_user_accepts_it() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = relay_with(
-        unlimited_first_contacts(),
-        std::sync::Arc::new(sotto::relay::MemoryStore::new()),
-    )
-    .await;
-    let addr = relay.local_addr().to_string();
-    let (alice, bob) = pair(dir.path(), &addr).await;
+    let (relay, addr, alice, bob) = alice_and_bob(dir.path()).await;
     let mut alice_in = alice.incoming();
     bob.send("alice", b"old phone").await.unwrap();
     expect_texts(&mut alice_in, &["old phone"]).await;
@@ -85,13 +95,7 @@ async fn a_new_identity_is_kept_apart_until_the_user_accepts_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_claim_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let relay = relay_with(
-        unlimited_first_contacts(),
-        std::sync::Arc::new(sotto::relay::MemoryStore::new()),
-    )
-    .await;
-    let addr = relay.local_addr().to_string();
-    let (alice, bob) = pair(dir.path(), &addr).await;
+    let (relay, addr, alice, bob) = alice_and_bob(dir.path()).await;
     let mut alice_in = alice.incoming();
     bob.send("alice", b"the real bob").await.unwrap();
     expect_texts(&mut alice_in, &["the real bob"]).await;

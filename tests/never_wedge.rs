@@ -27,6 +27,28 @@ fn small_frames() -> ServerConfig {
     }
 }
 
+/// A relay on an SQLite file, and Alice and Bob with a session (Alice's
+/// first message arrived): the relay, its address, both clients and Bob's
+/// incoming messages.
+async fn talking(
+    dir: &std::path::Path,
+    db: &std::path::Path,
+) -> (
+    sotto::relay::ServerHandle,
+    std::net::SocketAddr,
+    sotto::Client,
+    sotto::Client,
+    impl tokio_stream::Stream<Item = sotto::IncomingMessage> + Unpin,
+) {
+    let relay = sqlite_relay(db).await;
+    let addr = relay.local_addr();
+    let (alice, bob) = pair(dir, &addr.to_string()).await;
+    let mut bob_in = bob.incoming();
+    alice.send("bob", b"hello").await.unwrap();
+    expect_texts(&mut bob_in, &["hello"]).await;
+    (relay, addr, alice, bob, bob_in)
+}
+
 async fn wait_for<T>(
     events: &mut sotto::Events,
     mut pick: impl FnMut(ClientEvent) -> Option<T>,
@@ -91,12 +113,7 @@ async fn a_message_too_large_for_the_relay_is_refused_before_it_is_stored() {
 async fn an_entry_refused_for_good_is_marked_failed_and_the_next_one_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("relay.db");
-    let relay = sqlite_relay(&db).await;
-    let addr = relay.local_addr();
-    let (alice, bob) = pair(dir.path(), &addr.to_string()).await;
-    let mut bob_in = bob.incoming();
-    alice.send("bob", b"hello").await.unwrap();
-    expect_texts(&mut bob_in, &["hello"]).await;
+    let (relay, addr, alice, _bob, mut bob_in) = talking(dir.path(), &db).await;
 
     // Offline, Alice writes a 10 kB message (the relay took 1 MiB frames
     // when she registered) and one after it.
@@ -190,14 +207,9 @@ async fn an_entry_refused_for_now_waits_alone_and_goes_out_in_order() {
 async fn with_the_relay_down_send_queues_and_the_connection_comes_back_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("relay.db");
-    let relay = sqlite_relay(&db).await;
-    let addr = relay.local_addr();
-    let (alice, bob) = pair(dir.path(), &addr.to_string()).await;
+    let (relay, addr, alice, _bob, mut bob_in) = talking(dir.path(), &db).await;
     let carol = client(dir.path(), "carol").await;
     alice.add_contact("carol", &carol.address()).await.unwrap();
-    let mut bob_in = bob.incoming();
-    alice.send("bob", b"hello").await.unwrap();
-    expect_texts(&mut bob_in, &["hello"]).await;
 
     let mut events = alice.events();
     relay.shutdown().await;
@@ -242,12 +254,7 @@ async fn with_the_relay_down_send_queues_and_the_connection_comes_back_by_itself
 async fn keep_connected_starts_offline_and_delivers_once_the_relay_is_up() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("relay.db");
-    let relay = sqlite_relay(&db).await;
-    let addr = relay.local_addr();
-    let (alice, bob) = pair(dir.path(), &addr.to_string()).await;
-    let mut bob_in = bob.incoming();
-    alice.send("bob", b"hello").await.unwrap();
-    expect_texts(&mut bob_in, &["hello"]).await;
+    let (relay, addr, alice, _bob, mut bob_in) = talking(dir.path(), &db).await;
     alice.disconnect().await;
     relay.shutdown().await;
 

@@ -210,7 +210,7 @@ impl Client {
     }
 
     /// The stream of incoming messages, each already committed to history.
-    pub fn incoming(&self) -> impl Stream<Item = IncomingMessage> + Send + Unpin + 'static {
+    pub fn incoming(&self) -> impl Stream<Item = IncomingMessage> + Send + Unpin + use<> {
         BroadcastStream::new(self.shared.events.subscribe()).filter_map(|e| match e {
             Ok(ClientEvent::Message(m)) => Some(m),
             _ => None,

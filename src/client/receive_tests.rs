@@ -62,6 +62,23 @@ impl Party {
         (entry, sealed)
     }
 
+    /// Commits a message to `to` whose ciphertext is then altered (a
+    /// damaged store, say) and seals it: authentic, but undecryptable.
+    fn tampered(&mut self, to: &Party, text: &str, sent_at: u64) -> (OutboxEntry, Vec<u8>) {
+        let mut entry = self.store.send(&to.id(), text.as_bytes(), sent_at).unwrap();
+        let last = entry.ciphertext.len() - 1;
+        entry.ciphertext[last] ^= 1;
+        let sealed = seal_entry(
+            &self.identity,
+            &self.access,
+            to.identity.public(),
+            &entry,
+            sent_at,
+        )
+        .unwrap();
+        (entry, sealed)
+    }
+
     /// Seals a payload from this party to `to`.
     fn seal(&self, to: &Party, payload: &[u8]) -> Vec<u8> {
         payload::seal(&self.identity, to.identity.public(), payload).unwrap()
@@ -225,17 +242,7 @@ fn an_undecryptable_message_from_a_contact_asks_for_a_resend_once_it_can_help() 
 
     // Alice's next ciphertext arrives altered inside an authentic
     // envelope (her store was damaged, say): Bob asks her to resend it.
-    let mut entry = alice.store.send(&bob.id(), b"second", T0 + 10).unwrap();
-    let last = entry.ciphertext.len() - 1;
-    entry.ciphertext[last] ^= 1;
-    let sealed = seal_entry(
-        &alice.identity,
-        &alice.access,
-        bob.identity.public(),
-        &entry,
-        T0 + 10,
-    )
-    .unwrap();
+    let (entry, sealed) = alice.tampered(&bob, "second", T0 + 10);
     let Outcome::Undecryptable {
         from,
         reason,
@@ -257,20 +264,10 @@ fn a_late_or_replayed_message_asks_for_nothing() {
     let (_dir, mut alice, mut bob) = parties();
     let (_, first) = alice.message(&bob, "first", T0);
     // Written before "first" by Alice's clock but broken: merely late.
-    let mut late = alice.store.send(&bob.id(), b"late", T0 - 1000).unwrap();
+    let (_, sealed) = alice.tampered(&bob, "late", T0 - 1000);
     let (_, newer) = alice.message(&bob, "newer", T0 + 1000);
     assert!(matches!(bob.receive(&first), Outcome::Stored { .. }));
     assert!(matches!(bob.receive(&newer), Outcome::Stored { .. }));
-    let last = late.ciphertext.len() - 1;
-    late.ciphertext[last] ^= 1;
-    let sealed = seal_entry(
-        &alice.identity,
-        &alice.access,
-        bob.identity.public(),
-        &late,
-        T0 - 1000,
-    )
-    .unwrap();
     assert!(matches!(
         bob.receive(&sealed),
         Outcome::Undecryptable { notify: None, .. }
@@ -280,17 +277,7 @@ fn a_late_or_replayed_message_asks_for_nothing() {
 #[test]
 fn an_undecryptable_first_message_from_a_stranger_leaves_no_contact() {
     let (_dir, mut alice, mut bob) = parties();
-    let mut entry = alice.store.send(&bob.id(), b"hi", T0).unwrap();
-    let last = entry.ciphertext.len() - 1;
-    entry.ciphertext[last] ^= 1;
-    let sealed = seal_entry(
-        &alice.identity,
-        &alice.access,
-        bob.identity.public(),
-        &entry,
-        T0,
-    )
-    .unwrap();
+    let (_, sealed) = alice.tampered(&bob, "hi", T0);
     // No notice to someone we never talked to.
     assert!(matches!(
         bob.receive(&sealed),

@@ -106,15 +106,9 @@ impl Store {
     /// the outbox.
     pub fn mark_sent(&mut self, id: &EnvelopeId, now: u64) -> Result<bool> {
         self.write(|db, rng| {
-            let Some(row) = db.outbox_row(id)? else {
+            let Some((row, conversation)) = outbox_row_with_conversation(db, id)? else {
                 return Ok(false);
             };
-            let conversation =
-                db.conversation_by_lookup(&row.conversation)?
-                    .ok_or(Error::Corrupt {
-                        table: "outbox",
-                        row: Row::Seq(row.seq),
-                    })?;
             let mut record = db.open_outbox(&conversation, &row)?;
             record.accepted_at = now;
             record.accepted = record.accepted.saturating_add(1);
@@ -139,15 +133,9 @@ impl Store {
         reason: SendFailure,
     ) -> Result<Option<u64>> {
         self.write(|db, rng| {
-            let Some(row) = db.outbox_row(id)? else {
+            let Some((row, conversation)) = outbox_row_with_conversation(db, id)? else {
                 return Ok(None);
             };
-            let conversation =
-                db.conversation_by_lookup(&row.conversation)?
-                    .ok_or(Error::Corrupt {
-                        table: "outbox",
-                        row: Row::Seq(row.seq),
-                    })?;
             if let Some(sealed) = db.message_sealed(&conversation, row.seq)? {
                 let mut record = db.open_message_record(&conversation, row.seq, &sealed)?;
                 records::set_message_state(&mut record, DeliveryState::Failed(reason)).map_err(
@@ -162,6 +150,24 @@ impl Store {
             Ok(Some(row.seq))
         })
     }
+}
+
+/// The outbox row of envelope `id` and its conversation, if the entry is
+/// in the outbox.
+fn outbox_row_with_conversation(
+    db: &crate::db::Db<'_>,
+    id: &EnvelopeId,
+) -> Result<Option<(crate::db::OutboxRow, Conversation)>> {
+    let Some(row) = db.outbox_row(id)? else {
+        return Ok(None);
+    };
+    let conversation = db
+        .conversation_by_lookup(&row.conversation)?
+        .ok_or(Error::Corrupt {
+            table: "outbox",
+            row: Row::Seq(row.seq),
+        })?;
+    Ok(Some((row, conversation)))
 }
 
 /// The longest body whose ciphertext fits in `max_ciphertext_len`, given
