@@ -46,7 +46,8 @@ pub mod x3dh;
 pub use access::{AccessKey, AccessVerifier};
 pub use error::{Error, Result};
 pub use keys::{
-    IdentityKey, IdentityKeyPair, OneTimePreKey, PreKeyBundle, PreKeySource, SignedPreKey,
+    IdentityKey, IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic,
+    PreKeySource, Signature, SignedPreKey, SignedPreKeyId,
 };
 pub use ratchet::{
     Decrypted, MAX_SKIP, MAX_SKIPPED_KEYS, MESSAGE_INFO, RATCHET_INFO, Role, SESSION_STATE_VERSION,

@@ -2,12 +2,16 @@
 
 mod bundle;
 mod identity;
+mod ids;
 mod prekey;
+mod public;
 mod secret;
 
 pub use bundle::{BUNDLE_VERSION, PreKeyBundle};
 pub use identity::{IdentityKey, IdentityKeyPair};
+pub use ids::{OneTimePreKeyId, SignedPreKeyId};
 pub use prekey::{OneTimePreKey, PreKeySource, SignedPreKey};
+pub use public::{PreKeyPublic, Signature};
 pub(crate) use secret::{Secret32, diffie_hellman, random_secret, x25519_public};
 
 use crate::error::{Error, Result};
