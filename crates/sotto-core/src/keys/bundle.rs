@@ -14,7 +14,13 @@ pub const BUNDLE_VERSION: u8 = 0x01;
 ///
 /// Encoding: `0x01 || IK(32) || u32be(spk_id) || SPK(32) || sig(64) ||
 /// has_opk(0x00|0x01) || [u32be(opk_id) || OPK(32)]` — 134 or 170 bytes.
+///
+/// The fields can be read (and changed) directly; outside this crate a
+/// bundle is built with [`new`](Self::new), [`from_parts`](Self::from_parts)
+/// or [`decode`](Self::decode), so that a later version can add a field
+/// without breaking callers.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PreKeyBundle {
     /// The responder's identity key.
     pub identity_key: IdentityKey,

@@ -12,7 +12,11 @@ use crate::address::MailboxAddress;
 use crate::envelope::MessageId;
 
 /// The public half of a signed prekey, as uploaded to the relay.
+///
+/// Built with [`new`](Self::new) or from a [`SignedPreKey`], so that a
+/// field can be added without breaking callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SignedPreKeyPublic {
     /// Prekey id.
     pub id: SignedPreKeyId,
@@ -41,7 +45,12 @@ impl From<&SignedPreKey> for SignedPreKeyPublic {
 }
 
 /// The public half of a one-time prekey, as uploaded to the relay.
+///
+/// Built with [`new`](Self::new), from a [`OneTimePreKey`] or from an
+/// `(id, key)` pair, so that a field can be added without breaking
+/// callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OneTimePreKeyPublic {
     /// Prekey id.
     pub id: OneTimePreKeyId,
@@ -72,7 +81,12 @@ impl From<(OneTimePreKeyId, PreKeyPublic)> for OneTimePreKeyPublic {
 }
 
 /// What an owner publishes in its prekey directory entry.
+///
+/// Built with [`new`](Self::new), [`from_public`](Self::from_public) or
+/// [`default`](Self::default) and the `with_` methods, so that a field can
+/// be added without breaking callers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PreKeyUpload {
     /// A new signed prekey, replacing the published one; `None` keeps it.
     pub signed_prekey: Option<SignedPreKeyPublic>,
