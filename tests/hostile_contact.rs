@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use sotto::core::{IdentityKeyPair, PreKeyBundle, SignedPreKey};
+use sotto::core::{IdentityKeyPair, PreKeyBundle, PreKeyPublic, SignedPreKey, SignedPreKeyId};
 use sotto::relay::protocol::SignedPreKeyPublic;
 use sotto::relay::{ClientConfig, MessageId, PreKeyUpload, RelayClient, ServerConfig};
 use sotto::store::CiphertextDigest;
@@ -31,14 +31,12 @@ async fn a_poisoned_notice_costs_only_itself_and_the_mailbox_behind_it_arrives()
         .await
         .unwrap();
     mallory_conn.authenticate(&mallory).await.unwrap();
-    let spk = SignedPreKey::generate(1, &mallory, &mut rng);
+    let spk = SignedPreKey::generate(SignedPreKeyId::new(1), &mallory, &mut rng);
     mallory_conn
-        .upload_prekeys(PreKeyUpload {
-            signed_prekey: Some(SignedPreKeyPublic::from(&spk)),
-            one_time_prekeys: Vec::new(),
-            replace_one_time_prekeys: false,
-            access_verifier: None,
-        })
+        .upload_prekeys(PreKeyUpload::from_public(
+            Some(SignedPreKeyPublic::from(&spk)),
+            Vec::new(),
+        ))
         .await
         .unwrap();
     let mallory_address = Address::of(mallory.public());
@@ -58,8 +56,8 @@ async fn a_poisoned_notice_costs_only_itself_and_the_mailbox_behind_it_arrives()
     // Her bundle now carries a signed prekey of small order, correctly
     // signed: no session can start from it.
     let mut poisoned = PreKeyBundle::new(&mallory, &spk, None);
-    poisoned.signed_prekey = [0u8; 32];
-    poisoned.signed_prekey_signature = mallory.sign(&sotto::core::keys::encode_x25519(&[0; 32]));
+    poisoned.signed_prekey = PreKeyPublic::from_bytes([0u8; 32]);
+    poisoned.signed_prekey_signature = mallory.sign(&poisoned.signed_prekey.encode());
     store
         .bundles
         .lock()

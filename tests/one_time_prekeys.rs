@@ -263,7 +263,7 @@ async fn anonymous_bundle_fetches_against_an_online_owner_are_replenished_from_t
             handed.push(id);
         }
     }
-    let distinct: HashSet<u32> = handed.iter().copied().collect();
+    let distinct: HashSet<_> = handed.iter().copied().collect();
     assert_eq!(
         distinct.len(),
         handed.len(),

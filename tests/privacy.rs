@@ -155,7 +155,11 @@ async fn nobody_but_the_owner_reads_acks_or_replaces_a_mailbox() {
     for id in 0..64 {
         assert_eq!(conn.ack(&[id]).await.unwrap(), 0);
     }
-    let spk = sotto::core::SignedPreKey::generate(9, &mallory, &mut rng);
+    let spk = sotto::core::SignedPreKey::generate(
+        sotto::core::SignedPreKeyId::new(9),
+        &mallory,
+        &mut rng,
+    );
     conn.upload_prekeys(PreKeyUpload::new(Some(&spk), &[]))
         .await
         .unwrap();

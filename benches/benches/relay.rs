@@ -28,7 +28,7 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use sotto_benches::{established_pair, rng};
-use sotto_core::{IdentityKeyPair, SignedPreKey};
+use sotto_core::{IdentityKeyPair, SignedPreKey, SignedPreKeyId};
 use sotto_relay::{
     ClientConfig, MailboxAddress, MailboxLimits, MailboxStore, MemoryStore, MessageId,
     PreKeyUpload, RateLimit, RelayClient, RelayEvent, Server, ServerConfig, ServerHandle,
@@ -126,7 +126,7 @@ impl Relay {
                 .authenticate(&identity)
                 .await
                 .expect("authenticate");
-            let signed = SignedPreKey::generate(1, &identity, &mut rng(7));
+            let signed = SignedPreKey::generate(SignedPreKeyId::new(1), &identity, &mut rng(7));
             recipient
                 .upload_prekeys(PreKeyUpload::new(Some(&signed), &[]))
                 .await

@@ -4,7 +4,8 @@
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 use sotto_core::{
-    IdentityKeyPair, OneTimePreKey, PreKeyBundle, PreKeySource, Session, SignedPreKey,
+    IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeySource, Session,
+    SignedPreKey, SignedPreKeyId,
 };
 
 /// The plaintext sizes every throughput benchmark uses.
@@ -24,11 +25,11 @@ pub struct BobKeys {
 }
 
 impl PreKeySource for BobKeys {
-    fn signed_prekey(&self, id: u32) -> Option<SignedPreKey> {
+    fn signed_prekey(&self, id: SignedPreKeyId) -> Option<SignedPreKey> {
         (id == self.signed.id()).then(|| self.signed.clone())
     }
 
-    fn one_time_prekey(&self, id: u32) -> Option<OneTimePreKey> {
+    fn one_time_prekey(&self, id: OneTimePreKeyId) -> Option<OneTimePreKey> {
         (id == self.one_time.id()).then(|| self.one_time.clone())
     }
 }
@@ -49,8 +50,8 @@ impl Parties {
         let alice = IdentityKeyPair::generate(rng);
         let bob = IdentityKeyPair::generate(rng);
         let keys = BobKeys {
-            signed: SignedPreKey::generate(1, &bob, rng),
-            one_time: OneTimePreKey::generate(1, rng),
+            signed: SignedPreKey::generate(SignedPreKeyId::new(1), &bob, rng),
+            one_time: OneTimePreKey::generate(OneTimePreKeyId::new(1), rng),
         };
         Self { alice, bob, keys }
     }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sotto::core::{IdentityKeyPair, SignedPreKey};
+use sotto::core::{IdentityKeyPair, SignedPreKey, SignedPreKeyId};
 use sotto::relay::protocol::{ChannelBinding, PROTOCOL_VERSION, Request, Response, ServerFrame};
 use sotto::relay::{
     ClientConfig, ErrorCode, MailboxAddress, MessageId, PreKeyUpload, RelayClient, RelayEvent,
@@ -446,7 +446,7 @@ async fn register_mailboxes(relay: SocketAddr, n: usize, c: &Counters) -> Vec<Ma
         let mut seed = [0xA7u8; 32];
         seed[0] = i as u8;
         let identity = IdentityKeyPair::from_seed(&seed);
-        let spk = SignedPreKey::generate(1, &identity, &mut rng);
+        let spk = SignedPreKey::generate(SignedPreKeyId::new(1), &identity, &mut rng);
         let Ok(client) = client_from(FLOOD_SOURCE, relay).await else {
             bump(&c.flood_errors);
             continue;

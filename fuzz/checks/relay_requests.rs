@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Once, PoisonError};
 use std::time::Duration;
 
-use sotto_core::{IdentityKeyPair, SignedPreKey};
+use sotto_core::{IdentityKeyPair, SignedPreKey, SignedPreKeyId};
 use sotto_relay::protocol::{
     ChannelBinding, MIN_MAX_FRAME_SIZE, PROTOCOL_VERSION, Request, Response, ServerFrame,
     auth_message,
@@ -70,7 +70,7 @@ pub(crate) fn identity() -> IdentityKeyPair {
 fn store() -> Arc<MemoryStore> {
     let store = Arc::new(MemoryStore::new());
     let id = identity();
-    let signed = SignedPreKey::from_private_bytes(1, &id, &[0x5B; 32]);
+    let signed = SignedPreKey::from_private_bytes(SignedPreKeyId::new(1), &id, &[0x5B; 32]);
     store
         .publish_prekeys(id.public(), &PreKeyUpload::new(Some(&signed), &[]), 16)
         .expect("register the fuzz identity");

@@ -14,8 +14,8 @@ use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 use sotto_core::pad::MAX_PLAINTEXT_LEN;
 use sotto_core::{
-    IdentityKeyPair, OneTimePreKey, PreKeyBundle, PreKeySource, Session, SessionSet, SignedPreKey,
-    hazmat,
+    IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeySource, Session,
+    SessionSet, SignedPreKey, SignedPreKeyId, hazmat,
 };
 
 /// Bob's prekeys: signed prekey 1, one-time prekeys 100 and 101.
@@ -25,11 +25,11 @@ pub(crate) struct BobPreKeys {
 }
 
 impl PreKeySource for BobPreKeys {
-    fn signed_prekey(&self, id: u32) -> Option<SignedPreKey> {
+    fn signed_prekey(&self, id: SignedPreKeyId) -> Option<SignedPreKey> {
         (id == self.signed.id()).then(|| self.signed.clone())
     }
 
-    fn one_time_prekey(&self, id: u32) -> Option<OneTimePreKey> {
+    fn one_time_prekey(&self, id: OneTimePreKeyId) -> Option<OneTimePreKey> {
         self.one_time.iter().find(|k| k.id() == id).cloned()
     }
 }
@@ -57,10 +57,10 @@ fn build() -> Fixture {
     let alice = IdentityKeyPair::from_seed(&[0xA1; 32]);
     let bob = IdentityKeyPair::from_seed(&[0xB0; 32]);
     let prekeys = BobPreKeys {
-        signed: SignedPreKey::from_private_bytes(1, &bob, &[0x5B; 32]),
+        signed: SignedPreKey::from_private_bytes(SignedPreKeyId::new(1), &bob, &[0x5B; 32]),
         one_time: vec![
-            OneTimePreKey::from_private_bytes(100, &[0x0B; 32]),
-            OneTimePreKey::from_private_bytes(101, &[0x0C; 32]),
+            OneTimePreKey::from_private_bytes(OneTimePreKeyId::new(100), &[0x0B; 32]),
+            OneTimePreKey::from_private_bytes(OneTimePreKeyId::new(101), &[0x0C; 32]),
         ],
     };
     let bundle = PreKeyBundle::new(&bob, &prekeys.signed, Some(&prekeys.one_time[0]));

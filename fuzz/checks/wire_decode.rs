@@ -40,12 +40,12 @@ pub(crate) fn check(data: &[u8]) {
             let mut out = vec![VERSION, TYPE_PREKEY_MESSAGE];
             out.extend_from_slice(p.identity_key.as_bytes());
             out.extend_from_slice(&p.base_key);
-            out.extend_from_slice(&p.signed_prekey_id.to_be_bytes());
+            out.extend_from_slice(&p.signed_prekey_id.get().to_be_bytes());
             match p.one_time_prekey_id {
                 None => out.push(0x00),
                 Some(id) => {
                     out.push(0x01);
-                    out.extend_from_slice(&id.to_be_bytes());
+                    out.extend_from_slice(&id.get().to_be_bytes());
                 }
             }
             assert_eq!(

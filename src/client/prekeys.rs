@@ -1,6 +1,7 @@
 //! Prekeys on the relay: the signed prekey schedule and the one-time
 //! prekey stock.
 
+use sotto_core::{OneTimePreKeyId, PreKeyPublic};
 use sotto_relay::protocol::{OneTimePreKeyPublic, SignedPreKeyPublic};
 use sotto_relay::{PreKeyUpload, RelayClient};
 use sotto_store::RETIRED_ONE_TIME_PREKEY_GRACE;
@@ -36,14 +37,12 @@ impl Shared {
             self.replace_prekeys_locked(conn, &publishing).await?
         } else {
             let stock = conn
-                .upload_prekeys(PreKeyUpload {
-                    signed_prekey: Some(SignedPreKeyPublic::from(&signed)),
-                    one_time_prekeys: Vec::new(),
-                    replace_one_time_prekeys: false,
-                    // Only contacts (who got our key in our messages)
-                    // write without limit.
-                    access_verifier: Some(self.access_key.verifier()),
-                })
+                .upload_prekeys(
+                    PreKeyUpload::new(Some(&signed), &[])
+                        // Only contacts (who got our key in our messages)
+                        // write without limit.
+                        .with_access_verifier(self.access_key.verifier()),
+                )
                 .await?;
             self.top_up(conn, stock.remaining, &publishing).await?
         };
@@ -80,13 +79,8 @@ impl Shared {
         let fresh = self
             .with_store(move |s| s.fresh_one_time_prekeys(missing, now_ms()))
             .await?;
-        conn.upload_prekeys(PreKeyUpload {
-            signed_prekey: None,
-            one_time_prekeys: one_time_public(&fresh),
-            replace_one_time_prekeys: false,
-            access_verifier: None,
-        })
-        .await?;
+        conn.upload_prekeys(PreKeyUpload::from_public(None, one_time_public(&fresh)))
+            .await?;
         tracing::info!(count = fresh.len(), "one-time prekeys published");
         Ok(fresh.len())
     }
@@ -117,13 +111,15 @@ impl Shared {
             .await?;
         // Ids grow: every key below the first fresh one was published
         // before this upload.
-        let first_fresh = fresh.first().map_or(u32::MAX, |(id, _)| *id);
-        conn.upload_prekeys(PreKeyUpload {
-            signed_prekey: Some(SignedPreKeyPublic::from(&signed)),
-            one_time_prekeys: one_time_public(&fresh),
-            replace_one_time_prekeys: true,
-            access_verifier: Some(self.access_key.verifier()),
-        })
+        let first_fresh = fresh.first().map_or(OneTimePreKeyId::MAX, |(id, _)| *id);
+        conn.upload_prekeys(
+            PreKeyUpload::from_public(
+                Some(SignedPreKeyPublic::from(&signed)),
+                one_time_public(&fresh),
+            )
+            .with_replace_one_time_prekeys(true)
+            .with_access_verifier(self.access_key.verifier()),
+        )
         .await?;
         // Only now are the older keys out of the relay's stock. If the
         // upload failed they stay live, as they may still be handed out.
@@ -139,12 +135,10 @@ impl Shared {
 }
 
 /// The public halves of fresh one-time prekeys, for an upload.
-fn one_time_public(fresh: &[(u32, [u8; 32])]) -> Vec<OneTimePreKeyPublic> {
+fn one_time_public(fresh: &[(OneTimePreKeyId, PreKeyPublic)]) -> Vec<OneTimePreKeyPublic> {
     fresh
         .iter()
-        .map(|(id, public)| OneTimePreKeyPublic {
-            id: *id,
-            public: *public,
-        })
+        .copied()
+        .map(OneTimePreKeyPublic::from)
         .collect()
 }

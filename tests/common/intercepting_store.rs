@@ -62,7 +62,7 @@ impl MailboxStore for InterceptingStore {
             upload
                 .one_time_prekeys
                 .iter()
-                .map(|k| (MailboxAddress::of(owner), k.id)),
+                .map(|k| (MailboxAddress::of(owner), k.id.get())),
         );
         Ok(remaining)
     }

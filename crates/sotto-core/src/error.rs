@@ -1,5 +1,7 @@
 //! The one error type of the protocol core.
 
+use crate::keys::{OneTimePreKeyId, SignedPreKeyId};
+
 /// Everything that can go wrong in `sotto-core`.
 ///
 /// Every variant is a refusal: the operation that returned it changed no
@@ -93,11 +95,11 @@ pub enum Error {
     CounterExhausted,
     /// A PreKeyMessage names a signed prekey the responder does not have.
     #[error("unknown signed prekey {0}")]
-    UnknownSignedPreKey(u32),
+    UnknownSignedPreKey(SignedPreKeyId),
     /// A PreKeyMessage names a one-time prekey the responder does not have
     /// (never issued, or already used).
     #[error("unknown or already used one-time prekey {0}")]
-    UnknownOneTimePreKey(u32),
+    UnknownOneTimePreKey(OneTimePreKeyId),
     /// The message belongs to a different session than the one asked.
     #[error("message does not belong to this session")]
     SessionMismatch,

@@ -6,19 +6,22 @@
 //! comes from the `rand_core::CryptoRng` the caller passes in.
 //!
 //! ```
-//! use sotto_core::{IdentityKeyPair, OneTimePreKey, PreKeyBundle, Session, SignedPreKey};
+//! use sotto_core::{
+//!     IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, Session, SignedPreKey,
+//!     SignedPreKeyId,
+//! };
 //! # struct Keys(SignedPreKey, OneTimePreKey);
 //! # impl sotto_core::PreKeySource for Keys {
-//! #     fn signed_prekey(&self, id: u32) -> Option<SignedPreKey> { (id == self.0.id()).then(|| self.0.clone()) }
-//! #     fn one_time_prekey(&self, id: u32) -> Option<OneTimePreKey> { (id == self.1.id()).then(|| self.1.clone()) }
+//! #     fn signed_prekey(&self, id: SignedPreKeyId) -> Option<SignedPreKey> { (id == self.0.id()).then(|| self.0.clone()) }
+//! #     fn one_time_prekey(&self, id: OneTimePreKeyId) -> Option<OneTimePreKey> { (id == self.1.id()).then(|| self.1.clone()) }
 //! # }
 //! let mut rng = rand::rngs::SysRng;
 //! # let mut rng = rand::rngs::ChaCha20Rng::from_seed([7; 32]);
 //! # use rand::SeedableRng;
 //! let alice = IdentityKeyPair::generate(&mut rng);
 //! let bob = IdentityKeyPair::generate(&mut rng);
-//! let spk = SignedPreKey::generate(1, &bob, &mut rng);
-//! let opk = OneTimePreKey::generate(7, &mut rng);
+//! let spk = SignedPreKey::generate(SignedPreKeyId::new(1), &bob, &mut rng);
+//! let opk = OneTimePreKey::generate(OneTimePreKeyId::new(7), &mut rng);
 //! let bundle = PreKeyBundle::new(&bob, &spk, Some(&opk));
 //!
 //! let mut to_bob = Session::initiate(&alice, &bundle, &mut rng)?;
@@ -46,7 +49,8 @@ pub mod x3dh;
 pub use access::{AccessKey, AccessVerifier};
 pub use error::{Error, Result};
 pub use keys::{
-    IdentityKey, IdentityKeyPair, OneTimePreKey, PreKeyBundle, PreKeySource, SignedPreKey,
+    IdentityKey, IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic,
+    PreKeySource, Signature, SignedPreKey, SignedPreKeyId,
 };
 pub use ratchet::{
     Decrypted, MAX_SKIP, MAX_SKIPPED_KEYS, MESSAGE_INFO, RATCHET_INFO, Role, SESSION_STATE_VERSION,

@@ -6,7 +6,7 @@ use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::keys::{IdentityKey, IdentityKeyPair, PreKeyBundle, PreKeySource};
+use crate::keys::{IdentityKey, IdentityKeyPair, PreKeyBundle, PreKeySource, SignedPreKeyId};
 use crate::ratchet::{Decrypted, Session};
 use crate::wire::{Reader, WireMessage};
 
@@ -96,7 +96,7 @@ impl SessionSet {
     /// Cheap: it reads the fixed fields of a PreKeyMessage (docs/protocol.md
     /// "Wire format") without validating the identity key; decrypting
     /// validates the whole message.
-    pub fn would_start_session(&self, message: &[u8]) -> Option<(u32, [u8; 32])> {
+    pub fn would_start_session(&self, message: &[u8]) -> Option<(SignedPreKeyId, [u8; 32])> {
         let (&[version, kind], rest) = message.split_first_chunk::<2>()?;
         if version != crate::wire::VERSION || kind != crate::wire::TYPE_PREKEY_MESSAGE {
             return None;
@@ -111,7 +111,7 @@ impl SessionSet {
         {
             return None;
         }
-        Some((u32::from_be_bytes(*spk_id), *base_key))
+        Some((SignedPreKeyId::new(u32::from_be_bytes(*spk_id)), *base_key))
     }
 
     /// Decrypts a message from the remote identity, creating a session for a

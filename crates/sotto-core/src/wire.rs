@@ -8,7 +8,7 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::keys::IdentityKey;
+use crate::keys::{IdentityKey, OneTimePreKeyId, SignedPreKeyId};
 use crate::pad::{MAX_PLAINTEXT_LEN, MIN_PADDED_LEN, padded_len};
 
 /// Protocol version byte.
@@ -79,9 +79,9 @@ pub struct PreKeyMessage<'a> {
     /// The initiator's ephemeral (base) key EK_A.
     pub base_key: [u8; 32],
     /// Which signed prekey of the responder was used.
-    pub signed_prekey_id: u32,
+    pub signed_prekey_id: SignedPreKeyId,
     /// Which one-time prekey was used, if any.
-    pub one_time_prekey_id: Option<u32>,
+    pub one_time_prekey_id: Option<OneTimePreKeyId>,
     /// The embedded Message.
     pub message: Message<'a>,
 }
@@ -174,10 +174,10 @@ impl<'a> PreKeyMessage<'a> {
         if !is_canonical_x25519(&base_key) {
             return Err(Error::InvalidBaseKey);
         }
-        let signed_prekey_id = r.u32()?;
+        let signed_prekey_id = SignedPreKeyId::new(r.u32()?);
         let one_time_prekey_id = match r.u8()? {
             0x00 => None,
-            0x01 => Some(r.u32()?),
+            0x01 => Some(OneTimePreKeyId::new(r.u32()?)),
             other => return Err(Error::InvalidFlag(other)),
         };
         let message = Message::parse(r.rest())?;
@@ -214,19 +214,19 @@ pub(crate) fn write_prekey_prefix(
     out: &mut Vec<u8>,
     identity_key: &IdentityKey,
     base_key: &[u8; 32],
-    signed_prekey_id: u32,
-    one_time_prekey_id: Option<u32>,
+    signed_prekey_id: SignedPreKeyId,
+    one_time_prekey_id: Option<OneTimePreKeyId>,
 ) {
     out.push(VERSION);
     out.push(TYPE_PREKEY_MESSAGE);
     out.extend_from_slice(identity_key.as_bytes());
     out.extend_from_slice(base_key);
-    out.extend_from_slice(&signed_prekey_id.to_be_bytes());
+    out.extend_from_slice(&signed_prekey_id.get().to_be_bytes());
     match one_time_prekey_id {
         None => out.push(0x00),
         Some(id) => {
             out.push(0x01);
-            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&id.get().to_be_bytes());
         }
     }
 }

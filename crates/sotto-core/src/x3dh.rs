@@ -55,12 +55,12 @@ pub(crate) fn initiate(
     bundle: &PreKeyBundle,
     ephemeral: &Secret32,
 ) -> Result<(X3dhOutput, [u8; 32])> {
-    let dh1 = diffie_hellman(alice.dh_private(), &bundle.signed_prekey)?;
+    let dh1 = diffie_hellman(alice.dh_private(), bundle.signed_prekey.as_bytes())?;
     let dh2 = diffie_hellman(ephemeral, bundle.identity_key.dh_public())?;
-    let dh3 = diffie_hellman(ephemeral, &bundle.signed_prekey)?;
+    let dh3 = diffie_hellman(ephemeral, bundle.signed_prekey.as_bytes())?;
     let shared_secret = match &bundle.one_time_prekey {
         Some((_, opk)) => {
-            let dh4 = diffie_hellman(ephemeral, opk)?;
+            let dh4 = diffie_hellman(ephemeral, opk.as_bytes())?;
             derive(&[&dh1, &dh2, &dh3, &dh4])?
         }
         None => derive(&[&dh1, &dh2, &dh3])?,

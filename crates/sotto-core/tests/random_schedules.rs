@@ -406,7 +406,7 @@ fn hostile_input() -> impl Strategy<Value = Vec<u8>> {
             m.extend(1u32.to_be_bytes());
             if opk {
                 m.push(1);
-                m.extend(FIRST_OPK_ID.to_be_bytes());
+                m.extend(FIRST_OPK_ID.get().to_be_bytes());
             } else {
                 m.push(0);
             }

@@ -177,7 +177,7 @@ fn tampered_header_is_rejected_and_session_still_works() {
     );
     // A ratchet key of someone else (a valid, unrelated X25519 key).
     let mut foreign_key = w0.clone();
-    foreign_key[2..34].copy_from_slice(p.bob.bundle(None).signed_prekey.as_slice());
+    foreign_key[2..34].copy_from_slice(p.bob.bundle(None).signed_prekey.as_bytes());
     assert_eq!(
         reject_unchanged(&mut p.b, &foreign_key, &mut p.rng),
         Error::AuthenticationFailed

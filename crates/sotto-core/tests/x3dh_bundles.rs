@@ -7,9 +7,9 @@ mod common;
 
 use common::{FIRST_OPK_ID, Party, SPK_ID, rng};
 use sotto_core::hazmat::{x3dh_initiate, x3dh_respond};
-use sotto_core::keys::encode_x25519;
 use sotto_core::{
-    Error, IdentityKey, PreKeyBundle, PreKeySource, Session, SessionSet, SignedPreKey,
+    Error, IdentityKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic, PreKeySource, Session,
+    SessionSet, Signature, SignedPreKey, SignedPreKeyId,
 };
 
 /// Offset of EK_A in a PreKeyMessage.
@@ -86,7 +86,9 @@ fn bundle_with_bad_signature_is_rejected_before_any_dh() {
     let mut bad_bundles = Vec::new();
     // A flipped signature bit.
     let mut b = good.clone();
-    b.signed_prekey_signature[10] ^= 0x04;
+    let mut flipped = b.signed_prekey_signature.to_bytes();
+    flipped[10] ^= 0x04;
+    b.signed_prekey_signature = Signature::from_bytes(flipped);
     bad_bundles.push(b);
     // A substituted signed prekey.
     let mut b = good.clone();
@@ -94,12 +96,12 @@ fn bundle_with_bad_signature_is_rejected_before_any_dh() {
     bad_bundles.push(b);
     // Bob's prekey signed by someone else.
     let mut b = good.clone();
-    b.signed_prekey_signature = mallory.identity.sign(&encode_x25519(&good.signed_prekey));
+    b.signed_prekey_signature = mallory.identity.sign(&good.signed_prekey.encode());
     bad_bundles.push(b);
     // A small-order signed prekey with the old signature: if any DH ran
     // first, this would be NonContributoryKey.
     let mut b = good.clone();
-    b.signed_prekey = [0u8; 32];
+    b.signed_prekey = PreKeyPublic::from_bytes([0u8; 32]);
     bad_bundles.push(b);
 
     for bundle in &bad_bundles {
@@ -138,18 +140,18 @@ fn signed_but_small_order_or_non_canonical_prekeys_are_refused_by_verify() {
     let mut p = [0xFF; 32];
     p[0] = 0xED;
     p[31] = 0x7F;
-    let mut high_bit = bob.bundle(None).signed_prekey;
+    let mut high_bit = bob.bundle(None).signed_prekey.to_bytes();
     high_bit[31] |= 0x80;
     let mut bad: Vec<[u8; 32]> = small_order_x25519().into_iter().collect();
     bad.extend([p, high_bit]);
-    for key in bad {
+    for key in bad.into_iter().map(PreKeyPublic::from_bytes) {
         assert_eq!(
             sotto_core::keys::check_x25519_public(&key),
             Err(Error::InvalidPreKey)
         );
         let mut spk = bob.bundle(None);
         spk.signed_prekey = key;
-        spk.signed_prekey_signature = bob.identity.sign(&encode_x25519(&key));
+        spk.signed_prekey_signature = bob.identity.sign(&key.encode());
         // Correctly signed, still refused, before any Diffie-Hellman.
         assert_eq!(spk.verify(), Err(Error::InvalidPreKey));
         assert_eq!(
@@ -244,22 +246,19 @@ fn one_time_prekey_is_used_at_most_once() {
     wire[SPK_ID_AT + 5..SPK_ID_AT + 9].copy_from_slice(&999u32.to_be_bytes());
     assert_eq!(
         bob.respond(&wire, &mut rng).err(),
-        Some(Error::UnknownOneTimePreKey(999))
+        Some(Error::UnknownOneTimePreKey(OneTimePreKeyId::new(999)))
     );
     // The other one-time prekey still works, once.
-    let mut c = Session::initiate(
-        &carol.identity,
-        &bob.bundle(Some(FIRST_OPK_ID + 1)),
-        &mut rng,
-    )
-    .expect("initiate");
+    let second = OneTimePreKeyId::new(FIRST_OPK_ID.get() + 1);
+    let mut c =
+        Session::initiate(&carol.identity, &bob.bundle(Some(second)), &mut rng).expect("initiate");
     let wire = c.encrypt(b"carol").expect("encrypt");
     let (_, t) = bob.respond(&wire, &mut rng).expect("respond");
     assert_eq!(t, b"carol");
     assert_eq!(bob.prekeys.one_time_count(), 0);
     assert_eq!(
         bob.respond(&wire, &mut rng).err(),
-        Some(Error::UnknownOneTimePreKey(FIRST_OPK_ID + 1))
+        Some(Error::UnknownOneTimePreKey(second))
     );
 }
 
@@ -270,18 +269,19 @@ fn unknown_signed_prekey_is_refused_and_a_rotated_one_still_works() {
     let mut bob = Party::new(&mut rng, 0);
     let old_bundle = bob.bundle(None);
     // Bob rotates his signed prekey but keeps the old one for a while.
+    let rotated = SignedPreKeyId::new(SPK_ID.get() + 1);
     bob.prekeys
-        .add_signed(SignedPreKey::generate(SPK_ID + 1, &bob.identity, &mut rng));
+        .add_signed(SignedPreKey::generate(rotated, &bob.identity, &mut rng));
     let mut a = Session::initiate(&alice.identity, &old_bundle, &mut rng).expect("initiate");
     let wire = a.encrypt(b"old spk").expect("encrypt");
     let mut bad = wire.clone();
     bad[SPK_ID_AT..SPK_ID_AT + 4].copy_from_slice(&77u32.to_be_bytes());
     assert_eq!(
         bob.respond(&bad, &mut rng).err(),
-        Some(Error::UnknownSignedPreKey(77))
+        Some(Error::UnknownSignedPreKey(SignedPreKeyId::new(77)))
     );
     // Naming the other (existing) signed prekey: X3DH disagrees.
-    bad[SPK_ID_AT..SPK_ID_AT + 4].copy_from_slice(&(SPK_ID + 1).to_be_bytes());
+    bad[SPK_ID_AT..SPK_ID_AT + 4].copy_from_slice(&rotated.get().to_be_bytes());
     assert_eq!(
         bob.respond(&bad, &mut rng).err(),
         Some(Error::AuthenticationFailed)

@@ -14,7 +14,9 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
+//! use sotto_core::{
+//!     IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, SignedPreKey, SignedPreKeyId,
+//! };
 //! use sotto_relay::{
 //!     ClientConfig, MailboxAddress, MemoryStore, MessageId, PreKeyUpload, RelayClient, Server,
 //!     ServerConfig,
@@ -27,8 +29,10 @@
 //!
 //! // Bob publishes his prekeys.
 //! let bob = IdentityKeyPair::generate(&mut rng);
-//! let spk = SignedPreKey::generate(1, &bob, &mut rng);
-//! let opks: Vec<_> = (0..20).map(|i| OneTimePreKey::generate(i, &mut rng)).collect();
+//! let spk = SignedPreKey::generate(SignedPreKeyId::new(1), &bob, &mut rng);
+//! let opks: Vec<_> = (0..20)
+//!     .map(|i| OneTimePreKey::generate(OneTimePreKeyId::new(i), &mut rng))
+//!     .collect();
 //! let bob_conn = RelayClient::connect(server.local_addr(), ClientConfig::default()).await?;
 //! bob_conn.authenticate(&bob).await?;
 //! bob_conn.upload_prekeys(PreKeyUpload::new(Some(&spk), &opks)).await?;

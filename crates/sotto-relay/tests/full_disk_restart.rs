@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sha2::Digest;
-use sotto_core::{IdentityKeyPair, SignedPreKey};
+use sotto_core::{IdentityKeyPair, SignedPreKey, SignedPreKeyId};
 use sotto_relay::{ClientConfig, ErrorCode, MailboxAddress, MessageId, PreKeyUpload, RelayClient};
 
 /// A relay process, killed when dropped.
@@ -94,7 +94,7 @@ async fn a_relay_killed_on_a_full_disk_starts_again_serves_fetch_and_ack_and_rec
     let bob = IdentityKeyPair::from_seed(&[2; 32]);
     let bob_address = MailboxAddress::of(bob.public());
     let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
-    let spk = SignedPreKey::generate(1, &bob, &mut rng);
+    let spk = SignedPreKey::generate(SignedPreKeyId::new(1), &bob, &mut rng);
 
     // Fill the database until the relay refuses, then kill it.
     let relay = RelayProcess::start(&db);

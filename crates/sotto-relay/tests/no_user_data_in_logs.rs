@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
+use sotto_core::{IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, SignedPreKey, SignedPreKeyId};
 use sotto_relay::protocol::{ChannelBinding, PROTOCOL_VERSION, Request, auth_message};
 use sotto_relay::{
     ClientConfig, MailboxAddress, MemoryStore, MessageId, PreKeyUpload, RelayClient, Server,
@@ -73,8 +73,8 @@ async fn relay_and_client_logs_hold_no_payloads_keys_or_addresses() {
     // Bob publishes and receives; Alice sends without an account.
     let bob = IdentityKeyPair::from_seed(&[0xB0; 32]);
     let bob_address = MailboxAddress::of(bob.public());
-    let spk = SignedPreKey::from_private_bytes(1, &bob, &[0x5B; 32]);
-    let opk = OneTimePreKey::from_private_bytes(7, &[0x0B; 32]);
+    let spk = SignedPreKey::from_private_bytes(SignedPreKeyId::new(1), &bob, &[0x5B; 32]);
+    let opk = OneTimePreKey::from_private_bytes(OneTimePreKeyId::new(7), &[0x0B; 32]);
     let bob_conn = RelayClient::connect(addr, config.clone()).await.unwrap();
     bob_conn.authenticate(&bob).await.unwrap();
     bob_conn
@@ -133,11 +133,11 @@ async fn relay_and_client_logs_hold_no_payloads_keys_or_addresses() {
         ("identity key", bob.public().to_bytes().to_vec()),
         ("mailbox address", bob_address.as_bytes().to_vec()),
         ("message id", message_id.0.to_vec()),
-        ("signed prekey", spk.public().to_vec()),
-        ("one-time prekey", opk.public().to_vec()),
+        ("signed prekey", spk.public().as_bytes().to_vec()),
+        ("one-time prekey", opk.public().as_bytes().to_vec()),
         (
             "prekey signature",
-            bundle.signed_prekey_signature[..32].to_vec(),
+            bundle.signed_prekey_signature.as_bytes()[..32].to_vec(),
         ),
     ];
     for (what, bytes) in secrets {

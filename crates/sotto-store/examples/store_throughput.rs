@@ -13,7 +13,8 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 use sotto_store::sotto_core::{
-    IdentityKeyPair, OneTimePreKey, PreKeySource, SessionSet, SignedPreKey,
+    IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeySource, SessionSet, SignedPreKey,
+    SignedPreKeyId,
 };
 use sotto_store::{Envelope, EnvelopeId, KdfParams, OpenOptions, Received, Store};
 
@@ -23,10 +24,10 @@ type Wire = Vec<(EnvelopeId, Vec<u8>)>;
 struct NoPreKeys;
 
 impl PreKeySource for NoPreKeys {
-    fn signed_prekey(&self, _: u32) -> Option<SignedPreKey> {
+    fn signed_prekey(&self, _: SignedPreKeyId) -> Option<SignedPreKey> {
         None
     }
-    fn one_time_prekey(&self, _: u32) -> Option<OneTimePreKey> {
+    fn one_time_prekey(&self, _: OneTimePreKeyId) -> Option<OneTimePreKey> {
         None
     }
 }

@@ -5,7 +5,10 @@ use std::cell::Cell;
 
 use rand_core::CryptoRng;
 use rusqlite::{Connection, OptionalExtension, params};
-use sotto_core::{IdentityKeyPair, OneTimePreKey, PreKeySource, SessionSet, SignedPreKey};
+use sotto_core::{
+    IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeySource, SessionSet, SignedPreKey,
+    SignedPreKeyId,
+};
 use zeroize::Zeroizing;
 
 use crate::crypto::{ConversationKey, Domain, Keys, Place};
@@ -177,8 +180,8 @@ impl<'a> Db<'a> {
 
     // ---- signed prekeys ---------------------------------------------------
 
-    fn signed_prekey_lookup(&self, id: u32) -> [u8; 32] {
-        self.lookup(Domain::SignedPreKey, &[&id.to_be_bytes()])
+    fn signed_prekey_lookup(&self, id: SignedPreKeyId) -> [u8; 32] {
+        self.lookup(Domain::SignedPreKey, &[&id.get().to_be_bytes()])
     }
 
     /// Opens a sealed prekey of `table` and checks that it is stored under
@@ -209,11 +212,11 @@ impl<'a> Db<'a> {
             lookup,
             sealed,
             SignedPreKey::from_bytes,
-            SignedPreKey::id,
+            |key| key.id().get(),
         )
     }
 
-    pub(crate) fn signed_prekey(&self, id: u32) -> Result<Option<SignedPreKey>> {
+    pub(crate) fn signed_prekey(&self, id: SignedPreKeyId) -> Result<Option<SignedPreKey>> {
         let lookup = self.signed_prekey_lookup(id);
         self.query_sealed(
             "SELECT sealed FROM signed_prekeys WHERE lookup = ?1",
@@ -316,13 +319,20 @@ impl<'a> Db<'a> {
 
     // ---- base keys of first messages ---------------------------------------
 
-    fn base_key_lookup(&self, signed_prekey: u32, base_key: &[u8; 32]) -> [u8; 32] {
-        self.lookup(Domain::BaseKey, &[&signed_prekey.to_be_bytes(), base_key])
+    fn base_key_lookup(&self, signed_prekey: SignedPreKeyId, base_key: &[u8; 32]) -> [u8; 32] {
+        self.lookup(
+            Domain::BaseKey,
+            &[&signed_prekey.get().to_be_bytes(), base_key],
+        )
     }
 
     /// True if a PreKeyMessage with this base key already started a session
     /// against this signed prekey.
-    pub(crate) fn base_key_used(&self, signed_prekey: u32, base_key: &[u8; 32]) -> Result<bool> {
+    pub(crate) fn base_key_used(
+        &self,
+        signed_prekey: SignedPreKeyId,
+        base_key: &[u8; 32],
+    ) -> Result<bool> {
         let lookup = self.base_key_lookup(signed_prekey, base_key);
         Ok(self
             .conn
@@ -332,7 +342,11 @@ impl<'a> Db<'a> {
 
     /// Remembers a base key that started a session (for as long as its
     /// signed prekey is kept).
-    pub(crate) fn record_base_key(&self, signed_prekey: u32, base_key: &[u8; 32]) -> Result<()> {
+    pub(crate) fn record_base_key(
+        &self,
+        signed_prekey: SignedPreKeyId,
+        base_key: &[u8; 32],
+    ) -> Result<()> {
         let lookup = self.base_key_lookup(signed_prekey, base_key);
         let prekey = self.signed_prekey_lookup(signed_prekey);
         self.conn
@@ -354,8 +368,8 @@ impl<'a> Db<'a> {
 
     // ---- one-time prekeys -------------------------------------------------
 
-    fn one_time_prekey_lookup(&self, id: u32) -> [u8; 32] {
-        self.lookup(Domain::OneTimePreKey, &[&id.to_be_bytes()])
+    fn one_time_prekey_lookup(&self, id: OneTimePreKeyId) -> [u8; 32] {
+        self.lookup(Domain::OneTimePreKey, &[&id.get().to_be_bytes()])
     }
 
     fn open_one_time_prekey(&self, lookup: &[u8; 32], sealed: &[u8]) -> Result<OneTimePreKey> {
@@ -365,11 +379,11 @@ impl<'a> Db<'a> {
             lookup,
             sealed,
             OneTimePreKey::from_bytes,
-            OneTimePreKey::id,
+            |key| key.id().get(),
         )
     }
 
-    pub(crate) fn one_time_prekey(&self, id: u32) -> Result<Option<OneTimePreKey>> {
+    pub(crate) fn one_time_prekey(&self, id: OneTimePreKeyId) -> Result<Option<OneTimePreKey>> {
         let lookup = self.one_time_prekey_lookup(id);
         self.query_sealed(
             "SELECT sealed FROM one_time_prekeys WHERE lookup = ?1",
@@ -442,7 +456,7 @@ impl<'a> Db<'a> {
 
     /// The id of every one-time prekey row whose key opens, each row on its
     /// own (for the migration to version 3).
-    pub(crate) fn one_time_prekey_ids(&self) -> Result<Vec<Result<u32>>> {
+    pub(crate) fn one_time_prekey_ids(&self) -> Result<Vec<Result<OneTimePreKeyId>>> {
         Ok(self
             .one_time_prekey_rows("sealed")?
             .into_iter()
@@ -527,7 +541,7 @@ impl<'a> Db<'a> {
             .collect())
     }
 
-    pub(crate) fn delete_one_time_prekey(&self, id: u32) -> Result<bool> {
+    pub(crate) fn delete_one_time_prekey(&self, id: OneTimePreKeyId) -> Result<bool> {
         let lookup = self.one_time_prekey_lookup(id);
         Ok(self
             .conn
@@ -1137,11 +1151,11 @@ impl<'a> DbPreKeys<'a> {
 }
 
 impl PreKeySource for DbPreKeys<'_> {
-    fn signed_prekey(&self, id: u32) -> Option<SignedPreKey> {
+    fn signed_prekey(&self, id: SignedPreKeyId) -> Option<SignedPreKey> {
         self.keep(self.db.signed_prekey(id))
     }
 
-    fn one_time_prekey(&self, id: u32) -> Option<OneTimePreKey> {
+    fn one_time_prekey(&self, id: OneTimePreKeyId) -> Option<OneTimePreKey> {
         self.keep(self.db.one_time_prekey(id))
     }
 }

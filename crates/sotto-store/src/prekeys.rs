@@ -11,7 +11,10 @@
 
 use std::time::Duration;
 
-use sotto_core::{IdentityKey, IdentityKeyPair, OneTimePreKey, PreKeyBundle, SignedPreKey};
+use sotto_core::{
+    IdentityKey, IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic,
+    SignedPreKey, SignedPreKeyId,
+};
 
 use crate::error::{Error, Result, Row};
 use crate::records::PreKeyIds;
@@ -59,7 +62,7 @@ impl Default for SignedPreKeyPolicy {
 fn rotate(db: &crate::db::Db<'_>, rng: &mut rand::rngs::StdRng, now: u64) -> Result<SignedPreKey> {
     let identity = db.identity()?;
     let mut ids = db.prekey_ids()?;
-    let key = SignedPreKey::generate(ids.next_signed, &identity, rng);
+    let key = SignedPreKey::generate(SignedPreKeyId::new(ids.next_signed), &identity, rng);
     ids.next_signed = next_id(ids.next_signed)?;
     db.demote_current_signed_prekey(now)?;
     db.put_signed_prekey(rng, &key, true, now)?;
@@ -162,7 +165,7 @@ impl Store {
         &mut self,
         count: usize,
         now: u64,
-    ) -> Result<Vec<(u32, [u8; 32])>> {
+    ) -> Result<Vec<(OneTimePreKeyId, PreKeyPublic)>> {
         if count > MAX_ONE_TIME_PREKEYS_PER_CALL {
             return Err(Error::TooLong {
                 what: "one-time prekey request",
@@ -174,7 +177,7 @@ impl Store {
             let mut ids: PreKeyIds = db.prekey_ids()?;
             let mut published = Vec::with_capacity(count);
             for _ in 0..count {
-                let key = OneTimePreKey::generate(ids.next_one_time, rng);
+                let key = OneTimePreKey::generate(OneTimePreKeyId::new(ids.next_one_time), rng);
                 ids.next_one_time = next_id(ids.next_one_time)?;
                 let state = OneTimePreKeyInfo {
                     id: key.id(),
@@ -193,15 +196,19 @@ impl Store {
     /// `before_id`; returns how many.
     ///
     /// Call it once the relay has confirmed an upload that replaced its
-    /// stock, with the first id of that upload (`u32::MAX` if it was
-    /// empty): ids grow, so every key below it was published earlier and is
-    /// no longer handed out. Not before the confirmation: until then the
+    /// stock, with the first id of that upload ([`OneTimePreKeyId::MAX`] if
+    /// it was empty): ids grow, so every key below it was published earlier
+    /// and is no longer handed out. Not before the confirmation: until then the
     /// relay may still hand the old keys out. A retired key still decrypts
     /// first messages made with it (handed out before the replacement)
     /// until [`prune_one_time_prekeys`](Self::prune_one_time_prekeys)
     /// deletes it. Keys already retired keep their time; rows whose state
     /// cannot be read are left as they are.
-    pub fn retire_published_one_time_prekeys(&mut self, before_id: u32, now: u64) -> Result<usize> {
+    pub fn retire_published_one_time_prekeys(
+        &mut self,
+        before_id: OneTimePreKeyId,
+        now: u64,
+    ) -> Result<usize> {
         self.write(|db, rng| {
             let mut retired = 0;
             for state in db.one_time_prekey_states()?.into_iter().flatten() {
@@ -271,7 +278,7 @@ impl Store {
     /// whether it existed. `receive` deletes the ones it consumes, and
     /// [`prune_one_time_prekeys`](Self::prune_one_time_prekeys) the retired
     /// ones after their grace period.
-    pub fn remove_one_time_prekey(&mut self, id: u32) -> Result<bool> {
+    pub fn remove_one_time_prekey(&mut self, id: OneTimePreKeyId) -> Result<bool> {
         let removed = self.write(|db, _| db.delete_one_time_prekey(id))?;
         if removed {
             self.checkpoint()?;
@@ -281,7 +288,7 @@ impl Store {
 
     /// A bundle of the local identity, the current signed prekey and, if
     /// `one_time_prekey` names an unused one, that one-time prekey.
-    pub fn prekey_bundle(&self, one_time_prekey: Option<u32>) -> Result<PreKeyBundle> {
+    pub fn prekey_bundle(&self, one_time_prekey: Option<OneTimePreKeyId>) -> Result<PreKeyBundle> {
         self.read(|db| {
             let identity = db.identity()?;
             let signed = db.current_signed_prekey()?;

@@ -33,7 +33,7 @@
 //! ```
 
 use sotto_core::pad::{MAX_PLAINTEXT_LEN, pad_into, unpad};
-use sotto_core::{AccessKey, IdentityKey};
+use sotto_core::{AccessKey, IdentityKey, OneTimePreKeyId};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -236,7 +236,7 @@ pub(crate) fn encode_one_time_prekey_state(state: &OneTimePreKeyInfo) -> Vec<u8>
     }
     let mut out = Vec::with_capacity(ONE_TIME_PREKEY_STATE_LEN);
     out.push(RECORD_VERSION);
-    out.extend_from_slice(&state.id.to_be_bytes());
+    out.extend_from_slice(&state.id.get().to_be_bytes());
     out.push(flags);
     out.extend_from_slice(&state.published_at.unwrap_or(0).to_be_bytes());
     out.extend_from_slice(&state.retired_at.unwrap_or(0).to_be_bytes());
@@ -246,7 +246,7 @@ pub(crate) fn encode_one_time_prekey_state(state: &OneTimePreKeyInfo) -> Vec<u8>
 pub(crate) fn decode_one_time_prekey_state(bytes: &[u8]) -> Decoded<OneTimePreKeyInfo> {
     let mut r = Reader::new(bytes);
     r.version()?;
-    let id = r.u32()?;
+    let id = OneTimePreKeyId::new(r.u32()?);
     let flags = r.u8()?;
     if flags & !(STATE_PUBLISHED_AT_KNOWN | STATE_RETIRED) != 0 {
         return Err(Malformed);
@@ -819,17 +819,17 @@ mod tests {
     fn one_time_prekey_states_roundtrip_and_reject_malformed_ones() {
         for state in [
             OneTimePreKeyInfo {
-                id: 7,
+                id: OneTimePreKeyId::new(7),
                 published_at: None,
                 retired_at: None,
             },
             OneTimePreKeyInfo {
-                id: u32::MAX,
+                id: OneTimePreKeyId::MAX,
                 published_at: Some(1_700_000_000_000),
                 retired_at: None,
             },
             OneTimePreKeyInfo {
-                id: 1,
+                id: OneTimePreKeyId::new(1),
                 published_at: Some(5),
                 retired_at: Some(0),
             },
@@ -840,7 +840,7 @@ mod tests {
             assert!(decode_one_time_prekey_state(&bytes[..21]).is_err());
         }
         let mut bytes = encode_one_time_prekey_state(&OneTimePreKeyInfo {
-            id: 1,
+            id: OneTimePreKeyId::new(1),
             published_at: None,
             retired_at: None,
         });

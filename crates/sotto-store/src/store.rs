@@ -5,7 +5,7 @@ use std::path::Path;
 use rand::SeedableRng;
 use rand::rngs::{StdRng, SysRng};
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
-use sotto_core::{IdentityKeyPair, SignedPreKey};
+use sotto_core::{IdentityKeyPair, SignedPreKey, SignedPreKeyId};
 
 use crate::crypto::{DatabaseKey, KdfRecord, Keys, Secret};
 use crate::db::Db;
@@ -241,7 +241,7 @@ impl Store {
             let db = Db::new(&tx, &keys);
             let identity = IdentityKeyPair::generate(&mut rng);
             db.put_identity(&mut rng, &identity)?;
-            let signed = SignedPreKey::generate(1, &identity, &mut rng);
+            let signed = SignedPreKey::generate(SignedPreKeyId::new(1), &identity, &mut rng);
             // Made now, but the store has no clock: the rotation schedule
             // starts at its first check (`since` = 0).
             db.put_signed_prekey(&mut rng, &signed, true, 0)?;

@@ -3,7 +3,7 @@
 use core::fmt;
 
 use rand_core::CryptoRng;
-use sotto_core::{AccessKey, IdentityKey};
+use sotto_core::{AccessKey, IdentityKey, OneTimePreKeyId};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
@@ -361,7 +361,7 @@ impl HistoryPage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OneTimePreKeyInfo {
     /// The key's id.
-    pub id: u32,
+    pub id: OneTimePreKeyId,
     /// When it was published (ms since the Unix epoch); `None` for a key
     /// from before schema version 3, whose publication time is unknown.
     pub published_at: Option<u64>,

@@ -138,7 +138,7 @@ fn one_time_prekeys_are_consumed_counted_and_fresh_ones_get_new_ids() {
     assert_eq!(fresh.len(), 6);
     assert_eq!(p.bob.one_time_prekey_count().unwrap(), 10);
     // Ids are never reused.
-    assert!(fresh.iter().all(|(id, _)| *id > first_id + 4));
+    assert!(fresh.iter().all(|(id, _)| id.get() > first_id.get() + 4));
     assert!(p.bob.remove_one_time_prekey(fresh[0].0).unwrap());
     assert!(!p.bob.remove_one_time_prekey(fresh[0].0).unwrap());
     assert_eq!(p.bob.one_time_prekey_count().unwrap(), 9);

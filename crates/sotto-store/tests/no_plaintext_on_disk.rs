@@ -139,7 +139,7 @@ fn no_plaintext_names_keys_or_session_state_in_the_files() {
         );
         needles.add(
             format!("{who} signed prekey signature"),
-            &spk.signature()[..16],
+            &spk.signature().as_bytes()[..16],
         );
     }
     let alice_sessions = alice.session_state_for_tests(BOB_ID).unwrap().unwrap();

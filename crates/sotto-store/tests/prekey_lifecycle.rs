@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{BOB_PASS, T0, deliver, envelope, options, pair};
 use rusqlite::params;
-use sotto_store::sotto_core::Error as ProtocolError;
+use sotto_store::sotto_core::{Error as ProtocolError, OneTimePreKeyId, PreKeyPublic};
 use sotto_store::{
     Envelope, EnvelopeId, Error, OneTimePreKeyInfo, RETIRED_ONE_TIME_PREKEY_GRACE, Received, Row,
     SignedPreKeyPolicy, Store,
@@ -185,7 +185,7 @@ fn a_version_1_store_is_upgraded_and_keeps_working() {
 /// A first message from Carol, made with the one-time prekey `opk` of Bob.
 fn first_message_from_carol(
     p: &common::Pair,
-    opk: u32,
+    opk: OneTimePreKeyId,
     text: &str,
 ) -> (Store, sotto_store::OutboxEntry) {
     let mut carol = Store::create(
@@ -202,8 +202,8 @@ fn first_message_from_carol(
     (carol, m)
 }
 
-fn ids(keys: &[(u32, [u8; 32])]) -> Vec<u32> {
-    keys.iter().map(|(id, _)| *id).collect()
+fn ids(keys: &[(OneTimePreKeyId, PreKeyPublic)]) -> Vec<u32> {
+    keys.iter().map(|(id, _)| id.get()).collect()
 }
 
 /// Every public half handed out for upload, over batches, retirements,
@@ -213,7 +213,7 @@ fn ids(keys: &[(u32, [u8; 32])]) -> Vec<u32> {
 fn no_one_time_prekey_id_is_published_twice_across_replacement_top_up_and_restart() {
     let mut p = pair();
     let path = p.bob_path();
-    let mut published: Vec<(u32, [u8; 32])> = Vec::new();
+    let mut published: Vec<(OneTimePreKeyId, PreKeyPublic)> = Vec::new();
     let mut now = T0;
     // The five of `pair()` were published at T0 (ids 1..=5).
     let held: Vec<u32> = p
@@ -221,7 +221,7 @@ fn no_one_time_prekey_id_is_published_twice_across_replacement_top_up_and_restar
         .one_time_prekeys()
         .unwrap()
         .iter()
-        .map(|k| k.id)
+        .map(|k| k.id.get())
         .collect();
     assert_eq!(held, vec![1, 2, 3, 4, 5]);
     for round in 0..4u64 {
@@ -246,8 +246,8 @@ fn no_one_time_prekey_id_is_published_twice_across_replacement_top_up_and_restar
             Store::open(&path, BOB_PASS, &options()).unwrap(),
         ));
     }
-    let distinct_ids: HashSet<u32> = published.iter().map(|(id, _)| *id).collect();
-    let distinct_keys: HashSet<[u8; 32]> = published.iter().map(|(_, k)| *k).collect();
+    let distinct_ids: HashSet<OneTimePreKeyId> = published.iter().map(|(id, _)| *id).collect();
+    let distinct_keys: HashSet<PreKeyPublic> = published.iter().map(|(_, k)| *k).collect();
     assert_eq!(published.len(), 4 * (20 + 3 * 7));
     assert_eq!(
         distinct_ids.len(),
@@ -260,7 +260,7 @@ fn no_one_time_prekey_id_is_published_twice_across_replacement_top_up_and_restar
         "a key was published twice"
     );
     assert!(
-        distinct_ids.iter().all(|id| *id > 5),
+        distinct_ids.iter().all(|id| id.get() > 5),
         "an id of pair() came back"
     );
     // Ids only grow, batch after batch.
@@ -337,7 +337,7 @@ fn retired_one_time_prekeys_decrypt_first_messages_until_their_grace_ends() {
         .one_time_prekeys()
         .unwrap()
         .iter()
-        .map(|k| k.id)
+        .map(|k| k.id.get())
         .collect();
     assert_eq!(left, ids(&b));
     assert!(matches!(
@@ -378,7 +378,7 @@ fn a_version_2_store_is_upgraded_and_its_one_time_prekeys_stay_live() {
         states,
         (1..=5)
             .map(|id| OneTimePreKeyInfo {
-                id,
+                id: OneTimePreKeyId::new(id),
                 published_at: None,
                 retired_at: None,
             })

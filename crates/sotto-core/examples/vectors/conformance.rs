@@ -12,8 +12,8 @@ use rand::rngs::ChaCha20Rng;
 use rand_core::{TryCryptoRng, TryRng};
 use serde::{Deserialize, Serialize};
 use sotto_core::{
-    IdentityKeyPair, OneTimePreKey, PreKeyBundle, PreKeySource, Session, SignedPreKey, hazmat, pad,
-    sealed,
+    IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeySource, Session,
+    SignedPreKey, SignedPreKeyId, hazmat, pad, sealed,
 };
 
 /// The whole file.
@@ -169,11 +169,11 @@ struct PreKeys {
 }
 
 impl PreKeySource for PreKeys {
-    fn signed_prekey(&self, id: u32) -> Option<SignedPreKey> {
+    fn signed_prekey(&self, id: SignedPreKeyId) -> Option<SignedPreKey> {
         (id == self.signed.id()).then(|| self.signed.clone())
     }
 
-    fn one_time_prekey(&self, id: u32) -> Option<OneTimePreKey> {
+    fn one_time_prekey(&self, id: OneTimePreKeyId) -> Option<OneTimePreKey> {
         self.one_time.as_ref().filter(|k| k.id() == id).cloned()
     }
 }
@@ -198,14 +198,15 @@ impl Parties {
         let alice = IdentityKeyPair::from_seed(&key32(&v.alice_identity_seed)?);
         let bob = IdentityKeyPair::from_seed(&key32(&v.bob_identity_seed)?);
         let signed = SignedPreKey::from_private_bytes(
-            v.bob_signed_prekey_id,
+            SignedPreKeyId::new(v.bob_signed_prekey_id),
             &bob,
             &key32(&v.bob_signed_prekey_private)?,
         );
         let one_time = match (&v.bob_one_time_prekey_id, &v.bob_one_time_prekey_private) {
-            (Some(id), Some(private)) => {
-                Some(OneTimePreKey::from_private_bytes(*id, &key32(private)?))
-            }
+            (Some(id), Some(private)) => Some(OneTimePreKey::from_private_bytes(
+                OneTimePreKeyId::new(*id),
+                &key32(private)?,
+            )),
             (None, None) => None,
             _ => return Err("one-time prekey id and private must both be null or set".into()),
         };
@@ -242,13 +243,14 @@ fn x3dh_vector(description: &str, seed: u8, with_opk: bool) -> Result<X3dhVector
     let opk_private = seeded_key(&mut rng);
     let ephemeral = seeded_key(&mut rng);
     let bob = IdentityKeyPair::from_seed(&bob_seed);
-    let spk = SignedPreKey::from_private_bytes(u32::from(seed) * 1000 + 1, &bob, &spk_private);
+    let spk_id = SignedPreKeyId::new(u32::from(seed) * 1000 + 1);
+    let spk = SignedPreKey::from_private_bytes(spk_id, &bob, &spk_private);
     let mut v = X3dhVector {
         description: description.into(),
         alice_identity_seed: hex::encode(alice_seed),
         alice_ephemeral_private: hex::encode(ephemeral),
         bob_identity_seed: hex::encode(bob_seed),
-        bob_signed_prekey_id: spk.id(),
+        bob_signed_prekey_id: spk.id().get(),
         bob_signed_prekey_private: hex::encode(spk_private),
         bob_signed_prekey_signature: hex::encode(spk.signature()),
         bob_one_time_prekey_id: with_opk.then_some(u32::from(seed) * 1000 + 77),
@@ -646,7 +648,9 @@ fn check_x3dh(i: usize, x: &X3dhVector, report: &mut Report) {
 /// EK_A's public key (X25519 base-point multiplication, via the prekey type
 /// that performs it).
 fn x25519_public(private: &[u8; 32]) -> [u8; 32] {
-    *OneTimePreKey::from_private_bytes(0, private).public()
+    OneTimePreKey::from_private_bytes(OneTimePreKeyId::new(0), private)
+        .public()
+        .to_bytes()
 }
 
 fn keys(list: &[String]) -> Result<Vec<[u8; 32]>, String> {

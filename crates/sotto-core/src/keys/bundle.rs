@@ -1,7 +1,8 @@
 //! The prekey bundle a relay serves to an initiator.
 
 use super::{
-    IdentityKey, IdentityKeyPair, OneTimePreKey, SignedPreKey, check_x25519_public, encode_x25519,
+    IdentityKey, IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyPublic, Signature,
+    SignedPreKey, SignedPreKeyId, check_x25519_public,
 };
 use crate::error::{Error, Result};
 
@@ -13,18 +14,24 @@ pub const BUNDLE_VERSION: u8 = 0x01;
 ///
 /// Encoding: `0x01 || IK(32) || u32be(spk_id) || SPK(32) || sig(64) ||
 /// has_opk(0x00|0x01) || [u32be(opk_id) || OPK(32)]` — 134 or 170 bytes.
+///
+/// The fields can be read (and changed) directly; outside this crate a
+/// bundle is built with [`new`](Self::new), [`from_parts`](Self::from_parts)
+/// or [`decode`](Self::decode), so that a later version can add a field
+/// without breaking callers.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PreKeyBundle {
     /// The responder's identity key.
     pub identity_key: IdentityKey,
     /// Id of the signed prekey.
-    pub signed_prekey_id: u32,
+    pub signed_prekey_id: SignedPreKeyId,
     /// The signed prekey (X25519).
-    pub signed_prekey: [u8; 32],
+    pub signed_prekey: PreKeyPublic,
     /// `Ed25519-Sign(IK, Encode(SPK))`.
-    pub signed_prekey_signature: [u8; 64],
+    pub signed_prekey_signature: Signature,
     /// One one-time prekey `(id, key)`, if the relay had one left.
-    pub one_time_prekey: Option<(u32, [u8; 32])>,
+    pub one_time_prekey: Option<(OneTimePreKeyId, PreKeyPublic)>,
 }
 
 impl PreKeyBundle {
@@ -34,12 +41,30 @@ impl PreKeyBundle {
         signed_prekey: &SignedPreKey,
         one_time_prekey: Option<&OneTimePreKey>,
     ) -> Self {
+        Self::from_parts(
+            *identity.public(),
+            signed_prekey.id(),
+            *signed_prekey.public(),
+            *signed_prekey.signature(),
+            one_time_prekey.map(|k| (k.id(), *k.public())),
+        )
+    }
+
+    /// A bundle from its public parts, as a relay stores them. Nothing is
+    /// checked here: call [`verify`](Self::verify) before using it.
+    pub fn from_parts(
+        identity_key: IdentityKey,
+        signed_prekey_id: SignedPreKeyId,
+        signed_prekey: PreKeyPublic,
+        signed_prekey_signature: Signature,
+        one_time_prekey: Option<(OneTimePreKeyId, PreKeyPublic)>,
+    ) -> Self {
         Self {
-            identity_key: *identity.public(),
-            signed_prekey_id: signed_prekey.id(),
-            signed_prekey: *signed_prekey.public(),
-            signed_prekey_signature: *signed_prekey.signature(),
-            one_time_prekey: one_time_prekey.map(|k| (k.id(), *k.public())),
+            identity_key,
+            signed_prekey_id,
+            signed_prekey,
+            signed_prekey_signature,
+            one_time_prekey,
         }
     }
 
@@ -49,10 +74,8 @@ impl PreKeyBundle {
     /// `Session::initiate`) before any Diffie-Hellman; a relay calls the same
     /// checks before publishing keys.
     pub fn verify(&self) -> Result<()> {
-        self.identity_key.verify(
-            &encode_x25519(&self.signed_prekey),
-            &self.signed_prekey_signature,
-        )?;
+        self.identity_key
+            .verify(&self.signed_prekey.encode(), &self.signed_prekey_signature)?;
         check_x25519_public(&self.signed_prekey)?;
         if let Some((_, key)) = &self.one_time_prekey {
             check_x25519_public(key)?;
@@ -65,15 +88,15 @@ impl PreKeyBundle {
         let mut out = Vec::with_capacity(170);
         out.push(BUNDLE_VERSION);
         out.extend_from_slice(self.identity_key.as_bytes());
-        out.extend_from_slice(&self.signed_prekey_id.to_be_bytes());
-        out.extend_from_slice(&self.signed_prekey);
-        out.extend_from_slice(&self.signed_prekey_signature);
+        out.extend_from_slice(&self.signed_prekey_id.get().to_be_bytes());
+        out.extend_from_slice(self.signed_prekey.as_bytes());
+        out.extend_from_slice(self.signed_prekey_signature.as_bytes());
         match &self.one_time_prekey {
             None => out.push(0x00),
             Some((id, key)) => {
                 out.push(0x01);
-                out.extend_from_slice(&id.to_be_bytes());
-                out.extend_from_slice(key);
+                out.extend_from_slice(&id.get().to_be_bytes());
+                out.extend_from_slice(key.as_bytes());
             }
         }
         out
@@ -87,22 +110,25 @@ impl PreKeyBundle {
             return Err(Error::UnsupportedVersion(version));
         }
         let identity_key = IdentityKey::from_bytes(r.array::<32>()?)?;
-        let signed_prekey_id = r.u32()?;
-        let signed_prekey = *r.array::<32>()?;
-        let signed_prekey_signature = *r.array::<64>()?;
+        let signed_prekey_id = SignedPreKeyId::new(r.u32()?);
+        let signed_prekey = PreKeyPublic::from_bytes(*r.array::<32>()?);
+        let signed_prekey_signature = Signature::from_bytes(*r.array::<64>()?);
         let one_time_prekey = match r.u8()? {
             0x00 => None,
-            0x01 => Some((r.u32()?, *r.array::<32>()?)),
+            0x01 => Some((
+                OneTimePreKeyId::new(r.u32()?),
+                PreKeyPublic::from_bytes(*r.array::<32>()?),
+            )),
             other => return Err(Error::InvalidFlag(other)),
         };
         r.finish()?;
-        Ok(Self {
+        Ok(Self::from_parts(
             identity_key,
             signed_prekey_id,
             signed_prekey,
             signed_prekey_signature,
             one_time_prekey,
-        })
+        ))
     }
 }
 

@@ -1,10 +1,10 @@
 //! The identity key: Ed25519 for signatures, its X25519 form for X3DH.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
-use super::{ED25519_PREFIX, Secret32};
+use super::{ED25519_PREFIX, Secret32, Signature};
 use crate::error::{Error, Result};
 
 /// A party's long-term identity key pair.
@@ -55,8 +55,8 @@ impl IdentityKeyPair {
     }
 
     /// Deterministic Ed25519 signature over `message`.
-    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        self.signing.sign(message).to_bytes()
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        Signature::from_bytes(self.signing.sign(message).to_bytes())
     }
 
     pub(crate) fn dh_private(&self) -> &Secret32 {
@@ -136,8 +136,8 @@ impl IdentityKey {
     }
 
     /// Strict Ed25519 verification of `signature` over `message`.
-    pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> Result<()> {
-        let sig = Signature::from_bytes(signature);
+    pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<()> {
+        let sig = ed25519_dalek::Signature::from_bytes(signature.as_bytes());
         self.key
             .verify_strict(message, &sig)
             .map_err(|_| Error::InvalidSignature)

@@ -2,12 +2,16 @@
 
 mod bundle;
 mod identity;
+mod ids;
 mod prekey;
+mod public;
 mod secret;
 
 pub use bundle::{BUNDLE_VERSION, PreKeyBundle};
 pub use identity::{IdentityKey, IdentityKeyPair};
+pub use ids::{OneTimePreKeyId, SignedPreKeyId};
 pub use prekey::{OneTimePreKey, PreKeySource, SignedPreKey};
+pub use public::{PreKeyPublic, Signature};
 pub(crate) use secret::{Secret32, diffie_hellman, random_secret, x25519_public};
 
 use crate::error::{Error, Result};
@@ -36,7 +40,8 @@ pub fn encode_x25519(key: &[u8; 32]) -> [u8; 33] {
 /// The small-subgroup test is one X25519 with a fixed scalar: every clamped
 /// scalar is a multiple of the cofactor 8, so the result is all zeros
 /// exactly for keys of order dividing 8 (on the curve, or 4 on the twist).
-pub fn check_x25519_public(key: &[u8; 32]) -> Result<()> {
+pub fn check_x25519_public(key: &PreKeyPublic) -> Result<()> {
+    let key = key.as_bytes();
     if !crate::wire::is_canonical_x25519(key) {
         return Err(Error::InvalidPreKey);
     }

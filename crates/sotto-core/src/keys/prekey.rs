@@ -3,7 +3,10 @@
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
-use super::{IdentityKeyPair, Secret32, encode_x25519, random_secret, x25519_public};
+use super::{
+    IdentityKeyPair, OneTimePreKeyId, PreKeyPublic, Secret32, Signature, SignedPreKeyId,
+    random_secret, x25519_public,
+};
 use crate::error::{Error, Result};
 
 /// Version byte of the serialized prekey formats below.
@@ -13,16 +16,16 @@ const PREKEY_STATE_VERSION: u8 = 0x01;
 /// `sig = Ed25519-Sign(IK, Encode(SPK_pub))`.
 #[derive(Clone)]
 pub struct SignedPreKey {
-    id: u32,
+    id: SignedPreKeyId,
     private: Secret32,
-    public: [u8; 32],
-    signature: [u8; 64],
+    public: PreKeyPublic,
+    signature: Signature,
 }
 
 impl SignedPreKey {
     /// A fresh signed prekey with `id`, signed by `identity` (32 bytes drawn).
     pub fn generate<R: CryptoRng + ?Sized>(
-        id: u32,
+        id: SignedPreKeyId,
         identity: &IdentityKeyPair,
         rng: &mut R,
     ) -> Self {
@@ -31,13 +34,17 @@ impl SignedPreKey {
 
     /// The signed prekey whose private key is `private` (used by test
     /// vectors and by restoring from storage).
-    pub fn from_private_bytes(id: u32, identity: &IdentityKeyPair, private: &[u8; 32]) -> Self {
+    pub fn from_private_bytes(
+        id: SignedPreKeyId,
+        identity: &IdentityKeyPair,
+        private: &[u8; 32],
+    ) -> Self {
         Self::from_private(id, identity, Secret32::new(*private))
     }
 
-    fn from_private(id: u32, identity: &IdentityKeyPair, private: Secret32) -> Self {
-        let public = x25519_public(&private);
-        let signature = identity.sign(&encode_x25519(&public));
+    fn from_private(id: SignedPreKeyId, identity: &IdentityKeyPair, private: Secret32) -> Self {
+        let public = PreKeyPublic::from_bytes(x25519_public(&private));
+        let signature = identity.sign(&public.encode());
         Self {
             id,
             private,
@@ -47,17 +54,17 @@ impl SignedPreKey {
     }
 
     /// The prekey id.
-    pub fn id(&self) -> u32 {
+    pub fn id(&self) -> SignedPreKeyId {
         self.id
     }
 
     /// The X25519 public key.
-    pub fn public(&self) -> &[u8; 32] {
+    pub fn public(&self) -> &PreKeyPublic {
         &self.public
     }
 
     /// The identity key's signature over `Encode(public)`.
-    pub fn signature(&self) -> &[u8; 64] {
+    pub fn signature(&self) -> &Signature {
         &self.signature
     }
 
@@ -70,9 +77,9 @@ impl SignedPreKey {
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(101));
         out.push(PREKEY_STATE_VERSION);
-        out.extend_from_slice(&self.id.to_be_bytes());
+        out.extend_from_slice(&self.id.get().to_be_bytes());
         out.extend_from_slice(self.private.as_bytes());
-        out.extend_from_slice(&self.signature);
+        out.extend_from_slice(self.signature.as_bytes());
         out
     }
 
@@ -84,16 +91,16 @@ impl SignedPreKey {
         if bytes[0] != PREKEY_STATE_VERSION {
             return Err(Error::UnsupportedVersion(bytes[0]));
         }
-        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        let id = SignedPreKeyId::new(u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]));
         let private = Secret32::from_slice(&bytes[5..37]).ok_or(Error::CorruptState("spk"))?;
         let mut signature = [0u8; 64];
         signature.copy_from_slice(&bytes[37..101]);
-        let public = x25519_public(&private);
+        let public = PreKeyPublic::from_bytes(x25519_public(&private));
         Ok(Self {
             id,
             private,
             public,
-            signature,
+            signature: Signature::from_bytes(signature),
         })
     }
 }
@@ -111,27 +118,24 @@ impl core::fmt::Debug for SignedPreKey {
 /// message that used it decrypts.
 #[derive(Clone)]
 pub struct OneTimePreKey {
-    id: u32,
+    id: OneTimePreKeyId,
     private: Secret32,
-    public: [u8; 32],
+    public: PreKeyPublic,
 }
 
 impl OneTimePreKey {
     /// A fresh one-time prekey with `id` (32 bytes drawn).
-    pub fn generate<R: CryptoRng + ?Sized>(id: u32, rng: &mut R) -> Self {
-        let private = random_secret(rng);
-        let public = x25519_public(&private);
-        Self {
-            id,
-            private,
-            public,
-        }
+    pub fn generate<R: CryptoRng + ?Sized>(id: OneTimePreKeyId, rng: &mut R) -> Self {
+        Self::from_private(id, random_secret(rng))
     }
 
     /// The one-time prekey whose private key is `private`.
-    pub fn from_private_bytes(id: u32, private: &[u8; 32]) -> Self {
-        let private = Secret32::new(*private);
-        let public = x25519_public(&private);
+    pub fn from_private_bytes(id: OneTimePreKeyId, private: &[u8; 32]) -> Self {
+        Self::from_private(id, Secret32::new(*private))
+    }
+
+    fn from_private(id: OneTimePreKeyId, private: Secret32) -> Self {
+        let public = PreKeyPublic::from_bytes(x25519_public(&private));
         Self {
             id,
             private,
@@ -140,12 +144,12 @@ impl OneTimePreKey {
     }
 
     /// The prekey id.
-    pub fn id(&self) -> u32 {
+    pub fn id(&self) -> OneTimePreKeyId {
         self.id
     }
 
     /// The X25519 public key.
-    pub fn public(&self) -> &[u8; 32] {
+    pub fn public(&self) -> &PreKeyPublic {
         &self.public
     }
 
@@ -157,7 +161,7 @@ impl OneTimePreKey {
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(37));
         out.push(PREKEY_STATE_VERSION);
-        out.extend_from_slice(&self.id.to_be_bytes());
+        out.extend_from_slice(&self.id.get().to_be_bytes());
         out.extend_from_slice(self.private.as_bytes());
         out
     }
@@ -170,14 +174,9 @@ impl OneTimePreKey {
         if bytes[0] != PREKEY_STATE_VERSION {
             return Err(Error::UnsupportedVersion(bytes[0]));
         }
-        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        let id = OneTimePreKeyId::new(u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]));
         let private = Secret32::from_slice(&bytes[5..37]).ok_or(Error::CorruptState("opk"))?;
-        let public = x25519_public(&private);
-        Ok(Self {
-            id,
-            private,
-            public,
-        })
+        Ok(Self::from_private(id, private))
     }
 }
 
@@ -194,7 +193,7 @@ impl core::fmt::Debug for OneTimePreKey {
 /// store implements it over its database).
 pub trait PreKeySource {
     /// The signed prekey with `id`, current or kept from before a rotation.
-    fn signed_prekey(&self, id: u32) -> Option<SignedPreKey>;
+    fn signed_prekey(&self, id: SignedPreKeyId) -> Option<SignedPreKey>;
     /// The unused one-time prekey with `id`.
-    fn one_time_prekey(&self, id: u32) -> Option<OneTimePreKey>;
+    fn one_time_prekey(&self, id: OneTimePreKeyId) -> Option<OneTimePreKey>;
 }

@@ -12,7 +12,9 @@ use super::chain_key::ChainKey;
 use super::message_key::MessageKey;
 use super::root_key::RootKey;
 use super::{RatchetKeyPair, Session};
-use crate::keys::{IdentityKeyPair, OneTimePreKey, Secret32, SignedPreKey};
+use crate::keys::{
+    IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, Secret32, SignedPreKey, SignedPreKeyId,
+};
 
 /// Compiles only for types whose `Drop` zeroizes them.
 fn wiped_on_drop<T: ZeroizeOnDrop + ?Sized>() {}
@@ -53,8 +55,10 @@ fn zeroizing_a_secret_overwrites_its_bytes() {
 fn protocol_keys_keep_their_secret_bytes_in_secret32() {
     let identity = IdentityKeyPair::from_seed(&[1; 32]);
     let _: &Secret32 = identity.dh_private();
-    let _: &Secret32 = SignedPreKey::from_private_bytes(1, &identity, &[2; 32]).private();
-    let _: &Secret32 = OneTimePreKey::from_private_bytes(1, &[3; 32]).private();
+    let _: &Secret32 =
+        SignedPreKey::from_private_bytes(SignedPreKeyId::new(1), &identity, &[2; 32]).private();
+    let _: &Secret32 =
+        OneTimePreKey::from_private_bytes(OneTimePreKeyId::new(1), &[3; 32]).private();
     let ratchet = RatchetKeyPair::from_private(Secret32::new([4; 32]));
     let _: &Secret32 = &ratchet.private;
     let root = RootKey(Secret32::new([5; 32]));
@@ -71,7 +75,7 @@ fn protocol_keys_keep_their_secret_bytes_in_secret32() {
 fn a_session_holds_its_secrets_in_secret32() {
     let alice = IdentityKeyPair::from_seed(&[0xA1; 32]);
     let bob = IdentityKeyPair::from_seed(&[0xB0; 32]);
-    let spk = SignedPreKey::from_private_bytes(1, &bob, &[0x5B; 32]);
+    let spk = SignedPreKey::from_private_bytes(SignedPreKeyId::new(1), &bob, &[0x5B; 32]);
     let bundle = crate::PreKeyBundle::new(&bob, &spk, None);
     let mut session = Session::initiate_with(
         &alice,

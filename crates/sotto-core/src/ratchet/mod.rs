@@ -12,8 +12,8 @@ use rand_core::CryptoRng;
 
 use crate::error::{Error, Result};
 use crate::keys::{
-    IdentityKey, IdentityKeyPair, PreKeyBundle, PreKeySource, Secret32, diffie_hellman,
-    random_secret, x25519_public,
+    IdentityKey, IdentityKeyPair, OneTimePreKeyId, PreKeyBundle, PreKeySource, Secret32,
+    SignedPreKeyId, diffie_hellman, random_secret, x25519_public,
 };
 use crate::wire::{
     HEADER_LEN, Header, Message, PreKeyMessage, TAG_LEN, TYPE_MESSAGE, VERSION, WireMessage,
@@ -66,8 +66,8 @@ impl RatchetKeyPair {
 /// What an initiator keeps sending until its first reply decrypts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PendingPreKey {
-    signed_prekey_id: u32,
-    one_time_prekey_id: Option<u32>,
+    signed_prekey_id: SignedPreKeyId,
+    one_time_prekey_id: Option<OneTimePreKeyId>,
 }
 
 /// One Double Ratchet session with one remote identity.
@@ -142,7 +142,7 @@ impl Session {
         bundle.verify()?;
         let (agreed, base_key) = x3dh::initiate(local, bundle, ephemeral)?;
         let root = RootKey(agreed.shared_secret);
-        let dh = diffie_hellman(&sending_ratchet.private, &bundle.signed_prekey)?;
+        let dh = diffie_hellman(&sending_ratchet.private, bundle.signed_prekey.as_bytes())?;
         let (root_key, sending_chain) = root.ratchet_step(&dh);
         Ok(Self {
             role: Role::Initiator,
@@ -152,7 +152,7 @@ impl Session {
             base_key,
             root_key,
             sending_ratchet,
-            remote_ratchet: Some(bundle.signed_prekey),
+            remote_ratchet: Some(bundle.signed_prekey.to_bytes()),
             sending_chain: Some(sending_chain),
             previous_counter: 0,
             receiving_chain: None,
@@ -196,7 +196,7 @@ impl Session {
         message: &PreKeyMessage<'_>,
         out: &mut Vec<u8>,
         rng: &mut R,
-    ) -> Result<(Self, Option<u32>)> {
+    ) -> Result<(Self, Option<OneTimePreKeyId>)> {
         let signed_prekey = prekeys
             .signed_prekey(message.signed_prekey_id)
             .ok_or(Error::UnknownSignedPreKey(message.signed_prekey_id))?;
@@ -537,7 +537,7 @@ pub struct Decrypted {
     /// The plaintext.
     pub plaintext: Vec<u8>,
     /// The one-time prekey this message consumed: delete it now.
-    pub used_one_time_prekey: Option<u32>,
+    pub used_one_time_prekey: Option<OneTimePreKeyId>,
     /// True when the message created a new session.
     pub new_session: bool,
 }

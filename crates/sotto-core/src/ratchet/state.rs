@@ -21,7 +21,7 @@ use super::root_key::RootKey;
 use super::skipped::{MAX_SKIPPED_KEYS, SkippedKey, SkippedKeys};
 use super::{PendingPreKey, RatchetKeyPair, Role, Session};
 use crate::error::{Error, Result};
-use crate::keys::{IdentityKey, Secret32};
+use crate::keys::{IdentityKey, OneTimePreKeyId, Secret32, SignedPreKeyId};
 use crate::wire::Reader;
 use crate::x3dh::AD_LEN;
 
@@ -72,12 +72,12 @@ impl Session {
             None => out.push(0x00),
             Some(p) => {
                 out.push(0x01);
-                out.extend_from_slice(&p.signed_prekey_id.to_be_bytes());
+                out.extend_from_slice(&p.signed_prekey_id.get().to_be_bytes());
                 match p.one_time_prekey_id {
                     None => out.push(0x00),
                     Some(id) => {
                         out.push(0x01);
-                        out.extend_from_slice(&id.to_be_bytes());
+                        out.extend_from_slice(&id.get().to_be_bytes());
                     }
                 }
             }
@@ -129,8 +129,12 @@ impl Session {
         let previous_counter = r.u32()?;
         let receiving_chain = read_chain(&mut r)?;
         let pending_prekey = if r.flag()? {
-            let signed_prekey_id = r.u32()?;
-            let one_time_prekey_id = if r.flag()? { Some(r.u32()?) } else { None };
+            let signed_prekey_id = SignedPreKeyId::new(r.u32()?);
+            let one_time_prekey_id = if r.flag()? {
+                Some(OneTimePreKeyId::new(r.u32()?))
+            } else {
+                None
+            };
             Some(PendingPreKey {
                 signed_prekey_id,
                 one_time_prekey_id,

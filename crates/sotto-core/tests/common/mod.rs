@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 use sotto_core::{
-    Error, IdentityKeyPair, OneTimePreKey, PreKeyBundle, PreKeySource, Session, SignedPreKey,
+    Error, IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeySource, Session,
+    SignedPreKey, SignedPreKeyId,
 };
 
 /// Id of the signed prekey every test party publishes.
-pub(crate) const SPK_ID: u32 = 1;
+pub(crate) const SPK_ID: SignedPreKeyId = SignedPreKeyId::new(1);
 /// Id of the first one-time prekey of a party.
-pub(crate) const FIRST_OPK_ID: u32 = 100;
+pub(crate) const FIRST_OPK_ID: OneTimePreKeyId = OneTimePreKeyId::new(100);
 
 /// A seeded CSPRNG: every test run draws the same keys.
 pub(crate) fn rng(seed: u64) -> ChaCha20Rng {
@@ -27,8 +28,8 @@ pub(crate) fn rng(seed: u64) -> ChaCha20Rng {
 /// across rotations, one-time prekeys until the caller deletes them.
 #[derive(Clone, Default)]
 pub(crate) struct PreKeys {
-    signed: BTreeMap<u32, SignedPreKey>,
-    one_time: BTreeMap<u32, OneTimePreKey>,
+    signed: BTreeMap<SignedPreKeyId, SignedPreKey>,
+    one_time: BTreeMap<OneTimePreKeyId, OneTimePreKey>,
 }
 
 impl PreKeys {
@@ -42,11 +43,11 @@ impl PreKeys {
 
     /// Deletes a used one-time prekey, as the caller must after a
     /// successful `Session::respond`.
-    pub(crate) fn delete_one_time(&mut self, id: u32) -> Option<OneTimePreKey> {
+    pub(crate) fn delete_one_time(&mut self, id: OneTimePreKeyId) -> Option<OneTimePreKey> {
         self.one_time.remove(&id)
     }
 
-    pub(crate) fn has_one_time(&self, id: u32) -> bool {
+    pub(crate) fn has_one_time(&self, id: OneTimePreKeyId) -> bool {
         self.one_time.contains_key(&id)
     }
 
@@ -56,11 +57,11 @@ impl PreKeys {
 }
 
 impl PreKeySource for PreKeys {
-    fn signed_prekey(&self, id: u32) -> Option<SignedPreKey> {
+    fn signed_prekey(&self, id: SignedPreKeyId) -> Option<SignedPreKey> {
         self.signed.get(&id).cloned()
     }
 
-    fn one_time_prekey(&self, id: u32) -> Option<OneTimePreKey> {
+    fn one_time_prekey(&self, id: OneTimePreKeyId) -> Option<OneTimePreKey> {
         self.one_time.get(&id).cloned()
     }
 }
@@ -79,14 +80,17 @@ impl Party {
         let mut prekeys = PreKeys::default();
         prekeys.add_signed(SignedPreKey::generate(SPK_ID, &identity, rng));
         for i in 0..one_time {
-            prekeys.add_one_time(OneTimePreKey::generate(FIRST_OPK_ID + i, rng));
+            prekeys.add_one_time(OneTimePreKey::generate(
+                OneTimePreKeyId::new(FIRST_OPK_ID.get() + i),
+                rng,
+            ));
         }
         Self { identity, prekeys }
     }
 
     /// The bundle a relay would serve, with the one-time prekey `opk` if
     /// given (it must exist).
-    pub(crate) fn bundle(&self, opk: Option<u32>) -> PreKeyBundle {
+    pub(crate) fn bundle(&self, opk: Option<OneTimePreKeyId>) -> PreKeyBundle {
         let spk = self
             .prekeys
             .signed_prekey(SPK_ID)

@@ -1,6 +1,9 @@
 //! Frames a client sends.
 
-use sotto_core::{AccessKey, AccessVerifier, OneTimePreKey, SignedPreKey};
+use sotto_core::{
+    AccessKey, AccessVerifier, OneTimePreKey, OneTimePreKeyId, PreKeyPublic, Signature,
+    SignedPreKey, SignedPreKeyId,
+};
 
 use super::codec::{Reader, header};
 use super::frame_type as t;
@@ -9,46 +12,81 @@ use crate::address::MailboxAddress;
 use crate::envelope::MessageId;
 
 /// The public half of a signed prekey, as uploaded to the relay.
+///
+/// Built with [`new`](Self::new) or from a [`SignedPreKey`], so that a
+/// field can be added without breaking callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SignedPreKeyPublic {
     /// Prekey id.
-    pub id: u32,
+    pub id: SignedPreKeyId,
     /// X25519 public key.
-    pub public: [u8; 32],
+    pub public: PreKeyPublic,
     /// `Ed25519-Sign(IK, 0x05 || public)`.
-    pub signature: [u8; 64],
+    pub signature: Signature,
+}
+
+impl SignedPreKeyPublic {
+    /// The public half with these parts (not checked: the relay checks the
+    /// signature and the key when they are uploaded).
+    pub fn new(id: SignedPreKeyId, public: PreKeyPublic, signature: Signature) -> Self {
+        Self {
+            id,
+            public,
+            signature,
+        }
+    }
 }
 
 impl From<&SignedPreKey> for SignedPreKeyPublic {
     fn from(key: &SignedPreKey) -> Self {
-        Self {
-            id: key.id(),
-            public: *key.public(),
-            signature: *key.signature(),
-        }
+        Self::new(key.id(), *key.public(), *key.signature())
     }
 }
 
 /// The public half of a one-time prekey, as uploaded to the relay.
+///
+/// Built with [`new`](Self::new), from a [`OneTimePreKey`] or from an
+/// `(id, key)` pair, so that a field can be added without breaking
+/// callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OneTimePreKeyPublic {
     /// Prekey id.
-    pub id: u32,
+    pub id: OneTimePreKeyId,
     /// X25519 public key.
-    pub public: [u8; 32],
+    pub public: PreKeyPublic,
+}
+
+impl OneTimePreKeyPublic {
+    /// The public half with these parts (not checked: the relay checks the
+    /// key when it is uploaded).
+    pub fn new(id: OneTimePreKeyId, public: PreKeyPublic) -> Self {
+        Self { id, public }
+    }
 }
 
 impl From<&OneTimePreKey> for OneTimePreKeyPublic {
     fn from(key: &OneTimePreKey) -> Self {
-        Self {
-            id: key.id(),
-            public: *key.public(),
-        }
+        Self::new(key.id(), *key.public())
+    }
+}
+
+/// The pairs a store hands out for upload
+/// (`sotto_store::Store::fresh_one_time_prekeys`).
+impl From<(OneTimePreKeyId, PreKeyPublic)> for OneTimePreKeyPublic {
+    fn from((id, public): (OneTimePreKeyId, PreKeyPublic)) -> Self {
+        Self::new(id, public)
     }
 }
 
 /// What an owner publishes in its prekey directory entry.
+///
+/// Built with [`new`](Self::new), [`from_public`](Self::from_public) or
+/// [`default`](Self::default) and the `with_` methods, so that a field can
+/// be added without breaking callers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PreKeyUpload {
     /// A new signed prekey, replacing the published one; `None` keeps it.
     pub signed_prekey: Option<SignedPreKeyPublic>,
@@ -66,15 +104,34 @@ pub struct PreKeyUpload {
 impl PreKeyUpload {
     /// An upload of a signed prekey and one-time prekeys from the core types.
     pub fn new(signed_prekey: Option<&SignedPreKey>, one_time_prekeys: &[OneTimePreKey]) -> Self {
-        Self {
-            signed_prekey: signed_prekey.map(SignedPreKeyPublic::from),
-            one_time_prekeys: one_time_prekeys
+        Self::from_public(
+            signed_prekey.map(SignedPreKeyPublic::from),
+            one_time_prekeys
                 .iter()
                 .map(OneTimePreKeyPublic::from)
                 .collect(),
+        )
+    }
+
+    /// An upload of public halves only (what a store hands out), adding the
+    /// one-time prekeys to the stored ones.
+    pub fn from_public(
+        signed_prekey: Option<SignedPreKeyPublic>,
+        one_time_prekeys: Vec<OneTimePreKeyPublic>,
+    ) -> Self {
+        Self {
+            signed_prekey,
+            one_time_prekeys,
             replace_one_time_prekeys: false,
             access_verifier: None,
         }
+    }
+
+    /// The same upload, replacing the stored one-time prekeys if `replace`
+    /// (see [`replace_one_time_prekeys`](Self::replace_one_time_prekeys)).
+    pub fn with_replace_one_time_prekeys(mut self, replace: bool) -> Self {
+        self.replace_one_time_prekeys = replace;
+        self
     }
 
     /// The same upload, also publishing `verifier` (only with a signed
@@ -114,7 +171,7 @@ pub enum Request {
         /// The owner's Ed25519 identity public key.
         identity_key: [u8; 32],
         /// Signature over the challenge message.
-        signature: [u8; 64],
+        signature: Signature,
     },
     /// `0x02` (authenticated): `flags(u8) || [u32be(spk_id) || SPK(32) ||
     /// sig(64)] || [verifier(32)] || u16be(n) || n × (u32be(id) || OPK(32))`.
@@ -197,7 +254,7 @@ impl Request {
             } => {
                 let mut out = header(t::AUTHENTICATE, request_id, 96);
                 out.extend_from_slice(identity_key);
-                out.extend_from_slice(signature);
+                out.extend_from_slice(signature.as_bytes());
                 out
             }
             Self::UploadPreKeys(upload) => {
@@ -215,17 +272,17 @@ impl Request {
                 }
                 out.push(flags);
                 if let Some(spk) = &upload.signed_prekey {
-                    out.extend_from_slice(&spk.id.to_be_bytes());
-                    out.extend_from_slice(&spk.public);
-                    out.extend_from_slice(&spk.signature);
+                    out.extend_from_slice(&spk.id.get().to_be_bytes());
+                    out.extend_from_slice(spk.public.as_bytes());
+                    out.extend_from_slice(spk.signature.as_bytes());
                 }
                 if let Some(verifier) = &upload.access_verifier {
                     out.extend_from_slice(verifier.as_bytes());
                 }
                 out.extend_from_slice(&(n as u16).to_be_bytes());
                 for opk in upload.one_time_prekeys.iter().take(n) {
-                    out.extend_from_slice(&opk.id.to_be_bytes());
-                    out.extend_from_slice(&opk.public);
+                    out.extend_from_slice(&opk.id.get().to_be_bytes());
+                    out.extend_from_slice(opk.public.as_bytes());
                 }
                 out
             }
@@ -315,7 +372,7 @@ fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError
         }
         t::AUTHENTICATE => Request::Authenticate {
             identity_key: r.array()?,
-            signature: r.array()?,
+            signature: Signature::from_bytes(r.array()?),
         },
         t::UPLOAD_PREKEYS => {
             let flags = r.u8()?;
@@ -329,11 +386,11 @@ fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError
                 return Err(DecodeError::InvalidField("upload flags"));
             }
             let signed_prekey = if flags & upload_flags::SIGNED_PREKEY != 0 {
-                Some(SignedPreKeyPublic {
-                    id: r.u32()?,
-                    public: r.array()?,
-                    signature: r.array()?,
-                })
+                Some(SignedPreKeyPublic::new(
+                    SignedPreKeyId::new(r.u32()?),
+                    PreKeyPublic::from_bytes(r.array()?),
+                    Signature::from_bytes(r.array()?),
+                ))
             } else {
                 None
             };
@@ -348,10 +405,10 @@ fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError
             }
             let mut one_time_prekeys = Vec::with_capacity(n);
             for _ in 0..n {
-                one_time_prekeys.push(OneTimePreKeyPublic {
-                    id: r.u32()?,
-                    public: r.array()?,
-                });
+                one_time_prekeys.push(OneTimePreKeyPublic::new(
+                    OneTimePreKeyId::new(r.u32()?),
+                    PreKeyPublic::from_bytes(r.array()?),
+                ));
             }
             Request::UploadPreKeys(PreKeyUpload {
                 signed_prekey,
@@ -413,23 +470,23 @@ mod tests {
             },
             Request::Authenticate {
                 identity_key: [1; 32],
-                signature: [2; 64],
+                signature: Signature::from_bytes([2; 64]),
             },
             Request::UploadPreKeys(PreKeyUpload {
-                signed_prekey: Some(SignedPreKeyPublic {
-                    id: 5,
-                    public: [3; 32],
-                    signature: [4; 64],
-                }),
+                signed_prekey: Some(SignedPreKeyPublic::new(
+                    SignedPreKeyId::new(5),
+                    PreKeyPublic::from_bytes([3; 32]),
+                    Signature::from_bytes([4; 64]),
+                )),
                 one_time_prekeys: vec![
-                    OneTimePreKeyPublic {
-                        id: 1,
-                        public: [5; 32],
-                    },
-                    OneTimePreKeyPublic {
-                        id: 2,
-                        public: [6; 32],
-                    },
+                    OneTimePreKeyPublic::new(
+                        OneTimePreKeyId::new(1),
+                        PreKeyPublic::from_bytes([5; 32]),
+                    ),
+                    OneTimePreKeyPublic::new(
+                        OneTimePreKeyId::new(2),
+                        PreKeyPublic::from_bytes([6; 32]),
+                    ),
                 ],
                 replace_one_time_prekeys: true,
                 access_verifier: Some(AccessVerifier::from_bytes([10; 32])),

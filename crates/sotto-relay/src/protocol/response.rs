@@ -383,14 +383,16 @@ fn decode_response(frame_type: u8, r: &mut Reader<'_>) -> Result<Response, Decod
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
+    use sotto_core::{
+        IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, SignedPreKey, SignedPreKeyId,
+    };
 
     fn bundle() -> PreKeyBundle {
         let mut rng = rand::rngs::SysRng;
         let mut rng = rand::rand_core::UnwrapErr(&mut rng);
         let id = IdentityKeyPair::generate(&mut rng);
-        let spk = SignedPreKey::generate(1, &id, &mut rng);
-        let opk = OneTimePreKey::generate(2, &mut rng);
+        let spk = SignedPreKey::generate(SignedPreKeyId::new(1), &id, &mut rng);
+        let opk = OneTimePreKey::generate(OneTimePreKeyId::new(2), &mut rng);
         PreKeyBundle::new(&id, &spk, Some(&opk))
     }
 

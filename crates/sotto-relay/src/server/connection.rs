@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rand::TryRng;
 use sotto_core::keys::check_x25519_public;
-use sotto_core::{AccessKey, IdentityKey, PreKeyBundle};
+use sotto_core::{AccessKey, IdentityKey, PreKeyBundle, Signature};
 use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
@@ -633,7 +633,7 @@ impl<S: Transport> Connection<S> {
         self.respond(id, Response::Welcome(welcome)).await
     }
 
-    async fn authenticate(&mut self, id: u32, key: &[u8; 32], signature: &[u8; 64]) -> Flow {
+    async fn authenticate(&mut self, id: u32, key: &[u8; 32], signature: &Signature) -> Flow {
         if self.owner.is_some() {
             return self
                 .error(id, ErrorCode::AlreadyAuthenticated, "already authenticated")
@@ -740,13 +740,8 @@ impl<S: Transport> Connection<S> {
             return self.error(id, ErrorCode::InvalidPreKey, message).await;
         }
         if let Some(spk) = &upload.signed_prekey {
-            let bundle = PreKeyBundle {
-                identity_key: identity,
-                signed_prekey_id: spk.id,
-                signed_prekey: spk.public,
-                signed_prekey_signature: spk.signature,
-                one_time_prekey: None,
-            };
+            let bundle =
+                PreKeyBundle::from_parts(identity, spk.id, spk.public, spk.signature, None);
             if bundle.verify().is_err() {
                 return self
                     .error(

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use sotto_core::{AccessVerifier, IdentityKey, PreKeyBundle};
+use sotto_core::{AccessVerifier, IdentityKey, OneTimePreKeyId, PreKeyBundle};
 
 use super::{
     Access, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy, StoreError,
@@ -52,7 +52,7 @@ struct Directory {
     access_verifier: Option<AccessVerifier>,
     /// Upload order -> key, so the oldest is handed out first.
     one_time: BTreeMap<u64, OneTimePreKeyPublic>,
-    order_of: HashMap<u32, u64>,
+    order_of: HashMap<OneTimePreKeyId, u64>,
     next_order: u64,
 }
 
@@ -111,7 +111,7 @@ impl MailboxStore for MemoryStore {
         } else {
             dir.one_time.len() as u64
         };
-        let mut new_ids: Vec<u32> = upload
+        let mut new_ids: Vec<OneTimePreKeyId> = upload
             .one_time_prekeys
             .iter()
             .map(|k| k.id)
@@ -165,13 +165,13 @@ impl MailboxStore for MemoryStore {
             (key.id, key.public)
         });
         Ok(Some(TakenBundle {
-            bundle: PreKeyBundle {
+            bundle: PreKeyBundle::from_parts(
                 identity_key,
-                signed_prekey_id: spk.id,
-                signed_prekey: spk.public,
-                signed_prekey_signature: spk.signature,
-                one_time_prekey: one_time,
-            },
+                spk.id,
+                spk.public,
+                spk.signature,
+                one_time,
+            ),
             remaining: dir.one_time.len() as u32,
         }))
     }

@@ -349,7 +349,7 @@ pub trait MailboxStore: Send + Sync + 'static {
 
 /// Checks the one-time prekey ids of an upload are distinct.
 pub(crate) fn has_duplicate_ids(upload: &PreKeyUpload) -> bool {
-    let mut ids: Vec<u32> = upload.one_time_prekeys.iter().map(|k| k.id).collect();
+    let mut ids: Vec<_> = upload.one_time_prekeys.iter().map(|k| k.id).collect();
     ids.sort_unstable();
     ids.windows(2).any(|w| w[0] == w[1])
 }
@@ -359,7 +359,9 @@ pub(crate) mod contract_tests {
     //! The behaviour every backend must show, run against both.
 
     use super::*;
-    use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
+    use sotto_core::{
+        IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, SignedPreKey, SignedPreKeyId,
+    };
 
     /// A time on an hour boundary (1_800_000_000 = 500_000 hours).
     pub(crate) const T0: UnixTime = UnixTime::from_secs(1_800_000_000);
@@ -400,9 +402,9 @@ pub(crate) mod contract_tests {
 
     fn upload(id: &IdentityKeyPair, opk_ids: std::ops::Range<u32>) -> PreKeyUpload {
         let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
-        let spk = SignedPreKey::generate(1, id, &mut rng);
+        let spk = SignedPreKey::generate(SignedPreKeyId::new(1), id, &mut rng);
         let opks: Vec<_> = opk_ids
-            .map(|i| OneTimePreKey::generate(i, &mut rng))
+            .map(|i| OneTimePreKey::generate(OneTimePreKeyId::new(i), &mut rng))
             .collect();
         PreKeyUpload::new(Some(&spk), &opks)
     }
@@ -853,7 +855,7 @@ pub(crate) mod contract_tests {
             taken.bundle.verify().unwrap();
             assert_eq!(taken.bundle.identity_key, *id.public());
             assert_eq!(taken.remaining, expected_remaining);
-            seen.push(taken.bundle.one_time_prekey.unwrap().0);
+            seen.push(taken.bundle.one_time_prekey.unwrap().0.get());
         }
         assert_eq!(seen, [0, 1, 2, 3]);
         let taken = store.take_bundle(&address).unwrap().unwrap();
@@ -868,6 +870,9 @@ pub(crate) mod contract_tests {
         replace.replace_one_time_prekeys = true;
         assert_eq!(store.publish_prekeys(id.public(), &replace, 5).unwrap(), 1);
         let taken = store.take_bundle(&address).unwrap().unwrap();
-        assert_eq!(taken.bundle.one_time_prekey.map(|k| k.0), Some(7));
+        assert_eq!(
+            taken.bundle.one_time_prekey.map(|k| k.0),
+            Some(OneTimePreKeyId::new(7))
+        );
     }
 }

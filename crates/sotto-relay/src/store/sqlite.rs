@@ -6,7 +6,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use sotto_core::{AccessVerifier, IdentityKey, PreKeyBundle};
+use sotto_core::{
+    AccessVerifier, IdentityKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic, Signature,
+    SignedPreKeyId,
+};
 
 use super::{
     Access, DEFAULT_ENVELOPE_TTL, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy,
@@ -382,7 +385,13 @@ impl MailboxStore for SqliteStore {
                  ON CONFLICT (mailbox) DO UPDATE SET identity_key = excluded.identity_key,
                      prekey_id = excluded.prekey_id, public_key = excluded.public_key,
                      signature = excluded.signature",
-                params![mailbox, owner.as_bytes(), spk.id, spk.public, spk.signature],
+                params![
+                    mailbox,
+                    owner.as_bytes(),
+                    spk.id.get(),
+                    spk.public.as_bytes(),
+                    spk.signature.as_bytes()
+                ],
             )?;
         }
         if let Some(verifier) = &upload.access_verifier {
@@ -398,7 +407,7 @@ impl MailboxStore for SqliteStore {
                  ON CONFLICT (mailbox, prekey_id) DO UPDATE SET public_key = excluded.public_key",
             )?;
             for key in &upload.one_time_prekeys {
-                insert.execute(params![mailbox, key.id, key.public])?;
+                insert.execute(params![mailbox, key.id.get(), key.public.as_bytes()])?;
             }
         }
         let count = count_one_time(&tx, &mailbox)?;
@@ -440,19 +449,22 @@ impl MailboxStore for SqliteStore {
             )
             .optional()?;
         let one_time_prekey = match one_time {
-            Some((id, key)) => Some((id, to_array(key, "one-time prekey")?)),
+            Some((id, key)) => Some((
+                OneTimePreKeyId::new(id),
+                PreKeyPublic::from_bytes(to_array(key, "one-time prekey")?),
+            )),
             None => None,
         };
         let remaining = count_one_time(&tx, mailbox)?;
         tx.commit()?;
         Ok(Some(TakenBundle {
-            bundle: PreKeyBundle {
+            bundle: PreKeyBundle::from_parts(
                 identity_key,
-                signed_prekey_id,
-                signed_prekey: to_array(signed_prekey, "signed prekey")?,
-                signed_prekey_signature: to_array(signature, "signed prekey signature")?,
+                SignedPreKeyId::new(signed_prekey_id),
+                PreKeyPublic::from_bytes(to_array(signed_prekey, "signed prekey")?),
+                Signature::from_bytes(to_array(signature, "signed prekey signature")?),
                 one_time_prekey,
-            },
+            ),
             remaining,
         }))
     }
@@ -1138,7 +1150,7 @@ mod tests {
         let owner = IdentityKeyPair::from_seed(&[4; 32]);
         let address = MailboxAddress::of(owner.public());
         let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
-        let spk = SignedPreKey::generate(3, &owner, &mut rng);
+        let spk = SignedPreKey::generate(SignedPreKeyId::new(3), &owner, &mut rng);
         let expiry = i64::try_from(T0.hour() + 24).unwrap();
         {
             let conn = Connection::open(&path).unwrap();
@@ -1148,9 +1160,9 @@ mod tests {
                 params![
                     address.as_bytes(),
                     owner.public().as_bytes(),
-                    spk.id(),
-                    spk.public(),
-                    spk.signature()
+                    spk.id().get(),
+                    spk.public().as_bytes(),
+                    spk.signature().as_bytes()
                 ],
             )
             .unwrap();
@@ -1201,7 +1213,7 @@ mod tests {
             }
         );
         let bundle = store.take_bundle(&address).unwrap().unwrap().bundle;
-        assert_eq!(bundle.signed_prekey_id, 3);
+        assert_eq!(bundle.signed_prekey_id, SignedPreKeyId::new(3));
         bundle.verify().unwrap();
 
         // Without a verifier the mailbox takes envelopes from anyone...

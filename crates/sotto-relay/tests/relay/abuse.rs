@@ -42,7 +42,7 @@ async fn malformed_frames_close_only_the_sender_and_others_keep_being_served() {
     raw.hello().await;
     let body = Request::Authenticate {
         identity_key: [1; 32],
-        signature: [2; 64],
+        signature: sotto_core::Signature::from_bytes([2; 64]),
     }
     .encode(7);
     raw.send(&body[..50]).await;

@@ -38,7 +38,7 @@ async fn another_client_cannot_read_ack_or_replace_a_mailbox() {
         .unwrap();
     let bundle = sender.fetch_bundle(&address(&bob)).await.unwrap();
     assert_eq!(bundle.identity_key, *bob.public());
-    assert_eq!(bundle.one_time_prekey.map(|k| k.0), Some(0));
+    assert_eq!(bundle.one_time_prekey.map(|k| k.0.get()), Some(0));
 
     // Without authentication, owner operations are refused.
     let anonymous = connect(addr).await;
@@ -138,7 +138,7 @@ async fn forged_or_replayed_challenge_signatures_are_refused() {
             1,
             &Request::Authenticate {
                 identity_key: [0xFF; 32],
-                signature: [0; 64],
+                signature: sotto_core::Signature::from_bytes([0; 64]),
             },
         )
         .await;

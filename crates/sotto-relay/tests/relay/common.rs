@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sotto_core::{IdentityKeyPair, OneTimePreKey, SignedPreKey};
+use sotto_core::{IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, SignedPreKey, SignedPreKeyId};
 use sotto_relay::protocol::{PROTOCOL_VERSION, Request, Response, ServerFrame, Welcome};
 use sotto_relay::{
     ClientConfig, Clock, MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload,
@@ -131,9 +131,9 @@ pub(crate) fn rng() -> impl rand::CryptoRng {
 /// A signed prekey and `n` one-time prekeys with ids `first..first + n`.
 pub(crate) fn prekeys(id: &IdentityKeyPair, first: u32, n: u32) -> PreKeyUpload {
     let mut rng = rng();
-    let spk = SignedPreKey::generate(1, id, &mut rng);
+    let spk = SignedPreKey::generate(SignedPreKeyId::new(1), id, &mut rng);
     let opks: Vec<_> = (first..first + n)
-        .map(|i| OneTimePreKey::generate(i, &mut rng))
+        .map(|i| OneTimePreKey::generate(OneTimePreKeyId::new(i), &mut rng))
         .collect();
     PreKeyUpload::new(Some(&spk), &opks)
 }

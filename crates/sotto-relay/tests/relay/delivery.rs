@@ -188,7 +188,7 @@ async fn relay_restart_between_send_and_fetch_loses_nothing() {
         .fetch_bundle(&address(&bob))
         .await
         .unwrap();
-    assert_eq!(bundle.one_time_prekey.map(|k| k.0), Some(0));
+    assert_eq!(bundle.one_time_prekey.map(|k| k.0.get()), Some(0));
     // Ids keep increasing across the restart.
     let next = connect(relay.local_addr())
         .await

@@ -3,8 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use sotto_core::keys::encode_x25519;
-use sotto_core::{IdentityKeyPair, SignedPreKey};
+use sotto_core::{IdentityKeyPair, OneTimePreKeyId, PreKeyPublic, SignedPreKey, SignedPreKeyId};
 use sotto_relay::protocol::{OneTimePreKeyPublic, PreKeyUpload, SignedPreKeyPublic};
 use sotto_relay::store::MailboxStore;
 use sotto_relay::{
@@ -80,10 +79,10 @@ async fn handed_out_once_then_exhausted_then_replenished(store: Arc<dyn MailboxS
 
     // Replenish: new keys are handed out again.
     let stock = bob_conn
-        .upload_prekeys(PreKeyUpload {
-            signed_prekey: None,
-            ..prekeys(&bob, 100, 10)
-        })
+        .upload_prekeys(PreKeyUpload::from_public(
+            None,
+            prekeys(&bob, 100, 10).one_time_prekeys,
+        ))
         .await
         .unwrap();
     assert_eq!(stock.remaining, 10);
@@ -92,7 +91,10 @@ async fn handed_out_once_then_exhausted_then_replenished(store: Arc<dyn MailboxS
         .fetch_bundle(&address(&bob))
         .await
         .unwrap();
-    assert_eq!(bundle.one_time_prekey.map(|k| k.0), Some(100));
+    assert_eq!(
+        bundle.one_time_prekey.map(|k| k.0),
+        Some(OneTimePreKeyId::new(100))
+    );
     relay.shutdown().await;
 }
 
@@ -149,10 +151,10 @@ async fn every_fetch_below_the_mark_is_pushed_and_repeated_ids_count_once() {
 
     // Ids 4..=7 are still stored: uploading 4..=9 adds two keys, not six.
     let stock = bob_conn
-        .upload_prekeys(PreKeyUpload {
-            signed_prekey: None,
-            ..prekeys(&bob, 4, 6)
-        })
+        .upload_prekeys(PreKeyUpload::from_public(
+            None,
+            prekeys(&bob, 4, 6).one_time_prekeys,
+        ))
         .await
         .unwrap();
     assert_eq!(stock.remaining, 6);
@@ -197,7 +199,7 @@ fn two_relay_processes_sharing_a_database_never_hand_out_a_key_twice() {
                             .unwrap()
                             .bundle
                             .one_time_prekey
-                            .map(|k| k.0)
+                            .map(|k| k.0.get())
                     })
                     .collect::<Vec<_>>()
             })
@@ -233,12 +235,12 @@ async fn invalid_uploads_are_refused_and_change_nothing() {
 
     // A signed prekey signed by someone else.
     let mallory = IdentityKeyPair::from_seed(&[6; 32]);
-    let forged = SignedPreKey::generate(1, &mallory, &mut rng());
+    let forged = SignedPreKey::generate(SignedPreKeyId::new(1), &mallory, &mut rng());
     let err = bob_conn
-        .upload_prekeys(PreKeyUpload {
-            signed_prekey: Some(SignedPreKeyPublic::from(&forged)),
-            ..PreKeyUpload::default()
-        })
+        .upload_prekeys(PreKeyUpload::from_public(
+            Some(SignedPreKeyPublic::from(&forged)),
+            Vec::new(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::InvalidPreKey));
@@ -310,16 +312,10 @@ async fn small_order_or_non_canonical_prekeys_are_refused_at_upload() {
 
     for key in unusable_x25519_keys() {
         // A signed prekey with a valid signature by Bob, still refused.
-        let signed = SignedPreKeyPublic {
-            id: 9,
-            public: key,
-            signature: bob.sign(&encode_x25519(&key)),
-        };
+        let key = PreKeyPublic::from_bytes(key);
+        let signed = SignedPreKeyPublic::new(SignedPreKeyId::new(9), key, bob.sign(&key.encode()));
         let err = bob_conn
-            .upload_prekeys(PreKeyUpload {
-                signed_prekey: Some(signed),
-                ..PreKeyUpload::default()
-            })
+            .upload_prekeys(PreKeyUpload::from_public(Some(signed), Vec::new()))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::InvalidPreKey), "{key:02x?}");
@@ -327,10 +323,9 @@ async fn small_order_or_non_canonical_prekeys_are_refused_at_upload() {
 
         // One bad one-time prekey among good ones: the whole upload is refused.
         let mut upload = prekeys(&bob, 0, 3);
-        upload.one_time_prekeys.push(OneTimePreKeyPublic {
-            id: 77,
-            public: key,
-        });
+        upload
+            .one_time_prekeys
+            .push(OneTimePreKeyPublic::new(OneTimePreKeyId::new(77), key));
         let err = bob_conn.upload_prekeys(upload).await.unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::InvalidPreKey), "{key:02x?}");
         assert!(err.to_string().contains("one-time prekey 77"), "{err}");
@@ -358,10 +353,10 @@ async fn the_client_refuses_a_bundle_with_a_small_order_prekey() {
     let store = Arc::new(MemoryStore::new());
     let bob = identity(2);
     let mut upload = prekeys(&bob, 0, 0);
-    upload.one_time_prekeys.push(OneTimePreKeyPublic {
-        id: 1,
-        public: unusable_x25519_keys()[2],
-    });
+    upload.one_time_prekeys.push(OneTimePreKeyPublic::new(
+        OneTimePreKeyId::new(1),
+        PreKeyPublic::from_bytes(unusable_x25519_keys()[2]),
+    ));
     store.publish_prekeys(bob.public(), &upload, 10).unwrap();
     let relay = start_with(config(), store).await;
     let err = connect(relay.local_addr())
