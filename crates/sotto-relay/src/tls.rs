@@ -13,8 +13,8 @@ use std::sync::Arc;
 pub use tokio_rustls::rustls;
 
 use rustls::crypto::ring::default_provider;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, ConfigBuilder, ProtocolVersion, WantsVerifier};
 
 use crate::protocol::{ChannelBinding, TLS_EXPORTER_LABEL, TLS_EXPORTER_LEN};
@@ -52,16 +52,19 @@ fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 /// A server configuration from a PEM certificate chain (leaf first) and a
-/// PEM private key (PKCS#8, PKCS#1 or SEC1). TLS 1.3 only.
+/// PEM private key (PKCS#8, PKCS#1 or SEC1). TLS 1.3 only. With the
+/// `server` feature.
+#[cfg(feature = "server")]
 pub fn server_config(
     cert_chain_pem: &[u8],
     private_key_pem: &[u8],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let chain = certificates(cert_chain_pem)?;
-    let key = PrivateKeyDer::from_pem_slice(private_key_pem).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => TlsError::Missing("private key"),
-        other => TlsError::Pem(other.to_string()),
-    })?;
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(private_key_pem).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => TlsError::Missing("private key"),
+            other => TlsError::Pem(other.to_string()),
+        })?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(default_provider()))
         .with_protocol_versions(VERSIONS)?
         .with_no_client_auth()
@@ -120,6 +123,7 @@ mod tests {
 
     #[test]
     fn empty_or_garbage_pem_is_refused() {
+        #[cfg(feature = "server")]
         assert!(matches!(
             server_config(b"", b""),
             Err(TlsError::Missing("certificate"))

@@ -38,13 +38,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::address::MailboxAddress;
-use crate::envelope::{Envelope, MessageId};
+use crate::envelope::{Envelope, FetchedPage, MessageId};
 use crate::protocol::frame::{FrameError, read_frame, write_frame};
 use crate::protocol::{
     AuthInfo, ChannelBinding, ErrorCode, ErrorFrame, PreKeyStock, PreKeyUpload, Push, Request,
     Response, SUPPORTED_VERSIONS, ServerFrame, Welcome, auth_message, max_payload_len,
 };
-use crate::store::FetchedPage;
 
 /// Client settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
