@@ -33,6 +33,7 @@
 
 pub mod access;
 mod error;
+#[cfg(feature = "hazmat")]
 pub mod hazmat;
 pub mod keys;
 pub mod pad;
