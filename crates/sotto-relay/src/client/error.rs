@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::NotARelay;
 use crate::protocol::{DecodeError, ErrorCode};
 
 /// Everything that can go wrong talking to a relay.
@@ -74,6 +75,11 @@ pub enum ClientError {
     /// A TLS connection reached a relay that does not speak TLS.
     #[error("the relay does not speak TLS: connect over plain TCP (host:port), or fix the port")]
     RelayWithoutTls,
+    /// The server at this address is no Sotto relay: its answer cannot
+    /// start a relay's first frame, or it said nothing within
+    /// [`ClientConfig::hello_timeout`](super::ClientConfig::hello_timeout).
+    #[error("{0}")]
+    NotARelay(NotARelay),
 }
 
 impl ClientError {

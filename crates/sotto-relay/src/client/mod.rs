@@ -23,8 +23,12 @@
 //! ```
 
 mod error;
+mod hello;
+#[cfg(feature = "tls")]
+mod tls_handshake;
 
 pub use error::ClientError;
+pub use hello::NotARelay;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -39,7 +43,7 @@ use tokio::task::JoinHandle;
 
 use crate::address::MailboxAddress;
 use crate::envelope::{Envelope, FetchedPage, MessageId};
-use crate::protocol::frame::{FrameError, read_frame, write_frame};
+use crate::protocol::frame::{read_frame, write_frame};
 use crate::protocol::{
     AuthInfo, ChannelBinding, ErrorCode, ErrorFrame, PreKeyStock, PreKeyUpload, Push, Request,
     Response, SUPPORTED_VERSIONS, ServerFrame, Welcome, auth_message, max_payload_len,
@@ -56,6 +60,12 @@ pub struct ClientConfig {
     pub expected_server_id: Option<String>,
     /// Time to connect and complete the handshake (default 10 s).
     pub connect_timeout: Duration,
+    /// Time the peer has to start answering once this client has spoken:
+    /// its `Hello`, or over TLS its ClientHello (default 5 s; at most
+    /// `connect_timeout` counts). A relay answers at once, so a server that
+    /// accepts the connection and stays silent this long is no relay:
+    /// [`ClientError::NotARelay`].
+    pub hello_timeout: Duration,
     /// Time for each request's answer (default 30 s).
     pub request_timeout: Duration,
     /// Largest frame accepted from the relay (default 16 MiB).
@@ -74,6 +84,7 @@ impl Default for ClientConfig {
         Self {
             expected_server_id: None,
             connect_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             max_incoming_frame: 16 << 20,
             event_capacity: 1024,
@@ -198,13 +209,11 @@ impl RelayClient {
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| ClientError::Tls(format!("invalid server name {server_name:?}: {e}")))?;
         let deadline = config.connect_timeout;
+        let hello_timeout = config.hello_timeout.min(deadline);
         let stream = tokio::time::timeout(deadline, async {
             let tcp = TcpStream::connect(addr).await?;
             let _ = tcp.set_nodelay(true);
-            tokio_rustls::TlsConnector::from(tls)
-                .connect(name, tcp)
-                .await
-                .map_err(tls_handshake_error)
+            tls_handshake::handshake(tcp, name, tls, hello_timeout).await
         })
         .await
         .map_err(|_| ClientError::Timeout(deadline))??;
@@ -214,7 +223,10 @@ impl RelayClient {
     }
 
     /// Runs the protocol over an already connected stream: sends `Hello`,
-    /// reads `Welcome`, and starts the background reader. `binding` is what
+    /// reads `Welcome`, and starts the background reader. A peer whose
+    /// answer cannot be a relay's, or that says nothing within
+    /// [`ClientConfig::hello_timeout`], is [`ClientError::NotARelay`].
+    /// `binding` is what
     /// [`authenticate`](Self::authenticate) binds the login signature to:
     /// [`ChannelBinding::None`] for plain TCP, or the value of
     /// `tls::channel_binding` (feature `tls`) for a TLS stream (the relay computes
@@ -232,15 +244,13 @@ impl RelayClient {
         let mut writer: Writer =
             BufWriter::new(Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>);
         let deadline = config.connect_timeout;
+        let hello_timeout = config.hello_timeout.min(deadline);
         let welcome = tokio::time::timeout(deadline, async {
             let hello = Request::Hello {
                 versions: SUPPORTED_VERSIONS.to_vec(),
             };
             write_frame(&mut writer, &hello.encode(0)).await?;
-            let body = read_frame(&mut reader, config.max_incoming_frame)
-                .await
-                .map_err(welcome_frame_error)?
-                .ok_or(ClientError::Closed)?;
+            let body = hello::read_first_frame(&mut reader, hello_timeout).await?;
             match ServerFrame::decode(&body)? {
                 ServerFrame::Response {
                     response: Response::Welcome(welcome),
@@ -540,63 +550,6 @@ impl Drop for RelayClient {
 
 fn unexpected() -> ClientError {
     ClientError::ProtocolViolation("unexpected response type")
-}
-
-fn frame_error(e: FrameError) -> ClientError {
-    match e {
-        FrameError::Io(e) => ClientError::Io(e),
-        FrameError::TooLarge { .. } => ClientError::ProtocolViolation("frame from relay too large"),
-        FrameError::Empty => ClientError::ProtocolViolation("empty frame from relay"),
-        // The client reads without a budget; kept for completeness.
-        FrameError::NoBudget { .. } => ClientError::ProtocolViolation("frame from relay too large"),
-    }
-}
-
-/// Like [`frame_error`], for the first frame from the relay, which tells
-/// a TLS relay apart: its answer to our plain `Hello` is a TLS record
-/// (type 0x15 alert or 0x16 handshake, then version 0x03 0x0N), which reads
-/// as an absurd length prefix.
-fn welcome_frame_error(e: FrameError) -> ClientError {
-    match e {
-        FrameError::TooLarge { len, .. } if is_tls_record_start(len) => {
-            ClientError::RelayExpectsTls
-        }
-        other => frame_error(other),
-    }
-}
-
-fn is_tls_record_start(length_prefix: u32) -> bool {
-    let [content_type, major, minor, _] = length_prefix.to_be_bytes();
-    matches!(content_type, 0x15 | 0x16) && major == 0x03 && minor <= 0x04
-}
-
-/// Sorts a failed TLS handshake: an untrusted certificate, a relay that
-/// does not speak TLS, or any other TLS failure; a network error stays one.
-#[cfg(feature = "tls")]
-fn tls_handshake_error(e: std::io::Error) -> ClientError {
-    use tokio_rustls::rustls::{CertificateError, Error as TlsError, InvalidMessage};
-    match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<TlsError>())
-    {
-        Some(TlsError::InvalidCertificate(reason)) => {
-            ClientError::UntrustedCertificate(match reason {
-                CertificateError::UnknownIssuer => {
-                    "it is not issued by a trusted certificate authority (unknown issuer)".into()
-                }
-                // An issuer with a trusted authority's name but another key.
-                CertificateError::BadSignature => {
-                    "it is not signed by a trusted certificate authority (bad signature)".into()
-                }
-                other => other.to_string(),
-            })
-        }
-        Some(TlsError::InvalidMessage(
-            InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
-        )) => ClientError::RelayWithoutTls,
-        Some(other) => ClientError::TlsHandshake(other.to_string()),
-        None => ClientError::Io(e),
-    }
 }
 
 impl Inner {
