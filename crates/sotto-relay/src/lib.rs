@@ -121,7 +121,9 @@ pub mod store;
 pub mod tls;
 
 pub use address::MailboxAddress;
-pub use client::{ClientConfig, ClientError, NotARelay, RelayClient, RelayEvent, SendReceipt};
+pub use client::{
+    ClientConfig, ClientError, NotARelay, ProtocolViolation, RelayClient, RelayEvent, SendReceipt,
+};
 #[cfg(feature = "server")]
 pub use clock::{Clock, SystemClock, UnixTime};
 pub use envelope::{Envelope, FetchedPage, MessageId};

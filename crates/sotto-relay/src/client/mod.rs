@@ -27,7 +27,7 @@ mod hello;
 #[cfg(feature = "tls")]
 mod tls_handshake;
 
-pub use error::ClientError;
+pub use error::{ClientError, ProtocolViolation};
 pub use hello::NotARelay;
 
 use std::collections::HashMap;
@@ -44,6 +44,7 @@ use tokio::task::JoinHandle;
 use crate::address::MailboxAddress;
 use crate::envelope::{Envelope, FetchedPage, MessageId};
 use crate::protocol::frame::{read_frame, write_frame};
+use crate::protocol::version::relay_versions;
 use crate::protocol::{
     AuthInfo, ChannelBinding, ErrorCode, ErrorFrame, PreKeyStock, PreKeyUpload, Push, Request,
     Response, SUPPORTED_VERSIONS, ServerFrame, Welcome, auth_message, max_payload_len,
@@ -207,7 +208,7 @@ impl RelayClient {
     ) -> Result<Self, ClientError> {
         use tokio_rustls::rustls::pki_types::ServerName;
         let name = ServerName::try_from(server_name.to_owned())
-            .map_err(|e| ClientError::Tls(format!("invalid server name {server_name:?}: {e}")))?;
+            .map_err(|_| ClientError::InvalidServerName(server_name.to_owned()))?;
         let deadline = config.connect_timeout;
         let hello_timeout = config.hello_timeout.min(deadline);
         let stream = tokio::time::timeout(deadline, async {
@@ -217,8 +218,8 @@ impl RelayClient {
         })
         .await
         .map_err(|_| ClientError::Timeout(deadline))??;
-        let binding = crate::tls::channel_binding(stream.get_ref().1)
-            .map_err(|e| ClientError::TlsHandshake(e.to_string()))?;
+        let binding =
+            crate::tls::channel_binding(stream.get_ref().1).map_err(ClientError::TlsHandshake)?;
         Self::handshake(stream, binding, config).await
     }
 
@@ -259,25 +260,14 @@ impl RelayClient {
                 ServerFrame::Response {
                     response: Response::Error(e),
                     ..
-                } if e.code == ErrorCode::UnsupportedVersion => {
-                    Err(ClientError::UnsupportedVersion(e.message))
-                }
-                ServerFrame::Response {
-                    response: Response::Error(e),
-                    ..
-                } => Err(ClientError::Server {
-                    code: e.code,
-                    message: e.message,
-                }),
-                _ => Err(ClientError::ProtocolViolation("expected Welcome")),
+                } => Err(refused(e)),
+                _ => Err(ProtocolViolation::ExpectedWelcome.into()),
             }
         })
         .await
         .map_err(|_| ClientError::Timeout(deadline))??;
         if !SUPPORTED_VERSIONS.contains(&welcome.version) {
-            return Err(ClientError::ProtocolViolation(
-                "relay chose a version we did not offer",
-            ));
+            return Err(ProtocolViolation::VersionNotOffered(welcome.version).into());
         }
         if let Some(expected) = &config.expected_server_id
             && *expected != welcome.server_id
@@ -365,9 +355,7 @@ impl RelayClient {
         match self.inner.request(request).await? {
             Response::Authenticated(info) => {
                 if info.address != MailboxAddress::of(identity.public()) {
-                    return Err(ClientError::ProtocolViolation(
-                        "relay authenticated another mailbox",
-                    ));
+                    return Err(ProtocolViolation::WrongMailbox.into());
                 }
                 *lock(&self.inner.authenticated) = Some(info.address);
                 Ok(info)
@@ -460,7 +448,7 @@ impl RelayClient {
                     .try_fold(after, |prev, e| (e.id > prev).then_some(e.id))
                     .is_some();
                 if !increasing {
-                    return Err(ClientError::ProtocolViolation("envelope ids out of order"));
+                    return Err(ProtocolViolation::EnvelopesOutOfOrder.into());
                 }
                 Ok(FetchedPage { envelopes, more })
             }
@@ -549,7 +537,22 @@ impl Drop for RelayClient {
 }
 
 fn unexpected() -> ClientError {
-    ClientError::ProtocolViolation("unexpected response type")
+    ProtocolViolation::UnexpectedResponse.into()
+}
+
+/// The error for the relay's refusal `e`.
+fn refused(e: ErrorFrame) -> ClientError {
+    if e.code == ErrorCode::UnsupportedVersion {
+        return ClientError::UnsupportedVersion {
+            offered: SUPPORTED_VERSIONS.to_vec(),
+            supported: relay_versions(&e.message),
+            message: e.message,
+        };
+    }
+    ClientError::Server {
+        code: e.code,
+        message: e.message,
+    }
 }
 
 impl Inner {
@@ -588,13 +591,7 @@ impl Inner {
             }
         };
         match response {
-            Response::Error(e) if e.code == ErrorCode::UnsupportedVersion => {
-                Err(ClientError::UnsupportedVersion(e.message))
-            }
-            Response::Error(e) => Err(ClientError::Server {
-                code: e.code,
-                message: e.message,
-            }),
+            Response::Error(e) => Err(refused(e)),
             other => Ok(other),
         }
     }

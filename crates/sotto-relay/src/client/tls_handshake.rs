@@ -18,10 +18,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{self, CertificateError, InvalidMessage};
+use tokio_rustls::rustls::{self, InvalidMessage};
 
 use super::ClientError;
 use super::hello::{NotARelay, Verdict, judge};
+use crate::tls::TlsError;
 
 /// A stream that keeps a copy of the first bytes it reads (at most
 /// [`NotARelay::KEPT`]), so a failed handshake can tell what answered.
@@ -130,16 +131,7 @@ fn handshake_error(e: io::Error, first: &[u8]) -> ClientError {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
         Some(rustls::Error::InvalidCertificate(reason)) => {
-            ClientError::UntrustedCertificate(match reason {
-                CertificateError::UnknownIssuer => {
-                    "it is not issued by a trusted certificate authority (unknown issuer)".into()
-                }
-                // An issuer with a trusted authority's name but another key.
-                CertificateError::BadSignature => {
-                    "it is not signed by a trusted certificate authority (bad signature)".into()
-                }
-                other => other.to_string(),
-            })
+            ClientError::UntrustedCertificate(reason.clone())
         }
         Some(rustls::Error::InvalidMessage(
             InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
@@ -150,7 +142,7 @@ fn handshake_error(e: io::Error, first: &[u8]) -> ClientError {
             // A plain relay answers a ClientHello with an error frame.
             Verdict::Relay | Verdict::Tls | Verdict::NeedMore(_) => ClientError::RelayWithoutTls,
         },
-        Some(other) => ClientError::TlsHandshake(other.to_string()),
+        Some(other) => ClientError::TlsHandshake(TlsError::Rustls(other.clone())),
         None => ClientError::Io(e),
     }
 }
