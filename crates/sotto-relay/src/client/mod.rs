@@ -227,12 +227,12 @@ impl RelayClient {
     /// reads `Welcome`, and starts the background reader. A peer whose
     /// answer cannot be a relay's, or that says nothing within
     /// [`ClientConfig::hello_timeout`], is [`ClientError::NotARelay`].
-    /// `binding` is what
-    /// [`authenticate`](Self::authenticate) binds the login signature to:
-    /// [`ChannelBinding::None`] for plain TCP, or the value of
-    /// `tls::channel_binding` (feature `tls`) for a TLS stream (the relay computes
-    /// it from its side of the same session; anything else fails to
-    /// authenticate).
+    ///
+    /// `binding` is what [`authenticate`](Self::authenticate) binds the
+    /// login signature to: [`ChannelBinding::None`] for plain TCP, or the
+    /// value of `tls::channel_binding` (feature `tls`) for a TLS stream
+    /// (the relay computes it from its side of the same session; anything
+    /// else fails to authenticate).
     pub async fn handshake<S>(
         stream: S,
         binding: ChannelBinding,
