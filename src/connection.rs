@@ -214,9 +214,7 @@ async fn connect_tls(
     _trust: &RelayTrust,
     _config: ClientConfig,
 ) -> Result<RelayClient> {
-    Err(Error::TlsConfig(
-        "this build of sotto has no TLS support (feature `tls`)".into(),
-    ))
+    Err(Error::TlsConfig(crate::error::TlsConfigError::NotBuilt))
 }
 
 /// The rustls client configuration for `trust` (TLS 1.3, *ring*).
@@ -227,19 +225,15 @@ pub(crate) fn tls_config(
     use rustls_platform_verifier::BuilderVerifierExt;
     use sotto_relay::tls;
 
-    let setup = |e: tls::TlsError| Error::TlsConfig(e.to_string());
+    use crate::error::TlsConfigError;
     match trust {
         RelayTrust::PinnedPem(pem) => tls::client_config(pem)
-            .map_err(|e| Error::TlsConfig(format!("the pinned relay certificates: {e}"))),
+            .map_err(|e| Error::TlsConfig(TlsConfigError::PinnedCertificates(e))),
         RelayTrust::Platform => {
             let config = tls::client_config_builder()
-                .map_err(setup)?
+                .map_err(|e| Error::TlsConfig(TlsConfigError::Config(e)))?
                 .with_platform_verifier()
-                .map_err(|e| {
-                    Error::TlsConfig(format!(
-                        "cannot use the platform's trust store ({e}); pin the relay's CA instead"
-                    ))
-                })?
+                .map_err(|e| Error::TlsConfig(TlsConfigError::PlatformTrustStore(e)))?
                 .with_no_client_auth();
             Ok(std::sync::Arc::new(config))
         }

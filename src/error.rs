@@ -25,7 +25,7 @@ pub enum Error {
     /// TLS cannot be set up: unreadable pinned certificates, no usable
     /// platform trust store, or a build without TLS.
     #[error("relay TLS: {0}")]
-    TlsConfig(String),
+    TlsConfig(TlsConfigError),
     /// Over plain TCP, the relay at the address this profile registered
     /// with announced another server id than it did then: possibly another
     /// relay's challenge, forwarded to log in there as this profile. Nothing
@@ -135,6 +135,27 @@ pub enum Error {
     /// The operating system's random number generator failed.
     #[error("the system's random number generator failed")]
     NoRandomness,
+}
+
+/// Why TLS for a relay cannot be set up (see [`Error::TlsConfig`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsConfigError {
+    /// This build of sotto has no TLS support (cargo feature `tls`).
+    #[error("this build of sotto has no TLS support (feature `tls`)")]
+    NotBuilt,
+    /// The pinned relay certificates cannot be used.
+    #[cfg(feature = "tls")]
+    #[error("the pinned relay certificates: {0}")]
+    PinnedCertificates(sotto_relay::tls::TlsError),
+    /// rustls refused the client configuration.
+    #[cfg(feature = "tls")]
+    #[error("{0}")]
+    Config(sotto_relay::tls::TlsError),
+    /// The platform's trust store cannot be used (no CA certificates).
+    #[cfg(feature = "tls")]
+    #[error("cannot use the platform's trust store ({0}); pin the relay's CA instead")]
+    PlatformTrustStore(sotto_relay::tls::rustls::Error),
 }
 
 /// Result alias of the facade.

@@ -52,7 +52,7 @@ pub use client::{
     Undecryptable, UnreadableRow,
 };
 pub use connection::RelayTrust;
-pub use error::{Error, Result};
+pub use error::{Error, Result, TlsConfigError};
 pub use payload::{
     KIND_DECRYPTION_ERROR, KIND_IDENTITY_CHANGE, KIND_MESSAGE, KIND_RECEIPT, MAX_RECEIPT_IDS,
     PAYLOAD_OVERHEAD, PAYLOAD_VERSION, PayloadError,

@@ -509,3 +509,52 @@ fn an_identity_change_is_listed_with_both_safety_numbers_and_accepted() {
     assert!(history.contains("bob: new phone, same bob"), "{history}");
     assert!(ok(chat(&alice, &["changes"])).contains("No identity change waiting"));
 }
+
+/// A loopback listener that is no relay; each connection is served by
+/// `serve` on its own thread. The threads end with the test process.
+fn foreign_server(serve: fn(std::net::TcpStream)) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    addr
+}
+
+#[test]
+fn register_at_a_port_that_is_not_a_relay_says_so() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("alice");
+    ok(chat(&profile, &["init"]));
+
+    // An HTTP server answers the client's first bytes with a 400.
+    let http = foreign_server(|mut stream| {
+        let _ = stream.read(&mut [0u8; 1024]);
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let _ = stream.read_to_end(&mut Vec::new());
+    });
+    // Another server accepts and never says a word.
+    let silent = foreign_server(|mut stream| {
+        let _ = stream.read_to_end(&mut Vec::new());
+    });
+    for (addr, expected) in [
+        (
+            &http,
+            "not a Sotto relay: the server answered \"HTTP/1.1 400",
+        ),
+        (&silent, "no Sotto relay answered"),
+    ] {
+        let out = chat(&profile, &["register", "--relay", addr]);
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(expected), "{err}");
+    }
+    // Nothing was remembered.
+    let out = chat(&profile, &["send", "bob", "hi"]);
+    assert!(!out.status.success());
+}

@@ -116,11 +116,22 @@ async fn a_tls_client_with_the_wrong_ca_is_told_the_certificate_is_not_trusted()
     match &err {
         Error::Relay(ClientError::UntrustedCertificate(reason)) => {
             // Same CA name, another key: not the trusted authority.
-            assert!(reason.contains("trusted certificate authority"), "{reason}");
+            assert!(
+                matches!(
+                    reason,
+                    rustls::CertificateError::BadSignature
+                        | rustls::CertificateError::UnknownIssuer
+                ),
+                "{reason:?}"
+            );
         }
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("not trusted"), "{err}");
+    assert!(
+        err.to_string().contains("trusted certificate authority"),
+        "{err}"
+    );
     assert!(!alice.is_connected());
     assert_eq!(alice.saved_relay(), None);
 

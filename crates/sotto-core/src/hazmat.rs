@@ -1,4 +1,5 @@
-//! Deterministic entry points for conformance testing.
+//! Deterministic entry points for conformance testing (feature `hazmat`,
+//! off by default).
 //!
 //! These take secret key material directly instead of drawing it from an
 //! RNG. They exist so that `docs/test-vectors` can be generated and replayed

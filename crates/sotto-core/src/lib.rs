@@ -36,6 +36,7 @@
 
 pub mod access;
 mod error;
+#[cfg(feature = "hazmat")]
 pub mod hazmat;
 pub mod keys;
 pub mod pad;

@@ -40,6 +40,17 @@ impl Envelope {
     }
 }
 
+/// One page of queued envelopes: what the relay answers to a `Fetch`
+/// ([`RelayClient::fetch`](crate::RelayClient::fetch)), and what a mailbox
+/// store returns for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchedPage {
+    /// Envelopes, oldest first.
+    pub envelopes: Vec<Envelope>,
+    /// Further envelopes exist after the last one returned.
+    pub more: bool,
+}
+
 impl core::fmt::Debug for Envelope {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // Never print the payload.

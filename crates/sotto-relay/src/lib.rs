@@ -6,10 +6,22 @@
 //! It never sees a plaintext, a key that could produce one, or who sent an
 //! envelope (sending needs no account).
 //!
-//! This crate holds the [server](Server), the [wire protocol](protocol), the
-//! [storage backends](store) and the async [client](RelayClient) that
-//! `sotto::Client` uses. The byte-level protocol is specified in
+//! This crate holds the [wire protocol](protocol) and the async
+//! [client](RelayClient) that `sotto::Client` uses, and, behind the
+//! `server` feature, the [server](Server) and its [storage
+//! backends](store). The byte-level protocol is specified in
 //! `docs/relay.md`.
+//!
+//! ## Features
+//!
+//! - `server` (default): the relay server, its mailbox stores (SQLite and
+//!   in-memory), its [`clock`] and the `sotto-relay` binary; it brings in
+//!   SQLite (`rusqlite`) and `tracing-subscriber`. An app that only talks
+//!   to a relay turns the default features off and compiles the protocol
+//!   and the client alone:
+//!   `sotto-relay = { version = "0.1", default-features = false }`.
+//! - `tls`: TLS 1.3 with rustls and the *ring* provider ([`tls`]), for the
+//!   client and, with `server`, for the server.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -101,22 +113,30 @@
 
 pub mod address;
 pub mod client;
+#[cfg(feature = "server")]
 pub mod clock;
 pub mod envelope;
 pub mod protocol;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod store;
 #[cfg(feature = "tls")]
 pub mod tls;
 
 pub use address::MailboxAddress;
-pub use client::{ClientConfig, ClientError, RelayClient, RelayEvent, SendReceipt};
+pub use client::{
+    ClientConfig, ClientError, NotARelay, ProtocolViolation, RelayClient, RelayEvent, SendReceipt,
+};
+#[cfg(feature = "server")]
 pub use clock::{Clock, SystemClock, UnixTime};
-pub use envelope::{Envelope, MessageId};
+pub use envelope::{Envelope, FetchedPage, MessageId};
 pub use protocol::{AuthInfo, ErrorCode, PreKeyStock, PreKeyUpload};
+#[cfg(feature = "server")]
 pub use server::{
     FirstContactLimit, FrameMemory, RateLimit, Server, ServerConfig, ServerError, ServerHandle,
 };
+#[cfg(feature = "server")]
 pub use store::{
     Access, MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteOptions, SqliteStore,
     StoreError, StoreTotals,

@@ -13,8 +13,8 @@ use std::sync::Arc;
 pub use tokio_rustls::rustls;
 
 use rustls::crypto::ring::default_provider;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, ConfigBuilder, ProtocolVersion, WantsVerifier};
 
 use crate::protocol::{ChannelBinding, TLS_EXPORTER_LABEL, TLS_EXPORTER_LEN};
@@ -28,14 +28,22 @@ pub enum TlsError {
     Missing(&'static str),
     /// The PEM input does not parse.
     #[error("invalid PEM: {0}")]
-    Pem(String),
+    Pem(#[source] rustls::pki_types::pem::Error),
     /// rustls refused the configuration.
     #[error(transparent)]
     Rustls(#[from] rustls::Error),
-    /// The TLS session is not TLS 1.3 (or not established), so it cannot
-    /// bind the login signature.
-    #[error("the relay protocol needs TLS 1.3, the connection uses {0}")]
-    NotTls13(String),
+    /// The TLS session is not TLS 1.3 (`None`: no handshake finished), so
+    /// it cannot bind the login signature.
+    #[error("the relay protocol needs TLS 1.3, the connection {}", negotiated(.0))]
+    NotTls13(Option<ProtocolVersion>),
+}
+
+/// What a session that is not TLS 1.3 negotiated, in words.
+fn negotiated(version: &Option<ProtocolVersion>) -> String {
+    match version {
+        Some(version) => format!("uses {version:?}"),
+        None => "has no finished handshake".to_owned(),
+    }
 }
 
 /// The protocol versions the relay and its client use: TLS 1.3 only.
@@ -44,7 +52,7 @@ static VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS1
 fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem(e.to_string()))?;
+        .map_err(TlsError::Pem)?;
     if certs.is_empty() {
         return Err(TlsError::Missing("certificate"));
     }
@@ -52,16 +60,19 @@ fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 /// A server configuration from a PEM certificate chain (leaf first) and a
-/// PEM private key (PKCS#8, PKCS#1 or SEC1). TLS 1.3 only.
+/// PEM private key (PKCS#8, PKCS#1 or SEC1). TLS 1.3 only. With the
+/// `server` feature.
+#[cfg(feature = "server")]
 pub fn server_config(
     cert_chain_pem: &[u8],
     private_key_pem: &[u8],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let chain = certificates(cert_chain_pem)?;
-    let key = PrivateKeyDer::from_pem_slice(private_key_pem).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => TlsError::Missing("private key"),
-        other => TlsError::Pem(other.to_string()),
-    })?;
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(private_key_pem).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => TlsError::Missing("private key"),
+            other => TlsError::Pem(other),
+        })?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(default_provider()))
         .with_protocol_versions(VERSIONS)?
         .with_no_client_auth()
@@ -106,8 +117,7 @@ pub fn channel_binding<D>(
 ) -> Result<ChannelBinding, TlsError> {
     match connection.protocol_version() {
         Some(ProtocolVersion::TLSv1_3) => {}
-        Some(other) => return Err(TlsError::NotTls13(format!("{other:?}"))),
-        None => return Err(TlsError::NotTls13("no finished handshake".to_owned())),
+        version => return Err(TlsError::NotTls13(version)),
     }
     let value =
         connection.export_keying_material([0u8; TLS_EXPORTER_LEN], TLS_EXPORTER_LABEL, None)?;
@@ -120,6 +130,7 @@ mod tests {
 
     #[test]
     fn empty_or_garbage_pem_is_refused() {
+        #[cfg(feature = "server")]
         assert!(matches!(
             server_config(b"", b""),
             Err(TlsError::Missing("certificate"))

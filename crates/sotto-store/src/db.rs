@@ -662,12 +662,6 @@ impl<'a> Db<'a> {
         SessionSet::from_bytes(unpadded(&plain).map_err(|_| corrupt())?).map_err(|_| corrupt())
     }
 
-    /// The sealed session bytes, for tests that look for them on disk.
-    pub(crate) fn session_bytes(&self, contact: &[u8; 32]) -> Result<Option<Zeroizing<Vec<u8>>>> {
-        let set = self.sessions(contact)?;
-        Ok(set.has_session().then(|| set.to_bytes()))
-    }
-
     pub(crate) fn put_sessions<R: CryptoRng + ?Sized>(
         &self,
         rng: &mut R,

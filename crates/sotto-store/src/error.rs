@@ -185,8 +185,9 @@ pub enum Error {
     /// was written. Reading still works; free some space to write again.
     #[error("the disk is full: nothing was written (free some space and try again)")]
     DiskFull,
-    /// A fault injected by a test hook; the operation was abandoned there.
-    #[doc(hidden)]
+    /// A fault injected by a test hook (feature `test-hooks`); the
+    /// operation was abandoned there.
+    #[cfg(feature = "test-hooks")]
     #[error("injected fault at {0:?}")]
     InjectedFault(crate::testing::FaultPoint),
 }
@@ -195,10 +196,12 @@ impl Error {
     /// True if the error concerns the whole store (database failure, RNG,
     /// injected crash) rather than one envelope or row; a batch stops on it.
     pub(crate) fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            Self::Database(_) | Self::DiskFull | Self::Rng | Self::InjectedFault(_)
-        )
+        match self {
+            Self::Database(_) | Self::DiskFull | Self::Rng => true,
+            #[cfg(feature = "test-hooks")]
+            Self::InjectedFault(_) => true,
+            _ => false,
+        }
     }
 
     /// A failure that a full disk causes: SQLite's "database or disk is

@@ -80,8 +80,12 @@ mod recovery;
 mod schema;
 mod send;
 mod store;
-#[doc(hidden)]
+#[cfg(feature = "test-hooks")]
 pub mod testing;
+// Without `test-hooks` the fault points stay in the code as no-ops.
+#[cfg(not(feature = "test-hooks"))]
+#[allow(unreachable_pub)]
+mod testing;
 mod types;
 
 pub use check::CheckReport;

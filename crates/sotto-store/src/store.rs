@@ -16,7 +16,7 @@ use crate::schema::{
     self, APPLICATION_ID, MIGRATIONS, Migration, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4,
     SCHEMA_VERSION,
 };
-use crate::testing::{FaultPoint, Faults};
+use crate::testing::Faults;
 
 /// An open, unlocked store: one SQLite file holding a profile's identity,
 /// prekeys, contacts, sessions and history, every sensitive value sealed.
@@ -374,12 +374,6 @@ impl Store {
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
         Ok(busy == 0)
-    }
-
-    /// Arms a fault for crash-safety tests; see [`FaultPoint`].
-    #[doc(hidden)]
-    pub fn inject_fault(&mut self, point: FaultPoint) {
-        self.faults.arm(point);
     }
 }
 

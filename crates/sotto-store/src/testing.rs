@@ -1,9 +1,15 @@
-//! Hooks for tests of crash safety. Not part of the supported API.
+//! Hooks for tests (feature `test-hooks`, off by default). Not part of the
+//! supported API.
 //!
-//! A test arms a [`FaultPoint`]; when an operation reaches it, the
-//! operation returns `Error::InjectedFault` there, exactly as if the
-//! process had died at that point: an open transaction is rolled back,
-//! a committed one stays committed.
+//! A crash-safety test arms a [`FaultPoint`] with
+//! [`Store::inject_fault`](crate::Store::inject_fault); when an operation
+//! reaches it, the operation returns `Error::InjectedFault` there, exactly
+//! as if the process had died at that point: an open transaction is rolled
+//! back, a committed one stays committed.
+//!
+//! Without the feature the fault points are still named where they are
+//! (so the code reads the same), but none can be armed and checking one
+//! does nothing.
 
 /// A point inside `receive`, `receive_batch` or `send` where a fault can
 /// be injected.
@@ -28,15 +34,13 @@ pub enum FaultPoint {
 /// The armed fault, if any; it fires once.
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
+    #[cfg(feature = "test-hooks")]
     armed: Option<FaultPoint>,
 }
 
 impl Faults {
-    pub(crate) fn arm(&mut self, point: FaultPoint) {
-        self.armed = Some(point);
-    }
-
     /// Fails (once) if `point` is armed.
+    #[cfg(feature = "test-hooks")]
     pub(crate) fn check(&mut self, point: FaultPoint) -> crate::Result<()> {
         if self.armed == Some(point) {
             self.armed = None;
@@ -44,16 +48,31 @@ impl Faults {
         }
         Ok(())
     }
+
+    /// Nothing can be armed without the feature.
+    #[cfg(not(feature = "test-hooks"))]
+    #[inline]
+    pub(crate) fn check(&mut self, _point: FaultPoint) -> crate::Result<()> {
+        Ok(())
+    }
 }
 
+#[cfg(feature = "test-hooks")]
 impl crate::Store {
+    /// Arms a fault for crash-safety tests; see [`FaultPoint`].
+    pub fn inject_fault(&mut self, point: FaultPoint) {
+        self.faults.armed = Some(point);
+    }
+
     /// The serialized sessions with `contact` — secret key material —
     /// so tests can check it never reaches the file in the clear.
-    #[doc(hidden)]
     pub fn session_state_for_tests(
         &self,
         contact: &str,
     ) -> crate::Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
-        self.read(|db| db.session_bytes(&db.contact_lookup(contact)))
+        self.read(|db| {
+            let set = db.sessions(&db.contact_lookup(contact))?;
+            Ok(set.has_session().then(|| set.to_bytes()))
+        })
     }
 }

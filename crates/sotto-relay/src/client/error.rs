@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::NotARelay;
 use crate::protocol::{DecodeError, ErrorCode};
 
 /// Everything that can go wrong talking to a relay.
@@ -11,9 +12,21 @@ pub enum ClientError {
     /// The network failed (connect, read, write, TLS).
     #[error("relay connection failed: {0}")]
     Io(#[from] std::io::Error),
-    /// The relay speaks none of this client's protocol versions.
-    #[error("relay refused our protocol version: {0}")]
-    UnsupportedVersion(String),
+    /// The relay speaks none of the protocol versions this client offered.
+    #[error(
+        "relay refused our protocol version: we offer {offered:?}, {}",
+        relay_versions(.supported.as_deref(), .message)
+    )]
+    UnsupportedVersion {
+        /// The versions this client offered
+        /// ([`SUPPORTED_VERSIONS`](crate::protocol::SUPPORTED_VERSIONS)).
+        offered: Vec<u16>,
+        /// The versions the relay speaks, as its refusal lists them
+        /// (docs/relay.md §3); `None` if its message does not.
+        supported: Option<Vec<u16>>,
+        /// The relay's message.
+        message: String,
+    },
     /// The relay refused a request.
     #[error("relay refused the request ({code}): {message}")]
     Server {
@@ -35,14 +48,14 @@ pub enum ClientError {
     Malformed(#[from] DecodeError),
     /// The relay broke the protocol (wrong response type, wrong address...).
     #[error("relay broke the protocol: {0}")]
-    ProtocolViolation(&'static str),
+    ProtocolViolation(#[from] ProtocolViolation),
     /// A fetched bundle's identity key does not hash to the requested
     /// address: the relay served someone else's keys.
     #[error("prekey bundle does not belong to the requested mailbox")]
     BundleMismatch,
     /// A fetched bundle's signed prekey signature does not verify.
     #[error("invalid prekey bundle: {0}")]
-    InvalidBundle(sotto_core::Error),
+    InvalidBundle(#[source] sotto_core::Error),
     /// An envelope larger than the relay accepts.
     #[error("payload of {len} bytes exceeds the relay's maximum of {max}")]
     PayloadTooLarge {
@@ -57,23 +70,57 @@ pub enum ClientError {
     /// The connection is closed.
     #[error("relay connection closed")]
     Closed,
-    /// TLS configuration or server name problem.
-    #[error("TLS: {0}")]
-    Tls(String),
+    /// The server name given for TLS is neither a DNS name nor an IP
+    /// address.
+    #[error("invalid TLS server name {0:?}")]
+    InvalidServerName(String),
     /// The relay's TLS certificate did not verify against the trusted
     /// roots (unknown issuer, wrong name, expired...).
-    #[error("the relay's TLS certificate is not trusted: {0}")]
-    UntrustedCertificate(String),
+    #[cfg(feature = "tls")]
+    #[error(
+        "the relay's TLS certificate is not trusted: {}",
+        certificate_problem(.0)
+    )]
+    UntrustedCertificate(crate::tls::rustls::CertificateError),
     /// The TLS handshake failed for another reason, or the session cannot
     /// bind the login signature (not TLS 1.3).
+    #[cfg(feature = "tls")]
     #[error("TLS handshake with the relay failed: {0}")]
-    TlsHandshake(String),
+    TlsHandshake(#[source] crate::tls::TlsError),
     /// A plain-TCP connection reached a relay that speaks TLS.
     #[error("the relay speaks TLS: connect with a tls:// address")]
     RelayExpectsTls,
     /// A TLS connection reached a relay that does not speak TLS.
     #[error("the relay does not speak TLS: connect over plain TCP (host:port), or fix the port")]
     RelayWithoutTls,
+    /// The server at this address is no Sotto relay: its answer cannot
+    /// start a relay's first frame, or it said nothing within
+    /// [`ClientConfig::hello_timeout`](super::ClientConfig::hello_timeout).
+    #[error("{0}")]
+    NotARelay(NotARelay),
+}
+
+/// How the relay broke the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolViolation {
+    /// Its first frame was neither `Welcome` nor an error.
+    #[error("expected Welcome")]
+    ExpectedWelcome,
+    /// Its `Welcome` chose a version this client did not offer.
+    #[error("it chose protocol version {0}, which we did not offer")]
+    VersionNotOffered(u16),
+    /// An answer of another type than the request calls for.
+    #[error("unexpected response type")]
+    UnexpectedResponse,
+    /// `Authenticated` names another mailbox than the identity that
+    /// signed.
+    #[error("it authenticated another mailbox")]
+    WrongMailbox,
+    /// A page of envelopes whose ids do not increase past the requested
+    /// one.
+    #[error("envelope ids out of order")]
+    EnvelopesOutOfOrder,
 }
 
 impl ClientError {
@@ -81,8 +128,65 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Self::Server { code, .. } => Some(*code),
-            Self::UnsupportedVersion(_) => Some(ErrorCode::UnsupportedVersion),
+            Self::UnsupportedVersion { .. } => Some(ErrorCode::UnsupportedVersion),
             _ => None,
         }
+    }
+}
+
+/// The relay's side of an `UnsupportedVersion` refusal, in words.
+fn relay_versions(supported: Option<&[u16]>, message: &str) -> String {
+    match supported {
+        Some(versions) => format!("it speaks {versions:?}"),
+        None => format!("it says {message:?}"),
+    }
+}
+
+/// Why a certificate is not trusted, in words a user can act on.
+#[cfg(feature = "tls")]
+fn certificate_problem(e: &crate::tls::rustls::CertificateError) -> std::borrow::Cow<'static, str> {
+    use crate::tls::rustls::CertificateError;
+    match e {
+        CertificateError::UnknownIssuer => {
+            "it is not issued by a trusted certificate authority (unknown issuer)".into()
+        }
+        // An issuer with a trusted authority's name but another key.
+        CertificateError::BadSignature => {
+            "it is not signed by a trusted certificate authority (bad signature)".into()
+        }
+        other => other.to_string().into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_what_went_wrong() {
+        let refused = |supported, message: &str| ClientError::UnsupportedVersion {
+            offered: vec![2],
+            supported,
+            message: message.into(),
+        };
+        assert_eq!(
+            refused(Some(vec![3, 4]), "unsupported protocol version: ...").to_string(),
+            "relay refused our protocol version: we offer [2], it speaks [3, 4]"
+        );
+        assert_eq!(
+            refused(None, "go away").to_string(),
+            "relay refused our protocol version: we offer [2], it says \"go away\""
+        );
+        assert_eq!(
+            ClientError::from(ProtocolViolation::VersionNotOffered(7)).to_string(),
+            "relay broke the protocol: it chose protocol version 7, which we did not offer"
+        );
+    }
+
+    #[test]
+    fn errors_can_cross_threads() {
+        fn bounds<T: std::error::Error + Send + Sync + 'static>() {}
+        bounds::<ClientError>();
+        bounds::<ProtocolViolation>();
     }
 }

@@ -23,8 +23,12 @@
 //! ```
 
 mod error;
+mod hello;
+#[cfg(feature = "tls")]
+mod tls_handshake;
 
-pub use error::ClientError;
+pub use error::{ClientError, ProtocolViolation};
+pub use hello::NotARelay;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -38,13 +42,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::address::MailboxAddress;
-use crate::envelope::{Envelope, MessageId};
-use crate::protocol::frame::{FrameError, read_frame, write_frame};
+use crate::envelope::{Envelope, FetchedPage, MessageId};
+use crate::protocol::frame::{read_frame, write_frame};
+use crate::protocol::version::relay_versions;
 use crate::protocol::{
     AuthInfo, ChannelBinding, ErrorCode, ErrorFrame, PreKeyStock, PreKeyUpload, Push, Request,
     Response, SUPPORTED_VERSIONS, ServerFrame, Welcome, auth_message, max_payload_len,
 };
-use crate::store::FetchedPage;
 
 /// Client settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +61,12 @@ pub struct ClientConfig {
     pub expected_server_id: Option<String>,
     /// Time to connect and complete the handshake (default 10 s).
     pub connect_timeout: Duration,
+    /// Time the peer has to start answering once this client has spoken:
+    /// its `Hello`, or over TLS its ClientHello (default 5 s; at most
+    /// `connect_timeout` counts). A relay answers at once, so a server that
+    /// accepts the connection and stays silent this long is no relay:
+    /// [`ClientError::NotARelay`].
+    pub hello_timeout: Duration,
     /// Time for each request's answer (default 30 s).
     pub request_timeout: Duration,
     /// Largest frame accepted from the relay (default 16 MiB).
@@ -75,6 +85,7 @@ impl Default for ClientConfig {
         Self {
             expected_server_id: None,
             connect_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             max_incoming_frame: 16 << 20,
             event_capacity: 1024,
@@ -197,30 +208,31 @@ impl RelayClient {
     ) -> Result<Self, ClientError> {
         use tokio_rustls::rustls::pki_types::ServerName;
         let name = ServerName::try_from(server_name.to_owned())
-            .map_err(|e| ClientError::Tls(format!("invalid server name {server_name:?}: {e}")))?;
+            .map_err(|_| ClientError::InvalidServerName(server_name.to_owned()))?;
         let deadline = config.connect_timeout;
+        let hello_timeout = config.hello_timeout.min(deadline);
         let stream = tokio::time::timeout(deadline, async {
             let tcp = TcpStream::connect(addr).await?;
             let _ = tcp.set_nodelay(true);
-            tokio_rustls::TlsConnector::from(tls)
-                .connect(name, tcp)
-                .await
-                .map_err(tls_handshake_error)
+            tls_handshake::handshake(tcp, name, tls, hello_timeout).await
         })
         .await
         .map_err(|_| ClientError::Timeout(deadline))??;
-        let binding = crate::tls::channel_binding(stream.get_ref().1)
-            .map_err(|e| ClientError::TlsHandshake(e.to_string()))?;
+        let binding =
+            crate::tls::channel_binding(stream.get_ref().1).map_err(ClientError::TlsHandshake)?;
         Self::handshake(stream, binding, config).await
     }
 
     /// Runs the protocol over an already connected stream: sends `Hello`,
-    /// reads `Welcome`, and starts the background reader. `binding` is what
-    /// [`authenticate`](Self::authenticate) binds the login signature to:
-    /// [`ChannelBinding::None`] for plain TCP, or the value of
-    /// `tls::channel_binding` (feature `tls`) for a TLS stream (the relay computes
-    /// it from its side of the same session; anything else fails to
-    /// authenticate).
+    /// reads `Welcome`, and starts the background reader. A peer whose
+    /// answer cannot be a relay's, or that says nothing within
+    /// [`ClientConfig::hello_timeout`], is [`ClientError::NotARelay`].
+    ///
+    /// `binding` is what [`authenticate`](Self::authenticate) binds the
+    /// login signature to: [`ChannelBinding::None`] for plain TCP, or the
+    /// value of `tls::channel_binding` (feature `tls`) for a TLS stream
+    /// (the relay computes it from its side of the same session; anything
+    /// else fails to authenticate).
     pub async fn handshake<S>(
         stream: S,
         binding: ChannelBinding,
@@ -233,15 +245,13 @@ impl RelayClient {
         let mut writer: Writer =
             BufWriter::new(Box::new(writer) as Box<dyn AsyncWrite + Send + Unpin>);
         let deadline = config.connect_timeout;
+        let hello_timeout = config.hello_timeout.min(deadline);
         let welcome = tokio::time::timeout(deadline, async {
             let hello = Request::Hello {
                 versions: SUPPORTED_VERSIONS.to_vec(),
             };
             write_frame(&mut writer, &hello.encode(0)).await?;
-            let body = read_frame(&mut reader, config.max_incoming_frame)
-                .await
-                .map_err(welcome_frame_error)?
-                .ok_or(ClientError::Closed)?;
+            let body = hello::read_first_frame(&mut reader, hello_timeout).await?;
             match ServerFrame::decode(&body)? {
                 ServerFrame::Response {
                     response: Response::Welcome(welcome),
@@ -250,25 +260,14 @@ impl RelayClient {
                 ServerFrame::Response {
                     response: Response::Error(e),
                     ..
-                } if e.code == ErrorCode::UnsupportedVersion => {
-                    Err(ClientError::UnsupportedVersion(e.message))
-                }
-                ServerFrame::Response {
-                    response: Response::Error(e),
-                    ..
-                } => Err(ClientError::Server {
-                    code: e.code,
-                    message: e.message,
-                }),
-                _ => Err(ClientError::ProtocolViolation("expected Welcome")),
+                } => Err(refused(e)),
+                _ => Err(ProtocolViolation::ExpectedWelcome.into()),
             }
         })
         .await
         .map_err(|_| ClientError::Timeout(deadline))??;
         if !SUPPORTED_VERSIONS.contains(&welcome.version) {
-            return Err(ClientError::ProtocolViolation(
-                "relay chose a version we did not offer",
-            ));
+            return Err(ProtocolViolation::VersionNotOffered(welcome.version).into());
         }
         if let Some(expected) = &config.expected_server_id
             && *expected != welcome.server_id
@@ -356,9 +355,7 @@ impl RelayClient {
         match self.inner.request(request).await? {
             Response::Authenticated(info) => {
                 if info.address != MailboxAddress::of(identity.public()) {
-                    return Err(ClientError::ProtocolViolation(
-                        "relay authenticated another mailbox",
-                    ));
+                    return Err(ProtocolViolation::WrongMailbox.into());
                 }
                 *lock(&self.inner.authenticated) = Some(info.address);
                 Ok(info)
@@ -451,7 +448,7 @@ impl RelayClient {
                     .try_fold(after, |prev, e| (e.id > prev).then_some(e.id))
                     .is_some();
                 if !increasing {
-                    return Err(ClientError::ProtocolViolation("envelope ids out of order"));
+                    return Err(ProtocolViolation::EnvelopesOutOfOrder.into());
                 }
                 Ok(FetchedPage { envelopes, more })
             }
@@ -540,63 +537,21 @@ impl Drop for RelayClient {
 }
 
 fn unexpected() -> ClientError {
-    ClientError::ProtocolViolation("unexpected response type")
+    ProtocolViolation::UnexpectedResponse.into()
 }
 
-fn frame_error(e: FrameError) -> ClientError {
-    match e {
-        FrameError::Io(e) => ClientError::Io(e),
-        FrameError::TooLarge { .. } => ClientError::ProtocolViolation("frame from relay too large"),
-        FrameError::Empty => ClientError::ProtocolViolation("empty frame from relay"),
-        // The client reads without a budget; kept for completeness.
-        FrameError::NoBudget { .. } => ClientError::ProtocolViolation("frame from relay too large"),
+/// The error for the relay's refusal `e`.
+fn refused(e: ErrorFrame) -> ClientError {
+    if e.code == ErrorCode::UnsupportedVersion {
+        return ClientError::UnsupportedVersion {
+            offered: SUPPORTED_VERSIONS.to_vec(),
+            supported: relay_versions(&e.message),
+            message: e.message,
+        };
     }
-}
-
-/// Like [`frame_error`], for the first frame from the relay, which tells
-/// a TLS relay apart: its answer to our plain `Hello` is a TLS record
-/// (type 0x15 alert or 0x16 handshake, then version 0x03 0x0N), which reads
-/// as an absurd length prefix.
-fn welcome_frame_error(e: FrameError) -> ClientError {
-    match e {
-        FrameError::TooLarge { len, .. } if is_tls_record_start(len) => {
-            ClientError::RelayExpectsTls
-        }
-        other => frame_error(other),
-    }
-}
-
-fn is_tls_record_start(length_prefix: u32) -> bool {
-    let [content_type, major, minor, _] = length_prefix.to_be_bytes();
-    matches!(content_type, 0x15 | 0x16) && major == 0x03 && minor <= 0x04
-}
-
-/// Sorts a failed TLS handshake: an untrusted certificate, a relay that
-/// does not speak TLS, or any other TLS failure; a network error stays one.
-#[cfg(feature = "tls")]
-fn tls_handshake_error(e: std::io::Error) -> ClientError {
-    use tokio_rustls::rustls::{CertificateError, Error as TlsError, InvalidMessage};
-    match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<TlsError>())
-    {
-        Some(TlsError::InvalidCertificate(reason)) => {
-            ClientError::UntrustedCertificate(match reason {
-                CertificateError::UnknownIssuer => {
-                    "it is not issued by a trusted certificate authority (unknown issuer)".into()
-                }
-                // An issuer with a trusted authority's name but another key.
-                CertificateError::BadSignature => {
-                    "it is not signed by a trusted certificate authority (bad signature)".into()
-                }
-                other => other.to_string(),
-            })
-        }
-        Some(TlsError::InvalidMessage(
-            InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion,
-        )) => ClientError::RelayWithoutTls,
-        Some(other) => ClientError::TlsHandshake(other.to_string()),
-        None => ClientError::Io(e),
+    ClientError::Server {
+        code: e.code,
+        message: e.message,
     }
 }
 
@@ -636,13 +591,7 @@ impl Inner {
             }
         };
         match response {
-            Response::Error(e) if e.code == ErrorCode::UnsupportedVersion => {
-                Err(ClientError::UnsupportedVersion(e.message))
-            }
-            Response::Error(e) => Err(ClientError::Server {
-                code: e.code,
-                message: e.message,
-            }),
+            Response::Error(e) => Err(refused(e)),
             other => Ok(other),
         }
     }

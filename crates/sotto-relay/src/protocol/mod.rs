@@ -19,6 +19,7 @@ mod error_code;
 pub(crate) mod frame;
 pub(crate) mod request;
 mod response;
+pub(crate) mod version;
 
 pub use auth::{
     AUTH_DOMAIN, CHALLENGE_LEN, ChannelBinding, TLS_EXPORTER_LABEL, TLS_EXPORTER_LEN, auth_message,

@@ -30,6 +30,7 @@ use crate::address::MailboxAddress;
 use crate::envelope::MessageId;
 use crate::protocol::frame::{FrameError, read_frame_rest, read_frame_start, write_frame};
 use crate::protocol::request::RequestDecodeError;
+use crate::protocol::version::unsupported_version_message;
 use crate::protocol::{
     AuthInfo, CHALLENGE_LEN, ChannelBinding, DecodeError, ErrorCode, PreKeyStock, PreKeyUpload,
     Push, Request, RequestFrame, Response, SUPPORTED_VERSIONS, Welcome, auth_message,
@@ -608,9 +609,7 @@ impl<S: Transport> Connection<S> {
             .filter(|v| SUPPORTED_VERSIONS.contains(v))
             .max()
         else {
-            let message = format!(
-                "unsupported protocol version: client offers {offered:?}, this relay speaks {SUPPORTED_VERSIONS:?}"
-            );
+            let message = unsupported_version_message(offered, SUPPORTED_VERSIONS);
             return self.error(id, ErrorCode::UnsupportedVersion, message).await;
         };
         let mut challenge = [0u8; CHALLENGE_LEN];

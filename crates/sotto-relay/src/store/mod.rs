@@ -44,13 +44,15 @@ mod sqlite;
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
+pub use crate::envelope::FetchedPage;
+
 use std::time::Duration;
 
 use sotto_core::{AccessKey, IdentityKey, PreKeyBundle};
 
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
-use crate::envelope::{Envelope, MessageId};
+use crate::envelope::MessageId;
 use crate::protocol::PreKeyUpload;
 
 /// Per-mailbox queue limits.
@@ -169,15 +171,6 @@ pub struct Enqueued {
     /// An envelope with the same message id was already queued; nothing new
     /// was stored and `id` is that envelope's.
     pub duplicate: bool,
-}
-
-/// Result of [`MailboxStore::fetch`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FetchedPage {
-    /// Envelopes, oldest first.
-    pub envelopes: Vec<Envelope>,
-    /// Further envelopes exist after the last one returned.
-    pub more: bool,
 }
 
 /// Result of [`MailboxStore::take_bundle`].
@@ -318,8 +311,9 @@ pub trait MailboxStore: Send + Sync + 'static {
 
     /// Queued envelopes of `address` with id greater than `after` that have
     /// not expired at `now`, oldest first: at most `max_count`, and stopping
-    /// before the one that would bring the sum of [`Envelope::encoded_len`]
-    /// over `max_bytes` (but always at least one, if any is queued).
+    /// before the one that would bring the sum of
+    /// [`Envelope::encoded_len`](crate::Envelope::encoded_len) over
+    /// `max_bytes` (but always at least one, if any is queued).
     fn fetch(
         &self,
         address: &MailboxAddress,

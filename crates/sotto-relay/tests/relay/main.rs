@@ -14,6 +14,7 @@ mod exhaustion;
 mod expiry;
 mod full_disk;
 mod limits;
+mod not_a_relay;
 mod prekeys;
 mod storage;
 #[cfg(feature = "tls")]

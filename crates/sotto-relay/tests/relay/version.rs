@@ -1,6 +1,6 @@
 //! Version negotiation.
 
-use sotto_relay::protocol::{Request, Response};
+use sotto_relay::protocol::{Request, Response, SUPPORTED_VERSIONS};
 use sotto_relay::{ClientError, ErrorCode, RelayClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -87,9 +87,16 @@ async fn the_client_reports_a_relay_that_refuses_its_version() {
         .await
         .unwrap_err();
     match &err {
-        ClientError::UnsupportedVersion(message) => assert!(message.contains("speaks [3]")),
+        ClientError::UnsupportedVersion {
+            offered, supported, ..
+        } => {
+            assert_eq!(offered, SUPPORTED_VERSIONS);
+            assert_eq!(supported.as_deref(), Some(&[3][..]));
+        }
         other => panic!("{other:?}"),
     }
+    assert_eq!(err.code(), Some(ErrorCode::UnsupportedVersion));
     assert!(err.to_string().contains("protocol version"), "{err}");
+    assert!(err.to_string().contains("it speaks [3]"), "{err}");
     fake.await.unwrap();
 }
