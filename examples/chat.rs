@@ -541,7 +541,7 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
                             Ok(sent) if sent.status == SendStatus::Queued => {
                                 println!("(stored; the relay did not take it yet, it is sent again later)")
                             }
-                            Ok(Sent { status: SendStatus::Failed(reason), seq }) => {
+                            Ok(Sent { status: SendStatus::Failed(reason), seq, .. }) => {
                                 println!("(message #{seq} not sent: {reason})")
                             }
                             Ok(_) => {}

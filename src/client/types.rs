@@ -97,6 +97,7 @@ impl Default for ClientOptions {
 
 /// A message that arrived, was decrypted and committed to history.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IncomingMessage {
     /// The sender's address (its contact id in the store).
     pub contact: Address,
@@ -222,6 +223,7 @@ pub enum ClientEvent {
 /// A claimed identity change of a contact (see
 /// [`ClientEvent::IdentityChanged`]).
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IdentityChange {
     /// The contact as known so far (its old address).
     pub contact: Address,
@@ -371,6 +373,7 @@ pub enum SendStatus {
 
 /// The result of [`Client::send`](crate::Client::send).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Sent {
     /// Its sequence number in the conversation.
     pub seq: u64,
@@ -400,6 +403,7 @@ impl core::fmt::Display for UnreadableRow {
 
 /// One message of a conversation's history.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HistoryItem {
     /// Sequence number in the conversation.
     pub seq: u64,
@@ -425,6 +429,7 @@ impl core::fmt::Debug for HistoryItem {
 
 /// A contact as the app shows it.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ContactInfo {
     /// Display name (empty for someone who wrote first and was not named
     /// yet).
