@@ -6,66 +6,9 @@
 
 mod common;
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-
+use common::log_capture::Capture;
 use common::{WAIT, contains, memory_relay, next_message, options};
 use sotto::Client;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
-
-/// A subscriber that keeps every event and span field as text.
-#[derive(Clone, Default)]
-struct Capture {
-    text: Arc<Mutex<String>>,
-    next_span: Arc<AtomicU64>,
-}
-
-struct Fields<'a>(&'a mut String);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let _ = write!(self.0, " {}={value:?}", field.name());
-    }
-}
-
-impl Capture {
-    fn push(&self, metadata: &Metadata<'_>, record: impl FnOnce(&mut Fields<'_>)) {
-        let mut text = self.text.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = write!(text, "{} {}:", metadata.level(), metadata.target());
-        record(&mut Fields(&mut text));
-        text.push('\n');
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-
-    fn new_span(&self, span: &Attributes<'_>) -> Id {
-        self.push(span.metadata(), |f| span.record(f));
-        Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed) + 1)
-    }
-
-    fn record(&self, _: &Id, values: &Record<'_>) {
-        let mut text = self.text.lock().unwrap_or_else(PoisonError::into_inner);
-        values.record(&mut Fields(&mut text));
-        text.push('\n');
-    }
-
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-
-    fn event(&self, event: &Event<'_>) {
-        self.push(event.metadata(), |f| event.record(f));
-    }
-
-    fn enter(&self, _: &Id) {}
-
-    fn exit(&self, _: &Id) {}
-}
 
 const ALICE_PASS: &[u8] = b"passphrase AARDVARK-1";
 const BOB_PASS: &[u8] = b"passphrase AARDVARK-2";
@@ -103,8 +46,7 @@ fn assert_absent(haystack: &str, bytes: &[u8], what: &str, context: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversation_leaves_no_user_data_in_logs_or_debug_output() {
-    let capture = Capture::default();
-    tracing::subscriber::set_global_default(capture.clone()).unwrap();
+    let capture = Capture::install();
 
     let relay = memory_relay().await;
     let relay_addr = relay.local_addr().to_string();
@@ -144,11 +86,7 @@ async fn a_conversation_leaves_no_user_data_in_logs_or_debug_output() {
     tokio::time::timeout(WAIT, bob.disconnect()).await.unwrap();
     relay.shutdown().await;
 
-    let logs = capture
-        .text
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let logs = capture.text();
     // The capture sees the relay's debug-level events, and the client's
     // spans and events: connecting, sending, each envelope's outcome.
     assert!(logs.contains("connection opened"), "{logs}");

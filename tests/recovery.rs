@@ -44,6 +44,7 @@ async fn close(client: Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_restored_from_an_old_backup_recovers_and_both_continue() {
+    let capture = common::log_capture::Capture::install();
     let dir = tempfile::tempdir().unwrap();
     let relay = memory_relay().await;
     let addr = relay.local_addr().to_string();
@@ -124,6 +125,34 @@ async fn a_device_restored_from_an_old_backup_recovers_and_both_continue() {
         1
     );
     relay.shutdown().await;
+
+    // Recovery is logged on both sides, with nothing but its outcome: no
+    // field beyond the message and a few flags.
+    let logs = capture.text();
+    let recovery: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("sotto::client::recovery:"))
+        .collect();
+    assert!(
+        recovery
+            .iter()
+            .any(|l| l.contains("asked a contact to resend a message sent=true")),
+        "{logs}"
+    );
+    assert!(
+        recovery.iter().any(
+            |l| l.contains("answered a decryption-error notice session_reset=true resent=true")
+        ),
+        "{logs}"
+    );
+    for line in recovery {
+        for field in line.split_whitespace().filter_map(|w| w.split_once('=')) {
+            assert!(
+                ["message", "sent", "session_reset", "resent", "count"].contains(&field.0),
+                "unexpected field {field:?} in {line}"
+            );
+        }
+    }
 }
 
 /// Builds a decryption-error notice as the facade does (see

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs, unused_imports)]
 
 mod intercepting_store;
+pub mod log_capture;
 pub use intercepting_store::{EnqueueHook, InterceptingStore, RefuseHook};
 
 use std::path::Path;
