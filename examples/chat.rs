@@ -277,7 +277,10 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
     let s = |e: sotto::Error| e.to_string();
     match command {
         Command::Register { relay } => {
-            client.register(&relay).await.map_err(s)?;
+            client
+                .register(&relay)
+                .await
+                .map_err(|e| format!("cannot register with the relay at {relay}: {e}"))?;
             let relay = client.saved_relay().unwrap_or(relay);
             println!("Registered with {relay}.");
             println!("Your address: {}", client.address());
