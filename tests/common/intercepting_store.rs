@@ -133,4 +133,17 @@ impl MailboxStore for InterceptingStore {
     fn usage(&self, address: &MailboxAddress) -> Result<MailboxUsage, StoreError> {
         self.inner.usage(address)
     }
+
+    fn publish_device_list(
+        &self,
+        owner: &MailboxAddress,
+        version: u64,
+        list: &[u8],
+    ) -> Result<(), StoreError> {
+        self.inner.publish_device_list(owner, version, list)
+    }
+
+    fn device_list(&self, address: &MailboxAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.device_list(address)
+    }
 }

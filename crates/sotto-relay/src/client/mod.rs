@@ -508,6 +508,44 @@ impl RelayClient {
         }
     }
 
+    /// Publishes the signed device list of this connection's own account
+    /// (docs/protocol.md, "Device lists"); the relay keeps it if its
+    /// version is higher than the stored one (`StaleDeviceList`
+    /// otherwise). Returns the stored version.
+    pub async fn publish_device_list(&self, list: &[u8]) -> Result<u64, ClientError> {
+        match self
+            .inner
+            .request(Request::PublishDeviceList {
+                list: list.to_vec(),
+            })
+            .await?
+        {
+            Response::DeviceListPublished { version } => Ok(version),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// The device list published for `address`, or `None` if there is
+    /// none. Unverified: check its signature against the account key.
+    pub async fn fetch_device_list(
+        &self,
+        address: &MailboxAddress,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        match self
+            .inner
+            .request(Request::FetchDeviceList { address: *address })
+            .await
+        {
+            Ok(Response::DeviceList(list)) => Ok(Some(list)),
+            Ok(_) => Err(unexpected()),
+            Err(ClientError::Server {
+                code: ErrorCode::NotFound,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A round trip to the relay.
     pub async fn ping(&self) -> Result<(), ClientError> {
         match self.inner.request(Request::Ping).await? {

@@ -36,6 +36,11 @@ pub enum ErrorCode {
     InvalidPreKey,
     /// The upload would store more one-time prekeys than the relay allows.
     TooManyPreKeys,
+    /// A device list that is not one, or not the connection's own
+    /// account's.
+    InvalidDeviceList,
+    /// A device list whose version is not higher than the one stored.
+    StaleDeviceList,
     /// The recipient's mailbox is over its count or byte limit; nothing was
     /// stored.
     MailboxFull,
@@ -81,6 +86,8 @@ impl ErrorCode {
             Self::NotFound => 0x0020,
             Self::InvalidPreKey => 0x0021,
             Self::TooManyPreKeys => 0x0022,
+            Self::InvalidDeviceList => 0x0023,
+            Self::StaleDeviceList => 0x0024,
             Self::MailboxFull => 0x0030,
             Self::InvalidEnvelope => 0x0031,
             Self::UnknownRecipient => 0x0032,
@@ -110,6 +117,8 @@ impl ErrorCode {
             0x0020 => Self::NotFound,
             0x0021 => Self::InvalidPreKey,
             0x0022 => Self::TooManyPreKeys,
+            0x0023 => Self::InvalidDeviceList,
+            0x0024 => Self::StaleDeviceList,
             0x0030 => Self::MailboxFull,
             0x0031 => Self::InvalidEnvelope,
             0x0032 => Self::UnknownRecipient,

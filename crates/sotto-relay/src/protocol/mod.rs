@@ -67,6 +67,40 @@ pub fn max_payload_len(max_frame_size: u32) -> usize {
     (max_frame_size as usize).saturating_sub(SEND_OVERHEAD)
 }
 
+/// Longest signed device list the relay stores (16 devices take 827
+/// bytes; docs/protocol.md, "Device lists").
+pub const MAX_DEVICE_LIST_LEN: usize = 2048;
+
+/// The account key and version of a signed device list, read from its
+/// fixed header (`0x01 || account(32) || u64be(version) || ...`), or `None`
+/// for bytes that cannot be one. The relay checks no more: contacts verify
+/// the signature against the account key they pinned.
+pub fn device_list_header(list: &[u8]) -> Option<([u8; 32], u64)> {
+    let (&format, rest) = list.split_first()?;
+    let (account, rest) = rest.split_first_chunk::<32>()?;
+    let (version, _) = rest.split_first_chunk::<8>()?;
+    (format == 0x01 && list.len() <= MAX_DEVICE_LIST_LEN)
+        .then(|| (*account, u64::from_be_bytes(*version)))
+}
+
+/// Writes `u16be(len) || list` (the caller keeps `list` within
+/// [`MAX_DEVICE_LIST_LEN`]; a longer one is cut and then refused by the
+/// reader).
+fn put_device_list(out: &mut Vec<u8>, list: &[u8]) {
+    let len = list.len().min(MAX_DEVICE_LIST_LEN);
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.extend_from_slice(&list[..len]);
+}
+
+/// Reads `u16be(len) || list`, 1 <= len <= [`MAX_DEVICE_LIST_LEN`].
+fn get_device_list(r: &mut codec::Reader<'_>) -> Result<Vec<u8>, DecodeError> {
+    let len = usize::from(r.u16()?);
+    if len == 0 || len > MAX_DEVICE_LIST_LEN {
+        return Err(DecodeError::InvalidField("device list length"));
+    }
+    Ok(r.bytes(len)?.to_vec())
+}
+
 /// A frame body that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -101,6 +135,8 @@ pub(crate) mod frame_type {
     pub(crate) const ACK: u8 = 0x06;
     pub(crate) const PREKEY_COUNT: u8 = 0x07;
     pub(crate) const PING: u8 = 0x08;
+    pub(crate) const PUBLISH_DEVICE_LIST: u8 = 0x09;
+    pub(crate) const FETCH_DEVICE_LIST: u8 = 0x0A;
     pub(crate) const RESPONSE_BIT: u8 = 0x80;
     pub(crate) const PUSH_ENVELOPE: u8 = 0xC0;
     pub(crate) const PUSH_PREKEYS_LOW: u8 = 0xC1;

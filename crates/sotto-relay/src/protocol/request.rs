@@ -216,6 +216,19 @@ pub enum Request {
     PreKeyCount,
     /// `0x08`: empty. Keeps the connection alive.
     Ping,
+    /// `0x09` (authenticated): `u16be(len) || list`: the signed device
+    /// list of the connection's own account (1 to
+    /// [`MAX_DEVICE_LIST_LEN`](super::MAX_DEVICE_LIST_LEN) bytes). The
+    /// relay keeps the one with the highest version.
+    PublishDeviceList {
+        /// The signed list (docs/protocol.md, "Device lists").
+        list: Vec<u8>,
+    },
+    /// `0x0A`: `address(32)`: the device list published for that mailbox.
+    FetchDeviceList {
+        /// Whose list (the account key's mailbox).
+        address: MailboxAddress,
+    },
 }
 
 /// A request with its id, as carried in one frame body.
@@ -327,6 +340,16 @@ impl Request {
             }
             Self::PreKeyCount => header(t::PREKEY_COUNT, request_id, 0),
             Self::Ping => header(t::PING, request_id, 0),
+            Self::PublishDeviceList { list } => {
+                let mut out = header(t::PUBLISH_DEVICE_LIST, request_id, 2 + list.len());
+                super::put_device_list(&mut out, list);
+                out
+            }
+            Self::FetchDeviceList { address } => {
+                let mut out = header(t::FETCH_DEVICE_LIST, request_id, 32);
+                out.extend_from_slice(address.as_bytes());
+                out
+            }
         }
     }
 }
@@ -453,6 +476,12 @@ fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError
         }
         t::PREKEY_COUNT => Request::PreKeyCount,
         t::PING => Request::Ping,
+        t::PUBLISH_DEVICE_LIST => Request::PublishDeviceList {
+            list: super::get_device_list(&mut r)?,
+        },
+        t::FETCH_DEVICE_LIST => Request::FetchDeviceList {
+            address: MailboxAddress::from_bytes(r.array()?),
+        },
         other => return Err(DecodeError::UnknownType(other)),
     };
     r.finish()?;
@@ -514,6 +543,10 @@ mod tests {
             Request::Ack { ids: vec![1, 2, 3] },
             Request::PreKeyCount,
             Request::Ping,
+            Request::PublishDeviceList { list: vec![1; 100] },
+            Request::FetchDeviceList {
+                address: MailboxAddress::from_bytes([12; 32]),
+            },
         ]
     }
 

@@ -100,6 +100,14 @@ pub enum Response {
     PreKeyCount(PreKeyStock),
     /// `0x88`: empty.
     Pong,
+    /// `0x89`: `u64be(version)`: the version of the device list now
+    /// stored.
+    DeviceListPublished {
+        /// The stored list's version.
+        version: u64,
+    },
+    /// `0x8A`: `u16be(len) || list`: the signed device list.
+    DeviceList(Vec<u8>),
     /// `0xFF`: `u16be(code) || message (UTF-8, the rest, at most 1024 bytes)`.
     Error(ErrorFrame),
 }
@@ -238,6 +246,20 @@ impl Response {
                 out
             }
             Self::Pong => header(t::PING | t::RESPONSE_BIT, request_id, 0),
+            Self::DeviceListPublished { version } => {
+                let mut out = header(t::PUBLISH_DEVICE_LIST | t::RESPONSE_BIT, request_id, 8);
+                out.extend_from_slice(&version.to_be_bytes());
+                out
+            }
+            Self::DeviceList(list) => {
+                let mut out = header(
+                    t::FETCH_DEVICE_LIST | t::RESPONSE_BIT,
+                    request_id,
+                    2 + list.len(),
+                );
+                super::put_device_list(&mut out, list);
+                out
+            }
             Self::Error(e) => {
                 let message = truncate_utf8(&e.message, MAX_ERROR_MESSAGE_LEN);
                 let mut out = header(t::ERROR, request_id, 2 + message.len());
@@ -318,6 +340,8 @@ fn decode_response(frame_type: u8, r: &mut Reader<'_>) -> Result<Response, Decod
     const ACKED: u8 = t::ACK | t::RESPONSE_BIT;
     const COUNT: u8 = t::PREKEY_COUNT | t::RESPONSE_BIT;
     const PONG: u8 = t::PING | t::RESPONSE_BIT;
+    const DEVICE_LIST_PUBLISHED: u8 = t::PUBLISH_DEVICE_LIST | t::RESPONSE_BIT;
+    const DEVICE_LIST: u8 = t::FETCH_DEVICE_LIST | t::RESPONSE_BIT;
     Ok(match frame_type {
         WELCOME => {
             if r.array::<4>()? != MAGIC {
@@ -363,6 +387,8 @@ fn decode_response(frame_type: u8, r: &mut Reader<'_>) -> Result<Response, Decod
         ACKED => Response::Acked { removed: r.u32()? },
         COUNT => Response::PreKeyCount(get_stock(r)?),
         PONG => Response::Pong,
+        DEVICE_LIST_PUBLISHED => Response::DeviceListPublished { version: r.u64()? },
+        DEVICE_LIST => Response::DeviceList(super::get_device_list(r)?),
         t::ERROR => {
             let code = ErrorCode::from_u16(r.u16()?);
             let message = r.rest();
@@ -436,6 +462,8 @@ mod tests {
             Response::Acked { removed: 2 },
             Response::PreKeyCount(stock),
             Response::Pong,
+            Response::DeviceListPublished { version: 7 },
+            Response::DeviceList(vec![1; 300]),
             Response::error(ErrorCode::MailboxFull, "mailbox full"),
         ];
         let mut frames: Vec<ServerFrame> = responses

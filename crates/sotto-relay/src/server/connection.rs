@@ -493,6 +493,10 @@ impl<S: Transport> Connection<S> {
                 )
                 .await
             }
+            e @ StoreError::StaleDeviceList { .. } => {
+                self.error(request_id, ErrorCode::StaleDeviceList, e.to_string())
+                    .await
+            }
             e @ StoreError::TooManyPreKeys { .. } => {
                 self.error(request_id, ErrorCode::TooManyPreKeys, e.to_string())
                     .await
@@ -599,6 +603,8 @@ impl<S: Transport> Connection<S> {
             Request::Ack { ids } => self.ack(id, ids).await,
             Request::PreKeyCount => self.prekey_count(id).await,
             Request::Ping => self.respond(id, Response::Pong).await,
+            Request::PublishDeviceList { list } => self.publish_device_list(id, list).await,
+            Request::FetchDeviceList { address } => self.fetch_device_list(id, address).await,
         }
     }
 
@@ -942,6 +948,49 @@ impl<S: Transport> Connection<S> {
             Ok(remaining) => {
                 let stock = self.stock(remaining);
                 self.respond(id, Response::PreKeyCount(stock)).await
+            }
+            Err(e) => self.store_error(id, e).await,
+        }
+    }
+
+    /// Stores the connection's own account's device list, if newer than
+    /// the stored one. The relay reads only its header (account, version):
+    /// the signature is for contacts to check, against the account key they
+    /// pinned.
+    async fn publish_device_list(&mut self, id: u32, list: Vec<u8>) -> Flow {
+        let Some((identity, address)) = self.owner.as_ref().map(|o| (o.identity, o.address)) else {
+            return self.auth_required(id).await;
+        };
+        let version = match crate::protocol::device_list_header(&list) {
+            Some((account, version)) if account == *identity.as_bytes() => version,
+            _ => {
+                return self
+                    .error(
+                        id,
+                        ErrorCode::InvalidDeviceList,
+                        "not a device list of this connection's account",
+                    )
+                    .await;
+            }
+        };
+        match self
+            .store(move |s| s.publish_device_list(&address, version, &list))
+            .await
+        {
+            Ok(()) => {
+                self.respond(id, Response::DeviceListPublished { version })
+                    .await
+            }
+            Err(e) => self.store_error(id, e).await,
+        }
+    }
+
+    async fn fetch_device_list(&mut self, id: u32, address: MailboxAddress) -> Flow {
+        match self.store(move |s| s.device_list(&address)).await {
+            Ok(Some(list)) => self.respond(id, Response::DeviceList(list)).await,
+            Ok(None) => {
+                self.error(id, ErrorCode::NotFound, "no device list for this mailbox")
+                    .await
             }
             Err(e) => self.store_error(id, e).await,
         }

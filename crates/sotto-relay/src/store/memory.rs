@@ -30,6 +30,8 @@ struct State {
     /// `(expiry hour, envelope id)` of every queued envelope, so the sweep
     /// finds the expired ones without looking at the others.
     expiry: BTreeMap<(u64, u64), MailboxAddress>,
+    /// Device lists by account mailbox: `(version, signed list)`.
+    device_lists: HashMap<MailboxAddress, (u64, Vec<u8>)>,
 }
 
 #[derive(Default)]
@@ -174,6 +176,30 @@ impl MailboxStore for MemoryStore {
             ),
             remaining: dir.one_time.len() as u32,
         }))
+    }
+
+    fn publish_device_list(
+        &self,
+        owner: &MailboxAddress,
+        version: u64,
+        list: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock()?;
+        if let Some((stored, _)) = state.device_lists.get(owner)
+            && *stored >= version
+        {
+            return Err(StoreError::StaleDeviceList { stored: *stored });
+        }
+        state.device_lists.insert(*owner, (version, list.to_vec()));
+        Ok(())
+    }
+
+    fn device_list(&self, address: &MailboxAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .lock()?
+            .device_lists
+            .get(address)
+            .map(|(_, list)| list.clone()))
     }
 
     fn one_time_prekey_count(&self, address: &MailboxAddress) -> Result<u32, StoreError> {
@@ -365,6 +391,11 @@ mod tests {
     #[test]
     fn prekey_contract() {
         super::super::contract_tests::prekeys_are_handed_out_once(&MemoryStore::new());
+    }
+
+    #[test]
+    fn device_list_contract() {
+        super::super::contract_tests::device_lists_only_move_forward(&MemoryStore::new());
     }
 
     #[test]

@@ -223,6 +223,12 @@ pub enum StoreError {
         /// The byte limit.
         max_bytes: u64,
     },
+    /// A device list no newer than the one stored.
+    #[error("a device list of version {stored} or higher is stored")]
+    StaleDeviceList {
+        /// The stored version.
+        stored: u64,
+    },
     /// The upload would leave more one-time prekeys than allowed.
     #[error("{would_have} one-time prekeys exceed the maximum of {max}")]
     TooManyPreKeys {
@@ -339,6 +345,20 @@ pub trait MailboxStore: Send + Sync + 'static {
     /// What `address` currently holds (expired envelopes included until
     /// they are swept).
     fn usage(&self, address: &MailboxAddress) -> Result<MailboxUsage, StoreError>;
+
+    /// Stores `list`, version `version`, as the device list of `owner`'s
+    /// mailbox, unless one of the same or a higher version is stored
+    /// (then fails with [`StoreError::StaleDeviceList`], storing nothing).
+    /// The caller checked that `list` is `owner`'s.
+    fn publish_device_list(
+        &self,
+        owner: &MailboxAddress,
+        version: u64,
+        list: &[u8],
+    ) -> Result<(), StoreError>;
+
+    /// The device list stored for `address`, if any.
+    fn device_list(&self, address: &MailboxAddress) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// Checks the one-time prekey ids of an upload are distinct.
@@ -366,6 +386,35 @@ pub(crate) mod contract_tests {
 
     fn at(secs_after_t0: u64) -> UnixTime {
         UnixTime::from_secs(T0.as_secs() + secs_after_t0)
+    }
+
+    /// Device lists only move forward, per mailbox; reading one changes
+    /// nothing.
+    pub(crate) fn device_lists_only_move_forward(store: &dyn MailboxStore) {
+        let (_, a) = owner();
+        let b = MailboxAddress::from_bytes([9; 32]);
+        assert_eq!(store.device_list(&a).unwrap(), None);
+        store.publish_device_list(&a, 2, b"list v2").unwrap();
+        store.publish_device_list(&b, 1, b"other").unwrap();
+        for stale in [1, 2] {
+            assert!(matches!(
+                store.publish_device_list(&a, stale, b"older"),
+                Err(StoreError::StaleDeviceList { stored: 2 })
+            ));
+        }
+        assert_eq!(
+            store.device_list(&a).unwrap().as_deref(),
+            Some(&b"list v2"[..])
+        );
+        store.publish_device_list(&a, 7, b"list v7").unwrap();
+        assert_eq!(
+            store.device_list(&a).unwrap().as_deref(),
+            Some(&b"list v7"[..])
+        );
+        assert_eq!(
+            store.device_list(&b).unwrap().as_deref(),
+            Some(&b"other"[..])
+        );
     }
 
     fn owner() -> (IdentityKeyPair, MailboxAddress) {

@@ -21,9 +21,9 @@ use crate::envelope::{Envelope, MessageId};
 use crate::protocol::PreKeyUpload;
 
 /// Schema version kept in `PRAGMA user_version`. Version 1 had no expiry
-/// and no store-wide totals, version 2 no access verifiers;
-/// [`SqliteStore::open`] migrates both.
-const SCHEMA_VERSION: i64 = 3;
+/// and no store-wide totals, version 2 no access verifiers, version 3 no
+/// device lists; [`SqliteStore::open`] migrates them.
+const SCHEMA_VERSION: i64 = 4;
 
 /// The whole schema. Envelope rows hold exactly what a sender sent (the
 /// opaque payload and its message id), the recipient address and the hour
@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS one_time_prekeys (
     public_key  BLOB NOT NULL,
     UNIQUE (mailbox, prekey_id)
 );
+CREATE TABLE IF NOT EXISTS device_lists (
+    mailbox  BLOB PRIMARY KEY,
+    version  INTEGER NOT NULL,
+    list     BLOB NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// A [`MailboxStore`] in one SQLite file.
@@ -252,8 +257,14 @@ fn create_or_migrate(
             };
             migrate_from_v1(&tx, policy.expiry_hour(now))?;
             migrate_from_v2(&tx)?;
+            tx.execute_batch(SCHEMA)?;
         }
-        2 => migrate_from_v2(&tx)?,
+        2 => {
+            migrate_from_v2(&tx)?;
+            tx.execute_batch(SCHEMA)?;
+        }
+        // Version 3 to 4: the device list table, empty.
+        3 => tx.execute_batch(SCHEMA)?,
         0 => tx.execute_batch(SCHEMA)?,
         _ => {
             return Err(StoreError::Corrupt(
@@ -467,6 +478,45 @@ impl MailboxStore for SqliteStore {
             ),
             remaining,
         }))
+    }
+
+    fn publish_device_list(
+        &self,
+        owner: &MailboxAddress,
+        version: u64,
+        list: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM device_lists WHERE mailbox = ?1",
+                [owner.as_bytes()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(stored) = stored.map(to_u64).transpose()?
+            && stored >= version
+        {
+            return Err(StoreError::StaleDeviceList { stored });
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO device_lists (mailbox, version, list) VALUES (?1, ?2, ?3)",
+            params![owner.as_bytes(), to_i64(version)?, list],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn device_list(&self, address: &MailboxAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row(
+                "SELECT list FROM device_lists WHERE mailbox = ?1",
+                [address.as_bytes()],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     fn one_time_prekey_count(&self, address: &MailboxAddress) -> Result<u32, StoreError> {
@@ -720,6 +770,11 @@ mod tests {
     }
 
     #[test]
+    fn device_list_contract() {
+        contract_tests::device_lists_only_move_forward(&fresh().1);
+    }
+
+    #[test]
     fn unregistered_recipient_contract() {
         contract_tests::unregistered_recipients_are_refused(&fresh().1);
     }
@@ -949,6 +1004,46 @@ mod tests {
                 T0,
             )
             .unwrap();
+    }
+
+    #[test]
+    fn a_version_3_database_gets_the_device_list_table_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let bob = {
+            let store = SqliteStore::open(&path).unwrap();
+            let bob = register(&store, 2);
+            store
+                .enqueue(
+                    &bob,
+                    &MessageId([1; 16]),
+                    b"queued",
+                    OPEN,
+                    &QueuePolicy::default(),
+                    T0,
+                )
+                .unwrap();
+            bob
+        };
+        // As version 3 left it: no device list table.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("DROP TABLE device_lists; PRAGMA user_version = 3;")
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let version: i64 = store
+            .lock()
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(store.usage(&bob).unwrap().envelopes, 1);
+        store.publish_device_list(&bob, 1, b"list").unwrap();
+        assert_eq!(
+            store.device_list(&bob).unwrap().as_deref(),
+            Some(&b"list"[..])
+        );
     }
 
     #[test]
@@ -1187,7 +1282,7 @@ mod tests {
             let version: i64 = conn
                 .pragma_query_value(None, "user_version", |r| r.get(0))
                 .unwrap();
-            assert_eq!(version, 3);
+            assert_eq!(version, SCHEMA_VERSION);
             let verifiers: Vec<Option<Vec<u8>>> = conn
                 .prepare("SELECT access_verifier FROM signed_prekeys")
                 .unwrap()

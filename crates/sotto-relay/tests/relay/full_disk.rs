@@ -178,6 +178,21 @@ impl MailboxStore for FailingStore {
         self.check()?;
         self.inner.usage(address)
     }
+
+    fn publish_device_list(
+        &self,
+        owner: &MailboxAddress,
+        version: u64,
+        list: &[u8],
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.publish_device_list(owner, version, list)
+    }
+
+    fn device_list(&self, address: &MailboxAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check()?;
+        self.inner.device_list(address)
+    }
 }
 
 #[tokio::test]

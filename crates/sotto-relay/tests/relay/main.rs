@@ -10,6 +10,7 @@ mod abuse;
 mod access;
 mod auth;
 mod delivery;
+mod device_lists;
 mod exhaustion;
 mod expiry;
 mod full_disk;
