@@ -82,6 +82,7 @@ async fn the_database_holds_only_the_opaque_bytes_that_were_sent() {
         assert_eq!(
             tables,
             [
+                "device_lists",
                 "envelopes",
                 "mailbox_usage",
                 "one_time_prekeys",
@@ -96,6 +97,9 @@ async fn the_database_holds_only_the_opaque_bytes_that_were_sent() {
             ["id", "mailbox", "message_id", "payload", "expiry_hour"]
         );
         assert_eq!(columns(&db, "totals"), ["id", "count", "bytes"]);
+        // A device list row is the account's mailbox, the list's version
+        // and the signed list as published: nothing about who fetched it.
+        assert_eq!(columns(&db, "device_lists"), ["mailbox", "version", "list"]);
         let rows: Vec<EnvelopeRow> = db
             .prepare(
                 "SELECT id, mailbox, message_id, payload, expiry_hour FROM envelopes ORDER BY id",
