@@ -50,24 +50,27 @@ impl Party {
 
     /// Commits a message to `to` and seals it as the relay would carry it.
     fn message(&mut self, to: &Party, text: &str, sent_at: u64) -> (OutboxEntry, Vec<u8>) {
-        let entry = self.store.send(&to.id(), text.as_bytes(), sent_at).unwrap();
-        let sealed = seal_entry(
-            &self.identity,
-            &self.access,
-            to.identity.public(),
-            &entry,
-            sent_at,
-        )
-        .unwrap();
-        (entry, sealed)
+        self.commit_and_seal(to, text, sent_at, |_| {})
     }
 
     /// Commits a message to `to` whose ciphertext is then altered (a
     /// damaged store, say) and seals it: authentic, but undecryptable.
     fn tampered(&mut self, to: &Party, text: &str, sent_at: u64) -> (OutboxEntry, Vec<u8>) {
+        self.commit_and_seal(to, text, sent_at, |ciphertext| {
+            let last = ciphertext.len() - 1;
+            ciphertext[last] ^= 1;
+        })
+    }
+
+    fn commit_and_seal(
+        &mut self,
+        to: &Party,
+        text: &str,
+        sent_at: u64,
+        alter: impl FnOnce(&mut Vec<u8>),
+    ) -> (OutboxEntry, Vec<u8>) {
         let mut entry = self.store.send(&to.id(), text.as_bytes(), sent_at).unwrap();
-        let last = entry.ciphertext.len() - 1;
-        entry.ciphertext[last] ^= 1;
+        alter(&mut entry.ciphertext);
         let sealed = seal_entry(
             &self.identity,
             &self.access,
