@@ -105,6 +105,12 @@ impl LinkKey {
         Ok(HistoryTransferKey(Secret32::new(*okm)))
     }
 
+    /// The key's bytes (for `hazmat` only).
+    #[cfg(feature = "hazmat")]
+    pub(crate) fn secret_bytes(&self) -> &[u8; 32] {
+        self.key.as_bytes()
+    }
+
     /// `HMAC-SHA256(link_key, domain || parts...)`.
     fn mac(&self, domain: &[u8], parts: &[&[u8]]) -> Result<[u8; MAC_LEN]> {
         // HMAC accepts keys of any length: this cannot fail.
