@@ -844,7 +844,8 @@ def link_code_text(device_key: bytes, secret: bytes) -> str:
 def read_link_code(text: str) -> tuple[bytes, bytes]:
     """protocol.md "Link code": returns (device key, secret) or raises Refused."""
     t = text.strip()
-    if t[:len(LINK_CODE_PREFIX)].lower() != LINK_CODE_PREFIX:
+    head = t[:len(LINK_CODE_PREFIX)]
+    if not head.isascii() or head.lower() != LINK_CODE_PREFIX:
         raise Refused("prefix")
     symbols = ""
     for c in t[len(LINK_CODE_PREFIX):]:
