@@ -7,12 +7,16 @@ Uses the `cryptography` package for X25519, Ed25519, HKDF-SHA256,
 HMAC-SHA256 and ChaCha20-Poly1305, and hashlib for SHA-512.
 
 Usage: python3 check_vectors.py [FILE]   (default: v1.json next to this script)
-It also checks the sealed envelopes (version 2) of the file's `sealed` section.
+It also checks the sealed envelopes (version 2) of the file's `sealed` section,
+and the `devices` section (linked devices: device lists, link codes, the link
+handshake), with its own strict Ed25519 point decoding, `base64` for base32 and
+`cryptography` for Ed25519, HKDF and HMAC.
 Prints one line per mismatch, ends with `conformance: N checks, M failed`
 and exits non-zero when M > 0.
 """
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -22,7 +26,7 @@ import sys
 from collections import OrderedDict
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes, hmac, serialization
+from cryptography.hazmat.primitives import constant_time, hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -32,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PublicKey,
 )
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 # ---------------------------------------------------------------- constants
 VERSION = 0x01
@@ -510,7 +514,7 @@ def check_hex_lower(c: Checker, obj, path: str):
     """Hex strings in the file must be lowercase."""
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if k != "description":
+            if k not in ("description", "text", "link_code", "error"):
                 check_hex_lower(c, v, f"{path}.{k}")
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
@@ -677,6 +681,318 @@ def check_sealed(c: Checker, i: int, e: dict):
             c.check(True, "")
 
 
+# ---------------------------------------------------------------- linked devices
+DEVICE_LIST_FORMAT = 0x01
+MAX_DEVICES = 16
+DEVICE_LIST_CONTEXT = b"sotto/device-list/v1"
+LINK_CODE_PREFIX = "sotto-link:"
+LINK_CODE_DOMAIN = b"sotto/link-code/v1"
+LINK_KEY_SALT = b"sotto/link/v1"
+LINK_OFFER_DOMAIN = b"sotto/link-offer/v1"
+LINK_ACCEPT_DOMAIN = b"sotto/link-accept/v1"
+HISTORY_INFO = b"sotto/link/v1/history"
+ED_D = (-121665 * pow(121666, P - 2, P)) % P
+
+
+class Refused(ProtocolError):
+    """A refusal, named by the error code of the vectors."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+def u64be(n: int) -> bytes:
+    return struct.pack(">Q", n)
+
+
+def ed_point_add(a, b):
+    """Twisted Edwards addition, affine (x, y)."""
+    (x1, y1), (x2, y2) = a, b
+    t = ED_D * x1 * x2 * y1 * y2 % P
+    return ((x1 * y2 + x2 * y1) * pow(1 + t, P - 2, P) % P,
+            (y1 * y2 + x1 * x2) * pow(1 - t, P - 2, P) % P)
+
+
+def ed25519_key_ok(k: bytes) -> bool:
+    """protocol.md section 1: the key decodes (RFC 8032 5.1.3), re-encodes to
+    the same 32 bytes, and is not of small order (8 * A is not the neutral
+    point)."""
+    if len(k) != 32:
+        return False
+    n = int.from_bytes(k, "little")
+    sign, y = n >> 255, n & ((1 << 255) - 1)
+    if y >= P:
+        return False  # non-canonical y
+    u, v = (y * y - 1) % P, (ED_D * y * y + 1) % P
+    x = (u * pow(v, 3, P) * pow(u * pow(v, 7, P), (P - 5) // 8, P)) % P
+    if (v * x * x - u) % P != 0:
+        x = x * pow(2, (P - 1) // 4, P) % P
+        if (v * x * x - u) % P != 0:
+            return False  # not on the curve
+    if x == 0 and sign == 1:
+        return False  # non-canonical sign of x = 0
+    if x & 1 != sign:
+        x = P - x
+    a = (x, y)
+    for _ in range(3):
+        a = ed_point_add(a, a)
+    return a != (0, 1)
+
+
+class ByteReader:
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise Refused("truncated")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def uint(self, n: int) -> int:
+        return int.from_bytes(self.take(n), "big")
+
+    def key(self) -> bytes:
+        k = self.take(32)
+        if not ed25519_key_ok(k):
+            raise Refused("invalid_key")
+        return k
+
+    def finish(self):
+        if self.pos != len(self.data):
+            raise Refused("trailing_bytes")
+
+
+def read_device_list(r: ByteReader) -> dict:
+    """DeviceList = 0x01 || account(32) || u64be(version) || u64be(issued_at)
+    || u8(n) || n * (u32be(id) || key(32) || u64be(added_at))."""
+    start = r.pos
+    if r.uint(1) != DEVICE_LIST_FORMAT:
+        raise Refused("unsupported_format")
+    account = r.key()
+    version = r.uint(8)
+    if version == 0:
+        raise Refused("version_zero")
+    issued_at = r.uint(8)
+    n = r.uint(1)
+    if n == 0:
+        raise Refused("empty")
+    if n > MAX_DEVICES:
+        raise Refused("too_many_devices")
+    devices = []
+    for _ in range(n):
+        devices.append({"id": r.uint(4), "identity_key": r.key(), "added_at": r.uint(8)})
+    for i, d in enumerate(devices):
+        if i > 0 and d["id"] == devices[i - 1]["id"]:
+            raise Refused("duplicate_id")
+        if i > 0 and d["id"] < devices[i - 1]["id"]:
+            raise Refused("ids_out_of_order")
+        if any(e["identity_key"] == d["identity_key"] for e in devices[:i]):
+            raise Refused("duplicate_key")
+    return {"account": account, "version": version, "issued_at": issued_at,
+            "devices": devices, "encoding": r.data[start:r.pos]}
+
+
+def encode_device_list(account: bytes, version: int, issued_at: int, devices: list) -> bytes:
+    out = bytes([DEVICE_LIST_FORMAT]) + account + u64be(version) + u64be(issued_at)
+    out += bytes([len(devices)])
+    for d in sorted(devices, key=lambda d: d["id"]):
+        out += u32be(d["id"]) + d["identity_key"] + u64be(d["added_at"])
+    return out
+
+
+def read_signed_device_list(r: ByteReader) -> tuple[dict, bytes]:
+    lst = read_device_list(r)
+    return lst, r.take(64)
+
+
+def verify_signed_device_list(data: bytes, expected_account: bytes) -> dict:
+    r = ByteReader(data)
+    lst, sig = read_signed_device_list(r)
+    r.finish()
+    if lst["account"] != expected_account:
+        raise Refused("account_mismatch")
+    if not verify_ed(expected_account, sig, DEVICE_LIST_CONTEXT + lst["encoding"]):
+        raise Refused("invalid_signature")
+    return lst
+
+
+def supersedes(offered: dict, current: dict | None):
+    if current is None:
+        return
+    if offered["account"] != current["account"]:
+        raise Refused("account_mismatch")
+    if offered["version"] > current["version"]:
+        return
+    if offered["version"] == current["version"] and offered["encoding"] != current["encoding"]:
+        raise Refused("conflict")
+    raise Refused("rollback")
+
+
+def link_checksum(checked: bytes) -> bytes:
+    return hashlib.sha256(LINK_CODE_DOMAIN + checked).digest()[:2]
+
+
+def link_code_text(device_key: bytes, secret: bytes) -> str:
+    checked = bytes([0x01]) + device_key + secret
+    symbols = base64.b32encode(checked + link_checksum(checked)).decode().rstrip("=").lower()
+    return LINK_CODE_PREFIX + "-".join(symbols[i:i + 5] for i in range(0, len(symbols), 5))
+
+
+def read_link_code(text: str) -> tuple[bytes, bytes]:
+    """protocol.md "Link code": returns (device key, secret) or raises Refused."""
+    t = text.strip()
+    head = t[:len(LINK_CODE_PREFIX)]
+    if not head.isascii() or head.lower() != LINK_CODE_PREFIX:
+        raise Refused("prefix")
+    symbols = ""
+    for c in t[len(LINK_CODE_PREFIX):]:
+        if c == "-" or c.isspace():
+            continue
+        if not (c.isascii() and (c.isalpha() or c in "234567")):
+            raise Refused("character")
+        symbols += c.upper()
+    if len(symbols) != 82:
+        raise Refused("length")
+    payload = base64.b32decode(symbols + "=" * 6)
+    # Canonical: the two unused bits of the last symbol are zero, so the
+    # payload encodes back to the same symbols.
+    if base64.b32encode(payload).decode().rstrip("=") != symbols:
+        raise Refused("character")
+    if link_checksum(payload[:49]) != payload[49:]:
+        raise Refused("checksum")
+    if payload[0] != 0x01:
+        raise Refused("unsupported_format")
+    if not ed25519_key_ok(payload[1:33]):
+        raise Refused("invalid_key")
+    return payload[1:33], payload[33:49]
+
+
+def link_key(secret: bytes, device_key: bytes, account: bytes) -> bytes:
+    return hkdf(LINK_KEY_SALT, secret, device_key + account, 32)
+
+
+def link_offer(lk: bytes, account: bytes, device_id: int, signed_list: bytes) -> bytes:
+    body = bytes([0x01]) + account + u32be(device_id) + struct.pack(">H", len(signed_list)) + signed_list
+    return body + hmac_sha256(lk, LINK_OFFER_DOMAIN + body)
+
+
+def open_link_offer(offer: bytes, device_key: bytes, secret: bytes) -> tuple[bytes, int, dict]:
+    """The new device's check: returns (account, device id, list)."""
+    r = ByteReader(offer)
+    if r.uint(1) != 0x01:
+        raise Refused("unsupported_format")
+    account = r.key()
+    device_id = r.uint(4)
+    signed = r.take(r.uint(2))
+    mac = r.take(32)
+    r.finish()
+    lk = link_key(secret, device_key, account)
+    if not constant_time.bytes_eq(hmac_sha256(lk, LINK_OFFER_DOMAIN + offer[:-32]), mac):
+        raise Refused("link_authentication")
+    lst = verify_signed_device_list(signed, account)
+    if not any(d["id"] == device_id and d["identity_key"] == device_key for d in lst["devices"]):
+        raise Refused("device_not_listed")
+    return account, device_id, lst
+
+
+def link_accept(lk: bytes, device_key: bytes, account: bytes, version: int) -> bytes:
+    return bytes([0x01]) + u64be(version) + hmac_sha256(
+        lk, LINK_ACCEPT_DOMAIN + device_key + account + u64be(version))
+
+
+def history_transfer_key(lk: bytes, version: int) -> bytes:
+    return HKDFExpand(algorithm=hashes.SHA256(), length=32,
+                      info=HISTORY_INFO + u64be(version)).derive(lk)
+
+
+def outcome(f, *args):
+    try:
+        f(*args)
+        return None
+    except Refused as e:
+        return e.code
+
+
+def check_devices(c: Checker, dv: dict):
+    lists = []
+    for i, e in enumerate(dv.get("lists", [])):
+        tag = f"devices.lists[{i}] ({e.get('description', '')})"
+        account = Identity(hx(e["account_identity_seed"]))
+        devices = [{"id": d["id"], "identity_key": hx(d["identity_key"]),
+                    "added_at": d["added_at"]} for d in e["devices"]]
+        enc = encode_device_list(account.ed_pub, e["version"], e["issued_at"], devices)
+        c.eq(enc, e["encoding"], f"{tag} encoding")
+        c.eq(enc + account.sign(DEVICE_LIST_CONTEXT + enc), e["signed"], f"{tag} signed")
+        try:
+            lst = verify_signed_device_list(hx(e["signed"]), account.ed_pub)
+            c.check(lst["encoding"] == enc, f"{tag} verifies to another list")
+        except Refused as err:
+            c.check(False, f"{tag} refused: {err.code}")
+            lst = None
+        lists.append(lst)
+    for i, e in enumerate(dv.get("invalid_lists", [])):
+        tag = f"devices.invalid_lists[{i}] ({e.get('description', '')})"
+        got = outcome(verify_signed_device_list, hx(e["signed"]), hx(e["account"]))
+        c.eq(got, e["error"], f"{tag} refusal")
+    for i, e in enumerate(dv.get("updates", [])):
+        tag = f"devices.updates[{i}] ({e.get('description', '')})"
+        cur = None if e["current"] is None else lists[e["current"]]
+        if lists[e["offered"]] is None or (e["current"] is not None and cur is None):
+            c.check(False, f"{tag}: refers to a list that does not verify")
+            continue
+        got = outcome(supersedes, lists[e["offered"]], cur)
+        c.eq(got, e["error"], f"{tag} verdict")
+    for i, e in enumerate(dv.get("link_codes", [])):
+        tag = f"devices.link_codes[{i}] ({e.get('description', '')})"
+        try:
+            key, secret = read_link_code(e["text"])
+            c.check(e["error"] is None, f"{tag}: read, file says {e['error']}")
+            if e["error"] is None:
+                c.eq(key, e["device_key"], f"{tag} device key")
+                c.eq(secret, e["link_secret"], f"{tag} secret")
+        except Refused as err:
+            c.eq(err.code, e["error"], f"{tag} refusal")
+    for i, e in enumerate(dv.get("links", [])):
+        tag = f"devices.links[{i}] ({e.get('description', '')})"
+        account = Identity(hx(e["account_identity_seed"]))
+        device = Identity(hx(e["device_identity_seed"]))
+        secret = hx(e["link_secret"])
+        listed = dv["lists"][e["list"]]
+        c.eq(link_code_text(device.ed_pub, secret), e["link_code"], f"{tag} link code")
+        try:
+            c.check(read_link_code(e["link_code"]) == (device.ed_pub, secret),
+                    f"{tag} link code reads back to other keys")
+        except Refused as err:
+            c.check(False, f"{tag} link code refused: {err.code}")
+        lk = link_key(secret, device.ed_pub, account.ed_pub)
+        c.eq(lk, e["link_key"], f"{tag} link key")
+        c.eq(link_offer(lk, account.ed_pub, e["device_id"], hx(listed["signed"])), e["offer"],
+             f"{tag} offer")
+        try:
+            acc, dev_id, lst = open_link_offer(hx(e["offer"]), device.ed_pub, secret)
+            c.check(acc == account.ed_pub and dev_id == e["device_id"]
+                    and lst["encoding"] == hx(listed["encoding"]),
+                    f"{tag} offer opens to other contents")
+        except Refused as err:
+            c.check(False, f"{tag} offer refused: {err.code}")
+        version = listed["version"]
+        c.eq(link_accept(lk, device.ed_pub, account.ed_pub, version), e["accept"], f"{tag} accept")
+        c.eq(history_transfer_key(lk, version), e["history_transfer_key"], f"{tag} history key")
+        # A flipped bit anywhere in the offer, or another code, is refused.
+        offer = hx(e["offer"])
+        for pos in (0, 1, 33, 37, 39, len(offer) - 33, len(offer) - 1):
+            bad = bytearray(offer)
+            bad[pos] ^= 0x01
+            c.check(outcome(open_link_offer, bytes(bad), device.ed_pub, secret) is not None,
+                    f"{tag} offer accepted with byte {pos} flipped")
+        other_secret = bytes([secret[0] ^ 1]) + secret[1:]
+        c.eq(outcome(open_link_offer, offer, device.ed_pub, other_secret), "link_authentication",
+             f"{tag} offer under another code")
+
+
 def explain_wire_diff(got: bytes, want: bytes, etag: str):
     if len(got) != len(want):
         print(f"    {etag}: length computed {len(got)} file {len(want)}")
@@ -700,6 +1016,8 @@ def main(argv):
         check_session(c, i, s, x3dh)
     for i, e in enumerate(data.get("sealed", [])):
         check_sealed(c, i, e)
+    c.check("devices" in data, "devices section missing")
+    check_devices(c, data.get("devices", {}))
     for i, p in enumerate(data.get("padding", [])):
         c.eq(padded_len(p["length"] + 1), p["padded_length"], f"padding[{i}] (length {p['length']}) padded_length")
     # Self-checks of the padding round trip at a few of the listed lengths.

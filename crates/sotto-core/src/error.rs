@@ -1,5 +1,6 @@
 //! The one error type of the protocol core.
 
+use crate::devices::DeviceId;
 use crate::keys::{OneTimePreKeyId, SignedPreKeyId};
 
 /// Everything that can go wrong in `sotto-core`.
@@ -114,6 +115,115 @@ pub enum Error {
     /// Serialized state (session, key or bundle) that does not decode.
     #[error("corrupt serialized state: {0}")]
     CorruptState(&'static str),
+    /// A device list that names no device.
+    #[error("a device list must name at least one device")]
+    EmptyDeviceList,
+    /// A device list with more devices than allowed.
+    #[error("{count} devices exceed the maximum of {max} per account")]
+    TooManyDevices {
+        /// Devices in the list (or that it would have).
+        count: usize,
+        /// The limit (`MAX_DEVICES`).
+        max: usize,
+    },
+    /// Two devices of a list share an id.
+    #[error("device id {0} appears twice in the device list")]
+    DuplicateDeviceId(DeviceId),
+    /// An encoded device list whose ids are not in ascending order.
+    #[error("device ids out of order: {next} follows {previous}")]
+    DeviceIdsOutOfOrder {
+        /// The id before.
+        previous: DeviceId,
+        /// The id that should have been greater.
+        next: DeviceId,
+    },
+    /// Two devices of a list share an identity key.
+    #[error("devices {first} and {second} have the same identity key")]
+    DuplicateDeviceKey {
+        /// The first device with the key.
+        first: DeviceId,
+        /// The second device with the key.
+        second: DeviceId,
+    },
+    /// A device list of version 0: versions start at 1.
+    #[error("device list version 0: versions start at 1")]
+    DeviceListVersionZero,
+    /// The device list is at the largest version and cannot be replaced.
+    #[error("device list version exhausted")]
+    DeviceListVersionExhausted,
+    /// A device list, link key or signer that belongs to another account
+    /// than the one expected.
+    #[error("device list belongs to another account")]
+    AccountMismatch,
+    /// An offered device list that is not newer than the one already held:
+    /// a relay can withhold a list, never bring back an older one.
+    #[error("device list version {offered} does not supersede version {current}")]
+    DeviceListRollback {
+        /// Version of the list held.
+        current: u64,
+        /// Version of the list offered.
+        offered: u64,
+    },
+    /// Two different device lists signed with the same version: the
+    /// account key signed twice for one version (a restored backup or a
+    /// stolen key).
+    #[error("two different device lists carry version {version}")]
+    DeviceListConflict {
+        /// The version both lists carry.
+        version: u64,
+    },
+    /// A device id that the list does not contain.
+    #[error("device {0} is not in the device list")]
+    UnknownDevice(DeviceId),
+    /// A device key that the list already contains.
+    #[error("this key is already device {0} of the account")]
+    DeviceAlreadyListed(DeviceId),
+    /// A device key that the list does not contain.
+    #[error("the device list does not list this device")]
+    DeviceNotListed,
+    /// A link code that does not start with `sotto-link:`.
+    #[error("not a link code: it must start with \"sotto-link:\"")]
+    InvalidLinkCodePrefix,
+    /// A character that is not a base32 symbol (nor a space or dash), or
+    /// a last symbol that no link code ends with.
+    #[error("invalid character at position {position} of the link code")]
+    InvalidLinkCodeCharacter {
+        /// 0-based index, in characters, in the text given.
+        position: usize,
+    },
+    /// A link code with too few or too many symbols.
+    #[error("link code has {symbols} symbols, expected {expected}")]
+    InvalidLinkCodeLength {
+        /// Symbols found (spaces and dashes not counted).
+        symbols: usize,
+        /// Symbols of every link code.
+        expected: usize,
+    },
+    /// A link code whose checksum does not match: a character was mistyped.
+    #[error("link code checksum mismatch: a character is mistyped")]
+    LinkCodeChecksum,
+    /// A link offer or acceptance whose MAC does not verify under the link
+    /// key: it was not made by someone who saw the link code.
+    #[error("link message does not authenticate under this link code")]
+    LinkAuthenticationFailed,
+    /// A link offer whose device list lists this device under another id
+    /// than the one the offer assigns.
+    #[error("link offer assigns device id {assigned}, its list says {listed}")]
+    LinkDeviceMismatch {
+        /// Id the offer assigns.
+        assigned: DeviceId,
+        /// Id the list gives the device.
+        listed: DeviceId,
+    },
+    /// A link acceptance for another device list version than the one
+    /// offered.
+    #[error("link accepted device list version {accepted}, offered {offered}")]
+    LinkVersionMismatch {
+        /// Version offered.
+        offered: u64,
+        /// Version accepted.
+        accepted: u64,
+    },
 }
 
 /// Result alias for `sotto-core`.

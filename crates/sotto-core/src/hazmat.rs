@@ -57,3 +57,8 @@ pub fn initiate_session(
         RatchetKeyPair::from_private(Secret32::new(*ratchet_private)),
     )
 }
+
+/// The 32 bytes of a link key, for the conformance vectors' `link_key`.
+pub fn link_key_bytes(link_key: &crate::devices::LinkKey) -> Zeroizing<[u8; 32]> {
+    Zeroizing::new(*link_key.secret_bytes())
+}

@@ -1,8 +1,9 @@
 //! # sotto-core
 //!
 //! The protocol of Sotto: X3DH key agreement and the Double Ratchet with the
-//! exact constants of `docs/protocol.md`, the strict wire format, padding and
-//! safety numbers. Pure: no I/O, no clock, no global RNG — every random byte
+//! exact constants of `docs/protocol.md`, the strict wire format, padding,
+//! safety numbers, and the device lists and link handshake of linked
+//! devices ([`devices`]). Pure: no I/O, no clock, no global RNG — every random byte
 //! comes from the `rand_core::CryptoRng` the caller passes in.
 //!
 //! ```
@@ -35,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod devices;
 mod error;
 #[cfg(feature = "hazmat")]
 pub mod hazmat;
@@ -48,6 +50,10 @@ pub mod wire;
 pub mod x3dh;
 
 pub use access::{AccessKey, AccessVerifier};
+pub use devices::{
+    Device, DeviceId, DeviceList, HistoryTransferKey, LinkAccept, LinkCode, LinkKey, LinkOffer,
+    MAX_DEVICES, SignedDeviceList, VerifiedOffer,
+};
 pub use error::{Error, Result};
 pub use keys::{
     IdentityKey, IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic,

@@ -275,6 +275,10 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes(*self.array::<4>()?))
     }
 
+    pub(crate) fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_be_bytes(*self.array::<8>()?))
+    }
+
     pub(crate) fn flag(&mut self) -> Result<bool> {
         match self.u8()? {
             0x00 => Ok(false),

@@ -5,6 +5,8 @@
 
 #[path = "../../../fuzz/checks/bundle.rs"]
 mod bundle;
+#[path = "../../../fuzz/checks/devices.rs"]
+mod devices;
 #[path = "../../../fuzz/checks/replay.rs"]
 mod replay;
 #[path = "../../../fuzz/checks/session_decrypt.rs"]
@@ -41,4 +43,9 @@ fn session_state_corpus_is_handled() {
 #[test]
 fn bundle_corpus_is_handled() {
     replay::replay("bundle", bundle::check);
+}
+
+#[test]
+fn devices_corpus_is_handled() {
+    replay::replay("devices", devices::check);
 }

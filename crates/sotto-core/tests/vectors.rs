@@ -72,3 +72,23 @@ fn checker_rejects_a_file_outside_the_schema() {
     let report = conformance::check_json(r#"{"version": 1}"#);
     assert_eq!(report.failures.len(), 1);
 }
+
+#[test]
+fn checker_reports_a_tampered_offer_and_a_wrong_device_list_verdict() {
+    let mut v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+    let offer = v["devices"]["links"][0]["offer"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Flip the last hex digit (inside the MAC).
+    let mut chars: Vec<char> = offer.chars().collect();
+    let last = chars.len() - 1;
+    chars[last] = if chars[last] == '0' { '1' } else { '0' };
+    v["devices"]["links"][0]["offer"] = serde_json::Value::String(chars.into_iter().collect());
+    v["devices"]["updates"][3]["error"] = serde_json::Value::Null;
+    v["devices"]["invalid_lists"][0]["error"] = serde_json::json!("empty");
+    let report = conformance::check_json(&v.to_string());
+    // The offer differs, and the new device refuses it; the older list is
+    // refused; the format byte is not an empty list.
+    assert_eq!(report.failures.len(), 4, "{:?}", report.failures);
+}

@@ -12,8 +12,9 @@ use rand::rngs::ChaCha20Rng;
 use rand_core::{TryCryptoRng, TryRng};
 use serde::{Deserialize, Serialize};
 use sotto_core::{
-    IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeySource, Session,
-    SignedPreKey, SignedPreKeyId, hazmat, pad, sealed,
+    Device, DeviceId, DeviceList, Error, IdentityKey, IdentityKeyPair, LinkAccept, LinkCode,
+    LinkKey, LinkOffer, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeySource, Session,
+    SignedDeviceList, SignedPreKey, SignedPreKeyId, hazmat, pad, sealed,
 };
 
 /// The whole file.
@@ -25,6 +26,89 @@ pub struct Vectors {
     pub sessions: Vec<SessionVector>,
     pub padding: Vec<PaddingVector>,
     pub sealed: Vec<SealedVector>,
+    pub devices: DevicesVectors,
+}
+
+/// Linked devices (PROTOCOL.md "Linked devices").
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesVectors {
+    pub lists: Vec<DeviceListVector>,
+    pub invalid_lists: Vec<InvalidListVector>,
+    pub updates: Vec<UpdateVector>,
+    pub link_codes: Vec<LinkCodeVector>,
+    pub links: Vec<LinkVector>,
+}
+
+/// A device list, its encoding and the account key's signed form.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceListVector {
+    pub description: String,
+    pub account_identity_seed: String,
+    pub version: u64,
+    pub issued_at: u64,
+    pub devices: Vec<DeviceVector>,
+    pub encoding: String,
+    pub signed: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceVector {
+    pub id: u32,
+    pub identity_key: String,
+    pub added_at: u64,
+}
+
+/// A signed list that decoding or verifying against `account` refuses,
+/// with the rule it breaks.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidListVector {
+    pub description: String,
+    pub account: String,
+    pub signed: String,
+    pub error: String,
+}
+
+/// Whether `lists[offered]` supersedes `lists[current]` (or no list).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVector {
+    pub description: String,
+    pub current: Option<usize>,
+    pub offered: usize,
+    pub error: Option<String>,
+}
+
+/// A link code as typed: what it reads as, or the error.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkCodeVector {
+    pub description: String,
+    pub text: String,
+    pub device_key: Option<String>,
+    pub link_secret: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One link: the code, the link key, the offer of `lists[list]`, the
+/// acceptance and the history transfer key.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkVector {
+    pub description: String,
+    pub account_identity_seed: String,
+    pub device_identity_seed: String,
+    pub link_secret: String,
+    pub link_code: String,
+    pub list: usize,
+    pub device_id: u32,
+    pub link_key: String,
+    pub offer: String,
+    pub accept: String,
+    pub history_transfer_key: String,
 }
 
 /// One sealed envelope (PROTOCOL.md "Sealed envelope"): who seals, to whom,
@@ -163,6 +247,53 @@ impl TryRng for KeyRng {
 
 impl TryCryptoRng for KeyRng {}
 
+/// An RNG that serves one fixed 16-byte link secret, in one draw.
+struct SecretRng {
+    secret: Option<[u8; 16]>,
+    bad_draws: usize,
+}
+
+impl TryRng for SecretRng {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        self.bad_draws += 1;
+        Ok(0)
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        self.bad_draws += 1;
+        Ok(0)
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        match self.secret.take() {
+            Some(secret) if dst.len() == 16 => dst.copy_from_slice(&secret),
+            _ => {
+                self.bad_draws += 1;
+                dst.fill(0);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TryCryptoRng for SecretRng {}
+
+/// The link code of `device` with this secret, as `LinkCode::generate`
+/// makes it.
+fn link_code(device: &IdentityKey, secret: [u8; 16]) -> Result<LinkCode, String> {
+    let mut rng = SecretRng {
+        secret: Some(secret),
+        bad_draws: 0,
+    };
+    let code = LinkCode::generate(device, &mut rng);
+    if rng.bad_draws != 0 || rng.secret.is_some() {
+        return Err("a link code draws exactly one 16-byte secret".into());
+    }
+    Ok(code)
+}
+
 struct PreKeys {
     signed: SignedPreKey,
     one_time: Option<OneTimePreKey>,
@@ -176,6 +307,13 @@ impl PreKeySource for PreKeys {
     fn one_time_prekey(&self, id: OneTimePreKeyId) -> Option<OneTimePreKey> {
         self.one_time.as_ref().filter(|k| k.id() == id).cloned()
     }
+}
+
+fn bytes_n<const N: usize>(hex_str: &str) -> Result<[u8; N], String> {
+    let bytes = hex::decode(hex_str).map_err(|e| format!("bad hex {hex_str:?}: {e}"))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("expected {N} bytes: {hex_str:?}"))
 }
 
 fn key32(hex_str: &str) -> Result<[u8; 32], String> {
@@ -287,6 +425,511 @@ fn sealed_vector(description: &str, seed: u8, contents: &[u8]) -> Result<SealedV
         ephemeral_private: hex::encode(ephemeral),
         contents: hex::encode(contents),
         sealed: hex::encode(sealed),
+    })
+}
+
+// ------------------------------------------------------- linked devices
+
+/// 2023-11-14T22:13:20Z in milliseconds: the vectors' clock.
+const T0: u64 = 1_700_000_000_000;
+
+fn device_list_vector(
+    description: &str,
+    account_seed: &[u8; 32],
+    list: &DeviceList,
+) -> Result<DeviceListVector, String> {
+    let account = IdentityKeyPair::from_seed(account_seed);
+    let signed = list.sign(&account).map_err(|e| e.to_string())?;
+    Ok(DeviceListVector {
+        description: description.into(),
+        account_identity_seed: hex::encode(account_seed),
+        version: list.version(),
+        issued_at: list.issued_at(),
+        devices: list
+            .devices()
+            .iter()
+            .map(|d| DeviceVector {
+                id: d.id.get(),
+                identity_key: hex::encode(d.identity.as_bytes()),
+                added_at: d.added_at,
+            })
+            .collect(),
+        encoding: hex::encode(list.to_bytes()),
+        signed: hex::encode(signed.to_bytes()),
+    })
+}
+
+/// `encoding || Ed25519-Sign(account, "sotto/device-list/v1" || encoding)`
+/// for any bytes, so that a broken rule is the only thing wrong.
+fn sign_raw(account: &IdentityKeyPair, encoding: &[u8]) -> Vec<u8> {
+    let mut message = b"sotto/device-list/v1".to_vec();
+    message.extend_from_slice(encoding);
+    let mut out = encoding.to_vec();
+    out.extend_from_slice(account.sign(&message).as_bytes());
+    out
+}
+
+/// The error code of the vectors for an error of the device parsers.
+fn error_code(e: &Error) -> &'static str {
+    match e {
+        Error::UnsupportedVersion(_) => "unsupported_format",
+        Error::Truncated { .. } => "truncated",
+        Error::TrailingBytes(_) => "trailing_bytes",
+        Error::EmptyDeviceList => "empty",
+        Error::TooManyDevices { .. } => "too_many_devices",
+        Error::DuplicateDeviceId(_) => "duplicate_id",
+        Error::DeviceIdsOutOfOrder { .. } => "ids_out_of_order",
+        Error::DuplicateDeviceKey { .. } => "duplicate_key",
+        Error::DeviceListVersionZero => "version_zero",
+        Error::InvalidIdentityKey => "invalid_key",
+        Error::InvalidSignature => "invalid_signature",
+        Error::AccountMismatch => "account_mismatch",
+        Error::DeviceListRollback { .. } => "rollback",
+        Error::DeviceListConflict { .. } => "conflict",
+        Error::InvalidLinkCodePrefix => "prefix",
+        Error::InvalidLinkCodeCharacter { .. } => "character",
+        Error::InvalidLinkCodeLength { .. } => "length",
+        Error::LinkCodeChecksum => "checksum",
+        _ => "other",
+    }
+}
+
+fn invalid_lists(
+    account_seed: &[u8; 32],
+    good: &DeviceList,
+    other_account: &IdentityKey,
+) -> Result<Vec<InvalidListVector>, String> {
+    let account = IdentityKeyPair::from_seed(account_seed);
+    let enc = good.to_bytes();
+    // Offsets in the encoding: the count at 49, device i at 50 + 44 i
+    // (id, then key 4 bytes later, then added_at 36 bytes later).
+    let patched = |at: usize, with: &[u8]| {
+        let mut b = enc.clone();
+        b[at..at + with.len()].copy_from_slice(with);
+        b
+    };
+    let mut small_order = [0u8; 32];
+    small_order[0] = 1;
+    // y = 3 + p: a point of large order, encoded non-canonically.
+    let mut non_canonical = [0xffu8; 32];
+    non_canonical[0] = 0xf0;
+    non_canonical[31] = 0x7f;
+    let seventeen = {
+        let mut b = enc[..49].to_vec();
+        b.push(17);
+        for i in 0..17u8 {
+            b.extend_from_slice(&u32::from(i + 1).to_be_bytes());
+            b.extend_from_slice(
+                IdentityKeyPair::from_seed(&[i + 100; 32])
+                    .public()
+                    .as_bytes(),
+            );
+            b.extend_from_slice(&T0.to_be_bytes());
+        }
+        b
+    };
+    let signed = sign_raw(&account, &enc);
+    let mut flipped = signed.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x01;
+    let mut trailing = signed.clone();
+    trailing.push(0);
+    let entries: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "format byte 0x02",
+            sign_raw(&account, &patched(0, &[0x02])),
+            "unsupported_format",
+        ),
+        (
+            "version 0",
+            sign_raw(&account, &patched(33, &0u64.to_be_bytes())),
+            "version_zero",
+        ),
+        (
+            "no device",
+            sign_raw(
+                &account,
+                &enc[..50]
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .map(|(i, b)| if i == 49 { 0 } else { b })
+                    .collect::<Vec<u8>>(),
+            ),
+            "empty",
+        ),
+        (
+            "17 devices",
+            sign_raw(&account, &seventeen),
+            "too_many_devices",
+        ),
+        (
+            "two devices with id 1",
+            sign_raw(&account, &patched(94, &1u32.to_be_bytes())),
+            "duplicate_id",
+        ),
+        (
+            "ids 1, 3, 2",
+            sign_raw(&account, &{
+                let mut b = patched(94, &3u32.to_be_bytes());
+                b[138..142].copy_from_slice(&2u32.to_be_bytes());
+                b
+            }),
+            "ids_out_of_order",
+        ),
+        (
+            "the account's key listed twice",
+            sign_raw(&account, &patched(98, good.account().as_bytes())),
+            "duplicate_key",
+        ),
+        (
+            "a device key of small order",
+            sign_raw(&account, &patched(98, &small_order)),
+            "invalid_key",
+        ),
+        (
+            "a device key encoded non-canonically",
+            sign_raw(&account, &patched(98, &non_canonical)),
+            "invalid_key",
+        ),
+        (
+            "an account key of small order",
+            sign_raw(&account, &patched(1, &small_order)),
+            "invalid_key",
+        ),
+        ("a byte after the signature", trailing, "trailing_bytes"),
+        (
+            "the signature's last byte missing",
+            signed[..signed.len() - 1].to_vec(),
+            "truncated",
+        ),
+        (
+            "a bit of the signature flipped",
+            flipped,
+            "invalid_signature",
+        ),
+        (
+            "verified against another account key",
+            signed.clone(),
+            "account_mismatch",
+        ),
+    ];
+    entries
+        .into_iter()
+        .map(|(description, bytes, error)| {
+            let expected = if error == "account_mismatch" {
+                other_account
+            } else {
+                good.account()
+            };
+            // The generator agrees with the file it writes.
+            let got = SignedDeviceList::from_bytes(&bytes).and_then(|s| s.verify(expected));
+            match got {
+                Err(e) if error_code(&e) == error => Ok(InvalidListVector {
+                    description: description.into(),
+                    account: hex::encode(expected.as_bytes()),
+                    signed: hex::encode(&bytes),
+                    error: error.into(),
+                }),
+                other => Err(format!("invalid list {description:?}: {other:?}")),
+            }
+        })
+        .collect()
+}
+
+/// The text of a link code with this payload, its checksum recomputed:
+/// for the codes `LinkCode` never prints (another format byte, an invalid
+/// key). Base32 written out bit by bit, apart from the library's.
+fn code_text(payload: &mut [u8; 51]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"sotto/link-code/v1")
+        .chain_update(&payload[..49])
+        .finalize();
+    payload[49..].copy_from_slice(&digest[..2]);
+    let bits: Vec<u8> = payload
+        .iter()
+        .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
+        .collect();
+    let symbols: Vec<char> = bits
+        .chunks(5)
+        .map(|chunk| {
+            let v = (0..5).fold(0usize, |acc, i| {
+                (acc << 1) | usize::from(*chunk.get(i).unwrap_or(&0))
+            });
+            char::from(b"abcdefghijklmnopqrstuvwxyz234567"[v])
+        })
+        .collect();
+    let groups: Vec<String> = symbols.chunks(5).map(|g| g.iter().collect()).collect();
+    format!("sotto-link:{}", groups.join("-"))
+}
+
+/// The text with its `index`-th symbol (separators not counted) replaced.
+fn replace_symbol(text: &str, index: usize, with: char) -> String {
+    let prefix = "sotto-link:";
+    let mut seen = 0;
+    let body: String = text[prefix.len()..]
+        .chars()
+        .map(|c| {
+            if c == '-' {
+                return c;
+            }
+            seen += 1;
+            if seen - 1 == index { with } else { c }
+        })
+        .collect();
+    format!("{prefix}{body}")
+}
+
+/// Link codes as typed: valid ones in several forms, and one of each
+/// mistake, for the code of `device` with `secret`.
+fn link_code_vectors(
+    device: &IdentityKey,
+    secret: [u8; 16],
+) -> Result<Vec<LinkCodeVector>, String> {
+    let code = link_code(device, secret)?;
+    let text = code.to_string();
+    let mut payload = [0u8; 51];
+    payload[0] = 0x01;
+    payload[1..33].copy_from_slice(device.as_bytes());
+    payload[33..49].copy_from_slice(&secret);
+    if code_text(&mut payload.clone()) != text {
+        return Err("the library prints another text than the vectors' encoder".into());
+    }
+    let body: String = text["sotto-link:".len()..]
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
+    let mut bad_version = payload;
+    bad_version[0] = 0x02;
+    let mut bad_key = payload;
+    bad_key[1..33].fill(0);
+    bad_key[1] = 1;
+    let alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+    let next_symbol = |c: char| -> Result<char, String> {
+        let v = alphabet.find(c).ok_or("not a symbol")?;
+        alphabet
+            .chars()
+            .nth((v + 1) % 32)
+            .ok_or_else(|| "no symbol".into())
+    };
+    // The last symbol carries 3 bits and 2 zero bits: the next symbol of
+    // the alphabet has a non-zero unused bit.
+    let last = body.chars().last().ok_or("empty code")?;
+    let middle = body.chars().nth(40).ok_or("short code")?;
+    let spaced: Vec<String> = body
+        .to_uppercase()
+        .as_bytes()
+        .chunks(5)
+        .map(|g| String::from_utf8_lossy(g).into_owned())
+        .collect();
+    let valid = |description: &str, text: String| LinkCodeVector {
+        description: description.into(),
+        text,
+        device_key: Some(hex::encode(device.as_bytes())),
+        link_secret: Some(hex::encode(secret)),
+        error: None,
+    };
+    let invalid = |description: &str, text: String, error: &str| LinkCodeVector {
+        description: description.into(),
+        text,
+        device_key: None,
+        link_secret: None,
+        error: Some(error.into()),
+    };
+    let out = vec![
+        valid("as printed", text.clone()),
+        valid(
+            "upper case, spaces, white space around",
+            format!(" \tSOTTO-LINK: {}\n", spaced.join(" ")),
+        ),
+        valid("no separators", format!("Sotto-Link:{body}")),
+        invalid(
+            "another prefix",
+            text.replacen("sotto-link:", "sotto-lnk:", 1),
+            "prefix",
+        ),
+        invalid("no prefix", body.clone(), "prefix"),
+        invalid("a zero typed", replace_symbol(&text, 10, '0'), "character"),
+        invalid(
+            "a last symbol with a non-zero unused bit",
+            replace_symbol(&text, 81, next_symbol(last)?),
+            "character",
+        ),
+        invalid(
+            "a symbol missing",
+            text[..text.len() - 1].to_string(),
+            "length",
+        ),
+        invalid("a symbol too many", format!("{text}a"), "length"),
+        invalid(
+            "a mistyped symbol",
+            replace_symbol(&text, 40, next_symbol(middle)?),
+            "checksum",
+        ),
+        invalid(
+            "format byte 0x02",
+            code_text(&mut bad_version),
+            "unsupported_format",
+        ),
+        invalid(
+            "a device key of small order",
+            code_text(&mut bad_key),
+            "invalid_key",
+        ),
+    ];
+    // The generator agrees with the file it writes.
+    for v in &out {
+        let got = v.text.parse::<LinkCode>();
+        let agrees = match (&got, &v.error) {
+            (Ok(read), None) => *read == code,
+            (Err(e), Some(want)) => error_code(e) == want,
+            _ => false,
+        };
+        if !agrees {
+            return Err(format!("link code {:?}: {got:?}", v.description));
+        }
+    }
+    Ok(out)
+}
+
+fn link_vector(
+    description: &str,
+    account_seed: &[u8; 32],
+    device_seed: &[u8; 32],
+    secret: [u8; 16],
+    list_index: usize,
+    list: &DeviceList,
+) -> Result<LinkVector, String> {
+    let account = IdentityKeyPair::from_seed(account_seed);
+    let device = IdentityKeyPair::from_seed(device_seed);
+    let code = link_code(device.public(), secret)?;
+    let link_key = LinkKey::derive(&code, account.public());
+    let signed = list.sign(&account).map_err(|e| e.to_string())?;
+    let offer = LinkOffer::new(&link_key, &signed).map_err(|e| e.to_string())?;
+    let accept = LinkAccept::new(&link_key, list.version()).map_err(|e| e.to_string())?;
+    let history = link_key
+        .history_transfer_key(list.version())
+        .map_err(|e| e.to_string())?;
+    Ok(LinkVector {
+        description: description.into(),
+        account_identity_seed: hex::encode(account_seed),
+        device_identity_seed: hex::encode(device_seed),
+        link_secret: hex::encode(secret),
+        link_code: code.to_string(),
+        list: list_index,
+        device_id: offer.device_id().get(),
+        link_key: hex::encode(*hazmat::link_key_bytes(&link_key)),
+        offer: hex::encode(offer.to_bytes()),
+        accept: hex::encode(accept.to_bytes()),
+        history_transfer_key: hex::encode(history.as_bytes()),
+    })
+}
+
+fn devices_vectors() -> Result<DevicesVectors, String> {
+    let mut rng = ChaCha20Rng::from_seed([40; 32]);
+    let account_seed = seeded_key(&mut rng);
+    let second_seed = seeded_key(&mut rng);
+    let third_seed = seeded_key(&mut rng);
+    let rival_seed = seeded_key(&mut rng);
+    let other_account_seed = seeded_key(&mut rng);
+    let secrets = seeded_key(&mut rng);
+    let mut first_secret = [0u8; 16];
+    first_secret.copy_from_slice(&secrets[..16]);
+    let mut second_secret = [0u8; 16];
+    second_secret.copy_from_slice(&secrets[16..]);
+    let pk = |seed: &[u8; 32]| *IdentityKeyPair::from_seed(seed).public();
+    let e = |e: Error| e.to_string();
+
+    let v1 = DeviceList::primary(&pk(&account_seed), T0);
+    let v2 = v1.with_device(&pk(&second_seed), T0 + 60_000).map_err(e)?;
+    let v3 = v2.with_device(&pk(&third_seed), T0 + 120_000).map_err(e)?;
+    let v4 = v3
+        .without_device(DeviceId::new(2), T0 + 180_000)
+        .map_err(e)?;
+    let rival_v2 = v1.with_device(&pk(&rival_seed), T0 + 90_000).map_err(e)?;
+    let other = DeviceList::primary(&pk(&other_account_seed), T0);
+    let mut full = v1.clone();
+    for i in 1..16u8 {
+        full = full
+            .with_device(&pk(&[i; 32]), T0 + u64::from(i) * 1000)
+            .map_err(e)?;
+    }
+    let lists = vec![
+        (
+            "a new account: the primary device alone",
+            &account_seed,
+            &v1,
+        ),
+        ("version 2: a second device linked", &account_seed, &v2),
+        ("version 3: a third device linked", &account_seed, &v3),
+        ("version 4: the second device removed", &account_seed, &v4),
+        (
+            "another version 2, with another device",
+            &account_seed,
+            &rival_v2,
+        ),
+        ("another account", &other_account_seed, &other),
+        ("16 devices, the most a list holds", &account_seed, &full),
+    ]
+    .into_iter()
+    .map(|(description, seed, list)| device_list_vector(description, seed, list))
+    .collect::<Result<Vec<_>, String>>()?;
+
+    let update =
+        |description: &str, current: Option<usize>, offered: usize, error: Option<&str>| {
+            UpdateVector {
+                description: description.into(),
+                current,
+                offered,
+                error: error.map(Into::into),
+            }
+        };
+    let updates = vec![
+        update("the first list seen of an account", None, 0, None),
+        update("a device linked", Some(0), 1, None),
+        update("versions skipped (a list withheld)", Some(1), 3, None),
+        update("an older list", Some(3), 1, Some("rollback")),
+        update("the same list again", Some(1), 1, Some("rollback")),
+        update(
+            "another list with the same version",
+            Some(1),
+            4,
+            Some("conflict"),
+        ),
+        update(
+            "another account's list",
+            Some(0),
+            5,
+            Some("account_mismatch"),
+        ),
+    ];
+
+    let links = vec![
+        link_vector(
+            "the second device joins the primary device's account (version 2, id 2)",
+            &account_seed,
+            &second_seed,
+            first_secret,
+            1,
+            &v2,
+        )?,
+        link_vector(
+            "the third device joins (version 3, id 3)",
+            &account_seed,
+            &third_seed,
+            second_secret,
+            2,
+            &v3,
+        )?,
+    ];
+
+    Ok(DevicesVectors {
+        lists,
+        invalid_lists: invalid_lists(&account_seed, &v3, &pk(&other_account_seed))?,
+        updates,
+        link_codes: link_code_vectors(&pk(&second_seed), first_secret)?,
+        links,
     })
 }
 
@@ -497,6 +1140,7 @@ pub fn generate() -> Result<Vectors, String> {
         sessions,
         padding,
         sealed,
+        devices: devices_vectors()?,
     })
 }
 
@@ -566,6 +1210,7 @@ fn check(v: &Vectors, report: &mut Report) {
             report.fail(format!("sealed[{i}]: {e}"));
         }
     }
+    check_devices(&v.devices, report);
     for (i, p) in v.padding.iter().enumerate() {
         let got = pad::padded_len_for_plaintext(p.length).ok();
         report.check(got == Some(p.padded_length), || {
@@ -764,4 +1409,201 @@ fn check_session(i: usize, s: &SessionVector, x: &X3dhVector, report: &mut Repor
             )
         });
     }
+}
+
+// --------------------------------------------------- check: linked devices
+
+fn check_devices(v: &DevicesVectors, report: &mut Report) {
+    let mut lists = Vec::new();
+    for (i, l) in v.lists.iter().enumerate() {
+        match check_list(l, report) {
+            Ok(list) => lists.push(Some(list)),
+            Err(e) => {
+                report.fail(format!("devices.lists[{i}]: {e}"));
+                lists.push(None);
+            }
+        }
+    }
+    for (i, l) in v.invalid_lists.iter().enumerate() {
+        let got = key32(&l.account).and_then(|account| {
+            let account = IdentityKey::from_bytes(&account).map_err(|e| e.to_string())?;
+            let bytes = hex::decode(&l.signed).map_err(|e| e.to_string())?;
+            Ok(SignedDeviceList::from_bytes(&bytes).and_then(|s| s.verify(&account)))
+        });
+        match got {
+            Ok(Err(e)) => report.check(error_code(&e) == l.error, || {
+                format!(
+                    "devices.invalid_lists[{i}]: refused as {e:?}, file says {}",
+                    l.error
+                )
+            }),
+            Ok(Ok(_)) => report.fail(format!("devices.invalid_lists[{i}]: accepted")),
+            Err(e) => report.fail(format!("devices.invalid_lists[{i}]: {e}")),
+        }
+    }
+    for (i, u) in v.updates.iter().enumerate() {
+        let list = |k: usize| lists.get(k).and_then(Option::as_ref);
+        let Some(offered) = list(u.offered) else {
+            report.fail(format!("devices.updates[{i}]: no list {}", u.offered));
+            continue;
+        };
+        let current = match u.current {
+            Some(k) => match list(k) {
+                Some(c) => Some(c),
+                None => {
+                    report.fail(format!("devices.updates[{i}]: no list {k}"));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let got = offered.supersedes(current).err().map(|e| error_code(&e));
+        report.check(got == u.error.as_deref(), || {
+            format!("devices.updates[{i}]: {got:?}, file says {:?}", u.error)
+        });
+    }
+    for (i, c) in v.link_codes.iter().enumerate() {
+        if let Err(e) = check_link_code(c, report) {
+            report.fail(format!("devices.link_codes[{i}]: {e}"));
+        }
+    }
+    for (i, l) in v.links.iter().enumerate() {
+        let list = lists.get(l.list).and_then(Option::as_ref);
+        let signed = v.lists.get(l.list).map(|x| x.signed.as_str());
+        match (list, signed) {
+            (Some(list), Some(signed)) => {
+                if let Err(e) = check_link(i, l, list, signed, report) {
+                    report.fail(format!("devices.links[{i}]: {e}"));
+                }
+            }
+            _ => report.fail(format!("devices.links[{i}]: no list {}", l.list)),
+        }
+    }
+}
+
+fn check_list(l: &DeviceListVector, report: &mut Report) -> Result<DeviceList, String> {
+    let account = IdentityKeyPair::from_seed(&key32(&l.account_identity_seed)?);
+    let devices = l
+        .devices
+        .iter()
+        .map(|d| {
+            let key =
+                IdentityKey::from_bytes(&key32(&d.identity_key)?).map_err(|e| e.to_string())?;
+            Ok(Device::new(DeviceId::new(d.id), key, d.added_at))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let list = DeviceList::new(*account.public(), l.version, l.issued_at, devices)
+        .map_err(|e| e.to_string())?;
+    let what = &l.description;
+    report.check(hex::encode(list.to_bytes()) == l.encoding, || {
+        format!("devices.lists ({what}): encoding differs")
+    });
+    let encoding = hex::decode(&l.encoding).map_err(|e| e.to_string())?;
+    report.check(
+        DeviceList::from_bytes(&encoding).as_ref() == Ok(&list),
+        || format!("devices.lists ({what}): the encoding decodes to another list"),
+    );
+    let signed = list.sign(&account).map_err(|e| e.to_string())?;
+    report.check(hex::encode(signed.to_bytes()) == l.signed, || {
+        format!("devices.lists ({what}): signed list differs")
+    });
+    let file_signed = hex::decode(&l.signed).map_err(|e| e.to_string())?;
+    let verified =
+        SignedDeviceList::from_bytes(&file_signed).and_then(|s| s.verify(account.public()));
+    report.check(verified.as_ref() == Ok(&list), || {
+        format!("devices.lists ({what}): signed list does not verify: {verified:?}")
+    });
+    Ok(list)
+}
+
+fn check_link_code(c: &LinkCodeVector, report: &mut Report) -> Result<(), String> {
+    let got = c.text.parse::<LinkCode>();
+    match (&c.error, &c.device_key, &c.link_secret) {
+        (None, Some(key), Some(secret)) => {
+            let key = IdentityKey::from_bytes(&key32(key)?).map_err(|e| e.to_string())?;
+            let want = link_code(&key, bytes_n::<16>(secret)?)?;
+            report.check(got.as_ref() == Ok(&want), || {
+                format!("link code {:?} reads as {got:?}", c.description)
+            });
+        }
+        (Some(error), None, None) => {
+            let code = got.as_ref().err().map(error_code);
+            report.check(code == Some(error.as_str()), || {
+                format!("link code {:?}: {got:?}, file says {error}", c.description)
+            });
+        }
+        _ => return Err("set either error or device_key and link_secret".into()),
+    }
+    Ok(())
+}
+
+fn check_link(
+    i: usize,
+    l: &LinkVector,
+    list: &DeviceList,
+    signed_hex: &str,
+    report: &mut Report,
+) -> Result<(), String> {
+    let at = format!("devices.links[{i}]");
+    let account = IdentityKeyPair::from_seed(&key32(&l.account_identity_seed)?);
+    let device = IdentityKeyPair::from_seed(&key32(&l.device_identity_seed)?);
+    let code = link_code(device.public(), bytes_n::<16>(&l.link_secret)?)?;
+    report.check(code.to_string() == l.link_code, || {
+        format!("{at}: link code text differs")
+    });
+    report.check(
+        l.link_code.parse::<LinkCode>().as_ref() == Ok(&code),
+        || format!("{at}: link code does not read back"),
+    );
+    // The account device's side.
+    let link_key = LinkKey::derive(&code, account.public());
+    report.check(
+        hex::encode(*hazmat::link_key_bytes(&link_key)) == l.link_key,
+        || format!("{at}: link key differs"),
+    );
+    let signed = SignedDeviceList::from_bytes(&hex::decode(signed_hex).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    match LinkOffer::new(&link_key, &signed) {
+        Ok(offer) => report.check(hex::encode(offer.to_bytes()) == l.offer, || {
+            format!("{at}: offer differs")
+        }),
+        Err(e) => report.fail(format!("{at}: no offer: {e}")),
+    }
+    // The new device's side.
+    let offer_bytes = hex::decode(&l.offer).map_err(|e| e.to_string())?;
+    let verified = LinkOffer::from_bytes(&offer_bytes).and_then(|o| o.verify(&code));
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            report.fail(format!("{at}: the new device refuses the offer: {e}"));
+            return Ok(());
+        }
+    };
+    report.check(verified.device_id.get() == l.device_id, || {
+        format!("{at}: device id {} != {}", verified.device_id, l.device_id)
+    });
+    report.check(verified.device_list == *list, || {
+        format!("{at}: the offer carries another list")
+    });
+    let version = list.version();
+    match LinkAccept::new(&verified.link_key, version) {
+        Ok(accept) => report.check(hex::encode(accept.to_bytes()) == l.accept, || {
+            format!("{at}: acceptance differs")
+        }),
+        Err(e) => report.fail(format!("{at}: no acceptance: {e}")),
+    }
+    // The account device's check of the acceptance in the file.
+    let accept_bytes = hex::decode(&l.accept).map_err(|e| e.to_string())?;
+    let accepted = LinkAccept::from_bytes(&accept_bytes).and_then(|a| a.verify(&link_key, version));
+    report.check(accepted.is_ok(), || {
+        format!("{at}: the account device refuses the acceptance: {accepted:?}")
+    });
+    match link_key.history_transfer_key(version) {
+        Ok(key) => report.check(
+            hex::encode(key.as_bytes()) == l.history_transfer_key,
+            || format!("{at}: history transfer key differs"),
+        ),
+        Err(e) => report.fail(format!("{at}: no history transfer key: {e}")),
+    }
+    Ok(())
 }
