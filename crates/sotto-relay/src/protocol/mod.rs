@@ -67,21 +67,9 @@ pub fn max_payload_len(max_frame_size: u32) -> usize {
     (max_frame_size as usize).saturating_sub(SEND_OVERHEAD)
 }
 
-/// Longest signed device list the relay stores (16 devices take 827
-/// bytes; docs/protocol.md, "Device lists").
+/// Longest signed device list a frame carries (a full list of 16 devices
+/// takes 818 bytes; docs/protocol.md, "Device lists").
 pub const MAX_DEVICE_LIST_LEN: usize = 2048;
-
-/// The account key and version of a signed device list, read from its
-/// fixed header (`0x01 || account(32) || u64be(version) || ...`), or `None`
-/// for bytes that cannot be one. The relay checks no more: contacts verify
-/// the signature against the account key they pinned.
-pub fn device_list_header(list: &[u8]) -> Option<([u8; 32], u64)> {
-    let (&format, rest) = list.split_first()?;
-    let (account, rest) = rest.split_first_chunk::<32>()?;
-    let (version, _) = rest.split_first_chunk::<8>()?;
-    (format == 0x01 && list.len() <= MAX_DEVICE_LIST_LEN)
-        .then(|| (*account, u64::from_be_bytes(*version)))
-}
 
 /// Writes `u16be(len) || list` (the caller keeps `list` within
 /// [`MAX_DEVICE_LIST_LEN`]; a longer one is cut and then refused by the

@@ -953,22 +953,25 @@ impl<S: Transport> Connection<S> {
         }
     }
 
-    /// Stores the connection's own account's device list, if newer than
-    /// the stored one. The relay reads only its header (account, version):
-    /// the signature is for contacts to check, against the account key they
-    /// pinned.
+    /// Stores the connection's own account's device list, if it is one
+    /// (signed by the account key the connection authenticated with) and
+    /// newer than the stored one. Contacts check the signature again,
+    /// against the account key they pinned: the relay's check only keeps
+    /// junk and other accounts' lists out of its database.
     async fn publish_device_list(&mut self, id: u32, list: Vec<u8>) -> Flow {
         let Some((identity, address)) = self.owner.as_ref().map(|o| (o.identity, o.address)) else {
             return self.auth_required(id).await;
         };
-        let version = match crate::protocol::device_list_header(&list) {
-            Some((account, version)) if account == *identity.as_bytes() => version,
-            _ => {
+        let verified = sotto_core::SignedDeviceList::from_bytes(&list)
+            .and_then(|signed| signed.verify(&identity));
+        let version = match verified {
+            Ok(devices) => devices.version(),
+            Err(_) => {
                 return self
                     .error(
                         id,
                         ErrorCode::InvalidDeviceList,
-                        "not a device list of this connection's account",
+                        "not a device list signed by this connection's account",
                     )
                     .await;
             }

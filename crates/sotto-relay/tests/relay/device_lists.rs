@@ -1,18 +1,22 @@
 //! Device lists on the relay: only the account publishes its own, versions
 //! only move forward, anyone can fetch.
 
+use sotto_core::{Device, DeviceId, DeviceList, IdentityKeyPair};
 use sotto_relay::{ClientError, ErrorCode};
 
 use crate::common::*;
 
-/// A list header as docs/protocol.md "Device lists" lays it out, for
-/// `account` at `version`, with a body the relay does not read.
-fn list(account: &sotto_core::IdentityKeyPair, version: u64) -> Vec<u8> {
-    let mut out = vec![0x01];
-    out.extend_from_slice(account.public().as_bytes());
-    out.extend_from_slice(&version.to_be_bytes());
-    out.extend_from_slice(&[0xAB; 60]);
-    out
+/// `account`'s list at `version`: its primary device and a second one.
+fn list(account: &IdentityKeyPair, version: u64) -> Vec<u8> {
+    let devices = vec![
+        Device::new(DeviceId::PRIMARY, *account.public(), 1),
+        Device::new(DeviceId::new(2), *identity(100).public(), 2),
+    ];
+    DeviceList::new(*account.public(), version, 1_000 + version, devices)
+        .unwrap()
+        .sign(account)
+        .unwrap()
+        .to_bytes()
 }
 
 fn refused(result: Result<u64, ClientError>, expected: ErrorCode) {
@@ -63,8 +67,8 @@ async fn the_account_publishes_its_list_and_anyone_fetches_the_newest() {
         ErrorCode::StaleDeviceList,
     );
 
-    // Mallory cannot publish Alice's list, and without logging in nobody
-    // can publish anything.
+    // Mallory cannot publish Alice's list (not even a genuine one), and
+    // without logging in nobody can publish anything.
     let mallory_conn = registered(addr, &mallory).await;
     refused(
         mallory_conn.publish_device_list(&list(&alice, 9)).await,
@@ -74,9 +78,17 @@ async fn the_account_publishes_its_list_and_anyone_fetches_the_newest() {
         stranger.publish_device_list(&list(&alice, 9)).await,
         ErrorCode::AuthRequired,
     );
-    // Bytes that are no list are refused.
+    // Bytes that are no list, or a list whose signature does not hold,
+    // are refused.
     refused(
         alice_conn.publish_device_list(&[0x02; 50]).await,
+        ErrorCode::InvalidDeviceList,
+    );
+    let mut forged = list(&alice, 9);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    refused(
+        alice_conn.publish_device_list(&forged).await,
         ErrorCode::InvalidDeviceList,
     );
     assert_eq!(
