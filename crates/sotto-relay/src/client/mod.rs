@@ -509,7 +509,7 @@ impl RelayClient {
     }
 
     /// Publishes the signed device list of this connection's own account
-    /// (docs/protocol.md, "Device lists"); the relay keeps it if its
+    /// (docs/protocol.md, section 12); the relay keeps it if its
     /// version is higher than the stored one (`StaleDeviceList`
     /// otherwise). Returns the stored version.
     pub async fn publish_device_list(&self, list: &[u8]) -> Result<u64, ClientError> {

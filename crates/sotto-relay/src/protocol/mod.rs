@@ -68,7 +68,7 @@ pub fn max_payload_len(max_frame_size: u32) -> usize {
 }
 
 /// Longest signed device list a frame carries (a full list of 16 devices
-/// takes 818 bytes; docs/protocol.md, "Device lists").
+/// takes 818 bytes; docs/protocol.md, section 12).
 pub const MAX_DEVICE_LIST_LEN: usize = 2048;
 
 /// Writes `u16be(len) || list` (the caller keeps `list` within

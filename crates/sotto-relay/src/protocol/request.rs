@@ -221,7 +221,7 @@ pub enum Request {
     /// [`MAX_DEVICE_LIST_LEN`](super::MAX_DEVICE_LIST_LEN) bytes). The
     /// relay keeps the one with the highest version.
     PublishDeviceList {
-        /// The signed list (docs/protocol.md, "Device lists").
+        /// The signed list (docs/protocol.md, section 12).
         list: Vec<u8>,
     },
     /// `0x0A`: `address(32)`: the device list published for that mailbox.
