@@ -65,6 +65,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod archive;
 mod check;
 mod contacts;
 mod crypto;
@@ -88,6 +89,9 @@ pub mod testing;
 mod testing;
 mod types;
 
+pub use archive::{
+    ArchiveError, ArchiveId, ArchiveKey, ArchiveLock, ArchiveProgress, ArchiveSummary,
+};
 pub use check::CheckReport;
 pub use error::{Error, Result, Row, UnlockMethod};
 pub use history::MAX_PAGE;
