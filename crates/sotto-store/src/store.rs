@@ -379,6 +379,23 @@ impl Store {
         })
     }
 
+    /// For filling a new file that is thrown away if anything fails (an
+    /// archive import into a temporary file): no journal and no syncs, so
+    /// the data is written once, straight into the file. Nothing may be
+    /// rolled back afterwards (the file is deleted instead); the caller
+    /// syncs the file when it is complete
+    /// ([`close_into_one_file`](Self::close_into_one_file)).
+    pub(crate) fn begin_bulk_load(&self) -> Result<()> {
+        let mode: String =
+            self.conn
+                .pragma_update_and_check(None, "journal_mode", "OFF", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("off") {
+            return Err(Error::Database(rusqlite::Error::InvalidQuery));
+        }
+        self.conn.pragma_update(None, "synchronous", "OFF")?;
+        Ok(())
+    }
+
     /// Writes everything into the main file and leaves the write-ahead
     /// log (the file stays in rollback-journal mode until it is opened
     /// again), then closes the connection: afterwards the file alone holds

@@ -138,6 +138,7 @@ fn import(
             bytes: records.reader.bytes_read(),
         })
     };
+    store.begin_bulk_load()?;
     report(&records, 0);
     let done = store.write(|db, rng| fill(db, rng, &mut records, &header, &mut report))?;
     let database = store.close_into_one_file()?;
