@@ -116,7 +116,8 @@ pub(crate) fn decode_conversation(payload: &[u8]) -> Option<ConversationRecord> 
     let contact = String::from_utf8(f.take(len)?.to_vec()).ok()?;
     let next_seq = f.u64()?;
     let n = usize::try_from(f.u32()?).ok()?;
-    if n > crate::records::MAX_DELETED_RANGES || next_seq == 0 {
+    // Seqs are SQLite integers: at most i64::MAX.
+    if n > crate::records::MAX_DELETED_RANGES || next_seq == 0 || i64::try_from(next_seq).is_err() {
         return None;
     }
     let mut deleted = Vec::with_capacity(n.min(f.0.len() / 16));
@@ -178,6 +179,7 @@ mod tests {
             encode_conversation("c", 9, &[(4, 9)], 0),          // beyond next seq
             encode_conversation("c", 12, &[(0, 1)], 0),         // seq 0
             encode_conversation("c", 0, &[], 0),                // next seq 0
+            encode_conversation("c", u64::MAX, &[], 0),         // beyond SQLite's integers
         ] {
             assert!(decode_conversation(&bad).is_none());
         }
