@@ -62,6 +62,11 @@
 //!   other rows.
 //! - Deleting a conversation deletes its key; copies of its rows left in
 //!   free pages, the WAL or elsewhere can no longer be opened.
+//! - [`Store::export_archive`] writes the identity, contacts and whole
+//!   history to one encrypted, authenticated archive;
+//!   [`Store::import_archive`] makes a new store from it, and leaves no
+//!   file behind when it refuses one (wrong passphrase, altered, cut
+//!   short). See `docs/storage.md`, "History archive".
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
