@@ -143,6 +143,18 @@ enum Command {
         /// Contact name or address.
         name: String,
     },
+    /// Write this profile's identity, contacts and whole history to a new
+    /// encrypted archive (a backup, or to move to a new device).
+    Export {
+        /// The archive to write; an existing file is never replaced.
+        file: PathBuf,
+    },
+    /// Create a profile in --profile (a new folder) from an archive made by
+    /// `export`; then `register` again.
+    Import {
+        /// The archive to read.
+        file: PathBuf,
+    },
     /// A scripted conversation on an embedded relay, then a scan of every
     /// file for the plaintexts.
     Demo {
@@ -183,6 +195,9 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
         } => relay(&listen, &db, tls_cert.zip(tls_key)).await,
         Command::Init => init(&cli.profile).await,
         Command::Demo { keep } => demo::run(keep).await,
+        command @ (Command::Export { .. } | Command::Import { .. }) => {
+            history_archive(&cli.profile, command).await
+        }
         command => {
             // `sync` receives itself, so that it can report what failed.
             let auto_receive = !matches!(command, Command::Sync);
@@ -419,7 +434,11 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             println!("Refused: nothing changed.");
         }
         Command::Talk { name } => talk(client, &name).await?,
-        Command::Relay { .. } | Command::Init | Command::Demo { .. } => {}
+        Command::Relay { .. }
+        | Command::Init
+        | Command::Demo { .. }
+        | Command::Export { .. }
+        | Command::Import { .. } => {}
     }
     Ok(())
 }
@@ -606,6 +625,126 @@ async fn talk(client: &Client, name: &str) -> CliResult<()> {
         }
     }
     Ok(())
+}
+
+/// `export FILE` and `import FILE`: the history as an encrypted archive,
+/// with a progress bar on stderr.
+async fn history_archive(profile: &std::path::Path, command: Command) -> CliResult<ExitCode> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let archive_passphrase = |confirm: bool| -> CliResult<zeroize::Zeroizing<String>> {
+        let pass = match std::env::var("SOTTO_ARCHIVE_PASSPHRASE") {
+            Ok(p) => zeroize::Zeroizing::new(p),
+            Err(_) => {
+                let ask = |prompt: &str| {
+                    rpassword::prompt_password(prompt).map(zeroize::Zeroizing::new).map_err(|e| {
+                        format!("cannot read the archive passphrase: {e} (set SOTTO_ARCHIVE_PASSPHRASE)")
+                    })
+                };
+                let first = ask("Archive passphrase: ")?;
+                if confirm && *first != *ask("Archive passphrase again: ")? {
+                    return Err("the archive passphrases differ".into());
+                }
+                first
+            }
+        };
+        if pass.is_empty() {
+            return Err("the archive passphrase must not be empty".into());
+        }
+        Ok(pass)
+    };
+    // `[#####...............] 25% 2500/10000 messages`, redrawn in place.
+    let drawn = Arc::new(AtomicBool::new(false));
+    let bar = {
+        let drawn = drawn.clone();
+        let mut last = None;
+        move |p: sotto::store::ArchiveProgress| {
+            let percent = (p.fraction() * 100.0) as usize;
+            if last == Some((percent, p.messages_done)) {
+                return;
+            }
+            last = Some((percent, p.messages_done));
+            let filled = percent / 5;
+            eprint!(
+                "\r[{}{}] {percent:>3}% {}/{} messages",
+                "#".repeat(filled),
+                ".".repeat(20 - filled),
+                p.messages_done,
+                p.messages_total
+            );
+            drawn.store(true, Ordering::Relaxed);
+        }
+    };
+    let end_bar = || {
+        if drawn.load(Ordering::Relaxed) {
+            eprintln!();
+        }
+    };
+    match command {
+        Command::Export { file } => {
+            if file.exists() {
+                return Err(format!(
+                    "{} exists already; an export never replaces a file",
+                    file.display()
+                ));
+            }
+            let client = open(profile, None, true).await?;
+            let pass = archive_passphrase(true)?;
+            let exported = client.export_history(&file, pass.as_bytes(), bar).await;
+            end_bar();
+            let summary = exported.map_err(|e| e.to_string())?;
+            println!(
+                "Exported {} message(s) in {} conversation(s) and {} contact(s) to {} ({} bytes).",
+                summary.messages,
+                summary.conversations,
+                summary.contacts,
+                file.display(),
+                summary.bytes
+            );
+            println!("Keep it as safe as the profile: its passphrase is all that protects it.");
+            if !summary.is_complete() {
+                return Err(format!(
+                    "the store is damaged: {} message(s), {} conversation(s) and {} contact(s) could not be read and are not in the archive (run `check`)",
+                    summary.unreadable_messages,
+                    summary.unreadable_conversations,
+                    summary.unreadable_contacts
+                ));
+            }
+        }
+        Command::Import { file } => {
+            if profile.join(sotto::PROFILE_DB).exists() {
+                return Err(format!(
+                    "a profile exists already in {}; import into a new --profile folder",
+                    profile.display()
+                ));
+            }
+            if !file.is_file() {
+                return Err(format!("no archive at {}", file.display()));
+            }
+            let archive_pass = archive_passphrase(false)?;
+            if std::env::var_os("SOTTO_PASSPHRASE").is_none() {
+                eprintln!("Choose a passphrase for the new profile.");
+            }
+            let pass = passphrase(true)?;
+            let imported = Client::import_history(
+                profile,
+                &file,
+                archive_pass.as_bytes(),
+                pass.as_bytes(),
+                ClientOptions::default(),
+                bar,
+            )
+            .await;
+            end_bar();
+            let client = imported.map_err(|e| e.to_string())?;
+            println!("Restored the profile in {}.", profile.display());
+            println!("Your address: {}", client.address());
+            println!(
+                "Run `register --relay ADDR` next: the archive holds no session keys, so contacts' next messages start new sessions by themselves."
+            );
+        }
+        _ => {}
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn relay(

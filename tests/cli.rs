@@ -558,3 +558,92 @@ fn register_at_a_port_that_is_not_a_relay_says_so() {
     let out = chat(&profile, &["send", "bob", "hi"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn export_and_import_move_a_profile_with_its_history_and_recovery_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, addr) = start_relay(dir.path());
+    let alice = dir.path().join("alice");
+    let bob = dir.path().join("bob");
+    for profile in [&alice, &bob] {
+        ok(chat(profile, &["init"]));
+        ok(chat(profile, &["register", "--relay", &addr]));
+    }
+    let alice_address = ok(chat(&alice, &["whoami"])).trim().to_owned();
+    let bob_address = ok(chat(&bob, &["whoami"])).trim().to_owned();
+    ok(chat(&alice, &["add", "bob", &bob_address]));
+    ok(chat(&bob, &["add", "alice", &alice_address]));
+    ok(chat(&alice, &["send", "bob", "first from alice"]));
+    ok(chat(&bob, &["sync"]));
+    ok(chat(&bob, &["send", "alice", "reply from bob"]));
+    ok(chat(&alice, &["sync"]));
+    ok(chat(&bob, &["verify", "alice", "--confirm"]));
+
+    // Export, with a progress bar on stderr.
+    let archive = dir.path().join("alice.sottoarchive");
+    let pass: &[(&str, &Path)] = &[("SOTTO_ARCHIVE_PASSPHRASE", Path::new("archive pass"))];
+    let out = chat_with_env(&alice, &["export", archive.to_str().unwrap()], pass);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = ok(out);
+    assert!(stdout.contains("Exported 2 message(s)"), "{stdout}");
+    assert!(stderr.contains("] 100% 2/2 messages"), "{stderr}");
+    assert!(stderr.contains("\r["), "{stderr}");
+    // Never over an existing file.
+    let before = std::fs::read(&archive).unwrap();
+    let out = chat_with_env(&alice, &["export", archive.to_str().unwrap()], pass);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("exists already"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(std::fs::read(&archive).unwrap(), before);
+
+    // A wrong archive passphrase: refused, no profile left.
+    let moved = dir.path().join("alice-new-device");
+    let wrong: &[(&str, &Path)] = &[("SOTTO_ARCHIVE_PASSPHRASE", Path::new("not it"))];
+    let out = chat_with_env(&moved, &["import", archive.to_str().unwrap()], wrong);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("wrong passphrase or key"), "{err}");
+    assert!(!moved.exists(), "the folder it created is gone again");
+
+    // Import into a new profile: the same address, contacts and history.
+    let out = chat_with_env(&moved, &["import", archive.to_str().unwrap()], pass);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = ok(out);
+    assert!(stdout.contains(&alice_address), "{stdout}");
+    assert!(stderr.contains("100% 2/2 messages"), "{stderr}");
+    assert_eq!(ok(chat(&moved, &["whoami"])).trim(), alice_address);
+    assert_eq!(
+        ok(chat(&moved, &["contacts"])),
+        ok(chat(&alice, &["contacts"]))
+    );
+    let history = ok(chat(&moved, &["history", "bob"]));
+    assert_eq!(history, ok(chat(&alice, &["history", "bob"])));
+    assert!(history.contains("[1] me: first from alice"), "{history}");
+    assert!(history.contains("[2] bob: reply from bob"), "{history}");
+    // Not over an existing profile.
+    let out = chat_with_env(&moved, &["import", archive.to_str().unwrap()], pass);
+    assert!(!out.status.success());
+
+    // The new device registers; Bob's next message was made with the old
+    // device's session: it fails once, Alice asks for it again, Bob starts
+    // a new session and resends, and it arrives.
+    ok(chat(&moved, &["register", "--relay", &addr]));
+    ok(chat(&bob, &["send", "alice", "after the move"]));
+    ok(chat(&moved, &["sync"]));
+    ok(chat(&bob, &["sync"]));
+    let synced = ok(chat(&moved, &["sync"]));
+    assert!(synced.contains("bob: after the move"), "{synced}");
+    ok(chat(&moved, &["send", "bob", "hello from the new device"]));
+    let synced = ok(chat(&bob, &["sync"]));
+    assert!(
+        synced.contains("alice: hello from the new device"),
+        "{synced}"
+    );
+    let history = ok(chat(&moved, &["history", "bob"]));
+    assert!(history.contains("[3] bob: after the move"), "{history}");
+    assert!(
+        history.contains("[4] me: hello from the new device"),
+        "{history}"
+    );
+}

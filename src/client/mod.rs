@@ -28,6 +28,7 @@ use sotto_store::Store;
 use tokio::sync::broadcast;
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 
+mod archive;
 mod contacts;
 mod identity;
 mod mailbox;

@@ -727,24 +727,50 @@ impl<'a> Db<'a> {
         if let Some(c) = self.conversation(contact)? {
             return Ok(c);
         }
+        self.create_conversation(rng, contact, 1, Vec::new())
+    }
+
+    /// A new conversation under a fresh key, whose next seq is `next_seq`
+    /// and whose seqs in `deleted` (sorted, disjoint ranges) were deleted
+    /// on purpose.
+    pub(crate) fn create_conversation<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        contact: &str,
+        next_seq: u64,
+        deleted: Vec<(u64, u64)>,
+    ) -> Result<Conversation> {
         let lookup = self.conversation_lookup(contact);
         let key = ConversationKey::generate(rng);
-        let plain = padded(&encode_conversation(key.as_bytes(), contact, &[]))?;
+        let plain = padded(&encode_conversation(key.as_bytes(), contact, &deleted))?;
         let sealed =
             self.keys
                 .value()
                 .seal(rng, Place::new("conversations", "sealed", &lookup), &plain)?;
         self.conn.execute(
-            "INSERT INTO conversations (lookup, next_seq, sealed) VALUES (?1, 1, ?2)",
-            params![&lookup[..], sealed],
+            "INSERT INTO conversations (lookup, next_seq, sealed) VALUES (?1, ?2, ?3)",
+            params![&lookup[..], seq_to_sql(next_seq)?, sealed],
         )?;
         Ok(Conversation {
             lookup,
             contact: contact.to_owned(),
             key,
-            next_seq: 1,
-            deleted: Vec::new(),
+            next_seq,
+            deleted,
         })
+    }
+
+    /// The lookup key of every conversation, in no particular order.
+    pub(crate) fn conversation_lookups(&self) -> Result<Vec<[u8; 32]>> {
+        let mut stmt = self.conn.prepare("SELECT lookup FROM conversations")?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let lookup =
+                row.map_err(|e| corrupt_or_db(e, "conversations", Row::Named("lookup")))?;
+            out.push(lookup_from_sql(lookup, "conversations")?);
+        }
+        Ok(out)
     }
 
     /// Seals the conversation record again (after its deleted seqs changed).
@@ -958,6 +984,14 @@ impl<'a> Db<'a> {
             .conn
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM seen_envelopes WHERE lookup = ?1)")?
             .query_row(params![&lookup[..]], |r| r.get(0))?)
+    }
+
+    /// Records an envelope as seen, if it was not already.
+    pub(crate) fn mark_seen_once(&self, lookup: &[u8; 32]) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO seen_envelopes (lookup) VALUES (?1)")?
+            .execute(params![&lookup[..]])?;
+        Ok(())
     }
 
     pub(crate) fn mark_seen(&self, lookup: &[u8; 32]) -> Result<()> {

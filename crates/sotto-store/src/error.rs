@@ -185,6 +185,10 @@ pub enum Error {
     /// was written. Reading still works; free some space to write again.
     #[error("the disk is full: nothing was written (free some space and try again)")]
     DiskFull,
+    /// A history archive could not be written or read (wrong passphrase,
+    /// altered, cut short, ...). Nothing of a failed import is left behind.
+    #[error("{0}")]
+    Archive(#[from] crate::archive::ArchiveError),
     /// A fault injected by a test hook (feature `test-hooks`); the
     /// operation was abandoned there.
     #[cfg(feature = "test-hooks")]

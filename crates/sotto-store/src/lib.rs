@@ -62,9 +62,15 @@
 //!   other rows.
 //! - Deleting a conversation deletes its key; copies of its rows left in
 //!   free pages, the WAL or elsewhere can no longer be opened.
+//! - [`Store::export_archive`] writes the identity, contacts and whole
+//!   history to one encrypted, authenticated archive;
+//!   [`Store::import_archive`] makes a new store from it, and leaves no
+//!   file behind when it refuses one (wrong passphrase, altered, cut
+//!   short). See `docs/storage.md`, "History archive".
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod archive;
 mod check;
 mod contacts;
 mod crypto;
@@ -88,6 +94,9 @@ pub mod testing;
 mod testing;
 mod types;
 
+pub use archive::{
+    ArchiveError, ArchiveId, ArchiveKey, ArchiveLock, ArchiveProgress, ArchiveSummary,
+};
 pub use check::CheckReport;
 pub use error::{Error, Result, Row, UnlockMethod};
 pub use history::MAX_PAGE;

@@ -520,6 +520,34 @@ pub(crate) fn encode_message(
     Ok(out)
 }
 
+/// The length of a message record's head (everything before the padded
+/// body: version, direction, state, timestamp, envelope id and, in a
+/// version-2 record, the digest), after checking that the head is well
+/// formed.
+pub(crate) fn message_head_len(bytes: &[u8]) -> Decoded<usize> {
+    let len = match bytes.first() {
+        Some(&RECORD_VERSION) => MESSAGE_HEADER_LEN,
+        Some(&MESSAGE_WITH_DIGEST) => MESSAGE_HEADER_LEN + 32,
+        _ => return Err(Malformed),
+    };
+    if bytes.len() < len || bytes[1] > 1 || DeliveryState::from_byte(bytes[2]).is_none() {
+        return Err(Malformed);
+    }
+    Ok(len)
+}
+
+/// A message record from its head ([`message_head_len`]) and its body,
+/// unpadded: the body is padded as in every stored record.
+pub(crate) fn message_record_from_parts(head: &[u8], body: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    check_body(body)?;
+    let mut out = Zeroizing::new(Vec::with_capacity(
+        head.len() + sotto_core::pad::padded_len_for_plaintext(body.len())?,
+    ));
+    out.extend_from_slice(head);
+    pad_into(body, &mut out)?;
+    Ok(out)
+}
+
 /// The digest kept in an outgoing message record, if it has one.
 pub(crate) fn message_digest(bytes: &[u8]) -> Decoded<Option<CiphertextDigest>> {
     match bytes.first() {

@@ -37,6 +37,14 @@ impl core::fmt::Debug for Store {
     }
 }
 
+/// What a new store file starts with: a fresh identity, or the identity
+/// and prekey id counters of a profile restored from a history archive (so
+/// that no prekey id it used before is used again).
+pub(crate) struct Initial {
+    pub(crate) identity: IdentityKeyPair,
+    pub(crate) prekey_ids: PreKeyIds,
+}
+
 /// Maps "this is not a database" to [`Error::NotAStore`].
 fn not_a_store(e: rusqlite::Error) -> Error {
     match e.sqlite_error_code() {
@@ -208,6 +216,33 @@ impl Store {
 
     fn create_inner(path: &Path, secret: Secret<'_>, options: &OpenOptions) -> Result<Self> {
         let mut rng = system_rng()?;
+        let initial = Initial {
+            identity: IdentityKeyPair::generate(&mut rng),
+            prekey_ids: PreKeyIds {
+                next_signed: 1,
+                next_one_time: 1,
+            },
+        };
+        Self::create_from(path, secret, options, rng, &initial)
+    }
+
+    /// Creates the file with `initial`'s identity and a signed prekey under
+    /// the next signed prekey id.
+    pub(crate) fn create_from(
+        path: &Path,
+        secret: Secret<'_>,
+        options: &OpenOptions,
+        mut rng: StdRng,
+        initial: &Initial,
+    ) -> Result<Self> {
+        let signed_id = initial.prekey_ids.next_signed;
+        let prekey_ids = PreKeyIds {
+            next_signed: signed_id.checked_add(1).ok_or(Error::Corrupt {
+                table: "meta",
+                row: Row::Named("prekey_ids"),
+            })?,
+            next_one_time: initial.prekey_ids.next_one_time,
+        };
         let database = DatabaseKey::generate(&mut rng);
         let record = KdfRecord::generate(&mut rng, secret, options.kdf_params());
         let wrapped = database.wrap(&mut rng, &record, secret)?;
@@ -239,19 +274,13 @@ impl Store {
                 params![&record.encode()[..], wrapped],
             )?;
             let db = Db::new(&tx, &keys);
-            let identity = IdentityKeyPair::generate(&mut rng);
-            db.put_identity(&mut rng, &identity)?;
-            let signed = SignedPreKey::generate(SignedPreKeyId::new(1), &identity, &mut rng);
+            let identity = &initial.identity;
+            db.put_identity(&mut rng, identity)?;
+            let signed = SignedPreKey::generate(SignedPreKeyId::new(signed_id), identity, &mut rng);
             // Made now, but the store has no clock: the rotation schedule
             // starts at its first check (`since` = 0).
             db.put_signed_prekey(&mut rng, &signed, true, 0)?;
-            db.put_prekey_ids(
-                &mut rng,
-                &PreKeyIds {
-                    next_signed: 2,
-                    next_one_time: 1,
-                },
-            )?;
+            db.put_prekey_ids(&mut rng, &prekey_ids)?;
             tx.commit()?;
         }
         Ok(Self {
@@ -321,6 +350,66 @@ impl Store {
             rng: system_rng()?,
             faults: Faults::default(),
         })
+    }
+
+    /// Opens a store file this process just wrote and closed, with its
+    /// database key already known (no key derivation): the last step of an
+    /// archive import, after the finished file was moved into place.
+    pub(crate) fn open_known(
+        path: &Path,
+        database: DatabaseKey,
+        options: &OpenOptions,
+    ) -> Result<Self> {
+        let conn = connect(path, false, options, false)?;
+        let app_id: i32 = conn
+            .pragma_query_value(None, "application_id", |row| row.get(0))
+            .map_err(not_a_store)?;
+        if app_id != APPLICATION_ID
+            || schema::stored_version(&conn)?.ok_or(Error::NotAStore)? != SCHEMA_VERSION
+        {
+            return Err(Error::NotAStore);
+        }
+        let keys = Keys::derive(database)?;
+        enable_wal(&conn)?;
+        Ok(Self {
+            conn,
+            keys,
+            rng: system_rng()?,
+            faults: Faults::default(),
+        })
+    }
+
+    /// For filling a new file that is thrown away if anything fails (an
+    /// archive import into a temporary file): no journal and no syncs, so
+    /// the data is written once, straight into the file. Nothing may be
+    /// rolled back afterwards (the file is deleted instead); the caller
+    /// syncs the file when it is complete
+    /// ([`close_into_one_file`](Self::close_into_one_file)).
+    pub(crate) fn begin_bulk_load(&self) -> Result<()> {
+        let mode: String =
+            self.conn
+                .pragma_update_and_check(None, "journal_mode", "OFF", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("off") {
+            return Err(Error::Database(rusqlite::Error::InvalidQuery));
+        }
+        self.conn.pragma_update(None, "synchronous", "OFF")?;
+        Ok(())
+    }
+
+    /// Writes everything into the main file and leaves the write-ahead
+    /// log (the file stays in rollback-journal mode until it is opened
+    /// again), then closes the connection: afterwards the file alone holds
+    /// the whole store and can be moved.
+    pub(crate) fn close_into_one_file(self) -> Result<DatabaseKey> {
+        let mode: String =
+            self.conn
+                .pragma_update_and_check(None, "journal_mode", "DELETE", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(Error::Database(rusqlite::Error::InvalidQuery));
+        }
+        let database = self.keys.database().clone();
+        self.conn.close().map_err(|(_, e)| Error::from(e))?;
+        Ok(database)
     }
 
     /// Re-locks the store with a new passphrase (and fresh salt and

@@ -151,6 +151,11 @@ pub enum SendFailure {
     /// The relay refused the envelope itself as invalid; sending it again
     /// cannot succeed.
     Rejected,
+    /// It had not left the device when the history was exported to an
+    /// archive, and the profile was restored from that archive: its
+    /// ciphertext and the session it was made with are not in an archive,
+    /// so the restored profile cannot send it (write it again).
+    ExportedUnsent,
 }
 
 impl core::fmt::Display for SendFailure {
@@ -158,6 +163,7 @@ impl core::fmt::Display for SendFailure {
         f.write_str(match self {
             Self::TooLarge => "too large for the relay",
             Self::Rejected => "refused by the relay",
+            Self::ExportedUnsent => "not sent before the history was exported",
         })
     }
 }
@@ -172,6 +178,7 @@ impl DeliveryState {
             Self::Read => 4,
             Self::Failed(SendFailure::TooLarge) => 5,
             Self::Failed(SendFailure::Rejected) => 6,
+            Self::Failed(SendFailure::ExportedUnsent) => 7,
         }
     }
 
@@ -184,6 +191,7 @@ impl DeliveryState {
             4 => Self::Read,
             5 => Self::Failed(SendFailure::TooLarge),
             6 => Self::Failed(SendFailure::Rejected),
+            7 => Self::Failed(SendFailure::ExportedUnsent),
             _ => return None,
         })
     }

@@ -17,4 +17,4 @@ mod unlock;
 pub(crate) use keys::{ConversationKey, DatabaseKey, Keys};
 pub(crate) use lookup::Domain;
 pub(crate) use seal::Place;
-pub(crate) use unlock::{KdfRecord, Secret};
+pub(crate) use unlock::{KdfRecord, SALT_LEN, Secret, argon2id};

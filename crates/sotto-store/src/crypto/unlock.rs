@@ -22,7 +22,7 @@ use crate::options::{KdfParams, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM}
 const KDF_RECORD_VERSION: u8 = 0x01;
 const METHOD_PASSPHRASE: u8 = 0x01;
 const METHOD_APP_KEY: u8 = 0x02;
-const SALT_LEN: usize = 16;
+pub(crate) const SALT_LEN: usize = 16;
 /// Length of an encoded [`KdfRecord`].
 pub(crate) const KDF_RECORD_LEN: usize = 2 + SALT_LEN + 12;
 const APP_KEY_INFO: &[u8] = b"sotto-store/v1 app-key kek";
@@ -132,16 +132,7 @@ impl KdfRecord {
         let mut kek = Zeroizing::new([0u8; 32]);
         match (secret, self.params) {
             (Secret::Passphrase(passphrase), Some(p)) => {
-                let params = Params::new(
-                    p.memory_kib(),
-                    p.iterations(),
-                    p.parallelism(),
-                    Some(kek.len()),
-                )
-                .map_err(|_| Error::InvalidKdfParams("rejected by Argon2"))?;
-                Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-                    .hash_password_into(passphrase, &self.salt, kek.as_mut_slice())
-                    .map_err(|_| Error::InvalidKdfParams("rejected by Argon2"))?;
+                return argon2id(passphrase, &self.salt, p);
             }
             (Secret::AppKey(key), None) => {
                 Hkdf::<Sha256>::new(Some(&self.salt), key)
@@ -156,6 +147,27 @@ impl KdfRecord {
         }
         Ok(kek)
     }
+}
+
+/// Argon2id, version 0x13, 32 bytes of output: the passphrase's key for a
+/// store file (its KEK) and for a history archive.
+pub(crate) fn argon2id(
+    passphrase: &[u8],
+    salt: &[u8; SALT_LEN],
+    p: KdfParams,
+) -> Result<Zeroizing<[u8; 32]>> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    let params = Params::new(
+        p.memory_kib(),
+        p.iterations(),
+        p.parallelism(),
+        Some(key.len()),
+    )
+    .map_err(|_| Error::InvalidKdfParams("rejected by Argon2"))?;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(passphrase, salt, key.as_mut_slice())
+        .map_err(|_| Error::InvalidKdfParams("rejected by Argon2"))?;
+    Ok(key)
 }
 
 #[cfg(test)]

@@ -1,0 +1,232 @@
+//! Writing an archive from an open store, in one read transaction (a
+//! consistent snapshot), streaming: one message is in memory at a time.
+
+use std::io::Write;
+
+use rusqlite::params;
+
+use super::chunks::ChunkWriter;
+use super::header::{ArchiveSecret, HEADER_LEN, Header, Kdf};
+use super::records;
+use super::{ArchiveKey, ArchiveProgress, ArchiveSummary};
+use crate::db::{Conversation, Db, seq_from_sql};
+use crate::error::Result;
+use crate::options::KdfParams;
+use crate::records::{
+    ContactRecord, NewestSentAt, RecoveryState, encode_contact, encode_identity, encode_prekey_ids,
+    message_head_len, unpadded,
+};
+use crate::store::{Store, system_rng};
+
+impl Store {
+    /// Writes this profile's identity, contacts and whole history to `out`
+    /// as a history archive locked by `passphrase` (Argon2id with `params`;
+    /// `KdfParams::DEFAULT` unless the device is very weak).
+    ///
+    /// Sessions, prekeys and the outbox's ciphertexts are not in it (see
+    /// [`import_archive`](Self::import_archive) for what a restored profile
+    /// does instead). Streams: memory does not grow with the history. The
+    /// whole export reads one snapshot; other handles may write meanwhile.
+    /// A row that cannot be read (a damaged store) is left out and counted
+    /// in the summary. `progress` is called after each chunk and at the
+    /// end. On error, what was written to `out` is not a usable archive:
+    /// delete it.
+    pub fn export_archive(
+        &self,
+        out: &mut impl Write,
+        passphrase: &[u8],
+        params: KdfParams,
+        progress: impl FnMut(ArchiveProgress),
+    ) -> Result<ArchiveSummary> {
+        self.export(
+            out,
+            Kdf::Argon2id(params),
+            ArchiveSecret::Passphrase(passphrase),
+            progress,
+        )
+    }
+
+    /// [`export_archive`](Self::export_archive) locked by a key the caller
+    /// gives (e.g. agreed by two devices for a transfer) instead of a
+    /// passphrase.
+    pub fn export_archive_with_key(
+        &self,
+        out: &mut impl Write,
+        key: &ArchiveKey,
+        progress: impl FnMut(ArchiveProgress),
+    ) -> Result<ArchiveSummary> {
+        self.export(out, Kdf::CallerKey, ArchiveSecret::Key(key), progress)
+    }
+
+    fn export(
+        &self,
+        out: &mut impl Write,
+        kdf: Kdf,
+        secret: ArchiveSecret<'_>,
+        mut progress: impl FnMut(ArchiveProgress),
+    ) -> Result<ArchiveSummary> {
+        let mut rng = system_rng()?;
+        // The counts are filled in once the snapshot is open; the key
+        // depends only on the secret and the salt, so the costly
+        // derivation runs before any transaction.
+        let mut header = Header::generate(&mut rng, kdf, 0, 0);
+        let key = header.derive_key(secret)?;
+        self.read(|db| {
+            let identity = encode_identity(&db.identity()?.to_seed());
+            let prekey_ids = encode_prekey_ids(&db.prekey_ids()?);
+            let mut summary = ArchiveSummary {
+                id: header.id,
+                contacts: 0,
+                conversations: 0,
+                messages: 0,
+                unreadable_messages: 0,
+                unreadable_contacts: 0,
+                unreadable_conversations: 0,
+                bytes: 0,
+            };
+            let mut contacts = Vec::new();
+            for contact in db.all_contacts()? {
+                match contact {
+                    Ok(c) => contacts.push(c),
+                    Err(_) => summary.unreadable_contacts += 1,
+                }
+            }
+            let mut conversations = Vec::new();
+            for lookup in db.conversation_lookups()? {
+                match db.conversation_by_lookup(&lookup) {
+                    Ok(Some(c)) => {
+                        let rows = db.count_messages(&c.lookup)?;
+                        conversations.push((c, rows));
+                    }
+                    Ok(None) | Err(_) => summary.unreadable_conversations += 1,
+                }
+            }
+            header.contacts = contacts.len() as u64;
+            header.messages = conversations.iter().map(|(_, rows)| rows).sum();
+            let header_bytes: [u8; HEADER_LEN] = header.encode();
+
+            let mut w = ChunkWriter::new(&mut *out, &key, &header_bytes)?;
+            let mut report = |w: &ChunkWriter<_>, done: u64| {
+                progress(ArchiveProgress {
+                    messages_done: done,
+                    messages_total: header.messages,
+                    bytes: w.bytes_written(),
+                })
+            };
+            report(&w, 0);
+            write_record(&mut w, records::IDENTITY, &[&identity])?;
+            write_record(&mut w, records::PREKEY_IDS, &[&prekey_ids])?;
+            for contact in &contacts {
+                write_record(&mut w, records::CONTACT, &[&archived_contact(contact)])?;
+                summary.contacts += 1;
+            }
+            let mut done = 0u64;
+            let mut reported_chunks = w.chunks();
+            for (conversation, rows) in &conversations {
+                write_record(
+                    &mut w,
+                    records::CONVERSATION,
+                    &[&records::encode_conversation(
+                        &conversation.contact,
+                        conversation.next_seq,
+                        &conversation.deleted,
+                        *rows,
+                    )],
+                )?;
+                summary.conversations += 1;
+                let written = write_messages(db, &mut w, conversation, |w| {
+                    done += 1;
+                    if w.chunks() != reported_chunks {
+                        reported_chunks = w.chunks();
+                        report(w, done);
+                    }
+                })?;
+                summary.messages += written.readable;
+                summary.unreadable_messages += written.unreadable;
+            }
+            let (_, bytes) = w.finish()?;
+            summary.bytes = bytes;
+            progress(ArchiveProgress {
+                messages_done: done,
+                messages_total: header.messages,
+                bytes,
+            });
+            Ok(summary)
+        })
+    }
+}
+
+/// A contact as archived: everything the user sees and decided (id, name,
+/// pinned identity, verified mark, access key, a pending identity-change
+/// claim), without the bookkeeping of the sessions an archive leaves out.
+fn archived_contact(c: &ContactRecord) -> zeroize::Zeroizing<Vec<u8>> {
+    encode_contact(&ContactRecord {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        identity_key: c.identity_key,
+        verified: c.verified,
+        recovery: RecoveryState::default(),
+        newest_sent_at: NewestSentAt::default(),
+        access_key: c.access_key.clone(),
+        claims_to_succeed: c.claims_to_succeed.clone(),
+    })
+}
+
+fn write_record<W: Write>(w: &mut ChunkWriter<W>, kind: u8, parts: &[&[u8]]) -> Result<()> {
+    let len = parts.iter().map(|p| p.len()).sum();
+    w.write(&records::frame(kind, len)?)?;
+    for part in parts {
+        w.write(part)?;
+    }
+    Ok(())
+}
+
+struct Written {
+    readable: u64,
+    unreadable: u64,
+}
+
+/// Writes the message rows of `conversation`, oldest first: each readable
+/// one as a message record, each other as an unreadable record (its seq
+/// only). Calls `after_each` after every record. The read transaction's
+/// snapshot does not change, so these are the rows counted before.
+fn write_messages<W: Write>(
+    db: &Db<'_>,
+    w: &mut ChunkWriter<W>,
+    conversation: &Conversation,
+    mut after_each: impl FnMut(&ChunkWriter<W>),
+) -> Result<Written> {
+    let mut stmt = db
+        .conn()
+        .prepare_cached("SELECT seq, sealed FROM messages WHERE conversation = ?1 ORDER BY seq")?;
+    let mut cursor = stmt.query(params![&conversation.lookup[..]])?;
+    let mut written = Written {
+        readable: 0,
+        unreadable: 0,
+    };
+    while let Some(row) = cursor.next()? {
+        let seq = seq_from_sql(row.get(0)?, "messages")?;
+        let record = row
+            .get_ref(1)
+            .ok()
+            .and_then(|v| v.as_blob().ok())
+            .and_then(|sealed| db.open_message_record(conversation, seq, sealed).ok());
+        let parts = record.as_deref().and_then(|r| {
+            let head = message_head_len(r).ok()?;
+            Some((&r[..head], unpadded(&r[head..]).ok()?))
+        });
+        let seq_bytes = seq.to_be_bytes();
+        match parts {
+            Some((head, body)) => {
+                write_record(w, records::MESSAGE, &[&seq_bytes, head, body])?;
+                written.readable += 1;
+            }
+            None => {
+                write_record(w, records::UNREADABLE, &[&seq_bytes])?;
+                written.unreadable += 1;
+            }
+        }
+        after_each(w);
+    }
+    Ok(written)
+}
