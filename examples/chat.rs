@@ -12,20 +12,21 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+#[path = "chat/archive.rs"]
+mod archive;
 #[path = "chat/demo.rs"]
 mod demo;
+#[path = "chat/relay.rs"]
+mod relay;
+#[path = "chat/talk.rs"]
+mod talk;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use sotto::store::DeliveryState;
-use sotto::{
-    Address, Client, ClientEvent, ClientOptions, HistoryItem, RelayTrust, SendStatus, Sent,
-};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use sotto::{Address, Client, ClientOptions, HistoryItem, RelayTrust, SendStatus};
 use tokio_stream::StreamExt;
 
 #[derive(Parser)]
@@ -192,11 +193,11 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
             db,
             tls_cert,
             tls_key,
-        } => relay(&listen, &db, tls_cert.zip(tls_key)).await,
+        } => relay::relay(&listen, &db, tls_cert.zip(tls_key)).await,
         Command::Init => init(&cli.profile).await,
         Command::Demo { keep } => demo::run(keep).await,
         command @ (Command::Export { .. } | Command::Import { .. }) => {
-            history_archive(&cli.profile, command).await
+            archive::history_archive(&cli.profile, command).await
         }
         command => {
             // `sync` receives itself, so that it can report what failed.
@@ -433,7 +434,7 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             client.refuse_identity_change(&address).await.map_err(s)?;
             println!("Refused: nothing changed.");
         }
-        Command::Talk { name } => talk(client, &name).await?,
+        Command::Talk { name } => talk::talk(client, &name).await?,
         Command::Relay { .. }
         | Command::Init
         | Command::Demo { .. }
@@ -494,308 +495,4 @@ fn print_history(name: &str, items: &[HistoryItem]) {
             Err(e) => println!("[{}] (unreadable: {e})", item.seq),
         }
     }
-}
-
-async fn talk(client: &Client, name: &str) -> CliResult<()> {
-    let s = |e: sotto::Error| e.to_string();
-    let history = client.history(name, None, 10).await.map_err(s)?;
-    let contacts = client.contacts().await.map_err(s)?;
-    let contact_address = contacts
-        .iter()
-        .flatten()
-        .find(|c| c.name == name || c.address.to_string() == name)
-        .map(|c| c.address)
-        .ok_or_else(|| format!("no contact named {name:?}"))?;
-    print_history(name, &history);
-    let mut events = client.events();
-    // Offline first: if the relay cannot be reached, the chat starts
-    // anyway; lines are stored and go out when it is back.
-    let mut offline = false;
-    if let Err(why) = connect(client).await {
-        let relay = client.saved_relay().ok_or(why.clone())?;
-        client.keep_connected(&relay).await.map_err(s)?;
-        println!("({why}; messages are stored and go out when it is back)");
-        offline = true;
-    }
-    println!("Talking to {name}. Type a message and press Enter; /history, /verify, /quit.");
-    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
-    let prompt = |out: &Arc<std::sync::Mutex<std::io::Stdout>>| {
-        if let Ok(mut o) = out.lock() {
-            let _ = write!(o, "> ");
-            let _ = o.flush();
-        }
-    };
-    prompt(&out);
-    // Lines as bytes: a line that is not UTF-8 is sent as it is, never
-    // dropped, and never ends the chat.
-    let mut lines = BufReader::new(tokio::io::stdin()).split(b'\n');
-    loop {
-        tokio::select! {
-            line = lines.next_segment() => {
-                let mut line = match line {
-                    Ok(Some(line)) => line,
-                    Ok(None) => break,
-                    Err(e) => return Err(format!("cannot read the terminal: {e}")),
-                };
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                let command = std::str::from_utf8(&line).map(str::trim).ok();
-                match command {
-                    Some("") => {}
-                    Some("/quit") => break,
-                    Some("/history") => {
-                        let items = client.history(name, None, 20).await.map_err(s)?;
-                        print_history(name, &items);
-                    }
-                    Some("/verify") => {
-                        let number = client.safety_number(name).await.map_err(s)?;
-                        println!("Safety number with {name}: {number}");
-                    }
-                    // Sent as typed: leading spaces are part of the message.
-                    _ => {
-                        if command.is_none() {
-                            println!("(that line is not valid UTF-8; it is sent as it is)");
-                        }
-                        match client.send(name, &line).await {
-                            // While the relay is away, one line said so.
-                            Ok(sent) if sent.status == SendStatus::Queued && offline => {}
-                            Ok(sent) if sent.status == SendStatus::Queued => {
-                                println!("(stored; the relay did not take it yet, it is sent again later)")
-                            }
-                            Ok(Sent { status: SendStatus::Failed(reason), seq, .. }) => {
-                                println!("(message #{seq} not sent: {reason})")
-                            }
-                            Ok(_) => {}
-                            Err(e) => println!("(not sent: {e})"),
-                        }
-                    }
-                }
-                prompt(&out);
-            }
-            _ = tokio::signal::ctrl_c() => {
-                // Leave the terminal on a fresh line.
-                println!();
-                break;
-            }
-            event = events.next() => {
-                match event {
-                    Some(ClientEvent::Message(m)) => {
-                        let who = if m.contact == contact_address { name.to_owned() } else { display_name(&m.name, &m.contact) };
-                        println!("\r{who}: {}", String::from_utf8_lossy(&m.body));
-                        prompt(&out);
-                    }
-                    Some(ClientEvent::Undecryptable { reason, resend_requested, .. }) => {
-                        if resend_requested {
-                            println!("\r(a message could not be decrypted: {reason}; asked the sender to send it again)");
-                        } else {
-                            println!("\r(a message could not be decrypted: {reason})");
-                        }
-                        prompt(&out);
-                    }
-                    Some(ClientEvent::PeerCouldNotDecrypt { seq: Some(seq), session_reset, .. }) => {
-                        let how = if session_reset { "started a new session and sent it again" } else { "sent it again" };
-                        println!("\r(your contact could not decrypt message #{seq}; {how})");
-                        prompt(&out);
-                    }
-                    // One line when the relay goes away, one when it is back.
-                    Some(ClientEvent::Disconnected { reason }) if !offline => {
-                        offline = true;
-                        println!("\r(relay connection lost: {reason}; reconnecting in the background, messages are stored meanwhile)");
-                        prompt(&out);
-                    }
-                    Some(ClientEvent::Connected { sent_from_outbox }) if offline => {
-                        offline = false;
-                        println!("\r(connected to the relay again; {sent_from_outbox} queued message(s) went out)");
-                        prompt(&out);
-                    }
-                    Some(ClientEvent::IdentityChanged(change)) => {
-                        println!();
-                        print_identity_change(&change);
-                        prompt(&out);
-                    }
-                    Some(ClientEvent::SendFailed { seq, reason, .. }) => {
-                        println!("\r(message #{seq} could not be sent: {reason})");
-                        prompt(&out);
-                    }
-                    Some(_) => {}
-                    None => break,
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `export FILE` and `import FILE`: the history as an encrypted archive,
-/// with a progress bar on stderr.
-async fn history_archive(profile: &std::path::Path, command: Command) -> CliResult<ExitCode> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let archive_passphrase = |confirm: bool| -> CliResult<zeroize::Zeroizing<String>> {
-        let pass = match std::env::var("SOTTO_ARCHIVE_PASSPHRASE") {
-            Ok(p) => zeroize::Zeroizing::new(p),
-            Err(_) => {
-                let ask = |prompt: &str| {
-                    rpassword::prompt_password(prompt).map(zeroize::Zeroizing::new).map_err(|e| {
-                        format!("cannot read the archive passphrase: {e} (set SOTTO_ARCHIVE_PASSPHRASE)")
-                    })
-                };
-                let first = ask("Archive passphrase: ")?;
-                if confirm && *first != *ask("Archive passphrase again: ")? {
-                    return Err("the archive passphrases differ".into());
-                }
-                first
-            }
-        };
-        if pass.is_empty() {
-            return Err("the archive passphrase must not be empty".into());
-        }
-        Ok(pass)
-    };
-    // `[#####...............] 25% 2500/10000 messages`, redrawn in place.
-    let drawn = Arc::new(AtomicBool::new(false));
-    let bar = {
-        let drawn = drawn.clone();
-        let mut last = None;
-        move |p: sotto::store::ArchiveProgress| {
-            let percent = (p.fraction() * 100.0) as usize;
-            if last == Some((percent, p.messages_done)) {
-                return;
-            }
-            last = Some((percent, p.messages_done));
-            let filled = percent / 5;
-            eprint!(
-                "\r[{}{}] {percent:>3}% {}/{} messages",
-                "#".repeat(filled),
-                ".".repeat(20 - filled),
-                p.messages_done,
-                p.messages_total
-            );
-            drawn.store(true, Ordering::Relaxed);
-        }
-    };
-    let end_bar = || {
-        if drawn.load(Ordering::Relaxed) {
-            eprintln!();
-        }
-    };
-    match command {
-        Command::Export { file } => {
-            if file.exists() {
-                return Err(format!(
-                    "{} exists already; an export never replaces a file",
-                    file.display()
-                ));
-            }
-            let client = open(profile, None, true).await?;
-            let pass = archive_passphrase(true)?;
-            let exported = client.export_history(&file, pass.as_bytes(), bar).await;
-            end_bar();
-            let summary = exported.map_err(|e| e.to_string())?;
-            println!(
-                "Exported {} message(s) in {} conversation(s) and {} contact(s) to {} ({} bytes).",
-                summary.messages,
-                summary.conversations,
-                summary.contacts,
-                file.display(),
-                summary.bytes
-            );
-            println!("Keep it as safe as the profile: its passphrase is all that protects it.");
-            if !summary.is_complete() {
-                return Err(format!(
-                    "the store is damaged: {} message(s), {} conversation(s) and {} contact(s) could not be read and are not in the archive (run `check`)",
-                    summary.unreadable_messages,
-                    summary.unreadable_conversations,
-                    summary.unreadable_contacts
-                ));
-            }
-        }
-        Command::Import { file } => {
-            if profile.join(sotto::PROFILE_DB).exists() {
-                return Err(format!(
-                    "a profile exists already in {}; import into a new --profile folder",
-                    profile.display()
-                ));
-            }
-            if !file.is_file() {
-                return Err(format!("no archive at {}", file.display()));
-            }
-            let archive_pass = archive_passphrase(false)?;
-            if std::env::var_os("SOTTO_PASSPHRASE").is_none() {
-                eprintln!("Choose a passphrase for the new profile.");
-            }
-            let pass = passphrase(true)?;
-            let imported = Client::import_history(
-                profile,
-                &file,
-                archive_pass.as_bytes(),
-                pass.as_bytes(),
-                ClientOptions::default(),
-                bar,
-            )
-            .await;
-            end_bar();
-            let client = imported.map_err(|e| e.to_string())?;
-            println!("Restored the profile in {}.", profile.display());
-            println!("Your address: {}", client.address());
-            println!(
-                "Run `register --relay ADDR` next: the archive holds no session keys, so contacts' next messages start new sessions by themselves."
-            );
-        }
-        _ => {}
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn relay(
-    listen: &str,
-    db: &std::path::Path,
-    tls_files: Option<(PathBuf, PathBuf)>,
-) -> CliResult<ExitCode> {
-    use sotto::relay::{Server, ServerConfig, SqliteStore};
-    // The certificate first: a mistake there should not leave a database.
-    let tls = match &tls_files {
-        Some((cert, key)) => {
-            let read = |path: &PathBuf| {
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-            };
-            Some(
-                sotto::relay::tls::server_config(&read(cert)?, &read(key)?)
-                    .map_err(|e| format!("TLS certificate or key: {e}"))?,
-            )
-        }
-        None => None,
-    };
-    let created = !db.exists();
-    let store = SqliteStore::open(db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
-    let server = match Server::bind(listen, ServerConfig::default(), Arc::new(store)).await {
-        Ok(server) => server,
-        Err(e) => {
-            // A relay that could not start leaves no new database behind.
-            if created {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut file = db.as_os_str().to_owned();
-                    file.push(suffix);
-                    let _ = std::fs::remove_file(file);
-                }
-            }
-            return Err(format!("cannot listen on {listen}: {e}"));
-        }
-    };
-    let addr = server.local_addr();
-    let (server, how) = match tls {
-        Some(config) => (server.with_tls(config), "TLS"),
-        None => (server, "plain TCP"),
-    };
-    let handle = server.spawn();
-    println!(
-        "Relay listening on {addr} ({how}, database {}). Ctrl-C stops it.",
-        db.display()
-    );
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
-    handle.shutdown().await;
-    println!("Relay stopped.");
-    Ok(ExitCode::SUCCESS)
 }
