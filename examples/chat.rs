@@ -88,6 +88,8 @@ enum Command {
     },
     /// List contacts.
     Contacts,
+    /// List this account's devices (its signed device list).
+    Devices,
     /// Check the profile's store for damage (SQLite's integrity check and
     /// the store's own: every row readable, no message missing).
     Check,
@@ -302,6 +304,22 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             println!("Your address: {}", client.address());
         }
         Command::Whoami => println!("{}", client.address()),
+        Command::Devices => {
+            let devices = client.devices().await.map_err(s)?;
+            let me = client.address();
+            println!(
+                "Devices of {me} (device list version {}):",
+                devices.version()
+            );
+            for device in devices.devices() {
+                let this = if Address::of(&device.identity) == me {
+                    "  (this device, holds the account key)"
+                } else {
+                    ""
+                };
+                println!("  {}  {}{this}", device.id, Address::of(&device.identity));
+            }
+        }
         Command::Add { name, address } => {
             let address: Address = address.parse().map_err(|e| format!("{e}"))?;
             client.add_contact(&name, &address).await.map_err(s)?;

@@ -483,6 +483,13 @@ fn an_identity_change_is_listed_with_both_safety_numbers_and_accepted() {
     let bob2_address = ok(chat(&bob2, &["whoami"])).trim().to_owned();
     ok(chat(&alice, &["add", "bob", &bob_address]));
     ok(chat(&bob2, &["add", "alice", &alice_address]));
+    // One device each: the account's device list, version 1.
+    let devices = ok(chat(&alice, &["devices"]));
+    assert!(
+        devices.contains("device list version 1")
+            && devices.contains(&format!("1  {alice_address}  (this device")),
+        "{devices}"
+    );
 
     ok(chat(
         &bob2,

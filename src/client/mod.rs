@@ -7,6 +7,7 @@
 //! | `mod.rs` | [`Client`]: opening a profile, connecting, receiving by hand |
 //! | `send.rs` | sending: offline-first, refused early when too large |
 //! | `contacts.rs` | contacts, safety numbers, history, read marks |
+//! | `devices.rs` | the account's device list (docs/devices.md) |
 //! | `identity.rs` | a contact's identity change: announced, accepted or refused |
 //! | `types.rs` | options, events, messages, history rows |
 //! | `receive.rs` | the receive pipeline: envelope bytes in, typed outcome out, no network |
@@ -30,6 +31,7 @@ use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 
 mod archive;
 mod contacts;
+mod devices;
 mod identity;
 mod mailbox;
 mod outbox;

@@ -261,6 +261,8 @@ pub enum Step {
     Receive,
     /// Answering a contact's decryption-error notice.
     Recovery,
+    /// Publishing the account's device list.
+    Devices,
 }
 
 impl core::fmt::Display for Step {
@@ -272,6 +274,7 @@ impl core::fmt::Display for Step {
             Self::Mailbox => "mailbox",
             Self::Receive => "receive",
             Self::Recovery => "recovery",
+            Self::Devices => "devices",
         })
     }
 }

@@ -178,6 +178,40 @@ impl<'a> Db<'a> {
         Ok(())
     }
 
+    // ---- the account's own device list ------------------------------------
+
+    /// The signed device list this profile's account published last, if
+    /// it has one (raw signed bytes; the caller verifies them).
+    pub(crate) fn own_device_list(&self) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let row = Row::Named("device_list");
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE name = 'device_list'")?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        sealed
+            .map(|sealed| {
+                self.open_value(Place::new("meta", "value", b"device_list"), &sealed, row)
+            })
+            .transpose()
+    }
+
+    pub(crate) fn put_own_device_list<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        signed: &[u8],
+    ) -> Result<()> {
+        let sealed =
+            self.keys
+                .value()
+                .seal(rng, Place::new("meta", "value", b"device_list"), signed)?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES ('device_list', ?1)",
+            params![sealed],
+        )?;
+        Ok(())
+    }
+
     // ---- signed prekeys ---------------------------------------------------
 
     fn signed_prekey_lookup(&self, id: SignedPreKeyId) -> [u8; 32] {

@@ -75,6 +75,7 @@ mod check;
 mod contacts;
 mod crypto;
 mod db;
+mod devices;
 mod error;
 mod history;
 mod options;

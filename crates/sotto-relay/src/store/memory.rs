@@ -185,9 +185,12 @@ impl MailboxStore for MemoryStore {
         list: &[u8],
     ) -> Result<(), StoreError> {
         let mut state = self.lock()?;
-        if let Some((stored, _)) = state.device_lists.get(owner)
+        if let Some((stored, stored_list)) = state.device_lists.get(owner)
             && *stored >= version
         {
+            if *stored == version && stored_list.as_slice() == list {
+                return Ok(());
+            }
             return Err(StoreError::StaleDeviceList { stored: *stored });
         }
         state.device_lists.insert(*owner, (version, list.to_vec()));

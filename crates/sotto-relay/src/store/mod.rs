@@ -348,7 +348,8 @@ pub trait MailboxStore: Send + Sync + 'static {
 
     /// Stores `list`, version `version`, as the device list of `owner`'s
     /// mailbox, unless one of the same or a higher version is stored
-    /// (then fails with [`StoreError::StaleDeviceList`], storing nothing).
+    /// (then fails with [`StoreError::StaleDeviceList`], storing nothing);
+    /// the very list already stored again is accepted and changes nothing.
     /// The caller checked that `list` is `owner`'s.
     fn publish_device_list(
         &self,
@@ -394,6 +395,8 @@ pub(crate) mod contract_tests {
         let (_, a) = owner();
         let b = MailboxAddress::from_bytes([9; 32]);
         assert_eq!(store.device_list(&a).unwrap(), None);
+        store.publish_device_list(&a, 2, b"list v2").unwrap();
+        // The same list again: fine, nothing changes.
         store.publish_device_list(&a, 2, b"list v2").unwrap();
         store.publish_device_list(&b, 1, b"other").unwrap();
         for stale in [1, 2] {

@@ -488,17 +488,21 @@ impl MailboxStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stored: Option<i64> = tx
+        let stored: Option<(i64, Vec<u8>)> = tx
             .query_row(
-                "SELECT version FROM device_lists WHERE mailbox = ?1",
+                "SELECT version, list FROM device_lists WHERE mailbox = ?1",
                 [owner.as_bytes()],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        if let Some(stored) = stored.map(to_u64).transpose()?
-            && stored >= version
-        {
-            return Err(StoreError::StaleDeviceList { stored });
+        if let Some((stored, stored_list)) = stored {
+            let stored = to_u64(stored)?;
+            if stored == version && stored_list == list {
+                return Ok(());
+            }
+            if stored >= version {
+                return Err(StoreError::StaleDeviceList { stored });
+            }
         }
         tx.execute(
             "INSERT OR REPLACE INTO device_lists (mailbox, version, list) VALUES (?1, ?2, ?3)",

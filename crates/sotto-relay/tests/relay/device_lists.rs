@@ -50,9 +50,26 @@ async fn the_account_publishes_its_list_and_anyone_fetches_the_newest() {
         stranger.fetch_device_list(&address(&alice)).await.unwrap(),
         Some(list(&alice, 1))
     );
-    // Only forward.
+    // The same list again changes nothing; otherwise only forward.
+    assert_eq!(
+        alice_conn
+            .publish_device_list(&list(&alice, 1))
+            .await
+            .unwrap(),
+        1
+    );
+    // Another list under the same version (the primary alone).
+    let rival = DeviceList::new(
+        *alice.public(),
+        1,
+        5,
+        vec![Device::new(DeviceId::PRIMARY, *alice.public(), 1)],
+    )
+    .unwrap();
     refused(
-        alice_conn.publish_device_list(&list(&alice, 1)).await,
+        alice_conn
+            .publish_device_list(&rival.sign(&alice).unwrap().to_bytes())
+            .await,
         ErrorCode::StaleDeviceList,
     );
     assert_eq!(

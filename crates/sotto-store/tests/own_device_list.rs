@@ -1,0 +1,56 @@
+//! The account's own device list: created once, kept sealed, replaced only
+//! by a newer list of the same account.
+#![cfg(test)]
+
+mod common;
+
+use common::{ALICE_PASS, T0, options, pair};
+use sotto_core::{DeviceId, DeviceList, IdentityKeyPair};
+use sotto_store::{Error, Store};
+
+#[test]
+fn the_first_list_is_this_device_alone_and_stays_the_same() {
+    let mut p = pair();
+    let account = p.alice.identity_key().unwrap();
+    let first = p.alice.own_device_list(T0).unwrap();
+    let list = first.verify(&account).unwrap();
+    assert_eq!(list.version(), 1);
+    assert_eq!(list.devices().len(), 1);
+    assert_eq!(list.contains(&account), Some(DeviceId::PRIMARY));
+    // Later calls, and a reopened store, return the same signed list.
+    assert_eq!(p.alice.own_device_list(T0 + 99).unwrap(), first);
+    let path = p.alice_path();
+    drop(p.alice);
+    let mut alice = Store::open(&path, ALICE_PASS, &options()).unwrap();
+    assert_eq!(alice.own_device_list(T0 + 99).unwrap(), first);
+}
+
+#[test]
+fn only_a_newer_list_of_the_same_account_replaces_it() {
+    let mut p = pair();
+    let account = p.alice.identity_key().unwrap();
+    let first = p
+        .alice
+        .own_device_list(T0)
+        .unwrap()
+        .verify(&account)
+        .unwrap();
+    let laptop = *IdentityKeyPair::from_seed(&[7; 32]).public();
+    let second = first.with_device(&laptop, T0 + 1).unwrap();
+    let signed = p.alice.set_own_device_list(&second).unwrap();
+    assert_eq!(signed.verify(&account).unwrap(), second);
+    assert_eq!(p.alice.own_device_list(T0 + 2).unwrap(), signed);
+
+    // The same version again, or an older one: refused, nothing changes.
+    for stale in [&second, &first] {
+        assert!(matches!(
+            p.alice.set_own_device_list(stale),
+            Err(Error::Protocol(_))
+        ));
+    }
+    // Another account's list: refused.
+    let bob = p.bob.identity_key().unwrap();
+    let bobs = DeviceList::primary(&bob, T0);
+    assert!(p.alice.set_own_device_list(&bobs).is_err());
+    assert_eq!(p.alice.own_device_list(T0 + 3).unwrap(), signed);
+}

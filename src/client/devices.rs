@@ -1,0 +1,48 @@
+//! The account's devices (docs/devices.md): for now the account's own
+//! signed device list, kept in the store and published on the relay with
+//! the prekeys, so that contacts can find and verify every device.
+
+use sotto_core::DeviceList;
+use sotto_relay::{ClientError, ErrorCode, RelayClient};
+
+use super::Client;
+use super::shared::{Shared, now_ms};
+use crate::error::Result;
+
+impl Shared {
+    /// Publishes the account's current signed device list (made on first
+    /// use: this device alone); publishing it again changes nothing. A
+    /// relay that holds a newer one keeps it.
+    pub(crate) async fn publish_device_list(&self, conn: &RelayClient) -> Result<()> {
+        let signed = self.with_store(|s| s.own_device_list(now_ms())).await?;
+        match conn.publish_device_list(&signed.to_bytes()).await {
+            Ok(version) => {
+                tracing::debug!(version, "device list published");
+                Ok(())
+            }
+            Err(ClientError::Server {
+                code: ErrorCode::StaleDeviceList,
+                ..
+            }) => {
+                tracing::info!("the relay holds a newer device list of this account");
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl Client {
+    /// This account's devices: the device list its account key signed
+    /// (version 1, this device alone, until devices are linked).
+    pub async fn devices(&self) -> Result<DeviceList> {
+        let account = *self.shared.identity.public();
+        let signed = self
+            .shared
+            .with_store(|s| s.own_device_list(now_ms()))
+            .await?;
+        Ok(signed
+            .verify(&account)
+            .map_err(sotto_store::Error::Protocol)?)
+    }
+}

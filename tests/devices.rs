@@ -1,0 +1,54 @@
+//! The account's device list: made on first use, kept, and published on
+//! the relay where anyone can fetch it and check it against the address.
+#![cfg(test)]
+
+mod common;
+
+use common::*;
+use sotto::core::{DeviceId, SignedDeviceList};
+use sotto::relay::{ClientConfig, RelayClient};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_publishes_the_accounts_device_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let alice = client(dir.path(), "alice").await;
+    alice.register(&addr).await.unwrap();
+
+    let devices = alice.devices().await.unwrap();
+    let account = *alice.address().identity_key();
+    assert_eq!(devices.version(), 1);
+    assert_eq!(devices.contains(&account), Some(DeviceId::PRIMARY));
+
+    // Anyone can fetch it from the relay and check it against the address.
+    let stranger = RelayClient::connect(relay.local_addr(), ClientConfig::default())
+        .await
+        .unwrap();
+    let published = stranger
+        .fetch_device_list(&alice.address().mailbox())
+        .await
+        .unwrap()
+        .expect("a published list");
+    let verified = SignedDeviceList::from_bytes(&published)
+        .unwrap()
+        .verify(&account)
+        .unwrap();
+    assert_eq!(verified, devices);
+
+    // Reconnecting publishes the same list again: accepted, nothing
+    // changes, no error.
+    alice.disconnect().await;
+    let mut events = alice.events();
+    alice.connect(&addr).await.unwrap();
+    assert_eq!(alice.devices().await.unwrap(), devices);
+    while let Ok(Some(event)) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), events.next()).await
+    {
+        assert!(
+            !matches!(event, sotto::ClientEvent::Error { .. }),
+            "{event:?}"
+        );
+    }
+    relay.shutdown().await;
+}
