@@ -60,6 +60,22 @@ fn talk_with_input(profile: &Path, name: &str, input: &[u8]) -> Output {
     talk.wait_with_output().unwrap()
 }
 
+/// Profiles `alice` and `bob` in `dir`, registered with the relay at
+/// `addr`, each the other's contact; with their addresses.
+fn alice_and_bob(dir: &Path, addr: &str) -> (PathBuf, PathBuf, String, String) {
+    let alice = dir.join("alice");
+    let bob = dir.join("bob");
+    for profile in [&alice, &bob] {
+        ok(chat(profile, &["init"]));
+        ok(chat(profile, &["register", "--relay", addr]));
+    }
+    let alice_address = ok(chat(&alice, &["whoami"])).trim().to_owned();
+    let bob_address = ok(chat(&bob, &["whoami"])).trim().to_owned();
+    ok(chat(&alice, &["add", "bob", &bob_address]));
+    ok(chat(&bob, &["add", "alice", &alice_address]));
+    (alice, bob, alice_address, bob_address)
+}
+
 struct Relay(Child);
 
 impl Drop for Relay {
@@ -147,16 +163,7 @@ fn user_mistakes_are_one_line_errors_with_a_non_zero_exit() {
 fn talk_in_two_terminals_delivers_messages_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let (_relay, addr) = start_relay(dir.path());
-    let alice = dir.path().join("alice");
-    let bob = dir.path().join("bob");
-    for profile in [&alice, &bob] {
-        ok(chat(profile, &["init"]));
-        ok(chat(profile, &["register", "--relay", &addr]));
-    }
-    let alice_address = ok(chat(&alice, &["whoami"])).trim().to_owned();
-    let bob_address = ok(chat(&bob, &["whoami"])).trim().to_owned();
-    ok(chat(&alice, &["add", "bob", &bob_address]));
-    ok(chat(&bob, &["add", "alice", &alice_address]));
+    let (alice, bob, _, _) = alice_and_bob(dir.path(), &addr);
 
     let talk = |profile: &Path, peer: &str| {
         let mut cmd = Command::new(chat_binary());
@@ -570,16 +577,7 @@ fn register_at_a_port_that_is_not_a_relay_says_so() {
 fn export_and_import_move_a_profile_with_its_history_and_recovery_follows() {
     let dir = tempfile::tempdir().unwrap();
     let (_relay, addr) = start_relay(dir.path());
-    let alice = dir.path().join("alice");
-    let bob = dir.path().join("bob");
-    for profile in [&alice, &bob] {
-        ok(chat(profile, &["init"]));
-        ok(chat(profile, &["register", "--relay", &addr]));
-    }
-    let alice_address = ok(chat(&alice, &["whoami"])).trim().to_owned();
-    let bob_address = ok(chat(&bob, &["whoami"])).trim().to_owned();
-    ok(chat(&alice, &["add", "bob", &bob_address]));
-    ok(chat(&bob, &["add", "alice", &alice_address]));
+    let (alice, bob, alice_address, _) = alice_and_bob(dir.path(), &addr);
     ok(chat(&alice, &["send", "bob", "first from alice"]));
     ok(chat(&bob, &["sync"]));
     ok(chat(&bob, &["send", "alice", "reply from bob"]));
