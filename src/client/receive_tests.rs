@@ -173,7 +173,7 @@ fn envelopes_that_do_not_authenticate_are_dropped_without_a_trace() {
 #[test]
 fn receipts_count_only_from_the_contact_they_name() {
     let (dir, mut alice, mut bob) = parties();
-    let mut mallory = Party::new(dir.path(), "mallory.db");
+    let mallory = Party::new(dir.path(), "mallory.db");
     let (entry, sealed) = alice.message(&bob, "confirm me", T0);
     alice.store.mark_sent(&entry.id, T0).unwrap();
     assert!(matches!(bob.receive(&sealed), Outcome::Stored { .. }));
@@ -193,7 +193,6 @@ fn receipts_count_only_from_the_contact_they_name() {
             .state,
         DeliveryState::Sent
     );
-    let _ = &mut mallory;
 
     // Bob's receipt marks it delivered.
     let receipt = payload::encode_receipt(&[2; 16], T0, ReceiptKind::Delivered, &[entry.id]);
