@@ -54,3 +54,28 @@ fn only_a_newer_list_of_the_same_account_replaces_it() {
     assert!(p.alice.set_own_device_list(&bobs).is_err());
     assert_eq!(p.alice.own_device_list(T0 + 3).unwrap(), signed);
 }
+
+#[test]
+fn a_newer_list_signed_by_the_account_is_adopted_and_nothing_else() {
+    let mut p = pair();
+    let identity = p.alice.identity().unwrap();
+    let account = *identity.public();
+    let first = p.alice.own_device_list(T0).unwrap();
+    let laptop = *IdentityKeyPair::from_seed(&[7; 32]).public();
+    let newer = first
+        .verify(&account)
+        .unwrap()
+        .with_device(&laptop, T0 + 1)
+        .unwrap()
+        .sign(&identity)
+        .unwrap();
+    // Signed by someone else, or not newer: not taken.
+    let bob = p.bob.identity().unwrap();
+    let bobs = DeviceList::primary(bob.public(), T0).sign(&bob).unwrap();
+    assert!(p.alice.adopt_own_device_list(&bobs).is_err());
+    assert!(!p.alice.adopt_own_device_list(&first).unwrap());
+    // Newer and the account's: taken, once.
+    assert!(p.alice.adopt_own_device_list(&newer).unwrap());
+    assert!(!p.alice.adopt_own_device_list(&newer).unwrap());
+    assert_eq!(p.alice.own_device_list(T0 + 2).unwrap(), newer);
+}
