@@ -135,6 +135,25 @@ pub enum Error {
     /// The operating system's random number generator failed.
     #[error("the system's random number generator failed")]
     NoRandomness,
+    /// Only the account's primary device (the one holding the account key)
+    /// links and unlinks devices.
+    #[error("only the account's primary device can link or unlink devices")]
+    NotAccountDevice,
+    /// This profile cannot be linked to an account: it already belongs to
+    /// one with other devices, was linked before, or holds contacts or
+    /// history of its own (link a new profile instead).
+    #[error("this profile cannot be linked: use a new, empty profile")]
+    NotLinkable,
+    /// No link is under way to wait for (call `start_linking` first).
+    #[error("no link is under way")]
+    NoLinkUnderWay,
+    /// The other device did not answer within the time given.
+    #[error("the other device did not answer in time")]
+    LinkTimedOut,
+    /// A link message did not verify (a wrong code, another account's
+    /// offer, an altered message): the link did not happen.
+    #[error("the link did not verify: {0}")]
+    Link(sotto_core::Error),
 }
 
 /// Why TLS for a relay cannot be set up (see [`Error::TlsConfig`]).

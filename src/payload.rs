@@ -15,7 +15,25 @@
 //! kind 0x04: body is an identity change: the sender's previous identity
 //!            key(32), which it claims to replace (unproven: the recipient's
 //!            user decides)
+//! kind 0x05: body is a message between accounts' devices (docs/devices.md):
+//!            access_key(16) || from account(32) || u32be(from device)
+//!            || to account(32) || a sotto-core Message or PreKeyMessage.
+//!            From one of the recipient's own devices (from account = the
+//!            recipient's account) it is a "sent" copy of a message to
+//!            the account `to account`.
+//! kind 0x06: body is a signed device list (sotto-core, protocol.md §12)
+//! kind 0x07: body is a link offer: the account's access_key(16) ||
+//!            LinkOffer (sotto-core)
+//! kind 0x08: body is a link accept: LinkAccept (sotto-core)
 //! ```
+//!
+//! Kind 0x01 is what a primary device sends to a contact's primary device
+//! (the only kind before linked devices, so older clients keep reading
+//! it); every other message between devices is kind 0x05, which names
+//! both accounts: the recipient refuses one addressed to another account
+//! (a contact that lists someone else's device key as its own cannot make
+//! that device take messages meant for the contact), and finds the
+//! sender's device in the sender's account's list.
 //!
 //! The message id is the store's envelope id: random, chosen when the
 //! message is first stored, the same on every retry and resend, and never
@@ -33,7 +51,7 @@
 
 use sha2::Digest;
 use sotto_core::access::ACCESS_KEY_LEN;
-use sotto_core::{AccessKey, IdentityKey, IdentityKeyPair};
+use sotto_core::{AccessKey, DeviceId, IdentityKey, IdentityKeyPair};
 use sotto_relay::MessageId;
 use sotto_store::{CiphertextDigest, EnvelopeId};
 
@@ -47,6 +65,16 @@ pub const KIND_DECRYPTION_ERROR: u8 = 0x02;
 pub const KIND_RECEIPT: u8 = 0x03;
 /// Kind byte: an identity change (the sender's previous identity key).
 pub const KIND_IDENTITY_CHANGE: u8 = 0x04;
+/// Kind byte: a message between accounts' devices.
+pub const KIND_DEVICE_MESSAGE: u8 = 0x05;
+/// Kind byte: a signed device list.
+pub const KIND_DEVICE_LIST: u8 = 0x06;
+/// Kind byte: a link offer.
+pub const KIND_LINK_OFFER: u8 = 0x07;
+/// Kind byte: a link accept.
+pub const KIND_LINK_ACCEPT: u8 = 0x08;
+/// Bytes of a device message's body before the sotto-core message.
+pub(crate) const DEVICE_MESSAGE_HEADER: usize = ACCESS_KEY_LEN + 32 + 4 + 32;
 /// Most envelope ids one receipt names.
 pub const MAX_RECEIPT_IDS: usize = 1000;
 /// Bytes before the body.
@@ -61,6 +89,15 @@ pub(crate) struct Payload<'a> {
     pub(crate) message_id: [u8; 16],
     pub(crate) sent_at: u64,
     pub(crate) body: &'a [u8],
+}
+
+/// The fields of a message between accounts' devices (kind 0x05).
+pub(crate) struct DeviceMessage<'a> {
+    pub(crate) access_key: AccessKey,
+    pub(crate) from_account: IdentityKey,
+    pub(crate) from_device: DeviceId,
+    pub(crate) to_account: IdentityKey,
+    pub(crate) message: &'a [u8],
 }
 
 /// What a receipt confirms.
@@ -85,6 +122,25 @@ impl<'a> Payload<'a> {
             return None;
         }
         Some((AccessKey::from_bytes(*key), message))
+    }
+
+    /// The device message in this payload; `None` for anything else, or a
+    /// body too short or naming an invalid account key.
+    pub(crate) fn device_message(&self) -> Option<DeviceMessage<'a>> {
+        if self.kind != KIND_DEVICE_MESSAGE || self.body.len() <= DEVICE_MESSAGE_HEADER {
+            return None;
+        }
+        let (key, rest) = self.body.split_first_chunk::<ACCESS_KEY_LEN>()?;
+        let (from_account, rest) = rest.split_first_chunk::<32>()?;
+        let (from_device, rest) = rest.split_first_chunk::<4>()?;
+        let (to_account, message) = rest.split_first_chunk::<32>()?;
+        Some(DeviceMessage {
+            access_key: AccessKey::from_bytes(*key),
+            from_account: IdentityKey::from_bytes(from_account).ok()?,
+            from_device: DeviceId::new(u32::from_be_bytes(*from_device)),
+            to_account: IdentityKey::from_bytes(to_account).ok()?,
+            message,
+        })
     }
 
     /// The receipt in this payload; `None` for anything else or a receipt
@@ -153,6 +209,9 @@ pub enum PayloadError {
     /// sender (not for us, forged, or tampered with).
     #[error("cannot open the sealed envelope: {0}")]
     Sealed(sotto_core::Error),
+    /// The system's random number generator failed.
+    #[error("no randomness for a payload id")]
+    NoRandomness,
 }
 
 /// Seals a payload from `sender` to `recipient` (hides the sender from the
@@ -225,7 +284,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Payload<'_>, PayloadError> {
     let kind = bytes[1];
     if !matches!(
         kind,
-        KIND_MESSAGE | KIND_DECRYPTION_ERROR | KIND_RECEIPT | KIND_IDENTITY_CHANGE
+        KIND_MESSAGE
+            | KIND_DECRYPTION_ERROR
+            | KIND_RECEIPT
+            | KIND_IDENTITY_CHANGE
+            | KIND_DEVICE_MESSAGE
+            | KIND_DEVICE_LIST
+            | KIND_LINK_OFFER
+            | KIND_LINK_ACCEPT
     ) {
         return Err(PayloadError::UnknownKind(kind));
     }
@@ -261,6 +327,39 @@ pub(crate) fn encode_receipt(
         body.extend_from_slice(id.as_bytes());
     }
     encode_kind(KIND_RECEIPT, receipt_id, sent_at, &body)
+}
+
+/// A message between accounts' devices (kind 0x05; see the module's
+/// table). The buffer holds the access key, so it is wiped on drop.
+pub(crate) fn encode_device_message(
+    message_id: &[u8; 16],
+    sent_at: u64,
+    access_key: &AccessKey,
+    from: (&IdentityKey, DeviceId),
+    to_account: &IdentityKey,
+    message: &[u8],
+) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut body =
+        zeroize::Zeroizing::new(Vec::with_capacity(DEVICE_MESSAGE_HEADER + message.len()));
+    body.extend_from_slice(access_key.as_bytes());
+    body.extend_from_slice(from.0.as_bytes());
+    body.extend_from_slice(&from.1.get().to_be_bytes());
+    body.extend_from_slice(to_account.as_bytes());
+    body.extend_from_slice(message);
+    zeroize::Zeroizing::new(encode_kind(KIND_DEVICE_MESSAGE, message_id, sent_at, &body))
+}
+
+/// A payload of `kind` around `body` (device list, link offer, accept),
+/// under a fresh random id. The buffer may hold a key: wiped on drop.
+pub(crate) fn encode_control(
+    kind: u8,
+    sent_at: u64,
+    body: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>, PayloadError> {
+    let id = MessageId::random().map_err(|_| PayloadError::NoRandomness)?;
+    Ok(zeroize::Zeroizing::new(encode_kind(
+        kind, &id.0, sent_at, body,
+    )))
 }
 
 /// A notice that the message whose ciphertext has digest `failed` could
@@ -340,8 +439,8 @@ mod tests {
             );
         }
         let mut bad = bytes.clone();
-        bad[1] = 9;
-        assert_eq!(decode(&bad).err(), Some(PayloadError::UnknownKind(9)));
+        bad[1] = 0x7F;
+        assert_eq!(decode(&bad).err(), Some(PayloadError::UnknownKind(0x7F)));
         let mut bad = bytes.clone();
         bad[1] = 0;
         assert_eq!(decode(&bad).err(), Some(PayloadError::UnknownKind(0)));

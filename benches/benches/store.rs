@@ -92,6 +92,7 @@ impl Conversation {
         let envelope = Envelope {
             id: reply.id,
             sender: "bob",
+            device: sotto_store::PeerDevice::CONTACT_PRIMARY,
             ciphertext: &reply.ciphertext,
             sent_at: 0,
             received_at: 0,
@@ -120,6 +121,7 @@ impl Conversation {
             .map(|entry| Envelope {
                 id: entry.id,
                 sender: "alice",
+                device: sotto_store::PeerDevice::CONTACT_PRIMARY,
                 ciphertext: &entry.ciphertext,
                 sent_at: 0,
                 received_at: 1_700_000_000_000,

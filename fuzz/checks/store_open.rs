@@ -72,6 +72,7 @@ fn make_template() -> Template {
             let envelope = Envelope {
                 id: out.id,
                 sender: "alice",
+                device: sotto_store::PeerDevice::CONTACT_PRIMARY,
                 ciphertext: &out.ciphertext,
                 sent_at: 0,
                 received_at: 2_000 + i as u64,
@@ -88,6 +89,7 @@ fn make_template() -> Template {
         let envelope = Envelope {
             id: reply.id,
             sender: "bob",
+            device: sotto_store::PeerDevice::CONTACT_PRIMARY,
             ciphertext: &reply.ciphertext,
             sent_at: 0,
             received_at: 4_000,

@@ -19,7 +19,7 @@ impl Client {
             return Err(Error::InvalidContactName);
         }
         let identity = *address.identity_key();
-        if identity == *self.shared.identity.public() {
+        if identity == self.shared.account {
             return Err(Error::OwnAddress);
         }
         self.shared
@@ -125,10 +125,7 @@ impl Client {
         let identity = contact
             .identity_key
             .ok_or_else(|| Error::UnknownContact(contact.name.clone()))?;
-        Ok(sotto_core::safety_number(
-            self.shared.identity.public(),
-            &identity,
-        ))
+        Ok(sotto_core::safety_number(&self.shared.account, &identity))
     }
 
     /// Marks the incoming message `seq` of the conversation with `contact`
@@ -163,7 +160,12 @@ impl Client {
             // mark at Delivered.
             let _ = self
                 .shared
-                .send_receipt(&conn, &identity, ReceiptKind::Read, &[envelope])
+                .send_receipt(
+                    &conn,
+                    (&identity, &identity),
+                    ReceiptKind::Read,
+                    &[envelope],
+                )
                 .await;
         }
         Ok(true)

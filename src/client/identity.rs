@@ -26,7 +26,7 @@ impl Shared {
         name: String,
         claimant: Address,
     ) -> IdentityChange {
-        let me = self.identity.public();
+        let me = &self.account;
         IdentityChange {
             old_safety_number: sotto_core::safety_number(me, previous.identity_key()),
             new_safety_number: sotto_core::safety_number(me, claimant.identity_key()),

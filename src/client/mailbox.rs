@@ -22,6 +22,23 @@ pub(crate) enum Settled {
 }
 
 impl Shared {
+    /// Removes the nameless contact that fetching a stranger's device list
+    /// made, when its device turned out not to be vouched for and nothing
+    /// else is stored under it.
+    async fn forget_empty_stranger(&self, account: &sotto_core::IdentityKey) -> Result<()> {
+        let id = super::shared::contact_id(account);
+        self.with_store(move |s| {
+            if let Some(c) = s.contact(&id)?
+                && c.name.is_empty()
+                && s.message_count(&id)? == 0
+            {
+                s.delete_contact(&id)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs the receive pipeline on one envelope's bytes, on the blocking
     /// pool.
     pub(crate) async fn run_pipeline(&self, sealed: Vec<u8>) -> Result<Outcome> {
@@ -85,7 +102,23 @@ impl Shared {
         let span = tracing::info_span!("receive", envelope_len = envelope.payload.len());
         async {
             let relay_id = envelope.id;
-            let outcome = match self.run_pipeline(envelope.payload).await {
+            let mut outcome = self.run_pipeline(envelope.payload.clone()).await;
+            // A device no held list vouches for: fetch the sending
+            // account's newest list once, then try again.
+            if let Ok(Outcome::UnknownDevice { account }) = &outcome {
+                let account = *account;
+                match self.refresh_devices(conn, &account).await {
+                    Ok(true) => outcome = self.run_pipeline(envelope.payload).await,
+                    Ok(false) => {}
+                    Err(e) if conn.is_closed() => return Err(e),
+                    Err(e) => tracing::info!(error = %e, "device list not fetched"),
+                }
+                if let Ok(Outcome::UnknownDevice { account }) = &outcome {
+                    self.forget_empty_stranger(account).await?;
+                    outcome = Ok(Outcome::Dropped(DropReason::UnknownDevice));
+                }
+            }
+            let outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(e) => {
                     // A local failure: left on the relay, it comes again.
@@ -103,14 +136,22 @@ impl Shared {
     /// Acknowledges and reports what the pipeline made of an envelope.
     async fn settle(&self, conn: &RelayClient, relay_id: u64, outcome: Outcome) -> Result<Settled> {
         match outcome {
-            Outcome::Stored { message, receipt } => {
+            Outcome::Stored {
+                message,
+                sent_copy,
+                receipt,
+            } => {
                 #[cfg(feature = "test-hooks")]
                 if self.options.fault == Some(super::types::Fault::CrashBeforeAck) {
                     return Err(Error::TaskFailed);
                 }
                 // Announced before the ack: if the ack fails, the relay
                 // delivers it again as a duplicate, which is not announced.
-                self.emit(ClientEvent::Message((*message).clone()));
+                self.emit(if sent_copy {
+                    ClientEvent::SentFromOtherDevice((*message).clone())
+                } else {
+                    ClientEvent::Message((*message).clone())
+                });
                 conn.ack(&[relay_id]).await?;
                 self.owe_receipt(receipt);
                 Ok(Settled::Stored(message))
@@ -171,6 +212,33 @@ impl Shared {
                 self.emit(ClientEvent::IdentityChanged(Box::new(change)));
                 conn.ack(&[relay_id]).await?;
                 Ok(Settled::Nothing)
+            }
+            Outcome::DevicesChanged {
+                account,
+                own,
+                change,
+                unlinked,
+            } => {
+                self.announce_change(account, own, change, unlinked);
+                conn.ack(&[relay_id]).await?;
+                Ok(Settled::Nothing)
+            }
+            Outcome::Link { from, kind, body } => {
+                // A link message that cannot be handled now (nothing waits
+                // for it, or it does not verify) is consumed: linking starts
+                // over, and it must not hold back the mailbox.
+                if let Err(e) = self.on_link_message(conn, &from, kind, &body).await {
+                    if conn.is_closed() {
+                        return Err(e);
+                    }
+                    self.report(Step::Devices, e);
+                }
+                conn.ack(&[relay_id]).await?;
+                Ok(Settled::Nothing)
+            }
+            Outcome::UnknownDevice { .. } => {
+                conn.ack(&[relay_id]).await?;
+                Ok(Settled::Dropped(DropReason::UnknownDevice))
             }
             Outcome::Notice { contact, failed } => {
                 // Answer first: if the connection drops meanwhile, the

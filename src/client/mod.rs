@@ -33,6 +33,7 @@ mod archive;
 mod contacts;
 mod devices;
 mod identity;
+mod link;
 mod mailbox;
 mod outbox;
 mod prekeys;
@@ -44,6 +45,7 @@ mod shared;
 mod supervisor;
 mod types;
 
+pub use link::{JoinedAccount, LinkedDevice};
 #[cfg(feature = "test-hooks")]
 pub use types::Fault;
 pub use types::{
@@ -141,8 +143,13 @@ impl Client {
 
     fn from_store(store: Store, profile_dir: PathBuf, options: ClientOptions) -> Result<Self> {
         let identity = store.identity()?;
-        let access_key = AccessKey::derive(&identity).map_err(sotto_store::Error::Protocol)?;
-        let address = Address::of(identity.public());
+        let account = store.account_key()?;
+        let device_id = store.own_device_id()?;
+        let access_key = match store.account_access_key()? {
+            Some(key) => key,
+            None => AccessKey::derive(&identity).map_err(sotto_store::Error::Protocol)?,
+        };
+        let address = Address::of(&account);
         let (events, _) = broadcast::channel(options.event_capacity.max(1));
         let max_frame = SavedRelay::load(&profile_dir)
             .and_then(|saved| saved.max_frame)
@@ -150,6 +157,8 @@ impl Client {
         let shared = Arc::new(Shared {
             store: Arc::new(Mutex::new(store)),
             identity,
+            account,
+            device_id,
             access_key,
             address,
             options,
@@ -164,6 +173,8 @@ impl Client {
             receipts: Mutex::new(Default::default()),
             outbox_held: AtomicBool::new(false),
             max_frame: AtomicU64::new(u64::from(max_frame)),
+            lists_fetched: Mutex::new(Default::default()),
+            link: Mutex::new(Default::default()),
         });
         Ok(Self {
             _lifetime: Arc::new(Lifetime {

@@ -10,19 +10,19 @@
 //!   becomes `Failed` in history, [`ClientEvent::SendFailed`] is raised,
 //!   and the entries behind it go on;
 //! - **for now** (the recipient's mailbox is full, a first contact over
-//!   its allowance, a relay out of space...): that conversation waits, so
-//!   nothing overtakes the refused entry, the other conversations go on,
+//!   its allowance, a relay out of space...): that conversation's entries
+//!   for that device wait, so nothing overtakes the refused entry, the
+//!   others go on,
 //!   and the outbox is tried again with backoff;
 //! - **connection lost**: everything stops and resumes after reconnecting.
 
 use std::collections::HashSet;
 
-use sotto_core::access::ACCESS_KEY_LEN;
-use sotto_core::{AccessKey, IdentityKey, IdentityKeyPair};
+use sotto_core::{AccessKey, DeviceId, IdentityKey, IdentityKeyPair};
 use sotto_relay::{ClientError, ErrorCode, MailboxAddress, RelayClient};
-use sotto_store::{EnvelopeId, OutboxEntry, SendFailure, Store};
+use sotto_store::{EnvelopeId, OutboxEntry, PeerDevice, SendFailure, Store};
 
-use super::shared::{Shared, access_key_of, now_ms};
+use super::shared::{Shared, now_ms};
 use super::types::ClientEvent;
 use crate::address::Address;
 use crate::error::{Error, Result};
@@ -31,28 +31,48 @@ use crate::payload;
 /// The longest sotto-core ciphertext that fits in one envelope of a relay
 /// whose frames are at most `max_frame` bytes: the frame less the Send
 /// request around the payload, the sealed layer, the payload header and
-/// the sender's access key.
+/// the longest message header (a device message's: the sender's access
+/// key and both accounts), so that every copy of a message fits.
 pub(crate) fn max_ciphertext_len(max_frame: u32) -> usize {
     sotto_relay::protocol::max_payload_len(max_frame)
         .saturating_sub(sotto_core::sealed::SEALED_OVERHEAD)
         .saturating_sub(payload::PAYLOAD_OVERHEAD)
-        .saturating_sub(ACCESS_KEY_LEN)
+        .saturating_sub(payload::DEVICE_MESSAGE_HEADER)
 }
 
-/// Seals an outbox entry from `me` to `recipient`, with our access key
-/// inside: the bytes the relay carries.
+/// Who sends an outbox entry: this device of this account, with the
+/// account's access key inside every message.
+pub(crate) struct Sender<'a> {
+    pub(crate) identity: &'a IdentityKeyPair,
+    pub(crate) account: &'a IdentityKey,
+    pub(crate) device: DeviceId,
+    pub(crate) access_key: &'a AccessKey,
+}
+
+/// Seals an outbox entry from `me` to its device, whose key is `to.key`:
+/// the bytes the relay carries. Between two primary devices the payload
+/// is a plain message (kind 0x01); otherwise a device message naming both
+/// accounts (kind 0x05): ours, and `to.account` — the contact's, which
+/// for a "sent" copy to one of our devices is the account it was sent to.
 pub(crate) fn seal_entry(
-    me: &IdentityKeyPair,
-    access_key: &AccessKey,
-    recipient: &IdentityKey,
+    me: &Sender<'_>,
+    to: &Addressed,
     entry: &OutboxEntry,
     now: u64,
 ) -> Result<Vec<u8>> {
-    Ok(payload::seal(
-        me,
-        recipient,
-        &payload::encode(entry.id.as_bytes(), now, access_key, &entry.ciphertext),
-    )?)
+    let payload = if me.device == DeviceId::PRIMARY && entry.to == PeerDevice::CONTACT_PRIMARY {
+        payload::encode(entry.id.as_bytes(), now, me.access_key, &entry.ciphertext)
+    } else {
+        payload::encode_device_message(
+            entry.id.as_bytes(),
+            now,
+            me.access_key,
+            (me.account, me.device),
+            &to.account,
+            &entry.ciphertext,
+        )
+    };
+    Ok(payload::seal(me.identity, &to.key, &payload)?)
 }
 
 /// What a refusal of one entry means.
@@ -78,9 +98,15 @@ fn classify(error: &Error) -> Refusal {
     }
 }
 
-/// An entry with what is needed to seal it: the recipient's pinned
-/// identity and the access key it gave us, if any.
-pub(crate) type Addressed = (OutboxEntry, IdentityKey, Option<AccessKey>);
+/// Where an outbox entry goes: the key of its device (its mailbox, and
+/// the key it is sealed to), the account of the conversation's contact,
+/// and the access key to present to the relay.
+pub(crate) struct Addressed {
+    pub(crate) entry: OutboxEntry,
+    pub(crate) key: IdentityKey,
+    pub(crate) account: IdentityKey,
+    pub(crate) access: Option<AccessKey>,
+}
 
 /// What handing a list of entries to the relay came to.
 #[derive(Default)]
@@ -94,51 +120,51 @@ pub(crate) struct Flushed {
 }
 
 impl Shared {
+    /// This device as the sender of outbox entries.
+    pub(crate) fn sender(&self) -> Sender<'_> {
+        Sender {
+            identity: &self.identity,
+            account: &self.account,
+            device: self.device_id,
+            access_key: &self.access_key,
+        }
+    }
+
     /// Seals one entry, hands it to the relay (presenting the recipient's
     /// access key if we have it) and records that the relay accepted it.
-    pub(crate) async fn deliver(
-        &self,
-        conn: &RelayClient,
-        recipient: &IdentityKey,
-        access: Option<&AccessKey>,
-        entry: &OutboxEntry,
-    ) -> Result<()> {
-        let sealed = seal_entry(&self.identity, &self.access_key, recipient, entry, now_ms())?;
+    pub(crate) async fn deliver(&self, conn: &RelayClient, to: &Addressed) -> Result<()> {
+        let sealed = seal_entry(&self.sender(), to, &to.entry, now_ms())?;
         conn.send(
-            &MailboxAddress::of(recipient),
-            payload::relay_message_id(&entry.ciphertext),
-            access,
+            &MailboxAddress::of(&to.key),
+            payload::relay_message_id(&to.entry.ciphertext),
+            to.access.as_ref(),
             &sealed,
         )
         .await?;
-        let id = entry.id;
+        let id = to.entry.id;
         self.with_store(move |s| s.mark_sent(&id, now_ms())).await?;
         Ok(())
     }
 
-    /// Hands the outbox entries for `recipient` to the relay, oldest
-    /// first (under the processing lock, like [`flush_outbox`]: a message
-    /// sent while older ones still wait must not overtake them).
+    /// Hands the outbox entries of the conversation with `recipient` to
+    /// the relay, oldest first (under the processing lock, like
+    /// [`flush_outbox`]: a message sent while older ones still wait must
+    /// not overtake them).
     ///
     /// [`flush_outbox`]: Self::flush_outbox
     pub(crate) async fn flush_conversation(
         &self,
         conn: &RelayClient,
         recipient: &str,
-        identity: &IdentityKey,
     ) -> Result<Flushed> {
         let _guard = self.processing.lock().await;
         let recipient = recipient.to_owned();
-        let pinned = *identity;
         let entries = self
-            .with_store(move |s| {
-                let access = access_key_of(s, &recipient, &pinned)?;
+            .outbox_with_recipients(move |s| {
                 Ok(s.outbox()?
                     .into_iter()
-                    .flatten()
-                    .filter(|e| e.recipient == recipient)
-                    .map(|e| (e, pinned, access.clone()))
-                    .collect::<Vec<_>>())
+                    .filter(|e| e.as_ref().is_ok_and(|e| e.recipient == recipient))
+                    .collect())
             })
             .await?;
         self.deliver_in_order(conn, entries).await
@@ -157,8 +183,8 @@ impl Shared {
 
     /// Delivers `entries` in their order. A refusal for good gives the
     /// entry up and goes on; a refusal for now holds the rest of that
-    /// conversation (so nothing overtakes it) while the others go on; a
-    /// lost connection is an error at once.
+    /// conversation's entries for the same device (so nothing overtakes
+    /// it) while the others go on; a lost connection is an error at once.
     pub(crate) async fn deliver_in_order(
         &self,
         conn: &RelayClient,
@@ -166,13 +192,14 @@ impl Shared {
     ) -> Result<Flushed> {
         let mut flushed = Flushed::default();
         let mut held = HashSet::new();
-        for (entry, identity, access) in entries {
-            if held.contains(&entry.recipient) {
+        for to in entries {
+            let queue = (to.entry.recipient.clone(), to.entry.to);
+            if held.contains(&queue) {
                 continue;
             }
-            let error = match self.deliver(conn, &identity, access.as_ref(), &entry).await {
+            let error = match self.deliver(conn, &to).await {
                 Ok(()) => {
-                    flushed.sent.push(entry.id);
+                    flushed.sent.push(to.entry.id);
                     continue;
                 }
                 Err(e) if conn.is_closed() => return Err(e),
@@ -180,12 +207,12 @@ impl Shared {
             };
             match classify(&error) {
                 Refusal::ForGood(reason) => {
-                    self.give_up(&entry, &identity, reason).await?;
-                    flushed.failed.push((entry.id, reason));
+                    self.give_up(&to, reason).await?;
+                    flushed.failed.push((to.entry.id, reason));
                 }
                 Refusal::ForNow => {
                     tracing::info!(error = %error, "relay refused an outbox entry for now");
-                    held.insert(entry.recipient.clone());
+                    held.insert(queue);
                     flushed.held.get_or_insert(error);
                 }
             }
@@ -194,20 +221,15 @@ impl Shared {
     }
 
     /// Gives an entry up for good and tells the app.
-    async fn give_up(
-        &self,
-        entry: &OutboxEntry,
-        identity: &IdentityKey,
-        reason: SendFailure,
-    ) -> Result<()> {
-        let id = entry.id;
+    async fn give_up(&self, to: &Addressed, reason: SendFailure) -> Result<()> {
+        let id = to.entry.id;
         let seq = self
             .with_store(move |s| s.fail_outbox_entry(&id, reason))
             .await?;
         tracing::warn!(%reason, "outbox entry refused for good");
         if let Some(seq) = seq {
             self.emit(ClientEvent::SendFailed {
-                contact: Address::of(identity),
+                contact: Address::of(&to.account),
                 seq,
                 reason,
             });
@@ -215,24 +237,39 @@ impl Shared {
         Ok(())
     }
 
-    /// The outbox entries `list` picks, each with its recipient's pinned
-    /// identity and access key; entries whose contact has no pinned
-    /// identity are left out (they cannot be sealed).
+    /// The outbox entries `list` picks, each with its device's key, its
+    /// contact's account and the access key to present; entries whose
+    /// contact has no pinned identity, or whose device no list names any
+    /// more, are left out (they cannot be sealed).
     pub(crate) async fn outbox_with_recipients(
         &self,
         list: impl FnOnce(&Store) -> sotto_store::Result<Vec<sotto_store::Result<OutboxEntry>>>
         + Send
         + 'static,
     ) -> Result<Vec<Addressed>> {
-        self.with_store(|s| {
+        let own_access = self.access_key.clone();
+        self.with_store(move |s| {
             let mut out = Vec::new();
             for entry in list(s)?.into_iter().flatten() {
                 let Some(contact) = s.contact(&entry.recipient)? else {
                     continue;
                 };
-                if let Some(identity) = contact.identity_key {
-                    out.push((entry, identity, contact.access_key));
-                }
+                let Some(account) = contact.identity_key else {
+                    continue;
+                };
+                let Some(key) = s.device_key(&entry.recipient, entry.to)? else {
+                    continue;
+                };
+                let access = match entry.to {
+                    PeerDevice::Own(_) => Some(own_access.clone()),
+                    PeerDevice::Contact(_) => contact.access_key,
+                };
+                out.push(Addressed {
+                    entry,
+                    key,
+                    account,
+                    access,
+                });
             }
             Ok(out)
         })

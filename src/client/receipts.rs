@@ -11,17 +11,18 @@ use super::shared::{Shared, access_key_of, contact_id, lock, now_ms};
 use crate::error::{Error, Result};
 use crate::payload::{self, ReceiptKind};
 
-/// The delivery receipts owed, by sender.
-pub(crate) type OwedReceipts = HashMap<[u8; 32], (IdentityKey, Vec<EnvelopeId>)>;
+/// The delivery receipts owed, by sending device: its account, and the
+/// envelope ids.
+pub(crate) type OwedReceipts = HashMap<[u8; 32], (IdentityKey, IdentityKey, Vec<EnvelopeId>)>;
 
 impl Shared {
     /// Notes a delivery receipt to send with the next batch.
-    pub(crate) fn owe_receipt(&self, (sender, id): Owed) {
+    pub(crate) fn owe_receipt(&self, owed: Owed) {
         lock(&self.receipts)
-            .entry(*sender.as_bytes())
-            .or_insert_with(|| (sender, Vec::new()))
-            .1
-            .push(id);
+            .entry(*owed.to.as_bytes())
+            .or_insert_with(|| (owed.to, owed.account, Vec::new()))
+            .2
+            .push(owed.id);
     }
 
     /// Sends the delivery receipts owed, one envelope per sender (split at
@@ -31,36 +32,36 @@ impl Shared {
     pub(crate) async fn flush_receipts(&self, conn: &RelayClient) {
         let owed = std::mem::take(&mut *lock(&self.receipts));
         let mut failed = Vec::new();
-        for (_, (sender, ids)) in owed {
+        for (_, (to, account, ids)) in owed {
             for chunk in ids.chunks(payload::MAX_RECEIPT_IDS) {
                 if self
-                    .send_receipt(conn, &sender, ReceiptKind::Delivered, chunk)
+                    .send_receipt(conn, (&to, &account), ReceiptKind::Delivered, chunk)
                     .await
                     .is_err()
                 {
-                    failed.push((sender, chunk.to_vec()));
+                    failed.push((to, account, chunk.to_vec()));
                 }
             }
         }
-        for (sender, ids) in failed {
+        for (to, account, ids) in failed {
             for id in ids {
-                self.owe_receipt((sender, id));
+                self.owe_receipt(Owed { to, account, id });
             }
         }
     }
 
-    /// Sends one receipt envelope to `to`.
+    /// Sends one receipt envelope to the device `to` of `account`.
     pub(crate) async fn send_receipt(
         &self,
         conn: &RelayClient,
-        to: &IdentityKey,
+        (to, account): (&IdentityKey, &IdentityKey),
         kind: ReceiptKind,
         ids: &[EnvelopeId],
     ) -> Result<()> {
         let receipt_id = MessageId::random().map_err(|_| Error::NoRandomness)?;
         let receipt = payload::encode_receipt(&receipt_id.0, now_ms(), kind, ids);
         let sealed = payload::seal(&self.identity, to, &receipt)?;
-        let access = self.access_key_for(to).await;
+        let access = self.access_key_for(account).await;
         conn.send(
             &MailboxAddress::of(to),
             receipt_id,
@@ -71,12 +72,15 @@ impl Shared {
         Ok(())
     }
 
-    /// The access key of the contact with identity `identity`, if it gave
-    /// us one.
+    /// The access key of the account `identity`: our own account's, or the
+    /// one the contact with that identity gave us, if any.
     pub(crate) async fn access_key_for(
         &self,
         identity: &IdentityKey,
     ) -> Option<sotto_core::AccessKey> {
+        if *identity == self.account {
+            return Some(self.access_key.clone());
+        }
         let pinned = *identity;
         self.with_store(move |s| access_key_of(s, &contact_id(&pinned), &pinned))
             .await

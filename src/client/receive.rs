@@ -9,9 +9,11 @@
 //!    payload must parse; otherwise the envelope is dropped and nobody is
 //!    told (a relay can make such envelopes; answering them would let it
 //!    steer us).
-//! 2. Receipts and decryption-error notices count only from a contact
-//!    whose pinned identity is the authenticated sender; from anyone else
-//!    they are dropped.
+//! 2. A delivery receipt confirms only envelopes that were encrypted to
+//!    the very device that authenticated it; read receipts and
+//!    decryption-error notices count only from a contact whose pinned
+//!    identity is the authenticated sender (its primary device); from
+//!    anyone else they are dropped.
 //! 3. A message from an unknown sender creates a nameless contact (the
 //!    user names it later); if the message does not decrypt, the contact
 //!    is removed again.
@@ -30,17 +32,35 @@
 //!    (`TooManySkipped`, which a relay withholding messages can cause), not
 //!    for a replayed first message, and not for a message older (by the
 //!    sender's clock) than one already decrypted from that sender — then
-//!    the session evidently works and the message is merely late.
+//!    the session evidently works and the message is merely late. Session
+//!    recovery runs between primary devices: other devices get no notice.
+//! 7. A message from a device other than an account's primary (payload
+//!    kind 0x05) names both accounts: it must be addressed to this
+//!    account, and the held device list of the sending account must name
+//!    the authenticated device key under the device id it gives; a list
+//!    that does not is refreshed from the relay once
+//!    ([`Outcome::UnknownDevice`]) and the message is dropped if it still
+//!    does not. A copy from one of our own devices is stored as our
+//!    outgoing message in the conversation with the account it names.
+//! 8. A device list counts only if the account it names is a contact
+//!    (pinned identity) or this account, signed by that key and newer
+//!    than the one held.
 
-use sotto_core::{IdentityKey, IdentityKeyPair};
-use sotto_store::{CiphertextDigest, EnvelopeId, Received, Store};
+use sotto_core::{AccessKey, IdentityKey, IdentityKeyPair};
+use sotto_store::{CiphertextDigest, DeviceListChange, EnvelopeId, PeerDevice, Received, Store};
 
 use super::types::{DropReason, IncomingMessage, Undecryptable};
 use crate::address::Address;
 use crate::payload::{self, PayloadError, ReceiptKind};
 
-/// A delivery receipt owed: to whom, for which envelope.
-pub(crate) type Owed = (IdentityKey, EnvelopeId);
+/// A delivery receipt owed: to which device (of which account), for which
+/// envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owed {
+    pub(crate) to: IdentityKey,
+    pub(crate) account: IdentityKey,
+    pub(crate) id: EnvelopeId,
+}
 
 /// What one envelope came to. Short-lived (one per envelope, moved once):
 /// its variants' sizes do not matter.
@@ -48,8 +68,11 @@ pub(crate) type Owed = (IdentityKey, EnvelopeId);
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Outcome {
     /// A new message, committed to history; a delivery receipt is owed.
+    /// With `sent_copy`, a message this account sent from another of its
+    /// devices, stored as outgoing.
     Stored {
         message: Box<IncomingMessage>,
+        sent_copy: bool,
         receipt: Owed,
     },
     /// Stored before. For a message the receipt is owed again (the first
@@ -79,6 +102,24 @@ pub(crate) enum Outcome {
         name: String,
         claimant: Address,
     },
+    /// A message from a device of `account` that the held device list does
+    /// not vouch for: fetch the account's newest list and try again once.
+    UnknownDevice { account: IdentityKey },
+    /// A device list changed (a contact's, or our own account's).
+    DevicesChanged {
+        account: Address,
+        own: bool,
+        change: DeviceListChange,
+        /// Our own list no longer names this device.
+        unlinked: bool,
+    },
+    /// A link offer or accept (docs/devices.md, "Linking") from the device
+    /// `from`: handled by the linking code, which knows what it waits for.
+    Link {
+        from: IdentityKey,
+        kind: u8,
+        body: Vec<u8>,
+    },
     /// A contact's decryption-error notice about our ciphertext `failed`:
     /// answering it needs the relay (a new bundle, a resend).
     Notice {
@@ -98,6 +139,9 @@ impl Outcome {
             Self::Undecryptable { .. } => "undecryptable",
             Self::IdentityChangeClaimed { .. } => "identity change",
             Self::Notice { .. } => "notice",
+            Self::UnknownDevice { .. } => "unknown device",
+            Self::DevicesChanged { .. } => "device list",
+            Self::Link { .. } => "link",
         }
     }
 }
@@ -139,18 +183,7 @@ pub(crate) fn receive(
             let Some((kind, ids)) = payload.receipt() else {
                 return Ok(Outcome::Dropped(DropReason::Malformed));
             };
-            if !known {
-                return Ok(Outcome::Dropped(DropReason::NotAContact));
-            }
-            let seqs = match kind {
-                ReceiptKind::Delivered => store.mark_delivered(&id, &ids)?,
-                ReceiptKind::Read => store.mark_read_by_contact(&id, &ids)?,
-            };
-            return Ok(Outcome::Receipt {
-                contact: from,
-                kind,
-                seqs,
-            });
+            return receipt(store, &sender, known, kind, &ids);
         }
         payload::KIND_DECRYPTION_ERROR => {
             let Some(failed) = payload.notice_digest() else {
@@ -170,58 +203,188 @@ pub(crate) fn receive(
             };
             return claim_identity_change(store, &id, contact.as_ref(), &sender, &previous);
         }
+        payload::KIND_DEVICE_LIST => {
+            return super::devices::receive_device_list(store, payload.body);
+        }
+        payload::KIND_LINK_OFFER | payload::KIND_LINK_ACCEPT => {
+            return Ok(Outcome::Link {
+                from: sender,
+                kind: payload.kind,
+                body: payload.body.to_vec(),
+            });
+        }
+        payload::KIND_DEVICE_MESSAGE => return device_message(store, &sender, &payload, now),
         _ => {}
     }
 
-    // A message: the sender's access key, then the sotto-core message.
+    // A message from a primary device: the sender's access key, then the
+    // sotto-core message.
     let Some((access_key, ciphertext)) = payload.message() else {
         return Ok(Outcome::Dropped(DropReason::Malformed));
     };
-    // A first message from someone not yet in the contacts: keep it under
-    // their address until the user names them.
+    if sender == store.account_key()? {
+        // Our own account key writes to us only in device messages.
+        return Ok(Outcome::Dropped(DropReason::Malformed));
+    }
+    let incoming = Incoming {
+        conversation: from,
+        device: PeerDevice::CONTACT_PRIMARY,
+        sender,
+        access_key: Some(access_key),
+        ciphertext,
+        message_id: payload.message_id,
+        sent_at: payload.sent_at,
+    };
+    store_message(store, contact, incoming, now)
+}
+
+/// A message that passed every check but decryption, on its way into the
+/// store.
+struct Incoming<'a> {
+    /// The conversation's account: the sender's, or for a "sent" copy the
+    /// account it was sent to.
+    conversation: Address,
+    device: PeerDevice,
+    /// The device key the sealed layer authenticated.
+    sender: IdentityKey,
+    /// The access key to remember for the contact (none for our own
+    /// devices' copies).
+    access_key: Option<AccessKey>,
+    ciphertext: &'a [u8],
+    message_id: [u8; 16],
+    sent_at: u64,
+}
+
+/// A message between accounts' devices (payload kind 0x05): it must be
+/// addressed to this account, and its sender must be the device that the
+/// held list of the sending account names (our own list for a "sent"
+/// copy from one of our devices).
+fn device_message(
+    store: &mut Store,
+    sender: &IdentityKey,
+    payload: &payload::Payload<'_>,
+    now: u64,
+) -> sotto_store::Result<Outcome> {
+    let Some(m) = payload.device_message() else {
+        return Ok(Outcome::Dropped(DropReason::Malformed));
+    };
+    let mine = store.account_key()?;
+    let (account, device) = if m.from_account == mine {
+        if m.to_account == mine {
+            return Ok(Outcome::Dropped(DropReason::Malformed));
+        }
+        (m.to_account, PeerDevice::Own(m.from_device))
+    } else {
+        if m.to_account != mine {
+            return Ok(Outcome::Dropped(DropReason::Misdirected));
+        }
+        (m.from_account, PeerDevice::Contact(m.from_device))
+    };
+    let conversation = Address::of(&account);
+    let id = conversation.to_string();
+    let contact = store.contact(&id)?;
+    if contact
+        .as_ref()
+        .is_some_and(|c| c.identity_key.is_some_and(|k| k != account))
+    {
+        return Ok(Outcome::Dropped(DropReason::NotAContact));
+    }
+    let vouched = if device == PeerDevice::CONTACT_PRIMARY {
+        Some(m.from_account)
+    } else if contact.is_none() && !device.is_own() {
+        None
+    } else {
+        store.device_key(&id, device)?
+    };
+    if vouched != Some(*sender) {
+        return Ok(Outcome::UnknownDevice {
+            account: m.from_account,
+        });
+    }
+    let incoming = Incoming {
+        conversation,
+        device,
+        sender: *sender,
+        access_key: (!device.is_own()).then_some(m.access_key),
+        ciphertext: m.message,
+        message_id: payload.message_id,
+        sent_at: payload.sent_at,
+    };
+    store_message(store, contact, incoming, now)
+}
+
+/// Stores a message that came through the checks above (rules 3, 5 and 6).
+fn store_message(
+    store: &mut Store,
+    contact: Option<sotto_store::Contact>,
+    m: Incoming<'_>,
+    now: u64,
+) -> sotto_store::Result<Outcome> {
+    let id = m.conversation.to_string();
+    let account = *m.conversation.identity_key();
+    // A first message from someone not yet in the contacts (or a copy of
+    // one we sent from another device to someone this device does not
+    // know yet): keep it under their address until the user names them.
     let (created, name) = match contact {
         Some(c) => (false, c.name),
         None => {
-            store.add_contact(&id, "", Some(&sender))?;
+            store.add_contact(&id, "", Some(&account))?;
             (true, String::new())
         }
     };
     let envelope = sotto_store::Envelope {
-        id: EnvelopeId(payload.message_id),
+        id: EnvelopeId(m.message_id),
         sender: &id,
-        ciphertext,
-        sent_at: payload.sent_at,
+        device: m.device,
+        ciphertext: m.ciphertext,
+        sent_at: m.sent_at,
         received_at: now,
     };
     let result = store.receive(&envelope);
     if result.is_err() && created {
         let _ = store.delete_contact(&id);
     }
-    // A message that decrypted, from the identity pinned for this contact
-    // (the sealed layer authenticated it): from now on we present its
-    // access key when we write to it. Best effort: the message is stored
-    // already, and every later message carries the key again.
-    if matches!(result, Ok(Received::Stored(_) | Received::Duplicate)) {
-        let _ = store.set_contact_access_key(&id, &sender, &access_key);
+    // A message that decrypted, from a device of the account pinned for
+    // this contact (the sealed layer authenticated it): from now on we
+    // present its access key when we write to it. Best effort: the
+    // message is stored already, and every later message carries the key
+    // again.
+    if matches!(result, Ok(Received::Stored(_) | Received::Duplicate))
+        && let Some(access_key) = &m.access_key
+    {
+        let _ = store.set_contact_access_key(&id, &account, access_key);
     }
+    let from = m.conversation;
+    // The receipt goes to the device that sent it; for a copy from one of
+    // ours, in our own account's name.
+    let owed = Owed {
+        to: m.sender,
+        account: if m.device.is_own() {
+            store.account_key()?
+        } else {
+            account
+        },
+        id: envelope.id,
+    };
     let undecryptable = |reason, notify| Outcome::Undecryptable {
         from,
         reason,
         notify,
     };
     Ok(match result {
-        Ok(Received::Stored(m)) => Outcome::Stored {
+        Ok(Received::Stored(stored)) => Outcome::Stored {
             message: Box::new(IncomingMessage {
                 contact: from,
                 name,
-                seq: m.seq,
-                body: m.body.to_vec(),
-                received_at: m.timestamp,
+                seq: stored.seq,
+                body: stored.body.to_vec(),
+                received_at: stored.timestamp,
             }),
-            receipt: (sender, envelope.id),
+            sent_copy: m.device.is_own(),
+            receipt: owed,
         },
         Ok(Received::Duplicate) => Outcome::Duplicate {
-            receipt: Some((sender, envelope.id)),
+            receipt: Some(owed),
         },
         Ok(_) => Outcome::Duplicate { receipt: None },
         Err(sotto_store::Error::Protocol(e)) => {
@@ -229,9 +392,11 @@ pub(crate) fn receive(
                 e,
                 sotto_core::Error::Duplicate(_) | sotto_core::Error::TooManySkipped { .. }
             );
-            let late = !created && payload.sent_at < store.newest_sent_at(&id)?;
-            let notify =
-                (!created && !provocable && !late).then(|| CiphertextDigest::of(ciphertext));
+            let late = !created && m.sent_at < store.newest_sent_at(&id)?;
+            // Session recovery runs between primary devices.
+            let primary = m.device == PeerDevice::CONTACT_PRIMARY;
+            let notify = (!created && !provocable && !late && primary)
+                .then(|| CiphertextDigest::of(m.ciphertext));
             undecryptable(Undecryptable::Protocol(e), notify)
         }
         // A replayed first message: nothing to resend.
@@ -241,8 +406,54 @@ pub(crate) fn receive(
         Err(sotto_store::Error::IdentityMismatch) => {
             undecryptable(Undecryptable::IdentityMismatch, None)
         }
+        Err(sotto_store::Error::UnknownDevice) => Outcome::Dropped(DropReason::UnknownDevice),
         Err(e) => return Err(e),
     })
+}
+
+/// A receipt from the device `sender` (rule 2): a delivery receipt
+/// confirms only the envelopes that were encrypted to that very device; a
+/// read receipt counts from a contact's primary device.
+fn receipt(
+    store: &mut Store,
+    sender: &IdentityKey,
+    known: bool,
+    kind: ReceiptKind,
+    ids: &[EnvelopeId],
+) -> sotto_store::Result<Outcome> {
+    let contact = Address::of(sender);
+    match kind {
+        ReceiptKind::Delivered => {
+            let confirmed = store.confirm_delivery(sender, ids)?;
+            let Some((first, _)) = confirmed.first() else {
+                return Ok(if known {
+                    Outcome::Receipt {
+                        contact,
+                        kind,
+                        seqs: Vec::new(),
+                    }
+                } else {
+                    Outcome::Dropped(DropReason::NotAContact)
+                });
+            };
+            let contact = first.parse().unwrap_or(contact);
+            let seqs = confirmed.into_iter().map(|(_, seq)| seq).collect();
+            Ok(Outcome::Receipt {
+                contact,
+                kind,
+                seqs,
+            })
+        }
+        ReceiptKind::Read if known => {
+            let seqs = store.mark_read_by_contact(&contact.to_string(), ids)?;
+            Ok(Outcome::Receipt {
+                contact,
+                kind,
+                seqs,
+            })
+        }
+        ReceiptKind::Read => Ok(Outcome::Dropped(DropReason::NotAContact)),
+    }
 }
 
 /// Records that `sender` (contact id `id`, `contact` if known) claims to be

@@ -1,11 +1,11 @@
 //! The receive pipeline's rules, between stores, without a relay.
 
-use sotto_core::{AccessKey, IdentityKeyPair};
+use sotto_core::{AccessKey, DeviceId, IdentityKeyPair};
 use sotto_store::{DeliveryState, KdfParams, OpenOptions, OutboxEntry, Store};
 
-use super::{Outcome, receive};
+use super::{Outcome, Owed, receive};
 use crate::address::Address;
-use crate::client::outbox::seal_entry;
+use crate::client::outbox::{Addressed, Sender, seal_entry};
 use crate::client::types::{DropReason, Undecryptable};
 use crate::payload::{self, ReceiptKind};
 
@@ -71,14 +71,19 @@ impl Party {
     ) -> (OutboxEntry, Vec<u8>) {
         let mut entry = self.store.send(&to.id(), text.as_bytes(), sent_at).unwrap();
         alter(&mut entry.ciphertext);
-        let sealed = seal_entry(
-            &self.identity,
-            &self.access,
-            to.identity.public(),
-            &entry,
-            sent_at,
-        )
-        .unwrap();
+        let me = Sender {
+            identity: &self.identity,
+            account: self.identity.public(),
+            device: DeviceId::PRIMARY,
+            access_key: &self.access,
+        };
+        let addressed = Addressed {
+            entry: entry.clone(),
+            key: *to.identity.public(),
+            account: *to.identity.public(),
+            access: None,
+        };
+        let sealed = seal_entry(&me, &addressed, &entry, sent_at).unwrap();
         (entry, sealed)
     }
 
@@ -104,14 +109,27 @@ fn parties() -> (tempfile::TempDir, Party, Party) {
 fn a_first_message_from_a_stranger_is_stored_under_a_nameless_contact() {
     let (_dir, mut alice, mut bob) = parties();
     let (entry, sealed) = alice.message(&bob, "hello bob", T0);
-    let Outcome::Stored { message, receipt } = bob.receive(&sealed) else {
+    let Outcome::Stored {
+        message,
+        receipt,
+        sent_copy: false,
+    } = bob.receive(&sealed)
+    else {
         panic!("not stored");
     };
     assert_eq!(message.body, b"hello bob");
     assert_eq!(message.contact, alice.address());
     assert_eq!(message.name, "");
     // The receipt goes to the authenticated sender, for the store's id.
-    assert_eq!(receipt, (*alice.identity.public(), entry.id));
+    let alice_key = *alice.identity.public();
+    assert_eq!(
+        receipt,
+        Owed {
+            to: alice_key,
+            account: alice_key,
+            id: entry.id
+        }
+    );
     let contact = bob.store.contact(&alice.id()).unwrap().unwrap();
     assert_eq!(contact.name, "");
     assert_eq!(contact.identity_key, Some(*alice.identity.public()));
@@ -128,7 +146,15 @@ fn the_same_envelope_again_is_a_duplicate_that_is_confirmed_again() {
         let Outcome::Duplicate { receipt } = bob.receive(&sealed) else {
             panic!("not a duplicate");
         };
-        assert_eq!(receipt, Some((*alice.identity.public(), entry.id)));
+        let alice_key = *alice.identity.public();
+        assert_eq!(
+            receipt,
+            Some(Owed {
+                to: alice_key,
+                account: alice_key,
+                id: entry.id
+            })
+        );
     }
     assert_eq!(bob.store.message_count(&alice.id()).unwrap(), 1);
 }

@@ -144,12 +144,13 @@ impl Shared {
         );
         if let Some(entry) = entry {
             // If the relay refuses now, the entry waits in the outbox.
-            let access = self.access_key_for(&sender).await;
-            if self
-                .deliver(conn, &sender, access.as_ref(), &entry)
-                .await
-                .is_err()
-            {
+            let to = super::outbox::Addressed {
+                entry,
+                key: sender,
+                account: sender,
+                access: self.access_key_for(&sender).await,
+            };
+            if self.deliver(conn, &to).await.is_err() {
                 self.hold_outbox(true);
             }
         }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use sotto_relay::{ClientError, ErrorCode, MailboxAddress};
+use sotto_relay::{ClientError, ErrorCode};
 use tracing::Instrument;
 
 use super::Client;
@@ -13,10 +13,14 @@ use super::types::{SendStatus, Sent};
 use crate::error::{Error, Result};
 
 impl Client {
-    /// Encrypts `text` for `contact` (a name or an address) and sends it.
+    /// Encrypts `text` for `contact` (a name or an address) and sends it
+    /// to each of the contact's devices and, as "sent" copies, to each of
+    /// this account's other devices (docs/devices.md).
     ///
-    /// The message and the advanced session are committed to the store
-    /// (outbox) before the ciphertext goes to the relay. Without a
+    /// The message and the advanced sessions are committed to the store
+    /// (outbox, one entry per device) before the ciphertexts go to the
+    /// relay; [`SendStatus::Accepted`] means the relay took at least one
+    /// of the contact's copies. Without a
     /// connection, once a session with the contact exists, the message
     /// waits in the outbox ([`SendStatus::Queued`]) and goes out when the
     /// relay is back. A first message needs the contact's keys from the
@@ -38,46 +42,46 @@ impl Client {
             .identity_key
             .ok_or_else(|| Error::UnknownContact(contact.name.clone()))?;
         let id = contact.id.clone();
-        let has_session = {
-            let id = id.clone();
-            self.shared.with_store(move |s| s.has_session(&id)).await?
-        };
-        if !has_session {
-            let conn = self
-                .connection()
-                .map_err(|_| Error::FirstMessageNeedsRelay(contact.name.clone()))?;
-            let bundle = conn
-                .fetch_bundle(&MailboxAddress::of(&identity))
+        let conn = self.shared.live_connection();
+        // With a connection, every device the message goes to gets a
+        // session first (from its prekey bundle); without one, the devices
+        // that have a session get it and the others are left out.
+        if let Some(conn) = &conn {
+            self.shared
+                .ensure_sessions(conn, &id, &identity)
                 .await
                 .map_err(|e| match e {
-                    ClientError::Server {
+                    Error::Relay(ClientError::Server {
                         code: ErrorCode::NotFound,
                         ..
-                    } => Error::ContactNotRegistered(contact.name.clone()),
-                    other => Error::Relay(other),
+                    }) => Error::ContactNotRegistered(contact.name.clone()),
+                    other => other,
                 })?;
-            if bundle.identity_key != identity {
-                return Err(Error::BundleMismatch);
-            }
-            let id = id.clone();
-            self.shared
-                .with_store(move |s| s.start_session(&id, &bundle))
-                .await?;
-            tracing::info!("session started from the contact's prekey bundle");
         }
         let body = text.to_vec();
         let max = self.max_ciphertext_len();
-        let entry = self
-            .shared
-            .with_store(move |s| s.send_within(&id, &body, now_ms(), max))
-            .await
-            .map_err(|e| match e {
-                Error::Store(sotto_store::Error::MessageTooLarge { len, max }) => {
-                    Error::MessageTooLarge { len, max }
-                }
-                other => other,
-            })?;
-        let seq = entry.seq;
+        let sent = {
+            let id = id.clone();
+            self.shared
+                .with_store(move |s| s.send_within(&id, &body, now_ms(), max))
+                .await
+                .map_err(|e| match e {
+                    Error::Store(sotto_store::Error::MessageTooLarge { len, max }) => {
+                        Error::MessageTooLarge { len, max }
+                    }
+                    Error::Store(sotto_store::Error::NoSession) if conn.is_none() => {
+                        Error::FirstMessageNeedsRelay(contact.name.clone())
+                    }
+                    other => other,
+                })?
+        };
+        if !sent.without_session.is_empty() {
+            tracing::info!(
+                devices = sent.without_session.len(),
+                "devices without a session got no copy"
+            );
+        }
+        let seq = sent.seq;
         let Some(conn) = self.shared.live_connection() else {
             tracing::info!("stored; queued until the relay is reachable");
             return Ok(Sent {
@@ -87,22 +91,35 @@ impl Client {
         };
         // Through the outbox: older entries of this conversation still
         // waiting there go first, in order.
-        let status = match self
-            .shared
-            .flush_conversation(&conn, &entry.recipient, &identity)
-            .await
-        {
-            Ok(flushed) if flushed.sent.contains(&entry.id) => SendStatus::Accepted,
-            Ok(flushed) => match flushed.failed.iter().find(|(id, _)| *id == entry.id) {
-                Some((_, reason)) => SendStatus::Failed(*reason),
-                None => {
-                    // Refused for now (e.g. `AccessDenied`: a first contact
-                    // over the recipient's allowance): it stays in the
-                    // outbox and the background tries again.
-                    self.shared.hold_outbox(true);
-                    SendStatus::Queued
+        let contact_copies: Vec<_> = sent
+            .entries
+            .iter()
+            .filter(|e| !e.to.is_own())
+            .map(|e| e.id)
+            .collect();
+        let status = match self.shared.flush_conversation(&conn, &id).await {
+            Ok(flushed) if contact_copies.iter().any(|c| flushed.sent.contains(c)) => {
+                SendStatus::Accepted
+            }
+            Ok(flushed) => {
+                let failed: Vec<_> = flushed
+                    .failed
+                    .iter()
+                    .filter(|(id, _)| contact_copies.contains(id))
+                    .collect();
+                match failed.first() {
+                    Some((_, reason)) if failed.len() == contact_copies.len() => {
+                        SendStatus::Failed(*reason)
+                    }
+                    _ => {
+                        // Refused for now (e.g. `AccessDenied`: a first
+                        // contact over the recipient's allowance): it stays
+                        // in the outbox and the background tries again.
+                        self.shared.hold_outbox(true);
+                        SendStatus::Queued
+                    }
                 }
-            },
+            }
             // The connection dropped: it goes out after reconnecting.
             Err(_) => SendStatus::Queued,
         };

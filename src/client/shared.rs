@@ -1,12 +1,13 @@
 //! The state every clone of a client shares, and the small helpers the
 //! other parts use to reach the store and announce events.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use sotto_core::{AccessKey, IdentityKey, IdentityKeyPair};
+use sotto_core::{AccessKey, DeviceId, IdentityKey, IdentityKeyPair};
 use sotto_relay::RelayClient;
 use sotto_store::Store;
 use tokio::sync::broadcast;
@@ -20,11 +21,19 @@ use crate::error::{Error, Result};
 
 pub(crate) struct Shared {
     pub(crate) store: Arc<Mutex<Store>>,
+    /// This device's identity key pair (its device key; the account key on
+    /// the account's primary device).
     pub(crate) identity: IdentityKeyPair,
-    /// This profile's unidentified-access key (derived from the identity,
-    /// never stored): its verifier is published with the signed prekey,
-    /// the key itself goes into every message we send.
+    /// The account key this device speaks for (docs/devices.md).
+    pub(crate) account: IdentityKey,
+    /// This device's id in the account's device list.
+    pub(crate) device_id: DeviceId,
+    /// The account's unidentified-access key (derived from the account
+    /// key on the primary device, given to linked devices when they are
+    /// linked): its verifier is published with the signed prekey, the key
+    /// itself goes into every message we send.
     pub(crate) access_key: AccessKey,
+    /// The account's address.
     pub(crate) address: Address,
     pub(crate) options: ClientOptions,
     pub(crate) profile_dir: PathBuf,
@@ -47,6 +56,10 @@ pub(crate) struct Shared {
     /// The largest frame the relay takes, as it last announced it (0 when
     /// unknown): a message that cannot fit is refused at `send`.
     pub(crate) max_frame: AtomicU64,
+    /// When each account's device list was last fetched from the relay.
+    pub(crate) lists_fetched: Mutex<HashMap<[u8; 32], Instant>>,
+    /// A link in progress, either side.
+    pub(crate) link: Mutex<super::link::LinkState>,
 }
 
 impl Shared {

@@ -81,7 +81,7 @@ impl Shared {
         if let Err(e) = self.maintain_prekeys(conn).await {
             self.report(Step::PreKeys, e);
         }
-        if let Err(e) = self.publish_device_list(conn).await {
+        if let Err(e) = self.sync_device_list(conn).await {
             self.report(Step::Devices, e);
         }
         let sent = self.retry_outbox(conn).await;

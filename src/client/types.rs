@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sotto_core::SafetyNumber;
+use sotto_core::{DeviceId, SafetyNumber};
 use sotto_relay::{ClientConfig, ErrorCode};
 use sotto_store::{DeliveryState, OpenOptions, ResendPolicy, SendFailure, SignedPreKeyPolicy};
 use tokio::sync::broadcast;
@@ -127,6 +127,28 @@ pub enum ClientEvent {
     /// A message was stored (committed to history; announced once, before
     /// the relay is acknowledged).
     Message(IncomingMessage),
+    /// A message this account sent from another of its devices was stored
+    /// in this device's history as an outgoing message ("sent" copy):
+    /// `contact` is whom it was sent to.
+    SentFromOtherDevice(IncomingMessage),
+    /// The device list of `account` changed: devices were added or removed
+    /// (a contact's, or this account's own when `own`). Nothing to compare:
+    /// the account key signed it, and the safety number is unchanged.
+    DevicesChanged {
+        /// The account.
+        account: Address,
+        /// True for this profile's own account.
+        own: bool,
+        /// The list's new version.
+        version: u64,
+        /// Devices added.
+        added: Vec<DeviceId>,
+        /// Devices removed: they get nothing new from now on.
+        removed: Vec<DeviceId>,
+    },
+    /// This device was removed from its account's device list: it gets
+    /// nothing new and can send nothing any more.
+    Unlinked,
     /// An envelope was dropped without a trace in history and without any
     /// answer to anyone: it did not come from whom it claims (the sealed
     /// layer did not authenticate it), or its format is not one this client
@@ -315,6 +337,12 @@ pub enum DropReason {
     /// An authenticated receipt or decryption-error notice from someone
     /// who is not a contact.
     NotAContact,
+    /// A message from a device that the sender's account's device list
+    /// does not vouch for, even after fetching the newest list
+    /// (docs/devices.md: a device nobody linked, or one that was unlinked).
+    UnknownDevice,
+    /// A message addressed to another account than this profile's.
+    Misdirected,
 }
 
 impl core::fmt::Display for DropReason {
@@ -324,6 +352,8 @@ impl core::fmt::Display for DropReason {
             Self::UnsupportedVersion => "unsupported envelope version",
             Self::Malformed => "malformed payload",
             Self::NotAContact => "receipt or notice from someone who is not a contact",
+            Self::UnknownDevice => "message from a device no device list vouches for",
+            Self::Misdirected => "message addressed to another account",
         })
     }
 }

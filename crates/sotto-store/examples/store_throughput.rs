@@ -48,6 +48,7 @@ fn envelopes(wire: &Wire) -> Vec<Envelope<'_>> {
         .map(|(id, ciphertext)| Envelope {
             id: *id,
             sender: "alice",
+            device: sotto_store::PeerDevice::CONTACT_PRIMARY,
             ciphertext,
             sent_at: 0,
             received_at: 0,

@@ -5,7 +5,7 @@ use sotto_core::{AccessKey, IdentityKey, PreKeyBundle, SafetyNumber};
 use crate::error::{Error, Result};
 use crate::records::{ContactRecord, check_contact_id, check_contact_name};
 use crate::store::Store;
-use crate::types::Contact;
+use crate::types::{Contact, PeerDevice};
 
 impl From<ContactRecord> for Contact {
     fn from(r: ContactRecord) -> Self {
@@ -182,31 +182,65 @@ impl Store {
     /// The bundle's identity key is pinned if the contact had none; a
     /// different pinned key is [`Error::IdentityMismatch`].
     pub fn start_session(&mut self, contact: &str, bundle: &PreKeyBundle) -> Result<()> {
+        self.start_session_with(contact, PeerDevice::CONTACT_PRIMARY, bundle)
+    }
+
+    /// Starts a session with `device`, seen from the conversation with
+    /// `contact` (one of the contact's devices, or one of our own), from the
+    /// device's prekey bundle. For the contact's primary device this is
+    /// [`start_session`](Self::start_session); any other device must be
+    /// vouched for by a device list held here, under the bundle's identity
+    /// key ([`Error::UnknownDevice`], [`Error::IdentityMismatch`]).
+    pub fn start_session_with(
+        &mut self,
+        contact: &str,
+        device: PeerDevice,
+        bundle: &PreKeyBundle,
+    ) -> Result<()> {
         check_contact_id(contact)?;
         self.write(|db, rng| {
-            let mut record = db.contact(contact)?.ok_or(Error::UnknownContact)?;
-            match &record.identity_key {
-                Some(pinned) if *pinned != bundle.identity_key => {
-                    return Err(Error::IdentityMismatch);
+            if device == PeerDevice::CONTACT_PRIMARY {
+                let mut record = db.contact(contact)?.ok_or(Error::UnknownContact)?;
+                match &record.identity_key {
+                    Some(pinned) if *pinned != bundle.identity_key => {
+                        return Err(Error::IdentityMismatch);
+                    }
+                    Some(_) => {}
+                    None => {
+                        record.identity_key = Some(bundle.identity_key);
+                        db.put_contact(rng, &record)?;
+                    }
                 }
-                Some(_) => {}
-                None => {
-                    record.identity_key = Some(bundle.identity_key);
-                    db.put_contact(rng, &record)?;
+            } else {
+                let key =
+                    crate::devices::peer_key(db, contact, device)?.ok_or(Error::UnknownDevice)?;
+                if key != bundle.identity_key {
+                    return Err(Error::IdentityMismatch);
                 }
             }
             let identity = db.identity()?;
-            let lookup = db.contact_lookup(contact);
+            let lookup = db.session_lookup(contact, device);
             let mut sessions = db.sessions(&lookup)?;
             sessions.initiate(&identity, bundle, rng)?;
             db.put_sessions(rng, &lookup, &sessions)
         })
     }
 
-    /// True if there is a session to send to `contact` with.
+    /// True if there is a session to send to `contact`'s primary device
+    /// with.
     pub fn has_session(&self, contact: &str) -> Result<bool> {
+        self.has_session_with(contact, PeerDevice::CONTACT_PRIMARY)
+    }
+
+    /// True if there is a session to send to `device` with, seen from the
+    /// conversation with `contact`.
+    pub fn has_session_with(&self, contact: &str, device: PeerDevice) -> Result<bool> {
         check_contact_id(contact)?;
-        self.read(|db| Ok(db.sessions(&db.contact_lookup(contact))?.has_session()))
+        self.read(|db| {
+            Ok(db
+                .sessions(&db.session_lookup(contact, device))?
+                .has_session())
+        })
     }
 
     /// The safety number with `contact`, once their identity key is known.
@@ -214,10 +248,11 @@ impl Store {
         check_contact_id(contact)?;
         self.read(|db| {
             let record = db.contact(contact)?.ok_or(Error::UnknownContact)?;
-            let local = db.identity()?;
+            // Between accounts: the same on every device of both.
+            let local = crate::devices::account_key(db)?;
             Ok(record
                 .identity_key
-                .map(|theirs| sotto_core::safety_number(local.public(), &theirs)))
+                .map(|theirs| sotto_core::safety_number(&local, &theirs)))
         })
     }
 }

@@ -6,8 +6,8 @@ use std::cell::Cell;
 use rand_core::CryptoRng;
 use rusqlite::{Connection, OptionalExtension, params};
 use sotto_core::{
-    IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeySource, SessionSet, SignedPreKey,
-    SignedPreKeyId,
+    DeviceId, IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeySource, SessionSet,
+    SignedPreKey, SignedPreKeyId,
 };
 use zeroize::Zeroizing;
 
@@ -19,7 +19,7 @@ use crate::records::{
     encode_contact, encode_conversation, encode_identity, encode_one_time_prekey_state,
     encode_prekey_ids, padded, unpadded,
 };
-use crate::types::{EnvelopeId, Message, OneTimePreKeyInfo};
+use crate::types::{EnvelopeId, Message, OneTimePreKeyInfo, PeerDevice};
 
 /// An error reading a row: a missing or mistyped column is corruption of
 /// that row; anything else is the database's own failure.
@@ -178,22 +178,50 @@ impl<'a> Db<'a> {
         Ok(())
     }
 
+    // ---- sealed values in `meta` -------------------------------------------
+
+    /// The sealed `meta` value `name`, opened; `None` when there is none.
+    pub(crate) fn meta_value(&self, name: &'static str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE name = ?1")?
+            .query_row(params![name], |r| r.get(0))
+            .optional()
+            .map_err(|e| corrupt_or_db(e, "meta", Row::Named(name)))?;
+        sealed
+            .map(|sealed| {
+                self.open_value(
+                    Place::new("meta", "value", name.as_bytes()),
+                    &sealed,
+                    Row::Named(name),
+                )
+            })
+            .transpose()
+    }
+
+    /// Seals `value` for the `meta` row `name` and writes it.
+    pub(crate) fn put_meta_value<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        name: &'static str,
+        value: &[u8],
+    ) -> Result<()> {
+        let sealed =
+            self.keys
+                .value()
+                .seal(rng, Place::new("meta", "value", name.as_bytes()), value)?;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)")?
+            .execute(params![name, sealed])?;
+        Ok(())
+    }
+
     // ---- the account's own device list ------------------------------------
 
     /// The signed device list this profile's account published last, if
     /// it has one (raw signed bytes; the caller verifies them).
     pub(crate) fn own_device_list(&self) -> Result<Option<Zeroizing<Vec<u8>>>> {
-        let row = Row::Named("device_list");
-        let sealed: Option<Vec<u8>> = self
-            .conn
-            .prepare_cached("SELECT value FROM meta WHERE name = 'device_list'")?
-            .query_row([], |r| r.get(0))
-            .optional()?;
-        sealed
-            .map(|sealed| {
-                self.open_value(Place::new("meta", "value", b"device_list"), &sealed, row)
-            })
-            .transpose()
+        self.meta_value("device_list")
     }
 
     pub(crate) fn put_own_device_list<R: CryptoRng + ?Sized>(
@@ -201,14 +229,49 @@ impl<'a> Db<'a> {
         rng: &mut R,
         signed: &[u8],
     ) -> Result<()> {
-        let sealed =
-            self.keys
-                .value()
-                .seal(rng, Place::new("meta", "value", b"device_list"), signed)?;
-        self.conn.execute(
-            "INSERT OR REPLACE INTO meta (name, value) VALUES ('device_list', ?1)",
-            params![sealed],
+        self.put_meta_value(rng, "device_list", signed)
+    }
+
+    // ---- contacts' device lists -------------------------------------------
+
+    /// The contact's newest signed device list as stored (raw signed bytes;
+    /// the caller verifies them against the contact's pinned key).
+    pub(crate) fn contact_device_list(&self, contact: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let lookup = self.contact_lookup(contact);
+        let row = Row::lookup(&lookup);
+        self.query_sealed(
+            "SELECT sealed FROM contact_device_lists WHERE contact = ?1",
+            &lookup,
+            "contact_device_lists",
+            row,
+        )?
+        .map(|sealed| {
+            self.open_value(
+                Place::new("contact_device_lists", "sealed", &lookup),
+                &sealed,
+                row,
+            )
+        })
+        .transpose()
+    }
+
+    pub(crate) fn put_contact_device_list<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        contact: &str,
+        signed: &[u8],
+    ) -> Result<()> {
+        let lookup = self.contact_lookup(contact);
+        let sealed = self.keys.value().seal(
+            rng,
+            Place::new("contact_device_lists", "sealed", &lookup),
+            signed,
         )?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO contact_device_lists (contact, sealed) VALUES (?1, ?2)",
+            )?
+            .execute(params![&lookup[..], sealed])?;
         Ok(())
     }
 
@@ -662,8 +725,21 @@ impl<'a> Db<'a> {
         Ok(())
     }
 
+    /// Deletes the contact, its sessions with every device and its device
+    /// list.
     pub(crate) fn delete_contact(&self, id: &str) -> Result<bool> {
         let lookup = self.contact_lookup(id);
+        // The device ids come from the stored list; a damaged list leaves
+        // its sessions behind (unreachable: their lookups need the list).
+        if let Ok(Some(list)) = crate::devices::contact_list(self, id) {
+            for device in list.devices() {
+                self.delete_sessions(&self.session_lookup(id, PeerDevice::Contact(device.id)))?;
+            }
+        }
+        self.conn.execute(
+            "DELETE FROM contact_device_lists WHERE contact = ?1",
+            params![&lookup[..]],
+        )?;
         self.conn.execute(
             "DELETE FROM sessions WHERE contact = ?1",
             params![&lookup[..]],
@@ -675,6 +751,31 @@ impl<'a> Db<'a> {
     }
 
     // ---- sessions ---------------------------------------------------------
+
+    /// The `sessions` row of the sessions with `device`, seen from the
+    /// conversation with `contact`: a contact's primary device keeps the
+    /// contact's own lookup (as before linked devices), its other devices
+    /// and our own devices have theirs.
+    pub(crate) fn session_lookup(&self, contact: &str, device: PeerDevice) -> [u8; 32] {
+        match device {
+            PeerDevice::Contact(id) if id == DeviceId::PRIMARY => self.contact_lookup(contact),
+            PeerDevice::Contact(id) => self.lookup(
+                Domain::DeviceSession,
+                &[contact.as_bytes(), &id.get().to_be_bytes()],
+            ),
+            PeerDevice::Own(id) => {
+                self.lookup(Domain::OwnDeviceSession, &[&id.get().to_be_bytes()])
+            }
+        }
+    }
+
+    pub(crate) fn delete_sessions(&self, lookup: &[u8; 32]) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM sessions WHERE contact = ?1")?
+            .execute(params![&lookup[..]])?
+            > 0)
+    }
 
     /// The contact's sessions (an empty set if there are none).
     pub(crate) fn sessions(&self, contact: &[u8; 32]) -> Result<SessionSet> {
@@ -1013,6 +1114,25 @@ impl<'a> Db<'a> {
         self.lookup(Domain::SeenEnvelope, &[sender.as_bytes(), id.as_bytes()])
     }
 
+    /// The seen-envelope row of envelope `id` from `device`, in the
+    /// conversation with `contact`: envelope ids are the sending device's,
+    /// so a contact's are kept per contact (as they always were), and our
+    /// own devices' per device.
+    pub(crate) fn seen_lookup_from(
+        &self,
+        contact: &str,
+        device: PeerDevice,
+        id: &EnvelopeId,
+    ) -> [u8; 32] {
+        match device {
+            PeerDevice::Contact(_) => self.seen_lookup(contact, id),
+            PeerDevice::Own(d) => self.lookup(
+                Domain::SeenOwnEnvelope,
+                &[&d.get().to_be_bytes(), id.as_bytes()],
+            ),
+        }
+    }
+
     pub(crate) fn is_seen(&self, lookup: &[u8; 32]) -> Result<bool> {
         Ok(self
             .conn
@@ -1048,6 +1168,7 @@ impl<'a> Db<'a> {
         conversation: &Conversation,
         seq: u64,
         id: &EnvelopeId,
+        to: PeerDevice,
         ciphertext: &[u8],
     ) -> Result<()> {
         let lookup = self.outbox_lookup(id);
@@ -1056,6 +1177,7 @@ impl<'a> Db<'a> {
             id: *id,
             accepted_at: 0,
             accepted: 0,
+            to,
             ciphertext: ciphertext.to_vec(),
         });
         let sealed = conversation.key.sealing().seal(

@@ -149,6 +149,15 @@ pub enum Error {
     /// There is no session with this contact to send with.
     #[error("no session with this contact")]
     NoSession,
+    /// A device that no device list held here vouches for (a contact's
+    /// device the contact's list does not name, or one of our own the
+    /// account's list does not name). Nothing was changed.
+    #[error("no device list held here vouches for this device")]
+    UnknownDevice,
+    /// This profile already belongs to an account (it made its own, or was
+    /// linked to one): it cannot be linked to another.
+    #[error("this profile already belongs to an account")]
+    AlreadyLinked,
     /// No message with this sequence number in the conversation.
     #[error("no message with seq {0}")]
     UnknownMessage(u64),

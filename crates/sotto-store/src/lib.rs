@@ -9,7 +9,7 @@
 //! describes the formats and the threat model in full.
 //!
 //! ```
-//! use sotto_store::{Envelope, KdfParams, OpenOptions, Received, Store};
+//! use sotto_store::{Envelope, KdfParams, OpenOptions, PeerDevice, Received, Store};
 //! # fn main() -> Result<(), sotto_store::Error> {
 //! # let dir = tempfile::tempdir().map_err(|_| sotto_store::Error::NotFound)?;
 //! // Light Argon2id parameters keep this example fast; use the default
@@ -33,6 +33,7 @@
 //! let envelope = Envelope {
 //!     id: out.id,
 //!     sender: "alice",
+//!     device: PeerDevice::CONTACT_PRIMARY,
 //!     ciphertext: &out.ciphertext,
 //!     sent_at: 1_700_000_000_000,
 //!     received_at: 1_700_000_000_500,
@@ -114,8 +115,9 @@ pub use recovery::{MAX_RESETS_IN_ROW, RECOVERY_WINDOW, Recovery};
 pub use schema::SCHEMA_VERSION;
 pub use store::Store;
 pub use types::{
-    CiphertextDigest, Contact, DeliveryState, Direction, Envelope, EnvelopeId, HistoryEntry,
-    HistoryPage, Message, NewMessage, OneTimePreKeyInfo, OutboxEntry, Received, SendFailure,
+    CiphertextDigest, Contact, DeliveryState, DeviceListChange, Direction, Envelope, EnvelopeId,
+    HistoryEntry, HistoryPage, Message, NewMessage, OneTimePreKeyInfo, OutboxEntry, Outgoing,
+    PeerDevice, Received, SendFailure,
 };
 
 /// Re-exported so callers can name protocol types without a direct dependency.

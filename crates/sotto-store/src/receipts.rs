@@ -17,7 +17,8 @@ use crate::records::{self, check_contact_id};
 use crate::recovery::RECOVERY_WINDOW;
 use crate::send::{advance_state, open_outbox_rows};
 use crate::store::Store;
-use crate::types::{DeliveryState, Direction, EnvelopeId, OutboxEntry};
+use crate::types::{DeliveryState, Direction, EnvelopeId, OutboxEntry, PeerDevice};
+use sotto_core::{DeviceId, IdentityKey};
 
 /// When an accepted message without a delivery receipt is sent again: after
 /// `first`, then after twice as long each time, at most `max` apart.
@@ -92,7 +93,9 @@ impl Store {
                 let Some(row) = db.outbox_row(id)? else {
                     continue;
                 };
-                if row.conversation != conversation.lookup {
+                if row.conversation != conversation.lookup
+                    || db.open_outbox(&conversation, &row)?.to.is_own()
+                {
                     continue;
                 }
                 if advance_state(db, rng, &conversation, row.seq, DeliveryState::Delivered)? {
@@ -109,6 +112,77 @@ impl Store {
                 db.put_contact(rng, &record)?;
             }
             Ok(delivered)
+        })
+    }
+
+    /// The device whose identity key is `from` confirmed (in a receipt
+    /// whose sealed envelope authenticated `from`) that it stored the
+    /// envelopes `ids`: each outbox entry among them that was encrypted to
+    /// that very device leaves the outbox; a contact device's makes its
+    /// message `Delivered`, a "sent" copy's changes no state. Ids of
+    /// entries for any other device change nothing, so no device can
+    /// confirm what another received. Returns the `(contact id, seq)` of
+    /// the messages that became `Delivered`.
+    pub fn confirm_delivery(
+        &mut self,
+        from: &IdentityKey,
+        ids: &[EnvelopeId],
+    ) -> Result<Vec<(String, u64)>> {
+        self.write(|db, rng| {
+            let mut delivered = Vec::new();
+            for id in ids {
+                let Some(row) = db.outbox_row(id)? else {
+                    continue;
+                };
+                let Some(conversation) = db.conversation_by_lookup(&row.conversation)? else {
+                    continue;
+                };
+                let to = db.open_outbox(&conversation, &row)?.to;
+                let contact = conversation.contact.as_str();
+                if crate::devices::peer_key(db, contact, to)?.as_ref() != Some(from) {
+                    continue;
+                }
+                db.delete_outbox(&row.lookup)?;
+                if to.is_own()
+                    || !advance_state(db, rng, &conversation, row.seq, DeliveryState::Delivered)?
+                {
+                    continue;
+                }
+                delivered.push((contact.to_owned(), row.seq));
+                // A confirmed delivery proves the sending session works.
+                if to == PeerDevice::CONTACT_PRIMARY
+                    && let Some(mut record) = db.contact(contact)?
+                    && record.recovery.resets_in_row != 0
+                {
+                    record.recovery.resets_in_row = 0;
+                    db.put_contact(rng, &record)?;
+                }
+            }
+            Ok(delivered)
+        })
+    }
+
+    /// Our own device `device` confirmed (in an authenticated receipt) that
+    /// it stored the "sent" copies `ids`: each leaves the outbox. The
+    /// messages' states are the contact's business and do not change. Ids
+    /// that are not copies waiting for that device change nothing.
+    /// Returns how many entries left the outbox.
+    pub fn mark_copies_delivered(&mut self, device: DeviceId, ids: &[EnvelopeId]) -> Result<usize> {
+        self.write(|db, _| {
+            let mut done = 0;
+            for id in ids {
+                let Some(row) = db.outbox_row(id)? else {
+                    continue;
+                };
+                let Some(conversation) = db.conversation_by_lookup(&row.conversation)? else {
+                    continue;
+                };
+                if db.open_outbox(&conversation, &row)?.to == PeerDevice::Own(device) {
+                    db.delete_outbox(&row.lookup)?;
+                    done += 1;
+                }
+            }
+            Ok(done)
         })
     }
 

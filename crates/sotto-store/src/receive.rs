@@ -22,27 +22,34 @@ use crate::error::{Error, Result};
 use crate::records::{self, ContactRecord, check_contact_id};
 use crate::store::Store;
 use crate::testing::{FaultPoint, Faults};
-use crate::types::{DeliveryState, Direction, Envelope, Message, Received};
+use crate::types::{DeliveryState, Direction, Envelope, Message, PeerDevice, Received};
 
 /// Most envelopes one batch takes.
 pub const MAX_BATCH: usize = 100_000;
 
-/// One sender's state while a batch runs (never kept past the transaction).
-struct SenderState {
-    lookup: [u8; 32],
+/// One contact's state while a batch runs (never kept past the
+/// transaction): the contact record and the conversation, shared by every
+/// device that writes into it.
+struct ContactState {
     contact: Option<ContactRecord>,
     contact_dirty: bool,
-    sessions: SessionSet,
-    sessions_dirty: bool,
     conversation: Option<Conversation>,
     conversation_dirty: bool,
+}
+
+/// One device's sessions while a batch runs.
+struct DeviceSessions {
+    sessions: SessionSet,
+    dirty: bool,
 }
 
 /// Everything a batch has loaded so far.
 #[derive(Default)]
 struct Batch {
     identity: Option<IdentityKeyPair>,
-    senders: HashMap<String, SenderState>,
+    contacts: HashMap<String, ContactState>,
+    /// By `sessions` row lookup.
+    sessions: HashMap<[u8; 32], DeviceSessions>,
     /// A one-time prekey was deleted: checkpoint after the commit.
     consumed_one_time_prekey: bool,
 }
@@ -54,53 +61,55 @@ fn envelope_error(e: Error) -> Result<Error> {
 }
 
 impl Batch {
-    /// The local identity and `sender`'s state, loaded from the database
-    /// the first time the batch needs them.
+    /// The local identity, `contact`'s state and the sessions of `lookup`,
+    /// loaded from the database the first time the batch needs them.
     fn prepare(
         &mut self,
         db: &Db<'_>,
-        sender: &str,
-    ) -> Result<(&IdentityKeyPair, &mut SenderState)> {
+        contact: &str,
+        lookup: [u8; 32],
+    ) -> Result<(&IdentityKeyPair, &mut ContactState, &mut DeviceSessions)> {
         let identity = match self.identity.take() {
             Some(identity) => identity,
             None => db.identity()?,
         };
         let identity = self.identity.insert(identity);
-        let state = match self.senders.entry(sender.to_owned()) {
+        let state = match self.contacts.entry(contact.to_owned()) {
             Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                let lookup = db.contact_lookup(sender);
-                let contact = db.contact(sender)?;
-                let sessions = db.sessions(&lookup)?;
-                entry.insert(SenderState {
-                    lookup,
-                    contact,
-                    contact_dirty: false,
-                    sessions,
-                    sessions_dirty: false,
-                    conversation: None,
-                    conversation_dirty: false,
-                })
-            }
+            Entry::Vacant(entry) => entry.insert(ContactState {
+                contact: db.contact(contact)?,
+                contact_dirty: false,
+                conversation: None,
+                conversation_dirty: false,
+            }),
         };
-        Ok((identity, state))
+        let sessions = match self.sessions.entry(lookup) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(DeviceSessions {
+                sessions: db.sessions(&lookup)?,
+                dirty: false,
+            }),
+        };
+        Ok((identity, state, sessions))
     }
 
-    /// Writes back every sender's changed state.
+    /// Writes back every changed state.
     fn flush(&self, db: &Db<'_>, rng: &mut StdRng) -> Result<()> {
-        for state in self.senders.values() {
+        for state in self.contacts.values() {
             if state.contact_dirty
                 && let Some(contact) = &state.contact
             {
                 db.put_contact(rng, contact)?;
             }
-            if state.sessions_dirty {
-                db.put_sessions(rng, &state.lookup, &state.sessions)?;
-            }
             if state.conversation_dirty
                 && let Some(conversation) = &state.conversation
             {
                 db.save_next_seq(conversation)?;
+            }
+        }
+        for (lookup, device) in &self.sessions {
+            if device.dirty {
+                db.put_sessions(rng, lookup, &device.sessions)?;
             }
         }
         Ok(())
@@ -136,20 +145,39 @@ fn receive_one(
     if let Err(e) = check_contact_id(envelope.sender) {
         return Ok(Err(e));
     }
-    let seen = db.seen_lookup(envelope.sender, &envelope.id);
+    let seen = db.seen_lookup_from(envelope.sender, envelope.device, &envelope.id);
     if db.is_seen(&seen)? {
         return Ok(Ok(Received::Duplicate));
     }
-    let (identity, state) = match batch.prepare(db, envelope.sender) {
+    // The key the device's sessions must be with: a contact's primary
+    // device is the contact's pinned identity (pinned by its first
+    // message when there is none yet); any other device must be vouched
+    // for by a device list held here.
+    let primary = envelope.device == PeerDevice::CONTACT_PRIMARY;
+    let vouched = if primary {
+        None
+    } else {
+        match crate::devices::peer_key(db, envelope.sender, envelope.device) {
+            Ok(Some(key)) => Some(key),
+            Ok(None) => return Ok(Err(Error::UnknownDevice)),
+            Err(e) => return envelope_error(e).map(Err),
+        }
+    };
+    let lookup = db.session_lookup(envelope.sender, envelope.device);
+    let (identity, state, device) = match batch.prepare(db, envelope.sender, lookup) {
         Ok(prepared) => prepared,
         Err(e) => return envelope_error(e).map(Err),
+    };
+    let pinned = match vouched {
+        Some(key) => Some(key),
+        None => state.contact.as_ref().and_then(|c| c.identity_key),
     };
 
     // A new session may only come from the pinned identity. Existing
     // sessions were created under the pin, so this covers every way a
     // message can reach a session of another identity.
     if let Some(sender) = prekey_sender_identity(envelope.ciphertext)
-        && let Some(pinned) = state.contact.as_ref().and_then(|c| c.identity_key)
+        && let Some(pinned) = pinned
         && pinned.as_bytes() != sender
     {
         return Ok(Err(Error::IdentityMismatch));
@@ -157,7 +185,7 @@ fn receive_one(
 
     // A first message whose X3DH run started a session before, and whose
     // session has since left the set, would otherwise run X3DH again.
-    let new_run = state.sessions.would_start_session(envelope.ciphertext);
+    let new_run = device.sessions.would_start_session(envelope.ciphertext);
     if let Some((signed_prekey, base_key)) = &new_run {
         match db.base_key_used(*signed_prekey, base_key) {
             Ok(true) => return Ok(Err(Error::ReplayedFirstMessage)),
@@ -167,7 +195,7 @@ fn receive_one(
     }
 
     let prekeys = DbPreKeys::new(db);
-    let decrypted = match state
+    let decrypted = match device
         .sessions
         .decrypt(identity, &prekeys, envelope.ciphertext, rng)
     {
@@ -185,34 +213,40 @@ fn receive_one(
 
     // From here on the in-memory sessions have advanced: any failure must
     // abort the transaction (outer error), never leave a half-applied state.
-    state.sessions_dirty = true;
+    device.dirty = true;
     if decrypted.new_session {
-        let remote = state
+        let remote = device
             .sessions
             .remote_identity()
             .copied()
             .ok_or(Error::IdentityMismatch)?;
-        match &mut state.contact {
-            Some(contact) => match contact.identity_key {
-                Some(pinned) if pinned != remote => return Err(Error::IdentityMismatch),
-                Some(_) => {}
+        if !primary {
+            if Some(remote) != pinned {
+                return Err(Error::IdentityMismatch);
+            }
+        } else {
+            match &mut state.contact {
+                Some(contact) => match contact.identity_key {
+                    Some(pinned) if pinned != remote => return Err(Error::IdentityMismatch),
+                    Some(_) => {}
+                    None => {
+                        contact.identity_key = Some(remote);
+                        state.contact_dirty = true;
+                    }
+                },
                 None => {
-                    contact.identity_key = Some(remote);
+                    state.contact = Some(ContactRecord {
+                        recovery: Default::default(),
+                        id: envelope.sender.to_owned(),
+                        name: String::new(),
+                        identity_key: Some(remote),
+                        verified: false,
+                        newest_sent_at: 0,
+                        access_key: None,
+                        claims_to_succeed: None,
+                    });
                     state.contact_dirty = true;
                 }
-            },
-            None => {
-                state.contact = Some(ContactRecord {
-                    recovery: Default::default(),
-                    id: envelope.sender.to_owned(),
-                    name: String::new(),
-                    identity_key: Some(remote),
-                    verified: false,
-                    newest_sent_at: 0,
-                    access_key: None,
-                    claims_to_succeed: None,
-                });
-                state.contact_dirty = true;
             }
         }
     }
@@ -222,20 +256,33 @@ fn receive_one(
     };
     let conversation = state.conversation.insert(conversation);
     let seq = conversation.next_seq;
-    if let Some(contact) = &mut state.contact
-        && envelope.sent_at > contact.newest_sent_at
-    {
-        contact.newest_sent_at = envelope.sent_at;
-        state.contact_dirty = true;
-    }
-    let record = records::encode_message(
-        Direction::Incoming,
-        DeliveryState::Received,
-        envelope.received_at,
-        &envelope.id,
-        None,
-        &body,
-    )?;
+    // A copy from one of our own devices is a message we sent from there.
+    let (direction, delivery, timestamp) = match envelope.device {
+        PeerDevice::Own(_) => (
+            Direction::Outgoing,
+            DeliveryState::Sent,
+            if envelope.sent_at > 0 {
+                envelope.sent_at
+            } else {
+                envelope.received_at
+            },
+        ),
+        PeerDevice::Contact(_) => {
+            if let Some(contact) = &mut state.contact
+                && envelope.sent_at > contact.newest_sent_at
+            {
+                contact.newest_sent_at = envelope.sent_at;
+                state.contact_dirty = true;
+            }
+            (
+                Direction::Incoming,
+                DeliveryState::Received,
+                envelope.received_at,
+            )
+        }
+    };
+    let record =
+        records::encode_message(direction, delivery, timestamp, &envelope.id, None, &body)?;
     db.insert_message(rng, conversation, seq, &record)?;
     conversation.next_seq += 1;
     state.conversation_dirty = true;
@@ -251,9 +298,9 @@ fn receive_one(
     }
     Ok(Ok(Received::Stored(Message {
         seq,
-        direction: Direction::Incoming,
-        state: DeliveryState::Received,
-        timestamp: envelope.received_at,
+        direction,
+        state: delivery,
+        timestamp,
         envelope_id: envelope.id,
         body,
     })))

@@ -33,12 +33,12 @@
 //! ```
 
 use sotto_core::pad::{MAX_PLAINTEXT_LEN, pad_into, unpad};
-use sotto_core::{AccessKey, IdentityKey, OneTimePreKeyId};
+use sotto_core::{AccessKey, DeviceId, IdentityKey, OneTimePreKeyId};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::types::{
-    CiphertextDigest, DeliveryState, Direction, EnvelopeId, Message, OneTimePreKeyInfo,
+    CiphertextDigest, DeliveryState, Direction, EnvelopeId, Message, OneTimePreKeyInfo, PeerDevice,
 };
 
 const RECORD_VERSION: u8 = 0x01;
@@ -630,6 +630,11 @@ pub(crate) fn set_message_state(record: &mut [u8], state: DeliveryState) -> Deco
 /// Version of an outbox record that says whether, when and how often the
 /// relay accepted the ciphertext.
 const OUTBOX_WITH_ACCEPTANCE: u8 = 0x02;
+/// Version of an outbox record that also names the device the ciphertext
+/// is encrypted to: `kind(1: 0 contact, 1 own) || u32be(device id)` after
+/// the acceptance fields. Older records are for the contact's primary
+/// device, the only device there was.
+const OUTBOX_WITH_DEVICE: u8 = 0x03;
 
 /// An outbox entry as stored.
 pub(crate) struct OutboxRecord {
@@ -639,39 +644,61 @@ pub(crate) struct OutboxRecord {
     pub(crate) accepted_at: u64,
     /// How many times the relay accepted it (first send and resends).
     pub(crate) accepted: u32,
+    /// The device it is encrypted to.
+    pub(crate) to: PeerDevice,
     pub(crate) ciphertext: Vec<u8>,
 }
 
 pub(crate) fn encode_outbox(r: &OutboxRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(37 + r.ciphertext.len());
-    out.push(OUTBOX_WITH_ACCEPTANCE);
+    let mut out = Vec::with_capacity(42 + r.ciphertext.len());
+    out.push(OUTBOX_WITH_DEVICE);
     out.extend_from_slice(&r.seq.to_be_bytes());
     out.extend_from_slice(r.id.as_bytes());
     out.extend_from_slice(&r.accepted_at.to_be_bytes());
     out.extend_from_slice(&r.accepted.to_be_bytes());
+    let (kind, device) = match r.to {
+        PeerDevice::Contact(id) => (0u8, id),
+        PeerDevice::Own(id) => (1u8, id),
+    };
+    out.push(kind);
+    out.extend_from_slice(&device.get().to_be_bytes());
     out.extend_from_slice(&r.ciphertext);
     out
 }
 
 pub(crate) fn decode_outbox(bytes: &[u8]) -> Decoded<OutboxRecord> {
     let mut r = Reader::new(bytes);
-    let with_acceptance = match r.u8()? {
-        RECORD_VERSION => false,
-        OUTBOX_WITH_ACCEPTANCE => true,
-        _ => return Err(Malformed),
-    };
+    let version = r.u8()?;
+    if !matches!(
+        version,
+        RECORD_VERSION | OUTBOX_WITH_ACCEPTANCE | OUTBOX_WITH_DEVICE
+    ) {
+        return Err(Malformed);
+    }
     let seq = r.u64()?;
     let id = EnvelopeId(r.array::<16>()?);
-    let (accepted_at, accepted) = if with_acceptance {
+    let (accepted_at, accepted) = if version >= OUTBOX_WITH_ACCEPTANCE {
         (r.u64()?, r.u32()?)
     } else {
         (0, 0)
+    };
+    let to = if version >= OUTBOX_WITH_DEVICE {
+        let kind = r.u8()?;
+        let device = DeviceId::new(r.u32()?);
+        match kind {
+            0 => PeerDevice::Contact(device),
+            1 => PeerDevice::Own(device),
+            _ => return Err(Malformed),
+        }
+    } else {
+        PeerDevice::CONTACT_PRIMARY
     };
     Ok(OutboxRecord {
         seq,
         id,
         accepted_at,
         accepted,
+        to,
         ciphertext: r.rest().to_vec(),
     })
 }
@@ -754,28 +781,51 @@ mod tests {
     }
 
     #[test]
-    fn outbox_records_of_both_versions_decode() {
+    fn outbox_records_of_every_version_decode() {
         let record = OutboxRecord {
             seq: 7,
             id: EnvelopeId([3; 16]),
             accepted_at: 1234,
             accepted: 2,
+            to: PeerDevice::Own(DeviceId::new(4)),
             ciphertext: b"ct".to_vec(),
         };
         let back = decode_outbox(&encode_outbox(&record)).unwrap();
         assert_eq!(
-            (back.seq, back.id, back.accepted_at, back.accepted),
-            (7, EnvelopeId([3; 16]), 1234, 2)
+            (back.seq, back.id, back.accepted_at, back.accepted, back.to),
+            (
+                7,
+                EnvelopeId([3; 16]),
+                1234,
+                2,
+                PeerDevice::Own(DeviceId::new(4))
+            )
         );
         assert_eq!(back.ciphertext, b"ct");
+        // Version 2: acceptance, no device (the contact's primary).
+        let mut v2 = vec![OUTBOX_WITH_ACCEPTANCE];
+        v2.extend_from_slice(&7u64.to_be_bytes());
+        v2.extend_from_slice(&[3; 16]);
+        v2.extend_from_slice(&1234u64.to_be_bytes());
+        v2.extend_from_slice(&2u32.to_be_bytes());
+        v2.extend_from_slice(b"ct");
+        let old = decode_outbox(&v2).unwrap();
+        assert_eq!((old.accepted_at, old.accepted), (1234, 2));
+        assert_eq!(old.to, PeerDevice::CONTACT_PRIMARY);
+        assert_eq!(old.ciphertext, b"ct");
         let mut v1 = vec![RECORD_VERSION];
         v1.extend_from_slice(&7u64.to_be_bytes());
         v1.extend_from_slice(&[3; 16]);
         v1.extend_from_slice(b"ct");
         let old = decode_outbox(&v1).unwrap();
         assert_eq!((old.seq, old.accepted_at, old.accepted), (7, 0, 0));
+        assert_eq!(old.to, PeerDevice::CONTACT_PRIMARY);
         assert_eq!(old.ciphertext, b"ct");
         assert!(decode_outbox(&[9, 0, 0]).is_err());
+        // An unknown device kind is malformed.
+        let mut bad = encode_outbox(&record);
+        bad[37] = 2;
+        assert!(decode_outbox(&bad).is_err());
     }
 
     #[test]

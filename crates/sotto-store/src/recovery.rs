@@ -27,7 +27,7 @@
 use crate::error::{Error, Result, Row};
 use crate::records::{self, MAX_RESENT_REMEMBERED, check_contact_id};
 use crate::store::Store;
-use crate::types::{CiphertextDigest, DeliveryState, OutboxEntry};
+use crate::types::{CiphertextDigest, DeliveryState, OutboxEntry, PeerDevice};
 use sotto_core::PreKeyBundle;
 
 /// How many of a conversation's newest messages a notice may refer to.
@@ -166,12 +166,20 @@ impl Store {
             let id = message.envelope_id;
             db.update_message(rng, &conversation, seq, &message_record)?;
             db.delete_outbox(&db.outbox_lookup(&id))?;
-            db.insert_outbox(rng, &conversation, seq, &id, &ciphertext)?;
+            db.insert_outbox(
+                rng,
+                &conversation,
+                seq,
+                &id,
+                PeerDevice::CONTACT_PRIMARY,
+                &ciphertext,
+            )?;
             db.put_sessions(rng, &lookup, &sessions)?;
             db.put_contact(rng, &record)?;
             Ok(Some(OutboxEntry {
                 id,
                 recipient: contact.to_owned(),
+                to: PeerDevice::CONTACT_PRIMARY,
                 seq,
                 ciphertext,
             }))

@@ -14,7 +14,7 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 
 /// The schema version this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// SQLite `application_id` of a Sotto store ("SOTT").
 pub(crate) const APPLICATION_ID: i32 = 0x534F_5454;
@@ -138,6 +138,24 @@ fn to_v4(conn: &Connection, keys: &Keys) -> Result<()> {
     Ok(())
 }
 
+/// What version 5 adds to version 4: `contact_device_lists`, each
+/// contact's newest signed device list (docs/devices.md), sealed and bound
+/// to its row, under the contact's lookup. A contact without a row has one
+/// device, its primary, as every contact had before.
+pub(crate) const SCHEMA_V5: &str = "
+CREATE TABLE contact_device_lists (
+    contact BLOB PRIMARY KEY NOT NULL,
+    sealed  BLOB NOT NULL
+) WITHOUT ROWID;
+";
+
+fn to_v5(conn: &Connection, _: &Keys) -> Result<()> {
+    // Every session of an older store is with a contact's primary device,
+    // under the lookup it already has: nothing to move.
+    conn.execute_batch(SCHEMA_V5)?;
+    Ok(())
+}
+
 /// One upgrade step: from `from` to `from + 1`. It runs inside the
 /// migration transaction and may re-seal rows with the store's keys.
 pub(crate) struct Migration {
@@ -159,6 +177,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         from: 3,
         run: to_v4,
+    },
+    Migration {
+        from: 4,
+        run: to_v5,
     },
 ];
 

@@ -9,34 +9,48 @@ use crate::records::{self, check_body, check_contact_id};
 use crate::store::Store;
 use crate::testing::FaultPoint;
 use crate::types::{
-    CiphertextDigest, DeliveryState, Direction, EnvelopeId, OutboxEntry, SendFailure,
+    CiphertextDigest, DeliveryState, Direction, EnvelopeId, OutboxEntry, Outgoing, PeerDevice,
+    SendFailure,
 };
 
 impl Store {
     /// Encrypts `body` for `recipient` and stores, in ONE transaction, the
-    /// advanced session, the message in history (state `Pending`) and the
-    /// ciphertext in the outbox under a fresh envelope id. Returns the
-    /// outbox entry to hand to the relay once that transaction committed.
+    /// advanced sessions, the message in history (state `Pending`) and one
+    /// ciphertext per device in the outbox ([`send_within`](Self::send_within)).
+    /// Returns the first outbox entry: for a contact with one device and a
+    /// profile without linked devices, the only one.
     ///
-    /// If the process dies before the relay accepts the entry, the entry
+    /// If the process dies before the relay accepts an entry, the entry
     /// is still in [`outbox`](Self::outbox) and is retried under the same id.
     /// `sent_at` is milliseconds since the Unix epoch.
     pub fn send(&mut self, recipient: &str, body: &[u8], sent_at: u64) -> Result<OutboxEntry> {
-        self.send_within(recipient, body, sent_at, usize::MAX)
+        let outgoing = self.send_within(recipient, body, sent_at, usize::MAX)?;
+        outgoing.entries.into_iter().next().ok_or(Error::NoSession)
     }
 
-    /// [`send`](Self::send), refusing a message whose ciphertext would be
-    /// longer than `max_ciphertext_len` bytes (what the relay takes, less
-    /// the envelope around it) with [`Error::MessageTooLarge`] before
-    /// anything is stored: the session does not advance, history and
-    /// outbox are untouched.
+    /// Encrypts `body` for every device it goes to
+    /// ([`message_targets`](Self::message_targets): each of the
+    /// contact's devices, and as "sent" copies each of our own other
+    /// devices) that has a session, and stores, in ONE transaction, the
+    /// advanced sessions, the message in history (state `Pending`) and one
+    /// ciphertext per device in the outbox, each under its own fresh
+    /// envelope id. Returns the entries to hand to the relay once that
+    /// transaction committed, and the devices left out for want of a
+    /// session.
+    ///
+    /// Refused with [`Error::NoSession`] when no device of the contact has
+    /// a session, and with [`Error::MessageTooLarge`] when a ciphertext
+    /// would be longer than `max_ciphertext_len` bytes (what the relay
+    /// takes, less the envelope around it); either way before anything is
+    /// stored: the sessions do not advance, history and outbox are
+    /// untouched.
     pub fn send_within(
         &mut self,
         recipient: &str,
         body: &[u8],
         sent_at: u64,
         max_ciphertext_len: usize,
-    ) -> Result<OutboxEntry> {
+    ) -> Result<Outgoing> {
         check_contact_id(recipient)?;
         check_body(body)?;
         let tx = self
@@ -44,45 +58,69 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let db = crate::db::Db::new(&tx, &self.keys);
         let rng = &mut self.rng;
-        let lookup = db.contact_lookup(recipient);
-        let mut sessions = db.sessions(&lookup)?;
-        if !sessions.has_session() {
-            return Err(Error::NoSession);
+        let mut encrypted = Vec::new();
+        let mut without_session = Vec::new();
+        for (device, _) in crate::devices::targets(&db, recipient)? {
+            let lookup = db.session_lookup(recipient, device);
+            let mut sessions = db.sessions(&lookup)?;
+            if !sessions.has_session() {
+                without_session.push(device);
+                continue;
+            }
+            let ciphertext = sessions.encrypt(body)?;
+            if ciphertext.len() > max_ciphertext_len {
+                // Dropping the transaction rolls back: nothing was written.
+                return Err(Error::MessageTooLarge {
+                    len: body.len(),
+                    max: largest_body_within(body.len(), ciphertext.len(), max_ciphertext_len),
+                });
+            }
+            encrypted.push((device, lookup, sessions, ciphertext));
         }
-        let ciphertext = sessions.encrypt(body)?;
-        if ciphertext.len() > max_ciphertext_len {
-            // Dropping the transaction rolls back: nothing was written.
-            return Err(Error::MessageTooLarge {
-                len: body.len(),
-                max: largest_body_within(body.len(), ciphertext.len(), max_ciphertext_len),
-            });
+        if !encrypted.iter().any(|(device, ..)| !device.is_own()) {
+            return Err(Error::NoSession);
         }
         self.faults.check(FaultPoint::SendAfterEncrypt)?;
 
-        db.put_sessions(rng, &lookup, &sessions)?;
         let mut conversation = db.conversation_or_create(rng, recipient)?;
         let seq = conversation.next_seq;
         conversation.next_seq += 1;
-        let id = EnvelopeId::random(rng);
+        let mut entries = Vec::with_capacity(encrypted.len());
+        for (device, lookup, sessions, ciphertext) in encrypted {
+            db.put_sessions(rng, &lookup, &sessions)?;
+            let id = EnvelopeId::random(rng);
+            db.insert_outbox(rng, &conversation, seq, &id, device, &ciphertext)?;
+            entries.push(OutboxEntry {
+                id,
+                recipient: recipient.to_owned(),
+                to: device,
+                seq,
+                ciphertext,
+            });
+        }
+        // The message is known by its first envelope; a decryption-error
+        // notice names the ciphertext of the contact's primary device
+        // (session recovery is between primary devices).
+        let first = &entries[0];
+        let digest = (first.to == PeerDevice::CONTACT_PRIMARY)
+            .then(|| CiphertextDigest::of(&first.ciphertext));
         let record = records::encode_message(
             Direction::Outgoing,
             DeliveryState::Pending,
             sent_at,
-            &id,
-            Some(&CiphertextDigest::of(&ciphertext)),
+            &first.id,
+            digest.as_ref(),
             body,
         )?;
         db.insert_message(rng, &conversation, seq, &record)?;
-        db.insert_outbox(rng, &conversation, seq, &id, &ciphertext)?;
         db.save_next_seq(&conversation)?;
         self.faults.check(FaultPoint::SendBeforeCommit)?;
         tx.commit()?;
         self.faults.check(FaultPoint::SendAfterCommit)?;
-        Ok(OutboxEntry {
-            id,
-            recipient: recipient.to_owned(),
+        Ok(Outgoing {
             seq,
-            ciphertext,
+            entries,
+            without_session,
         })
     }
 
@@ -113,7 +151,11 @@ impl Store {
             record.accepted_at = now;
             record.accepted = record.accepted.saturating_add(1);
             db.update_outbox(rng, &conversation, &row, &record)?;
-            advance_state(db, rng, &conversation, row.seq, DeliveryState::Sent)?;
+            // A "sent" copy to one of our own devices says nothing about
+            // the contact's side.
+            if !record.to.is_own() {
+                advance_state(db, rng, &conversation, row.seq, DeliveryState::Sent)?;
+            }
             Ok(true)
         })
     }
@@ -126,7 +168,8 @@ impl Store {
     /// messages to the same contact are no longer held behind it. The
     /// recipient's session skips the lost chain key as it does for any
     /// message that never arrives. Returns the message's seq, or `None`
-    /// when the entry was not in the outbox.
+    /// when the entry was not in the outbox or was a "sent" copy to one of
+    /// our own devices (the copy is dropped; the message stands).
     pub fn fail_outbox_entry(
         &mut self,
         id: &EnvelopeId,
@@ -136,6 +179,12 @@ impl Store {
             let Some((row, conversation)) = outbox_row_with_conversation(db, id)? else {
                 return Ok(None);
             };
+            let to = db.open_outbox(&conversation, &row)?.to;
+            if to.is_own() {
+                // Only our own device misses the copy: the message stands.
+                db.delete_outbox(&row.lookup)?;
+                return Ok(None);
+            }
             if let Some(sealed) = db.message_sealed(&conversation, row.seq)? {
                 let mut record = db.open_message_record(&conversation, row.seq, &sealed)?;
                 records::set_message_state(&mut record, DeliveryState::Failed(reason)).map_err(
@@ -223,6 +272,7 @@ pub(crate) fn open_outbox_rows(
                 OutboxEntry {
                     id: record.id,
                     recipient: conversation.contact.clone(),
+                    to: record.to,
                     seq: row.seq,
                     ciphertext: record.ciphertext.clone(),
                 },

@@ -14,7 +14,7 @@ use crate::options::{Durability, KdfParams, OpenOptions};
 use crate::records::PreKeyIds;
 use crate::schema::{
     self, APPLICATION_ID, MIGRATIONS, Migration, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4,
-    SCHEMA_VERSION,
+    SCHEMA_V5, SCHEMA_VERSION,
 };
 use crate::testing::Faults;
 
@@ -267,6 +267,7 @@ impl Store {
             tx.execute_batch(SCHEMA_V2)?;
             tx.execute_batch(SCHEMA_V3)?;
             tx.execute_batch(SCHEMA_V4)?;
+            tx.execute_batch(SCHEMA_V5)?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             schema::write_version(&tx, SCHEMA_VERSION)?;
             tx.execute(

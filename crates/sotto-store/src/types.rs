@@ -3,7 +3,7 @@
 use core::fmt;
 
 use rand_core::CryptoRng;
-use sotto_core::{AccessKey, IdentityKey, OneTimePreKeyId};
+use sotto_core::{AccessKey, DeviceId, IdentityKey, OneTimePreKeyId};
 use zeroize::Zeroizing;
 
 use crate::error::Error;
@@ -84,16 +84,56 @@ impl fmt::Debug for CiphertextDigest {
     }
 }
 
-/// A message as delivered by the relay: who sent it (the app's contact id
-/// for the sender's mailbox), its envelope id, the protocol ciphertext,
+/// One device at the other end of a session, seen from a conversation
+/// (docs/devices.md): a device of the conversation's contact, or another
+/// device of this profile's own account (which sends and receives "sent"
+/// copies of the conversation's outgoing messages).
+///
+/// A contact's primary device (the one whose key is the contact's account
+/// key, [`DeviceId::PRIMARY`]) is the only device of every contact that
+/// has not linked others, and the one sessions made before linked devices
+/// existed belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerDevice {
+    /// Device `0` of the conversation's contact.
+    Contact(DeviceId),
+    /// Device `0` of this profile's own account.
+    Own(DeviceId),
+}
+
+impl PeerDevice {
+    /// The contact's primary device.
+    pub const CONTACT_PRIMARY: Self = Self::Contact(DeviceId::PRIMARY);
+
+    /// The device id, whoever's it is.
+    pub fn id(&self) -> DeviceId {
+        match self {
+            Self::Contact(id) | Self::Own(id) => *id,
+        }
+    }
+
+    /// True for a device of this profile's own account.
+    pub fn is_own(&self) -> bool {
+        matches!(self, Self::Own(_))
+    }
+}
+
+/// A message as delivered by the relay: which conversation it belongs to
+/// and which device sent it, its envelope id, the protocol ciphertext,
 /// when the sender says it sent it and when it arrived (milliseconds since
 /// the Unix epoch).
 #[derive(Clone, Copy)]
 pub struct Envelope<'a> {
     /// The sender's envelope id.
     pub id: EnvelopeId,
-    /// The sender's contact id.
+    /// The contact id of the conversation: the sender's, or for a "sent"
+    /// copy from one of our own devices ([`PeerDevice::Own`]) the contact
+    /// the message was sent to.
     pub sender: &'a str,
+    /// The device that sent it: one of the contact's (an incoming message)
+    /// or one of our own (a copy of a message we sent from there, stored
+    /// as outgoing).
+    pub device: PeerDevice,
     /// A sotto-core Message or PreKeyMessage.
     pub ciphertext: &'a [u8],
     /// When the sender sent it, by the sender's clock (authenticated with
@@ -266,8 +306,11 @@ pub enum Received {
 pub struct OutboxEntry {
     /// The envelope id to send it under (the same on every retry).
     pub id: EnvelopeId,
-    /// The recipient's contact id.
+    /// The contact id of the message's conversation.
     pub recipient: String,
+    /// The device it is encrypted to: one of the contact's, or one of our
+    /// own (a "sent" copy).
+    pub to: PeerDevice,
     /// The message's seq in the recipient's conversation.
     pub seq: u64,
     /// The protocol ciphertext to hand to the relay.
@@ -279,10 +322,41 @@ impl fmt::Debug for OutboxEntry {
         f.debug_struct("OutboxEntry")
             .field("id", &self.id)
             .field("recipient", &"<redacted>")
+            .field("to", &self.to)
             .field("seq", &self.seq)
             .field("ciphertext_len", &self.ciphertext.len())
             .finish()
     }
+}
+
+/// A message sent: its seq in the conversation, and one outbox entry per
+/// device it goes to (each of the contact's devices with a session, and
+/// each of our own other devices with one, as "sent" copies), to hand to
+/// the relay once the transaction committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outgoing {
+    /// The message's seq in the conversation.
+    pub seq: u64,
+    /// The envelopes to send, the contact's devices first (primary
+    /// first), then our own.
+    pub entries: Vec<OutboxEntry>,
+    /// Devices in the lists that got no copy because there is no session
+    /// with them yet (start one from their prekey bundle first).
+    pub without_session: Vec<PeerDevice>,
+}
+
+/// What accepting a new device list changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DeviceListChange {
+    /// The new list's version.
+    pub version: u64,
+    /// Devices that were not in the previous list.
+    pub added: Vec<DeviceId>,
+    /// Devices that are no longer in it: their sessions, and whatever
+    /// still waited in the outbox for them, were dropped.
+    pub removed: Vec<DeviceId>,
 }
 
 /// A contact.

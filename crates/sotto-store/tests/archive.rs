@@ -265,6 +265,7 @@ fn a_restored_store_has_the_same_identity_contacts_and_history() {
     let replay = sotto_store::Envelope {
         id: first_incoming.envelope_id,
         sender: "bob",
+        device: sotto_store::PeerDevice::CONTACT_PRIMARY,
         ciphertext: b"any bytes: a seen envelope is not decrypted",
         sent_at: 0,
         received_at: T0,

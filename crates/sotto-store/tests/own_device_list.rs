@@ -37,8 +37,10 @@ fn only_a_newer_list_of_the_same_account_replaces_it() {
         .unwrap();
     let laptop = *IdentityKeyPair::from_seed(&[7; 32]).public();
     let second = first.with_device(&laptop, T0 + 1).unwrap();
-    let signed = p.alice.set_own_device_list(&second).unwrap();
+    let (signed, change) = p.alice.set_own_device_list(&second).unwrap();
     assert_eq!(signed.verify(&account).unwrap(), second);
+    assert_eq!(change.added, vec![second.contains(&laptop).unwrap()]);
+    assert!(change.removed.is_empty());
     assert_eq!(p.alice.own_device_list(T0 + 2).unwrap(), signed);
 
     // The same version again, or an older one: refused, nothing changes.
@@ -73,9 +75,9 @@ fn a_newer_list_signed_by_the_account_is_adopted_and_nothing_else() {
     let bob = p.bob.identity().unwrap();
     let bobs = DeviceList::primary(bob.public(), T0).sign(&bob).unwrap();
     assert!(p.alice.adopt_own_device_list(&bobs).is_err());
-    assert!(!p.alice.adopt_own_device_list(&first).unwrap());
+    assert!(p.alice.adopt_own_device_list(&first).unwrap().is_none());
     // Newer and the account's: taken, once.
-    assert!(p.alice.adopt_own_device_list(&newer).unwrap());
-    assert!(!p.alice.adopt_own_device_list(&newer).unwrap());
+    assert!(p.alice.adopt_own_device_list(&newer).unwrap().is_some());
+    assert!(p.alice.adopt_own_device_list(&newer).unwrap().is_none());
     assert_eq!(p.alice.own_device_list(T0 + 2).unwrap(), newer);
 }

@@ -158,6 +158,7 @@ fn a_version_1_store_is_upgraded_and_keeps_working() {
              DROP TABLE used_base_keys;
              ALTER TABLE signed_prekeys DROP COLUMN since;
              ALTER TABLE one_time_prekeys DROP COLUMN state;
+             DROP TABLE contact_device_lists;
              UPDATE meta SET value = 1 WHERE name = 'schema_version';",
         )
         .unwrap();
@@ -367,6 +368,7 @@ fn a_version_2_store_is_upgraded_and_its_one_time_prekeys_stay_live() {
             "DROP INDEX outbox_pending;
              ALTER TABLE outbox DROP COLUMN accepted;
              ALTER TABLE one_time_prekeys DROP COLUMN state;
+             DROP TABLE contact_device_lists;
              UPDATE meta SET value = 2 WHERE name = 'schema_version';",
         )
         .unwrap();

@@ -212,6 +212,13 @@ impl LinkOffer {
         self.device_id
     }
 
+    /// The signed device list the offer carries (unverified until
+    /// [`verify`](Self::verify); keep it, once verified, to store and pass
+    /// on as the account's list).
+    pub fn device_list(&self) -> &SignedDeviceList {
+        &self.device_list
+    }
+
     /// Everything before the MAC.
     fn body(&self) -> Vec<u8> {
         let list = self.device_list.to_bytes();

@@ -402,6 +402,13 @@ impl SignedDeviceList {
     pub fn signature(&self) -> &Signature {
         &self.signature
     }
+
+    /// The account the list claims to belong to, before anything is
+    /// verified: only to pick the key to [`verify`](Self::verify) against
+    /// (the one pinned for that account), never to trust the list.
+    pub fn claimed_account(&self) -> &IdentityKey {
+        &self.list.account
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use sha2::Sha256;
 /// What a lookup key identifies. Each has its own domain label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Domain {
-    /// `contacts.lookup` and `sessions.contact`: parts = [contact id].
+    /// `contacts.lookup`, `sessions.contact` (of the contact's primary
+    /// device) and `contact_device_lists.contact`: parts = [contact id].
     Contact,
     /// `conversations.lookup`, `messages.conversation`, `outbox.conversation`:
     /// parts = [contact id].
@@ -25,6 +26,16 @@ pub(crate) enum Domain {
     OneTimePreKey,
     /// `used_base_keys.lookup`: parts = [u32be(signed prekey id), base key].
     BaseKey,
+    /// `sessions.contact` of a contact's device other than its primary:
+    /// parts = [contact id, u32be(device id)]. (The primary device's
+    /// sessions keep the [`Contact`](Self::Contact) lookup they always had.)
+    DeviceSession,
+    /// `sessions.contact` of another device of our own account: parts =
+    /// [u32be(device id)].
+    OwnDeviceSession,
+    /// `seen_envelopes.lookup` of a copy from one of our own devices:
+    /// parts = [u32be(device id), envelope id].
+    SeenOwnEnvelope,
 }
 
 impl Domain {
@@ -38,6 +49,9 @@ impl Domain {
             Self::SignedPreKey => b"sotto-store/signed-prekey",
             Self::OneTimePreKey => b"sotto-store/one-time-prekey",
             Self::BaseKey => b"sotto-store/base-key",
+            Self::DeviceSession => b"sotto-store/device-session",
+            Self::OwnDeviceSession => b"sotto-store/own-device-session",
+            Self::SeenOwnEnvelope => b"sotto-store/seen-own-envelope",
         }
     }
 }

@@ -59,6 +59,7 @@ pub(crate) fn envelope<'a>(entry: &'a OutboxEntry, sender: &'a str) -> Envelope<
     Envelope {
         id: entry.id,
         sender,
+        device: sotto_store::PeerDevice::CONTACT_PRIMARY,
         ciphertext: &entry.ciphertext,
         sent_at: 0,
         received_at: T0 + 1,

@@ -1,0 +1,228 @@
+//! Linked devices through a real relay: linking, fan-out to every device,
+//! "sent" copies, device lists learned by contacts, unlinking.
+#![cfg(test)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use sotto::core::DeviceId;
+use sotto::{Client, ClientEvent, Events};
+
+const LINK_WAIT: Duration = Duration::from_secs(20);
+
+/// Links a new profile `name` to `primary`'s account over the relay at
+/// `relay`, then opens it again as the account's device and connects it.
+async fn link(dir: &Path, relay: &str, primary: &Client, name: &str) -> Client {
+    let laptop = client(dir, name).await;
+    laptop.register(relay).await.unwrap();
+    let code = laptop.start_linking().await.unwrap();
+    // The code round-trips through its text, as a user would type it.
+    let code: sotto::core::LinkCode = code.to_string().parse().unwrap();
+    let waiting = {
+        let laptop = laptop.clone();
+        tokio::spawn(async move { laptop.wait_for_link(LINK_WAIT).await })
+    };
+    let linked = primary.link_device(&code, LINK_WAIT).await.unwrap();
+    let joined = waiting.await.unwrap().unwrap();
+    assert_eq!(joined.account, primary.address());
+    assert_eq!(joined.device, linked.id);
+    laptop.disconnect().await;
+    drop(laptop);
+    let laptop = reopen(dir, name, options()).await;
+    assert_eq!(laptop.address(), primary.address());
+    assert_eq!(laptop.device_id(), linked.id);
+    laptop.connect(relay).await.unwrap();
+    laptop
+}
+
+/// The next event `pick` selects, within the test's patience.
+async fn next_event<T>(events: &mut Events, mut pick: impl FnMut(ClientEvent) -> Option<T>) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let event = events.next().await.expect("events open");
+            if let Some(t) = pick(event) {
+                return t;
+            }
+        }
+    })
+    .await
+    .expect("the event in time")
+}
+
+fn copy_text(event: ClientEvent) -> Option<String> {
+    match event {
+        ClientEvent::SentFromOtherDevice(m) => Some(String::from_utf8(m.body).unwrap()),
+        _ => None,
+    }
+}
+
+fn message_text(event: ClientEvent) -> Option<String> {
+    match event {
+        ClientEvent::Message(m) => Some(String::from_utf8(m.body).unwrap()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_by_two_devices_each_message_reaches_every_other_device_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let alice_laptop = link(dir.path(), &addr, &alice, "alice-laptop").await;
+    let bob_laptop = link(dir.path(), &addr, &bob, "bob-laptop").await;
+    assert_eq!(alice.devices().await.unwrap().devices().len(), 2);
+    assert_eq!(
+        alice_laptop.devices().await.unwrap(),
+        alice.devices().await.unwrap()
+    );
+
+    let mut bob_events = bob.events();
+    let mut bob_laptop_events = bob_laptop.events();
+    let mut alice_events = alice.events();
+    let mut alice_laptop_events = alice_laptop.events();
+
+    // From Alice's phone: both of Bob's devices, and a copy on her laptop.
+    alice.send("bob", b"one").await.unwrap();
+    assert_eq!(next_event(&mut bob_events, message_text).await, "one");
+    assert_eq!(
+        next_event(&mut bob_laptop_events, message_text).await,
+        "one"
+    );
+    assert_eq!(next_event(&mut alice_laptop_events, copy_text).await, "one");
+
+    // From Bob's laptop (which knows Alice only from her message): both
+    // of Alice's devices, and a copy on his phone.
+    let alice_address = alice.address().to_string();
+    bob_laptop.send(&alice_address, b"two").await.unwrap();
+    assert_eq!(next_event(&mut alice_events, message_text).await, "two");
+    assert_eq!(
+        next_event(&mut alice_laptop_events, message_text).await,
+        "two"
+    );
+    assert_eq!(next_event(&mut bob_events, copy_text).await, "two");
+
+    // From Alice's laptop.
+    let bob_address = bob.address().to_string();
+    alice_laptop.send(&bob_address, b"three").await.unwrap();
+    assert_eq!(next_event(&mut bob_events, message_text).await, "three");
+    assert_eq!(
+        next_event(&mut bob_laptop_events, message_text).await,
+        "three"
+    );
+    assert_eq!(next_event(&mut alice_events, copy_text).await, "three");
+
+    // Every device has the same conversation, once each, in order.
+    let expected = vec!["one", "two", "three"];
+    assert_eq!(bodies(&alice, "bob").await, expected);
+    assert_eq!(bodies(&bob, "alice").await, expected);
+    assert_eq!(bodies(&alice_laptop, &bob_address).await, expected);
+    assert_eq!(bodies(&bob_laptop, &alice_address).await, expected);
+    // One safety number per pair of accounts, whichever device shows it.
+    assert_eq!(
+        alice.safety_number("bob").await.unwrap(),
+        alice_laptop.safety_number(&bob_address).await.unwrap()
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlinked_device_gets_nothing_new_and_contacts_learn_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let alice_laptop = link(dir.path(), &addr, &alice, "alice-laptop").await;
+    let laptop_id = alice_laptop.device_id();
+    let mut laptop_events = alice_laptop.events();
+    let mut bob_events = bob.events();
+    let mut alice_events = alice.events();
+
+    bob.send("alice", b"before").await.unwrap();
+    assert_eq!(next_event(&mut laptop_events, message_text).await, "before");
+    assert_eq!(next_event(&mut alice_events, message_text).await, "before");
+
+    let change = alice.unlink_device(laptop_id).await.unwrap();
+    assert_eq!(change.removed, vec![laptop_id]);
+    // The laptop learns it was unlinked; Bob that Alice's list changed.
+    next_event(&mut laptop_events, |e| {
+        matches!(e, ClientEvent::Unlinked).then_some(())
+    })
+    .await;
+    let removed = next_event(&mut bob_events, |e| match e {
+        ClientEvent::DevicesChanged {
+            removed,
+            own: false,
+            ..
+        } => Some(removed),
+        _ => None,
+    })
+    .await;
+    assert_eq!(removed, vec![laptop_id]);
+
+    bob.send("alice", b"after").await.unwrap();
+    assert_eq!(next_event(&mut alice_events, message_text).await, "after");
+    alice.send("bob", b"from the phone").await.unwrap();
+    assert_eq!(
+        next_event(&mut bob_events, message_text).await,
+        "from the phone"
+    );
+    // Nothing new reached the laptop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bob_address = bob.address().to_string();
+    assert_eq!(bodies(&alice_laptop, &bob_address).await, vec!["before"]);
+    assert_eq!(
+        alice.devices().await.unwrap().devices().len(),
+        1,
+        "the phone alone"
+    );
+    assert!(alice.devices().await.unwrap().device(laptop_id).is_none());
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_account_device_links_and_a_used_profile_cannot_be_linked() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = memory_relay().await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let laptop = link(dir.path(), &addr, &alice, "alice-laptop").await;
+    // A profile with contacts cannot become someone's device.
+    assert!(matches!(
+        bob.start_linking().await,
+        Err(sotto::Error::NotLinkable)
+    ));
+    // A linked device links nothing, unlinks nothing, and is linked once.
+    assert!(matches!(
+        laptop.start_linking().await,
+        Err(sotto::Error::NotLinkable)
+    ));
+    assert!(matches!(
+        laptop.unlink_device(DeviceId::PRIMARY).await,
+        Err(sotto::Error::NotAccountDevice)
+    ));
+    let other = client(dir.path(), "other").await;
+    other.register(&addr).await.unwrap();
+    let code = other.start_linking().await.unwrap();
+    assert!(matches!(
+        laptop.link_device(&code, LINK_WAIT).await,
+        Err(sotto::Error::NotAccountDevice)
+    ));
+    // Nobody answers an offer for a code nobody shows: it times out and
+    // nothing changes.
+    let stranger = client(dir.path(), "stranger").await;
+    stranger.register(&addr).await.unwrap();
+    let unshown = stranger.start_linking().await.unwrap();
+    stranger.disconnect().await;
+    assert!(matches!(
+        alice
+            .link_device(&unshown, Duration::from_millis(500))
+            .await,
+        Err(sotto::Error::LinkTimedOut)
+    ));
+    assert_eq!(alice.devices().await.unwrap().devices().len(), 2);
+    relay.shutdown().await;
+}
