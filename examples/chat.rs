@@ -7,6 +7,8 @@
 //! cargo run --release --example chat -- --profile alice register --relay 127.0.0.1:7447
 //! cargo run --release --example chat -- --profile alice --relay-ca ca.pem register --relay tls://relay.example:7447
 //! cargo run --release --example chat -- --profile alice talk bob
+//! cargo run --release --example chat -- --profile laptop link --relay 127.0.0.1:7447
+//! cargo run --release --example chat -- --profile alice link sotto-link:...
 //! ```
 //! See `docs/cli.md`.
 
@@ -16,6 +18,8 @@
 mod archive;
 #[path = "chat/demo.rs"]
 mod demo;
+#[path = "chat/link.rs"]
+mod link;
 #[path = "chat/relay.rs"]
 mod relay;
 #[path = "chat/talk.rs"]
@@ -90,6 +94,22 @@ enum Command {
     Contacts,
     /// List this account's devices (its signed device list).
     Devices,
+    /// Link devices to one account. On a new device (a new --profile, made
+    /// here with --relay): show a link code and wait. On the device that
+    /// holds the account: `link CODE` links the device showing CODE.
+    Link {
+        /// The code the new device shows (on the account's device).
+        code: Option<String>,
+        /// On a new device: the relay the account uses (registers there).
+        #[arg(long)]
+        relay: Option<String>,
+    },
+    /// Remove a device from this account (on the device that holds the
+    /// account): it gets nothing new from then on.
+    Unlink {
+        /// The device's id (see `devices`).
+        device: u32,
+    },
     /// Check the profile's store for damage (SQLite's integrity check and
     /// the store's own: every row readable, no message missing).
     Check,
@@ -197,6 +217,9 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
             tls_key,
         } => relay::relay(&listen, &db, tls_cert.zip(tls_key)).await,
         Command::Init => init(&cli.profile).await,
+        Command::Link { code: None, relay } => {
+            link::show_code(&cli.profile, cli.relay_ca.as_deref(), relay).await
+        }
         Command::Demo { keep } => demo::run(keep).await,
         command @ (Command::Export { .. } | Command::Import { .. }) => {
             archive::history_archive(&cli.profile, command).await
@@ -305,6 +328,9 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
         }
         Command::Whoami => println!("{}", client.address()),
         Command::Devices => {
+            // Connecting takes the account's newest list first; offline,
+            // the list held here is shown.
+            let _ = connect(client).await;
             let devices = client.devices().await.map_err(s)?;
             let me = client.address();
             println!(
@@ -312,12 +338,19 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
                 devices.version()
             );
             for device in devices.devices() {
-                let this = if Address::of(&device.identity) == me {
-                    "  (this device, holds the account key)"
+                let mut notes = Vec::new();
+                if device.id == client.device_id() {
+                    notes.push("this device");
+                }
+                if Address::of(&device.identity) == me {
+                    notes.push("holds the account key");
+                }
+                let notes = if notes.is_empty() {
+                    String::new()
                 } else {
-                    ""
+                    format!("  ({})", notes.join(", "))
                 };
-                println!("  {}  {}{this}", device.id, Address::of(&device.identity));
+                println!("  {}  {}{notes}", device.id, Address::of(&device.identity));
             }
         }
         Command::Add { name, address } => {
@@ -453,7 +486,12 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             println!("Refused: nothing changed.");
         }
         Command::Talk { name } => talk::talk(client, &name).await?,
+        Command::Link {
+            code: Some(code), ..
+        } => link::accept_code(client, &code).await?,
+        Command::Unlink { device } => link::unlink(client, device).await?,
         Command::Relay { .. }
+        | Command::Link { code: None, .. }
         | Command::Init
         | Command::Demo { .. }
         | Command::Export { .. }
