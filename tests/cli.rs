@@ -652,3 +652,85 @@ fn export_and_import_move_a_profile_with_its_history_and_recovery_follows() {
         "{history}"
     );
 }
+
+/// `chat link` on a new profile shows a code (text and QR code) and waits;
+/// `chat link CODE` on the account's device links it; both list the same
+/// two devices, and a message to the account reaches both.
+#[test]
+fn link_shows_a_code_and_the_account_device_links_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, addr) = start_relay(dir.path());
+    let (alice, bob, alice_address, _) = alice_and_bob(dir.path(), &addr);
+    let laptop = dir.path().join("alice-laptop");
+
+    let mut waiting = Command::new(chat_binary())
+        .arg("--profile")
+        .arg(&laptop)
+        .args(["link", "--relay", &addr])
+        .env("SOTTO_PASSPHRASE", "cli test passphrase")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut shown = BufReader::new(waiting.stdout.take().unwrap());
+    let mut code = None;
+    let mut lines = Vec::new();
+    while code.is_none() {
+        let mut line = String::new();
+        assert!(
+            shown.read_line(&mut line).unwrap() > 0,
+            "no code: {lines:?}"
+        );
+        code = line
+            .split_whitespace()
+            .find(|w| w.starts_with("sotto-link:"))
+            .map(str::to_owned);
+        lines.push(line);
+    }
+    let code = code.unwrap();
+    // A QR code follows the text: lines of half blocks.
+    let mut qr_lines = 0;
+    for _ in 0..60 {
+        let mut line = String::new();
+        shown.read_line(&mut line).unwrap();
+        if line.contains('▀') || line.contains('▄') || line.contains('█') {
+            qr_lines += 1;
+        }
+        if line.starts_with("Waiting") {
+            break;
+        }
+    }
+    assert!(qr_lines > 20, "{qr_lines} lines of QR code");
+
+    // A typo is a clear error; the code itself links.
+    let typo = format!("{}x", &code[..code.len() - 1]);
+    let out = chat(&alice, &["link", &typo]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a link code"));
+    let linked = ok(chat(&alice, &["link", &code]));
+    assert!(linked.contains("Linked device 2"), "{linked}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut shown, &mut rest).unwrap();
+    assert!(waiting.wait().unwrap().success());
+    assert!(
+        rest.contains(&format!("Linked: this is device 2 of {alice_address}")),
+        "{rest}"
+    );
+
+    for profile in [&alice, &laptop] {
+        let devices = ok(chat(profile, &["devices"]));
+        assert!(devices.contains("version 2"), "{devices}");
+        assert!(devices.contains("(this device"), "{devices}");
+        assert_eq!(ok(chat(profile, &["whoami"])).trim(), alice_address);
+    }
+    ok(chat(&bob, &["send", "alice", "to both of your devices"]));
+    for profile in [&alice, &laptop] {
+        let synced = ok(chat(profile, &["sync"]));
+        assert!(synced.contains("to both of your devices"), "{synced}");
+    }
+    // Unlinked, the laptop gets nothing new.
+    ok(chat(&alice, &["unlink", "2"]));
+    ok(chat(&bob, &["send", "alice", "after the unlink"]));
+    assert!(ok(chat(&alice, &["sync"])).contains("after the unlink"));
+    assert!(!ok(chat(&laptop, &["sync"])).contains("after the unlink"));
+}

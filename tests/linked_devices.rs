@@ -226,3 +226,89 @@ async fn only_the_account_device_links_and_a_used_profile_cannot_be_linked() {
     assert_eq!(alice.devices().await.unwrap().devices().len(), 2);
     relay.shutdown().await;
 }
+
+/// A relay that serves a forged device list for Bob — his real list with a
+/// device of its own added, signed by a key that is not Bob's — gets
+/// nothing encrypted to that device, and a message the relay sends "from
+/// Bob's new device" is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_device_list_gets_nothing_encrypted_to_its_device() {
+    use sotto::core::{DeviceList, IdentityKeyPair};
+    use sotto::relay::MailboxAddress;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(InterceptingStore::new());
+    let relay = relay_with(unlimited_first_contacts(), store.clone()).await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    // The relay's own device: a profile it registered, whose key it holds.
+    let mallory = client(dir.path(), "mallory").await;
+    mallory.register(&addr).await.unwrap();
+    let mallory_key = *mallory.address().identity_key();
+    let mallory_mailbox = MailboxAddress::of(&mallory_key);
+
+    let bob_key = *bob.address().identity_key();
+    let real = bob.devices().await.unwrap();
+    let forged_list = DeviceList::new(
+        bob_key,
+        real.version() + 1,
+        0,
+        vec![
+            real.devices()[0],
+            sotto::core::Device::new(DeviceId::new(9), mallory_key, 0),
+        ],
+    )
+    .unwrap();
+    // Signed with a key the relay holds (it cannot sign with Bob's).
+    let relay_key = IdentityKeyPair::from_seed(&[42; 32]);
+    let mut forged = forged_list.to_bytes();
+    let mut signed = b"sotto/device-list/v1".to_vec();
+    signed.extend_from_slice(&forged);
+    forged.extend_from_slice(relay_key.sign(&signed).as_bytes());
+    store
+        .device_lists
+        .lock()
+        .unwrap()
+        .insert(MailboxAddress::of(&bob_key), forged);
+    let to_mallory = Arc::new(Mutex::new(0usize));
+    {
+        let to_mallory = to_mallory.clone();
+        *store.on_enqueue.lock().unwrap() = Some(Box::new(move |to, _| {
+            if *to == mallory_mailbox {
+                *to_mallory.lock().unwrap() += 1;
+            }
+            None
+        }));
+    }
+
+    let mut bob_in = bob.incoming();
+    alice.send("bob", b"for bob's devices only").await.unwrap();
+    expect_texts(&mut bob_in, &["for bob's devices only"]).await;
+    assert_eq!(*to_mallory.lock().unwrap(), 0);
+    assert_eq!(alice.contact_devices("bob").await.unwrap(), None);
+
+    // The relay's device writes to Alice as "device 9 of Bob".
+    let mut alice_events = alice.events();
+    mallory
+        .send_device_message_claiming(
+            &bob_key,
+            DeviceId::new(9),
+            &alice.address(),
+            b"it's me, bob",
+        )
+        .await
+        .unwrap();
+    let reason = next_event(&mut alice_events, |e| match e {
+        ClientEvent::Dropped { reason } => Some(reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, sotto::DropReason::UnknownDevice);
+    assert!(
+        !bodies(&alice, "bob")
+            .await
+            .contains(&"it's me, bob".to_owned())
+    );
+    relay.shutdown().await;
+}

@@ -356,3 +356,34 @@ impl Client {
         self.shared.device_id
     }
 }
+
+#[cfg(feature = "test-hooks")]
+impl Client {
+    /// Test hook (feature `test-hooks`): sends `to` (an account's primary
+    /// device) a device message (payload kind 0x05) that claims to come
+    /// from device `device` of `account`, with `message` where the
+    /// sotto-core message belongs: what a hostile device (or relay) can
+    /// send, for tests that check it is refused.
+    pub async fn send_device_message_claiming(
+        &self,
+        account: &IdentityKey,
+        device: sotto_core::DeviceId,
+        to: &Address,
+        message: &[u8],
+    ) -> Result<()> {
+        let conn = self.connection()?;
+        let shared = &self.shared;
+        let id = sotto_relay::MessageId::random().map_err(|_| Error::NoRandomness)?;
+        let payload = payload::encode_device_message(
+            &id.0,
+            now_ms(),
+            &shared.access_key,
+            (account, device),
+            to.identity_key(),
+            message,
+        );
+        let sealed = payload::seal(&shared.identity, to.identity_key(), &payload)?;
+        conn.send(&to.mailbox(), id, None, &sealed).await?;
+        Ok(())
+    }
+}

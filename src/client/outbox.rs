@@ -83,8 +83,15 @@ enum Refusal {
     ForNow,
 }
 
-fn classify(error: &Error) -> Refusal {
+fn classify(error: &Error, to: PeerDevice) -> Refusal {
     match error {
+        // A device other than a contact's primary whose mailbox the relay
+        // removed (unlinked): nothing will ever take it. (A primary
+        // device's unregistered mailbox may register again.)
+        Error::Relay(ClientError::Server {
+            code: ErrorCode::UnknownRecipient,
+            ..
+        }) if to != PeerDevice::CONTACT_PRIMARY => Refusal::ForGood(SendFailure::NoSuchDevice),
         Error::Relay(ClientError::PayloadTooLarge { .. })
         | Error::Relay(ClientError::Server {
             code: ErrorCode::FrameTooLarge,
@@ -205,7 +212,7 @@ impl Shared {
                 Err(e) if conn.is_closed() => return Err(e),
                 Err(e) => e,
             };
-            match classify(&error) {
+            match classify(&error, to.entry.to) {
                 Refusal::ForGood(reason) => {
                     self.give_up(&to, reason).await?;
                     flushed.failed.push((to.entry.id, reason));

@@ -213,8 +213,13 @@ pub(crate) fn receive(
                 body: payload.body.to_vec(),
             });
         }
-        payload::KIND_DEVICE_MESSAGE => return device_message(store, &sender, &payload, now),
         _ => {}
+    }
+    if unlinked(store, me)? {
+        return Ok(Outcome::Dropped(DropReason::Unlinked));
+    }
+    if payload.kind == payload::KIND_DEVICE_MESSAGE {
+        return device_message(store, &sender, &payload, now);
     }
 
     // A message from a primary device: the sender's access key, then the
@@ -236,6 +241,19 @@ pub(crate) fn receive(
         sent_at: payload.sent_at,
     };
     store_message(store, contact, incoming, now)
+}
+
+/// True on a linked device that its account's list no longer names: it
+/// takes no message any more (the account device unlinked it).
+fn unlinked(store: &Store, me: &IdentityKeyPair) -> sotto_store::Result<bool> {
+    if store.account_key()? == *me.public() {
+        return Ok(false);
+    }
+    let id = store.own_device_id()?;
+    Ok(!store
+        .own_devices()?
+        .and_then(|list| list.device(id).map(|d| d.identity))
+        .is_some_and(|key| key == *me.public()))
 }
 
 /// A message that passed every check but decryption, on its way into the

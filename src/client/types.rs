@@ -343,6 +343,8 @@ pub enum DropReason {
     UnknownDevice,
     /// A message addressed to another account than this profile's.
     Misdirected,
+    /// A message to this device after it was unlinked from its account.
+    Unlinked,
 }
 
 impl core::fmt::Display for DropReason {
@@ -354,6 +356,7 @@ impl core::fmt::Display for DropReason {
             Self::NotAContact => "receipt or notice from someone who is not a contact",
             Self::UnknownDevice => "message from a device no device list vouches for",
             Self::Misdirected => "message addressed to another account",
+            Self::Unlinked => "message to a device that was unlinked",
         })
     }
 }

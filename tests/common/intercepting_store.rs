@@ -35,6 +35,8 @@ pub struct InterceptingStore {
     /// Every one-time prekey the relay accepted, as (owner, id), in upload
     /// order.
     pub uploaded_one_time_prekeys: Mutex<Vec<(MailboxAddress, u32)>>,
+    /// Device lists served instead of the published ones.
+    pub device_lists: Mutex<HashMap<MailboxAddress, Vec<u8>>>,
 }
 
 impl InterceptingStore {
@@ -46,6 +48,7 @@ impl InterceptingStore {
             bundles: Mutex::new(HashMap::new()),
             failing_acks: Mutex::new(false),
             uploaded_one_time_prekeys: Mutex::new(Vec::new()),
+            device_lists: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -144,6 +147,9 @@ impl MailboxStore for InterceptingStore {
     }
 
     fn device_list(&self, address: &MailboxAddress) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(forged) = self.device_lists.lock().unwrap().get(address) {
+            return Ok(Some(forged.clone()));
+        }
         self.inner.device_list(address)
     }
 }

@@ -1270,6 +1270,32 @@ impl<'a> Db<'a> {
         Ok(out)
     }
 
+    /// The outbox rows of message `seq` of a conversation (one per device
+    /// it still waits for).
+    pub(crate) fn outbox_rows_of_message(
+        &self,
+        conversation: &[u8; 32],
+        seq: u64,
+    ) -> Result<Vec<OutboxRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT lookup, sealed FROM outbox WHERE conversation = ?1 AND seq = ?2",
+        )?;
+        let rows = stmt.query_map(params![&conversation[..], seq_to_sql(seq)?], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (lookup, sealed) = row.map_err(|e| corrupt_or_db(e, "outbox", Row::Seq(seq)))?;
+            out.push(OutboxRow {
+                lookup: lookup_from_sql(lookup, "outbox")?,
+                conversation: *conversation,
+                seq,
+                sealed,
+            });
+        }
+        Ok(out)
+    }
+
     /// Opens an outbox row with its conversation's key.
     pub(crate) fn open_outbox(
         &self,

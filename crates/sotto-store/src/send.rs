@@ -163,13 +163,14 @@ impl Store {
 
 impl Store {
     /// Gives up the outbox entry `id` for good (the relay refused it in a
-    /// way that sending again cannot change): it leaves the outbox and its
-    /// message becomes [`DeliveryState::Failed`] with `reason`, so later
-    /// messages to the same contact are no longer held behind it. The
-    /// recipient's session skips the lost chain key as it does for any
-    /// message that never arrives. Returns the message's seq, or `None`
-    /// when the entry was not in the outbox or was a "sent" copy to one of
-    /// our own devices (the copy is dropped; the message stands).
+    /// way that sending again cannot change): it leaves the outbox, so
+    /// later messages to the same device are no longer held behind it, and
+    /// when it was the message's last copy for the contact's devices and
+    /// none was accepted, the message becomes [`DeliveryState::Failed`]
+    /// with `reason`. The recipient's session skips the lost chain key as
+    /// it does for any message that never arrives. Returns the message's
+    /// seq when the message failed, `None` otherwise (not in the outbox, a
+    /// "sent" copy to one of our own devices, or other copies stand).
     pub fn fail_outbox_entry(
         &mut self,
         id: &EnvelopeId,
@@ -185,17 +186,33 @@ impl Store {
                 db.delete_outbox(&row.lookup)?;
                 return Ok(None);
             }
-            if let Some(sealed) = db.message_sealed(&conversation, row.seq)? {
-                let mut record = db.open_message_record(&conversation, row.seq, &sealed)?;
-                records::set_message_state(&mut record, DeliveryState::Failed(reason)).map_err(
-                    |_| Error::Corrupt {
-                        table: "messages",
-                        row: Row::Seq(row.seq),
-                    },
-                )?;
-                db.update_message(rng, &conversation, row.seq, &record)?;
-            }
             db.delete_outbox(&row.lookup)?;
+            // The message failed only if no copy for another of the
+            // contact's devices still waits, and none was accepted.
+            let others = db.outbox_rows_of_message(&conversation.lookup, row.seq)?;
+            for other in open_outbox_rows(db, others.into_iter().map(Ok).collect()) {
+                if !other?.0.to.is_own() {
+                    return Ok(None);
+                }
+            }
+            let Some(sealed) = db.message_sealed(&conversation, row.seq)? else {
+                return Ok(None);
+            };
+            let mut record = db.open_message_record(&conversation, row.seq, &sealed)?;
+            let corrupt = || Error::Corrupt {
+                table: "messages",
+                row: Row::Seq(row.seq),
+            };
+            if records::decode_message(row.seq, &record)
+                .map_err(|_| corrupt())?
+                .state
+                != DeliveryState::Pending
+            {
+                return Ok(None);
+            }
+            records::set_message_state(&mut record, DeliveryState::Failed(reason))
+                .map_err(|_| corrupt())?;
+            db.update_message(rng, &conversation, row.seq, &record)?;
             Ok(Some(row.seq))
         })
     }

@@ -196,6 +196,10 @@ pub enum SendFailure {
     /// ciphertext and the session it was made with are not in an archive,
     /// so the restored profile cannot send it (write it again).
     ExportedUnsent,
+    /// The relay has no mailbox for the device any more (it was unlinked
+    /// from its account): reported for a message only when no other
+    /// device of the contact could take it.
+    NoSuchDevice,
 }
 
 impl core::fmt::Display for SendFailure {
@@ -204,6 +208,7 @@ impl core::fmt::Display for SendFailure {
             Self::TooLarge => "too large for the relay",
             Self::Rejected => "refused by the relay",
             Self::ExportedUnsent => "not sent before the history was exported",
+            Self::NoSuchDevice => "the recipient's device is gone",
         })
     }
 }
@@ -219,6 +224,7 @@ impl DeliveryState {
             Self::Failed(SendFailure::TooLarge) => 5,
             Self::Failed(SendFailure::Rejected) => 6,
             Self::Failed(SendFailure::ExportedUnsent) => 7,
+            Self::Failed(SendFailure::NoSuchDevice) => 8,
         }
     }
 
@@ -232,6 +238,7 @@ impl DeliveryState {
             5 => Self::Failed(SendFailure::TooLarge),
             6 => Self::Failed(SendFailure::Rejected),
             7 => Self::Failed(SendFailure::ExportedUnsent),
+            8 => Self::Failed(SendFailure::NoSuchDevice),
             _ => return None,
         })
     }
