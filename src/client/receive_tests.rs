@@ -412,3 +412,62 @@ fn identity_changes_that_name_no_one_or_come_from_a_named_contact_are_dropped() 
     ));
     assert!(alice.store.contact(&stranger.id()).unwrap().is_none());
 }
+
+/// A device message (kind 0x05) from `from`, claiming device `device` of
+/// `account`, addressed to the account `to_account`, sealed to `to`.
+fn device_message(
+    from: &Party,
+    account: &sotto_core::IdentityKey,
+    device: DeviceId,
+    to_account: &sotto_core::IdentityKey,
+    to: &Party,
+) -> Vec<u8> {
+    let payload = payload::encode_device_message(
+        &[9; 16],
+        T0,
+        &from.access,
+        (account, device),
+        to_account,
+        b"not a real ratchet message",
+    );
+    from.seal(to, &payload)
+}
+
+#[test]
+fn device_messages_must_be_for_this_account_and_from_a_listed_device() {
+    let (dir, alice, mut bob) = parties();
+    let carol = Party::new(dir.path(), "carol.db");
+    let alice_key = *alice.identity.public();
+    let bob_key = *bob.identity.public();
+    let carol_key = *carol.identity.public();
+    // Addressed to Carol's account, though sealed to Bob (a contact that
+    // listed Bob's key as one of its devices, say): misdirected.
+    let misdirected = device_message(&alice, &alice_key, DeviceId::PRIMARY, &carol_key, &bob);
+    assert!(matches!(
+        bob.receive(&misdirected),
+        Outcome::Dropped(DropReason::Misdirected)
+    ));
+    // Carol's key, claiming to be device 2 of Alice's account: no list
+    // Bob holds names it, so the list must be fetched first.
+    let claimed = device_message(&carol, &alice_key, DeviceId::new(2), &bob_key, &bob);
+    assert!(matches!(
+        bob.receive(&claimed),
+        Outcome::UnknownDevice { account } if account == alice_key
+    ));
+    // Carol's key claiming to be Alice's primary device: the primary
+    // device's key is the account key, so this is unknown too.
+    let as_primary = device_message(&carol, &alice_key, DeviceId::PRIMARY, &bob_key, &bob);
+    assert!(matches!(
+        bob.receive(&as_primary),
+        Outcome::UnknownDevice { .. }
+    ));
+    // Claiming to be one of Bob's own devices: the same.
+    let as_own = device_message(&carol, &bob_key, DeviceId::new(2), &alice_key, &bob);
+    assert!(matches!(
+        bob.receive(&as_own),
+        Outcome::UnknownDevice { .. }
+    ));
+    // Nothing was stored, no contact was made.
+    assert!(bob.store.contact(&carol.id()).unwrap().is_none());
+    assert!(bob.store.contact(&alice.id()).unwrap().is_none());
+}
