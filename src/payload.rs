@@ -25,6 +25,10 @@
 //! kind 0x07: body is a link offer: the account's access_key(16) ||
 //!            LinkOffer (sotto-core)
 //! kind 0x08: body is a link accept: LinkAccept (sotto-core)
+//! kind 0x09: as kind 0x05, for a message whose body is detached (sotto-core
+//!            `body`): the sotto-core message holds the body's key, and
+//!            the envelope carries the blob after the sealed layer:
+//!            0xD0 || u32be(len(sealed)) || sealed || blob
 //! ```
 //!
 //! Kind 0x01 is what a primary device sends to a contact's primary device
@@ -73,6 +77,13 @@ pub const KIND_DEVICE_LIST: u8 = 0x06;
 pub const KIND_LINK_OFFER: u8 = 0x07;
 /// Kind byte: a link accept.
 pub const KIND_LINK_ACCEPT: u8 = 0x08;
+/// Kind byte: a message between devices whose body is detached.
+pub const KIND_DETACHED_MESSAGE: u8 = 0x09;
+/// First byte of an envelope that carries a detached body after its sealed
+/// layer (a sealed envelope starts with its version, 0x01 or 0x02).
+pub const DETACHED_FRAME: u8 = 0xD0;
+/// Bytes an envelope with a detached body adds around the sealed layer.
+pub const DETACHED_FRAME_OVERHEAD: usize = 1 + 4;
 /// Bytes of a device message's body before the sotto-core message.
 pub(crate) const DEVICE_MESSAGE_HEADER: usize = ACCESS_KEY_LEN + 32 + 4 + 32;
 /// Most envelope ids one receipt names.
@@ -127,7 +138,9 @@ impl<'a> Payload<'a> {
     /// The device message in this payload; `None` for anything else, or a
     /// body too short or naming an invalid account key.
     pub(crate) fn device_message(&self) -> Option<DeviceMessage<'a>> {
-        if self.kind != KIND_DEVICE_MESSAGE || self.body.len() <= DEVICE_MESSAGE_HEADER {
+        if !matches!(self.kind, KIND_DEVICE_MESSAGE | KIND_DETACHED_MESSAGE)
+            || self.body.len() <= DEVICE_MESSAGE_HEADER
+        {
             return None;
         }
         let (key, rest) = self.body.split_first_chunk::<ACCESS_KEY_LEN>()?;
@@ -292,6 +305,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Payload<'_>, PayloadError> {
             | KIND_DEVICE_LIST
             | KIND_LINK_OFFER
             | KIND_LINK_ACCEPT
+            | KIND_DETACHED_MESSAGE
     ) {
         return Err(PayloadError::UnknownKind(kind));
     }
@@ -332,6 +346,7 @@ pub(crate) fn encode_receipt(
 /// A message between accounts' devices (kind 0x05; see the module's
 /// table). The buffer holds the access key, so it is wiped on drop.
 pub(crate) fn encode_device_message(
+    kind: u8,
     message_id: &[u8; 16],
     sent_at: u64,
     access_key: &AccessKey,
@@ -346,7 +361,40 @@ pub(crate) fn encode_device_message(
     body.extend_from_slice(&from.1.get().to_be_bytes());
     body.extend_from_slice(to_account.as_bytes());
     body.extend_from_slice(message);
-    zeroize::Zeroizing::new(encode_kind(KIND_DEVICE_MESSAGE, message_id, sent_at, &body))
+    zeroize::Zeroizing::new(encode_kind(kind, message_id, sent_at, &body))
+}
+
+/// The envelope of a sealed payload whose body travels detached next to
+/// it: `0xD0 || u32be(len(sealed)) || sealed || blob`.
+pub(crate) fn frame_detached(sealed: &[u8], blob: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DETACHED_FRAME_OVERHEAD + sealed.len() + blob.len());
+    out.push(DETACHED_FRAME);
+    // A sealed envelope is far below 4 GiB (the relay's frames are).
+    out.extend_from_slice(
+        &u32::try_from(sealed.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(sealed);
+    out.extend_from_slice(blob);
+    out
+}
+
+/// Splits what the relay carried into the sealed layer and the detached
+/// body it carries, if any; `None` for a frame that does not parse.
+pub(crate) fn split_detached(bytes: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    match bytes.split_first() {
+        Some((&DETACHED_FRAME, rest)) => {
+            let (len, rest) = rest.split_first_chunk::<4>()?;
+            let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+            if len > rest.len() {
+                return None;
+            }
+            let (sealed, blob) = rest.split_at(len);
+            Some((sealed, Some(blob)))
+        }
+        _ => Some((bytes, None)),
+    }
 }
 
 /// A payload of `kind` around `body` (device list, link offer, accept),

@@ -312,3 +312,93 @@ async fn a_forged_device_list_gets_nothing_encrypted_to_its_device() {
     );
     relay.shutdown().await;
 }
+
+/// A large message goes to every device with its body encrypted once
+/// (detached); a relay that alters the detached body costs that envelope
+/// alone on that device, and what follows still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_message_reaches_every_device_and_an_altered_body_costs_only_itself() {
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(InterceptingStore::new());
+    let relay = relay_with(unlimited_first_contacts(), store.clone()).await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let alice_laptop = link(dir.path(), &addr, &alice, "alice-laptop").await;
+    let mut bob_events = bob.events();
+    let mut laptop_events = alice_laptop.events();
+
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    alice.send("bob", &big).await.unwrap();
+    let got = next_event(&mut bob_events, |e| match e {
+        ClientEvent::Message(m) => Some(m.body),
+        _ => None,
+    })
+    .await;
+    assert_eq!(got, big);
+    let copy = next_event(&mut laptop_events, |e| match e {
+        ClientEvent::SentFromOtherDevice(m) => Some(m.body),
+        _ => None,
+    })
+    .await;
+    assert_eq!(copy, big);
+
+    // The relay swallows the next large envelope for Bob and queues it
+    // again with a bit of its detached body flipped.
+    let bob_mailbox = bob.address().mailbox();
+    let swallowed = Arc::new(Mutex::new(None::<Vec<u8>>));
+    {
+        let swallowed = swallowed.clone();
+        *store.on_enqueue.lock().unwrap() = Some(Box::new(move |to, bytes| {
+            let mut swallowed = swallowed.lock().unwrap();
+            if *to == bob_mailbox
+                && bytes.first() == Some(&sotto::DETACHED_FRAME)
+                && swallowed.is_none()
+            {
+                *swallowed = Some(bytes.to_vec());
+                return Some(sotto::relay::store::Enqueued {
+                    id: u64::MAX / 2,
+                    duplicate: false,
+                });
+            }
+            None
+        }));
+    }
+    alice.send("bob", &big[..100_000]).await.unwrap();
+    let mut altered = swallowed.lock().unwrap().clone().expect("swallowed");
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    let attacker = sotto::relay::RelayClient::connect(
+        relay.local_addr(),
+        sotto::relay::ClientConfig::default(),
+    )
+    .await
+    .unwrap();
+    attacker
+        .send(
+            &bob.address().mailbox(),
+            sotto::relay::MessageId::random().unwrap(),
+            None,
+            &altered,
+        )
+        .await
+        .unwrap();
+    next_event(&mut bob_events, |e| match e {
+        ClientEvent::Undecryptable { .. } => Some(()),
+        ClientEvent::Message(m) => panic!("an altered body was taken: {m:?}"),
+        _ => None,
+    })
+    .await;
+    // Bob asked for it again (a message from Alice's primary device): her
+    // resend, under a new body key, arrives whole; so does what follows.
+    let resent = next_event(&mut bob_events, |e| match e {
+        ClientEvent::Message(m) => Some(m.body),
+        _ => None,
+    })
+    .await;
+    assert_eq!(resent, &big[..100_000]);
+    alice.send("bob", b"after it").await.unwrap();
+    assert_eq!(next_event(&mut bob_events, message_text).await, "after it");
+    relay.shutdown().await;
+}

@@ -375,6 +375,7 @@ impl Client {
         let shared = &self.shared;
         let id = sotto_relay::MessageId::random().map_err(|_| Error::NoRandomness)?;
         let payload = payload::encode_device_message(
+            payload::KIND_DEVICE_MESSAGE,
             &id.0,
             now_ms(),
             &shared.access_key,

@@ -38,6 +38,7 @@ pub(crate) fn max_ciphertext_len(max_frame: u32) -> usize {
         .saturating_sub(sotto_core::sealed::SEALED_OVERHEAD)
         .saturating_sub(payload::PAYLOAD_OVERHEAD)
         .saturating_sub(payload::DEVICE_MESSAGE_HEADER)
+        .saturating_sub(payload::DETACHED_FRAME_OVERHEAD)
 }
 
 /// Who sends an outbox entry: this device of this account, with the
@@ -54,16 +55,27 @@ pub(crate) struct Sender<'a> {
 /// is a plain message (kind 0x01); otherwise a device message naming both
 /// accounts (kind 0x05): ours, and `to.account` — the contact's, which
 /// for a "sent" copy to one of our devices is the account it was sent to.
+/// A message with a detached body is kind 0x09, its blob framed after the
+/// sealed layer.
 pub(crate) fn seal_entry(
     me: &Sender<'_>,
     to: &Addressed,
     entry: &OutboxEntry,
     now: u64,
 ) -> Result<Vec<u8>> {
-    let payload = if me.device == DeviceId::PRIMARY && entry.to == PeerDevice::CONTACT_PRIMARY {
+    let detached = entry.detached_body.as_deref();
+    let payload = if detached.is_none()
+        && me.device == DeviceId::PRIMARY
+        && entry.to == PeerDevice::CONTACT_PRIMARY
+    {
         payload::encode(entry.id.as_bytes(), now, me.access_key, &entry.ciphertext)
     } else {
         payload::encode_device_message(
+            if detached.is_some() {
+                payload::KIND_DETACHED_MESSAGE
+            } else {
+                payload::KIND_DEVICE_MESSAGE
+            },
             entry.id.as_bytes(),
             now,
             me.access_key,
@@ -72,7 +84,11 @@ pub(crate) fn seal_entry(
             &entry.ciphertext,
         )
     };
-    Ok(payload::seal(me.identity, &to.key, &payload)?)
+    let sealed = payload::seal(me.identity, &to.key, &payload)?;
+    Ok(match detached {
+        Some(blob) => payload::frame_detached(&sealed, blob),
+        None => sealed,
+    })
 }
 
 /// What a refusal of one entry means.

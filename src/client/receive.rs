@@ -156,6 +156,9 @@ pub(crate) fn receive(
     sealed: &[u8],
     now: u64,
 ) -> sotto_store::Result<Outcome> {
+    let Some((sealed, detached)) = payload::split_detached(sealed) else {
+        return Ok(Outcome::Dropped(DropReason::Malformed));
+    };
     let opened = match payload::unseal(me, sealed) {
         Ok(opened) => opened,
         Err(PayloadError::Sealed(sotto_core::Error::UnsupportedVersion(_))) => {
@@ -170,6 +173,10 @@ pub(crate) fn receive(
         }
         Err(_) => return Ok(Outcome::Dropped(DropReason::Malformed)),
     };
+    // A detached body comes with a message that says so, and only then.
+    if detached.is_some() != (payload.kind == payload::KIND_DETACHED_MESSAGE) {
+        return Ok(Outcome::Dropped(DropReason::Malformed));
+    }
     let sender = opened.sender;
     let from = Address::of(&sender);
     let id = from.to_string();
@@ -218,8 +225,11 @@ pub(crate) fn receive(
     if unlinked(store, me)? {
         return Ok(Outcome::Dropped(DropReason::Unlinked));
     }
-    if payload.kind == payload::KIND_DEVICE_MESSAGE {
-        return device_message(store, &sender, &payload, now);
+    if matches!(
+        payload.kind,
+        payload::KIND_DEVICE_MESSAGE | payload::KIND_DETACHED_MESSAGE
+    ) {
+        return device_message(store, &sender, &payload, detached, now);
     }
 
     // A message from a primary device: the sender's access key, then the
@@ -237,6 +247,7 @@ pub(crate) fn receive(
         sender,
         access_key: Some(access_key),
         ciphertext,
+        detached: None,
         message_id: payload.message_id,
         sent_at: payload.sent_at,
     };
@@ -269,6 +280,8 @@ struct Incoming<'a> {
     /// devices' copies).
     access_key: Option<AccessKey>,
     ciphertext: &'a [u8],
+    /// The blob of a detached body (payload kind 0x09).
+    detached: Option<&'a [u8]>,
     message_id: [u8; 16],
     sent_at: u64,
 }
@@ -281,6 +294,7 @@ fn device_message(
     store: &mut Store,
     sender: &IdentityKey,
     payload: &payload::Payload<'_>,
+    detached: Option<&[u8]>,
     now: u64,
 ) -> sotto_store::Result<Outcome> {
     let Some(m) = payload.device_message() else {
@@ -325,6 +339,7 @@ fn device_message(
         sender: *sender,
         access_key: (!device.is_own()).then_some(m.access_key),
         ciphertext: m.message,
+        detached,
         message_id: payload.message_id,
         sent_at: payload.sent_at,
     };
@@ -358,7 +373,7 @@ fn store_message(
         sent_at: m.sent_at,
         received_at: now,
     };
-    let result = store.receive(&envelope);
+    let result = store.receive_with_body(&envelope, m.detached);
     if result.is_err() && created {
         let _ = store.delete_contact(&id);
     }

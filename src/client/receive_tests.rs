@@ -423,6 +423,7 @@ fn device_message(
     to: &Party,
 ) -> Vec<u8> {
     let payload = payload::encode_device_message(
+        payload::KIND_DEVICE_MESSAGE,
         &[9; 16],
         T0,
         &from.access,

@@ -17,6 +17,10 @@ use sotto::relay::{
 /// honest store have it.
 pub type EnqueueHook = Box<dyn FnMut(&MailboxAddress, &[u8]) -> Option<Enqueued> + Send>;
 
+/// Replaces one envelope sent through the relay's front door with other
+/// bytes (`Some`), stored as if they had been sent, or lets it be (`None`).
+pub type RewriteHook = Box<dyn FnMut(&MailboxAddress, &[u8]) -> Option<Vec<u8>> + Send>;
+
 /// Refuses one envelope sent through the relay's front door with a store
 /// error (`Some`), or lets it through (`None`).
 pub type RefuseHook = Box<dyn FnMut(&MailboxAddress) -> Option<StoreError> + Send>;
@@ -37,6 +41,8 @@ pub struct InterceptingStore {
     pub uploaded_one_time_prekeys: Mutex<Vec<(MailboxAddress, u32)>>,
     /// Device lists served instead of the published ones.
     pub device_lists: Mutex<HashMap<MailboxAddress, Vec<u8>>>,
+    /// Alters envelopes before they are stored (see [`RewriteHook`]).
+    pub rewrite_enqueue: Mutex<Option<RewriteHook>>,
 }
 
 impl InterceptingStore {
@@ -49,6 +55,7 @@ impl InterceptingStore {
             failing_acks: Mutex::new(false),
             uploaded_one_time_prekeys: Mutex::new(Vec::new()),
             device_lists: Mutex::new(HashMap::new()),
+            rewrite_enqueue: Mutex::new(None),
         }
     }
 }
@@ -102,6 +109,17 @@ impl MailboxStore for InterceptingStore {
             && let Some(answer) = hook(recipient, payload)
         {
             return Ok(answer);
+        }
+        let rewritten = self
+            .rewrite_enqueue
+            .lock()
+            .unwrap()
+            .as_mut()
+            .and_then(|hook| hook(recipient, payload));
+        if let Some(bytes) = rewritten {
+            return self
+                .inner
+                .enqueue(recipient, message_id, &bytes, access, policy, now);
         }
         self.inner
             .enqueue(recipient, message_id, payload, access, policy, now)

@@ -5,7 +5,7 @@
 
 mod intercepting_store;
 pub mod log_capture;
-pub use intercepting_store::{EnqueueHook, InterceptingStore, RefuseHook};
+pub use intercepting_store::{EnqueueHook, InterceptingStore, RefuseHook, RewriteHook};
 
 use std::path::Path;
 use std::sync::Arc;

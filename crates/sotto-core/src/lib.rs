@@ -36,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod body;
 pub mod devices;
 mod error;
 #[cfg(feature = "hazmat")]
@@ -50,6 +51,7 @@ pub mod wire;
 pub mod x3dh;
 
 pub use access::{AccessKey, AccessVerifier};
+pub use body::{BodyKey, BodyReference};
 pub use devices::{
     Device, DeviceId, DeviceList, HistoryTransferKey, LinkAccept, LinkCode, LinkKey, LinkOffer,
     MAX_DEVICES, SignedDeviceList, VerifiedOffer,

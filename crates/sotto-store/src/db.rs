@@ -1161,25 +1161,16 @@ impl<'a> Db<'a> {
         self.lookup(Domain::Outbox, &[id.as_bytes()])
     }
 
-    /// A new entry the relay has not accepted yet.
+    /// A new entry the relay has not accepted yet (`record.accepted` is 0).
     pub(crate) fn insert_outbox<R: CryptoRng + ?Sized>(
         &self,
         rng: &mut R,
         conversation: &Conversation,
-        seq: u64,
-        id: &EnvelopeId,
-        to: PeerDevice,
-        ciphertext: &[u8],
+        record: &OutboxRecord,
     ) -> Result<()> {
-        let lookup = self.outbox_lookup(id);
-        let record = records::encode_outbox(&OutboxRecord {
-            seq,
-            id: *id,
-            accepted_at: 0,
-            accepted: 0,
-            to,
-            ciphertext: ciphertext.to_vec(),
-        });
+        let seq = record.seq;
+        let lookup = self.outbox_lookup(&record.id);
+        let record = records::encode_outbox(record);
         let sealed = conversation.key.sealing().seal(
             rng,
             Place::new("outbox", "sealed", &lookup),

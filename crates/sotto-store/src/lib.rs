@@ -113,6 +113,7 @@ pub use receive::MAX_BATCH;
 pub use records::{MAX_CONTACT_ID_LEN, MAX_CONTACT_NAME_LEN};
 pub use recovery::{MAX_RESETS_IN_ROW, RECOVERY_WINDOW, Recovery};
 pub use schema::SCHEMA_VERSION;
+pub use send::DETACHED_BODY_MIN;
 pub use store::Store;
 pub use types::{
     CiphertextDigest, Contact, DeliveryState, DeviceListChange, Direction, Envelope, EnvelopeId,

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use rand::rngs::StdRng;
-use sotto_core::{IdentityKeyPair, SessionSet};
+use sotto_core::{BodyReference, IdentityKeyPair, SessionSet};
 use zeroize::Zeroizing;
 
 use crate::db::{Conversation, Db, DbPreKeys};
@@ -141,6 +141,7 @@ fn receive_one(
     faults: &mut Faults,
     batch: &mut Batch,
     envelope: &Envelope<'_>,
+    detached: Option<&[u8]>,
 ) -> Result<Result<Received>> {
     if let Err(e) = check_contact_id(envelope.sender) {
         return Ok(Err(e));
@@ -195,10 +196,11 @@ fn receive_one(
     }
 
     let prekeys = DbPreKeys::new(db);
-    let decrypted = match device
-        .sessions
-        .decrypt(identity, &prekeys, envelope.ciphertext, rng)
-    {
+    // With a detached body the sessions advance only once the body opened
+    // too: a blob the relay altered or swapped costs that envelope alone.
+    let mut trial = detached.map(|_| device.sessions.clone());
+    let sessions = trial.as_mut().unwrap_or(&mut device.sessions);
+    let mut decrypted = match sessions.decrypt(identity, &prekeys, envelope.ciphertext, rng) {
         Ok(d) => d,
         Err(e) => {
             // The set is unchanged on error (sotto-core guarantees it).
@@ -208,7 +210,19 @@ fn receive_one(
             };
         }
     };
-    let body = Zeroizing::new(decrypted.plaintext);
+    let body = match detached {
+        None => Zeroizing::new(std::mem::take(&mut decrypted.plaintext)),
+        Some(blob) => {
+            let reference = Zeroizing::new(std::mem::take(&mut decrypted.plaintext));
+            match BodyReference::from_bytes(&reference).and_then(|r| r.open(blob)) {
+                Ok(body) => body,
+                Err(e) => return Ok(Err(Error::Protocol(e))),
+            }
+        }
+    };
+    if let Some(trial) = trial {
+        device.sessions = trial;
+    }
     faults.check(FaultPoint::ReceiveAfterDecrypt)?;
 
     // From here on the in-memory sessions have advanced: any failure must
@@ -319,12 +333,32 @@ impl Store {
     /// A PreKeyMessage from a sender with no contact creates the contact
     /// (empty name) and pins the identity key it carries.
     pub fn receive(&mut self, envelope: &Envelope<'_>) -> Result<Received> {
+        self.receive_with_body(envelope, None)
+    }
+
+    /// [`receive`](Self::receive) for a message whose body is detached
+    /// (sotto-core `body`): `detached_body` is the blob that travelled next
+    /// to the envelope, and the ciphertext holds its key. The message is
+    /// stored only if the blob opens under that key; otherwise it is a
+    /// typed error and nothing changed, the sessions included.
+    pub fn receive_with_body(
+        &mut self,
+        envelope: &Envelope<'_>,
+        detached_body: Option<&[u8]>,
+    ) -> Result<Received> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let db = Db::new(&tx, &self.keys);
         let mut batch = Batch::default();
-        let received = receive_one(&db, &mut self.rng, &mut self.faults, &mut batch, envelope)??;
+        let received = receive_one(
+            &db,
+            &mut self.rng,
+            &mut self.faults,
+            &mut batch,
+            envelope,
+            detached_body,
+        )??;
         batch.flush(&db, &mut self.rng)?;
         self.faults.check(FaultPoint::ReceiveBeforeCommit)?;
         tx.commit()?;
@@ -365,6 +399,7 @@ impl Store {
                 &mut self.faults,
                 &mut batch,
                 envelope,
+                None,
             )?);
         }
         batch.flush(&db, &mut self.rng)?;

@@ -33,7 +33,7 @@
 //! ```
 
 use sotto_core::pad::{MAX_PLAINTEXT_LEN, pad_into, unpad};
-use sotto_core::{AccessKey, DeviceId, IdentityKey, OneTimePreKeyId};
+use sotto_core::{AccessKey, BodyKey, DeviceId, IdentityKey, OneTimePreKeyId};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -635,6 +635,10 @@ const OUTBOX_WITH_ACCEPTANCE: u8 = 0x02;
 /// the acceptance fields. Older records are for the contact's primary
 /// device, the only device there was.
 const OUTBOX_WITH_DEVICE: u8 = 0x03;
+/// Version of an outbox record that also says whether the message's body
+/// is detached (sotto-core `body`): `u8(0 | 1) [|| body key(32)]` after the
+/// device. Older records carry their body inside the ciphertext.
+const OUTBOX_WITH_BODY_KEY: u8 = 0x04;
 
 /// An outbox entry as stored.
 pub(crate) struct OutboxRecord {
@@ -646,12 +650,15 @@ pub(crate) struct OutboxRecord {
     pub(crate) accepted: u32,
     /// The device it is encrypted to.
     pub(crate) to: PeerDevice,
+    /// The key of the message's detached body, when the ciphertext holds
+    /// only a reference to it.
+    pub(crate) body_key: Option<BodyKey>,
     pub(crate) ciphertext: Vec<u8>,
 }
 
-pub(crate) fn encode_outbox(r: &OutboxRecord) -> Vec<u8> {
-    let mut out = Vec::with_capacity(42 + r.ciphertext.len());
-    out.push(OUTBOX_WITH_DEVICE);
+pub(crate) fn encode_outbox(r: &OutboxRecord) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(75 + r.ciphertext.len()));
+    out.push(OUTBOX_WITH_BODY_KEY);
     out.extend_from_slice(&r.seq.to_be_bytes());
     out.extend_from_slice(r.id.as_bytes());
     out.extend_from_slice(&r.accepted_at.to_be_bytes());
@@ -662,6 +669,13 @@ pub(crate) fn encode_outbox(r: &OutboxRecord) -> Vec<u8> {
     };
     out.push(kind);
     out.extend_from_slice(&device.get().to_be_bytes());
+    match &r.body_key {
+        Some(key) => {
+            out.push(1);
+            out.extend_from_slice(key.as_bytes());
+        }
+        None => out.push(0),
+    }
     out.extend_from_slice(&r.ciphertext);
     out
 }
@@ -671,7 +685,7 @@ pub(crate) fn decode_outbox(bytes: &[u8]) -> Decoded<OutboxRecord> {
     let version = r.u8()?;
     if !matches!(
         version,
-        RECORD_VERSION | OUTBOX_WITH_ACCEPTANCE | OUTBOX_WITH_DEVICE
+        RECORD_VERSION | OUTBOX_WITH_ACCEPTANCE | OUTBOX_WITH_DEVICE | OUTBOX_WITH_BODY_KEY
     ) {
         return Err(Malformed);
     }
@@ -693,12 +707,22 @@ pub(crate) fn decode_outbox(bytes: &[u8]) -> Decoded<OutboxRecord> {
     } else {
         PeerDevice::CONTACT_PRIMARY
     };
+    let body_key = if version >= OUTBOX_WITH_BODY_KEY {
+        match r.u8()? {
+            0 => None,
+            1 => Some(BodyKey::from_bytes(&r.array::<32>()?)),
+            _ => return Err(Malformed),
+        }
+    } else {
+        None
+    };
     Ok(OutboxRecord {
         seq,
         id,
         accepted_at,
         accepted,
         to,
+        body_key,
         ciphertext: r.rest().to_vec(),
     })
 }
@@ -788,9 +812,18 @@ mod tests {
             accepted_at: 1234,
             accepted: 2,
             to: PeerDevice::Own(DeviceId::new(4)),
+            body_key: Some(BodyKey::from_bytes(&[8; 32])),
             ciphertext: b"ct".to_vec(),
         };
         let back = decode_outbox(&encode_outbox(&record)).unwrap();
+        assert_eq!(back.body_key, Some(BodyKey::from_bytes(&[8; 32])));
+        let plain = OutboxRecord {
+            body_key: None,
+            ..record
+        };
+        let back = decode_outbox(&encode_outbox(&plain)).unwrap();
+        assert_eq!(back.body_key, None);
+        let record = plain;
         assert_eq!(
             (back.seq, back.id, back.accepted_at, back.accepted, back.to),
             (
@@ -822,10 +855,18 @@ mod tests {
         assert_eq!(old.to, PeerDevice::CONTACT_PRIMARY);
         assert_eq!(old.ciphertext, b"ct");
         assert!(decode_outbox(&[9, 0, 0]).is_err());
-        // An unknown device kind is malformed.
-        let mut bad = encode_outbox(&record);
-        bad[37] = 2;
-        assert!(decode_outbox(&bad).is_err());
+        // An unknown device kind, or body-key flag, is malformed.
+        for at in [37, 42] {
+            let mut bad = encode_outbox(&record);
+            bad[at] = 2;
+            assert!(decode_outbox(&bad).is_err());
+        }
+        // Version 3: no body key.
+        let mut v3 = encode_outbox(&record).to_vec();
+        v3[0] = OUTBOX_WITH_DEVICE;
+        v3.remove(42);
+        assert_eq!(decode_outbox(&v3).unwrap().body_key, None);
+        assert_eq!(decode_outbox(&v3).unwrap().ciphertext, b"ct");
     }
 
     #[test]

@@ -155,7 +155,14 @@ impl Store {
             let sealed = db.message_sealed(&conversation, seq)?.ok_or_else(corrupt)?;
             let mut message_record = db.open_message_record(&conversation, seq, &sealed)?;
             let message = records::decode_message(seq, &message_record).map_err(|_| corrupt())?;
-            let ciphertext = sessions.encrypt(&message.body)?;
+            let body_key = (message.body.len() >= crate::send::DETACHED_BODY_MIN)
+                .then(|| sotto_core::BodyKey::generate(rng));
+            let ciphertext =
+                crate::send::encrypt_body(&mut sessions, body_key.as_ref(), &message.body)?;
+            let detached_body = match &body_key {
+                Some(key) => Some(std::sync::Arc::from(key.seal(&message.body)?)),
+                None => None,
+            };
             records::set_message_state(&mut message_record, DeliveryState::Pending)
                 .map_err(|_| corrupt())?;
             let message_record = records::set_message_digest(
@@ -169,10 +176,15 @@ impl Store {
             db.insert_outbox(
                 rng,
                 &conversation,
-                seq,
-                &id,
-                PeerDevice::CONTACT_PRIMARY,
-                &ciphertext,
+                &records::OutboxRecord {
+                    seq,
+                    id,
+                    accepted_at: 0,
+                    accepted: 0,
+                    to: PeerDevice::CONTACT_PRIMARY,
+                    body_key: body_key.clone(),
+                    ciphertext: ciphertext.clone(),
+                },
             )?;
             db.put_sessions(rng, &lookup, &sessions)?;
             db.put_contact(rng, &record)?;
@@ -182,6 +194,7 @@ impl Store {
                 to: PeerDevice::CONTACT_PRIMARY,
                 seq,
                 ciphertext,
+                detached_body,
             }))
         })
     }

@@ -2,10 +2,13 @@
 //! committed, and only then is the ciphertext handed out.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use sotto_core::{BodyKey, BodyReference, SessionSet};
 
 use crate::db::Conversation;
 use crate::error::{Error, Result, Row};
-use crate::records::{self, check_body, check_contact_id};
+use crate::records::{self, OutboxRecord, check_body, check_contact_id};
 use crate::store::Store;
 use crate::testing::FaultPoint;
 use crate::types::{
@@ -58,6 +61,13 @@ impl Store {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let db = crate::db::Db::new(&tx, &self.keys);
         let rng = &mut self.rng;
+        // A large body is encrypted once, detached; each device's session
+        // encrypts only a reference to it.
+        let body_key = (body.len() >= DETACHED_BODY_MIN).then(|| BodyKey::generate(rng));
+        let detached_len = match &body_key {
+            Some(_) => sotto_core::body::blob_len(body.len())?,
+            None => 0,
+        };
         let mut encrypted = Vec::new();
         let mut without_session = Vec::new();
         for (device, _) in crate::devices::targets(&db, recipient)? {
@@ -67,12 +77,16 @@ impl Store {
                 without_session.push(device);
                 continue;
             }
-            let ciphertext = sessions.encrypt(body)?;
-            if ciphertext.len() > max_ciphertext_len {
+            let ciphertext = encrypt_body(&mut sessions, body_key.as_ref(), body)?;
+            if ciphertext.len() + detached_len > max_ciphertext_len {
                 // Dropping the transaction rolls back: nothing was written.
                 return Err(Error::MessageTooLarge {
                     len: body.len(),
-                    max: largest_body_within(body.len(), ciphertext.len(), max_ciphertext_len),
+                    max: largest_body_within(
+                        body.len(),
+                        ciphertext.len() + detached_len,
+                        max_ciphertext_len,
+                    ),
                 });
             }
             encrypted.push((device, lookup, sessions, ciphertext));
@@ -89,13 +103,26 @@ impl Store {
         for (device, lookup, sessions, ciphertext) in encrypted {
             db.put_sessions(rng, &lookup, &sessions)?;
             let id = EnvelopeId::random(rng);
-            db.insert_outbox(rng, &conversation, seq, &id, device, &ciphertext)?;
+            db.insert_outbox(
+                rng,
+                &conversation,
+                &OutboxRecord {
+                    seq,
+                    id,
+                    accepted_at: 0,
+                    accepted: 0,
+                    to: device,
+                    body_key: body_key.clone(),
+                    ciphertext: ciphertext.clone(),
+                },
+            )?;
             entries.push(OutboxEntry {
                 id,
                 recipient: recipient.to_owned(),
                 to: device,
                 seq,
                 ciphertext,
+                detached_body: None,
             });
         }
         // The message is known by its first envelope; a decryption-error
@@ -117,6 +144,12 @@ impl Store {
         self.faults.check(FaultPoint::SendBeforeCommit)?;
         tx.commit()?;
         self.faults.check(FaultPoint::SendAfterCommit)?;
+        if let Some(key) = &body_key {
+            let blob: Arc<[u8]> = key.seal(body)?.into();
+            for entry in &mut entries {
+                entry.detached_body = Some(blob.clone());
+            }
+        }
         Ok(Outgoing {
             seq,
             entries,
@@ -218,6 +251,36 @@ impl Store {
     }
 }
 
+/// Bodies of at least this many bytes are sent detached (sotto-core
+/// `body`): encrypted once for all devices, each device's session carrying
+/// only the key.
+pub const DETACHED_BODY_MIN: usize = 16 * 1024;
+
+/// What a device's session encrypts for `body`: the body itself, or with
+/// `body_key` the reference to its detached blob.
+pub(crate) fn encrypt_body(
+    sessions: &mut SessionSet,
+    body_key: Option<&BodyKey>,
+    body: &[u8],
+) -> Result<Vec<u8>> {
+    Ok(match body_key {
+        None => sessions.encrypt(body)?,
+        Some(key) => {
+            let reference = BodyReference {
+                key: key.clone(),
+                blob_len: u32::try_from(sotto_core::body::blob_len(body.len())?).map_err(|_| {
+                    Error::TooLong {
+                        what: "message body",
+                        len: body.len(),
+                        max: sotto_core::pad::MAX_PLAINTEXT_LEN,
+                    }
+                })?,
+            };
+            sessions.encrypt(reference.to_bytes().as_slice())?
+        }
+    })
+}
+
 /// The outbox row of envelope `id` and its conversation, if the entry is
 /// in the outbox.
 fn outbox_row_with_conversation(
@@ -263,12 +326,14 @@ fn largest_body_within(len: usize, ciphertext_len: usize, max_ciphertext_len: us
 }
 
 /// Opens outbox rows with their conversations' keys (each conversation
-/// loaded once). A row that cannot be read is reported in place.
+/// loaded once), and seals each detached body once for all the entries of
+/// its message. A row that cannot be read is reported in place.
 pub(crate) fn open_outbox_rows(
     db: &crate::db::Db<'_>,
     rows: Vec<Result<crate::db::OutboxRow>>,
 ) -> Vec<Result<(OutboxEntry, crate::records::OutboxRecord)>> {
     let mut conversations: HashMap<[u8; 32], Option<Conversation>> = HashMap::new();
+    let mut blobs: HashMap<([u8; 32], u64), Arc<[u8]>> = HashMap::new();
     rows.into_iter()
         .map(|row| {
             let row = row?;
@@ -285,6 +350,17 @@ pub(crate) fn open_outbox_rows(
                     row: Row::Seq(row.seq),
                 })?;
             let record = db.open_outbox(conversation, &row)?;
+            let detached_body = match &record.body_key {
+                None => None,
+                Some(key) => Some(match blobs.get(&(row.conversation, row.seq)) {
+                    Some(blob) => blob.clone(),
+                    None => {
+                        let blob: Arc<[u8]> = detached_blob(db, conversation, row.seq, key)?.into();
+                        blobs.insert((row.conversation, row.seq), blob.clone());
+                        blob
+                    }
+                }),
+            };
             Ok((
                 OutboxEntry {
                     id: record.id,
@@ -292,11 +368,30 @@ pub(crate) fn open_outbox_rows(
                     to: record.to,
                     seq: row.seq,
                     ciphertext: record.ciphertext.clone(),
+                    detached_body,
                 },
                 record,
             ))
         })
         .collect()
+}
+
+/// The blob of message `seq`'s detached body: its body, read back from
+/// history, sealed again under its key (the same bytes every time).
+fn detached_blob(
+    db: &crate::db::Db<'_>,
+    conversation: &Conversation,
+    seq: u64,
+    key: &BodyKey,
+) -> Result<Vec<u8>> {
+    let corrupt = || Error::Corrupt {
+        table: "messages",
+        row: Row::Seq(seq),
+    };
+    let sealed = db.message_sealed(conversation, seq)?.ok_or_else(corrupt)?;
+    let record = db.open_message_record(conversation, seq, &sealed)?;
+    let message = records::decode_message(seq, &record).map_err(|_| corrupt())?;
+    Ok(key.seal(&message.body)?)
 }
 
 /// Moves an outgoing message's state forward to `to` (Pending < Sent <

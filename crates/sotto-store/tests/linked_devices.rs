@@ -102,7 +102,11 @@ fn world() -> World {
     }
 }
 
-fn envelope<'a>(entry: &'a OutboxEntry, conversation: &'a str, from: PeerDevice) -> Envelope<'a> {
+fn envelope_of<'a>(
+    entry: &'a OutboxEntry,
+    conversation: &'a str,
+    from: PeerDevice,
+) -> Envelope<'a> {
     Envelope {
         id: entry.id,
         sender: conversation,
@@ -166,16 +170,16 @@ fn a_message_fans_out_to_every_device_and_lands_in_one_conversation_on_each() {
     let from_phone = PeerDevice::CONTACT_PRIMARY;
     stored(
         &mut w.bob.phone,
-        &envelope(&out.entries[0], "alice", from_phone),
+        &envelope_of(&out.entries[0], "alice", from_phone),
     );
     stored(
         &mut w.bob.laptop,
-        &envelope(&out.entries[1], "alice", from_phone),
+        &envelope_of(&out.entries[1], "alice", from_phone),
     );
     // The sent copy: stored on Alice's laptop as her outgoing message.
     let copy = stored(
         &mut w.alice.laptop,
-        &envelope(&out.entries[2], "bob", PeerDevice::Own(DeviceId::PRIMARY)),
+        &envelope_of(&out.entries[2], "bob", PeerDevice::Own(DeviceId::PRIMARY)),
     );
     assert_eq!(copy.direction, Direction::Outgoing);
     assert_eq!(copy.state, DeliveryState::Sent);
@@ -190,15 +194,15 @@ fn a_message_fans_out_to_every_device_and_lands_in_one_conversation_on_each() {
     let from_laptop = PeerDevice::Contact(b_laptop);
     stored(
         &mut w.alice.phone,
-        &envelope(&reply.entries[0], "bob", from_laptop),
+        &envelope_of(&reply.entries[0], "bob", from_laptop),
     );
     stored(
         &mut w.alice.laptop,
-        &envelope(&reply.entries[1], "bob", from_laptop),
+        &envelope_of(&reply.entries[1], "bob", from_laptop),
     );
     stored(
         &mut w.bob.phone,
-        &envelope(&reply.entries[2], "alice", PeerDevice::Own(b_laptop)),
+        &envelope_of(&reply.entries[2], "alice", PeerDevice::Own(b_laptop)),
     );
 
     let alice_view = vec![
@@ -225,7 +229,9 @@ fn a_message_fans_out_to_every_device_and_lands_in_one_conversation_on_each() {
         ),
     ] {
         assert!(matches!(
-            store.receive(&envelope(entry, conversation, from)).unwrap(),
+            store
+                .receive(&envelope_of(entry, conversation, from))
+                .unwrap(),
             Received::Duplicate
         ));
     }
@@ -309,7 +315,7 @@ fn a_device_no_list_vouches_for_is_refused_and_nothing_changes() {
         assert!(matches!(
             w.alice
                 .phone
-                .receive(&envelope(&out.entries[0], "bob", device)),
+                .receive(&envelope_of(&out.entries[0], "bob", device)),
             Err(Error::UnknownDevice)
         ));
     }
@@ -318,7 +324,7 @@ fn a_device_no_list_vouches_for_is_refused_and_nothing_changes() {
     assert!(
         w.alice
             .phone
-            .receive(&envelope(
+            .receive(&envelope_of(
                 &out.entries[0],
                 "bob",
                 PeerDevice::CONTACT_PRIMARY
@@ -329,7 +335,7 @@ fn a_device_no_list_vouches_for_is_refused_and_nothing_changes() {
     // The real one goes through.
     stored(
         &mut w.alice.phone,
-        &envelope(&out.entries[0], "bob", PeerDevice::Contact(b_laptop)),
+        &envelope_of(&out.entries[0], "bob", PeerDevice::Contact(b_laptop)),
     );
 
     // A first message from a new laptop of Bob's, before Alice holds a
@@ -356,7 +362,7 @@ fn a_device_no_list_vouches_for_is_refused_and_nothing_changes() {
         &mut w.alice.phone,
     );
     let first = tablet.send("alice", b"from the tablet", T0).unwrap();
-    let from_tablet = envelope(&first, "bob", PeerDevice::Contact(tablet_id));
+    let from_tablet = envelope_of(&first, "bob", PeerDevice::Contact(tablet_id));
     assert!(matches!(
         w.alice.phone.receive(&from_tablet),
         Err(Error::UnknownDevice)
@@ -474,7 +480,7 @@ fn a_removed_device_gets_nothing_new_and_its_sessions_are_gone() {
     assert!(matches!(
         w.alice
             .phone
-            .receive(&envelope(&late, "bob", PeerDevice::Contact(b_laptop))),
+            .receive(&envelope_of(&late, "bob", PeerDevice::Contact(b_laptop))),
         Err(Error::UnknownDevice)
     ));
 
@@ -531,4 +537,75 @@ fn a_linked_device_speaks_for_the_account_and_joins_only_once() {
     drop(other);
     let reopened = Store::open(&path, b"pw", &options()).unwrap();
     assert_eq!(reopened.own_device_id().unwrap(), DeviceId::PRIMARY);
+}
+
+#[test]
+fn a_large_body_is_encrypted_once_for_every_device_and_a_bad_blob_changes_nothing() {
+    let mut w = world();
+    let body = vec![0x42u8; 200_000];
+    let out = w
+        .alice
+        .phone
+        .send_within("bob", &body, T0, usize::MAX)
+        .unwrap();
+    assert_eq!(out.entries.len(), 3);
+    let blob = out.entries[0]
+        .detached_body
+        .clone()
+        .expect("a detached body");
+    for entry in &out.entries {
+        // One blob for all, and each session carried only its key.
+        assert!(std::sync::Arc::ptr_eq(
+            entry.detached_body.as_ref().unwrap(),
+            &blob
+        ));
+        assert!(entry.ciphertext.len() < 1024, "{}", entry.ciphertext.len());
+    }
+    assert!(blob.len() >= body.len());
+    // The outbox gives the same bytes again (a retry after a restart).
+    let waiting = w.alice.phone.outbox().unwrap();
+    for entry in waiting {
+        assert_eq!(entry.unwrap().detached_body.as_deref(), Some(&blob[..]));
+    }
+
+    // A blob altered (or swapped) by the relay: refused, nothing changed.
+    let envelope = envelope_of(&out.entries[0], "alice", PeerDevice::CONTACT_PRIMARY);
+    let mut altered = blob.to_vec();
+    altered[100] ^= 1;
+    for bad in [&altered[..], &blob[..blob.len() - 1], b"x"] {
+        assert!(matches!(
+            w.bob.phone.receive_with_body(&envelope, Some(bad)),
+            Err(Error::Protocol(_))
+        ));
+    }
+    assert_eq!(w.bob.phone.message_count("alice").unwrap(), 0);
+    // The genuine blob: stored on every device, the session moved on once.
+    let from_phone = PeerDevice::CONTACT_PRIMARY;
+    for (store, entry, conversation, from) in [
+        (&mut w.bob.phone, &out.entries[0], "alice", from_phone),
+        (&mut w.bob.laptop, &out.entries[1], "alice", from_phone),
+        (
+            &mut w.alice.laptop,
+            &out.entries[2],
+            "bob",
+            PeerDevice::Own(DeviceId::PRIMARY),
+        ),
+    ] {
+        let stored = match store
+            .receive_with_body(&envelope_of(entry, conversation, from), Some(&blob))
+            .unwrap()
+        {
+            Received::Stored(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(stored.body.as_slice(), &body[..]);
+    }
+    // The next (small) message still decrypts: no chain key was lost.
+    let next = w.alice.phone.send("bob", b"small", T0).unwrap();
+    assert_eq!(
+        stored(&mut w.bob.phone, &envelope_of(&next, "alice", from_phone))
+            .body
+            .as_slice(),
+        b"small"
+    );
 }
