@@ -162,6 +162,14 @@ impl Shared {
         }
     }
 
+    /// True once this linked device's account list no longer names it.
+    pub(crate) async fn is_unlinked(&self) -> bool {
+        let identity = self.identity.clone();
+        self.with_store(move |s| super::receive::unlinked(s, &identity))
+            .await
+            .unwrap_or(false)
+    }
+
     /// Tells the app about a changed device list.
     pub(crate) fn announce_change(
         &self,

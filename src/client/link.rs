@@ -168,9 +168,9 @@ impl Client {
     }
 
     /// Removes device `id` from this account (only on the account's
-    /// primary device): the next list, without it, is stored, published,
-    /// pushed to every contact and device, and to the removed device (so
-    /// that it knows). Contacts and the account's devices drop their
+    /// primary device): the next list, without it, is stored, sent to the
+    /// removed device (so that it knows), published (the relay then removes
+    /// the device's mailbox) and pushed to every contact and device. Contacts and the account's devices drop their
     /// sessions with it and encrypt nothing more to it. Needs a connection.
     pub async fn unlink_device(&self, id: DeviceId) -> Result<DeviceListChange> {
         let shared = &self.shared;
@@ -190,8 +190,9 @@ impl Client {
         let (signed, change) = shared
             .with_store(move |s| s.set_own_device_list(&list))
             .await?;
-        conn.publish_device_list(&signed.to_bytes()).await?;
-        shared.push_device_list(&conn, &signed).await;
+        // The removed device first: publishing the list makes the relay
+        // remove its mailbox. Connected, it gets the list at once; if not,
+        // it finds the list on the relay when it next connects.
         if let Err(e) = shared
             .send_control(
                 &conn,
@@ -204,6 +205,8 @@ impl Client {
         {
             tracing::info!(error = %e, "the removed device was not told");
         }
+        conn.publish_device_list(&signed.to_bytes()).await?;
+        shared.push_device_list(&conn, &signed).await;
         shared.announce_change(shared.address, true, change.clone(), false);
         Ok(change)
     }

@@ -256,7 +256,7 @@ pub(crate) fn receive(
 
 /// True on a linked device that its account's list no longer names: it
 /// takes no message any more (the account device unlinked it).
-fn unlinked(store: &Store, me: &IdentityKeyPair) -> sotto_store::Result<bool> {
+pub(crate) fn unlinked(store: &Store, me: &IdentityKeyPair) -> sotto_store::Result<bool> {
     if store.account_key()? == *me.public() {
         return Ok(false);
     }

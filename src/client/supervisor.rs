@@ -78,11 +78,15 @@ impl Shared {
     /// in. Returns whether the mailbox was read to the end, and how many
     /// messages left the outbox.
     pub(crate) async fn catch_up(&self, conn: &Arc<RelayClient>) -> (bool, usize) {
-        if let Err(e) = self.maintain_prekeys(conn).await {
-            self.report(Step::PreKeys, e);
-        }
         if let Err(e) = self.sync_device_list(conn).await {
             self.report(Step::Devices, e);
+        }
+        // A device its account unlinked publishes nothing any more: the
+        // relay removed its mailbox, and it must not register a new one.
+        if !self.is_unlinked().await
+            && let Err(e) = self.maintain_prekeys(conn).await
+        {
+            self.report(Step::PreKeys, e);
         }
         let sent = self.retry_outbox(conn).await;
         if let Err(e) = self.resend_overdue(conn).await {

@@ -20,8 +20,8 @@
 //!   to a relay turns the default features off and compiles the protocol
 //!   and the client alone:
 //!   `sotto-relay = { version = "0.1", default-features = false }`.
-//! - `tls`: TLS 1.3 with rustls and the *ring* provider ([`tls`]), for the
-//!   client and, with `server`, for the server.
+//! - `tls`: TLS 1.3 with rustls and the *ring* provider (the `tls`
+//!   module), for the client and, with `server`, for the server.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -957,7 +957,9 @@ impl<S: Transport> Connection<S> {
     /// (signed by the account key the connection authenticated with) and
     /// newer than the stored one. Contacts check the signature again,
     /// against the account key they pinned: the relay's check only keeps
-    /// junk and other accounts' lists out of its database.
+    /// junk and other accounts' lists out of its database. Storing a newer
+    /// list removes, in the same step, the mailboxes of the devices it
+    /// unlinks ([`MailboxStore::publish_device_list`]; docs/devices.md §5).
     async fn publish_device_list(&mut self, id: u32, list: Vec<u8>) -> Flow {
         let Some((identity, address)) = self.owner.as_ref().map(|o| (o.identity, o.address)) else {
             return self.auth_required(id).await;

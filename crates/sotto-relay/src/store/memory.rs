@@ -1,10 +1,11 @@
 //! In-memory backend: for tests and relays that may forget on restart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use sotto_core::{AccessVerifier, IdentityKey, OneTimePreKeyId, PreKeyBundle};
 
+use super::unlinking::NewDeviceList;
 use super::{
     Access, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy, StoreError,
     StoreTotals, Swept, TakenBundle, is_expired,
@@ -30,8 +31,19 @@ struct State {
     /// `(expiry hour, envelope id)` of every queued envelope, so the sweep
     /// finds the expired ones without looking at the others.
     expiry: BTreeMap<(u64, u64), MailboxAddress>,
-    /// Device lists by account mailbox: `(version, signed list)`.
-    device_lists: HashMap<MailboxAddress, (u64, Vec<u8>)>,
+    /// Device lists by account mailbox.
+    device_lists: HashMap<MailboxAddress, StoredList>,
+    /// For each device mailbox, the accounts whose stored device list
+    /// names it; no empty sets.
+    listed_by: HashMap<MailboxAddress, HashSet<MailboxAddress>>,
+}
+
+struct StoredList {
+    version: u64,
+    /// The signed list as published.
+    list: Vec<u8>,
+    /// The mailboxes of the devices it names ([`NewDeviceList::listed`]).
+    listed: Vec<MailboxAddress>,
 }
 
 #[derive(Default)]
@@ -74,6 +86,43 @@ impl State {
         self.totals.envelopes = self.totals.envelopes.saturating_sub(1);
         self.totals.bytes = self.totals.bytes.saturating_sub(len);
         Some(len)
+    }
+
+    /// Stores `list` as `account`'s device list, and records that the
+    /// device mailboxes it names, instead of those the previous one named,
+    /// are listed by `account`.
+    fn store_list(&mut self, account: &MailboxAddress, list: StoredList) {
+        if let Some(previous) = self.device_lists.remove(account) {
+            for device in &previous.listed {
+                if let Some(accounts) = self.listed_by.get_mut(device) {
+                    accounts.remove(account);
+                    if accounts.is_empty() {
+                        self.listed_by.remove(device);
+                    }
+                }
+            }
+        }
+        for device in &list.listed {
+            self.listed_by.entry(*device).or_default().insert(*account);
+        }
+        self.device_lists.insert(*account, list);
+    }
+
+    /// Deletes the registration of `address` and every envelope queued for
+    /// it, taking them off every counter.
+    fn remove_mailbox(&mut self, address: &MailboxAddress) {
+        self.directory.remove(address);
+        let Some(mailbox) = self.mailboxes.remove(address) else {
+            return;
+        };
+        for (id, queued) in mailbox.envelopes {
+            self.expiry.remove(&(queued.expiry_hour, id));
+            self.totals.envelopes = self.totals.envelopes.saturating_sub(1);
+            self.totals.bytes = self
+                .totals
+                .bytes
+                .saturating_sub(queued.payload.len() as u64);
+        }
     }
 }
 
@@ -185,15 +234,35 @@ impl MailboxStore for MemoryStore {
         list: &[u8],
     ) -> Result<(), StoreError> {
         let mut state = self.lock()?;
-        if let Some((stored, stored_list)) = state.device_lists.get(owner)
-            && *stored >= version
+        let stored = state.device_lists.get(owner);
+        if let Some(stored) = stored
+            && stored.version >= version
         {
-            if *stored == version && stored_list.as_slice() == list {
+            if stored.version == version && stored.list.as_slice() == list {
                 return Ok(());
             }
-            return Err(StoreError::StaleDeviceList { stored: *stored });
+            return Err(StoreError::StaleDeviceList {
+                stored: stored.version,
+            });
         }
-        state.device_lists.insert(*owner, (version, list.to_vec()));
+        let new = NewDeviceList::compare(owner, stored.map(|s| s.list.as_slice()), list);
+        state.store_list(
+            owner,
+            StoredList {
+                version,
+                list: list.to_vec(),
+                listed: new.listed,
+            },
+        );
+        for device in &new.unlinked {
+            // An account's own mailbox, or one another account still
+            // names, stays (store/unlinking.rs).
+            let is_account = state.device_lists.contains_key(device);
+            let claimed = state.listed_by.contains_key(device);
+            if !is_account && !claimed {
+                state.remove_mailbox(device);
+            }
+        }
         Ok(())
     }
 
@@ -202,7 +271,7 @@ impl MailboxStore for MemoryStore {
             .lock()?
             .device_lists
             .get(address)
-            .map(|(_, list)| list.clone()))
+            .map(|stored| stored.list.clone()))
     }
 
     fn one_time_prekey_count(&self, address: &MailboxAddress) -> Result<u32, StoreError> {
@@ -399,6 +468,25 @@ mod tests {
     #[test]
     fn device_list_contract() {
         super::super::contract_tests::device_lists_only_move_forward(&MemoryStore::new());
+    }
+
+    #[test]
+    fn unlinked_device_contract() {
+        super::super::contract_tests::unlinked_devices_lose_their_mailbox(&MemoryStore::new());
+    }
+
+    #[test]
+    fn unlinking_spares_claimed_mailboxes_contract() {
+        super::super::contract_tests::unlinking_spares_mailboxes_other_accounts_claim(
+            &MemoryStore::new(),
+        );
+    }
+
+    #[test]
+    fn undecodable_device_list_contract() {
+        super::super::contract_tests::device_lists_that_do_not_decode_unlink_nothing(
+            &MemoryStore::new(),
+        );
     }
 
     #[test]

@@ -28,6 +28,9 @@
 //!   it and takes it off the usage counters. Until swept it still counts
 //!   against the limits. Storage methods never read a clock: the caller
 //!   passes the current time.
+//! - [`publish_device_list`](MailboxStore::publish_device_list) stores a
+//!   newer device list and removes the mailboxes of the devices it unlinks
+//!   in the same atomic step: a refused or failed publish removes nothing.
 //! - Envelope ids are positive, unique, never reused, and become visible in
 //!   a mailbox in increasing order: once a reader has seen id `n`, no
 //!   envelope with a smaller id appears later in that mailbox. The server
@@ -40,6 +43,7 @@
 
 mod memory;
 mod sqlite;
+mod unlinking;
 
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
@@ -351,6 +355,30 @@ pub trait MailboxStore: Send + Sync + 'static {
     /// (then fails with [`StoreError::StaleDeviceList`], storing nothing);
     /// the very list already stored again is accepted and changes nothing.
     /// The caller checked that `list` is `owner`'s.
+    ///
+    /// In the same atomic step, the devices the stored list names and
+    /// `list` does not (compared by identity key) are unlinked, and each
+    /// loses its mailbox: its registration (signed prekey, access verifier,
+    /// one-time prekeys) and every envelope queued for it are deleted, and
+    /// taken off the usage counters. Afterwards the mailbox is as one never
+    /// registered: [`enqueue`](Self::enqueue) refuses it with
+    /// [`StoreError::UnknownRecipient`] and [`take_bundle`](Self::take_bundle)
+    /// finds nothing, until its owner publishes a signed prekey again.
+    /// Kept are:
+    ///
+    /// - `owner`'s own mailbox (the account key's), even if `list` leaves
+    ///   the account key out;
+    /// - an account's mailbox: one with a device list stored for it;
+    /// - a mailbox that another account's stored list still names.
+    ///
+    /// (A list is signed by its account alone, so it may name any key:
+    /// without the last two, an account could name someone else's device
+    /// or account in one list and leave it out of the next to have its
+    /// mailbox deleted.) Both lists are decoded as signed device lists of
+    /// `owner`'s account (the account key's mailbox is `owner`, its
+    /// signature verifies); one that does not decode names no device, so
+    /// if either does not, nothing is unlinked. A device that never
+    /// registered has nothing to delete.
     fn publish_device_list(
         &self,
         owner: &MailboxAddress,
@@ -373,6 +401,7 @@ pub(crate) fn has_duplicate_ids(upload: &PreKeyUpload) -> bool {
 pub(crate) mod contract_tests {
     //! The behaviour every backend must show, run against both.
 
+    use super::unlinking::test_lists::signed_list;
     use super::*;
     use sotto_core::{
         IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, SignedPreKey, SignedPreKeyId,
@@ -418,6 +447,277 @@ pub(crate) mod contract_tests {
             store.device_list(&b).unwrap().as_deref(),
             Some(&b"other"[..])
         );
+    }
+
+    fn key(seed: u8) -> (IdentityKeyPair, MailboxAddress) {
+        let id = IdentityKeyPair::from_seed(&[seed; 32]);
+        let address = MailboxAddress::of(id.public());
+        (id, address)
+    }
+
+    /// A newer device list that leaves a device out removes that device's
+    /// mailbox (docs/devices.md §5): its registration and its queue, in
+    /// the step that stores the list. Nothing else changes, and only
+    /// registering afresh makes a mailbox of it again.
+    pub(crate) fn unlinked_devices_lose_their_mailbox(store: &dyn MailboxStore) {
+        let (account, owner) = key(30);
+        let (laptop, laptop_box) = key(31);
+        let (tablet, tablet_box) = key(32);
+        // Listed, never registered: nothing to remove.
+        let (phone, phone_box) = key(33);
+        let policy = QueuePolicy::default();
+        let send = |to: &MailboxAddress, n: u8, access: Access<'_>| {
+            store.enqueue(to, &MessageId([n; 16]), &[n; 5], access, &policy, T0)
+        };
+        let laptop_key = AccessKey::derive(&laptop).unwrap();
+        store
+            .publish_prekeys(account.public(), &upload(&account, 0..2), 10)
+            .unwrap();
+        let with_verifier = upload(&laptop, 0..3).with_access_verifier(laptop_key.verifier());
+        store
+            .publish_prekeys(laptop.public(), &with_verifier, 10)
+            .unwrap();
+        store
+            .publish_prekeys(tablet.public(), &upload(&tablet, 0..1), 10)
+            .unwrap();
+        send(&owner, 1, OPEN).unwrap();
+        send(&laptop_box, 2, Access::Key(Some(&laptop_key))).unwrap();
+        send(&laptop_box, 3, Access::FirstContact).unwrap();
+        let tablet_last = send(&tablet_box, 4, OPEN).unwrap();
+
+        let v2 = signed_list(&account, 2, &[&account, &laptop, &tablet, &phone]);
+        store
+            .publish_device_list(&owner, 1, &signed_list(&account, 1, &[&account]))
+            .unwrap();
+        store.publish_device_list(&owner, 2, &v2).unwrap();
+        // Adding devices removes nothing, nor does a refused list.
+        assert!(matches!(
+            store.publish_device_list(&owner, 2, &signed_list(&account, 2, &[&account])),
+            Err(StoreError::StaleDeviceList { stored: 2 })
+        ));
+        let everything = StoreTotals {
+            envelopes: 4,
+            bytes: 20,
+        };
+        assert_eq!(store.totals().unwrap(), everything);
+        assert_eq!(store.one_time_prekey_count(&laptop_box).unwrap(), 3);
+
+        // Version 3 unlinks the laptop and the phone.
+        let v3 = signed_list(&account, 3, &[&account, &tablet]);
+        store.publish_device_list(&owner, 3, &v3).unwrap();
+        assert_eq!(store.usage(&laptop_box).unwrap(), MailboxUsage::default());
+        assert!(
+            store
+                .fetch(&laptop_box, 0, 10, usize::MAX, T0)
+                .unwrap()
+                .envelopes
+                .is_empty()
+        );
+        assert!(store.take_bundle(&laptop_box).unwrap().is_none());
+        assert_eq!(store.one_time_prekey_count(&laptop_box).unwrap(), 0);
+        for access in [OPEN, Access::Key(Some(&laptop_key)), Access::FirstContact] {
+            assert!(matches!(
+                send(&laptop_box, 9, access),
+                Err(StoreError::UnknownRecipient)
+            ));
+        }
+        assert!(matches!(
+            send(&phone_box, 9, OPEN),
+            Err(StoreError::UnknownRecipient)
+        ));
+        // The account's mailbox and the tablet's are as they were.
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 2,
+                bytes: 10
+            }
+        );
+        assert_eq!(store.usage(&owner).unwrap().envelopes, 1);
+        assert_eq!(store.one_time_prekey_count(&owner).unwrap(), 2);
+        assert_eq!(
+            store.usage(&tablet_box).unwrap(),
+            MailboxUsage {
+                envelopes: 1,
+                bytes: 5,
+                last_id: tablet_last.id
+            }
+        );
+        assert_eq!(store.one_time_prekey_count(&tablet_box).unwrap(), 1);
+        assert_eq!(store.device_list(&owner).unwrap(), Some(v3.clone()));
+        // Publishing the same list again changes nothing.
+        store.publish_device_list(&owner, 3, &v3).unwrap();
+        assert_eq!(store.usage(&tablet_box).unwrap().envelopes, 1);
+
+        // One-time prekeys alone do not bring the mailbox back; a signed
+        // prekey registers it afresh: empty, without the old verifier, its
+        // envelope ids above every earlier one, an old message id new.
+        let only_one_time = PreKeyUpload {
+            signed_prekey: None,
+            ..upload(&laptop, 5..6)
+        };
+        store
+            .publish_prekeys(laptop.public(), &only_one_time, 10)
+            .unwrap();
+        assert!(matches!(
+            send(&laptop_box, 9, OPEN),
+            Err(StoreError::UnknownRecipient)
+        ));
+        store
+            .publish_prekeys(laptop.public(), &upload(&laptop, 0..0), 10)
+            .unwrap();
+        let again = send(&laptop_box, 2, OPEN).unwrap();
+        assert!(!again.duplicate && again.id > tablet_last.id);
+        assert_eq!(store.usage(&laptop_box).unwrap().envelopes, 1);
+
+        // The account's own mailbox is never removed, even by a list that
+        // leaves the account key out.
+        store
+            .publish_device_list(&owner, 4, &signed_list(&account, 4, &[&tablet]))
+            .unwrap();
+        store
+            .publish_device_list(&owner, 5, &signed_list(&account, 5, &[&account]))
+            .unwrap();
+        assert_eq!(store.usage(&owner).unwrap().envelopes, 1);
+        assert!(store.take_bundle(&owner).unwrap().is_some());
+        // The tablet, left out by version 5, is gone.
+        assert_eq!(store.usage(&tablet_box).unwrap(), MailboxUsage::default());
+        assert!(store.take_bundle(&tablet_box).unwrap().is_none());
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 2,
+                bytes: 10
+            }
+        );
+    }
+
+    /// A device list is signed by its account alone, so it can name any
+    /// key. Unlinking never removes an account's own mailbox (one with a
+    /// stored device list), nor one another account's list still names.
+    pub(crate) fn unlinking_spares_mailboxes_other_accounts_claim(store: &dyn MailboxStore) {
+        let (alice, alice_box) = key(40);
+        let (bob, bob_box) = key(41);
+        let (laptop, laptop_box) = key(42);
+        let (mallory, mallory_box) = key(43);
+        let (carol, carol_box) = key(44);
+        let policy = QueuePolicy::default();
+        let registered = [
+            (&alice, alice_box),
+            (&bob, bob_box),
+            (&laptop, laptop_box),
+            (&carol, carol_box),
+        ];
+        for (n, (id, address)) in registered.into_iter().enumerate() {
+            store
+                .publish_prekeys(id.public(), &upload(id, 0..1), 10)
+                .unwrap();
+            let n = u8::try_from(n).unwrap();
+            store
+                .enqueue(&address, &MessageId([n; 16]), b"x", OPEN, &policy, T0)
+                .unwrap();
+        }
+        let kept = |address: &MailboxAddress| {
+            store.usage(address).unwrap().envelopes == 1
+                && store.one_time_prekey_count(address).unwrap() == 1
+        };
+        store
+            .publish_device_list(&alice_box, 1, &signed_list(&alice, 1, &[&alice]))
+            .unwrap();
+        store
+            .publish_device_list(&bob_box, 2, &signed_list(&bob, 2, &[&bob, &laptop]))
+            .unwrap();
+        // An account whose stored list names no device of its own (here:
+        // one that does not decode) is an account all the same.
+        store
+            .publish_device_list(&carol_box, 1, b"carol's list")
+            .unwrap();
+
+        // Mallory names Alice, Bob, Bob's laptop and Carol, then leaves
+        // them out: nothing of theirs is removed.
+        let everyone = signed_list(&mallory, 1, &[&mallory, &alice, &bob, &laptop, &carol]);
+        store
+            .publish_device_list(&mallory_box, 1, &everyone)
+            .unwrap();
+        store
+            .publish_device_list(&mallory_box, 2, &signed_list(&mallory, 2, &[&mallory]))
+            .unwrap();
+        assert!(kept(&alice_box) && kept(&bob_box) && kept(&laptop_box) && kept(&carol_box));
+
+        // While Mallory's list names the laptop, Bob unlinking it keeps it.
+        store
+            .publish_device_list(
+                &mallory_box,
+                3,
+                &signed_list(&mallory, 3, &[&mallory, &laptop]),
+            )
+            .unwrap();
+        store
+            .publish_device_list(&bob_box, 3, &signed_list(&bob, 3, &[&bob]))
+            .unwrap();
+        assert!(kept(&laptop_box));
+        // Once no list names it, the next list that leaves it out removes
+        // it (here Mallory's: only the unlinked device's own mailbox is
+        // at stake, and nobody vouches for it any more).
+        store
+            .publish_device_list(&mallory_box, 4, &signed_list(&mallory, 4, &[&mallory]))
+            .unwrap();
+        assert_eq!(store.usage(&laptop_box).unwrap(), MailboxUsage::default());
+        assert!(store.take_bundle(&laptop_box).unwrap().is_none());
+        assert!(kept(&alice_box) && kept(&bob_box) && kept(&carol_box));
+    }
+
+    /// A stored list that does not decode (as a signed list of the
+    /// mailbox's account) leaves nothing to compare, and a new one that
+    /// does not decode names no device: publishing either way removes
+    /// nothing and does not fail.
+    pub(crate) fn device_lists_that_do_not_decode_unlink_nothing(store: &dyn MailboxStore) {
+        let (account, owner) = key(50);
+        let (device, device_box) = key(51);
+        let (other, _) = key(52);
+        store
+            .publish_prekeys(device.public(), &upload(&device, 0..0), 10)
+            .unwrap();
+        store
+            .enqueue(
+                &device_box,
+                &MessageId([1; 16]),
+                b"x",
+                OPEN,
+                &QueuePolicy::default(),
+                T0,
+            )
+            .unwrap();
+        let with_device = |version| signed_list(&account, version, &[&account, &device]);
+        let without_device = |version| signed_list(&account, version, &[&account]);
+        let mut forged = without_device(4);
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        let junk: [Vec<u8>; 4] = [
+            b"not a list".to_vec(),
+            forged,
+            // Another account's list, stored under this account's mailbox.
+            signed_list(&other, 5, &[&other]),
+            with_device(6)[..10].to_vec(),
+        ];
+        let mut version = 1;
+        for junk in &junk {
+            store
+                .publish_device_list(&owner, version, &with_device(version))
+                .unwrap();
+            // The new list does not decode.
+            store
+                .publish_device_list(&owner, version + 1, junk)
+                .unwrap();
+            assert_eq!(store.device_list(&owner).unwrap().as_ref(), Some(junk));
+            // The stored one does not.
+            store
+                .publish_device_list(&owner, version + 2, &without_device(version + 2))
+                .unwrap();
+            assert_eq!(store.usage(&device_box).unwrap().envelopes, 1);
+            version += 3;
+        }
+        assert!(store.take_bundle(&device_box).unwrap().is_some());
     }
 
     fn owner() -> (IdentityKeyPair, MailboxAddress) {

@@ -11,6 +11,7 @@ use sotto_core::{
     SignedPreKeyId,
 };
 
+use super::unlinking::NewDeviceList;
 use super::{
     Access, DEFAULT_ENVELOPE_TTL, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy,
     StoreError, StoreTotals, Swept, TakenBundle, is_expired,
@@ -22,8 +23,9 @@ use crate::protocol::PreKeyUpload;
 
 /// Schema version kept in `PRAGMA user_version`. Version 1 had no expiry
 /// and no store-wide totals, version 2 no access verifiers, version 3 no
-/// device lists; [`SqliteStore::open`] migrates them.
-const SCHEMA_VERSION: i64 = 4;
+/// device lists, version 4 no record of the devices each list names;
+/// [`SqliteStore::open`] migrates them.
+const SCHEMA_VERSION: i64 = 5;
 
 /// The whole schema. Envelope rows hold exactly what a sender sent (the
 /// opaque payload and its message id), the recipient address and the hour
@@ -70,6 +72,12 @@ CREATE TABLE IF NOT EXISTS device_lists (
     version  INTEGER NOT NULL,
     list     BLOB NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS listed_devices (
+    device   BLOB NOT NULL,
+    account  BLOB NOT NULL,
+    PRIMARY KEY (device, account)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS listed_devices_by_account ON listed_devices (account);
 ";
 
 /// A [`MailboxStore`] in one SQLite file.
@@ -122,7 +130,11 @@ impl SqliteStore {
     /// queued at `now` under `envelope_ttl`, and the store-wide totals are
     /// computed. Version 2 (and so version 1) gets the column of access
     /// verifiers, empty: a mailbox has none until its owner publishes one.
-    /// A newer schema is refused.
+    /// Version 3 gets the table of device lists, empty; version 4 the
+    /// record of the devices each stored list names, filled from the lists
+    /// (a device's mailbox is kept while another account's list names it,
+    /// see [`MailboxStore::publish_device_list`]). A newer schema is
+    /// refused.
     pub fn open_with_ttl(
         path: impl AsRef<Path>,
         envelope_ttl: Duration,
@@ -263,8 +275,13 @@ fn create_or_migrate(
             migrate_from_v2(&tx)?;
             tx.execute_batch(SCHEMA)?;
         }
-        // Version 3 to 4: the device list table, empty.
+        // Version 3 to 4: the device list table, empty; 4 to 5: the
+        // record of listed devices, empty as there is no list yet.
         3 => tx.execute_batch(SCHEMA)?,
+        4 => {
+            tx.execute_batch(SCHEMA)?;
+            record_listed_devices(&tx)?;
+        }
         0 => tx.execute_batch(SCHEMA)?,
         _ => {
             return Err(StoreError::Corrupt(
@@ -323,6 +340,49 @@ fn migrate_from_v1(tx: &Transaction<'_>, expiry_hour: u64) -> Result<(), StoreEr
 /// Version 2 to 3: signed prekey rows get an access verifier, none yet.
 fn migrate_from_v2(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch("ALTER TABLE signed_prekeys ADD COLUMN access_verifier BLOB")?;
+    Ok(())
+}
+
+/// Version 4 to 5: records the devices every stored list names, as
+/// publishing a list does from now on. A stored list that does not decode
+/// (or a row whose mailbox is not 32 bytes) records nothing, as when it
+/// is published: its devices are then never unlinked by comparison with
+/// it.
+fn record_listed_devices(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let mut lists = tx.prepare("SELECT mailbox, list FROM device_lists")?;
+    let mut insert =
+        tx.prepare("INSERT OR IGNORE INTO listed_devices (device, account) VALUES (?1, ?2)")?;
+    let mut rows = lists.query([])?;
+    while let Some(row) = rows.next()? {
+        let mailbox: Vec<u8> = row.get(0)?;
+        let list: Vec<u8> = row.get(1)?;
+        let Ok(mailbox) = <[u8; 32]>::try_from(mailbox) else {
+            continue;
+        };
+        let account = MailboxAddress::from_bytes(mailbox);
+        for device in NewDeviceList::compare(&account, None, &list).listed {
+            insert.execute(params![device.as_bytes(), account.as_bytes()])?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the mailbox of `address`: every envelope queued for it (taken
+/// off its usage and the totals), its signed prekey with its access
+/// verifier, and its one-time prekeys. Its device list, if it has one, is
+/// not part of it.
+fn remove_mailbox(tx: &Transaction<'_>, address: &MailboxAddress) -> Result<(), StoreError> {
+    let mailbox = address.as_bytes();
+    let (count, bytes): (i64, i64) = tx.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM envelopes WHERE mailbox = ?1",
+        [mailbox],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    tx.execute("DELETE FROM envelopes WHERE mailbox = ?1", [mailbox])?;
+    forget(tx, mailbox, to_u64(count)?, to_u64(bytes)?)?;
+    tx.execute("DELETE FROM mailbox_usage WHERE mailbox = ?1", [mailbox])?;
+    tx.execute("DELETE FROM signed_prekeys WHERE mailbox = ?1", [mailbox])?;
+    tx.execute("DELETE FROM one_time_prekeys WHERE mailbox = ?1", [mailbox])?;
     Ok(())
 }
 
@@ -495,8 +555,8 @@ impl MailboxStore for SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        if let Some((stored, stored_list)) = stored {
-            let stored = to_u64(stored)?;
+        if let Some((stored, stored_list)) = &stored {
+            let stored = to_u64(*stored)?;
             if stored == version && stored_list == list {
                 return Ok(());
             }
@@ -504,10 +564,36 @@ impl MailboxStore for SqliteStore {
                 return Err(StoreError::StaleDeviceList { stored });
             }
         }
+        let new = NewDeviceList::compare(owner, stored.as_ref().map(|(_, l)| l.as_slice()), list);
         tx.execute(
             "INSERT OR REPLACE INTO device_lists (mailbox, version, list) VALUES (?1, ?2, ?3)",
             params![owner.as_bytes(), to_i64(version)?, list],
         )?;
+        tx.execute(
+            "DELETE FROM listed_devices WHERE account = ?1",
+            [owner.as_bytes()],
+        )?;
+        {
+            let mut insert = tx.prepare(
+                "INSERT OR IGNORE INTO listed_devices (device, account) VALUES (?1, ?2)",
+            )?;
+            for device in &new.listed {
+                insert.execute(params![device.as_bytes(), owner.as_bytes()])?;
+            }
+        }
+        for device in &new.unlinked {
+            // An account's own mailbox, or one another account still
+            // names, stays (store/unlinking.rs).
+            let claimed: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM device_lists WHERE mailbox = ?1)
+                     OR EXISTS (SELECT 1 FROM listed_devices WHERE device = ?1)",
+                [device.as_bytes()],
+                |r| r.get(0),
+            )?;
+            if !claimed {
+                remove_mailbox(&tx, device)?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }
@@ -779,6 +865,21 @@ mod tests {
     }
 
     #[test]
+    fn unlinked_device_contract() {
+        contract_tests::unlinked_devices_lose_their_mailbox(&fresh().1);
+    }
+
+    #[test]
+    fn unlinking_spares_claimed_mailboxes_contract() {
+        contract_tests::unlinking_spares_mailboxes_other_accounts_claim(&fresh().1);
+    }
+
+    #[test]
+    fn undecodable_device_list_contract() {
+        contract_tests::device_lists_that_do_not_decode_unlink_nothing(&fresh().1);
+    }
+
+    #[test]
     fn unregistered_recipient_contract() {
         contract_tests::unregistered_recipients_are_refused(&fresh().1);
     }
@@ -1032,8 +1133,10 @@ mod tests {
         // As version 3 left it: no device list table.
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch("DROP TABLE device_lists; PRAGMA user_version = 3;")
-                .unwrap();
+            conn.execute_batch(
+                "DROP TABLE device_lists; DROP TABLE listed_devices; PRAGMA user_version = 3;",
+            )
+            .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
         let version: i64 = store
@@ -1048,6 +1151,79 @@ mod tests {
             store.device_list(&bob).unwrap().as_deref(),
             Some(&b"list"[..])
         );
+    }
+
+    #[test]
+    fn a_version_4_database_records_the_devices_its_stored_lists_name() {
+        use super::super::unlinking::test_lists::signed_list;
+        use sotto_core::IdentityKeyPair;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let alice = IdentityKeyPair::from_seed(&[20; 32]);
+        let bob = IdentityKeyPair::from_seed(&[22; 32]);
+        let laptop = IdentityKeyPair::from_seed(&[21; 32]);
+        let (alice_box, bob_box) = (
+            MailboxAddress::of(alice.public()),
+            MailboxAddress::of(bob.public()),
+        );
+        let laptop_box = {
+            let store = SqliteStore::open(&path).unwrap();
+            let laptop_box = register(&store, 21);
+            store
+                .enqueue(
+                    &laptop_box,
+                    &MessageId([1; 16]),
+                    b"queued",
+                    OPEN,
+                    &QueuePolicy::default(),
+                    T0,
+                )
+                .unwrap();
+            let alice_list = signed_list(&alice, 2, &[&alice, &laptop]);
+            store
+                .publish_device_list(&alice_box, 2, &alice_list)
+                .unwrap();
+            let bob_list = signed_list(&bob, 1, &[&bob, &laptop]);
+            store.publish_device_list(&bob_box, 1, &bob_list).unwrap();
+            let junk = MailboxAddress::from_bytes([7; 32]);
+            store.publish_device_list(&junk, 1, b"no list").unwrap();
+            laptop_box
+        };
+        // As version 4 left it: no record of the devices lists name.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("DROP TABLE listed_devices; PRAGMA user_version = 4;")
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        {
+            let conn = store.lock().unwrap();
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, SCHEMA_VERSION);
+            let recorded: i64 = conn
+                .query_row("SELECT COUNT(*) FROM listed_devices", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(
+                recorded, 4,
+                "two devices in each of two lists, none from junk"
+            );
+        }
+        // The record counts: Alice unlinking the laptop keeps its mailbox
+        // while Bob's list (stored before the migration) names it...
+        store
+            .publish_device_list(&alice_box, 3, &signed_list(&alice, 3, &[&alice]))
+            .unwrap();
+        assert_eq!(store.usage(&laptop_box).unwrap().envelopes, 1);
+        // ...and Bob's list, compared with the stored one, removes it.
+        store
+            .publish_device_list(&bob_box, 2, &signed_list(&bob, 2, &[&bob]))
+            .unwrap();
+        assert_eq!(store.usage(&laptop_box).unwrap(), MailboxUsage::default());
+        assert!(store.take_bundle(&laptop_box).unwrap().is_none());
+        assert_eq!(store.totals().unwrap(), StoreTotals::default());
     }
 
     #[test]

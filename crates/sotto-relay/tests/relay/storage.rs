@@ -84,6 +84,7 @@ async fn the_database_holds_only_the_opaque_bytes_that_were_sent() {
             [
                 "device_lists",
                 "envelopes",
+                "listed_devices",
                 "mailbox_usage",
                 "one_time_prekeys",
                 "signed_prekeys",
@@ -100,6 +101,9 @@ async fn the_database_holds_only_the_opaque_bytes_that_were_sent() {
         // A device list row is the account's mailbox, the list's version
         // and the signed list as published: nothing about who fetched it.
         assert_eq!(columns(&db, "device_lists"), ["mailbox", "version", "list"]);
+        // Which device mailboxes each stored list names, as anyone reads
+        // them off the lists: nothing more.
+        assert_eq!(columns(&db, "listed_devices"), ["device", "account"]);
         let rows: Vec<EnvelopeRow> = db
             .prepare(
                 "SELECT id, mailbox, message_id, payload, expiry_hour FROM envelopes ORDER BY id",
