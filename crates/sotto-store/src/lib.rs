@@ -96,7 +96,7 @@ mod testing;
 mod types;
 
 pub use archive::{
-    ArchiveError, ArchiveId, ArchiveKey, ArchiveLock, ArchiveProgress, ArchiveSummary,
+    ArchiveError, ArchiveId, ArchiveKey, ArchiveKind, ArchiveLock, ArchiveProgress, ArchiveSummary,
 };
 pub use check::CheckReport;
 pub use error::{Error, Result, Row, UnlockMethod};

@@ -20,8 +20,16 @@
 //! Order: identity, prekey ids, the contacts, then each conversation
 //! followed by its rows in increasing seq. An unknown type below 0x80 is
 //! refused: it may hold something that must not be silently dropped.
+//!
+//! A history transfer holds no identity and no prekey ids, and its
+//! contacts and conversations come in increasing contact id (the export
+//! writes both kinds that way; only a transfer's reader requires it).
 
 use sotto_core::pad::MAX_PLAINTEXT_LEN;
+
+use crate::records::{
+    ContactRecord, MAX_CONTACT_ID_LEN, MAX_CONTACT_NAME_LEN, decode_contact, message_head_len,
+};
 
 pub(crate) const IDENTITY: u8 = 0x01;
 pub(crate) const PREKEY_IDS: u8 = 0x02;
@@ -81,6 +89,15 @@ pub(crate) fn encode_conversation(
     out
 }
 
+/// The type of a record this version reads (an unknown type is skipped
+/// if optional, refused otherwise).
+pub(crate) fn is_known(kind: u8) -> bool {
+    matches!(
+        kind,
+        IDENTITY | PREKEY_IDS | CONTACT | CONVERSATION | MESSAGE | UNREADABLE
+    )
+}
+
 /// Reads big-endian fields off a payload; `None` when it is too short.
 struct Fields<'a>(&'a [u8]);
 
@@ -107,6 +124,45 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Decodes a contact record as an archive carries it: the store's contact
+/// record without session bookkeeping, within the store's limits.
+pub(crate) fn decode_archived_contact(payload: &[u8]) -> Option<ContactRecord> {
+    if payload
+        .get(1)
+        .is_some_and(|flags| flags & SESSION_FLAGS != 0)
+    {
+        return None;
+    }
+    let record = decode_contact(payload).ok()?;
+    let within_limits = record.id.len() <= MAX_CONTACT_ID_LEN
+        && record.name.len() <= MAX_CONTACT_NAME_LEN
+        && record
+            .claims_to_succeed
+            .as_ref()
+            .is_none_or(|c| c.len() <= MAX_CONTACT_ID_LEN);
+    within_limits.then_some(record)
+}
+
+/// A message record's head and body, checked.
+pub(crate) type MessageParts<'a> = (&'a [u8], &'a [u8]);
+
+/// Decodes a message (`0x05`) or unreadable (`0x06`) record: its seq and,
+/// for a message, its head and body (checked: a known version,
+/// direction and state, a body within the protocol's limit).
+pub(crate) fn decode_row(kind: u8, payload: &[u8]) -> Option<(u64, Option<MessageParts<'_>>)> {
+    let seq = seq_of(payload)?;
+    let rest = &payload[8..];
+    match kind {
+        UNREADABLE if rest.is_empty() => Some((seq, None)),
+        MESSAGE => {
+            let head = message_head_len(rest).ok()?;
+            let (head, body) = rest.split_at(head);
+            (body.len() <= MAX_PLAINTEXT_LEN).then_some((seq, Some((head, body))))
+        }
+        _ => None,
+    }
+}
+
 /// Decodes a conversation record. The deleted ranges must be sorted,
 /// disjoint, not touching, from seq 1 and below `next_seq`, as a store
 /// keeps them.
@@ -117,7 +173,11 @@ pub(crate) fn decode_conversation(payload: &[u8]) -> Option<ConversationRecord> 
     let next_seq = f.u64()?;
     let n = usize::try_from(f.u32()?).ok()?;
     // Seqs are SQLite integers: at most i64::MAX.
-    if n > crate::records::MAX_DELETED_RANGES || next_seq == 0 || i64::try_from(next_seq).is_err() {
+    if n > crate::records::MAX_DELETED_RANGES
+        || next_seq == 0
+        || i64::try_from(next_seq).is_err()
+        || contact.len() > MAX_CONTACT_ID_LEN
+    {
         return None;
     }
     let mut deleted = Vec::with_capacity(n.min(f.0.len() / 16));
