@@ -97,6 +97,7 @@ mod types;
 
 pub use archive::{
     ArchiveError, ArchiveId, ArchiveKey, ArchiveKind, ArchiveLock, ArchiveProgress, ArchiveSummary,
+    TransferFrames, TransferProgress,
 };
 pub use check::CheckReport;
 pub use error::{Error, Result, Row, UnlockMethod};

@@ -32,7 +32,8 @@ pub enum ArchiveKind {
     /// store from ([`Store::export_archive`](crate::Store::export_archive)).
     Backup,
     /// A history transfer to a linked device: contacts and history only,
-    /// merged into the device's own store.
+    /// merged into the device's own store
+    /// ([`Store::export_history_transfer`](crate::Store::export_history_transfer)).
     Transfer,
 }
 
@@ -127,6 +128,28 @@ pub enum ArchiveError {
         expected: u64,
         /// What the archive holds.
         found: u64,
+    },
+    /// A transfer chunk came before the one the transfer needs next: keep
+    /// it (or ask for it again) and apply chunk `expected` first. Nothing
+    /// was changed.
+    #[error("transfer chunk {chunk} came before chunk {expected}")]
+    ChunkAhead {
+        /// The chunk given.
+        chunk: u64,
+        /// The chunk the transfer needs next.
+        expected: u64,
+    },
+    /// No history transfer is in progress: none was begun, or it was
+    /// completed or abandoned. A chunk that arrives now is a late copy (or
+    /// comes from elsewhere) and can be dropped.
+    #[error("no history transfer is in progress")]
+    NoTransfer,
+    /// Another history transfer is in progress; abandon it first
+    /// ([`Store::abandon_history_transfer`](crate::Store::abandon_history_transfer)).
+    #[error("another history transfer is in progress")]
+    TransferInProgress {
+        /// The transfer in progress.
+        id: super::ArchiveId,
     },
     /// Reading or writing the archive failed.
     #[error("reading or writing the archive: {0}")]

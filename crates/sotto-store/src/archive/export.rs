@@ -1,6 +1,7 @@
 //! Writing an archive from an open store, in one read transaction (a
 //! consistent snapshot), streaming: one message is in memory at a time.
-//! The archive's kind says whether the identity and the prekey ids go in.
+//! A backup and a history transfer are written by the same code; a
+//! transfer leaves out the identity and the prekey ids.
 
 use std::io::Write;
 
@@ -60,6 +61,40 @@ impl Store {
         self.export(
             out,
             ArchiveKind::Backup,
+            Kdf::CallerKey,
+            ArchiveSecret::Key(key),
+            progress,
+        )
+    }
+
+    /// Writes this profile's contacts and whole history to `out` as a
+    /// history transfer locked by `key` (agreed with a newly linked
+    /// device), for [`begin_history_transfer`](Self::begin_history_transfer)
+    /// and [`apply_history_chunk`](Self::apply_history_chunk) on that
+    /// device. Write it to a file, then send the header and each chunk as
+    /// its own envelope ([`TransferFrames`](crate::TransferFrames)).
+    ///
+    /// The archive format with a transfer's magic, and without the
+    /// identity and the prekey ids: the linked device keeps its own
+    /// identity (a device key) and never receives the account's seed.
+    /// Contacts come with their name, pinned identity, verified mark,
+    /// access key and any pending identity-change claim; conversations
+    /// with their seqs, deleted seqs, and every message with its state,
+    /// timestamp, envelope id, digest and body. Sessions, prekeys and the
+    /// outbox stay here: a message still waiting for the relay is sent by
+    /// this device, and shows as
+    /// [`Failed`](crate::DeliveryState::Failed)`(`[`ExportedUnsent`](crate::SendFailure::ExportedUnsent)`)`
+    /// on the other. Streams, reads one snapshot, and counts unreadable
+    /// rows as [`export_archive`](Self::export_archive) does.
+    pub fn export_history_transfer(
+        &self,
+        out: &mut impl Write,
+        key: &ArchiveKey,
+        progress: impl FnMut(ArchiveProgress),
+    ) -> Result<ArchiveSummary> {
+        self.export(
+            out,
+            ArchiveKind::Transfer,
             Kdf::CallerKey,
             ArchiveSecret::Key(key),
             progress,

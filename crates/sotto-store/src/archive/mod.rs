@@ -21,6 +21,10 @@
 //! byte stream under a header and a key, so a device-to-device transfer
 //! uses it with a key from a linking exchange ([`ArchiveKey`], kdf 0).
 //!
+//! A **history transfer** ([`transfer`]) is the same format with its own
+//! magic (`"SOTTOHT1"`) and without the identity and prekey ids: a linked
+//! device merges it into its own store, chunk by chunk, resumably.
+//!
 //! What an archive holds, and why sessions, prekeys and the outbox's
 //! ciphertexts are left out: see `docs/storage.md`.
 
@@ -30,6 +34,7 @@ mod export;
 mod header;
 mod import;
 mod records;
+mod transfer;
 
 use core::fmt;
 
@@ -37,6 +42,7 @@ use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 pub use error::{ArchiveError, ArchiveKind, ArchiveLock};
+pub use transfer::{TransferFrames, TransferProgress};
 
 /// A 32-byte key that locks an archive instead of a passphrase (header kdf
 /// byte 0): for a transfer between devices whose key comes from a linking

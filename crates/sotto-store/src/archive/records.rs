@@ -99,10 +99,10 @@ pub(crate) fn is_known(kind: u8) -> bool {
 }
 
 /// Reads big-endian fields off a payload; `None` when it is too short.
-struct Fields<'a>(&'a [u8]);
+pub(crate) struct Fields<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Fields<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -111,17 +111,40 @@ impl<'a> Fields<'a> {
         Some(head)
     }
 
-    fn u16(&mut self) -> Option<u16> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Option<u16> {
         Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
     }
 
-    fn u32(&mut self) -> Option<u32> {
+    pub(crate) fn u32(&mut self) -> Option<u32> {
         Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
     }
 
-    fn u64(&mut self) -> Option<u64> {
+    pub(crate) fn u64(&mut self) -> Option<u64> {
         Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
     }
+
+    /// `u16be(len) || UTF-8 bytes`.
+    pub(crate) fn string(&mut self) -> Option<String> {
+        let len = usize::from(self.u16()?);
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+
+    /// True once every byte was read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Appends `u16be(len) || s` (`s` at most 65 535 bytes: contact ids and
+/// names are far shorter).
+pub(crate) fn push_string(out: &mut Vec<u8>, s: &str) {
+    let len = s.len().min(usize::from(u16::MAX));
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.extend_from_slice(&s.as_bytes()[..len]);
 }
 
 /// Decodes a contact record as an archive carries it: the store's contact
