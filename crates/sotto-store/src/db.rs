@@ -70,6 +70,23 @@ pub(crate) struct Conversation {
     pub(crate) deleted: Vec<(u64, u64)>,
 }
 
+impl Conversation {
+    /// Seals a message record for its place, `(conversation, seq)`, under
+    /// this conversation's key. Needs no database: sealing can run apart
+    /// from the writing (a batch of rows sealed on several threads).
+    pub(crate) fn seal_message<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        seq: u64,
+        record: &[u8],
+    ) -> Result<Vec<u8>> {
+        let row = message_row(&self.lookup, seq);
+        self.key
+            .sealing()
+            .seal(rng, Place::new("messages", "sealed", &row), record)
+    }
+}
+
 /// A raw outbox row.
 pub(crate) struct OutboxRow {
     pub(crate) lookup: [u8; 32],
@@ -902,12 +919,7 @@ impl<'a> Db<'a> {
         record: &[u8],
         sql: &str,
     ) -> Result<()> {
-        let row = message_row(&conversation.lookup, seq);
-        let sealed =
-            conversation
-                .key
-                .sealing()
-                .seal(rng, Place::new("messages", "sealed", &row), record)?;
+        let sealed = conversation.seal_message(rng, seq, record)?;
         self.conn.prepare_cached(sql)?.execute(params![
             &conversation.lookup[..],
             seq_to_sql(seq)?,
@@ -1018,14 +1030,6 @@ impl<'a> Db<'a> {
             .conn
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM seen_envelopes WHERE lookup = ?1)")?
             .query_row(params![&lookup[..]], |r| r.get(0))?)
-    }
-
-    /// Records an envelope as seen, if it was not already.
-    pub(crate) fn mark_seen_once(&self, lookup: &[u8; 32]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR IGNORE INTO seen_envelopes (lookup) VALUES (?1)")?
-            .execute(params![&lookup[..]])?;
-        Ok(())
     }
 
     pub(crate) fn mark_seen(&self, lookup: &[u8; 32]) -> Result<()> {
@@ -1234,6 +1238,37 @@ impl Db<'_> {
             > 0)
     }
 
+    /// Inserts message rows of `conversation`, already sealed for their
+    /// places ([`Conversation::seal_message`]), with one statement.
+    pub(crate) fn insert_sealed_messages<'r>(
+        &self,
+        conversation: &Conversation,
+        rows: impl IntoIterator<Item = (u64, &'r [u8])>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO messages (conversation, seq, sealed) VALUES (?1, ?2, ?3)",
+        )?;
+        for (seq, sealed) in rows {
+            stmt.execute(params![&conversation.lookup[..], seq_to_sql(seq)?, sealed])?;
+        }
+        Ok(())
+    }
+
+    /// Records envelopes as seen, each if it was not already, with one
+    /// statement.
+    pub(crate) fn mark_seen_all<'l>(
+        &self,
+        lookups: impl IntoIterator<Item = &'l [u8; 32]>,
+    ) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO seen_envelopes (lookup) VALUES (?1)")?;
+        for lookup in lookups {
+            stmt.execute(params![&lookup[..]])?;
+        }
+        Ok(())
+    }
+
     /// Moves message `from` of `conversation` to seq `to` (which must be
     /// free). `record` is its plaintext, sealed again for the new place;
     /// without it (a row that does not open) the sealed value moves as it
@@ -1249,12 +1284,7 @@ impl Db<'_> {
         let lookup = &conversation.lookup[..];
         match record {
             Some(record) => {
-                let row = message_row(&conversation.lookup, to);
-                let sealed = conversation.key.sealing().seal(
-                    rng,
-                    Place::new("messages", "sealed", &row),
-                    record,
-                )?;
+                let sealed = conversation.seal_message(rng, to, record)?;
                 self.conn
                     .prepare_cached(
                         "UPDATE messages SET seq = ?3, sealed = ?4 WHERE conversation = ?1 AND seq = ?2",

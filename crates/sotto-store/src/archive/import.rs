@@ -15,18 +15,15 @@ use zeroize::Zeroizing;
 
 use super::chunks::ChunkReader;
 use super::header::{ArchiveSecret, Header};
-use super::records::{self, MAX_PAYLOAD, MessageParts, OPTIONAL};
+use super::records::{self, MAX_PAYLOAD, OPTIONAL};
+use super::rows::MessageRows;
 use super::{ArchiveError, ArchiveKey, ArchiveKind, ArchiveProgress};
 use crate::crypto::Secret;
 use crate::db::{Conversation, Db};
 use crate::error::{Error, Result};
 use crate::options::OpenOptions;
-use crate::records::{
-    decode_identity, decode_prekey_ids, deleted_range_start, message_record_from_parts,
-    set_message_state,
-};
+use crate::records::{decode_identity, decode_prekey_ids, deleted_range_start};
 use crate::store::{Initial, Store, system_rng};
-use crate::types::{DeliveryState, EnvelopeId, SendFailure};
 
 impl Store {
     /// Creates a new store at `path`, locked by `store_passphrase` (with
@@ -45,7 +42,7 @@ impl Store {
     /// then fails to decrypt and session recovery starts a new session
     /// (`docs/client.md`, "Session recovery"). A message that was still
     /// waiting for the relay at export becomes
-    /// [`DeliveryState::Failed`]`(`[`SendFailure::ExportedUnsent`]`)`.
+    /// [`DeliveryState::Failed`](crate::DeliveryState::Failed)`(`[`SendFailure::ExportedUnsent`](crate::SendFailure::ExportedUnsent)`)`.
     pub fn import_archive(
         path: impl AsRef<Path>,
         archive: &mut impl Read,
@@ -227,6 +224,7 @@ fn fill<R: BufRead>(
     let mut contacts = 0u64;
     let mut rows = 0u64;
     let mut current: Option<Current> = None;
+    let mut queue = MessageRows::default();
     let mut reported = records.reader.chunks();
     while let Some(kind) = records.next()? {
         let payload = records.payload();
@@ -245,8 +243,14 @@ fn fill<R: BufRead>(
                 contacts += 1;
             }
             records::CONVERSATION => {
+                if let Some(last) = &current {
+                    queue.flush(db, rng, &last.conversation)?;
+                }
                 if current.as_ref().is_some_and(|c| c.rows_left != 0) {
                     return Err(malformed("a conversation with fewer rows than it says"));
+                }
+                if let Some(previous) = &current {
+                    queue.flush(db, rng, &previous.conversation)?;
                 }
                 let record = records::decode_conversation(payload)
                     .ok_or_else(|| malformed("a conversation record"))?;
@@ -280,7 +284,10 @@ fn fill<R: BufRead>(
                 // An unreadable row stays missing: the restored history
                 // reports it in place, as the exported store did.
                 if let Some(parts) = message {
-                    insert_message(db, rng, conversation, seq, parts)?;
+                    queue.push(seq, parts)?;
+                    if queue.is_full() {
+                        queue.flush(db, rng, conversation)?;
+                    }
                 }
                 open.last_seq = seq;
                 open.rows_left -= 1;
@@ -292,6 +299,9 @@ fn fill<R: BufRead>(
             reported = records.reader.chunks();
             report(records, rows);
         }
+    }
+    if let Some(last) = &current {
+        queue.flush(db, rng, &last.conversation)?;
     }
     if current.as_ref().is_some_and(|c| c.rows_left != 0) {
         return Err(records
@@ -312,41 +322,6 @@ fn fill<R: BufRead>(
         }
     }
     Ok(rows)
-}
-
-/// Stores a message under its seq. A message that was still waiting for
-/// the relay becomes `Failed(ExportedUnsent)`: its ciphertext and session
-/// are not in the archive. An incoming message's envelope id is recorded
-/// as seen, so a copy the relay delivers again is a duplicate, as it was
-/// before the export.
-pub(super) fn insert_message(
-    db: &Db<'_>,
-    rng: &mut StdRng,
-    conversation: &Conversation,
-    seq: u64,
-    (head, body): MessageParts<'_>,
-) -> Result<()> {
-    let mut record = message_record_from_parts(head, body)?;
-    // Offsets in the message head: direction at 1, state at 2, envelope id
-    // at 11..27 (checked by `message_head_len`).
-    let outgoing = head[1] == 1;
-    if outgoing && DeliveryState::from_byte(head[2]) == Some(DeliveryState::Pending) {
-        set_message_state(
-            &mut record,
-            DeliveryState::Failed(SendFailure::ExportedUnsent),
-        )
-        .map_err(|_| Error::Corrupt {
-            table: "messages",
-            row: crate::error::Row::Seq(seq),
-        })?;
-    }
-    db.insert_message(rng, conversation, seq, &record)?;
-    if !outgoing {
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&head[11..27]);
-        db.mark_seen_once(&db.seen_lookup(&conversation.contact, &EnvelopeId(id)))?;
-    }
-    Ok(())
 }
 
 /// The file a store is built in before it is moved to its destination;

@@ -34,6 +34,7 @@ mod export;
 mod header;
 mod import;
 mod records;
+mod rows;
 mod transfer;
 
 use core::fmt;

@@ -11,8 +11,8 @@
 use rand::rngs::StdRng;
 
 use super::super::ArchiveError;
-use super::super::import::insert_message;
 use super::super::records::{self, MAX_PAYLOAD, OPTIONAL};
+use super::super::rows::MessageRows;
 use super::merge;
 use super::state::{FRAME_LEN, OpenConversation, TransferState, put_carry_part, take_carry_part};
 use crate::db::{Conversation, Db};
@@ -30,6 +30,8 @@ pub(super) struct Applier<'a, 'c> {
     pub(super) chunk: u64,
     /// The open conversation, with its key, once loaded in this chunk.
     pub(super) conversation: Option<Conversation>,
+    /// Its rows not yet written.
+    pub(super) rows: MessageRows,
 }
 
 impl Applier<'_, '_> {
@@ -43,7 +45,20 @@ impl Applier<'_, '_> {
     /// Applies `data`, the chunk's plaintext: completes the record carried
     /// from earlier chunks, applies every whole record, and carries the
     /// start of one that runs past the chunk's end.
-    pub(super) fn feed(&mut self, mut data: &[u8]) -> Result<()> {
+    pub(super) fn feed(&mut self, data: &[u8]) -> Result<()> {
+        self.feed_records(data)?;
+        self.flush()
+    }
+
+    /// Writes the queued rows of the open conversation.
+    fn flush(&mut self) -> Result<()> {
+        match &self.conversation {
+            Some(conversation) => self.rows.flush(self.db, self.rng, conversation),
+            None => Ok(()),
+        }
+    }
+
+    fn feed_records(&mut self, mut data: &[u8]) -> Result<()> {
         loop {
             if self.state.skip > 0 {
                 let n = self.state.skip.min(data.len() as u64);
@@ -199,6 +214,7 @@ impl Applier<'_, '_> {
         {
             return Err(self.malformed("conversations out of order, or one twice"));
         }
+        self.flush()?;
         let conversation = merge::conversation(self.db, self.rng, &record, self.chunk)?;
         self.faults.check(FaultPoint::TransferAfterMerge)?;
         self.state.conversation = Some(OpenConversation {
@@ -238,7 +254,10 @@ impl Applier<'_, '_> {
         }
         // An unreadable row stays missing, as it was at the source.
         if let Some(parts) = message {
-            insert_message(self.db, self.rng, conversation, seq, parts)?;
+            self.rows.push(seq, parts)?;
+            if self.rows.is_full() {
+                self.rows.flush(self.db, self.rng, conversation)?;
+            }
         }
         if let Some(open) = self.state.conversation.as_mut() {
             open.last_seq = seq;
