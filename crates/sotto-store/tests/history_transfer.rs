@@ -1214,3 +1214,48 @@ fn the_transferred_history_comes_first_and_what_was_here_follows() {
     let m = p.bob.send("phone", b"still talking", T0 + 600).unwrap();
     assert_eq!(deliver(&m, "bob", &mut phone), "still talking");
 }
+
+#[test]
+fn a_conversation_deleted_while_it_arrives_stays_deleted() {
+    let p = account(2_000, 300);
+    let f = frames(&export(&p.alice).0);
+    assert!(f.chunks.len() >= 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut phone = phone(dir.path());
+    phone.begin_history_transfer(&f.header, &key()).unwrap();
+    // Chunk 0 merges Dave's conversation and brings its first rows.
+    phone.apply_history_chunk(0, &f.chunks[0]).unwrap();
+    assert!(phone.message_count("dave").unwrap() > 0);
+    assert!(phone.delete_conversation("dave").unwrap());
+    phone.apply_history_chunk(1, &f.chunks[1]).unwrap();
+    assert_eq!(phone.message_count("dave").unwrap(), 0);
+    // Dave writes again: a new conversation, which the rest of the old
+    // one's rows do not go into either.
+    phone
+        .import_messages(
+            "dave",
+            &[NewMessage {
+                direction: Direction::Incoming,
+                state: DeliveryState::Received,
+                timestamp: T0 + 5,
+                body: b"after the deletion",
+            }],
+        )
+        .unwrap();
+    drop(phone);
+    let mut phone = reopen(dir.path());
+    let mut done = None;
+    for (i, chunk) in f.chunks.iter().enumerate().skip(2) {
+        done = Some(phone.apply_history_chunk(i as u64, chunk).unwrap());
+    }
+    let done = done.unwrap();
+    assert!(done.complete);
+    assert_eq!(done.messages_done, done.messages_total);
+    let dave = rows(&phone, "dave");
+    assert!(
+        matches!(dave.as_slice(), [Row::Message { seq: 1, body, .. }] if body == b"after the deletion"),
+        "{dave:?}"
+    );
+    assert_eq!(rows(&phone, "bob"), as_transferred(rows(&p.alice, "bob")));
+    assert!(phone.check().unwrap().is_ok());
+}

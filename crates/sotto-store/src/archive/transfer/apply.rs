@@ -20,6 +20,18 @@ use crate::error::{Error, Result, Row};
 use crate::records::deleted_range_start;
 use crate::testing::{FaultPoint, Faults};
 
+/// Where the open conversation's rows go in this chunk.
+pub(super) enum Target {
+    /// Not looked up yet in this chunk.
+    Unloaded,
+    /// The conversation the transfer merged, with its key.
+    Loaded(Conversation),
+    /// Deleted here while its rows were arriving (or deleted and made
+    /// again): the rest of its rows are read and dropped, so a deletion
+    /// is not undone.
+    Gone,
+}
+
 /// Applies the records of one chunk.
 pub(super) struct Applier<'a, 'c> {
     pub(super) db: &'a Db<'c>,
@@ -29,7 +41,7 @@ pub(super) struct Applier<'a, 'c> {
     /// The chunk being applied (for errors).
     pub(super) chunk: u64,
     /// The open conversation, with its key, once loaded in this chunk.
-    pub(super) conversation: Option<Conversation>,
+    pub(super) conversation: Target,
     /// Its rows not yet written.
     pub(super) rows: MessageRows,
 }
@@ -53,8 +65,8 @@ impl Applier<'_, '_> {
     /// Writes the queued rows of the open conversation.
     fn flush(&mut self) -> Result<()> {
         match &self.conversation {
-            Some(conversation) => self.rows.flush(self.db, self.rng, conversation),
-            None => Ok(()),
+            Target::Loaded(conversation) => self.rows.flush(self.db, self.rng, conversation),
+            Target::Unloaded | Target::Gone => Ok(()),
         }
     }
 
@@ -219,11 +231,12 @@ impl Applier<'_, '_> {
         self.faults.check(FaultPoint::TransferAfterMerge)?;
         self.state.conversation = Some(OpenConversation {
             contact: record.contact,
+            key_check: merge::key_check(&conversation),
             limit: record.next_seq,
             rows_left: record.rows,
             last_seq: 0,
         });
-        self.conversation = Some(conversation);
+        self.conversation = Target::Loaded(conversation);
         Ok(())
     }
 
@@ -234,29 +247,26 @@ impl Applier<'_, '_> {
         };
         let (seq, message) =
             records::decode_row(kind, payload).ok_or_else(|| self.malformed("a message record"))?;
-        if self.conversation.is_none() {
-            // The conversation began in an earlier chunk.
-            self.conversation = Some(self.db.conversation(&open.contact)?.ok_or(
-                Error::MissingRow {
-                    table: "conversations",
-                    row: Row::Named("history transfer"),
-                },
-            )?);
+        if matches!(self.conversation, Target::Unloaded) {
+            // The conversation was merged in an earlier chunk.
+            self.conversation = match self.db.conversation(&open.contact)? {
+                Some(c) if merge::key_check(&c) == open.key_check => Target::Loaded(c),
+                Some(_) | None => Target::Gone,
+            };
         }
-        let Some(conversation) = self.conversation.as_ref() else {
-            return Err(self.malformed("a message outside its conversation"));
-        };
-        if seq <= open.last_seq
-            || seq >= open.limit
-            || deleted_range_start(&conversation.deleted, seq).is_some()
-        {
+        if seq <= open.last_seq || seq >= open.limit {
             return Err(self.malformed("a message whose seq is out of place"));
         }
-        // An unreadable row stays missing, as it was at the source.
-        if let Some(parts) = message {
-            self.rows.push(seq, parts)?;
-            if self.rows.is_full() {
-                self.rows.flush(self.db, self.rng, conversation)?;
+        if let Target::Loaded(conversation) = &self.conversation {
+            if deleted_range_start(&conversation.deleted, seq).is_some() {
+                return Err(self.malformed("a message whose seq is out of place"));
+            }
+            // An unreadable row stays missing, as it was at the source.
+            if let Some(parts) = message {
+                self.rows.push(seq, parts)?;
+                if self.rows.is_full() {
+                    self.rows.flush(self.db, self.rng, conversation)?;
+                }
             }
         }
         if let Some(open) = self.state.conversation.as_mut() {

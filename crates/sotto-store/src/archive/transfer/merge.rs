@@ -15,6 +15,7 @@
 //!   The seqs deleted here stay deleted at their new place.
 
 use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
 
 use super::super::ArchiveError;
 use super::super::records::ConversationRecord;
@@ -22,6 +23,20 @@ use super::state::Tally;
 use crate::db::{Conversation, Db};
 use crate::error::{Error, Result};
 use crate::records::{ContactRecord, MAX_DELETED_RANGES};
+
+/// Names the key of a conversation without revealing it:
+/// `SHA-256("sotto-store/transfer/conversation key" || key)`, first 16
+/// bytes. A transfer keeps it for the conversation it merged, to tell it
+/// from one made after the user deleted that one.
+pub(super) fn key_check(conversation: &Conversation) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(b"sotto-store/transfer/conversation key");
+    h.update(conversation.key.as_bytes());
+    let digest = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
+}
 
 /// Rows moved per query while a conversation's local rows move up.
 const MOVE_BATCH: usize = 512;

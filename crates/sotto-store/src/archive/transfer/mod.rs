@@ -55,7 +55,7 @@ use crate::db::Db;
 use crate::error::Result;
 use crate::store::Store;
 use crate::testing::FaultPoint;
-use apply::Applier;
+use apply::{Applier, Target};
 use state::TransferState;
 
 /// Where a history transfer stands on the receiving device.
@@ -224,7 +224,7 @@ impl Store {
             faults: &mut self.faults,
             state: &mut state,
             chunk: index,
-            conversation: None,
+            conversation: Target::Unloaded,
             rows: Default::default(),
         };
         applier.feed(&plaintext)?;

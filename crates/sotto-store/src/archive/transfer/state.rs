@@ -7,7 +7,8 @@
 //!     || u64be(payload bytes carried) || u32be(carried parts)
 //!     || u8(flags: bit 0 last contact, bit 1 conversation)
 //!     || [u16be(len) || id of the last contact]
-//!     || [u16be(len) || contact id || u64be(limit) || u64be(rows left) || u64be(last seq)])
+//!     || [u16be(len) || contact id || key check(16) || u64be(limit) || u64be(rows left)
+//!         || u64be(last seq)])
 //! meta 'history_transfer_carry NNNNNNNNNN' (one per carried part, from 0)
 //!     = transfer id(16) || u32be(part) || the part's bytes
 //! meta 'history_transfer_done' = pad(0x01 || u8(n) || n × summary)     the last 16 completed
@@ -21,7 +22,10 @@
 //! frame in the state, its payload in parts, one per chunk it spans, so
 //! a long message costs one write per chunk, not a growing rewrite. The
 //! last contact id and the open conversation let the next chunk check
-//! the order and go on with the rows.
+//! the order and go on with the rows. The key check names the key of the
+//! conversation the transfer merged (a hash, never the key: deleting the
+//! conversation must still destroy its only copy), so that its rows are
+//! not written into a conversation made after the user deleted it.
 
 use zeroize::Zeroizing;
 
@@ -98,6 +102,8 @@ impl Tally {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct OpenConversation {
     pub(super) contact: String,
+    /// Names the key of the conversation merged (`merge::key_check`).
+    pub(super) key_check: [u8; 16],
     /// The source's next seq: every transferred row is below it.
     pub(super) limit: u64,
     pub(super) rows_left: u64,
@@ -223,6 +229,7 @@ impl TransferState {
         }
         if let Some(c) = &self.conversation {
             push_string(&mut out, &c.contact);
+            out.extend_from_slice(&c.key_check);
             for n in [c.limit, c.rows_left, c.last_seq] {
                 out.extend_from_slice(&n.to_be_bytes());
             }
@@ -262,6 +269,7 @@ impl TransferState {
         let conversation = if flags & 0b10 != 0 {
             Some(OpenConversation {
                 contact: f.string()?,
+                key_check: f.take(16)?.try_into().ok()?,
                 limit: f.u64()?,
                 rows_left: f.u64()?,
                 last_seq: f.u64()?,
@@ -469,6 +477,7 @@ mod tests {
         state.last_contact = Some("dave".into());
         state.conversation = Some(OpenConversation {
             contact: "bob".into(),
+            key_check: [8; 16],
             limit: 12,
             rows_left: 5,
             last_seq: 6,
