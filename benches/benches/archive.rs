@@ -9,6 +9,15 @@
 //!   new store's keys, one transaction, the file synced and moved into
 //!   place. The removal of the previous iteration's file is not timed.
 //!
+//! - `transfer/export`: the same history written as a history transfer
+//!   (the archive format without the identity) into memory.
+//! - `transfer/apply`: that transfer begun and applied chunk by chunk, as
+//!   the frames a linked device receives, into an empty store with
+//!   `Durability::Full`: one transaction and one durable commit per
+//!   chunk. Making the empty store is not timed.
+//! - `transfer/export_and_apply`: both, one after the other, with the
+//!   cutting into frames: the whole transfer on one machine.
+//!
 //! Throughput counts message bodies (10 000 × 200 bytes = 2 MB). The
 //! archive and both stores use light Argon2id parameters (64 KiB, t = 1):
 //! with the default (64 MiB, t = 3) each export and import would add one
@@ -22,7 +31,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use sotto_store::{DeliveryState, Direction, KdfParams, NewMessage, OpenOptions, Store};
+use sotto_store::{
+    ArchiveKey, DeliveryState, Direction, KdfParams, NewMessage, OpenOptions, Store, TransferFrames,
+};
 use tempfile::TempDir;
 
 /// Messages in the history.
@@ -128,5 +139,91 @@ fn bench_archive(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_archive);
+fn transfer_key() -> ArchiveKey {
+    ArchiveKey::from_bytes(&[7; 32])
+}
+
+fn export_transfer(store: &Store) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MESSAGES * (BODY_LEN + 64));
+    let summary = store
+        .export_history_transfer(&mut out, &transfer_key(), |_| {})
+        .expect("export");
+    assert_eq!(summary.messages, MESSAGES as u64);
+    out
+}
+
+/// The header and the chunk frames of a written transfer.
+fn frames(transfer: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut reader = TransferFrames::new(transfer).expect("frames");
+    let header = reader.header().to_vec();
+    let chunks = reader.by_ref().map(|f| f.expect("frame").1).collect();
+    (header, chunks)
+}
+
+/// Begins and applies a whole transfer.
+fn apply(store: &mut Store, header: &[u8], chunks: &[Vec<u8>]) {
+    store
+        .begin_history_transfer(header, &transfer_key())
+        .expect("begin");
+    let mut complete = false;
+    for (i, chunk) in chunks.iter().enumerate() {
+        complete = store
+            .apply_history_chunk(i as u64, chunk)
+            .expect("apply")
+            .complete;
+    }
+    assert!(complete);
+}
+
+/// An empty store at `path` (the previous one removed).
+fn receiver(path: &Path) -> Store {
+    remove_store(path);
+    Store::create(path, b"receiver", &options()).expect("receiver")
+}
+
+fn bench_transfer(c: &mut Criterion) {
+    let (dir, store) = history();
+    let transfer = export_transfer(&store);
+    let (header, chunks) = frames(&transfer);
+
+    let mut group = c.benchmark_group("transfer");
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes((MESSAGES * BODY_LEN) as u64));
+
+    group.bench_function("export", |b| b.iter(|| black_box(export_transfer(&store))));
+
+    let target = dir.path().join("receiver.db");
+    group.bench_function("apply", |b| {
+        b.iter_custom(|iters| {
+            let mut measured = Duration::ZERO;
+            for _ in 0..iters {
+                let mut phone = receiver(&target);
+                let start = Instant::now();
+                apply(&mut phone, &header, &chunks);
+                measured += start.elapsed();
+                drop(black_box(phone));
+            }
+            measured
+        })
+    });
+    group.bench_function("export_and_apply", |b| {
+        b.iter_custom(|iters| {
+            let mut measured = Duration::ZERO;
+            for _ in 0..iters {
+                let mut phone = receiver(&target);
+                let start = Instant::now();
+                let transfer = export_transfer(&store);
+                let (header, chunks) = frames(&transfer);
+                apply(&mut phone, &header, &chunks);
+                measured += start.elapsed();
+                drop(black_box(phone));
+            }
+            measured
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_archive, bench_transfer);
 criterion_main!(benches);

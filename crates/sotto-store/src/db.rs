@@ -70,6 +70,23 @@ pub(crate) struct Conversation {
     pub(crate) deleted: Vec<(u64, u64)>,
 }
 
+impl Conversation {
+    /// Seals a message record for its place, `(conversation, seq)`, under
+    /// this conversation's key. Needs no database: sealing can run apart
+    /// from the writing (a batch of rows sealed on several threads).
+    pub(crate) fn seal_message<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        seq: u64,
+        record: &[u8],
+    ) -> Result<Vec<u8>> {
+        let row = message_row(&self.lookup, seq);
+        self.key
+            .sealing()
+            .seal(rng, Place::new("messages", "sealed", &row), record)
+    }
+}
+
 /// A raw outbox row.
 pub(crate) struct OutboxRow {
     pub(crate) lookup: [u8; 32],
@@ -1003,12 +1020,7 @@ impl<'a> Db<'a> {
         record: &[u8],
         sql: &str,
     ) -> Result<()> {
-        let row = message_row(&conversation.lookup, seq);
-        let sealed =
-            conversation
-                .key
-                .sealing()
-                .seal(rng, Place::new("messages", "sealed", &row), record)?;
+        let sealed = conversation.seal_message(rng, seq, record)?;
         self.conn.prepare_cached(sql)?.execute(params![
             &conversation.lookup[..],
             seq_to_sql(seq)?,
@@ -1138,14 +1150,6 @@ impl<'a> Db<'a> {
             .conn
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM seen_envelopes WHERE lookup = ?1)")?
             .query_row(params![&lookup[..]], |r| r.get(0))?)
-    }
-
-    /// Records an envelope as seen, if it was not already.
-    pub(crate) fn mark_seen_once(&self, lookup: &[u8; 32]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR IGNORE INTO seen_envelopes (lookup) VALUES (?1)")?
-            .execute(params![&lookup[..]])?;
-        Ok(())
     }
 
     pub(crate) fn mark_seen(&self, lookup: &[u8; 32]) -> Result<()> {
@@ -1315,6 +1319,181 @@ impl<'a> Db<'a> {
             .prepare_cached("DELETE FROM outbox WHERE lookup = ?1")?
             .execute(params![&lookup[..]])?
             > 0)
+    }
+}
+
+// ---- sealed meta rows and moving rows (history transfer) -------------------
+
+impl Db<'_> {
+    /// The sealed `meta` row `name`, opened (its place's row part is the
+    /// name), if there is one.
+    pub(crate) fn meta_value(&self, name: &'static str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        self.meta_value_named(name, Row::Named(name))
+    }
+
+    /// [`meta_value`](Self::meta_value) for a row whose name is built at
+    /// run time; errors name it `row`.
+    pub(crate) fn meta_value_named(
+        &self,
+        name: &str,
+        row: Row,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT value FROM meta WHERE name = ?1")?
+            .query_row(params![name], |r| r.get(0))
+            .optional()
+            .map_err(|e| corrupt_or_db(e, "meta", row))?;
+        sealed
+            .map(|sealed| {
+                self.open_value(Place::new("meta", "value", name.as_bytes()), &sealed, row)
+            })
+            .transpose()
+    }
+
+    /// Seals `plaintext` into the `meta` row `name` (created or replaced).
+    pub(crate) fn put_meta_value<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        name: &str,
+        plaintext: &[u8],
+    ) -> Result<()> {
+        let sealed =
+            self.keys
+                .value()
+                .seal(rng, Place::new("meta", "value", name.as_bytes()), plaintext)?;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)")?
+            .execute(params![name, sealed])?;
+        Ok(())
+    }
+
+    /// Deletes the `meta` row `name`; returns whether it existed.
+    pub(crate) fn delete_meta(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM meta WHERE name = ?1")?
+            .execute(params![name])?
+            > 0)
+    }
+
+    /// Inserts message rows of `conversation`, already sealed for their
+    /// places ([`Conversation::seal_message`]), with one statement.
+    pub(crate) fn insert_sealed_messages<'r>(
+        &self,
+        conversation: &Conversation,
+        rows: impl IntoIterator<Item = (u64, &'r [u8])>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT INTO messages (conversation, seq, sealed) VALUES (?1, ?2, ?3)",
+        )?;
+        for (seq, sealed) in rows {
+            stmt.execute(params![&conversation.lookup[..], seq_to_sql(seq)?, sealed])?;
+        }
+        Ok(())
+    }
+
+    /// Records envelopes as seen, each if it was not already, with one
+    /// statement.
+    pub(crate) fn mark_seen_all<'l>(
+        &self,
+        lookups: impl IntoIterator<Item = &'l [u8; 32]>,
+    ) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO seen_envelopes (lookup) VALUES (?1)")?;
+        for lookup in lookups {
+            stmt.execute(params![&lookup[..]])?;
+        }
+        Ok(())
+    }
+
+    /// Moves message `from` of `conversation` to seq `to` (which must be
+    /// free). `record` is its plaintext, sealed again for the new place;
+    /// without it (a row that does not open) the sealed value moves as it
+    /// is, and stays unreadable there.
+    pub(crate) fn move_message<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        conversation: &Conversation,
+        from: u64,
+        to: u64,
+        record: Option<&[u8]>,
+    ) -> Result<()> {
+        let lookup = &conversation.lookup[..];
+        match record {
+            Some(record) => {
+                let sealed = conversation.seal_message(rng, to, record)?;
+                self.conn
+                    .prepare_cached(
+                        "UPDATE messages SET seq = ?3, sealed = ?4 WHERE conversation = ?1 AND seq = ?2",
+                    )?
+                    .execute(params![lookup, seq_to_sql(from)?, seq_to_sql(to)?, sealed])?;
+            }
+            None => {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE messages SET seq = ?3 WHERE conversation = ?1 AND seq = ?2",
+                    )?
+                    .execute(params![lookup, seq_to_sql(from)?, seq_to_sql(to)?])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The outbox rows of one conversation, still sealed.
+    pub(crate) fn outbox_rows_of(&self, conversation: &[u8; 32]) -> Result<Vec<OutboxRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT lookup, seq, sealed FROM outbox WHERE conversation = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![&conversation[..]], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (lookup, seq, sealed) =
+                row.map_err(|e| corrupt_or_db(e, "outbox", Row::Named("row")))?;
+            out.push(OutboxRow {
+                lookup: lookup_from_sql(lookup, "outbox")?,
+                conversation: *conversation,
+                seq: seq_from_sql(seq, "outbox")?,
+                sealed,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Points outbox entry `row` at message `to`: its seq column and, when
+    /// its record opened, the seq inside the record (sealed again). An
+    /// entry that does not open keeps its sealed value, and stays
+    /// unreadable.
+    pub(crate) fn move_outbox<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        conversation: &Conversation,
+        row: &OutboxRow,
+        to: u64,
+        record: Option<&mut OutboxRecord>,
+    ) -> Result<()> {
+        let sealed = match record {
+            Some(record) => {
+                record.seq = to;
+                conversation.key.sealing().seal(
+                    rng,
+                    Place::new("outbox", "sealed", &row.lookup),
+                    &records::encode_outbox(record),
+                )?
+            }
+            None => row.sealed.clone(),
+        };
+        self.conn
+            .prepare_cached("UPDATE outbox SET seq = ?1, sealed = ?2 WHERE lookup = ?3")?
+            .execute(params![seq_to_sql(to)?, sealed, &row.lookup[..]])?;
+        Ok(())
     }
 }
 

@@ -68,6 +68,11 @@
 //!   [`Store::import_archive`] makes a new store from it, and leaves no
 //!   file behind when it refuses one (wrong passphrase, altered, cut
 //!   short). See `docs/storage.md`, "History archive".
+//! - [`Store::export_history_transfer`] writes the same format without the
+//!   identity, for a newly linked device; there
+//!   [`Store::apply_history_chunk`] merges it chunk by chunk into the
+//!   device's own store, each chunk in one transaction, resumable after a
+//!   crash, the transferred history before what the device already held.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -97,7 +102,8 @@ mod testing;
 mod types;
 
 pub use archive::{
-    ArchiveError, ArchiveId, ArchiveKey, ArchiveLock, ArchiveProgress, ArchiveSummary,
+    ArchiveError, ArchiveId, ArchiveKey, ArchiveKind, ArchiveLock, ArchiveProgress, ArchiveSummary,
+    TransferFrames, TransferProgress,
 };
 pub use check::CheckReport;
 pub use error::{Error, Result, Row, UnlockMethod};

@@ -11,8 +11,8 @@
 //! (so the code reads the same), but none can be armed and checking one
 //! does nothing.
 
-/// A point inside `receive`, `receive_batch` or `send` where a fault can
-/// be injected.
+/// A point inside `receive`, `receive_batch`, `send` or
+/// `apply_history_chunk` where a fault can be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FaultPoint {
@@ -29,6 +29,16 @@ pub enum FaultPoint {
     SendBeforeCommit,
     /// After the commit, before the ciphertext reaches the caller.
     SendAfterCommit,
+    /// Inside a history transfer chunk, right after a conversation was
+    /// merged (the rows already there moved after the transferred ones),
+    /// before the rest of the chunk was applied.
+    TransferAfterMerge,
+    /// After a history transfer chunk was applied and its progress
+    /// recorded, before the commit.
+    TransferBeforeCommit,
+    /// After the chunk's commit, before its progress reaches the caller
+    /// (who would then not acknowledge the chunk).
+    TransferAfterCommit,
 }
 
 /// The armed fault, if any; it fires once.

@@ -16,10 +16,17 @@
 //! the other flag only after a chunk failed to open.
 //!
 //! Nothing here knows about stores: the layer carries any byte stream
-//! under any header and key (a device-to-device transfer can reuse it with
+//! under any header and key (a device-to-device transfer reuses it with
 //! its own key). The stream's plaintext is held in one chunk buffer,
 //! allocated once and wiped on drop, so memory does not grow with the
 //! stream.
+//!
+//! A history transfer travels as one frame per chunk (the chunk exactly
+//! as written here, length included): [`read_frame`] cuts a written
+//! stream into frames without the key, and [`ChunkOpener`] opens one
+//! frame given on its own. It does not know whether a frame is the last
+//! one, so it tries the final flag only after the frame failed to open
+//! as a chunk that is not final: the flag is authenticated either way.
 
 use std::io::{BufRead, Read, Write};
 
@@ -109,6 +116,131 @@ impl ChunkCipher {
             .decrypt_inout_detached(&Self::nonce(index), &self.ad, buf.into(), tag)
             .is_ok()
     }
+}
+
+/// Opens chunks handed over one at a time, each as its frame
+/// `u32be(len) || ciphertext || tag` (a history transfer's envelopes).
+pub(crate) struct ChunkOpener {
+    cipher: ChunkCipher,
+}
+
+impl ChunkOpener {
+    pub(crate) fn new(key: &[u8; 32], header: &[u8; HEADER_LEN]) -> Self {
+        Self {
+            cipher: ChunkCipher::new(key, header),
+        }
+    }
+
+    /// Authenticates frame `index` and decrypts it into `out` (cleared
+    /// first); returns whether it is the stream's final chunk. On error
+    /// `out` holds no plaintext.
+    pub(crate) fn open(
+        &mut self,
+        index: u64,
+        frame: &[u8],
+        out: &mut Zeroizing<Vec<u8>>,
+    ) -> Result<bool, ArchiveError> {
+        out.clear();
+        let Some((len, sealed)) = frame.split_first_chunk::<4>() else {
+            return Err(ArchiveError::Truncated { chunks: index });
+        };
+        let len = u32::from_be_bytes(*len);
+        let size = len as usize;
+        if size > MAX_CHUNK_LEN {
+            return Err(ArchiveError::ChunkTooLarge {
+                chunk: index,
+                len,
+                max: MAX_CHUNK_LEN as u32,
+            });
+        }
+        if sealed.len() < size {
+            return Err(ArchiveError::Truncated { chunks: index });
+        }
+        if sealed.len() > size {
+            return Err(ArchiveError::TrailingData);
+        }
+        let refused = || {
+            if index == 0 {
+                ArchiveError::WrongSecret
+            } else {
+                ArchiveError::Tampered { chunk: index }
+            }
+        };
+        let Some(body_len) = size.checked_sub(TAG_LEN) else {
+            return Err(refused());
+        };
+        let (body, tag) = sealed.split_at(body_len);
+        let tag = Tag::try_from(tag).map_err(|_| refused())?;
+        out.extend_from_slice(body);
+        // Almost every chunk is not the final one: that flag first.
+        for last in [false, true] {
+            if self.cipher.open(index, last, out, &tag) {
+                return Ok(last);
+            }
+        }
+        out.clear();
+        Err(refused())
+    }
+}
+
+/// Reads the next chunk of a stream (after its header) as its frame,
+/// `u32be(len) || ciphertext || tag`, into `out` without opening it.
+/// Returns `false` when the input ends before the chunk starts; a chunk
+/// cut short is [`ArchiveError::Truncated`], one longer than a chunk can
+/// be [`ArchiveError::ChunkTooLarge`] (before its body is read).
+pub(crate) fn read_frame(
+    input: &mut impl Read,
+    index: u64,
+    out: &mut Vec<u8>,
+) -> Result<bool, ArchiveError> {
+    out.clear();
+    let mut len = [0u8; 4];
+    match read_full(input, &mut len)? {
+        0 => return Ok(false),
+        4 => {}
+        _ => return Err(ArchiveError::Truncated { chunks: index }),
+    }
+    let value = u32::from_be_bytes(len);
+    let size = value as usize;
+    if size > MAX_CHUNK_LEN {
+        return Err(ArchiveError::ChunkTooLarge {
+            chunk: index,
+            len: value,
+            max: MAX_CHUNK_LEN as u32,
+        });
+    }
+    out.resize(4 + size, 0);
+    out[..4].copy_from_slice(&len);
+    if read_full(input, &mut out[4..])? < size {
+        out.clear();
+        return Err(ArchiveError::Truncated { chunks: index });
+    }
+    Ok(true)
+}
+
+/// Skips the next chunk of a stream without reading its body into memory;
+/// returns `false` when the input ends before the chunk starts.
+pub(crate) fn skip_frame(input: &mut impl Read, index: u64) -> Result<bool, ArchiveError> {
+    let mut len = [0u8; 4];
+    match read_full(input, &mut len)? {
+        0 => return Ok(false),
+        4 => {}
+        _ => return Err(ArchiveError::Truncated { chunks: index }),
+    }
+    let value = u32::from_be_bytes(len);
+    if value as usize > MAX_CHUNK_LEN {
+        return Err(ArchiveError::ChunkTooLarge {
+            chunk: index,
+            len: value,
+            max: MAX_CHUNK_LEN as u32,
+        });
+    }
+    let skipped = std::io::copy(&mut input.take(u64::from(value)), &mut std::io::sink())
+        .map_err(ArchiveError::Io)?;
+    if skipped < u64::from(value) {
+        return Err(ArchiveError::Truncated { chunks: index });
+    }
+    Ok(true)
 }
 
 /// Writes the header, then the stream given to [`write`](Self::write) as
@@ -396,6 +528,83 @@ mod tests {
                 assert_eq!(read_stream(&archive).unwrap(), data, "len {len}");
             }
         }
+    }
+
+    #[test]
+    fn frames_open_on_their_own_and_say_which_is_final() {
+        let data: Vec<u8> = (0..2 * MAX_CHUNK_PLAINTEXT + 7).map(|i| i as u8).collect();
+        let archive = write_stream(&data, 4096);
+        let mut input = &archive[HEADER_LEN..];
+        let mut frames = Vec::new();
+        let mut frame = Vec::new();
+        while read_frame(&mut input, frames.len() as u64, &mut frame).unwrap() {
+            frames.push(frame.clone());
+        }
+        assert_eq!(frames.len(), 3);
+        let mut skipping = &archive[HEADER_LEN..];
+        assert!(skip_frame(&mut skipping, 0).unwrap());
+        assert_eq!(skipping, &archive[HEADER_LEN + frames[0].len()..]);
+
+        let mut opener = ChunkOpener::new(&KEY, &HEADER);
+        let mut out = Zeroizing::new(Vec::new());
+        // In any order, each as often as it comes.
+        for i in [2usize, 0, 1, 1] {
+            assert_eq!(opener.open(i as u64, &frames[i], &mut out).unwrap(), i == 2);
+        }
+        let mut ordered = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            opener.open(i as u64, f, &mut out).unwrap();
+            ordered.extend_from_slice(&out);
+        }
+        assert_eq!(ordered, data);
+
+        // Under another index, cut, extended, flipped: refused, no plaintext.
+        assert!(matches!(
+            opener.open(1, &frames[0], &mut out),
+            Err(ArchiveError::Tampered { chunk: 1 })
+        ));
+        assert!(out.is_empty());
+        assert!(matches!(
+            opener.open(0, &frames[1], &mut out),
+            Err(ArchiveError::WrongSecret)
+        ));
+        assert!(matches!(
+            opener.open(1, &frames[1][..100], &mut out),
+            Err(ArchiveError::Truncated { chunks: 1 })
+        ));
+        assert!(matches!(
+            opener.open(1, &frames[1][..3], &mut out),
+            Err(ArchiveError::Truncated { chunks: 1 })
+        ));
+        let mut longer = frames[1].clone();
+        longer.push(0);
+        assert!(matches!(
+            opener.open(1, &longer, &mut out),
+            Err(ArchiveError::TrailingData)
+        ));
+        let mut flipped = frames[2].clone();
+        flipped[10] ^= 1;
+        assert!(matches!(
+            opener.open(2, &flipped, &mut out),
+            Err(ArchiveError::Tampered { chunk: 2 })
+        ));
+        let mut huge = frames[1].clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            opener.open(1, &huge, &mut out),
+            Err(ArchiveError::ChunkTooLarge { chunk: 1, .. })
+        ));
+        let mut other = ChunkOpener::new(&[8; 32], &HEADER);
+        assert!(matches!(
+            other.open(0, &frames[0], &mut out),
+            Err(ArchiveError::WrongSecret)
+        ));
+        // A stream cut inside a chunk.
+        let mut cut = &archive[HEADER_LEN..HEADER_LEN + 10];
+        assert!(matches!(
+            read_frame(&mut cut, 0, &mut frame),
+            Err(ArchiveError::Truncated { chunks: 0 })
+        ));
     }
 
     #[test]

@@ -22,6 +22,30 @@ impl fmt::Display for ArchiveLock {
     }
 }
 
+/// What an archive stream is for (the magic at the start of its header).
+/// Each kind is refused where the other is expected
+/// ([`ArchiveError::WrongKind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ArchiveKind {
+    /// A backup: identity, prekey ids, contacts and history, to make a new
+    /// store from ([`Store::export_archive`](crate::Store::export_archive)).
+    Backup,
+    /// A history transfer to a linked device: contacts and history only,
+    /// merged into the device's own store
+    /// ([`Store::export_history_transfer`](crate::Store::export_history_transfer)).
+    Transfer,
+}
+
+impl fmt::Display for ArchiveKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Backup => "a backup archive",
+            Self::Transfer => "a history transfer",
+        })
+    }
+}
+
 /// An archive that cannot be read (or written), with what is known about
 /// where. Wrapped in [`Error::Archive`](crate::Error::Archive). Nothing of a
 /// failed import is left behind.
@@ -39,6 +63,15 @@ pub enum ArchiveError {
     /// memory is spent on them.
     #[error("the archive's header is malformed")]
     MalformedHeader,
+    /// The stream is of the other kind: a history transfer given to an
+    /// archive import, or a backup archive given to a transfer.
+    #[error("this is {found}, not {expected}")]
+    WrongKind {
+        /// What was expected here.
+        expected: ArchiveKind,
+        /// What the header says.
+        found: ArchiveKind,
+    },
     /// The archive is locked with another kind of secret than the one given.
     #[error("this archive is locked with {expected}")]
     WrongLock {
@@ -95,6 +128,28 @@ pub enum ArchiveError {
         expected: u64,
         /// What the archive holds.
         found: u64,
+    },
+    /// A transfer chunk came before the one the transfer needs next: keep
+    /// it (or ask for it again) and apply chunk `expected` first. Nothing
+    /// was changed.
+    #[error("transfer chunk {chunk} came before chunk {expected}")]
+    ChunkAhead {
+        /// The chunk given.
+        chunk: u64,
+        /// The chunk the transfer needs next.
+        expected: u64,
+    },
+    /// No history transfer is in progress: none was begun, or it was
+    /// completed or abandoned. A chunk that arrives now is a late copy (or
+    /// comes from elsewhere) and can be dropped.
+    #[error("no history transfer is in progress")]
+    NoTransfer,
+    /// Another history transfer is in progress; abandon it first
+    /// ([`Store::abandon_history_transfer`](crate::Store::abandon_history_transfer)).
+    #[error("another history transfer is in progress")]
+    TransferInProgress {
+        /// The transfer in progress.
+        id: super::ArchiveId,
     },
     /// Reading or writing the archive failed.
     #[error("reading or writing the archive: {0}")]

@@ -1,5 +1,7 @@
 //! Writing an archive from an open store, in one read transaction (a
 //! consistent snapshot), streaming: one message is in memory at a time.
+//! A backup and a history transfer are written by the same code; a
+//! transfer leaves out the identity and the prekey ids.
 
 use std::io::Write;
 
@@ -8,7 +10,7 @@ use rusqlite::params;
 use super::chunks::ChunkWriter;
 use super::header::{ArchiveSecret, HEADER_LEN, Header, Kdf};
 use super::records;
-use super::{ArchiveKey, ArchiveProgress, ArchiveSummary};
+use super::{ArchiveKey, ArchiveKind, ArchiveProgress, ArchiveSummary};
 use crate::db::{Conversation, Db, seq_from_sql};
 use crate::error::Result;
 use crate::options::KdfParams;
@@ -40,6 +42,7 @@ impl Store {
     ) -> Result<ArchiveSummary> {
         self.export(
             out,
+            ArchiveKind::Backup,
             Kdf::Argon2id(params),
             ArchiveSecret::Passphrase(passphrase),
             progress,
@@ -55,12 +58,53 @@ impl Store {
         key: &ArchiveKey,
         progress: impl FnMut(ArchiveProgress),
     ) -> Result<ArchiveSummary> {
-        self.export(out, Kdf::CallerKey, ArchiveSecret::Key(key), progress)
+        self.export(
+            out,
+            ArchiveKind::Backup,
+            Kdf::CallerKey,
+            ArchiveSecret::Key(key),
+            progress,
+        )
+    }
+
+    /// Writes this profile's contacts and whole history to `out` as a
+    /// history transfer locked by `key` (agreed with a newly linked
+    /// device), for [`begin_history_transfer`](Self::begin_history_transfer)
+    /// and [`apply_history_chunk`](Self::apply_history_chunk) on that
+    /// device. Write it to a file, then send the header and each chunk as
+    /// its own envelope ([`TransferFrames`](crate::TransferFrames)).
+    ///
+    /// The archive format with a transfer's magic, and without the
+    /// identity and the prekey ids: the linked device keeps its own
+    /// identity (a device key) and never receives the account's seed.
+    /// Contacts come with their name, pinned identity, verified mark,
+    /// access key and any pending identity-change claim; conversations
+    /// with their seqs, deleted seqs, and every message with its state,
+    /// timestamp, envelope id, digest and body. Sessions, prekeys and the
+    /// outbox stay here: a message still waiting for the relay is sent by
+    /// this device, and shows as
+    /// [`Failed`](crate::DeliveryState::Failed)`(`[`ExportedUnsent`](crate::SendFailure::ExportedUnsent)`)`
+    /// on the other. Streams, reads one snapshot, and counts unreadable
+    /// rows as [`export_archive`](Self::export_archive) does.
+    pub fn export_history_transfer(
+        &self,
+        out: &mut impl Write,
+        key: &ArchiveKey,
+        progress: impl FnMut(ArchiveProgress),
+    ) -> Result<ArchiveSummary> {
+        self.export(
+            out,
+            ArchiveKind::Transfer,
+            Kdf::CallerKey,
+            ArchiveSecret::Key(key),
+            progress,
+        )
     }
 
     fn export(
         &self,
         out: &mut impl Write,
+        kind: ArchiveKind,
         kdf: Kdf,
         secret: ArchiveSecret<'_>,
         mut progress: impl FnMut(ArchiveProgress),
@@ -69,11 +113,9 @@ impl Store {
         // The counts are filled in once the snapshot is open; the key
         // depends only on the secret and the salt, so the costly
         // derivation runs before any transaction.
-        let mut header = Header::generate(&mut rng, kdf, 0, 0);
+        let mut header = Header::generate(&mut rng, kind, kdf, 0, 0);
         let key = header.derive_key(secret)?;
         self.read(|db| {
-            let identity = encode_identity(&db.identity()?.to_seed());
-            let prekey_ids = encode_prekey_ids(&db.prekey_ids()?);
             let mut summary = ArchiveSummary {
                 id: header.id,
                 contacts: 0,
@@ -84,6 +126,9 @@ impl Store {
                 unreadable_conversations: 0,
                 bytes: 0,
             };
+            // Contacts and conversations go out sorted by contact id: a
+            // transfer's reader checks the order, and so finds a contact or
+            // conversation given twice without remembering every id.
             let mut contacts = Vec::new();
             for contact in db.all_contacts()? {
                 match contact {
@@ -91,6 +136,7 @@ impl Store {
                     Err(_) => summary.unreadable_contacts += 1,
                 }
             }
+            contacts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
             let mut conversations = Vec::new();
             for lookup in db.conversation_lookups()? {
                 match db.conversation_by_lookup(&lookup) {
@@ -101,6 +147,7 @@ impl Store {
                     Ok(None) | Err(_) => summary.unreadable_conversations += 1,
                 }
             }
+            conversations.sort_unstable_by(|a, b| a.0.contact.cmp(&b.0.contact));
             header.contacts = contacts.len() as u64;
             header.messages = conversations.iter().map(|(_, rows)| rows).sum();
             let header_bytes: [u8; HEADER_LEN] = header.encode();
@@ -114,8 +161,12 @@ impl Store {
                 })
             };
             report(&w, 0);
-            write_record(&mut w, records::IDENTITY, &[&identity])?;
-            write_record(&mut w, records::PREKEY_IDS, &[&prekey_ids])?;
+            if kind == ArchiveKind::Backup {
+                let identity = encode_identity(&db.identity()?.to_seed());
+                write_record(&mut w, records::IDENTITY, &[&identity])?;
+                let prekey_ids = encode_prekey_ids(&db.prekey_ids()?);
+                write_record(&mut w, records::PREKEY_IDS, &[&prekey_ids])?;
+            }
             for contact in &contacts {
                 write_record(&mut w, records::CONTACT, &[&archived_contact(contact)])?;
                 summary.contacts += 1;

@@ -1,18 +1,22 @@
 //! The archive header and the key it leads to.
 //!
 //! ```text
-//! header = "SOTTOHA1"(8) || u8(kdf) || u32be(m KiB) || u32be(t) || u32be(p)
+//! header = magic(8) || u8(kdf) || u32be(m KiB) || u32be(t) || u32be(p)
 //!          || salt(16) || archive id(16) || u64be(message count) || u64be(contact count)
 //! kdf 1: key = Argon2id v0x13(passphrase, salt, m, t, p), 32 bytes
 //! kdf 0: key = HKDF-SHA256(salt, key given by the caller,
 //!              "sotto/history-archive/v1 caller key"), 32 bytes; m = t = p = 0
+//! magic  = "SOTTOHA1" (a backup archive) | "SOTTOHT1" (a history transfer)
 //! ```
 //!
 //! The header is in the clear (it is needed before anything can be
 //! decrypted) and authenticated by every chunk, whose associated data
 //! holds it. The salt is random per archive, so two archives never share a
 //! key, even under one passphrase or one caller key: the chunk nonces
-//! (the chunk's index) can then repeat across archives safely.
+//! (the chunk's index) can then repeat across archives safely. The magic
+//! says what the stream is ([`ArchiveKind`]): being in every chunk's
+//! associated data, it cannot be changed to pass a transfer off as a
+//! backup or the other way round.
 
 use std::io::Read;
 
@@ -22,13 +26,15 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::chunks::read_full;
-use super::{ArchiveError, ArchiveId, ArchiveKey, ArchiveLock};
+use super::{ArchiveError, ArchiveId, ArchiveKey, ArchiveKind, ArchiveLock};
 use crate::crypto::{SALT_LEN, argon2id};
 use crate::error::{Error, Result};
 use crate::options::KdfParams;
 
-/// The first bytes of every archive (format version 1).
+/// The first bytes of every backup archive (format version 1).
 pub(crate) const MAGIC: [u8; 8] = *b"SOTTOHA1";
+/// The first bytes of every history transfer (format version 1).
+pub(crate) const TRANSFER_MAGIC: [u8; 8] = *b"SOTTOHT1";
 /// Length of the encoded header.
 pub(crate) const HEADER_LEN: usize = 8 + 1 + 12 + SALT_LEN + 16 + 8 + 8;
 
@@ -52,9 +58,42 @@ pub(crate) enum ArchiveSecret<'a> {
     Key(&'a ArchiveKey),
 }
 
+impl ArchiveKind {
+    fn magic(self) -> [u8; 8] {
+        match self {
+            Self::Backup => MAGIC,
+            Self::Transfer => TRANSFER_MAGIC,
+        }
+    }
+
+    fn from_magic(bytes: &[u8]) -> Option<Self> {
+        if bytes == MAGIC {
+            Some(Self::Backup)
+        } else if bytes == TRANSFER_MAGIC {
+            Some(Self::Transfer)
+        } else {
+            None
+        }
+    }
+
+    /// `Ok` if this is `expected`, [`ArchiveError::WrongKind`] otherwise.
+    pub(crate) fn expect(self, expected: Self) -> Result<(), ArchiveError> {
+        if self == expected {
+            Ok(())
+        } else {
+            Err(ArchiveError::WrongKind {
+                expected,
+                found: self,
+            })
+        }
+    }
+}
+
 /// A decoded header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
+    /// A backup archive or a history transfer (the magic).
+    pub(crate) kind: ArchiveKind,
     pub(crate) kdf: Kdf,
     pub(crate) salt: [u8; SALT_LEN],
     pub(crate) id: ArchiveId,
@@ -68,6 +107,7 @@ impl Header {
     /// A header with a fresh random salt and id.
     pub(crate) fn generate<R: CryptoRng + ?Sized>(
         rng: &mut R,
+        kind: ArchiveKind,
         kdf: Kdf,
         messages: u64,
         contacts: u64,
@@ -77,6 +117,7 @@ impl Header {
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
         Self {
+            kind,
             kdf,
             salt,
             id: ArchiveId(id),
@@ -87,7 +128,7 @@ impl Header {
 
     pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
-        out[..8].copy_from_slice(&MAGIC);
+        out[..8].copy_from_slice(&self.kind.magic());
         match self.kdf {
             Kdf::CallerKey => out[8] = KDF_CALLER_KEY,
             Kdf::Argon2id(p) => {
@@ -107,9 +148,7 @@ impl Header {
     /// Strict decoding: parameters out of [`KdfParams::new`]'s range are
     /// refused before any memory is spent on them.
     pub(crate) fn decode(bytes: &[u8; HEADER_LEN]) -> Result<Self, ArchiveError> {
-        if bytes[..8] != MAGIC {
-            return Err(ArchiveError::NotAnArchive);
-        }
+        let kind = ArchiveKind::from_magic(&bytes[..8]).ok_or(ArchiveError::NotAnArchive)?;
         let word =
             |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         let long = |i: usize| {
@@ -131,6 +170,7 @@ impl Header {
         let mut id = [0u8; 16];
         id.copy_from_slice(&bytes[37..53]);
         Ok(Self {
+            kind,
             kdf,
             salt,
             id: ArchiveId(id),
@@ -144,7 +184,7 @@ impl Header {
     pub(crate) fn read(input: &mut impl Read) -> Result<(Self, [u8; HEADER_LEN]), ArchiveError> {
         let mut bytes = [0u8; HEADER_LEN];
         let n = read_full(input, &mut bytes)?;
-        if n < MAGIC.len() || bytes[..8] != MAGIC {
+        if n < MAGIC.len() || ArchiveKind::from_magic(&bytes[..8]).is_none() {
             return Err(ArchiveError::NotAnArchive);
         }
         if n < HEADER_LEN {
@@ -191,7 +231,13 @@ mod tests {
     fn header_roundtrips_and_is_strict() {
         let mut rng = rand::rngs::ChaCha20Rng::from_seed([3; 32]);
         let params = KdfParams::new(64, 2, 1).unwrap();
-        let header = Header::generate(&mut rng, Kdf::Argon2id(params), 10_000, 7);
+        let header = Header::generate(
+            &mut rng,
+            ArchiveKind::Backup,
+            Kdf::Argon2id(params),
+            10_000,
+            7,
+        );
         let bytes = header.encode();
         assert_eq!(bytes.len(), 69);
         assert_eq!(&bytes[..8], b"SOTTOHA1");
@@ -203,10 +249,31 @@ mod tests {
             "read from a stream"
         );
 
-        let caller = Header::generate(&mut rng, Kdf::CallerKey, 0, 0);
+        let caller = Header::generate(&mut rng, ArchiveKind::Backup, Kdf::CallerKey, 0, 0);
         let encoded = caller.encode();
         assert_eq!(encoded[8..21], [0; 13]);
         assert_eq!(Header::decode(&encoded).unwrap(), caller);
+
+        // A transfer differs in its magic only.
+        let transfer = Header {
+            kind: ArchiveKind::Transfer,
+            ..caller
+        };
+        let transfer_bytes = transfer.encode();
+        assert_eq!(&transfer_bytes[..8], b"SOTTOHT1");
+        assert_eq!(transfer_bytes[8..], encoded[8..]);
+        assert_eq!(Header::decode(&transfer_bytes).unwrap(), transfer);
+        assert_eq!(
+            Header::read(&mut &transfer_bytes[..]).unwrap().0.kind,
+            ArchiveKind::Transfer
+        );
+        assert!(matches!(
+            ArchiveKind::Transfer.expect(ArchiveKind::Backup),
+            Err(ArchiveError::WrongKind {
+                expected: ArchiveKind::Backup,
+                found: ArchiveKind::Transfer
+            })
+        ));
 
         let mut bad = bytes;
         bad[0] ^= 1;
@@ -252,8 +319,8 @@ mod tests {
     fn keys_depend_on_secret_salt_and_lock() {
         let mut rng = rand::rngs::ChaCha20Rng::from_seed([4; 32]);
         let params = KdfParams::new(64, 1, 1).unwrap();
-        let a = Header::generate(&mut rng, Kdf::Argon2id(params), 0, 0);
-        let b = Header::generate(&mut rng, Kdf::Argon2id(params), 0, 0);
+        let a = Header::generate(&mut rng, ArchiveKind::Backup, Kdf::Argon2id(params), 0, 0);
+        let b = Header::generate(&mut rng, ArchiveKind::Backup, Kdf::Argon2id(params), 0, 0);
         let pass = ArchiveSecret::Passphrase(b"pw");
         let key_a = a.derive_key(pass).unwrap();
         assert_eq!(*key_a, *a.derive_key(pass).unwrap());
@@ -264,8 +331,8 @@ mod tests {
         );
 
         let caller = ArchiveKey::from_bytes(&[9; 32]);
-        let c = Header::generate(&mut rng, Kdf::CallerKey, 0, 0);
-        let d = Header::generate(&mut rng, Kdf::CallerKey, 0, 0);
+        let c = Header::generate(&mut rng, ArchiveKind::Backup, Kdf::CallerKey, 0, 0);
+        let d = Header::generate(&mut rng, ArchiveKind::Backup, Kdf::CallerKey, 0, 0);
         let key_c = c.derive_key(ArchiveSecret::Key(&caller)).unwrap();
         assert_ne!(*key_c, [9; 32], "the caller's key is not used as it is");
         assert_ne!(*key_c, *d.derive_key(ArchiveSecret::Key(&caller)).unwrap());

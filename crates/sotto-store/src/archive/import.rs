@@ -11,23 +11,19 @@ use std::path::{Path, PathBuf};
 use rand::RngExt;
 use rand::rngs::StdRng;
 use sotto_core::IdentityKeyPair;
-use sotto_core::pad::MAX_PLAINTEXT_LEN;
 use zeroize::Zeroizing;
 
 use super::chunks::ChunkReader;
 use super::header::{ArchiveSecret, Header};
-use super::records::{self, MAX_PAYLOAD, OPTIONAL, SESSION_FLAGS};
-use super::{ArchiveError, ArchiveKey, ArchiveProgress};
+use super::records::{self, MAX_PAYLOAD, OPTIONAL};
+use super::rows::MessageRows;
+use super::{ArchiveError, ArchiveKey, ArchiveKind, ArchiveProgress};
 use crate::crypto::Secret;
 use crate::db::{Conversation, Db};
 use crate::error::{Error, Result};
 use crate::options::OpenOptions;
-use crate::records::{
-    MAX_CONTACT_ID_LEN, MAX_CONTACT_NAME_LEN, decode_contact, decode_identity, decode_prekey_ids,
-    deleted_range_start, message_head_len, message_record_from_parts, set_message_state,
-};
+use crate::records::{decode_identity, decode_prekey_ids, deleted_range_start};
 use crate::store::{Initial, Store, system_rng};
-use crate::types::{DeliveryState, EnvelopeId, SendFailure};
 
 impl Store {
     /// Creates a new store at `path`, locked by `store_passphrase` (with
@@ -38,13 +34,15 @@ impl Store {
     /// Refused with [`Error::AlreadyExists`] if `path` exists. Any other
     /// failure — a wrong passphrase, an archive altered, cut short,
     /// reordered or extended ([`Error::Archive`]) — leaves no file behind.
+    /// A history transfer (which holds no identity) is refused with
+    /// [`ArchiveError::WrongKind`] before anything is created.
     ///
     /// Not in an archive, so not in the restored store: sessions and
     /// prekeys. Register again (fresh prekeys); a contact's next message
     /// then fails to decrypt and session recovery starts a new session
     /// (`docs/client.md`, "Session recovery"). A message that was still
     /// waiting for the relay at export becomes
-    /// [`DeliveryState::Failed`]`(`[`SendFailure::ExportedUnsent`]`)`.
+    /// [`DeliveryState::Failed`](crate::DeliveryState::Failed)`(`[`SendFailure::ExportedUnsent`](crate::SendFailure::ExportedUnsent)`)`.
     pub fn import_archive(
         path: impl AsRef<Path>,
         archive: &mut impl Read,
@@ -98,6 +96,7 @@ fn import(
     }
     let mut input = BufReader::with_capacity(64 * 1024, archive);
     let (header, header_bytes) = Header::read(&mut input)?;
+    header.kind.expect(ArchiveKind::Backup)?;
     let key = header.derive_key(secret)?;
     let mut records = Records::new(ChunkReader::new(input, &key, &header_bytes));
     drop(key);
@@ -175,16 +174,7 @@ impl<R: BufRead> Records<R> {
             self.reader.read_exact(&mut frame)?;
             let kind = frame[0];
             let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]);
-            let known = matches!(
-                kind,
-                records::IDENTITY
-                    | records::PREKEY_IDS
-                    | records::CONTACT
-                    | records::CONVERSATION
-                    | records::MESSAGE
-                    | records::UNREADABLE
-            );
-            if !known {
+            if !records::is_known(kind) {
                 if kind & OPTIONAL == 0 {
                     return Err(self.malformed("a record type this version does not know"));
                 }
@@ -234,6 +224,7 @@ fn fill<R: BufRead>(
     let mut contacts = 0u64;
     let mut rows = 0u64;
     let mut current: Option<Current> = None;
+    let mut queue = MessageRows::default();
     let mut reported = records.reader.chunks();
     while let Some(kind) = records.next()? {
         let payload = records.payload();
@@ -243,19 +234,8 @@ fn fill<R: BufRead>(
                 if current.is_some() {
                     return Err(malformed("a contact after the conversations"));
                 }
-                let record = decode_contact(payload).map_err(|_| malformed("a contact record"))?;
-                if payload
-                    .get(1)
-                    .is_some_and(|flags| flags & SESSION_FLAGS != 0)
-                    || record.id.len() > MAX_CONTACT_ID_LEN
-                    || record.name.len() > MAX_CONTACT_NAME_LEN
-                    || record
-                        .claims_to_succeed
-                        .as_ref()
-                        .is_some_and(|c| c.len() > MAX_CONTACT_ID_LEN)
-                {
-                    return Err(malformed("a contact record"));
-                }
+                let record = records::decode_archived_contact(payload)
+                    .ok_or_else(|| malformed("a contact record"))?;
                 if db.contact(&record.id)?.is_some() {
                     return Err(malformed("a contact twice"));
                 }
@@ -263,11 +243,16 @@ fn fill<R: BufRead>(
                 contacts += 1;
             }
             records::CONVERSATION => {
+                if let Some(last) = &current {
+                    queue.flush(db, rng, &last.conversation)?;
+                }
                 if current.as_ref().is_some_and(|c| c.rows_left != 0) {
                     return Err(malformed("a conversation with fewer rows than it says"));
                 }
+                if let Some(previous) = &current {
+                    queue.flush(db, rng, &previous.conversation)?;
+                }
                 let record = records::decode_conversation(payload)
-                    .filter(|c| c.contact.len() <= MAX_CONTACT_ID_LEN)
                     .ok_or_else(|| malformed("a conversation record"))?;
                 if db.conversation(&record.contact)?.is_some() {
                     return Err(malformed("a conversation twice"));
@@ -287,8 +272,7 @@ fn fill<R: BufRead>(
                 let Some(open) = current.as_mut().filter(|c| c.rows_left > 0) else {
                     return Err(malformed("a message outside its conversation"));
                 };
-                let seq = records::seq_of(payload)
-                    .filter(|_| kind == records::MESSAGE || payload.len() == 8)
+                let (seq, message) = records::decode_row(kind, payload)
                     .ok_or_else(|| malformed("a message record"))?;
                 let conversation = &open.conversation;
                 if seq <= open.last_seq
@@ -299,10 +283,11 @@ fn fill<R: BufRead>(
                 }
                 // An unreadable row stays missing: the restored history
                 // reports it in place, as the exported store did.
-                if kind == records::MESSAGE {
-                    let record = message_record(&payload[8..])
-                        .ok_or_else(|| malformed("a message record"))?;
-                    insert_message(db, rng, conversation, seq, record)?;
+                if let Some(parts) = message {
+                    queue.push(seq, parts)?;
+                    if queue.is_full() {
+                        queue.flush(db, rng, conversation)?;
+                    }
                 }
                 open.last_seq = seq;
                 open.rows_left -= 1;
@@ -314,6 +299,9 @@ fn fill<R: BufRead>(
             reported = records.reader.chunks();
             report(records, rows);
         }
+    }
+    if let Some(last) = &current {
+        queue.flush(db, rng, &last.conversation)?;
     }
     if current.as_ref().is_some_and(|c| c.rows_left != 0) {
         return Err(records
@@ -334,48 +322,6 @@ fn fill<R: BufRead>(
         }
     }
     Ok(rows)
-}
-
-/// A message record's head and body (the payload after the seq), checked.
-fn message_record(rest: &[u8]) -> Option<(&[u8], &[u8])> {
-    let head = message_head_len(rest).ok()?;
-    let (head, body) = rest.split_at(head);
-    (body.len() <= MAX_PLAINTEXT_LEN).then_some((head, body))
-}
-
-/// Stores a message under its seq. A message that was still waiting for
-/// the relay becomes `Failed(ExportedUnsent)`: its ciphertext and session
-/// are not in the archive. An incoming message's envelope id is recorded
-/// as seen, so a copy the relay delivers again is a duplicate, as it was
-/// before the export.
-fn insert_message(
-    db: &Db<'_>,
-    rng: &mut StdRng,
-    conversation: &Conversation,
-    seq: u64,
-    (head, body): (&[u8], &[u8]),
-) -> Result<()> {
-    let mut record = message_record_from_parts(head, body)?;
-    // Offsets in the message head: direction at 1, state at 2, envelope id
-    // at 11..27 (checked by `message_head_len`).
-    let outgoing = head[1] == 1;
-    if outgoing && DeliveryState::from_byte(head[2]) == Some(DeliveryState::Pending) {
-        set_message_state(
-            &mut record,
-            DeliveryState::Failed(SendFailure::ExportedUnsent),
-        )
-        .map_err(|_| Error::Corrupt {
-            table: "messages",
-            row: crate::error::Row::Seq(seq),
-        })?;
-    }
-    db.insert_message(rng, conversation, seq, &record)?;
-    if !outgoing {
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&head[11..27]);
-        db.mark_seen_once(&db.seen_lookup(&conversation.contact, &EnvelopeId(id)))?;
-    }
-    Ok(())
 }
 
 /// The file a store is built in before it is moved to its destination;
@@ -493,7 +439,13 @@ mod tests {
     /// right key.
     fn archive_of(stream: &[u8], messages: u64, contacts: u64) -> Vec<u8> {
         let mut rng = ChaCha20Rng::from_seed([1; 32]);
-        let header = Header::generate(&mut rng, Kdf::CallerKey, messages, contacts);
+        let header = Header::generate(
+            &mut rng,
+            ArchiveKind::Backup,
+            Kdf::CallerKey,
+            messages,
+            contacts,
+        );
         let key = header
             .derive_key(ArchiveSecret::Key(&ArchiveKey::from_bytes(&KEY)))
             .unwrap();

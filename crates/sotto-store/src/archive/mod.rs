@@ -19,7 +19,11 @@
 //!
 //! The chunk layer ([`chunks`]) knows nothing of stores: it carries any
 //! byte stream under a header and a key, so a device-to-device transfer
-//! can use it with a key from a linking exchange ([`ArchiveKey`], kdf 0).
+//! uses it with a key from a linking exchange ([`ArchiveKey`], kdf 0).
+//!
+//! A **history transfer** ([`transfer`]) is the same format with its own
+//! magic (`"SOTTOHT1"`) and without the identity and prekey ids: a linked
+//! device merges it into its own store, chunk by chunk, resumably.
 //!
 //! What an archive holds, and why sessions, prekeys and the outbox's
 //! ciphertexts are left out: see `docs/storage.md`.
@@ -30,13 +34,16 @@ mod export;
 mod header;
 mod import;
 mod records;
+mod rows;
+mod transfer;
 
 use core::fmt;
 
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-pub use error::{ArchiveError, ArchiveLock};
+pub use error::{ArchiveError, ArchiveKind, ArchiveLock};
+pub use transfer::{TransferFrames, TransferProgress};
 
 /// A 32-byte key that locks an archive instead of a passphrase (header kdf
 /// byte 0): for a transfer between devices whose key comes from a linking

@@ -20,8 +20,16 @@
 //! Order: identity, prekey ids, the contacts, then each conversation
 //! followed by its rows in increasing seq. An unknown type below 0x80 is
 //! refused: it may hold something that must not be silently dropped.
+//!
+//! A history transfer holds no identity and no prekey ids, and its
+//! contacts and conversations come in increasing contact id (the export
+//! writes both kinds that way; only a transfer's reader requires it).
 
 use sotto_core::pad::MAX_PLAINTEXT_LEN;
+
+use crate::records::{
+    ContactRecord, MAX_CONTACT_ID_LEN, MAX_CONTACT_NAME_LEN, decode_contact, message_head_len,
+};
 
 pub(crate) const IDENTITY: u8 = 0x01;
 pub(crate) const PREKEY_IDS: u8 = 0x02;
@@ -81,11 +89,20 @@ pub(crate) fn encode_conversation(
     out
 }
 
+/// The type of a record this version reads (an unknown type is skipped
+/// if optional, refused otherwise).
+pub(crate) fn is_known(kind: u8) -> bool {
+    matches!(
+        kind,
+        IDENTITY | PREKEY_IDS | CONTACT | CONVERSATION | MESSAGE | UNREADABLE
+    )
+}
+
 /// Reads big-endian fields off a payload; `None` when it is too short.
-struct Fields<'a>(&'a [u8]);
+pub(crate) struct Fields<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Fields<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
         }
@@ -94,16 +111,78 @@ impl<'a> Fields<'a> {
         Some(head)
     }
 
-    fn u16(&mut self) -> Option<u16> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Option<u16> {
         Some(u16::from_be_bytes(self.take(2)?.try_into().ok()?))
     }
 
-    fn u32(&mut self) -> Option<u32> {
+    pub(crate) fn u32(&mut self) -> Option<u32> {
         Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
     }
 
-    fn u64(&mut self) -> Option<u64> {
+    pub(crate) fn u64(&mut self) -> Option<u64> {
         Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    /// `u16be(len) || UTF-8 bytes`.
+    pub(crate) fn string(&mut self) -> Option<String> {
+        let len = usize::from(self.u16()?);
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+
+    /// True once every byte was read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Appends `u16be(len) || s` (`s` at most 65 535 bytes: contact ids and
+/// names are far shorter).
+pub(crate) fn push_string(out: &mut Vec<u8>, s: &str) {
+    let len = s.len().min(usize::from(u16::MAX));
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.extend_from_slice(&s.as_bytes()[..len]);
+}
+
+/// Decodes a contact record as an archive carries it: the store's contact
+/// record without session bookkeeping, within the store's limits.
+pub(crate) fn decode_archived_contact(payload: &[u8]) -> Option<ContactRecord> {
+    if payload
+        .get(1)
+        .is_some_and(|flags| flags & SESSION_FLAGS != 0)
+    {
+        return None;
+    }
+    let record = decode_contact(payload).ok()?;
+    let within_limits = record.id.len() <= MAX_CONTACT_ID_LEN
+        && record.name.len() <= MAX_CONTACT_NAME_LEN
+        && record
+            .claims_to_succeed
+            .as_ref()
+            .is_none_or(|c| c.len() <= MAX_CONTACT_ID_LEN);
+    within_limits.then_some(record)
+}
+
+/// A message record's head and body, checked.
+pub(crate) type MessageParts<'a> = (&'a [u8], &'a [u8]);
+
+/// Decodes a message (`0x05`) or unreadable (`0x06`) record: its seq and,
+/// for a message, its head and body (checked: a known version,
+/// direction and state, a body within the protocol's limit).
+pub(crate) fn decode_row(kind: u8, payload: &[u8]) -> Option<(u64, Option<MessageParts<'_>>)> {
+    let seq = seq_of(payload)?;
+    let rest = &payload[8..];
+    match kind {
+        UNREADABLE if rest.is_empty() => Some((seq, None)),
+        MESSAGE => {
+            let head = message_head_len(rest).ok()?;
+            let (head, body) = rest.split_at(head);
+            (body.len() <= MAX_PLAINTEXT_LEN).then_some((seq, Some((head, body))))
+        }
+        _ => None,
     }
 }
 
@@ -117,7 +196,11 @@ pub(crate) fn decode_conversation(payload: &[u8]) -> Option<ConversationRecord> 
     let next_seq = f.u64()?;
     let n = usize::try_from(f.u32()?).ok()?;
     // Seqs are SQLite integers: at most i64::MAX.
-    if n > crate::records::MAX_DELETED_RANGES || next_seq == 0 || i64::try_from(next_seq).is_err() {
+    if n > crate::records::MAX_DELETED_RANGES
+        || next_seq == 0
+        || i64::try_from(next_seq).is_err()
+        || contact.len() > MAX_CONTACT_ID_LEN
+    {
         return None;
     }
     let mut deleted = Vec::with_capacity(n.min(f.0.len() / 16));

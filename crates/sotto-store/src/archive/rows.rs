@@ -1,0 +1,237 @@
+//! Writing an archive's message rows into a store, in batches: the rows
+//! of one conversation are queued, then sealed and inserted together
+//! with one prepared statement each for the messages and the seen
+//! envelope ids. Shared by the backup import and the history transfer.
+//!
+//! Sealing (XChaCha20-Poly1305 under the conversation's key, a fresh
+//! random nonce per row) is most of the work of writing a row, and rows
+//! are independent: a large batch is sealed on up to
+//! [`MAX_SEALING_THREADS`] threads (scoped, joined before the rows are
+//! written), each drawing its nonces from its own generator seeded from
+//! the store's. Only the sealing moves; the database is written from the
+//! caller's thread, in seq order. A thread the system does not give is
+//! sealed for on the caller's thread.
+//!
+//! A message that was still waiting for the relay at export becomes
+//! `Failed(ExportedUnsent)`: its ciphertext and session are not in the
+//! archive. An incoming message's envelope id is recorded as seen, so a
+//! copy the relay delivers again is a duplicate, as it was at the source.
+
+use std::num::NonZeroUsize;
+use std::sync::OnceLock;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use zeroize::Zeroizing;
+
+use super::records::MessageParts;
+use crate::db::{Conversation, Db};
+use crate::error::{Error, Result, Row};
+use crate::records::{message_record_from_parts, set_message_state};
+use crate::types::{DeliveryState, EnvelopeId, SendFailure};
+
+/// Rows queued before a flush is due.
+const MAX_ROWS: usize = 4096;
+/// Plaintext bytes queued before a flush is due (one chunk's worth).
+const MAX_BYTES: usize = 512 * 1024;
+
+/// Most threads that seal one batch, the caller's included.
+const MAX_SEALING_THREADS: usize = 4;
+/// Rows each sealing thread gets at least: fewer are sealed where they
+/// are (a thread costs about as much as sealing a few dozen rows).
+const ROWS_PER_THREAD: usize = 128;
+
+/// One queued row.
+struct Queued {
+    seq: u64,
+    /// The store's message record (body padded), wiped on drop.
+    record: Zeroizing<Vec<u8>>,
+    /// The envelope id of an incoming message.
+    incoming: Option<EnvelopeId>,
+}
+
+/// Message rows of one conversation waiting to be written.
+#[derive(Default)]
+pub(super) struct MessageRows {
+    queued: Vec<Queued>,
+    bytes: usize,
+}
+
+impl MessageRows {
+    /// Queues message `seq` from its archived head and body (checked by
+    /// [`decode_row`](super::records::decode_row)).
+    pub(super) fn push(&mut self, seq: u64, (head, body): MessageParts<'_>) -> Result<()> {
+        let mut record = message_record_from_parts(head, body)?;
+        // Offsets in the message head: direction at 1, state at 2,
+        // envelope id at 11..27 (checked by `message_head_len`).
+        let outgoing = head[1] == 1;
+        if outgoing && DeliveryState::from_byte(head[2]) == Some(DeliveryState::Pending) {
+            set_message_state(
+                &mut record,
+                DeliveryState::Failed(SendFailure::ExportedUnsent),
+            )
+            .map_err(|_| Error::Corrupt {
+                table: "messages",
+                row: Row::Seq(seq),
+            })?;
+        }
+        let incoming = (!outgoing)
+            .then(|| head[11..27].try_into().ok().map(EnvelopeId))
+            .flatten();
+        self.bytes += record.len();
+        self.queued.push(Queued {
+            seq,
+            record,
+            incoming,
+        });
+        Ok(())
+    }
+
+    /// True when enough is queued to flush before queuing more.
+    pub(super) fn is_full(&self) -> bool {
+        self.queued.len() >= MAX_ROWS || self.bytes >= MAX_BYTES
+    }
+
+    /// Seals every queued row for its place in `conversation` (which all
+    /// of them belong to), inserts them, records the incoming ones'
+    /// envelope ids as seen, and empties the queue.
+    pub(super) fn flush(
+        &mut self,
+        db: &Db<'_>,
+        rng: &mut StdRng,
+        conversation: &Conversation,
+    ) -> Result<()> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let sealed = seal_all(conversation, &self.queued, rng)?;
+        db.insert_sealed_messages(
+            conversation,
+            self.queued
+                .iter()
+                .zip(&sealed)
+                .map(|(q, s)| (q.seq, s.as_slice())),
+        )?;
+        let mut seen: Vec<[u8; 32]> = self
+            .queued
+            .iter()
+            .filter_map(|q| q.incoming)
+            .map(|id| db.seen_lookup(&conversation.contact, &id))
+            .collect();
+        // In key order: each insert starts where the last one ended.
+        seen.sort_unstable();
+        db.mark_seen_all(&seen)?;
+        self.queued.clear();
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
+/// How many threads seal `rows` rows: one per [`ROWS_PER_THREAD`], at most
+/// one per core and [`MAX_SEALING_THREADS`].
+fn sealing_threads(rows: usize) -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores =
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
+    (rows / ROWS_PER_THREAD).clamp(1, cores.clamp(1, MAX_SEALING_THREADS))
+}
+
+/// Seals every queued row for its place, in order.
+fn seal_all(
+    conversation: &Conversation,
+    queued: &[Queued],
+    rng: &mut StdRng,
+) -> Result<Vec<Vec<u8>>> {
+    let seal_part = |part: &[Queued], rng: &mut StdRng| -> Result<Vec<Vec<u8>>> {
+        part.iter()
+            .map(|q| conversation.seal_message(rng, q.seq, &q.record))
+            .collect()
+    };
+    let threads = sealing_threads(queued.len());
+    if threads == 1 {
+        return seal_part(queued, rng);
+    }
+    let mut parts = queued.chunks(queued.len().div_ceil(threads));
+    let first = parts.next().unwrap_or_default();
+    // Each thread its own generator, seeded from the store's (a CSPRNG
+    // seeded by the operating system): nonces stay random and independent.
+    let mut rngs: Vec<StdRng> = (1..threads).map(|_| StdRng::from_rng(rng)).collect();
+    std::thread::scope(|scope| {
+        // A part whose thread could not be made is sealed here instead.
+        let others: Vec<_> = parts
+            .zip(rngs.iter_mut())
+            .map(|(part, rng)| {
+                let handle = std::thread::Builder::new()
+                    .name("sotto-store seal".into())
+                    .spawn_scoped(scope, || seal_part(part, &mut *rng))
+                    .ok();
+                (part, handle)
+            })
+            .collect();
+        let mut sealed = seal_part(first, rng)?;
+        for (part, handle) in others {
+            let part = match handle {
+                Some(handle) => match handle.join() {
+                    Ok(part) => part?,
+                    // Sealing does not panic on any input; if it ever did,
+                    // the panic goes on as it would have without threads.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                None => seal_part(part, rng)?,
+            };
+            sealed.extend(part);
+        }
+        Ok(sealed)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{ConversationKey, Place};
+    use crate::db::message_row;
+
+    #[test]
+    fn rows_sealed_on_several_threads_open_in_their_own_places() {
+        let mut rng = StdRng::from_seed([3; 32]);
+        let conversation = Conversation {
+            lookup: [5; 32],
+            contact: "bob".into(),
+            key: ConversationKey::generate(&mut rng),
+            next_seq: 10_000,
+            deleted: Vec::new(),
+        };
+        let queued: Vec<Queued> = (1..=3 * ROWS_PER_THREAD as u64 + 7)
+            .map(|seq| Queued {
+                seq,
+                record: Zeroizing::new(seq.to_be_bytes().to_vec()),
+                incoming: None,
+            })
+            .collect();
+        let sealed = seal_all(&conversation, &queued, &mut rng).unwrap();
+        assert_eq!(sealed.len(), queued.len());
+        let mut nonces = std::collections::HashSet::new();
+        for (q, s) in queued.iter().zip(&sealed) {
+            let row = message_row(&conversation.lookup, q.seq);
+            let opened = conversation
+                .key
+                .sealing()
+                .open(Place::new("messages", "sealed", &row), s)
+                .unwrap();
+            assert_eq!(opened.as_slice(), q.record.as_slice());
+            assert!(nonces.insert(s[1..25].to_vec()), "a nonce twice");
+        }
+    }
+
+    #[test]
+    fn batches_are_shared_out_by_size_and_cores() {
+        assert_eq!(sealing_threads(0), 1);
+        assert_eq!(sealing_threads(ROWS_PER_THREAD - 1), 1);
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        assert_eq!(
+            sealing_threads(ROWS_PER_THREAD * 100),
+            cores.clamp(1, MAX_SEALING_THREADS)
+        );
+        assert!(sealing_threads(2 * ROWS_PER_THREAD) <= 2);
+    }
+}
