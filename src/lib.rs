@@ -48,15 +48,16 @@ pub use address::{ADDRESS_PREFIX, Address, AddressError};
 pub use client::Fault;
 pub use client::{
     Client, ClientEvent, ClientOptions, ContactInfo, DisconnectReason, DropReason, Events,
-    HistoryItem, IdentityChange, IncomingMessage, JoinedAccount, LinkedDevice, PROFILE_DB,
-    RELAY_FILE, SendStatus, Sent, Step, Undecryptable, UnreadableRow,
+    HistoryItem, HistoryTransfer, IdentityChange, IncomingMessage, JoinedAccount, LinkedDevice,
+    PROFILE_DB, RELAY_FILE, SendStatus, Sent, Step, Undecryptable, UnreadableRow,
 };
 pub use connection::RelayTrust;
 pub use error::{Error, Result, TlsConfigError};
 pub use payload::{
     DETACHED_FRAME, DETACHED_FRAME_OVERHEAD, KIND_DECRYPTION_ERROR, KIND_DETACHED_MESSAGE,
-    KIND_DEVICE_LIST, KIND_DEVICE_MESSAGE, KIND_IDENTITY_CHANGE, KIND_LINK_ACCEPT, KIND_LINK_OFFER,
-    KIND_MESSAGE, KIND_RECEIPT, MAX_RECEIPT_IDS, PAYLOAD_OVERHEAD, PAYLOAD_VERSION, PayloadError,
+    KIND_DEVICE_LIST, KIND_DEVICE_MESSAGE, KIND_HISTORY_CHUNK, KIND_HISTORY_STATUS,
+    KIND_IDENTITY_CHANGE, KIND_LINK_ACCEPT, KIND_LINK_OFFER, KIND_MESSAGE, KIND_RECEIPT,
+    MAX_RECEIPT_IDS, PAYLOAD_OVERHEAD, PAYLOAD_VERSION, PayloadError,
 };
 pub use relay_address::{RelayAddress, RelayAddressError, RelayTransport};
 

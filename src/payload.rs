@@ -29,6 +29,12 @@
 //!            `body`): the sotto-core message holds the body's key, and
 //!            the envelope carries the blob after the sealed layer:
 //!            0xD0 || u32be(len(sealed)) || sealed || blob
+//! kind 0x0A: body is a chunk of a history transfer (docs/devices.md):
+//!            u16be(len) || the transfer's header(len) || u64be(chunk index);
+//!            the chunk's frame travels after the sealed layer as a
+//!            detached body does (it is encrypted under the transfer key)
+//! kind 0x0B: body is a history transfer's status, from the receiving
+//!            device: transfer id(16) || u64be(next chunk) || u8(complete)
 //! ```
 //!
 //! Kind 0x01 is what a primary device sends to a contact's primary device
@@ -79,6 +85,10 @@ pub const KIND_LINK_OFFER: u8 = 0x07;
 pub const KIND_LINK_ACCEPT: u8 = 0x08;
 /// Kind byte: a message between devices whose body is detached.
 pub const KIND_DETACHED_MESSAGE: u8 = 0x09;
+/// Kind byte: a chunk of a history transfer.
+pub const KIND_HISTORY_CHUNK: u8 = 0x0A;
+/// Kind byte: a history transfer's status.
+pub const KIND_HISTORY_STATUS: u8 = 0x0B;
 /// First byte of an envelope that carries a detached body after its sealed
 /// layer (a sealed envelope starts with its version, 0x01 or 0x02).
 pub const DETACHED_FRAME: u8 = 0xD0;
@@ -306,6 +316,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Payload<'_>, PayloadError> {
             | KIND_LINK_OFFER
             | KIND_LINK_ACCEPT
             | KIND_DETACHED_MESSAGE
+            | KIND_HISTORY_CHUNK
+            | KIND_HISTORY_STATUS
     ) {
         return Err(PayloadError::UnknownKind(kind));
     }
@@ -395,6 +407,50 @@ pub(crate) fn split_detached(bytes: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
         }
         _ => Some((bytes, None)),
     }
+}
+
+/// The body of a history chunk's payload (kind 0x0A).
+pub(crate) fn history_chunk_body(header: &[u8], index: u64) -> Vec<u8> {
+    let mut body = Vec::with_capacity(2 + header.len() + 8);
+    // A header is a few dozen bytes.
+    body.extend_from_slice(
+        &u16::try_from(header.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
+    body.extend_from_slice(header);
+    body.extend_from_slice(&index.to_be_bytes());
+    body
+}
+
+/// The header and chunk index of a history chunk's payload.
+pub(crate) fn parse_history_chunk(body: &[u8]) -> Option<(&[u8], u64)> {
+    let (len, rest) = body.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    let header = rest.get(..len)?;
+    let index: [u8; 8] = rest.get(len..)?.try_into().ok()?;
+    Some((header, u64::from_be_bytes(index)))
+}
+
+/// The body of a history transfer's status (kind 0x0B).
+pub(crate) fn history_status_body(id: &[u8; 16], next_chunk: u64, complete: bool) -> Vec<u8> {
+    let mut body = Vec::with_capacity(25);
+    body.extend_from_slice(id);
+    body.extend_from_slice(&next_chunk.to_be_bytes());
+    body.push(u8::from(complete));
+    body
+}
+
+/// The transfer id, next chunk and completion of a status.
+pub(crate) fn parse_history_status(body: &[u8]) -> Option<([u8; 16], u64, bool)> {
+    let (id, rest) = body.split_first_chunk::<16>()?;
+    let (next, rest) = rest.split_first_chunk::<8>()?;
+    let complete = match rest {
+        [0] => false,
+        [1] => true,
+        _ => return None,
+    };
+    Some((*id, u64::from_be_bytes(*next), complete))
 }
 
 /// A payload of `kind` around `body` (device list, link offer, accept),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use sotto::core::DeviceId;
+use sotto::relay::MailboxAddress;
 use sotto::{Client, ClientEvent, Events};
 
 const LINK_WAIT: Duration = Duration::from_secs(20);
@@ -400,5 +401,164 @@ async fn a_large_message_reaches_every_device_and_an_altered_body_costs_only_its
     assert_eq!(resent, &big[..100_000]);
     alice.send("bob", b"after it").await.unwrap();
     assert_eq!(next_event(&mut bob_events, message_text).await, "after it");
+    relay.shutdown().await;
+}
+
+/// Alice's history, filled straight into her store (the relay would take
+/// minutes to carry it): `n` messages with Bob, alternating directions.
+async fn fill_history(dir: &Path, name: &str, contact: &str, n: usize) {
+    use sotto::store::{DeliveryState, Direction, NewMessage, Store};
+    let path = dir.join(name).join(sotto::PROFILE_DB);
+    let mut store = Store::open(&path, name.as_bytes(), &options().store).unwrap();
+    let bodies: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("history message {i:05} {}", "x".repeat(170)).into_bytes())
+        .collect();
+    let messages: Vec<NewMessage<'_>> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| NewMessage {
+            direction: if i % 2 == 0 {
+                Direction::Outgoing
+            } else {
+                Direction::Incoming
+            },
+            state: if i % 2 == 0 {
+                DeliveryState::Delivered
+            } else {
+                DeliveryState::Received
+            },
+            timestamp: 1_700_000_000_000 + i as u64,
+            body,
+        })
+        .collect();
+    store.import_messages(contact, &messages).unwrap();
+}
+
+/// Every row of a conversation, newest first, page by page.
+async fn whole_history(client: &Client, contact: &str) -> Vec<sotto::HistoryItem> {
+    let mut all = Vec::new();
+    let mut before = None;
+    loop {
+        let page = client.history(contact, before, 1000).await.unwrap();
+        let Some(last) = page.last() else {
+            return all;
+        };
+        before = Some(last.seq);
+        all.extend(page);
+    }
+}
+
+/// Waits for the history transfer event `pick` selects.
+async fn transfer_event(
+    events: &mut Events,
+    mut pick: impl FnMut(&sotto::HistoryTransfer) -> bool,
+) -> sotto::HistoryTransfer {
+    next_event(events, |e| match e {
+        ClientEvent::HistoryTransfer(t) if pick(&t) => Some(t),
+        _ => None,
+    })
+    .await
+}
+
+/// A linked laptop gets Alice's 10,000 messages from her phone, end to end
+/// encrypted through the relay; the phone stops half way (its relay
+/// refuses), the laptop stops half way (it is closed), both resume, and
+/// the histories end equal; the relay holds nothing of it afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_gets_the_history_and_either_side_can_stop_and_resume() {
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(InterceptingStore::new());
+    let relay = relay_with(unlimited_first_contacts(), store.clone()).await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let bob_id = bob.address().to_string();
+    alice.disconnect().await;
+    drop(alice);
+    fill_history(dir.path(), "alice", &bob_id, 10_000).await;
+    let alice = reopen(dir.path(), "alice", options()).await;
+    alice.connect(&addr).await.unwrap();
+    alice
+        .send("bob", b"the last one before linking")
+        .await
+        .unwrap();
+
+    let laptop = link(dir.path(), &addr, &alice, "alice-laptop").await;
+    // The laptop's own mailbox: its device key's.
+    let laptop_mailbox = {
+        let devices = alice.devices().await.unwrap();
+        MailboxAddress::of(&devices.device(laptop.device_id()).unwrap().identity)
+    };
+    // The laptop is closed before the transfer starts.
+    laptop.disconnect().await;
+    drop(laptop);
+
+    // The relay takes three chunks, then refuses (the phone "stops").
+    let taken = Arc::new(Mutex::new(0usize));
+    {
+        let taken = taken.clone();
+        *store.refuse_enqueue.lock().unwrap() = Some(Box::new(move |to| {
+            if *to != laptop_mailbox {
+                return None;
+            }
+            let mut taken = taken.lock().unwrap();
+            *taken += 1;
+            (*taken > 3).then_some(sotto::relay::StoreError::DiskFull)
+        }));
+    }
+    assert!(alice.send_history().await.is_err());
+    *store.refuse_enqueue.lock().unwrap() = None;
+    alice.disconnect().await;
+    drop(alice);
+
+    // The laptop takes two of the chunks waiting for it, then closes.
+    let laptop = reopen_manual(dir.path(), "alice-laptop").await;
+    laptop.connect(&addr).await.unwrap();
+    let waiting = laptop.fetch_envelopes().await.unwrap();
+    assert!(waiting.len() >= 3, "{} waiting", waiting.len());
+    for envelope in waiting.into_iter().take(2) {
+        laptop.receive_envelope(envelope).await.unwrap();
+    }
+    laptop.disconnect().await;
+    drop(laptop);
+
+    // Both come back: the phone goes on from the chunk the relay refused,
+    // the laptop applies what waits and tells the phone where it stands.
+    let alice = reopen(dir.path(), "alice", options()).await;
+    let mut alice_events = alice.events();
+    alice.connect(&addr).await.unwrap();
+    let laptop = reopen(dir.path(), "alice-laptop", options()).await;
+    let mut laptop_events = laptop.events();
+    laptop.connect(&addr).await.unwrap();
+    let done = transfer_event(&mut laptop_events, |t| t.complete).await;
+    assert!(!done.outgoing);
+    assert_eq!(done.messages_total, 10_001);
+    transfer_event(&mut alice_events, |t| t.outgoing && t.complete).await;
+
+    let bob_address = bob.address().to_string();
+    let on_phone = whole_history(&alice, "bob").await;
+    let on_laptop = whole_history(&laptop, &bob_address).await;
+    assert_eq!(on_phone.len(), 10_001);
+    assert_eq!(on_laptop.len(), on_phone.len());
+    for (a, b) in on_phone.iter().zip(&on_laptop) {
+        assert_eq!((a.seq, &a.body, a.state), (b.seq, &b.body, b.state));
+    }
+    // The contact came with its name.
+    assert!(
+        laptop
+            .contacts()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.as_ref().is_ok_and(|c| c.name == "bob"))
+    );
+    // Nothing of it is left on the relay: the laptop's mailbox is empty.
+    let manual = reopen_manual(dir.path(), "alice-laptop").await;
+    laptop.disconnect().await;
+    drop(laptop);
+    manual.connect(&addr).await.unwrap();
+    assert!(manual.fetch_envelopes().await.unwrap().is_empty());
+    assert!(!dir.path().join("alice").join("history-out.sotto").exists());
     relay.shutdown().await;
 }

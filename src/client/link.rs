@@ -18,7 +18,7 @@ use sotto_core::{
     AccessKey, DeviceId, DeviceList, IdentityKey, LinkAccept, LinkCode, LinkKey, LinkOffer,
 };
 use sotto_relay::RelayClient;
-use sotto_store::DeviceListChange;
+use sotto_store::{DeviceListChange, OutgoingTransfer};
 use tokio::sync::oneshot;
 
 use super::Client;
@@ -212,6 +212,14 @@ impl Client {
     }
 }
 
+/// The key of the history transfer that follows a link at list `version`.
+fn history_key(link_key: &LinkKey, version: u64) -> Result<sotto_store::ArchiveKey> {
+    let key = link_key
+        .history_transfer_key(version)
+        .map_err(Error::Link)?;
+    Ok(sotto_store::ArchiveKey::from_bytes(key.as_bytes()))
+}
+
 impl Shared {
     /// A link offer or accept from the device `from` (payload kinds 0x07,
     /// 0x08): taken only by the link this client waits for.
@@ -251,10 +259,12 @@ impl Shared {
         let signed = offer.device_list().clone();
         let access = AccessKey::from_bytes(*access);
         let stored_access = access.clone();
+        let history = history_key(&verified.link_key, verified.device_list.version())?;
         let device = self
             .with_store(move |s| {
                 let device = s.join_account(&account, &signed)?;
                 s.set_account_access_key(&stored_access)?;
+                s.set_incoming_history_key(Some(&history))?;
                 Ok(device)
             })
             .await?;
@@ -307,9 +317,16 @@ impl Shared {
         let id = list
             .contains(from)
             .ok_or(Error::Link(sotto_core::Error::DeviceNotListed))?;
+        let history = history_key(&offered.link_key, list.version())?;
+        let device = *from;
         let result = async {
             let (signed, change) = self
-                .with_store(move |s| s.set_own_device_list(&list))
+                .with_store(move |s| {
+                    let changed = s.set_own_device_list(&list)?;
+                    // Ready for `send_history`, which the app may call.
+                    s.set_outgoing_transfer(Some(&OutgoingTransfer::new(device, history)))?;
+                    Ok(changed)
+                })
                 .await?;
             conn.publish_device_list(&signed.to_bytes()).await?;
             self.push_device_list(conn, &signed).await;

@@ -236,6 +236,33 @@ impl Shared {
                 conn.ack(&[relay_id]).await?;
                 Ok(Settled::Nothing)
             }
+            Outcome::History {
+                from,
+                kind,
+                body,
+                chunk,
+            } => {
+                let handled = match chunk {
+                    Some(frame) => self.on_history_chunk(conn, &from, &body, &frame).await,
+                    None if kind == crate::payload::KIND_HISTORY_STATUS => {
+                        self.on_history_status(conn, &from, &body).await
+                    }
+                    None => Err(Error::Dropped(DropReason::Malformed)),
+                };
+                match handled {
+                    Ok(()) => {}
+                    Err(e) if conn.is_closed() => return Err(e),
+                    // A local failure (a full disk, say): the chunk stays
+                    // on the relay and comes again.
+                    Err(Error::Store(e)) if !matches!(e, sotto_store::Error::Archive(_)) => {
+                        tracing::warn!(error = %e, "history chunk not applied");
+                        return Err(Error::Store(e));
+                    }
+                    Err(e) => self.report(Step::Devices, e),
+                }
+                conn.ack(&[relay_id]).await?;
+                Ok(Settled::Nothing)
+            }
             Outcome::UnknownDevice { .. } => {
                 conn.ack(&[relay_id]).await?;
                 Ok(Settled::Dropped(DropReason::UnknownDevice))

@@ -43,9 +43,11 @@ mod recovery;
 mod send;
 mod shared;
 mod supervisor;
+mod transfer;
 mod types;
 
 pub use link::{JoinedAccount, LinkedDevice};
+pub use transfer::HistoryTransfer;
 #[cfg(feature = "test-hooks")]
 pub use types::Fault;
 pub use types::{

@@ -120,6 +120,14 @@ pub(crate) enum Outcome {
         kind: u8,
         body: Vec<u8>,
     },
+    /// A history transfer's chunk (with its frame) or status from the
+    /// device `from`: handled by the transfer code.
+    History {
+        from: IdentityKey,
+        kind: u8,
+        body: Vec<u8>,
+        chunk: Option<Vec<u8>>,
+    },
     /// A contact's decryption-error notice about our ciphertext `failed`:
     /// answering it needs the relay (a new bundle, a resend).
     Notice {
@@ -142,6 +150,7 @@ impl Outcome {
             Self::UnknownDevice { .. } => "unknown device",
             Self::DevicesChanged { .. } => "device list",
             Self::Link { .. } => "link",
+            Self::History { .. } => "history transfer",
         }
     }
 }
@@ -173,8 +182,12 @@ pub(crate) fn receive(
         }
         Err(_) => return Ok(Outcome::Dropped(DropReason::Malformed)),
     };
-    // A detached body comes with a message that says so, and only then.
-    if detached.is_some() != (payload.kind == payload::KIND_DETACHED_MESSAGE) {
+    // A detached body comes with a payload that says so, and only then.
+    let carries = matches!(
+        payload.kind,
+        payload::KIND_DETACHED_MESSAGE | payload::KIND_HISTORY_CHUNK
+    );
+    if detached.is_some() != carries {
         return Ok(Outcome::Dropped(DropReason::Malformed));
     }
     let sender = opened.sender;
@@ -218,6 +231,14 @@ pub(crate) fn receive(
                 from: sender,
                 kind: payload.kind,
                 body: payload.body.to_vec(),
+            });
+        }
+        payload::KIND_HISTORY_CHUNK | payload::KIND_HISTORY_STATUS => {
+            return Ok(Outcome::History {
+                from: sender,
+                kind: payload.kind,
+                body: payload.body.to_vec(),
+                chunk: detached.map(<[u8]>::to_vec),
             });
         }
         _ => {}

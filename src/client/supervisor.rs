@@ -98,6 +98,9 @@ impl Shared {
             self.report(Step::Mailbox, e);
             return (false, sent);
         }
+        if let Err(e) = self.resume_history(conn).await {
+            self.report(Step::Devices, e);
+        }
         (true, sent)
     }
 

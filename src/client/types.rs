@@ -149,6 +149,9 @@ pub enum ClientEvent {
     /// This device was removed from its account's device list: it gets
     /// nothing new and can send nothing any more.
     Unlinked,
+    /// A history transfer to or from a linked device went on (or ended:
+    /// `complete`).
+    HistoryTransfer(super::HistoryTransfer),
     /// An envelope was dropped without a trace in history and without any
     /// answer to anyone: it did not come from whom it claims (the sealed
     /// layer did not authenticate it), or its format is not one this client

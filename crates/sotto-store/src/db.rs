@@ -195,44 +195,6 @@ impl<'a> Db<'a> {
         Ok(())
     }
 
-    // ---- sealed values in `meta` -------------------------------------------
-
-    /// The sealed `meta` value `name`, opened; `None` when there is none.
-    pub(crate) fn meta_value(&self, name: &'static str) -> Result<Option<Zeroizing<Vec<u8>>>> {
-        let sealed: Option<Vec<u8>> = self
-            .conn
-            .prepare_cached("SELECT value FROM meta WHERE name = ?1")?
-            .query_row(params![name], |r| r.get(0))
-            .optional()
-            .map_err(|e| corrupt_or_db(e, "meta", Row::Named(name)))?;
-        sealed
-            .map(|sealed| {
-                self.open_value(
-                    Place::new("meta", "value", name.as_bytes()),
-                    &sealed,
-                    Row::Named(name),
-                )
-            })
-            .transpose()
-    }
-
-    /// Seals `value` for the `meta` row `name` and writes it.
-    pub(crate) fn put_meta_value<R: CryptoRng + ?Sized>(
-        &self,
-        rng: &mut R,
-        name: &'static str,
-        value: &[u8],
-    ) -> Result<()> {
-        let sealed =
-            self.keys
-                .value()
-                .seal(rng, Place::new("meta", "value", name.as_bytes()), value)?;
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)")?
-            .execute(params![name, sealed])?;
-        Ok(())
-    }
-
     // ---- the account's own device list ------------------------------------
 
     /// The signed device list this profile's account published last, if

@@ -26,6 +26,42 @@ use crate::types::{DeviceListChange, PeerDevice};
 const ACCOUNT: &str = "account";
 const DEVICE_ID: &str = "device_id";
 const ACCESS_KEY: &str = "access_key";
+const HISTORY_IN: &str = "history_in";
+const HISTORY_OUT: &str = "history_out";
+
+/// A history transfer this device sends to a device it linked
+/// (docs/devices.md, "History on a new device"): where to, under which
+/// key, and the next chunk to send.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct OutgoingTransfer {
+    /// The receiving device's key.
+    pub to: IdentityKey,
+    /// The transfer's key (from the link).
+    pub key: crate::ArchiveKey,
+    /// The next chunk to send (every chunk before it was accepted by the
+    /// relay).
+    pub next_chunk: u64,
+}
+
+impl core::fmt::Debug for OutgoingTransfer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OutgoingTransfer")
+            .field("next_chunk", &self.next_chunk)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutgoingTransfer {
+    /// A transfer to `to` under `key`, from chunk 0.
+    pub fn new(to: IdentityKey, key: crate::ArchiveKey) -> Self {
+        Self {
+            to,
+            key,
+            next_chunk: 0,
+        }
+    }
+}
 
 impl Store {
     /// The account key of this profile's account: its own identity key for
@@ -172,6 +208,62 @@ impl Store {
     /// Remembers the account's access key (from the link offer).
     pub fn set_account_access_key(&mut self, key: &AccessKey) -> Result<()> {
         self.write(|db, rng| db.put_meta_value(rng, ACCESS_KEY, key.as_bytes()))
+    }
+
+    /// The key of the history transfer this linked device expects from
+    /// the device that linked it (kept from the link until the transfer
+    /// completes, so that it survives a restart).
+    pub fn incoming_history_key(&self) -> Result<Option<crate::ArchiveKey>> {
+        self.read(|db| {
+            db.meta_value(HISTORY_IN)?
+                .map(|bytes| {
+                    <[u8; 32]>::try_from(bytes.as_slice())
+                        .map(|b| crate::ArchiveKey::from_bytes(&b))
+                        .map_err(|_| meta_corrupt(HISTORY_IN))
+                })
+                .transpose()
+        })
+    }
+
+    /// Keeps (or, with `None`, forgets) the incoming history key.
+    pub fn set_incoming_history_key(&mut self, key: Option<&crate::ArchiveKey>) -> Result<()> {
+        self.write(|db, rng| match key {
+            Some(key) => db.put_meta_value(rng, HISTORY_IN, key.as_bytes()),
+            None => db.delete_meta(HISTORY_IN).map(|_| ()),
+        })
+    }
+
+    /// The history transfer this device is sending, if any.
+    pub fn outgoing_transfer(&self) -> Result<Option<OutgoingTransfer>> {
+        self.read(|db| {
+            db.meta_value(HISTORY_OUT)?
+                .map(|bytes| {
+                    let corrupt = || meta_corrupt(HISTORY_OUT);
+                    let (to, rest) = bytes.split_first_chunk::<32>().ok_or_else(corrupt)?;
+                    let (key, rest) = rest.split_first_chunk::<32>().ok_or_else(corrupt)?;
+                    let next: [u8; 8] = rest.try_into().map_err(|_| corrupt())?;
+                    Ok(OutgoingTransfer {
+                        to: IdentityKey::from_bytes(to).map_err(|_| corrupt())?,
+                        key: crate::ArchiveKey::from_bytes(key),
+                        next_chunk: u64::from_be_bytes(next),
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    /// Records (or, with `None`, ends) the history transfer being sent.
+    pub fn set_outgoing_transfer(&mut self, transfer: Option<&OutgoingTransfer>) -> Result<()> {
+        self.write(|db, rng| match transfer {
+            Some(t) => {
+                let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(72));
+                bytes.extend_from_slice(t.to.as_bytes());
+                bytes.extend_from_slice(t.key.as_bytes());
+                bytes.extend_from_slice(&t.next_chunk.to_be_bytes());
+                db.put_meta_value(rng, HISTORY_OUT, &bytes)
+            }
+            None => db.delete_meta(HISTORY_OUT).map(|_| ()),
+        })
     }
 
     /// `contact`'s newest device list held here (verified against their

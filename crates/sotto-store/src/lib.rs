@@ -106,6 +106,7 @@ pub use archive::{
     TransferFrames, TransferProgress,
 };
 pub use check::CheckReport;
+pub use devices::OutgoingTransfer;
 pub use error::{Error, Result, Row, UnlockMethod};
 pub use history::MAX_PAGE;
 pub use options::{
