@@ -103,6 +103,10 @@ enum Command {
         /// On a new device: the relay the account uses (registers there).
         #[arg(long)]
         relay: Option<String>,
+        /// On the account's device: do not send the history to the new
+        /// device.
+        #[arg(long)]
+        no_history: bool,
     },
     /// Remove a device from this account (on the device that holds the
     /// account): it gets nothing new from then on.
@@ -217,9 +221,9 @@ async fn run(cli: Cli) -> CliResult<ExitCode> {
             tls_key,
         } => relay::relay(&listen, &db, tls_cert.zip(tls_key)).await,
         Command::Init => init(&cli.profile).await,
-        Command::Link { code: None, relay } => {
-            link::show_code(&cli.profile, cli.relay_ca.as_deref(), relay).await
-        }
+        Command::Link {
+            code: None, relay, ..
+        } => link::show_code(&cli.profile, cli.relay_ca.as_deref(), relay).await,
         Command::Demo { keep } => demo::run(keep).await,
         command @ (Command::Export { .. } | Command::Import { .. }) => {
             archive::history_archive(&cli.profile, command).await
@@ -487,8 +491,10 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
         }
         Command::Talk { name } => talk::talk(client, &name).await?,
         Command::Link {
-            code: Some(code), ..
-        } => link::accept_code(client, &code).await?,
+            code: Some(code),
+            no_history,
+            ..
+        } => link::accept_code(client, &code, !no_history).await?,
         Command::Unlink { device } => link::unlink(client, device).await?,
         Command::Relay { .. }
         | Command::Link { code: None, .. }

@@ -660,8 +660,11 @@ fn export_and_import_move_a_profile_with_its_history_and_recovery_follows() {
 fn link_shows_a_code_and_the_account_device_links_it() {
     let dir = tempfile::tempdir().unwrap();
     let (_relay, addr) = start_relay(dir.path());
-    let (alice, bob, alice_address, _) = alice_and_bob(dir.path(), &addr);
+    let (alice, bob, alice_address, bob_address) = alice_and_bob(dir.path(), &addr);
     let laptop = dir.path().join("alice-laptop");
+    // History the laptop should get.
+    ok(chat(&bob, &["send", "alice", "before the laptop existed"]));
+    assert!(ok(chat(&alice, &["sync"])).contains("before the laptop existed"));
 
     let mut waiting = Command::new(chat_binary())
         .arg("--profile")

@@ -8,6 +8,23 @@ use sotto::{Client, ClientOptions};
 
 use crate::{CliResult, Command, open, passphrase};
 
+/// `[#####...............] 25% 2500/10000 messages` on stderr, redrawn in
+/// place.
+pub(crate) fn draw_bar(done: u64, total: u64) {
+    let fraction = if total == 0 {
+        1.0
+    } else {
+        done.min(total) as f64 / total as f64
+    };
+    let percent = (fraction * 100.0) as usize;
+    let filled = percent / 5;
+    eprint!(
+        "\r[{}{}] {percent:>3}% {done}/{total} messages",
+        "#".repeat(filled),
+        ".".repeat(20 - filled),
+    );
+}
+
 /// `export FILE` and `import FILE`: the history as an encrypted archive,
 /// with a progress bar on stderr.
 pub(crate) async fn history_archive(
@@ -47,14 +64,7 @@ pub(crate) async fn history_archive(
                 return;
             }
             last = Some((percent, p.messages_done));
-            let filled = percent / 5;
-            eprint!(
-                "\r[{}{}] {percent:>3}% {}/{} messages",
-                "#".repeat(filled),
-                ".".repeat(20 - filled),
-                p.messages_done,
-                p.messages_total
-            );
+            draw_bar(p.messages_done, p.messages_total);
             drawn.store(true, Ordering::Relaxed);
         }
     };

@@ -218,7 +218,31 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> CliResult<ExitCode> {
     bob.mark_verified("alice").await.map_err(s)?;
     println!("  they match; both marked verified");
 
-    println!("\n5. Transcript, from Alice's encrypted history");
+    println!("\n5. Alice links her computer: it gets her history, then writes from it");
+    let computer = link_computer(&alice, &dir, &relay_addr).await?;
+    let mut alice_events = alice.events();
+    script
+        .send(&computer, "alice", "bob", "Writing from my computer now.")
+        .await?;
+    expect(&mut bob_in, "bob", "Writing from my computer now.").await?;
+    let copy = tokio::time::timeout(WAIT, async {
+        while let Some(event) = alice_events.next().await {
+            if let sotto::ClientEvent::SentFromOtherDevice(m) = event {
+                return Some(m);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or("the phone did not get the copy of the computer's message")?;
+    println!(
+        "  alice's phone <- her own message from the computer   [stored as #{}]",
+        copy.seq
+    );
+
+    println!("\n6. Transcript, from Alice's encrypted history");
     let history = alice.history("bob", None, 100).await.map_err(s)?;
     for item in history.iter().rev() {
         let who = if item.outgoing { "alice" } else { "bob" };
@@ -230,20 +254,25 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> CliResult<ExitCode> {
         println!("  #{:<2} {who:>5}: {body}", item.seq);
     }
     let bob_count = bob.history("alice", None, 100).await.map_err(s)?.len();
-    if history.len() != script.sent.len() || bob_count != script.sent.len() {
+    let bob_address = bob.address().to_string();
+    let on_computer = computer.history(&bob_address, None, 100).await.map_err(s)?;
+    let n = script.sent.len();
+    if history.len() != n || bob_count != n || on_computer.len() != n {
         return Err(format!(
-            "expected {} messages in each history, alice has {}, bob has {bob_count}",
-            script.sent.len(),
-            history.len()
+            "expected {n} messages in each history: alice's phone has {}, her computer {}, bob {bob_count}",
+            history.len(),
+            on_computer.len()
         ));
     }
+    println!("  (the same {n} messages, in the same order, on Alice's computer)");
 
     alice.disconnect().await;
     bob.disconnect().await;
-    drop((alice, bob, alice_in, bob_in));
+    computer.disconnect().await;
+    drop((alice, bob, computer, alice_in, bob_in));
     relay.shutdown().await;
 
-    println!("\n6. Looking for the plaintexts on disk");
+    println!("\n7. Looking for the plaintexts on disk");
     let files = files_to_scan(&dir);
     let mut found = Vec::new();
     let mut total = 0usize;
@@ -281,12 +310,65 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> CliResult<ExitCode> {
     Ok(result)
 }
 
-/// The relay's database and both profiles, with their WAL and SHM files.
+const COMPUTER_PASS: &[u8] = b"alice's computer demo passphrase";
+
+/// Links a new profile, Alice's computer, to her account, sends it her
+/// history and returns it, open as her account's device.
+async fn link_computer(alice: &Client, dir: &Path, relay_addr: &str) -> CliResult<Client> {
+    let s = |e: sotto::Error| e.to_string();
+    let path = dir.join("alice-computer");
+    let computer = Client::create(&path, COMPUTER_PASS, options(true))
+        .await
+        .map_err(s)?;
+    computer.register(relay_addr).await.map_err(s)?;
+    let code = computer.start_linking().await.map_err(s)?;
+    println!("  the computer shows its link code: {code}");
+    let waiting = {
+        let computer = computer.clone();
+        tokio::spawn(async move { computer.wait_for_link(WAIT).await })
+    };
+    let linked = alice.link_device(&code, WAIT).await.map_err(s)?;
+    waiting.await.map_err(|e| e.to_string())?.map_err(s)?;
+    println!(
+        "  alice's phone linked it as device {} (device list version {})",
+        linked.id, linked.version
+    );
+    computer.disconnect().await;
+    drop(computer);
+    let computer = Client::open(&path, COMPUTER_PASS, options(true))
+        .await
+        .map_err(s)?;
+    let mut events = computer.events();
+    computer.connect(relay_addr).await.map_err(s)?;
+    alice.send_history().await.map_err(s)?;
+    let done = tokio::time::timeout(WAIT, async {
+        while let Some(event) = events.next().await {
+            if let sotto::ClientEvent::HistoryTransfer(t) = event
+                && t.complete
+            {
+                return Some(t);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or("the computer did not get the history in time")?;
+    println!(
+        "  the computer received the history, end to end encrypted: {} messages",
+        done.messages_total
+    );
+    Ok(computer)
+}
+
+/// The relay's database and every profile, with their WAL and SHM files.
 fn files_to_scan(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for base in [
         dir.join("relay.db"),
         dir.join("alice").join(sotto::PROFILE_DB),
+        dir.join("alice-computer").join(sotto::PROFILE_DB),
         dir.join("bob").join(sotto::PROFILE_DB),
     ] {
         for suffix in ["", "-wal", "-shm", "-journal"] {
@@ -297,6 +379,11 @@ fn files_to_scan(dir: &Path) -> Vec<PathBuf> {
                 files.push(path);
             }
         }
+    }
+    // A history transfer's file, had it been left behind.
+    let transfer = dir.join("alice").join("history-out.sotto");
+    if transfer.exists() {
+        files.push(transfer);
     }
     files
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use sotto::core::{DeviceId, LinkCode};
-use sotto::{Client, ClientOptions};
+use sotto::{Client, ClientEvent, ClientOptions};
 
 use crate::{CliResult, connect, open, passphrase};
 
@@ -58,12 +58,56 @@ pub(crate) async fn show_code(
         .await
         .map_err(|e| format!("not linked: {e}"))?;
     client.disconnect().await;
+    drop(client);
     println!(
         "Linked: this is device {} of {}.",
         joined.device, joined.account
     );
     println!("Messages to and from your account now reach this device too.");
+    // From now on the profile is the account's device: open it again, and
+    // take the history the other device sends.
+    let client = open(profile, relay_ca, true).await?;
+    receive_history(&client).await?;
+    client.disconnect().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long the new device waits for the history to start, and then for
+/// each next part of it.
+const HISTORY_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits for the history the account's device sends, with a progress bar.
+async fn receive_history(client: &Client) -> CliResult<()> {
+    let mut events = client.events();
+    connect(client).await?;
+    println!("Receiving your history from your other device...");
+    let mut drawn = false;
+    loop {
+        let event = match tokio::time::timeout(HISTORY_WAIT, events.next()).await {
+            Ok(Some(event)) => event,
+            _ => {
+                if drawn {
+                    eprintln!();
+                }
+                println!(
+                    "No more of the history arrived for a while; the rest is taken whenever this device connects."
+                );
+                return Ok(());
+            }
+        };
+        let ClientEvent::HistoryTransfer(t) = event else {
+            continue;
+        };
+        crate::archive::draw_bar(t.messages_done, t.messages_total);
+        drawn = true;
+        if t.complete {
+            eprintln!();
+            let n = t.messages_total;
+            let plural = if n == 1 { "" } else { "s" };
+            println!("History received: {n} message{plural}, the same as on your other device.");
+            return Ok(());
+        }
+    }
 }
 
 async fn register(client: &Client, relay: &str) -> CliResult<()> {
@@ -90,7 +134,7 @@ fn qr(text: &str) -> String {
 }
 
 /// `chat link CODE` on the account's device.
-pub(crate) async fn accept_code(client: &Client, code: &str) -> CliResult<()> {
+pub(crate) async fn accept_code(client: &Client, code: &str, send_history: bool) -> CliResult<()> {
     let code: LinkCode = code
         .trim()
         .parse()
@@ -110,6 +154,38 @@ pub(crate) async fn accept_code(client: &Client, code: &str) -> CliResult<()> {
         "Linked device {} (device list version {}). Your contacts learn of it now.",
         linked.id, linked.version
     );
+    if !send_history {
+        return Ok(());
+    }
+    println!("Sending your history to it, end to end encrypted...");
+    let mut events = client.events();
+    client.send_history().await.map_err(|e| {
+        format!(
+            "the history was not sent entirely ({e}); it goes on when this device connects again"
+        )
+    })?;
+    // Every part is with the relay; wait (a while) for the new device to
+    // confirm it has all of it.
+    let confirmed = tokio::time::timeout(LINK_WAIT, async {
+        while let Some(event) = events.next().await {
+            if let ClientEvent::HistoryTransfer(t) = event
+                && t.outgoing
+                && t.complete
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    if confirmed {
+        println!("The new device has your whole history.");
+    } else {
+        println!(
+            "The history waits for the new device on the relay; it takes it when it connects."
+        );
+    }
     Ok(())
 }
 
