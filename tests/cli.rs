@@ -712,6 +712,10 @@ fn link_shows_a_code_and_the_account_device_links_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a link code"));
     let linked = ok(chat(&alice, &["link", &code]));
     assert!(linked.contains("Linked device 2"), "{linked}");
+    assert!(
+        linked.contains("The new device has your whole history"),
+        "{linked}"
+    );
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut shown, &mut rest).unwrap();
     assert!(waiting.wait().unwrap().success());
@@ -719,6 +723,9 @@ fn link_shows_a_code_and_the_account_device_links_it() {
         rest.contains(&format!("Linked: this is device 2 of {alice_address}")),
         "{rest}"
     );
+    assert!(rest.contains("History received: 1 message,"), "{rest}");
+    let history = ok(chat(&laptop, &["history", &bob_address]));
+    assert!(history.contains("before the laptop existed"), "{history}");
 
     for profile in [&alice, &laptop] {
         let devices = ok(chat(profile, &["devices"]));
