@@ -391,6 +391,7 @@ fn ten_thousand_messages_reach_the_new_device_under_its_own_identity() {
     let replay = sotto_store::Envelope {
         id: first_incoming,
         sender: "bob",
+        device: sotto_store::PeerDevice::CONTACT_PRIMARY,
         ciphertext: b"a seen envelope is not decrypted",
         sent_at: 0,
         received_at: T0,
