@@ -562,3 +562,126 @@ async fn a_new_device_gets_the_history_and_either_side_can_stop_and_resume() {
     assert!(!dir.path().join("alice").join("history-out.sotto").exists());
     relay.shutdown().await;
 }
+
+/// Two devices each: devices offline and coming back, a device that dies
+/// after committing a message and before any copy left, and one that dies
+/// after storing a message and before acknowledging it. Every device ends
+/// with every message once, in order; and no file the relay or any device
+/// wrote holds a plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_devices_and_crashes_cost_no_message_and_no_duplicate() {
+    use sotto::{ClientOptions, Fault};
+
+    let dir = tempfile::tempdir().unwrap();
+    let relay = sqlite_relay(&dir.path().join("relay.db")).await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let alice_laptop = link(dir.path(), &addr, &alice, "alice-laptop").await;
+    let bob_laptop = link(dir.path(), &addr, &bob, "bob-laptop").await;
+    let (alice_id, bob_id) = (alice.address().to_string(), bob.address().to_string());
+    let mut sent = Vec::new();
+    // The laptop's first message to Bob, online: its sessions with Bob's
+    // devices start from their bundles.
+    let text = "hello from the laptop".to_owned();
+    alice_laptop
+        .add_contact("bob", &bob.address())
+        .await
+        .unwrap();
+    alice_laptop.send(&bob_id, text.as_bytes()).await.unwrap();
+    sent.push(text);
+
+    // Bob's laptop is away while Alice writes three.
+    bob_laptop.disconnect().await;
+    for i in 0..3 {
+        let text = format!("while the laptop was away {i}");
+        alice.send("bob", text.as_bytes()).await.unwrap();
+        sent.push(text);
+    }
+    // Alice's laptop commits a message with no relay, and dies.
+    alice_laptop.disconnect().await;
+    let text = "committed on the laptop, then it died".to_owned();
+    let queued = alice_laptop.send(&bob_id, text.as_bytes()).await.unwrap();
+    assert_eq!(queued.status, sotto::SendStatus::Queued);
+    sent.push(text);
+    drop(alice_laptop);
+    // Bob's phone stores the next one and dies before acknowledging it.
+    bob.disconnect().await;
+    drop(bob);
+    let text = "stored by the phone, which died before the ack".to_owned();
+    alice.send("bob", text.as_bytes()).await.unwrap();
+    sent.push(text);
+    let crashing = reopen(
+        dir.path(),
+        "bob",
+        ClientOptions {
+            fault: Some(Fault::CrashBeforeAck),
+            ..options()
+        },
+    )
+    .await;
+    crashing.connect(&addr).await.unwrap();
+    crashing.disconnect().await;
+    drop(crashing);
+
+    // Everyone comes back.
+    let bob = reopen(dir.path(), "bob", options()).await;
+    bob.connect(&addr).await.unwrap();
+    let alice_laptop = reopen(dir.path(), "alice-laptop", options()).await;
+    alice_laptop.connect(&addr).await.unwrap();
+    bob_laptop.connect(&addr).await.unwrap();
+    let text = "after everyone is back".to_owned();
+    bob.send("alice", text.as_bytes()).await.unwrap();
+    sent.push(text);
+
+    // Every device, the same conversation: each message once, and each
+    // sender's messages in the order it sent them (messages of different
+    // devices land in the order they arrived).
+    let mut want: Vec<&str> = sent.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    let views: [(&Client, &str); 4] = [
+        (&alice, "bob"),
+        (&alice_laptop, &bob_id),
+        (&bob, "alice"),
+        (&bob_laptop, &alice_id),
+    ];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for (client, contact) in views {
+        loop {
+            let got = bodies(client, contact).await;
+            let mut sorted: Vec<&str> = got.iter().map(String::as_str).collect();
+            sorted.sort_unstable();
+            if sorted == want {
+                let phone: Vec<&String> = got.iter().filter(|t| t.contains("away")).collect();
+                assert!(phone.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline && got.len() <= want.len(),
+                "{contact}: {got:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    for client in [&alice, &alice_laptop, &bob, &bob_laptop] {
+        client.disconnect().await;
+    }
+    drop((alice, alice_laptop, bob, bob_laptop));
+    relay.shutdown().await;
+    let mut files = database_files(&dir.path().join("relay.db"));
+    for name in ["alice", "alice-laptop", "bob", "bob-laptop"] {
+        files.extend(database_files(
+            &dir.path().join(name).join(sotto::PROFILE_DB),
+        ));
+    }
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        for text in &sent {
+            assert!(
+                !contains(&bytes, text.as_bytes()),
+                "{text:?} in {}",
+                file.display()
+            );
+        }
+    }
+}
