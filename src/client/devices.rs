@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use sotto_core::{DeviceList, IdentityKey, SignedDeviceList};
 use sotto_relay::{ClientError, ErrorCode, MailboxAddress, RelayClient};
-use sotto_store::{DeviceListChange, PeerDevice, Store};
+use sotto_store::{PeerDevice, Store};
 
 use super::Client;
-use super::receive::Outcome;
+use super::receive::{ListChanged, Outcome};
 use super::shared::{Shared, contact_id, lock, now_ms};
 use super::types::{ClientEvent, DropReason};
 use crate::address::Address;
@@ -30,7 +30,7 @@ pub(crate) fn receive_device_list(store: &mut Store, body: &[u8]) -> sotto_store
     };
     let account = *signed.claimed_account();
     match take_list(store, &account, &signed)? {
-        Taken::Changed(outcome) => Ok(*outcome),
+        Taken::Changed(changed) => Ok(Outcome::DevicesChanged(*changed)),
         Taken::Unchanged => Ok(Outcome::Duplicate { receipt: None }),
         Taken::Refused => Ok(Outcome::Dropped(DropReason::NotAContact)),
     }
@@ -38,7 +38,7 @@ pub(crate) fn receive_device_list(store: &mut Store, body: &[u8]) -> sotto_store
 
 /// What offering a device list to the store came to.
 enum Taken {
-    Changed(Box<Outcome>),
+    Changed(Box<ListChanged>),
     /// Not newer than the one held.
     Unchanged,
     /// Not this account's, not a contact's, or not signed by its key.
@@ -56,7 +56,7 @@ fn take_list(
             Ok(Some(change)) => {
                 let me = store.own_device_id()?;
                 let unlinked = change.removed.contains(&me);
-                Taken::Changed(Box::new(Outcome::DevicesChanged {
+                Taken::Changed(Box::new(ListChanged {
                     account: address,
                     own: true,
                     change,
@@ -74,7 +74,7 @@ fn take_list(
         return Ok(Taken::Refused);
     }
     Ok(match store.set_contact_device_list(&id, signed) {
-        Ok(change) => Taken::Changed(Box::new(Outcome::DevicesChanged {
+        Ok(change) => Taken::Changed(Box::new(ListChanged {
             account: address,
             own: false,
             change,
@@ -146,22 +146,13 @@ impl Shared {
             })
             .await?;
         match taken {
-            Taken::Changed(outcome) => match *outcome {
-                Outcome::DevicesChanged {
-                    account,
-                    own,
-                    change,
-                    unlinked,
-                } => {
-                    self.announce_change(account, own, change, unlinked);
-                    Ok(true)
-                }
-                _ => Ok(false),
-            },
+            Taken::Changed(changed) => {
+                self.announce_change(*changed);
+                Ok(true)
+            }
             _ => Ok(false),
         }
     }
-
     /// True once this linked device's account list no longer names it.
     pub(crate) async fn is_unlinked(&self) -> bool {
         let identity = self.identity.clone();
@@ -173,10 +164,12 @@ impl Shared {
     /// Tells the app about a changed device list.
     pub(crate) fn announce_change(
         &self,
-        account: Address,
-        own: bool,
-        change: DeviceListChange,
-        unlinked: bool,
+        ListChanged {
+            account,
+            own,
+            change,
+            unlinked,
+        }: ListChanged,
     ) {
         tracing::info!(
             own,

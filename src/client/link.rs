@@ -22,6 +22,7 @@ use sotto_store::{DeviceListChange, OutgoingTransfer};
 use tokio::sync::oneshot;
 
 use super::Client;
+use super::receive::ListChanged;
 use super::shared::{Shared, lock, now_ms};
 use crate::address::Address;
 use crate::error::{Error, Result};
@@ -207,7 +208,12 @@ impl Client {
         }
         conn.publish_device_list(&signed.to_bytes()).await?;
         shared.push_device_list(&conn, &signed).await;
-        shared.announce_change(shared.address, true, change.clone(), false);
+        shared.announce_change(ListChanged {
+            account: shared.address,
+            own: true,
+            change: change.clone(),
+            unlinked: false,
+        });
         Ok(change)
     }
 }
@@ -330,7 +336,12 @@ impl Shared {
                 .await?;
             conn.publish_device_list(&signed.to_bytes()).await?;
             self.push_device_list(conn, &signed).await;
-            self.announce_change(self.address, true, change, false);
+            self.announce_change(ListChanged {
+                account: self.address,
+                own: true,
+                change,
+                unlinked: false,
+            });
             Ok(LinkedDevice {
                 id,
                 version: offered.list.version(),

@@ -213,13 +213,8 @@ impl Shared {
                 conn.ack(&[relay_id]).await?;
                 Ok(Settled::Nothing)
             }
-            Outcome::DevicesChanged {
-                account,
-                own,
-                change,
-                unlinked,
-            } => {
-                self.announce_change(account, own, change, unlinked);
+            Outcome::DevicesChanged(changed) => {
+                self.announce_change(changed);
                 conn.ack(&[relay_id]).await?;
                 Ok(Settled::Nothing)
             }

@@ -53,6 +53,17 @@ use super::types::{DropReason, IncomingMessage, Undecryptable};
 use crate::address::Address;
 use crate::payload::{self, PayloadError, ReceiptKind};
 
+/// A device list that changed, as the app hears of it.
+#[derive(Debug)]
+pub(crate) struct ListChanged {
+    pub(crate) account: Address,
+    /// This account's own list.
+    pub(crate) own: bool,
+    pub(crate) change: DeviceListChange,
+    /// Our own list no longer names this device.
+    pub(crate) unlinked: bool,
+}
+
 /// A delivery receipt owed: to which device (of which account), for which
 /// envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,13 +117,7 @@ pub(crate) enum Outcome {
     /// not vouch for: fetch the account's newest list and try again once.
     UnknownDevice { account: IdentityKey },
     /// A device list changed (a contact's, or our own account's).
-    DevicesChanged {
-        account: Address,
-        own: bool,
-        change: DeviceListChange,
-        /// Our own list no longer names this device.
-        unlinked: bool,
-    },
+    DevicesChanged(ListChanged),
     /// A link offer or accept (docs/devices.md, "Linking") from the device
     /// `from`: handled by the linking code, which knows what it waits for.
     Link {
@@ -148,7 +153,7 @@ impl Outcome {
             Self::IdentityChangeClaimed { .. } => "identity change",
             Self::Notice { .. } => "notice",
             Self::UnknownDevice { .. } => "unknown device",
-            Self::DevicesChanged { .. } => "device list",
+            Self::DevicesChanged(_) => "device list",
             Self::Link { .. } => "link",
             Self::History { .. } => "history transfer",
         }
