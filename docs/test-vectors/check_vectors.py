@@ -8,9 +8,11 @@ HMAC-SHA256 and ChaCha20-Poly1305, and hashlib for SHA-512.
 
 Usage: python3 check_vectors.py [FILE]   (default: v1.json next to this script)
 It also checks the sealed envelopes (version 2) of the file's `sealed` section,
-and the `devices` section (linked devices: device lists, link codes, the link
+the `devices` section (linked devices: device lists, link codes, the link
 handshake), with its own strict Ed25519 point decoding, `base64` for base32 and
-`cryptography` for Ed25519, HKDF and HMAC.
+`cryptography` for Ed25519, HKDF and HMAC, and the `detached_bodies` section
+(a body encrypted once for all devices, and the reference each session
+carries), with `cryptography`'s ChaCha20-Poly1305.
 Prints one line per mismatch, ends with `conformance: N checks, M failed`
 and exits non-zero when M > 0.
 """
@@ -993,6 +995,79 @@ def check_devices(c: Checker, dv: dict):
              f"{tag} offer under another code")
 
 
+# ---------------------------------------------------------------- detached bodies
+BODY_REFERENCE_FORMAT = 0x01
+BODY_REFERENCE_LEN = 1 + 32 + 4
+BODY_AD = b"sotto/detached-body/v1".ljust(64, b"\x00")
+BODY_NONCE = bytes(12)
+
+
+def body_reference(key: bytes, blob_len: int) -> bytes:
+    """Reference = 0x01 || body key(32) || u32be(len(blob))."""
+    return bytes([BODY_REFERENCE_FORMAT]) + key + u32be(blob_len)
+
+
+def seal_body(key: bytes, body: bytes) -> bytes:
+    """blob = ChaCha20-Poly1305(key, nonce = 0x00*12, aad = BODY_AD, pad(body))."""
+    return ChaCha20Poly1305(key).encrypt(BODY_NONCE, pad(body), BODY_AD)
+
+
+def open_detached(reference: bytes, blob: bytes) -> bytes:
+    """The receiver's checks, in the order of protocol.md "Detached bodies"."""
+    if len(reference) != BODY_REFERENCE_LEN:
+        raise Refused("reference_length")
+    if reference[0] != BODY_REFERENCE_FORMAT:
+        raise Refused("unsupported_format")
+    key = reference[1:33]
+    (blob_len,) = struct.unpack(">I", reference[33:])
+    if len(blob) != blob_len:
+        raise Refused("blob_length")
+    try:
+        padded = ChaCha20Poly1305(key).decrypt(BODY_NONCE, blob, BODY_AD)
+    except InvalidTag:
+        raise Refused("authentication") from None
+    try:
+        return unpad(padded)
+    except ProtocolError:
+        raise Refused("padding") from None
+
+
+def check_detached_bodies(c: Checker, entries: list):
+    for i, e in enumerate(entries):
+        tag = f"detached_bodies[{i}] ({e.get('description', '')})"
+        key, body = hx(e["key"]), hx(e["body"])
+        reference, blob = hx(e["reference"]), hx(e["blob"])
+        c.eq(len(key), 32, f"{tag} key length")
+        c.eq(seal_body(key, body), blob, f"{tag} blob")
+        c.eq(len(blob), padded_len(len(body) + 1) + TAG_LEN, f"{tag} blob length")
+        c.eq(body_reference(key, len(blob)), reference, f"{tag} reference")
+        try:
+            c.eq(open_detached(reference, blob), body, f"{tag} opened body")
+        except Refused as err:
+            c.check(False, f"{tag} refused: {err.code}")
+        # Refusals, each for its own reason.
+        refusals = [
+            ("another format byte", bytes([0x02]) + reference[1:], blob, "unsupported_format"),
+            ("a reference a byte short", reference[:-1], blob, "reference_length"),
+            ("a reference a byte long", reference + b"\x00", blob, "reference_length"),
+            ("a blob a byte short", reference, blob[:-1], "blob_length"),
+            ("a reference naming a longer blob",
+             body_reference(key, len(blob) + 1), blob, "blob_length"),
+            ("another key", body_reference(bytes([key[0] ^ 1]) + key[1:], len(blob)), blob,
+             "authentication"),
+        ]
+        for pos in (0, len(blob) // 2, len(blob) - 1):
+            bad = bytearray(blob)
+            bad[pos] ^= 0x01
+            refusals.append((f"byte {pos} flipped", reference, bytes(bad), "authentication"))
+        # Authenticates, but the padding is not canonical (one zero too many).
+        unpadded = ChaCha20Poly1305(key).encrypt(BODY_NONCE, pad(body) + b"\x00", BODY_AD)
+        refusals.append(("padding not canonical", body_reference(key, len(unpadded)), unpadded,
+                         "padding"))
+        for what, ref, bad_blob, code in refusals:
+            c.eq(outcome(open_detached, ref, bad_blob), code, f"{tag} {what}")
+
+
 def explain_wire_diff(got: bytes, want: bytes, etag: str):
     if len(got) != len(want):
         print(f"    {etag}: length computed {len(got)} file {len(want)}")
@@ -1018,6 +1093,8 @@ def main(argv):
         check_sealed(c, i, e)
     c.check("devices" in data, "devices section missing")
     check_devices(c, data.get("devices", {}))
+    c.check("detached_bodies" in data, "detached_bodies section missing")
+    check_detached_bodies(c, data.get("detached_bodies", []))
     for i, p in enumerate(data.get("padding", [])):
         c.eq(padded_len(p["length"] + 1), p["padded_length"], f"padding[{i}] (length {p['length']}) padded_length")
     # Self-checks of the padding round trip at a few of the listed lengths.

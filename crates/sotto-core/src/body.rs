@@ -106,8 +106,12 @@ impl BodyKey {
                 &tag,
             )
             .map_err(|_| Error::AuthenticationFailed)?;
-        let body = crate::pad::unpad(&padded).map_err(|_| Error::AuthenticationFailed)?;
-        Ok(Zeroizing::new(body.to_vec()))
+        // The body stays in the buffer it was decrypted in: a copy would
+        // cost as much as the decryption. The padding cut off is spare
+        // capacity, which `Zeroizing` wipes with the rest.
+        let len = crate::pad::unpadded_len(&padded).map_err(|_| Error::AuthenticationFailed)?;
+        padded.truncate(len);
+        Ok(padded)
     }
 }
 

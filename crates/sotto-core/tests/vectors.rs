@@ -92,3 +92,26 @@ fn checker_reports_a_tampered_offer_and_a_wrong_device_list_verdict() {
     // refused; the format byte is not an empty list.
     assert_eq!(report.failures.len(), 4, "{:?}", report.failures);
 }
+
+#[test]
+fn checker_reports_a_tampered_detached_blob_and_reference() {
+    let mut v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+    // Another high nibble in the blob's byte 10 (the checker's own bit
+    // flips at bit 0 cannot undo it).
+    let blob = v["detached_bodies"][1]["blob"].as_str().unwrap().to_owned();
+    let mut chars: Vec<char> = blob.chars().collect();
+    chars[20] = if chars[20] == '0' { '8' } else { '0' };
+    v["detached_bodies"][1]["blob"] = serde_json::Value::String(chars.into_iter().collect());
+    // A reference naming a blob one byte longer.
+    let reference = v["detached_bodies"][3]["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (head, len) = reference.split_at(reference.len() - 8);
+    let len = u32::from_str_radix(len, 16).unwrap() + 1;
+    v["detached_bodies"][3]["reference"] = serde_json::json!(format!("{head}{len:08x}"));
+    let report = conformance::check_json(&v.to_string());
+    // The blob differs from the sealed one and does not open; the
+    // reference differs from the one made, and its blob does not open.
+    assert_eq!(report.failures.len(), 4, "{:?}", report.failures);
+}

@@ -11,10 +11,11 @@ use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 use rand_core::{TryCryptoRng, TryRng};
 use serde::{Deserialize, Serialize};
+use sotto_core::body::{BODY_AD, BODY_REFERENCE_LEN, blob_len};
 use sotto_core::{
-    Device, DeviceId, DeviceList, Error, IdentityKey, IdentityKeyPair, LinkAccept, LinkCode,
-    LinkKey, LinkOffer, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeySource, Session,
-    SignedDeviceList, SignedPreKey, SignedPreKeyId, hazmat, pad, sealed,
+    BodyKey, BodyReference, Device, DeviceId, DeviceList, Error, IdentityKey, IdentityKeyPair,
+    LinkAccept, LinkCode, LinkKey, LinkOffer, OneTimePreKey, OneTimePreKeyId, PreKeyBundle,
+    PreKeySource, Session, SignedDeviceList, SignedPreKey, SignedPreKeyId, hazmat, pad, sealed,
 };
 
 /// The whole file.
@@ -27,6 +28,19 @@ pub struct Vectors {
     pub padding: Vec<PaddingVector>,
     pub sealed: Vec<SealedVector>,
     pub devices: DevicesVectors,
+    pub detached_bodies: Vec<DetachedBodyVector>,
+}
+
+/// One detached body (PROTOCOL.md "Detached bodies"): the key drawn, the
+/// body, the reference each device's session carries and the blob.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetachedBodyVector {
+    pub description: String,
+    pub key: String,
+    pub body: String,
+    pub reference: String,
+    pub blob: String,
 }
 
 /// Linked devices (PROTOCOL.md "Linked devices").
@@ -933,6 +947,64 @@ fn devices_vectors() -> Result<DevicesVectors, String> {
     })
 }
 
+// ------------------------------------------------------- detached bodies
+
+/// `body` with its trailing bytes zero, so that unpadding must keep zeros
+/// that belong to the body.
+fn ending_in_zeros(mut body: Vec<u8>, zeros: usize) -> Vec<u8> {
+    let len = body.len();
+    body[len - zeros..].fill(0);
+    body
+}
+
+fn detached_body_vectors() -> Result<Vec<DetachedBodyVector>, String> {
+    // One key per body, each drawn by `BodyKey::generate` from a seeded
+    // RNG that records its draws.
+    let mut rng = KeyRng::recording(50);
+    let bodies = vec![
+        ("an empty body: pads to 256 bytes", Vec::new()),
+        ("a short body", text("a body sent to every device")),
+        (
+            "255 bytes ending in two zero bytes: 0x80 fills the 256 bytes exactly",
+            ending_in_zeros(long_text(255), 2),
+        ),
+        (
+            "1087 bytes: padded to 1088, a Padmé boundary, 0x80 alone",
+            long_text(1087),
+        ),
+        (
+            "16 KiB, the smallest body sotto-store sends detached: padded to 17408",
+            long_text(16 * 1024),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (description, body) in bodies {
+        let key = BodyKey::generate(&mut rng);
+        let blob = key.seal(&body).map_err(|e| e.to_string())?;
+        let reference = BodyReference {
+            key: key.clone(),
+            blob_len: u32::try_from(blob.len()).map_err(|e| e.to_string())?,
+        };
+        let encoded = reference.to_bytes();
+        // The generator agrees with the file it writes.
+        let opened = BodyReference::from_bytes(encoded.as_slice()).and_then(|r| r.open(&blob));
+        if opened.as_deref().map(Vec::as_slice) != Ok(&body[..]) {
+            return Err(format!("detached body {description:?}: {opened:?}"));
+        }
+        out.push(DetachedBodyVector {
+            description: description.into(),
+            key: hex::encode(key.as_bytes()),
+            body: hex::encode(&body),
+            reference: hex::encode(encoded.as_slice()),
+            blob: hex::encode(&blob),
+        });
+    }
+    if rng.bad_draws != 0 || rng.drawn.len() != out.len() {
+        return Err("a body key is exactly one 32-byte draw".into());
+    }
+    Ok(out)
+}
+
 /// A script step for generation.
 enum Step {
     Send(Party, Vec<u8>),
@@ -1141,6 +1213,7 @@ pub fn generate() -> Result<Vectors, String> {
         padding,
         sealed,
         devices: devices_vectors()?,
+        detached_bodies: detached_body_vectors()?,
     })
 }
 
@@ -1211,6 +1284,11 @@ fn check(v: &Vectors, report: &mut Report) {
         }
     }
     check_devices(&v.devices, report);
+    for (i, d) in v.detached_bodies.iter().enumerate() {
+        if let Err(e) = check_detached_body(i, d, report) {
+            report.fail(format!("detached_bodies[{i}]: {e}"));
+        }
+    }
     for (i, p) in v.padding.iter().enumerate() {
         let got = pad::padded_len_for_plaintext(p.length).ok();
         report.check(got == Some(p.padded_length), || {
@@ -1605,5 +1683,122 @@ fn check_link(
         ),
         Err(e) => report.fail(format!("{at}: no history transfer key: {e}")),
     }
+    Ok(())
+}
+
+// ------------------------------------------------- check: detached bodies
+
+/// ChaCha20-Poly1305 of `plaintext` as it is, under `key`, the zero nonce
+/// and `BODY_AD`: a blob that authenticates but was never padded, which
+/// `BodyKey::seal` cannot make.
+fn seal_unpadded(key: &[u8; 32], plaintext: &[u8]) -> Result<Vec<u8>, String> {
+    use chacha20poly1305::aead::AeadInOut;
+    use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce};
+    let mut out = plaintext.to_vec();
+    let tag = ChaCha20Poly1305::new(key.into())
+        .encrypt_inout_detached(&Nonce::default(), &BODY_AD, out.as_mut_slice().into())
+        .map_err(|e| e.to_string())?;
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+fn check_detached_body(
+    i: usize,
+    d: &DetachedBodyVector,
+    report: &mut Report,
+) -> Result<(), String> {
+    let at = format!("detached_bodies[{i}] ({})", d.description);
+    let key_bytes = key32(&d.key)?;
+    let body = hex::decode(&d.body).map_err(|e| e.to_string())?;
+    let reference = hex::decode(&d.reference).map_err(|e| e.to_string())?;
+    let blob = hex::decode(&d.blob).map_err(|e| e.to_string())?;
+
+    // The sender's side: the key is one 32-byte draw, the blob and the
+    // reference are these bytes.
+    let mut rng = KeyRng::scripted(vec![key_bytes]);
+    let key = BodyKey::generate(&mut rng);
+    report.check(
+        key.as_bytes() == &key_bytes && rng.bad_draws == 0 && rng.script.is_empty(),
+        || format!("{at}: the key is not the one 32-byte draw"),
+    );
+    match key.seal(&body) {
+        Ok(sealed) => report.check(sealed == blob, || format!("{at}: blob differs")),
+        Err(e) => report.fail(format!("{at}: sealing failed: {e}")),
+    }
+    report.check(blob_len(body.len()).ok() == Some(blob.len()), || {
+        format!("{at}: the blob's length is not the padded body's + 16")
+    });
+    let blob_len_u32 = u32::try_from(blob.len()).map_err(|e| e.to_string())?;
+    let made = BodyReference {
+        key: key.clone(),
+        blob_len: blob_len_u32,
+    };
+    report.check(made.to_bytes().as_slice() == reference.as_slice(), || {
+        format!("{at}: reference differs")
+    });
+
+    // The receiver's side: the file's reference opens the file's blob.
+    let decoded = match BodyReference::from_bytes(&reference) {
+        Ok(r) => r,
+        Err(e) => {
+            report.fail(format!("{at}: the reference does not decode: {e}"));
+            return Ok(());
+        }
+    };
+    match decoded.open(&blob) {
+        Ok(opened) => report.check(*opened == body, || format!("{at}: opens to another body")),
+        Err(e) => report.fail(format!("{at}: the blob does not open: {e}")),
+    }
+
+    // Refused: a reference of another format or length; a blob with a bit
+    // flipped, a byte short, or of another length than the reference
+    // says; a blob that authenticates but is not padded.
+    let mut other_format = reference.clone();
+    other_format[0] ^= 0x03;
+    report.check(
+        BodyReference::from_bytes(&other_format) == Err(Error::UnsupportedVersion(other_format[0])),
+        || {
+            format!(
+                "{at}: a reference of format {:#04x} is not refused",
+                other_format[0]
+            )
+        },
+    );
+    report.check(
+        BodyReference::from_bytes(&reference[..BODY_REFERENCE_LEN - 1]).is_err()
+            && BodyReference::from_bytes(&[&reference[..], &[0]].concat()).is_err(),
+        || format!("{at}: a reference of 36 or 38 bytes is not refused"),
+    );
+    for at_byte in [0, blob.len() / 2, blob.len() - 1] {
+        let mut tampered = blob.clone();
+        tampered[at_byte] ^= 0x01;
+        report.check(
+            decoded.open(&tampered) == Err(Error::AuthenticationFailed),
+            || format!("{at}: a blob with byte {at_byte} flipped is not refused"),
+        );
+    }
+    report.check(
+        decoded.open(&blob[..blob.len() - 1]) == Err(Error::AuthenticationFailed),
+        || format!("{at}: a blob one byte short is not refused"),
+    );
+    let longer = BodyReference {
+        key: key.clone(),
+        blob_len: blob_len_u32 + 1,
+    };
+    report.check(
+        longer.open(&blob) == Err(Error::AuthenticationFailed),
+        || format!("{at}: a blob shorter than its reference says is not refused"),
+    );
+    let mut unpadded = pad::pad(&body).map_err(|e| e.to_string())?;
+    unpadded.push(0);
+    let unpadded = seal_unpadded(&key_bytes, &unpadded)?;
+    let unpadded_reference = BodyReference {
+        key,
+        blob_len: u32::try_from(unpadded.len()).map_err(|e| e.to_string())?,
+    };
+    report.check(
+        unpadded_reference.open(&unpadded) == Err(Error::AuthenticationFailed),
+        || format!("{at}: a blob whose padding is not canonical is not refused"),
+    );
     Ok(())
 }
