@@ -7,14 +7,15 @@
 //! - `fanout/detached/{n}`: what a client does to send one 1 MiB body
 //!   today. `Store::send_within` to a contact with `n` devices (one
 //!   transaction: every session loaded, advanced and saved, the message in
-//!   history, one outbox row per device, `Durability::Full`; then the blob,
-//!   sealed once), then for every outbox entry what travels: the payload
+//!   history, one outbox row per device, `Durability::Full`; the blob is
+//!   sealed and digested once, before the sessions encrypt the reference
+//!   to it), then for every outbox entry what travels: the payload
 //!   (kind 0x09) around its ciphertext, `sealed::seal` of it to the
 //!   device's key, and the frame `0xD0 || u32be(len) || sealed || blob`.
 //! - `fanout/detached_crypto/{n}`: the same without the store: the body
-//!   key drawn and the blob sealed once, then per device the session's
-//!   encryption of the 37-byte reference, the payload, the seal and the
-//!   frame.
+//!   key drawn and the blob sealed and digested once, then per device the
+//!   session's encryption of the 69-byte reference, the payload, the seal
+//!   and the frame.
 //! - `fanout/naive/{n}`: what the same message would cost without detached
 //!   bodies, and without the store: per device, the session's encryption
 //!   of the whole 1 MiB body, the payload (kind 0x05) around it and
@@ -29,7 +30,7 @@
 //! only their layout is copied here, every cryptographic step is the
 //! library's. Sessions of `detached` come from bundles and were never
 //! answered, so they send PreKeyMessages (75 bytes more than a Message, on
-//! a 37-byte reference); the sessions of the other two have had one
+//! a 69-byte reference); the sessions of the other two have had one
 //! message each way. After every measured send or receive the message is
 //! deleted again, outside the timed region, so that the store does not
 //! grow by a megabyte per iteration. Every store uses light Argon2id
@@ -221,11 +222,9 @@ impl Fanout {
         self.now += 1;
         let key = BodyKey::generate(&mut self.rng);
         let blob = key.seal(body).expect("blob");
-        let reference = BodyReference {
-            key,
-            blob_len: u32::try_from(blob.len()).unwrap(),
-        }
-        .to_bytes();
+        let reference = BodyReference::new(&key, &blob)
+            .expect("reference")
+            .to_bytes();
         let mut sent = 0;
         for (session, to) in &mut self.sessions {
             let ciphertext = session.encrypt(reference.as_slice()).expect("encrypt");
@@ -399,10 +398,7 @@ fn bench_receive(c: &mut Criterion) {
                 let key = BodyKey::generate(&mut fixture.rng);
                 let blob = key.seal(&body).expect("blob");
                 assert_eq!(blob.len(), body::blob_len(BODY_LEN).expect("length"));
-                let reference = BodyReference {
-                    key,
-                    blob_len: u32::try_from(blob.len()).unwrap(),
-                };
+                let reference = BodyReference::new(&key, &blob).expect("reference");
                 let ciphertext = fixture.encrypt(reference.to_bytes().as_slice());
                 let start = Instant::now();
                 let seq = fixture.receive(&ciphertext, Some(&blob));

@@ -4,7 +4,7 @@
 Written from the specification (docs/protocol.md) alone, without the Rust
 source, so that it checks the vectors independently of the implementation.
 Uses the `cryptography` package for X25519, Ed25519, HKDF-SHA256,
-HMAC-SHA256 and ChaCha20-Poly1305, and hashlib for SHA-512.
+HMAC-SHA256 and ChaCha20-Poly1305, and hashlib for SHA-512 and SHA-256.
 
 Usage: python3 check_vectors.py [FILE]   (default: v1.json next to this script)
 It also checks the sealed envelopes (version 2) of the file's `sealed` section,
@@ -12,7 +12,7 @@ the `devices` section (linked devices: device lists, link codes, the link
 handshake), with its own strict Ed25519 point decoding, `base64` for base32 and
 `cryptography` for Ed25519, HKDF and HMAC, and the `detached_bodies` section
 (a body encrypted once for all devices, and the reference each session
-carries), with `cryptography`'s ChaCha20-Poly1305.
+carries), with `cryptography`'s ChaCha20-Poly1305 and hashlib's SHA-256.
 Prints one line per mismatch, ends with `conformance: N checks, M failed`
 and exits non-zero when M > 0.
 """
@@ -997,14 +997,15 @@ def check_devices(c: Checker, dv: dict):
 
 # ---------------------------------------------------------------- detached bodies
 BODY_REFERENCE_FORMAT = 0x01
-BODY_REFERENCE_LEN = 1 + 32 + 4
+BLOB_DIGEST_LEN = 32
+BODY_REFERENCE_LEN = 1 + 32 + 4 + BLOB_DIGEST_LEN
 BODY_AD = b"sotto/detached-body/v1".ljust(64, b"\x00")
 BODY_NONCE = bytes(12)
 
 
-def body_reference(key: bytes, blob_len: int) -> bytes:
-    """Reference = 0x01 || body key(32) || u32be(len(blob))."""
-    return bytes([BODY_REFERENCE_FORMAT]) + key + u32be(blob_len)
+def body_reference(key: bytes, blob: bytes) -> bytes:
+    """Reference = 0x01 || body key(32) || u32be(len(blob)) || SHA-256(blob)(32)."""
+    return bytes([BODY_REFERENCE_FORMAT]) + key + u32be(len(blob)) + hashlib.sha256(blob).digest()
 
 
 def seal_body(key: bytes, body: bytes) -> bytes:
@@ -1019,9 +1020,12 @@ def open_detached(reference: bytes, blob: bytes) -> bytes:
     if reference[0] != BODY_REFERENCE_FORMAT:
         raise Refused("unsupported_format")
     key = reference[1:33]
-    (blob_len,) = struct.unpack(">I", reference[33:])
+    (blob_len,) = struct.unpack(">I", reference[33:37])
+    digest = reference[37:]
     if len(blob) != blob_len:
         raise Refused("blob_length")
+    if not constant_time.bytes_eq(hashlib.sha256(blob).digest(), digest):
+        raise Refused("digest")
     try:
         padded = ChaCha20Poly1305(key).decrypt(BODY_NONCE, blob, BODY_AD)
     except InvalidTag:
@@ -1040,29 +1044,41 @@ def check_detached_bodies(c: Checker, entries: list):
         c.eq(len(key), 32, f"{tag} key length")
         c.eq(seal_body(key, body), blob, f"{tag} blob")
         c.eq(len(blob), padded_len(len(body) + 1) + TAG_LEN, f"{tag} blob length")
-        c.eq(body_reference(key, len(blob)), reference, f"{tag} reference")
+        c.eq(body_reference(key, blob), reference, f"{tag} reference")
         try:
             c.eq(open_detached(reference, blob), body, f"{tag} opened body")
         except Refused as err:
             c.check(False, f"{tag} refused: {err.code}")
         # Refusals, each for its own reason.
+        with_length = lambda n: reference[:33] + u32be(n) + reference[37:]
+        other_digest = reference[:-1] + bytes([reference[-1] ^ 0x01])
+        # Another body of the same padded length under the same key: what
+        # another recipient of the message, who holds the key, could make.
+        other_body = bytes([body[0] ^ 0x01]) + body[1:] if body else b"\x01"
+        forged = seal_body(key, other_body)
+        c.eq(len(forged), len(blob), f"{tag} another body's blob length")
         refusals = [
             ("another format byte", bytes([0x02]) + reference[1:], blob, "unsupported_format"),
             ("a reference a byte short", reference[:-1], blob, "reference_length"),
             ("a reference a byte long", reference + b"\x00", blob, "reference_length"),
+            ("a reference without its digest", reference[:37], blob, "reference_length"),
             ("a blob a byte short", reference, blob[:-1], "blob_length"),
-            ("a reference naming a longer blob",
-             body_reference(key, len(blob) + 1), blob, "blob_length"),
-            ("another key", body_reference(bytes([key[0] ^ 1]) + key[1:], len(blob)), blob,
+            ("a reference naming a longer blob", with_length(len(blob) + 1), blob, "blob_length"),
+            ("a reference with another digest", other_digest, blob, "digest"),
+            ("another body of the same length under the same key", reference, forged, "digest"),
+            ("another key", body_reference(bytes([key[0] ^ 1]) + key[1:], blob), blob,
              "authentication"),
         ]
         for pos in (0, len(blob) // 2, len(blob) - 1):
             bad = bytearray(blob)
             bad[pos] ^= 0x01
-            refusals.append((f"byte {pos} flipped", reference, bytes(bad), "authentication"))
+            refusals.append((f"byte {pos} flipped", reference, bytes(bad), "digest"))
+            # The same blob, named by its own digest: the AEAD refuses it.
+            refusals.append((f"byte {pos} flipped, its digest in the reference",
+                             body_reference(key, bytes(bad)), bytes(bad), "authentication"))
         # Authenticates, but the padding is not canonical (one zero too many).
         unpadded = ChaCha20Poly1305(key).encrypt(BODY_NONCE, pad(body) + b"\x00", BODY_AD)
-        refusals.append(("padding not canonical", body_reference(key, len(unpadded)), unpadded,
+        refusals.append(("padding not canonical", body_reference(key, unpadded), unpadded,
                          "padding"))
         for what, ref, bad_blob, code in refusals:
             c.eq(outcome(open_detached, ref, bad_blob), code, f"{tag} {what}")

@@ -4,12 +4,13 @@
 //! ```text
 //! body key  = 32 random bytes, one per message
 //! blob      = ChaCha20-Poly1305(body key, nonce = 0^12, AD = BODY_AD, pad(body))
-//! reference = 0x01 || body key(32) || u32be(len(blob))       (what each session encrypts)
+//! reference = 0x01 || body key(32) || u32be(len(blob)) || SHA-256(blob)(32)
+//!             (what each session encrypts)
 //! ```
 //!
 //! A message to n devices would otherwise be encrypted n times by the
 //! sessions (and n more by the sealed layer around each). With a detached
-//! body, each device's session encrypts only the 37-byte reference, and the
+//! body, each device's session encrypts only the 69-byte reference, and the
 //! one blob travels next to each device's envelope. The key is used for one
 //! plaintext only, so the fixed nonce is safe: encrypting the same body
 //! again under the same key gives the same blob (a resend is byte for byte
@@ -17,18 +18,29 @@
 //! length tells no more than a message's would. The associated data is a
 //! fixed 64-byte label: Poly1305 then starts the ciphertext on a 64-byte
 //! boundary, where its widest code paths run.
+//!
+//! The reference names the blob by its digest, not only by its key: every
+//! device the message goes to learns the key, and a ChaCha20-Poly1305 tag
+//! (the AEAD is not key-committing) shows only that a blob was made by
+//! someone holding it, so any of them could make another blob that opens
+//! under it. Only the sender's session can say which blob is the one, and
+//! the digest is how it says it.
 
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
 use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Error, Result};
 
 /// Format byte of a body reference.
 pub const BODY_REFERENCE_VERSION: u8 = 0x01;
+/// Length of the blob's digest in a body reference (SHA-256).
+pub const BLOB_DIGEST_LEN: usize = 32;
 /// Length of an encoded body reference.
-pub const BODY_REFERENCE_LEN: usize = 1 + 32 + 4;
+pub const BODY_REFERENCE_LEN: usize = 1 + 32 + 4 + BLOB_DIGEST_LEN;
 /// Length of the tag after the padded body.
 pub const BODY_TAG_LEN: usize = 16;
 /// The associated data of every blob: `"sotto/detached-body/v1"`, then
@@ -90,7 +102,11 @@ impl BodyKey {
 
     /// Decrypts and unpads a blob made by [`seal`](Self::seal) under this
     /// key; [`Error::AuthenticationFailed`] for anything else.
-    pub fn open(&self, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    ///
+    /// Not public: a blob that authenticates under the key is not yet the
+    /// sender's (every recipient holds the key), so bodies are opened only
+    /// through [`BodyReference::open`], which checks the digest first.
+    pub(crate) fn open(&self, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let split = blob
             .len()
             .checked_sub(BODY_TAG_LEN)
@@ -115,27 +131,58 @@ impl BodyKey {
     }
 }
 
-/// What each device's session encrypts instead of a detached body: its key
-/// and the blob's length.
+/// What each device's session encrypts instead of a detached body: its
+/// key, and the blob's length and SHA-256 digest.
+///
+/// Made from the key and the blob ([`new`](Self::new)), or decoded from
+/// what a session decrypted ([`from_bytes`](Self::from_bytes)): the length
+/// and the digest are always the blob's, never the caller's word for them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyReference {
-    /// The body's key.
-    pub key: BodyKey,
-    /// The blob's length, checked before it is decrypted.
-    pub blob_len: u32,
+    key: BodyKey,
+    blob_len: u32,
+    digest: [u8; BLOB_DIGEST_LEN],
 }
 
 impl BodyReference {
-    /// `0x01 || key || u32be(blob_len)`, wiped on drop.
+    /// The reference to `blob`, sealed under `key`: its length and digest
+    /// are computed here. [`Error::CiphertextTooLong`] for a blob whose
+    /// length does not fit the reference's four bytes.
+    pub fn new(key: &BodyKey, blob: &[u8]) -> Result<Self> {
+        let blob_len = u32::try_from(blob.len()).map_err(|_| Error::CiphertextTooLong {
+            len: blob.len(),
+            max: usize::try_from(u32::MAX).unwrap_or(usize::MAX),
+        })?;
+        Ok(Self {
+            key: key.clone(),
+            blob_len,
+            digest: Sha256::digest(blob).into(),
+        })
+    }
+
+    /// The body's key.
+    pub fn key(&self) -> &BodyKey {
+        &self.key
+    }
+
+    /// The length of the blob this reference names.
+    pub fn blob_len(&self) -> u32 {
+        self.blob_len
+    }
+
+    /// `0x01 || key || u32be(blob_len) || digest`, wiped on drop.
     pub fn to_bytes(&self) -> Zeroizing<[u8; BODY_REFERENCE_LEN]> {
         let mut out = Zeroizing::new([0u8; BODY_REFERENCE_LEN]);
         out[0] = BODY_REFERENCE_VERSION;
         out[1..33].copy_from_slice(self.key.as_bytes());
-        out[33..].copy_from_slice(&self.blob_len.to_be_bytes());
+        out[33..37].copy_from_slice(&self.blob_len.to_be_bytes());
+        out[37..].copy_from_slice(&self.digest);
         out
     }
 
-    /// Strict decoding: format byte, exactly [`BODY_REFERENCE_LEN`] bytes.
+    /// Strict decoding: exactly [`BODY_REFERENCE_LEN`] bytes
+    /// ([`Error::Truncated`], also when longer), format byte 0x01
+    /// ([`Error::UnsupportedVersion`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let bytes: &[u8; BODY_REFERENCE_LEN] = bytes.try_into().map_err(|_| Error::Truncated {
             needed: BODY_REFERENCE_LEN,
@@ -147,17 +194,31 @@ impl BodyReference {
         let mut key = Zeroizing::new([0u8; 32]);
         key.copy_from_slice(&bytes[1..33]);
         let mut len = [0u8; 4];
-        len.copy_from_slice(&bytes[33..]);
+        len.copy_from_slice(&bytes[33..37]);
+        let mut digest = [0u8; BLOB_DIGEST_LEN];
+        digest.copy_from_slice(&bytes[37..]);
         Ok(Self {
             key: BodyKey::from_bytes(&key),
             blob_len: u32::from_be_bytes(len),
+            digest,
         })
     }
 
-    /// The body of `blob`, if it is the blob this reference names (its
-    /// length, then its authentication under the key).
+    /// The body of `blob`, if it is the blob this reference names: its
+    /// length, then its digest (in constant time), then its authentication
+    /// under the key, then its padding. [`Error::AuthenticationFailed`]
+    /// for anything else.
+    ///
+    /// The digest comes before the key is used: the key is shared by every
+    /// device of the message and the AEAD is not key-committing, so a blob
+    /// that authenticates under the key may still be one another recipient
+    /// made.
     pub fn open(&self, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         if u32::try_from(blob.len()).ok() != Some(self.blob_len) {
+            return Err(Error::AuthenticationFailed);
+        }
+        let digest: [u8; BLOB_DIGEST_LEN] = Sha256::digest(blob).into();
+        if !bool::from(digest.ct_eq(&self.digest)) {
             return Err(Error::AuthenticationFailed);
         }
         self.key.open(blob)
@@ -183,11 +244,13 @@ mod tests {
         assert_eq!(blob.len(), blob_len(body.len()).unwrap());
         // The same body under the same key: the same blob (a resend).
         assert_eq!(key.seal(&body).unwrap(), blob);
-        let reference = BodyReference {
-            key: key.clone(),
-            blob_len: u32::try_from(blob.len()).unwrap(),
-        };
-        let decoded = BodyReference::from_bytes(reference.to_bytes().as_slice()).unwrap();
+        let reference = BodyReference::new(&key, &blob).unwrap();
+        assert_eq!(reference.key(), &key);
+        assert_eq!(reference.blob_len() as usize, blob.len());
+        let bytes = reference.to_bytes();
+        assert_eq!(bytes.len(), 69);
+        assert_eq!(&bytes[37..], Sha256::digest(&blob).as_slice());
+        let decoded = BodyReference::from_bytes(bytes.as_slice()).unwrap();
         assert_eq!(decoded, reference);
         assert_eq!(decoded.open(&blob).unwrap().as_slice(), &body[..]);
 
@@ -201,24 +264,62 @@ mod tests {
             reference.open(&blob[..blob.len() - 1]),
             Err(Error::AuthenticationFailed)
         );
-        let other = BodyReference {
-            key: BodyKey::generate(&mut rng),
-            blob_len: reference.blob_len,
-        };
-        assert_eq!(other.open(&blob), Err(Error::AuthenticationFailed));
+        let mut other_key = *bytes;
+        other_key[1] ^= 1;
+        let other_key = BodyReference::from_bytes(&other_key).unwrap();
+        assert_eq!(other_key.open(&blob), Err(Error::AuthenticationFailed));
         assert_eq!(
             reference.key.open(&[1, 2, 3]),
             Err(Error::AuthenticationFailed)
         );
+        // A reference whose digest is not the blob's: refused, although
+        // the blob authenticates under its key.
+        let mut other_digest = *bytes;
+        other_digest[BODY_REFERENCE_LEN - 1] ^= 1;
+        let other_digest = BodyReference::from_bytes(&other_digest).unwrap();
+        assert_eq!(other_digest.open(&blob), Err(Error::AuthenticationFailed));
         // Malformed references.
-        let bytes = reference.to_bytes();
-        assert!(BodyReference::from_bytes(&bytes[..36]).is_err());
+        assert_eq!(
+            BodyReference::from_bytes(&bytes[..BODY_REFERENCE_LEN - 1]),
+            Err(Error::Truncated {
+                needed: BODY_REFERENCE_LEN,
+                got: BODY_REFERENCE_LEN - 1
+            })
+        );
+        assert!(BodyReference::from_bytes(&[&bytes[..], &[0]].concat()).is_err());
+        // The reference of the format before the digest: too short.
+        assert!(BodyReference::from_bytes(&bytes[..37]).is_err());
         let mut wrong = *bytes;
         wrong[0] = 2;
         assert_eq!(
             BodyReference::from_bytes(&wrong),
             Err(Error::UnsupportedVersion(2))
         );
+    }
+
+    #[test]
+    fn another_body_of_the_same_length_under_the_same_key_is_refused() {
+        // What a recipient device that holds the key could make, with the
+        // relay's help, for another device of the same message: a blob of
+        // the same length that authenticates under the same key.
+        let mut rng = rand::rngs::ChaCha20Rng::from_seed([4; 32]);
+        let key = BodyKey::generate(&mut rng);
+        let body = vec![0x5a; 50_000];
+        let forged_body = vec![0xa5; 50_000];
+        let blob = key.seal(&body).unwrap();
+        let forged = key.seal(&forged_body).unwrap();
+        assert_eq!(forged.len(), blob.len());
+        assert_eq!(
+            key.open(&forged).unwrap().as_slice(),
+            &forged_body[..],
+            "the key alone accepts it"
+        );
+        let reference = BodyReference::new(&key, &blob).unwrap();
+        assert_eq!(reference.open(&forged), Err(Error::AuthenticationFailed));
+        // Decoded from the bytes a session carries: the same.
+        let decoded = BodyReference::from_bytes(reference.to_bytes().as_slice()).unwrap();
+        assert_eq!(decoded.open(&forged), Err(Error::AuthenticationFailed));
+        assert_eq!(decoded.open(&blob).unwrap().as_slice(), &body[..]);
     }
 
     #[test]

@@ -94,7 +94,7 @@ fn checker_reports_a_tampered_offer_and_a_wrong_device_list_verdict() {
 }
 
 #[test]
-fn checker_reports_a_tampered_detached_blob_and_reference() {
+fn checker_reports_a_tampered_detached_blob_and_references() {
     let mut v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
     // Another high nibble in the blob's byte 10 (the checker's own bit
     // flips at bit 0 cannot undo it).
@@ -102,16 +102,31 @@ fn checker_reports_a_tampered_detached_blob_and_reference() {
     let mut chars: Vec<char> = blob.chars().collect();
     chars[20] = if chars[20] == '0' { '8' } else { '0' };
     v["detached_bodies"][1]["blob"] = serde_json::Value::String(chars.into_iter().collect());
-    // A reference naming a blob one byte longer.
+    // A reference naming a blob one byte longer (format(1) || key(32) ||
+    // u32be(length) || digest(32), in hex).
     let reference = v["detached_bodies"][3]["reference"]
         .as_str()
         .unwrap()
         .to_owned();
-    let (head, len) = reference.split_at(reference.len() - 8);
+    let (head, rest) = reference.split_at(2 * 33);
+    let (len, digest) = rest.split_at(8);
     let len = u32::from_str_radix(len, 16).unwrap() + 1;
-    v["detached_bodies"][3]["reference"] = serde_json::json!(format!("{head}{len:08x}"));
+    v["detached_bodies"][3]["reference"] = serde_json::json!(format!("{head}{len:08x}{digest}"));
+    // A reference naming another blob of the same length: the high bit of
+    // its digest's last byte flipped (the checker's own flip of bit 0
+    // cannot undo it).
+    let reference = v["detached_bodies"][4]["reference"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut chars: Vec<char> = reference.chars().collect();
+    let high = chars.len() - 2;
+    let nibble = chars[high].to_digit(16).unwrap() ^ 8;
+    chars[high] = char::from_digit(nibble, 16).unwrap();
+    v["detached_bodies"][4]["reference"] = serde_json::Value::String(chars.into_iter().collect());
     let report = conformance::check_json(&v.to_string());
-    // The blob differs from the sealed one and does not open; the
+    // The blob differs from the sealed one, the reference made from it
+    // (its digest) differs from the file's, and it does not open; each
     // reference differs from the one made, and its blob does not open.
-    assert_eq!(report.failures.len(), 4, "{:?}", report.failures);
+    assert_eq!(report.failures.len(), 7, "{:?}", report.failures);
 }

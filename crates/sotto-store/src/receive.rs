@@ -197,7 +197,8 @@ fn receive_one(
 
     let prekeys = DbPreKeys::new(db);
     // With a detached body the sessions advance only once the body opened
-    // too: a blob the relay altered or swapped costs that envelope alone.
+    // too: a blob altered, swapped or forged under the same key (by the
+    // relay, or with another recipient's help) costs that envelope alone.
     let mut trial = detached.map(|_| device.sessions.clone());
     let sessions = trial.as_mut().unwrap_or(&mut device.sessions);
     let mut decrypted = match sessions.decrypt(identity, &prekeys, envelope.ciphertext, rng) {
@@ -338,8 +339,9 @@ impl Store {
 
     /// [`receive`](Self::receive) for a message whose body is detached
     /// (sotto-core `body`): `detached_body` is the blob that travelled next
-    /// to the envelope, and the ciphertext holds its key. The message is
-    /// stored only if the blob opens under that key; otherwise it is a
+    /// to the envelope, and the ciphertext holds its key and digest. The
+    /// message is stored only if the blob is the one the sender named (its
+    /// length and digest) and opens under that key; otherwise it is a
     /// typed error and nothing changed, the sessions included.
     pub fn receive_with_body(
         &mut self,

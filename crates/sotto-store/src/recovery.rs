@@ -155,14 +155,18 @@ impl Store {
             let sealed = db.message_sealed(&conversation, seq)?.ok_or_else(corrupt)?;
             let mut message_record = db.open_message_record(&conversation, seq, &sealed)?;
             let message = records::decode_message(seq, &message_record).map_err(|_| corrupt())?;
-            let body_key = (message.body.len() >= crate::send::DETACHED_BODY_MIN)
-                .then(|| sotto_core::BodyKey::generate(rng));
-            let ciphertext =
-                crate::send::encrypt_body(&mut sessions, body_key.as_ref(), &message.body)?;
-            let detached_body = match &body_key {
-                Some(key) => Some(std::sync::Arc::from(key.seal(&message.body)?)),
-                None => None,
+            // A detached body is sealed before the reference to it is
+            // encrypted: the reference names the blob by its digest.
+            let detached = if message.body.len() >= crate::send::DETACHED_BODY_MIN {
+                Some(crate::send::DetachedBody::seal(
+                    sotto_core::BodyKey::generate(rng),
+                    &message.body,
+                )?)
+            } else {
+                None
             };
+            let ciphertext =
+                crate::send::encrypt_body(&mut sessions, detached.as_ref(), &message.body)?;
             records::set_message_state(&mut message_record, DeliveryState::Pending)
                 .map_err(|_| corrupt())?;
             let message_record = records::set_message_digest(
@@ -182,7 +186,7 @@ impl Store {
                     accepted_at: 0,
                     accepted: 0,
                     to: PeerDevice::CONTACT_PRIMARY,
-                    body_key: body_key.clone(),
+                    body_key: detached.as_ref().map(|d| d.key.clone()),
                     ciphertext: ciphertext.clone(),
                 },
             )?;
@@ -194,7 +198,7 @@ impl Store {
                 to: PeerDevice::CONTACT_PRIMARY,
                 seq,
                 ciphertext,
-                detached_body,
+                detached_body: detached.map(|d| d.blob),
             }))
         })
     }

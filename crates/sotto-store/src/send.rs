@@ -62,12 +62,14 @@ impl Store {
         let db = crate::db::Db::new(&tx, &self.keys);
         let rng = &mut self.rng;
         // A large body is encrypted once, detached; each device's session
-        // encrypts only a reference to it.
-        let body_key = (body.len() >= DETACHED_BODY_MIN).then(|| BodyKey::generate(rng));
-        let detached_len = match &body_key {
-            Some(_) => sotto_core::body::blob_len(body.len())?,
-            None => 0,
+        // encrypts only a reference to it, which names the blob by its
+        // digest: the blob is sealed first, once for the message.
+        let detached = if body.len() >= DETACHED_BODY_MIN {
+            Some(DetachedBody::seal(BodyKey::generate(rng), body)?)
+        } else {
+            None
         };
+        let detached_len = detached.as_ref().map_or(0, |d| d.blob.len());
         let mut encrypted = Vec::new();
         let mut without_session = Vec::new();
         for (device, _) in crate::devices::targets(&db, recipient)? {
@@ -77,7 +79,7 @@ impl Store {
                 without_session.push(device);
                 continue;
             }
-            let ciphertext = encrypt_body(&mut sessions, body_key.as_ref(), body)?;
+            let ciphertext = encrypt_body(&mut sessions, detached.as_ref(), body)?;
             if ciphertext.len() + detached_len > max_ciphertext_len {
                 // Dropping the transaction rolls back: nothing was written.
                 return Err(Error::MessageTooLarge {
@@ -112,7 +114,7 @@ impl Store {
                     accepted_at: 0,
                     accepted: 0,
                     to: device,
-                    body_key: body_key.clone(),
+                    body_key: detached.as_ref().map(|d| d.key.clone()),
                     ciphertext: ciphertext.clone(),
                 },
             )?;
@@ -122,7 +124,8 @@ impl Store {
                 to: device,
                 seq,
                 ciphertext,
-                detached_body: None,
+                // The one blob, shared by every entry of the message.
+                detached_body: detached.as_ref().map(|d| d.blob.clone()),
             });
         }
         // The message is known by its first envelope; a decryption-error
@@ -144,12 +147,6 @@ impl Store {
         self.faults.check(FaultPoint::SendBeforeCommit)?;
         tx.commit()?;
         self.faults.check(FaultPoint::SendAfterCommit)?;
-        if let Some(key) = &body_key {
-            let blob: Arc<[u8]> = key.seal(body)?.into();
-            for entry in &mut entries {
-                entry.detached_body = Some(blob.clone());
-            }
-        }
         Ok(Outgoing {
             seq,
             entries,
@@ -256,28 +253,40 @@ impl Store {
 /// only the key.
 pub const DETACHED_BODY_MIN: usize = 16 * 1024;
 
+/// A message's detached body, sealed once for every device it goes to:
+/// its key (kept in the outbox, from which the blob is sealed again), the
+/// blob, and the reference each device's session encrypts.
+pub(crate) struct DetachedBody {
+    pub(crate) key: BodyKey,
+    pub(crate) blob: Arc<[u8]>,
+    reference: BodyReference,
+}
+
+impl DetachedBody {
+    /// Seals `body` under `key`. The reference carries the blob's digest,
+    /// so it can only be made from the blob (protocol.md, "Detached
+    /// bodies").
+    pub(crate) fn seal(key: BodyKey, body: &[u8]) -> Result<Self> {
+        let blob: Arc<[u8]> = key.seal(body)?.into();
+        let reference = BodyReference::new(&key, &blob)?;
+        Ok(Self {
+            key,
+            blob,
+            reference,
+        })
+    }
+}
+
 /// What a device's session encrypts for `body`: the body itself, or with
-/// `body_key` the reference to its detached blob.
+/// `detached` the reference to its blob.
 pub(crate) fn encrypt_body(
     sessions: &mut SessionSet,
-    body_key: Option<&BodyKey>,
+    detached: Option<&DetachedBody>,
     body: &[u8],
 ) -> Result<Vec<u8>> {
-    Ok(match body_key {
+    Ok(match detached {
         None => sessions.encrypt(body)?,
-        Some(key) => {
-            let reference = BodyReference {
-                key: key.clone(),
-                blob_len: u32::try_from(sotto_core::body::blob_len(body.len())?).map_err(|_| {
-                    Error::TooLong {
-                        what: "message body",
-                        len: body.len(),
-                        max: sotto_core::pad::MAX_PLAINTEXT_LEN,
-                    }
-                })?,
-            };
-            sessions.encrypt(reference.to_bytes().as_slice())?
-        }
+        Some(detached) => sessions.encrypt(detached.reference.to_bytes().as_slice())?,
     })
 }
 
@@ -377,7 +386,8 @@ pub(crate) fn open_outbox_rows(
 }
 
 /// The blob of message `seq`'s detached body: its body, read back from
-/// history, sealed again under its key (the same bytes every time).
+/// history, sealed again under its key. The same bytes every time (the
+/// nonce is fixed), so the digest in the references sent stays the blob's.
 fn detached_blob(
     db: &crate::db::Db<'_>,
     conversation: &Conversation,

@@ -324,8 +324,8 @@ pub struct OutboxEntry {
     pub ciphertext: Vec<u8>,
     /// For a large message: its body, encrypted once for all its devices
     /// (sotto-core `body`), to send next to the ciphertext, which then
-    /// holds only the body's key. The same bytes for every entry of the
-    /// message and every retry.
+    /// holds only the body's key and the blob's digest. The same bytes for
+    /// every entry of the message and every retry.
     pub detached_body: Option<std::sync::Arc<[u8]>>,
 }
 

@@ -981,10 +981,7 @@ fn detached_body_vectors() -> Result<Vec<DetachedBodyVector>, String> {
     for (description, body) in bodies {
         let key = BodyKey::generate(&mut rng);
         let blob = key.seal(&body).map_err(|e| e.to_string())?;
-        let reference = BodyReference {
-            key: key.clone(),
-            blob_len: u32::try_from(blob.len()).map_err(|e| e.to_string())?,
-        };
+        let reference = BodyReference::new(&key, &blob).map_err(|e| e.to_string())?;
         let encoded = reference.to_bytes();
         // The generator agrees with the file it writes.
         let opened = BodyReference::from_bytes(encoded.as_slice()).and_then(|r| r.open(&blob));
@@ -1728,14 +1725,12 @@ fn check_detached_body(
     report.check(blob_len(body.len()).ok() == Some(blob.len()), || {
         format!("{at}: the blob's length is not the padded body's + 16")
     });
-    let blob_len_u32 = u32::try_from(blob.len()).map_err(|e| e.to_string())?;
-    let made = BodyReference {
-        key: key.clone(),
-        blob_len: blob_len_u32,
-    };
-    report.check(made.to_bytes().as_slice() == reference.as_slice(), || {
-        format!("{at}: reference differs")
-    });
+    match BodyReference::new(&key, &blob) {
+        Ok(made) => report.check(made.to_bytes().as_slice() == reference.as_slice(), || {
+            format!("{at}: reference differs")
+        }),
+        Err(e) => report.fail(format!("{at}: no reference to the blob: {e}")),
+    }
 
     // The receiver's side: the file's reference opens the file's blob.
     let decoded = match BodyReference::from_bytes(&reference) {
@@ -1752,7 +1747,9 @@ fn check_detached_body(
 
     // Refused: a reference of another format or length; a blob with a bit
     // flipped, a byte short, or of another length than the reference
-    // says; a blob that authenticates but is not padded.
+    // says; a reference whose digest is not the blob's; another body of
+    // the same length under the same key (what another recipient of the
+    // message could make); a blob that authenticates but is not padded.
     let mut other_format = reference.clone();
     other_format[0] ^= 0x03;
     report.check(
@@ -1767,7 +1764,13 @@ fn check_detached_body(
     report.check(
         BodyReference::from_bytes(&reference[..BODY_REFERENCE_LEN - 1]).is_err()
             && BodyReference::from_bytes(&[&reference[..], &[0]].concat()).is_err(),
-        || format!("{at}: a reference of 36 or 38 bytes is not refused"),
+        || {
+            format!(
+                "{at}: a reference of {} or {} bytes is not refused",
+                BODY_REFERENCE_LEN - 1,
+                BODY_REFERENCE_LEN + 1
+            )
+        },
     );
     for at_byte in [0, blob.len() / 2, blob.len() - 1] {
         let mut tampered = blob.clone();
@@ -1781,24 +1784,50 @@ fn check_detached_body(
         decoded.open(&blob[..blob.len() - 1]) == Err(Error::AuthenticationFailed),
         || format!("{at}: a blob one byte short is not refused"),
     );
-    let longer = BodyReference {
-        key: key.clone(),
-        blob_len: blob_len_u32 + 1,
+    // The reference's own fields changed: the length one more, the
+    // digest's last bit flipped.
+    let changed = |offset: usize, change: &dyn Fn(&mut [u8])| {
+        let mut bytes = reference.clone();
+        change(&mut bytes[offset..]);
+        BodyReference::from_bytes(&bytes)
     };
+    let longer = changed(33, &|len| {
+        let n = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        len[..4].copy_from_slice(&n.wrapping_add(1).to_be_bytes());
+    });
     report.check(
-        longer.open(&blob) == Err(Error::AuthenticationFailed),
+        longer.and_then(|r| r.open(&blob)) == Err(Error::AuthenticationFailed),
         || format!("{at}: a blob shorter than its reference says is not refused"),
+    );
+    let other_digest = changed(BODY_REFERENCE_LEN - 1, &|digest| digest[0] ^= 0x01);
+    report.check(
+        other_digest.and_then(|r| r.open(&blob)) == Err(Error::AuthenticationFailed),
+        || format!("{at}: a blob whose digest is not the reference's is not refused"),
+    );
+    // Another body of the same padded length: the body with its first
+    // byte changed, or one byte for an empty body (both pad to 256).
+    let mut other_body = body.clone();
+    match other_body.first_mut() {
+        Some(first) => *first ^= 0x01,
+        None => other_body.push(0x01),
+    }
+    let forged = key.seal(&other_body).map_err(|e| e.to_string())?;
+    report.check(forged.len() == blob.len(), || {
+        format!("{at}: the other body's blob is not of the same length")
+    });
+    report.check(
+        decoded.open(&forged) == Err(Error::AuthenticationFailed),
+        || format!("{at}: another body of the same length under the same key is not refused"),
     );
     let mut unpadded = pad::pad(&body).map_err(|e| e.to_string())?;
     unpadded.push(0);
     let unpadded = seal_unpadded(&key_bytes, &unpadded)?;
-    let unpadded_reference = BodyReference {
-        key,
-        blob_len: u32::try_from(unpadded.len()).map_err(|e| e.to_string())?,
-    };
-    report.check(
-        unpadded_reference.open(&unpadded) == Err(Error::AuthenticationFailed),
-        || format!("{at}: a blob whose padding is not canonical is not refused"),
-    );
+    match BodyReference::new(&key, &unpadded) {
+        Ok(unpadded_reference) => report.check(
+            unpadded_reference.open(&unpadded) == Err(Error::AuthenticationFailed),
+            || format!("{at}: a blob whose padding is not canonical is not refused"),
+        ),
+        Err(e) => report.fail(format!("{at}: no reference to the unpadded blob: {e}")),
+    }
     Ok(())
 }
