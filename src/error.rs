@@ -136,8 +136,8 @@ pub enum Error {
     #[error("the system's random number generator failed")]
     NoRandomness,
     /// Only the account's primary device (the one holding the account key)
-    /// links and unlinks devices.
-    #[error("only the account's primary device can link or unlink devices")]
+    /// links and unlinks devices, and exports a history archive.
+    #[error("only the account's primary device can do this (link, unlink, export)")]
     NotAccountDevice,
     /// This profile cannot be linked to an account: it already belongs to
     /// one with other devices, was linked before, or holds contacts or

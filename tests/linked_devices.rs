@@ -205,6 +205,16 @@ async fn only_the_account_device_links_and_a_used_profile_cannot_be_linked() {
         laptop.unlink_device(DeviceId::PRIMARY).await,
         Err(sotto::Error::NotAccountDevice)
     ));
+    // Nor does it export an archive: restored, its device key would be
+    // taken for an account of its own.
+    let archive = dir.path().join("laptop.sottoarchive");
+    assert!(matches!(
+        laptop
+            .export_history(&archive, b"archive pass", |_| {})
+            .await,
+        Err(sotto::Error::NotAccountDevice)
+    ));
+    assert!(!archive.exists());
     let other = client(dir.path(), "other").await;
     other.register(&addr).await.unwrap();
     let code = other.start_linking().await.unwrap();

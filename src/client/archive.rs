@@ -24,12 +24,22 @@ impl Client {
     /// Other store operations of this client wait until the export is
     /// done. A row the store cannot read is left out and counted in the
     /// summary ([`ArchiveSummary::is_complete`]).
+    ///
+    /// Only the account's primary device exports
+    /// ([`Error::NotAccountDevice`] on a linked device): an archive restores
+    /// an account from the identity in it, and a linked device's identity
+    /// is its device key.
     pub async fn export_history(
         &self,
         path: impl AsRef<Path>,
         archive_passphrase: &[u8],
         progress: impl FnMut(ArchiveProgress) + Send + 'static,
     ) -> Result<ArchiveSummary> {
+        // An archive restores an account from its identity: a linked
+        // device's is its device key, which is no account of its own.
+        if self.shared.account != *self.shared.identity.public() {
+            return Err(Error::NotAccountDevice);
+        }
         let path = path.as_ref().to_path_buf();
         let file = create_new_private(&path)?;
         let pass = Zeroizing::new(archive_passphrase.to_vec());
