@@ -695,3 +695,56 @@ async fn offline_devices_and_crashes_cost_no_message_and_no_duplicate() {
         }
     }
 }
+
+/// A relay that refuses the history's chunks for a while (its limits, a
+/// full mailbox) only delays the transfer: the sender tries again on its
+/// own, without reconnecting, and the new device gets all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_the_relay_refuses_for_a_while_goes_on_by_itself() {
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(InterceptingStore::new());
+    let relay = relay_with(unlimited_first_contacts(), store.clone()).await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let bob_id = bob.address().to_string();
+    alice.disconnect().await;
+    drop(alice);
+    fill_history(dir.path(), "alice", &bob_id, 3_000).await;
+    let alice = reopen(
+        dir.path(),
+        "alice",
+        sotto::ClientOptions {
+            outbox_retry_min: std::time::Duration::from_millis(100),
+            ..options()
+        },
+    )
+    .await;
+    alice.connect(&addr).await.unwrap();
+    let laptop = link(dir.path(), &addr, &alice, "alice-laptop").await;
+    let laptop_mailbox = {
+        let devices = alice.devices().await.unwrap();
+        MailboxAddress::of(&devices.device(laptop.device_id()).unwrap().identity)
+    };
+    let mut laptop_events = laptop.events();
+    // The first four chunk envelopes are refused.
+    let refused = Arc::new(Mutex::new(0usize));
+    {
+        let refused = refused.clone();
+        *store.refuse_enqueue.lock().unwrap() = Some(Box::new(move |to| {
+            let mut refused = refused.lock().unwrap();
+            if *to != laptop_mailbox || *refused >= 4 {
+                return None;
+            }
+            *refused += 1;
+            Some(sotto::relay::StoreError::DiskFull)
+        }));
+    }
+    assert!(alice.send_history().await.is_err());
+    let done = transfer_event(&mut laptop_events, |t| t.complete).await;
+    assert_eq!(done.messages_total, 3_000);
+    assert_eq!(*refused.lock().unwrap(), 4);
+    assert_eq!(whole_history(&laptop, &bob_id).await.len(), 3_000);
+    relay.shutdown().await;
+}

@@ -177,6 +177,8 @@ impl Client {
             max_frame: AtomicU64::new(u64::from(max_frame)),
             lists_fetched: Mutex::new(Default::default()),
             link: Mutex::new(Default::default()),
+            history_held: AtomicBool::new(false),
+            held: tokio::sync::Notify::new(),
         });
         Ok(Self {
             _lifetime: Arc::new(Lifetime {

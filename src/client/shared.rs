@@ -60,6 +60,11 @@ pub(crate) struct Shared {
     pub(crate) lists_fetched: Mutex<HashMap<[u8; 32], Instant>>,
     /// A link in progress, either side.
     pub(crate) link: Mutex<super::link::LinkState>,
+    /// Chunks of the outgoing history transfer wait after the relay refused
+    /// one for now: the background tries again with the outbox's backoff.
+    pub(crate) history_held: AtomicBool,
+    /// Wakes the background when something starts waiting to be retried.
+    pub(crate) held: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -110,6 +115,9 @@ impl Shared {
 
     pub(crate) fn hold_outbox(&self, held: bool) {
         self.outbox_held.store(held, Ordering::Relaxed);
+        if held {
+            self.held.notify_one();
+        }
     }
 
     pub(crate) fn outbox_is_held(&self) -> bool {

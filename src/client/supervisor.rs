@@ -210,9 +210,11 @@ async fn serve(
     );
     let mut next_outbox_retry = Instant::now() + outbox_retry.next_delay();
     loop {
-        let outbox_held = shared.outbox_is_held();
+        let outbox_held = shared.outbox_is_held() || shared.history_is_held();
         let event = tokio::select! {
             event = events.recv() => event,
+            // Something started waiting: look again at what is held.
+            () = shared.held.notified(), if !outbox_held => continue,
             _ = schedule.tick() => {
                 if let Err(e) = shared.maintain_prekeys(conn).await {
                     shared.report(Step::PreKeys, e);
@@ -220,10 +222,11 @@ async fn serve(
                 continue;
             }
             // Entries the relay refused for now are tried again with
-            // backoff, oldest first.
+            // backoff, oldest first (and so is a history transfer).
             _ = tokio::time::sleep_until(next_outbox_retry), if outbox_held => {
                 shared.retry_outbox(conn).await;
-                if shared.outbox_is_held() {
+                shared.retry_history(conn).await;
+                if shared.outbox_is_held() || shared.history_is_held() {
                     next_outbox_retry = Instant::now() + outbox_retry.next_delay();
                 } else {
                     outbox_retry.reset();

@@ -16,6 +16,7 @@
 //! The relay holds each chunk until it is acknowledged, and can read none.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use sotto_core::IdentityKey;
 use sotto_relay::{MailboxAddress, MessageId, RelayClient};
@@ -140,8 +141,18 @@ impl Shared {
             let Some((index, frame)) = next else {
                 break;
             };
-            self.send_chunk(conn, &transfer.to, &header, index, &frame)
-                .await?;
+            if let Err(e) = self
+                .send_chunk(conn, &transfer.to, &header, index, &frame)
+                .await
+            {
+                // Refused for now (the relay's limits, a full mailbox):
+                // the background tries again with the outbox's backoff.
+                if !conn.is_closed() {
+                    self.history_held.store(true, Ordering::Relaxed);
+                    self.held.notify_one();
+                }
+                return Err(e);
+            }
             let mut sent = transfer.clone();
             sent.next_chunk = index + 1;
             self.with_store(move |s| s.set_outgoing_transfer(Some(&sent)))
@@ -154,7 +165,24 @@ impl Shared {
                 complete: false,
             }));
         }
+        self.history_held.store(false, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// True while chunks of the outgoing transfer wait after a refusal
+    /// for now.
+    pub(crate) fn history_is_held(&self) -> bool {
+        self.history_held.load(Ordering::Relaxed)
+    }
+
+    /// Goes on with the outgoing transfer after a refusal for now.
+    pub(crate) async fn retry_history(&self, conn: &RelayClient) {
+        if !self.history_is_held() {
+            return;
+        }
+        if let Err(e) = self.resume_history(conn).await {
+            tracing::info!(error = %e, "history transfer still held");
+        }
     }
 
     async fn send_chunk(
@@ -301,7 +329,6 @@ impl Shared {
             })
             .await?;
         if let Some(transfer) = outgoing
-            && transfer.next_chunk > 0
             && self.profile_dir.join(OUTGOING_FILE).exists()
         {
             self.send_chunks(conn, transfer.next_chunk).await?;
