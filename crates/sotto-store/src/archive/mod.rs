@@ -161,3 +161,28 @@ impl ArchiveSummary {
             && self.unreadable_conversations == 0
     }
 }
+
+/// Changes `stream` one to three times at random: a flipped bit, a byte
+/// replaced, a cut, a few bytes inserted (for the tests that check that no
+/// altered record stream makes an import panic).
+#[cfg(test)]
+pub(crate) fn mutate(stream: &mut Vec<u8>, rng: &mut impl rand::Rng) {
+    use rand::RngExt;
+    for _ in 0..rng.random_range(1..4) {
+        if stream.is_empty() {
+            return;
+        }
+        let at = rng.random_range(0..stream.len());
+        match rng.random_range(0..4) {
+            0 => stream[at] ^= 1 << rng.random_range(0..8),
+            1 => stream[at] = rng.random(),
+            2 => stream.truncate(at),
+            _ => {
+                let mut extra = [0u8; 8];
+                rng.fill_bytes(&mut extra);
+                let n = rng.random_range(1..8);
+                stream.splice(at..at, extra[..n].iter().copied());
+            }
+        }
+    }
+}

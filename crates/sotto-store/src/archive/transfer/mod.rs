@@ -275,8 +275,8 @@ mod tests {
     //! key whose records break the rules. Each is refused with a typed
     //! error and changes nothing, or applies what is valid; none panics.
 
+    use rand::SeedableRng;
     use rand::rngs::ChaCha20Rng;
-    use rand::{Rng, RngExt, SeedableRng};
 
     use super::super::chunks::{ChunkWriter, read_frame};
     use super::super::header::Kdf;
@@ -545,23 +545,7 @@ mod tests {
         let mut rng = ChaCha20Rng::from_seed([5; 32]);
         for round in 0..200 {
             let mut stream = valid.clone();
-            for _ in 0..rng.random_range(1..4) {
-                let at = rng.random_range(0..stream.len());
-                match rng.random_range(0..4) {
-                    0 => stream[at] ^= 1 << rng.random_range(0..8),
-                    1 => stream[at] = rng.random(),
-                    2 => stream.truncate(at),
-                    _ => {
-                        let mut extra = [0u8; 8];
-                        rng.fill_bytes(&mut extra);
-                        let n = rng.random_range(1..8);
-                        stream.splice(at..at, extra[..n].iter().copied());
-                    }
-                }
-                if stream.is_empty() {
-                    break;
-                }
-            }
+            crate::archive::mutate(&mut stream, &mut rng);
             let (_dir, mut store) = store();
             let (header, frames) = transfer_of(&stream, 2, 2);
             match apply(&mut store, &header, &frames) {
