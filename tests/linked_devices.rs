@@ -39,6 +39,30 @@ async fn link(dir: &Path, relay: &str, primary: &Client, name: &str) -> Client {
     laptop
 }
 
+/// Alice and Bob (see `pair`) on a relay whose storage the test controls.
+async fn hostile_pair(
+    dir: &Path,
+) -> (
+    std::sync::Arc<InterceptingStore>,
+    sotto::relay::ServerHandle,
+    String,
+    Client,
+    Client,
+) {
+    let store = std::sync::Arc::new(InterceptingStore::new());
+    let relay = relay_with(unlimited_first_contacts(), store.clone()).await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir, &addr).await;
+    (store, relay, addr, alice, bob)
+}
+
+/// The relay mailbox of `device`, a device of `account`'s account: its
+/// device key's.
+async fn mailbox_of(account: &Client, device: &Client) -> MailboxAddress {
+    let devices = account.devices().await.unwrap();
+    MailboxAddress::of(&devices.device(device.device_id()).unwrap().identity)
+}
+
 /// The next event `pick` selects, within the test's patience.
 async fn next_event<T>(events: &mut Events, mut pick: impl FnMut(ClientEvent) -> Option<T>) -> T {
     tokio::time::timeout(WAIT, async {
@@ -249,10 +273,7 @@ async fn a_forged_device_list_gets_nothing_encrypted_to_its_device() {
     use std::sync::{Arc, Mutex};
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(InterceptingStore::new());
-    let relay = relay_with(unlimited_first_contacts(), store.clone()).await;
-    let addr = relay.local_addr().to_string();
-    let (alice, bob) = pair(dir.path(), &addr).await;
+    let (store, relay, addr, alice, bob) = hostile_pair(dir.path()).await;
     // The relay's own device: a profile it registered, whose key it holds.
     let mallory = client(dir.path(), "mallory").await;
     mallory.register(&addr).await.unwrap();
@@ -332,10 +353,7 @@ async fn a_large_message_reaches_every_device_and_an_altered_body_costs_only_its
     use std::sync::{Arc, Mutex};
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(InterceptingStore::new());
-    let relay = relay_with(unlimited_first_contacts(), store.clone()).await;
-    let addr = relay.local_addr().to_string();
-    let (alice, bob) = pair(dir.path(), &addr).await;
+    let (store, relay, addr, alice, bob) = hostile_pair(dir.path()).await;
     let alice_laptop = link(dir.path(), &addr, &alice, "alice-laptop").await;
     let mut bob_events = bob.events();
     let mut laptop_events = alice_laptop.events();
@@ -479,10 +497,7 @@ async fn a_new_device_gets_the_history_and_either_side_can_stop_and_resume() {
     use std::sync::{Arc, Mutex};
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(InterceptingStore::new());
-    let relay = relay_with(unlimited_first_contacts(), store.clone()).await;
-    let addr = relay.local_addr().to_string();
-    let (alice, bob) = pair(dir.path(), &addr).await;
+    let (store, relay, addr, alice, bob) = hostile_pair(dir.path()).await;
     let bob_id = bob.address().to_string();
     alice.disconnect().await;
     drop(alice);
@@ -496,10 +511,7 @@ async fn a_new_device_gets_the_history_and_either_side_can_stop_and_resume() {
 
     let laptop = link(dir.path(), &addr, &alice, "alice-laptop").await;
     // The laptop's own mailbox: its device key's.
-    let laptop_mailbox = {
-        let devices = alice.devices().await.unwrap();
-        MailboxAddress::of(&devices.device(laptop.device_id()).unwrap().identity)
-    };
+    let laptop_mailbox = mailbox_of(&alice, &laptop).await;
     // The laptop is closed before the transfer starts.
     laptop.disconnect().await;
     drop(laptop);
@@ -704,10 +716,7 @@ async fn a_transfer_the_relay_refuses_for_a_while_goes_on_by_itself() {
     use std::sync::{Arc, Mutex};
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(InterceptingStore::new());
-    let relay = relay_with(unlimited_first_contacts(), store.clone()).await;
-    let addr = relay.local_addr().to_string();
-    let (alice, bob) = pair(dir.path(), &addr).await;
+    let (store, relay, addr, alice, bob) = hostile_pair(dir.path()).await;
     let bob_id = bob.address().to_string();
     alice.disconnect().await;
     drop(alice);
@@ -723,10 +732,7 @@ async fn a_transfer_the_relay_refuses_for_a_while_goes_on_by_itself() {
     .await;
     alice.connect(&addr).await.unwrap();
     let laptop = link(dir.path(), &addr, &alice, "alice-laptop").await;
-    let laptop_mailbox = {
-        let devices = alice.devices().await.unwrap();
-        MailboxAddress::of(&devices.device(laptop.device_id()).unwrap().identity)
-    };
+    let laptop_mailbox = mailbox_of(&alice, &laptop).await;
     let mut laptop_events = laptop.events();
     // The first four chunk envelopes are refused.
     let refused = Arc::new(Mutex::new(0usize));
