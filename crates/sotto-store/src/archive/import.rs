@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use super::chunks::ChunkReader;
 use super::header::{ArchiveSecret, Header};
 use super::records::{self, MAX_PAYLOAD, OPTIONAL};
-use super::rows::MessageRows;
+use super::rows::{MessageRows, write_seen};
 use super::{ArchiveError, ArchiveKey, ArchiveKind, ArchiveProgress};
 use crate::crypto::Secret;
 use crate::db::{Conversation, Db};
@@ -251,6 +251,7 @@ fn fill<R: BufRead>(
                 }
                 if let Some(previous) = &current {
                     queue.flush(db, rng, &previous.conversation)?;
+                    write_seen(db, queue.take_seen())?;
                 }
                 let record = records::decode_conversation(payload)
                     .ok_or_else(|| malformed("a conversation record"))?;
@@ -287,6 +288,7 @@ fn fill<R: BufRead>(
                     queue.push(seq, parts)?;
                     if queue.is_full() {
                         queue.flush(db, rng, conversation)?;
+                        write_seen(db, queue.take_seen())?;
                     }
                 }
                 open.last_seq = seq;
@@ -302,6 +304,7 @@ fn fill<R: BufRead>(
     }
     if let Some(last) = &current {
         queue.flush(db, rng, &last.conversation)?;
+        write_seen(db, queue.take_seen())?;
     }
     if current.as_ref().is_some_and(|c| c.rows_left != 0) {
         return Err(records

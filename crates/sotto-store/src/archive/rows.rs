@@ -1,7 +1,10 @@
 //! Writing an archive's message rows into a store, in batches: the rows
 //! of one conversation are queued, then sealed and inserted together
-//! with one prepared statement each for the messages and the seen
-//! envelope ids. Shared by the backup import and the history transfer.
+//! with one prepared statement. Shared by the backup import and the
+//! history transfer. The seen-envelope lookups of the incoming rows are
+//! collected for the caller to record ([`write_seen`]): the import does
+//! at once, a transfer in larger, sorted batches (random keys written a
+//! few at a time would rewrite pages all over their index).
 //!
 //! Sealing (XChaCha20-Poly1305 under the conversation's key, a fresh
 //! random nonce per row) is most of the work of writing a row, and rows
@@ -55,6 +58,8 @@ struct Queued {
 pub(super) struct MessageRows {
     queued: Vec<Queued>,
     bytes: usize,
+    /// Seen-envelope lookups of the incoming rows written.
+    seen: Vec<[u8; 32]>,
 }
 
 impl MessageRows {
@@ -93,8 +98,9 @@ impl MessageRows {
     }
 
     /// Seals every queued row for its place in `conversation` (which all
-    /// of them belong to), inserts them, records the incoming ones'
-    /// envelope ids as seen, and empties the queue.
+    /// of them belong to), inserts them, keeps the incoming ones'
+    /// seen-envelope lookups for [`take_seen`](Self::take_seen), and
+    /// empties the queue.
     pub(super) fn flush(
         &mut self,
         db: &Db<'_>,
@@ -112,19 +118,30 @@ impl MessageRows {
                 .zip(&sealed)
                 .map(|(q, s)| (q.seq, s.as_slice())),
         )?;
-        let mut seen: Vec<[u8; 32]> = self
-            .queued
-            .iter()
-            .filter_map(|q| q.incoming)
-            .map(|id| db.seen_lookup(&conversation.contact, &id))
-            .collect();
-        // In key order: each insert starts where the last one ended.
-        seen.sort_unstable();
-        db.mark_seen_all(&seen)?;
+        self.seen.extend(
+            self.queued
+                .iter()
+                .filter_map(|q| q.incoming)
+                .map(|id| db.seen_lookup(&conversation.contact, &id)),
+        );
         self.queued.clear();
         self.bytes = 0;
         Ok(())
     }
+}
+
+impl MessageRows {
+    /// The seen-envelope lookups of the rows written since the last call.
+    pub(super) fn take_seen(&mut self) -> Vec<[u8; 32]> {
+        std::mem::take(&mut self.seen)
+    }
+}
+
+/// Records envelopes as seen (each once), in key order: each insert then
+/// starts where the last one ended.
+pub(super) fn write_seen(db: &Db<'_>, mut lookups: Vec<[u8; 32]>) -> Result<()> {
+    lookups.sort_unstable();
+    db.mark_seen_all(&lookups)
 }
 
 /// How many threads seal `rows` rows: one per [`ROWS_PER_THREAD`], at most

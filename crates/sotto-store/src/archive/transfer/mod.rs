@@ -52,7 +52,7 @@ use super::chunks::{ChunkOpener, MAX_CHUNK_PLAINTEXT};
 use super::header::{ArchiveSecret, HEADER_LEN, Header};
 use super::{ArchiveError, ArchiveId, ArchiveKey, ArchiveKind};
 use crate::db::Db;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::testing::FaultPoint;
 use apply::{Applier, Target};
@@ -231,7 +231,9 @@ impl Store {
         if last {
             applier.finish()?;
         }
+        let seen = applier.rows.take_seen();
         drop(plaintext);
+        state.defer_seen(&db, &mut self.rng, seen, last)?;
         state.next_chunk += 1;
         let progress = if last {
             state::complete(&db, &mut self.rng, &state)?
@@ -261,7 +263,17 @@ impl Store {
     /// again would add those messages a second time. Returns whether a
     /// transfer was in progress.
     pub fn abandon_history_transfer(&mut self) -> Result<bool> {
-        let abandoned = self.write(|db, _| TransferState::remove(db))?;
+        let abandoned = self.write(|db, rng| {
+            // The envelope ids of what was applied are recorded as seen;
+            // a state that cannot be read is deleted all the same.
+            if let Ok(Some(mut state)) = TransferState::load(db) {
+                match state.defer_seen(db, rng, Vec::new(), true) {
+                    Ok(()) | Err(Error::Corrupt { .. } | Error::MissingRow { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            TransferState::remove(db)
+        })?;
         if abandoned {
             self.checkpoint()?;
         }
@@ -282,7 +294,6 @@ mod tests {
     use super::super::header::Kdf;
     use super::super::records::{self, encode_conversation, frame};
     use super::*;
-    use crate::error::Error;
     use crate::records::{ContactRecord, encode_contact, encode_identity};
     use crate::{KdfParams, OpenOptions};
 
@@ -436,6 +447,69 @@ mod tests {
             )
             .unwrap();
         assert_eq!(left, 1, "only the summary of the completed transfer");
+    }
+
+    #[test]
+    fn seen_envelope_ids_are_recorded_in_sorted_batches() {
+        let (_dir, mut receiver) = store();
+        let n = 20_000u64;
+        let mut s = contact("a");
+        s.extend(record(
+            records::CONVERSATION,
+            &encode_conversation("a", n + 1, &[], n),
+        ));
+        for seq in 1..=n {
+            let mut payload = seq.to_be_bytes().to_vec();
+            payload.extend_from_slice(&[0x01, 0, 3]);
+            payload.extend_from_slice(&5u64.to_be_bytes());
+            payload.extend_from_slice(&seq.to_be_bytes());
+            payload.extend_from_slice(&seq.to_be_bytes());
+            payload.push(b'.');
+            s.extend(record(records::MESSAGE, &payload));
+        }
+        let (header, frames) = transfer_of(&s, n, 1);
+        assert!(frames.len() >= 3);
+        receiver.begin_history_transfer(&header, &key()).unwrap();
+        let count =
+            |s: &Store, sql: &str| -> i64 { s.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        let mut flushed_before_the_end = false;
+        for (i, f) in frames.iter().enumerate() {
+            let progress = receiver.apply_history_chunk(i as u64, f).unwrap();
+            let seen = count(&receiver, "SELECT count(*) FROM seen_envelopes");
+            let waiting = count(
+                &receiver,
+                "SELECT count(*) FROM meta WHERE name LIKE 'history_transfer_seen %'",
+            );
+            if progress.complete {
+                assert_eq!((seen, waiting), (n as i64, 0));
+            } else {
+                // Either waiting, or recorded together once enough waited.
+                assert!(seen == 0 || waiting == 0, "chunk {i}: {seen} {waiting}");
+                flushed_before_the_end |= seen > 0;
+            }
+        }
+        assert!(
+            flushed_before_the_end,
+            "the batch size was reached on the way"
+        );
+        // Abandoning records what is waiting, too.
+        let (_dir, mut store) = store();
+        store.begin_history_transfer(&header, &key()).unwrap();
+        store.apply_history_chunk(0, &frames[0]).unwrap();
+        assert_eq!(count(&store, "SELECT count(*) FROM seen_envelopes"), 0);
+        let applied = store.message_count("a").unwrap() as i64;
+        assert!(store.abandon_history_transfer().unwrap());
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM seen_envelopes"),
+            applied
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM meta WHERE name LIKE 'history_transfer%'"
+            ),
+            0
+        );
     }
 
     #[test]

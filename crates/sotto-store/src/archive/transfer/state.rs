@@ -5,12 +5,15 @@
 //! meta 'history_transfer' = pad(0x01 || header(69) || chunk key(32) || u64be(next chunk)
 //!     || tally || u64be(bytes to skip) || u8(n) || n bytes of a record's frame carried (n <= 5)
 //!     || u64be(payload bytes carried) || u32be(carried parts)
+//!     || u32be(seen parts) || u64be(seen lookups pending)
 //!     || u8(flags: bit 0 last contact, bit 1 conversation)
 //!     || [u16be(len) || id of the last contact]
 //!     || [u16be(len) || contact id || key check(16) || u64be(limit) || u64be(rows left)
 //!         || u64be(last seq)])
 //! meta 'history_transfer_carry NNNNNNNNNN' (one per carried part, from 0)
 //!     = transfer id(16) || u32be(part) || the part's bytes
+//! meta 'history_transfer_seen NNNNNNNNNN' (one per chunk with incoming rows, from 0)
+//!     = transfer id(16) || u32be(part) || n × seen-envelope lookup(32)
 //! meta 'history_transfer_done' = pad(0x01 || u8(n) || n × summary)     the last 16 completed
 //!     summary = transfer id(16) || u64be(chunks) || u64be(messages) || u64be(contacts) || tally
 //! tally = u64be(messages done) || u64be(contacts done) || u64be(contacts added)
@@ -21,6 +24,12 @@
 //! nothing. A record that runs past the end of a chunk is carried: its
 //! frame in the state, its payload in parts, one per chunk it spans, so
 //! a long message costs one write per chunk, not a growing rewrite. The
+//! seen-envelope lookups of the incoming messages wait in parts too, and
+//! go into `seen_envelopes` together, sorted, once [`SEEN_BATCH`] are
+//! pending and when the transfer ends: those keys are random, and a few
+//! hundred inserted per chunk would rewrite pages all over their index in
+//! every chunk's transaction (twice the time per message at 300 000
+//! messages). The
 //! last contact id and the open conversation let the next chunk check
 //! the order and go on with the rows. The key check names the key of the
 //! conversation the transfer merged (a hash, never the key: deleting the
@@ -32,6 +41,7 @@ use zeroize::Zeroizing;
 use super::super::ArchiveId;
 use super::super::header::{HEADER_LEN, Header};
 use super::super::records::{Fields, push_string};
+use super::super::rows::write_seen;
 use super::TransferProgress;
 use crate::db::Db;
 use crate::error::{Error, Result, Row};
@@ -47,6 +57,8 @@ const DONE_KEPT: usize = 16;
 const VERSION: u8 = 0x01;
 /// Bytes of a record's frame: `u8(type) || u32be(len)`.
 pub(super) const FRAME_LEN: usize = 5;
+/// Seen-envelope lookups that wait before they are recorded (512 KiB).
+const SEEN_BATCH: u64 = 16_384;
 
 fn corrupt(row: &'static str) -> Error {
     Error::Corrupt {
@@ -133,6 +145,9 @@ pub(super) struct TransferState {
     /// version does not know).
     pub(super) skip: u64,
     pub(super) carry: Carry,
+    /// Parts of seen-envelope lookups waiting, and how many lookups.
+    pub(super) seen_parts: u32,
+    pub(super) seen_pending: u64,
     /// The last contact applied (contacts come in increasing id).
     pub(super) last_contact: Option<String>,
     /// The last conversation begun (conversations come in increasing
@@ -154,6 +169,8 @@ impl TransferState {
             tally: Tally::default(),
             skip: 0,
             carry: Carry::default(),
+            seen_parts: 0,
+            seen_pending: 0,
             last_contact: None,
             conversation: None,
         }
@@ -201,11 +218,40 @@ impl TransferState {
     /// whether there was one.
     pub(super) fn remove(db: &Db<'_>) -> Result<bool> {
         let existed = db.delete_meta(STATE)?;
-        db.conn().execute(
-            "DELETE FROM meta WHERE name >= ?1 AND name < ?2",
-            rusqlite::params![CARRY_FROM, CARRY_TO],
-        )?;
+        for (from, to) in [(CARRY_FROM, CARRY_TO), (SEEN_FROM, SEEN_TO)] {
+            db.conn().execute(
+                "DELETE FROM meta WHERE name >= ?1 AND name < ?2",
+                rusqlite::params![from, to],
+            )?;
+        }
         Ok(existed)
+    }
+
+    /// Keeps one chunk's seen-envelope lookups until [`SEEN_BATCH`] are
+    /// waiting, or, with `now`, records every waiting one at once.
+    pub(super) fn defer_seen<R: rand_core::CryptoRng + ?Sized>(
+        &mut self,
+        db: &Db<'_>,
+        rng: &mut R,
+        lookups: Vec<[u8; 32]>,
+        now: bool,
+    ) -> Result<()> {
+        let pending = self.seen_pending + lookups.len() as u64;
+        if now || pending >= SEEN_BATCH {
+            let mut all = Vec::with_capacity(usize::try_from(pending).unwrap_or(0));
+            for part in 0..self.seen_parts {
+                take_seen_part(db, self.id(), part, &mut all)?;
+            }
+            all.extend(lookups);
+            write_seen(db, all)?;
+            self.seen_parts = 0;
+            self.seen_pending = 0;
+        } else if !lookups.is_empty() {
+            put_seen_part(db, rng, self.id(), self.seen_parts, &lookups)?;
+            self.seen_parts += 1;
+            self.seen_pending = pending;
+        }
+        Ok(())
     }
 
     fn encode(&self) -> Zeroizing<Vec<u8>> {
@@ -221,6 +267,8 @@ impl TransferState {
         out.extend_from_slice(&self.carry.frame);
         out.extend_from_slice(&self.carry.payload.to_be_bytes());
         out.extend_from_slice(&self.carry.parts.to_be_bytes());
+        out.extend_from_slice(&self.seen_parts.to_be_bytes());
+        out.extend_from_slice(&self.seen_pending.to_be_bytes());
         out.push(
             u8::from(self.last_contact.is_some()) | (u8::from(self.conversation.is_some()) << 1),
         );
@@ -257,6 +305,7 @@ impl TransferState {
             payload: f.u64()?,
             parts: f.u32()?,
         };
+        let (seen_parts, seen_pending) = (f.u32()?, f.u64()?);
         let flags = f.u8()?;
         if flags & !0b11 != 0 {
             return None;
@@ -285,6 +334,8 @@ impl TransferState {
             tally,
             skip,
             carry,
+            seen_parts,
+            seen_pending,
             last_contact,
             conversation,
         })
@@ -337,6 +388,54 @@ pub(super) fn take_carry_part(
         return Err(corrupt(row));
     }
     out.extend_from_slice(f.0);
+    db.delete_meta(&name)?;
+    Ok(())
+}
+
+// ---- seen-envelope lookups waiting --------------------------------------------
+
+const SEEN_FROM: &str = "history_transfer_seen ";
+const SEEN_TO: &str = "history_transfer_seen!";
+
+fn seen_name(part: u32) -> String {
+    format!("{SEEN_FROM}{part:010}")
+}
+
+fn put_seen_part<R: rand_core::CryptoRng + ?Sized>(
+    db: &Db<'_>,
+    rng: &mut R,
+    id: ArchiveId,
+    part: u32,
+    lookups: &[[u8; 32]],
+) -> Result<()> {
+    let mut plain = Vec::with_capacity(20 + 32 * lookups.len());
+    plain.extend_from_slice(id.as_bytes());
+    plain.extend_from_slice(&part.to_be_bytes());
+    for lookup in lookups {
+        plain.extend_from_slice(lookup);
+    }
+    db.put_meta_value(rng, &seen_name(part), &plain)
+}
+
+/// Appends the lookups of waiting part `part` to `out`, and deletes it.
+fn take_seen_part(db: &Db<'_>, id: ArchiveId, part: u32, out: &mut Vec<[u8; 32]>) -> Result<()> {
+    let row = "history_transfer_seen";
+    let name = seen_name(part);
+    let plain = db
+        .meta_value_named(&name, Row::Named(row))?
+        .ok_or(Error::MissingRow {
+            table: "meta",
+            row: Row::Named(row),
+        })?;
+    let mut f = Fields(&plain);
+    if f.take(16) != Some(id.as_bytes().as_slice()) || f.u32() != Some(part) || f.0.len() % 32 != 0
+    {
+        return Err(corrupt(row));
+    }
+    out.extend(
+        f.0.chunks_exact(32)
+            .filter_map(|c| <[u8; 32]>::try_from(c).ok()),
+    );
     db.delete_meta(&name)?;
     Ok(())
 }
@@ -469,6 +568,8 @@ mod tests {
             conflicts: vec!["carol".into()],
         };
         state.skip = 9;
+        state.seen_parts = 4;
+        state.seen_pending = 2_000;
         state.carry = Carry {
             frame: vec![5, 0, 0, 1, 0],
             payload: 70,
