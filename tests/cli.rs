@@ -744,3 +744,122 @@ fn link_shows_a_code_and_the_account_device_links_it() {
     assert!(ok(chat(&alice, &["sync"])).contains("after the unlink"));
     assert!(!ok(chat(&laptop, &["sync"])).contains("after the unlink"));
 }
+
+/// `chat link --relay ADDR` on the new device, in the background: its
+/// process, its stdout, and the code it shows.
+fn show_link_code(
+    profile: &Path,
+    addr: &str,
+) -> (Child, BufReader<std::process::ChildStdout>, String) {
+    let mut waiting = Command::new(chat_binary())
+        .arg("--profile")
+        .arg(profile)
+        .args(["link", "--relay", addr])
+        .env("SOTTO_PASSPHRASE", "cli test passphrase")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let Some(stdout) = waiting.stdout.take() else {
+        let _ = waiting.kill();
+        let _ = waiting.wait();
+        panic!("no stdout");
+    };
+    let mut shown = BufReader::new(stdout);
+    loop {
+        let mut line = String::new();
+        if shown.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = waiting.kill();
+            let _ = waiting.wait();
+            panic!("no link code shown");
+        }
+        if let Some(code) = line
+            .split_whitespace()
+            .find(|w| w.starts_with("sotto-link:"))
+        {
+            return (waiting, shown, code.to_owned());
+        }
+    }
+}
+
+/// The account's device is SIGKILLed while it sends a large history to the
+/// device it just linked; `chat sync` later goes on from the chunk the
+/// relay had not taken, and the new device ends with the whole history.
+#[test]
+fn a_history_transfer_survives_a_sigkill_of_the_sender() {
+    const HISTORY: usize = 40_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, addr) = start_relay(dir.path());
+    let (alice, _bob, alice_address, bob_address) = alice_and_bob(dir.path(), &addr);
+    {
+        use sotto::store::{DeliveryState, Direction, NewMessage, OpenOptions, Store};
+        let mut store = Store::open(
+            alice.join(sotto::PROFILE_DB),
+            b"cli test passphrase",
+            &OpenOptions::new(),
+        )
+        .unwrap();
+        let bodies: Vec<Vec<u8>> = (0..HISTORY)
+            .map(|i| format!("old message {i:06} {}", "y".repeat(150)).into_bytes())
+            .collect();
+        let messages: Vec<NewMessage<'_>> = bodies
+            .iter()
+            .map(|body| NewMessage {
+                direction: Direction::Incoming,
+                state: DeliveryState::Received,
+                timestamp: 1_700_000_000_000,
+                body,
+            })
+            .collect();
+        store.import_messages(&bob_address, &messages).unwrap();
+    }
+    let laptop = dir.path().join("alice-laptop");
+    let (mut waiting, shown, code) = show_link_code(&laptop, &addr);
+
+    let mut sender = Command::new(chat_binary())
+        .arg("--profile")
+        .arg(&alice)
+        .args(["link", &code])
+        .env("SOTTO_PASSPHRASE", "cli test passphrase")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(sender.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the sender ended early"
+        );
+        if line.starts_with("Sending your history") {
+            break;
+        }
+    }
+    // Mid-transfer: the file is written and the first chunks go out.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+
+    // Any command that connects resumes the transfer; the new device,
+    // still waiting, takes the rest.
+    ok(chat(&alice, &["sync"]));
+    let mut rest = String::new();
+    let mut shown = shown;
+    std::io::Read::read_to_string(&mut shown, &mut rest).unwrap();
+    assert!(waiting.wait().unwrap().success(), "{rest}");
+    assert!(
+        rest.contains(&format!("Linked: this is device 2 of {alice_address}")),
+        "{rest}"
+    );
+    assert!(
+        rest.contains(&format!("History received: {HISTORY} messages")),
+        "{rest}"
+    );
+    let history = ok(chat(&laptop, &["history", &bob_address, "--limit", "1"]));
+    assert!(
+        history.contains(&format!("old message {:06}", HISTORY - 1)),
+        "{history}"
+    );
+}

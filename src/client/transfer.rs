@@ -71,20 +71,22 @@ impl Client {
     pub async fn send_history(&self) -> Result<()> {
         let conn = self.connection()?;
         let shared = &self.shared;
-        let transfer = shared
+        let mut transfer = shared
             .with_store(|s| s.outgoing_transfer())
             .await?
             .ok_or(Error::NoLinkUnderWay)?;
-        let path = shared.profile_dir.join(OUTGOING_FILE);
-        if transfer.next_chunk == 0 {
+        if !transfer.started {
+            transfer.started = true;
+            transfer.next_chunk = 0;
+            let started = transfer.clone();
+            shared
+                .with_store(move |s| s.set_outgoing_transfer(Some(&started)))
+                .await?;
             // Written afresh: a file from an earlier, unfinished attempt
             // may hold an older history.
-            let store = shared.store.clone();
-            let key = transfer.key.clone();
-            let out = path.clone();
-            blocking(move || write_transfer(&store, &out, &key)).await?;
+            let _ = std::fs::remove_file(shared.profile_dir.join(OUTGOING_FILE));
         }
-        shared.send_chunks(&conn, transfer.next_chunk).await
+        shared.send_started(&conn, transfer).await
     }
 }
 
@@ -112,6 +114,29 @@ fn write_transfer(
 }
 
 impl Shared {
+    /// Sends a started transfer from its next chunk, writing its file first
+    /// when there is none yet (a sender that died while writing it starts
+    /// again from the first chunk: nothing of it can have been sent).
+    async fn send_started(
+        &self,
+        conn: &RelayClient,
+        mut transfer: sotto_store::OutgoingTransfer,
+    ) -> Result<()> {
+        let path = self.profile_dir.join(OUTGOING_FILE);
+        if !path.exists() {
+            let store = self.store.clone();
+            let key = transfer.key.clone();
+            blocking(move || write_transfer(&store, &path, &key)).await?;
+            if transfer.next_chunk != 0 {
+                transfer.next_chunk = 0;
+                let restarted = transfer.clone();
+                self.with_store(move |s| s.set_outgoing_transfer(Some(&restarted)))
+                    .await?;
+            }
+        }
+        self.send_chunks(conn, transfer.next_chunk).await
+    }
+
     /// Sends the outgoing transfer's header and chunks from `from`, each
     /// recorded as sent once the relay took it.
     async fn send_chunks(&self, conn: &RelayClient, from: u64) -> Result<()> {
@@ -329,9 +354,9 @@ impl Shared {
             })
             .await?;
         if let Some(transfer) = outgoing
-            && self.profile_dir.join(OUTGOING_FILE).exists()
+            && transfer.started
         {
-            self.send_chunks(conn, transfer.next_chunk).await?;
+            self.send_started(conn, transfer).await?;
         }
         if let (Some(progress), Some(primary)) = (incoming, primary)
             && !progress.complete

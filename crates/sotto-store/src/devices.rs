@@ -42,6 +42,8 @@ pub struct OutgoingTransfer {
     /// The next chunk to send (every chunk before it was accepted by the
     /// relay).
     pub next_chunk: u64,
+    /// The app asked for it to be sent (it may be linked without).
+    pub started: bool,
 }
 
 impl core::fmt::Debug for OutgoingTransfer {
@@ -59,6 +61,7 @@ impl OutgoingTransfer {
             to,
             key,
             next_chunk: 0,
+            started: false,
         }
     }
 }
@@ -241,11 +244,17 @@ impl Store {
                     let corrupt = || meta_corrupt(HISTORY_OUT);
                     let (to, rest) = bytes.split_first_chunk::<32>().ok_or_else(corrupt)?;
                     let (key, rest) = rest.split_first_chunk::<32>().ok_or_else(corrupt)?;
-                    let next: [u8; 8] = rest.try_into().map_err(|_| corrupt())?;
+                    let (next, rest) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
+                    let started = match rest {
+                        [0] => false,
+                        [1] => true,
+                        _ => return Err(corrupt()),
+                    };
                     Ok(OutgoingTransfer {
                         to: IdentityKey::from_bytes(to).map_err(|_| corrupt())?,
                         key: crate::ArchiveKey::from_bytes(key),
-                        next_chunk: u64::from_be_bytes(next),
+                        next_chunk: u64::from_be_bytes(*next),
+                        started,
                     })
                 })
                 .transpose()
@@ -256,10 +265,11 @@ impl Store {
     pub fn set_outgoing_transfer(&mut self, transfer: Option<&OutgoingTransfer>) -> Result<()> {
         self.write(|db, rng| match transfer {
             Some(t) => {
-                let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(72));
+                let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(73));
                 bytes.extend_from_slice(t.to.as_bytes());
                 bytes.extend_from_slice(t.key.as_bytes());
                 bytes.extend_from_slice(&t.next_chunk.to_be_bytes());
+                bytes.push(u8::from(t.started));
                 db.put_meta_value(rng, HISTORY_OUT, &bytes)
             }
             None => db.delete_meta(HISTORY_OUT).map(|_| ()),
