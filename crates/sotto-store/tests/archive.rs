@@ -7,10 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{ALICE_PASS, T0, deliver, envelope, options};
+use common::{ALICE_PASS, T0, deliver, envelope, options, sorted_contacts};
 use sotto_store::sotto_core::{AccessKey, OneTimePreKeyId};
 use sotto_store::{
-    ArchiveError, ArchiveKey, ArchiveLock, ArchiveProgress, ArchiveSummary, Contact, DeliveryState,
+    ArchiveError, ArchiveKey, ArchiveLock, ArchiveProgress, ArchiveSummary, DeliveryState,
     Direction, Error, KdfParams, Message, NewMessage, Received, SendFailure, Store,
 };
 
@@ -53,17 +53,6 @@ fn all_messages(store: &Store, contact: &str) -> Vec<Message> {
         .collect();
     out.reverse();
     out
-}
-
-fn sorted_contacts(store: &Store) -> Vec<Contact> {
-    let mut contacts: Vec<Contact> = store
-        .contacts()
-        .unwrap()
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    contacts.sort_by(|a, b| a.id.cmp(&b.id));
-    contacts
 }
 
 /// The files in `dir`.

@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{ALICE_PASS, T0, deliver, envelope, options};
+use common::{ALICE_PASS, T0, deliver, envelope, options, sorted_contacts};
 use sotto_store::sotto_core::{AccessKey, IdentityKeyPair};
 use sotto_store::testing::FaultPoint;
 use sotto_store::{
@@ -224,17 +224,6 @@ fn as_transferred(mut rows: Vec<Row>) -> Vec<Row> {
     rows
 }
 
-fn contacts(store: &Store) -> Vec<Contact> {
-    let mut all: Vec<Contact> = store
-        .contacts()
-        .unwrap()
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    all.sort_by(|a, b| a.id.cmp(&b.id));
-    all
-}
-
 /// Everything the user sees in a store, plus where a transfer stands.
 #[derive(Debug, PartialEq)]
 struct Snapshot {
@@ -244,7 +233,7 @@ struct Snapshot {
 }
 
 fn snapshot(store: &Store) -> Snapshot {
-    let contacts = contacts(store);
+    let contacts = sorted_contacts(store);
     let conversations = contacts
         .iter()
         .map(|c| (c.id.clone(), rows(store, &c.id)))
@@ -258,8 +247,8 @@ fn snapshot(store: &Store) -> Snapshot {
 
 /// The receiver shows what the source shows.
 fn assert_same_history(source: &Store, receiver: &Store) {
-    assert_eq!(contacts(receiver), contacts(source));
-    for c in contacts(source) {
+    assert_eq!(sorted_contacts(receiver), sorted_contacts(source));
+    for c in sorted_contacts(source) {
         assert_eq!(
             rows(receiver, &c.id),
             as_transferred(rows(source, &c.id)),
@@ -769,7 +758,7 @@ fn a_wrong_key_or_altered_header_opens_nothing_and_the_right_one_still_works() {
     let f = frames(&export(&p.alice).0);
     let dir = tempfile::tempdir().unwrap();
     let mut phone = phone(dir.path());
-    let contacts_before = contacts(&phone);
+    let contacts_before = sorted_contacts(&phone);
 
     let wrong = ArchiveKey::from_bytes(&[0x4c; 32]);
     let begun = phone.begin_history_transfer(&f.header, &wrong).unwrap();
@@ -785,7 +774,7 @@ fn a_wrong_key_or_altered_header_opens_nothing_and_the_right_one_still_works() {
         refused(&mut phone, 0, &f.chunks[0]),
         ArchiveError::WrongSecret
     ));
-    assert_eq!(contacts(&phone), contacts_before);
+    assert_eq!(sorted_contacts(&phone), contacts_before);
     assert_eq!(phone.message_count("dave").unwrap(), 0);
 
     // No chunk was applied: beginning again with the right key and

@@ -1111,24 +1111,30 @@ mod tests {
             .unwrap();
     }
 
+    /// A mailbox registered for the key of `seed`, with one envelope
+    /// (`"queued"`) waiting in it.
+    fn register_with_one_queued(store: &SqliteStore, seed: u8) -> MailboxAddress {
+        let address = register(store, seed);
+        store
+            .enqueue(
+                &address,
+                &MessageId([1; 16]),
+                b"queued",
+                OPEN,
+                &QueuePolicy::default(),
+                T0,
+            )
+            .unwrap();
+        address
+    }
+
     #[test]
     fn a_version_3_database_gets_the_device_list_table_and_keeps_its_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relay.db");
         let bob = {
             let store = SqliteStore::open(&path).unwrap();
-            let bob = register(&store, 2);
-            store
-                .enqueue(
-                    &bob,
-                    &MessageId([1; 16]),
-                    b"queued",
-                    OPEN,
-                    &QueuePolicy::default(),
-                    T0,
-                )
-                .unwrap();
-            bob
+            register_with_one_queued(&store, 2)
         };
         // As version 3 left it: no device list table.
         {
@@ -1169,17 +1175,7 @@ mod tests {
         );
         let laptop_box = {
             let store = SqliteStore::open(&path).unwrap();
-            let laptop_box = register(&store, 21);
-            store
-                .enqueue(
-                    &laptop_box,
-                    &MessageId([1; 16]),
-                    b"queued",
-                    OPEN,
-                    &QueuePolicy::default(),
-                    T0,
-                )
-                .unwrap();
+            let laptop_box = register_with_one_queued(&store, 21);
             let alice_list = signed_list(&alice, 2, &[&alice, &laptop]);
             store
                 .publish_device_list(&alice_box, 2, &alice_list)

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sotto_store::{Envelope, KdfParams, OpenOptions, OutboxEntry, Received, Store};
+use sotto_store::{Contact, Envelope, KdfParams, OpenOptions, OutboxEntry, Received, Store};
 use tempfile::TempDir;
 
 pub(crate) const ALICE_PASS: &[u8] = b"correct horse battery staple";
@@ -90,4 +90,16 @@ pub(crate) fn files(path: &Path) -> Vec<PathBuf> {
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Every contact of `store`, each readable, ordered by id.
+pub(crate) fn sorted_contacts(store: &Store) -> Vec<Contact> {
+    let mut contacts: Vec<Contact> = store
+        .contacts()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    contacts.sort_by(|a, b| a.id.cmp(&b.id));
+    contacts
 }
