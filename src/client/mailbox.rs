@@ -2,6 +2,7 @@
 //! through the receive pipeline ([`super::receive`]) and is settled —
 //! acknowledged, announced, answered — on its own.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use sotto_relay::{Envelope, RelayClient};
@@ -22,6 +23,26 @@ pub(crate) enum Settled {
 }
 
 impl Shared {
+    /// Acknowledges a history chunk without waiting for the relay's
+    /// answer, so the next chunk is applied meanwhile. A lost ack costs
+    /// nothing: the relay delivers the chunk again, and a chunk applied
+    /// before changes nothing and is acknowledged again. (The relay
+    /// answers a connection's requests in order: once the final chunk's
+    /// ack is answered, these were too.)
+    async fn ack_in_background(&self, conn: &RelayClient, relay_id: u64) -> Result<()> {
+        match self.live_connection() {
+            Some(live) if std::ptr::eq(Arc::as_ptr(&live), conn) => {
+                tokio::spawn(async move {
+                    if let Err(e) = live.ack(&[relay_id]).await {
+                        tracing::info!(error = %e, "history chunk not acknowledged; it comes again");
+                    }
+                });
+                Ok(())
+            }
+            _ => Ok(conn.ack(&[relay_id]).await.map(drop)?),
+        }
+    }
+
     /// Removes the nameless contact that fetching a stranger's device list
     /// made, when its device turned out not to be vouched for and nothing
     /// else is stored under it.
@@ -237,8 +258,14 @@ impl Shared {
                 body,
                 chunk,
             } => {
+                // The ack of a chunk that leaves the transfer unfinished
+                // need not be waited for.
+                let mut wait = true;
                 let handled = match chunk {
-                    Some(frame) => self.on_history_chunk(conn, &from, &body, &frame).await,
+                    Some(frame) => self
+                        .on_history_chunk(conn, &from, &body, &frame)
+                        .await
+                        .map(|complete| wait = complete),
                     None if kind == crate::payload::KIND_HISTORY_STATUS => {
                         self.on_history_status(conn, &from, &body).await
                     }
@@ -255,7 +282,11 @@ impl Shared {
                     }
                     Err(e) => self.report(Step::Devices, e),
                 }
-                conn.ack(&[relay_id]).await?;
+                if wait {
+                    conn.ack(&[relay_id]).await?;
+                } else {
+                    self.ack_in_background(conn, relay_id).await?;
+                }
                 Ok(Settled::Nothing)
             }
             Outcome::UnknownDevice { .. } => {

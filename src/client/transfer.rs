@@ -238,13 +238,14 @@ impl Shared {
     /// A chunk of the history transfer from device `from` (which must be a
     /// device of this account): begun if new, applied, announced; the
     /// sender hears how far it got when it completed or a chunk came ahead.
+    /// Returns whether the transfer is complete.
     pub(crate) async fn on_history_chunk(
         &self,
         conn: &RelayClient,
         from: &IdentityKey,
         body: &[u8],
         frame: &[u8],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let (header, index) = payload::parse_history_chunk(body)
             .ok_or(Error::Dropped(super::DropReason::Malformed))?;
         let (header, frame, sender) = (header.to_vec(), frame.to_vec(), *from);
@@ -281,7 +282,7 @@ impl Shared {
         if progress.complete || progress.next_chunk <= index {
             self.send_history_status(conn, from, &progress).await?;
         }
-        Ok(())
+        Ok(progress.complete)
     }
 
     /// Tells the sending device how far the transfer got.

@@ -85,6 +85,19 @@ impl Conversation {
             .sealing()
             .seal(rng, Place::new("messages", "sealed", &row), record)
     }
+
+    /// Opens message `seq`'s sealed record; `None` if it does not open
+    /// for that place under this conversation's key.
+    pub(crate) fn open_message_record(
+        &self,
+        seq: u64,
+        sealed: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        let row = message_row(&self.lookup, seq);
+        self.key
+            .sealing()
+            .open(Place::new("messages", "sealed", &row), sealed)
+    }
 }
 
 /// A raw outbox row.
@@ -998,11 +1011,8 @@ impl<'a> Db<'a> {
         seq: u64,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>> {
-        let row = message_row(&conversation.lookup, seq);
         conversation
-            .key
-            .sealing()
-            .open(Place::new("messages", "sealed", &row), sealed)
+            .open_message_record(seq, sealed)
             .ok_or(Error::Corrupt {
                 table: "messages",
                 row: Row::Seq(seq),

@@ -1,7 +1,8 @@
 //! Writing an archive from an open store, in one read transaction (a
-//! consistent snapshot), streaming: one message is in memory at a time.
-//! A backup and a history transfer are written by the same code; a
-//! transfer leaves out the identity and the prekey ids.
+//! consistent snapshot), streaming: rows are read and opened in batches
+//! (on several threads), so memory is bounded by a batch, not the
+//! history. A backup and a history transfer are written by the same code;
+//! a transfer leaves out the identity and the prekey ids.
 
 use std::io::Write;
 
@@ -9,6 +10,7 @@ use rusqlite::params;
 
 use super::chunks::ChunkWriter;
 use super::header::{ArchiveSecret, HEADER_LEN, Header, Kdf};
+use super::parallel::{map_parts, threads_for};
 use super::records;
 use super::{ArchiveKey, ArchiveKind, ArchiveProgress, ArchiveSummary};
 use crate::db::{Conversation, Db, seq_from_sql};
@@ -237,10 +239,17 @@ struct Written {
     unreadable: u64,
 }
 
+/// Rows read before they are opened together (and at most this many
+/// bytes of sealed rows): enough to share out on threads, little memory.
+const BATCH_ROWS: usize = 1024;
+const BATCH_BYTES: usize = 1024 * 1024;
+
 /// Writes the message rows of `conversation`, oldest first: each readable
 /// one as a message record, each other as an unreadable record (its seq
 /// only). Calls `after_each` after every record. The read transaction's
-/// snapshot does not change, so these are the rows counted before.
+/// snapshot does not change, so these are the rows counted before. Rows
+/// are read in batches and opened on several threads
+/// ([`super::parallel`]); memory stays bounded by a batch.
 fn write_messages<W: Write>(
     db: &Db<'_>,
     w: &mut ChunkWriter<W>,
@@ -255,29 +264,51 @@ fn write_messages<W: Write>(
         readable: 0,
         unreadable: 0,
     };
-    while let Some(row) = cursor.next()? {
-        let seq = seq_from_sql(row.get(0)?, "messages")?;
-        let record = row
-            .get_ref(1)
-            .ok()
-            .and_then(|v| v.as_blob().ok())
-            .and_then(|sealed| db.open_message_record(conversation, seq, sealed).ok());
-        let parts = record.as_deref().and_then(|r| {
-            let head = message_head_len(r).ok()?;
-            Some((&r[..head], unpadded(&r[head..]).ok()?))
-        });
-        let seq_bytes = seq.to_be_bytes();
-        match parts {
-            Some((head, body)) => {
-                write_record(w, records::MESSAGE, &[&seq_bytes, head, body])?;
-                written.readable += 1;
-            }
-            None => {
-                write_record(w, records::UNREADABLE, &[&seq_bytes])?;
-                written.unreadable += 1;
-            }
+    let mut batch: Vec<(u64, Option<Vec<u8>>)> = Vec::with_capacity(BATCH_ROWS);
+    loop {
+        batch.clear();
+        let mut bytes = 0;
+        while batch.len() < BATCH_ROWS && bytes < BATCH_BYTES {
+            let Some(row) = cursor.next()? else { break };
+            let seq = seq_from_sql(row.get(0)?, "messages")?;
+            let sealed = row
+                .get_ref(1)
+                .ok()
+                .and_then(|v| v.as_blob().ok())
+                .map(<[u8]>::to_vec);
+            bytes += sealed.as_ref().map_or(0, Vec::len);
+            batch.push((seq, sealed));
         }
-        after_each(w);
+        if batch.is_empty() {
+            return Ok(written);
+        }
+        let opened = map_parts(&batch, vec![(); threads_for(batch.len())], |(), part| {
+            Ok(part
+                .iter()
+                .map(|(seq, sealed)| {
+                    sealed
+                        .as_deref()
+                        .and_then(|s| conversation.open_message_record(*seq, s))
+                })
+                .collect())
+        })?;
+        for ((seq, _), record) in batch.iter().zip(opened) {
+            let parts = record.as_deref().and_then(|r| {
+                let head = message_head_len(r).ok()?;
+                Some((&r[..head], unpadded(&r[head..]).ok()?))
+            });
+            let seq_bytes = seq.to_be_bytes();
+            match parts {
+                Some((head, body)) => {
+                    write_record(w, records::MESSAGE, &[&seq_bytes, head, body])?;
+                    written.readable += 1;
+                }
+                None => {
+                    write_record(w, records::UNREADABLE, &[&seq_bytes])?;
+                    written.unreadable += 1;
+                }
+            }
+            after_each(w);
+        }
     }
-    Ok(written)
 }

@@ -33,6 +33,7 @@ mod error;
 mod export;
 mod header;
 mod import;
+mod parallel;
 mod records;
 mod rows;
 mod transfer;

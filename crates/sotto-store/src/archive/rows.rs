@@ -7,26 +7,21 @@
 //! few at a time would rewrite pages all over their index).
 //!
 //! Sealing (XChaCha20-Poly1305 under the conversation's key, a fresh
-//! random nonce per row) is most of the work of writing a row, and rows
-//! are independent: a large batch is sealed on up to
-//! [`MAX_SEALING_THREADS`] threads (scoped, joined before the rows are
-//! written), each drawing its nonces from its own generator seeded from
-//! the store's. Only the sealing moves; the database is written from the
-//! caller's thread, in seq order. A thread the system does not give is
-//! sealed for on the caller's thread.
+//! random nonce per row) is most of the work of writing a row: a large
+//! batch is sealed on several threads ([`super::parallel`]), each drawing
+//! its nonces from its own generator seeded from the store's. The
+//! database is written from the caller's thread, in seq order.
 //!
 //! A message that was still waiting for the relay at export becomes
 //! `Failed(ExportedUnsent)`: its ciphertext and session are not in the
 //! archive. An incoming message's envelope id is recorded as seen, so a
 //! copy the relay delivers again is a duplicate, as it was at the source.
 
-use std::num::NonZeroUsize;
-use std::sync::OnceLock;
-
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use zeroize::Zeroizing;
 
+use super::parallel::{map_parts, threads_for};
 use super::records::MessageParts;
 use crate::db::{Conversation, Db};
 use crate::error::{Error, Result, Row};
@@ -37,12 +32,6 @@ use crate::types::{DeliveryState, EnvelopeId, SendFailure};
 const MAX_ROWS: usize = 4096;
 /// Plaintext bytes queued before a flush is due (one chunk's worth).
 const MAX_BYTES: usize = 512 * 1024;
-
-/// Most threads that seal one batch, the caller's included.
-const MAX_SEALING_THREADS: usize = 4;
-/// Rows each sealing thread gets at least: fewer are sealed where they
-/// are (a thread costs about as much as sealing a few dozen rows).
-const ROWS_PER_THREAD: usize = 128;
 
 /// One queued row.
 struct Queued {
@@ -144,61 +133,21 @@ pub(super) fn write_seen(db: &Db<'_>, mut lookups: Vec<[u8; 32]>) -> Result<()> 
     db.mark_seen_all(&lookups)
 }
 
-/// How many threads seal `rows` rows: one per [`ROWS_PER_THREAD`], at most
-/// one per core and [`MAX_SEALING_THREADS`].
-fn sealing_threads(rows: usize) -> usize {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    let cores =
-        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
-    (rows / ROWS_PER_THREAD).clamp(1, cores.clamp(1, MAX_SEALING_THREADS))
-}
-
 /// Seals every queued row for its place, in order.
 fn seal_all(
     conversation: &Conversation,
     queued: &[Queued],
     rng: &mut StdRng,
 ) -> Result<Vec<Vec<u8>>> {
-    let seal_part = |part: &[Queued], rng: &mut StdRng| -> Result<Vec<Vec<u8>>> {
+    // Each thread its own generator, seeded from the store's (a CSPRNG
+    // seeded by the operating system): nonces stay random and independent.
+    let rngs: Vec<StdRng> = (0..threads_for(queued.len()))
+        .map(|_| StdRng::from_rng(&mut *rng))
+        .collect();
+    map_parts(queued, rngs, |rng, part| {
         part.iter()
             .map(|q| conversation.seal_message(rng, q.seq, &q.record))
             .collect()
-    };
-    let threads = sealing_threads(queued.len());
-    if threads == 1 {
-        return seal_part(queued, rng);
-    }
-    let mut parts = queued.chunks(queued.len().div_ceil(threads));
-    let first = parts.next().unwrap_or_default();
-    // Each thread its own generator, seeded from the store's (a CSPRNG
-    // seeded by the operating system): nonces stay random and independent.
-    let mut rngs: Vec<StdRng> = (1..threads).map(|_| StdRng::from_rng(rng)).collect();
-    std::thread::scope(|scope| {
-        // A part whose thread could not be made is sealed here instead.
-        let others: Vec<_> = parts
-            .zip(rngs.iter_mut())
-            .map(|(part, rng)| {
-                let handle = std::thread::Builder::new()
-                    .name("sotto-store seal".into())
-                    .spawn_scoped(scope, || seal_part(part, &mut *rng))
-                    .ok();
-                (part, handle)
-            })
-            .collect();
-        let mut sealed = seal_part(first, rng)?;
-        for (part, handle) in others {
-            let part = match handle {
-                Some(handle) => match handle.join() {
-                    Ok(part) => part?,
-                    // Sealing does not panic on any input; if it ever did,
-                    // the panic goes on as it would have without threads.
-                    Err(panic) => std::panic::resume_unwind(panic),
-                },
-                None => seal_part(part, rng)?,
-            };
-            sealed.extend(part);
-        }
-        Ok(sealed)
     })
 }
 
@@ -218,7 +167,7 @@ mod tests {
             next_seq: 10_000,
             deleted: Vec::new(),
         };
-        let queued: Vec<Queued> = (1..=3 * ROWS_PER_THREAD as u64 + 7)
+        let queued: Vec<Queued> = (1..=3 * super::super::parallel::ROWS_PER_THREAD as u64 + 7)
             .map(|seq| Queued {
                 seq,
                 record: Zeroizing::new(seq.to_be_bytes().to_vec()),
@@ -238,17 +187,5 @@ mod tests {
             assert_eq!(opened.as_slice(), q.record.as_slice());
             assert!(nonces.insert(s[1..25].to_vec()), "a nonce twice");
         }
-    }
-
-    #[test]
-    fn batches_are_shared_out_by_size_and_cores() {
-        assert_eq!(sealing_threads(0), 1);
-        assert_eq!(sealing_threads(ROWS_PER_THREAD - 1), 1);
-        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
-        assert_eq!(
-            sealing_threads(ROWS_PER_THREAD * 100),
-            cores.clamp(1, MAX_SEALING_THREADS)
-        );
-        assert!(sealing_threads(2 * ROWS_PER_THREAD) <= 2);
     }
 }
