@@ -3,7 +3,7 @@
 use sotto_core::{AccessKey, IdentityKey, PreKeyBundle, SafetyNumber};
 
 use crate::error::{Error, Result};
-use crate::records::{ContactRecord, check_contact_id, check_contact_name};
+use crate::records::{ContactRecord, check_contact_id, check_contact_name, check_new_contact_id};
 use crate::store::Store;
 use crate::types::{Contact, PeerDevice};
 
@@ -30,7 +30,7 @@ impl Store {
         name: &str,
         identity_key: Option<&IdentityKey>,
     ) -> Result<()> {
-        check_contact_id(id)?;
+        check_new_contact_id(id)?;
         check_contact_name(name)?;
         self.write(|db, rng| {
             if db.contact(id)?.is_some() {

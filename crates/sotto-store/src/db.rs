@@ -130,6 +130,57 @@ impl<'a> Db<'a> {
         })
     }
 
+    /// The opened value of `table`'s row `lookup`, for the tables that are
+    /// `(lookup, sealed)` pairs; `None` without such a row.
+    pub(crate) fn sealed_row(
+        &self,
+        table: &'static str,
+        lookup: &[u8; 32],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let row = Row::lookup(lookup);
+        let sql = format!("SELECT sealed FROM {table} WHERE lookup = ?1");
+        let Some(sealed) = self.query_sealed(&sql, &lookup[..], table, row)? else {
+            return Ok(None);
+        };
+        self.open_value(Place::new(table, "sealed", lookup), &sealed, row)
+            .map(Some)
+    }
+
+    /// Seals `plain` for `table`'s row `lookup` and writes it (inserted or
+    /// replaced), with `extra` as the value of a third column when the
+    /// table has one (`extra_column`).
+    pub(crate) fn put_sealed_row<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        table: &'static str,
+        lookup: &[u8; 32],
+        plain: &[u8],
+        extra: Option<(&'static str, &[u8])>,
+    ) -> Result<()> {
+        let sealed = self
+            .keys
+            .value()
+            .seal(rng, Place::new(table, "sealed", lookup), plain)?;
+        match extra {
+            None => {
+                let sql =
+                    format!("INSERT OR REPLACE INTO {table} (lookup, sealed) VALUES (?1, ?2)");
+                self.conn
+                    .prepare_cached(&sql)?
+                    .execute(params![&lookup[..], sealed])?;
+            }
+            Some((column, value)) => {
+                let sql = format!(
+                    "INSERT OR REPLACE INTO {table} (lookup, sealed, {column}) VALUES (?1, ?2, ?3)"
+                );
+                self.conn
+                    .prepare_cached(&sql)?
+                    .execute(params![&lookup[..], sealed, value])?;
+            }
+        }
+        Ok(())
+    }
+
     fn query_sealed(
         &self,
         sql: &str,

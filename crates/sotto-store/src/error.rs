@@ -158,6 +158,12 @@ pub enum Error {
     /// linked to one): it cannot be linked to another.
     #[error("this profile already belongs to an account")]
     AlreadyLinked,
+    /// No such group is stored here (or this device left it).
+    #[error("no such group")]
+    NoSuchGroup,
+    /// Contact ids that begin with `#` name group conversations.
+    #[error("a contact id cannot begin with '#'")]
+    ReservedContactId,
     /// No message with this sequence number in the conversation.
     #[error("no message with seq {0}")]
     UnknownMessage(u64),

@@ -83,6 +83,7 @@ mod crypto;
 mod db;
 mod devices;
 mod error;
+mod groups;
 mod history;
 mod options;
 mod prekeys;
@@ -108,6 +109,10 @@ pub use archive::{
 pub use check::CheckReport;
 pub use devices::OutgoingTransfer;
 pub use error::{Error, Result, Row, UnlockMethod};
+pub use groups::{
+    GROUP_CONVERSATION_PREFIX, GroupId, GroupOutboxEntry, GroupReceive, GroupRecipient, GroupSend,
+    StoredGroup,
+};
 pub use history::MAX_PAGE;
 pub use options::{
     Durability, KdfParams, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM, OpenOptions,

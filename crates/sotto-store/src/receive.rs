@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::db::{Conversation, Db, DbPreKeys};
 use crate::error::{Error, Result};
-use crate::records::{self, ContactRecord, check_contact_id};
+use crate::records::{self, ContactRecord, check_new_contact_id};
 use crate::store::Store;
 use crate::testing::{FaultPoint, Faults};
 use crate::types::{DeliveryState, Direction, Envelope, Message, PeerDevice, Received};
@@ -143,7 +143,7 @@ fn receive_one(
     envelope: &Envelope<'_>,
     detached: Option<&[u8]>,
 ) -> Result<Result<Received>> {
-    if let Err(e) = check_contact_id(envelope.sender) {
+    if let Err(e) = check_new_contact_id(envelope.sender) {
         return Ok(Err(e));
     }
     let seen = db.seen_lookup_from(envelope.sender, envelope.device, &envelope.id);
@@ -317,6 +317,7 @@ fn receive_one(
         state: delivery,
         timestamp,
         envelope_id: envelope.id,
+        author: None,
         body,
     })))
 }

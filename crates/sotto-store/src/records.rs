@@ -23,6 +23,9 @@
 //!               or, for an outgoing message with the digest of its ciphertext:
 //!               0x02 || direction || state || u64be(timestamp ms) || envelope id(16)
 //!                   || ciphertext digest(32) || pad(body)
+//!               or, for a group message, with the account that wrote it:
+//!               0x03 || direction || state || u64be(timestamp ms) || envelope id(16)
+//!                   || author account key(32) || pad(body)
 //! outbox        0x02 || u64be(seq) || envelope id(16) || u64be(accepted_at ms, 0 = not yet)
 //!                   || u32be(times accepted) || ciphertext
 //!               (version 0x01, without the two counters, is still read)
@@ -44,6 +47,8 @@ use crate::types::{
 const RECORD_VERSION: u8 = 0x01;
 /// Version of a message record that carries a ciphertext digest.
 const MESSAGE_WITH_DIGEST: u8 = 0x02;
+/// Version of a message record that names its author (a group message).
+const MESSAGE_WITH_AUTHOR: u8 = 0x03;
 
 /// Longest contact id accepted, in bytes.
 pub const MAX_CONTACT_ID_LEN: usize = 1024;
@@ -54,18 +59,18 @@ pub const MAX_CONTACT_NAME_LEN: usize = 4096;
 #[derive(Debug)]
 pub(crate) struct Malformed;
 
-type Decoded<T> = core::result::Result<T, Malformed>;
+pub(crate) type Decoded<T> = core::result::Result<T, Malformed>;
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Self { bytes }
     }
 
-    fn take(&mut self, n: usize) -> Decoded<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Decoded<&'a [u8]> {
         if self.bytes.len() < n {
             return Err(Malformed);
         }
@@ -74,32 +79,32 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> Decoded<u8> {
+    pub(crate) fn u8(&mut self) -> Decoded<u8> {
         Ok(self.take(1)?[0])
     }
 
-    fn array<const N: usize>(&mut self) -> Decoded<[u8; N]> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Decoded<[u8; N]> {
         self.take(N)?.try_into().map_err(|_| Malformed)
     }
 
-    fn u16(&mut self) -> Decoded<u16> {
+    pub(crate) fn u16(&mut self) -> Decoded<u16> {
         Ok(u16::from_be_bytes(self.array()?))
     }
 
-    fn u32(&mut self) -> Decoded<u32> {
+    pub(crate) fn u32(&mut self) -> Decoded<u32> {
         Ok(u32::from_be_bytes(self.array()?))
     }
 
-    fn u64(&mut self) -> Decoded<u64> {
+    pub(crate) fn u64(&mut self) -> Decoded<u64> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
-    fn string(&mut self) -> Decoded<String> {
+    pub(crate) fn string(&mut self) -> Decoded<String> {
         let len = usize::from(self.u16()?);
         String::from_utf8(self.take(len)?.to_vec()).map_err(|_| Malformed)
     }
 
-    fn version(&mut self) -> Decoded<()> {
+    pub(crate) fn version(&mut self) -> Decoded<()> {
         if self.u8()? == RECORD_VERSION {
             Ok(())
         } else {
@@ -107,11 +112,11 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn rest(self) -> &'a [u8] {
+    pub(crate) fn rest(self) -> &'a [u8] {
         self.bytes
     }
 
-    fn finish(self) -> Decoded<()> {
+    pub(crate) fn finish(self) -> Decoded<()> {
         if self.bytes.is_empty() {
             Ok(())
         } else {
@@ -145,6 +150,17 @@ pub(crate) fn check_contact_id(id: &str) -> Result<()> {
             len: id.len(),
             max: MAX_CONTACT_ID_LEN,
         });
+    }
+    Ok(())
+}
+
+/// [`check_contact_id`] for a contact being added (or a sender being
+/// received from): an id that begins with `#` is refused, since
+/// conversations under such ids are a group's (`#group:`).
+pub(crate) fn check_new_contact_id(id: &str) -> Result<()> {
+    check_contact_id(id)?;
+    if id.starts_with('#') {
+        return Err(Error::ReservedContactId);
     }
     Ok(())
 }
@@ -520,6 +536,32 @@ pub(crate) fn encode_message(
     Ok(out)
 }
 
+/// A group message's record: as [`encode_message`], with the account that
+/// wrote it in place of a digest.
+pub(crate) fn encode_group_message(
+    direction: Direction,
+    state: DeliveryState,
+    timestamp: u64,
+    id: &EnvelopeId,
+    author: &IdentityKey,
+    body: &[u8],
+) -> Result<Zeroizing<Vec<u8>>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(
+        MESSAGE_HEADER_LEN + 32 + sotto_core::pad::padded_len_for_plaintext(body.len())?,
+    ));
+    out.push(MESSAGE_WITH_AUTHOR);
+    out.push(match direction {
+        Direction::Incoming => 0,
+        Direction::Outgoing => 1,
+    });
+    out.push(state.to_byte());
+    out.extend_from_slice(&timestamp.to_be_bytes());
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(author.as_bytes());
+    pad_into(body, &mut out)?;
+    Ok(out)
+}
+
 /// The length of a message record's head (everything before the padded
 /// body: version, direction, state, timestamp, envelope id and, in a
 /// version-2 record, the digest), after checking that the head is well
@@ -527,7 +569,7 @@ pub(crate) fn encode_message(
 pub(crate) fn message_head_len(bytes: &[u8]) -> Decoded<usize> {
     let len = match bytes.first() {
         Some(&RECORD_VERSION) => MESSAGE_HEADER_LEN,
-        Some(&MESSAGE_WITH_DIGEST) => MESSAGE_HEADER_LEN + 32,
+        Some(&MESSAGE_WITH_DIGEST | &MESSAGE_WITH_AUTHOR) => MESSAGE_HEADER_LEN + 32,
         _ => return Err(Malformed),
     };
     if bytes.len() < len || bytes[1] > 1 || DeliveryState::from_byte(bytes[2]).is_none() {
@@ -551,7 +593,7 @@ pub(crate) fn message_record_from_parts(head: &[u8], body: &[u8]) -> Result<Zero
 /// The digest kept in an outgoing message record, if it has one.
 pub(crate) fn message_digest(bytes: &[u8]) -> Decoded<Option<CiphertextDigest>> {
     match bytes.first() {
-        Some(&RECORD_VERSION) => Ok(None),
+        Some(&RECORD_VERSION | &MESSAGE_WITH_AUTHOR) => Ok(None),
         Some(&MESSAGE_WITH_DIGEST) => {
             let digest = bytes
                 .get(MESSAGE_HEADER_LEN..MESSAGE_HEADER_LEN + 32)
@@ -587,11 +629,13 @@ pub(crate) fn set_message_digest(
 
 pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
     let mut r = Reader::new(bytes);
-    let has_digest = match r.u8()? {
-        RECORD_VERSION => false,
-        MESSAGE_WITH_DIGEST => true,
-        _ => return Err(Malformed),
-    };
+    let version = r.u8()?;
+    if !matches!(
+        version,
+        RECORD_VERSION | MESSAGE_WITH_DIGEST | MESSAGE_WITH_AUTHOR
+    ) {
+        return Err(Malformed);
+    }
     let direction = match r.u8()? {
         0 => Direction::Incoming,
         1 => Direction::Outgoing,
@@ -600,8 +644,15 @@ pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
     let state = DeliveryState::from_byte(r.u8()?).ok_or(Malformed)?;
     let timestamp = r.u64()?;
     let envelope_id = EnvelopeId(r.array::<16>()?);
-    if has_digest {
-        r.take(32)?;
+    let mut author = None;
+    match version {
+        MESSAGE_WITH_DIGEST => {
+            r.take(32)?;
+        }
+        MESSAGE_WITH_AUTHOR => {
+            author = Some(IdentityKey::from_bytes(&r.array::<32>()?).map_err(|_| Malformed)?);
+        }
+        _ => {}
     }
     let body = unpadded(r.rest())?;
     Ok(Message {
@@ -610,6 +661,7 @@ pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
         state,
         timestamp,
         envelope_id,
+        author,
         body: Zeroizing::new(body.to_vec()),
     })
 }
@@ -617,7 +669,10 @@ pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
 /// Rewrites the state byte of an encoded message record in place.
 pub(crate) fn set_message_state(record: &mut [u8], state: DeliveryState) -> Decoded<()> {
     if record.len() < MESSAGE_HEADER_LEN
-        || (record[0] != RECORD_VERSION && record[0] != MESSAGE_WITH_DIGEST)
+        || !matches!(
+            record[0],
+            RECORD_VERSION | MESSAGE_WITH_DIGEST | MESSAGE_WITH_AUTHOR
+        )
     {
         return Err(Malformed);
     }

@@ -14,7 +14,7 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 
 /// The schema version this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// SQLite `application_id` of a Sotto store ("SOTT").
 pub(crate) const APPLICATION_ID: i32 = 0x534F_5454;
@@ -156,6 +156,40 @@ fn to_v5(conn: &Connection, _: &Keys) -> Result<()> {
     Ok(())
 }
 
+/// What version 6 adds to version 5: groups (docs/storage.md, "Groups").
+/// `groups`, each group's record under the group's lookup;
+/// `group_sender_keys`, the receiving state of each (group, sending
+/// device), with the group's lookup in `grp` so a group's go together;
+/// `group_outbox`, each group message the relay has not taken for all its
+/// recipients, sealed like a message row under the group conversation's
+/// key for its place `(conversation, seq)`, and whether any recipient took
+/// it (`taken`).
+pub(crate) const SCHEMA_V6: &str = "
+CREATE TABLE groups (
+    lookup BLOB PRIMARY KEY NOT NULL,
+    sealed BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE group_sender_keys (
+    lookup BLOB PRIMARY KEY NOT NULL,
+    grp    BLOB NOT NULL,
+    sealed BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX group_sender_keys_by_group ON group_sender_keys (grp);
+CREATE TABLE group_outbox (
+    id           INTEGER PRIMARY KEY,
+    lookup       BLOB NOT NULL UNIQUE,
+    conversation BLOB NOT NULL,
+    seq          INTEGER NOT NULL,
+    sealed       BLOB NOT NULL,
+    taken        INTEGER NOT NULL DEFAULT 0 CHECK (taken IN (0, 1))
+);
+";
+
+fn to_v6(conn: &Connection, _: &Keys) -> Result<()> {
+    conn.execute_batch(SCHEMA_V6)?;
+    Ok(())
+}
+
 /// One upgrade step: from `from` to `from + 1`. It runs inside the
 /// migration transaction and may re-seal rows with the store's keys.
 pub(crate) struct Migration {
@@ -181,6 +215,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         from: 4,
         run: to_v5,
+    },
+    Migration {
+        from: 5,
+        run: to_v6,
     },
 ];
 

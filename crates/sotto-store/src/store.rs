@@ -14,7 +14,7 @@ use crate::options::{Durability, KdfParams, OpenOptions};
 use crate::records::PreKeyIds;
 use crate::schema::{
     self, APPLICATION_ID, MIGRATIONS, Migration, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4,
-    SCHEMA_V5, SCHEMA_VERSION,
+    SCHEMA_V5, SCHEMA_V6, SCHEMA_VERSION,
 };
 use crate::testing::Faults;
 
@@ -268,6 +268,7 @@ impl Store {
             tx.execute_batch(SCHEMA_V3)?;
             tx.execute_batch(SCHEMA_V4)?;
             tx.execute_batch(SCHEMA_V5)?;
+            tx.execute_batch(SCHEMA_V6)?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             schema::write_version(&tx, SCHEMA_VERSION)?;
             tx.execute(

@@ -258,6 +258,9 @@ pub struct Message {
     pub timestamp: u64,
     /// The envelope id it travelled (or will travel) under.
     pub envelope_id: EnvelopeId,
+    /// In a group's history, the account that wrote it (ours for an
+    /// outgoing message); `None` in a conversation with a contact.
+    pub author: Option<sotto_core::IdentityKey>,
     /// The message body, wiped on drop.
     pub body: Zeroizing<Vec<u8>>,
 }
@@ -300,6 +303,9 @@ impl fmt::Debug for NewMessage<'_> {
 /// The outcome of receiving one envelope.
 #[derive(Debug)]
 #[non_exhaustive]
+// Short-lived (one per envelope, moved once): the size of its variants
+// does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Received {
     /// Decrypted and stored. Acknowledge the envelope to the relay.
     Stored(Message),

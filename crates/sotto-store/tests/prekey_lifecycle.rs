@@ -159,6 +159,9 @@ fn a_version_1_store_is_upgraded_and_keeps_working() {
              ALTER TABLE signed_prekeys DROP COLUMN since;
              ALTER TABLE one_time_prekeys DROP COLUMN state;
              DROP TABLE contact_device_lists;
+             DROP TABLE group_outbox;
+             DROP TABLE group_sender_keys;
+             DROP TABLE groups;
              UPDATE meta SET value = 1 WHERE name = 'schema_version';",
         )
         .unwrap();
@@ -369,6 +372,9 @@ fn a_version_2_store_is_upgraded_and_its_one_time_prekeys_stay_live() {
              ALTER TABLE outbox DROP COLUMN accepted;
              ALTER TABLE one_time_prekeys DROP COLUMN state;
              DROP TABLE contact_device_lists;
+             DROP TABLE group_outbox;
+             DROP TABLE group_sender_keys;
+             DROP TABLE groups;
              UPDATE meta SET value = 2 WHERE name = 'schema_version';",
         )
         .unwrap();

@@ -142,6 +142,9 @@ impl Store {
             let mut conversations = Vec::new();
             for lookup in db.conversation_lookups()? {
                 match db.conversation_by_lookup(&lookup) {
+                    // Groups are not in archives or transfers yet
+                    // (docs/storage.md, "Groups").
+                    Ok(Some(c)) if c.contact.starts_with('#') => {}
                     Ok(Some(c)) => {
                         let rows = db.count_messages(&c.lookup)?;
                         conversations.push((c, rows));

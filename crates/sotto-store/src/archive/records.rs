@@ -157,7 +157,10 @@ pub(crate) fn decode_archived_contact(payload: &[u8]) -> Option<ContactRecord> {
         return None;
     }
     let record = decode_contact(payload).ok()?;
+    // An id that begins with '#' names a group's conversation, never a
+    // contact.
     let within_limits = record.id.len() <= MAX_CONTACT_ID_LEN
+        && !record.id.starts_with('#')
         && record.name.len() <= MAX_CONTACT_NAME_LEN
         && record
             .claims_to_succeed
@@ -200,6 +203,7 @@ pub(crate) fn decode_conversation(payload: &[u8]) -> Option<ConversationRecord> 
         || next_seq == 0
         || i64::try_from(next_seq).is_err()
         || contact.len() > MAX_CONTACT_ID_LEN
+        || contact.starts_with('#')
     {
         return None;
     }

@@ -36,6 +36,15 @@ pub(crate) enum Domain {
     /// `seen_envelopes.lookup` of a copy from one of our own devices:
     /// parts = [u32be(device id), envelope id].
     SeenOwnEnvelope,
+    /// `groups.lookup` and `group_sender_keys.grp`: parts = [group id].
+    Group,
+    /// `group_sender_keys.lookup`: parts = [group id, sending device key].
+    GroupSenderKey,
+    /// `group_outbox.lookup`: parts = [envelope id].
+    GroupOutbox,
+    /// `seen_envelopes.lookup` of a group message: parts = [group id,
+    /// sending device key, envelope id].
+    SeenGroupEnvelope,
 }
 
 impl Domain {
@@ -52,6 +61,10 @@ impl Domain {
             Self::DeviceSession => b"sotto-store/device-session",
             Self::OwnDeviceSession => b"sotto-store/own-device-session",
             Self::SeenOwnEnvelope => b"sotto-store/seen-own-envelope",
+            Self::Group => b"sotto-store/group",
+            Self::GroupSenderKey => b"sotto-store/group-sender-key",
+            Self::GroupOutbox => b"sotto-store/group-outbox",
+            Self::SeenGroupEnvelope => b"sotto-store/seen-group-envelope",
         }
     }
 }
