@@ -307,10 +307,12 @@ fn each_member_decrypts_the_same_bytes() {
 }
 
 #[test]
-fn encryption_is_deterministic_given_the_state_and_keys_are_never_reused() {
+fn encryption_is_deterministic_given_the_state_and_each_message_uses_the_next_key() {
     let g = Group::new(12);
-    let mut a = g.alice.clone();
-    let mut b = g.alice.clone();
+    // Two copies of one state (what a store must never keep: see the
+    // `SenderKey` docs), made through its bytes.
+    let mut a = SenderKey::from_bytes(&g.alice.to_bytes()).unwrap();
+    let mut b = SenderKey::from_bytes(&g.alice.to_bytes()).unwrap();
     let first = a.encrypt(b"same").unwrap();
     assert_eq!(b.encrypt(b"same").unwrap(), first);
     // The next message of the same text uses the next key: other bytes.

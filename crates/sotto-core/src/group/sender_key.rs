@@ -24,7 +24,10 @@ use crate::wire::TAG_LEN;
 ///
 /// Secret: wiped on drop, redacted in `Debug`. Serialize it with
 /// [`to_bytes`](Self::to_bytes) and seal the bytes before they touch disk.
-#[derive(Clone)]
+///
+/// Not `Clone`: two copies would each encrypt their next message under the
+/// same message key, hence the same AEAD key and nonce. Keep one sender
+/// key per group and device, and store it after every encrypt.
 pub struct SenderKey {
     group_id: GroupId,
     chain_id: ChainId,

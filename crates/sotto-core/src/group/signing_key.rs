@@ -17,7 +17,6 @@ use crate::keys::random_secret;
 pub const GROUP_SIGNATURE_LEN: usize = 64;
 
 /// The private half: kept by the sender only, never distributed.
-#[derive(Clone)]
 pub(crate) struct SenderSigningKey(SigningKey);
 
 impl SenderSigningKey {
