@@ -167,7 +167,9 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn random_bytes_are_refused_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1200)) {
+    fn random_bytes_are_refused_without_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..1200),
+    ) {
         let mut g = Group::new(44);
         let _ = GroupMessage::parse(&bytes);
         let _ = SenderKeyDistribution::from_bytes(&bytes);
@@ -187,7 +189,10 @@ proptest! {
     }
 
     #[test]
-    fn a_flipped_bit_anywhere_is_refused_unchanged(at in 0usize..MIN_GROUP_MESSAGE_LEN, bit in 0u8..8) {
+    fn a_flipped_bit_anywhere_is_refused_unchanged(
+        at in 0usize..MIN_GROUP_MESSAGE_LEN,
+        bit in 0u8..8,
+    ) {
         let mut g = Group::new(46);
         let wire = g.send(0);
         let mut bad = wire.clone();

@@ -203,13 +203,18 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn random_bytes_never_panic_the_state_decoders(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+    fn random_bytes_never_panic_the_state_decoders(
+        bytes in proptest::collection::vec(any::<u8>(), 0..400),
+    ) {
         let _ = SenderKey::from_bytes(&bytes);
         let _ = SenderKeyReceiver::from_bytes(&bytes);
     }
 
     #[test]
-    fn a_flipped_byte_of_a_receiver_state_is_refused_or_decodes_to_those_bytes(at in 0usize..381, bit in 0u8..8) {
+    fn a_flipped_bit_of_a_receiver_state_is_refused_or_decodes_to_those_bytes(
+        at in 0usize..381,
+        bit in 0u8..8,
+    ) {
         let (g, _) = busy_group(36);
         let mut bytes = g.bob.to_bytes().to_vec();
         prop_assume!(at < bytes.len());
