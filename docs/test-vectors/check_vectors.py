@@ -12,7 +12,9 @@ the `devices` section (linked devices: device lists, link codes, the link
 handshake), with its own strict Ed25519 point decoding, `base64` for base32 and
 `cryptography` for Ed25519, HKDF and HMAC, and the `detached_bodies` section
 (a body encrypted once for all devices, and the reference each session
-carries), with `cryptography`'s ChaCha20-Poly1305 and hashlib's SHA-256.
+carries), with `cryptography`'s ChaCha20-Poly1305 and hashlib's SHA-256,
+and the `groups` section (sender keys: distributions, group messages, one
+receiver's view of them and the serialized states of section 14).
 Prints one line per mismatch, ends with `conformance: N checks, M failed`
 and exits non-zero when M > 0.
 """
@@ -1084,6 +1086,334 @@ def check_detached_bodies(c: Checker, entries: list):
             c.eq(outcome(open_detached, ref, bad_blob), code, f"{tag} {what}")
 
 
+# ---------------------------------------------------------------- groups (sender keys)
+GROUP_VERSION = 0x01
+GROUP_TYPE = 0x03
+GROUP_HEADER_LEN = 2 + 32 + 4 + 4
+GROUP_AD_LEN = 64
+GROUP_SIG_LEN = 64
+INFO_GROUP_MESSAGE = b"Sotto_GroupMessage_v1"
+GROUP_MAX_SKIP = 1000
+GROUP_MAX_SKIPPED = 2000
+GROUP_MAX_CHAINS = 5
+GROUP_MAX_CIPHERTEXT = padded_len(MAX_PLAINTEXT + 1) + TAG_LEN
+DISTRIBUTION_FORMAT = 0x01
+GROUP_STATE_VERSION = 0x01
+
+
+def group_message_key(mk: bytes):
+    out = hkdf(bytes(32), mk, INFO_GROUP_MESSAGE, 44)
+    return out[:32], out[32:]
+
+
+def ed25519_public(seed: bytes) -> bytes:
+    return raw(Ed25519PrivateKey.from_private_bytes(seed).public_key())
+
+
+def group_header(group_id: bytes, chain_id: int, iteration: int) -> bytes:
+    return bytes([GROUP_VERSION, GROUP_TYPE]) + group_id + u32be(chain_id) + u32be(iteration)
+
+
+def encode_distribution(group_id, chain_id, iteration, ck, signing_public) -> bytes:
+    return (bytes([DISTRIBUTION_FORMAT]) + group_id + u32be(chain_id) + u32be(iteration)
+            + ck + signing_public)
+
+
+def decode_distribution(data: bytes) -> dict:
+    r = ByteReader(data)
+    if r.uint(1) != DISTRIBUTION_FORMAT:
+        raise Refused("unsupported_format")
+    d = {"group_id": r.take(32), "chain_id": r.uint(4), "iteration": r.uint(4),
+         "ck": r.take(32)}
+    key = r.take(32)
+    if not ed25519_key_ok(key):
+        raise Refused("invalid_key")
+    d["signing_public"] = key
+    r.finish()
+    return d
+
+
+class Draws:
+    """The caller's RNG: hands out the listed draws, each of the length asked."""
+
+    def __init__(self, draws: list[bytes]):
+        self.draws, self.pos, self.bad = draws, 0, 0
+
+    def draw(self, n: int) -> bytes:
+        if self.pos >= len(self.draws) or len(self.draws[self.pos]) != n:
+            self.bad += 1
+            return bytes(n)
+        out = self.draws[self.pos]
+        self.pos += 1
+        return out
+
+
+class GroupSender:
+    """A sender key (section 14): chain id, iteration, CK, signing seed."""
+
+    def __init__(self, group_id: bytes, rng: Draws):
+        self.group_id = group_id
+        self.chain_id = None
+        self._new_chain(rng)
+
+    def _new_chain(self, rng: Draws):
+        chain_id = int.from_bytes(rng.draw(4), "big")
+        while chain_id == self.chain_id:
+            chain_id = int.from_bytes(rng.draw(4), "big")
+        self.chain_id = chain_id
+        self.ck = rng.draw(32)
+        self.iteration = 0
+        self.seed = rng.draw(32)
+
+    def rotate(self, rng: Draws):
+        self._new_chain(rng)
+
+    def distribution(self) -> bytes:
+        return encode_distribution(self.group_id, self.chain_id, self.iteration, self.ck,
+                                   ed25519_public(self.seed))
+
+    def encrypt(self, pt: bytes) -> bytes:
+        header = group_header(self.group_id, self.chain_id, self.iteration)
+        self.ck, mk = kdf_ck(self.ck)
+        self.iteration += 1
+        key, nonce = group_message_key(mk)
+        ct = ChaCha20Poly1305(key).encrypt(nonce, pad(pt), header.ljust(GROUP_AD_LEN, b"\x00"))
+        sig = Ed25519PrivateKey.from_private_bytes(self.seed).sign(header + ct)
+        return header + ct + sig
+
+    def state(self) -> bytes:
+        return (bytes([GROUP_STATE_VERSION, 0x01]) + self.group_id + u32be(self.chain_id)
+                + u32be(self.iteration) + self.ck + self.seed)
+
+
+def parse_group_message(data: bytes):
+    if len(data) < 1:
+        raise Refused("truncated")
+    if data[0] != GROUP_VERSION:
+        raise Refused("unsupported_version")
+    if len(data) < 2:
+        raise Refused("truncated")
+    if data[1] != GROUP_TYPE:
+        raise Refused("unknown_type")
+    if len(data) < GROUP_HEADER_LEN + MIN_CIPHERTEXT + GROUP_SIG_LEN:
+        raise Refused("truncated")
+    header, ct, sig = data[:GROUP_HEADER_LEN], data[GROUP_HEADER_LEN:-GROUP_SIG_LEN], data[-GROUP_SIG_LEN:]
+    if len(ct) > GROUP_MAX_CIPHERTEXT:
+        raise Refused("ciphertext_too_long")
+    if padded_len(len(ct) - TAG_LEN) != len(ct) - TAG_LEN:
+        raise Refused("ciphertext_length")
+    group_id = header[2:34]
+    chain_id, iteration = struct.unpack(">II", header[34:42])
+    return header, group_id, chain_id, iteration, ct, sig
+
+
+class GroupReceiver:
+    """One sender device's chains (most recently added first) and skipped keys."""
+
+    def __init__(self, dist: dict):
+        self.group_id = dist["group_id"]
+        self.chains = [self._chain(dist)]
+        self.skipped: OrderedDict = OrderedDict()  # (chain_id, iteration) -> mk
+
+    @staticmethod
+    def _chain(d: dict) -> dict:
+        return {"id": d["chain_id"], "n": d["iteration"], "ck": d["ck"], "key": d["signing_public"]}
+
+    def process(self, d: dict) -> str:
+        if d["group_id"] != self.group_id:
+            raise Refused("group_mismatch")
+        for c in self.chains:
+            if c["id"] == d["chain_id"]:
+                if c["key"] != d["signing_public"]:
+                    raise Refused("chain_conflict")
+                return "already_known"
+        self.chains.insert(0, self._chain(d))
+        while len(self.chains) > GROUP_MAX_CHAINS:
+            dropped = self.chains.pop()
+            for k in [k for k in self.skipped if k[0] == dropped["id"]]:
+                del self.skipped[k]
+        return "added"
+
+    def decrypt(self, data: bytes) -> bytes:
+        """Transactional: works on copies, commits only on success."""
+        header, group_id, chain_id, n, ct, sig = parse_group_message(data)
+        if group_id != self.group_id:
+            raise Refused("group_mismatch")
+        matching = [c for c in self.chains if c["id"] == chain_id]
+        if not matching:
+            raise Refused("unknown_chain")
+        chain = matching[0]
+        if not verify_ed(chain["key"], sig, header + ct):
+            raise Refused("invalid_signature")
+        skipped = OrderedDict(self.skipped)
+        ck, nr = chain["ck"], chain["n"]
+        if n < nr:
+            if (chain_id, n) not in skipped:
+                raise Refused("duplicate")
+            mk = skipped.pop((chain_id, n))
+        else:
+            if n - nr > GROUP_MAX_SKIP:
+                raise Refused("too_many_skipped")
+            while nr < n:
+                ck, mk = kdf_ck(ck)
+                skipped[(chain_id, nr)] = mk
+                nr += 1
+            ck, mk = kdf_ck(ck)
+            nr += 1
+            while len(skipped) > GROUP_MAX_SKIPPED:
+                skipped.popitem(last=False)
+        key, nonce = group_message_key(mk)
+        try:
+            padded = ChaCha20Poly1305(key).decrypt(nonce, ct, header.ljust(GROUP_AD_LEN, b"\x00"))
+        except InvalidTag as e:
+            raise Refused("authentication_failed") from e
+        try:
+            pt = unpad(padded)
+        except ProtocolError as e:
+            raise Refused("padding") from e
+        chain["ck"], chain["n"] = ck, nr
+        self.skipped = skipped
+        return pt
+
+    def state(self) -> bytes:
+        out = bytes([GROUP_STATE_VERSION, 0x02]) + self.group_id + bytes([len(self.chains)])
+        for c in self.chains:
+            out += u32be(c["id"]) + u32be(c["n"]) + c["ck"] + c["key"]
+        out += struct.pack(">H", len(self.skipped))
+        for (chain_id, n), mk in self.skipped.items():
+            out += u32be(chain_id) + u32be(n) + mk
+        return out
+
+
+GROUP_FIELDS = ["description", "group_id", "chains", "events", "sender_state", "receiver_state"]
+GROUP_CHAIN_FIELDS = ["chain_id_draw", "chain_id", "chain_key", "signing_seed", "signing_public"]
+
+
+def check_groups(c: Checker, entries: list):
+    for i, g in enumerate(entries):
+        tag = f"groups[{i}] ({g.get('description', '')})"
+        missing = [f for f in GROUP_FIELDS if f not in g]
+        if missing:
+            c.check(False, f"{tag}: missing fields {missing}")
+            continue
+        draws = [hx(g["group_id"])]
+        for k, ch in enumerate(g["chains"]):
+            missing = [f for f in GROUP_CHAIN_FIELDS if f not in ch]
+            if missing:
+                c.check(False, f"{tag} chains[{k}]: missing fields {missing}")
+                continue
+            id_draw = hx(ch["chain_id_draw"])
+            c.eq(len(id_draw), 4, f"{tag} chains[{k}] chain_id_draw length")
+            c.eq(int.from_bytes(id_draw, "big"), ch["chain_id"], f"{tag} chains[{k}] chain_id")
+            c.eq(ed25519_public(hx(ch["signing_seed"])), hx(ch["signing_public"]),
+                 f"{tag} chains[{k}] signing_public")
+            draws += [id_draw, hx(ch["chain_key"]), hx(ch["signing_seed"])]
+        rng = Draws(draws)
+        group_id = rng.draw(32)
+        sender = GroupSender(group_id, rng)
+        receiver = None
+        distributions: list[bytes] = []
+        sends = [e for e in g["events"] if e["op"] == "send"]
+        for j, e in enumerate(g["events"]):
+            etag = f"{tag} events[{j}] ({e['op']})"
+            op = e["op"]
+            if op == "send":
+                wire = hx(e["wire"])
+                got = sender.encrypt(hx(e["plaintext"]))
+                if not c.eq(got, wire, f"{etag} wire"):
+                    explain_wire_diff(got, wire, etag)
+            elif op == "rotate":
+                sender.rotate(rng)
+            elif op == "distribution":
+                c.eq(sender.distribution(), hx(e["distribution"]), f"{etag} distribution")
+                distributions.append(hx(e["distribution"]))
+            elif op == "process":
+                k = e["distribution_index"]
+                if not c.check(0 <= k < len(distributions), f"{etag}: no distribution {k}"):
+                    continue
+                try:
+                    d = decode_distribution(distributions[k])
+                    if receiver is None:
+                        receiver = GroupReceiver(d)
+                        status = "added"
+                    else:
+                        status = receiver.process(d)
+                except Refused as err:
+                    status = f"refused: {err.code}"
+                c.eq(status, e["status"], f"{etag} status")
+            elif op in ("receive", "refuse"):
+                k = e["send_index"]
+                if not c.check(0 <= k < len(sends) and receiver is not None,
+                               f"{etag}: no send {k} or no receiver"):
+                    continue
+                before = receiver.state()
+                try:
+                    pt = receiver.decrypt(hx(sends[k]["wire"]))
+                    outcome_ = ("ok", pt.hex())
+                except Refused as err:
+                    outcome_ = ("refused", err.code)
+                if op == "receive":
+                    c.eq(outcome_, ("ok", sends[k]["plaintext"]), f"{etag} send {k}")
+                else:
+                    c.eq(outcome_, ("refused", e["error"]), f"{etag} send {k}")
+                    c.eq(receiver.state(), before, f"{etag} receiver unchanged")
+            else:
+                c.check(False, f"{etag}: unknown op")
+        c.check(rng.bad == 0 and rng.pos == len(rng.draws),
+                f"{tag}: {len(rng.draws) - rng.pos} listed draws unused, {rng.bad} bad draws")
+        c.eq(sender.state(), hx(g["sender_state"]), f"{tag} sender_state")
+        if c.check(receiver is not None, f"{tag}: no receiver"):
+            c.eq(receiver.state(), hx(g["receiver_state"]), f"{tag} receiver_state")
+        # Refusals from the spec on the first message, against a fresh receiver
+        # made from the first distribution.
+        if not sends or not distributions:
+            continue
+        wire = hx(sends[0]["wire"])
+        fresh = lambda: GroupReceiver(decode_distribution(distributions[0]))
+        flip = lambda b, at: b[:at] + bytes([b[at] ^ 0x01]) + b[at + 1:]
+        refusals = [
+            ("version byte", bytes([0x02]) + wire[1:], "unsupported_version"),
+            ("a one-to-one Message's type byte", wire[:1] + bytes([0x02]) + wire[2:], "unknown_type"),
+            ("one byte short of the smallest", wire[:GROUP_HEADER_LEN + MIN_CIPHERTEXT + GROUP_SIG_LEN - 1],
+             "truncated"),
+            ("a byte more", wire + b"\x00", "ciphertext_length"),
+            ("a byte less", wire[:-1], "truncated" if len(wire) == 378 else "ciphertext_length"),
+            ("another group id", flip(wire, 2), "group_mismatch"),
+            ("another chain id", flip(wire, 34), "unknown_chain"),
+            ("another iteration", flip(wire, 41), "invalid_signature"),
+            ("a ciphertext bit", flip(wire, GROUP_HEADER_LEN), "invalid_signature"),
+            ("a signature bit", flip(wire, len(wire) - 1), "invalid_signature"),
+        ]
+        for what, bad, code in refusals:
+            r = fresh()
+            before = r.state()
+            c.eq(outcome(r.decrypt, bad), code, f"{tag} refused: {what}")
+            c.eq(r.state(), before, f"{tag} refused unchanged: {what}")
+        # A member knows the chain key but not the signing key: the same
+        # header and a valid AEAD, signed with another key, is refused.
+        d0 = decode_distribution(distributions[0])
+        mallory = GroupSender.__new__(GroupSender)
+        mallory.group_id, mallory.chain_id = d0["group_id"], d0["chain_id"]
+        mallory.ck, mallory.iteration, mallory.seed = d0["ck"], d0["iteration"], b"\x66" * 32
+        forged = mallory.encrypt(b"forged")
+        c.eq(forged[:GROUP_HEADER_LEN], wire[:GROUP_HEADER_LEN], f"{tag} forgery header")
+        c.eq(outcome(fresh().decrypt, forged), "invalid_signature", f"{tag} forgery by a member")
+        # Gap limit: an iteration more than 1000 ahead is refused before any key
+        # is derived (the signature is checked first, so sign it with the key).
+        far = GroupSender.__new__(GroupSender)
+        far.group_id, far.chain_id, far.seed = group_id, d0["chain_id"], hx(g["chains"][0]["signing_seed"])
+        far.ck, far.iteration = bytes(32), d0["iteration"] + GROUP_MAX_SKIP + 1
+        c.eq(outcome(fresh().decrypt, far.encrypt(b"")), "too_many_skipped", f"{tag} gap over MAX_SKIP")
+        # The distribution's strict decoding.
+        dist = distributions[0]
+        c.eq(outcome(decode_distribution, dist[:-1]), "truncated", f"{tag} distribution short")
+        c.eq(outcome(decode_distribution, dist + b"\x00"), "trailing_bytes", f"{tag} distribution long")
+        c.eq(outcome(decode_distribution, b"\x02" + dist[1:]), "unsupported_format",
+             f"{tag} distribution format")
+        c.eq(outcome(decode_distribution, dist[:73] + b"\x01" + bytes(31)), "invalid_key",
+             f"{tag} distribution small-order key")
+
+
 def explain_wire_diff(got: bytes, want: bytes, etag: str):
     if len(got) != len(want):
         print(f"    {etag}: length computed {len(got)} file {len(want)}")
@@ -1111,6 +1441,8 @@ def main(argv):
     check_devices(c, data.get("devices", {}))
     c.check("detached_bodies" in data, "detached_bodies section missing")
     check_detached_bodies(c, data.get("detached_bodies", []))
+    c.check("groups" in data, "groups section missing")
+    check_groups(c, data.get("groups", []))
     for i, p in enumerate(data.get("padding", [])):
         c.eq(padded_len(p["length"] + 1), p["padded_length"], f"padding[{i}] (length {p['length']}) padded_length")
     # Self-checks of the padding round trip at a few of the listed lengths.

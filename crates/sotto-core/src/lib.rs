@@ -39,6 +39,7 @@ pub mod access;
 pub mod body;
 pub mod devices;
 mod error;
+pub mod group;
 #[cfg(feature = "hazmat")]
 pub mod hazmat;
 pub mod keys;
@@ -57,6 +58,10 @@ pub use devices::{
     MAX_DEVICES, SignedDeviceList, VerifiedOffer,
 };
 pub use error::{Error, Result};
+pub use group::{
+    ChainId, DistributionStatus, GroupError, GroupId, GroupMessage, SenderKey,
+    SenderKeyDistribution, SenderKeyReceiver, SenderVerifyingKey,
+};
 pub use keys::{
     IdentityKey, IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic,
     PreKeySource, Signature, SignedPreKey, SignedPreKeyId,

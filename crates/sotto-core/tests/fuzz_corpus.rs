@@ -7,6 +7,8 @@
 mod bundle;
 #[path = "../../../fuzz/checks/devices.rs"]
 mod devices;
+#[path = "../../../fuzz/checks/group_message.rs"]
+mod group_message;
 #[path = "../../../fuzz/checks/replay.rs"]
 mod replay;
 #[path = "../../../fuzz/checks/session_decrypt.rs"]
@@ -48,4 +50,21 @@ fn bundle_corpus_is_handled() {
 #[test]
 fn devices_corpus_is_handled() {
     replay::replay("devices", devices::check);
+}
+
+#[test]
+fn group_message_corpus_is_handled() {
+    replay::replay("group_message", group_message::check);
+}
+
+#[test]
+fn group_message_fixture_transcript_and_distributions_are_handled() {
+    // Three messages of the transcript decrypt (their keys were skipped),
+    // so the success branch runs even if the corpus lost them.
+    let f = group_message::fixture();
+    for input in f.transcript.iter().chain(&f.distributions) {
+        group_message::check(input);
+    }
+    group_message::check(&f.receiver.to_bytes());
+    group_message::check(&f.sender.to_bytes());
 }

@@ -130,3 +130,73 @@ fn checker_reports_a_tampered_detached_blob_and_references() {
     // reference differs from the one made, and its blob does not open.
     assert_eq!(report.failures.len(), 7, "{:?}", report.failures);
 }
+
+#[test]
+fn checker_replays_the_group_section() {
+    let v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    // A rotation, a replay, a message of an unknown chain, skipped keys
+    // left in the receiver's state.
+    let ops: Vec<&str> = groups
+        .iter()
+        .flat_map(|g| g["events"].as_array().unwrap())
+        .map(|e| e["op"].as_str().unwrap())
+        .collect();
+    for op in [
+        "send",
+        "rotate",
+        "distribution",
+        "process",
+        "receive",
+        "refuse",
+    ] {
+        assert!(ops.contains(&op), "no {op} event");
+    }
+    let without: serde_json::Value = {
+        let mut w = v.clone();
+        w["groups"] = serde_json::json!([]);
+        w
+    };
+    let all = conformance::check_json(VECTORS);
+    let rest = conformance::check_json(&without.to_string());
+    assert!(rest.failures.is_empty(), "{:?}", rest.failures);
+    assert!(
+        all.checks >= rest.checks + 50,
+        "{} vs {}",
+        all.summary(),
+        rest.summary()
+    );
+}
+
+#[test]
+fn checker_reports_a_tampered_group_message_a_wrong_refusal_and_a_wrong_chain_id() {
+    let mut v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+    // Send 3 of the first group: its last hex digit (inside the signature).
+    let events = v["groups"][0]["events"].as_array_mut().unwrap();
+    let send = events
+        .iter_mut()
+        .filter(|e| e["op"] == "send")
+        .nth(3)
+        .unwrap();
+    let wire = send["wire"].as_str().unwrap().to_owned();
+    let mut chars: Vec<char> = wire.chars().collect();
+    let last = chars.len() - 1;
+    chars[last] = if chars[last] == '0' { '1' } else { '0' };
+    send["wire"] = serde_json::Value::String(chars.into_iter().collect());
+    // The second group's refusal of a new-chain message named wrongly.
+    let refusal = v["groups"][1]["events"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["op"] == "refuse")
+        .unwrap();
+    refusal["error"] = serde_json::json!("duplicate");
+    // A chain id that is not the u32be of its draw.
+    v["groups"][1]["chains"][1]["chain_id"] = serde_json::json!(7);
+    let report = conformance::check_json(&v.to_string());
+    // The send differs, its receive fails and so the receiver's final
+    // state differs; the refusal's code differs; the chain id differs from
+    // its draw.
+    assert_eq!(report.failures.len(), 5, "{:?}", report.failures);
+}

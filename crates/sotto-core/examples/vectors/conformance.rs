@@ -4,6 +4,9 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+#[path = "groups.rs"]
+mod groups;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 
@@ -29,6 +32,7 @@ pub struct Vectors {
     pub sealed: Vec<SealedVector>,
     pub devices: DevicesVectors,
     pub detached_bodies: Vec<DetachedBodyVector>,
+    pub groups: Vec<groups::GroupVector>,
 }
 
 /// One detached body (PROTOCOL.md "Detached bodies"): the key drawn, the
@@ -1211,6 +1215,7 @@ pub fn generate() -> Result<Vectors, String> {
         sealed,
         devices: devices_vectors()?,
         detached_bodies: detached_body_vectors()?,
+        groups: groups::group_vectors()?,
     })
 }
 
@@ -1284,6 +1289,11 @@ fn check(v: &Vectors, report: &mut Report) {
     for (i, d) in v.detached_bodies.iter().enumerate() {
         if let Err(e) = check_detached_body(i, d, report) {
             report.fail(format!("detached_bodies[{i}]: {e}"));
+        }
+    }
+    for (i, g) in v.groups.iter().enumerate() {
+        if let Err(e) = groups::check_group(i, g, report) {
+            report.fail(format!("groups[{i}]: {e}"));
         }
     }
     for (i, p) in v.padding.iter().enumerate() {
