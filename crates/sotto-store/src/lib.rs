@@ -110,8 +110,8 @@ pub use check::CheckReport;
 pub use devices::OutgoingTransfer;
 pub use error::{Error, Result, Row, UnlockMethod};
 pub use groups::{
-    GROUP_CONVERSATION_PREFIX, GroupId, GroupOutboxEntry, GroupReceive, GroupRecipient, GroupSend,
-    StoredGroup,
+    GROUP_CONVERSATION_PREFIX, GroupOutboxEntry, GroupReceive, GroupRecipient, GroupSend,
+    StoredGroup, group_conversation_id,
 };
 pub use history::MAX_PAGE;
 pub use options::{
@@ -126,6 +126,7 @@ pub use records::{MAX_CONTACT_ID_LEN, MAX_CONTACT_NAME_LEN};
 pub use recovery::{MAX_RESETS_IN_ROW, RECOVERY_WINDOW, Recovery};
 pub use schema::SCHEMA_VERSION;
 pub use send::DETACHED_BODY_MIN;
+pub use sotto_core::group::GroupId;
 pub use store::Store;
 pub use types::{
     CiphertextDigest, Contact, DeliveryState, DeviceListChange, Direction, Envelope, EnvelopeId,

@@ -17,7 +17,7 @@ use sotto_store::{
     SendFailure, Store, StoredGroup,
 };
 
-const GROUP: GroupId = GroupId([0x42; 16]);
+const GROUP: GroupId = GroupId::from_bytes([0x42; 32]);
 
 fn key(seed: u8) -> IdentityKey {
     let mut rng = rand::rngs::StdRng::from_seed([seed; 32]);
@@ -312,7 +312,7 @@ fn a_crash_after_decrypting_a_group_message_stores_nothing_and_it_comes_again() 
 fn contact_ids_cannot_take_a_group_conversation_and_archives_leave_groups_out() {
     let (_dir, mut store) = store();
     assert!(matches!(
-        store.add_contact(&GROUP.conversation_id(), "x", None),
+        store.add_contact(&sotto_store::group_conversation_id(&GROUP), "x", None),
         Err(Error::ReservedContactId)
     ));
     store.put_group(&group()).unwrap();

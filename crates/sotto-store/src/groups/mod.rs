@@ -25,6 +25,7 @@ mod records;
 use std::sync::Arc;
 
 use rusqlite::params;
+use sotto_core::group::{GROUP_ID_LEN, GroupId};
 use sotto_core::{BodyKey, IdentityKey};
 use zeroize::Zeroizing;
 
@@ -40,33 +41,15 @@ use records::{
     encode_group_outbox,
 };
 
-/// A group's id as the store keeps it (sotto-core's group id bytes).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct GroupId(pub [u8; 16]);
-
-impl GroupId {
-    /// The id's bytes.
-    pub fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
+/// The id of group `id`'s conversation: `#group:` and the id in hex.
+pub fn group_conversation_id(id: &GroupId) -> String {
+    let mut out = String::with_capacity(GROUP_CONVERSATION_PREFIX.len() + 2 * GROUP_ID_LEN);
+    out.push_str(GROUP_CONVERSATION_PREFIX);
+    for byte in id.as_bytes() {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
-
-    /// The id of the group's conversation: `#group:` and the id in hex.
-    pub fn conversation_id(&self) -> String {
-        let mut id = String::with_capacity(7 + 32);
-        id.push_str(GROUP_CONVERSATION_PREFIX);
-        for byte in self.0 {
-            id.push(char::from(HEX[usize::from(byte >> 4)]));
-            id.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-        id
-    }
-}
-
-impl core::fmt::Debug for GroupId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        // Which group is not secret from the user, but stays out of logs.
-        f.write_str("GroupId(<redacted>)")
-    }
+    out
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -231,7 +214,7 @@ fn group_conversation<R: rand_core::CryptoRng + ?Sized>(
     rng: &mut R,
     id: &GroupId,
 ) -> Result<Conversation> {
-    db.conversation_or_create(rng, &id.conversation_id())
+    db.conversation_or_create(rng, &group_conversation_id(id))
 }
 
 impl Store {
@@ -277,7 +260,7 @@ impl Store {
     pub fn delete_group(&mut self, id: &GroupId) -> Result<bool> {
         let deleted = self.write(|db, _| {
             let lookup = group_lookup(db, id);
-            let conversation = db.conversation_lookup(&id.conversation_id());
+            let conversation = db.conversation_lookup(&group_conversation_id(id));
             db.conn().execute(
                 "DELETE FROM group_sender_keys WHERE grp = ?1",
                 params![&lookup[..]],
@@ -596,7 +579,7 @@ impl Store {
         before: Option<u64>,
         limit: usize,
     ) -> Result<HistoryPage> {
-        self.history(&id.conversation_id(), before, limit)
+        self.history(&group_conversation_id(id), before, limit)
     }
 }
 
@@ -682,15 +665,15 @@ fn open_group_outbox(
 
 fn parse_hex_id(hex: &str) -> Option<GroupId> {
     let bytes = hex.as_bytes();
-    if bytes.len() != 32 {
+    if bytes.len() != 2 * GROUP_ID_LEN {
         return None;
     }
-    let mut id = [0u8; 16];
+    let mut id = [0u8; GROUP_ID_LEN];
     for (i, pair) in bytes.chunks(2).enumerate() {
         let digit = |c: u8| HEX.iter().position(|h| *h == c);
         id[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
     }
-    Some(GroupId(id))
+    Some(GroupId::from_bytes(id))
 }
 
 #[cfg(test)]
@@ -699,14 +682,14 @@ mod tests {
 
     #[test]
     fn a_group_conversation_id_reads_back_as_its_group() {
-        let id = GroupId([0xa5; 16]);
-        let conversation = id.conversation_id();
+        let id = GroupId::from_bytes([0xa5; 32]);
+        let conversation = group_conversation_id(&id);
         assert!(conversation.starts_with(GROUP_CONVERSATION_PREFIX));
         let parsed = conversation
             .strip_prefix(GROUP_CONVERSATION_PREFIX)
             .and_then(parse_hex_id);
         assert_eq!(parsed, Some(id));
         assert_eq!(parse_hex_id("zz"), None);
-        assert_eq!(parse_hex_id(&"g".repeat(32)), None);
+        assert_eq!(parse_hex_id(&"g".repeat(64)), None);
     }
 }

@@ -1,7 +1,7 @@
 //! The sealed records of groups (docs/storage.md, "Groups").
 //!
 //! ```text
-//! group         0x01 || group id(16) || u32be(len) || membership state (sotto-core)
+//! group         0x01 || group id(32) || u32be(len) || membership state (sotto-core)
 //!                   || u8(0 | 1) [|| u32be(len) || own sender key (sotto-core)]
 //!                   || u16be(n) || n × device key(32)   (devices holding our sender key)
 //!                   || u8(flags: bit0 left)
@@ -13,7 +13,9 @@
 use sotto_core::{BodyKey, IdentityKey};
 use zeroize::Zeroizing;
 
-use super::{GroupId, GroupRecipient, StoredGroup};
+use sotto_core::group::{GROUP_ID_LEN, GroupId};
+
+use super::{GroupRecipient, StoredGroup};
 use crate::records::{Decoded, Malformed, Reader};
 use crate::types::EnvelopeId;
 
@@ -67,7 +69,7 @@ pub(super) fn decode_group(bytes: &[u8]) -> Decoded<StoredGroup> {
     if r.u8()? != GROUP_RECORD {
         return Err(Malformed);
     }
-    let id = GroupId(r.array::<16>()?);
+    let id = GroupId::from_bytes(r.array::<GROUP_ID_LEN>()?);
     let state = read_bytes(&mut r)?.to_vec();
     let sender_key = match r.u8()? {
         0 => None,
@@ -159,7 +161,7 @@ mod tests {
     #[test]
     fn a_group_record_round_trips_and_a_cut_or_altered_one_is_refused() {
         let group = StoredGroup {
-            id: GroupId([7; 16]),
+            id: GroupId::from_bytes([7; 32]),
             state: b"membership".to_vec(),
             sender_key: Some(Zeroizing::new(b"chain".to_vec())),
             shared_with: vec![key(1), key(2)],
