@@ -79,6 +79,7 @@
 mod archive;
 mod check;
 mod contacts;
+mod controls;
 mod crypto;
 mod db;
 mod devices;
@@ -107,6 +108,9 @@ pub use archive::{
     TransferFrames, TransferProgress,
 };
 pub use check::CheckReport;
+pub use controls::{
+    CONTROL_CONVERSATION_PREFIX, SENT_CONTROL_CONVERSATION_PREFIX, control_conversation_id,
+};
 pub use devices::OutgoingTransfer;
 pub use error::{Error, Result, Row, UnlockMethod};
 pub use groups::{

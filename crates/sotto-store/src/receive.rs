@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use sotto_core::{BodyReference, IdentityKeyPair, SessionSet};
 use zeroize::Zeroizing;
 
+use crate::controls::control_conversation_id;
 use crate::db::{Conversation, Db, DbPreKeys};
 use crate::error::{Error, Result};
 use crate::records::{self, ContactRecord, check_new_contact_id};
@@ -142,6 +143,7 @@ fn receive_one(
     batch: &mut Batch,
     envelope: &Envelope<'_>,
     detached: Option<&[u8]>,
+    control: bool,
 ) -> Result<Result<Received>> {
     if let Err(e) = check_new_contact_id(envelope.sender) {
         return Ok(Err(e));
@@ -265,11 +267,23 @@ fn receive_one(
             }
         }
     }
-    let conversation = match state.conversation.take() {
-        Some(conversation) => conversation,
-        None => db.conversation_or_create(rng, envelope.sender)?,
+    // A control message goes to the contact's control conversation, which
+    // the batch does not keep (it is not the contact's conversation).
+    let mut control_conversation = if control {
+        Some(db.conversation_or_create(rng, &control_conversation_id(envelope.sender))?)
+    } else {
+        None
     };
-    let conversation = state.conversation.insert(conversation);
+    let conversation = match control_conversation.as_mut() {
+        Some(conversation) => conversation,
+        None => {
+            let conversation = match state.conversation.take() {
+                Some(conversation) => conversation,
+                None => db.conversation_or_create(rng, envelope.sender)?,
+            };
+            state.conversation.insert(conversation)
+        }
+    };
     let seq = conversation.next_seq;
     // A copy from one of our own devices is a message we sent from there.
     let (direction, delivery, timestamp) = match envelope.device {
@@ -300,7 +314,10 @@ fn receive_one(
         records::encode_message(direction, delivery, timestamp, &envelope.id, None, &body)?;
     db.insert_message(rng, conversation, seq, &record)?;
     conversation.next_seq += 1;
-    state.conversation_dirty = true;
+    match &control_conversation {
+        Some(conversation) => db.save_next_seq(conversation)?,
+        None => state.conversation_dirty = true,
+    }
     db.mark_seen(&seen)?;
     if decrypted.new_session
         && let Some((signed_prekey, base_key)) = &new_run
@@ -361,6 +378,7 @@ impl Store {
             &mut batch,
             envelope,
             detached_body,
+            false,
         )??;
         batch.flush(&db, &mut self.rng)?;
         self.faults.check(FaultPoint::ReceiveBeforeCommit)?;
@@ -368,6 +386,40 @@ impl Store {
         self.faults.check(FaultPoint::ReceiveAfterCommit)?;
         if batch.consumed_one_time_prekey {
             // A one-time prekey may have been deleted: do not leave it in the WAL.
+            self.checkpoint()?;
+        }
+        Ok(received)
+    }
+
+    /// [`receive`](Self::receive) for a control message (payload kind
+    /// 0x0C: a group's sender key or membership change, carried through
+    /// the pairwise session): the same checks, session and transaction,
+    /// but the plaintext goes to the contact's control conversation
+    /// ([`control_conversation_id`]), not to the chat with the contact.
+    /// The caller acts on it ([`controls`](Self::controls)) and then
+    /// deletes it ([`delete_control`](Self::delete_control)); a control
+    /// acted on must therefore be safe to act on twice (a crash between
+    /// the two).
+    pub fn receive_control(&mut self, envelope: &Envelope<'_>) -> Result<Received> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let db = Db::new(&tx, &self.keys);
+        let mut batch = Batch::default();
+        let received = receive_one(
+            &db,
+            &mut self.rng,
+            &mut self.faults,
+            &mut batch,
+            envelope,
+            None,
+            true,
+        )??;
+        batch.flush(&db, &mut self.rng)?;
+        self.faults.check(FaultPoint::ReceiveBeforeCommit)?;
+        tx.commit()?;
+        self.faults.check(FaultPoint::ReceiveAfterCommit)?;
+        if batch.consumed_one_time_prekey {
             self.checkpoint()?;
         }
         Ok(received)
@@ -403,6 +455,7 @@ impl Store {
                 &mut batch,
                 envelope,
                 None,
+                false,
             )?);
         }
         batch.flush(&db, &mut self.rng)?;

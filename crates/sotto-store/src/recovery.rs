@@ -195,6 +195,7 @@ impl Store {
             Ok(Some(OutboxEntry {
                 id,
                 recipient: contact.to_owned(),
+                control: false,
                 to: PeerDevice::CONTACT_PRIMARY,
                 seq,
                 ciphertext,

@@ -54,6 +54,40 @@ impl Store {
         sent_at: u64,
         max_ciphertext_len: usize,
     ) -> Result<Outgoing> {
+        self.send_in(recipient, None, body, sent_at, max_ciphertext_len)
+    }
+
+    /// [`send_within`](Self::send_within) for a control message (a group's
+    /// sender key or membership change, payload kind 0x0C): the same
+    /// devices, sessions, outbox and transaction, but the plaintext is
+    /// kept apart, not
+    /// in the chat (in the contact's sent-controls conversation), and its
+    /// entries are marked [`control`](OutboxEntry::control).
+    pub fn send_control(
+        &mut self,
+        recipient: &str,
+        body: &[u8],
+        sent_at: u64,
+        max_ciphertext_len: usize,
+    ) -> Result<Outgoing> {
+        let conversation = crate::controls::sent_control_conversation_id(recipient);
+        self.send_in(
+            recipient,
+            Some(&conversation),
+            body,
+            sent_at,
+            max_ciphertext_len,
+        )
+    }
+
+    fn send_in(
+        &mut self,
+        recipient: &str,
+        conversation_id: Option<&str>,
+        body: &[u8],
+        sent_at: u64,
+        max_ciphertext_len: usize,
+    ) -> Result<Outgoing> {
         check_contact_id(recipient)?;
         check_body(body)?;
         let tx = self
@@ -98,7 +132,8 @@ impl Store {
         }
         self.faults.check(FaultPoint::SendAfterEncrypt)?;
 
-        let mut conversation = db.conversation_or_create(rng, recipient)?;
+        let mut conversation =
+            db.conversation_or_create(rng, conversation_id.unwrap_or(recipient))?;
         let seq = conversation.next_seq;
         conversation.next_seq += 1;
         let mut entries = Vec::with_capacity(encrypted.len());
@@ -121,6 +156,7 @@ impl Store {
             entries.push(OutboxEntry {
                 id,
                 recipient: recipient.to_owned(),
+                control: conversation_id.is_some(),
                 to: device,
                 seq,
                 ciphertext,
@@ -373,7 +409,10 @@ pub(crate) fn open_outbox_rows(
             Ok((
                 OutboxEntry {
                     id: record.id,
-                    recipient: conversation.contact.clone(),
+                    recipient: crate::controls::contact_of_control(&conversation.contact)
+                        .unwrap_or(&conversation.contact)
+                        .to_owned(),
+                    control: crate::controls::contact_of_control(&conversation.contact).is_some(),
                     to: record.to,
                     seq: row.seq,
                     ciphertext: record.ciphertext.clone(),

@@ -319,8 +319,13 @@ pub enum Received {
 pub struct OutboxEntry {
     /// The envelope id to send it under (the same on every retry).
     pub id: EnvelopeId,
-    /// The contact id of the message's conversation.
+    /// The contact it goes to (the contact id of the message's
+    /// conversation, or of the contact whose control conversation holds
+    /// it).
     pub recipient: String,
+    /// A control message ([`Store::send_control`](crate::Store::send_control)),
+    /// not a chat message: sent as payload kind 0x0C.
+    pub control: bool,
     /// The device it is encrypted to: one of the contact's, or one of our
     /// own (a "sent" copy).
     pub to: PeerDevice,

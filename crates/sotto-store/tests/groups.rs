@@ -331,3 +331,66 @@ fn contact_ids_cannot_take_a_group_conversation_and_archives_leave_groups_out() 
     assert_eq!(summary.conversations, 0);
     assert_eq!(summary.messages, 0);
 }
+
+#[test]
+fn a_control_message_travels_like_a_message_and_waits_apart_from_the_chat() {
+    let mut p = common::pair();
+    let first = p.alice_sends("hello bob");
+    common::deliver(&first, "alice", &mut p.bob);
+    let sent = p
+        .alice
+        .send_control("bob", b"a sender key", T0, usize::MAX)
+        .unwrap();
+    let entry = &sent.entries[0];
+    assert!(entry.control);
+    assert_eq!(entry.recipient, "bob");
+    // After a restart the outbox says the same.
+    let waiting: Vec<_> = p
+        .alice
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        waiting
+            .iter()
+            .any(|e| e.id == entry.id && e.control && e.recipient == "bob")
+    );
+    assert!(!waiting.iter().any(|e| e.id == first.id && e.control));
+    // Alice's chat with Bob shows only the chat message.
+    assert_eq!(
+        p.alice.history("bob", None, 10).unwrap().messages().count(),
+        1
+    );
+
+    let received = p
+        .bob
+        .receive_control(&common::envelope(entry, "alice"))
+        .unwrap();
+    let Received::Stored(control) = received else {
+        panic!("not stored");
+    };
+    assert_eq!(control.body.as_slice(), b"a sender key");
+    assert_eq!(
+        p.bob.history("alice", None, 10).unwrap().messages().count(),
+        1
+    );
+    assert_eq!(p.bob.contacts_with_controls().unwrap(), ["alice"]);
+    let waiting = p.bob.controls("alice").unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].body.as_slice(), b"a sender key");
+    // Delivered twice by the relay: a duplicate.
+    assert!(matches!(
+        p.bob
+            .receive_control(&common::envelope(entry, "alice"))
+            .unwrap(),
+        Received::Duplicate
+    ));
+    assert!(p.bob.delete_control("alice", waiting[0].seq).unwrap());
+    assert!(p.bob.controls("alice").unwrap().is_empty());
+    assert!(p.bob.contacts_with_controls().unwrap().is_empty());
+    // The session goes on.
+    let next = p.alice_sends("still there?");
+    assert_eq!(common::deliver(&next, "alice", &mut p.bob), "still there?");
+}
