@@ -35,6 +35,15 @@
 //!            detached body does (it is encrypted under the transfer key)
 //! kind 0x0B: body is a history transfer's status, from the receiving
 //!            device: transfer id(16) || u64be(next chunk) || u8(complete)
+//! kind 0x0C: as kind 0x05, for a group control (a sender key or a
+//!            membership change, docs/groups.md) instead of a chat
+//!            message: the sotto-core message's plaintext is the control
+//! kind 0x0D: body is a group message to one member device:
+//!            access_key(16) || from account(32) || u32be(from device)
+//!            || to account(32) || body reference(69, sotto-core `body`);
+//!            the blob travels after the sealed layer as for kind 0x09,
+//!            and opens to a sotto-core group message (protocol.md §14),
+//!            the same bytes for every member device
 //! ```
 //!
 //! Kind 0x01 is what a primary device sends to a contact's primary device
@@ -89,6 +98,10 @@ pub const KIND_DETACHED_MESSAGE: u8 = 0x09;
 pub const KIND_HISTORY_CHUNK: u8 = 0x0A;
 /// Kind byte: a history transfer's status.
 pub const KIND_HISTORY_STATUS: u8 = 0x0B;
+/// Kind of a group control carried through a pairwise session.
+pub const KIND_GROUP_CONTROL: u8 = 0x0C;
+/// Kind of a group message's envelope to one member device.
+pub const KIND_GROUP_MESSAGE: u8 = 0x0D;
 /// First byte of an envelope that carries a detached body after its sealed
 /// layer (a sealed envelope starts with its version, 0x01 or 0x02).
 pub const DETACHED_FRAME: u8 = 0xD0;
@@ -148,8 +161,10 @@ impl<'a> Payload<'a> {
     /// The device message in this payload; `None` for anything else, or a
     /// body too short or naming an invalid account key.
     pub(crate) fn device_message(&self) -> Option<DeviceMessage<'a>> {
-        if !matches!(self.kind, KIND_DEVICE_MESSAGE | KIND_DETACHED_MESSAGE)
-            || self.body.len() <= DEVICE_MESSAGE_HEADER
+        if !matches!(
+            self.kind,
+            KIND_DEVICE_MESSAGE | KIND_DETACHED_MESSAGE | KIND_GROUP_CONTROL | KIND_GROUP_MESSAGE
+        ) || self.body.len() <= DEVICE_MESSAGE_HEADER
         {
             return None;
         }
@@ -318,6 +333,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Payload<'_>, PayloadError> {
             | KIND_DETACHED_MESSAGE
             | KIND_HISTORY_CHUNK
             | KIND_HISTORY_STATUS
+            | KIND_GROUP_CONTROL
+            | KIND_GROUP_MESSAGE
     ) {
         return Err(PayloadError::UnknownKind(kind));
     }

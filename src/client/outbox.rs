@@ -56,7 +56,7 @@ pub(crate) struct Sender<'a> {
 /// accounts (kind 0x05): ours, and `to.account` — the contact's, which
 /// for a "sent" copy to one of our devices is the account it was sent to.
 /// A message with a detached body is kind 0x09, its blob framed after the
-/// sealed layer.
+/// sealed layer; a group control is kind 0x0C, between any two devices.
 pub(crate) fn seal_entry(
     me: &Sender<'_>,
     to: &Addressed,
@@ -65,13 +65,16 @@ pub(crate) fn seal_entry(
 ) -> Result<Vec<u8>> {
     let detached = entry.detached_body.as_deref();
     let payload = if detached.is_none()
+        && !entry.control
         && me.device == DeviceId::PRIMARY
         && entry.to == PeerDevice::CONTACT_PRIMARY
     {
         payload::encode(entry.id.as_bytes(), now, me.access_key, &entry.ciphertext)
     } else {
         payload::encode_device_message(
-            if detached.is_some() {
+            if entry.control {
+                payload::KIND_GROUP_CONTROL
+            } else if detached.is_some() {
                 payload::KIND_DETACHED_MESSAGE
             } else {
                 payload::KIND_DEVICE_MESSAGE

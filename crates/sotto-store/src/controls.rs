@@ -13,7 +13,10 @@
 use crate::error::Result;
 use crate::records::check_contact_id;
 use crate::store::Store;
-use crate::types::Message;
+use sotto_core::IdentityKey;
+use zeroize::Zeroizing;
+
+use crate::types::Direction;
 
 /// The prefix of the conversation of controls received from a contact.
 pub const CONTROL_CONVERSATION_PREFIX: &str = "#control:";
@@ -38,10 +41,34 @@ pub(crate) fn contact_of_control(conversation: &str) -> Option<&str> {
     conversation.strip_prefix(SENT_CONTROL_CONVERSATION_PREFIX)
 }
 
+/// A control message received and not yet acted on.
+pub struct Control {
+    /// Its seq in the contact's control conversation (for
+    /// [`delete_control`](Store::delete_control)).
+    pub seq: u64,
+    /// The device that sent it (its session decrypted it).
+    pub from_device: IdentityKey,
+    /// A copy of a control our account sent from another of our devices.
+    pub own: bool,
+    /// What it says.
+    pub body: Zeroizing<Vec<u8>>,
+}
+
+impl core::fmt::Debug for Control {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Control")
+            .field("seq", &self.seq)
+            .field("own", &self.own)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Store {
     /// The control messages received from `contact` (and copies of those
-    /// our own other devices sent it) not yet deleted, oldest first.
-    pub fn controls(&self, contact: &str) -> Result<Vec<Message>> {
+    /// our own other devices sent it) not yet deleted, oldest first. A
+    /// row that cannot be read is left out.
+    pub fn controls(&self, contact: &str) -> Result<Vec<Control>> {
         check_contact_id(contact)?;
         let conversation = control_conversation_id(contact);
         let mut out = Vec::new();
@@ -55,7 +82,18 @@ impl Store {
             }
         }
         out.sort_by_key(|m| m.seq);
-        Ok(out)
+        Ok(out
+            .into_iter()
+            .filter_map(|m| {
+                let (key, body) = m.body.split_first_chunk::<32>()?;
+                Some(Control {
+                    seq: m.seq,
+                    from_device: IdentityKey::from_bytes(key).ok()?,
+                    own: m.direction == Direction::Outgoing,
+                    body: Zeroizing::new(body.to_vec()),
+                })
+            })
+            .collect())
     }
 
     /// The contacts that have control messages waiting

@@ -109,7 +109,7 @@ pub use archive::{
 };
 pub use check::CheckReport;
 pub use controls::{
-    CONTROL_CONVERSATION_PREFIX, SENT_CONTROL_CONVERSATION_PREFIX, control_conversation_id,
+    CONTROL_CONVERSATION_PREFIX, Control, SENT_CONTROL_CONVERSATION_PREFIX, control_conversation_id,
 };
 pub use devices::OutgoingTransfer;
 pub use error::{Error, Result, Row, UnlockMethod};

@@ -310,6 +310,22 @@ fn receive_one(
             )
         }
     };
+    // A control is kept with the key of the device that sent it: what it
+    // says (a sender key) may be about that very device.
+    let body = match control {
+        false => body,
+        true => {
+            let device_key = device
+                .sessions
+                .remote_identity()
+                .copied()
+                .ok_or(Error::IdentityMismatch)?;
+            let mut prefixed = Zeroizing::new(Vec::with_capacity(32 + body.len()));
+            prefixed.extend_from_slice(device_key.as_bytes());
+            prefixed.extend_from_slice(&body);
+            prefixed
+        }
+    };
     let record =
         records::encode_message(direction, delivery, timestamp, &envelope.id, None, &body)?;
     db.insert_message(rng, conversation, seq, &record)?;
@@ -396,7 +412,9 @@ impl Store {
     /// the pairwise session): the same checks, session and transaction,
     /// but the plaintext goes to the contact's control conversation
     /// ([`control_conversation_id`]), not to the chat with the contact.
-    /// The caller acts on it ([`controls`](Self::controls)) and then
+    /// It is kept (and returned) with the key of the device whose session
+    /// decrypted it in front: `device key(32) || control`. The caller acts
+    /// on it ([`controls`](Self::controls)) and then
     /// deletes it ([`delete_control`](Self::delete_control)); a control
     /// acted on must therefore be safe to act on twice (a crash between
     /// the two).

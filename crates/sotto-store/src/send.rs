@@ -98,7 +98,8 @@ impl Store {
         // A large body is encrypted once, detached; each device's session
         // encrypts only a reference to it, which names the blob by its
         // digest: the blob is sealed first, once for the message.
-        let detached = if body.len() >= DETACHED_BODY_MIN {
+        // (Controls are small and never detached.)
+        let detached = if conversation_id.is_none() && body.len() >= DETACHED_BODY_MIN {
             Some(DetachedBody::seal(BodyKey::generate(rng), body)?)
         } else {
             None

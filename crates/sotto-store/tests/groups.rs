@@ -371,7 +371,8 @@ fn a_control_message_travels_like_a_message_and_waits_apart_from_the_chat() {
     let Received::Stored(control) = received else {
         panic!("not stored");
     };
-    assert_eq!(control.body.as_slice(), b"a sender key");
+    // Kept with the key of the device that sent it.
+    assert_eq!(&control.body[32..], b"a sender key");
     assert_eq!(
         p.bob.history("alice", None, 10).unwrap().messages().count(),
         1
@@ -380,6 +381,11 @@ fn a_control_message_travels_like_a_message_and_waits_apart_from_the_chat() {
     let waiting = p.bob.controls("alice").unwrap();
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0].body.as_slice(), b"a sender key");
+    assert_eq!(
+        &waiting[0].from_device,
+        p.alice.identity().unwrap().public()
+    );
+    assert!(!waiting[0].own);
     // Delivered twice by the relay: a duplicate.
     assert!(matches!(
         p.bob
