@@ -109,6 +109,12 @@
 //! - Envelopes are deleted on acknowledgement or expiry (SQLite
 //!   `secure_delete`); besides the bytes, only the recipient, the message
 //!   id and the hour the envelope expires are kept.
+//! - [`RelayClient::send_multi`] queues one body with a header per
+//!   recipient in one request (protocol version 3), so the body is
+//!   uploaded and stored once; each recipient gets `header || body` as if
+//!   it had been sent alone. The relay then knows those recipients share
+//!   a conversation with one sender (docs/relay.md §11): a client that
+//!   must hide it sends one [`RelayClient::send`] per recipient.
 #![forbid(unsafe_code)]
 
 pub mod address;
@@ -131,7 +137,9 @@ pub use client::{
 #[cfg(feature = "server")]
 pub use clock::{Clock, SystemClock, UnixTime};
 pub use envelope::{Envelope, FetchedPage, MessageId};
-pub use protocol::{AuthInfo, ErrorCode, PreKeyStock, PreKeyUpload};
+pub use protocol::{
+    AuthInfo, ErrorCode, MultiRecipient, PreKeyStock, PreKeyUpload, RecipientOutcome,
+};
 #[cfg(feature = "server")]
 pub use server::{
     FirstContactLimit, FrameMemory, RateLimit, Server, ServerConfig, ServerError, ServerHandle,

@@ -64,6 +64,43 @@ pub enum ClientError {
         /// The relay's maximum.
         max: usize,
     },
+    /// A request the relay does not take: it negotiated protocol `version`,
+    /// and the request needs `needed` or later (or it answered
+    /// `UnknownRequest`). Nothing was sent or stored; fall back to what
+    /// that version offers (for [`send_multi`](super::RelayClient::send_multi):
+    /// one [`send`](super::RelayClient::send) per recipient).
+    #[error(
+        "the relay does not take {request}: it speaks protocol version {version}, {request} needs {needed}"
+    )]
+    Unsupported {
+        /// The request's name, e.g. `"SendMulti"`.
+        request: &'static str,
+        /// The protocol version the relay negotiated.
+        version: u16,
+        /// The first version that defines the request.
+        needed: u16,
+    },
+    /// A `SendMulti` naming more recipients than one request may
+    /// ([`MAX_MULTI_RECIPIENTS`](crate::protocol::MAX_MULTI_RECIPIENTS));
+    /// nothing was sent. Split them over several requests.
+    #[error("{count} recipients in one request, at most {max} allowed")]
+    TooManyRecipients {
+        /// Recipients given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A request whose frame would be larger than the relay's
+    /// `max_frame_size` (a `SendMulti` whose recipients and body together
+    /// do not fit); nothing was sent. Split the recipients over several
+    /// requests.
+    #[error("request of {len} bytes exceeds the relay's frame limit of {max}")]
+    RequestTooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The relay's `max_frame_size`.
+        max: usize,
+    },
     /// No answer in time.
     #[error("relay did not answer within {0:?}")]
     Timeout(Duration),
@@ -121,6 +158,15 @@ pub enum ProtocolViolation {
     /// one.
     #[error("envelope ids out of order")]
     EnvelopesOutOfOrder,
+    /// An answer to a `SendMulti` with another number of outcomes than
+    /// the request had recipients.
+    #[error("{answered} outcomes for {sent} recipients")]
+    OutcomeCount {
+        /// Recipients in the request.
+        sent: usize,
+        /// Outcomes in the answer.
+        answered: usize,
+    },
 }
 
 impl ClientError {

@@ -46,8 +46,9 @@ use crate::envelope::{Envelope, FetchedPage, MessageId};
 use crate::protocol::frame::{read_frame, write_frame};
 use crate::protocol::version::relay_versions;
 use crate::protocol::{
-    AuthInfo, ChannelBinding, ErrorCode, ErrorFrame, PreKeyStock, PreKeyUpload, Push, Request,
-    Response, SUPPORTED_VERSIONS, ServerFrame, Welcome, auth_message, max_payload_len,
+    AuthInfo, ChannelBinding, ErrorCode, ErrorFrame, MAX_MULTI_RECIPIENTS, MultiRecipient,
+    PreKeyStock, PreKeyUpload, Push, RecipientOutcome, Request, Response, SEND_MULTI_VERSION,
+    SUPPORTED_VERSIONS, ServerFrame, Welcome, auth_message, max_payload_len, send_multi_frame_len,
 };
 
 /// Client settings.
@@ -431,6 +432,111 @@ impl RelayClient {
                 duplicate,
             }),
             _ => Err(unexpected()),
+        }
+    }
+
+    /// Whether the relay takes [`send_multi`](Self::send_multi): it
+    /// negotiated protocol version 3 or later. Known from the handshake,
+    /// before anything is uploaded.
+    pub fn supports_send_multi(&self) -> bool {
+        self.protocol_version() >= SEND_MULTI_VERSION
+    }
+
+    /// Queues `recipient.header || body` for each of `recipients` with
+    /// one request, so the body travels once (docs/relay.md §6,
+    /// "Multi-recipient send"). For each recipient the relay does what a
+    /// [`send`](Self::send) of that envelope with its message id and
+    /// access key would, and answers, in order, what it would have
+    /// answered: [`RecipientOutcome::Stored`] (or `Duplicate`, a retry
+    /// storing nothing new), or [`RecipientOutcome::Refused`] with the
+    /// code `send` would have failed with (e.g.
+    /// [`ErrorCode::AccessDenied`], [`ErrorCode::MailboxFull`]), which
+    /// concerns that recipient alone. All of it is stored in one
+    /// transaction: a resent request after a lost answer stores nothing
+    /// twice.
+    ///
+    /// The request as a whole fails as `send` does (a
+    /// [`ClientError::Server`] with `StorageFull` for a full disk,
+    /// `SendBudgetExceeded`, a lost connection...), storing nothing, and
+    /// with [`ClientError::Unsupported`] without a byte sent when the
+    /// relay predates it ([`supports_send_multi`](Self::supports_send_multi)):
+    /// then send to each recipient alone. Refused before sending: more
+    /// than [`MAX_MULTI_RECIPIENTS`] recipients
+    /// ([`ClientError::TooManyRecipients`]), a frame over the relay's
+    /// limit ([`ClientError::RequestTooLarge`]; see
+    /// [`send_multi_frame_len`]), and an envelope `header || body` longer
+    /// than [`max_payload_len`](Self::max_payload_len) or a header over
+    /// 65 535 bytes ([`ClientError::PayloadTooLarge`]). No recipients: an
+    /// empty answer, without a request.
+    pub async fn send_multi(
+        &self,
+        body: &[u8],
+        recipients: &[MultiRecipient],
+    ) -> Result<Vec<RecipientOutcome>, ClientError> {
+        if recipients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let unsupported = || ClientError::Unsupported {
+            request: "SendMulti",
+            version: self.protocol_version(),
+            needed: SEND_MULTI_VERSION,
+        };
+        if !self.supports_send_multi() {
+            return Err(unsupported());
+        }
+        if recipients.len() > MAX_MULTI_RECIPIENTS {
+            return Err(ClientError::TooManyRecipients {
+                count: recipients.len(),
+                max: MAX_MULTI_RECIPIENTS,
+            });
+        }
+        let max = self.max_payload_len();
+        for recipient in recipients {
+            let header = recipient.header.len();
+            if header > usize::from(u16::MAX) {
+                return Err(ClientError::PayloadTooLarge {
+                    len: header,
+                    max: usize::from(u16::MAX),
+                });
+            }
+            if header + body.len() > max {
+                return Err(ClientError::PayloadTooLarge {
+                    len: header + body.len(),
+                    max,
+                });
+            }
+        }
+        let len = send_multi_frame_len(body.len(), recipients);
+        let max_frame = self.inner.welcome.max_frame_size as usize;
+        if len > max_frame {
+            return Err(ClientError::RequestTooLarge {
+                len,
+                max: max_frame,
+            });
+        }
+        let request = Request::SendMulti {
+            recipients: recipients.to_vec(),
+            body: body.to_vec(),
+        };
+        match self.inner.request(request).await {
+            Ok(Response::SentMulti(outcomes)) => {
+                if outcomes.len() != recipients.len() {
+                    return Err(ProtocolViolation::OutcomeCount {
+                        sent: recipients.len(),
+                        answered: outcomes.len(),
+                    }
+                    .into());
+                }
+                Ok(outcomes)
+            }
+            Ok(_) => Err(unexpected()),
+            // A relay that negotiated the version and still does not know
+            // the request: the same fallback.
+            Err(ClientError::Server {
+                code: ErrorCode::UnknownRequest,
+                ..
+            }) => Err(unsupported()),
+            Err(e) => Err(e),
         }
     }
 

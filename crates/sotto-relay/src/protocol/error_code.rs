@@ -59,6 +59,10 @@ pub enum ErrorCode {
     /// one) and the recipient's first-contact allowance is used up; nothing
     /// was stored. Try again later.
     AccessDenied,
+    /// A `SendMulti` naming more recipients than
+    /// [`MAX_MULTI_RECIPIENTS`](super::MAX_MULTI_RECIPIENTS); nothing was
+    /// stored. Split the recipients over several requests.
+    TooManyRecipients,
     /// The relay is at its connection limit (fatal).
     ServerBusy,
     /// The relay is shutting down (fatal).
@@ -94,6 +98,7 @@ impl ErrorCode {
             Self::StorageFull => 0x0033,
             Self::SendBudgetExceeded => 0x0034,
             Self::AccessDenied => 0x0035,
+            Self::TooManyRecipients => 0x0036,
             Self::ServerBusy => 0x00F0,
             Self::ShuttingDown => 0x00F1,
             Self::Internal => 0x00FF,
@@ -125,6 +130,7 @@ impl ErrorCode {
             0x0033 => Self::StorageFull,
             0x0034 => Self::SendBudgetExceeded,
             0x0035 => Self::AccessDenied,
+            0x0036 => Self::TooManyRecipients,
             0x00F0 => Self::ServerBusy,
             0x00F1 => Self::ShuttingDown,
             0x00FF => Self::Internal,
@@ -184,5 +190,12 @@ mod tests {
         assert_eq!(ErrorCode::from_u16(0x0035), ErrorCode::AccessDenied);
         assert_eq!(ErrorCode::AccessDenied.to_u16(), 0x0035);
         assert!(!ErrorCode::AccessDenied.is_fatal());
+    }
+
+    #[test]
+    fn too_many_recipients_is_0x0036_and_not_fatal() {
+        assert_eq!(ErrorCode::from_u16(0x0036), ErrorCode::TooManyRecipients);
+        assert_eq!(ErrorCode::TooManyRecipients.to_u16(), 0x0036);
+        assert!(!ErrorCode::TooManyRecipients.is_fatal());
     }
 }

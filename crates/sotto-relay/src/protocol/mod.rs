@@ -25,8 +25,13 @@ pub use auth::{
     AUTH_DOMAIN, CHALLENGE_LEN, ChannelBinding, TLS_EXPORTER_LABEL, TLS_EXPORTER_LEN, auth_message,
 };
 pub use error_code::ErrorCode;
-pub use request::{OneTimePreKeyPublic, PreKeyUpload, Request, RequestFrame, SignedPreKeyPublic};
-pub use response::{AuthInfo, ErrorFrame, PreKeyStock, Push, Response, ServerFrame, Welcome};
+pub use request::{
+    MultiRecipient, OneTimePreKeyPublic, PreKeyUpload, Request, RequestFrame, SignedPreKeyPublic,
+    send_multi_frame_len,
+};
+pub use response::{
+    AuthInfo, ErrorFrame, PreKeyStock, Push, RecipientOutcome, Response, ServerFrame, Welcome,
+};
 
 /// The four bytes that open `Hello` and `Welcome`: `"SOTR"`.
 pub const MAGIC: [u8; 4] = *b"SOTR";
@@ -35,10 +40,25 @@ pub const MAGIC: [u8; 4] = *b"SOTR";
 ///
 /// Version 2 binds the login signature to the TLS channel
 /// ([`auth_message`]); version 1 signed without it and is no longer spoken.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 3 is version 2 with one more request, [`Request::SendMulti`]
+/// ([`SEND_MULTI_VERSION`]); everything else is the same.
+pub const PROTOCOL_VERSION: u16 = 3;
 
-/// Every protocol version this implementation speaks, lowest first.
-pub const SUPPORTED_VERSIONS: &[u16] = &[PROTOCOL_VERSION];
+/// Every protocol version this implementation speaks, lowest first. A
+/// client offers them all and learns from the relay's choice which
+/// requests it may use (docs/relay.md §3).
+pub const SUPPORTED_VERSIONS: &[u16] = &[2, PROTOCOL_VERSION];
+
+/// The first protocol version that defines [`Request::SendMulti`]. On a
+/// connection that negotiated an older one the relay answers it
+/// [`ErrorCode::UnknownRequest`], as a relay that predates it does.
+pub const SEND_MULTI_VERSION: u16 = 3;
+
+/// Most recipients one [`Request::SendMulti`] may name. A request naming
+/// more is refused with the non-fatal [`ErrorCode::TooManyRecipients`]
+/// before anything of it is stored (docs/relay.md §6, "Multi-recipient
+/// send", and §8 for why 1000).
+pub const MAX_MULTI_RECIPIENTS: usize = 1000;
 
 /// Most versions a `Hello` may offer.
 pub const MAX_OFFERED_VERSIONS: usize = 16;
@@ -110,6 +130,17 @@ pub enum DecodeError {
     /// A field whose value is not allowed.
     #[error("invalid field: {0}")]
     InvalidField(&'static str),
+    /// A `SendMulti` naming more recipients than
+    /// [`MAX_MULTI_RECIPIENTS`]; the rest of the body was not read. The
+    /// relay answers it with the non-fatal
+    /// [`ErrorCode::TooManyRecipients`].
+    #[error("{count} recipients in one request, at most {max} allowed")]
+    TooManyRecipients {
+        /// Recipients the request names.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Frame type bytes (docs/relay.md "Frame types").
@@ -125,6 +156,7 @@ pub(crate) mod frame_type {
     pub(crate) const PING: u8 = 0x08;
     pub(crate) const PUBLISH_DEVICE_LIST: u8 = 0x09;
     pub(crate) const FETCH_DEVICE_LIST: u8 = 0x0A;
+    pub(crate) const SEND_MULTI: u8 = 0x0B;
     pub(crate) const RESPONSE_BIT: u8 = 0x80;
     pub(crate) const PUSH_ENVELOPE: u8 = 0xC0;
     pub(crate) const PUSH_PREKEYS_LOW: u8 = 0xC1;

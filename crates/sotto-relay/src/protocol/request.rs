@@ -7,7 +7,7 @@ use sotto_core::{
 
 use super::codec::{Reader, header};
 use super::frame_type as t;
-use super::{DecodeError, MAGIC, MAX_OFFERED_VERSIONS};
+use super::{DecodeError, MAGIC, MAX_MULTI_RECIPIENTS, MAX_OFFERED_VERSIONS, SEND_MULTI_VERSION};
 use crate::address::MailboxAddress;
 use crate::envelope::MessageId;
 
@@ -152,8 +152,108 @@ mod upload_flags {
     pub(super) const ACCESS_VERIFIER: u8 = 0x04;
 }
 
-/// Flag bit of `Send`: an access key follows.
+/// Flag bit of `Send` and of each `SendMulti` recipient: an access key
+/// follows.
 const SEND_WITH_ACCESS_KEY: u8 = 0x01;
+
+/// One recipient of a [`Request::SendMulti`]: what a `Send` to it would
+/// carry besides the envelope, and the header that goes in front of the
+/// shared body.
+///
+/// The relay queues `header || body` for `address` exactly as if a `Send`
+/// with this message id and access key had carried it. Built with
+/// [`new`](Self::new), so that a field can be added without breaking
+/// callers. `Debug` shows the header's length, not its bytes.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MultiRecipient {
+    /// The recipient's mailbox.
+    pub address: MailboxAddress,
+    /// Sender-chosen dedupe id, per recipient as for `Send`.
+    pub message_id: MessageId,
+    /// The recipient's access key, if the sender has it (docs/relay.md
+    /// §6, "Access"; without it, or with a wrong one, the envelope is a
+    /// first contact).
+    pub access_key: Option<AccessKey>,
+    /// What this recipient's envelope starts with (at most 65 535 bytes;
+    /// may be empty).
+    pub header: Vec<u8>,
+}
+
+impl MultiRecipient {
+    /// A recipient with these parts.
+    pub fn new(
+        address: MailboxAddress,
+        message_id: MessageId,
+        access_key: Option<AccessKey>,
+        header: Vec<u8>,
+    ) -> Self {
+        Self {
+            address,
+            message_id,
+            access_key,
+            header,
+        }
+    }
+
+    /// Bytes this recipient takes in a `SendMulti` body: `address(32) ||
+    /// message_id(16) || flags(1) || [access_key(16)] || u16be(len) ||
+    /// header`.
+    pub fn encoded_len(&self) -> usize {
+        let key = if self.access_key.is_some() { 16 } else { 0 };
+        32 + 16 + 1 + key + 2 + self.header.len()
+    }
+}
+
+impl core::fmt::Debug for MultiRecipient {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Like `Envelope`: never the bytes of what is sent.
+        f.debug_struct("MultiRecipient")
+            .field("address", &self.address)
+            .field("message_id", &self.message_id)
+            .field("access_key", &self.access_key.is_some())
+            .field("header_len", &self.header.len())
+            .finish()
+    }
+}
+
+/// The length of a `SendMulti` frame body (what the relay compares with
+/// its `max_frame_size`) for a body of `body_len` bytes and these
+/// recipients: `type(1) || request_id(4) || u16be(n) || recipients ||
+/// u32be(body_len) || body`.
+pub fn send_multi_frame_len(body_len: usize, recipients: &[MultiRecipient]) -> usize {
+    let recipients: usize = recipients.iter().map(MultiRecipient::encoded_len).sum();
+    5 + 2 + recipients + 4 + body_len
+}
+
+/// Writes `flags(u8) || [access_key(16)]`, as `Send` and each `SendMulti`
+/// recipient carry them.
+fn put_access_key(out: &mut Vec<u8>, access_key: Option<&AccessKey>) {
+    match access_key {
+        Some(key) => {
+            out.push(SEND_WITH_ACCESS_KEY);
+            out.extend_from_slice(key.as_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
+/// Reads `flags(u8) || [access_key(16)]`; flag bits other than bit 0 are
+/// refused as `field`.
+fn get_access_key(
+    r: &mut Reader<'_>,
+    field: &'static str,
+) -> Result<Option<AccessKey>, DecodeError> {
+    let flags = r.u8()?;
+    if flags & !SEND_WITH_ACCESS_KEY != 0 {
+        return Err(DecodeError::InvalidField(field));
+    }
+    Ok(if flags & SEND_WITH_ACCESS_KEY != 0 {
+        Some(AccessKey::from_bytes(r.array()?))
+    } else {
+        None
+    })
+}
 
 /// A request (client to relay).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +328,18 @@ pub enum Request {
     FetchDeviceList {
         /// Whose list (the account key's mailbox).
         address: MailboxAddress,
+    },
+    /// `0x0B` (protocol version 3, [`SEND_MULTI_VERSION`]): `u16be(n) ||
+    /// n × recipient || u32be(body_len) || body`, each recipient
+    /// `address(32) || message_id(16) || flags(u8) || [access_key(16)] ||
+    /// u16be(header_len) || header`, `1 <= n <=`
+    /// [`MAX_MULTI_RECIPIENTS`]. Queues `header || body` for each
+    /// recipient as a `Send` would; the body travels once.
+    SendMulti {
+        /// Who gets an envelope, in the order the answer lists them.
+        recipients: Vec<MultiRecipient>,
+        /// What every envelope ends with.
+        body: Vec<u8>,
     },
 }
 
@@ -313,14 +425,29 @@ impl Request {
                 let mut out = header(t::SEND, request_id, 65 + payload.len());
                 out.extend_from_slice(recipient.as_bytes());
                 out.extend_from_slice(&message_id.0);
-                match access_key {
-                    Some(key) => {
-                        out.push(SEND_WITH_ACCESS_KEY);
-                        out.extend_from_slice(key.as_bytes());
-                    }
-                    None => out.push(0),
-                }
+                put_access_key(&mut out, access_key.as_ref());
                 out.extend_from_slice(payload);
+                out
+            }
+            Self::SendMulti { recipients, body } => {
+                // Longer lists, headers and bodies than the fields can
+                // say are cut (the client refuses them before encoding).
+                let recipients = &recipients[..recipients.len().min(usize::from(u16::MAX))];
+                let body = &body[..body.len().min(u32::MAX as usize)];
+                let len = send_multi_frame_len(body.len(), recipients);
+                let mut out = header(t::SEND_MULTI, request_id, len.saturating_sub(5));
+                out.extend_from_slice(&(recipients.len() as u16).to_be_bytes());
+                for recipient in recipients {
+                    out.extend_from_slice(recipient.address.as_bytes());
+                    out.extend_from_slice(&recipient.message_id.0);
+                    put_access_key(&mut out, recipient.access_key.as_ref());
+                    let head =
+                        &recipient.header[..recipient.header.len().min(usize::from(u16::MAX))];
+                    out.extend_from_slice(&(head.len() as u16).to_be_bytes());
+                    out.extend_from_slice(head);
+                }
+                out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                out.extend_from_slice(body);
                 out
             }
             Self::Fetch { after, max_count } => {
@@ -355,12 +482,19 @@ impl Request {
 }
 
 impl RequestFrame {
-    /// Strictly parses a request frame body.
+    /// Strictly parses a request frame body, as defined in the newest
+    /// protocol version.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        Self::decode_with_id(body).map_err(|e| e.error)
+        Self::decode_with_id(body, None).map_err(|e| e.error)
     }
 
-    pub(crate) fn decode_with_id(body: &[u8]) -> Result<Self, RequestDecodeError> {
+    /// Parses a request frame body on a connection that negotiated
+    /// `version` (`None`: before `Hello`, where every type parses): a type
+    /// that version does not define is [`DecodeError::UnknownType`].
+    pub(crate) fn decode_with_id(
+        body: &[u8],
+        version: Option<u16>,
+    ) -> Result<Self, RequestDecodeError> {
         let mut r = Reader::new(body);
         let (frame_type, request_id) = match (r.u8(), r.u32()) {
             (Ok(ty), Ok(id)) => (ty, id),
@@ -371,12 +505,27 @@ impl RequestFrame {
                 });
             }
         };
+        if !defined_in(frame_type, version) {
+            return Err(RequestDecodeError {
+                request_id,
+                error: DecodeError::UnknownType(frame_type),
+            });
+        }
         decode_body(frame_type, r)
             .map(|request| Self {
                 request_id,
                 request,
             })
             .map_err(|error| RequestDecodeError { request_id, error })
+    }
+}
+
+/// Whether protocol `version` defines request type `frame_type` (every
+/// type the decoder knows, before a version is negotiated).
+fn defined_in(frame_type: u8, version: Option<u16>) -> bool {
+    match (frame_type, version) {
+        (t::SEND_MULTI, Some(version)) => version >= SEND_MULTI_VERSION,
+        _ => true,
     }
 }
 
@@ -446,15 +595,7 @@ fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError
         t::SEND => {
             let recipient = MailboxAddress::from_bytes(r.array()?);
             let message_id = MessageId(r.array()?);
-            let flags = r.u8()?;
-            if flags & !SEND_WITH_ACCESS_KEY != 0 {
-                return Err(DecodeError::InvalidField("send flags"));
-            }
-            let access_key = if flags & SEND_WITH_ACCESS_KEY != 0 {
-                Some(AccessKey::from_bytes(r.array()?))
-            } else {
-                None
-            };
+            let access_key = get_access_key(&mut r, "send flags")?;
             Request::Send {
                 recipient,
                 message_id,
@@ -482,6 +623,31 @@ fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError
         t::FETCH_DEVICE_LIST => Request::FetchDeviceList {
             address: MailboxAddress::from_bytes(r.array()?),
         },
+        t::SEND_MULTI => {
+            let n = usize::from(r.u16()?);
+            if n == 0 {
+                return Err(DecodeError::InvalidField("recipient count"));
+            }
+            // Refused before anything is allocated for the recipients.
+            if n > MAX_MULTI_RECIPIENTS {
+                return Err(DecodeError::TooManyRecipients {
+                    count: n,
+                    max: MAX_MULTI_RECIPIENTS,
+                });
+            }
+            let mut recipients = Vec::with_capacity(n);
+            for _ in 0..n {
+                let address = MailboxAddress::from_bytes(r.array()?);
+                let message_id = MessageId(r.array()?);
+                let access_key = get_access_key(&mut r, "recipient flags")?;
+                let len = usize::from(r.u16()?);
+                let header = r.bytes(len)?.to_vec();
+                recipients.push(MultiRecipient::new(address, message_id, access_key, header));
+            }
+            let len = r.u32()? as usize;
+            let body = r.bytes(len)?.to_vec();
+            Request::SendMulti { recipients, body }
+        }
         other => return Err(DecodeError::UnknownType(other)),
     };
     r.finish()?;
@@ -547,6 +713,44 @@ mod tests {
             Request::FetchDeviceList {
                 address: MailboxAddress::from_bytes([12; 32]),
             },
+            Request::SendMulti {
+                recipients: multi_recipients(),
+                body: b"shared body".to_vec(),
+            },
+            // One recipient, an empty header and an empty body: still
+            // every field is there.
+            Request::SendMulti {
+                recipients: vec![MultiRecipient::new(
+                    MailboxAddress::from_bytes([15; 32]),
+                    MessageId([16; 16]),
+                    None,
+                    Vec::new(),
+                )],
+                body: Vec::new(),
+            },
+        ]
+    }
+
+    fn multi_recipients() -> Vec<MultiRecipient> {
+        vec![
+            MultiRecipient::new(
+                MailboxAddress::from_bytes([12; 32]),
+                MessageId([13; 16]),
+                Some(AccessKey::from_bytes([14; 16])),
+                b"header one".to_vec(),
+            ),
+            MultiRecipient::new(
+                MailboxAddress::from_bytes([15; 32]),
+                MessageId([16; 16]),
+                None,
+                Vec::new(),
+            ),
+            MultiRecipient::new(
+                MailboxAddress::from_bytes([17; 32]),
+                MessageId([18; 16]),
+                None,
+                vec![19; 300],
+            ),
         ]
     }
 
@@ -585,6 +789,127 @@ mod tests {
     }
 
     #[test]
+    fn the_encoded_length_of_a_send_multi_is_its_frame_length() {
+        for request in all_requests() {
+            if let Request::SendMulti { recipients, body } = &request {
+                assert_eq!(
+                    request.encode(1).len(),
+                    send_multi_frame_len(body.len(), recipients)
+                );
+            }
+        }
+    }
+
+    /// The body of a `SendMulti` with `n` recipients as the count says,
+    /// `present` of them actually written.
+    fn send_multi_body(n: u16, present: usize) -> Vec<u8> {
+        let recipients = vec![
+            MultiRecipient::new(
+                MailboxAddress::from_bytes([1; 32]),
+                MessageId([2; 16]),
+                None,
+                b"h".to_vec()
+            );
+            present
+        ];
+        let mut body = Request::SendMulti {
+            recipients,
+            body: b"body".to_vec(),
+        }
+        .encode(1);
+        body[5..7].copy_from_slice(&n.to_be_bytes());
+        body
+    }
+
+    #[test]
+    fn a_send_multi_whose_count_does_not_match_its_recipients_is_refused() {
+        assert!(RequestFrame::decode(&send_multi_body(3, 3)).is_ok());
+        for (n, present) in [(4, 3), (2, 3), (1, 3), (3, 0)] {
+            assert!(
+                RequestFrame::decode(&send_multi_body(n, present)).is_err(),
+                "count {n}, {present} recipients"
+            );
+        }
+        assert_eq!(
+            RequestFrame::decode(&send_multi_body(0, 0)),
+            Err(DecodeError::InvalidField("recipient count"))
+        );
+        // Bytes after the body.
+        let mut body = send_multi_body(3, 3);
+        body.extend_from_slice(b"more");
+        assert_eq!(
+            RequestFrame::decode(&body),
+            Err(DecodeError::TrailingBytes(4))
+        );
+        // A body length past the end.
+        let mut body = send_multi_body(1, 1);
+        let at = body.len() - 8;
+        body[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            RequestFrame::decode(&body),
+            Err(DecodeError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn a_send_multi_over_the_recipient_limit_is_refused_before_its_recipients_are_read() {
+        let limit = MAX_MULTI_RECIPIENTS as u16;
+        let at_limit = send_multi_body(limit, MAX_MULTI_RECIPIENTS);
+        assert!(matches!(
+            RequestFrame::decode(&at_limit),
+            Ok(RequestFrame {
+                request: Request::SendMulti { ref recipients, .. },
+                ..
+            }) if recipients.len() == MAX_MULTI_RECIPIENTS
+        ));
+        for n in [limit + 1, u16::MAX] {
+            // The count alone decides: nothing after it needs to be there.
+            for body in [send_multi_body(n, 0), send_multi_body(n, 2)] {
+                let err = RequestFrame::decode_with_id(&body, Some(3)).unwrap_err();
+                assert_eq!(err.request_id, 1);
+                assert_eq!(
+                    err.error,
+                    DecodeError::TooManyRecipients {
+                        count: usize::from(n),
+                        max: MAX_MULTI_RECIPIENTS
+                    }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn send_multi_is_unknown_on_a_version_2_connection() {
+        let body = send_multi_body(1, 1);
+        let err = RequestFrame::decode_with_id(&body, Some(2)).unwrap_err();
+        assert_eq!(err.request_id, 1);
+        assert_eq!(err.error, DecodeError::UnknownType(0x0B));
+        assert!(RequestFrame::decode_with_id(&body, Some(3)).is_ok());
+        // Before Hello every type parses (the relay then refuses it as
+        // not Hello).
+        assert!(RequestFrame::decode_with_id(&body, None).is_ok());
+        // Every other request is the same in both versions.
+        for request in all_requests() {
+            if !matches!(request, Request::SendMulti { .. }) {
+                assert!(RequestFrame::decode_with_id(&request.encode(1), Some(2)).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn multi_recipient_debug_shows_no_header_bytes() {
+        let recipient = MultiRecipient::new(
+            MailboxAddress::from_bytes([1; 32]),
+            MessageId([2; 16]),
+            Some(AccessKey::from_bytes([3; 16])),
+            b"secret-header".to_vec(),
+        );
+        let shown = format!("{recipient:?}");
+        assert!(shown.contains("header_len: 13"), "{shown}");
+        assert!(!shown.contains("secret") && !shown.contains("115, 101"));
+    }
+
+    #[test]
     fn unknown_flags_and_a_verifier_without_a_signed_prekey_are_refused() {
         let send = Request::Send {
             recipient: MailboxAddress::from_bytes([8; 32]),
@@ -599,6 +924,16 @@ mod tests {
             assert_eq!(
                 RequestFrame::decode(&body),
                 Err(DecodeError::InvalidField("send flags"))
+            );
+        }
+        // A SendMulti recipient's flags: type || id || count || address ||
+        // message id, then the flags.
+        let mut body = send_multi_body(1, 1);
+        for flags in [0x02, 0x80] {
+            body[55] = flags;
+            assert_eq!(
+                RequestFrame::decode(&body),
+                Err(DecodeError::InvalidField("recipient flags"))
             );
         }
         let upload = Request::UploadPreKeys(PreKeyUpload::default()).encode(1);
@@ -630,7 +965,7 @@ mod tests {
 
     #[test]
     fn unknown_type_keeps_the_request_id() {
-        let err = RequestFrame::decode_with_id(&[0x42, 0, 0, 0, 9]).unwrap_err();
+        let err = RequestFrame::decode_with_id(&[0x42, 0, 0, 0, 9], Some(3)).unwrap_err();
         assert_eq!(err.request_id, 9);
         assert_eq!(err.error, DecodeError::UnknownType(0x42));
     }

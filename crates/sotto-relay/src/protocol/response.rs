@@ -62,6 +62,57 @@ pub struct ErrorFrame {
     pub message: String,
 }
 
+/// What became of one recipient of a `SendMulti`: what a `Send` to it
+/// alone would have been answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecipientOutcome {
+    /// Wire tag `0x00`, then `u64be(envelope_id)`: queued, with this
+    /// envelope id (a `Send` would have answered `Sent`, `duplicate = 0`).
+    Stored {
+        /// The relay's id of the stored envelope.
+        envelope_id: u64,
+    },
+    /// Wire tag `0x01`, then `u64be(envelope_id)`: an envelope with this
+    /// message id is already queued for the recipient; nothing new was
+    /// stored (`Sent`, `duplicate = 1`).
+    Duplicate {
+        /// The queued envelope's id.
+        envelope_id: u64,
+    },
+    /// Wire tag `0x02`, then `u16be(code)`: refused with the code a `Send`
+    /// would have got as its `Error` (`AccessDenied`, `MailboxFull`,
+    /// `UnknownRecipient`, `StorageFull`, `InvalidEnvelope`); nothing was
+    /// stored for this recipient.
+    Refused(ErrorCode),
+}
+
+impl RecipientOutcome {
+    /// The envelope id the recipient's envelope is queued under, new or
+    /// not; `None` if it was refused.
+    pub fn envelope_id(&self) -> Option<u64> {
+        match self {
+            Self::Stored { envelope_id } | Self::Duplicate { envelope_id } => Some(*envelope_id),
+            Self::Refused(_) => None,
+        }
+    }
+
+    /// Why the recipient's envelope was refused, if it was.
+    pub fn refusal(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Refused(code) => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Wire tags of [`RecipientOutcome`].
+mod outcome_tag {
+    pub(super) const STORED: u8 = 0x00;
+    pub(super) const DUPLICATE: u8 = 0x01;
+    pub(super) const REFUSED: u8 = 0x02;
+}
+
 /// A response to one request (relay to client).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -108,6 +159,11 @@ pub enum Response {
     },
     /// `0x8A`: `u16be(len) || list`: the signed device list.
     DeviceList(Vec<u8>),
+    /// `0x8B`: `u16be(n) || n × outcome`, one per recipient of the
+    /// `SendMulti`, in its order; an outcome is `0x00 || u64be(id)`
+    /// (stored), `0x01 || u64be(id)` (duplicate) or `0x02 || u16be(code)`
+    /// (refused).
+    SentMulti(Vec<RecipientOutcome>),
     /// `0xFF`: `u16be(code) || message (UTF-8, the rest, at most 1024 bytes)`.
     Error(ErrorFrame),
 }
@@ -260,6 +316,28 @@ impl Response {
                 super::put_device_list(&mut out, list);
                 out
             }
+            Self::SentMulti(outcomes) => {
+                let n = outcomes.len().min(usize::from(u16::MAX));
+                let mut out = header(t::SEND_MULTI | t::RESPONSE_BIT, request_id, 2 + 9 * n);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+                for outcome in outcomes.iter().take(n) {
+                    match outcome {
+                        RecipientOutcome::Stored { envelope_id } => {
+                            out.push(outcome_tag::STORED);
+                            out.extend_from_slice(&envelope_id.to_be_bytes());
+                        }
+                        RecipientOutcome::Duplicate { envelope_id } => {
+                            out.push(outcome_tag::DUPLICATE);
+                            out.extend_from_slice(&envelope_id.to_be_bytes());
+                        }
+                        RecipientOutcome::Refused(code) => {
+                            out.push(outcome_tag::REFUSED);
+                            out.extend_from_slice(&code.to_u16().to_be_bytes());
+                        }
+                    }
+                }
+                out
+            }
             Self::Error(e) => {
                 let message = truncate_utf8(&e.message, MAX_ERROR_MESSAGE_LEN);
                 let mut out = header(t::ERROR, request_id, 2 + message.len());
@@ -342,6 +420,7 @@ fn decode_response(frame_type: u8, r: &mut Reader<'_>) -> Result<Response, Decod
     const PONG: u8 = t::PING | t::RESPONSE_BIT;
     const DEVICE_LIST_PUBLISHED: u8 = t::PUBLISH_DEVICE_LIST | t::RESPONSE_BIT;
     const DEVICE_LIST: u8 = t::FETCH_DEVICE_LIST | t::RESPONSE_BIT;
+    const SENT_MULTI: u8 = t::SEND_MULTI | t::RESPONSE_BIT;
     Ok(match frame_type {
         WELCOME => {
             if r.array::<4>()? != MAGIC {
@@ -389,6 +468,26 @@ fn decode_response(frame_type: u8, r: &mut Reader<'_>) -> Result<Response, Decod
         PONG => Response::Pong,
         DEVICE_LIST_PUBLISHED => Response::DeviceListPublished { version: r.u64()? },
         DEVICE_LIST => Response::DeviceList(super::get_device_list(r)?),
+        SENT_MULTI => {
+            let n = usize::from(r.u16()?);
+            // Each outcome takes at least 3 bytes: bound the allocation.
+            let mut outcomes = Vec::with_capacity(n.min(r.remaining() / 3));
+            for _ in 0..n {
+                outcomes.push(match r.u8()? {
+                    outcome_tag::STORED => RecipientOutcome::Stored {
+                        envelope_id: r.u64()?,
+                    },
+                    outcome_tag::DUPLICATE => RecipientOutcome::Duplicate {
+                        envelope_id: r.u64()?,
+                    },
+                    outcome_tag::REFUSED => {
+                        RecipientOutcome::Refused(ErrorCode::from_u16(r.u16()?))
+                    }
+                    _ => return Err(DecodeError::InvalidField("recipient outcome")),
+                });
+            }
+            Response::SentMulti(outcomes)
+        }
         t::ERROR => {
             let code = ErrorCode::from_u16(r.u16()?);
             let message = r.rest();
@@ -464,6 +563,13 @@ mod tests {
             Response::Pong,
             Response::DeviceListPublished { version: 7 },
             Response::DeviceList(vec![1; 300]),
+            Response::SentMulti(vec![
+                RecipientOutcome::Stored { envelope_id: 5 },
+                RecipientOutcome::Duplicate { envelope_id: 3 },
+                RecipientOutcome::Refused(ErrorCode::AccessDenied),
+                RecipientOutcome::Refused(ErrorCode::Unrecognized(0x0777)),
+            ]),
+            Response::SentMulti(Vec::new()),
             Response::error(ErrorCode::MailboxFull, "mailbox full"),
         ];
         let mut frames: Vec<ServerFrame> = responses
@@ -508,6 +614,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_unknown_recipient_outcome_tag_is_refused() {
+        let mut body =
+            Response::SentMulti(vec![RecipientOutcome::Stored { envelope_id: 1 }]).encode(1);
+        body[7] = 0x03;
+        assert_eq!(
+            ServerFrame::decode(&body),
+            Err(DecodeError::InvalidField("recipient outcome"))
+        );
+    }
+
+    #[test]
+    fn recipient_outcomes_tell_the_envelope_id_or_the_refusal() {
+        let stored = RecipientOutcome::Stored { envelope_id: 4 };
+        let duplicate = RecipientOutcome::Duplicate { envelope_id: 2 };
+        let refused = RecipientOutcome::Refused(ErrorCode::MailboxFull);
+        assert_eq!(
+            [stored, duplicate, refused].map(|o| (o.envelope_id(), o.refusal())),
+            [
+                (Some(4), None),
+                (Some(2), None),
+                (None, Some(ErrorCode::MailboxFull))
+            ]
+        );
     }
 
     #[test]

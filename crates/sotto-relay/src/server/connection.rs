@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter, WriteHalf};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
+use super::first_contact::FirstContacts;
 use super::frame_budget::FrameCharge;
 use super::hub::MailboxSignal;
 use super::rate_limit::TokenBucket;
@@ -32,8 +33,9 @@ use crate::protocol::frame::{FrameError, read_frame_rest, read_frame_start, writ
 use crate::protocol::request::RequestDecodeError;
 use crate::protocol::version::unsupported_version_message;
 use crate::protocol::{
-    AuthInfo, CHALLENGE_LEN, ChannelBinding, DecodeError, ErrorCode, PreKeyStock, PreKeyUpload,
-    Push, Request, RequestFrame, Response, SUPPORTED_VERSIONS, Welcome, auth_message,
+    AuthInfo, CHALLENGE_LEN, ChannelBinding, DecodeError, ErrorCode, MultiRecipient, PreKeyStock,
+    PreKeyUpload, Push, RecipientOutcome, Request, RequestFrame, Response, SUPPORTED_VERSIONS,
+    Welcome, auth_message, max_payload_len,
 };
 use crate::store::{Access, Enqueued, MailboxStore, StoreError, has_duplicate_ids};
 
@@ -259,6 +261,29 @@ fn warn_disk_full() {
     }
 }
 
+/// The error code a failed storage operation is answered with; for a
+/// refused envelope, also what a `SendMulti` answers for its recipient.
+fn error_code(error: &StoreError) -> ErrorCode {
+    match error {
+        StoreError::MailboxFull { .. } => ErrorCode::MailboxFull,
+        StoreError::UnknownRecipient => ErrorCode::UnknownRecipient,
+        StoreError::AccessDenied => ErrorCode::AccessDenied,
+        StoreError::StorageFull { .. } | StoreError::DiskFull => ErrorCode::StorageFull,
+        StoreError::StaleDeviceList { .. } => ErrorCode::StaleDeviceList,
+        StoreError::TooManyPreKeys { .. } => ErrorCode::TooManyPreKeys,
+        _ => ErrorCode::Internal,
+    }
+}
+
+/// The first-contact allowances of every mailbox (held only for a
+/// lookup or an update, never across a storage call).
+fn first_contacts(shared: &Shared) -> std::sync::MutexGuard<'_, FirstContacts> {
+    shared
+        .first_contacts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// `start + timeout`, or about a century later for a timeout too large to
 /// add.
 fn instant_after(start: Instant, timeout: Duration) -> Instant {
@@ -444,31 +469,14 @@ impl<S: Transport> Connection<S> {
     }
 
     async fn store_error(&mut self, request_id: u32, error: StoreError) -> Flow {
-        match error {
+        let message = match &error {
             // The recipient's queue size is not the sender's business.
-            StoreError::MailboxFull { .. } => {
-                self.error(
-                    request_id,
-                    ErrorCode::MailboxFull,
-                    "recipient mailbox is full",
-                )
-                .await
-            }
+            StoreError::MailboxFull { .. } => "recipient mailbox is full".into(),
             StoreError::UnknownRecipient => {
-                self.error(
-                    request_id,
-                    ErrorCode::UnknownRecipient,
-                    "no such mailbox: the recipient has not published prekeys",
-                )
-                .await
+                "no such mailbox: the recipient has not published prekeys".into()
             }
             StoreError::AccessDenied => {
-                self.error(
-                    request_id,
-                    ErrorCode::AccessDenied,
-                    "this mailbox only takes messages from its contacts right now; try later",
-                )
-                .await
+                "this mailbox only takes messages from its contacts right now; try later".into()
             }
             StoreError::StorageFull {
                 queued_bytes,
@@ -476,37 +484,40 @@ impl<S: Transport> Connection<S> {
                 ..
             } => {
                 tracing::debug!(queued_bytes, max_bytes, "storage limit reached");
-                self.error(
-                    request_id,
-                    ErrorCode::StorageFull,
-                    "relay storage is full; try again later",
-                )
-                .await
+                "relay storage is full; try again later".into()
             }
             StoreError::DiskFull => {
                 warn_disk_full();
-                self.error(
-                    request_id,
-                    ErrorCode::StorageFull,
-                    "the relay's disk is full: this request changed nothing (no envelope \
-                     was stored); try again later",
-                )
-                .await
+                "the relay's disk is full: this request changed nothing (no envelope was \
+                 stored); try again later"
+                    .into()
             }
-            e @ StoreError::StaleDeviceList { .. } => {
-                self.error(request_id, ErrorCode::StaleDeviceList, e.to_string())
-                    .await
-            }
-            e @ StoreError::TooManyPreKeys { .. } => {
-                self.error(request_id, ErrorCode::TooManyPreKeys, e.to_string())
-                    .await
+            e @ (StoreError::StaleDeviceList { .. } | StoreError::TooManyPreKeys { .. }) => {
+                e.to_string()
             }
             e => {
                 tracing::error!(error = %e, "storage failure");
-                self.error(request_id, ErrorCode::Internal, "storage failure")
-                    .await
+                "storage failure".into()
             }
-        }
+        };
+        let code = error_code(&error);
+        self.error(request_id, code, message).await
+    }
+
+    /// The message of the fatal `SendBudgetExceeded` if having `len` more
+    /// bytes stored would take this connection over its send budget
+    /// (docs/relay.md §6). Checked before storing, so one connection never
+    /// has more than its budget stored; the client reconnects to send
+    /// more.
+    fn over_send_budget(&self, len: u64) -> Option<String> {
+        let budget = self.shared.config.connection_send_budget;
+        (self.stored_bytes.saturating_add(len) > budget).then(|| {
+            format!(
+                "send budget of this connection used up: {} of {budget} bytes stored, \
+                 {len} more refused; reconnect to send more",
+                self.stored_bytes
+            )
+        })
     }
 
     /// Runs `op` against the store on the blocking pool.
@@ -533,7 +544,7 @@ impl<S: Transport> Connection<S> {
     /// takes the place of the buffer, which is freed right after decoding.
     async fn handle(&mut self, frame: Frame) -> Flow {
         let Frame { body, charge } = frame;
-        let decoded = RequestFrame::decode_with_id(&body);
+        let decoded = RequestFrame::decode_with_id(&body, self.version);
         drop(body);
         let flow = self.handle_decoded(decoded).await;
         drop(charge);
@@ -550,6 +561,16 @@ impl<S: Transport> Connection<S> {
                 let message = format!("unknown request type {ty:#04x}");
                 return self
                     .error(request_id, ErrorCode::UnknownRequest, message)
+                    .await;
+            }
+            // Well framed, and refused before its recipients were read:
+            // the client may split them and go on.
+            Err(RequestDecodeError {
+                request_id,
+                error: error @ DecodeError::TooManyRecipients { .. },
+            }) if self.version.is_some() => {
+                return self
+                    .error(request_id, ErrorCode::TooManyRecipients, error.to_string())
                     .await;
             }
             Err(RequestDecodeError { request_id, error }) => {
@@ -605,6 +626,7 @@ impl<S: Transport> Connection<S> {
             Request::Ping => self.respond(id, Response::Pong).await,
             Request::PublishDeviceList { list } => self.publish_device_list(id, list).await,
             Request::FetchDeviceList { address } => self.fetch_device_list(id, address).await,
+            Request::SendMulti { recipients, body } => self.send_multi(id, recipients, body).await,
         }
     }
 
@@ -801,16 +823,8 @@ impl<S: Transport> Connection<S> {
                 .error(id, ErrorCode::InvalidEnvelope, "empty envelope")
                 .await;
         }
-        // Checked before storing, so one connection never has more than its
-        // budget stored; the client reconnects to send more.
         let len = payload.len() as u64;
-        let budget = self.shared.config.connection_send_budget;
-        if self.stored_bytes.saturating_add(len) > budget {
-            let message = format!(
-                "send budget of this connection used up: {} of {budget} bytes stored, \
-                 {len} more refused; reconnect to send more",
-                self.stored_bytes
-            );
+        if let Some(message) = self.over_send_budget(len) {
             return self.error(id, ErrorCode::SendBudgetExceeded, message).await;
         }
         let policy = self.shared.config.queue_policy();
@@ -862,13 +876,7 @@ impl<S: Transport> Connection<S> {
         payload: Arc<Vec<u8>>,
         now: crate::clock::UnixTime,
     ) -> Result<Enqueued, StoreError> {
-        let allowance = || {
-            self.shared
-                .first_contacts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
-        if !allowance().take(&recipient, now) {
+        if !first_contacts(&self.shared).take(&recipient, now) {
             tracing::debug!("first-contact allowance of a mailbox used up");
             return Err(StoreError::AccessDenied);
         }
@@ -892,9 +900,135 @@ impl<S: Transport> Connection<S> {
                 ..
             })
         ) {
-            allowance().give_back(&recipient, now);
+            first_contacts(&self.shared).give_back(&recipient, now);
         }
         result
+    }
+
+    /// Queues `header || body` for every recipient of a `SendMulti`, each
+    /// as a `Send` of that envelope to it alone would be (the same checks,
+    /// limits, dedupe, first-contact allowance and push), all in one
+    /// storage transaction (docs/relay.md §6, "Multi-recipient send"). A
+    /// refusal concerns its recipient alone; the send budget counts the
+    /// bytes that arrived, the body once.
+    async fn send_multi(
+        &mut self,
+        id: u32,
+        recipients: Vec<MultiRecipient>,
+        body: Vec<u8>,
+    ) -> Flow {
+        // What a `Send` would be refused for before the store is asked:
+        // an envelope that is empty, or longer than a `Send` can carry.
+        let max = max_payload_len(self.shared.config.max_frame_size);
+        let mut early = Vec::with_capacity(recipients.len());
+        let mut valid = Vec::with_capacity(recipients.len());
+        for recipient in recipients {
+            let len = recipient.header.len() + body.len();
+            if len == 0 || len > max {
+                early.push(Some(RecipientOutcome::Refused(ErrorCode::InvalidEnvelope)));
+            } else {
+                early.push(None);
+                valid.push(recipient);
+            }
+        }
+        let body_len = body.len() as u64;
+        let results = if valid.is_empty() {
+            Vec::new()
+        } else {
+            let headers: u64 = valid.iter().map(|r| r.header.len() as u64).sum();
+            if let Some(message) = self.over_send_budget(body_len + headers) {
+                return self.error(id, ErrorCode::SendBudgetExceeded, message).await;
+            }
+            match self.enqueue_many(valid, body).await {
+                Ok(results) => results,
+                Err(e) => return self.store_error(id, e).await,
+            }
+        };
+        let mut results = results.into_iter();
+        let mut new_bytes = 0u64;
+        let mut outcomes = Vec::with_capacity(early.len());
+        for early in early {
+            let answer = if early.is_none() {
+                results.next()
+            } else {
+                None
+            };
+            let outcome = match (early, answer) {
+                (Some(refused), _) => refused,
+                (
+                    None,
+                    Some((
+                        _,
+                        Ok(Enqueued {
+                            id,
+                            duplicate: true,
+                        }),
+                    )),
+                ) => RecipientOutcome::Duplicate { envelope_id: id },
+                (None, Some((recipient, Ok(Enqueued { id, .. })))) => {
+                    new_bytes += recipient.header.len() as u64;
+                    self.shared.hub.envelope_stored(&recipient.address);
+                    RecipientOutcome::Stored { envelope_id: id }
+                }
+                (None, Some((_, Err(e)))) => RecipientOutcome::Refused(error_code(&e)),
+                // A store that answered fewer recipients than it was given.
+                (None, None) => RecipientOutcome::Refused(ErrorCode::Internal),
+            };
+            outcomes.push(outcome);
+        }
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, RecipientOutcome::Stored { .. }))
+        {
+            self.stored_bytes = self.stored_bytes.saturating_add(body_len + new_bytes);
+        }
+        if outcomes.iter().any(|o| o.envelope_id().is_some()) {
+            self.last_useful = Instant::now();
+        }
+        self.respond(id, Response::SentMulti(outcomes)).await
+    }
+
+    /// Asks the store to queue `header || body` for each of `recipients`
+    /// in one step, taking a first-contact allowance for every recipient
+    /// whose access key does not open its mailbox and giving it back
+    /// unless its envelope was newly stored, as for a single `Send`.
+    /// Returns each recipient with its result.
+    async fn enqueue_many(
+        &self,
+        recipients: Vec<MultiRecipient>,
+        body: Vec<u8>,
+    ) -> Result<Vec<(MultiRecipient, Result<Enqueued, StoreError>)>, StoreError> {
+        let shared = self.shared.clone();
+        let policy = self.shared.config.queue_policy();
+        let now = self.shared.clock.now();
+        self.store(move |s| {
+            let mut took = vec![false; recipients.len()];
+            let results = {
+                let mut first_contact = |i: usize| {
+                    let Some(recipient) = recipients.get(i) else {
+                        return false;
+                    };
+                    let admitted = first_contacts(&shared).take(&recipient.address, now);
+                    if !admitted {
+                        tracing::debug!("first-contact allowance of a mailbox used up");
+                    }
+                    took[i] = admitted;
+                    admitted
+                };
+                s.enqueue_many(&recipients, &body, &mut first_contact, &policy, now)
+            };
+            for (i, took) in took.into_iter().enumerate() {
+                let stored = matches!(
+                    &results,
+                    Ok(results) if matches!(results.get(i), Some(Ok(Enqueued { duplicate: false, .. })))
+                );
+                if took && !stored {
+                    first_contacts(&shared).give_back(&recipients[i].address, now);
+                }
+            }
+            Ok(recipients.into_iter().zip(results?).collect())
+        })
+        .await
     }
 
     /// Bytes available for envelopes in one response frame: the frame limit

@@ -1,19 +1,19 @@
 //! In-memory backend: for tests and relays that may forget on restart.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use sotto_core::{AccessVerifier, IdentityKey, OneTimePreKeyId, PreKeyBundle};
 
 use super::unlinking::NewDeviceList;
 use super::{
     Access, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy, StoreError,
-    StoreTotals, Swept, TakenBundle, is_expired,
+    StoreTotals, Swept, TakenBundle, check_room, is_expired,
 };
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
 use crate::envelope::{Envelope, MessageId};
-use crate::protocol::{OneTimePreKeyPublic, PreKeyUpload, SignedPreKeyPublic};
+use crate::protocol::{MultiRecipient, OneTimePreKeyPublic, PreKeyUpload, SignedPreKeyPublic};
 
 /// A [`MailboxStore`] in this process's memory. Everything is lost when it
 /// is dropped; one mutex makes every operation atomic.
@@ -55,8 +55,38 @@ struct Mailbox {
 
 struct Queued {
     message_id: MessageId,
+    /// The envelope, or for a `SendMulti` its recipient's header.
     payload: Vec<u8>,
+    /// A `SendMulti`'s body, shared by its recipients' envelopes: the
+    /// envelope is `payload || body`. Freed with the last of them. No
+    /// clone of it leaves the store's state (a fetch copies the bytes), so
+    /// its strong count is the number of envelopes holding it.
+    body: Option<Arc<[u8]>>,
     expiry_hour: u64,
+}
+
+impl Queued {
+    /// The envelope's length: what it counts against its mailbox's limits.
+    fn len(&self) -> u64 {
+        (self.payload.len() + self.body.as_ref().map_or(0, |b| b.len())) as u64
+    }
+
+    /// What deleting it frees in the store ([`StoreTotals::bytes`]): its
+    /// payload, and its shared body if no other envelope holds it.
+    fn stored_len(&self) -> u64 {
+        let body = self.body.as_ref().filter(|b| Arc::strong_count(b) == 1);
+        (self.payload.len() + body.map_or(0, |b| b.len())) as u64
+    }
+
+    /// The envelope as delivered.
+    fn envelope(&self) -> Vec<u8> {
+        let mut envelope = Vec::with_capacity(self.len() as usize);
+        envelope.extend_from_slice(&self.payload);
+        if let Some(body) = &self.body {
+            envelope.extend_from_slice(body);
+        }
+        envelope
+    }
 }
 
 #[derive(Default)]
@@ -72,20 +102,27 @@ struct Directory {
 
 impl State {
     /// Deletes envelope `id` of `address` and takes it off every counter;
-    /// returns its payload length, or `None` if it is not queued there.
+    /// returns the bytes that freed in the store, or `None` if it is not
+    /// queued there.
     fn remove(&mut self, address: &MailboxAddress, id: u64) -> Option<u64> {
         let mailbox = self.mailboxes.get_mut(address)?;
         let queued = mailbox.envelopes.remove(&id)?;
-        let len = queued.payload.len() as u64;
         mailbox.by_message_id.remove(&queued.message_id);
-        mailbox.bytes = mailbox.bytes.saturating_sub(len);
+        mailbox.bytes = mailbox.bytes.saturating_sub(queued.len());
         if mailbox.envelopes.is_empty() {
             self.mailboxes.remove(address);
         }
+        Some(self.forget(id, &queued))
+    }
+
+    /// Takes envelope `id`, just deleted from its mailbox, off the expiry
+    /// index and the totals; returns the bytes that freed.
+    fn forget(&mut self, id: u64, queued: &Queued) -> u64 {
+        let freed = queued.stored_len();
         self.expiry.remove(&(queued.expiry_hour, id));
         self.totals.envelopes = self.totals.envelopes.saturating_sub(1);
-        self.totals.bytes = self.totals.bytes.saturating_sub(len);
-        Some(len)
+        self.totals.bytes = self.totals.bytes.saturating_sub(freed);
+        freed
     }
 
     /// Stores `list` as `account`'s device list, and records that the
@@ -116,13 +153,102 @@ impl State {
             return;
         };
         for (id, queued) in mailbox.envelopes {
-            self.expiry.remove(&(queued.expiry_hour, id));
-            self.totals.envelopes = self.totals.envelopes.saturating_sub(1);
-            self.totals.bytes = self
-                .totals
-                .bytes
-                .saturating_sub(queued.payload.len() as u64);
+            // One by one, so the last holder of a shared body frees it.
+            self.forget(id, &queued);
         }
+    }
+}
+
+/// An envelope to queue: `payload || body` for `recipient`.
+struct NewEnvelope<'a> {
+    recipient: &'a MailboxAddress,
+    message_id: &'a MessageId,
+    /// The whole envelope, or a `SendMulti` recipient's header.
+    payload: &'a [u8],
+    /// A `SendMulti`'s body (none if it is empty).
+    body: Option<&'a Arc<[u8]>>,
+}
+
+impl State {
+    /// Queues `envelope`, with the checks of [`MailboxStore::enqueue`] in
+    /// its order; a sender `access` does not admit is queued as a first
+    /// contact if `first_contact()` says so. A refusal changes nothing.
+    fn enqueue(
+        &mut self,
+        envelope: NewEnvelope<'_>,
+        access: Access<'_>,
+        first_contact: &mut dyn FnMut() -> bool,
+        policy: &QueuePolicy,
+        now: UnixTime,
+    ) -> Result<Enqueued, StoreError> {
+        let NewEnvelope {
+            recipient,
+            message_id,
+            payload,
+            body,
+        } = envelope;
+        let Some(directory) = self.directory.get(recipient).filter(|d| d.signed.is_some()) else {
+            return Err(StoreError::UnknownRecipient);
+        };
+        if !access.admits(directory.access_verifier.as_ref()) && !first_contact() {
+            return Err(StoreError::AccessDenied);
+        }
+        let mailbox = self.mailboxes.get(recipient);
+        let (mut envelopes, mut bytes) =
+            mailbox.map_or((0, 0), |m| (m.envelopes.len() as u64, m.bytes));
+        let mut stored_bytes = self.totals.bytes;
+        // An unexpired envelope with this message id answers; an expired
+        // one is gone for the recipient already, and is replaced.
+        let queued = mailbox.and_then(|m| {
+            let id = *m.by_message_id.get(message_id)?;
+            Some((id, m.envelopes.get(&id)?))
+        });
+        let replaced = match queued {
+            Some((id, q)) if !is_expired(q.expiry_hour, now) => {
+                return Ok(Enqueued {
+                    id,
+                    duplicate: true,
+                });
+            }
+            Some((id, q)) => {
+                envelopes -= 1;
+                bytes = bytes.saturating_sub(q.len());
+                stored_bytes = stored_bytes.saturating_sub(q.stored_len());
+                Some(id)
+            }
+            None => None,
+        };
+        let body_len = body.map_or(0, |b| b.len());
+        let len = (payload.len() + body_len) as u64;
+        // The body is stored with the first envelope that holds it.
+        let new_body = body.is_some_and(|b| Arc::strong_count(b) == 1);
+        let stored_len = (payload.len() + if new_body { body_len } else { 0 }) as u64;
+        check_room((envelopes, bytes), len, stored_bytes, stored_len, policy)?;
+        if let Some(id) = replaced {
+            self.remove(recipient, id);
+        }
+        let id = self.last_id + 1;
+        let expiry_hour = policy.expiry_hour(now);
+        let mailbox = self.mailboxes.entry(*recipient).or_default();
+        mailbox.envelopes.insert(
+            id,
+            Queued {
+                message_id: *message_id,
+                payload: payload.to_vec(),
+                body: body.cloned(),
+                expiry_hour,
+            },
+        );
+        mailbox.by_message_id.insert(*message_id, id);
+        mailbox.bytes += len;
+        self.expiry.insert((expiry_hour, id), *recipient);
+        self.totals.envelopes += 1;
+        self.totals.bytes += stored_len;
+        self.last_id = id;
+        Ok(Enqueued {
+            id,
+            duplicate: false,
+        })
     }
 }
 
@@ -292,82 +418,40 @@ impl MailboxStore for MemoryStore {
         now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
         let mut state = self.lock()?;
-        let Some(directory) = state
-            .directory
-            .get(recipient)
-            .filter(|d| d.signed.is_some())
-        else {
-            return Err(StoreError::UnknownRecipient);
+        let envelope = NewEnvelope {
+            recipient,
+            message_id,
+            payload,
+            body: None,
         };
-        if let (Access::Key(key), Some(verifier)) = (access, &directory.access_verifier)
-            && !key.is_some_and(|key| verifier.admits(key))
-        {
-            return Err(StoreError::AccessDenied);
-        }
-        let queued = state
-            .mailboxes
-            .get(recipient)
-            .and_then(|m| m.by_message_id.get(message_id))
-            .copied();
-        if let Some(id) = queued {
-            let expired = state
-                .mailboxes
-                .get(recipient)
-                .and_then(|m| m.envelopes.get(&id))
-                .is_some_and(|q| is_expired(q.expiry_hour, now));
-            if !expired {
-                return Ok(Enqueued {
-                    id,
-                    duplicate: true,
-                });
-            }
-            // Gone for the recipient already: the retry is a new envelope.
-            state.remove(recipient, id);
-        }
-        let (envelopes, bytes) = state
-            .mailboxes
-            .get(recipient)
-            .map_or((0, 0), |m| (m.envelopes.len() as u64, m.bytes));
-        let len = payload.len() as u64;
-        let limits = &policy.mailbox;
-        if envelopes.saturating_add(1) > limits.max_envelopes
-            || bytes.saturating_add(len) > limits.max_bytes
-        {
-            return Err(StoreError::MailboxFull {
-                envelopes,
-                bytes,
-                max_envelopes: limits.max_envelopes,
-                max_bytes: limits.max_bytes,
-            });
-        }
-        if state.totals.bytes.saturating_add(len) > policy.max_total_bytes {
-            return Err(StoreError::StorageFull {
-                queued_bytes: state.totals.bytes,
-                len,
-                max_bytes: policy.max_total_bytes,
-            });
-        }
-        let id = state.last_id + 1;
-        let expiry_hour = policy.expiry_hour(now);
-        let mailbox = state.mailboxes.entry(*recipient).or_default();
-        mailbox.envelopes.insert(
-            id,
-            Queued {
-                message_id: *message_id,
-                payload: payload.to_vec(),
-                expiry_hour,
-            },
-        );
-        mailbox.by_message_id.insert(*message_id, id);
-        mailbox.bytes += len;
-        state.expiry.insert((expiry_hour, id), *recipient);
-        state.totals.envelopes += 1;
-        state.totals.bytes += len;
-        state.last_id = id;
-        Ok(Enqueued {
-            id,
-            duplicate: false,
-        })
+        state.enqueue(envelope, access, &mut || false, policy, now)
+    }
+
+    fn enqueue_many(
+        &self,
+        recipients: &[MultiRecipient],
+        body: &[u8],
+        first_contact: &mut dyn FnMut(usize) -> bool,
+        policy: &QueuePolicy,
+        now: UnixTime,
+    ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        // One copy of the body, whoever it is queued for.
+        let body: Option<Arc<[u8]>> = (!body.is_empty()).then(|| Arc::from(body));
+        let mut state = self.lock()?;
+        Ok(recipients
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let envelope = NewEnvelope {
+                    recipient: &r.address,
+                    message_id: &r.message_id,
+                    payload: &r.header,
+                    body: body.as_ref(),
+                };
+                let access = Access::Key(r.access_key.as_ref());
+                state.enqueue(envelope, access, &mut || first_contact(i), policy, now)
+            })
+            .collect())
     }
 
     fn fetch(
@@ -389,7 +473,7 @@ impl MailboxStore for MemoryStore {
             .range(after.saturating_add(1)..)
             .filter(|(_, q)| !is_expired(q.expiry_hour, now));
         for (id, queued) in live {
-            let size = Envelope::OVERHEAD + queued.payload.len();
+            let size = Envelope::OVERHEAD + queued.len() as usize;
             if page.envelopes.len() >= max_count
                 || (!page.envelopes.is_empty() && used + size > max_bytes)
             {
@@ -399,7 +483,7 @@ impl MailboxStore for MemoryStore {
             used += size;
             page.envelopes.push(Envelope {
                 id: *id,
-                payload: queued.payload.clone(),
+                payload: queued.envelope(),
             });
         }
         Ok(page)
@@ -426,9 +510,9 @@ impl MailboxStore for MemoryStore {
             .collect();
         let mut swept = Swept::default();
         for (id, address) in expired {
-            if let Some(len) = state.remove(&address, id) {
+            if let Some(freed) = state.remove(&address, id) {
                 swept.envelopes += 1;
-                swept.bytes += len;
+                swept.bytes += freed;
             }
         }
         Ok(swept)
@@ -454,6 +538,138 @@ impl MailboxStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::contract_tests::{OPEN, T0, register, to};
+
+    /// A store that leaves `enqueue_many` to the trait's provided
+    /// implementation, as a store wrapping another does.
+    struct OneByOne(MemoryStore);
+
+    impl MailboxStore for OneByOne {
+        fn publish_prekeys(
+            &self,
+            owner: &IdentityKey,
+            upload: &PreKeyUpload,
+            max_one_time: u32,
+        ) -> Result<u32, StoreError> {
+            self.0.publish_prekeys(owner, upload, max_one_time)
+        }
+        fn take_bundle(&self, address: &MailboxAddress) -> Result<Option<TakenBundle>, StoreError> {
+            self.0.take_bundle(address)
+        }
+        fn one_time_prekey_count(&self, address: &MailboxAddress) -> Result<u32, StoreError> {
+            self.0.one_time_prekey_count(address)
+        }
+        fn enqueue(
+            &self,
+            recipient: &MailboxAddress,
+            message_id: &MessageId,
+            payload: &[u8],
+            access: Access<'_>,
+            policy: &QueuePolicy,
+            now: UnixTime,
+        ) -> Result<Enqueued, StoreError> {
+            self.0
+                .enqueue(recipient, message_id, payload, access, policy, now)
+        }
+        fn fetch(
+            &self,
+            address: &MailboxAddress,
+            after: u64,
+            max_count: usize,
+            max_bytes: usize,
+            now: UnixTime,
+        ) -> Result<FetchedPage, StoreError> {
+            self.0.fetch(address, after, max_count, max_bytes, now)
+        }
+        fn sweep_expired(&self, now: UnixTime, max_count: usize) -> Result<Swept, StoreError> {
+            self.0.sweep_expired(now, max_count)
+        }
+        fn totals(&self) -> Result<StoreTotals, StoreError> {
+            self.0.totals()
+        }
+        fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
+            self.0.ack(address, ids)
+        }
+        fn usage(&self, address: &MailboxAddress) -> Result<MailboxUsage, StoreError> {
+            self.0.usage(address)
+        }
+        fn publish_device_list(
+            &self,
+            owner: &MailboxAddress,
+            version: u64,
+            list: &[u8],
+        ) -> Result<(), StoreError> {
+            self.0.publish_device_list(owner, version, list)
+        }
+        fn device_list(&self, address: &MailboxAddress) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.device_list(address)
+        }
+    }
+
+    #[test]
+    fn the_provided_enqueue_many_gives_each_recipient_what_enqueue_would() {
+        let store = OneByOne(MemoryStore::new());
+        let (a, full) = (register(&store, 1), register(&store, 2));
+        let guarded_id = sotto_core::IdentityKeyPair::from_seed(&[3; 32]);
+        let guarded = MailboxAddress::of(guarded_id.public());
+        let key = sotto_core::AccessKey::derive(&guarded_id).unwrap();
+        let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+        let spk = sotto_core::SignedPreKey::generate(
+            sotto_core::SignedPreKeyId::new(1),
+            &guarded_id,
+            &mut rng,
+        );
+        let upload = PreKeyUpload::new(Some(&spk), &[]).with_access_verifier(key.verifier());
+        store
+            .publish_prekeys(guarded_id.public(), &upload, 10)
+            .unwrap();
+        let policy = QueuePolicy {
+            mailbox: crate::store::MailboxLimits {
+                max_envelopes: 1,
+                max_bytes: 1000,
+            },
+            ..QueuePolicy::default()
+        };
+        store
+            .enqueue(&full, &MessageId([9; 16]), b"old", OPEN, &policy, T0)
+            .unwrap();
+        let nobody = MailboxAddress::from_bytes([0xAB; 32]);
+        let recipients = [
+            to(&a, 1, b"a:"),
+            to(&a, 1, b"a:"),
+            to(&full, 1, b"f:"),
+            to(&nobody, 1, b"n:"),
+            to(&guarded, 1, b"g:"),
+            to(&guarded, 2, b"g2:"),
+        ];
+        let mut asked = Vec::new();
+        let mut admit = |i| {
+            asked.push(i);
+            i == 5
+        };
+        let results = store
+            .enqueue_many(&recipients, b"body", &mut admit, &policy, T0)
+            .unwrap();
+        assert_eq!(asked, [4, 5]);
+        let first = results[0].as_ref().unwrap();
+        assert!(!first.duplicate);
+        assert_eq!(
+            results[1].as_ref().unwrap(),
+            &Enqueued {
+                id: first.id,
+                duplicate: true
+            }
+        );
+        assert!(matches!(results[2], Err(StoreError::MailboxFull { .. })));
+        assert!(matches!(results[3], Err(StoreError::UnknownRecipient)));
+        assert!(matches!(results[4], Err(StoreError::AccessDenied)));
+        assert!(!results[5].as_ref().unwrap().duplicate);
+        let page = store.fetch(&guarded, 0, 10, usize::MAX, T0).unwrap();
+        assert_eq!(page.envelopes[0].payload, b"g2:body");
+        let page = store.fetch(&a, 0, 10, usize::MAX, T0).unwrap();
+        assert_eq!(page.envelopes.len(), 1);
+        assert_eq!(page.envelopes[0].payload, b"a:body");
+    }
 
     #[test]
     fn queue_contract() {
@@ -507,6 +723,37 @@ mod tests {
     #[test]
     fn access_contract() {
         super::super::contract_tests::access_keys_guard_mailboxes_with_a_verifier(
+            &MemoryStore::new(),
+        );
+    }
+
+    #[test]
+    fn multi_send_queues_header_and_body_for_each_recipient_contract() {
+        super::super::contract_tests::multi_send_queues_header_and_body_for_each_recipient(
+            &MemoryStore::new(),
+        );
+    }
+
+    #[test]
+    fn multi_send_refusals_concern_one_recipient_contract() {
+        super::super::contract_tests::multi_send_refusals_concern_one_recipient(&MemoryStore::new());
+    }
+
+    #[test]
+    fn multi_send_envelopes_are_acked_one_by_one_contract() {
+        super::super::contract_tests::multi_send_envelopes_are_acked_one_by_one(&MemoryStore::new());
+    }
+
+    #[test]
+    fn multi_send_envelopes_expire_as_single_ones_contract() {
+        super::super::contract_tests::multi_send_envelopes_expire_as_single_ones(
+            &MemoryStore::new(),
+        );
+    }
+
+    #[test]
+    fn unlinking_removes_a_devices_multi_send_envelopes_contract() {
+        super::super::contract_tests::unlinking_removes_a_devices_multi_send_envelopes(
             &MemoryStore::new(),
         );
     }

@@ -22,6 +22,11 @@
 //!   the mailbox limits and the store-wide byte limit, and inserts, all in
 //!   the same atomic step; it returns only once the envelope is durable
 //!   (for a durable backend). A refused envelope changes nothing.
+//! - [`enqueue_many`](MailboxStore::enqueue_many) does the same for every
+//!   recipient of a `SendMulti`, in order, in one atomic step: each
+//!   recipient is admitted or refused as by `enqueue`, independently of
+//!   the others, and what is stored for one is durable together with the
+//!   rest.
 //! - Every queued envelope carries its expiry, a whole hour
 //!   ([`QueuePolicy::expiry_hour`]). From that hour on, `fetch` no longer
 //!   returns it, and [`sweep_expired`](MailboxStore::sweep_expired) deletes
@@ -52,12 +57,12 @@ pub use crate::envelope::FetchedPage;
 
 use std::time::Duration;
 
-use sotto_core::{AccessKey, IdentityKey, PreKeyBundle};
+use sotto_core::{AccessKey, AccessVerifier, IdentityKey, PreKeyBundle};
 
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
 use crate::envelope::MessageId;
-use crate::protocol::PreKeyUpload;
+use crate::protocol::{MultiRecipient, PreKeyUpload};
 
 /// Per-mailbox queue limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +94,10 @@ pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 16 << 30;
 pub struct QueuePolicy {
     /// Limits of the recipient's mailbox.
     pub mailbox: MailboxLimits,
-    /// Most payload bytes queued in the whole store, over every mailbox
-    /// (default [`DEFAULT_MAX_TOTAL_BYTES`]).
+    /// Most bytes the whole store holds for queued envelopes, over every
+    /// mailbox (default [`DEFAULT_MAX_TOTAL_BYTES`]): each envelope's own
+    /// bytes, and the shared body of a `SendMulti` once
+    /// ([`StoreTotals::bytes`]).
     pub max_total_bytes: u64,
     /// How long an envelope stays queued at least (default
     /// [`DEFAULT_ENVELOPE_TTL`]); see [`expiry_hour`](Self::expiry_hour).
@@ -129,7 +136,11 @@ pub struct StoreTotals {
     /// Envelopes queued, in every mailbox (expired ones included until
     /// they are swept).
     pub envelopes: u64,
-    /// Their payload bytes: what [`QueuePolicy::max_total_bytes`] limits.
+    /// The bytes held for them, what [`QueuePolicy::max_total_bytes`]
+    /// limits: each envelope's payload, except that the envelopes of one
+    /// `SendMulti` hold their shared body once between them (it is freed
+    /// with the last of them). For envelopes from single sends, the sum of
+    /// their lengths.
     pub bytes: u64,
 }
 
@@ -138,7 +149,8 @@ pub struct StoreTotals {
 pub struct Swept {
     /// Expired envelopes deleted.
     pub envelopes: u64,
-    /// Their payload bytes.
+    /// The bytes that freed in the store (as [`StoreTotals::bytes`]
+    /// counts them).
     pub bytes: u64,
 }
 
@@ -147,7 +159,8 @@ pub struct Swept {
 pub struct MailboxUsage {
     /// Envelopes queued.
     pub envelopes: u64,
-    /// Their payload bytes.
+    /// Their length, each counted in full (a `SendMulti`'s body in every
+    /// recipient's envelope): what [`MailboxLimits::max_bytes`] limits.
     pub bytes: u64,
     /// The highest queued envelope id (0 when empty).
     pub last_id: u64,
@@ -165,6 +178,52 @@ pub enum Access<'a> {
     /// The relay's first-contact allowance for the mailbox admitted this
     /// envelope: it is queued without an access key.
     FirstContact,
+}
+
+impl Access<'_> {
+    /// Whether this access lets a sender queue for a mailbox that
+    /// published `verifier` (`None`: it published none, and takes anyone).
+    pub(crate) fn admits(self, verifier: Option<&AccessVerifier>) -> bool {
+        match (self, verifier) {
+            (Access::Key(key), Some(verifier)) => key.is_some_and(|key| verifier.admits(key)),
+            _ => true,
+        }
+    }
+}
+
+/// Whether one more envelope fits: `len` bytes long, into a mailbox
+/// holding `envelopes` envelopes of `bytes` bytes; and `stored_len` more
+/// bytes into a store holding `stored_bytes`. The two lengths differ for
+/// the envelopes of a `SendMulti`, whose shared body counts in full
+/// against every recipient's mailbox and once against the store. The one
+/// check of the limits, for every backend and for `enqueue` and
+/// `enqueue_many` alike.
+pub(crate) fn check_room(
+    (envelopes, bytes): (u64, u64),
+    len: u64,
+    stored_bytes: u64,
+    stored_len: u64,
+    policy: &QueuePolicy,
+) -> Result<(), StoreError> {
+    let limits = &policy.mailbox;
+    if envelopes.saturating_add(1) > limits.max_envelopes
+        || bytes.saturating_add(len) > limits.max_bytes
+    {
+        return Err(StoreError::MailboxFull {
+            envelopes,
+            bytes,
+            max_envelopes: limits.max_envelopes,
+            max_bytes: limits.max_bytes,
+        });
+    }
+    if stored_bytes.saturating_add(stored_len) > policy.max_total_bytes {
+        return Err(StoreError::StorageFull {
+            queued_bytes: stored_bytes,
+            len: stored_len,
+            max_bytes: policy.max_total_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// Result of [`MailboxStore::enqueue`].
@@ -255,6 +314,22 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl StoreError {
+    /// Whether this is a refusal of one envelope (no such mailbox, no
+    /// access, a limit), as opposed to a failure of the store. Of a
+    /// [`MailboxStore::enqueue_many`], a refusal concerns one recipient;
+    /// a failure, the whole call.
+    pub(crate) fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownRecipient
+                | Self::AccessDenied
+                | Self::MailboxFull { .. }
+                | Self::StorageFull { .. }
+        )
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         // SQLITE_FULL: the disk has no room, or the database reached its
@@ -318,6 +393,73 @@ pub trait MailboxStore: Send + Sync + 'static {
         policy: &QueuePolicy,
         now: UnixTime,
     ) -> Result<Enqueued, StoreError>;
+
+    /// Queues, for each of `recipients` in order, the envelope `header ||
+    /// body` at time `now`, as [`enqueue`](Self::enqueue) would with its
+    /// message id and `Access::Key(its access key)`, all in one atomic
+    /// step that is durable when it returns. [`fetch`](Self::fetch)
+    /// returns `header || body` as the envelope, byte for byte; how the
+    /// body is kept is the backend's choice, but each envelope counts its
+    /// whole length against its mailbox's limits, the body once against
+    /// the store-wide limit ([`StoreTotals::bytes`]), and is deleted by its
+    /// own [`ack`](Self::ack) or expiry alone (the body with the last of
+    /// them).
+    ///
+    /// A recipient that `enqueue` would refuse with
+    /// [`StoreError::AccessDenied`] (it published an access verifier its
+    /// key does not match) is first offered to `first_contact`, with its
+    /// index in `recipients`: `true` admits it as [`Access::FirstContact`]
+    /// does, `false` refuses it. `first_contact` is called at most once
+    /// per recipient, in order, inside the atomic step (it must not use
+    /// the store).
+    ///
+    /// Returns one result per recipient, in order: what `enqueue` would
+    /// have returned, its refusals included ([`StoreError::UnknownRecipient`],
+    /// [`StoreError::AccessDenied`], [`StoreError::MailboxFull`],
+    /// [`StoreError::StorageFull`]), each refusal storing nothing for that
+    /// recipient and changing nothing for the others. Recipients are taken
+    /// in order as consecutive `enqueue`s would be: a recipient named
+    /// twice with one message id gets the first one's envelope as a
+    /// duplicate, and what the earlier ones stored counts against the
+    /// limits of the later ones. Any other failure (the disk is full, the
+    /// backend fails) fails the whole call and stores nothing.
+    ///
+    /// The provided implementation is one [`enqueue`](Self::enqueue) of
+    /// `header || body` per recipient (and a second one, as
+    /// [`Access::FirstContact`], for a recipient `first_contact` admits):
+    /// the same outcome for each recipient, but not one atomic step, and
+    /// the body stored once per recipient. A failure part-way leaves the
+    /// earlier recipients' envelopes stored, which a resent request finds
+    /// as duplicates. It is there so that stores wrapping another (to
+    /// observe or alter what is enqueued) see every envelope through
+    /// `enqueue`; a backend should override it with one atomic step, as
+    /// [`SqliteStore`] and [`MemoryStore`] do.
+    fn enqueue_many(
+        &self,
+        recipients: &[MultiRecipient],
+        body: &[u8],
+        first_contact: &mut dyn FnMut(usize) -> bool,
+        policy: &QueuePolicy,
+        now: UnixTime,
+    ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        let mut results = Vec::with_capacity(recipients.len());
+        for (i, r) in recipients.iter().enumerate() {
+            let envelope = [&r.header[..], body].concat();
+            let (address, id) = (&r.address, &r.message_id);
+            let access = Access::Key(r.access_key.as_ref());
+            let result = match self.enqueue(address, id, &envelope, access, policy, now) {
+                Err(StoreError::AccessDenied) if first_contact(i) => {
+                    self.enqueue(address, id, &envelope, Access::FirstContact, policy, now)
+                }
+                result => result,
+            };
+            match result {
+                Err(e) if !e.is_refusal() => return Err(e),
+                result => results.push(result),
+            }
+        }
+        Ok(results)
+    }
 
     /// Queued envelopes of `address` with id greater than `after` that have
     /// not expired at `now`, oldest first: at most `max_count`, and stopping
@@ -1220,5 +1362,389 @@ pub(crate) mod contract_tests {
             taken.bundle.one_time_prekey.map(|k| k.0),
             Some(OneTimePreKeyId::new(7))
         );
+    }
+
+    // Multi-recipient send (`enqueue_many`).
+
+    /// A `SendMulti` recipient of the mailbox `to`, with message id `n`.
+    pub(crate) fn to(to: &MailboxAddress, n: u8, header: &[u8]) -> MultiRecipient {
+        MultiRecipient::new(*to, MessageId([n; 16]), None, header.to_vec())
+    }
+
+    /// A `first_contact` that admits nobody and must not be asked.
+    fn never(_: usize) -> bool {
+        panic!("no recipient here needs a first-contact allowance")
+    }
+
+    /// The envelopes `address` is given by a fetch at `now`.
+    fn payloads(store: &dyn MailboxStore, address: &MailboxAddress, now: UnixTime) -> Vec<Vec<u8>> {
+        store
+            .fetch(address, 0, 100, usize::MAX, now)
+            .unwrap()
+            .envelopes
+            .into_iter()
+            .map(|e| e.payload)
+            .collect()
+    }
+
+    /// The results of `enqueue_many`, each as an envelope id and whether it
+    /// was a duplicate, or the refusal's name.
+    fn summary(results: &[Result<Enqueued, StoreError>]) -> Vec<Result<(u64, bool), String>> {
+        results
+            .iter()
+            .map(|r| match r {
+                Ok(e) => Ok((e.id, e.duplicate)),
+                Err(e) => Err(format!("{e:?}")
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()),
+            })
+            .collect()
+    }
+
+    /// Each recipient's envelope is its header followed by the body, byte
+    /// for byte, counted in full against its mailbox; a resent request
+    /// stores nothing twice, and shares its dedupe with single sends.
+    pub(crate) fn multi_send_queues_header_and_body_for_each_recipient(store: &dyn MailboxStore) {
+        let (a, b, c) = (register(store, 1), register(store, 2), register(store, 3));
+        let policy = QueuePolicy::default();
+        let recipients = [to(&a, 1, b"ha"), to(&b, 2, b"hb-longer"), to(&c, 3, b"")];
+        let first = store
+            .enqueue_many(&recipients, b"BODY", &mut never, &policy, T0)
+            .unwrap();
+        let ids: Vec<u64> = first.iter().map(|r| r.as_ref().unwrap().id).collect();
+        assert!(first.iter().all(|r| !r.as_ref().unwrap().duplicate));
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "ids in recipient order"
+        );
+        assert_eq!(payloads(store, &a, T0), [b"haBODY".to_vec()]);
+        assert_eq!(payloads(store, &b, T0), [b"hb-longerBODY".to_vec()]);
+        assert_eq!(payloads(store, &c, T0), [b"BODY".to_vec()]);
+        assert_eq!(
+            store.usage(&b).unwrap(),
+            MailboxUsage {
+                envelopes: 1,
+                bytes: 13,
+                last_id: ids[1]
+            }
+        );
+        // The store holds the body once: the headers, then the body.
+        let totals = StoreTotals {
+            envelopes: 3,
+            bytes: 2 + 9 + 4,
+        };
+        assert_eq!(store.totals().unwrap(), totals);
+
+        // The same request again (its answer was lost): nothing new.
+        let again = store
+            .enqueue_many(&recipients, b"BODY", &mut never, &policy, T0)
+            .unwrap();
+        assert_eq!(
+            summary(&again),
+            ids.iter().map(|id| Ok((*id, true))).collect::<Vec<_>>()
+        );
+        assert_eq!(store.totals().unwrap(), totals);
+        // A single send with a queued message id is a duplicate too.
+        let single = store
+            .enqueue(&a, &MessageId([1; 16]), b"haBODY", OPEN, &policy, T0)
+            .unwrap();
+        assert_eq!((single.id, single.duplicate), (ids[0], true));
+
+        // A mailbox named twice: two envelopes with two message ids, one
+        // with one (the second is the first's duplicate).
+        let twice = [
+            to(&a, 10, b"x"),
+            to(&a, 10, b"x"),
+            to(&a, 11, b"y"),
+            to(&b, 10, b"z"),
+        ];
+        let results = store
+            .enqueue_many(&twice, b"-", &mut never, &policy, T0)
+            .unwrap();
+        let s = summary(&results);
+        let first_id = results[0].as_ref().unwrap().id;
+        assert_eq!(s[0], Ok((first_id, false)));
+        assert_eq!(s[1], Ok((first_id, true)));
+        assert!(matches!(s[2], Ok((id, false)) if id > first_id));
+        assert!(matches!(s[3], Ok((id, false)) if id > first_id));
+        assert_eq!(payloads(store, &a, T0), [&b"haBODY"[..], b"x-", b"y-"]);
+        assert_eq!(payloads(store, &b, T0), [&b"hb-longerBODY"[..], b"z-"]);
+
+        // An empty body: the envelopes are the headers alone.
+        let headers_only = store
+            .enqueue_many(&[to(&c, 20, b"only")], b"", &mut never, &policy, T0)
+            .unwrap();
+        assert!(!headers_only[0].as_ref().unwrap().duplicate);
+        assert_eq!(payloads(store, &c, T0), [&b"BODY"[..], b"only"]);
+    }
+
+    /// A refusal concerns its recipient alone, with what a single send to
+    /// it would have been refused for; the others are stored. A recipient
+    /// without access is offered to the first-contact allowance, once.
+    pub(crate) fn multi_send_refusals_concern_one_recipient(store: &dyn MailboxStore) {
+        let a = register(store, 1);
+        let full = register(store, 2);
+        let nobody = MailboxAddress::from_bytes([0xAB; 32]);
+        let (guarded_id, guarded) = key(4);
+        let key = AccessKey::derive(&guarded_id).unwrap();
+        store
+            .publish_prekeys(
+                guarded_id.public(),
+                &upload(&guarded_id, 0..0).with_access_verifier(key.verifier()),
+                10,
+            )
+            .unwrap();
+        let policy = limits(2, 1000);
+        for n in 0..2 {
+            store
+                .enqueue(&full, &MessageId([n; 16]), b"old", OPEN, &policy, T0)
+                .unwrap();
+        }
+        let with_key = MultiRecipient::new(guarded, MessageId([5; 16]), Some(key), b"k".to_vec());
+        let recipients = [
+            to(&a, 1, b"a"),
+            to(&full, 2, b"f"),
+            to(&nobody, 3, b"n"),
+            to(&guarded, 4, b"stranger"),
+            with_key,
+            to(&guarded, 6, b"admitted stranger"),
+        ];
+        let mut asked = Vec::new();
+        let results = store
+            .enqueue_many(
+                &recipients,
+                b"!",
+                &mut |i| {
+                    asked.push(i);
+                    i == 5
+                },
+                &policy,
+                T0,
+            )
+            .unwrap();
+        assert_eq!(asked, [3, 5], "only those without access, once each");
+        let s = summary(&results);
+        assert!(matches!(s[0], Ok((_, false))));
+        assert_eq!(s[1], Err("MailboxFull".to_owned()));
+        assert_eq!(s[2], Err("UnknownRecipient".to_owned()));
+        assert_eq!(s[3], Err("AccessDenied".to_owned()));
+        assert!(matches!(s[4], Ok((_, false))));
+        assert!(matches!(s[5], Ok((_, false))));
+        assert_eq!(payloads(store, &a, T0), [b"a!".to_vec()]);
+        assert_eq!(
+            payloads(store, &full, T0),
+            [b"old".to_vec(), b"old".to_vec()]
+        );
+        assert_eq!(
+            payloads(store, &guarded, T0),
+            [b"k!".to_vec(), b"admitted stranger!".to_vec()]
+        );
+        assert_eq!(store.usage(&nobody).unwrap(), MailboxUsage::default());
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 5,
+                bytes: 2 * 3 + (1 + 1) + 1 + 17
+            }
+        );
+
+        // What the earlier recipients stored counts against the later ones,
+        // in order: in the mailbox...
+        let b = register(store, 7);
+        let results = store
+            .enqueue_many(
+                &[to(&b, 1, b"1"), to(&b, 2, b"2"), to(&b, 3, b"3")],
+                b"",
+                &mut never,
+                &limits(2, 1000),
+                T0,
+            )
+            .unwrap();
+        let s = summary(&results);
+        assert!(matches!((&s[0], &s[1]), (Ok((_, false)), Ok((_, false)))));
+        assert_eq!(s[2], Err("MailboxFull".to_owned()));
+        // ...and in the store as a whole, which holds the body once: the
+        // first takes 5 + 4 of 10 bytes, the second 1, the third finds no
+        // room.
+        let c = register(store, 8);
+        let queued = store.totals().unwrap().bytes;
+        let policy = QueuePolicy {
+            max_total_bytes: queued + 10,
+            ..QueuePolicy::default()
+        };
+        let results = store
+            .enqueue_many(
+                &[to(&c, 1, b"11111"), to(&a, 9, b"2"), to(&c, 3, b"3")],
+                b"body",
+                &mut never,
+                &policy,
+                T0,
+            )
+            .unwrap();
+        let s = summary(&results);
+        assert!(matches!((&s[0], &s[1]), (Ok((_, false)), Ok((_, false)))));
+        assert_eq!(s[2], Err("StorageFull".to_owned()));
+        assert_eq!(store.usage(&c).unwrap().envelopes, 1);
+        assert_eq!(store.totals().unwrap().bytes, queued + 10);
+    }
+
+    /// Each recipient's ack deletes its envelope alone; once all are
+    /// acknowledged nothing is left, and the message ids are forgotten.
+    pub(crate) fn multi_send_envelopes_are_acked_one_by_one(store: &dyn MailboxStore) {
+        let (a, b, c) = (register(store, 1), register(store, 2), register(store, 3));
+        let policy = QueuePolicy::default();
+        let recipients = [to(&a, 1, b"ha"), to(&b, 2, b"hb"), to(&c, 3, b"hc")];
+        let body = vec![0x5A; 1000];
+        let ids: Vec<u64> = store
+            .enqueue_many(&recipients, &body, &mut never, &policy, T0)
+            .unwrap()
+            .iter()
+            .map(|r| r.as_ref().unwrap().id)
+            .collect();
+        let envelope = |header: &[u8]| [header, &body[..]].concat();
+        // Someone else's id is ignored; the owner's deletes its copy only.
+        assert_eq!(store.ack(&a, &[ids[1], ids[2]]).unwrap(), 0);
+        assert_eq!(store.ack(&a, &[ids[0]]).unwrap(), 1);
+        assert!(payloads(store, &a, T0).is_empty());
+        assert_eq!(store.usage(&a).unwrap(), MailboxUsage::default());
+        assert_eq!(payloads(store, &b, T0), [envelope(b"hb")]);
+        assert_eq!(payloads(store, &c, T0), [envelope(b"hc")]);
+        // The body stays while anyone holds it.
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 2,
+                bytes: 2 * 2 + 1000
+            }
+        );
+        assert_eq!(store.ack(&b, &[ids[1]]).unwrap(), 1);
+        assert_eq!(store.totals().unwrap().bytes, 2 + 1000);
+        assert_eq!(payloads(store, &c, T0), [envelope(b"hc")]);
+        assert_eq!(store.ack(&c, &[ids[2], ids[2]]).unwrap(), 1);
+        assert_eq!(store.totals().unwrap(), StoreTotals::default());
+        // Acknowledged message ids are forgotten: the same request stores
+        // anew.
+        let again = store
+            .enqueue_many(&recipients, &body, &mut never, &policy, T0)
+            .unwrap();
+        assert!(
+            again
+                .iter()
+                .all(|r| matches!(r, Ok(e) if !e.duplicate && e.id > ids[2]))
+        );
+        assert_eq!(payloads(store, &a, T0), [envelope(b"ha")]);
+    }
+
+    /// The envelopes of a multi-recipient send expire as single ones do:
+    /// hidden from their expiry hour, swept with their counters, and a
+    /// resend of an expired one is a new envelope.
+    pub(crate) fn multi_send_envelopes_expire_as_single_ones(store: &dyn MailboxStore) {
+        let (a, b) = (register(store, 1), register(store, 2));
+        let policy = QueuePolicy {
+            envelope_ttl: std::time::Duration::from_secs(2 * HOUR),
+            ..QueuePolicy::default()
+        };
+        let recipients = [to(&a, 1, b"ha"), to(&b, 2, b"hb")];
+        let old = store
+            .enqueue_many(&recipients, b"BODY", &mut never, &policy, T0)
+            .unwrap();
+        let single = store
+            .enqueue(&a, &MessageId([9; 16]), b"single", OPEN, &policy, at(HOUR))
+            .unwrap();
+        assert_eq!(
+            payloads(store, &a, at(2 * HOUR - 1)),
+            [&b"haBODY"[..], b"single"]
+        );
+        assert_eq!(payloads(store, &a, at(2 * HOUR)), [b"single".to_vec()]);
+        assert!(payloads(store, &b, at(2 * HOUR)).is_empty());
+        assert_eq!(store.usage(&a).unwrap().envelopes, 2, "counted until swept");
+
+        // Resent after it expired, before the sweep: a new envelope (with
+        // a body of its own) in place of a's expired one; b's stays
+        // expired, holding the old body.
+        let resent = store
+            .enqueue_many(&recipients[..1], b"BODY", &mut never, &policy, at(2 * HOUR))
+            .unwrap();
+        let resent = resent[0].as_ref().unwrap();
+        assert!(!resent.duplicate && resent.id > single.id);
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 3,
+                bytes: 6 + (2 + 4) + (2 + 4)
+            }
+        );
+        assert_eq!(
+            store.sweep_expired(at(2 * HOUR), 100).unwrap(),
+            Swept {
+                envelopes: 1,
+                bytes: 6
+            }
+        );
+        assert_eq!(store.usage(&b).unwrap(), MailboxUsage::default());
+        assert_eq!(
+            payloads(store, &a, at(2 * HOUR)),
+            [&b"single"[..], b"haBODY"]
+        );
+        assert_eq!(store.ack(&a, &[old[0].as_ref().unwrap().id]).unwrap(), 0);
+        // The rest expires in its turn.
+        assert_eq!(
+            store.sweep_expired(at(4 * HOUR), 100).unwrap(),
+            Swept {
+                envelopes: 2,
+                bytes: 12
+            }
+        );
+        assert_eq!(store.totals().unwrap(), StoreTotals::default());
+    }
+
+    /// A device that is unlinked loses its multi-recipient envelopes with
+    /// its mailbox; the other recipients keep theirs.
+    pub(crate) fn unlinking_removes_a_devices_multi_send_envelopes(store: &dyn MailboxStore) {
+        let (account, owner) = key(60);
+        let (laptop, laptop_box) = key(61);
+        let (tablet, tablet_box) = key(62);
+        for id in [&account, &laptop, &tablet] {
+            store
+                .publish_prekeys(id.public(), &upload(id, 0..0), 10)
+                .unwrap();
+        }
+        store
+            .publish_device_list(
+                &owner,
+                1,
+                &signed_list(&account, 1, &[&account, &laptop, &tablet]),
+            )
+            .unwrap();
+        let recipients = [
+            to(&owner, 1, b"o"),
+            to(&laptop_box, 2, b"l"),
+            to(&tablet_box, 3, b"t"),
+        ];
+        store
+            .enqueue_many(
+                &recipients,
+                b"BODY",
+                &mut never,
+                &QueuePolicy::default(),
+                T0,
+            )
+            .unwrap();
+        store
+            .publish_device_list(&owner, 2, &signed_list(&account, 2, &[&account, &tablet]))
+            .unwrap();
+        assert_eq!(store.usage(&laptop_box).unwrap(), MailboxUsage::default());
+        assert_eq!(payloads(store, &owner, T0), [b"oBODY".to_vec()]);
+        assert_eq!(payloads(store, &tablet_box, T0), [b"tBODY".to_vec()]);
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: 2,
+                bytes: 2 + 4
+            }
+        );
+        assert_eq!(store.usage(&tablet_box).unwrap().bytes, 5);
     }
 }

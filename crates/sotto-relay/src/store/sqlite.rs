@@ -14,22 +14,25 @@ use sotto_core::{
 use super::unlinking::NewDeviceList;
 use super::{
     Access, DEFAULT_ENVELOPE_TTL, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy,
-    StoreError, StoreTotals, Swept, TakenBundle, is_expired,
+    StoreError, StoreTotals, Swept, TakenBundle, check_room, is_expired,
 };
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
 use crate::envelope::{Envelope, MessageId};
-use crate::protocol::PreKeyUpload;
+use crate::protocol::{MultiRecipient, PreKeyUpload};
 
 /// Schema version kept in `PRAGMA user_version`. Version 1 had no expiry
 /// and no store-wide totals, version 2 no access verifiers, version 3 no
-/// device lists, version 4 no record of the devices each list names;
-/// [`SqliteStore::open`] migrates them.
-const SCHEMA_VERSION: i64 = 5;
+/// device lists, version 4 no record of the devices each list names,
+/// version 5 no shared bodies; [`SqliteStore::open`] migrates them.
+const SCHEMA_VERSION: i64 = 6;
 
 /// The whole schema. Envelope rows hold exactly what a sender sent (the
 /// opaque payload and its message id), the recipient address and the hour
-/// the envelope expires; no sender, no arrival time.
+/// the envelope expires; no sender, no arrival time. The envelopes of one
+/// `SendMulti` keep their recipient's header in `payload` and share one
+/// row of `bodies`, which goes when the last of them does: the envelope
+/// is `payload || bodies.data`.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS envelopes (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -37,10 +40,16 @@ CREATE TABLE IF NOT EXISTS envelopes (
     message_id   BLOB NOT NULL,
     payload      BLOB NOT NULL,
     expiry_hour  INTEGER NOT NULL,
+    body         INTEGER,
     UNIQUE (mailbox, message_id)
 );
 CREATE INDEX IF NOT EXISTS envelopes_by_mailbox ON envelopes (mailbox, id);
 CREATE INDEX IF NOT EXISTS envelopes_by_expiry ON envelopes (expiry_hour, id);
+CREATE INDEX IF NOT EXISTS envelopes_by_body ON envelopes (body) WHERE body IS NOT NULL;
+CREATE TABLE IF NOT EXISTS bodies (
+    id    INTEGER PRIMARY KEY AUTOINCREMENT,
+    data  BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS mailbox_usage (
     mailbox  BLOB PRIMARY KEY,
     count    INTEGER NOT NULL,
@@ -262,27 +271,29 @@ fn create_or_migrate(
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     match version {
         SCHEMA_VERSION => return Ok(()),
-        1 => {
-            let policy = QueuePolicy {
-                envelope_ttl,
-                ..QueuePolicy::default()
-            };
-            migrate_from_v1(&tx, policy.expiry_hour(now))?;
-            migrate_from_v2(&tx)?;
-            tx.execute_batch(SCHEMA)?;
-        }
-        2 => {
-            migrate_from_v2(&tx)?;
-            tx.execute_batch(SCHEMA)?;
-        }
-        // Version 3 to 4: the device list table, empty; 4 to 5: the
-        // record of listed devices, empty as there is no list yet.
-        3 => tx.execute_batch(SCHEMA)?,
-        4 => {
-            tx.execute_batch(SCHEMA)?;
-            record_listed_devices(&tx)?;
-        }
         0 => tx.execute_batch(SCHEMA)?,
+        1..=5 => {
+            // Version 5 to 6, for every older version: first the column,
+            // which the schema's index on it needs.
+            add_body_column(&tx)?;
+            if version == 1 {
+                let policy = QueuePolicy {
+                    envelope_ttl,
+                    ..QueuePolicy::default()
+                };
+                migrate_from_v1(&tx, policy.expiry_hour(now))?;
+            }
+            if version <= 2 {
+                migrate_from_v2(&tx)?;
+            }
+            // Version 3 to 4: the device list table, empty; 4 to 5: the
+            // record of listed devices, empty as there is no list before
+            // version 4; 5 to 6: the table of shared bodies, empty.
+            tx.execute_batch(SCHEMA)?;
+            if version == 4 {
+                record_listed_devices(&tx)?;
+            }
+        }
         _ => {
             return Err(StoreError::Corrupt(
                 "database schema is newer than this relay",
@@ -337,6 +348,21 @@ fn migrate_from_v1(tx: &Transaction<'_>, expiry_hour: u64) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Version 5 to 6: an envelope may refer to a shared body; none does yet.
+/// (A database that has the column already, as the tests make of a newer
+/// one to stand for an older, keeps it.)
+fn add_body_column(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let exists: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('envelopes') WHERE name = 'body')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        tx.execute_batch("ALTER TABLE envelopes ADD COLUMN body INTEGER")?;
+    }
+    Ok(())
+}
+
 /// Version 2 to 3: signed prekey rows get an access verifier, none yet.
 fn migrate_from_v2(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch("ALTER TABLE signed_prekeys ADD COLUMN access_verifier BLOB")?;
@@ -373,39 +399,245 @@ fn record_listed_devices(tx: &Transaction<'_>) -> Result<(), StoreError> {
 /// not part of it.
 fn remove_mailbox(tx: &Transaction<'_>, address: &MailboxAddress) -> Result<(), StoreError> {
     let mailbox = address.as_bytes();
-    let (count, bytes): (i64, i64) = tx.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM envelopes WHERE mailbox = ?1",
-        [mailbox],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    tx.execute("DELETE FROM envelopes WHERE mailbox = ?1", [mailbox])?;
-    forget(tx, mailbox, to_u64(count)?, to_u64(bytes)?)?;
+    let mut deleted = Deleted::default();
+    {
+        let mut delete =
+            tx.prepare("DELETE FROM envelopes WHERE mailbox = ?1 RETURNING length(payload), body")?;
+        let mut rows = delete.query([mailbox])?;
+        while let Some(row) = rows.next()? {
+            deleted.add(tx, row.get(0)?, row.get(1)?)?;
+        }
+    }
+    deleted.forget(tx, mailbox)?;
     tx.execute("DELETE FROM mailbox_usage WHERE mailbox = ?1", [mailbox])?;
     tx.execute("DELETE FROM signed_prekeys WHERE mailbox = ?1", [mailbox])?;
     tx.execute("DELETE FROM one_time_prekeys WHERE mailbox = ?1", [mailbox])?;
     Ok(())
 }
 
-/// Takes `count` envelopes of `bytes` payload bytes, just deleted from
-/// `mailbox`, off its usage and the totals.
-fn forget(tx: &Transaction<'_>, mailbox: &[u8], count: u64, bytes: u64) -> Result<(), StoreError> {
-    if count == 0 {
-        return Ok(());
+/// The length of shared body `id` (0 for none).
+fn body_len(conn: &Connection, id: Option<i64>) -> Result<u64, StoreError> {
+    let Some(id) = id else { return Ok(0) };
+    let len: Option<i64> = conn
+        .prepare_cached("SELECT length(data) FROM bodies WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    to_u64(len.ok_or(StoreError::Corrupt("an envelope's shared body is missing"))?)
+}
+
+/// How many queued envelopes hold shared body `id`.
+fn body_holders(conn: &Connection, id: i64) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM envelopes WHERE body = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    to_u64(n)
+}
+
+/// Deletes shared body `id` if no envelope holds it any more
+/// (`secure_delete` overwrites it); returns the bytes that freed.
+fn release_body(tx: &Transaction<'_>, id: i64) -> Result<u64, StoreError> {
+    let freed: Option<i64> = tx
+        .prepare_cached(
+            "DELETE FROM bodies WHERE id = ?1
+                 AND NOT EXISTS (SELECT 1 FROM envelopes WHERE body = ?1)
+             RETURNING length(data)",
+        )?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    freed.map_or(Ok(0), to_u64)
+}
+
+/// Envelopes just deleted from one mailbox: how many, their lengths (each
+/// in full, as their mailbox's limits counted them), the bytes of their
+/// `payload` column, and the shared bodies they held.
+#[derive(Default)]
+struct Deleted {
+    count: u64,
+    bytes: u64,
+    payload_bytes: u64,
+    bodies: Vec<i64>,
+}
+
+impl Deleted {
+    /// Adds a deleted envelope whose `payload` column was `payload_len`
+    /// bytes long and that held shared body `body`. Called before
+    /// [`forget`](Self::forget), while the body is still there.
+    fn add(
+        &mut self,
+        tx: &Transaction<'_>,
+        payload_len: i64,
+        body: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let payload_len = to_u64(payload_len)?;
+        self.count += 1;
+        self.payload_bytes += payload_len;
+        self.bytes += payload_len + body_len(tx, body)?;
+        self.bodies.extend(body);
+        Ok(())
     }
-    let (count, bytes) = (to_i64(count)?, to_i64(bytes)?);
-    tx.execute(
-        "UPDATE mailbox_usage SET count = count - ?2, bytes = bytes - ?3 WHERE mailbox = ?1",
-        params![mailbox, count, bytes],
-    )?;
-    tx.execute(
-        "DELETE FROM mailbox_usage WHERE mailbox = ?1 AND count <= 0",
-        [mailbox],
-    )?;
-    tx.execute(
-        "UPDATE totals SET count = count - ?1, bytes = bytes - ?2 WHERE id = 0",
-        params![count, bytes],
-    )?;
-    Ok(())
+
+    /// Takes the envelopes off `mailbox`'s usage and the totals, and
+    /// deletes the shared bodies no envelope holds any more; returns the
+    /// bytes that freed in the store (what [`StoreTotals::bytes`] counts).
+    fn forget(&self, tx: &Transaction<'_>, mailbox: &[u8]) -> Result<u64, StoreError> {
+        if self.count == 0 {
+            return Ok(0);
+        }
+        let mut freed = self.payload_bytes;
+        for id in &self.bodies {
+            freed += release_body(tx, *id)?;
+        }
+        let count = to_i64(self.count)?;
+        tx.prepare_cached(
+            "UPDATE mailbox_usage SET count = count - ?2, bytes = bytes - ?3 WHERE mailbox = ?1",
+        )?
+        .execute(params![mailbox, count, to_i64(self.bytes)?])?;
+        tx.prepare_cached("DELETE FROM mailbox_usage WHERE mailbox = ?1 AND count <= 0")?
+            .execute([mailbox])?;
+        tx.prepare_cached("UPDATE totals SET count = count - ?1, bytes = bytes - ?2 WHERE id = 0")?
+            .execute(params![count, to_i64(freed)?])?;
+        Ok(freed)
+    }
+}
+
+/// A `SendMulti`'s body, written to `bodies` with the first envelope that
+/// is stored with it (none, if every recipient is refused or a duplicate).
+struct SharedBody<'a> {
+    data: &'a [u8],
+    id: Option<i64>,
+}
+
+impl SharedBody<'_> {
+    /// Its row id, writing the row first if needed.
+    fn id(&mut self, tx: &Transaction<'_>) -> Result<i64, StoreError> {
+        if let Some(id) = self.id {
+            return Ok(id);
+        }
+        tx.prepare_cached("INSERT INTO bodies (data) VALUES (?1)")?
+            .execute([self.data])?;
+        let id = tx.last_insert_rowid();
+        self.id = Some(id);
+        Ok(id)
+    }
+}
+
+/// An envelope to queue: `payload || body` for `recipient`.
+struct NewEnvelope<'a, 'b> {
+    recipient: &'a MailboxAddress,
+    message_id: &'a MessageId,
+    /// The whole envelope, or a `SendMulti` recipient's header.
+    payload: &'a [u8],
+    /// A `SendMulti`'s body (none if it is empty).
+    body: Option<&'b mut SharedBody<'a>>,
+}
+
+/// Queues `envelope` in `tx`, with the checks of [`MailboxStore::enqueue`]
+/// in its order; a sender `access` does not admit is queued as a first
+/// contact if `first_contact()` says so. A refusal writes nothing, so the
+/// transaction may go on with other envelopes.
+fn enqueue_in(
+    tx: &Transaction<'_>,
+    envelope: NewEnvelope<'_, '_>,
+    access: Access<'_>,
+    first_contact: &mut dyn FnMut() -> bool,
+    policy: &QueuePolicy,
+    now: UnixTime,
+) -> Result<Enqueued, StoreError> {
+    let NewEnvelope {
+        recipient,
+        message_id,
+        payload,
+        body,
+    } = envelope;
+    let mailbox = recipient.as_bytes();
+    // One row tells both: registered, and with which verifier.
+    let verifier: Option<Option<Vec<u8>>> = tx
+        .prepare_cached("SELECT access_verifier FROM signed_prekeys WHERE mailbox = ?1")?
+        .query_row([mailbox], |r| r.get(0))
+        .optional()?;
+    let Some(verifier) = verifier else {
+        return Err(StoreError::UnknownRecipient);
+    };
+    let verifier = match verifier {
+        Some(v) => Some(AccessVerifier::from_bytes(to_array(v, "access verifier")?)),
+        None => None,
+    };
+    if !access.admits(verifier.as_ref()) && !first_contact() {
+        return Err(StoreError::AccessDenied);
+    }
+    let existing: Option<(i64, i64, i64, Option<i64>)> = tx
+        .prepare_cached(
+            "SELECT id, expiry_hour, length(payload), body FROM envelopes
+             WHERE mailbox = ?1 AND message_id = ?2",
+        )?
+        .query_row(params![mailbox, message_id.0], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let (mut envelopes, mut bytes) = usage_of(tx, mailbox)?;
+    let mut stored_bytes = totals_of(tx)?.bytes;
+    let replaced = match existing {
+        Some((id, expiry_hour, _, _)) if !is_expired(to_u64(expiry_hour)?, now) => {
+            return Ok(Enqueued {
+                id: to_u64(id)?,
+                duplicate: true,
+            });
+        }
+        // Gone for the recipient already: the retry is a new envelope,
+        // in the old one's place, and is checked as if that were gone.
+        Some((id, _, payload_len, old_body)) => {
+            let payload_len = to_u64(payload_len)?;
+            let old_body_len = body_len(tx, old_body)?;
+            let freed = match old_body {
+                Some(old) if body_holders(tx, old)? == 1 => payload_len + old_body_len,
+                _ => payload_len,
+            };
+            envelopes = envelopes.saturating_sub(1);
+            bytes = bytes.saturating_sub(payload_len + old_body_len);
+            stored_bytes = stored_bytes.saturating_sub(freed);
+            Some((id, payload_len, old_body))
+        }
+        None => None,
+    };
+    let body_len = body.as_ref().map_or(0, |b| b.data.len());
+    let len = (payload.len() + body_len) as u64;
+    // The body is stored with the first envelope that holds it.
+    let new_body = body.as_ref().is_some_and(|b| b.id.is_none());
+    let stored_len = (payload.len() + if new_body { body_len } else { 0 }) as u64;
+    check_room((envelopes, bytes), len, stored_bytes, stored_len, policy)?;
+    if let Some((id, payload_len, old_body)) = replaced {
+        tx.execute("DELETE FROM envelopes WHERE id = ?1", [id])?;
+        let mut deleted = Deleted::default();
+        deleted.add(tx, to_i64(payload_len)?, old_body)?;
+        deleted.forget(tx, mailbox)?;
+    }
+    let body = match body {
+        Some(body) => Some(body.id(tx)?),
+        None => None,
+    };
+    tx.prepare_cached(
+        "INSERT INTO envelopes (mailbox, message_id, payload, expiry_hour, body)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        mailbox,
+        message_id.0,
+        payload,
+        to_i64(policy.expiry_hour(now))?,
+        body
+    ])?;
+    let id = to_u64(tx.last_insert_rowid())?;
+    tx.prepare_cached(
+        "INSERT INTO mailbox_usage (mailbox, count, bytes) VALUES (?1, 1, ?2)
+         ON CONFLICT (mailbox) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes",
+    )?
+    .execute(params![mailbox, to_i64(len)?])?;
+    tx.prepare_cached("UPDATE totals SET count = count + 1, bytes = bytes + ?1 WHERE id = 0")?
+        .execute([to_i64(stored_len)?])?;
+    Ok(Enqueued {
+        id,
+        duplicate: false,
+    })
 }
 
 fn totals_of(conn: &Connection) -> Result<StoreTotals, StoreError> {
@@ -623,92 +855,51 @@ impl MailboxStore for SqliteStore {
         policy: &QueuePolicy,
         now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
-        let mailbox = recipient.as_bytes();
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // One row tells both: registered, and with which verifier.
-        let verifier: Option<Option<Vec<u8>>> = tx
-            .query_row(
-                "SELECT access_verifier FROM signed_prekeys WHERE mailbox = ?1",
-                [mailbox],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(verifier) = verifier else {
-            return Err(StoreError::UnknownRecipient);
+        let envelope = NewEnvelope {
+            recipient,
+            message_id,
+            payload,
+            body: None,
         };
-        if let (Access::Key(key), Some(verifier)) = (access, verifier) {
-            let verifier = AccessVerifier::from_bytes(to_array(verifier, "access verifier")?);
-            if !key.is_some_and(|key| verifier.admits(key)) {
-                return Err(StoreError::AccessDenied);
-            }
-        }
-        let existing: Option<(i64, i64, i64)> = tx
-            .query_row(
-                "SELECT id, expiry_hour, length(payload) FROM envelopes
-                 WHERE mailbox = ?1 AND message_id = ?2",
-                params![mailbox, message_id.0],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        if let Some((id, expiry_hour, len)) = existing {
-            if !is_expired(to_u64(expiry_hour)?, now) {
-                return Ok(Enqueued {
-                    id: to_u64(id)?,
-                    duplicate: true,
-                });
-            }
-            // Gone for the recipient already: the retry is a new envelope.
-            tx.execute("DELETE FROM envelopes WHERE id = ?1", [id])?;
-            forget(&tx, mailbox, 1, to_u64(len)?)?;
-        }
-        let (envelopes, bytes) = usage_of(&tx, mailbox)?;
-        let len = payload.len() as u64;
-        let limits = &policy.mailbox;
-        if envelopes.saturating_add(1) > limits.max_envelopes
-            || bytes.saturating_add(len) > limits.max_bytes
-        {
-            return Err(StoreError::MailboxFull {
-                envelopes,
-                bytes,
-                max_envelopes: limits.max_envelopes,
-                max_bytes: limits.max_bytes,
-            });
-        }
-        let totals = totals_of(&tx)?;
-        if totals.bytes.saturating_add(len) > policy.max_total_bytes {
-            return Err(StoreError::StorageFull {
-                queued_bytes: totals.bytes,
-                len,
-                max_bytes: policy.max_total_bytes,
-            });
-        }
-        tx.execute(
-            "INSERT INTO envelopes (mailbox, message_id, payload, expiry_hour)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![
-                mailbox,
-                message_id.0,
-                payload,
-                to_i64(policy.expiry_hour(now))?
-            ],
-        )?;
-        let id = to_u64(tx.last_insert_rowid())?;
-        let len = to_i64(len)?;
-        tx.execute(
-            "INSERT INTO mailbox_usage (mailbox, count, bytes) VALUES (?1, 1, ?2)
-             ON CONFLICT (mailbox) DO UPDATE SET count = count + 1, bytes = bytes + excluded.bytes",
-            params![mailbox, len],
-        )?;
-        tx.execute(
-            "UPDATE totals SET count = count + 1, bytes = bytes + ?1 WHERE id = 0",
-            [len],
-        )?;
+        let enqueued = enqueue_in(&tx, envelope, access, &mut || false, policy, now)?;
         tx.commit()?;
-        Ok(Enqueued {
-            id,
-            duplicate: false,
-        })
+        Ok(enqueued)
+    }
+
+    fn enqueue_many(
+        &self,
+        recipients: &[MultiRecipient],
+        body: &[u8],
+        first_contact: &mut dyn FnMut(usize) -> bool,
+        policy: &QueuePolicy,
+        now: UnixTime,
+    ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        let mut conn = self.lock()?;
+        // One transaction, one commit (durable, `synchronous = FULL`) for
+        // every recipient.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut body = (!body.is_empty()).then_some(SharedBody {
+            data: body,
+            id: None,
+        });
+        let mut results = Vec::with_capacity(recipients.len());
+        for (i, r) in recipients.iter().enumerate() {
+            let envelope = NewEnvelope {
+                recipient: &r.address,
+                message_id: &r.message_id,
+                payload: &r.header,
+                body: body.as_mut(),
+            };
+            let access = Access::Key(r.access_key.as_ref());
+            match enqueue_in(&tx, envelope, access, &mut || first_contact(i), policy, now) {
+                Err(e) if !e.is_refusal() => return Err(e), // dropping `tx` rolls back
+                result => results.push(result),
+            }
+        }
+        tx.commit()?;
+        Ok(results)
     }
 
     fn fetch(
@@ -721,8 +912,9 @@ impl MailboxStore for SqliteStore {
     ) -> Result<FetchedPage, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, payload FROM envelopes
-             WHERE mailbox = ?1 AND id > ?2 AND expiry_hour > ?4 ORDER BY id LIMIT ?3",
+            "SELECT e.id, e.payload, e.body, b.data FROM envelopes e
+             LEFT JOIN bodies b ON b.id = e.body
+             WHERE e.mailbox = ?1 AND e.id > ?2 AND e.expiry_hour > ?4 ORDER BY e.id LIMIT ?3",
         )?;
         let limit = to_i64(
             u64::try_from(max_count)
@@ -737,7 +929,16 @@ impl MailboxStore for SqliteStore {
         let mut used = 0usize;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
-            let payload: Vec<u8> = row.get(1)?;
+            let mut payload: Vec<u8> = row.get(1)?;
+            let body: Option<i64> = row.get(2)?;
+            let data: Option<Vec<u8>> = row.get(3)?;
+            match (body, data) {
+                (None, _) => {}
+                (Some(_), Some(data)) => payload.extend_from_slice(&data),
+                (Some(_), None) => {
+                    return Err(StoreError::Corrupt("an envelope's shared body is missing"));
+                }
+            }
             let size = Envelope::OVERHEAD + payload.len();
             if page.envelopes.len() >= max_count
                 || (!page.envelopes.is_empty() && used + size > max_bytes)
@@ -758,26 +959,26 @@ impl MailboxStore for SqliteStore {
         let mailbox = address.as_bytes();
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut removed = 0u32;
-        let mut removed_bytes = 0u64;
+        let mut deleted = Deleted::default();
         {
             let mut delete = tx.prepare(
-                "DELETE FROM envelopes WHERE id = ?1 AND mailbox = ?2 RETURNING length(payload)",
+                "DELETE FROM envelopes WHERE id = ?1 AND mailbox = ?2
+                 RETURNING length(payload), body",
             )?;
             for id in ids {
                 let Ok(id) = i64::try_from(*id) else { continue };
-                let len: Option<i64> = delete
-                    .query_row(params![id, mailbox], |r| r.get(0))
+                let row: Option<(i64, Option<i64>)> = delete
+                    .query_row(params![id, mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                if let Some(len) = len {
-                    removed += 1;
-                    removed_bytes += to_u64(len)?;
+                if let Some((len, body)) = row {
+                    deleted.add(&tx, len, body)?;
                 }
             }
         }
-        forget(&tx, mailbox, u64::from(removed), removed_bytes)?;
+        deleted.forget(&tx, mailbox)?;
         tx.commit()?;
-        Ok(removed)
+        // At most `ids.len()` (65 535 per request) deletions.
+        Ok(u32::try_from(deleted.count).unwrap_or(u32::MAX))
     }
 
     fn sweep_expired(&self, now: UnixTime, max_count: usize) -> Result<Swept, StoreError> {
@@ -785,29 +986,28 @@ impl MailboxStore for SqliteStore {
         let limit = i64::try_from(max_count).unwrap_or(i64::MAX);
         let mut conn = self.lock()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Per mailbox: (envelopes, bytes) deleted.
-        let mut deleted: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
+        // Per mailbox: what was deleted.
+        let mut deleted: HashMap<Vec<u8>, Deleted> = HashMap::new();
         {
             let mut delete = tx.prepare(
                 "DELETE FROM envelopes WHERE id IN
                      (SELECT id FROM envelopes WHERE expiry_hour <= ?1
                       ORDER BY expiry_hour, id LIMIT ?2)
-                 RETURNING mailbox, length(payload)",
+                 RETURNING mailbox, length(payload), body",
             )?;
             let mut rows = delete.query(params![hour, limit])?;
             while let Some(row) = rows.next()? {
                 let mailbox: Vec<u8> = row.get(0)?;
-                let len = to_u64(row.get(1)?)?;
-                let entry = deleted.entry(mailbox).or_default();
-                entry.0 += 1;
-                entry.1 += len;
+                deleted
+                    .entry(mailbox)
+                    .or_default()
+                    .add(&tx, row.get(1)?, row.get(2)?)?;
             }
         }
         let mut swept = Swept::default();
-        for (mailbox, (count, bytes)) in &deleted {
-            forget(&tx, mailbox, *count, *bytes)?;
-            swept.envelopes += count;
-            swept.bytes += bytes;
+        for (mailbox, deleted) in &deleted {
+            swept.envelopes += deleted.count;
+            swept.bytes += deleted.forget(&tx, mailbox)?;
         }
         tx.commit()?;
         Ok(swept)
@@ -840,7 +1040,7 @@ impl MailboxStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::contract_tests::{self, OPEN, T0, register};
+    use super::super::contract_tests::{self, OPEN, T0, register, to};
     use super::*;
 
     fn fresh() -> (tempfile::TempDir, SqliteStore) {
@@ -897,6 +1097,31 @@ mod tests {
     #[test]
     fn access_contract() {
         contract_tests::access_keys_guard_mailboxes_with_a_verifier(&fresh().1);
+    }
+
+    #[test]
+    fn multi_send_queues_header_and_body_for_each_recipient_contract() {
+        contract_tests::multi_send_queues_header_and_body_for_each_recipient(&fresh().1);
+    }
+
+    #[test]
+    fn multi_send_refusals_concern_one_recipient_contract() {
+        contract_tests::multi_send_refusals_concern_one_recipient(&fresh().1);
+    }
+
+    #[test]
+    fn multi_send_envelopes_are_acked_one_by_one_contract() {
+        contract_tests::multi_send_envelopes_are_acked_one_by_one(&fresh().1);
+    }
+
+    #[test]
+    fn multi_send_envelopes_expire_as_single_ones_contract() {
+        contract_tests::multi_send_envelopes_expire_as_single_ones(&fresh().1);
+    }
+
+    #[test]
+    fn unlinking_removes_a_devices_multi_send_envelopes_contract() {
+        contract_tests::unlinking_removes_a_devices_multi_send_envelopes(&fresh().1);
     }
 
     /// The relay's database holds every queued envelope: other local
@@ -1051,6 +1276,156 @@ mod tests {
         );
         assert_eq!(store.ack(&address, &again).unwrap(), again.len() as u32);
         assert_eq!(store.totals().unwrap(), StoreTotals::default());
+    }
+
+    /// Rows of `bodies`, and the bytes in the `payload` column of
+    /// `envelopes`.
+    fn stored(store: &SqliteStore) -> (i64, i64) {
+        let conn = store.lock().unwrap();
+        conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM bodies),
+                    (SELECT COALESCE(SUM(length(payload)), 0) FROM envelopes)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_multi_send_body_is_stored_once_and_deleted_with_its_last_envelope() {
+        let (_dir, store) = fresh();
+        let (a, b, c) = (
+            register(&store, 1),
+            register(&store, 2),
+            register(&store, 3),
+        );
+        let policy = QueuePolicy::default();
+        let body = vec![0x42; 10_000];
+        let recipients = [to(&a, 1, b"ha"), to(&b, 2, b"hb"), to(&c, 3, b"hc")];
+        let ids: Vec<u64> = store
+            .enqueue_many(&recipients, &body, &mut |_| false, &policy, T0)
+            .unwrap()
+            .iter()
+            .map(|r| r.as_ref().unwrap().id)
+            .collect();
+        // One body row; the envelope rows hold the headers.
+        assert_eq!(stored(&store), (1, 6));
+        // Counted in full against each recipient's mailbox, once against
+        // the store.
+        assert_eq!(store.usage(&a).unwrap().bytes, 10_002);
+        assert_eq!(store.totals().unwrap().bytes, 6 + 10_000);
+        // A resend, and a request whose recipients are all refused, store
+        // no body.
+        store
+            .enqueue_many(&recipients, &body, &mut |_| false, &policy, T0)
+            .unwrap();
+        let nobody = MailboxAddress::from_bytes([0xAB; 32]);
+        store
+            .enqueue_many(&[to(&nobody, 1, b"")], &body, &mut |_| false, &policy, T0)
+            .unwrap();
+        assert_eq!(stored(&store), (1, 6));
+        // Kept while any recipient has not acknowledged it...
+        store.ack(&a, &[ids[0]]).unwrap();
+        store.ack(&b, &[ids[1]]).unwrap();
+        assert_eq!(stored(&store), (1, 2));
+        // ...and gone with the last.
+        store.ack(&c, &[ids[2]]).unwrap();
+        assert_eq!(stored(&store), (0, 0));
+
+        // Expiry and unlinking let go of it the same way.
+        let policy = QueuePolicy {
+            envelope_ttl: Duration::from_secs(3600),
+            ..policy
+        };
+        store
+            .enqueue_many(&recipients, &body, &mut |_| false, &policy, T0)
+            .unwrap();
+        let later = UnixTime::from_secs(T0.as_secs() + 3600);
+        assert_eq!(store.sweep_expired(later, 2).unwrap().envelopes, 2);
+        assert_eq!(stored(&store), (1, 2));
+        assert_eq!(store.sweep_expired(later, 2).unwrap().envelopes, 1);
+        assert_eq!(stored(&store), (0, 0));
+        assert_eq!(store.totals().unwrap(), StoreTotals::default());
+    }
+
+    #[test]
+    fn a_full_database_refuses_a_whole_multi_send_and_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(dir.path().join("relay.db"), &SMALL, T0).unwrap();
+        let (a, b) = (register(&store, 1), register(&store, 2));
+        let ids = fill(&store, &a, 0);
+        let totals = store.totals().unwrap();
+        // Small headers would fit; the body does not: nothing is stored,
+        // for any recipient.
+        let recipients = [to(&b, 1, b"h"), to(&a, 2, b"h")];
+        assert!(matches!(
+            store.enqueue_many(
+                &recipients,
+                &[7; 16_384],
+                &mut |_| false,
+                &QueuePolicy::default(),
+                T0
+            ),
+            Err(StoreError::DiskFull)
+        ));
+        assert_eq!(store.totals().unwrap(), totals);
+        assert_eq!(store.usage(&b).unwrap(), MailboxUsage::default());
+        assert_eq!(stored(&store).0, 0);
+        // After acknowledgements it goes through, with no reopening.
+        store.ack(&a, &ids).unwrap();
+        let results = store
+            .enqueue_many(
+                &recipients,
+                &[7; 16_384],
+                &mut |_| false,
+                &QueuePolicy::default(),
+                T0,
+            )
+            .unwrap();
+        assert!(results.iter().all(|r| matches!(r, Ok(e) if !e.duplicate)));
+    }
+
+    #[test]
+    fn a_version_5_database_gets_shared_bodies_and_keeps_its_envelopes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let bob = {
+            let store = SqliteStore::open(&path).unwrap();
+            register_with_one_queued(&store, 2)
+        };
+        // As version 5 left it: no shared bodies.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "DROP INDEX envelopes_by_body; DROP TABLE bodies;
+                 ALTER TABLE envelopes DROP COLUMN body; PRAGMA user_version = 5;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        {
+            let conn = store.lock().unwrap();
+            let version: i64 = conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, SCHEMA_VERSION);
+        }
+        let page = store.fetch(&bob, 0, 10, usize::MAX, T0).unwrap();
+        assert_eq!(page.envelopes.len(), 1);
+        assert_eq!(page.envelopes[0].payload, b"queued");
+        let carol = register(&store, 3);
+        store
+            .enqueue_many(
+                &[to(&bob, 2, b"b:"), to(&carol, 2, b"c:")],
+                b"body",
+                &mut |_| false,
+                &QueuePolicy::default(),
+                T0,
+            )
+            .unwrap();
+        let page = store.fetch(&bob, 0, 10, usize::MAX, T0).unwrap();
+        assert_eq!(page.envelopes[1].payload, b"b:body");
+        assert_eq!(stored(&store), (1, 6 + 4));
     }
 
     /// Length and SHA-256 of a file's bytes, if it exists.

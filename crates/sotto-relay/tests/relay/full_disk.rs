@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use sotto_core::IdentityKey;
 use sotto_relay::store::{Access, Enqueued, FetchedPage, MailboxUsage, Swept, TakenBundle};
 use sotto_relay::{
-    ClientError, ErrorCode, MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload,
-    QueuePolicy, SqliteOptions, SqliteStore, StoreError, StoreTotals, UnixTime,
+    ClientError, ErrorCode, MailboxAddress, MailboxStore, MemoryStore, MessageId, MultiRecipient,
+    PreKeyUpload, QueuePolicy, SqliteOptions, SqliteStore, StoreError, StoreTotals, UnixTime,
 };
 
 use crate::common::*;
@@ -147,6 +147,19 @@ impl MailboxStore for FailingStore {
             .enqueue(recipient, message_id, payload, access, policy, now)
     }
 
+    fn enqueue_many(
+        &self,
+        recipients: &[MultiRecipient],
+        body: &[u8],
+        first_contact: &mut dyn FnMut(usize) -> bool,
+        policy: &QueuePolicy,
+        now: UnixTime,
+    ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+        self.check()?;
+        self.inner
+            .enqueue_many(recipients, body, first_contact, policy, now)
+    }
+
     fn fetch(
         &self,
         address: &MailboxAddress,
@@ -227,6 +240,16 @@ async fn every_storage_failure_reaches_the_client_as_an_error_never_as_an_ok() {
                 .send(&address(&bob), mid(2), None, b"refused")
                 .await
                 .map(drop),
+        );
+        let recipients = [MultiRecipient::new(
+            address(&bob),
+            mid(3),
+            None,
+            b"h".to_vec(),
+        )];
+        check(
+            "send multi",
+            sender.send_multi(b"refused", &recipients).await.map(drop),
         );
         check(
             "fetch bundle",

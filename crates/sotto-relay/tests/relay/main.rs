@@ -15,6 +15,7 @@ mod exhaustion;
 mod expiry;
 mod full_disk;
 mod limits;
+mod multi_send;
 mod not_a_relay;
 mod prekeys;
 mod storage;

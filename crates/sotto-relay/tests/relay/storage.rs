@@ -82,6 +82,7 @@ async fn the_database_holds_only_the_opaque_bytes_that_were_sent() {
         assert_eq!(
             tables,
             [
+                "bodies",
                 "device_lists",
                 "envelopes",
                 "listed_devices",
@@ -92,11 +93,21 @@ async fn the_database_holds_only_the_opaque_bytes_that_were_sent() {
             ]
         );
         // An envelope row is the recipient, the sender's dedupe id, the
-        // payload and the hour it expires: no sender, no arrival time.
+        // payload and the hour it expires: no sender, no arrival time. A
+        // multi-recipient send's envelopes share one body, which is the
+        // body as sent and nothing else.
         assert_eq!(
             columns(&db, "envelopes"),
-            ["id", "mailbox", "message_id", "payload", "expiry_hour"]
+            [
+                "id",
+                "mailbox",
+                "message_id",
+                "payload",
+                "expiry_hour",
+                "body"
+            ]
         );
+        assert_eq!(columns(&db, "bodies"), ["id", "data"]);
         assert_eq!(columns(&db, "totals"), ["id", "count", "bytes"]);
         // A device list row is the account's mailbox, the list's version
         // and the signed list as published: nothing about who fetched it.
@@ -161,6 +172,70 @@ async fn the_database_holds_only_the_opaque_bytes_that_were_sent() {
         assert!(
             !contains(&file, b"OPAQUE-MARKER-"),
             "acked payload left on disk"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_multi_send_body_is_kept_once_until_every_recipient_acked_it_then_gone_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let relay = start_with(config(), Arc::new(SqliteStore::open(&path).unwrap())).await;
+    let addr = relay.local_addr();
+    let recipients: Vec<_> = (2..5u8).map(identity).collect();
+    for id in &recipients {
+        register(addr, id).await;
+    }
+    let mut body = b"SHARED-BODY-MARKER-".to_vec();
+    body.extend_from_slice(&[0x77; 3000]);
+    let sent = connect(addr)
+        .await
+        .send_multi(
+            &body,
+            &recipients
+                .iter()
+                .map(|id| {
+                    sotto_relay::MultiRecipient::new(address(id), mid(1), None, b"HDR".to_vec())
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    {
+        let db = Connection::open(&path).unwrap();
+        let (bodies, headers): (i64, i64) = db
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM bodies), (SELECT SUM(length(payload)) FROM envelopes)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (bodies, headers),
+            (1, 9),
+            "the body once, a header per recipient"
+        );
+    }
+    // Acknowledged by all but one: still there for that one.
+    for (id, outcome) in recipients.iter().zip(&sent).take(2) {
+        let conn = owner(addr, id).await;
+        conn.ack(&[outcome.envelope_id().unwrap()]).await.unwrap();
+    }
+    let last = owner(addr, &recipients[2]).await;
+    let pending = last.fetch_pending().await.unwrap();
+    assert_eq!(pending[0].payload, [&b"HDR"[..], &body].concat());
+    // Acknowledged by the last: the bytes are gone from the file.
+    last.ack(&[pending[0].id]).await.unwrap();
+    drop(last);
+    relay.shutdown().await;
+    let mut files = vec![std::fs::read(&path).unwrap()];
+    if let Ok(wal) = std::fs::read(dir.path().join("relay.db-wal")) {
+        files.push(wal);
+    }
+    for file in files {
+        assert!(
+            !contains(&file, b"SHARED-BODY-MARKER-"),
+            "acked body left on disk"
         );
     }
 }

@@ -13,35 +13,35 @@ async fn an_unknown_protocol_version_gets_a_clear_error() {
     raw.request(
         0,
         &Request::Hello {
-            versions: vec![3, 99],
+            versions: vec![4, 99],
         },
     )
     .await;
     let (code, message) = error_of(raw.response(0).await);
     assert_eq!(code, ErrorCode::UnsupportedVersion);
     assert!(
-        message.contains("[3, 99]") && message.contains("[2]"),
+        message.contains("[4, 99]") && message.contains("[2, 3]"),
         "{message}"
     );
     raw.expect_closed().await;
 
     // Offering several, the highest common one is chosen.
-    let mut raw = Raw::connect(relay.local_addr()).await;
-    raw.request(
-        0,
-        &Request::Hello {
-            versions: vec![7, 1, 2, 3],
-        },
-    )
-    .await;
-    match raw.response(0).await {
-        Response::Welcome(w) => {
-            assert_eq!(w.version, 2);
-            assert_eq!(w.server_id, "test-relay");
-            assert_eq!(w.max_frame_size, 1 << 20);
+    for (offered, chosen) in [(vec![7, 1, 2, 3], 3), (vec![7, 1, 2], 2)] {
+        let mut raw = Raw::connect(relay.local_addr()).await;
+        raw.request(0, &Request::Hello { versions: offered }).await;
+        match raw.response(0).await {
+            Response::Welcome(w) => {
+                assert_eq!(w.version, chosen);
+                assert_eq!(w.server_id, "test-relay");
+                assert_eq!(w.max_frame_size, 1 << 20);
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
     }
+    // The client offers both and gets the newest.
+    let client = connect(relay.local_addr()).await;
+    assert_eq!(client.protocol_version(), 3);
+    assert!(client.supports_send_multi());
     relay.shutdown().await;
 }
 
@@ -55,7 +55,7 @@ async fn a_version_1_client_is_refused_with_unsupported_version() {
     let (code, message) = error_of(raw.response(0).await);
     assert_eq!(code, ErrorCode::UnsupportedVersion);
     assert!(
-        message.contains("client offers [1], this relay speaks [2]"),
+        message.contains("client offers [1], this relay speaks [2, 3]"),
         "{message}"
     );
     raw.expect_closed().await;
