@@ -39,6 +39,7 @@ pub mod access;
 pub mod body;
 pub mod devices;
 mod error;
+pub mod group;
 #[cfg(feature = "hazmat")]
 pub mod hazmat;
 pub mod keys;
