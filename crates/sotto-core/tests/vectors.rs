@@ -130,3 +130,26 @@ fn checker_reports_a_tampered_detached_blob_and_references() {
     // reference differs from the one made, and its blob does not open.
     assert_eq!(report.failures.len(), 7, "{:?}", report.failures);
 }
+
+#[test]
+fn checker_reports_a_tampered_group_change_winner_and_refusal() {
+    let mut v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+    let g = &mut v["group_membership"];
+    // A byte of the add's signature: the change differs from the one made,
+    // and the file's bytes no longer decode.
+    let change = g["changes"][1]["change"].as_str().unwrap().to_owned();
+    let mut chars: Vec<char> = change.chars().collect();
+    let last = chars.len() - 1;
+    chars[last] = if chars[last] == '0' { '1' } else { '0' };
+    g["changes"][1]["change"] = serde_json::Value::String(chars.into_iter().collect());
+    // Another "since" for a member of the create's state.
+    g["changes"][0]["state"]["members"][0]["since"] = serde_json::json!(2);
+    // The other change of a concurrent pair named the winner: both
+    // arrival orders disagree with it.
+    let winner = g["concurrent"][0]["winner"].as_u64().unwrap();
+    g["concurrent"][0]["winner"] = serde_json::json!(1 - winner);
+    // A refusal for another reason.
+    g["invalid"][2]["error"] = serde_json::json!("already_member");
+    let report = conformance::check_json(&v.to_string());
+    assert_eq!(report.failures.len(), 6, "{:?}", report.failures);
+}

@@ -18,6 +18,11 @@ use sotto_core::{
     PreKeySource, Session, SignedDeviceList, SignedPreKey, SignedPreKeyId, hazmat, pad, sealed,
 };
 
+// A child module: `main.rs` and `tests/vectors.rs` both include this
+// file, so the path is spelled out.
+#[path = "group_membership.rs"]
+mod group_membership;
+
 /// The whole file.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +34,7 @@ pub struct Vectors {
     pub sealed: Vec<SealedVector>,
     pub devices: DevicesVectors,
     pub detached_bodies: Vec<DetachedBodyVector>,
+    pub group_membership: group_membership::GroupMembershipVectors,
 }
 
 /// One detached body (PROTOCOL.md "Detached bodies"): the key drawn, the
@@ -1211,6 +1217,7 @@ pub fn generate() -> Result<Vectors, String> {
         sealed,
         devices: devices_vectors()?,
         detached_bodies: detached_body_vectors()?,
+        group_membership: group_membership::generate()?,
     })
 }
 
@@ -1286,6 +1293,7 @@ fn check(v: &Vectors, report: &mut Report) {
             report.fail(format!("detached_bodies[{i}]: {e}"));
         }
     }
+    group_membership::check(&v.group_membership, report);
     for (i, p) in v.padding.iter().enumerate() {
         let got = pad::padded_len_for_plaintext(p.length).ok();
         report.check(got == Some(p.padded_length), || {
