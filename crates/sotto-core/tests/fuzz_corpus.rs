@@ -7,6 +7,8 @@
 mod bundle;
 #[path = "../../../fuzz/checks/devices.rs"]
 mod devices;
+#[path = "../../../fuzz/checks/group_membership.rs"]
+mod group_membership;
 #[path = "../../../fuzz/checks/replay.rs"]
 mod replay;
 #[path = "../../../fuzz/checks/session_decrypt.rs"]
@@ -48,4 +50,9 @@ fn bundle_corpus_is_handled() {
 #[test]
 fn devices_corpus_is_handled() {
     replay::replay("devices", devices::check);
+}
+
+#[test]
+fn group_membership_corpus_is_handled() {
+    replay::replay("group_membership", group_membership::check);
 }
