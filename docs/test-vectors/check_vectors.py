@@ -1304,7 +1304,7 @@ def check_group_membership(c: Checker, gv: dict):
     # Each change of the group, with one byte flipped anywhere, is refused.
     for i, e in enumerate(gv["changes"][1:len(states)], start=1):
         data = hx(e["change"])
-        for pos in range(0, len(data), 7):
+        for pos in range(len(data)):
             bad = bytearray(data)
             bad[pos] ^= 0x01
             c.check(outcome(group_apply, group, genesis, states[i - 1], bytes(bad)) is not None,

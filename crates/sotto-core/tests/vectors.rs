@@ -135,12 +135,14 @@ fn checker_reports_a_tampered_detached_blob_and_references() {
 fn checker_reports_a_tampered_group_change_winner_and_refusal() {
     let mut v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
     let g = &mut v["group_membership"];
-    // A byte of the add's signature: the change differs from the one made,
-    // and the file's bytes no longer decode.
+    // The high bit of the add's last signature byte (the checker's own
+    // flips of bit 0 cannot undo it): the change differs from the one
+    // made, and the file's bytes no longer verify.
     let change = g["changes"][1]["change"].as_str().unwrap().to_owned();
     let mut chars: Vec<char> = change.chars().collect();
-    let last = chars.len() - 1;
-    chars[last] = if chars[last] == '0' { '1' } else { '0' };
+    let high = chars.len() - 2;
+    let nibble = chars[high].to_digit(16).unwrap() ^ 8;
+    chars[high] = char::from_digit(nibble, 16).unwrap();
     g["changes"][1]["change"] = serde_json::Value::String(chars.into_iter().collect());
     // Another "since" for a member of the create's state.
     g["changes"][0]["state"]["members"][0]["since"] = serde_json::json!(2);

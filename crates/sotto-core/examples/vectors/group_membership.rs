@@ -673,7 +673,8 @@ fn check_all(v: &GroupMembershipVectors, report: &mut Report) -> Result<(), Stri
                     .all(|(a, b)| a.account == b.account && a.since == b.since),
             || format!("{}: the state differs", what()),
         );
-        // The file's change, applied by a member who had the state before.
+        // The file's change, applied by a member who had the state before;
+        // with any one byte flipped, refused.
         if let (Some(before), Ok(decoded)) = (states.last(), &decoded) {
             let mut copy = before.clone();
             let applied = copy.apply(decoded, decoded.author());
@@ -681,6 +682,13 @@ fn check_all(v: &GroupMembershipVectors, report: &mut Report) -> Result<(), Stri
                 matches!(applied, Ok(Applied::Advanced { .. })) && copy.hash() == state.hash(),
                 || format!("{}: applying the file's change gives {applied:?}", what()),
             );
+            for at in 0..file_bytes.len() {
+                let mut bad = file_bytes.clone();
+                bad[at] ^= 0x01;
+                report.check(refusal(before, &bad).is_some(), || {
+                    format!("{}: taken with byte {at} flipped", what())
+                });
+            }
         }
         states.push(state);
     }

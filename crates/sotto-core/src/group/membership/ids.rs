@@ -55,7 +55,7 @@ impl core::fmt::Debug for GroupId {
     }
 }
 
-/// SHA-256 of one signed change (docs/protocol.md 15.3): names the change,
+/// SHA-256 of one signed change (docs/protocol.md 15.2): names the change,
 /// orders concurrent changes, and becomes the `head` of the state the
 /// change produces.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -467,7 +467,6 @@ impl GroupState {
 
     /// A rename of the group to `name` by `author`.
     pub fn propose_rename(&self, author: &IdentityKeyPair, name: &str) -> Result<SignedChange> {
-        check_name_len(name.len())?;
         self.propose(
             author,
             ChangeKind::Rename {
@@ -492,7 +491,7 @@ impl GroupState {
 
     /// Applies `change`, received from `sender` (the account the
     /// transport authenticated it as coming from: its author, or a member
-    /// forwarding it), following docs/protocol.md 15.5 to 15.7:
+    /// forwarding it), following docs/protocol.md 15.4 to 15.7:
     ///
     /// - on the state held, a valid change advances it
     ///   ([`Applied::Advanced`]);
