@@ -4,6 +4,10 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+// Child modules: `main.rs` and `tests/vectors.rs` both include this
+// file, so their paths are spelled out.
+#[path = "group_membership.rs"]
+mod group_membership;
 #[path = "groups.rs"]
 mod groups;
 
@@ -33,6 +37,7 @@ pub struct Vectors {
     pub devices: DevicesVectors,
     pub detached_bodies: Vec<DetachedBodyVector>,
     pub groups: Vec<groups::GroupVector>,
+    pub group_membership: group_membership::GroupMembershipVectors,
 }
 
 /// One detached body (PROTOCOL.md "Detached bodies"): the key drawn, the
@@ -1216,6 +1221,7 @@ pub fn generate() -> Result<Vectors, String> {
         devices: devices_vectors()?,
         detached_bodies: detached_body_vectors()?,
         groups: groups::group_vectors()?,
+        group_membership: group_membership::generate()?,
     })
 }
 
@@ -1296,6 +1302,7 @@ fn check(v: &Vectors, report: &mut Report) {
             report.fail(format!("groups[{i}]: {e}"));
         }
     }
+    group_membership::check(&v.group_membership, report);
     for (i, p) in v.padding.iter().enumerate() {
         let got = pad::padded_len_for_plaintext(p.length).ok();
         report.check(got == Some(p.padded_length), || {
