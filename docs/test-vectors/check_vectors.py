@@ -1418,6 +1418,7 @@ def check_groups(c: Checker, entries: list):
 
 
 # ---------------------------------------------------------------- group membership
+GROUP_ID_LEN = 32  # section 14's group_id: one id names the group in both sections
 GROUP_CHANGE_FORMAT = 0x01
 GROUP_CHANGE_CONTEXT = b"sotto/group-change/v1"
 GROUP_CHANGE_HASH_CONTEXT = b"sotto/group-change-hash/v1"
@@ -1448,7 +1449,7 @@ def read_group_accounts(r: ByteReader, kind: str) -> list:
 
 
 def read_group_change(data: bytes) -> dict:
-    """protocol.md 15.2: Change = 0x01 || kind || group id(16) || u64be(revision)
+    """protocol.md 15.2: Change = 0x01 || kind || group id(32) || u64be(revision)
     || parent(32) || author(32) || body || sig(64), read strictly in order."""
     r = ByteReader(data)
     if r.uint(1) != GROUP_CHANGE_FORMAT:
@@ -1456,7 +1457,7 @@ def read_group_change(data: bytes) -> dict:
     kind = GROUP_KINDS.get(r.uint(1))
     if kind is None:
         raise Refused("unknown_kind")
-    group, revision, parent = r.take(16), r.uint(8), r.take(32)
+    group, revision, parent = r.take(GROUP_ID_LEN), r.uint(8), r.take(32)
     if not ((revision == 1 and parent == bytes(32)) if kind == "create" else revision >= 2):
         raise Refused("invalid_revision")
     author = r.key()
@@ -1572,7 +1573,7 @@ def check_group_membership(c: Checker, gv: dict):
         accounts.append(ident)
     keys = [a.ed_pub for a in accounts]
     group = hx(gv["group_id"])
-    c.eq(len(group), 16, "group_membership.group_id length")
+    c.eq(len(group), GROUP_ID_LEN, "group_membership.group_id length")
     states, genesis, st = [], None, None
     for i, e in enumerate(gv["changes"]):
         tag = f"group_membership.changes[{i}] ({e.get('description', '')})"

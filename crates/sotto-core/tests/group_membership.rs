@@ -6,10 +6,21 @@
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 use sotto_core::group::membership::{
-    Applied, ChangeKind, GroupId, GroupState, MAX_FORK_DEPTH, MAX_MEMBERS, MAX_NAME_LEN,
+    Applied, ChangeKind, GroupState, MAX_CHANGE_LEN, MAX_FORK_DEPTH, MAX_MEMBERS, MAX_NAME_LEN,
     MembershipError, SignedChange, StateHash,
 };
+use sotto_core::group::{
+    GROUP_ID_LEN, GroupId, GroupMessage, SenderKey, SenderKeyDistribution, SenderKeyReceiver,
+};
 use sotto_core::{IdentityKey, IdentityKeyPair};
+
+/// Where the fields of a change start (docs/protocol.md 15.2): the format,
+/// the kind, the group id, the revision, the parent, the author, the body.
+const GROUP_AT: usize = 2;
+const REVISION_AT: usize = GROUP_AT + GROUP_ID_LEN;
+const PARENT_AT: usize = REVISION_AT + 8;
+const AUTHOR_AT: usize = PARENT_AT + 32;
+const BODY_AT: usize = AUTHOR_AT + 32;
 
 fn account(seed: u8) -> IdentityKeyPair {
     IdentityKeyPair::from_seed(&[seed; 32])
@@ -135,12 +146,33 @@ fn a_created_group_is_revision_one_with_its_author_and_members_in_key_order() {
             members: keys(&[BOB, CAROL]),
         }
     );
-    // The id is the RNG's first 16 bytes.
-    let mut expected = [0u8; 16];
+    // The id is the RNG's first 32 bytes, the id the group's sender keys use.
+    let mut expected = [0u8; GROUP_ID_LEN];
     rand_core::Rng::fill_bytes(&mut rng(), &mut expected);
     assert_eq!(state.id(), GroupId::from_bytes(expected));
     let at_bob = GroupState::from_create(&create, &key(ALICE)).unwrap();
     assert_eq!(at_bob, state);
+}
+
+#[test]
+fn a_group_and_its_sender_keys_share_one_id() {
+    let (state, create) = group();
+    let id: GroupId = state.id();
+    assert_eq!(create.group(), id);
+    assert_eq!(
+        &create.to_bytes()[GROUP_AT..REVISION_AT],
+        id.as_bytes().as_slice()
+    );
+    // The group's sender keys are made for the id of its state, and their
+    // distributions and messages carry it.
+    let mut alice = SenderKey::generate(state.id(), &mut rng());
+    let distribution =
+        SenderKeyDistribution::from_bytes(&*alice.distribution().to_bytes()).unwrap();
+    assert_eq!(distribution.group_id(), &id);
+    let mut at_bob = SenderKeyReceiver::new(&distribution);
+    let message = alice.encrypt(b"hello members").unwrap();
+    assert_eq!(GroupMessage::parse(&message).unwrap().group_id(), &id);
+    assert_eq!(at_bob.decrypt(&message).unwrap(), b"hello members");
 }
 
 #[test]
@@ -162,7 +194,8 @@ fn encoding_is_the_documented_layout_and_round_trips() {
             &body
         )
     );
-    assert_eq!(bytes.len(), 90 + 1 + 8 + 2 + 64 + 64);
+    assert_eq!(BODY_AT, 106);
+    assert_eq!(bytes.len(), BODY_AT + 1 + 8 + 2 + 64 + 64);
     assert_eq!(SignedChange::from_bytes(&bytes).unwrap(), create);
 
     let add = state
@@ -201,7 +234,7 @@ fn encoding_is_the_documented_layout_and_round_trips() {
         &[],
     );
     assert_eq!(leave.to_bytes(), expected);
-    assert_eq!(leave.to_bytes().len(), 90 + 64);
+    assert_eq!(leave.to_bytes().len(), BODY_AT + 64);
     let rename = state.propose_rename(&account(ALICE), "café").unwrap();
     let mut body = vec![5];
     body.extend_from_slice("café".as_bytes());
@@ -348,7 +381,15 @@ fn a_forged_signature_is_refused() {
         Err(MembershipError::InvalidSignature)
     );
     // Any other field changed under Bob's signature.
-    for at in [1, 2, 18, 26, 58, 90, 91] {
+    for at in [
+        1,
+        GROUP_AT,
+        REVISION_AT,
+        PARENT_AT,
+        AUTHOR_AT,
+        BODY_AT,
+        BODY_AT + 1,
+    ] {
         let mut bad = genuine.clone();
         bad[at] ^= 0x01;
         assert!(SignedChange::from_bytes(&bad).is_err(), "byte {at} flipped");
@@ -847,8 +888,14 @@ fn names_and_member_lists_are_bounded() {
     assert_eq!(full.members().len(), MAX_MEMBERS);
     assert_eq!(
         create.to_bytes().len(),
-        90 + 1 + 4 + 2 + (MAX_MEMBERS - 1) * 32 + 64
+        BODY_AT + 1 + 4 + 2 + (MAX_MEMBERS - 1) * 32 + 64
     );
+    // The longest change: the same create with the longest name.
+    assert_eq!(
+        MAX_CHANGE_LEN,
+        BODY_AT + 1 + MAX_NAME_LEN + 2 + (MAX_MEMBERS - 1) * 32 + 64
+    );
+    assert_eq!(MAX_CHANGE_LEN, 32_269);
     assert_eq!(
         full.propose_add(&account(ALICE), &[key(BOB)]),
         Err(MembershipError::TooManyMembers {
@@ -1054,7 +1101,7 @@ fn corrupt_change_bytes_are_refused_without_panic() {
         Err(MembershipError::InvalidRevision { revision: 2 })
     );
     bad = bytes.clone();
-    bad[18..26].copy_from_slice(&1u64.to_be_bytes());
+    bad[REVISION_AT..PARENT_AT].copy_from_slice(&1u64.to_be_bytes());
     assert_eq!(
         SignedChange::from_bytes(&bad),
         Err(MembershipError::InvalidRevision { revision: 1 })
@@ -1063,25 +1110,25 @@ fn corrupt_change_bytes_are_refused_without_panic() {
     let mut identity_point = [0u8; 32];
     identity_point[0] = 1;
     bad = bytes.clone();
-    bad[58..90].copy_from_slice(&identity_point);
+    bad[AUTHOR_AT..BODY_AT].copy_from_slice(&identity_point);
     assert_eq!(
         SignedChange::from_bytes(&bad),
         Err(MembershipError::InvalidIdentityKey)
     );
     bad = bytes.clone();
-    bad[92..124].copy_from_slice(&identity_point);
+    bad[BODY_AT + 2..BODY_AT + 34].copy_from_slice(&identity_point);
     assert_eq!(
         SignedChange::from_bytes(&bad),
         Err(MembershipError::InvalidIdentityKey)
     );
     bad = bytes.clone();
-    bad[90..92].copy_from_slice(&0u16.to_be_bytes());
+    bad[BODY_AT..BODY_AT + 2].copy_from_slice(&0u16.to_be_bytes());
     assert_eq!(
         SignedChange::from_bytes(&bad),
         Err(MembershipError::EmptyMemberList)
     );
     bad = bytes.clone();
-    bad[90..92].copy_from_slice(&1001u16.to_be_bytes());
+    bad[BODY_AT..BODY_AT + 2].copy_from_slice(&1001u16.to_be_bytes());
     assert_eq!(
         SignedChange::from_bytes(&bad),
         Err(MembershipError::TooManyMembers {
@@ -1143,7 +1190,11 @@ fn corrupt_change_bytes_are_refused_without_panic() {
 fn debug_output_names_ids_and_hashes_by_their_hex() {
     let (state, _) = group();
     let id = format!("{:?}", state.id());
-    assert!(id.starts_with("GroupId(") && id.len() == "GroupId()".len() + 32);
+    // The shared group id shows its first 8 bytes.
+    assert_eq!(
+        id,
+        format!("GroupId({}…)", hex::encode(&state.id().as_bytes()[..8]))
+    );
     let hash = format!("{:?}", state.hash());
     assert!(hash.starts_with("StateHash(") && hash.ends_with("…)"));
 }

@@ -270,13 +270,14 @@ impl TryRng for KeyRng {
 
 impl TryCryptoRng for KeyRng {}
 
-/// An RNG that serves one fixed 16-byte link secret, in one draw.
-struct SecretRng {
-    secret: Option<[u8; 16]>,
+/// An RNG that serves one fixed `N`-byte value (a link secret, a group id),
+/// in one draw.
+struct SecretRng<const N: usize> {
+    secret: Option<[u8; N]>,
     bad_draws: usize,
 }
 
-impl TryRng for SecretRng {
+impl<const N: usize> TryRng for SecretRng<N> {
     type Error = Infallible;
 
     fn try_next_u32(&mut self) -> Result<u32, Infallible> {
@@ -291,7 +292,7 @@ impl TryRng for SecretRng {
 
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
         match self.secret.take() {
-            Some(secret) if dst.len() == 16 => dst.copy_from_slice(&secret),
+            Some(secret) if dst.len() == N => dst.copy_from_slice(&secret),
             _ => {
                 self.bad_draws += 1;
                 dst.fill(0);
@@ -301,7 +302,7 @@ impl TryRng for SecretRng {
     }
 }
 
-impl TryCryptoRng for SecretRng {}
+impl<const N: usize> TryCryptoRng for SecretRng<N> {}
 
 /// The link code of `device` with this secret, as `LinkCode::generate`
 /// makes it.

@@ -6,6 +6,7 @@
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
+use sotto_core::group::GROUP_ID_LEN;
 use sotto_core::group::membership::{
     Applied, ChangeKind, GroupState, MembershipError, SignedChange, StateHash,
 };
@@ -216,6 +217,10 @@ impl World {
     }
 }
 
+/// Where a change's author key starts: after the format, the kind, the
+/// group id, the revision and the parent (docs/protocol.md 15.2).
+const AUTHOR_AT: usize = 1 + 1 + GROUP_ID_LEN + 8 + 32;
+
 /// A change as anyone can build it, rules or not: the fields given,
 /// signed by `signer` over `"sotto/group-change/v1" || unsigned`.
 #[allow(clippy::too_many_arguments)]
@@ -223,7 +228,7 @@ fn raw_change(
     signer: &IdentityKeyPair,
     format: u8,
     kind: u8,
-    group: &[u8; 16],
+    group: &[u8; GROUP_ID_LEN],
     revision: u64,
     parent: &[u8; 32],
     author: &[u8; 32],
@@ -263,7 +268,7 @@ fn propose(
     w: &World,
     state: Option<&GroupState>,
     step: &Step,
-    group_id: [u8; 16],
+    group_id: [u8; GROUP_ID_LEN],
 ) -> Result<(GroupState, SignedChange), String> {
     let e = |e: MembershipError| e.to_string();
     let keys = |list: &[usize]| list.iter().map(|&i| w.key(i)).collect::<Vec<_>>();
@@ -278,7 +283,7 @@ fn propose(
         let made =
             GroupState::create(&w.keys[*author], name, &keys(members), &mut rng).map_err(e)?;
         if rng.bad_draws != 0 || rng.secret.is_some() {
-            return Err("a group id is exactly one 16-byte draw".into());
+            return Err("a group id is exactly one 32-byte draw".into());
         }
         return Ok(made);
     };
@@ -300,7 +305,7 @@ fn propose(
 pub fn generate() -> Result<GroupMembershipVectors, String> {
     let mut rng = ChaCha20Rng::from_seed([60; 32]);
     let seeds: Vec<[u8; 32]> = (0..ACCOUNTS).map(|_| seeded_key(&mut rng)).collect();
-    let mut group_id = [0u8; 16];
+    let mut group_id = [0u8; GROUP_ID_LEN];
     rand_core::Rng::fill_bytes(&mut rng, &mut group_id);
     let w = World {
         keys: seeds.iter().map(IdentityKeyPair::from_seed).collect(),
@@ -392,7 +397,7 @@ pub fn generate() -> Result<GroupMembershipVectors, String> {
 fn invalid_changes(
     w: &World,
     states: &[GroupState],
-    group_id: [u8; 16],
+    group_id: [u8; GROUP_ID_LEN],
 ) -> Result<Vec<InvalidChangeVector>, String> {
     let at = 2;
     let state = &states[at];
@@ -513,13 +518,13 @@ fn invalid_changes(
         ("format 0x02", with(0, &[0x02]), "unsupported_format"),
         ("kind 0x06", with(1, &[0x06]), "unknown_kind"),
         (
-            "a create of revision 3",
+            "a create of revision 4",
             with(1, &[0x01]),
             "invalid_revision",
         ),
         (
             "an author key of small order",
-            with(58, &identity_point),
+            with(AUTHOR_AT, &identity_point),
             "invalid_key",
         ),
         (
@@ -632,7 +637,7 @@ fn check_all(v: &GroupMembershipVectors, report: &mut Report) -> Result<(), Stri
         keys.push(key);
     }
     let w = World { keys };
-    let group_id: [u8; 16] = hex::decode(&v.group_id)
+    let group_id: [u8; GROUP_ID_LEN] = hex::decode(&v.group_id)
         .map_err(|e| e.to_string())?
         .try_into()
         .map_err(|_| "group id of another length".to_string())?;

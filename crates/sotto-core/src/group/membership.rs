@@ -3,13 +3,14 @@
 //!
 //! Members are **accounts** (their account keys, [`IdentityKey`]); which
 //! devices an account has is its signed device list's business
-//! ([`crate::devices`]). A group is a random [`GroupId`], a name and up to
-//! [`MAX_MEMBERS`] members, at a **revision**. It changes by
-//! [`SignedChange`]s: control messages that members send each other over
-//! their pairwise sessions, each signed by its author's account key and
-//! naming the state it applies to by that state's hash, so that any
-//! member can forward one to a member that missed it, and anyone can check
-//! it without trusting the member who forwarded it.
+//! ([`crate::devices`]). A group is a random [`GroupId`] (the same id its
+//! sender keys carry, section 14), a name and up to [`MAX_MEMBERS`]
+//! members, at a **revision**. It changes by [`SignedChange`]s: control
+//! messages that members send each other over their pairwise sessions,
+//! each signed by its author's account key and naming the state it applies
+//! to by that state's hash, so that any member can forward one to a member
+//! that missed it, and anyone can check it without trusting the member who
+//! forwarded it.
 //!
 //! - [`GroupState::create`] makes a group and its create;
 //!   [`GroupState::from_create`] gives the other members their copy.
@@ -86,11 +87,12 @@
 //!   in different orders then disagree until one of them re-creates the
 //!   group (docs/protocol.md 15.7).
 //!
+//! [`GroupId`]: crate::group::GroupId
 //! [`IdentityKey`]: crate::IdentityKey
 
 mod change;
 mod error;
-mod ids;
+mod hashes;
 mod state;
 
 pub use change::{
@@ -98,7 +100,7 @@ pub use change::{
     SignedChange,
 };
 pub use error::MembershipError;
-pub use ids::{ChangeHash, GroupId, StateHash};
+pub use hashes::{ChangeHash, StateHash};
 pub use state::{Applied, GROUP_STATE_FORMAT, GroupState, Member, STATE_HASH_CONTEXT};
 
 /// The most members a group can have.

@@ -41,7 +41,8 @@
 //! sender rotates.
 //!
 //! Who is in a group, and how every member's copy of the member list comes
-//! to agree, is [`membership`] (section 15).
+//! to agree, is [`membership`] (section 15), which names the group by the
+//! same [`GroupId`].
 
 mod chain_key;
 mod distribution;

@@ -1,7 +1,7 @@
 //! A membership change and its signed encoding (docs/protocol.md 15.2).
 //!
 //! ```text
-//! Change = 0x01 (format) || kind(1) || group id(16) || u64be(revision)
+//! Change = 0x01 (format) || kind(1) || group id(32) || u64be(revision)
 //!          || parent(32) || author(32) || body || sig(64)
 //! sig    = Ed25519-Sign(author, "sotto/group-change/v1" || Change without sig)
 //! hash   = SHA-256("sotto/group-change-hash/v1" || Change)
@@ -9,8 +9,9 @@
 
 use sha2::{Digest, Sha256};
 
-use super::ids::{ChangeHash, GroupId, StateHash};
+use super::hashes::{ChangeHash, StateHash};
 use super::{MAX_MEMBERS, MAX_NAME_LEN, MembershipError};
+use crate::group::{GROUP_ID_LEN, GroupId};
 use crate::keys::{IdentityKey, IdentityKeyPair, Signature};
 use crate::wire::Reader;
 
@@ -23,12 +24,12 @@ pub const CHANGE_FORMAT: u8 = 0x01;
 pub const CHANGE_SIGNATURE_CONTEXT: &[u8] = b"sotto/group-change/v1";
 /// What is hashed in front of a signed change to name it.
 pub const CHANGE_HASH_CONTEXT: &[u8] = b"sotto/group-change-hash/v1";
-/// Bytes of a change before its body.
-const HEADER_LEN: usize = 1 + 1 + GroupId::LEN + 8 + 32 + 32;
+/// Bytes of a change before its body (106).
+const HEADER_LEN: usize = 1 + 1 + GROUP_ID_LEN + 8 + 32 + 32;
 /// Length of an Ed25519 signature.
 const SIGNATURE_LEN: usize = 64;
 /// The longest change: a create with the longest name and
-/// `MAX_MEMBERS - 1` other members (32 253 bytes).
+/// `MAX_MEMBERS - 1` other members (32 269 bytes).
 pub const MAX_CHANGE_LEN: usize =
     HEADER_LEN + 1 + MAX_NAME_LEN + 2 + (MAX_MEMBERS - 1) * 32 + SIGNATURE_LEN;
 
@@ -151,7 +152,7 @@ impl SignedChange {
         if !(KIND_CREATE..=KIND_RENAME).contains(&kind_byte) {
             return Err(MembershipError::UnknownKind(kind_byte));
         }
-        let group = GroupId::from_bytes(*r.array::<{ GroupId::LEN }>()?);
+        let group = GroupId::from_bytes(*r.array::<GROUP_ID_LEN>()?);
         let revision = r.u64()?;
         let parent = StateHash::from_bytes(*r.array::<32>()?);
         check_revision(kind_byte, revision, &parent)?;

@@ -6,8 +6,9 @@ use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 
 use super::change::{ChangeKind, SignedChange, check_name_len};
-use super::ids::{ChangeHash, GroupId, StateHash};
+use super::hashes::{ChangeHash, StateHash};
 use super::{MAX_FORK_DEPTH, MAX_MEMBERS, MembershipError};
+use crate::group::{GROUP_ID_LEN, GroupId};
 use crate::keys::{IdentityKey, IdentityKeyPair};
 use crate::wire::Reader;
 
@@ -294,8 +295,9 @@ pub struct GroupState {
 impl GroupState {
     /// Creates a group named `name` with its author and `members` (in any
     /// order; repeats and the author are dropped): the group at revision 1
-    /// and the create to send to the other members. The id is one 16-byte
-    /// draw from `rng`.
+    /// and the create to send to the other members. The id is one 32-byte
+    /// draw from `rng` ([`GroupId::generate`]), the id the group's sender
+    /// keys then use.
     ///
     /// Refused if the name is longer than [`MAX_NAME_LEN`](super::MAX_NAME_LEN)
     /// bytes or the group would have more than [`MAX_MEMBERS`] members.
@@ -649,7 +651,7 @@ impl GroupState {
         out.extend_from_slice(self.genesis.as_bytes());
         write_snapshot_fields(&mut out, &self.base);
         // 1 to MAX_FORK_DEPTH (64) changes, each at most MAX_CHANGE_LEN
-        // (32 253) bytes.
+        // (32 269) bytes.
         out.push(u8::try_from(self.history.len()).unwrap_or(u8::MAX));
         for link in &self.history {
             let bytes = link.change.to_bytes();
@@ -670,7 +672,7 @@ impl GroupState {
         if format != GROUP_STATE_FORMAT {
             return Err(MembershipError::UnsupportedFormat(format));
         }
-        let id = GroupId::from_bytes(*r.array::<{ GroupId::LEN }>()?);
+        let id = GroupId::from_bytes(*r.array::<GROUP_ID_LEN>()?);
         let genesis = ChangeHash::from_bytes(*r.array::<32>()?);
         let base = read_base(&mut r, id)?;
         let count = usize::from(r.u8()?);
