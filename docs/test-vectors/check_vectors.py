@@ -13,8 +13,11 @@ handshake), with its own strict Ed25519 point decoding, `base64` for base32 and
 `cryptography` for Ed25519, HKDF and HMAC, and the `detached_bodies` section
 (a body encrypted once for all devices, and the reference each session
 carries), with `cryptography`'s ChaCha20-Poly1305 and hashlib's SHA-256,
-and the `groups` section (sender keys: distributions, group messages, one
-receiver's view of them and the serialized states of section 14).
+the `groups` section (sender keys: distributions, group messages, one
+receiver's view of them and the serialized states of section 14), and the
+`group_membership` section (a group's signed changes, the states they
+produce, concurrent changes and refusals, section 15), with `cryptography`
+for Ed25519 and hashlib's SHA-256.
 Prints one line per mismatch, ends with `conformance: N checks, M failed`
 and exits non-zero when M > 0.
 """
@@ -518,7 +521,7 @@ def check_hex_lower(c: Checker, obj, path: str):
     """Hex strings in the file must be lowercase."""
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if k not in ("description", "text", "link_code", "error"):
+            if k not in ("description", "text", "link_code", "error", "name"):
                 check_hex_lower(c, v, f"{path}.{k}")
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
@@ -1414,6 +1417,231 @@ def check_groups(c: Checker, entries: list):
              f"{tag} distribution small-order key")
 
 
+# ---------------------------------------------------------------- group membership
+GROUP_ID_LEN = 32  # section 14's group_id: one id names the group in both sections
+GROUP_CHANGE_FORMAT = 0x01
+GROUP_CHANGE_CONTEXT = b"sotto/group-change/v1"
+GROUP_CHANGE_HASH_CONTEXT = b"sotto/group-change-hash/v1"
+GROUP_STATE_CONTEXT = b"sotto/group-state/v1"
+GROUP_MAX_MEMBERS = 1000
+GROUP_MAX_NAME = 128
+GROUP_KINDS = {0x01: "create", 0x02: "add", 0x03: "remove", 0x04: "leave", 0x05: "rename"}
+GROUP_KIND_BYTES = {v: k for k, v in GROUP_KINDS.items()}
+
+
+def read_group_name(r: ByteReader) -> str:
+    n = r.uint(1)
+    if n > GROUP_MAX_NAME:
+        raise Refused("name_too_long")
+    try:
+        return r.take(n).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused("invalid_name")
+
+
+def read_group_accounts(r: ByteReader, kind: str) -> list:
+    n = r.uint(2)
+    if (n + 1 if kind == "create" else n) > GROUP_MAX_MEMBERS:
+        raise Refused("too_many_members")
+    if n == 0 and kind != "create":
+        raise Refused("empty")
+    return [r.key() for _ in range(n)]
+
+
+def read_group_change(data: bytes) -> dict:
+    """protocol.md 15.2: Change = 0x01 || kind || group id(32) || u64be(revision)
+    || parent(32) || author(32) || body || sig(64), read strictly in order."""
+    r = ByteReader(data)
+    if r.uint(1) != GROUP_CHANGE_FORMAT:
+        raise Refused("unsupported_format")
+    kind = GROUP_KINDS.get(r.uint(1))
+    if kind is None:
+        raise Refused("unknown_kind")
+    group, revision, parent = r.take(GROUP_ID_LEN), r.uint(8), r.take(32)
+    if not ((revision == 1 and parent == bytes(32)) if kind == "create" else revision >= 2):
+        raise Refused("invalid_revision")
+    author = r.key()
+    name = read_group_name(r) if kind in ("create", "rename") else None
+    accounts = read_group_accounts(r, kind) if kind in ("create", "add", "remove") else []
+    for i, k in enumerate(accounts):
+        if k == author:
+            raise Refused("author_listed")
+        if i > 0 and k == accounts[i - 1]:
+            raise Refused("duplicate_member")
+        if i > 0 and k < accounts[i - 1]:
+            raise Refused("members_out_of_order")
+    sig = r.take(64)
+    r.finish()
+    if not verify_ed(author, sig, GROUP_CHANGE_CONTEXT + data[:-64]):
+        raise Refused("invalid_signature")
+    return {"kind": kind, "group": group, "revision": revision, "parent": parent,
+            "author": author, "name": name, "accounts": accounts,
+            "hash": hashlib.sha256(GROUP_CHANGE_HASH_CONTEXT + data).digest()}
+
+
+def encode_group_change(author: Identity, kind: str, group: bytes, revision: int,
+                        parent: bytes, name: str | None, accounts: list) -> bytes:
+    out = bytes([GROUP_CHANGE_FORMAT, GROUP_KIND_BYTES[kind]]) + group + u64be(revision)
+    out += parent + author.ed_pub
+    if kind in ("create", "rename"):
+        out += bytes([len(name.encode())]) + name.encode()
+    if kind in ("create", "add", "remove"):
+        out += struct.pack(">H", len(accounts)) + b"".join(accounts)
+    return out + author.sign(GROUP_CHANGE_CONTEXT + out)
+
+
+def group_state_hash(group: bytes, st: dict) -> bytes:
+    """SHA-256("sotto/group-state/v1" || id || u64be(revision) || head || u8(len)
+    || name || u16be(n) || n * (account || u64be(since))), members in key order."""
+    name = st["name"].encode()
+    members = sorted(st["members"].items())
+    return hashlib.sha256(
+        GROUP_STATE_CONTEXT + group + u64be(st["revision"]) + st["head"] + bytes([len(name)])
+        + name + struct.pack(">H", len(members))
+        + b"".join(k + u64be(since) for k, since in members)).digest()
+
+
+def group_validate(st: dict, ch: dict):
+    """The rules of protocol.md 15.5 for a change on its parent state."""
+    if ch["author"] not in st["members"]:
+        raise Refused("author_not_member")
+    if ch["kind"] == "add":
+        for k in ch["accounts"]:
+            if k in st["members"]:
+                raise Refused("already_member")
+        if len(st["members"]) + len(ch["accounts"]) > GROUP_MAX_MEMBERS:
+            raise Refused("too_many_members")
+    elif ch["kind"] == "remove":
+        for k in ch["accounts"]:
+            if k not in st["members"]:
+                raise Refused("not_member")
+    elif ch["kind"] == "rename" and ch["name"] == st["name"]:
+        raise Refused("name_unchanged")
+
+
+def group_advance(group: bytes, st: dict | None, ch: dict) -> dict:
+    rev = ch["revision"]
+    if ch["kind"] == "create":
+        members = {k: rev for k in ch["accounts"] + [ch["author"]]}
+        name = ch["name"]
+    else:
+        members, name = dict(st["members"]), st["name"]
+        if ch["kind"] == "add":
+            members.update({k: rev for k in ch["accounts"]})
+        elif ch["kind"] == "remove":
+            for k in ch["accounts"]:
+                del members[k]
+        elif ch["kind"] == "leave":
+            del members[ch["author"]]
+        else:
+            name = ch["name"]
+    out = {"revision": rev, "name": name, "members": members, "head": ch["hash"]}
+    out["hash"] = group_state_hash(group, out)
+    return out
+
+
+def group_apply(group: bytes, genesis: bytes, st: dict, data: bytes) -> dict:
+    """A change received from its author by a copy whose state is `st` (the
+    cases of protocol.md 15.6 that need no older state)."""
+    ch = read_group_change(data)
+    if ch["group"] != group:
+        raise Refused("wrong_group")
+    if ch["kind"] == "create":
+        if ch["hash"] == genesis:
+            return st
+        raise Refused("conflicting_create")
+    if ch["revision"] - 1 > st["revision"]:
+        raise Refused("missing_revisions")
+    if ch["revision"] - 1 < st["revision"]:
+        raise ProtocolError("a change on an older state: not modelled here")
+    if ch["parent"] != st["hash"]:
+        raise Refused("unknown_parent")
+    group_validate(st, ch)
+    return group_advance(group, st, ch)
+
+
+def group_precedence(st: dict, ch: dict):
+    """Concurrent changes: the smaller (author's since, author, change hash) wins."""
+    return (st["members"][ch["author"]], ch["author"], ch["hash"])
+
+
+def check_group_membership(c: Checker, gv: dict):
+    accounts = []
+    for i, a in enumerate(gv["accounts"]):
+        ident = Identity(hx(a["identity_seed"]))
+        c.eq(ident.ed_pub, a["account_key"], f"group_membership.accounts[{i}] account key")
+        accounts.append(ident)
+    keys = [a.ed_pub for a in accounts]
+    group = hx(gv["group_id"])
+    c.eq(len(group), GROUP_ID_LEN, "group_membership.group_id length")
+    states, genesis, st = [], None, None
+    for i, e in enumerate(gv["changes"]):
+        tag = f"group_membership.changes[{i}] ({e.get('description', '')})"
+        parent = st["hash"] if st else bytes(32)
+        revision = st["revision"] + 1 if st else 1
+        c.eq(hx(e["parent"]), parent, f"{tag} parent")
+        c.eq(e["revision"], revision, f"{tag} revision")
+        made = encode_group_change(accounts[e["author"]], e["kind"], group, revision, parent,
+                                   e["name"], [keys[m] for m in e["members"]])
+        c.eq(made, e["change"], f"{tag} change")
+        # The file's bytes, applied by a copy holding the state before.
+        if st is not None:
+            got = outcome(group_apply, group, genesis, st, hx(e["change"]))
+            c.eq(got, None, f"{tag} the file's change refused")
+        # The checker goes on from the change it made itself.
+        try:
+            ch = read_group_change(made)
+            c.eq(ch["hash"], e["change_hash"], f"{tag} change hash")
+            if st is None:
+                genesis = ch["hash"]
+                st = group_advance(group, None, ch)
+            else:
+                st = group_apply(group, genesis, st, made)
+        except Refused as err:
+            c.check(False, f"{tag} refused: {err.code}")
+            break
+        want = e["state"]
+        got_members = [{"account": keys.index(k), "since": since}
+                       for k, since in sorted(st["members"].items())]
+        c.eq(st["revision"], want["revision"], f"{tag} state revision")
+        c.eq(st["name"], want["name"], f"{tag} state name")
+        c.eq(got_members, want["members"], f"{tag} state members")
+        c.eq(st["head"], want["head"], f"{tag} state head")
+        c.eq(st["hash"], want["hash"], f"{tag} state hash")
+        states.append(st)
+    for i, e in enumerate(gv["concurrent"]):
+        tag = f"group_membership.concurrent[{i}] ({e.get('description', '')})"
+        if not c.check(e["state"] < len(states), f"{tag}: no state {e['state']}"):
+            continue
+        on = states[e["state"]]
+        try:
+            changes = [read_group_change(hx(x)) for x in e["changes"]]
+            for ch in changes:
+                c.check(ch["parent"] == on["hash"] and ch["revision"] == on["revision"] + 1,
+                        f"{tag}: a change not on the state")
+                group_validate(on, ch)
+        except Refused as err:
+            c.check(False, f"{tag} refused: {err.code}")
+            continue
+        winner = min(range(len(changes)), key=lambda k: group_precedence(on, changes[k]))
+        c.eq(winner, e["winner"], f"{tag} winner")
+        c.eq(group_advance(group, on, changes[winner])["hash"], e["result"], f"{tag} result")
+    for i, e in enumerate(gv["invalid"]):
+        tag = f"group_membership.invalid[{i}] ({e.get('description', '')})"
+        if not c.check(e["state"] < len(states), f"{tag}: no state {e['state']}"):
+            continue
+        got = outcome(group_apply, group, genesis, states[e["state"]], hx(e["change"]))
+        c.eq(got, e["error"], f"{tag} refusal")
+    # Each change of the group, with one byte flipped anywhere, is refused.
+    for i, e in enumerate(gv["changes"][1:len(states)], start=1):
+        data = hx(e["change"])
+        for pos in range(len(data)):
+            bad = bytearray(data)
+            bad[pos] ^= 0x01
+            c.check(outcome(group_apply, group, genesis, states[i - 1], bytes(bad)) is not None,
+                    f"group_membership.changes[{i}] accepted with byte {pos} flipped")
+
+
 def explain_wire_diff(got: bytes, want: bytes, etag: str):
     if len(got) != len(want):
         print(f"    {etag}: length computed {len(got)} file {len(want)}")
@@ -1443,6 +1671,8 @@ def main(argv):
     check_detached_bodies(c, data.get("detached_bodies", []))
     c.check("groups" in data, "groups section missing")
     check_groups(c, data.get("groups", []))
+    if c.check("group_membership" in data, "group_membership section missing"):
+        check_group_membership(c, data["group_membership"])
     for i, p in enumerate(data.get("padding", [])):
         c.eq(padded_len(p["length"] + 1), p["padded_length"], f"padding[{i}] (length {p['length']}) padded_length")
     # Self-checks of the padding round trip at a few of the listed lengths.

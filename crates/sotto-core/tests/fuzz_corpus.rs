@@ -7,6 +7,8 @@
 mod bundle;
 #[path = "../../../fuzz/checks/devices.rs"]
 mod devices;
+#[path = "../../../fuzz/checks/group_membership.rs"]
+mod group_membership;
 #[path = "../../../fuzz/checks/group_message.rs"]
 mod group_message;
 #[path = "../../../fuzz/checks/replay.rs"]
@@ -67,4 +69,9 @@ fn group_message_fixture_transcript_and_distributions_are_handled() {
     }
     group_message::check(&f.receiver.to_bytes());
     group_message::check(&f.sender.to_bytes());
+}
+
+#[test]
+fn group_membership_corpus_is_handled() {
+    replay::replay("group_membership", group_membership::check);
 }

@@ -200,3 +200,28 @@ fn checker_reports_a_tampered_group_message_a_wrong_refusal_and_a_wrong_chain_id
     // its draw.
     assert_eq!(report.failures.len(), 5, "{:?}", report.failures);
 }
+
+#[test]
+fn checker_reports_a_tampered_group_change_winner_and_refusal() {
+    let mut v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+    let g = &mut v["group_membership"];
+    // The high bit of the add's last signature byte (the checker's own
+    // flips of bit 0 cannot undo it): the change differs from the one
+    // made, and the file's bytes no longer verify.
+    let change = g["changes"][1]["change"].as_str().unwrap().to_owned();
+    let mut chars: Vec<char> = change.chars().collect();
+    let high = chars.len() - 2;
+    let nibble = chars[high].to_digit(16).unwrap() ^ 8;
+    chars[high] = char::from_digit(nibble, 16).unwrap();
+    g["changes"][1]["change"] = serde_json::Value::String(chars.into_iter().collect());
+    // Another "since" for a member of the create's state.
+    g["changes"][0]["state"]["members"][0]["since"] = serde_json::json!(2);
+    // The other change of a concurrent pair named the winner: both
+    // arrival orders disagree with it.
+    let winner = g["concurrent"][0]["winner"].as_u64().unwrap();
+    g["concurrent"][0]["winner"] = serde_json::json!(1 - winner);
+    // A refusal for another reason.
+    g["invalid"][2]["error"] = serde_json::json!("already_member");
+    let report = conformance::check_json(&v.to_string());
+    assert_eq!(report.failures.len(), 6, "{:?}", report.failures);
+}

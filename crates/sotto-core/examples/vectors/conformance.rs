@@ -4,6 +4,10 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+// Child modules: `main.rs` and `tests/vectors.rs` both include this
+// file, so their paths are spelled out.
+#[path = "group_membership.rs"]
+mod group_membership;
 #[path = "groups.rs"]
 mod groups;
 
@@ -33,6 +37,7 @@ pub struct Vectors {
     pub devices: DevicesVectors,
     pub detached_bodies: Vec<DetachedBodyVector>,
     pub groups: Vec<groups::GroupVector>,
+    pub group_membership: group_membership::GroupMembershipVectors,
 }
 
 /// One detached body (PROTOCOL.md "Detached bodies"): the key drawn, the
@@ -265,13 +270,14 @@ impl TryRng for KeyRng {
 
 impl TryCryptoRng for KeyRng {}
 
-/// An RNG that serves one fixed 16-byte link secret, in one draw.
-struct SecretRng {
-    secret: Option<[u8; 16]>,
+/// An RNG that serves one fixed `N`-byte value (a link secret, a group id),
+/// in one draw.
+struct SecretRng<const N: usize> {
+    secret: Option<[u8; N]>,
     bad_draws: usize,
 }
 
-impl TryRng for SecretRng {
+impl<const N: usize> TryRng for SecretRng<N> {
     type Error = Infallible;
 
     fn try_next_u32(&mut self) -> Result<u32, Infallible> {
@@ -286,7 +292,7 @@ impl TryRng for SecretRng {
 
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
         match self.secret.take() {
-            Some(secret) if dst.len() == 16 => dst.copy_from_slice(&secret),
+            Some(secret) if dst.len() == N => dst.copy_from_slice(&secret),
             _ => {
                 self.bad_draws += 1;
                 dst.fill(0);
@@ -296,7 +302,7 @@ impl TryRng for SecretRng {
     }
 }
 
-impl TryCryptoRng for SecretRng {}
+impl<const N: usize> TryCryptoRng for SecretRng<N> {}
 
 /// The link code of `device` with this secret, as `LinkCode::generate`
 /// makes it.
@@ -1216,6 +1222,7 @@ pub fn generate() -> Result<Vectors, String> {
         devices: devices_vectors()?,
         detached_bodies: detached_body_vectors()?,
         groups: groups::group_vectors()?,
+        group_membership: group_membership::generate()?,
     })
 }
 
@@ -1296,6 +1303,7 @@ fn check(v: &Vectors, report: &mut Report) {
             report.fail(format!("groups[{i}]: {e}"));
         }
     }
+    group_membership::check(&v.group_membership, report);
     for (i, p) in v.padding.iter().enumerate() {
         let got = pad::padded_len_for_plaintext(p.length).ok();
         report.check(got == Some(p.padded_length), || {

@@ -39,11 +39,16 @@
 //! messages (they are signed); a key that decrypted a message is gone, but
 //! whoever steals a chain key reads the chain's later messages until the
 //! sender rotates.
+//!
+//! Who is in a group, and how every member's copy of the member list comes
+//! to agree, is [`membership`] (section 15), which names the group by the
+//! same [`GroupId`].
 
 mod chain_key;
 mod distribution;
 mod error;
 mod id;
+pub mod membership;
 #[cfg(test)]
 mod memory_hygiene;
 mod message;
