@@ -154,6 +154,18 @@ pub enum Error {
     /// offer, an altered message): the link did not happen.
     #[error("the link did not verify: {0}")]
     Link(sotto_core::Error),
+    /// No group has that name or id here.
+    #[error("no group named {0:?}")]
+    UnknownGroup(String),
+    /// Several groups share that name.
+    #[error("several groups are named {0:?}; use the group's id")]
+    AmbiguousGroup(String),
+    /// This account is not (or no longer) a member of the group.
+    #[error("this account is not a member of the group")]
+    NotAGroupMember,
+    /// The group's membership rules refused the change (docs/groups.md).
+    #[error("group membership: {0}")]
+    Membership(sotto_core::group::membership::MembershipError),
 }
 
 /// Why TLS for a relay cannot be set up (see [`Error::TlsConfig`]).

@@ -48,8 +48,9 @@ pub use address::{ADDRESS_PREFIX, Address, AddressError};
 pub use client::Fault;
 pub use client::{
     Client, ClientEvent, ClientOptions, ContactInfo, DisconnectReason, DropReason, Events,
-    HistoryItem, HistoryTransfer, IdentityChange, IncomingMessage, JoinedAccount, LinkedDevice,
-    PROFILE_DB, RELAY_FILE, SendStatus, Sent, Step, Undecryptable, UnreadableRow,
+    GroupChange, GroupHistoryItem, GroupInfo, HistoryItem, HistoryTransfer, IdentityChange,
+    IncomingGroupMessage, IncomingMessage, JoinedAccount, LinkedDevice, PROFILE_DB, RELAY_FILE,
+    SendStatus, Sent, Step, Undecryptable, UnreadableRow, group_id_hex,
 };
 pub use connection::RelayTrust;
 pub use error::{Error, Result, TlsConfigError};
@@ -61,6 +62,7 @@ pub use payload::{
     PAYLOAD_VERSION, PayloadError,
 };
 pub use relay_address::{RelayAddress, RelayAddressError, RelayTransport};
+pub use sotto_core::group::GroupId;
 
 pub use sotto_core as core;
 pub use sotto_relay as relay;

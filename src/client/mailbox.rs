@@ -14,6 +14,9 @@ use super::types::{ClientEvent, DropReason, IncomingMessage, Step, Undecryptable
 use crate::error::{Error, Result};
 use crate::payload::ReceiptKind;
 
+/// Most group messages set aside at once for want of their sender key.
+const MAX_DEFERRED_GROUP_MESSAGES: usize = 1000;
+
 /// How an envelope ended, once acknowledged.
 pub(crate) enum Settled {
     Stored(Box<IncomingMessage>),
@@ -40,6 +43,20 @@ impl Shared {
                 Ok(())
             }
             _ => Ok(conn.ack(&[relay_id]).await.map(drop)?),
+        }
+    }
+
+    /// Sets a group message aside until its sender key comes (at most
+    /// [`MAX_DEFERRED_GROUP_MESSAGES`]; the relay keeps every one of them
+    /// until acknowledged, so one dropped here comes again on the next
+    /// connection).
+    fn defer_group_message(&self, envelope: Option<Envelope>) {
+        let Some(envelope) = envelope else { return };
+        let mut deferred = super::shared::lock(&self.deferred_group);
+        if deferred.len() < MAX_DEFERRED_GROUP_MESSAGES
+            && !deferred.iter().any(|e| e.id == envelope.id)
+        {
+            deferred.push(envelope);
         }
     }
 
@@ -129,7 +146,7 @@ impl Shared {
             if let Ok(Outcome::UnknownDevice { account }) = &outcome {
                 let account = *account;
                 match self.refresh_devices(conn, &account).await {
-                    Ok(true) => outcome = self.run_pipeline(envelope.payload).await,
+                    Ok(true) => outcome = self.run_pipeline(envelope.payload.clone()).await,
                     Ok(false) => {}
                     Err(e) if conn.is_closed() => return Err(e),
                     Err(e) => tracing::info!(error = %e, "device list not fetched"),
@@ -148,14 +165,21 @@ impl Shared {
                 }
             };
             tracing::info!(outcome = outcome.label(), "envelope processed");
-            self.settle(conn, relay_id, outcome).await
+            let envelope_copy = matches!(outcome, Outcome::GroupKeyPending).then_some(envelope);
+            self.settle(conn, relay_id, outcome, envelope_copy).await
         }
         .instrument(span)
         .await
     }
 
     /// Acknowledges and reports what the pipeline made of an envelope.
-    async fn settle(&self, conn: &RelayClient, relay_id: u64, outcome: Outcome) -> Result<Settled> {
+    async fn settle(
+        &self,
+        conn: &RelayClient,
+        relay_id: u64,
+        outcome: Outcome,
+        envelope_copy: Option<Envelope>,
+    ) -> Result<Settled> {
         match outcome {
             Outcome::Stored {
                 message,
@@ -287,6 +311,27 @@ impl Shared {
                 } else {
                     self.ack_in_background(conn, relay_id).await?;
                 }
+                Ok(Settled::Nothing)
+            }
+            Outcome::Control { contact, receipt } => {
+                conn.ack(&[relay_id]).await?;
+                self.owe_receipt(receipt);
+                match self.process_controls(&contact).await {
+                    Ok(true) => self.retry_deferred_group_messages(conn).await,
+                    Ok(false) => {}
+                    Err(e) => self.report(Step::Groups, e),
+                }
+                Ok(Settled::Nothing)
+            }
+            Outcome::GroupMessage(message) => {
+                self.emit(ClientEvent::GroupMessage((*message).clone()));
+                conn.ack(&[relay_id]).await?;
+                Ok(Settled::Nothing)
+            }
+            Outcome::GroupKeyPending => {
+                // Not acknowledged: if it is still waiting when the client
+                // connects again, the relay delivers it again.
+                self.defer_group_message(envelope_copy);
                 Ok(Settled::Nothing)
             }
             Outcome::UnknownDevice { .. } => {

@@ -32,6 +32,7 @@ use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 mod archive;
 mod contacts;
 mod devices;
+mod groups;
 mod identity;
 mod link;
 mod mailbox;
@@ -46,6 +47,7 @@ mod supervisor;
 mod transfer;
 mod types;
 
+pub use groups::{GroupChange, GroupHistoryItem, GroupInfo, IncomingGroupMessage, group_id_hex};
 pub use link::{JoinedAccount, LinkedDevice};
 pub use transfer::HistoryTransfer;
 #[cfg(feature = "test-hooks")]
@@ -179,6 +181,7 @@ impl Client {
             link: Mutex::new(Default::default()),
             history_held: AtomicBool::new(false),
             held: tokio::sync::Notify::new(),
+            deferred_group: Mutex::new(Vec::new()),
         });
         Ok(Self {
             _lifetime: Arc::new(Lifetime {

@@ -203,7 +203,9 @@ impl Shared {
         let _guard = self.processing.lock().await;
         let entries = self.outbox_with_recipients(|s| s.outbox()).await?;
         let flushed = self.deliver_in_order(conn, entries).await?;
-        self.hold_outbox(flushed.held.is_some());
+        // Group messages after the controls (sender keys) they may need.
+        let groups_done = self.flush_group_outbox(conn).await?;
+        self.hold_outbox(flushed.held.is_some() || !groups_done);
         Ok(flushed)
     }
 
@@ -253,7 +255,8 @@ impl Shared {
             .with_store(move |s| s.fail_outbox_entry(&id, reason))
             .await?;
         tracing::warn!(%reason, "outbox entry refused for good");
-        if let Some(seq) = seq {
+        // A control's seq is not one of the chat's.
+        if let Some(seq) = seq.filter(|_| !to.entry.control) {
             self.emit(ClientEvent::SendFailed {
                 contact: Address::of(&to.account),
                 seq,

@@ -139,6 +139,15 @@ pub(crate) enum Outcome {
         contact: Address,
         failed: CiphertextDigest,
     },
+    /// A group control from a device of `contact` (or a copy from one of
+    /// ours), committed to the store to be acted on; a delivery receipt is
+    /// owed.
+    Control { contact: String, receipt: Owed },
+    /// A group message, committed to the group's history.
+    GroupMessage(Box<crate::client::groups::IncomingGroupMessage>),
+    /// A group message whose sender key has not come yet: set it aside
+    /// (unacknowledged) and try again when it comes.
+    GroupKeyPending,
 }
 
 impl Outcome {
@@ -156,6 +165,9 @@ impl Outcome {
             Self::DevicesChanged(_) => "device list",
             Self::Link { .. } => "link",
             Self::History { .. } => "history transfer",
+            Self::Control { .. } => "group control",
+            Self::GroupMessage(_) => "group message",
+            Self::GroupKeyPending => "group message waiting for its key",
         }
     }
 }
@@ -190,7 +202,7 @@ pub(crate) fn receive(
     // A detached body comes with a payload that says so, and only then.
     let carries = matches!(
         payload.kind,
-        payload::KIND_DETACHED_MESSAGE | payload::KIND_HISTORY_CHUNK
+        payload::KIND_DETACHED_MESSAGE | payload::KIND_HISTORY_CHUNK | payload::KIND_GROUP_MESSAGE
     );
     if detached.is_some() != carries {
         return Ok(Outcome::Dropped(DropReason::Malformed));
@@ -253,9 +265,12 @@ pub(crate) fn receive(
     }
     if matches!(
         payload.kind,
-        payload::KIND_DEVICE_MESSAGE | payload::KIND_DETACHED_MESSAGE
+        payload::KIND_DEVICE_MESSAGE | payload::KIND_DETACHED_MESSAGE | payload::KIND_GROUP_CONTROL
     ) {
         return device_message(store, &sender, &payload, detached, now);
+    }
+    if payload.kind == payload::KIND_GROUP_MESSAGE {
+        return super::groups::message::receive(store, me, &sender, &payload, detached, now);
     }
 
     // A message from a primary device: the sender's access key, then the
@@ -276,6 +291,7 @@ pub(crate) fn receive(
         detached: None,
         message_id: payload.message_id,
         sent_at: payload.sent_at,
+        control: false,
     };
     store_message(store, contact, incoming, now)
 }
@@ -310,6 +326,8 @@ struct Incoming<'a> {
     detached: Option<&'a [u8]>,
     message_id: [u8; 16],
     sent_at: u64,
+    /// A group control (payload kind 0x0C), kept apart from the chat.
+    control: bool,
 }
 
 /// A message between accounts' devices (payload kind 0x05): it must be
@@ -368,6 +386,7 @@ fn device_message(
         detached,
         message_id: payload.message_id,
         sent_at: payload.sent_at,
+        control: payload.kind == payload::KIND_GROUP_CONTROL,
     };
     store_message(store, contact, incoming, now)
 }
@@ -399,7 +418,11 @@ fn store_message(
         sent_at: m.sent_at,
         received_at: now,
     };
-    let result = store.receive_with_body(&envelope, m.detached);
+    let result = if m.control {
+        store.receive_control(&envelope)
+    } else {
+        store.receive_with_body(&envelope, m.detached)
+    };
     if result.is_err() && created {
         let _ = store.delete_contact(&id);
     }
@@ -431,6 +454,10 @@ fn store_message(
         notify,
     };
     Ok(match result {
+        Ok(Received::Stored(_)) if m.control => Outcome::Control {
+            contact: id,
+            receipt: owed,
+        },
         Ok(Received::Stored(stored)) => Outcome::Stored {
             message: Box::new(IncomingMessage {
                 contact: from,
@@ -483,7 +510,9 @@ fn receipt(
     let contact = Address::of(sender);
     match kind {
         ReceiptKind::Delivered => {
-            let confirmed = store.confirm_delivery(sender, ids)?;
+            let mut confirmed = store.confirm_delivery(sender, ids)?;
+            // Controls (groups) are not the chat's messages.
+            confirmed.retain(|(conversation, _)| !conversation.starts_with('#'));
             let Some((first, _)) = confirmed.first() else {
                 return Ok(if known {
                     Outcome::Receipt {

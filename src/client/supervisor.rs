@@ -101,6 +101,13 @@ impl Shared {
         if let Err(e) = self.resume_history(conn).await {
             self.report(Step::Devices, e);
         }
+        // Controls left by a crash, or changes that came ahead of the one
+        // they build on.
+        match self.process_all_controls().await {
+            Ok(true) => self.retry_deferred_group_messages(conn).await,
+            Ok(false) => {}
+            Err(e) => self.report(Step::Groups, e),
+        }
         (true, sent)
     }
 

@@ -152,6 +152,11 @@ pub enum ClientEvent {
     /// A history transfer to or from a linked device went on (or ended:
     /// `complete`).
     HistoryTransfer(super::HistoryTransfer),
+    /// A group message was stored (docs/groups.md).
+    GroupMessage(super::groups::IncomingGroupMessage),
+    /// A group's membership or name changed, or this account joined or
+    /// left a group.
+    GroupChanged(super::groups::GroupChange),
     /// An envelope was dropped without a trace in history and without any
     /// answer to anyone: it did not come from whom it claims (the sealed
     /// layer did not authenticate it), or its format is not one this client
@@ -288,6 +293,8 @@ pub enum Step {
     Recovery,
     /// Publishing the account's device list.
     Devices,
+    /// Acting on a group's controls (membership, sender keys).
+    Groups,
 }
 
 impl core::fmt::Display for Step {
@@ -300,6 +307,7 @@ impl core::fmt::Display for Step {
             Self::Receive => "receive",
             Self::Recovery => "recovery",
             Self::Devices => "devices",
+            Self::Groups => "groups",
         })
     }
 }
@@ -348,6 +356,12 @@ pub enum DropReason {
     Misdirected,
     /// A message to this device after it was unlinked from its account.
     Unlinked,
+    /// A group message of a group this account is not in, or from an
+    /// account that is not (or no longer) a member: set aside, not shown.
+    NotAMember,
+    /// A group message that does not verify under its sender's key (a
+    /// forgery by another member, an altered message).
+    BadGroupMessage,
 }
 
 impl core::fmt::Display for DropReason {
@@ -360,6 +374,8 @@ impl core::fmt::Display for DropReason {
             Self::UnknownDevice => "message from a device no device list vouches for",
             Self::Misdirected => "message addressed to another account",
             Self::Unlinked => "message to a device that was unlinked",
+            Self::NotAMember => "group message from someone not in the group",
+            Self::BadGroupMessage => "group message that does not verify",
         })
     }
 }

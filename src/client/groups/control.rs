@@ -135,13 +135,20 @@ mod tests {
     fn controls_round_trip_and_every_cut_is_refused() {
         let intros = vec![intro(1), intro(2)];
         let bytes = change(b"a signed change", &intros);
-        let Some(Control::Change { change, intros: back }) = parse(&bytes) else {
+        let Some(Control::Change {
+            change,
+            intros: back,
+        }) = parse(&bytes)
+        else {
             panic!("not a change");
         };
         assert_eq!(change, b"a signed change");
         assert_eq!(back.len(), 2);
         assert_eq!(back[1].account, intros[1].account);
-        assert_eq!(back[1].access_key.as_bytes(), intros[1].access_key.as_bytes());
+        assert_eq!(
+            back[1].access_key.as_bytes(),
+            intros[1].access_key.as_bytes()
+        );
         for cut in 0..bytes.len() {
             assert!(
                 !matches!(parse(&bytes[..cut]), Some(Control::Change { .. })),
@@ -151,7 +158,10 @@ mod tests {
         let mut longer = bytes.to_vec();
         longer.push(0);
         assert!(parse(&longer).is_none());
-        assert!(matches!(parse(&join(b"state", &[])), Some(Control::Join { .. })));
+        assert!(matches!(
+            parse(&join(b"state", &[])),
+            Some(Control::Join { .. })
+        ));
         assert!(matches!(
             parse(&sender_key(b"distribution")),
             Some(Control::SenderKey(_))

@@ -1,0 +1,196 @@
+//! Group chats end to end (docs/groups.md): a group of five on a relay,
+//! messages with members offline and a member removed in the middle, a
+//! forged message, a stranger's message, and a scan of every file for the
+//! plaintexts.
+#![cfg(test)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{WAIT, client, contains, sqlite_relay_with, unlimited_first_contacts};
+use sotto::{Client, ClientEvent, GroupId};
+
+/// `names` registered on `relay`, every one a contact of every other.
+async fn people(dir: &Path, relay: &str, names: &[&str]) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for name in names {
+        let c = client(dir, name).await;
+        c.register(relay).await.unwrap();
+        clients.push(c);
+    }
+    for (i, a) in clients.iter().enumerate() {
+        for (j, b) in clients.iter().enumerate() {
+            if i != j {
+                a.add_contact(names[j], &b.address()).await.unwrap();
+            }
+        }
+    }
+    clients
+}
+
+/// Waits until `client` has `count` messages in `group`'s history, and
+/// returns the bodies, oldest first.
+async fn group_bodies(client: &Client, group: &GroupId, count: usize) -> Vec<String> {
+    let group = sotto::group_id_hex(group);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let _ = client.sync().await;
+        if let Ok(mut items) = client.group_history(&group, None, 1000).await
+            && items.len() >= count
+        {
+            items.reverse();
+            return items
+                .into_iter()
+                .map(|i| String::from_utf8(i.body.unwrap()).unwrap())
+                .collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{count} group messages in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `client` knows `group`.
+async fn knows(client: &Client, group: &GroupId) {
+    let group = sotto::group_id_hex(group);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while client.group(&group).await.is_err() {
+        let _ = client.sync().await;
+        assert!(tokio::time::Instant::now() < deadline, "the group in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_five_talks_and_a_removed_member_reads_nothing_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = sqlite_relay_with(&dir.path().join("relay.db"), unlimited_first_contacts()).await;
+    let addr = relay.local_addr().to_string();
+    let names = ["alice", "bob", "carol", "dave", "erin"];
+    let all = people(dir.path(), &addr, &names).await;
+    for c in &all {
+        c.connect(&addr).await.unwrap();
+    }
+    let (alice, bob, carol, dave, erin) = (&all[0], &all[1], &all[2], &all[3], &all[4]);
+
+    let mut changes = bob.events();
+    let group = alice
+        .create_group("friends", &["bob", "carol", "dave", "erin"])
+        .await
+        .unwrap();
+    for c in &all[1..] {
+        knows(c, &group).await;
+    }
+    // Bob heard of it as an event.
+    let joined = tokio::time::timeout(WAIT, async {
+        while let Some(event) = changes.next().await {
+            if let ClientEvent::GroupChanged(change) = event {
+                return change;
+            }
+        }
+        panic!("events ended");
+    })
+    .await
+    .unwrap();
+    assert!(joined.joined);
+    assert_eq!(joined.name, "friends");
+    let info = carol.group("friends").await.unwrap();
+    assert_eq!(info.members.len(), 5);
+
+    let hex = sotto::group_id_hex(&group);
+    alice.send_to_group(&hex, b"hello everyone").await.unwrap();
+    bob.send_to_group("friends", b"hi from bob").await.unwrap();
+    for c in &all {
+        let bodies = group_bodies(c, &group, 2).await;
+        assert!(bodies.contains(&"hello everyone".to_owned()));
+        assert!(bodies.contains(&"hi from bob".to_owned()));
+    }
+    // Each message names its author.
+    let items = carol.group_history("friends", None, 10).await.unwrap();
+    let from_bob = items
+        .iter()
+        .find(|i| i.body.as_deref() == Ok(&b"hi from bob"[..]))
+        .unwrap();
+    assert_eq!(from_bob.author, Some(bob.address()));
+
+    // Dave goes offline; Alice removes Erin; everyone talks on.
+    dave.disconnect().await;
+    alice.remove_from_group("friends", &["erin"]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !erin.group(&hex).await.unwrap().left {
+        let _ = erin.sync().await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "erin removed in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while carol.group(&hex).await.unwrap().members.len() != 4 {
+        let _ = carol.sync().await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "carol sees it in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    alice.send_to_group(&hex, b"after erin left").await.unwrap();
+    carol.send_to_group(&hex, b"carol after too").await.unwrap();
+    for c in [alice, bob, carol] {
+        let bodies = group_bodies(c, &group, 4).await;
+        assert!(bodies.contains(&"after erin left".to_owned()));
+        assert!(bodies.contains(&"carol after too".to_owned()));
+    }
+    // Dave comes back and catches up.
+    dave.connect(&addr).await.unwrap();
+    let bodies = group_bodies(dave, &group, 4).await;
+    assert!(bodies.contains(&"carol after too".to_owned()));
+    // Erin has nothing after her removal, and cannot send any more.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = erin.sync().await;
+    let erin_has = group_bodies(erin, &group, 2).await;
+    assert_eq!(erin_has.len(), 2, "{erin_has:?}");
+    assert!(erin.send_to_group(&hex, b"let me in").await.is_err());
+
+    // No file anyone wrote holds a plaintext.
+    for c in &all {
+        c.disconnect().await;
+    }
+    relay.shutdown().await;
+    let texts: [&[u8]; 4] = [
+        b"hello everyone",
+        b"hi from bob",
+        b"after erin left",
+        b"carol after too",
+    ];
+    let mut scanned = 0;
+    for entry in walk(dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for text in texts {
+            assert!(
+                !contains(&bytes, text),
+                "{} holds a plaintext",
+                entry.display()
+            );
+        }
+        scanned += 1;
+    }
+    assert!(scanned > 10, "only {scanned} files");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
