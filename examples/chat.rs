@@ -9,6 +9,8 @@
 //! cargo run --release --example chat -- --profile alice talk bob
 //! cargo run --release --example chat -- --profile laptop link --relay 127.0.0.1:7447
 //! cargo run --release --example chat -- --profile alice link sotto-link:...
+//! cargo run --release --example chat -- --profile alice group create friends bob carol
+//! cargo run --release --example chat -- --profile alice talk '#friends'
 //! ```
 //! See `docs/cli.md`.
 
@@ -18,6 +20,8 @@
 mod archive;
 #[path = "chat/demo.rs"]
 mod demo;
+#[path = "chat/group.rs"]
+mod group;
 #[path = "chat/link.rs"]
 mod link;
 #[path = "chat/relay.rs"]
@@ -117,18 +121,18 @@ enum Command {
     /// Check the profile's store for damage (SQLite's integrity check and
     /// the store's own: every row readable, no message missing).
     Check,
-    /// Send one message.
+    /// Send one message (to a contact, or to `#GROUP`).
     Send {
-        /// Contact name or address.
+        /// Contact name or address, or `#GROUP`.
         name: String,
         /// The message.
         text: String,
     },
     /// Fetch waiting messages and print them.
     Sync,
-    /// Show the conversation with a contact, newest last.
+    /// Show the conversation with a contact (or `#GROUP`), newest last.
     History {
-        /// Contact name or address.
+        /// Contact name or address, or `#GROUP`.
         name: String,
         /// How many messages.
         #[arg(long, default_value_t = 20)]
@@ -165,11 +169,19 @@ enum Command {
         /// The new address.
         address: String,
     },
-    /// Interactive chat: type to send, incoming messages appear as they arrive.
+    /// Interactive chat: type to send, incoming messages appear as they
+    /// arrive. `#NAME` talks in a group.
     Talk {
-        /// Contact name or address.
+        /// Contact name or address, or `#GROUP`.
         name: String,
     },
+    /// Group chats: create, add, remove, leave, rename, members.
+    Group {
+        #[command(subcommand)]
+        command: group::GroupCommand,
+    },
+    /// List your groups and their members.
+    Groups,
     /// Write this profile's identity, contacts and whole history to a new
     /// encrypted archive (a backup, or to move to a new device).
     Export {
@@ -401,6 +413,9 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
                 );
             }
         }
+        Command::Send { name, text } if group::group_name(&name).is_some() => {
+            group::send(client, group::group_name(&name).unwrap_or_default(), &text).await?
+        }
         Command::Send { name, text } => {
             // Offline first: without the relay, a message to someone we
             // already talk to is stored and goes out on the next connection.
@@ -422,8 +437,21 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
         }
         Command::Sync => {
             let mut incoming = client.incoming();
+            let mut events = client.events();
             connect(client).await?;
             let result = client.sync().await;
+            while let Ok(Some(event)) =
+                tokio::time::timeout(std::time::Duration::from_millis(50), events.next()).await
+            {
+                if let sotto::ClientEvent::GroupMessage(m) = event {
+                    let who = group::member_names(client, &[m.from]).await.remove(0);
+                    println!(
+                        "#{} {who}: {}",
+                        m.group_name,
+                        String::from_utf8_lossy(&m.body)
+                    );
+                }
+            }
             // What was stored is shown even when part of the mailbox could
             // not be (it stays on the relay, and the error says why).
             while let Ok(Some(m)) =
@@ -437,6 +465,9 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             }
             let count = result.map_err(s)?;
             println!("{count} new message(s).");
+        }
+        Command::History { name, limit } if group::group_name(&name).is_some() => {
+            group::history(client, group::group_name(&name).unwrap_or_default(), limit).await?
         }
         Command::History { name, limit } => {
             let items = client.history(&name, None, limit).await.map_err(s)?;
@@ -489,7 +520,12 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             client.refuse_identity_change(&address).await.map_err(s)?;
             println!("Refused: nothing changed.");
         }
-        Command::Talk { name } => talk::talk(client, &name).await?,
+        Command::Talk { name } => match group::group_name(&name) {
+            Some(group) => group::talk(client, group).await?,
+            None => talk::talk(client, &name).await?,
+        },
+        Command::Group { command } => group::group(client, command).await?,
+        Command::Groups => group::list(client).await?,
         Command::Link {
             code: Some(code),
             no_history,

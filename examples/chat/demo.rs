@@ -242,7 +242,64 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> CliResult<ExitCode> {
         copy.seq
     );
 
-    println!("\n6. Transcript, from Alice's encrypted history");
+    println!("\n6. A group: Alice starts #lunch with Bob and Carol, then removes Carol");
+    let carol = Client::create(dir.join("carol"), CAROL_PASS, options(true))
+        .await
+        .map_err(s)?;
+    carol.register(&relay_addr).await.map_err(s)?;
+    for (who, name, other) in [
+        (&alice, "carol", &carol),
+        (&bob, "carol", &carol),
+        (&carol, "alice", &alice),
+        (&carol, "bob", &bob),
+    ] {
+        who.add_contact(name, &other.address()).await.map_err(s)?;
+    }
+    let mut bob_events = bob.events();
+    let mut carol_events = carol.events();
+    let mut computer_events = computer.events();
+    alice
+        .create_group("lunch", &["bob", "carol"])
+        .await
+        .map_err(s)?;
+    println!("  alice created #lunch with bob and carol (signed by her account key)");
+    let mut group_sent = Vec::new();
+    let first = "Lunch crew: noon at the noodle place.";
+    group_send(&alice, "alice", first, &mut group_sent).await?;
+    for (who, events) in [
+        ("bob", &mut bob_events),
+        ("carol", &mut carol_events),
+        ("alice's computer", &mut computer_events),
+    ] {
+        expect_group(events, who, first).await?;
+    }
+    let reply = "Count me in!";
+    group_send(&carol, "carol", reply, &mut group_sent).await?;
+    expect_group(&mut bob_events, "bob", reply).await?;
+    alice
+        .remove_from_group("lunch", &["carol"])
+        .await
+        .map_err(s)?;
+    println!("  alice removed carol: every remaining device makes a new sender key");
+    let after = "Carol can't come after all; just us two.";
+    group_send(&alice, "alice", after, &mut group_sent).await?;
+    expect_group(&mut bob_events, "bob", after).await?;
+    let _ = carol.sync().await;
+    let carol_has = carol.group_history("lunch", None, 100).await.map_err(s)?;
+    if carol_has
+        .iter()
+        .any(|i| i.body.as_deref() == Ok(after.as_bytes()))
+    {
+        return Err("carol read a message sent after her removal".into());
+    }
+    println!(
+        "  carol's history of #lunch: {} messages, none sent after her removal",
+        carol_has.len()
+    );
+    carol.disconnect().await;
+    drop(carol);
+
+    println!("\n7. Transcript, from Alice's encrypted history");
     let history = alice.history("bob", None, 100).await.map_err(s)?;
     for item in history.iter().rev() {
         let who = if item.outgoing { "alice" } else { "bob" };
@@ -272,7 +329,8 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> CliResult<ExitCode> {
     drop((alice, bob, computer, alice_in, bob_in));
     relay.shutdown().await;
 
-    println!("\n7. Looking for the plaintexts on disk");
+    println!("\n8. Looking for the plaintexts on disk");
+    script.sent.extend(group_sent);
     let files = files_to_scan(&dir);
     let mut found = Vec::new();
     let mut total = 0usize;
@@ -311,6 +369,42 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> CliResult<ExitCode> {
 }
 
 const COMPUTER_PASS: &[u8] = b"alice's computer demo passphrase";
+const CAROL_PASS: &[u8] = b"carol demo passphrase";
+
+/// Sends `text` to #lunch from `from` and keeps it for the scan.
+async fn group_send(
+    from: &Client,
+    name: &str,
+    text: &str,
+    sent: &mut Vec<String>,
+) -> CliResult<()> {
+    from.send_to_group("lunch", text.as_bytes())
+        .await
+        .map_err(|e| format!("{name} could not send to #lunch: {e}"))?;
+    println!("  {name:>5} -> #lunch {text}");
+    sent.push(text.to_owned());
+    Ok(())
+}
+
+/// Waits until `events` brings the group message `text`.
+async fn expect_group(events: &mut sotto::Events, who: &str, text: &str) -> CliResult<()> {
+    let got = tokio::time::timeout(WAIT, async {
+        while let Some(event) = events.next().await {
+            if let sotto::ClientEvent::GroupMessage(m) = event
+                && m.body == text.as_bytes()
+            {
+                return Some(m.seq);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| format!("{who} did not receive {text:?} in #lunch in time"))?;
+    println!("  {who:>5} <- #lunch {text}   [stored as #{got}]");
+    Ok(())
+}
 
 /// Links a new profile, Alice's computer, to her account, sends it her
 /// history and returns it, open as her account's device.
@@ -370,6 +464,7 @@ fn files_to_scan(dir: &Path) -> Vec<PathBuf> {
         dir.join("alice").join(sotto::PROFILE_DB),
         dir.join("alice-computer").join(sotto::PROFILE_DB),
         dir.join("bob").join(sotto::PROFILE_DB),
+        dir.join("carol").join(sotto::PROFILE_DB),
     ] {
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let mut name = base.clone().into_os_string();
