@@ -194,3 +194,161 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A removed member who keeps writing to the group (her client never
+/// took her removal) is set aside by everyone: nothing of
+/// hers shows up after her removal. A group message delivered twice (the
+/// receiver died after storing it, before acknowledging it) is stored
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_is_set_aside_and_a_crash_before_the_ack_stores_once() {
+    use sotto::{ClientOptions, DropReason, Fault};
+
+    let dir = tempfile::tempdir().unwrap();
+    let relay = sqlite_relay_with(&dir.path().join("relay.db"), unlimited_first_contacts()).await;
+    let addr = relay.local_addr().to_string();
+    let names = ["alice", "bob", "mallory"];
+    let mut all = people(dir.path(), &addr, &names).await;
+    for c in &all {
+        c.connect(&addr).await.unwrap();
+    }
+    let group = all[0]
+        .create_group("team", &["bob", "mallory"])
+        .await
+        .unwrap();
+    let hex = sotto::group_id_hex(&group);
+    for c in &all[1..] {
+        knows(c, &group).await;
+    }
+    all[2]
+        .send_to_group(&hex, b"mallory was here")
+        .await
+        .unwrap();
+    group_bodies(&all[1], &group, 1).await;
+    // Mallory is offline when Alice removes her; she comes back with a
+    // client that does not read its mailbox (so it never takes the
+    // removal) and writes to the group as she last knew it.
+    let mallory = all.pop().unwrap();
+    mallory.disconnect().await;
+    drop(mallory);
+    all[0].remove_from_group(&hex, &["mallory"]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while all[1].group(&hex).await.unwrap().members.len() != 2 {
+        let _ = all[1].sync().await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob sees it in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mallory = common::reopen_manual(dir.path(), "mallory").await;
+    mallory.connect(&addr).await.unwrap();
+    assert_eq!(mallory.group(&hex).await.unwrap().members.len(), 3);
+    let mut bob_events = all[1].events();
+    // Her client still lists everyone as she last knew, and sends.
+    let _ = mallory.send_to_group(&hex, b"i am still here").await;
+    let dropped = tokio::time::timeout(WAIT, async {
+        while let Some(event) = bob_events.next().await {
+            match event {
+                ClientEvent::Dropped {
+                    reason: DropReason::NotAMember,
+                } => return true,
+                ClientEvent::GroupMessage(m) => panic!("shown: {:?}", m),
+                _ => {}
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(dropped, "bob set mallory's message aside");
+    assert_eq!(group_bodies(&all[1], &group, 1).await.len(), 1);
+
+    // Bob dies after storing Alice's next message, before acknowledging.
+    let bob = all.pop().unwrap();
+    bob.disconnect().await;
+    drop(bob);
+    all[0].send_to_group(&hex, b"stored once").await.unwrap();
+    let crashing = common::reopen(
+        dir.path(),
+        "bob",
+        ClientOptions {
+            fault: Some(Fault::CrashBeforeAck),
+            ..common::options()
+        },
+    )
+    .await;
+    crashing.connect(&addr).await.unwrap();
+    let _ = crashing.sync().await;
+    crashing.disconnect().await;
+    drop(crashing);
+    let bob = common::reopen(dir.path(), "bob", common::options()).await;
+    bob.connect(&addr).await.unwrap();
+    let bodies = group_bodies(&bob, &group, 2).await;
+    assert_eq!(bodies, ["mallory was here", "stored once"]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = bob.sync().await;
+    assert_eq!(group_bodies(&bob, &group, 2).await.len(), 2, "stored once");
+    relay.shutdown().await;
+}
+
+/// Fifty members, most of whom do not know each other (they learn each
+/// other's access keys from the group's introductions): three of them
+/// write, one is removed in the middle, and exactly the right members
+/// read each message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_members_who_do_not_know_each_other_read_exactly_what_they_should() {
+    const N: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let relay = sqlite_relay_with(&dir.path().join("relay.db"), unlimited_first_contacts()).await;
+    let addr = relay.local_addr().to_string();
+    let names: Vec<String> = (0..N).map(|i| format!("m{i:02}")).collect();
+    let mut all = Vec::with_capacity(N);
+    for name in &names {
+        let c = client(dir.path(), name).await;
+        c.register(&addr).await.unwrap();
+        c.connect(&addr).await.unwrap();
+        all.push(c);
+    }
+    // Only the creator knows everyone.
+    for (name, c) in names.iter().zip(&all).skip(1) {
+        all[0].add_contact(name, &c.address()).await.unwrap();
+    }
+    let members: Vec<&str> = names[1..].iter().map(String::as_str).collect();
+    let group = all[0].create_group("fifty", &members).await.unwrap();
+    let hex = sotto::group_id_hex(&group);
+    for c in &all[1..] {
+        knows(c, &group).await;
+    }
+    all[0]
+        .send_to_group(&hex, b"one from the creator")
+        .await
+        .unwrap();
+    all[7].send_to_group(&hex, b"one from m07").await.unwrap();
+    for c in &all {
+        group_bodies(c, &group, 2).await;
+    }
+    all[0].remove_from_group(&hex, &["m49"]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while all[23].group(&hex).await.unwrap().members.len() != N - 1 {
+        let _ = all[23].sync().await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "m23 sees it in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    all[23]
+        .send_to_group(&hex, b"one from m23 after")
+        .await
+        .unwrap();
+    for c in &all[..N - 1] {
+        let bodies = group_bodies(c, &group, 3).await;
+        assert_eq!(bodies.len(), 3);
+        assert!(bodies.contains(&"one from m23 after".to_owned()));
+    }
+    let _ = all[N - 1].sync().await;
+    let removed = group_bodies(&all[N - 1], &group, 2).await;
+    assert_eq!(removed.len(), 2, "the removed member reads nothing after");
+    relay.shutdown().await;
+}

@@ -14,9 +14,6 @@ use super::types::{ClientEvent, DropReason, IncomingMessage, Step, Undecryptable
 use crate::error::{Error, Result};
 use crate::payload::ReceiptKind;
 
-/// Most group messages set aside at once for want of their sender key.
-const MAX_DEFERRED_GROUP_MESSAGES: usize = 1000;
-
 /// How an envelope ended, once acknowledged.
 pub(crate) enum Settled {
     Stored(Box<IncomingMessage>),
@@ -43,20 +40,6 @@ impl Shared {
                 Ok(())
             }
             _ => Ok(conn.ack(&[relay_id]).await.map(drop)?),
-        }
-    }
-
-    /// Sets a group message aside until its sender key comes (at most
-    /// [`MAX_DEFERRED_GROUP_MESSAGES`]; the relay keeps every one of them
-    /// until acknowledged, so one dropped here comes again on the next
-    /// connection).
-    fn defer_group_message(&self, envelope: Option<Envelope>) {
-        let Some(envelope) = envelope else { return };
-        let mut deferred = super::shared::lock(&self.deferred_group);
-        if deferred.len() < MAX_DEFERRED_GROUP_MESSAGES
-            && !deferred.iter().any(|e| e.id == envelope.id)
-        {
-            deferred.push(envelope);
         }
     }
 
@@ -165,7 +148,8 @@ impl Shared {
                 }
             };
             tracing::info!(outcome = outcome.label(), "envelope processed");
-            let envelope_copy = matches!(outcome, Outcome::GroupKeyPending).then_some(envelope);
+            let envelope_copy =
+                matches!(outcome, Outcome::GroupKeyPending { .. }).then_some(envelope);
             self.settle(conn, relay_id, outcome, envelope_copy).await
         }
         .instrument(span)
@@ -317,21 +301,31 @@ impl Shared {
                 conn.ack(&[relay_id]).await?;
                 self.owe_receipt(receipt);
                 match self.process_controls(&contact).await {
-                    Ok(true) => self.retry_deferred_group_messages(conn).await,
+                    Ok(true) => self.retry_deferred_group_messages().await,
                     Ok(false) => {}
                     Err(e) => self.report(Step::Groups, e),
                 }
                 Ok(Settled::Nothing)
             }
             Outcome::GroupMessage(message) => {
+                #[cfg(feature = "test-hooks")]
+                if self.options.fault == Some(super::types::Fault::CrashBeforeAck) {
+                    return Err(Error::TaskFailed);
+                }
                 self.emit(ClientEvent::GroupMessage((*message).clone()));
                 conn.ack(&[relay_id]).await?;
                 Ok(Settled::Nothing)
             }
-            Outcome::GroupKeyPending => {
-                // Not acknowledged: if it is still waiting when the client
-                // connects again, the relay delivers it again.
-                self.defer_group_message(envelope_copy);
+            Outcome::GroupKeyPending { group } => {
+                // Kept in the store (bounded per group), then acknowledged:
+                // it is read when its sender key comes.
+                if let Some(envelope) = envelope_copy {
+                    self.with_store(move |s| {
+                        s.defer_group_envelope(&group, &envelope.payload, now_ms())
+                    })
+                    .await?;
+                }
+                conn.ack(&[relay_id]).await?;
                 Ok(Settled::Nothing)
             }
             Outcome::UnknownDevice { .. } => {

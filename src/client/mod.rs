@@ -181,7 +181,6 @@ impl Client {
             link: Mutex::new(Default::default()),
             history_held: AtomicBool::new(false),
             held: tokio::sync::Notify::new(),
-            deferred_group: Mutex::new(Vec::new()),
         });
         Ok(Self {
             _lifetime: Arc::new(Lifetime {

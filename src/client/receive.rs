@@ -145,9 +145,10 @@ pub(crate) enum Outcome {
     Control { contact: String, receipt: Owed },
     /// A group message, committed to the group's history.
     GroupMessage(Box<crate::client::groups::IncomingGroupMessage>),
-    /// A group message whose sender key has not come yet: set it aside
-    /// (unacknowledged) and try again when it comes.
-    GroupKeyPending,
+    /// A message of group `group` whose sender key has not come yet: set
+    /// it aside in the store, acknowledge it, and try it again when a
+    /// sender key comes.
+    GroupKeyPending { group: sotto_core::group::GroupId },
 }
 
 impl Outcome {
@@ -167,7 +168,7 @@ impl Outcome {
             Self::History { .. } => "history transfer",
             Self::Control { .. } => "group control",
             Self::GroupMessage(_) => "group message",
-            Self::GroupKeyPending => "group message waiting for its key",
+            Self::GroupKeyPending { .. } => "group message waiting for its key",
         }
     }
 }

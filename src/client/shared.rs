@@ -65,9 +65,6 @@ pub(crate) struct Shared {
     pub(crate) history_held: AtomicBool,
     /// Wakes the background when something starts waiting to be retried.
     pub(crate) held: tokio::sync::Notify,
-    /// Group messages set aside (unacknowledged) until their sender key
-    /// comes.
-    pub(crate) deferred_group: Mutex<Vec<sotto_relay::Envelope>>,
 }
 
 impl Shared {

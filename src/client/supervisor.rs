@@ -104,7 +104,7 @@ impl Shared {
         // Controls left by a crash, or changes that came ahead of the one
         // they build on.
         match self.process_all_controls().await {
-            Ok(true) => self.retry_deferred_group_messages(conn).await,
+            Ok(true) => self.retry_deferred_group_messages().await,
             Ok(false) => {}
             Err(e) => self.report(Step::Groups, e),
         }

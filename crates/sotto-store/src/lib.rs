@@ -115,7 +115,7 @@ pub use devices::OutgoingTransfer;
 pub use error::{Error, Result, Row, UnlockMethod};
 pub use groups::{
     GROUP_CONVERSATION_PREFIX, GroupOutboxEntry, GroupReceive, GroupRecipient, GroupSend,
-    StoredGroup, group_conversation_id,
+    MAX_DEFERRED_PER_GROUP, StoredGroup, group_conversation_id,
 };
 pub use history::MAX_PAGE;
 pub use options::{

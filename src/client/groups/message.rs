@@ -482,14 +482,14 @@ pub(crate) fn receive(
         return Ok(Outcome::Dropped(DropReason::NotAMember));
     }
     let Some(bytes) = store.group_receiver(&group, sender)? else {
-        return Ok(Outcome::GroupKeyPending);
+        return Ok(Outcome::GroupKeyPending { group });
     };
     let Ok(mut receiver) = SenderKeyReceiver::from_bytes(&bytes) else {
         return Ok(Outcome::Dropped(DropReason::BadGroupMessage));
     };
     let body = match receiver.decrypt(&message) {
         Ok(body) => zeroize::Zeroizing::new(body),
-        Err(GroupError::UnknownChain(_)) => return Ok(Outcome::GroupKeyPending),
+        Err(GroupError::UnknownChain(_)) => return Ok(Outcome::GroupKeyPending { group }),
         Err(GroupError::Duplicate { .. }) => return Ok(Outcome::Duplicate { receipt: None }),
         Err(_) => return Ok(Outcome::Dropped(DropReason::BadGroupMessage)),
     };
@@ -517,14 +517,36 @@ pub(crate) fn receive(
 }
 
 impl Shared {
-    /// Tries the group messages set aside for want of a sender key again.
-    pub(crate) async fn retry_deferred_group_messages(&self, conn: &RelayClient) {
-        let deferred = std::mem::take(&mut *super::super::shared::lock(&self.deferred_group));
-        for envelope in deferred {
-            // Boxed: receiving a control comes back here.
-            if let Err(e) = Box::pin(self.receive_one(conn, envelope)).await {
-                tracing::info!(error = %e, "a group message set aside still waits");
+    /// Tries the group messages set aside for want of a sender key again:
+    /// each one read now (or refused for good) leaves the store; the
+    /// others wait for the next sender key.
+    pub(crate) async fn retry_deferred_group_messages(&self) {
+        if let Err(e) = self.retry_deferred().await {
+            tracing::info!(error = %e, "group messages set aside not retried");
+        }
+    }
+
+    async fn retry_deferred(&self) -> Result<()> {
+        let groups: Vec<GroupId> = self
+            .with_store(|s| Ok(s.groups()?.into_iter().flatten().map(|g| g.id).collect()))
+            .await?;
+        for group in groups {
+            let waiting = self
+                .with_store(move |s| s.deferred_group_envelopes(&group))
+                .await?;
+            for (seq, envelope) in waiting {
+                let outcome = self.run_pipeline(envelope.to_vec()).await?;
+                match outcome {
+                    Outcome::GroupKeyPending { .. } => continue,
+                    Outcome::GroupMessage(message) => {
+                        self.emit(crate::client::types::ClientEvent::GroupMessage(*message));
+                    }
+                    _ => {}
+                }
+                self.with_store(move |s| s.delete_deferred_group_envelope(&group, seq))
+                    .await?;
             }
         }
+        Ok(())
     }
 }

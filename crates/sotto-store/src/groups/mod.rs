@@ -54,6 +54,16 @@ pub fn group_conversation_id(id: &GroupId) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Most group envelopes set aside per group for want of their sender key.
+pub const MAX_DEFERRED_PER_GROUP: u64 = 256;
+
+/// The conversation that holds group `id`'s envelopes set aside.
+fn deferred_conversation_id(id: &GroupId) -> String {
+    let mut out = group_conversation_id(id);
+    out.replace_range(..GROUP_CONVERSATION_PREFIX.len(), "#deferred:");
+    out
+}
+
 /// The prefix of a group's conversation id.
 pub const GROUP_CONVERSATION_PREFIX: &str = "#group:";
 
@@ -569,6 +579,67 @@ impl Store {
             author: Some(*received.author),
             body: Zeroizing::new(received.body.to_vec()),
         }))
+    }
+
+    /// Sets aside a group message's envelope (as the relay carried it)
+    /// that cannot be read yet: its sender key has not come. At most
+    /// [`MAX_DEFERRED_PER_GROUP`] wait per group; the oldest goes to make
+    /// room. Sealed like every message; read back with
+    /// [`deferred_group_envelopes`](Self::deferred_group_envelopes).
+    pub fn defer_group_envelope(&mut self, id: &GroupId, envelope: &[u8], now: u64) -> Result<()> {
+        crate::records::check_body(envelope)?;
+        self.write(|db, rng| {
+            let mut conversation = db.conversation_or_create(rng, &deferred_conversation_id(id))?;
+            if db.count_messages(&conversation.lookup)? >= MAX_DEFERRED_PER_GROUP {
+                if let Some((oldest, _)) = db
+                    .message_rows(&conversation.lookup, u64::MAX, usize::MAX)?
+                    .last()
+                {
+                    db.delete_message(&conversation.lookup, *oldest)?;
+                }
+            }
+            let seq = conversation.next_seq;
+            conversation.next_seq += 1;
+            let record = crate::records::encode_message(
+                Direction::Incoming,
+                DeliveryState::Received,
+                now,
+                &EnvelopeId::random(rng),
+                None,
+                envelope,
+            )?;
+            db.insert_message(rng, &conversation, seq, &record)?;
+            db.save_next_seq(&conversation)
+        })
+    }
+
+    /// The envelopes set aside for group `id`, oldest first, each with the
+    /// number to delete it by.
+    pub fn deferred_group_envelopes(&self, id: &GroupId) -> Result<Vec<(u64, Zeroizing<Vec<u8>>)>> {
+        self.read(|db| {
+            let Some(conversation) = db.conversation(&deferred_conversation_id(id))? else {
+                return Ok(Vec::new());
+            };
+            let rows = db.message_rows(&conversation.lookup, u64::MAX, usize::MAX)?;
+            let mut out: Vec<_> = rows
+                .into_iter()
+                .filter_map(|(seq, sealed)| {
+                    let message = db.open_message(&conversation, seq, &sealed.ok()?).ok()?;
+                    Some((seq, message.body))
+                })
+                .collect();
+            out.reverse();
+            Ok(out)
+        })
+    }
+
+    /// Deletes envelope `seq` set aside for group `id` (read at last, or
+    /// refused). Returns whether it was there.
+    pub fn delete_deferred_group_envelope(&mut self, id: &GroupId, seq: u64) -> Result<bool> {
+        self.write(|db, _| {
+            let lookup = db.conversation_lookup(&deferred_conversation_id(id));
+            db.delete_message(&lookup, seq)
+        })
     }
 
     /// A page of group `id`'s history, as [`history`](Self::history) pages
