@@ -590,13 +590,12 @@ impl Store {
         crate::records::check_body(envelope)?;
         self.write(|db, rng| {
             let mut conversation = db.conversation_or_create(rng, &deferred_conversation_id(id))?;
-            if db.count_messages(&conversation.lookup)? >= MAX_DEFERRED_PER_GROUP {
-                if let Some((oldest, _)) = db
+            if db.count_messages(&conversation.lookup)? >= MAX_DEFERRED_PER_GROUP
+                && let Some((oldest, _)) = db
                     .message_rows(&conversation.lookup, u64::MAX, usize::MAX)?
                     .last()
-                {
-                    db.delete_message(&conversation.lookup, *oldest)?;
-                }
+            {
+                db.delete_message(&conversation.lookup, *oldest)?;
             }
             let seq = conversation.next_seq;
             conversation.next_seq += 1;
