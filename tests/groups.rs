@@ -79,7 +79,7 @@ async fn a_group_of_five_talks_and_a_removed_member_reads_nothing_after() {
 
     let mut changes = bob.events();
     let group = alice
-        .create_group("friends", &["bob", "carol", "dave", "erin"])
+        .create_group("garden club 7f3a", &["bob", "carol", "dave", "erin"])
         .await
         .unwrap();
     for c in &all[1..] {
@@ -97,20 +97,22 @@ async fn a_group_of_five_talks_and_a_removed_member_reads_nothing_after() {
     .await
     .unwrap();
     assert!(joined.joined);
-    assert_eq!(joined.name, "friends");
-    let info = carol.group("friends").await.unwrap();
+    assert_eq!(joined.name, "garden club 7f3a");
+    let info = carol.group("garden club 7f3a").await.unwrap();
     assert_eq!(info.members.len(), 5);
 
     let hex = sotto::group_id_hex(&group);
     alice.send_to_group(&hex, b"hello everyone").await.unwrap();
-    bob.send_to_group("friends", b"hi from bob").await.unwrap();
+    bob.send_to_group("garden club 7f3a", b"hi from bob")
+        .await
+        .unwrap();
     for c in &all {
         let bodies = group_bodies(c, &group, 2).await;
         assert!(bodies.contains(&"hello everyone".to_owned()));
         assert!(bodies.contains(&"hi from bob".to_owned()));
     }
     // Each message names its author.
-    let items = carol.group_history("friends", None, 10).await.unwrap();
+    let items = carol.group_history(&hex, None, 10).await.unwrap();
     let from_bob = items
         .iter()
         .find(|i| i.body.as_deref() == Ok(&b"hi from bob"[..]))
@@ -119,7 +121,7 @@ async fn a_group_of_five_talks_and_a_removed_member_reads_nothing_after() {
 
     // Dave goes offline; Alice removes Erin; everyone talks on.
     dave.disconnect().await;
-    alice.remove_from_group("friends", &["erin"]).await.unwrap();
+    alice.remove_from_group(&hex, &["erin"]).await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     while !erin.group(&hex).await.unwrap().left {
         let _ = erin.sync().await;
@@ -177,6 +179,14 @@ async fn a_group_of_five_talks_and_a_removed_member_reads_nothing_after() {
                 entry.display()
             );
         }
+        // Nor the group's name or id: not the relay's files, not a store.
+        assert!(
+            !contains(&bytes, b"garden club 7f3a"),
+            "{}",
+            entry.display()
+        );
+        assert!(!contains(&bytes, group.as_bytes()), "{}", entry.display());
+        assert!(!contains(&bytes, hex.as_bytes()), "{}", entry.display());
         scanned += 1;
     }
     assert!(scanned > 10, "only {scanned} files");

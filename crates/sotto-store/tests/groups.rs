@@ -400,3 +400,40 @@ fn a_control_message_travels_like_a_message_and_waits_apart_from_the_chat() {
     let next = p.alice_sends("still there?");
     assert_eq!(common::deliver(&next, "alice", &mut p.bob), "still there?");
 }
+
+#[test]
+fn envelopes_set_aside_for_a_group_are_bounded_and_kept_in_order() {
+    let (_dir, mut store) = store();
+    store.put_group(&group()).unwrap();
+    let n = sotto_store::MAX_DEFERRED_PER_GROUP + 10;
+    for i in 0..n {
+        store
+            .defer_group_envelope(&GROUP, format!("envelope {i}").as_bytes(), T0)
+            .unwrap();
+    }
+    let waiting = store.deferred_group_envelopes(&GROUP).unwrap();
+    assert_eq!(waiting.len() as u64, sotto_store::MAX_DEFERRED_PER_GROUP);
+    // The oldest went to make room; the rest in arrival order.
+    assert_eq!(waiting[0].1.as_slice(), b"envelope 10");
+    assert_eq!(
+        waiting.last().unwrap().1.as_slice(),
+        format!("envelope {}", n - 1).as_bytes()
+    );
+    assert!(
+        store
+            .delete_deferred_group_envelope(&GROUP, waiting[0].0)
+            .unwrap()
+    );
+    assert_eq!(
+        store.deferred_group_envelopes(&GROUP).unwrap().len() as u64,
+        sotto_store::MAX_DEFERRED_PER_GROUP - 1
+    );
+    // Nothing of it is in the group's history.
+    assert!(
+        store
+            .group_history(&GROUP, None, 10)
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+}
