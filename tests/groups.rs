@@ -362,3 +362,184 @@ async fn fifty_members_who_do_not_know_each_other_read_exactly_what_they_should(
     assert_eq!(removed.len(), 2, "the removed member reads nothing after");
     relay.shutdown().await;
 }
+
+/// Group messages delivered out of order (3, 1, 2) are each stored once;
+/// a message sent while the sender is offline waits in its store and goes
+/// out when it connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_delivery_and_an_offline_sender_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = sqlite_relay_with(&dir.path().join("relay.db"), unlimited_first_contacts()).await;
+    let addr = relay.local_addr().to_string();
+    let mut all = people(dir.path(), &addr, &["alice", "bob"]).await;
+    for c in &all {
+        c.connect(&addr).await.unwrap();
+    }
+    let group = all[0].create_group("pair", &["bob"]).await.unwrap();
+    let hex = sotto::group_id_hex(&group);
+    knows(&all[1], &group).await;
+    all[0].send_to_group(&hex, b"zero").await.unwrap();
+    group_bodies(&all[1], &group, 1).await;
+
+    // Bob reads by hand: three messages, in the order 3, 1, 2.
+    let bob = all.pop().unwrap();
+    bob.disconnect().await;
+    drop(bob);
+    for text in ["one", "two", "three"] {
+        all[0].send_to_group(&hex, text.as_bytes()).await.unwrap();
+    }
+    let manual = common::reopen_manual(dir.path(), "bob").await;
+    manual.connect(&addr).await.unwrap();
+    let envelopes = manual.fetch_envelopes().await.unwrap();
+    assert_eq!(envelopes.len(), 3);
+    let mut envelopes: Vec<Option<_>> = envelopes.into_iter().map(Some).collect();
+    for index in [2usize, 0, 1] {
+        let envelope = envelopes[index].take().unwrap();
+        manual.receive_envelope(envelope).await.unwrap();
+    }
+    let bodies = group_bodies(&manual, &group, 4).await;
+    assert_eq!(bodies, ["zero", "three", "one", "two"]);
+    manual.disconnect().await;
+    drop(manual);
+
+    // Alice writes offline: stored, queued, sent on connecting.
+    all[0].disconnect().await;
+    let sent = all[0]
+        .send_to_group(&hex, b"written offline")
+        .await
+        .unwrap();
+    assert_eq!(sent.status, sotto::SendStatus::Queued);
+    all[0].connect(&addr).await.unwrap();
+    let bob = common::reopen(dir.path(), "bob", common::options()).await;
+    bob.connect(&addr).await.unwrap();
+    let bodies = group_bodies(&bob, &group, 5).await;
+    assert_eq!(bodies.last().map(String::as_str), Some("written offline"));
+    assert_eq!(bodies.len(), 5);
+    relay.shutdown().await;
+}
+
+/// A seeded random schedule of adds, removes, leaves and sends among six
+/// accounts (each step waits until every device has it): every member
+/// ends with the same member list, and each message is in the history of
+/// exactly the accounts that were members when it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_schedules_keep_membership_and_histories_consistent() {
+    use rand::{RngExt, SeedableRng};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let dir = tempfile::tempdir().unwrap();
+    let relay = sqlite_relay_with(&dir.path().join("relay.db"), unlimited_first_contacts()).await;
+    let addr = relay.local_addr().to_string();
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let all = people(dir.path(), &addr, &names).await;
+    for c in &all {
+        c.connect(&addr).await.unwrap();
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    // The creator ("a", the only one who adds and removes others here)
+    // starts with b and c.
+    let group = all[0].create_group("mix", &["b", "c"]).await.unwrap();
+    let hex = sotto::group_id_hex(&group);
+    let mut members: BTreeSet<usize> = [0, 1, 2].into();
+    // What each account should have read: message text -> readers.
+    let mut expected: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let settle = |members: BTreeSet<usize>| {
+        let all = &all;
+        let hex = hex.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let mut agreed = true;
+                for &m in &members {
+                    let _ = all[m].sync().await;
+                    match all[m].group(&hex).await {
+                        Ok(info) if info.members.len() == members.len() && !info.left => {}
+                        _ => agreed = false,
+                    }
+                }
+                if agreed {
+                    return;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "membership settles");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    settle(members.clone()).await;
+    let mut sent = 0;
+    for step in 0..24 {
+        let outsiders: Vec<usize> = (1..names.len()).filter(|i| !members.contains(i)).collect();
+        let insiders: Vec<usize> = members.iter().copied().filter(|&i| i != 0).collect();
+        match rng.random_range(0..10) {
+            0..=1 if !outsiders.is_empty() => {
+                let who = outsiders[rng.random_range(0..outsiders.len())];
+                all[0].add_to_group(&hex, &[names[who]]).await.unwrap();
+                members.insert(who);
+            }
+            2 if insiders.len() > 1 => {
+                let who = insiders[rng.random_range(0..insiders.len())];
+                all[0].remove_from_group(&hex, &[names[who]]).await.unwrap();
+                members.remove(&who);
+            }
+            3 if insiders.len() > 1 => {
+                // A non-creator member leaves on its own account device.
+                let who = insiders[rng.random_range(0..insiders.len())];
+                all[who].leave_group(&hex).await.unwrap();
+                members.remove(&who);
+            }
+            _ => {
+                let list: Vec<usize> = members.iter().copied().collect();
+                let who = list[rng.random_range(0..list.len())];
+                let text = format!("step {step} from {}", names[who]);
+                all[who].send_to_group(&hex, text.as_bytes()).await.unwrap();
+                for &m in &members {
+                    expected.entry(m).or_default().push(text.clone());
+                }
+                sent += 1;
+            }
+        }
+        settle(members.clone()).await;
+        // Everyone has what was sent to them so far.
+        for (&m, texts) in &expected {
+            if members.contains(&m) {
+                let _ = all[m].sync().await;
+            }
+            let have = group_bodies(&all[m], &group, texts.len()).await;
+            for text in texts {
+                assert!(have.contains(text), "{} misses {text:?}", names[m]);
+            }
+        }
+    }
+    assert!(sent > 5, "the schedule sent only {sent} messages");
+    // Nobody has a message they should not have, and nothing twice.
+    for (i, c) in all.iter().enumerate() {
+        let mine = expected.get(&i).cloned().unwrap_or_default();
+        let have = match c.group_history(&hex, None, 1000).await {
+            Ok(items) => items
+                .into_iter()
+                .map(|i| String::from_utf8(i.body.unwrap()).unwrap())
+                .collect::<Vec<_>>(),
+            Err(_) => Vec::new(),
+        };
+        let mut sorted_have = have.clone();
+        sorted_have.sort();
+        let mut sorted_mine = mine.clone();
+        sorted_mine.sort();
+        assert_eq!(sorted_have, sorted_mine, "{}'s history", names[i]);
+    }
+    let mut lists: BTreeSet<Vec<String>> = BTreeSet::new();
+    for &m in &members {
+        let mut list: Vec<String> = all[m]
+            .group(&hex)
+            .await
+            .unwrap()
+            .members
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        list.sort();
+        lists.insert(list);
+    }
+    assert_eq!(lists.len(), 1, "every member holds the same member list");
+    relay.shutdown().await;
+}
