@@ -161,11 +161,16 @@ impl Client {
         tracing::info!("link offer sent");
         let answer = tokio::time::timeout(timeout, rx).await;
         lock(&shared.link).offered = None;
-        match answer {
-            Ok(Ok(linked)) => linked,
-            Ok(Err(_)) => Err(Error::NoLinkUnderWay),
-            Err(_) => Err(Error::LinkTimedOut),
+        let linked = match answer {
+            Ok(Ok(linked)) => linked?,
+            Ok(Err(_)) => return Err(Error::NoLinkUnderWay),
+            Err(_) => return Err(Error::LinkTimedOut),
+        };
+        // The new device learns the account's groups (docs/groups.md).
+        if let Err(e) = shared.share_groups_with_own_devices(&conn).await {
+            shared.report(super::types::Step::Groups, e);
         }
+        Ok(linked)
     }
 
     /// Removes device `id` from this account (only on the account's

@@ -39,10 +39,13 @@ impl Shared {
         let Ok(address) = contact.parse::<Address>() else {
             return Ok(false);
         };
+        // The account as the store has it now: a device linked while this
+        // client ran took its account's key then.
+        let me = self.with_store(|s| s.account_key()).await?;
         let mut key_taken = false;
         for control in controls {
             let seq = control.seq;
-            let acted = match self.act(&address, control).await {
+            let acted = match self.act(&me, &address, control).await {
                 Ok(acted) => acted,
                 Err(e) => {
                     tracing::warn!(error = %e, "group control not acted on; it stays");
@@ -71,11 +74,11 @@ impl Shared {
         Ok(key_taken)
     }
 
-    async fn act(&self, contact: &Address, control: Control) -> Result<Acted> {
+    async fn act(&self, me: &IdentityKey, contact: &Address, control: Control) -> Result<Acted> {
         // The account that sent it: ours for a copy from one of our
         // devices, else the contact's (its session authenticated it).
         let sender = if control.own {
-            self.account
+            *me
         } else {
             *contact.identity_key()
         };
@@ -89,12 +92,12 @@ impl Shared {
                     .await
             }
             control::Control::Change { change, intros } => {
-                self.introduce(&intros).await?;
-                self.take_change(&sender, &change).await
+                self.introduce(me, &intros).await?;
+                self.take_change(me, &sender, &change).await
             }
             control::Control::Join { state, intros } => {
-                self.introduce(&intros).await?;
-                self.take_join(&sender, &state).await
+                self.introduce(me, &intros).await?;
+                self.take_join(me, &sender, &state).await
             }
         }
     }
@@ -138,7 +141,12 @@ impl Shared {
     }
 
     /// Applies a membership change from `sender`.
-    async fn take_change(&self, sender: &IdentityKey, bytes: &[u8]) -> Result<Acted> {
+    async fn take_change(
+        &self,
+        me: &IdentityKey,
+        sender: &IdentityKey,
+        bytes: &[u8],
+    ) -> Result<Acted> {
         let Ok(change) = SignedChange::from_bytes(bytes) else {
             return Ok(Acted::Done);
         };
@@ -162,10 +170,10 @@ impl Shared {
             let Ok(state) = GroupState::from_create(&change, sender) else {
                 return Ok(Acted::Done);
             };
-            if !state.is_member(&self.account) {
+            if !state.is_member(me) {
                 return Ok(Acted::Done);
             }
-            self.joined(state, change.author()).await?;
+            self.joined(me, state, change.author()).await?;
             return Ok(Acted::Done);
         };
         let before = accounts(&state);
@@ -191,8 +199,8 @@ impl Shared {
             .collect();
         let renamed = matches!(change.kind(), ChangeKind::Rename { .. });
         let was_left = stored.left;
-        self.store_applied(stored, &state, &removed).await?;
-        let left = !state.is_member(&self.account);
+        self.store_applied(me, stored, &state, &removed).await?;
+        let left = !state.is_member(me);
         self.emit(ClientEvent::GroupChanged(GroupChange {
             group,
             name: state.name().to_owned(),
@@ -208,9 +216,15 @@ impl Shared {
 
     /// Takes the state of a group this account was added to, from the
     /// member `sender` who added it.
-    async fn take_join(&self, sender: &IdentityKey, bytes: &[u8]) -> Result<Acted> {
-        let Ok(state) = GroupState::join(bytes, sender, &self.account) else {
-            return Ok(Acted::Done);
+    async fn take_join(
+        &self,
+        me: &IdentityKey,
+        sender: &IdentityKey,
+        bytes: &[u8],
+    ) -> Result<Acted> {
+        let state = match GroupState::join(bytes, sender, me) {
+            Ok(s) => s,
+            Err(_) => return Ok(Acted::Done),
         };
         let group = state.id();
         let known = self
@@ -219,12 +233,12 @@ impl Shared {
         if known {
             return Ok(Acted::Done);
         }
-        self.joined(state, sender).await?;
+        self.joined(me, state, sender).await?;
         Ok(Acted::Done)
     }
 
     /// Stores a group this account is a member of now, and says so.
-    async fn joined(&self, state: GroupState, by: &IdentityKey) -> Result<()> {
+    async fn joined(&self, me: &IdentityKey, state: GroupState, by: &IdentityKey) -> Result<()> {
         let stored = StoredGroup {
             id: state.id(),
             state: state.to_bytes(),
@@ -233,7 +247,7 @@ impl Shared {
             left: false,
         };
         self.with_store(move |s| s.put_group(&stored)).await?;
-        let me = self.account;
+        let me = *me;
         self.emit(ClientEvent::GroupChanged(GroupChange {
             group: state.id(),
             name: state.name().to_owned(),
@@ -253,9 +267,9 @@ impl Shared {
 
     /// Makes each introduced member a (nameless) contact with the access
     /// key to write to it, unless known already.
-    async fn introduce(&self, intros: &[Intro]) -> Result<()> {
+    async fn introduce(&self, me: &IdentityKey, intros: &[Intro]) -> Result<()> {
         let intros = intros.to_vec();
-        let me = self.account;
+        let me = *me;
         self.with_store(move |s| {
             for intro in intros.iter().filter(|i| i.account != me) {
                 let id = contact_id(&intro.account);

@@ -378,7 +378,9 @@ impl Client {
             change.kind(),
             sotto_core::group::membership::ChangeKind::Rename { .. }
         );
-        self.shared.store_applied(stored, &state, &removed).await?;
+        self.shared
+            .store_applied(&self.shared.account, stored, &state, &removed)
+            .await?;
         // Everyone who was or is a member hears of it: the removed learn
         // they are out; the added get the state instead.
         let told: Vec<IdentityKey> = before
@@ -444,6 +446,7 @@ impl Shared {
     /// the group marked left.
     pub(crate) async fn store_applied(
         &self,
+        me: &IdentityKey,
         mut stored: StoredGroup,
         state: &GroupState,
         removed: &[IdentityKey],
@@ -453,12 +456,12 @@ impl Shared {
             stored.sender_key = None;
             stored.shared_with.clear();
         }
-        if !state.is_member(&self.account) {
+        if !state.is_member(me) {
             stored.left = true;
             stored.sender_key = None;
         }
         let removed = removed.to_vec();
-        let account = self.account;
+        let account = *me;
         self.with_store(move |s| {
             s.put_group(&stored)?;
             for gone in removed.iter().filter(|a| **a != account) {
@@ -520,6 +523,32 @@ impl Shared {
             for account in accounts {
                 self.send_group_control(conn, account, body).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Tells this account's other devices (one just linked) of every group
+    /// it is in: each group's state goes, as a join, to one other member,
+    /// and the fan-out copies it to our own devices (a member that has the
+    /// group ignores it). Our devices get the members' sender keys when
+    /// those next write, as any device new to them.
+    pub(crate) async fn share_groups_with_own_devices(
+        &self,
+        conn: &sotto_relay::RelayClient,
+    ) -> Result<()> {
+        let groups = self
+            .with_store(|s| Ok(s.groups()?.into_iter().flatten().collect::<Vec<_>>()))
+            .await?;
+        for stored in groups.into_iter().filter(|g| !g.left) {
+            let Ok(state) = parse_state(&stored) else {
+                continue;
+            };
+            let Some(member) = accounts(&state).into_iter().find(|a| *a != self.account) else {
+                continue;
+            };
+            let intros = self.intros(&state).await?;
+            let body = control::join(&state.to_bytes(), &intros);
+            self.send_group_control(conn, &member, &body).await?;
         }
         Ok(())
     }
