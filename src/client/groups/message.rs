@@ -260,15 +260,33 @@ impl Shared {
         let reference = BodyReference::new(&entry.body_key, &entry.blob)
             .map_err(|e| Error::Store(sotto_store::Error::Protocol(e)))?;
         let reference = reference.to_bytes();
+        // The access key to present for each member account, read at once.
+        let access_keys = {
+            let (me, own) = (self.account, self.access_key.clone());
+            let mut accounts: Vec<IdentityKey> =
+                entry.recipients.iter().map(|r| r.account).collect();
+            accounts.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            accounts.dedup();
+            self.with_store(move |s| {
+                let mut keys = std::collections::HashMap::new();
+                for account in accounts {
+                    let key = if account == me {
+                        Some(own.clone())
+                    } else {
+                        access_key_of(s, &contact_id(&account), &account)?
+                    };
+                    keys.insert(*account.as_bytes(), key);
+                }
+                Ok(keys)
+            })
+            .await?
+        };
         let mut sends = Vec::with_capacity(entry.recipients.len());
         for recipient in &entry.recipients {
-            let access = if recipient.account == self.account {
-                Some(self.access_key.clone())
-            } else {
-                let (id, account) = (contact_id(&recipient.account), recipient.account);
-                self.with_store(move |s| access_key_of(s, &id, &account))
-                    .await?
-            };
+            let access = access_keys
+                .get(recipient.account.as_bytes())
+                .cloned()
+                .flatten();
             let payload = payload::encode_device_message(
                 payload::KIND_GROUP_MESSAGE,
                 entry.id.as_bytes(),
