@@ -43,6 +43,7 @@ pub mod group;
 #[cfg(feature = "hazmat")]
 pub mod hazmat;
 pub mod keys;
+mod message_aead;
 pub mod pad;
 pub(crate) mod ratchet;
 mod safety;

@@ -382,6 +382,18 @@ impl Store {
         envelope: &Envelope<'_>,
         detached_body: Option<&[u8]>,
     ) -> Result<Received> {
+        self.receive_single(envelope, detached_body, false)
+    }
+
+    /// One envelope in its own transaction (see
+    /// [`receive_with_body`](Self::receive_with_body) and
+    /// [`receive_control`](Self::receive_control)).
+    fn receive_single(
+        &mut self,
+        envelope: &Envelope<'_>,
+        detached_body: Option<&[u8]>,
+        control: bool,
+    ) -> Result<Received> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -394,7 +406,7 @@ impl Store {
             &mut batch,
             envelope,
             detached_body,
-            false,
+            control,
         )??;
         batch.flush(&db, &mut self.rng)?;
         self.faults.check(FaultPoint::ReceiveBeforeCommit)?;
@@ -419,28 +431,7 @@ impl Store {
     /// acted on must therefore be safe to act on twice (a crash between
     /// the two).
     pub fn receive_control(&mut self, envelope: &Envelope<'_>) -> Result<Received> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let db = Db::new(&tx, &self.keys);
-        let mut batch = Batch::default();
-        let received = receive_one(
-            &db,
-            &mut self.rng,
-            &mut self.faults,
-            &mut batch,
-            envelope,
-            None,
-            true,
-        )??;
-        batch.flush(&db, &mut self.rng)?;
-        self.faults.check(FaultPoint::ReceiveBeforeCommit)?;
-        tx.commit()?;
-        self.faults.check(FaultPoint::ReceiveAfterCommit)?;
-        if batch.consumed_one_time_prekey {
-            self.checkpoint()?;
-        }
-        Ok(received)
+        self.receive_single(envelope, None, true)
     }
 
     /// Receives many envelopes in ONE transaction (one durable commit),

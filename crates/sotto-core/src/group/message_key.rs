@@ -7,14 +7,7 @@
 //! info string of its own, so a group message key can never be taken for
 //! a one-to-one one or the other way round.
 
-use std::sync::LazyLock;
-
-use chacha20poly1305::aead::AeadInOut;
-use chacha20poly1305::aead::inout::InOutBuf;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag};
-use hkdf::HkdfExtract;
-use sha2::Sha256;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use super::error::{GroupError, GroupResult};
 use crate::keys::Secret32;
@@ -23,28 +16,11 @@ use crate::wire::TAG_LEN;
 /// HKDF info string of group message keys.
 pub const GROUP_MESSAGE_INFO: &[u8] = b"Sotto_GroupMessage_v1";
 
-/// The HKDF-Extract state keyed with the all-zero salt, built once.
-static ZERO_SALT_EXTRACT: LazyLock<HkdfExtract<Sha256>> =
-    LazyLock::new(|| HkdfExtract::<Sha256>::new(Some(&[0u8; 32])));
-
 /// A message key MK of a sender key chain, with its iteration.
 #[derive(Clone, Debug)]
 pub(crate) struct GroupMessageKey {
     iteration: u32,
     key: Secret32,
-}
-
-/// The AEAD key and nonce derived from a message key; wiped on drop.
-struct AeadKey {
-    key: [u8; 32],
-    nonce: [u8; 12],
-}
-
-impl Drop for AeadKey {
-    fn drop(&mut self) {
-        self.key.zeroize();
-        self.nonce.zeroize();
-    }
 }
 
 impl GroupMessageKey {
@@ -66,34 +42,20 @@ impl GroupMessageKey {
         &self.key
     }
 
-    fn aead_key(&self) -> AeadKey {
-        let mut extract = ZERO_SALT_EXTRACT.clone();
-        extract.input_ikm(self.key.as_bytes());
-        let (_prk, hkdf) = extract.finalize();
-        let mut okm = Zeroizing::new([0u8; 44]);
-        // 44 <= 255 * 32: expand cannot fail for this length.
-        let _ = hkdf.expand(GROUP_MESSAGE_INFO, okm.as_mut());
-        let mut out = AeadKey {
-            key: [0u8; 32],
-            nonce: [0u8; 12],
-        };
-        out.key.copy_from_slice(&okm[..32]);
-        out.nonce.copy_from_slice(&okm[32..]);
-        out
+    #[cfg(test)]
+    fn aead_key(&self) -> crate::message_aead::AeadKey {
+        crate::message_aead::aead_key(GROUP_MESSAGE_INFO, &self.key)
     }
 
     /// Encrypts `buf` in place and returns the tag.
     pub(crate) fn seal(&self, aad: &[u8], buf: &mut [u8]) -> GroupResult<[u8; TAG_LEN]> {
-        let k = self.aead_key();
-        let tag = ChaCha20Poly1305::new((&k.key).into())
-            .encrypt_inout_detached(&Nonce::from(k.nonce), aad, buf.into())
-            .map_err(|_| GroupError::PlaintextTooLarge {
-                len: buf.len(),
+        let len = buf.len();
+        crate::message_aead::seal(GROUP_MESSAGE_INFO, &self.key, aad, buf).map_err(|_| {
+            GroupError::PlaintextTooLarge {
+                len,
                 max: crate::pad::MAX_PLAINTEXT_LEN,
-            })?;
-        let mut out = [0u8; TAG_LEN];
-        out.copy_from_slice(&tag);
-        Ok(out)
+            }
+        })
     }
 
     /// Decrypts `ciphertext` (without its tag) into `out`, which must have
@@ -106,11 +68,7 @@ impl GroupMessageKey {
         out: &mut [u8],
         tag: &[u8],
     ) -> GroupResult<()> {
-        let k = self.aead_key();
-        let tag = Tag::try_from(tag).map_err(|_| GroupError::AuthenticationFailed)?;
-        let buf = InOutBuf::new(ciphertext, out).map_err(|_| GroupError::AuthenticationFailed)?;
-        ChaCha20Poly1305::new((&k.key).into())
-            .decrypt_inout_detached(&Nonce::from(k.nonce), aad, buf, &tag)
+        crate::message_aead::open(GROUP_MESSAGE_INFO, &self.key, aad, ciphertext, out, tag)
             .map_err(|_| GroupError::AuthenticationFailed)
     }
 }
@@ -129,7 +87,7 @@ mod tests {
     fn key_and_nonce_are_hkdf_of_the_message_key() {
         let mk = GroupMessageKey::new(3, [9; 32]);
         let k = mk.aead_key();
-        let hk = hkdf::Hkdf::<Sha256>::new(Some(&[0u8; 32]), &[9; 32]);
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(&[0u8; 32]), &[9; 32]);
         let mut okm = [0u8; 44];
         hk.expand(b"Sotto_GroupMessage_v1", &mut okm).unwrap();
         assert_eq!(k.key, okm[..32]);
