@@ -65,8 +65,9 @@ impl Shared {
     pub(crate) async fn run_pipeline(&self, sealed: Vec<u8>) -> Result<Outcome> {
         let identity = self.identity.clone();
         let store = self.store.clone();
+        let groups = self.group_members.clone();
         super::shared::blocking(move || {
-            receive::receive(&mut lock(&store), &identity, &sealed, now_ms())
+            receive::receive(&mut lock(&store), &identity, &groups, &sealed, now_ms())
         })
         .await
     }

@@ -181,6 +181,7 @@ impl Client {
             link: Mutex::new(Default::default()),
             history_held: AtomicBool::new(false),
             held: tokio::sync::Notify::new(),
+            group_members: Default::default(),
         });
         Ok(Self {
             _lifetime: Arc::new(Lifetime {

@@ -180,6 +180,7 @@ impl Outcome {
 pub(crate) fn receive(
     store: &mut Store,
     me: &IdentityKeyPair,
+    groups: &super::groups::cache::MemberCache,
     sealed: &[u8],
     now: u64,
 ) -> sotto_store::Result<Outcome> {
@@ -271,7 +272,9 @@ pub(crate) fn receive(
         return device_message(store, &sender, &payload, detached, now);
     }
     if payload.kind == payload::KIND_GROUP_MESSAGE {
-        return super::groups::message::receive(store, me, &sender, &payload, detached, now);
+        return super::groups::message::receive(
+            store, me, groups, &sender, &payload, detached, now,
+        );
     }
 
     // A message from a primary device: the sender's access key, then the

@@ -93,7 +93,14 @@ impl Party {
     }
 
     fn receive(&mut self, sealed: &[u8]) -> Outcome {
-        receive(&mut self.store, &self.identity, sealed, T0 + 1).unwrap()
+        receive(
+            &mut self.store,
+            &self.identity,
+            &Default::default(),
+            sealed,
+            T0 + 1,
+        )
+        .unwrap()
     }
 }
 

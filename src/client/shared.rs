@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) history_held: AtomicBool,
     /// Wakes the background when something starts waiting to be retried.
     pub(crate) held: tokio::sync::Notify,
+    /// Each group's members and name, parsed once per state.
+    pub(crate) group_members: super::groups::cache::MemberCache,
 }
 
 impl Shared {

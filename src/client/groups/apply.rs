@@ -114,10 +114,16 @@ impl Shared {
             return Ok(Acted::Done);
         };
         let group = *distribution.group_id();
-        let Some(Loaded { stored, state }) = self.load_group(group).await.ok() else {
-            return Ok(Acted::Done);
-        };
-        if stored.left || !state.is_member(sender) {
+        let cache = self.group_members.clone();
+        let members = self
+            .with_store(move |s| {
+                Ok(match s.group(&group)? {
+                    Some(stored) if !stored.left => Some(cache.members(&stored)?),
+                    _ => None,
+                })
+            })
+            .await?;
+        if !members.is_some_and(|m| m.contains(sender)) {
             tracing::info!("a sender key from someone not in the group was dropped");
             return Ok(Acted::Done);
         }

@@ -14,7 +14,7 @@ use sotto_store::{
     Store,
 };
 
-use super::{IncomingGroupMessage, Loaded, accounts, parse_state};
+use super::IncomingGroupMessage;
 use crate::address::Address;
 use crate::client::Client;
 use crate::client::receive::Outcome;
@@ -33,20 +33,14 @@ impl Client {
     pub async fn send_to_group(&self, group: &str, text: &[u8]) -> Result<Sent> {
         let id = self.resolve_group(group).await?;
         let shared = &self.shared;
-        let Loaded { stored, state } = shared.load_group(id).await?;
-        if stored.left || !state.is_member(&shared.account) {
-            return Err(Error::NotAGroupMember);
-        }
+        let members = shared.group_members_of(id).await?;
         let conn = shared.live_connection();
         if let Some(conn) = &conn {
-            for account in accounts(&state)
-                .into_iter()
-                .filter(|a| *a != shared.account)
-            {
-                shared.ensure_member(conn, &account).await?;
+            for account in members.accounts.iter().filter(|a| **a != shared.account) {
+                shared.ensure_member(conn, account).await?;
             }
         }
-        let recipients = shared.recipients(&state).await?;
+        let recipients = shared.recipients(&members.accounts).await?;
         shared
             .share_sender_key(conn.as_deref(), id, &recipients)
             .await?;
@@ -112,6 +106,26 @@ fn encrypt_and_store(
 }
 
 impl Shared {
+    /// The members and name of group `id`, which this account must still
+    /// be in ([`Error::NotAGroupMember`]).
+    pub(crate) async fn group_members_of(
+        &self,
+        id: GroupId,
+    ) -> Result<std::sync::Arc<super::cache::Members>> {
+        let (account, cache) = (self.account, self.group_members.clone());
+        self.with_store_result(move |s| {
+            let Some(stored) = s.group(&id)? else {
+                return Ok(Err(Error::UnknownGroup(super::group_id_hex(&id))));
+            };
+            let members = cache.members(&stored)?;
+            if stored.left || !members.contains(&account) {
+                return Ok(Err(Error::NotAGroupMember));
+            }
+            Ok(Ok(members))
+        })
+        .await
+    }
+
     /// Makes sure `account` is a contact here (nameless if need be) with
     /// sessions with each of its devices.
     pub(crate) async fn ensure_member(
@@ -135,11 +149,8 @@ impl Shared {
 
     /// Every device a group message goes to: each device of each other
     /// member, and our own other devices.
-    async fn recipients(
-        &self,
-        state: &sotto_core::group::membership::GroupState,
-    ) -> Result<Vec<GroupRecipient>> {
-        let members = accounts(state);
+    async fn recipients(&self, members: &[IdentityKey]) -> Result<Vec<GroupRecipient>> {
+        let members = members.to_vec();
         let (me, my_device) = (self.account, *self.identity.public());
         self.with_store(move |s| {
             let mut out = Vec::new();
@@ -455,6 +466,7 @@ fn classify(error: &sotto_relay::ClientError) -> Option<SendFailure> {
 pub(crate) fn receive(
     store: &mut Store,
     me: &IdentityKeyPair,
+    groups: &super::cache::MemberCache,
     sender: &IdentityKey,
     payload: &payload::Payload<'_>,
     detached: Option<&[u8]>,
@@ -495,8 +507,8 @@ pub(crate) fn receive(
     let Some(stored) = store.group(&group)? else {
         return Ok(Outcome::Dropped(DropReason::NotAMember));
     };
-    let state = parse_state(&stored)?;
-    if stored.left || !state.is_member(&m.from_account) {
+    let members = groups.members(&stored)?;
+    if stored.left || !members.contains(&m.from_account) {
         return Ok(Outcome::Dropped(DropReason::NotAMember));
     }
     let Some(bytes) = store.group_receiver(&group, sender)? else {
@@ -524,7 +536,7 @@ pub(crate) fn receive(
     Ok(match received {
         Received::Stored(stored_message) => Outcome::GroupMessage(Box::new(IncomingGroupMessage {
             group,
-            group_name: state.name().to_owned(),
+            group_name: members.name.clone(),
             from: Address::of(&m.from_account),
             seq: stored_message.seq,
             body: stored_message.body.to_vec(),

@@ -9,6 +9,7 @@
 //! the group's messages.
 
 mod apply;
+pub(crate) mod cache;
 pub(crate) mod control;
 pub(crate) mod message;
 
