@@ -263,6 +263,18 @@ pub(crate) fn seal(
     sotto_core::sealed::seal(sender, recipient, payload, &mut rng).map_err(PayloadError::Sealed)
 }
 
+/// [`seal`] with the static part to that recipient computed before
+/// (sotto-core [`StaticSecret`](sotto_core::sealed::StaticSecret)).
+pub(crate) fn seal_with(
+    sender: &IdentityKeyPair,
+    static_shared: &sotto_core::sealed::StaticSecret,
+    payload: &[u8],
+) -> Result<Vec<u8>, PayloadError> {
+    let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+    sotto_core::sealed::seal_with(sender, static_shared, payload, &mut rng)
+        .map_err(PayloadError::Sealed)
+}
+
 /// Opens a sealed payload addressed to `local`, authenticating its sender.
 pub(crate) fn unseal(
     local: &IdentityKeyPair,

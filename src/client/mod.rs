@@ -182,6 +182,7 @@ impl Client {
             history_held: AtomicBool::new(false),
             held: tokio::sync::Notify::new(),
             group_members: Default::default(),
+            static_secrets: Mutex::new(std::collections::HashMap::new()),
         });
         Ok(Self {
             _lifetime: Arc::new(Lifetime {

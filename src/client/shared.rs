@@ -67,6 +67,36 @@ pub(crate) struct Shared {
     pub(crate) held: tokio::sync::Notify,
     /// Each group's members and name, parsed once per state.
     pub(crate) group_members: super::groups::cache::MemberCache,
+    /// The static part of sealing to each device a group message went to
+    /// (one Diffie-Hellman operation saved per envelope), at most
+    /// [`MAX_STATIC_SECRETS`]; wiped on drop.
+    pub(crate) static_secrets: Mutex<HashMap<[u8; 32], Arc<sotto_core::sealed::StaticSecret>>>,
+}
+
+/// Most static sealing secrets kept ([`Shared::static_secrets`]).
+pub(crate) const MAX_STATIC_SECRETS: usize = 4096;
+
+impl Shared {
+    /// The static part of sealing from this device to `device`, computed
+    /// once and kept.
+    pub(crate) fn static_secret(
+        &self,
+        device: &IdentityKey,
+    ) -> Result<Arc<sotto_core::sealed::StaticSecret>> {
+        if let Some(secret) = lock(&self.static_secrets).get(device.as_bytes()) {
+            return Ok(secret.clone());
+        }
+        let secret = Arc::new(
+            sotto_core::sealed::StaticSecret::new(&self.identity, device)
+                .map_err(|e| Error::Payload(crate::payload::PayloadError::Sealed(e)))?,
+        );
+        let mut secrets = lock(&self.static_secrets);
+        if secrets.len() >= MAX_STATIC_SECRETS {
+            secrets.clear();
+        }
+        secrets.insert(*device.as_bytes(), secret.clone());
+        Ok(secret)
+    }
 }
 
 impl Shared {

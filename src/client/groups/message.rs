@@ -307,7 +307,8 @@ impl Shared {
                 &recipient.account,
                 &*reference,
             );
-            let sealed = payload::seal(&self.identity, &recipient.device, &payload)?;
+            let static_shared = self.static_secret(&recipient.device)?;
+            let sealed = payload::seal_with(&self.identity, &static_shared, &payload)?;
             // The envelope is this header and then the blob.
             let header = payload::frame_detached(&sealed, &[]);
             sends.push(MultiRecipient::new(
