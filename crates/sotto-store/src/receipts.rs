@@ -138,11 +138,25 @@ impl Store {
                     continue;
                 };
                 let to = db.open_outbox(&conversation, &row)?.to;
-                let contact = conversation.contact.as_str();
+                // A control's entries name the contact whose sent-controls
+                // conversation holds them.
+                let control = crate::controls::contact_of_control(&conversation.contact);
+                let contact = control.unwrap_or(conversation.contact.as_str());
                 if crate::devices::peer_key(db, contact, to)?.as_ref() != Some(from) {
                     continue;
                 }
                 db.delete_outbox(&row.lookup)?;
+                if control.is_some() {
+                    // A control delivered to every device it went to has
+                    // done its work: it leaves the store.
+                    if db
+                        .outbox_rows_of_message(&conversation.lookup, row.seq)?
+                        .is_empty()
+                    {
+                        db.delete_message(&conversation.lookup, row.seq)?;
+                    }
+                    continue;
+                }
                 if to.is_own()
                     || !advance_state(db, rng, &conversation, row.seq, DeliveryState::Delivered)?
                 {

@@ -437,3 +437,64 @@ fn envelopes_set_aside_for_a_group_are_bounded_and_kept_in_order() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_control_confirmed_by_its_device_leaves_the_outbox_and_the_store() {
+    let mut p = common::pair();
+    let first = p.alice_sends("hello bob");
+    common::deliver(&first, "alice", &mut p.bob);
+    let sent = p
+        .alice
+        .send_control("bob", b"a sender key", T0, usize::MAX)
+        .unwrap();
+    let entry = &sent.entries[0];
+    p.alice.mark_sent(&entry.id, T0 + 1).unwrap();
+    // Someone else's receipt changes nothing.
+    let eve = key(77);
+    assert!(
+        p.alice
+            .confirm_delivery(&eve, &[entry.id])
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        p.alice
+            .outbox()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_ref().is_ok_and(|e| e.id == entry.id))
+            || p.alice
+                .overdue(u64::MAX, &Default::default())
+                .unwrap()
+                .iter()
+                .any(|e| e.as_ref().is_ok_and(|e| e.id == entry.id))
+    );
+    // Bob's device confirms it: not a chat message delivered, and gone.
+    let bob = *p.bob.identity().unwrap().public();
+    let confirmed = p.alice.confirm_delivery(&bob, &[entry.id]).unwrap();
+    assert!(confirmed.is_empty(), "{confirmed:?}");
+    assert!(
+        p.alice
+            .overdue(u64::MAX, &Default::default())
+            .unwrap()
+            .iter()
+            .all(|e| e.as_ref().is_ok_and(|e| e.id != entry.id))
+    );
+    assert_eq!(
+        p.alice
+            .history(
+                &format!("{}bob", sotto_store::SENT_CONTROL_CONVERSATION_PREFIX),
+                None,
+                10
+            )
+            .unwrap()
+            .messages()
+            .count(),
+        0
+    );
+    // The chat is untouched.
+    assert_eq!(
+        p.alice.history("bob", None, 10).unwrap().messages().count(),
+        1
+    );
+}
