@@ -150,12 +150,12 @@ pub(crate) async fn serve<S: Transport>(
     // a connection holds at most three.
     let (frames_tx, mut frames) = mpsc::channel(1);
     let authenticated = Arc::new(AtomicBool::new(false));
-    let reader = tokio::spawn(read_loop(
+    let reader = AbortOnDrop(tokio::spawn(read_loop(
         reader,
         shared.clone(),
         authenticated.clone(),
         frames_tx,
-    ));
+    )));
     let now = std::time::Instant::now();
     let opened = Instant::now();
     let limits = shared.config.rate_limit;
@@ -189,8 +189,20 @@ pub(crate) async fn serve<S: Transport>(
         })
         .await;
     }
-    reader.abort();
+    drop(reader);
     tracing::debug!(%peer, "connection closed");
+}
+
+/// The reader task, stopped when the connection's handler ends, also when
+/// the handler is cut (aborted at the end of a shutdown's grace period):
+/// the reader holds half of the stream, so the socket closes only when
+/// both are gone.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Cuts the stream into frames. Each frame must arrive completely within
