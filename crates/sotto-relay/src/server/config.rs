@@ -203,6 +203,8 @@ impl ServerConfig {
     }
 
     /// Checks the values are usable; the server refuses to start otherwise.
+    /// Each message names the setting it refuses, as the configuration
+    /// file spells it (docs/relay.md §8).
     pub fn validate(&self) -> Result<(), &'static str> {
         if self.server_id.is_empty() || self.server_id.len() > MAX_SERVER_ID_LEN {
             return Err("server_id must be 1 to 255 bytes");
@@ -213,21 +215,28 @@ impl ServerConfig {
         if self.fetch_page_size == 0 {
             return Err("fetch_page_size must be at least 1");
         }
-        if self.max_connections == 0 || self.max_connections_per_address == 0 {
-            return Err("max_connections and max_connections_per_address must be at least 1");
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1");
+        }
+        if self.max_connections_per_address == 0 {
+            return Err("max_connections_per_address must be at least 1");
         }
         // Otherwise a frame of the largest size could never be read.
         let max_frame = u64::from(self.max_frame_size);
-        if self.unauthenticated_frame_budget < max_frame
-            || self.authenticated_frame_budget < max_frame
-        {
-            return Err("the frame budgets must be at least max_frame_size");
+        if self.unauthenticated_frame_budget < max_frame {
+            return Err("unauthenticated_frame_budget must be at least max_frame_size");
+        }
+        if self.authenticated_frame_budget < max_frame {
+            return Err("authenticated_frame_budget must be at least max_frame_size");
         }
         if self.max_total_bytes == 0 {
             return Err("max_total_bytes must be at least 1");
         }
-        if self.envelope_ttl.is_zero() || self.sweep_interval.is_zero() {
-            return Err("envelope_ttl and sweep_interval must be positive");
+        if self.envelope_ttl.is_zero() {
+            return Err("envelope_ttl must be positive");
+        }
+        if self.sweep_interval.is_zero() {
+            return Err("sweep_interval must be positive");
         }
         // Otherwise an envelope of the largest size could never be sent.
         if self.connection_send_budget < max_payload_len(self.max_frame_size) as u64 {
@@ -235,27 +244,45 @@ impl ServerConfig {
         }
         let r = &self.rate_limit;
         let positive = |v: f64| v.is_finite() && v > 0.0;
-        if !(positive(r.requests_per_second)
-            && positive(r.request_burst)
-            && positive(r.bytes_per_second)
-            && positive(r.byte_burst))
-        {
-            return Err("rate limits must be positive and finite");
+        let rates = [
+            (
+                r.requests_per_second,
+                "rate_limit.requests_per_second must be positive and finite",
+            ),
+            (
+                r.request_burst,
+                "rate_limit.request_burst must be positive and finite",
+            ),
+            (
+                r.bytes_per_second,
+                "rate_limit.bytes_per_second must be positive and finite",
+            ),
+            (
+                r.byte_burst,
+                "rate_limit.byte_burst must be positive and finite",
+            ),
+        ];
+        if let Some((_, message)) = rates.iter().find(|(v, _)| !positive(*v)) {
+            return Err(message);
         }
-        if self.handshake_timeout.is_zero()
-            || self.unauthenticated_timeout.is_zero()
-            || self.idle_timeout.is_zero()
-            || self.frame_timeout.is_zero()
-            || self.write_timeout.is_zero()
-        {
-            return Err("timeouts must be positive");
+        let timeouts = [
+            (self.handshake_timeout, "handshake_timeout must be positive"),
+            (
+                self.unauthenticated_timeout,
+                "unauthenticated_timeout must be positive",
+            ),
+            (self.idle_timeout, "idle_timeout must be positive"),
+            (self.frame_timeout, "frame_timeout must be positive"),
+            (self.write_timeout, "write_timeout must be positive"),
+        ];
+        if let Some((_, message)) = timeouts.iter().find(|(t, _)| t.is_zero()) {
+            return Err(message);
         }
-        if self.first_contact.interval < Duration::from_secs(1)
-            || self.first_contact.tracked_mailboxes == 0
-        {
-            return Err(
-                "first_contact.interval must be at least 1 s and tracked_mailboxes at least 1",
-            );
+        if self.first_contact.interval < Duration::from_secs(1) {
+            return Err("first_contact.interval must be at least 1 s");
+        }
+        if self.first_contact.tracked_mailboxes == 0 {
+            return Err("first_contact.tracked_mailboxes must be at least 1");
         }
         Ok(())
     }

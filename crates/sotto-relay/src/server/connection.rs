@@ -25,6 +25,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::first_contact::FirstContacts;
 use super::frame_budget::FrameCharge;
 use super::hub::MailboxSignal;
+use super::metrics::RequestKind;
 use super::rate_limit::TokenBucket;
 use super::{Shared, Transport, shutdown_requested};
 use crate::address::MailboxAddress;
@@ -150,12 +151,12 @@ pub(crate) async fn serve<S: Transport>(
     // a connection holds at most three.
     let (frames_tx, mut frames) = mpsc::channel(1);
     let authenticated = Arc::new(AtomicBool::new(false));
-    let reader = tokio::spawn(read_loop(
+    let reader = AbortOnDrop(tokio::spawn(read_loop(
         reader,
         shared.clone(),
         authenticated.clone(),
         frames_tx,
-    ));
+    )));
     let now = std::time::Instant::now();
     let opened = Instant::now();
     let limits = shared.config.rate_limit;
@@ -189,8 +190,20 @@ pub(crate) async fn serve<S: Transport>(
         })
         .await;
     }
-    reader.abort();
+    drop(reader);
     tracing::debug!(%peer, "connection closed");
+}
+
+/// The reader task, stopped when the connection's handler ends, also when
+/// the handler is cut (aborted at the end of a shutdown's grace period):
+/// the reader holds half of the stream, so the socket closes only when
+/// both are gone.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Cuts the stream into frames. Each frame must arrive completely within
@@ -455,6 +468,7 @@ impl<S: Transport> Connection<S> {
         code: ErrorCode,
         message: impl Into<String>,
     ) -> Flow {
+        self.shared.metrics.error_sent(code);
         let flow = self
             .respond(request_id, Response::error(code, message))
             .await;
@@ -544,9 +558,14 @@ impl<S: Transport> Connection<S> {
     /// takes the place of the buffer, which is freed right after decoding.
     async fn handle(&mut self, frame: Frame) -> Flow {
         let Frame { body, charge } = frame;
+        let started = Instant::now();
         let decoded = RequestFrame::decode_with_id(&body, self.version);
         drop(body);
+        let kind = decoded.as_ref().map_or(RequestKind::Invalid, |frame| {
+            RequestKind::of(&frame.request)
+        });
         let flow = self.handle_decoded(decoded).await;
+        self.shared.metrics.request(kind, started.elapsed());
         drop(charge);
         flow
     }
@@ -851,6 +870,7 @@ impl<S: Transport> Connection<S> {
             Ok(stored) => {
                 if !stored.duplicate {
                     self.stored_bytes = self.stored_bytes.saturating_add(len);
+                    self.shared.metrics.envelopes_queued(1);
                     self.shared.hub.envelope_stored(&recipient);
                 }
                 self.last_useful = Instant::now();
@@ -967,6 +987,7 @@ impl<S: Transport> Connection<S> {
                 ) => RecipientOutcome::Duplicate { envelope_id: id },
                 (None, Some((recipient, Ok(Enqueued { id, .. })))) => {
                     new_bytes += recipient.header.len() as u64;
+                    self.shared.metrics.envelopes_queued(1);
                     self.shared.hub.envelope_stored(&recipient.address);
                     RecipientOutcome::Stored { envelope_id: id }
                 }
@@ -974,6 +995,9 @@ impl<S: Transport> Connection<S> {
                 // A store that answered fewer recipients than it was given.
                 (None, None) => RecipientOutcome::Refused(ErrorCode::Internal),
             };
+            if let RecipientOutcome::Refused(code) = outcome {
+                self.shared.metrics.recipient_refused(code);
+            }
             outcomes.push(outcome);
         }
         if outcomes
@@ -1054,6 +1078,8 @@ impl<S: Transport> Connection<S> {
             .await
         {
             Ok(page) => {
+                let delivered = page.envelopes.len() as u64;
+                self.shared.metrics.envelopes_delivered(delivered);
                 let response = Response::Envelopes {
                     envelopes: page.envelopes,
                     more: page.more,
@@ -1069,7 +1095,10 @@ impl<S: Transport> Connection<S> {
             return self.auth_required(id).await;
         };
         match self.store(move |s| s.ack(&address, &ids)).await {
-            Ok(removed) => self.respond(id, Response::Acked { removed }).await,
+            Ok(removed) => {
+                self.shared.metrics.envelopes_acknowledged(removed.into());
+                self.respond(id, Response::Acked { removed }).await
+            }
             Err(e) => self.store_error(id, e).await,
         }
     }
@@ -1183,6 +1212,7 @@ impl<S: Transport> Connection<S> {
             if self.send(&Push::Envelope(envelope).encode()).await == Flow::Close {
                 return Flow::Close;
             }
+            self.shared.metrics.envelopes_delivered(1);
             if let Some(owner) = self.owner.as_mut() {
                 owner.push_cursor = envelope_id;
             }

@@ -18,8 +18,11 @@ mod config;
 mod connection;
 mod first_contact;
 mod frame_budget;
+mod http;
 mod hub;
+mod metrics;
 mod rate_limit;
+pub mod settings;
 mod source_limit;
 
 pub use config::{
@@ -28,6 +31,7 @@ pub use config::{
     RateLimit, ServerConfig,
 };
 pub use frame_budget::FrameMemory;
+pub use settings::{RelaySettings, SettingsError, StoreSpec};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -72,12 +76,16 @@ pub(crate) struct Shared {
     sources: Arc<source_limit::SourceLimiter>,
     /// Each mailbox's allowance of envelopes without its access key.
     pub(crate) first_contacts: std::sync::Mutex<first_contact::FirstContacts>,
+    /// What the operator's `/metrics` shows.
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 /// A bound relay that is not yet accepting connections.
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The operator's HTTP endpoint, if asked for.
+    metrics_listener: Option<TcpListener>,
     shared: Shared,
     #[cfg(feature = "tls")]
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -87,6 +95,7 @@ impl core::fmt::Debug for Server {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
+            .field("metrics_addr", &self.metrics_addr())
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +121,7 @@ impl Server {
         Ok(Self {
             listener,
             local_addr,
+            metrics_listener: None,
             shared: Shared {
                 first_contacts: std::sync::Mutex::new(first_contact::FirstContacts::new(
                     config.first_contact,
@@ -122,6 +132,7 @@ impl Server {
                 clock: Arc::new(SystemClock),
                 frames,
                 sources,
+                metrics: Arc::new(metrics::Metrics::new()),
             },
             #[cfg(feature = "tls")]
             tls: None,
@@ -137,6 +148,26 @@ impl Server {
     pub fn with_tls(mut self, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
         self.tls = Some(tokio_rustls::TlsAcceptor::from(config));
         self
+    }
+
+    /// Also serves the operator's HTTP endpoint on `addr` (port 0 for any
+    /// free port, then [`Server::metrics_addr`]): `GET /health` answers
+    /// 200 `ok` while the store answers and 503 otherwise (and while the
+    /// server shuts down), `GET /metrics` the relay's counters in
+    /// Prometheus' text format (docs/relay.md §10, "Monitoring"). Without
+    /// it nothing is served, but the counters still count. It has no TLS
+    /// and no authentication: bind it to a private address.
+    pub async fn with_metrics(mut self, addr: impl ToSocketAddrs) -> Result<Self, ServerError> {
+        self.metrics_listener = Some(TcpListener::bind(addr).await?);
+        Ok(self)
+    }
+
+    /// The address of the HTTP endpoint, if [`Server::with_metrics`] bound
+    /// one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Reads the time (for envelope expiry) from `clock` instead of the
@@ -156,10 +187,12 @@ impl Server {
     pub fn spawn(self) -> ServerHandle {
         let (shutdown, signal) = watch::channel(false);
         let local_addr = self.local_addr;
+        let metrics_addr = self.metrics_addr();
         let frames = self.shared.frames.clone();
         let task = tokio::spawn(self.accept_loop(signal));
         ServerHandle {
             local_addr,
+            metrics_addr,
             shutdown,
             task,
             frames,
@@ -167,7 +200,7 @@ impl Server {
     }
 
     /// Runs the server in the current task until `signal` completes, then
-    /// shuts down gracefully.
+    /// shuts down gracefully, as [`ServerHandle::shutdown`] describes.
     pub async fn run_until(self, signal: impl Future<Output = ()>) {
         let (shutdown, rx) = watch::channel(false);
         let server = self.accept_loop(rx);
@@ -182,6 +215,7 @@ impl Server {
 
     async fn accept_loop(self, mut shutdown: watch::Receiver<bool>) {
         let shared = Arc::new(self.shared);
+        let counts = shared.metrics.clone();
         let slots = Arc::new(Semaphore::new(shared.config.max_connections));
         #[cfg(feature = "tls")]
         let plain = self.tls.is_none();
@@ -189,6 +223,12 @@ impl Server {
         let plain = true;
         let mut tasks = JoinSet::new();
         let sweeper = tokio::spawn(sweep_loop(shared.clone(), shutdown.clone()));
+        let endpoint = self.metrics_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "metrics endpoint listening");
+            }
+            tokio::spawn(http::serve(listener, shared.clone(), shutdown.clone()))
+        });
         tracing::info!(addr = %self.local_addr, "relay listening");
         loop {
             tokio::select! {
@@ -216,6 +256,7 @@ impl Server {
                     let source_slot = match shared.sources.try_acquire(peer.ip()) {
                         Ok(slot) => slot,
                         Err(full) => {
+                            counts.connection_refused(metrics::Refusal::AddressLimit);
                             tracing::debug!(open = full.open, max = full.max, "per-address connection limit reached");
                             let message = format!(
                                 "too many connections from this address: {} open, at most {}",
@@ -226,6 +267,7 @@ impl Server {
                         }
                     };
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        counts.connection_refused(metrics::Refusal::ConnectionLimit);
                         tracing::warn!("connection limit reached");
                         let message = format!(
                             "relay is at its connection limit of {}",
@@ -238,9 +280,11 @@ impl Server {
                     let shutdown = shutdown.clone();
                     #[cfg(feature = "tls")]
                     let tls = self.tls.clone();
+                    let open = counts.connection_accepted();
                     tasks.spawn(async move {
                         let _permit = permit;
                         let _source_slot = source_slot;
+                        let _open = open;
                         #[cfg(feature = "tls")]
                         if let Some(acceptor) = tls {
                             let timeout = shared.config.handshake_timeout;
@@ -279,6 +323,10 @@ impl Server {
         while tasks.join_next().await.is_some() {}
         // It stops between two batches once shutdown is requested.
         let _ = sweeper.await;
+        if let Some(endpoint) = endpoint {
+            endpoint.abort();
+            let _ = endpoint.await;
+        }
         tracing::info!("relay stopped");
     }
 }
@@ -317,6 +365,7 @@ async fn sweep_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                 tokio::task::spawn_blocking(move || store.sweep_expired(now, SWEEP_BATCH)).await;
             match swept {
                 Ok(Ok(swept)) => {
+                    shared.metrics.envelopes_expired(swept.envelopes);
                     total.envelopes += swept.envelopes;
                     total.bytes += swept.bytes;
                     if swept.envelopes < SWEEP_BATCH as u64 {
@@ -362,6 +411,7 @@ pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
 #[derive(Debug)]
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     frames: Arc<frame_budget::FrameBudgets>,
@@ -373,6 +423,12 @@ impl ServerHandle {
         self.local_addr
     }
 
+    /// The address of the HTTP endpoint for `/health` and `/metrics`, if
+    /// the server has one ([`Server::with_metrics`]).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// The bytes of buffer that request frames hold right now (being read,
     /// queued or handled), for monitoring and for tests that check the
     /// memory bounds of docs/relay.md §8.
@@ -380,9 +436,19 @@ impl ServerHandle {
         self.frames.memory()
     }
 
-    /// Stops accepting, tells every connection `ShuttingDown`, waits for
-    /// them (at most the configured grace period) and returns when the
-    /// server has stopped and released its store.
+    /// Stops gracefully and returns when the server has stopped and
+    /// released its store:
+    ///
+    /// 1. the listener is closed at once: new connections are refused by
+    ///    the operating system, and `/health` answers 503;
+    /// 2. a connection that is handling a request finishes it and sends
+    ///    its answer (requests it had read but not begun are not
+    ///    answered), then gets `ShuttingDown` (request id 0) and is
+    ///    closed; an idle connection gets `ShuttingDown` at once;
+    /// 3. connections still open after
+    ///    [`shutdown_grace`](ServerConfig::shutdown_grace) (default 5 s)
+    ///    are cut;
+    /// 4. the expiry sweep and the HTTP endpoint stop.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
