@@ -309,56 +309,141 @@ fn a_multi_send_body_is_stored_once_and_deleted_with_its_last_envelope() {
 }
 
 /// A Redis server of the test's own, on a Unix socket in a temporary
-/// directory, for what cannot be done on the shared one (`maxmemory`).
-/// `None` (skipped) without `redis-server` outside CI.
+/// directory, for what cannot be done on the shared one (`maxmemory`, a
+/// crash). `None` (skipped) without `redis-server` outside CI.
 struct OwnServer {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     dir: tempfile::TempDir,
+    args: Vec<&'static str>,
 }
 
 impl OwnServer {
-    fn start() -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("redis.sock");
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
+    /// Starts `redis-server` with `args` besides its socket and directory.
+    fn start(args: &[&'static str]) -> Option<Self> {
+        let mut server = Self {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            args: args.to_vec(),
+        };
+        match server.spawn() {
+            Ok(()) => Some(server),
             Err(e) if in_ci() => panic!("cannot start redis-server: {e}"),
             Err(_) => {
                 eprintln!("skipped: no redis-server to start");
-                return None;
+                None
             }
-        };
-        let server = Self { child, dir };
-        for _ in 0..100 {
-            if socket.exists() {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("redis-server did not open its socket within 5 s");
+    }
+
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    fn spawn(&mut self) -> std::io::Result<()> {
+        let _ = std::fs::remove_file(self.socket());
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--save", ""])
+            .args(&self.args)
+            .arg("--unixsocket")
+            .arg(self.socket())
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        // Up once it answers (after loading its append-only file).
+        for _ in 0..200 {
+            if let Ok(client) = redis::Client::open(self.url())
+                && let Ok(mut conn) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server did not answer on its socket within 5 s");
+    }
+
+    /// Kills the server (SIGKILL: no shutdown, no last write) and starts
+    /// it again on the same directory.
+    fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        self.spawn().unwrap();
     }
 
     fn url(&self) -> String {
-        format!(
-            "redis+unix://{}",
-            self.dir.path().join("redis.sock").display()
-        )
+        format!("redis+unix://{}", self.socket().display())
     }
 }
 
 impl Drop for OwnServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+#[test]
+fn a_killed_server_keeps_every_acknowledged_envelope() {
+    let durable = ["--appendonly", "yes", "--appendfsync", "always"];
+    let Some(mut server) = OwnServer::start(&durable) else {
+        return;
+    };
+    let store = RedisStore::open(&server.url()).unwrap();
+    assert_eq!(store.durability(), Durability::Always);
+    let (a, b) = (register(&store, 1), register(&store, 2));
+    let policy = QueuePolicy::default();
+    let mut ids = Vec::new();
+    for n in 0..50u8 {
+        let to = if n % 2 == 0 { &a } else { &b };
+        let stored = store
+            .enqueue(to, &MessageId([n; 16]), &[n; 100], OPEN, &policy, T0)
+            .unwrap();
+        ids.push(stored.id);
+    }
+    let multi = store
+        .enqueue_many(
+            &[to(&a, 100, b"a:"), to(&b, 100, b"b:")],
+            b"body",
+            &mut |_| false,
+            &policy,
+            T0,
+        )
+        .unwrap();
+    assert!(multi.iter().all(|r| r.is_ok()));
+    let acked = store.ack(&a, &[ids[0]]).unwrap();
+    assert_eq!(acked, 1);
+    let before = (
+        store.totals().unwrap(),
+        store.usage(&a).unwrap(),
+        store.usage(&b).unwrap(),
+    );
+    drop(store);
+
+    server.crash_and_restart();
+    let store = RedisStore::open(&server.url()).unwrap();
+    assert_eq!(
+        (
+            store.totals().unwrap(),
+            store.usage(&a).unwrap(),
+            store.usage(&b).unwrap()
+        ),
+        before
+    );
+    let page = store.fetch(&b, 0, 100, usize::MAX, T0).unwrap();
+    assert_eq!(page.envelopes.len(), 26);
+    assert_eq!(page.envelopes[25].payload, b"b:body");
+    // Ids go on from where they were.
+    let next = store
+        .enqueue(&a, &MessageId([200; 16]), b"after", OPEN, &policy, T0)
+        .unwrap();
+    assert!(next.id > before.2.last_id);
+    assert!(store.take_bundle(&a).unwrap().is_some());
 }
 
 /// Fills the store with 8 KiB envelopes for `address` until the server
@@ -386,7 +471,7 @@ fn fill(store: &RedisStore, address: &MailboxAddress, first: u32) -> Vec<u64> {
 
 #[test]
 fn a_full_server_refuses_envelopes_serves_fetch_and_ack_and_recovers_by_itself() {
-    let Some(server) = OwnServer::start() else {
+    let Some(server) = OwnServer::start(&["--appendonly", "no"]) else {
         return;
     };
     let store = RedisStore::open(&server.url()).unwrap();
@@ -436,4 +521,64 @@ fn a_full_server_refuses_envelopes_serves_fetch_and_ack_and_recovers_by_itself()
     );
     assert_eq!(store.ack(&a, &again).unwrap(), again.len() as u32);
     assert_eq!(store.totals().unwrap(), StoreTotals::default());
+}
+
+/// The whole relay on a Redis store: what a sender stored is fetched
+/// from another relay process started afterwards on the same store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_restarted_between_send_and_fetch_loses_nothing() {
+    use crate::{ClientConfig, RelayClient, Server, ServerConfig};
+    use sotto_core::{IdentityKeyPair, SignedPreKey};
+
+    let Some(t) = tokio::task::spawn_blocking(test_store).await.unwrap() else {
+        return;
+    };
+    let shared = Arc::new(tokio::task::block_in_place(|| t.another()));
+    let relay = Server::bind("127.0.0.1:0", ServerConfig::default(), shared)
+        .await
+        .unwrap()
+        .spawn();
+    let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+    let bob = IdentityKeyPair::generate(&mut rng);
+    let spk = SignedPreKey::generate(SignedPreKeyId::new(1), &bob, &mut rng);
+    let bob_conn = RelayClient::connect(relay.local_addr(), ClientConfig::default())
+        .await
+        .unwrap();
+    bob_conn.authenticate(&bob).await.unwrap();
+    bob_conn
+        .upload_prekeys(PreKeyUpload::new(Some(&spk), &[]))
+        .await
+        .unwrap();
+    drop(bob_conn);
+    let bob_address = MailboxAddress::of(bob.public());
+    let alice = RelayClient::connect(relay.local_addr(), ClientConfig::default())
+        .await
+        .unwrap();
+    alice
+        .send(&bob_address, MessageId([1; 16]), None, b"sealed envelope")
+        .await
+        .unwrap();
+    drop(alice);
+    relay.shutdown().await;
+
+    let store = Arc::new(tokio::task::block_in_place(|| t.another()));
+    let relay = Server::bind("127.0.0.1:0", ServerConfig::default(), store)
+        .await
+        .unwrap()
+        .spawn();
+    let bob_conn = RelayClient::connect(relay.local_addr(), ClientConfig::default())
+        .await
+        .unwrap();
+    bob_conn.authenticate(&bob).await.unwrap();
+    let pending = bob_conn.fetch_pending().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].payload, b"sealed envelope");
+    bob_conn.ack(&[pending[0].id]).await.unwrap();
+    drop(bob_conn);
+    relay.shutdown().await;
+    assert_eq!(
+        tokio::task::block_in_place(|| t.store.totals()).unwrap(),
+        StoreTotals::default()
+    );
+    tokio::task::block_in_place(|| drop(t));
 }
