@@ -446,9 +446,24 @@ fn enqueue_result(
 }
 
 /// Refuses a server older than Redis 7 (scripts with flags) and a
-/// Cluster, whose slots the store's scripts would cross.
+/// Cluster, whose slots the store's scripts would cross. A server that
+/// refuses `INFO` (some managed ones) is taken as it is, with a warning:
+/// an older one then fails at the first script, a Cluster at the first
+/// script that crosses slots.
 fn check_server(conn: &mut Connection) -> redis::RedisResult<()> {
-    let info: String = redis::cmd("INFO").arg("server").query(conn)?;
+    let info: String = match redis::cmd("INFO").arg("server").query(conn) {
+        Ok(info) => info,
+        Err(e)
+            if matches!(
+                e.kind(),
+                redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+            ) =>
+        {
+            tracing::warn!(error = %e, "cannot check the Redis server's version and mode (INFO refused)");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let field = |info: &str, name: &str| {
         info.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::trim))
@@ -467,7 +482,11 @@ fn check_server(conn: &mut Connection) -> redis::RedisResult<()> {
             format!("the server reports version {version:?}"),
         )));
     }
-    let cluster: String = redis::cmd("INFO").arg("cluster").query(conn)?;
+    // Refused or failed: taken as not a Cluster, as above.
+    let cluster: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query(conn)
+        .unwrap_or_default();
     if field(&cluster, "cluster_enabled").as_deref() == Some("1") {
         return Err(RedisError::from((
             redis::ErrorKind::InvalidClientConfig,
