@@ -20,6 +20,8 @@
 //!   to a relay turns the default features off and compiles the protocol
 //!   and the client alone:
 //!   `sotto-relay = { version = "0.1", default-features = false }`.
+//! - `redis` (default; implies `server`): the Redis (or Valkey) mailbox
+//!   store, `RedisStore`, for relays that share one server.
 //! - `tls`: TLS 1.3 with rustls and the *ring* provider (the `tls`
 //!   module), for the client and, with `server`, for the server.
 //!
@@ -147,5 +149,7 @@ pub use server::{
 #[cfg(feature = "server")]
 pub use store::{
     Access, MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteOptions, SqliteStore,
-    StoreError, StoreTotals,
+    StoreError, StoreTotals, open_store,
 };
+#[cfg(feature = "redis")]
+pub use store::{Durability, RedisOptions, RedisStore};

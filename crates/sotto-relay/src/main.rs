@@ -296,6 +296,8 @@ fn open_store(
             UnixTime::now(),
         )?)),
         StoreSpec::Memory => Ok(Arc::new(MemoryStore::new())),
+        #[cfg(feature = "redis")]
+        StoreSpec::Redis(url) => Ok(Arc::new(sotto_relay::RedisStore::open(url)?)),
         other => Err(format!(
             "store {other}: this relay was built without Redis (use sqlite:PATH or memory:)"
         )

@@ -1,8 +1,11 @@
 //! Mailbox storage: the queues of envelopes and the prekey directory.
 //!
-//! The relay talks to storage only through [`MailboxStore`]. Two backends
+//! The relay talks to storage only through [`MailboxStore`]. Three backends
 //! ship: [`SqliteStore`] (the default; one file, durable, survives a
-//! restart) and [`MemoryStore`] (tests, throwaway relays).
+//! restart), `RedisStore` (feature `redis`: a Redis or Valkey server that
+//! several relay processes share; docs/relay.md §9) and [`MemoryStore`]
+//! (tests, throwaway relays). [`open_store`] opens one from a spec such as
+//! `sqlite:relay.db`, `memory:` or `redis://127.0.0.1:6379`.
 //!
 //! # Contract for backends
 //!
@@ -47,14 +50,19 @@
 //! shared notification channel for pushes across processes.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod sqlite;
 mod unlinking;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{Durability, RedisOptions, RedisStore};
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 pub use crate::envelope::FetchedPage;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sotto_core::{AccessKey, AccessVerifier, IdentityKey, PreKeyBundle};
@@ -532,11 +540,67 @@ pub trait MailboxStore: Send + Sync + 'static {
     fn device_list(&self, address: &MailboxAddress) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
+/// Opens the store that `spec` names, for a relay's configuration:
+///
+/// - `sqlite:PATH`: [`SqliteStore::open`] of the file at `PATH`;
+/// - `memory:`: a new [`MemoryStore`];
+/// - `redis://…`, `rediss://…`, `redis+unix://…` (feature `redis`): a
+///   [`RedisStore::open`] of that server, with the default options (key
+///   prefix `sotto`).
+///
+/// Anything else fails with [`StoreError::Backend`], naming the forms
+/// above. The spec may hold a password (in a Redis URL): it is never
+/// logged nor put in an error.
+pub fn open_store(spec: &str) -> Result<Arc<dyn MailboxStore>, StoreError> {
+    if let Some(path) = spec.strip_prefix("sqlite:") {
+        return Ok(Arc::new(SqliteStore::open(path)?));
+    }
+    if spec == "memory:" {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    let scheme = spec.split_once("://").map(|(scheme, _)| scheme);
+    if let Some("redis" | "rediss" | "redis+unix") = scheme {
+        #[cfg(feature = "redis")]
+        return Ok(Arc::new(RedisStore::open(spec)?));
+        #[cfg(not(feature = "redis"))]
+        return Err(StoreError::Backend(
+            "this relay was built without the `redis` feature".into(),
+        ));
+    }
+    Err(StoreError::Backend(
+        "unknown store: expected sqlite:PATH, memory: or redis://HOST:PORT".into(),
+    ))
+}
+
 /// Checks the one-time prekey ids of an upload are distinct.
 pub(crate) fn has_duplicate_ids(upload: &PreKeyUpload) -> bool {
     let mut ids: Vec<_> = upload.one_time_prekeys.iter().map(|k| k.id).collect();
     ids.sort_unstable();
     ids.windows(2).any(|w| w[0] == w[1])
+}
+
+#[cfg(test)]
+mod open_store_tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_names_its_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let sqlite = open_store(&format!("sqlite:{}", path.display())).unwrap();
+        assert_eq!(sqlite.totals().unwrap(), StoreTotals::default());
+        assert!(path.exists());
+        assert!(open_store("memory:").is_ok());
+        for bad in ["", "memory", "postgres://localhost/x", "/var/lib/relay.db"] {
+            assert!(
+                matches!(open_store(bad), Err(StoreError::Backend(_))),
+                "{bad}"
+            );
+        }
+        // A Redis URL is opened as one (nothing listens on port 1).
+        let refused = open_store("redis://127.0.0.1:1").err().unwrap();
+        assert!(!refused.to_string().contains("unknown store"), "{refused}");
+    }
 }
 
 #[cfg(test)]

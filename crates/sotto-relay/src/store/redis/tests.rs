@@ -1,0 +1,584 @@
+//! The shared contract suite and Redis-specific tests, against the server
+//! named by `SOTTO_TEST_REDIS_URL` (`.ci/run` starts one). Each test has a
+//! key prefix of its own, so tests run in parallel on one server, and
+//! deletes its keys when it ends.
+//!
+//! Without `SOTTO_TEST_REDIS_URL` these tests fail when `CI` is set (a CI
+//! run must not pass by skipping them), and are skipped with a message
+//! otherwise.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::store::contract_tests::{self, OPEN, T0, register, to};
+
+/// The variable that names the test server.
+const URL_VAR: &str = "SOTTO_TEST_REDIS_URL";
+
+/// A store with a fresh key prefix; its keys are deleted on drop.
+struct TestStore {
+    store: RedisStore,
+    url: String,
+}
+
+impl Drop for TestStore {
+    fn drop(&mut self) {
+        let pattern = format!("{}:*", self.store.prefix);
+        let _ = self.store.with_conn(|conn| {
+            let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query(conn)?;
+            if !keys.is_empty() {
+                redis::cmd("DEL").arg(&keys).query::<()>(conn)?;
+            }
+            Ok(())
+        });
+    }
+}
+
+impl TestStore {
+    /// Another store on the same keys: a second relay process.
+    fn another(&self) -> RedisStore {
+        let options = RedisOptions {
+            key_prefix: self.store.prefix.clone(),
+            ..RedisOptions::default()
+        };
+        RedisStore::open_with(&self.url, &options).unwrap()
+    }
+
+    /// Keys of this store whose name ends with `suffix`.
+    fn keys_ending(&self, suffix: &str) -> Vec<String> {
+        let pattern = format!("{}:*{suffix}", self.store.prefix);
+        self.store
+            .with_conn(|conn| redis::cmd("KEYS").arg(&pattern).query(conn))
+            .unwrap()
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A store on the test server, or `None` (the test is skipped) when no
+/// server is configured outside CI.
+fn test_store() -> Option<TestStore> {
+    let url = match std::env::var(URL_VAR) {
+        Ok(url) if !url.is_empty() => url,
+        _ if in_ci() => panic!(
+            "{URL_VAR} is not set and CI is: the Redis store tests need a Redis server \
+             (`.ci/run` starts one) and must not pass by being skipped"
+        ),
+        _ => {
+            eprintln!("skipped: set {URL_VAR}=redis://127.0.0.1:PORT to run the Redis store tests");
+            return None;
+        }
+    };
+    let mut suffix = [0u8; 8];
+    rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut suffix).unwrap();
+    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    let options = RedisOptions {
+        key_prefix: format!("sotto-test-{suffix}"),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::open_with(&url, &options)
+        .unwrap_or_else(|e| panic!("cannot open the Redis store at {URL_VAR}: {e}"));
+    Some(TestStore { store, url })
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let Some(t) = test_store() else { return };
+                contract_tests::$name(&t.store);
+            }
+        )*
+    };
+}
+
+contract!(
+    queue_limits_order_and_ack,
+    prekeys_are_handed_out_once,
+    device_lists_only_move_forward,
+    unlinked_devices_lose_their_mailbox,
+    unlinking_spares_mailboxes_other_accounts_claim,
+    device_lists_that_do_not_decode_unlink_nothing,
+    unregistered_recipients_are_refused,
+    storage_limit_is_store_wide,
+    expired_envelopes_are_hidden_then_swept,
+    access_keys_guard_mailboxes_with_a_verifier,
+    multi_send_queues_header_and_body_for_each_recipient,
+    multi_send_refusals_concern_one_recipient,
+    multi_send_envelopes_are_acked_one_by_one,
+    multi_send_envelopes_expire_as_single_ones,
+    unlinking_removes_a_devices_multi_send_envelopes,
+);
+
+#[test]
+fn durability_follows_the_append_only_settings() {
+    use Durability::*;
+    let cases = [
+        (Some("yes"), Some("always"), Always),
+        (Some("yes"), Some("everysec"), EverySecond),
+        (Some("YES"), Some("no"), OsDecides),
+        (Some("no"), Some("always"), NoAppendOnlyFile),
+        (None, None, Unknown),
+        (Some("yes"), None, Unknown),
+    ];
+    for (appendonly, appendfsync, expected) in cases {
+        assert_eq!(Durability::from_config(appendonly, appendfsync), expected);
+    }
+}
+
+#[test]
+fn the_test_server_reports_its_durability() {
+    let Some(t) = test_store() else { return };
+    let config: HashMap<String, String> = t
+        .store
+        .with_conn(|conn| {
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("appendonly")
+                .arg("appendfsync")
+                .query(conn)
+        })
+        .unwrap();
+    let get = |name: &str| config.get(name).map(String::as_str);
+    assert_eq!(
+        t.store.durability(),
+        Durability::from_config(get("appendonly"), get("appendfsync"))
+    );
+}
+
+#[test]
+fn a_bad_prefix_or_url_is_refused() {
+    for prefix in ["", "a{b}", "a*", "a b"] {
+        let options = RedisOptions {
+            key_prefix: prefix.to_owned(),
+            ..RedisOptions::default()
+        };
+        assert!(RedisStore::open_with("redis://127.0.0.1:1", &options).is_err());
+    }
+    assert!(RedisStore::open("not a url").is_err());
+}
+
+#[test]
+fn two_relays_sharing_a_store_see_one_store() {
+    let Some(t) = test_store() else { return };
+    let other = t.another();
+    let a = register(&t.store, 1);
+    let policy = QueuePolicy::default();
+    let first = t
+        .store
+        .enqueue(&a, &MessageId([1; 16]), b"one", OPEN, &policy, T0)
+        .unwrap();
+    // The other process sees it, dedupes against it, and acks it.
+    let again = other
+        .enqueue(&a, &MessageId([1; 16]), b"one", OPEN, &policy, T0)
+        .unwrap();
+    assert_eq!((again.id, again.duplicate), (first.id, true));
+    let page = other.fetch(&a, 0, 10, usize::MAX, T0).unwrap();
+    assert_eq!(page.envelopes[0].payload, b"one");
+    assert_eq!(other.ack(&a, &[first.id]).unwrap(), 1);
+    assert_eq!(t.store.totals().unwrap(), StoreTotals::default());
+}
+
+#[test]
+fn concurrent_bundle_fetches_hand_out_each_one_time_prekey_once() {
+    let Some(t) = test_store() else { return };
+    let id = sotto_core::IdentityKeyPair::from_seed(&[7; 32]);
+    let address = MailboxAddress::of(id.public());
+    let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+    let spk = sotto_core::SignedPreKey::generate(SignedPreKeyId::new(1), &id, &mut rng);
+    let opks: Vec<_> = (0..100)
+        .map(|i| sotto_core::OneTimePreKey::generate(OneTimePreKeyId::new(i), &mut rng))
+        .collect();
+    t.store
+        .publish_prekeys(id.public(), &PreKeyUpload::new(Some(&spk), &opks), 1000)
+        .unwrap();
+    // Four relay processes, 30 fetches each: 100 keys, then none.
+    let stores: Vec<Arc<RedisStore>> = (0..4).map(|_| Arc::new(t.another())).collect();
+    let handles: Vec<_> = stores
+        .into_iter()
+        .map(|store| {
+            std::thread::spawn(move || {
+                (0..30)
+                    .filter_map(|_| {
+                        let taken = store.take_bundle(&address).unwrap().unwrap();
+                        taken.bundle.one_time_prekey.map(|(id, _)| id.get())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut handed_out: Vec<u32> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    handed_out.sort_unstable();
+    assert_eq!(handed_out, (0..100).collect::<Vec<_>>());
+    assert_eq!(t.store.one_time_prekey_count(&address).unwrap(), 0);
+}
+
+#[test]
+fn concurrent_sends_get_increasing_ids_and_exact_counters() {
+    let Some(t) = test_store() else { return };
+    let (a, b) = (register(&t.store, 1), register(&t.store, 2));
+    let policy = QueuePolicy {
+        mailbox: crate::store::MailboxLimits {
+            max_envelopes: 150,
+            max_bytes: u64::MAX,
+        },
+        ..QueuePolicy::default()
+    };
+    let handles: Vec<_> = (0..4u8)
+        .map(|n| {
+            let store = t.another();
+            std::thread::spawn(move || {
+                for i in 0..50u8 {
+                    let to = if i % 2 == 0 { a } else { b };
+                    let _ = store.enqueue(
+                        &to,
+                        &MessageId([n, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+                        &[i; 10],
+                        OPEN,
+                        &policy,
+                        T0,
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    // 100 sends to each mailbox, all within its limit of 150.
+    for address in [&a, &b] {
+        let page = t.store.fetch(address, 0, 1000, usize::MAX, T0).unwrap();
+        assert_eq!(page.envelopes.len(), 100);
+        assert!(page.envelopes.windows(2).all(|w| w[0].id < w[1].id));
+        let usage = t.store.usage(address).unwrap();
+        assert_eq!((usage.envelopes, usage.bytes), (100, 1000));
+        assert_eq!(usage.last_id, page.envelopes[99].id);
+    }
+    assert_eq!(
+        t.store.totals().unwrap(),
+        StoreTotals {
+            envelopes: 200,
+            bytes: 2000
+        }
+    );
+}
+
+#[test]
+fn a_multi_send_body_is_stored_once_and_deleted_with_its_last_envelope() {
+    let Some(t) = test_store() else { return };
+    let store = &t.store;
+    let (a, b, c) = (register(store, 1), register(store, 2), register(store, 3));
+    let policy = QueuePolicy::default();
+    let body = vec![0x42; 10_000];
+    let recipients = [to(&a, 1, b"ha"), to(&b, 2, b"hb"), to(&c, 3, b"hc")];
+    let ids: Vec<u64> = store
+        .enqueue_many(&recipients, &body, &mut |_| false, &policy, T0)
+        .unwrap()
+        .iter()
+        .map(|r| r.as_ref().unwrap().id)
+        .collect();
+    let bodies = || t.keys_ending("{global}:body:*").len();
+    assert_eq!(bodies(), 1);
+    assert_eq!(store.totals().unwrap().bytes, 6 + 10_000);
+    // A resend, and a request whose recipients are all refused, store no
+    // body.
+    store
+        .enqueue_many(&recipients, &body, &mut |_| false, &policy, T0)
+        .unwrap();
+    let nobody = MailboxAddress::from_bytes([0xAB; 32]);
+    store
+        .enqueue_many(&[to(&nobody, 1, b"")], &body, &mut |_| false, &policy, T0)
+        .unwrap();
+    assert_eq!(bodies(), 1);
+    store.ack(&a, &[ids[0]]).unwrap();
+    store.ack(&b, &[ids[1]]).unwrap();
+    assert_eq!(bodies(), 1);
+    store.ack(&c, &[ids[2]]).unwrap();
+    assert_eq!(bodies(), 0);
+    // Nothing of the mailboxes' queues is left behind either.
+    assert!(t.keys_ending(":queue").is_empty());
+    assert!(t.keys_ending(":msgids").is_empty());
+    assert!(t.keys_ending(":bytes").is_empty());
+    assert!(t.keys_ending("{global}:expiry").is_empty());
+}
+
+/// A Redis server of the test's own, on a Unix socket in a temporary
+/// directory, for what cannot be done on the shared one (`maxmemory`, a
+/// crash). `None` (skipped) without `redis-server` outside CI.
+struct OwnServer {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    args: Vec<&'static str>,
+}
+
+impl OwnServer {
+    /// Starts `redis-server` with `args` besides its socket and directory.
+    fn start(args: &[&'static str]) -> Option<Self> {
+        let mut server = Self {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            args: args.to_vec(),
+        };
+        match server.spawn() {
+            Ok(()) => Some(server),
+            Err(e) if in_ci() => panic!("cannot start redis-server: {e}"),
+            Err(_) => {
+                eprintln!("skipped: no redis-server to start");
+                None
+            }
+        }
+    }
+
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    fn spawn(&mut self) -> std::io::Result<()> {
+        let _ = std::fs::remove_file(self.socket());
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--save", ""])
+            .args(&self.args)
+            .arg("--unixsocket")
+            .arg(self.socket())
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        // Up once it answers (after loading its append-only file).
+        for _ in 0..200 {
+            if let Ok(client) = redis::Client::open(self.url())
+                && let Ok(mut conn) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server did not answer on its socket within 5 s");
+    }
+
+    /// Kills the server (SIGKILL: no shutdown, no last write) and starts
+    /// it again on the same directory.
+    fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        self.spawn().unwrap();
+    }
+
+    fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket().display())
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn a_killed_server_keeps_every_acknowledged_envelope() {
+    let durable = ["--appendonly", "yes", "--appendfsync", "always"];
+    let Some(mut server) = OwnServer::start(&durable) else {
+        return;
+    };
+    let store = RedisStore::open(&server.url()).unwrap();
+    assert_eq!(store.durability(), Durability::Always);
+    let (a, b) = (register(&store, 1), register(&store, 2));
+    let policy = QueuePolicy::default();
+    let mut ids = Vec::new();
+    for n in 0..50u8 {
+        let to = if n % 2 == 0 { &a } else { &b };
+        let stored = store
+            .enqueue(to, &MessageId([n; 16]), &[n; 100], OPEN, &policy, T0)
+            .unwrap();
+        ids.push(stored.id);
+    }
+    let multi = store
+        .enqueue_many(
+            &[to(&a, 100, b"a:"), to(&b, 100, b"b:")],
+            b"body",
+            &mut |_| false,
+            &policy,
+            T0,
+        )
+        .unwrap();
+    assert!(multi.iter().all(|r| r.is_ok()));
+    let acked = store.ack(&a, &[ids[0]]).unwrap();
+    assert_eq!(acked, 1);
+    let before = (
+        store.totals().unwrap(),
+        store.usage(&a).unwrap(),
+        store.usage(&b).unwrap(),
+    );
+    drop(store);
+
+    server.crash_and_restart();
+    let store = RedisStore::open(&server.url()).unwrap();
+    assert_eq!(
+        (
+            store.totals().unwrap(),
+            store.usage(&a).unwrap(),
+            store.usage(&b).unwrap()
+        ),
+        before
+    );
+    let page = store.fetch(&b, 0, 100, usize::MAX, T0).unwrap();
+    assert_eq!(page.envelopes.len(), 26);
+    assert_eq!(page.envelopes[25].payload, b"b:body");
+    // Ids go on from where they were.
+    let next = store
+        .enqueue(&a, &MessageId([200; 16]), b"after", OPEN, &policy, T0)
+        .unwrap();
+    assert!(next.id > before.2.last_id);
+    assert!(store.take_bundle(&a).unwrap().is_some());
+}
+
+/// Fills the store with 8 KiB envelopes for `address` until the server
+/// is out of memory; returns their ids.
+fn fill(store: &RedisStore, address: &MailboxAddress, first: u32) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for i in first..first + 10_000 {
+        let mut message_id = [0u8; 16];
+        message_id[..4].copy_from_slice(&i.to_be_bytes());
+        match store.enqueue(
+            address,
+            &MessageId(message_id),
+            &[0xAB; 8192],
+            OPEN,
+            &QueuePolicy::default(),
+            T0,
+        ) {
+            Ok(stored) => ids.push(stored.id),
+            Err(StoreError::DiskFull) => return ids,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the server never filled up");
+}
+
+#[test]
+fn a_full_server_refuses_envelopes_serves_fetch_and_ack_and_recovers_by_itself() {
+    let Some(server) = OwnServer::start(&["--appendonly", "no"]) else {
+        return;
+    };
+    let store = RedisStore::open(&server.url()).unwrap();
+    let a = register(&store, 1);
+    store
+        .with_conn(|conn| {
+            let used: String = redis::cmd("INFO").arg("memory").query(conn)?;
+            let used: u64 = used
+                .lines()
+                .find_map(|l| l.strip_prefix("used_memory:"))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(1 << 20);
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory")
+                .arg(used + (1 << 20))
+                .query::<()>(conn)
+        })
+        .unwrap();
+    let ids = fill(&store, &a, 0);
+    assert!(ids.len() > 20, "{} envelopes fit", ids.len());
+    let totals = store.totals().unwrap();
+    assert_eq!(totals.envelopes, ids.len() as u64);
+    // A multi-recipient send is refused whole.
+    assert!(matches!(
+        store.enqueue_many(
+            &[to(&a, 200, b"h")],
+            &[7; 8192],
+            &mut |_| false,
+            &QueuePolicy::default(),
+            T0
+        ),
+        Err(StoreError::DiskFull)
+    ));
+    assert_eq!(store.totals().unwrap(), totals);
+    // Everything is delivered, and acknowledged, which frees memory...
+    let page = store.fetch(&a, 0, 10_000, usize::MAX, T0).unwrap();
+    assert_eq!(page.envelopes.len(), ids.len());
+    let half = ids.len() / 2;
+    assert_eq!(store.ack(&a, &ids[..half]).unwrap(), half as u32);
+    // ...so that envelopes are taken again.
+    let again = fill(&store, &a, 100_000);
+    assert!(!again.is_empty());
+    assert_eq!(
+        store.ack(&a, &ids[half..]).unwrap(),
+        (ids.len() - half) as u32
+    );
+    assert_eq!(store.ack(&a, &again).unwrap(), again.len() as u32);
+    assert_eq!(store.totals().unwrap(), StoreTotals::default());
+}
+
+/// The whole relay on a Redis store: what a sender stored is fetched
+/// from another relay process started afterwards on the same store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_restarted_between_send_and_fetch_loses_nothing() {
+    use crate::{ClientConfig, RelayClient, Server, ServerConfig};
+    use sotto_core::{IdentityKeyPair, SignedPreKey};
+
+    let Some(t) = tokio::task::spawn_blocking(test_store).await.unwrap() else {
+        return;
+    };
+    let shared = Arc::new(tokio::task::block_in_place(|| t.another()));
+    let relay = Server::bind("127.0.0.1:0", ServerConfig::default(), shared)
+        .await
+        .unwrap()
+        .spawn();
+    let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+    let bob = IdentityKeyPair::generate(&mut rng);
+    let spk = SignedPreKey::generate(SignedPreKeyId::new(1), &bob, &mut rng);
+    let bob_conn = RelayClient::connect(relay.local_addr(), ClientConfig::default())
+        .await
+        .unwrap();
+    bob_conn.authenticate(&bob).await.unwrap();
+    bob_conn
+        .upload_prekeys(PreKeyUpload::new(Some(&spk), &[]))
+        .await
+        .unwrap();
+    drop(bob_conn);
+    let bob_address = MailboxAddress::of(bob.public());
+    let alice = RelayClient::connect(relay.local_addr(), ClientConfig::default())
+        .await
+        .unwrap();
+    alice
+        .send(&bob_address, MessageId([1; 16]), None, b"sealed envelope")
+        .await
+        .unwrap();
+    drop(alice);
+    relay.shutdown().await;
+
+    let store = Arc::new(tokio::task::block_in_place(|| t.another()));
+    let relay = Server::bind("127.0.0.1:0", ServerConfig::default(), store)
+        .await
+        .unwrap()
+        .spawn();
+    let bob_conn = RelayClient::connect(relay.local_addr(), ClientConfig::default())
+        .await
+        .unwrap();
+    bob_conn.authenticate(&bob).await.unwrap();
+    let pending = bob_conn.fetch_pending().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].payload, b"sealed envelope");
+    bob_conn.ack(&[pending[0].id]).await.unwrap();
+    drop(bob_conn);
+    relay.shutdown().await;
+    assert_eq!(
+        tokio::task::block_in_place(|| t.store.totals()).unwrap(),
+        StoreTotals::default()
+    );
+    tokio::task::block_in_place(|| drop(t));
+}
