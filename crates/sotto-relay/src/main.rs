@@ -522,12 +522,21 @@ mod tests {
     }
 
     #[test]
-    fn redis_is_refused_clearly_by_this_build() {
+    #[cfg(not(feature = "redis"))]
+    fn redis_is_refused_clearly_by_a_build_without_it() {
         let spec: StoreSpec = "redis://127.0.0.1:6379".parse().unwrap();
         let e = open_store(&spec, &SqliteOptions::default())
             .err()
             .unwrap()
             .to_string();
         assert!(e.contains("this relay was built without Redis"), "{e}");
+    }
+
+    #[test]
+    #[cfg(feature = "redis")]
+    fn a_redis_store_that_does_not_answer_is_a_clear_error() {
+        // Port 9 (discard) on loopback: nothing speaks Redis there.
+        let spec: StoreSpec = "redis://127.0.0.1:9".parse().unwrap();
+        assert!(open_store(&spec, &SqliteOptions::default()).is_err());
     }
 }
