@@ -1,13 +1,15 @@
 //! SQLite backend: the relay's default, durable storage.
 
+mod group_commit;
+mod readers;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use sotto_core::{
-    AccessVerifier, IdentityKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic, Signature,
+    AccessKey, AccessVerifier, IdentityKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic, Signature,
     SignedPreKeyId,
 };
 
@@ -20,6 +22,8 @@ use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
 use crate::envelope::{Envelope, MessageId};
 use crate::protocol::{MultiRecipient, PreKeyUpload};
+use group_commit::GroupCommit;
+use readers::Readers;
 
 /// Schema version kept in `PRAGMA user_version`. Version 1 had no expiry
 /// and no store-wide totals, version 2 no access verifiers, version 3 no
@@ -91,13 +95,22 @@ CREATE INDEX IF NOT EXISTS listed_devices_by_account ON listed_devices (account)
 
 /// A [`MailboxStore`] in one SQLite file.
 ///
-/// Opened in WAL mode with `synchronous = FULL`, so a committed `enqueue`
-/// is on disk before the relay answers `OK`; `secure_delete = ON`, so an
-/// acknowledged envelope's bytes are overwritten, not just unlinked. Every
-/// operation is one `BEGIN IMMEDIATE` transaction, which makes it atomic
-/// also against other processes using the same file.
+/// Opened in WAL mode with `synchronous = FULL`, so a committed write is on
+/// disk before the relay answers `OK`; `secure_delete = ON`, so an
+/// acknowledged envelope's bytes are overwritten, not just unlinked.
+///
+/// Writes are *group committed* (docs/relay.md §9): one connection writes,
+/// and the writes that callers on different threads make at the same time
+/// run together, in order, in one `BEGIN IMMEDIATE` transaction with one
+/// durable commit, each in a savepoint of its own, so each caller gets the
+/// result it would have got alone and is answered only once the commit
+/// holding its write is on disk. That transaction makes a batch atomic
+/// also against other processes using the same file. Reads use a few
+/// connections of their own, which WAL lets run while a batch commits;
+/// they see every write that was answered.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    writer: GroupCommit,
+    readers: Readers,
 }
 
 /// How [`SqliteStore::open_with`] opens a database.
@@ -204,15 +217,19 @@ impl SqliteStore {
         if version < SCHEMA_VERSION {
             create_or_migrate(&mut conn, options.envelope_ttl, now)?;
         }
+        // The readers open the same file whatever the working directory
+        // is by then.
+        let path = std::path::absolute(path).map_err(|e| StoreError::Backend(Box::new(e)))?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            writer: GroupCommit::new(conn),
+            readers: Readers::new(path),
         })
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        self.conn
-            .lock()
-            .map_err(|_| StoreError::Backend("sqlite store lock poisoned".into()))
+    /// The writing connection, for tests that look into the file.
+    #[cfg(test)]
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        Ok(self.writer.connection())
     }
 }
 
@@ -397,7 +414,7 @@ fn record_listed_devices(tx: &Transaction<'_>) -> Result<(), StoreError> {
 /// off its usage and the totals), its signed prekey with its access
 /// verifier, and its one-time prekeys. Its device list, if it has one, is
 /// not part of it.
-fn remove_mailbox(tx: &Transaction<'_>, address: &MailboxAddress) -> Result<(), StoreError> {
+fn remove_mailbox(tx: &Connection, address: &MailboxAddress) -> Result<(), StoreError> {
     let mailbox = address.as_bytes();
     let mut deleted = Deleted::default();
     {
@@ -435,7 +452,7 @@ fn body_holders(conn: &Connection, id: i64) -> Result<u64, StoreError> {
 
 /// Deletes shared body `id` if no envelope holds it any more
 /// (`secure_delete` overwrites it); returns the bytes that freed.
-fn release_body(tx: &Transaction<'_>, id: i64) -> Result<u64, StoreError> {
+fn release_body(tx: &Connection, id: i64) -> Result<u64, StoreError> {
     let freed: Option<i64> = tx
         .prepare_cached(
             "DELETE FROM bodies WHERE id = ?1
@@ -464,7 +481,7 @@ impl Deleted {
     /// [`forget`](Self::forget), while the body is still there.
     fn add(
         &mut self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         payload_len: i64,
         body: Option<i64>,
     ) -> Result<(), StoreError> {
@@ -479,7 +496,7 @@ impl Deleted {
     /// Takes the envelopes off `mailbox`'s usage and the totals, and
     /// deletes the shared bodies no envelope holds any more; returns the
     /// bytes that freed in the store (what [`StoreTotals::bytes`] counts).
-    fn forget(&self, tx: &Transaction<'_>, mailbox: &[u8]) -> Result<u64, StoreError> {
+    fn forget(&self, tx: &Connection, mailbox: &[u8]) -> Result<u64, StoreError> {
         if self.count == 0 {
             return Ok(0);
         }
@@ -509,7 +526,7 @@ struct SharedBody<'a> {
 
 impl SharedBody<'_> {
     /// Its row id, writing the row first if needed.
-    fn id(&mut self, tx: &Transaction<'_>) -> Result<i64, StoreError> {
+    fn id(&mut self, tx: &Connection) -> Result<i64, StoreError> {
         if let Some(id) = self.id {
             return Ok(id);
         }
@@ -536,7 +553,7 @@ struct NewEnvelope<'a, 'b> {
 /// contact if `first_contact()` says so. A refusal writes nothing, so the
 /// transaction may go on with other envelopes.
 fn enqueue_in(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     envelope: NewEnvelope<'_, '_>,
     access: Access<'_>,
     first_contact: &mut dyn FnMut() -> bool,
@@ -665,6 +682,286 @@ fn usage_of(conn: &Connection, mailbox: &[u8; 32]) -> Result<(u64, u64), StoreEr
     Ok((to_u64(count)?, to_u64(bytes)?))
 }
 
+/// An [`Access`] the store keeps while the operation waits for its batch.
+enum OwnedAccess {
+    Key(Option<AccessKey>),
+    FirstContact,
+}
+
+impl OwnedAccess {
+    fn of(access: Access<'_>) -> Self {
+        match access {
+            Access::Key(key) => Self::Key(key.cloned()),
+            Access::FirstContact => Self::FirstContact,
+        }
+    }
+
+    fn as_access(&self) -> Access<'_> {
+        match self {
+            Self::Key(key) => Access::Key(key.as_ref()),
+            Self::FirstContact => Access::FirstContact,
+        }
+    }
+}
+
+/// Publishes `owner`'s prekeys (mailbox `mailbox`), as
+/// [`MailboxStore::publish_prekeys`]; on an error the caller rolls back.
+fn publish_prekeys_in(
+    conn: &Connection,
+    mailbox: &[u8; 32],
+    owner: &IdentityKey,
+    upload: &PreKeyUpload,
+    max_one_time: u32,
+) -> Result<u32, StoreError> {
+    if upload.replace_one_time_prekeys {
+        conn.execute("DELETE FROM one_time_prekeys WHERE mailbox = ?1", [mailbox])?;
+    }
+    if let Some(spk) = &upload.signed_prekey {
+        conn.execute(
+            "INSERT INTO signed_prekeys (mailbox, identity_key, prekey_id, public_key, signature)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (mailbox) DO UPDATE SET identity_key = excluded.identity_key,
+                 prekey_id = excluded.prekey_id, public_key = excluded.public_key,
+                 signature = excluded.signature",
+            params![
+                mailbox,
+                owner.as_bytes(),
+                spk.id.get(),
+                spk.public.as_bytes(),
+                spk.signature.as_bytes()
+            ],
+        )?;
+    }
+    if let Some(verifier) = &upload.access_verifier {
+        // Kept with the signed prekey: without a row, nothing to keep.
+        conn.execute(
+            "UPDATE signed_prekeys SET access_verifier = ?2 WHERE mailbox = ?1",
+            params![mailbox, verifier.as_bytes()],
+        )?;
+    }
+    {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO one_time_prekeys (mailbox, prekey_id, public_key) VALUES (?1, ?2, ?3)
+             ON CONFLICT (mailbox, prekey_id) DO UPDATE SET public_key = excluded.public_key",
+        )?;
+        for key in &upload.one_time_prekeys {
+            insert.execute(params![mailbox, key.id.get(), key.public.as_bytes()])?;
+        }
+    }
+    let count = count_one_time(conn, mailbox)?;
+    if count > max_one_time {
+        // The batch rolls back this operation's writes.
+        return Err(StoreError::TooManyPreKeys {
+            would_have: u64::from(count),
+            max: max_one_time,
+        });
+    }
+    Ok(count)
+}
+
+/// [`MailboxStore::take_bundle`] in the batch's transaction.
+fn take_bundle_in(
+    conn: &Connection,
+    address: &MailboxAddress,
+) -> Result<Option<TakenBundle>, StoreError> {
+    let mailbox = address.as_bytes();
+    let signed: Option<SignedPreKeyRow> = conn
+        .query_row(
+            "SELECT identity_key, prekey_id, public_key, signature
+             FROM signed_prekeys WHERE mailbox = ?1",
+            [mailbox],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((identity_key, signed_prekey_id, signed_prekey, signature)) = signed else {
+        return Ok(None);
+    };
+    let identity_key = IdentityKey::from_bytes(&to_array(identity_key, "identity key")?)
+        .map_err(|_| StoreError::Corrupt("identity key"))?;
+    let one_time: Option<(u32, Vec<u8>)> = conn
+        .query_row(
+            "DELETE FROM one_time_prekeys WHERE seq =
+                 (SELECT seq FROM one_time_prekeys WHERE mailbox = ?1 ORDER BY seq LIMIT 1)
+             RETURNING prekey_id, public_key",
+            [mailbox],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let one_time_prekey = match one_time {
+        Some((id, key)) => Some((
+            OneTimePreKeyId::new(id),
+            PreKeyPublic::from_bytes(to_array(key, "one-time prekey")?),
+        )),
+        None => None,
+    };
+    let remaining = count_one_time(conn, mailbox)?;
+    Ok(Some(TakenBundle {
+        bundle: PreKeyBundle::from_parts(
+            identity_key,
+            SignedPreKeyId::new(signed_prekey_id),
+            PreKeyPublic::from_bytes(to_array(signed_prekey, "signed prekey")?),
+            Signature::from_bytes(to_array(signature, "signed prekey signature")?),
+            one_time_prekey,
+        ),
+        remaining,
+    }))
+}
+
+/// [`MailboxStore::publish_device_list`] in the batch's transaction.
+fn publish_device_list_in(
+    conn: &Connection,
+    owner: &MailboxAddress,
+    version: u64,
+    list: &[u8],
+) -> Result<(), StoreError> {
+    let stored: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT version, list FROM device_lists WHERE mailbox = ?1",
+            [owner.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if let Some((stored, stored_list)) = &stored {
+        let stored = to_u64(*stored)?;
+        if stored == version && stored_list == list {
+            return Ok(());
+        }
+        if stored >= version {
+            return Err(StoreError::StaleDeviceList { stored });
+        }
+    }
+    let new = NewDeviceList::compare(owner, stored.as_ref().map(|(_, l)| l.as_slice()), list);
+    conn.execute(
+        "INSERT OR REPLACE INTO device_lists (mailbox, version, list) VALUES (?1, ?2, ?3)",
+        params![owner.as_bytes(), to_i64(version)?, list],
+    )?;
+    conn.execute(
+        "DELETE FROM listed_devices WHERE account = ?1",
+        [owner.as_bytes()],
+    )?;
+    {
+        let mut insert =
+            conn.prepare("INSERT OR IGNORE INTO listed_devices (device, account) VALUES (?1, ?2)")?;
+        for device in &new.listed {
+            insert.execute(params![device.as_bytes(), owner.as_bytes()])?;
+        }
+    }
+    for device in &new.unlinked {
+        // An account's own mailbox, or one another account still
+        // names, stays (store/unlinking.rs).
+        let claimed: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM device_lists WHERE mailbox = ?1)
+                 OR EXISTS (SELECT 1 FROM listed_devices WHERE device = ?1)",
+            [device.as_bytes()],
+            |r| r.get(0),
+        )?;
+        if !claimed {
+            remove_mailbox(conn, device)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`MailboxStore::enqueue_many`] in the batch's transaction: every
+/// recipient in order; a failure other than a refusal fails the whole
+/// call, and the batch rolls back what it wrote.
+fn enqueue_many_in(
+    conn: &Connection,
+    recipients: &[MultiRecipient],
+    body: &[u8],
+    first_contact: &mut dyn FnMut(usize) -> bool,
+    policy: &QueuePolicy,
+    now: UnixTime,
+) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
+    let mut body = (!body.is_empty()).then_some(SharedBody {
+        data: body,
+        id: None,
+    });
+    let mut results = Vec::with_capacity(recipients.len());
+    for (i, r) in recipients.iter().enumerate() {
+        let envelope = NewEnvelope {
+            recipient: &r.address,
+            message_id: &r.message_id,
+            payload: &r.header,
+            body: body.as_mut(),
+        };
+        let access = Access::Key(r.access_key.as_ref());
+        match enqueue_in(
+            conn,
+            envelope,
+            access,
+            &mut || first_contact(i),
+            policy,
+            now,
+        ) {
+            Err(e) if !e.is_refusal() => return Err(e),
+            result => results.push(result),
+        }
+    }
+    Ok(results)
+}
+
+/// [`MailboxStore::ack`] in the batch's transaction.
+fn ack_in(conn: &Connection, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
+    let mailbox = address.as_bytes();
+    let mut deleted = Deleted::default();
+    {
+        let mut delete = conn.prepare_cached(
+            "DELETE FROM envelopes WHERE id = ?1 AND mailbox = ?2
+             RETURNING length(payload), body",
+        )?;
+        for id in ids {
+            let Ok(id) = i64::try_from(*id) else { continue };
+            let row: Option<(i64, Option<i64>)> = delete
+                .query_row(params![id, mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((len, body)) = row {
+                deleted.add(conn, len, body)?;
+            }
+        }
+    }
+    deleted.forget(conn, mailbox)?;
+    // At most `ids.len()` (65 535 per request) deletions.
+    Ok(u32::try_from(deleted.count).unwrap_or(u32::MAX))
+}
+
+/// [`MailboxStore::sweep_expired`] in the batch's transaction.
+fn sweep_expired_in(
+    conn: &Connection,
+    now: UnixTime,
+    max_count: usize,
+) -> Result<Swept, StoreError> {
+    let hour = i64::try_from(now.hour()).unwrap_or(i64::MAX);
+    let limit = i64::try_from(max_count).unwrap_or(i64::MAX);
+    // Per mailbox: what was deleted.
+    let mut deleted: HashMap<Vec<u8>, Deleted> = HashMap::new();
+    {
+        let mut delete = conn.prepare_cached(
+            "DELETE FROM envelopes WHERE id IN
+                 (SELECT id FROM envelopes WHERE expiry_hour <= ?1
+                  ORDER BY expiry_hour, id LIMIT ?2)
+             RETURNING mailbox, length(payload), body",
+        )?;
+        let mut rows = delete.query(params![hour, limit])?;
+        while let Some(row) = rows.next()? {
+            let mailbox: Vec<u8> = row.get(0)?;
+            deleted
+                .entry(mailbox)
+                .or_default()
+                .add(conn, row.get(1)?, row.get(2)?)?;
+        }
+    }
+    let mut swept = Swept::default();
+    for (mailbox, deleted) in &deleted {
+        swept.envelopes += deleted.count;
+        swept.bytes += deleted.forget(conn, mailbox)?;
+    }
+    Ok(swept)
+}
+
+/// About what a one-time prekey row takes, for the batch's byte bound.
+const ONE_TIME_PREKEY_WEIGHT: usize = 48;
+
 impl MailboxStore for SqliteStore {
     fn publish_prekeys(
         &self,
@@ -672,104 +969,20 @@ impl MailboxStore for SqliteStore {
         upload: &PreKeyUpload,
         max_one_time: u32,
     ) -> Result<u32, StoreError> {
-        let mailbox = *MailboxAddress::of(owner).as_bytes();
-        let mut conn = self.lock()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if upload.replace_one_time_prekeys {
-            tx.execute(
-                "DELETE FROM one_time_prekeys WHERE mailbox = ?1",
-                [&mailbox],
-            )?;
-        }
-        if let Some(spk) = &upload.signed_prekey {
-            tx.execute(
-                "INSERT INTO signed_prekeys (mailbox, identity_key, prekey_id, public_key, signature)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (mailbox) DO UPDATE SET identity_key = excluded.identity_key,
-                     prekey_id = excluded.prekey_id, public_key = excluded.public_key,
-                     signature = excluded.signature",
-                params![
-                    mailbox,
-                    owner.as_bytes(),
-                    spk.id.get(),
-                    spk.public.as_bytes(),
-                    spk.signature.as_bytes()
-                ],
-            )?;
-        }
-        if let Some(verifier) = &upload.access_verifier {
-            // Kept with the signed prekey: without a row, nothing to keep.
-            tx.execute(
-                "UPDATE signed_prekeys SET access_verifier = ?2 WHERE mailbox = ?1",
-                params![mailbox, verifier.as_bytes()],
-            )?;
-        }
-        {
-            let mut insert = tx.prepare(
-                "INSERT INTO one_time_prekeys (mailbox, prekey_id, public_key) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (mailbox, prekey_id) DO UPDATE SET public_key = excluded.public_key",
-            )?;
-            for key in &upload.one_time_prekeys {
-                insert.execute(params![mailbox, key.id.get(), key.public.as_bytes()])?;
-            }
-        }
-        let count = count_one_time(&tx, &mailbox)?;
-        if count > max_one_time {
-            // Dropping `tx` rolls everything back.
-            return Err(StoreError::TooManyPreKeys {
-                would_have: u64::from(count),
-                max: max_one_time,
-            });
-        }
-        tx.commit()?;
-        Ok(count)
+        let owner = *owner;
+        let mailbox = *MailboxAddress::of(&owner).as_bytes();
+        let weight = 256 + upload.one_time_prekeys.len() * ONE_TIME_PREKEY_WEIGHT;
+        let upload = upload.clone();
+        self.writer.write(weight, move |conn| {
+            publish_prekeys_in(conn, &mailbox, &owner, &upload, max_one_time)
+        })
     }
 
     fn take_bundle(&self, address: &MailboxAddress) -> Result<Option<TakenBundle>, StoreError> {
-        let mailbox = address.as_bytes();
-        let mut conn = self.lock()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let signed: Option<SignedPreKeyRow> = tx
-            .query_row(
-                "SELECT identity_key, prekey_id, public_key, signature
-                 FROM signed_prekeys WHERE mailbox = ?1",
-                [mailbox],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
-        let Some((identity_key, signed_prekey_id, signed_prekey, signature)) = signed else {
-            return Ok(None);
-        };
-        let identity_key = IdentityKey::from_bytes(&to_array(identity_key, "identity key")?)
-            .map_err(|_| StoreError::Corrupt("identity key"))?;
-        let one_time: Option<(u32, Vec<u8>)> = tx
-            .query_row(
-                "DELETE FROM one_time_prekeys WHERE seq =
-                     (SELECT seq FROM one_time_prekeys WHERE mailbox = ?1 ORDER BY seq LIMIT 1)
-                 RETURNING prekey_id, public_key",
-                [mailbox],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let one_time_prekey = match one_time {
-            Some((id, key)) => Some((
-                OneTimePreKeyId::new(id),
-                PreKeyPublic::from_bytes(to_array(key, "one-time prekey")?),
-            )),
-            None => None,
-        };
-        let remaining = count_one_time(&tx, mailbox)?;
-        tx.commit()?;
-        Ok(Some(TakenBundle {
-            bundle: PreKeyBundle::from_parts(
-                identity_key,
-                SignedPreKeyId::new(signed_prekey_id),
-                PreKeyPublic::from_bytes(to_array(signed_prekey, "signed prekey")?),
-                Signature::from_bytes(to_array(signature, "signed prekey signature")?),
-                one_time_prekey,
-            ),
-            remaining,
-        }))
+        let address = *address;
+        self.writer.write(ONE_TIME_PREKEY_WEIGHT, move |conn| {
+            take_bundle_in(conn, &address)
+        })
     }
 
     fn publish_device_list(
@@ -778,72 +991,25 @@ impl MailboxStore for SqliteStore {
         version: u64,
         list: &[u8],
     ) -> Result<(), StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stored: Option<(i64, Vec<u8>)> = tx
-            .query_row(
-                "SELECT version, list FROM device_lists WHERE mailbox = ?1",
-                [owner.as_bytes()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        if let Some((stored, stored_list)) = &stored {
-            let stored = to_u64(*stored)?;
-            if stored == version && stored_list == list {
-                return Ok(());
-            }
-            if stored >= version {
-                return Err(StoreError::StaleDeviceList { stored });
-            }
-        }
-        let new = NewDeviceList::compare(owner, stored.as_ref().map(|(_, l)| l.as_slice()), list);
-        tx.execute(
-            "INSERT OR REPLACE INTO device_lists (mailbox, version, list) VALUES (?1, ?2, ?3)",
-            params![owner.as_bytes(), to_i64(version)?, list],
-        )?;
-        tx.execute(
-            "DELETE FROM listed_devices WHERE account = ?1",
-            [owner.as_bytes()],
-        )?;
-        {
-            let mut insert = tx.prepare(
-                "INSERT OR IGNORE INTO listed_devices (device, account) VALUES (?1, ?2)",
-            )?;
-            for device in &new.listed {
-                insert.execute(params![device.as_bytes(), owner.as_bytes()])?;
-            }
-        }
-        for device in &new.unlinked {
-            // An account's own mailbox, or one another account still
-            // names, stays (store/unlinking.rs).
-            let claimed: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM device_lists WHERE mailbox = ?1)
-                     OR EXISTS (SELECT 1 FROM listed_devices WHERE device = ?1)",
-                [device.as_bytes()],
-                |r| r.get(0),
-            )?;
-            if !claimed {
-                remove_mailbox(&tx, device)?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        let owner = *owner;
+        let list = list.to_vec();
+        self.writer.write(list.len(), move |conn| {
+            publish_device_list_in(conn, &owner, version, &list)
+        })
     }
 
     fn device_list(&self, address: &MailboxAddress) -> Result<Option<Vec<u8>>, StoreError> {
-        let conn = self.lock()?;
-        Ok(conn
-            .query_row(
-                "SELECT list FROM device_lists WHERE mailbox = ?1",
-                [address.as_bytes()],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.readers.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT list FROM device_lists WHERE mailbox = ?1")?
+                .query_row([address.as_bytes()], |r| r.get(0))
+                .optional()?)
+        })
     }
 
     fn one_time_prekey_count(&self, address: &MailboxAddress) -> Result<u32, StoreError> {
-        let conn = self.lock()?;
-        count_one_time(&conn, address.as_bytes())
+        self.readers
+            .read(|conn| count_one_time(conn, address.as_bytes()))
     }
 
     fn enqueue(
@@ -855,17 +1021,26 @@ impl MailboxStore for SqliteStore {
         policy: &QueuePolicy,
         now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let envelope = NewEnvelope {
-            recipient,
-            message_id,
-            payload,
-            body: None,
-        };
-        let enqueued = enqueue_in(&tx, envelope, access, &mut || false, policy, now)?;
-        tx.commit()?;
-        Ok(enqueued)
+        let (recipient, message_id, policy) = (*recipient, *message_id, *policy);
+        // Owned, so that whichever caller leads the batch can run it.
+        let payload = payload.to_vec();
+        let access = OwnedAccess::of(access);
+        self.writer.write(payload.len(), move |conn| {
+            let envelope = NewEnvelope {
+                recipient: &recipient,
+                message_id: &message_id,
+                payload: &payload,
+                body: None,
+            };
+            enqueue_in(
+                conn,
+                envelope,
+                access.as_access(),
+                &mut || false,
+                &policy,
+                now,
+            )
+        })
     }
 
     fn enqueue_many(
@@ -876,30 +1051,21 @@ impl MailboxStore for SqliteStore {
         policy: &QueuePolicy,
         now: UnixTime,
     ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
-        let mut conn = self.lock()?;
-        // One transaction, one commit (durable, `synchronous = FULL`) for
-        // every recipient.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut body = (!body.is_empty()).then_some(SharedBody {
-            data: body,
-            id: None,
-        });
-        let mut results = Vec::with_capacity(recipients.len());
-        for (i, r) in recipients.iter().enumerate() {
-            let envelope = NewEnvelope {
-                recipient: &r.address,
-                message_id: &r.message_id,
-                payload: &r.header,
-                body: body.as_mut(),
+        let weight = body.len() + recipients.iter().map(|r| r.header.len()).sum::<usize>();
+        // Should the batch start over (see `group_commit`), each recipient
+        // gets the answer `first_contact` gave it the first time: it is
+        // asked at most once per recipient.
+        let mut answers: Vec<Option<bool>> = vec![None; recipients.len()];
+        // `first_contact` is not `Send`: this thread runs the operation,
+        // leading a batch of its own and whatever else is queued.
+        self.writer.write_here(weight, |conn| {
+            let mut ask = |i: usize| match answers.get_mut(i) {
+                Some(Some(answer)) => *answer,
+                Some(slot) => *slot.insert(first_contact(i)),
+                None => first_contact(i),
             };
-            let access = Access::Key(r.access_key.as_ref());
-            match enqueue_in(&tx, envelope, access, &mut || first_contact(i), policy, now) {
-                Err(e) if !e.is_refusal() => return Err(e), // dropping `tx` rolls back
-                result => results.push(result),
-            }
-        }
-        tx.commit()?;
-        Ok(results)
+            enqueue_many_in(conn, recipients, body, &mut ask, policy, now)
+        })
     }
 
     fn fetch(
@@ -910,132 +1076,96 @@ impl MailboxStore for SqliteStore {
         max_bytes: usize,
         now: UnixTime,
     ) -> Result<FetchedPage, StoreError> {
-        let conn = self.lock()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT e.id, e.payload, e.body, b.data FROM envelopes e
-             LEFT JOIN bodies b ON b.id = e.body
-             WHERE e.mailbox = ?1 AND e.id > ?2 AND e.expiry_hour > ?4 ORDER BY e.id LIMIT ?3",
-        )?;
-        let limit = to_i64(
-            u64::try_from(max_count)
-                .unwrap_or(u64::MAX)
-                .saturating_add(1),
-        )
-        .unwrap_or(i64::MAX);
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let hour = i64::try_from(now.hour()).unwrap_or(i64::MAX);
-        let mut rows = stmt.query(params![address.as_bytes(), after, limit, hour])?;
-        let mut page = FetchedPage::default();
-        let mut used = 0usize;
-        while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
-            let mut payload: Vec<u8> = row.get(1)?;
-            let body: Option<i64> = row.get(2)?;
-            let data: Option<Vec<u8>> = row.get(3)?;
-            match (body, data) {
-                (None, _) => {}
-                (Some(_), Some(data)) => payload.extend_from_slice(&data),
-                (Some(_), None) => {
-                    return Err(StoreError::Corrupt("an envelope's shared body is missing"));
-                }
-            }
-            let size = Envelope::OVERHEAD + payload.len();
-            if page.envelopes.len() >= max_count
-                || (!page.envelopes.is_empty() && used + size > max_bytes)
-            {
-                page.more = true;
-                break;
-            }
-            used += size;
-            page.envelopes.push(Envelope {
-                id: to_u64(id)?,
-                payload,
-            });
-        }
-        Ok(page)
+        self.readers
+            .read(|conn| fetch_in(conn, address, after, max_count, max_bytes, now))
     }
 
     fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
-        let mailbox = address.as_bytes();
-        let mut conn = self.lock()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut deleted = Deleted::default();
-        {
-            let mut delete = tx.prepare(
-                "DELETE FROM envelopes WHERE id = ?1 AND mailbox = ?2
-                 RETURNING length(payload), body",
-            )?;
-            for id in ids {
-                let Ok(id) = i64::try_from(*id) else { continue };
-                let row: Option<(i64, Option<i64>)> = delete
-                    .query_row(params![id, mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                if let Some((len, body)) = row {
-                    deleted.add(&tx, len, body)?;
-                }
-            }
-        }
-        deleted.forget(&tx, mailbox)?;
-        tx.commit()?;
-        // At most `ids.len()` (65 535 per request) deletions.
-        Ok(u32::try_from(deleted.count).unwrap_or(u32::MAX))
+        let address = *address;
+        let ids = ids.to_vec();
+        self.writer
+            .write(ids.len() * 8, move |conn| ack_in(conn, &address, &ids))
     }
 
     fn sweep_expired(&self, now: UnixTime, max_count: usize) -> Result<Swept, StoreError> {
-        let hour = i64::try_from(now.hour()).unwrap_or(i64::MAX);
-        let limit = i64::try_from(max_count).unwrap_or(i64::MAX);
-        let mut conn = self.lock()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Per mailbox: what was deleted.
-        let mut deleted: HashMap<Vec<u8>, Deleted> = HashMap::new();
-        {
-            let mut delete = tx.prepare(
-                "DELETE FROM envelopes WHERE id IN
-                     (SELECT id FROM envelopes WHERE expiry_hour <= ?1
-                      ORDER BY expiry_hour, id LIMIT ?2)
-                 RETURNING mailbox, length(payload), body",
-            )?;
-            let mut rows = delete.query(params![hour, limit])?;
-            while let Some(row) = rows.next()? {
-                let mailbox: Vec<u8> = row.get(0)?;
-                deleted
-                    .entry(mailbox)
-                    .or_default()
-                    .add(&tx, row.get(1)?, row.get(2)?)?;
-            }
-        }
-        let mut swept = Swept::default();
-        for (mailbox, deleted) in &deleted {
-            swept.envelopes += deleted.count;
-            swept.bytes += deleted.forget(&tx, mailbox)?;
-        }
-        tx.commit()?;
-        Ok(swept)
+        self.writer
+            .write(0, move |conn| sweep_expired_in(conn, now, max_count))
     }
 
     fn totals(&self) -> Result<StoreTotals, StoreError> {
-        let conn = self.lock()?;
-        totals_of(&conn)
+        self.readers.read(|conn| totals_of(conn))
     }
 
     fn usage(&self, address: &MailboxAddress) -> Result<MailboxUsage, StoreError> {
         let mailbox = address.as_bytes();
-        let mut conn = self.lock()?;
-        // One read transaction, so the three numbers agree.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let (envelopes, bytes) = usage_of(&tx, mailbox)?;
-        let last_id: Option<i64> = tx.query_row(
-            "SELECT MAX(id) FROM envelopes WHERE mailbox = ?1",
-            [mailbox],
-            |r| r.get(0),
-        )?;
-        tx.commit()?;
-        Ok(MailboxUsage {
-            envelopes,
-            bytes,
-            last_id: to_u64(last_id.unwrap_or(0))?,
+        self.readers.read(|conn| {
+            // One read transaction, so the three numbers agree.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let (envelopes, bytes) = usage_of(&tx, mailbox)?;
+            let last_id: Option<i64> = tx
+                .prepare_cached("SELECT MAX(id) FROM envelopes WHERE mailbox = ?1")?
+                .query_row([mailbox], |r| r.get(0))?;
+            tx.commit()?;
+            Ok(MailboxUsage {
+                envelopes,
+                bytes,
+                last_id: to_u64(last_id.unwrap_or(0))?,
+            })
         })
     }
+}
+
+/// [`MailboxStore::fetch`] on a read connection.
+fn fetch_in(
+    conn: &Connection,
+    address: &MailboxAddress,
+    after: u64,
+    max_count: usize,
+    max_bytes: usize,
+    now: UnixTime,
+) -> Result<FetchedPage, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.id, e.payload, e.body, b.data FROM envelopes e
+         LEFT JOIN bodies b ON b.id = e.body
+         WHERE e.mailbox = ?1 AND e.id > ?2 AND e.expiry_hour > ?4 ORDER BY e.id LIMIT ?3",
+    )?;
+    let limit = to_i64(
+        u64::try_from(max_count)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1),
+    )
+    .unwrap_or(i64::MAX);
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let hour = i64::try_from(now.hour()).unwrap_or(i64::MAX);
+    let mut rows = stmt.query(params![address.as_bytes(), after, limit, hour])?;
+    let mut page = FetchedPage::default();
+    let mut used = 0usize;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let mut payload: Vec<u8> = row.get(1)?;
+        let body: Option<i64> = row.get(2)?;
+        let data: Option<Vec<u8>> = row.get(3)?;
+        match (body, data) {
+            (None, _) => {}
+            (Some(_), Some(data)) => payload.extend_from_slice(&data),
+            (Some(_), None) => {
+                return Err(StoreError::Corrupt("an envelope's shared body is missing"));
+            }
+        }
+        let size = Envelope::OVERHEAD + payload.len();
+        if page.envelopes.len() >= max_count
+            || (!page.envelopes.is_empty() && used + size > max_bytes)
+        {
+            page.more = true;
+            break;
+        }
+        used += size;
+        page.envelopes.push(Envelope {
+            id: to_u64(id)?,
+            payload,
+        });
+    }
+    Ok(page)
 }
 
 #[cfg(test)]
@@ -1165,6 +1295,329 @@ mod tests {
                 assert_eq!(mode(f), 0o600, "{}", f.display());
             }
         }
+    }
+
+    // Group commit (docs/relay.md §9): callers on many threads, one batch.
+
+    /// Message id number `n`.
+    fn message_id(n: u32) -> MessageId {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        MessageId(id)
+    }
+
+    /// Batches committed so far.
+    fn commits(store: &SqliteStore) -> u64 {
+        store.writer.hooks().commits()
+    }
+
+    /// Registers the identity of `seed` with an access verifier; returns
+    /// its mailbox.
+    fn register_guarded(store: &SqliteStore, seed: u8) -> MailboxAddress {
+        use sotto_core::{IdentityKeyPair, SignedPreKey};
+        let owner = IdentityKeyPair::from_seed(&[seed; 32]);
+        let key = AccessKey::derive(&owner).unwrap();
+        let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+        let spk = SignedPreKey::generate(SignedPreKeyId::new(1), &owner, &mut rng);
+        let upload = PreKeyUpload::new(Some(&spk), &[]).with_access_verifier(key.verifier());
+        store.publish_prekeys(owner.public(), &upload, 10).unwrap();
+        MailboxAddress::of(owner.public())
+    }
+
+    #[test]
+    fn concurrent_enqueues_share_commits_get_distinct_ids_and_read_their_own_writes() {
+        const THREADS: u32 = 32;
+        const EACH: u32 = 20;
+        let (_dir, store) = fresh();
+        let mailboxes: Vec<_> = (1..=8).map(|seed| register(&store, seed)).collect();
+        let before = commits(&store);
+        // The first batch waits for one envelope from every thread.
+        store.writer.hooks().gather_next_batch(THREADS as usize);
+        let stored: Vec<(usize, u64)> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (store, mailboxes) = (&store, &mailboxes);
+                    s.spawn(move || {
+                        let mut mine = Vec::new();
+                        for k in 0..EACH {
+                            let n = t * EACH + k;
+                            let m = n as usize % mailboxes.len();
+                            let payload = n.to_be_bytes();
+                            let policy = QueuePolicy::default();
+                            let e = store
+                                .enqueue(&mailboxes[m], &message_id(n), &payload, OPEN, &policy, T0)
+                                .unwrap();
+                            assert!(!e.duplicate);
+                            // Answered after its commit: a reader sees it.
+                            let page = store
+                                .fetch(&mailboxes[m], e.id - 1, 1, usize::MAX, T0)
+                                .unwrap();
+                            assert_eq!(page.envelopes[0].id, e.id);
+                            assert_eq!(page.envelopes[0].payload, payload);
+                            mine.push((m, e.id));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect()
+        });
+        let total = (THREADS * EACH) as usize;
+        let mut ids: Vec<u64> = stored.iter().map(|(_, id)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), total, "every envelope has an id of its own");
+        for (m, mailbox) in mailboxes.iter().enumerate() {
+            let mut expected: Vec<u64> = stored
+                .iter()
+                .filter(|(i, _)| *i == m)
+                .map(|(_, id)| *id)
+                .collect();
+            expected.sort_unstable();
+            let page = store.fetch(mailbox, 0, 1000, usize::MAX, T0).unwrap();
+            let got: Vec<u64> = page.envelopes.iter().map(|e| e.id).collect();
+            assert_eq!(got, expected, "each once, in id order");
+            assert_eq!(
+                store.usage(mailbox).unwrap().envelopes,
+                expected.len() as u64
+            );
+        }
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: total as u64,
+                bytes: 4 * total as u64
+            }
+        );
+        let commits = commits(&store) - before;
+        assert!(
+            commits <= (total - THREADS as usize + 1) as u64,
+            "{commits} commits for {total} envelopes"
+        );
+    }
+
+    #[test]
+    fn two_callers_in_one_batch_with_one_message_id_get_one_stored_and_one_duplicate() {
+        let (_dir, store) = fresh();
+        let bob = register(&store, 1);
+        let before = commits(&store);
+        store.writer.hooks().gather_next_batch(2);
+        let results: Vec<Enqueued> = std::thread::scope(|s| {
+            let threads: Vec<_> = [&b"first"[..], b"second"]
+                .into_iter()
+                .map(|payload| {
+                    let store = &store;
+                    s.spawn(move || {
+                        let policy = QueuePolicy::default();
+                        store
+                            .enqueue(&bob, &MessageId([7; 16]), payload, OPEN, &policy, T0)
+                            .unwrap()
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(commits(&store), before + 1, "one batch");
+        assert_eq!(results[0].id, results[1].id);
+        assert_eq!(results.iter().filter(|r| r.duplicate).count(), 1);
+        assert_eq!(
+            store
+                .fetch(&bob, 0, 10, usize::MAX, T0)
+                .unwrap()
+                .envelopes
+                .len(),
+            1
+        );
+        assert_eq!(store.totals().unwrap().envelopes, 1);
+    }
+
+    #[test]
+    fn mailbox_limits_are_checked_in_batch_order() {
+        let (_dir, store) = fresh();
+        let bob = register(&store, 1);
+        let policy = QueuePolicy {
+            mailbox: super::super::MailboxLimits {
+                max_envelopes: 2,
+                max_bytes: 1000,
+            },
+            ..QueuePolicy::default()
+        };
+        store.writer.hooks().gather_next_batch(3);
+        let results: Vec<Result<Enqueued, StoreError>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..3)
+                .map(|n| {
+                    let (store, policy) = (&store, &policy);
+                    s.spawn(move || store.enqueue(&bob, &message_id(n), b"x", OPEN, policy, T0))
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 2);
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(StoreError::MailboxFull { .. })))
+        );
+        assert_eq!(store.usage(&bob).unwrap().envelopes, 2);
+    }
+
+    #[test]
+    fn a_failed_commit_answers_every_caller_of_its_batch_with_an_error_and_stores_nothing() {
+        let (_dir, store) = fresh();
+        let (bob, carol) = (register(&store, 1), register(&store, 2));
+        let policy = QueuePolicy::default();
+        let queued = store
+            .enqueue(&bob, &MessageId([1; 16]), b"queued", OPEN, &policy, T0)
+            .unwrap();
+        let before = (store.totals().unwrap(), commits(&store));
+        // As a crash before the commit, or a disk failing it, would.
+        store.writer.hooks().fail_next_commit();
+        store.writer.hooks().gather_next_batch(4);
+        let failed: Vec<bool> = std::thread::scope(|s| {
+            let store = &store;
+            let threads = [
+                s.spawn(move || {
+                    store
+                        .enqueue(&bob, &MessageId([2; 16]), b"new", OPEN, &policy, T0)
+                        .is_err()
+                }),
+                s.spawn(move || {
+                    store
+                        .enqueue(&carol, &MessageId([2; 16]), b"new", OPEN, &policy, T0)
+                        .is_err()
+                }),
+                s.spawn(move || store.ack(&bob, &[queued.id]).is_err()),
+                s.spawn(move || store.publish_device_list(&carol, 1, b"list").is_err()),
+            ];
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(failed, [true; 4], "every caller of the batch is told");
+        assert_eq!((store.totals().unwrap(), commits(&store)), before);
+        assert_eq!(store.usage(&carol).unwrap(), MailboxUsage::default());
+        assert_eq!(store.device_list(&carol).unwrap(), None);
+        let page = store.fetch(&bob, 0, 10, usize::MAX, T0).unwrap();
+        assert_eq!(page.envelopes.len(), 1, "the ack was not applied either");
+        // The next batch commits; a retry is a new envelope.
+        let retried = store
+            .enqueue(&bob, &MessageId([2; 16]), b"new", OPEN, &policy, T0)
+            .unwrap();
+        assert!(!retried.duplicate);
+    }
+
+    #[test]
+    fn a_multi_send_leads_a_batch_of_single_sends_and_runs_first() {
+        let (_dir, store) = fresh();
+        let (a, b) = (register(&store, 1), register(&store, 2));
+        let guarded = register_guarded(&store, 3);
+        let before = commits(&store);
+        store.writer.hooks().gather_next_batch(3);
+        let policy = QueuePolicy::default();
+        let (multi, asked, singles) = std::thread::scope(|s| {
+            let store = &store;
+            let multi = s.spawn(move || {
+                let mut asked = Vec::new();
+                let recipients = [to(&a, 1, b"ha"), to(&guarded, 2, b"hg")];
+                let results = store
+                    .enqueue_many(
+                        &recipients,
+                        b"BODY",
+                        &mut |i| {
+                            asked.push(i);
+                            true
+                        },
+                        &policy,
+                        T0,
+                    )
+                    .unwrap();
+                (results, asked)
+            });
+            // It leads, and waits for the others, before they queue.
+            while !store.writer.leading() {
+                std::thread::yield_now();
+            }
+            let singles = [
+                s.spawn(move || {
+                    store.enqueue(&a, &MessageId([1; 16]), b"haBODY", OPEN, &policy, T0)
+                }),
+                s.spawn(move || {
+                    store.enqueue(&b, &MessageId([1; 16]), b"single", OPEN, &policy, T0)
+                }),
+            ];
+            let (multi, asked) = multi.join().unwrap();
+            let singles: Vec<_> = singles.into_iter().map(|t| t.join().unwrap()).collect();
+            (multi, asked, singles)
+        });
+        assert_eq!(commits(&store), before + 1, "one batch");
+        assert_eq!(asked, [1], "the first-contact allowance asked once");
+        let multi: Vec<Enqueued> = multi.into_iter().map(Result::unwrap).collect();
+        assert!(multi.iter().all(|e| !e.duplicate));
+        // The multi-send ran first: the single send to `a` with its
+        // message id is its duplicate.
+        let to_a = singles[0].as_ref().unwrap();
+        assert!(to_a.duplicate && to_a.id == multi[0].id);
+        assert!(!singles[1].as_ref().unwrap().duplicate);
+        assert_eq!(payloads_of(&store, &guarded), [b"hgBODY".to_vec()]);
+    }
+
+    #[test]
+    fn an_envelope_refused_for_a_full_disk_fails_alone_in_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(dir.path().join("relay.db"), &SMALL, T0).unwrap();
+        let (a, b) = (register(&store, 1), register(&store, 2));
+        let guarded = register_guarded(&store, 3);
+        let ids = fill(&store, &a, 0);
+        // Room for small envelopes again, not for a large one.
+        store.ack(&a, &ids[..3]).unwrap();
+        let before = store.totals().unwrap();
+        store.writer.hooks().gather_next_batch(3);
+        let policy = QueuePolicy::default();
+        let (multi, asked, large, small) = std::thread::scope(|s| {
+            let store = &store;
+            let multi = s.spawn(move || {
+                let mut asked = 0;
+                let results = store.enqueue_many(
+                    &[to(&guarded, 1, b"h")],
+                    b"body",
+                    &mut |_| {
+                        asked += 1;
+                        true
+                    },
+                    &policy,
+                    T0,
+                );
+                (results, asked)
+            });
+            while !store.writer.leading() {
+                std::thread::yield_now();
+            }
+            let large = s.spawn(move || {
+                store.enqueue(&b, &MessageId([1; 16]), &[1; 300_000], OPEN, &policy, T0)
+            });
+            let small = s
+                .spawn(move || store.enqueue(&b, &MessageId([2; 16]), b"small", OPEN, &policy, T0));
+            let (multi, asked) = multi.join().unwrap();
+            (multi, asked, large.join().unwrap(), small.join().unwrap())
+        });
+        assert!(matches!(large, Err(StoreError::DiskFull)));
+        assert!(!small.unwrap().duplicate);
+        assert!(matches!(&multi.unwrap()[..], [Ok(e)] if !e.duplicate));
+        assert_eq!(asked, 1, "asked once, even if the batch started over");
+        assert_eq!(
+            store.totals().unwrap(),
+            StoreTotals {
+                envelopes: before.envelopes + 2,
+                bytes: before.bytes + 5 + (1 + 4)
+            }
+        );
+    }
+
+    /// The envelopes `address` is given by a fetch.
+    fn payloads_of(store: &SqliteStore, address: &MailboxAddress) -> Vec<Vec<u8>> {
+        let page = store.fetch(address, 0, 100, usize::MAX, T0).unwrap();
+        page.envelopes.into_iter().map(|e| e.payload).collect()
     }
 
     #[test]
