@@ -9,19 +9,30 @@
 //! - `relay_end_to_end`: the same senders while the recipient, authenticated
 //!   on its own connection, fetches and acknowledges concurrently; the time
 //!   until the recipient has acknowledged every envelope.
+//! - `relay_64x64/end_to_end`: `MANY` sender connections, each with
+//!   `MANY_WINDOW` requests in flight, send to `MANY` recipients, each
+//!   authenticated on its own connection (message k of sender task j goes
+//!   to recipient (j + k) mod `MANY`). Every recipient acknowledges what
+//!   the relay pushes to it (with a fetch when nothing came for a while,
+//!   as pushes the client could not take are dropped); the time until
+//!   every envelope is acknowledged. The relay runs on a runtime of its
+//!   own (2 worker threads, its blocking pool), the clients on another
+//!   (2 worker threads), so the CPU time of the relay's threads can be
+//!   read from `/proc` and reported per message after the group.
 //!
 //! Envelopes are `PAYLOAD_LEN` bytes, the wire size of a Sotto Message with
 //! a short text. The per-connection rate limits and send budget are lifted
 //! (the defaults allow 100 requests/s and 64 MiB per connection) and the
-//! mailbox limit is raised, so the relay's own cost is measured; everything
-//! else is the default configuration. The recipient publishes a signed
-//! prekey first, as the relay queues envelopes only for registered
-//! mailboxes.
+//! mailbox limit is raised, so the relay's own cost is measured; so is the
+//! limit of connections per address, for the 128 connections of
+//! `relay_64x64` from 127.0.0.1. Everything else is the default
+//! configuration. Recipients publish a signed prekey first, as the relay
+//! queues envelopes only for registered mailboxes.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, missing_docs)]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{
@@ -36,7 +47,7 @@ use sotto_relay::{
 };
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// Sending connections.
 const SENDERS: usize = 4;
@@ -64,6 +75,7 @@ fn config() -> ServerConfig {
             max_bytes: 16 << 30,
         },
         connection_send_budget: u64::MAX,
+        max_connections_per_address: 1024,
         ..ServerConfig::default()
     }
 }
@@ -79,6 +91,18 @@ impl Backend {
         match self {
             Self::Memory => "memory",
             Self::Sqlite => "sqlite",
+        }
+    }
+
+    /// The store, and the directory its file is in.
+    fn store(self) -> (Arc<dyn MailboxStore>, Option<TempDir>) {
+        match self {
+            Self::Memory => (Arc::new(MemoryStore::new()), None),
+            Self::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let store = SqliteStore::open(dir.path().join("relay.db")).expect("sqlite");
+                (Arc::new(store), Some(dir))
+            }
         }
     }
 }
@@ -103,14 +127,7 @@ impl Relay {
             .enable_all()
             .build()
             .expect("runtime");
-        let (store, dir): (Arc<dyn MailboxStore>, _) = match backend {
-            Backend::Memory => (Arc::new(MemoryStore::new()), None),
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("tempdir");
-                let store = SqliteStore::open(dir.path().join("relay.db")).expect("sqlite");
-                (Arc::new(store), Some(dir))
-            }
-        };
+        let (store, dir) = backend.store();
         let identity = IdentityKeyPair::generate(&mut rng(6));
         let address = MailboxAddress::of(identity.public());
         let (server, senders, recipient, events) = runtime.block_on(async {
@@ -289,5 +306,317 @@ fn bench_relay(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_relay);
+/// Senders, and recipients, of `relay_64x64`.
+const MANY: usize = 64;
+/// Requests each sending connection of `relay_64x64` keeps in flight.
+const MANY_WINDOW: usize = 4;
+/// How long a recipient of `relay_64x64` waits for a push before it
+/// fetches (pushes the client could not take are dropped).
+const PUSH_WAIT: Duration = Duration::from_millis(20);
+/// The name of the relay's threads (workers and blocking pool).
+const RELAY_THREAD: &str = "relay-server";
+/// The name of the clients' threads.
+const CLIENT_THREAD: &str = "relay-clients";
+
+/// CPU time, in nanoseconds, of this process's threads named `name`
+/// (`/proc/self/task/*/schedstat`: time on a CPU).
+fn cpu_ns(name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        total += schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
+fn runtime(name: &'static str) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        // Blocking threads stay, so their CPU time stays readable.
+        .thread_keep_alive(Duration::from_secs(3600))
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A recipient of `relay_64x64`: its connection and its pushes.
+struct Recipient {
+    client: Arc<RelayClient>,
+    events: mpsc::Receiver<RelayEvent>,
+}
+
+/// What the runs of one fixture added up to.
+#[derive(Default)]
+struct Totals {
+    messages: u64,
+    wall: Duration,
+    relay_cpu_ns: u64,
+    client_cpu_ns: u64,
+}
+
+/// `MANY` senders and `MANY` recipients around one relay.
+struct ManyToMany {
+    backend: Backend,
+    relay_runtime: Runtime,
+    client_runtime: Runtime,
+    server: Option<ServerHandle>,
+    senders: Vec<Arc<RelayClient>>,
+    recipients: Vec<Recipient>,
+    addresses: Arc<Vec<MailboxAddress>>,
+    payload: Arc<Vec<u8>>,
+    next_id: Arc<AtomicU64>,
+    totals: Totals,
+    _dir: Option<TempDir>,
+}
+
+impl ManyToMany {
+    fn new(backend: Backend) -> Self {
+        let relay_runtime = runtime(RELAY_THREAD);
+        let client_runtime = runtime(CLIENT_THREAD);
+        let (store, dir) = backend.store();
+        let server = relay_runtime.block_on(async {
+            Server::bind("127.0.0.1:0", config(), store)
+                .await
+                .expect("bind")
+                .spawn()
+        });
+        let addr = server.local_addr();
+        let (senders, recipients, addresses) = client_runtime.block_on(async {
+            let mut recipients = Vec::new();
+            let mut addresses = Vec::new();
+            let mut keys = rng(100);
+            for _ in 0..MANY {
+                let identity = IdentityKeyPair::generate(&mut keys);
+                let client = RelayClient::connect(addr, ClientConfig::default())
+                    .await
+                    .expect("connect");
+                client.authenticate(&identity).await.expect("authenticate");
+                let signed = SignedPreKey::generate(SignedPreKeyId::new(1), &identity, &mut keys);
+                client
+                    .upload_prekeys(PreKeyUpload::new(Some(&signed), &[]))
+                    .await
+                    .expect("register the mailbox");
+                let events = client.take_events().expect("events");
+                addresses.push(MailboxAddress::of(identity.public()));
+                recipients.push(Recipient {
+                    client: Arc::new(client),
+                    events,
+                });
+            }
+            let mut senders = Vec::new();
+            for _ in 0..MANY {
+                let client = RelayClient::connect(addr, ClientConfig::default())
+                    .await
+                    .expect("connect");
+                senders.push(Arc::new(client));
+            }
+            (senders, recipients, addresses)
+        });
+        Self {
+            backend,
+            relay_runtime,
+            client_runtime,
+            server: Some(server),
+            senders,
+            recipients,
+            addresses: Arc::new(addresses),
+            payload: Arc::new(payload()),
+            next_id: Arc::new(AtomicU64::new(1)),
+            totals: Totals::default(),
+            _dir: dir,
+        }
+    }
+
+    /// Acknowledges what `recipient` is pushed (or fetches, after
+    /// `PUSH_WAIT` without a push) until `acked` reaches `count`; the one
+    /// that gets it there records the time in `done_at` and wakes the
+    /// others.
+    async fn receive(
+        mut recipient: Recipient,
+        count: u64,
+        acked: Arc<AtomicU64>,
+        done: Arc<Notify>,
+        done_at: Arc<Mutex<Option<Instant>>>,
+    ) -> Recipient {
+        let mut ids = Vec::new();
+        while acked.load(Ordering::SeqCst) < count {
+            ids.clear();
+            tokio::select! {
+                event = recipient.events.recv() => {
+                    if let Some(RelayEvent::Envelope(e)) = event {
+                        ids.push(e.id);
+                    }
+                    while let Ok(event) = recipient.events.try_recv() {
+                        if let RelayEvent::Envelope(e) = event {
+                            ids.push(e.id);
+                        }
+                    }
+                }
+                () = done.notified() => break,
+                () = tokio::time::sleep(PUSH_WAIT) => {
+                    let page = recipient.client.fetch(0, 0).await.expect("fetch");
+                    ids.extend(page.envelopes.iter().map(|e| e.id));
+                }
+            }
+            if ids.is_empty() {
+                continue;
+            }
+            let removed = u64::from(recipient.client.ack(&ids).await.expect("ack"));
+            let before = acked.fetch_add(removed, Ordering::SeqCst);
+            if before < count && before + removed >= count {
+                *done_at.lock().expect("done_at") = Some(Instant::now());
+                done.notify_waiters();
+            }
+        }
+        recipient
+    }
+
+    /// Sends `count` envelopes spread over every sender and recipient, and
+    /// waits until all are acknowledged.
+    fn measure(&mut self, count: u64) -> Duration {
+        let recipients = std::mem::take(&mut self.recipients);
+        let (senders, addresses, payload, next_id) = (
+            self.senders.clone(),
+            self.addresses.clone(),
+            self.payload.clone(),
+            self.next_id.clone(),
+        );
+        let cpu = (cpu_ns(RELAY_THREAD), cpu_ns(CLIENT_THREAD));
+        let (elapsed, recipients) = self.client_runtime.block_on(async move {
+            let acked = Arc::new(AtomicU64::new(0));
+            let done = Arc::new(Notify::new());
+            let done_at = Arc::new(Mutex::new(None));
+            let start = Instant::now();
+            let receivers: Vec<_> = recipients
+                .into_iter()
+                .map(|r| {
+                    tokio::spawn(Self::receive(
+                        r,
+                        count,
+                        acked.clone(),
+                        done.clone(),
+                        done_at.clone(),
+                    ))
+                })
+                .collect();
+            let tasks = (senders.len() * MANY_WINDOW) as u64;
+            let mut sending = Vec::new();
+            for task in 0..tasks {
+                let share = count / tasks + u64::from(task < count % tasks);
+                let client = senders[task as usize % senders.len()].clone();
+                let (addresses, payload, next_id) =
+                    (addresses.clone(), payload.clone(), next_id.clone());
+                sending.push(tokio::spawn(async move {
+                    for k in 0..share {
+                        let to = addresses[((task + k) % addresses.len() as u64) as usize];
+                        let mut id = [0u8; 16];
+                        id[..8].copy_from_slice(
+                            &next_id.fetch_add(1, Ordering::Relaxed).to_be_bytes(),
+                        );
+                        let receipt = client
+                            .send(&to, MessageId(id), None, &payload)
+                            .await
+                            .expect("send");
+                        assert!(!receipt.duplicate);
+                    }
+                }));
+            }
+            for task in sending {
+                task.await.expect("sender task");
+            }
+            let mut recipients = Vec::new();
+            for task in receivers {
+                recipients.push(task.await.expect("recipient task"));
+            }
+            let end = done_at
+                .lock()
+                .expect("done_at")
+                .unwrap_or_else(Instant::now);
+            (end - start, recipients)
+        });
+        self.recipients = recipients;
+        let totals = &mut self.totals;
+        totals.messages += count;
+        totals.wall += elapsed;
+        totals.relay_cpu_ns += cpu_ns(RELAY_THREAD).saturating_sub(cpu.0);
+        totals.client_cpu_ns += cpu_ns(CLIENT_THREAD).saturating_sub(cpu.1);
+        elapsed
+    }
+
+    /// One line with the CPU time per message, over every run.
+    fn report(&self) {
+        let t = &self.totals;
+        if t.messages == 0 {
+            return;
+        }
+        let per = |ns: u64| ns as f64 / t.messages as f64 / 1000.0;
+        let wall = t.wall.as_secs_f64();
+        println!(
+            "relay_64x64/end_to_end/{}: {} messages in {:.2} s ({:.0}/s over all runs); \
+             CPU per message: relay {:.1} µs, clients {:.1} µs; \
+             relay threads busy {:.2} cores, clients {:.2} cores",
+            self.backend.name(),
+            t.messages,
+            wall,
+            t.messages as f64 / wall,
+            per(t.relay_cpu_ns),
+            per(t.client_cpu_ns),
+            t.relay_cpu_ns as f64 / 1e9 / wall,
+            t.client_cpu_ns as f64 / 1e9 / wall,
+        );
+    }
+}
+
+impl Drop for ManyToMany {
+    fn drop(&mut self) {
+        let senders = std::mem::take(&mut self.senders);
+        let recipients = std::mem::take(&mut self.recipients);
+        self.client_runtime.block_on(async {
+            for client in senders
+                .into_iter()
+                .chain(recipients.into_iter().map(|r| r.client))
+            {
+                if let Ok(client) = Arc::try_unwrap(client) {
+                    client.close().await;
+                }
+            }
+        });
+        if let Some(server) = self.server.take() {
+            self.relay_runtime.block_on(server.shutdown());
+        }
+    }
+}
+
+fn bench_many_to_many(c: &mut Criterion) {
+    for backend in [Backend::Memory, Backend::Sqlite] {
+        let mut group = c.benchmark_group("relay_64x64");
+        group.sampling_mode(SamplingMode::Flat);
+        group.sample_size(10);
+        group.throughput(Throughput::Elements(1));
+        let mut fixture: Option<ManyToMany> = None;
+        group.bench_function(BenchmarkId::new("end_to_end", backend.name()), |b| {
+            let relay = fixture.get_or_insert_with(|| ManyToMany::new(backend));
+            b.iter_custom(|iters| relay.measure(iters))
+        });
+        if let Some(relay) = fixture.take() {
+            relay.report();
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_relay, bench_many_to_many);
 criterion_main!(benches);

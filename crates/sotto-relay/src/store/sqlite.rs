@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use sotto_core::{
     AccessKey, AccessVerifier, IdentityKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic, Signature,
@@ -188,7 +189,7 @@ impl SqliteStore {
         let path = path.as_ref();
         restrict_files(path)?;
         let mut conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        set_up(&conn)?;
         // Switching the journal mode writes; a database already in WAL mode
         // is left as it is.
         let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
@@ -201,6 +202,11 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "secure_delete", "ON")?;
+        // Each write of a batch runs in a savepoint, whose journal of the
+        // pages it changes is a temporary file past 64 KiB: in memory, a
+        // batch does not write (and then discard) its pages twice, and no
+        // copy of an envelope goes to a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         if let Some(max_bytes) = options.max_database_bytes {
             let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
             let pages = to_i64(max_bytes)? / page_size.max(1);
@@ -237,6 +243,19 @@ impl core::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SqliteStore").finish_non_exhaustive()
     }
+}
+
+/// What every connection of the store gets: the busy timeout, and plans
+/// that do not depend on bound values (the query planner stability
+/// guarantee). Without it SQLite marks a statement whose plan looked at a
+/// parameter (a `LIMIT ?`, an `=` it weighs) to be prepared again whenever
+/// that parameter is bound anew, and rusqlite's statement cache clears the
+/// bindings of every statement it takes back: `fetch` was parsed and
+/// planned again on every call, more CPU than the rest of the fetch.
+pub(super) fn set_up(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
 }
 
 /// Makes the database and its `-wal` / `-shm` files owner-only (0600)
@@ -338,11 +357,9 @@ fn to_array<const N: usize>(v: Vec<u8>, what: &'static str) -> Result<[u8; N], S
 }
 
 fn count_one_time(conn: &Connection, mailbox: &[u8; 32]) -> Result<u32, StoreError> {
-    let n: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM one_time_prekeys WHERE mailbox = ?1",
-        [mailbox],
-        |r| r.get(0),
-    )?;
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM one_time_prekeys WHERE mailbox = ?1")?
+        .query_row([mailbox], |r| r.get(0))?;
     u32::try_from(n).map_err(|_| StoreError::Corrupt("prekey count"))
 }
 
@@ -659,9 +676,8 @@ fn enqueue_in(
 
 fn totals_of(conn: &Connection) -> Result<StoreTotals, StoreError> {
     let row: Option<(i64, i64)> = conn
-        .query_row("SELECT count, bytes FROM totals WHERE id = 0", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .prepare_cached("SELECT count, bytes FROM totals WHERE id = 0")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (envelopes, bytes) = row.unwrap_or((0, 0));
     Ok(StoreTotals {
@@ -672,11 +688,8 @@ fn totals_of(conn: &Connection) -> Result<StoreTotals, StoreError> {
 
 fn usage_of(conn: &Connection, mailbox: &[u8; 32]) -> Result<(u64, u64), StoreError> {
     let row: Option<(i64, i64)> = conn
-        .query_row(
-            "SELECT count, bytes FROM mailbox_usage WHERE mailbox = ?1",
-            [mailbox],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT count, bytes FROM mailbox_usage WHERE mailbox = ?1")?
+        .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (count, bytes) = row.unwrap_or((0, 0));
     Ok((to_u64(count)?, to_u64(bytes)?))
@@ -766,12 +779,13 @@ fn take_bundle_in(
 ) -> Result<Option<TakenBundle>, StoreError> {
     let mailbox = address.as_bytes();
     let signed: Option<SignedPreKeyRow> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT identity_key, prekey_id, public_key, signature
              FROM signed_prekeys WHERE mailbox = ?1",
-            [mailbox],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
+        )?
+        .query_row([mailbox], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .optional()?;
     let Some((identity_key, signed_prekey_id, signed_prekey, signature)) = signed else {
         return Ok(None);
@@ -779,13 +793,12 @@ fn take_bundle_in(
     let identity_key = IdentityKey::from_bytes(&to_array(identity_key, "identity key")?)
         .map_err(|_| StoreError::Corrupt("identity key"))?;
     let one_time: Option<(u32, Vec<u8>)> = conn
-        .query_row(
+        .prepare_cached(
             "DELETE FROM one_time_prekeys WHERE seq =
                  (SELECT seq FROM one_time_prekeys WHERE mailbox = ?1 ORDER BY seq LIMIT 1)
              RETURNING prekey_id, public_key",
-            [mailbox],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let one_time_prekey = match one_time {
         Some((id, key)) => Some((
@@ -1115,6 +1128,13 @@ impl MailboxStore for SqliteStore {
     }
 }
 
+/// A mailbox's envelopes after an id that have not expired, in order
+/// (`?1` mailbox, `?2` after, `?3` how many at most, `?4` the current
+/// hour).
+const FETCH: &str = "SELECT e.id, e.payload, e.body, b.data FROM envelopes e
+    LEFT JOIN bodies b ON b.id = e.body
+    WHERE e.mailbox = ?1 AND e.id > ?2 AND e.expiry_hour > ?4 ORDER BY e.id LIMIT ?3";
+
 /// [`MailboxStore::fetch`] on a read connection.
 fn fetch_in(
     conn: &Connection,
@@ -1124,11 +1144,7 @@ fn fetch_in(
     max_bytes: usize,
     now: UnixTime,
 ) -> Result<FetchedPage, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT e.id, e.payload, e.body, b.data FROM envelopes e
-         LEFT JOIN bodies b ON b.id = e.body
-         WHERE e.mailbox = ?1 AND e.id > ?2 AND e.expiry_hour > ?4 ORDER BY e.id LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(FETCH)?;
     let limit = to_i64(
         u64::try_from(max_count)
             .unwrap_or(u64::MAX)
@@ -1618,6 +1634,44 @@ mod tests {
     fn payloads_of(store: &SqliteStore, address: &MailboxAddress) -> Vec<Vec<u8>> {
         let page = store.fetch(address, 0, 100, usize::MAX, T0).unwrap();
         page.envelopes.into_iter().map(|e| e.payload).collect()
+    }
+
+    #[test]
+    fn a_fetch_reads_the_mailbox_index_in_order_and_is_never_prepared_again() {
+        let (_dir, store) = fresh();
+        let a = register(&store, 1);
+        let policy = QueuePolicy::default();
+        for n in 0..3 {
+            store
+                .enqueue(&a, &message_id(n), b"x", OPEN, &policy, T0)
+                .unwrap();
+        }
+        let counts: Vec<usize> = [(0, 1), (0, 5), (1, 2), (0, 0)]
+            .into_iter()
+            .map(|(after, max)| {
+                let page = store.fetch(&a, after, max, usize::MAX, T0).unwrap();
+                page.envelopes.len()
+            })
+            .collect();
+        assert_eq!(counts, [1, 3, 2, 0]);
+        store
+            .readers
+            .read(|conn| {
+                let plan: Vec<String> = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {FETCH}"))?
+                    .query_map(params![a.as_bytes(), 0, 10, 0], |r| r.get(3))?
+                    .collect::<Result<_, _>>()?;
+                assert!(
+                    plan.iter().any(|p| p.contains("envelopes_by_mailbox")),
+                    "{plan:?}"
+                );
+                assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
+                // Four fetches with other values, no new parse and plan.
+                let stmt = conn.prepare_cached(FETCH)?;
+                assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use rusqlite::Connection;
 
@@ -97,7 +96,7 @@ impl Readers {
 
     fn open(&self) -> Result<Connection, StoreError> {
         let conn = Connection::open(&self.path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        super::set_up(&conn)?;
         // Reads only: a bug cannot write around the batches.
         conn.pragma_update(None, "query_only", "ON")?;
         Ok(conn)
