@@ -12,9 +12,11 @@
 //! The trait is synchronous; the server calls it from
 //! `tokio::task::spawn_blocking`, so a backend may block on disk or network.
 //! It must not assume it is the only process using the data: every method is
-//! one atomic operation against shared state (the SQLite backend uses one
-//! `BEGIN IMMEDIATE` transaction per call, so several relay processes can
-//! share a database file). In particular:
+//! one atomic operation against shared state (the SQLite backend runs the
+//! writes of concurrent calls in one `BEGIN IMMEDIATE` transaction, each in
+//! a savepoint of its own, and answers each after the commit; several relay
+//! processes can share a database file; the Redis backend runs each call
+//! as one script). In particular:
 //!
 //! - [`take_bundle`](MailboxStore::take_bundle) removes the one-time prekey
 //!   it returns in the same atomic step, so no key is handed out twice, even
