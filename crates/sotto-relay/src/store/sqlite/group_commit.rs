@@ -7,8 +7,8 @@
 //! (up to [`MAX_BATCH_OPERATIONS`] and [`MAX_BATCH_BYTES`]), runs them in
 //! order in one `BEGIN IMMEDIATE … COMMIT` (WAL with `synchronous =
 //! FULL`: the commit is on disk when `COMMIT` returns), hands leadership
-//! to the oldest caller still waiting, and only then answers each caller
-//! with its own result. Operations that arrive while a batch commits wait
+//! on to a caller still waiting, and only then answers each caller with
+//! its own result. Operations that arrive while a batch commits wait
 //! for the next one, so under load one `fsync` serves many callers, and
 //! with a single caller a batch is that caller's operation alone: nothing
 //! ever waits on purpose for company.
@@ -629,6 +629,34 @@ mod tests {
         }
         assert_eq!(writer.hooks().commits(), 1);
         assert_eq!(values(&writer).len(), 4);
+    }
+
+    #[test]
+    fn a_batch_is_bounded_in_bytes_and_a_larger_operation_runs_alone() {
+        let (_dir, writer) = table();
+        let writer = std::sync::Arc::new(writer);
+        writer.hooks().gather_next_batch(4);
+        let weights = [
+            MAX_BATCH_BYTES / 2,
+            MAX_BATCH_BYTES / 2,
+            MAX_BATCH_BYTES * 2,
+            1,
+        ];
+        let threads: Vec<_> = weights
+            .into_iter()
+            .zip(0..)
+            .map(|(weight, v)| {
+                let writer = writer.clone();
+                std::thread::spawn(move || writer.write(weight, insert(v, None)))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(values(&writer).len(), 4);
+        // Whatever the order they queued in, the large one is a batch of
+        // its own, and the two halves and the byte do not fit in one.
+        assert!(writer.hooks().commits() >= 3);
     }
 
     #[test]
