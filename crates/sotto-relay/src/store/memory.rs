@@ -671,90 +671,9 @@ mod tests {
         assert_eq!(page.envelopes[0].payload, b"a:body");
     }
 
-    #[test]
-    fn queue_contract() {
-        super::super::contract_tests::queue_limits_order_and_ack(&MemoryStore::new());
+    fn contract_store() -> Option<MemoryStore> {
+        Some(MemoryStore::new())
     }
 
-    #[test]
-    fn prekey_contract() {
-        super::super::contract_tests::prekeys_are_handed_out_once(&MemoryStore::new());
-    }
-
-    #[test]
-    fn device_list_contract() {
-        super::super::contract_tests::device_lists_only_move_forward(&MemoryStore::new());
-    }
-
-    #[test]
-    fn unlinked_device_contract() {
-        super::super::contract_tests::unlinked_devices_lose_their_mailbox(&MemoryStore::new());
-    }
-
-    #[test]
-    fn unlinking_spares_claimed_mailboxes_contract() {
-        super::super::contract_tests::unlinking_spares_mailboxes_other_accounts_claim(
-            &MemoryStore::new(),
-        );
-    }
-
-    #[test]
-    fn undecodable_device_list_contract() {
-        super::super::contract_tests::device_lists_that_do_not_decode_unlink_nothing(
-            &MemoryStore::new(),
-        );
-    }
-
-    #[test]
-    fn unregistered_recipient_contract() {
-        super::super::contract_tests::unregistered_recipients_are_refused(&MemoryStore::new());
-    }
-
-    #[test]
-    fn storage_limit_contract() {
-        super::super::contract_tests::storage_limit_is_store_wide(&MemoryStore::new());
-    }
-
-    #[test]
-    fn expiry_contract() {
-        super::super::contract_tests::expired_envelopes_are_hidden_then_swept(&MemoryStore::new());
-    }
-
-    #[test]
-    fn access_contract() {
-        super::super::contract_tests::access_keys_guard_mailboxes_with_a_verifier(
-            &MemoryStore::new(),
-        );
-    }
-
-    #[test]
-    fn multi_send_queues_header_and_body_for_each_recipient_contract() {
-        super::super::contract_tests::multi_send_queues_header_and_body_for_each_recipient(
-            &MemoryStore::new(),
-        );
-    }
-
-    #[test]
-    fn multi_send_refusals_concern_one_recipient_contract() {
-        super::super::contract_tests::multi_send_refusals_concern_one_recipient(&MemoryStore::new());
-    }
-
-    #[test]
-    fn multi_send_envelopes_are_acked_one_by_one_contract() {
-        super::super::contract_tests::multi_send_envelopes_are_acked_one_by_one(&MemoryStore::new());
-    }
-
-    #[test]
-    fn multi_send_envelopes_expire_as_single_ones_contract() {
-        super::super::contract_tests::multi_send_envelopes_expire_as_single_ones(
-            &MemoryStore::new(),
-        );
-    }
-
-    #[test]
-    fn unlinking_removes_a_devices_multi_send_envelopes_contract() {
-        super::super::contract_tests::unlinking_removes_a_devices_multi_send_envelopes(
-            &MemoryStore::new(),
-        );
-    }
+    crate::store::contract_suite!(contract_store, |store| &store);
 }

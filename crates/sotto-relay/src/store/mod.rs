@@ -605,6 +605,45 @@ mod open_store_tests {
     }
 }
 
+/// One `#[test]` per contract of `contract_tests` for a backend:
+/// `contract_suite!(open, |held| store)` where `open()` gives
+/// `Option<held>` (`None`: no such backend here, the test returns) and
+/// `store` borrows the store from `held`.
+#[cfg(test)]
+macro_rules! contract_suite {
+    ($open:ident, |$held:ident| $store:expr) => {
+        $crate::store::contract_suite!(
+            @each $open, |$held| $store,
+            queue_limits_order_and_ack,
+            prekeys_are_handed_out_once,
+            device_lists_only_move_forward,
+            unlinked_devices_lose_their_mailbox,
+            unlinking_spares_mailboxes_other_accounts_claim,
+            device_lists_that_do_not_decode_unlink_nothing,
+            unregistered_recipients_are_refused,
+            storage_limit_is_store_wide,
+            expired_envelopes_are_hidden_then_swept,
+            access_keys_guard_mailboxes_with_a_verifier,
+            multi_send_queues_header_and_body_for_each_recipient,
+            multi_send_refusals_concern_one_recipient,
+            multi_send_envelopes_are_acked_one_by_one,
+            multi_send_envelopes_expire_as_single_ones,
+            unlinking_removes_a_devices_multi_send_envelopes,
+        );
+    };
+    (@each $open:ident, |$held:ident| $store:expr, $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let Some($held) = $open() else { return };
+                $crate::store::contract_tests::$name($store);
+            }
+        )*
+    };
+}
+#[cfg(test)]
+pub(crate) use contract_suite;
+
 #[cfg(test)]
 pub(crate) mod contract_tests {
     //! The behaviour every backend must show, run against both.

@@ -1186,7 +1186,7 @@ fn fetch_in(
 
 #[cfg(test)]
 mod tests {
-    use super::super::contract_tests::{self, OPEN, T0, register, to};
+    use super::super::contract_tests::{OPEN, T0, register, to};
     use super::*;
 
     fn fresh() -> (tempfile::TempDir, SqliteStore) {
@@ -1195,80 +1195,11 @@ mod tests {
         (dir, store)
     }
 
-    #[test]
-    fn queue_contract() {
-        contract_tests::queue_limits_order_and_ack(&fresh().1);
+    fn contract_store() -> Option<(tempfile::TempDir, SqliteStore)> {
+        Some(fresh())
     }
 
-    #[test]
-    fn prekey_contract() {
-        contract_tests::prekeys_are_handed_out_once(&fresh().1);
-    }
-
-    #[test]
-    fn device_list_contract() {
-        contract_tests::device_lists_only_move_forward(&fresh().1);
-    }
-
-    #[test]
-    fn unlinked_device_contract() {
-        contract_tests::unlinked_devices_lose_their_mailbox(&fresh().1);
-    }
-
-    #[test]
-    fn unlinking_spares_claimed_mailboxes_contract() {
-        contract_tests::unlinking_spares_mailboxes_other_accounts_claim(&fresh().1);
-    }
-
-    #[test]
-    fn undecodable_device_list_contract() {
-        contract_tests::device_lists_that_do_not_decode_unlink_nothing(&fresh().1);
-    }
-
-    #[test]
-    fn unregistered_recipient_contract() {
-        contract_tests::unregistered_recipients_are_refused(&fresh().1);
-    }
-
-    #[test]
-    fn storage_limit_contract() {
-        contract_tests::storage_limit_is_store_wide(&fresh().1);
-    }
-
-    #[test]
-    fn expiry_contract() {
-        contract_tests::expired_envelopes_are_hidden_then_swept(&fresh().1);
-    }
-
-    #[test]
-    fn access_contract() {
-        contract_tests::access_keys_guard_mailboxes_with_a_verifier(&fresh().1);
-    }
-
-    #[test]
-    fn multi_send_queues_header_and_body_for_each_recipient_contract() {
-        contract_tests::multi_send_queues_header_and_body_for_each_recipient(&fresh().1);
-    }
-
-    #[test]
-    fn multi_send_refusals_concern_one_recipient_contract() {
-        contract_tests::multi_send_refusals_concern_one_recipient(&fresh().1);
-    }
-
-    #[test]
-    fn multi_send_envelopes_are_acked_one_by_one_contract() {
-        contract_tests::multi_send_envelopes_are_acked_one_by_one(&fresh().1);
-    }
-
-    #[test]
-    fn multi_send_envelopes_expire_as_single_ones_contract() {
-        contract_tests::multi_send_envelopes_expire_as_single_ones(&fresh().1);
-    }
-
-    #[test]
-    fn unlinking_removes_a_devices_multi_send_envelopes_contract() {
-        contract_tests::unlinking_removes_a_devices_multi_send_envelopes(&fresh().1);
-    }
+    crate::store::contract_suite!(contract_store, |held| &held.1);
 
     /// The relay's database holds every queued envelope: other local
     /// accounts must not be able to read it, whatever the umask.

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::store::contract_tests::{self, OPEN, T0, register, to};
+use crate::store::contract_tests::{OPEN, T0, register, to};
 
 /// The variable that names the test server.
 const URL_VAR: &str = "SOTTO_TEST_REDIS_URL";
@@ -83,35 +83,7 @@ fn test_store() -> Option<TestStore> {
     Some(TestStore { store, url })
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                let Some(t) = test_store() else { return };
-                contract_tests::$name(&t.store);
-            }
-        )*
-    };
-}
-
-contract!(
-    queue_limits_order_and_ack,
-    prekeys_are_handed_out_once,
-    device_lists_only_move_forward,
-    unlinked_devices_lose_their_mailbox,
-    unlinking_spares_mailboxes_other_accounts_claim,
-    device_lists_that_do_not_decode_unlink_nothing,
-    unregistered_recipients_are_refused,
-    storage_limit_is_store_wide,
-    expired_envelopes_are_hidden_then_swept,
-    access_keys_guard_mailboxes_with_a_verifier,
-    multi_send_queues_header_and_body_for_each_recipient,
-    multi_send_refusals_concern_one_recipient,
-    multi_send_envelopes_are_acked_one_by_one,
-    multi_send_envelopes_expire_as_single_ones,
-    unlinking_removes_a_devices_multi_send_envelopes,
-);
+crate::store::contract_suite!(test_store, |t| &t.store);
 
 #[test]
 fn durability_follows_the_append_only_settings() {
