@@ -44,6 +44,27 @@ impl MailboxAddress {
         }
         out
     }
+
+    /// The address whose [`to_hex`](Self::to_hex) is `hex` (64 lower-case
+    /// hex digits); `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        fn digit(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            }
+        }
+        let hex = hex.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (b, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+            *b = (digit(pair[0])? << 4) | digit(pair[1])?;
+        }
+        Some(Self(bytes))
+    }
 }
 
 impl core::fmt::Debug for MailboxAddress {
@@ -66,6 +87,17 @@ impl core::fmt::Display for MailboxAddress {
 mod tests {
     use super::*;
     use sotto_core::IdentityKeyPair;
+
+    #[test]
+    fn hex_round_trips_and_nothing_else_parses() {
+        let a = MailboxAddress::from_bytes(core::array::from_fn(|i| i as u8 * 7));
+        assert_eq!(MailboxAddress::from_hex(&a.to_hex()), Some(a));
+        let upper = a.to_hex().to_ascii_uppercase();
+        for bad in [&upper[..], "", &a.to_hex()[..62], "g".repeat(64).as_str()] {
+            assert_eq!(MailboxAddress::from_hex(bad), None, "{bad}");
+        }
+        assert_eq!(MailboxAddress::from_hex(&format!("{}0", a.to_hex())), None);
+    }
 
     #[test]
     fn address_is_domain_separated_hash_of_the_identity_key() {

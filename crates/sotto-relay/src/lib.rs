@@ -148,8 +148,8 @@ pub use server::{
 };
 #[cfg(feature = "server")]
 pub use store::{
-    Access, MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteOptions, SqliteStore,
-    StoreError, StoreTotals, open_store,
+    Access, ChangeFeed, MailboxLimits, MailboxStore, MemoryStore, QueuePolicy, SqliteOptions,
+    SqliteStore, StoreError, StoreTotals, open_store,
 };
 #[cfg(feature = "redis")]
 pub use store::{Durability, RedisOptions, RedisStore};

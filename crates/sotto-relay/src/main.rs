@@ -21,6 +21,8 @@ options below. docs/relay.md §8 lists every setting.
   --listen ADDR            address to listen on (default 127.0.0.1:7447)
   --store SPEC             sqlite:PATH, memory: or redis://HOST[:PORT]
                            (default sqlite:sotto-relay.db)
+  --redis-key-prefix P     what every Redis key starts with (default sotto):
+                           relays sharing a store use the same
   --db PATH                SQLite database file (same as --store sqlite:PATH)
   --memory                 keep everything in memory instead (lost on exit)
   --metrics-listen ADDR    serve GET /health and GET /metrics over HTTP here
@@ -65,6 +67,7 @@ shutdown_grace, default 5 s); a second signal stops it at once.";
 const FLAGS: &[(&str, &str)] = &[
     ("--listen", "listen"),
     ("--store", "store"),
+    ("--redis-key-prefix", "redis_key_prefix"),
     ("--metrics-listen", "metrics_listen"),
     ("--server-id", "server_id"),
     ("--max-frame", "max_frame_size"),
@@ -246,6 +249,7 @@ async fn run(settings: RelaySettings) -> Result<(), Box<dyn std::error::Error>> 
             envelope_ttl: settings.server.envelope_ttl,
             max_database_bytes: settings.max_db_bytes,
         },
+        &settings.redis_key_prefix,
     )?;
     let grace = settings.server.shutdown_grace;
     let mut server = Server::bind(settings.listen.as_str(), settings.server, store).await?;
@@ -283,11 +287,11 @@ async fn run(settings: RelaySettings) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
-/// Opens the store `spec` names. (A Redis backend is being added; this
-/// build has none.)
+/// Opens the store `spec` names (a Redis one with `redis_key_prefix`).
 fn open_store(
     spec: &StoreSpec,
     sqlite: &SqliteOptions,
+    redis_key_prefix: &str,
 ) -> Result<Arc<dyn MailboxStore>, Box<dyn std::error::Error>> {
     match spec {
         StoreSpec::Sqlite(path) => Ok(Arc::new(SqliteStore::open_with(
@@ -296,8 +300,22 @@ fn open_store(
             UnixTime::now(),
         )?)),
         StoreSpec::Memory => Ok(Arc::new(MemoryStore::new())),
+        #[cfg(not(feature = "redis"))]
+        StoreSpec::Redis(_) => {
+            let _ = redis_key_prefix;
+            Err(format!(
+                "store {spec}: this relay was built without Redis (use sqlite:PATH or memory:)"
+            )
+            .into())
+        }
         #[cfg(feature = "redis")]
-        StoreSpec::Redis(url) => Ok(Arc::new(sotto_relay::RedisStore::open(url)?)),
+        StoreSpec::Redis(url) => Ok(Arc::new(sotto_relay::RedisStore::open_with(
+            url,
+            &sotto_relay::RedisOptions {
+                key_prefix: redis_key_prefix.to_owned(),
+                ..sotto_relay::RedisOptions::default()
+            },
+        )?)),
         other => Err(format!(
             "store {other}: this relay was built without Redis (use sqlite:PATH or memory:)"
         )
@@ -525,7 +543,7 @@ mod tests {
     #[cfg(not(feature = "redis"))]
     fn redis_is_refused_clearly_by_a_build_without_it() {
         let spec: StoreSpec = "redis://127.0.0.1:6379".parse().unwrap();
-        let e = open_store(&spec, &SqliteOptions::default())
+        let e = open_store(&spec, &SqliteOptions::default(), "sotto")
             .err()
             .unwrap()
             .to_string();
@@ -537,6 +555,6 @@ mod tests {
     fn a_redis_store_that_does_not_answer_is_a_clear_error() {
         // Port 9 (discard) on loopback: nothing speaks Redis there.
         let spec: StoreSpec = "redis://127.0.0.1:9".parse().unwrap();
-        assert!(open_store(&spec, &SqliteOptions::default()).is_err());
+        assert!(open_store(&spec, &SqliteOptions::default(), "sotto").is_err());
     }
 }

@@ -712,8 +712,9 @@ impl<S: Transport> Connection<S> {
         }
         let address = MailboxAddress::of(&identity);
         // Subscribe before reading the mailbox: an envelope stored in
-        // between is then either counted below or pushed, never missed.
-        let signal = self.shared.hub.subscribe(address);
+        // between (by this relay process or, on a shared store, another)
+        // is then either counted below or pushed, never missed.
+        let signal = self.shared.hub.subscribe(address).await;
         // Likewise for the prekey stock: a bundle taken after this point is
         // either in the count below or seen as a new low-stock signal.
         let seen_prekeys = signal.borrow().prekeys;

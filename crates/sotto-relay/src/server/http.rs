@@ -185,7 +185,9 @@ async fn metrics(shared: &Arc<Shared>) -> Answer {
     Answer {
         status: "200 OK",
         content_type: "text/plain; version=0.0.4; charset=utf-8",
-        body: shared.metrics.render(totals, shared.frames.memory()),
+        body: shared
+            .metrics
+            .render(totals, shared.hub.feed_up(), shared.frames.memory()),
         allow: false,
     }
 }

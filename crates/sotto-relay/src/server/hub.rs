@@ -4,13 +4,20 @@
 //! envelope counter move reads the new envelopes from the store itself.
 //! Nothing is lost when the owner is busy or offline, and pushes arrive in
 //! id order.
+//!
+//! In one process the server signals the hub after each write. On a store
+//! that relay processes share and that has a change feed
+//! ([`MailboxStore::change_feed`](crate::MailboxStore::change_feed)), the
+//! signals come from the feed instead, for this process's writes as for
+//! the others' (store/redis/feed.rs).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
 use crate::address::MailboxAddress;
+use crate::store::ChangeFeed;
 
 /// What changed in a mailbox since a connection last looked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -23,13 +30,14 @@ pub(crate) struct MailboxSignal {
     pub(crate) prekeys_remaining: u32,
 }
 
-/// Signals for the mailboxes whose owners are connected to this process.
+/// The watch channels of the mailboxes whose owners are connected to this
+/// process.
 #[derive(Debug, Default)]
-pub(crate) struct Hub {
+struct Local {
     mailboxes: Mutex<HashMap<MailboxAddress, watch::Sender<MailboxSignal>>>,
 }
 
-impl Hub {
+impl Local {
     fn lock(&self) -> MutexGuard<'_, HashMap<MailboxAddress, watch::Sender<MailboxSignal>>> {
         // The map stays consistent even if a holder panicked: every update
         // is a single insert, remove or counter bump.
@@ -38,12 +46,110 @@ impl Hub {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts watching `address`.
-    pub(crate) fn subscribe(&self, address: MailboxAddress) -> watch::Receiver<MailboxSignal> {
-        self.lock()
+    fn envelope_stored(&self, address: &MailboxAddress) {
+        if let Some(tx) = self.lock().get(address) {
+            tx.send_modify(|s| s.envelopes = s.envelopes.wrapping_add(1));
+        }
+    }
+
+    fn prekeys_low(&self, address: &MailboxAddress, remaining: u32) {
+        if let Some(tx) = self.lock().get(address) {
+            tx.send_modify(|s| {
+                s.prekeys = s.prekeys.wrapping_add(1);
+                s.prekeys_remaining = remaining;
+            });
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+impl crate::store::FeedListener for Local {
+    fn changed(&self, address: &MailboxAddress, change: crate::store::Change) {
+        match change {
+            crate::store::Change::Envelope => self.envelope_stored(address),
+            crate::store::Change::PreKeysLow(remaining) => self.prekeys_low(address, remaining),
+        }
+    }
+
+    fn watched(&self) -> Vec<MailboxAddress> {
+        self.lock().keys().copied().collect()
+    }
+
+    fn is_watched(&self, address: &MailboxAddress) -> bool {
+        self.lock().contains_key(address)
+    }
+
+    fn wake_all(&self) {
+        for tx in self.lock().values() {
+            tx.send_modify(|s| s.envelopes = s.envelopes.wrapping_add(1));
+        }
+    }
+}
+
+/// Signals for the mailboxes whose owners are connected to this process.
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    local: Arc<Local>,
+    /// The shared store's change feed, if it has one.
+    #[cfg(feature = "redis")]
+    feed: Option<Arc<crate::store::Feed>>,
+}
+
+impl Hub {
+    /// A hub for a store with `feed` ([`MailboxStore::change_feed`](crate::MailboxStore::change_feed)).
+    pub(crate) fn new(feed: Option<ChangeFeed>) -> Self {
+        #[cfg(feature = "redis")]
+        let feed = feed.map(|ChangeFeed(kind)| match kind {
+            crate::store::FeedKind::Redis(source) => crate::store::Feed::new(source),
+        });
+        #[cfg(not(feature = "redis"))]
+        let _ = feed;
+        Self {
+            local: Arc::default(),
+            #[cfg(feature = "redis")]
+            feed,
+        }
+    }
+
+    /// Starts following the store's change feed, if it has one: the
+    /// returned task runs until aborted.
+    pub(crate) fn start(&self) -> Option<tokio::task::JoinHandle<()>> {
+        #[cfg(feature = "redis")]
+        if let Some(feed) = &self.feed {
+            let listener: Arc<dyn crate::store::FeedListener> = self.local.clone();
+            return Some(tokio::spawn(feed.clone().run(listener)));
+        }
+        None
+    }
+
+    /// Whether signals from other relay processes arrive as they happen:
+    /// `None` without a change feed.
+    pub(crate) fn feed_up(&self) -> Option<bool> {
+        #[cfg(feature = "redis")]
+        if let Some(feed) = &self.feed {
+            return Some(feed.is_up());
+        }
+        None
+    }
+
+    /// Starts watching `address`. With a change feed, returns once the
+    /// feed follows the mailbox too, so that whatever is stored after this
+    /// returns, by any process, is signalled.
+    pub(crate) async fn subscribe(
+        &self,
+        address: MailboxAddress,
+    ) -> watch::Receiver<MailboxSignal> {
+        let receiver = self
+            .local
+            .lock()
             .entry(address)
             .or_insert_with(|| watch::channel(MailboxSignal::default()).0)
-            .subscribe()
+            .subscribe();
+        #[cfg(feature = "redis")]
+        if let Some(feed) = &self.feed {
+            feed.watch(&address).await;
+        }
+        receiver
     }
 
     /// Stops watching; forgets the mailbox once nobody watches it.
@@ -52,33 +158,53 @@ impl Hub {
         address: &MailboxAddress,
         receiver: watch::Receiver<MailboxSignal>,
     ) {
-        let mut map = self.lock();
+        let mut map = self.local.lock();
         drop(receiver);
         if map.get(address).is_some_and(|tx| tx.receiver_count() == 0) {
             map.remove(address);
+            drop(map);
+            #[cfg(feature = "redis")]
+            if let Some(feed) = &self.feed
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                let (feed, local, address) = (feed.clone(), self.local.clone(), *address);
+                runtime.spawn(async move { feed.unwatch(&address, local.as_ref()).await });
+            }
         }
     }
 
-    /// An envelope was stored in `address`.
+    /// An envelope was stored in `address` by this process. With a change
+    /// feed the store announced it already, to every process: nothing to
+    /// do here.
     pub(crate) fn envelope_stored(&self, address: &MailboxAddress) {
-        if let Some(tx) = self.lock().get(address) {
-            tx.send_modify(|s| s.envelopes = s.envelopes.wrapping_add(1));
+        #[cfg(feature = "redis")]
+        if self.feed.is_some() {
+            return;
         }
+        self.local.envelope_stored(address);
     }
 
     /// A one-time prekey of `address` was handed out, leaving `remaining`.
+    /// With a change feed it is announced there, to every process (this
+    /// one included).
     pub(crate) fn prekeys_low(&self, address: &MailboxAddress, remaining: u32) {
-        if let Some(tx) = self.lock().get(address) {
-            tx.send_modify(|s| {
-                s.prekeys = s.prekeys.wrapping_add(1);
-                s.prekeys_remaining = remaining;
-            });
+        #[cfg(feature = "redis")]
+        if let Some(feed) = &self.feed {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let (feed, address) = (feed.clone(), *address);
+                runtime.spawn(async move {
+                    feed.publish(&address, crate::store::Change::PreKeysLow(remaining))
+                        .await;
+                });
+            }
+            return;
         }
+        self.local.prekeys_low(address, remaining);
     }
 
     #[cfg(test)]
     fn watched(&self) -> usize {
-        self.lock().len()
+        self.local.lock().len()
     }
 }
 
@@ -91,8 +217,8 @@ mod tests {
         let hub = Hub::default();
         let a = MailboxAddress::from_bytes([1; 32]);
         hub.envelope_stored(&a); // nobody listens: a no-op
-        let mut rx1 = hub.subscribe(a);
-        let rx2 = hub.subscribe(a);
+        let mut rx1 = hub.subscribe(a).await;
+        let rx2 = hub.subscribe(a).await;
         hub.envelope_stored(&a);
         rx1.changed().await.unwrap();
         assert_eq!(rx1.borrow_and_update().envelopes, 1);

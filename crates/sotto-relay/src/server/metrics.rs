@@ -279,8 +279,15 @@ impl Metrics {
     }
 
     /// The metrics in Prometheus' text exposition format (version 0.0.4).
-    /// `totals` is what the store answered, `None` if it did not.
-    pub(crate) fn render(&self, totals: Option<StoreTotals>, frames: FrameMemory) -> String {
+    /// `totals` is what the store answered, `None` if it did not;
+    /// `feed_up` whether the shared store's change feed is followed
+    /// (`None`: the store has none).
+    pub(crate) fn render(
+        &self,
+        totals: Option<StoreTotals>,
+        feed_up: Option<bool>,
+        frames: FrameMemory,
+    ) -> String {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut out = String::with_capacity(16 * 1024);
         let _ = writeln!(
@@ -365,6 +372,15 @@ impl Metrics {
                  # TYPE sotto_relay_stored_bytes gauge\n\
                  sotto_relay_stored_bytes {}",
                 totals.envelopes, totals.bytes
+            );
+        }
+        if let Some(up) = feed_up {
+            let name = "sotto_relay_store_feed_up";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Whether pushes from other relay processes sharing the store arrive as they happen (1), or connected clients read their mailboxes every second instead (0).\n\
+                 # TYPE {name} gauge\n{name} {}",
+                u8::from(up)
             );
         }
         let name = "sotto_relay_frame_memory_bytes";
@@ -477,7 +493,13 @@ mod tests {
         metrics.request(RequestKind::Send, Duration::from_secs(60));
         metrics.error_sent(ErrorCode::MailboxFull);
         metrics.recipient_refused(ErrorCode::AccessDenied);
-        let text = metrics.render(None, FrameMemory::default());
+        let text = metrics.render(None, None, FrameMemory::default());
+        // No change feed: no line for it; with one, whether it is up.
+        assert!(!text.contains("sotto_relay_store_feed_up"));
+        for (up, value) in [(true, "1"), (false, "0")] {
+            let with_feed = metrics.render(None, Some(up), FrameMemory::default());
+            assert!(with_feed.contains(&format!("\nsotto_relay_store_feed_up {value}\n")));
+        }
         let line = |prefix: &str| {
             text.lines()
                 .find(|l| l.starts_with(prefix))

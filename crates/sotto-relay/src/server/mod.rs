@@ -127,8 +127,8 @@ impl Server {
                     config.first_contact,
                 )),
                 config,
+                hub: hub::Hub::new(store.change_feed()),
                 store,
-                hub: hub::Hub::default(),
                 clock: Arc::new(SystemClock),
                 frames,
                 sources,
@@ -223,6 +223,8 @@ impl Server {
         let plain = true;
         let mut tasks = JoinSet::new();
         let sweeper = tokio::spawn(sweep_loop(shared.clone(), shutdown.clone()));
+        // Pushes from other relay processes sharing the store.
+        let feed = shared.hub.start();
         let endpoint = self.metrics_listener.map(|listener| {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "metrics endpoint listening");
@@ -323,9 +325,9 @@ impl Server {
         while tasks.join_next().await.is_some() {}
         // It stops between two batches once shutdown is requested.
         let _ = sweeper.await;
-        if let Some(endpoint) = endpoint {
-            endpoint.abort();
-            let _ = endpoint.await;
+        for task in [endpoint, feed].into_iter().flatten() {
+            task.abort();
+            let _ = task.await;
         }
         tracing::info!("relay stopped");
     }
@@ -448,7 +450,8 @@ impl ServerHandle {
     /// 3. connections still open after
     ///    [`shutdown_grace`](ServerConfig::shutdown_grace) (default 5 s)
     ///    are cut;
-    /// 4. the expiry sweep and the HTTP endpoint stop.
+    /// 4. the expiry sweep, the HTTP endpoint and the subscription to a
+    ///    shared store's changes stop.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;

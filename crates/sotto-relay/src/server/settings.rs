@@ -57,6 +57,7 @@ pub const KEYS: &[&str] = &[
     "listen",
     "store",
     "max_db_bytes",
+    "redis_key_prefix",
     "tls_cert",
     "tls_key",
     "log",
@@ -90,6 +91,9 @@ pub const KEYS: &[&str] = &[
     "first_contact.interval",
     "first_contact.tracked_mailboxes",
 ];
+
+/// The default of `redis_key_prefix`.
+const DEFAULT_REDIS_KEY_PREFIX: &str = "sotto";
 
 /// The environment variable of the setting `key`:
 /// `mailbox_limits.max_bytes` is `SOTTO_RELAY_MAILBOX_LIMITS_MAX_BYTES`.
@@ -237,6 +241,11 @@ pub struct RelaySettings {
     /// ([`SqliteOptions::max_database_bytes`](crate::SqliteOptions::max_database_bytes));
     /// SQLite only (default none).
     pub max_db_bytes: Option<u64>,
+    /// What every key of a Redis store starts with
+    /// ([`RedisOptions::key_prefix`](crate::RedisOptions::key_prefix)):
+    /// relays that share a store use the same one. Ignored by the other
+    /// stores (default `sotto`).
+    pub redis_key_prefix: String,
     /// PEM certificate chain, leaf first; with `tls_key`, TLS is served
     /// (default none: plain TCP).
     pub tls_cert: Option<PathBuf>,
@@ -257,6 +266,7 @@ impl Default for RelaySettings {
             listen: "127.0.0.1:7447".to_owned(),
             store: StoreSpec::Sqlite(PathBuf::from("sotto-relay.db")),
             max_db_bytes: None,
+            redis_key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(),
             tls_cert: None,
             tls_key: None,
             log: tracing::Level::INFO,
@@ -324,6 +334,15 @@ fn nonempty_text(input: &Input<'_>) -> Result<String, String> {
     let s = text(input)?;
     if s.is_empty() {
         return Err("must not be empty".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
+/// A Redis key prefix: letters, digits, `-`, `_`, `.` and `:`.
+fn key_prefix(input: &Input<'_>) -> Result<String, String> {
+    let s = text(input)?;
+    if !crate::store::is_valid_key_prefix(s) {
+        return Err("letters, digits, '-', '_', '.' and ':' only, at least one".to_owned());
     }
     Ok(s.to_owned())
 }
@@ -758,6 +777,7 @@ impl RelaySettings {
             "listen" => self.listen = address(v)?,
             "store" => self.store = text(v)?.parse()?,
             "max_db_bytes" => self.max_db_bytes = optional(v, size)?,
+            "redis_key_prefix" => self.redis_key_prefix = key_prefix(v)?,
             "tls_cert" => self.tls_cert = optional(v, path)?,
             "tls_key" => self.tls_key = optional(v, path)?,
             "log" => self.log = level(v)?,
@@ -807,6 +827,7 @@ impl RelaySettings {
             "listen" => text_value(&self.listen),
             "store" => toml::Value::String(self.store.to_string()),
             "max_db_bytes" => return Some(self.max_db_bytes.map(size_value)),
+            "redis_key_prefix" => text_value(&self.redis_key_prefix),
             "tls_cert" => return Some(self.tls_cert.as_deref().map(path_value)),
             "tls_key" => return Some(self.tls_key.as_deref().map(path_value)),
             "log" => toml::Value::String(self.log.as_str().to_ascii_lowercase()),
@@ -928,6 +949,7 @@ mod tests {
             listen = "0.0.0.0:7000"
             store = "sqlite:/var/lib/sotto/relay.db"
             max_db_bytes = "8GiB"
+            redis_key_prefix = "relay-eu"
             tls_cert = "/etc/sotto/cert.pem"
             tls_key = "/etc/sotto/key.pem"
             log = "debug"
@@ -971,6 +993,7 @@ mod tests {
         assert_eq!(s.listen, "0.0.0.0:7000");
         assert_eq!(s.store, StoreSpec::Sqlite("/var/lib/sotto/relay.db".into()));
         assert_eq!(s.max_db_bytes, Some(8 << 30));
+        assert_eq!(s.redis_key_prefix, "relay-eu");
         assert_eq!(
             s.tls_cert.as_deref(),
             Some(Path::new("/etc/sotto/cert.pem"))

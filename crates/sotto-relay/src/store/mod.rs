@@ -47,9 +47,14 @@
 //!   relies on this to push only envelopes newer than what a client was told
 //!   to fetch.
 //!
-//! Live push is signalled inside one relay process; a multi-process
-//! deployment still delivers everything through `Fetch`, and would need a
-//! shared notification channel for pushes across processes.
+//! Live push: a relay process wakes the connections of a mailbox's owner
+//! when it stores an envelope there. A store that several processes share
+//! also tells each of them about the others' writes
+//! ([`MailboxStore::change_feed`]; the Redis store does, over pub/sub), so
+//! a client gets a message at once whichever relay process it is
+//! connected to. Several processes sharing one SQLite file have no such
+//! feed: a client there gets what another process stored at its next
+//! `Fetch` or login.
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -57,6 +62,8 @@ mod redis;
 mod sqlite;
 mod unlinking;
 
+#[cfg(feature = "redis")]
+pub(crate) use self::redis::{Change, Feed, FeedListener};
 #[cfg(feature = "redis")]
 pub use self::redis::{Durability, RedisOptions, RedisStore};
 pub use memory::MemoryStore;
@@ -540,6 +547,38 @@ pub trait MailboxStore: Send + Sync + 'static {
 
     /// The device list stored for `address`, if any.
     fn device_list(&self, address: &MailboxAddress) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// How relay processes that share this store hear of each other's
+    /// writes, for live push across processes (see the module docs):
+    /// `None`, the default, for a store that only this process writes or
+    /// whose processes cannot tell each other. A store with a feed
+    /// announces every envelope it stores on the feed itself; a server
+    /// on it then wakes its connections from the feed alone.
+    fn change_feed(&self) -> Option<ChangeFeed> {
+        None
+    }
+}
+
+/// Where a store that relay processes share announces its changes
+/// ([`MailboxStore::change_feed`]). Only this crate's stores make one.
+#[derive(Clone, Debug)]
+pub struct ChangeFeed(pub(crate) FeedKind);
+
+/// The kinds of [`ChangeFeed`].
+#[derive(Clone, Debug)]
+pub(crate) enum FeedKind {
+    /// Redis pub/sub ([`RedisStore`]).
+    #[cfg(feature = "redis")]
+    Redis(redis::FeedSource),
+}
+
+/// Whether `prefix` may start a shared store's keys (a Redis store's):
+/// letters, digits, `-`, `_`, `.` and `:`, at least one.
+pub(crate) fn is_valid_key_prefix(prefix: &str) -> bool {
+    !prefix.is_empty()
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
 }
 
 /// Opens the store that `spec` names, for a relay's configuration:

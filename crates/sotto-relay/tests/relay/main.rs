@@ -21,6 +21,8 @@ mod metrics;
 mod multi_send;
 mod not_a_relay;
 mod prekeys;
+#[cfg(feature = "redis")]
+mod redis_push;
 mod shutdown;
 mod storage;
 #[cfg(feature = "tls")]

@@ -17,6 +17,7 @@
 //! | `{m}:opk` | sorted set | one-time prekey ids, scored by upload order |
 //! | `{m}:opk:keys` | hash | one-time prekey id -> public key |
 //! | `{m}:opk:seq` | string | the upload order counter |
+//! | `{m}:changed` | pub/sub channel | `e` when an envelope is stored, `p<n>` when a one-time prekey is handed out leaving `n` (live push across relays, [`feed`]) |
 //! | `{m}:devices` | hash | the account's device list: `version` (20 digits), `list` |
 //! | `{m}:listed` | set | mailboxes of the devices that list names |
 //! | `{m}:listed_by` | set | accounts whose stored list names this mailbox |
@@ -25,7 +26,10 @@
 //! | `{global}:expiry` | sorted set | `<id>:<m>` of every queued envelope, scored by expiry hour |
 //! | `{global}:next_body`, `{global}:body:<n>` | string, hash | shared bodies of `SendMulti`s: `data`, `holders` |
 
+mod feed;
 mod scripts;
+
+pub(crate) use self::feed::{Change, Feed, FeedListener, FeedSource};
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -279,8 +283,7 @@ impl RedisStore {
     /// its memory is full.
     pub fn open_with(url: &str, options: &RedisOptions) -> Result<Self, StoreError> {
         let prefix = &options.key_prefix;
-        let valid = |c: char| c.is_ascii_alphanumeric() || "-_.:".contains(c);
-        if prefix.is_empty() || !prefix.chars().all(valid) {
+        if !super::is_valid_key_prefix(prefix) {
             return Err(backend(format!(
                 "invalid Redis key prefix {prefix:?}: letters, digits, '-', '_', '.' and ':' only"
             )));
@@ -885,6 +888,14 @@ impl MailboxStore for RedisStore {
     fn device_list(&self, address: &MailboxAddress) -> Result<Option<Vec<u8>>, StoreError> {
         let key = self.mailbox_key(address, "devices");
         self.with_conn(|conn| redis::cmd("HGET").arg(&key).arg("list").query(conn))
+    }
+
+    fn change_feed(&self) -> Option<super::ChangeFeed> {
+        Some(super::ChangeFeed(super::FeedKind::Redis(FeedSource {
+            client: self.client.clone(),
+            prefix: self.prefix.clone(),
+            timeout: self.options.timeout,
+        })))
     }
 }
 

@@ -16,7 +16,8 @@
 --
 -- Otherwise one reply per recipient: {'stored', id}, {'duplicate', id},
 -- {'unknown'}, {'denied'}, {'full', envelopes, bytes} or {'storage',
--- queued bytes, bytes it needed}.
+-- queued bytes, bytes it needed}. Every stored envelope is announced on
+-- its mailbox's channel `{m}:changed`.
 
 local now_hour = tonumber(ARGV[2])
 local expiry = ARGV[3]
@@ -116,6 +117,9 @@ local function enqueue_one(m, mid, payload)
   redis.call('ZADD', gkey('expiry'), expiry, id .. ':' .. m)
   redis.call('HINCRBY', totals, 'envelopes', 1)
   redis.call('HINCRBY', totals, 'bytes', stored_len)
+  -- Wakes the owner's connections on every relay process (store/redis/
+  -- feed.rs), in the same atomic step as the write.
+  redis.call('PUBLISH', mkey(m, 'changed'), 'e')
   return {'stored', id}
 end
 

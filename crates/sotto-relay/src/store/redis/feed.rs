@@ -1,0 +1,332 @@
+//! Live push across relay processes that share one Redis store
+//! (docs/relay.md §9, "Live push across relays").
+//!
+//! The enqueue script publishes `e` on the channel `<prefix>:{<m>}:changed`
+//! of every mailbox it stores an envelope in, inside the same atomic step
+//! as the write, so a notification never precedes its envelope and is
+//! never forgotten by a relay that dies after the write. A relay that
+//! hands out one of a mailbox's last one-time prekeys publishes
+//! `p<remaining>` there itself.
+//!
+//! Each relay process keeps one pub/sub connection, subscribed to the
+//! channels of the mailboxes whose owners are connected to it, and wakes
+//! their connections when a message comes: a wake-up carries no data, the
+//! connection reads the store, so a lost or repeated notification loses or
+//! repeats nothing. Redis pub/sub delivers at most once, and nothing while
+//! the connection is down: after (re)subscribing, and every second while
+//! it cannot, the relay wakes every connected owner to read its mailbox
+//! (the fetch-on-notify fallback), so a notification lost to an outage
+//! costs a delay, never an envelope.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{MultiplexedConnection, PubSubSink};
+
+use crate::address::MailboxAddress;
+
+/// Most channels named in one `SUBSCRIBE` when subscribing again after a
+/// reconnection.
+const SUBSCRIBE_BATCH: usize = 512;
+
+/// While the pub/sub connection is down: how often every connected owner
+/// is woken to read its mailbox, and the first delay before connecting
+/// again (doubling up to [`MAX_RETRY`]).
+const FALLBACK_PERIOD: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(8);
+
+/// What changed in a mailbox, as announced on its channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// An envelope was stored.
+    Envelope,
+    /// A one-time prekey was handed out, leaving this many.
+    PreKeysLow(u32),
+}
+
+impl Change {
+    fn encode(self) -> String {
+        match self {
+            Self::Envelope => "e".to_owned(),
+            Self::PreKeysLow(remaining) => format!("p{remaining}"),
+        }
+    }
+
+    fn decode(payload: &[u8]) -> Option<Self> {
+        match payload {
+            b"e" => Some(Self::Envelope),
+            [b'p', digits @ ..] => core::str::from_utf8(digits)
+                .ok()?
+                .parse()
+                .ok()
+                .map(Self::PreKeysLow),
+            _ => None,
+        }
+    }
+}
+
+/// What a feed tells the relay process it serves.
+pub(crate) trait FeedListener: Send + Sync + 'static {
+    /// `change` happened in `address` (perhaps in another process).
+    fn changed(&self, address: &MailboxAddress, change: Change);
+    /// The mailboxes whose owners are connected to this process.
+    fn watched(&self) -> Vec<MailboxAddress>;
+    /// Whether anyone in this process watches `address`.
+    fn is_watched(&self, address: &MailboxAddress) -> bool;
+    /// Wakes every connected owner to read its mailbox.
+    fn wake_all(&self);
+}
+
+/// Where a store's changes are announced: what a relay process needs to
+/// follow them ([`super::RedisStore::feed_source`]).
+#[derive(Clone)]
+pub(crate) struct FeedSource {
+    pub(super) client: redis::Client,
+    pub(super) prefix: String,
+    pub(super) timeout: Duration,
+}
+
+impl core::fmt::Debug for FeedSource {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Not the client: its URL may hold a password.
+        f.debug_struct("FeedSource")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The channel of `address`: a key of its mailbox (same hash tag), so a
+/// script that writes the mailbox may name it.
+pub(crate) fn channel(prefix: &str, address: &MailboxAddress) -> String {
+    format!("{prefix}:{{{}}}:changed", address.to_hex())
+}
+
+/// The mailbox of a channel of this prefix.
+fn address_of(prefix: &str, channel: &str) -> Option<MailboxAddress> {
+    let hex = channel
+        .strip_prefix(prefix)?
+        .strip_prefix(":{")?
+        .strip_suffix("}:changed")?;
+    MailboxAddress::from_hex(hex)
+}
+
+/// One relay process's subscription to the store's changes.
+pub(crate) struct Feed {
+    source: FeedSource,
+    /// The subscribing side of the pub/sub connection while it is up.
+    /// Held across every `SUBSCRIBE` and `UNSUBSCRIBE`, so they reach the
+    /// server in the order the watchers came and went.
+    sink: tokio::sync::Mutex<Option<PubSubSink>>,
+    /// For `PUBLISH`es of this process (prekey stock).
+    publisher: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Whether the pub/sub connection is up and subscribed.
+    up: AtomicBool,
+}
+
+impl core::fmt::Debug for Feed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Feed")
+            .field("source", &self.source)
+            .field("up", &self.up.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Feed {
+    pub(crate) fn new(source: FeedSource) -> Arc<Self> {
+        Arc::new(Self {
+            source,
+            sink: tokio::sync::Mutex::new(None),
+            publisher: tokio::sync::Mutex::new(None),
+            up: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the pub/sub connection is up: pushes from other processes
+    /// arrive as they happen.
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Follows the store's changes for `listener` until the task is
+    /// dropped: subscribes, passes changes on, and connects again when
+    /// the connection drops.
+    pub(crate) async fn run(self: Arc<Self>, listener: Arc<dyn FeedListener>) {
+        let mut retry = FALLBACK_PERIOD;
+        let mut was_up = true;
+        loop {
+            match self.connect(listener.as_ref()).await {
+                Ok(mut stream) => {
+                    retry = FALLBACK_PERIOD;
+                    if !was_up {
+                        tracing::info!(
+                            "Redis pub/sub connection restored: pushes from other relays resume"
+                        );
+                    }
+                    was_up = true;
+                    // Whatever was stored while nobody listened.
+                    listener.wake_all();
+                    while let Some(message) = stream.next().await {
+                        let address = address_of(&self.source.prefix, message.get_channel_name());
+                        let change = Change::decode(message.get_payload_bytes());
+                        if let (Some(address), Some(change)) = (address, change) {
+                            listener.changed(&address, change);
+                        }
+                    }
+                    self.up.store(false, Ordering::Release);
+                    *self.sink.lock().await = None;
+                    tracing::warn!(
+                        "Redis pub/sub connection lost: connected clients read their mailboxes every second until it is back"
+                    );
+                }
+                Err(e) => {
+                    if was_up {
+                        tracing::warn!(error = %e, "cannot subscribe to the store's changes on Redis: connected clients read their mailboxes every second until it can");
+                    }
+                    was_up = false;
+                }
+            }
+            // The fallback: until subscribed again, every owner reads its
+            // mailbox every second.
+            let mut waited = Duration::ZERO;
+            while waited < retry {
+                listener.wake_all();
+                tokio::time::sleep(FALLBACK_PERIOD).await;
+                waited += FALLBACK_PERIOD;
+            }
+            retry = (retry * 2).min(MAX_RETRY);
+        }
+    }
+
+    /// Opens the pub/sub connection and subscribes to the channel of every
+    /// watched mailbox.
+    async fn connect(
+        &self,
+        listener: &dyn FeedListener,
+    ) -> Result<redis::aio::PubSubStream, String> {
+        let timeout = self.source.timeout;
+        let pubsub = tokio::time::timeout(timeout, self.source.client.get_async_pubsub())
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let (mut sink, stream) = pubsub.split();
+        // Under the lock: a watcher that comes meanwhile is either in the
+        // list read here or subscribes itself once the sink is in place.
+        let mut slot = self.sink.lock().await;
+        let channels: Vec<String> = listener
+            .watched()
+            .iter()
+            .map(|a| channel(&self.source.prefix, a))
+            .collect();
+        for batch in channels.chunks(SUBSCRIBE_BATCH) {
+            tokio::time::timeout(timeout, sink.subscribe(batch))
+                .await
+                .map_err(|_| "timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+        }
+        *slot = Some(sink);
+        self.up.store(true, Ordering::Release);
+        Ok(stream)
+    }
+
+    /// Subscribes to `address`'s channel, returning once the server has
+    /// confirmed it (or the connection is down, when the fallback covers
+    /// the mailbox). The caller has registered its watcher first.
+    pub(crate) async fn watch(&self, address: &MailboxAddress) {
+        let mut slot = self.sink.lock().await;
+        let Some(sink) = slot.as_mut() else { return };
+        let subscribed = tokio::time::timeout(
+            self.source.timeout,
+            sink.subscribe(channel(&self.source.prefix, address)),
+        )
+        .await;
+        if !matches!(subscribed, Ok(Ok(()))) {
+            // The reading side sees the connection end and subscribes
+            // everything again; meanwhile the fallback wakes this owner.
+            tracing::debug!("SUBSCRIBE failed; the pub/sub connection is being replaced");
+        }
+    }
+
+    /// Unsubscribes from `address`'s channel if nobody in this process
+    /// watches it any more (checked under the lock, so a watcher that came
+    /// in between keeps it).
+    pub(crate) async fn unwatch(&self, address: &MailboxAddress, listener: &dyn FeedListener) {
+        let mut slot = self.sink.lock().await;
+        if listener.is_watched(address) {
+            return;
+        }
+        if let Some(sink) = slot.as_mut() {
+            let _ = tokio::time::timeout(
+                self.source.timeout,
+                sink.unsubscribe(channel(&self.source.prefix, address)),
+            )
+            .await;
+        }
+    }
+
+    /// Announces `change` of `address` to every relay process, this one
+    /// included. Best effort: a failure is logged, and the owner learns the
+    /// prekey stock at its next login.
+    pub(crate) async fn publish(&self, address: &MailboxAddress, change: Change) {
+        let mut slot = self.publisher.lock().await;
+        if slot.is_none() {
+            let connected = tokio::time::timeout(
+                self.source.timeout,
+                self.source.client.get_multiplexed_async_connection(),
+            )
+            .await;
+            match connected {
+                Ok(Ok(conn)) => *slot = Some(conn),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot publish a change on Redis");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("cannot publish a change on Redis: timed out");
+                    return;
+                }
+            }
+        }
+        let Some(conn) = slot.as_mut() else { return };
+        let mut publish = redis::cmd("PUBLISH");
+        publish
+            .arg(channel(&self.source.prefix, address))
+            .arg(change.encode());
+        let sent = tokio::time::timeout(
+            self.source.timeout,
+            publish.query_async::<redis::Value>(conn),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(_))) {
+            tracing::warn!("publishing a change on Redis failed");
+            *slot = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_and_channels_round_trip() {
+        for change in [
+            Change::Envelope,
+            Change::PreKeysLow(0),
+            Change::PreKeysLow(u32::MAX),
+        ] {
+            assert_eq!(Change::decode(change.encode().as_bytes()), Some(change));
+        }
+        for bad in [&b""[..], b"x", b"p", b"p-1", b"p4294967296", b"ee"] {
+            assert_eq!(Change::decode(bad), None, "{bad:?}");
+        }
+        let address = MailboxAddress::from_bytes([0xab; 32]);
+        let name = channel("sotto:a", &address);
+        assert_eq!(name, format!("sotto:a:{{{}}}:changed", "ab".repeat(32)));
+        assert_eq!(address_of("sotto:a", &name), Some(address));
+        assert_eq!(address_of("sotto", &name), None);
+        assert_eq!(address_of("sotto:a", "sotto:a:{zz}:changed"), None);
+    }
+}

@@ -1,0 +1,188 @@
+//! Live push across relay processes that share one Redis store: a client
+//! connected to one relay gets at once what is sent through another
+//! (docs/relay.md §9, "Live push across relays"). Two servers in this
+//! process, each with its own `RedisStore` (its own connections and its
+//! own subscription), stand for two relay processes; the multi-process
+//! test with SIGKILLs is `tests/multi_relay.rs` at the workspace root.
+//!
+//! The Redis server is named by `SOTTO_TEST_REDIS_URL` (`.ci/run` starts
+//! one); without it these tests fail when `CI` is set and are skipped
+//! otherwise, as the Redis store's own tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sotto_relay::protocol::MultiRecipient;
+use sotto_relay::{RedisOptions, RedisStore, RelayEvent, ServerHandle};
+
+use crate::common::*;
+
+/// A fresh key prefix on the test server, whose keys are deleted on drop.
+struct SharedRedis {
+    url: String,
+    prefix: String,
+}
+
+impl SharedRedis {
+    fn new() -> Option<Self> {
+        let url = match std::env::var("SOTTO_TEST_REDIS_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") => {
+                panic!(
+                    "SOTTO_TEST_REDIS_URL is not set and CI is: these tests need a Redis server \
+                     (`.ci/run` starts one) and must not pass by being skipped"
+                )
+            }
+            _ => {
+                eprintln!("skipped: set SOTTO_TEST_REDIS_URL=redis://127.0.0.1:PORT to run");
+                return None;
+            }
+        };
+        let mut suffix = [0u8; 8];
+        rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut suffix).unwrap();
+        let prefix = format!("sotto-push-{:016x}", u64::from_le_bytes(suffix));
+        Some(Self { url, prefix })
+    }
+
+    /// A relay on the shared store: a relay process of its own.
+    async fn relay(&self) -> ServerHandle {
+        let options = RedisOptions {
+            key_prefix: self.prefix.clone(),
+            ..RedisOptions::default()
+        };
+        let store = RedisStore::open_with(&self.url, &options).unwrap();
+        start_with(config(), Arc::new(store)).await
+    }
+
+    fn command(&self, args: &[&str]) -> redis::Value {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut conn).unwrap()
+    }
+}
+
+impl Drop for SharedRedis {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _ = redis::cmd("DEL").arg(&keys).query::<()>(&mut conn);
+        }
+    }
+}
+
+/// The next pushed envelope's payload, skipping prekey notices.
+async fn next_payload(events: &mut tokio::sync::mpsc::Receiver<RelayEvent>) -> Vec<u8> {
+    loop {
+        match next_event(events).await {
+            RelayEvent::Envelope(e) => return e.payload,
+            RelayEvent::PreKeysLow(_) => {}
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_on_one_relay_gets_at_once_what_another_relay_stored() {
+    let Some(redis) = SharedRedis::new() else {
+        return;
+    };
+    let (a, b) = (redis.relay().await, redis.relay().await);
+    let bob = identity(2);
+    let carol = identity(3);
+    // Bob's connection is on relay A, with three one-time prekeys.
+    let bob_conn = owner(a.local_addr(), &bob).await;
+    bob_conn.upload_prekeys(prekeys(&bob, 0, 3)).await.unwrap();
+    let mut events = bob_conn.take_events().unwrap();
+    register(b.local_addr(), &carol).await;
+
+    // Alice sends through relay B: more than one push batch, in order.
+    let alice = connect(b.local_addr()).await;
+    for i in 0..40u8 {
+        alice
+            .send(&address(&bob), mid(i), None, &[i; 3])
+            .await
+            .unwrap();
+    }
+    for i in 0..40u8 {
+        assert_eq!(
+            next_payload(&mut events).await,
+            [i; 3],
+            "pushed once, in order"
+        );
+    }
+    // A multi-recipient send through B reaches Bob on A too (and Carol's
+    // mailbox, whose owner is offline).
+    let recipients = [
+        MultiRecipient::new(address(&bob), mid(100), None, b"b:".to_vec()),
+        MultiRecipient::new(address(&carol), mid(100), None, b"c:".to_vec()),
+    ];
+    alice.send_multi(b"body", &recipients).await.unwrap();
+    assert_eq!(next_payload(&mut events).await, b"b:body");
+
+    // A bundle taken through B with the stock below the threshold: Bob, on
+    // A, is told how many one-time prekeys are left.
+    let stranger = connect(b.local_addr()).await;
+    stranger.fetch_bundle(&address(&bob)).await.unwrap();
+    loop {
+        match next_event(&mut events).await {
+            RelayEvent::PreKeysLow(stock) if stock.remaining == 2 => break,
+            RelayEvent::PreKeysLow(_) => {}
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+
+    // Nothing was pushed twice: the queue holds the 41 envelopes, and the
+    // events channel nothing more.
+    assert_eq!(bob_conn.fetch_pending().await.unwrap().len(), 41);
+    bob_conn.ping().await.unwrap();
+    assert!(!matches!(events.try_recv(), Ok(RelayEvent::Envelope(_))));
+    bob_conn.close().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn pushes_go_on_after_the_subscription_connection_is_cut() {
+    let Some(redis) = SharedRedis::new() else {
+        return;
+    };
+    let (a, b) = (redis.relay().await, redis.relay().await);
+    let bob = identity(4);
+    let bob_conn = registered(a.local_addr(), &bob).await;
+    let mut events = bob_conn.take_events().unwrap();
+    let alice = connect(b.local_addr()).await;
+    alice
+        .send(&address(&bob), mid(1), None, b"before")
+        .await
+        .unwrap();
+    assert_eq!(next_payload(&mut events).await, b"before");
+
+    // Redis drops every pub/sub connection (as on a restart or a network
+    // cut); what is sent meanwhile still reaches Bob without a request of
+    // his, from the fallback's reads or the new subscription.
+    redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    for i in 2..6u8 {
+        alice
+            .send(&address(&bob), mid(i), None, &[i])
+            .await
+            .unwrap();
+        assert_eq!(next_payload(&mut events).await, [i]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    bob_conn.close().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
