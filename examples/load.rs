@@ -6,7 +6,10 @@
 //! ```text
 //! cargo run --release --example load -- --clients 200 --messages 30 --relay-kills 2 --client-kills 20
 //! ```
-//! (those are the defaults). Everything stays on 127.0.0.1; the run is
+//! (those are the defaults). With `--relays 3 --redis redis://127.0.0.1:6379`
+//! three relay processes share one Redis store and each client reaches them
+//! through a TCP balancer (a relay kill then takes one of them down while
+//! its clients move to the others). Everything stays on 127.0.0.1; the run is
 //! bounded by `--timeout-secs` and stops by itself.
 //! See `docs/reliability.md`, "Load and faults". Exits non-zero unless the
 //! run passes.
@@ -41,6 +44,14 @@ struct Args {
     /// Times the relay process is SIGKILLed and restarted during the run.
     #[arg(long, default_value_t = 2)]
     relay_kills: usize,
+    /// Relay processes. Several share the Redis store given by --redis
+    /// (one keeps a SQLite file); each kill takes the next one down.
+    #[arg(long, default_value_t = 1)]
+    relays: usize,
+    /// With --relays above 1: the Redis server they share
+    /// (`redis://HOST:PORT`); the run's keys get a prefix of their own.
+    #[arg(long)]
+    redis: Option<String>,
     /// Client kills, alternately aimed at a send and at a receive in flight.
     #[arg(long, default_value_t = 20)]
     client_kills: usize,
@@ -114,6 +125,11 @@ fn main() -> ExitCode {
         messages: args.messages,
         fanout: args.fanout,
         relay_kills: args.relay_kills,
+        relays: args.relays,
+        redis: args.redis.map(|url| harness::SharedRedis {
+            url,
+            prefix: format!("sotto-load-{}-{}", std::process::id(), args.seed),
+        }),
         client_kills: args.client_kills,
         think: Duration::from_millis(args.think_ms),
         size: args.size,

@@ -31,6 +31,8 @@ fn small_load_with_relay_and_client_kills_loses_and_duplicates_nothing() {
         messages: 10,
         fanout: 2,
         relay_kills: 1,
+        relays: 1,
+        redis: None,
         client_kills: 2,
         think: Duration::from_millis(20),
         size: 100,
@@ -59,6 +61,59 @@ fn small_load_with_relay_and_client_kills_loses_and_duplicates_nothing() {
     assert!(report.is_clean(), "{report}");
 }
 
+/// Three relay processes on one Redis store, clients spread over them
+/// through a TCP balancer (each client's front prefers one relay), two of
+/// them SIGKILLed in turn under load (their clients reconnect to the
+/// others, then the relay comes back): nothing lost, duplicated or
+/// reordered. Clients connected to different relays write to each other
+/// throughout, so every message that is not caught up after a reconnection
+/// reaches its recipient by a push from another process
+/// (docs/relay.md §9, "Live push across relays"): without it, messages to
+/// clients whose relay never died would wait in the mailbox and the run
+/// would not settle.
+#[test]
+fn three_relays_on_redis_with_relays_killed_lose_and_duplicate_nothing() {
+    let Some(redis) = TestRedis::new("load") else {
+        return;
+    };
+    let config = harness::Config {
+        clients: 12,
+        messages: 10,
+        fanout: 2,
+        relay_kills: 2,
+        relays: 3,
+        redis: Some(harness::SharedRedis {
+            url: redis.url.clone(),
+            prefix: redis.prefix.clone(),
+        }),
+        client_kills: 2,
+        think: Duration::from_millis(20),
+        size: 100,
+        timeout: Duration::from_secs(120),
+        seed: 13,
+        dir: None,
+        relay_program: std::env::current_exe().unwrap(),
+        relay_args: ["relay_process", "--exact", "--test-threads=1", "-q"]
+            .map(String::from)
+            .to_vec(),
+        verbose: true,
+        abuse: None,
+    };
+    let report = harness::run(&config).unwrap();
+    println!("{report}");
+    assert_eq!(report.lost, 0, "{report}");
+    assert_eq!(report.duplicated, 0, "{report}");
+    assert_eq!(report.out_of_order, 0, "{report}");
+    assert_eq!(report.phantom, 0, "{report}");
+    assert_eq!(report.stuck, 0, "{report}");
+    assert_eq!(report.relay_kills, 2, "{report}");
+    // Every relay served clients.
+    assert_eq!(report.relay_connections.len(), 3, "{report}");
+    assert!(report.relay_connections.iter().all(|&n| n > 0), "{report}");
+    assert_eq!(report.sessions_working, report.sessions_checked, "{report}");
+    assert!(report.is_clean(), "{report}");
+}
+
 /// The abuse scenario in small: idle floods, slowloris connections and
 /// anonymous send floods from other loopback addresses while a dozen
 /// honest clients exchange messages. Nothing honest may be lost, and the
@@ -71,6 +126,8 @@ fn small_load_beside_an_attack_loses_nothing() {
         messages: 10,
         fanout: 2,
         relay_kills: 0,
+        relays: 1,
+        redis: None,
         client_kills: 0,
         think: Duration::from_millis(100),
         size: 100,

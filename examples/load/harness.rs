@@ -7,7 +7,11 @@
 //!
 //! Fault model:
 //! - Relay: a separate process, killed with SIGKILL (no shutdown, no flush)
-//!   and started again on the same port and the same SQLite file.
+//!   and started again on the same port and the same SQLite file. Or
+//!   several relay processes sharing one Redis store, each client reaching
+//!   them through a TCP balancer that prefers one of them (`front.rs`):
+//!   each kill takes down one relay, its clients reconnect to the next one
+//!   while it is down, and it is started again.
 //! - Client: all of its tasks are aborted at whatever await point they are
 //!   (the app's send, the background receive), its connection is dropped,
 //!   and the profile is opened again with `Client::open`. A store
@@ -24,6 +28,7 @@
 #![allow(dead_code, unreachable_pub, clippy::print_stderr, clippy::print_stdout)]
 
 mod abuse;
+mod front;
 
 pub use abuse::{Abuse, AttackReport};
 
@@ -38,12 +43,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use sotto::relay::{ClientConfig, MailboxStore, Server, ServerConfig, SqliteStore};
+use sotto::relay::{
+    ClientConfig, MailboxStore, RedisOptions, RedisStore, Server, ServerConfig, SqliteStore,
+};
 use sotto::store::{DeliveryState, KdfParams, OpenOptions};
 use sotto::{
     Address, Client, ClientEvent, ClientOptions, Events, HistoryItem, IncomingMessage, SendStatus,
 };
 use tokio::task::JoinHandle;
+
+/// Set in the environment of a relay process that shares a Redis store
+/// instead of a SQLite file: the server's URL, and the store's key prefix.
+pub const RELAY_REDIS_ENV: &str = "SOTTO_LOAD_RELAY_REDIS";
+pub const RELAY_REDIS_PREFIX_ENV: &str = "SOTTO_LOAD_RELAY_REDIS_PREFIX";
 
 /// Set in the environment of a relay process: the address to listen on.
 pub const RELAY_LISTEN_ENV: &str = "SOTTO_LOAD_RELAY_LISTEN";
@@ -78,8 +90,16 @@ pub struct Config {
     /// Each client sends to the next `fanout` clients of a ring (so it also
     /// receives from the previous `fanout`); round-robin over them.
     pub fanout: usize,
-    /// Times the relay process is SIGKILLed and restarted.
+    /// Times a relay process is SIGKILLed and restarted (with several,
+    /// each kill takes the next one, round-robin).
     pub relay_kills: usize,
+    /// Relay processes (at least 1). One keeps its mailboxes in a SQLite
+    /// file; several share the Redis store `redis`, and each client
+    /// reaches them through a balancer that prefers relay `client mod
+    /// relays`.
+    pub relays: usize,
+    /// The Redis store several relays share (needed when `relays` > 1).
+    pub redis: Option<SharedRedis>,
     /// Client kills; even ones aim at a send in flight, odd ones at a
     /// receive in flight.
     pub client_kills: usize,
@@ -106,8 +126,22 @@ pub struct Config {
     pub abuse: Option<Abuse>,
 }
 
+/// A Redis store for relays to share: the server and a key prefix (every
+/// key the run writes starts with it).
+#[derive(Debug, Clone)]
+pub struct SharedRedis {
+    pub url: String,
+    pub prefix: String,
+}
+
 impl Config {
     fn validate(&self) -> Result<(), String> {
+        if self.relays == 0 {
+            return Err("at least 1 relay".into());
+        }
+        if self.relays > 1 && self.redis.is_none() {
+            return Err("several relays share a Redis store: give one".into());
+        }
         if self.clients < 2 {
             return Err("at least 2 clients".into());
         }
@@ -161,6 +195,8 @@ pub struct Report {
     pub unreadable: usize,
     pub relay_kills: usize,
     pub relay_starts: usize,
+    /// Connections the balancer passed to each relay (with several).
+    pub relay_connections: Vec<usize>,
     pub client_kills: usize,
     /// Kills aimed at a send; `sends_interrupted` of all kills hit one.
     pub kills_aimed_send: usize,
@@ -244,6 +280,14 @@ impl fmt::Display for Report {
             self.receives_interrupted,
             self.client_restarts
         )?;
+        if !self.relay_connections.is_empty() {
+            writeln!(
+                f,
+                "relays: {} sharing a Redis store; connections each got through the balancer: {:?}",
+                self.relay_connections.len(),
+                self.relay_connections
+            )?;
+        }
         writeln!(
             f,
             "check: {} committed, {} delivered; lost {}, duplicated {}, out of order {}, phantom {}, stuck in outbox {}, unreadable {}",
@@ -302,7 +346,8 @@ pub fn relay_child_main() -> Option<Result<(), String>> {
 }
 
 fn relay_child(listen: &str) -> Result<(), String> {
-    let db = std::env::var_os(RELAY_DB_ENV).ok_or("no relay database given")?;
+    let redis = std::env::var(RELAY_REDIS_ENV).ok();
+    let db = std::env::var_os(RELAY_DB_ENV);
     let lifetime = std::env::var(RELAY_LIFETIME_ENV)
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -331,8 +376,20 @@ fn relay_child(listen: &str) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let store: Arc<dyn MailboxStore> =
-            Arc::new(SqliteStore::open(PathBuf::from(db)).map_err(|e| e.to_string())?);
+        let store: Arc<dyn MailboxStore> = match (redis, db) {
+            (Some(url), _) => {
+                let options = RedisOptions {
+                    key_prefix: std::env::var(RELAY_REDIS_PREFIX_ENV)
+                        .map_err(|_| "no Redis key prefix given")?,
+                    ..RedisOptions::default()
+                };
+                Arc::new(RedisStore::open_with(&url, &options).map_err(|e| e.to_string())?)
+            }
+            (None, Some(db)) => {
+                Arc::new(SqliteStore::open(PathBuf::from(db)).map_err(|e| e.to_string())?)
+            }
+            (None, None) => return Err("no relay database given".into()),
+        };
         // Each client writes to the next ones on a ring, and none of them
         // writes back: without their access keys, every message would be a
         // first contact, of which a mailbox takes 20 and then one per
@@ -365,6 +422,7 @@ fn relay_child(listen: &str) -> Result<(), String> {
 struct Relay {
     addr: SocketAddr,
     db: PathBuf,
+    redis: Option<SharedRedis>,
     per_address: usize,
     program: PathBuf,
     args: Vec<String>,
@@ -376,7 +434,13 @@ struct Relay {
 
 impl Relay {
     async fn start(&mut self, deadline: Instant) -> Result<(), String> {
-        let mut child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        if let Some(redis) = &self.redis {
+            command
+                .env(RELAY_REDIS_ENV, &redis.url)
+                .env(RELAY_REDIS_PREFIX_ENV, &redis.prefix);
+        }
+        let mut child = command
             .args(&self.args)
             .env(RELAY_LISTEN_ENV, self.addr.to_string())
             .env(RELAY_DB_ENV, &self.db)
@@ -559,7 +623,8 @@ struct Ctx {
     size: usize,
     think: Duration,
     verbose: bool,
-    relay_addr: String,
+    /// The address each client connects to (a relay, or its balancer).
+    relay_addrs: Vec<String>,
     options: ClientOptions,
     start: Instant,
     deadline: Instant,
@@ -731,10 +796,15 @@ impl Ctx {
         })
     }
 
-    /// (Re)connects `client`, retrying while the relay is down.
-    async fn connect(&self, client: &Client) -> Result<(), String> {
+    /// The address client `me` connects to.
+    fn relay_addr(&self, me: usize) -> &str {
+        &self.relay_addrs[me % self.relay_addrs.len()]
+    }
+
+    /// (Re)connects client `me`, retrying while the relay is down.
+    async fn connect(&self, me: usize, client: &Client) -> Result<(), String> {
         loop {
-            match tokio::time::timeout(CONNECT_TIMEOUT, client.connect(&self.relay_addr)).await {
+            match tokio::time::timeout(CONNECT_TIMEOUT, client.connect(self.relay_addr(me))).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(_)) | Err(_) => {
                     self.check_deadline("reconnecting a client")?;
@@ -800,7 +870,7 @@ impl Ctx {
             .await
             .map_err(|e| format!("reopening client {me}: {e}"))?;
         let listener = self.spawn_listener(me, client.events());
-        if let Err(e) = self.connect(&client).await {
+        if let Err(e) = self.connect(me, &client).await {
             listener.abort();
             return Err(e);
         }
@@ -912,7 +982,7 @@ impl Ctx {
             tokio::time::sleep_until(self.deadline.min(Instant::now() + CONNECT_TIMEOUT).into());
         tokio::pin!(limit);
         'attempts: loop {
-            let connect = client.connect(&self.relay_addr);
+            let connect = client.connect(self.relay_addr(me));
             tokio::pin!(connect);
             let connected = loop {
                 tokio::select! {
@@ -979,7 +1049,7 @@ impl Ctx {
 
     async fn relay_faults(
         self: Arc<Self>,
-        relay: Arc<tokio::sync::Mutex<Relay>>,
+        relays: Arc<Vec<tokio::sync::Mutex<Relay>>>,
         kills: usize,
         from: usize,
         mut rng: StdRng,
@@ -988,18 +1058,25 @@ impl Ctx {
         for i in 0..kills {
             self.wait_progress(from + span * (i + 1) / (kills + 1))
                 .await?;
-            let mut relay = relay.lock().await;
+            let which = i % relays.len();
+            let mut relay = relays[which].lock().await;
             relay.kill()?;
-            let down = Duration::from_millis(rng.random_range(50..=500u64));
+            // With several relays, down long enough for its clients to
+            // notice and reconnect to another one.
+            let down = if relays.len() > 1 {
+                Duration::from_millis(rng.random_range(1000..=2000u64))
+            } else {
+                Duration::from_millis(rng.random_range(50..=500u64))
+            };
             self.log(format_args!(
-                "relay SIGKILLed ({} sends done), down for {} ms",
+                "relay {which} SIGKILLed ({} sends done), down for {} ms",
                 self.attempted.load(Ordering::SeqCst),
                 down.as_millis()
             ));
             tokio::time::sleep(down).await;
             relay.start(self.deadline).await?;
             self.log(format_args!(
-                "relay restarted ({} sends done)",
+                "relay {which} restarted ({} sends done)",
                 self.attempted.load(Ordering::SeqCst)
             ));
             drop(relay);
@@ -1404,20 +1481,37 @@ async fn run_async(config: &Config, root: &Path) -> Result<Report, String> {
     let start = Instant::now();
     let deadline = start + config.timeout;
     let mut rng = StdRng::seed_from_u64(config.seed);
-    let addr = free_port()?;
-    let mut relay = Relay {
-        addr,
-        db: root.join("relay.db"),
-        per_address: config.clients + PER_ADDRESS_MARGIN,
-        program: config.relay_program.clone(),
-        args: config.relay_args.clone(),
-        lifetime: config.timeout + Duration::from_secs(60),
-        child: None,
-        starts: 0,
-        kills: 0,
+    let mut relays = Vec::with_capacity(config.relays);
+    for k in 0..config.relays {
+        let mut relay = Relay {
+            addr: free_port()?,
+            db: root.join(format!("relay-{k}.db")),
+            redis: config.redis.clone().filter(|_| config.relays > 1),
+            per_address: config.clients + PER_ADDRESS_MARGIN,
+            program: config.relay_program.clone(),
+            args: config.relay_args.clone(),
+            lifetime: config.timeout + Duration::from_secs(60),
+            child: None,
+            starts: 0,
+            kills: 0,
+        };
+        relay.start(deadline).await?;
+        relays.push(relay);
+    }
+    let relay_addrs: Vec<SocketAddr> = relays.iter().map(|r| r.addr).collect();
+    let addr = relay_addrs[0];
+    // Several relays: clients reach them through the balancer's fronts.
+    let fronts = if config.relays > 1 {
+        Some(front::Fronts::start(&relay_addrs).await?)
+    } else {
+        None
     };
-    relay.start(deadline).await?;
-    let relay = Arc::new(tokio::sync::Mutex::new(relay));
+    let client_addrs: Vec<String> = match &fronts {
+        Some(fronts) => fronts.addrs.iter().map(ToString::to_string).collect(),
+        None => vec![addr.to_string()],
+    };
+    let relays: Arc<Vec<tokio::sync::Mutex<Relay>>> =
+        Arc::new(relays.into_iter().map(tokio::sync::Mutex::new).collect());
 
     let n = config.clients;
     let options = client_options()?;
@@ -1430,7 +1524,7 @@ async fn run_async(config: &Config, root: &Path) -> Result<Report, String> {
             let name = format!("c{i:04}");
             let dir = root.join("clients").join(&name);
             let options = options.clone();
-            let relay_addr = addr.to_string();
+            let relay_addr = client_addrs[i % client_addrs.len()].clone();
             tasks.push(tokio::spawn(async move {
                 let client = Client::create(&dir, name.as_bytes(), options)
                     .await
@@ -1467,7 +1561,7 @@ async fn run_async(config: &Config, root: &Path) -> Result<Report, String> {
         size: config.size,
         think: config.think,
         verbose: config.verbose,
-        relay_addr: addr.to_string(),
+        relay_addrs: client_addrs.clone(),
         options,
         start,
         deadline,
@@ -1490,7 +1584,10 @@ async fn run_async(config: &Config, root: &Path) -> Result<Report, String> {
             sender: None,
         });
     }
-    ctx.log(format_args!("{n} clients registered on {addr}"));
+    ctx.log(format_args!(
+        "{n} clients registered on {}",
+        client_addrs.join(", ")
+    ));
 
     // The attack runs from now until the last send (or until this run
     // ends early).
@@ -1530,7 +1627,7 @@ async fn run_async(config: &Config, root: &Path) -> Result<Report, String> {
         }
     }
     let relay_faults = tokio::spawn(ctx.clone().relay_faults(
-        relay.clone(),
+        relays.clone(),
         config.relay_kills,
         warm,
         StdRng::seed_from_u64(rng.random()),
@@ -1568,11 +1665,17 @@ async fn run_async(config: &Config, root: &Path) -> Result<Report, String> {
     ctx.log("histories checked; checking every session both ways");
     let (sessions_checked, sessions_working) = ctx.check_sessions().await?;
     ctx.stop_all().await;
-    let (relay_kills, relay_starts) = {
+    let (mut relay_kills, mut relay_starts) = (0, 0);
+    for relay in relays.iter() {
         let mut relay = relay.lock().await;
         relay.kill()?;
-        (relay.kills - 1, relay.starts)
-    };
+        relay_kills += relay.kills - 1;
+        relay_starts += relay.starts;
+    }
+    let relay_connections = fronts
+        .as_ref()
+        .map(front::Fronts::counts)
+        .unwrap_or_default();
 
     // Numbers.
     let start_epoch_ms = epoch_ms() - ctx.now_ms();
@@ -1584,6 +1687,7 @@ async fn run_async(config: &Config, root: &Path) -> Result<Report, String> {
         attempted: t.sends.len(),
         relay_kills,
         relay_starts,
+        relay_connections,
         sessions_checked,
         sessions_working,
         committed: verdict.committed,
