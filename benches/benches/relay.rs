@@ -19,6 +19,23 @@
 //!   own (2 worker threads, its blocking pool), the clients on another
 //!   (2 worker threads), so the CPU time of the relay's threads can be
 //!   read from `/proc` and reported per message after the group.
+//! - `relay_64x64/end_to_end/redis_1_relay` and `.../redis_3_relays`: the
+//!   same on the Redis store (`SOTTO_BENCH_REDIS_URL`, else
+//!   `SOTTO_TEST_REDIS_URL`; skipped, saying so, without either), through
+//!   one relay or three, each relay a server on a runtime of its own (2
+//!   worker threads each) with a `RedisStore` of its own on one key prefix,
+//!   as separate relay processes would be. With three, recipient j is
+//!   connected to relay j mod 3 and sender j to relay (j + 1) mod 3, so
+//!   every message is pushed across relays (through Redis pub/sub). The
+//!   Redis server's CPU time (all its threads, from `/proc/<pid>`) is
+//!   reported per message beside the relays' and the clients'.
+//! - `relay_queued/<backend>`: the memory of the relay with many envelopes
+//!   queued. Four senders fill one mailbox (nobody fetches) to 1k, 10k,
+//!   100k and 1M envelopes (1k and 10k in `--test` mode), and after each
+//!   step the process's resident memory (`VmRSS`: the relay and the four
+//!   sender connections), the store's size (the SQLite files, or Redis's
+//!   `used_memory`) are printed; the time measured is that of sending 1000
+//!   more at each depth.
 //!
 //! Envelopes are `PAYLOAD_LEN` bytes, the wire size of a Sotto Message with
 //! a short text. The per-connection rate limits and send budget are lifted
@@ -42,8 +59,8 @@ use sotto_benches::{established_pair, rng};
 use sotto_core::{IdentityKeyPair, SignedPreKey, SignedPreKeyId};
 use sotto_relay::{
     ClientConfig, MailboxAddress, MailboxLimits, MailboxStore, MemoryStore, MessageId,
-    PreKeyUpload, RateLimit, RelayClient, RelayEvent, Server, ServerConfig, ServerHandle,
-    SqliteStore,
+    PreKeyUpload, RateLimit, RedisOptions, RedisStore, RelayClient, RelayEvent, Server,
+    ServerConfig, ServerHandle, SqliteStore,
 };
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
@@ -84,6 +101,7 @@ fn config() -> ServerConfig {
 enum Backend {
     Memory,
     Sqlite,
+    Redis,
 }
 
 impl Backend {
@@ -91,6 +109,7 @@ impl Backend {
         match self {
             Self::Memory => "memory",
             Self::Sqlite => "sqlite",
+            Self::Redis => "redis",
         }
     }
 
@@ -103,6 +122,105 @@ impl Backend {
                 let store = SqliteStore::open(dir.path().join("relay.db")).expect("sqlite");
                 (Arc::new(store), Some(dir))
             }
+            Self::Redis => panic!("a Redis store comes from BenchRedis::store"),
+        }
+    }
+}
+
+/// The Redis server of the Redis benchmarks, under a key prefix of the
+/// run's own (its keys deleted on drop).
+struct BenchRedis {
+    url: String,
+    prefix: String,
+    /// The server's process, for its CPU time.
+    pid: Option<u32>,
+}
+
+impl BenchRedis {
+    /// `None`, with a note, when no server is named.
+    fn new() -> Option<Self> {
+        let url = ["SOTTO_BENCH_REDIS_URL", "SOTTO_TEST_REDIS_URL"]
+            .iter()
+            .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()));
+        let Some(url) = url else {
+            eprintln!(
+                "Redis benchmarks skipped: set SOTTO_BENCH_REDIS_URL=redis://127.0.0.1:PORT \
+                 (a server with appendonly yes, appendfsync always)"
+            );
+            return None;
+        };
+        let prefix = format!("sotto-bench-{}", std::process::id());
+        let info = Self::command(&url, &["INFO", "server"]);
+        let pid = info
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("process_id:"))
+            .and_then(|p| p.parse().ok());
+        Some(Self { url, prefix, pid })
+    }
+
+    fn command(url: &str, args: &[&str]) -> String {
+        let client = redis::Client::open(url).expect("Redis URL");
+        let mut conn = client.get_connection().expect("Redis connection");
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut conn).expect("Redis command")
+    }
+
+    /// A store on the run's keys: one relay's.
+    fn store(&self) -> Arc<dyn MailboxStore> {
+        let options = RedisOptions {
+            key_prefix: self.prefix.clone(),
+            ..RedisOptions::default()
+        };
+        Arc::new(RedisStore::open_with(&self.url, &options).expect("Redis store"))
+    }
+
+    /// CPU time of the server's threads, if it runs on this machine.
+    fn cpu_ns(&self) -> u64 {
+        self.pid
+            .map_or(0, |pid| cpu_ns_in(&format!("/proc/{pid}/task"), None))
+    }
+
+    /// The server's `used_memory`, in bytes.
+    fn used_memory(&self) -> u64 {
+        Self::command(&self.url, &["INFO", "memory"])
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("used_memory:"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for BenchRedis {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let pattern = format!("{}:*", self.prefix);
+        let mut cursor = 0u64;
+        loop {
+            let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .query(&mut conn)
+            else {
+                return;
+            };
+            if !keys.is_empty() {
+                let _ = redis::cmd("UNLINK").arg(&keys).query::<()>(&mut conn);
+            }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
         }
     }
 }
@@ -321,14 +439,20 @@ const CLIENT_THREAD: &str = "relay-clients";
 /// CPU time, in nanoseconds, of this process's threads named `name`
 /// (`/proc/self/task/*/schedstat`: time on a CPU).
 fn cpu_ns(name: &str) -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    cpu_ns_in("/proc/self/task", Some(name))
+}
+
+/// CPU time, in nanoseconds, of the threads in `tasks` (a `/proc/<pid>/task`
+/// directory), only those named `name` if given.
+fn cpu_ns_in(tasks: &str, name: Option<&str>) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(tasks) else {
         return 0;
     };
     let mut total = 0;
     for task in tasks.flatten() {
         let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
+        if name.is_some_and(|name| comm.trim_end() != name) {
             continue;
         }
         let schedstat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
@@ -365,14 +489,18 @@ struct Totals {
     wall: Duration,
     relay_cpu_ns: u64,
     client_cpu_ns: u64,
+    redis_cpu_ns: u64,
 }
 
-/// `MANY` senders and `MANY` recipients around one relay.
+/// `MANY` senders and `MANY` recipients around one relay, or several on
+/// one Redis store.
 struct ManyToMany {
-    backend: Backend,
-    relay_runtime: Runtime,
+    name: String,
+    /// One per relay (each relay on a runtime of its own, as a process).
+    relay_runtimes: Vec<Runtime>,
     client_runtime: Runtime,
-    server: Option<ServerHandle>,
+    servers: Vec<ServerHandle>,
+    redis: Option<BenchRedis>,
     senders: Vec<Arc<RelayClient>>,
     recipients: Vec<Recipient>,
     addresses: Arc<Vec<MailboxAddress>>,
@@ -383,23 +511,39 @@ struct ManyToMany {
 }
 
 impl ManyToMany {
-    fn new(backend: Backend) -> Self {
-        let relay_runtime = runtime(RELAY_THREAD);
+    /// `relays` relays: more than one only on Redis (`redis`).
+    fn new(backend: Backend, relays: usize, redis: Option<BenchRedis>) -> Self {
+        let name = many_name(backend, relays);
         let client_runtime = runtime(CLIENT_THREAD);
-        let (store, dir) = backend.store();
-        let server = relay_runtime.block_on(async {
-            Server::bind("127.0.0.1:0", config(), store)
-                .await
-                .expect("bind")
-                .spawn()
-        });
-        let addr = server.local_addr();
+        let mut dir = None;
+        let mut relay_runtimes = Vec::new();
+        let mut servers = Vec::new();
+        for _ in 0..relays {
+            let store = match &redis {
+                Some(redis) => redis.store(),
+                None => {
+                    let (store, d) = backend.store();
+                    dir = d;
+                    store
+                }
+            };
+            let relay_runtime = runtime(RELAY_THREAD);
+            servers.push(relay_runtime.block_on(async {
+                Server::bind("127.0.0.1:0", config(), store)
+                    .await
+                    .expect("bind")
+                    .spawn()
+            }));
+            relay_runtimes.push(relay_runtime);
+        }
+        let addrs: Vec<_> = servers.iter().map(ServerHandle::local_addr).collect();
         let (senders, recipients, addresses) = client_runtime.block_on(async {
             let mut recipients = Vec::new();
             let mut addresses = Vec::new();
             let mut keys = rng(100);
-            for _ in 0..MANY {
+            for j in 0..MANY {
                 let identity = IdentityKeyPair::generate(&mut keys);
+                let addr = addrs[j % addrs.len()];
                 let client = RelayClient::connect(addr, ClientConfig::default())
                     .await
                     .expect("connect");
@@ -417,7 +561,8 @@ impl ManyToMany {
                 });
             }
             let mut senders = Vec::new();
-            for _ in 0..MANY {
+            for j in 0..MANY {
+                let addr = addrs[(j + 1) % addrs.len()];
                 let client = RelayClient::connect(addr, ClientConfig::default())
                     .await
                     .expect("connect");
@@ -426,10 +571,11 @@ impl ManyToMany {
             (senders, recipients, addresses)
         });
         Self {
-            backend,
-            relay_runtime,
+            name,
+            relay_runtimes,
             client_runtime,
-            server: Some(server),
+            servers,
+            redis,
             senders,
             recipients,
             addresses: Arc::new(addresses),
@@ -494,6 +640,7 @@ impl ManyToMany {
             self.payload.clone(),
             self.next_id.clone(),
         );
+        let redis_cpu = self.redis.as_ref().map_or(0, BenchRedis::cpu_ns);
         let cpu = (cpu_ns(RELAY_THREAD), cpu_ns(CLIENT_THREAD));
         let (elapsed, recipients) = self.client_runtime.block_on(async move {
             let acked = Arc::new(AtomicU64::new(0));
@@ -553,6 +700,11 @@ impl ManyToMany {
         totals.wall += elapsed;
         totals.relay_cpu_ns += cpu_ns(RELAY_THREAD).saturating_sub(cpu.0);
         totals.client_cpu_ns += cpu_ns(CLIENT_THREAD).saturating_sub(cpu.1);
+        totals.redis_cpu_ns += self
+            .redis
+            .as_ref()
+            .map_or(0, BenchRedis::cpu_ns)
+            .saturating_sub(redis_cpu);
         elapsed
     }
 
@@ -564,11 +716,20 @@ impl ManyToMany {
         }
         let per = |ns: u64| ns as f64 / t.messages as f64 / 1000.0;
         let wall = t.wall.as_secs_f64();
+        let redis = if self.redis.is_some() {
+            format!(
+                "; Redis server {:.1} µs per message, busy {:.2} cores",
+                per(t.redis_cpu_ns),
+                t.redis_cpu_ns as f64 / 1e9 / wall
+            )
+        } else {
+            String::new()
+        };
         println!(
             "relay_64x64/end_to_end/{}: {} messages in {:.2} s ({:.0}/s over all runs); \
-             CPU per message: relay {:.1} µs, clients {:.1} µs; \
-             relay threads busy {:.2} cores, clients {:.2} cores",
-            self.backend.name(),
+             CPU per message: relays {:.1} µs, clients {:.1} µs; \
+             relay threads busy {:.2} cores, clients {:.2} cores{redis}",
+            self.name,
             t.messages,
             wall,
             t.messages as f64 / wall,
@@ -594,23 +755,48 @@ impl Drop for ManyToMany {
                 }
             }
         });
-        if let Some(server) = self.server.take() {
-            self.relay_runtime.block_on(server.shutdown());
+        for (server, runtime) in self.servers.drain(..).zip(&self.relay_runtimes) {
+            runtime.block_on(server.shutdown());
         }
     }
 }
 
+/// The name of a `relay_64x64` fixture.
+fn many_name(backend: Backend, relays: usize) -> String {
+    match backend {
+        Backend::Redis if relays == 1 => "redis_1_relay".to_owned(),
+        Backend::Redis => format!("redis_{relays}_relays"),
+        other => other.name().to_owned(),
+    }
+}
+
 fn bench_many_to_many(c: &mut Criterion) {
-    for backend in [Backend::Memory, Backend::Sqlite] {
+    let redis_runs = if BenchRedis::new().is_some() {
+        vec![(Backend::Redis, 1), (Backend::Redis, 3)]
+    } else {
+        Vec::new()
+    };
+    for (backend, relays) in [(Backend::Memory, 1), (Backend::Sqlite, 1)]
+        .into_iter()
+        .chain(redis_runs)
+    {
         let mut group = c.benchmark_group("relay_64x64");
         group.sampling_mode(SamplingMode::Flat);
         group.sample_size(10);
         group.throughput(Throughput::Elements(1));
         let mut fixture: Option<ManyToMany> = None;
-        group.bench_function(BenchmarkId::new("end_to_end", backend.name()), |b| {
-            let relay = fixture.get_or_insert_with(|| ManyToMany::new(backend));
-            b.iter_custom(|iters| relay.measure(iters))
-        });
+        group.bench_function(
+            BenchmarkId::new("end_to_end", many_name(backend, relays)),
+            |b| {
+                let relay = fixture.get_or_insert_with(|| {
+                    let redis = matches!(backend, Backend::Redis)
+                        .then(BenchRedis::new)
+                        .flatten();
+                    ManyToMany::new(backend, relays, redis)
+                });
+                b.iter_custom(|iters| relay.measure(iters))
+            },
+        );
         if let Some(relay) = fixture.take() {
             relay.report();
         }
@@ -618,5 +804,208 @@ fn bench_many_to_many(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_relay, bench_many_to_many);
+/// Mailboxes `relay_queued` fills, in turn.
+const QUEUED_MAILBOXES: usize = 16;
+
+/// Whether criterion runs each benchmark once (`cargo bench -- --test`).
+fn test_mode() -> bool {
+    std::env::args().any(|a| a == "--test")
+}
+
+/// The resident memory of this process, in bytes (`VmRSS`).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A relay with `QUEUED_MAILBOXES` mailboxes that nobody empties, and
+/// `SENDERS` connections that fill them.
+struct Queued {
+    name: &'static str,
+    runtime: Runtime,
+    server: Option<ServerHandle>,
+    store: Arc<dyn MailboxStore>,
+    senders: Vec<Arc<RelayClient>>,
+    addresses: Vec<MailboxAddress>,
+    payload: Arc<Vec<u8>>,
+    next_id: Arc<AtomicU64>,
+    redis: Option<BenchRedis>,
+    dir: Option<TempDir>,
+}
+
+impl Queued {
+    fn new(backend: Backend, redis: Option<BenchRedis>) -> Self {
+        let runtime = runtime(RELAY_THREAD);
+        let (store, dir) = match &redis {
+            Some(redis) => (redis.store(), None),
+            None => backend.store(),
+        };
+        let (server, senders, addresses) = runtime.block_on(async {
+            let server = Server::bind("127.0.0.1:0", config(), store.clone())
+                .await
+                .expect("bind")
+                .spawn();
+            let addr = server.local_addr();
+            let mut keys = rng(200);
+            let mut addresses = Vec::new();
+            for _ in 0..QUEUED_MAILBOXES {
+                let identity = IdentityKeyPair::generate(&mut keys);
+                let owner = RelayClient::connect(addr, ClientConfig::default())
+                    .await
+                    .expect("connect");
+                owner.authenticate(&identity).await.expect("authenticate");
+                let signed = SignedPreKey::generate(SignedPreKeyId::new(1), &identity, &mut keys);
+                owner
+                    .upload_prekeys(PreKeyUpload::new(Some(&signed), &[]))
+                    .await
+                    .expect("register the mailbox");
+                owner.close().await;
+                addresses.push(MailboxAddress::of(identity.public()));
+            }
+            let mut senders = Vec::new();
+            for _ in 0..SENDERS {
+                let client = RelayClient::connect(addr, ClientConfig::default())
+                    .await
+                    .expect("connect");
+                senders.push(Arc::new(client));
+            }
+            (server, senders, addresses)
+        });
+        Self {
+            name: backend.name(),
+            runtime,
+            server: Some(server),
+            store,
+            senders,
+            addresses,
+            payload: Arc::new(payload()),
+            next_id: Arc::new(AtomicU64::new(1)),
+            redis,
+            dir,
+        }
+    }
+
+    /// Sends `count` envelopes, `WINDOW` in flight per sender, spread over
+    /// the mailboxes.
+    fn send(&self, count: u64) -> Duration {
+        let per_mailbox = count / self.addresses.len() as u64;
+        let extra = count % self.addresses.len() as u64;
+        self.runtime.block_on(async {
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for (i, address) in self.addresses.iter().enumerate() {
+                let n = per_mailbox + u64::from((i as u64) < extra);
+                let (senders, address, payload, next_id) = (
+                    self.senders.clone(),
+                    *address,
+                    self.payload.clone(),
+                    self.next_id.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    Relay::send(&senders, address, &payload, &next_id, n).await;
+                }));
+            }
+            for task in tasks {
+                task.await.expect("senders");
+            }
+            start.elapsed()
+        })
+    }
+
+    fn queued(&self) -> u64 {
+        self.store.totals().expect("totals").envelopes
+    }
+
+    /// Fills the mailboxes to `depth` envelopes in all (if below).
+    fn fill_to(&self, depth: u64) {
+        let mut queued = self.queued();
+        while queued < depth {
+            self.send((depth - queued).min(100_000));
+            queued = self.queued();
+        }
+    }
+
+    /// One line: envelopes queued, the process's memory, the store's size.
+    fn report(&self) {
+        let store = match (&self.redis, &self.dir) {
+            (Some(redis), _) => format!(
+                "Redis used_memory {:.1} MiB",
+                redis.used_memory() as f64 / 1048576.0
+            ),
+            (None, Some(dir)) => {
+                let bytes: u64 = std::fs::read_dir(dir.path())
+                    .map(|entries| {
+                        entries
+                            .flatten()
+                            .filter_map(|e| e.metadata().ok())
+                            .map(|m| m.len())
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                format!("SQLite files {:.1} MiB", bytes as f64 / 1048576.0)
+            }
+            (None, None) => String::new(),
+        };
+        println!(
+            "relay_queued/{}: {} envelopes queued; process RSS {:.1} MiB; {store}",
+            self.name,
+            self.queued(),
+            rss_bytes() as f64 / 1048576.0,
+        );
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        let senders = std::mem::take(&mut self.senders);
+        let server = self.server.take();
+        self.runtime.block_on(async {
+            for sender in senders {
+                if let Ok(client) = Arc::try_unwrap(sender) {
+                    client.close().await;
+                }
+            }
+            if let Some(server) = server {
+                server.shutdown().await;
+            }
+        });
+    }
+}
+
+fn bench_queued(c: &mut Criterion) {
+    let depths: &[u64] = if test_mode() {
+        &[1_000, 10_000]
+    } else {
+        &[1_000, 10_000, 100_000, 1_000_000]
+    };
+    let mut backends = vec![Backend::Sqlite];
+    if BenchRedis::new().is_some() {
+        backends.push(Backend::Redis);
+    }
+    for backend in backends {
+        let redis = matches!(backend, Backend::Redis)
+            .then(BenchRedis::new)
+            .flatten();
+        let fixture = Queued::new(backend, redis);
+        let mut group = c.benchmark_group("relay_queued");
+        group.sampling_mode(SamplingMode::Flat);
+        group.sample_size(10);
+        group.throughput(Throughput::Elements(1));
+        for &depth in depths {
+            fixture.fill_to(depth);
+            fixture.report();
+            group.bench_function(BenchmarkId::new(backend.name(), depth), |b| {
+                b.iter_custom(|iters| fixture.send(iters))
+            });
+        }
+        fixture.report();
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_relay, bench_many_to_many, bench_queued);
 criterion_main!(benches);
