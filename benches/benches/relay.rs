@@ -20,8 +20,8 @@
 //!   (2 worker threads), so the CPU time of the relay's threads can be
 //!   read from `/proc` and reported per message after the group.
 //! - `relay_64x64/end_to_end/redis_1_relay` and `.../redis_3_relays`: the
-//!   same on the Redis store (`SOTTO_BENCH_REDIS_URL`, else
-//!   `SOTTO_TEST_REDIS_URL`; skipped, saying so, without either), through
+//!   same on the Redis store (the server `SOTTO_TEST_REDIS_URL` names, as
+//!   for the tests; skipped, saying so, without it), through
 //!   one relay or three, each relay a server on a runtime of its own (2
 //!   worker threads each) with a `RedisStore` of its own on one key prefix,
 //!   as separate relay processes would be. With three, recipient j is
@@ -127,11 +127,13 @@ impl Backend {
     }
 }
 
+#[path = "../../crates/sotto-relay/tests/support/redis.rs"]
+mod test_redis;
+
 /// The Redis server of the Redis benchmarks, under a key prefix of the
 /// run's own (its keys deleted on drop).
 struct BenchRedis {
-    url: String,
-    prefix: String,
+    redis: test_redis::TestRedis,
     /// The server's process, for its CPU time.
     pid: Option<u32>,
 }
@@ -139,42 +141,20 @@ struct BenchRedis {
 impl BenchRedis {
     /// `None`, with a note, when no server is named.
     fn new() -> Option<Self> {
-        let url = ["SOTTO_BENCH_REDIS_URL", "SOTTO_TEST_REDIS_URL"]
-            .iter()
-            .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()));
-        let Some(url) = url else {
-            eprintln!(
-                "Redis benchmarks skipped: set SOTTO_BENCH_REDIS_URL=redis://127.0.0.1:PORT \
-                 (a server with appendonly yes, appendfsync always)"
-            );
-            return None;
-        };
-        let prefix = format!("sotto-bench-{}", std::process::id());
-        let info = Self::command(&url, &["INFO", "server"]);
-        let pid = info
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("process_id:"))
+        let redis = test_redis::TestRedis::new("bench")?;
+        let pid = redis
+            .info("server", "process_id")
             .and_then(|p| p.parse().ok());
-        Some(Self { url, prefix, pid })
-    }
-
-    fn command(url: &str, args: &[&str]) -> String {
-        let client = redis::Client::open(url).expect("Redis URL");
-        let mut conn = client.get_connection().expect("Redis connection");
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        cmd.query(&mut conn).expect("Redis command")
+        Some(Self { redis, pid })
     }
 
     /// A store on the run's keys: one relay's.
     fn store(&self) -> Arc<dyn MailboxStore> {
         let options = RedisOptions {
-            key_prefix: self.prefix.clone(),
+            key_prefix: self.redis.prefix.clone(),
             ..RedisOptions::default()
         };
-        Arc::new(RedisStore::open_with(&self.url, &options).expect("Redis store"))
+        Arc::new(RedisStore::open_with(&self.redis.url, &options).expect("Redis store"))
     }
 
     /// CPU time of the server's threads, if it runs on this machine.
@@ -185,43 +165,10 @@ impl BenchRedis {
 
     /// The server's `used_memory`, in bytes.
     fn used_memory(&self) -> u64 {
-        Self::command(&self.url, &["INFO", "memory"])
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("used_memory:"))
+        self.redis
+            .info("memory", "used_memory")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
-    }
-}
-
-impl Drop for BenchRedis {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let pattern = format!("{}:*", self.prefix);
-        let mut cursor = 0u64;
-        loop {
-            let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(10_000)
-                .query(&mut conn)
-            else {
-                return;
-            };
-            if !keys.is_empty() {
-                let _ = redis::cmd("UNLINK").arg(&keys).query::<()>(&mut conn);
-            }
-            if next == 0 {
-                return;
-            }
-            cursor = next;
-        }
     }
 }
 

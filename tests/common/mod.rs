@@ -179,52 +179,6 @@ pub fn database_files(base: &Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-/// The Redis server of the tests that need one, from
-/// `SOTTO_TEST_REDIS_URL` (`.ci/run` starts one), with a fresh key prefix
-/// whose keys are deleted on drop. Without the variable: a failure when
-/// `CI` is set (such a test must not pass by being skipped), else `None`
-/// and a note that the test is skipped.
-pub struct TestRedis {
-    pub url: String,
-    pub prefix: String,
-}
-
-impl TestRedis {
-    pub fn new(name: &str) -> Option<Self> {
-        let url = match std::env::var("SOTTO_TEST_REDIS_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") => {
-                panic!(
-                    "SOTTO_TEST_REDIS_URL is not set and CI is: this test needs a Redis server \
-                     (`.ci/run` starts one) and must not pass by being skipped"
-                )
-            }
-            _ => {
-                eprintln!("skipped: set SOTTO_TEST_REDIS_URL=redis://127.0.0.1:PORT to run {name}");
-                return None;
-            }
-        };
-        let mut suffix = [0u8; 8];
-        rand::fill(&mut suffix);
-        let prefix = format!("sotto-{name}-{}", hex::encode(suffix));
-        Some(Self { url, prefix })
-    }
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _ = redis::cmd("DEL").arg(&keys).query::<()>(&mut conn);
-        }
-    }
-}
+#[path = "../../crates/sotto-relay/tests/support/redis.rs"]
+mod test_redis;
+pub use test_redis::TestRedis;

@@ -5,6 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[cfg(feature = "redis")]
+#[path = "../support/redis.rs"]
+mod test_redis;
 
 mod abuse;
 mod access;

@@ -16,71 +16,16 @@ use sotto_relay::protocol::MultiRecipient;
 use sotto_relay::{RedisOptions, RedisStore, RelayEvent, ServerHandle};
 
 use crate::common::*;
+use crate::test_redis::TestRedis;
 
-/// A fresh key prefix on the test server, whose keys are deleted on drop.
-struct SharedRedis {
-    url: String,
-    prefix: String,
-}
-
-impl SharedRedis {
-    fn new() -> Option<Self> {
-        let url = match std::env::var("SOTTO_TEST_REDIS_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") => {
-                panic!(
-                    "SOTTO_TEST_REDIS_URL is not set and CI is: these tests need a Redis server \
-                     (`.ci/run` starts one) and must not pass by being skipped"
-                )
-            }
-            _ => {
-                eprintln!("skipped: set SOTTO_TEST_REDIS_URL=redis://127.0.0.1:PORT to run");
-                return None;
-            }
-        };
-        let mut suffix = [0u8; 8];
-        rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut suffix).unwrap();
-        let prefix = format!("sotto-push-{:016x}", u64::from_le_bytes(suffix));
-        Some(Self { url, prefix })
-    }
-
-    /// A relay on the shared store: a relay process of its own.
-    async fn relay(&self) -> ServerHandle {
-        let options = RedisOptions {
-            key_prefix: self.prefix.clone(),
-            ..RedisOptions::default()
-        };
-        let store = RedisStore::open_with(&self.url, &options).unwrap();
-        start_with(config(), Arc::new(store)).await
-    }
-
-    fn command(&self, args: &[&str]) -> redis::Value {
-        let client = redis::Client::open(self.url.as_str()).unwrap();
-        let mut conn = client.get_connection().unwrap();
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        cmd.query(&mut conn).unwrap()
-    }
-}
-
-impl Drop for SharedRedis {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _ = redis::cmd("DEL").arg(&keys).query::<()>(&mut conn);
-        }
-    }
+/// A relay on `redis`'s store: a relay process of its own.
+async fn relay(redis: &TestRedis) -> ServerHandle {
+    let options = RedisOptions {
+        key_prefix: redis.prefix.clone(),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::open_with(&redis.url, &options).unwrap();
+    start_with(config(), Arc::new(store)).await
 }
 
 /// The next pushed envelope's payload, skipping prekey notices.
@@ -96,10 +41,10 @@ async fn next_payload(events: &mut tokio::sync::mpsc::Receiver<RelayEvent>) -> V
 
 #[tokio::test]
 async fn a_client_on_one_relay_gets_at_once_what_another_relay_stored() {
-    let Some(redis) = SharedRedis::new() else {
+    let Some(redis) = TestRedis::new("redis-push") else {
         return;
     };
-    let (a, b) = (redis.relay().await, redis.relay().await);
+    let (a, b) = (relay(&redis).await, relay(&redis).await);
     let bob = identity(2);
     let carol = identity(3);
     // Bob's connection is on relay A, with three one-time prekeys.
@@ -156,10 +101,10 @@ async fn a_client_on_one_relay_gets_at_once_what_another_relay_stored() {
 
 #[tokio::test]
 async fn pushes_go_on_after_the_subscription_connection_is_cut() {
-    let Some(redis) = SharedRedis::new() else {
+    let Some(redis) = TestRedis::new("redis-push") else {
         return;
     };
-    let (a, b) = (redis.relay().await, redis.relay().await);
+    let (a, b) = (relay(&redis).await, relay(&redis).await);
     let bob = identity(4);
     let bob_conn = registered(a.local_addr(), &bob).await;
     let mut events = bob_conn.take_events().unwrap();
@@ -173,7 +118,7 @@ async fn pushes_go_on_after_the_subscription_connection_is_cut() {
     // Redis drops every pub/sub connection (as on a restart or a network
     // cut); what is sent meanwhile still reaches Bob without a request of
     // his, from the fallback's reads or the new subscription.
-    redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let _: redis::Value = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     for i in 2..6u8 {
         alice
             .send(&address(&bob), mid(i), None, &[i])
