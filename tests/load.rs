@@ -24,9 +24,10 @@ fn relay_process() {
     }
 }
 
-#[test]
-fn small_load_with_relay_and_client_kills_loses_and_duplicates_nothing() {
-    let config = harness::Config {
+/// A dozen clients, 10 messages each to 2 contacts, one relay SIGKILL and
+/// two client kills; the relay is this test binary's `relay_process`.
+fn small_run(seed: u64) -> harness::Config {
+    harness::Config {
         clients: 12,
         messages: 10,
         fanout: 2,
@@ -37,7 +38,7 @@ fn small_load_with_relay_and_client_kills_loses_and_duplicates_nothing() {
         think: Duration::from_millis(20),
         size: 100,
         timeout: Duration::from_secs(120),
-        seed: 7,
+        seed,
         dir: None,
         relay_program: std::env::current_exe().unwrap(),
         relay_args: ["relay_process", "--exact", "--test-threads=1", "-q"]
@@ -45,7 +46,12 @@ fn small_load_with_relay_and_client_kills_loses_and_duplicates_nothing() {
             .to_vec(),
         verbose: true,
         abuse: None,
-    };
+    }
+}
+
+#[test]
+fn small_load_with_relay_and_client_kills_loses_and_duplicates_nothing() {
+    let config = small_run(7);
     let report = harness::run(&config).unwrap();
     println!("{report}");
     assert_eq!(report.lost, 0, "{report}");
@@ -77,27 +83,13 @@ fn three_relays_on_redis_with_relays_killed_lose_and_duplicate_nothing() {
         return;
     };
     let config = harness::Config {
-        clients: 12,
-        messages: 10,
-        fanout: 2,
         relay_kills: 2,
         relays: 3,
         redis: Some(harness::SharedRedis {
             url: redis.url.clone(),
             prefix: redis.prefix.clone(),
         }),
-        client_kills: 2,
-        think: Duration::from_millis(20),
-        size: 100,
-        timeout: Duration::from_secs(120),
-        seed: 13,
-        dir: None,
-        relay_program: std::env::current_exe().unwrap(),
-        relay_args: ["relay_process", "--exact", "--test-threads=1", "-q"]
-            .map(String::from)
-            .to_vec(),
-        verbose: true,
-        abuse: None,
+        ..small_run(13)
     };
     let report = harness::run(&config).unwrap();
     println!("{report}");
@@ -122,23 +114,9 @@ fn three_relays_on_redis_with_relays_killed_lose_and_duplicate_nothing() {
 #[test]
 fn small_load_beside_an_attack_loses_nothing() {
     let config = harness::Config {
-        clients: 12,
-        messages: 10,
-        fanout: 2,
         relay_kills: 0,
-        relays: 1,
-        redis: None,
         client_kills: 0,
         think: Duration::from_millis(100),
-        size: 100,
-        timeout: Duration::from_secs(120),
-        seed: 11,
-        dir: None,
-        relay_program: std::env::current_exe().unwrap(),
-        relay_args: ["relay_process", "--exact", "--test-threads=1", "-q"]
-            .map(String::from)
-            .to_vec(),
-        verbose: true,
         abuse: Some(harness::Abuse {
             idle_connections: 120,
             slowloris_connections: 8,
@@ -146,6 +124,7 @@ fn small_load_beside_an_attack_loses_nothing() {
             flood_envelope: 16 * 1024,
             flood_max_bytes: 8 << 20,
         }),
+        ..small_run(11)
     };
     let report = harness::run(&config).unwrap();
     println!("{report}");

@@ -423,6 +423,26 @@ fn runtime(name: &'static str) -> Runtime {
         .expect("runtime")
 }
 
+/// A new identity's connection to the relay at `addr`, authenticated, with
+/// its mailbox registered (a signed prekey published), and the mailbox's
+/// address.
+async fn owner(
+    addr: std::net::SocketAddr,
+    keys: &mut impl rand::CryptoRng,
+) -> (RelayClient, MailboxAddress) {
+    let identity = IdentityKeyPair::generate(keys);
+    let client = RelayClient::connect(addr, ClientConfig::default())
+        .await
+        .expect("connect");
+    client.authenticate(&identity).await.expect("authenticate");
+    let signed = SignedPreKey::generate(SignedPreKeyId::new(1), &identity, keys);
+    client
+        .upload_prekeys(PreKeyUpload::new(Some(&signed), &[]))
+        .await
+        .expect("register the mailbox");
+    (client, MailboxAddress::of(identity.public()))
+}
+
 /// A recipient of `relay_64x64`: its connection and its pushes.
 struct Recipient {
     client: Arc<RelayClient>,
@@ -489,19 +509,9 @@ impl ManyToMany {
             let mut addresses = Vec::new();
             let mut keys = rng(100);
             for j in 0..MANY {
-                let identity = IdentityKeyPair::generate(&mut keys);
-                let addr = addrs[j % addrs.len()];
-                let client = RelayClient::connect(addr, ClientConfig::default())
-                    .await
-                    .expect("connect");
-                client.authenticate(&identity).await.expect("authenticate");
-                let signed = SignedPreKey::generate(SignedPreKeyId::new(1), &identity, &mut keys);
-                client
-                    .upload_prekeys(PreKeyUpload::new(Some(&signed), &[]))
-                    .await
-                    .expect("register the mailbox");
+                let (client, address) = owner(addrs[j % addrs.len()], &mut keys).await;
                 let events = client.take_events().expect("events");
-                addresses.push(MailboxAddress::of(identity.public()));
+                addresses.push(address);
                 recipients.push(Recipient {
                     client: Arc::new(client),
                     events,
@@ -800,18 +810,9 @@ impl Queued {
             let mut keys = rng(200);
             let mut addresses = Vec::new();
             for _ in 0..QUEUED_MAILBOXES {
-                let identity = IdentityKeyPair::generate(&mut keys);
-                let owner = RelayClient::connect(addr, ClientConfig::default())
-                    .await
-                    .expect("connect");
-                owner.authenticate(&identity).await.expect("authenticate");
-                let signed = SignedPreKey::generate(SignedPreKeyId::new(1), &identity, &mut keys);
-                owner
-                    .upload_prekeys(PreKeyUpload::new(Some(&signed), &[]))
-                    .await
-                    .expect("register the mailbox");
+                let (owner, address) = owner(addr, &mut keys).await;
                 owner.close().await;
-                addresses.push(MailboxAddress::of(identity.public()));
+                addresses.push(address);
             }
             let mut senders = Vec::new();
             for _ in 0..SENDERS {
