@@ -155,17 +155,21 @@ impl Feed {
     /// the connection drops.
     pub(crate) async fn run(self: Arc<Self>, listener: Arc<dyn FeedListener>) {
         let mut retry = FALLBACK_PERIOD;
-        let mut was_up = true;
+        let (mut first, mut was_up) = (true, true);
         loop {
             match self.connect(listener.as_ref()).await {
                 Ok(mut stream) => {
                     retry = FALLBACK_PERIOD;
-                    if !was_up {
+                    if first {
+                        tracing::info!(
+                            "subscribed to the store's changes on Redis: live push across relay processes"
+                        );
+                    } else if !was_up {
                         tracing::info!(
                             "Redis pub/sub connection restored: pushes from other relays resume"
                         );
                     }
-                    was_up = true;
+                    (first, was_up) = (false, true);
                     // Whatever was stored while nobody listened.
                     listener.wake_all();
                     while let Some(message) = stream.next().await {
@@ -182,6 +186,7 @@ impl Feed {
                     );
                 }
                 Err(e) => {
+                    first = false;
                     if was_up {
                         tracing::warn!(error = %e, "cannot subscribe to the store's changes on Redis: connected clients read their mailboxes every second until it can");
                     }
