@@ -315,9 +315,9 @@ const MANY_WINDOW: usize = 4;
 const PUSH_WAIT: Duration = Duration::from_millis(20);
 /// The name of the relay's threads (workers and blocking pool).
 const RELAY_THREAD: &str = "relay-server";
-/// The name of the SQLite store's writer thread, whose CPU time is the
-/// relay's too (a thread of the store, not of the runtime).
-const STORE_WRITER_THREAD: &str = "sqlite-writer";
+/// The names of the SQLite store's own threads (writer and reader), whose
+/// CPU time is the relay's too.
+const STORE_THREADS: [&str; 2] = ["sqlite-writer", "sqlite-reader"];
 /// The name of the clients' threads.
 const CLIENT_THREAD: &str = "relay-clients";
 
@@ -347,7 +347,7 @@ fn cpu_ns(name: &str) -> u64 {
 /// CPU time, in nanoseconds, of the relay's threads: its runtime's and
 /// its store's.
 fn relay_cpu_ns() -> u64 {
-    cpu_ns(RELAY_THREAD) + cpu_ns(STORE_WRITER_THREAD)
+    cpu_ns(RELAY_THREAD) + STORE_THREADS.iter().map(|t| cpu_ns(t)).sum::<u64>()
 }
 
 fn runtime(name: &'static str) -> Runtime {

@@ -1081,8 +1081,9 @@ impl<S: Transport> Connection<S> {
         });
         let budget = self.envelope_budget();
         let now = self.shared.clock.now();
-        match self
-            .store(move |s| s.fetch(&address, after, max_count, budget, now))
+        let store = self.shared.store.clone();
+        match store
+            .fetch_async(address, after, max_count, budget, now)
             .await
         {
             Ok(page) => {
@@ -1204,8 +1205,9 @@ impl<S: Transport> Connection<S> {
         };
         let budget = self.envelope_budget();
         let now = self.shared.clock.now();
-        let page = match self
-            .store(move |s| s.fetch(&address, after, PUSH_BATCH, budget, now))
+        let store = self.shared.store.clone();
+        let page = match store
+            .fetch_async(address, after, PUSH_BATCH, budget, now)
             .await
         {
             Ok(page) => page,

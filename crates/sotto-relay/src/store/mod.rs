@@ -11,12 +11,15 @@
 //!
 //! The trait is synchronous; the server calls it from
 //! `tokio::task::spawn_blocking`, so a backend may block on disk or network.
-//! The exceptions are the server's most frequent writes, `enqueue` and
-//! `ack`, which it makes through [`enqueue_async`](MailboxStore::enqueue_async)
-//! and [`ack_async`](MailboxStore::ack_async): by default the same call on
-//! the blocking pool, overridden by a backend that can take a write
-//! without a thread waiting for it ([`SqliteStore`] hands it to its writer
-//! thread). Either way the answer comes once the write is durable.
+//! The exceptions are the calls the server makes for every message,
+//! `enqueue`, `ack` and `fetch`, which it makes through
+//! [`enqueue_async`](MailboxStore::enqueue_async),
+//! [`ack_async`](MailboxStore::ack_async) and
+//! [`fetch_async`](MailboxStore::fetch_async): by default the same call on
+//! the blocking pool, overridden by a backend that can take the call
+//! without a thread waiting for it ([`SqliteStore`] hands writes to its
+//! writer thread, reads to its read thread). Either way a write is
+//! answered once it is durable.
 //! It must not assume it is the only process using the data: every method is
 //! one atomic operation against shared state (the SQLite backend runs the
 //! writes of concurrent calls in one `BEGIN IMMEDIATE` transaction, each in
@@ -596,6 +599,21 @@ pub trait MailboxStore: Send + Sync + 'static {
         max_bytes: usize,
         now: UnixTime,
     ) -> Result<FetchedPage, StoreError>;
+
+    /// [`fetch`](Self::fetch) for an asynchronous caller, with its
+    /// arguments owned; started when called. The provided implementation
+    /// calls `fetch` on tokio's blocking pool, as for
+    /// [`enqueue_async`](Self::enqueue_async).
+    fn fetch_async(
+        self: Arc<Self>,
+        address: MailboxAddress,
+        after: u64,
+        max_count: usize,
+        max_bytes: usize,
+        now: UnixTime,
+    ) -> StoreFuture<FetchedPage> {
+        on_blocking_pool(move || self.fetch(&address, after, max_count, max_bytes, now))
+    }
 
     /// Deletes up to `max_count` envelopes that have expired at `now`
     /// (oldest expiry first) and takes them off the mailbox and store-wide

@@ -26,7 +26,7 @@ use crate::clock::UnixTime;
 use crate::envelope::{Envelope, MessageId};
 use crate::protocol::{MultiRecipient, PreKeyUpload};
 use group_commit::GroupCommit;
-use readers::Readers;
+use readers::{ReadThread, Readers};
 
 /// Schema version kept in `PRAGMA user_version`. Version 1 had no expiry
 /// and no store-wide totals, version 2 no access verifiers, version 3 no
@@ -111,13 +111,18 @@ CREATE INDEX IF NOT EXISTS listed_devices_by_account ON listed_devices (account)
 /// disk. [`enqueue_async`](MailboxStore::enqueue_async) and
 /// [`ack_async`](MailboxStore::ack_async) hand their write to that thread
 /// and are completed by it, so no thread of the caller's waits; dropping
-/// the store lets the writer finish what is queued first. That transaction makes a batch atomic
+/// the store lets the writer finish what is queued first.
+/// [`fetch_async`](MailboxStore::fetch_async) likewise hands its read to
+/// a second thread (`sqlite-reader`), which runs the reads queued, one
+/// after another. That transaction makes a batch atomic
 /// also against other processes using the same file. Reads use a few
 /// connections of their own, which WAL lets run while a batch commits;
 /// they see every write that was answered.
 pub struct SqliteStore {
     writer: GroupCommit,
-    readers: Readers,
+    readers: Arc<Readers>,
+    /// Runs the reads of [`fetch_async`](MailboxStore::fetch_async).
+    read_thread: ReadThread,
 }
 
 /// How [`SqliteStore::open_with`] opens a database.
@@ -232,9 +237,11 @@ impl SqliteStore {
         // The readers open the same file whatever the working directory
         // is by then.
         let path = std::path::absolute(path).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let readers = Arc::new(Readers::new(path));
         Ok(Self {
             writer: GroupCommit::new(conn)?,
-            readers: Readers::new(path),
+            read_thread: ReadThread::new(readers.clone())?,
+            readers,
         })
     }
 
@@ -1097,6 +1104,21 @@ impl MailboxStore for SqliteStore {
             .read(|conn| fetch_in(conn, address, after, max_count, max_bytes, now))
     }
 
+    /// Hands the read to the store's read thread: no thread waits for it.
+    fn fetch_async(
+        self: Arc<Self>,
+        address: MailboxAddress,
+        after: u64,
+        max_count: usize,
+        max_bytes: usize,
+        now: UnixTime,
+    ) -> StoreFuture<FetchedPage> {
+        Box::pin(
+            self.read_thread
+                .submit(move |conn| fetch_in(conn, &address, after, max_count, max_bytes, now)),
+        )
+    }
+
     fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
         let address = *address;
         let ids = ids.to_vec();
@@ -1719,6 +1741,51 @@ mod tests {
         assert!(results.iter().all(|r| matches!(r, Ok(e) if !e.duplicate)));
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.usage(&bob).unwrap().envelopes, n as u64);
+    }
+
+    #[test]
+    fn async_fetches_read_every_answered_write_and_are_answered_when_the_store_closes() {
+        let (_dir, store) = fresh();
+        let store = Arc::new(store);
+        let bob = register(&*store, 1);
+        let rt = runtime();
+        let ids: Vec<u64> = (0..20)
+            .map(|k| {
+                let stored = rt
+                    .block_on(store.clone().enqueue_async(request(&bob, k, b"x", NO_KEY)))
+                    .unwrap();
+                // Answered after its commit: the read thread sees it.
+                let page = rt
+                    .block_on(
+                        store
+                            .clone()
+                            .fetch_async(bob, stored.id - 1, 10, usize::MAX, T0),
+                    )
+                    .unwrap();
+                assert_eq!(page.envelopes.len(), 1);
+                assert_eq!(page.envelopes[0].id, stored.id);
+                stored.id
+            })
+            .collect();
+        // Many reads queued at once, then the store dropped: each is run
+        // and answered, with the page it asked for.
+        let reads: Vec<_> = (0..ids.len())
+            .map(|k| {
+                store
+                    .clone()
+                    .fetch_async(bob, ids[k] - 1, 1, usize::MAX, T0)
+            })
+            .collect();
+        drop(store);
+        let pages: Vec<_> = rt.block_on(async {
+            let mut pages = Vec::new();
+            for read in reads {
+                pages.push(read.await.unwrap());
+            }
+            pages
+        });
+        let got: Vec<u64> = pages.iter().map(|p| p.envelopes[0].id).collect();
+        assert_eq!(got, ids);
     }
 
     /// The envelopes `address` is given by a fetch.
