@@ -20,7 +20,7 @@
 //! without a thread waiting for it ([`SqliteStore`] hands writes to its
 //! writer thread, reads to its read thread). Either way a write is
 //! answered once it is durable.
-//! It must not assume it is the only process using the data: every method is
+//! A backend must not assume it is the only process using the data: every method is
 //! one atomic operation against shared state (the SQLite backend runs the
 //! writes of concurrent calls in one `BEGIN IMMEDIATE` transaction, each in
 //! a savepoint of its own, and answers each after the commit; several relay
@@ -259,9 +259,9 @@ pub struct EnqueueRequest {
     pub now: UnixTime,
 }
 
-/// What the asynchronous methods of [`MailboxStore`] return: the result,
-/// once the write is durable. It owns everything it needs (`'static`) and
-/// may be awaited on any thread.
+/// What the asynchronous methods of [`MailboxStore`] return: the call's
+/// result (for a write, once it is durable). It owns everything it needs
+/// (`'static`) and may be awaited on any thread.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
 
 /// `call` on tokio's blocking pool (started now, not when first polled),
