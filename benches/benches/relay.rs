@@ -380,6 +380,9 @@ const MANY_WINDOW: usize = 4;
 const PUSH_WAIT: Duration = Duration::from_millis(20);
 /// The name of the relay's threads (workers and blocking pool).
 const RELAY_THREAD: &str = "relay-server";
+/// The names of the SQLite store's own threads (writer and reader), whose
+/// CPU time is the relay's too.
+const STORE_THREADS: [&str; 2] = ["sqlite-writer", "sqlite-reader"];
 /// The name of the clients' threads.
 const CLIENT_THREAD: &str = "relay-clients";
 
@@ -410,6 +413,12 @@ fn cpu_ns_in(tasks: &str, name: Option<&str>) -> u64 {
             .unwrap_or(0);
     }
     total
+}
+
+/// CPU time, in nanoseconds, of the relay's threads: its runtime's and
+/// its store's.
+fn relay_cpu_ns() -> u64 {
+    cpu_ns(RELAY_THREAD) + STORE_THREADS.iter().map(|t| cpu_ns(t)).sum::<u64>()
 }
 
 fn runtime(name: &'static str) -> Runtime {
@@ -598,7 +607,7 @@ impl ManyToMany {
             self.next_id.clone(),
         );
         let redis_cpu = self.redis.as_ref().map_or(0, BenchRedis::cpu_ns);
-        let cpu = (cpu_ns(RELAY_THREAD), cpu_ns(CLIENT_THREAD));
+        let cpu = (relay_cpu_ns(), cpu_ns(CLIENT_THREAD));
         let (elapsed, recipients) = self.client_runtime.block_on(async move {
             let acked = Arc::new(AtomicU64::new(0));
             let done = Arc::new(Notify::new());
@@ -655,7 +664,7 @@ impl ManyToMany {
         let totals = &mut self.totals;
         totals.messages += count;
         totals.wall += elapsed;
-        totals.relay_cpu_ns += cpu_ns(RELAY_THREAD).saturating_sub(cpu.0);
+        totals.relay_cpu_ns += relay_cpu_ns().saturating_sub(cpu.0);
         totals.client_cpu_ns += cpu_ns(CLIENT_THREAD).saturating_sub(cpu.1);
         totals.redis_cpu_ns += self
             .redis

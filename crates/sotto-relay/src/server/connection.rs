@@ -38,7 +38,9 @@ use crate::protocol::{
     PreKeyUpload, Push, RecipientOutcome, Request, RequestFrame, Response, SUPPORTED_VERSIONS,
     Welcome, auth_message, max_payload_len,
 };
-use crate::store::{Access, Enqueued, MailboxStore, StoreError, has_duplicate_ids};
+use crate::store::{
+    EnqueueRequest, Enqueued, MailboxStore, OwnedAccess, StoreError, has_duplicate_ids,
+};
 
 /// How long a connection closed for a protocol violation keeps reading (and
 /// discarding) so the client receives the final error frame instead of a
@@ -546,6 +548,12 @@ impl<S: Transport> Connection<S> {
             .map_err(|e| StoreError::Backend(Box::new(e)))?
     }
 
+    /// Queues one envelope ([`MailboxStore::enqueue_async`]: without a
+    /// blocking thread per call, for a store that can).
+    async fn enqueue(&self, request: EnqueueRequest) -> Result<Enqueued, StoreError> {
+        self.shared.store.clone().enqueue_async(request).await
+    }
+
     fn stock(&self, remaining: u32) -> PreKeyStock {
         PreKeyStock {
             remaining,
@@ -850,14 +858,16 @@ impl<S: Transport> Connection<S> {
         let policy = self.shared.config.queue_policy();
         let now = self.shared.clock.now();
         let payload = Arc::new(payload);
-        let with_key = {
-            let payload = payload.clone();
-            self.store(move |s| {
-                let access = Access::Key(access_key.as_ref());
-                s.enqueue(&recipient, &message_id, &payload, access, &policy, now)
+        let with_key = self
+            .enqueue(EnqueueRequest {
+                recipient,
+                message_id,
+                payload: payload.clone(),
+                access: OwnedAccess::Key(access_key),
+                policy,
+                now,
             })
-            .await
-        };
+            .await;
         let result = match with_key {
             // No key, or a wrong one, for a mailbox that publishes a
             // verifier: a first contact.
@@ -903,15 +913,13 @@ impl<S: Transport> Connection<S> {
         }
         let policy = self.shared.config.queue_policy();
         let result = self
-            .store(move |s| {
-                s.enqueue(
-                    &recipient,
-                    &message_id,
-                    &payload,
-                    Access::FirstContact,
-                    &policy,
-                    now,
-                )
+            .enqueue(EnqueueRequest {
+                recipient,
+                message_id,
+                payload,
+                access: OwnedAccess::FirstContact,
+                policy,
+                now,
             })
             .await;
         if !matches!(
@@ -1074,8 +1082,9 @@ impl<S: Transport> Connection<S> {
         });
         let budget = self.envelope_budget();
         let now = self.shared.clock.now();
-        match self
-            .store(move |s| s.fetch(&address, after, max_count, budget, now))
+        let store = self.shared.store.clone();
+        match store
+            .fetch_async(address, after, max_count, budget, now)
             .await
         {
             Ok(page) => {
@@ -1095,7 +1104,7 @@ impl<S: Transport> Connection<S> {
         let Some(address) = self.owner.as_ref().map(|o| o.address) else {
             return self.auth_required(id).await;
         };
-        match self.store(move |s| s.ack(&address, &ids)).await {
+        match self.shared.store.clone().ack_async(address, ids).await {
             Ok(removed) => {
                 self.shared.metrics.envelopes_acknowledged(removed.into());
                 self.respond(id, Response::Acked { removed }).await
@@ -1197,8 +1206,9 @@ impl<S: Transport> Connection<S> {
         };
         let budget = self.envelope_budget();
         let now = self.shared.clock.now();
-        let page = match self
-            .store(move |s| s.fetch(&address, after, PUSH_BATCH, budget, now))
+        let store = self.shared.store.clone();
+        let page = match store
+            .fetch_async(address, after, PUSH_BATCH, budget, now)
             .await
         {
             Ok(page) => page,

@@ -11,7 +11,16 @@
 //!
 //! The trait is synchronous; the server calls it from
 //! `tokio::task::spawn_blocking`, so a backend may block on disk or network.
-//! It must not assume it is the only process using the data: every method is
+//! The exceptions are the calls the server makes for every message,
+//! `enqueue`, `ack` and `fetch`, which it makes through
+//! [`enqueue_async`](MailboxStore::enqueue_async),
+//! [`ack_async`](MailboxStore::ack_async) and
+//! [`fetch_async`](MailboxStore::fetch_async): by default the same call on
+//! the blocking pool, overridden by a backend that can take the call
+//! without a thread waiting for it ([`SqliteStore`] hands writes to its
+//! writer thread, reads to its read thread). Either way a write is
+//! answered once it is durable.
+//! A backend must not assume it is the only process using the data: every method is
 //! one atomic operation against shared state (the SQLite backend runs the
 //! writes of concurrent calls in one `BEGIN IMMEDIATE` transaction, each in
 //! a savepoint of its own, and answers each after the commit; several relay
@@ -71,6 +80,8 @@ pub use sqlite::{SqliteOptions, SqliteStore};
 
 pub use crate::envelope::FetchedPage;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,6 +216,78 @@ impl Access<'_> {
             (Access::Key(key), Some(verifier)) => key.is_some_and(|key| verifier.admits(key)),
             _ => true,
         }
+    }
+}
+
+/// An [`Access`] that owns its key, for a write that outlives the
+/// borrow it was made with ([`EnqueueRequest`]).
+#[derive(Debug, Clone)]
+pub enum OwnedAccess {
+    /// [`Access::Key`].
+    Key(Option<AccessKey>),
+    /// [`Access::FirstContact`].
+    FirstContact,
+}
+
+impl OwnedAccess {
+    /// The same access, owning a copy of its key.
+    pub fn of(access: Access<'_>) -> Self {
+        match access {
+            Access::Key(key) => Self::Key(key.cloned()),
+            Access::FirstContact => Self::FirstContact,
+        }
+    }
+
+    /// The access it stands for.
+    pub fn as_access(&self) -> Access<'_> {
+        match self {
+            Self::Key(key) => Access::Key(key.as_ref()),
+            Self::FirstContact => Access::FirstContact,
+        }
+    }
+}
+
+/// What [`MailboxStore::enqueue`] takes, owned, for
+/// [`MailboxStore::enqueue_async`]: the write may run after its caller
+/// has moved on, on another thread.
+#[derive(Debug, Clone)]
+pub struct EnqueueRequest {
+    /// The mailbox to queue for.
+    pub recipient: MailboxAddress,
+    /// The envelope's message id (dedupe).
+    pub message_id: MessageId,
+    /// The envelope.
+    pub payload: Arc<Vec<u8>>,
+    /// What the sender showed to be allowed to queue.
+    pub access: OwnedAccess,
+    /// The limits and the time to live.
+    pub policy: QueuePolicy,
+    /// The current time.
+    pub now: UnixTime,
+}
+
+/// What the asynchronous methods of [`MailboxStore`] return: the call's
+/// result (for a write, once it is durable). It owns everything it needs
+/// (`'static`) and may be awaited on any thread.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
+
+/// `call` on tokio's blocking pool (started now, not when first polled),
+/// or, outside a tokio runtime, right away on this thread.
+fn on_blocking_pool<T, F>(call: F) -> StoreFuture<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let running = runtime.spawn_blocking(call);
+            Box::pin(async move {
+                running
+                    .await
+                    .map_err(|e| StoreError::Backend(Box::new(e)))?
+            })
+        }
+        Err(_) => Box::pin(std::future::ready(call())),
     }
 }
 
@@ -411,6 +494,38 @@ pub trait MailboxStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> Result<Enqueued, StoreError>;
 
+    /// [`enqueue`](Self::enqueue) for an asynchronous caller: the same
+    /// write, checks and result, with its arguments owned. The write is
+    /// started when this is called, before the future is first polled,
+    /// and goes on if the future is dropped; the future resolves once it
+    /// is durable, as `enqueue` returns.
+    ///
+    /// The provided implementation calls `enqueue` on tokio's blocking
+    /// pool (`spawn_blocking`; outside a tokio runtime, at once on this
+    /// thread). A backend that can queue a write without a thread waiting
+    /// for it overrides it, as [`SqliteStore`] does (its writer thread
+    /// runs the write in its next group commit and completes the future).
+    fn enqueue_async(self: Arc<Self>, request: EnqueueRequest) -> StoreFuture<Enqueued> {
+        on_blocking_pool(move || {
+            let EnqueueRequest {
+                recipient,
+                message_id,
+                payload,
+                access,
+                policy,
+                now,
+            } = request;
+            self.enqueue(
+                &recipient,
+                &message_id,
+                &payload,
+                access.as_access(),
+                &policy,
+                now,
+            )
+        })
+    }
+
     /// Queues, for each of `recipients` in order, the envelope `header ||
     /// body` at time `now`, as [`enqueue`](Self::enqueue) would with its
     /// message id and `Access::Key(its access key)`, all in one atomic
@@ -492,6 +607,21 @@ pub trait MailboxStore: Send + Sync + 'static {
         now: UnixTime,
     ) -> Result<FetchedPage, StoreError>;
 
+    /// [`fetch`](Self::fetch) for an asynchronous caller, with its
+    /// arguments owned; started when called. The provided implementation
+    /// calls `fetch` on tokio's blocking pool, as for
+    /// [`enqueue_async`](Self::enqueue_async).
+    fn fetch_async(
+        self: Arc<Self>,
+        address: MailboxAddress,
+        after: u64,
+        max_count: usize,
+        max_bytes: usize,
+        now: UnixTime,
+    ) -> StoreFuture<FetchedPage> {
+        on_blocking_pool(move || self.fetch(&address, after, max_count, max_bytes, now))
+    }
+
     /// Deletes up to `max_count` envelopes that have expired at `now`
     /// (oldest expiry first) and takes them off the mailbox and store-wide
     /// usage, in one atomic step. Call it again while it returns
@@ -504,6 +634,14 @@ pub trait MailboxStore: Send + Sync + 'static {
     /// Deletes the envelopes of `address` with these ids; ids that are not
     /// queued in this mailbox are ignored. Returns how many were deleted.
     fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError>;
+
+    /// [`ack`](Self::ack) for an asynchronous caller, with its arguments
+    /// owned; started when called, resolved once the deletes are durable,
+    /// as for [`enqueue_async`](Self::enqueue_async). The provided
+    /// implementation calls `ack` on tokio's blocking pool.
+    fn ack_async(self: Arc<Self>, address: MailboxAddress, ids: Vec<u64>) -> StoreFuture<u32> {
+        on_blocking_pool(move || self.ack(&address, &ids))
+    }
 
     /// What `address` currently holds (expired envelopes included until
     /// they are swept).

@@ -5,26 +5,28 @@ mod readers;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use sotto_core::{
-    AccessKey, AccessVerifier, IdentityKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic, Signature,
+    AccessVerifier, IdentityKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic, Signature,
     SignedPreKeyId,
 };
 
 use super::unlinking::NewDeviceList;
 use super::{
-    Access, DEFAULT_ENVELOPE_TTL, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy,
-    StoreError, StoreTotals, Swept, TakenBundle, check_room, is_expired,
+    Access, DEFAULT_ENVELOPE_TTL, EnqueueRequest, Enqueued, FetchedPage, MailboxStore,
+    MailboxUsage, OwnedAccess, QueuePolicy, StoreError, StoreFuture, StoreTotals, Swept,
+    TakenBundle, check_room, is_expired,
 };
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
 use crate::envelope::{Envelope, MessageId};
 use crate::protocol::{MultiRecipient, PreKeyUpload};
 use group_commit::GroupCommit;
-use readers::Readers;
+use readers::{ReadThread, Readers};
 
 /// Schema version kept in `PRAGMA user_version`. Version 1 had no expiry
 /// and no store-wide totals, version 2 no access verifiers, version 3 no
@@ -101,17 +103,26 @@ CREATE INDEX IF NOT EXISTS listed_devices_by_account ON listed_devices (account)
 /// acknowledged envelope's bytes are overwritten, not just unlinked.
 ///
 /// Writes are *group committed* (docs/relay.md §9): one connection writes,
-/// and the writes that callers on different threads make at the same time
-/// run together, in order, in one `BEGIN IMMEDIATE` transaction with one
-/// durable commit, each in a savepoint of its own, so each caller gets the
-/// result it would have got alone and is answered only once the commit
-/// holding its write is on disk. That transaction makes a batch atomic
+/// on a thread of the store's own (named `sqlite-writer`), and the writes
+/// that callers make at the same time run together, in order, in one
+/// `BEGIN IMMEDIATE` transaction with one durable commit, each in a
+/// savepoint of its own, so each caller gets the result it would have got
+/// alone and is answered only once the commit holding its write is on
+/// disk. [`enqueue_async`](MailboxStore::enqueue_async) and
+/// [`ack_async`](MailboxStore::ack_async) hand their write to that thread
+/// and are completed by it, so no thread of the caller's waits; dropping
+/// the store lets the writer finish what is queued first.
+/// [`fetch_async`](MailboxStore::fetch_async) likewise hands its read to
+/// a second thread (`sqlite-reader`), which runs the reads queued, one
+/// after another. That transaction makes a batch atomic
 /// also against other processes using the same file. Reads use a few
 /// connections of their own, which WAL lets run while a batch commits;
 /// they see every write that was answered.
 pub struct SqliteStore {
     writer: GroupCommit,
-    readers: Readers,
+    readers: Arc<Readers>,
+    /// Runs the reads of [`fetch_async`](MailboxStore::fetch_async).
+    read_thread: ReadThread,
 }
 
 /// How [`SqliteStore::open_with`] opens a database.
@@ -226,9 +237,11 @@ impl SqliteStore {
         // The readers open the same file whatever the working directory
         // is by then.
         let path = std::path::absolute(path).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let readers = Arc::new(Readers::new(path));
         Ok(Self {
-            writer: GroupCommit::new(conn),
-            readers: Readers::new(path),
+            writer: GroupCommit::new(conn)?,
+            read_thread: ReadThread::new(readers.clone())?,
+            readers,
         })
     }
 
@@ -695,25 +708,26 @@ fn usage_of(conn: &Connection, mailbox: &[u8; 32]) -> Result<(u64, u64), StoreEr
     Ok((to_u64(count)?, to_u64(bytes)?))
 }
 
-/// An [`Access`] the store keeps while the operation waits for its batch.
-enum OwnedAccess {
-    Key(Option<AccessKey>),
-    FirstContact,
-}
-
-impl OwnedAccess {
-    fn of(access: Access<'_>) -> Self {
-        match access {
-            Access::Key(key) => Self::Key(key.cloned()),
-            Access::FirstContact => Self::FirstContact,
-        }
-    }
-
-    fn as_access(&self) -> Access<'_> {
-        match self {
-            Self::Key(key) => Access::Key(key.as_ref()),
-            Self::FirstContact => Access::FirstContact,
-        }
+/// The batch operation of an `enqueue`: it owns its request, so that the
+/// writer thread (or whoever leads the batch) can run it.
+fn enqueue_op(
+    request: EnqueueRequest,
+) -> impl FnMut(&Connection) -> Result<Enqueued, StoreError> + Send + 'static {
+    move |conn| {
+        let envelope = NewEnvelope {
+            recipient: &request.recipient,
+            message_id: &request.message_id,
+            payload: &request.payload,
+            body: None,
+        };
+        enqueue_in(
+            conn,
+            envelope,
+            request.access.as_access(),
+            &mut || false,
+            &request.policy,
+            request.now,
+        )
     }
 }
 
@@ -1034,26 +1048,23 @@ impl MailboxStore for SqliteStore {
         policy: &QueuePolicy,
         now: UnixTime,
     ) -> Result<Enqueued, StoreError> {
-        let (recipient, message_id, policy) = (*recipient, *message_id, *policy);
-        // Owned, so that whichever caller leads the batch can run it.
-        let payload = payload.to_vec();
-        let access = OwnedAccess::of(access);
-        self.writer.write(payload.len(), move |conn| {
-            let envelope = NewEnvelope {
-                recipient: &recipient,
-                message_id: &message_id,
-                payload: &payload,
-                body: None,
-            };
-            enqueue_in(
-                conn,
-                envelope,
-                access.as_access(),
-                &mut || false,
-                &policy,
-                now,
-            )
-        })
+        let request = EnqueueRequest {
+            recipient: *recipient,
+            message_id: *message_id,
+            payload: Arc::new(payload.to_vec()),
+            access: OwnedAccess::of(access),
+            policy: *policy,
+            now,
+        };
+        self.writer.write(payload.len(), enqueue_op(request))
+    }
+
+    /// Hands the write to the writer thread: no thread waits for it.
+    fn enqueue_async(self: Arc<Self>, request: EnqueueRequest) -> StoreFuture<Enqueued> {
+        let answer = self
+            .writer
+            .submit(request.payload.len(), enqueue_op(request));
+        Box::pin(answer.result())
     }
 
     fn enqueue_many(
@@ -1093,11 +1104,34 @@ impl MailboxStore for SqliteStore {
             .read(|conn| fetch_in(conn, address, after, max_count, max_bytes, now))
     }
 
+    /// Hands the read to the store's read thread: no thread waits for it.
+    fn fetch_async(
+        self: Arc<Self>,
+        address: MailboxAddress,
+        after: u64,
+        max_count: usize,
+        max_bytes: usize,
+        now: UnixTime,
+    ) -> StoreFuture<FetchedPage> {
+        Box::pin(
+            self.read_thread
+                .submit(move |conn| fetch_in(conn, &address, after, max_count, max_bytes, now)),
+        )
+    }
+
     fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
         let address = *address;
         let ids = ids.to_vec();
         self.writer
             .write(ids.len() * 8, move |conn| ack_in(conn, &address, &ids))
+    }
+
+    /// Hands the deletes to the writer thread: no thread waits for them.
+    fn ack_async(self: Arc<Self>, address: MailboxAddress, ids: Vec<u64>) -> StoreFuture<u32> {
+        let answer = self
+            .writer
+            .submit(ids.len() * 8, move |conn| ack_in(conn, &address, &ids));
+        Box::pin(answer.result())
     }
 
     fn sweep_expired(&self, now: UnixTime, max_count: usize) -> Result<Swept, StoreError> {
@@ -1188,6 +1222,7 @@ fn fetch_in(
 mod tests {
     use super::super::contract_tests::{OPEN, T0, register, to};
     use super::*;
+    use sotto_core::AccessKey;
 
     fn fresh() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -1559,6 +1594,198 @@ mod tests {
                 bytes: before.bytes + 5 + (1 + 4)
             }
         );
+    }
+
+    // The asynchronous path (`enqueue_async`, `ack_async`): the writer
+    // thread runs the write in its next batch, no thread waits for it.
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Envelope `n`, `payload`, for `to`.
+    fn request(to: &MailboxAddress, n: u32, payload: &[u8], access: OwnedAccess) -> EnqueueRequest {
+        EnqueueRequest {
+            recipient: *to,
+            message_id: message_id(n),
+            payload: Arc::new(payload.to_vec()),
+            access,
+            policy: QueuePolicy::default(),
+            now: T0,
+        }
+    }
+
+    const NO_KEY: OwnedAccess = OwnedAccess::Key(None);
+
+    #[test]
+    fn an_async_write_is_answered_only_once_its_batch_is_committed() {
+        let (_dir, store) = fresh();
+        let store = Arc::new(store);
+        let bob = register(&*store, 1);
+        let before = commits(&store);
+        // The next batch runs once it holds two writes.
+        store.writer.hooks().gather_next_batch(2);
+        runtime().block_on(async {
+            let mut first = store
+                .clone()
+                .enqueue_async(request(&bob, 1, b"first", NO_KEY));
+            // Queued, but its batch has not committed: no answer, and
+            // nothing a reader could see.
+            let early = tokio::time::timeout(Duration::from_millis(200), &mut first).await;
+            assert!(early.is_err(), "answered before its commit");
+            assert_eq!(store.usage(&bob).unwrap().envelopes, 0);
+            assert_eq!(commits(&store), before);
+            let second = store
+                .clone()
+                .enqueue_async(request(&bob, 2, b"second", NO_KEY));
+            let (first, second) = (first.await.unwrap(), second.await.unwrap());
+            assert_eq!(commits(&store), before + 1, "one batch");
+            // Answered after the commit: a reader sees both, in order.
+            let page = store.fetch(&bob, 0, 10, usize::MAX, T0).unwrap();
+            let ids: Vec<u64> = page.envelopes.iter().map(|e| e.id).collect();
+            assert_eq!(ids, [first.id, second.id]);
+            let removed = store
+                .clone()
+                .ack_async(bob, vec![first.id, second.id, 12345])
+                .await
+                .unwrap();
+            assert_eq!(removed, 2);
+        });
+        assert_eq!(store.usage(&bob).unwrap(), MailboxUsage::default());
+        assert_eq!(store.totals().unwrap(), StoreTotals::default());
+    }
+
+    #[test]
+    fn an_async_write_refused_in_a_batch_fails_alone_and_a_failed_commit_fails_them_all() {
+        let (_dir, store) = fresh();
+        let store = Arc::new(store);
+        let bob = register(&*store, 1);
+        let guarded = register_guarded(&store, 2);
+        let nobody = MailboxAddress::from_bytes([9; 32]);
+        let policy = QueuePolicy::default();
+        let queued = store
+            .enqueue(&bob, &message_id(1), b"queued", OPEN, &policy, T0)
+            .unwrap();
+        let before = commits(&store);
+        store.writer.hooks().gather_next_batch(4);
+        runtime().block_on(async {
+            let stored = store
+                .clone()
+                .enqueue_async(request(&bob, 2, b"new", NO_KEY));
+            let no_access = store
+                .clone()
+                .enqueue_async(request(&guarded, 3, b"no key", NO_KEY));
+            let unknown = store
+                .clone()
+                .enqueue_async(request(&nobody, 4, b"x", NO_KEY));
+            let acked = store.clone().ack_async(bob, vec![queued.id]);
+            assert!(!stored.await.unwrap().duplicate);
+            assert!(matches!(no_access.await, Err(StoreError::AccessDenied)));
+            assert!(matches!(unknown.await, Err(StoreError::UnknownRecipient)));
+            assert_eq!(acked.await.unwrap(), 1);
+        });
+        assert_eq!(commits(&store), before + 1, "one batch");
+        assert_eq!(payloads_of(&store, &bob), [b"new".to_vec()]);
+        assert_eq!(store.usage(&guarded).unwrap().envelopes, 0);
+
+        // As a crash before the commit, or a disk failing it, would.
+        store.writer.hooks().fail_next_commit();
+        store.writer.hooks().gather_next_batch(2);
+        let first_contact = || request(&guarded, 3, b"hello", OwnedAccess::FirstContact);
+        runtime().block_on(async {
+            let to_bob = store
+                .clone()
+                .enqueue_async(request(&bob, 5, b"lost", NO_KEY));
+            let to_guarded = store.clone().enqueue_async(first_contact());
+            assert!(to_bob.await.is_err() && to_guarded.await.is_err());
+        });
+        assert_eq!(payloads_of(&store, &bob), [b"new".to_vec()]);
+        assert_eq!(store.usage(&guarded).unwrap().envelopes, 0);
+        // Nothing stays failed: the retry is stored anew.
+        let retried = runtime()
+            .block_on(store.clone().enqueue_async(first_contact()))
+            .unwrap();
+        assert!(!retried.duplicate);
+        assert_eq!(payloads_of(&store, &guarded), [b"hello".to_vec()]);
+    }
+
+    #[test]
+    fn dropping_the_store_with_async_writes_in_flight_commits_and_answers_every_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let store = Arc::new(SqliteStore::open(&path).unwrap());
+        let bob = register(&*store, 1);
+        // More than one batch; none runs before every write is queued.
+        let n = group_commit::MAX_BATCH_OPERATIONS + 44;
+        store.writer.hooks().gather_next_batch(n);
+        let answers: Vec<_> = (0..n as u32)
+            .map(|k| {
+                let payload = k.to_be_bytes();
+                store
+                    .clone()
+                    .enqueue_async(request(&bob, k, &payload, NO_KEY))
+            })
+            .collect();
+        // The last reference: the writer runs what is queued, then ends.
+        drop(store);
+        let results = runtime().block_on(async {
+            let mut results = Vec::new();
+            for answer in answers {
+                results.push(answer.await);
+            }
+            results
+        });
+        assert!(results.iter().all(|r| matches!(r, Ok(e) if !e.duplicate)));
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.usage(&bob).unwrap().envelopes, n as u64);
+    }
+
+    #[test]
+    fn async_fetches_read_every_answered_write_and_are_answered_when_the_store_closes() {
+        let (_dir, store) = fresh();
+        let store = Arc::new(store);
+        let bob = register(&*store, 1);
+        let rt = runtime();
+        let ids: Vec<u64> = (0..20)
+            .map(|k| {
+                let stored = rt
+                    .block_on(store.clone().enqueue_async(request(&bob, k, b"x", NO_KEY)))
+                    .unwrap();
+                // Answered after its commit: the read thread sees it.
+                let page = rt
+                    .block_on(
+                        store
+                            .clone()
+                            .fetch_async(bob, stored.id - 1, 10, usize::MAX, T0),
+                    )
+                    .unwrap();
+                assert_eq!(page.envelopes.len(), 1);
+                assert_eq!(page.envelopes[0].id, stored.id);
+                stored.id
+            })
+            .collect();
+        // Many reads queued at once, then the store dropped: each is run
+        // and answered, with the page it asked for.
+        let reads: Vec<_> = (0..ids.len())
+            .map(|k| {
+                store
+                    .clone()
+                    .fetch_async(bob, ids[k] - 1, 1, usize::MAX, T0)
+            })
+            .collect();
+        drop(store);
+        let pages: Vec<_> = rt.block_on(async {
+            let mut pages = Vec::new();
+            for read in reads {
+                pages.push(read.await.unwrap());
+            }
+            pages
+        });
+        let got: Vec<u64> = pages.iter().map(|p| p.envelopes[0].id).collect();
+        assert_eq!(got, ids);
     }
 
     /// The envelopes `address` is given by a fetch.

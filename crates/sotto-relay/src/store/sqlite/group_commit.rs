@@ -1,17 +1,18 @@
 //! Group commit: the writes of many callers in one durable transaction.
 //!
 //! Every write of [`SqliteStore`](super::SqliteStore) goes through one
-//! [`GroupCommit`], which owns the store's only writing connection. A
-//! caller queues its operation and waits. The first caller to find no
-//! batch running becomes the *leader*: it takes every operation queued
-//! (up to [`MAX_BATCH_OPERATIONS`] and [`MAX_BATCH_BYTES`]), runs them in
-//! order in one `BEGIN IMMEDIATE … COMMIT` (WAL with `synchronous =
-//! FULL`: the commit is on disk when `COMMIT` returns), hands leadership
-//! on to a caller still waiting, and only then answers each caller with
-//! its own result. Operations that arrive while a batch commits wait
-//! for the next one, so under load one `fsync` serves many callers, and
-//! with a single caller a batch is that caller's operation alone: nothing
-//! ever waits on purpose for company.
+//! [`GroupCommit`], which owns the store's only writing connection and a
+//! thread of its own, the *writer* (named [`WRITER_THREAD`]). A caller
+//! queues its operation: a thread calls [`GroupCommit::write`] and blocks
+//! until its answer, a task calls [`GroupCommit::submit`] and awaits it,
+//! without a thread waiting for it. The writer takes every operation
+//! queued (up to [`MAX_BATCH_OPERATIONS`] and [`MAX_BATCH_BYTES`]), runs
+//! them in order in one `BEGIN IMMEDIATE … COMMIT` (WAL with `synchronous
+//! = FULL`: the commit is on disk when `COMMIT` returns), and only then
+//! answers each caller with its own result. Operations that arrive while
+//! a batch commits wait for the next one, so under load one `fsync`
+//! serves many callers, and with a single caller a batch is that caller's
+//! operation alone: nothing ever waits on purpose for company.
 //!
 //! What each caller gets is exactly what it would have got alone, in the
 //! order of the batch:
@@ -21,23 +22,30 @@
 //! - an operation that fails has its savepoint rolled back and the others
 //!   are kept (should SQLite roll the whole transaction back, as it may
 //!   on `SQLITE_FULL` or an I/O error, the batch runs again without the
-//!   failed operation, see [`run_batch`]);
+//!   failed operation, see [`Shared::run_batch`]);
 //! - nobody is answered before the commit that holds their write is
 //!   durable, and if the commit fails, everyone in the batch gets the
 //!   error and nothing of the batch is stored.
 //!
 //! An operation is queued as an owned closure (`Send + 'static`) so that
-//! another thread, the leader, can run it. [`GroupCommit::write_here`] is
-//! for an operation that must run on its caller's thread (a `SendMulti`
-//! with the relay's first-contact callback, which is not `Send`): its
-//! caller waits to lead the next batch and runs it there, with whatever
-//! else is queued.
+//! the writer can run it. [`GroupCommit::write_here`] is for an operation
+//! that must run on its caller's thread (a `SendMulti` with the relay's
+//! first-contact callback, which is not `Send`): its caller waits for the
+//! batch running now, then leads the next batch itself, first in it, with
+//! whatever else is queued, while the writer waits.
+//!
+//! Dropping the [`GroupCommit`] closes it: new operations are refused,
+//! the writer runs (and answers) every operation already queued, then
+//! ends; the drop returns once it has.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 
 use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::oneshot;
 
 use crate::store::StoreError;
 
@@ -50,6 +58,9 @@ pub(super) const MAX_BATCH_OPERATIONS: usize = 256;
 /// write) in one batch, which bounds what one commit writes and syncs.
 /// An operation larger than this runs in a batch of its own.
 pub(super) const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// The name of the writer thread (what `/proc/<pid>/task/*/comm` shows).
+pub(super) const WRITER_THREAD: &str = "sqlite-writer";
 
 /// One operation's part in a batch.
 trait Step {
@@ -91,12 +102,28 @@ impl<T, F: FnMut(&Connection) -> Result<T, StoreError>> Step for Operation<T, F>
     }
 }
 
-/// What a waiting caller is told.
-enum Wake<T> {
-    /// Its operation's result, after the batch's commit.
-    Done(Result<T, StoreError>),
-    /// Lead the next batch.
-    Lead,
+/// Where a queued operation's result goes. Dropped unanswered (the batch
+/// was abandoned), it tells its caller so.
+enum Reply<T> {
+    /// A thread blocked in [`GroupCommit::write`].
+    Thread(Sender<Result<T, StoreError>>),
+    /// A task awaiting [`GroupCommit::submit`]'s [`Answer`].
+    Task(oneshot::Sender<Result<T, StoreError>>),
+}
+
+impl<T> Reply<T> {
+    fn send(self, result: Result<T, StoreError>) {
+        // A caller that is gone (its thread panicked, its task was
+        // dropped) needs no answer; its write stands.
+        match self {
+            Self::Thread(reply) => {
+                let _ = reply.send(result);
+            }
+            Self::Task(reply) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
 }
 
 /// An operation in the queue, with the way to its caller.
@@ -105,14 +132,12 @@ trait Queued: Send {
     fn weight(&self) -> usize;
     /// Answers the caller once the batch ended with `batch`.
     fn answer(self: Box<Self>, batch: &Result<(), StoreError>);
-    /// Tells the caller to lead the next batch; false if it is gone.
-    fn lead(&self) -> bool;
 }
 
 struct Waiting<T, F> {
     operation: Operation<T, F>,
     weight: usize,
-    reply: Sender<Wake<T>>,
+    reply: Reply<T>,
 }
 
 impl<T, F> Queued for Waiting<T, F>
@@ -132,12 +157,7 @@ where
         let Waiting {
             operation, reply, ..
         } = *self;
-        // A caller that is gone (its thread panicked) needs no answer.
-        let _ = reply.send(Wake::Done(operation.outcome(batch)));
-    }
-
-    fn lead(&self) -> bool {
-        self.reply.send(Wake::Lead).is_ok()
+        reply.send(operation.outcome(batch));
     }
 }
 
@@ -147,80 +167,127 @@ struct Queue {
     /// Queued operations, oldest first.
     pending: VecDeque<Box<dyn Queued>>,
     /// Callers of [`GroupCommit::write_here`] waiting to lead, oldest
-    /// first; they lead before anyone in `pending`.
+    /// first; they lead before the writer takes the next batch.
     would_lead: VecDeque<Sender<()>>,
-    /// Whether a leader is running a batch (or has been told to).
+    /// Whether a batch is being run (by the writer, or by a caller of
+    /// `write_here`), or a caller has been told to lead one.
     leading: bool,
+    /// Whether the writer is asleep, waiting for work: only then does a
+    /// new operation wake it.
+    writer_asleep: bool,
+    /// No more operations are taken: the [`GroupCommit`] was dropped, or
+    /// its writer is gone.
+    closed: bool,
 }
 
-/// The store's writing connection and the batches run on it.
-pub(super) struct GroupCommit {
+/// What the writer and the callers share.
+struct Shared {
     conn: Mutex<Connection>,
     queue: Mutex<Queue>,
+    /// Wakes the writer: work was queued, leadership came free, or the
+    /// queue was closed.
+    work: Condvar,
     #[cfg(test)]
     hooks: test_hooks::Hooks,
 }
 
+/// The store's writing connection, its writer thread and the batches run
+/// on it.
+pub(super) struct GroupCommit {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// The answer to an operation handed to [`GroupCommit::submit`]: its
+/// result, once the batch holding it is committed (durable).
+pub(super) struct Answer<T>(Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>);
+
+impl<T> Answer<T> {
+    /// Waits for the result.
+    pub(super) async fn result(self) -> Result<T, StoreError> {
+        match self.0 {
+            Ok(answer) => answer.await.unwrap_or_else(|_| Err(abandoned())),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl GroupCommit {
     /// Takes `conn`, opened and set up (WAL, `synchronous = FULL`), as the
-    /// only connection that writes.
-    pub(super) fn new(conn: Connection) -> Self {
-        Self {
+    /// only connection that writes, and starts the writer thread.
+    pub(super) fn new(conn: Connection) -> Result<Self, StoreError> {
+        let shared = Arc::new(Shared {
             conn: Mutex::new(conn),
             queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
             #[cfg(test)]
             hooks: test_hooks::Hooks::default(),
-        }
+        });
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(WRITER_THREAD.to_owned())
+                .spawn(move || shared.run_writer())
+                .map_err(|e| StoreError::Backend(Box::new(e)))?
+        };
+        Ok(Self {
+            shared,
+            writer: Some(writer),
+        })
     }
 
     /// Runs `op` in the next batch and returns its result once that batch
-    /// is committed (durable). `weight` is about the bytes it writes.
-    /// `op` may run more than once (only the last run's writes and result
-    /// count, see [`run_batch`]), on another caller's thread.
+    /// is committed (durable), blocking this thread until then. `weight`
+    /// is about the bytes it writes. `op` runs on the writer thread, and
+    /// may run more than once (only the last run's writes and result
+    /// count, see [`Shared::run_batch`]).
     pub(super) fn write<T, F>(&self, weight: usize, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = channel();
-        let lead_now = {
-            let mut queue = self.queue();
-            queue.pending.push_back(Box::new(Waiting {
-                operation: Operation::new(op),
-                weight,
-                reply,
-            }));
-            #[cfg(test)]
-            self.hooks.arrived.notify_all();
-            !std::mem::replace(&mut queue.leading, true)
-        };
-        // A leader's own operation is in its batch: its answer comes
-        // through `answer`, like everyone's.
-        if lead_now {
-            let _ = self.lead(None);
-        }
-        loop {
-            match answer.recv() {
-                Ok(Wake::Done(result)) => return result,
-                Ok(Wake::Lead) => {
-                    let _ = self.lead(None);
-                }
-                Err(_) => return Err(abandoned()),
-            }
-        }
+        self.shared.push(Box::new(Waiting {
+            operation: Operation::new(op),
+            weight,
+            reply: Reply::Thread(reply),
+        }))?;
+        answer.recv().unwrap_or_else(|_| Err(abandoned()))
+    }
+
+    /// Queues `op` for the next batch, as [`write`](Self::write) does,
+    /// without waiting: the [`Answer`] gives its result once that batch
+    /// is committed (durable). The operation is queued now, not when the
+    /// answer is first awaited, and runs (and is committed) even if the
+    /// answer is dropped.
+    pub(super) fn submit<T, F>(&self, weight: usize, op: F) -> Answer<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let queued = self.shared.push(Box::new(Waiting {
+            operation: Operation::new(op),
+            weight,
+            reply: Reply::Task(reply),
+        }));
+        Answer(queued.map(|()| answer))
     }
 
     /// Runs `op` on this thread, in a batch this caller leads, and returns
     /// its result once that batch is committed. For an operation that
     /// cannot be sent to another thread; it waits for the batch running
-    /// now, if any, then runs first in the next one. `op` may run more
-    /// than once, as for [`write`](Self::write).
+    /// now, if any, then runs first in the next one, with what else is
+    /// queued. `op` may run more than once, as for [`write`](Self::write).
     pub(super) fn write_here<T, F>(&self, weight: usize, op: F) -> Result<T, StoreError>
     where
         F: FnMut(&Connection) -> Result<T, StoreError>,
     {
         let turn: Option<Receiver<()>> = {
-            let mut queue = self.queue();
+            let mut queue = self.shared.queue();
+            if queue.closed {
+                return Err(closed());
+            }
             if std::mem::replace(&mut queue.leading, true) {
                 let (tell, turn) = channel();
                 queue.would_lead.push_back(tell);
@@ -233,13 +300,99 @@ impl GroupCommit {
             turn.recv().map_err(|_| abandoned())?;
         }
         let mut operation = Operation::new(op);
-        let batch = self.lead(Some((&mut operation, weight)));
+        let batch = self.shared.lead(Some((&mut operation, weight)));
         operation.outcome(&batch)
     }
 
+    /// The writing connection, for tests that look into the file.
+    #[cfg(test)]
+    pub(super) fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.shared
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    pub(super) fn hooks(&self) -> &test_hooks::Hooks {
+        &self.shared.hooks
+    }
+
+    /// Whether a batch is being run (or its leader was told to start).
+    #[cfg(test)]
+    pub(super) fn leading(&self) -> bool {
+        self.shared.queue().leading
+    }
+}
+
+impl Drop for GroupCommit {
+    /// Closes the queue and waits for the writer to run what was queued.
+    fn drop(&mut self) {
+        {
+            let mut queue = self.shared.queue();
+            queue.closed = true;
+        }
+        self.shared.work.notify_all();
+        if let Some(writer) = self.writer.take() {
+            // A writer that panicked has answered nobody it held: their
+            // replies were dropped, and they were told.
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Shared {
+    /// Queues `operation` and wakes the writer if it sleeps and no caller
+    /// of `write_here` leads. Refused once the queue is closed.
+    fn push(&self, operation: Box<dyn Queued>) -> Result<(), StoreError> {
+        let mut queue = self.queue();
+        if queue.closed {
+            return Err(closed());
+        }
+        queue.pending.push_back(operation);
+        #[cfg(test)]
+        self.hooks.arrived.notify_all();
+        if queue.writer_asleep && !queue.leading {
+            queue.writer_asleep = false;
+            drop(queue);
+            self.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The writer thread: runs a batch whenever operations are queued and
+    /// nobody else leads, until the queue is closed and empty.
+    fn run_writer(&self) {
+        // Whatever ends the writer, nobody waits for it in vain.
+        let _gone = WriterGone(self);
+        loop {
+            {
+                let mut queue = self.queue();
+                loop {
+                    if !queue.leading && !queue.pending.is_empty() {
+                        break;
+                    }
+                    if queue.closed && !queue.leading && queue.would_lead.is_empty() {
+                        return;
+                    }
+                    queue.writer_asleep = true;
+                    queue = self
+                        .work
+                        .wait(queue)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    queue.writer_asleep = false;
+                }
+                queue.leading = true;
+            }
+            // A panic inside a batch (a bug) drops the batch's operations,
+            // whose callers are told it was abandoned; the writer goes on.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| self.lead(None)));
+        }
+    }
+
     /// Runs one batch as its leader: `own` first (with its weight), then
-    /// what is queued, within the bounds. Hands leadership on and answers
-    /// every queued caller; returns how the batch ended.
+    /// what is queued, within the bounds. Hands leadership on, then
+    /// answers every queued caller; returns how the batch ended.
     fn lead(&self, own: Option<(&mut dyn Step, usize)>) -> Result<(), StoreError> {
         // Hands leadership on even if a step panics.
         let leadership = Leadership(self);
@@ -260,7 +413,8 @@ impl GroupCommit {
                 Err(poisoned) => self.run_batch(&mut poisoned.into_inner(), &mut steps),
             }
         };
-        // The next batch can start while this one's callers wake up.
+        // A caller of `write_here` waiting can start the next batch while
+        // this one's callers are answered.
         drop(leadership);
         for queued in batch {
             queued.answer(&outcome);
@@ -296,9 +450,9 @@ impl GroupCommit {
         batch
     }
 
-    /// Hands leadership to the oldest caller waiting to lead, or else to
-    /// the caller of the oldest queued operation; or, with nothing
-    /// waiting, leaves it free for the next caller to take.
+    /// Hands leadership to the oldest caller of `write_here` waiting to
+    /// lead; or else leaves it free, waking the writer if it sleeps and
+    /// has work (or must see the queue closed).
     fn hand_off(&self) {
         let mut queue = self.queue();
         while let Some(next) = queue.would_lead.pop_front() {
@@ -306,13 +460,12 @@ impl GroupCommit {
                 return;
             }
         }
-        while let Some(next) = queue.pending.front() {
-            if next.lead() {
-                return;
-            }
-            queue.pending.pop_front();
-        }
         queue.leading = false;
+        if queue.writer_asleep && (!queue.pending.is_empty() || queue.closed) {
+            queue.writer_asleep = false;
+            drop(queue);
+            self.work.notify_one();
+        }
     }
 
     /// The queue. Nothing runs while it is locked but pushes and pops, so
@@ -368,31 +521,29 @@ impl GroupCommit {
             return Ok(());
         }
     }
-
-    /// The writing connection, for tests that look into the file.
-    #[cfg(test)]
-    pub(super) fn connection(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    #[cfg(test)]
-    pub(super) fn hooks(&self) -> &test_hooks::Hooks {
-        &self.hooks
-    }
-
-    /// Whether a batch is being run (or its leader was told to start).
-    #[cfg(test)]
-    pub(super) fn leading(&self) -> bool {
-        self.queue().leading
-    }
 }
 
 /// Leadership of the batch being run; dropping it hands it on.
-struct Leadership<'a>(&'a GroupCommit);
+struct Leadership<'a>(&'a Shared);
 
 impl Drop for Leadership<'_> {
     fn drop(&mut self) {
         self.0.hand_off();
+    }
+}
+
+/// The writer's end, however it comes: the queue is closed and every
+/// operation still in it dropped, which tells its caller.
+struct WriterGone<'a>(&'a Shared);
+
+impl Drop for WriterGone<'_> {
+    fn drop(&mut self) {
+        let abandoned = {
+            let mut queue = self.0.queue();
+            queue.closed = true;
+            std::mem::take(&mut queue.pending)
+        };
+        drop(abandoned);
     }
 }
 
@@ -410,8 +561,13 @@ fn for_each_caller(e: &StoreError) -> StoreError {
     }
 }
 
-/// A caller's batch was dropped without an answer: its leader's thread
-/// panicked.
+/// The store is closing (dropped): it takes no more writes.
+fn closed() -> StoreError {
+    StoreError::Backend("the store is closed: it takes no more writes".into())
+}
+
+/// A caller's batch was dropped without an answer: its leader (the writer
+/// thread, or a caller of `write_here`) panicked, or the writer is gone.
 fn abandoned() -> StoreError {
     StoreError::Backend(Box::new(BatchFailed("the batch was abandoned".to_owned())))
 }
@@ -488,7 +644,7 @@ mod tests {
         let conn = Connection::open(dir.path().join("t.db")).unwrap();
         conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER UNIQUE);")
             .unwrap();
-        (dir, GroupCommit::new(conn))
+        (dir, GroupCommit::new(conn).unwrap())
     }
 
     fn values(writer: &GroupCommit) -> Vec<i64> {
@@ -526,7 +682,7 @@ mod tests {
         let mut d = Operation::new(insert(3, None));
         let mut conn = writer.connection();
         let mut steps: Vec<&mut dyn Step> = vec![&mut a, &mut b, &mut c, &mut d];
-        writer.run_batch(&mut conn, &mut steps).unwrap();
+        writer.shared.run_batch(&mut conn, &mut steps).unwrap();
         drop(conn);
         let ok = Ok(());
         assert_eq!(a.outcome(&ok).unwrap(), 1);
@@ -555,7 +711,7 @@ mod tests {
         let mut c = Operation::new(insert(3, None));
         let mut conn = writer.connection();
         let mut steps: Vec<&mut dyn Step> = vec![&mut a, &mut b, &mut c];
-        writer.run_batch(&mut conn, &mut steps).unwrap();
+        writer.shared.run_batch(&mut conn, &mut steps).unwrap();
         drop(conn);
         let ok = Ok(());
         assert!(a.outcome(&ok).is_ok());
@@ -573,7 +729,7 @@ mod tests {
         let mut b = Operation::new(insert(2, None));
         let mut conn = writer.connection();
         let mut steps: Vec<&mut dyn Step> = vec![&mut a, &mut b];
-        let batch = writer.run_batch(&mut conn, &mut steps);
+        let batch = writer.shared.run_batch(&mut conn, &mut steps);
         drop(conn);
         assert!(batch.is_err());
         assert!(a.outcome(&batch).is_err() && b.outcome(&batch).is_err());
