@@ -66,7 +66,7 @@ fn build() -> Fixture {
     let bundle = PreKeyBundle::new(&bob, &prekeys.signed, Some(&prekeys.one_time[0]));
     let mut rng = rng(7);
     let mut transcript = Vec::new();
-    let mut a = hazmat::initiate_session(&alice, &bundle, &[0xE0; 32], &[0xA0; 32])
+    let mut a = hazmat::initiate_session(&alice, &bundle, &[0xE0; 32], None, &[0xA0; 32])
         .expect("fixed keys initiate");
     let first = a.encrypt(b"hello bob").expect("encrypt");
     transcript.push(first.clone());

@@ -66,6 +66,27 @@ pub enum Error {
     /// all zeros).
     #[error("invalid prekey: non-canonical or of small order")]
     InvalidPreKey,
+    /// An ML-KEM encapsulation key of the wrong length, or one that fails
+    /// FIPS 203's modulus check.
+    #[error("invalid ML-KEM key")]
+    InvalidKemKey,
+    /// A v2 PreKeyMessage names a KEM prekey the responder does not have.
+    #[error("unknown or already used KEM prekey {0}")]
+    UnknownKemPreKey(crate::keys::KemPreKeyId),
+    /// A prekey bundle whose parts contradict each other.
+    #[error("invalid prekey bundle: {0}")]
+    InvalidBundle(&'static str),
+    /// The bundle offers a lower protocol version than the initiator knows
+    /// its owner speaks: a relay stripped it (PROTOCOL.md section 16).
+    #[error(
+        "protocol downgrade: the bundle offers version {offered}, its owner speaks version {expected}"
+    )]
+    Downgrade {
+        /// The version the bundle allows.
+        offered: u8,
+        /// The version the initiator required.
+        expected: u8,
+    },
     /// The message is authentic-looking but its key could not open it.
     #[error("message authentication failed")]
     AuthenticationFailed,

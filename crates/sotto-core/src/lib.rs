@@ -64,12 +64,13 @@ pub use group::{
     SenderKeyDistribution, SenderKeyReceiver, SenderVerifyingKey,
 };
 pub use keys::{
-    IdentityKey, IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic,
-    PreKeySource, Signature, SignedPreKey, SignedPreKeyId,
+    IdentityKey, IdentityKeyPair, KEM_CIPHERTEXT_LEN, KEM_PUBLIC_LEN, KEM_SEED_LEN, KemCiphertext,
+    KemPreKey, KemPreKeyId, KemPublic, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic,
+    PreKeySource, ProtocolVersions, Signature, SignedKemPreKey, SignedPreKey, SignedPreKeyId,
 };
 pub use ratchet::{
-    Decrypted, MAX_SKIP, MAX_SKIPPED_KEYS, MESSAGE_INFO, RATCHET_INFO, Role, SESSION_STATE_VERSION,
-    Session,
+    AEAD_AD_LEN_V2, Decrypted, MAX_SKIP, MAX_SKIPPED_KEYS, MESSAGE_INFO, RATCHET_INFO, Role,
+    SESSION_STATE_VERSION, SESSION_STATE_VERSION_V2, Session,
 };
 pub use safety::{SAFETY_NUMBER_ITERATIONS, SafetyNumber, fingerprint_digits, safety_number};
 pub use session_set::{MAX_SESSIONS, SESSION_SET_VERSION, SessionSet};

@@ -98,7 +98,9 @@ impl SessionSet {
     /// validates the whole message.
     pub fn would_start_session(&self, message: &[u8]) -> Option<(SignedPreKeyId, [u8; 32])> {
         let (&[version, kind], rest) = message.split_first_chunk::<2>()?;
-        if version != crate::wire::VERSION || kind != crate::wire::TYPE_PREKEY_MESSAGE {
+        if !matches!(version, crate::wire::VERSION | crate::wire::VERSION_V2)
+            || kind != crate::wire::TYPE_PREKEY_MESSAGE
+        {
             return None;
         }
         let (identity, rest) = rest.split_first_chunk::<32>()?;
@@ -139,6 +141,7 @@ impl SessionSet {
                     return Ok(Decrypted {
                         plaintext,
                         used_one_time_prekey: None,
+                        used_kem_prekey: None,
                         new_session: false,
                     });
                 }
@@ -153,6 +156,7 @@ impl SessionSet {
                 Ok(Decrypted {
                     plaintext,
                     used_one_time_prekey: used,
+                    used_kem_prekey: p.kem.map(|(id, _)| id),
                     new_session: true,
                 })
             }
@@ -167,6 +171,7 @@ impl SessionSet {
                             return Ok(Decrypted {
                                 plaintext,
                                 used_one_time_prekey: None,
+                                used_kem_prekey: None,
                                 new_session: false,
                             });
                         }

@@ -6,13 +6,32 @@
 //!                 || has_opk (0x00 | 0x01) || [u32be(opk_id)] || Message
 //! header        = ratchet_pub(32) || u32be(PN) || u32be(N)
 //! ```
+//!
+//! Protocol v2 (section 16) has the version byte 0x02 in both, and its
+//! PreKeyMessage names the KEM prekey and carries the KEM ciphertext:
+//!
+//! ```text
+//! PreKeyMessage = 0x02 || 0x01 || IK_A(32) || EK_A(32) || u32be(spk_id)
+//!                 || has_opk || [u32be(opk_id)] || u32be(kem_id) || CT(1088)
+//!                 || Message (version 0x02)
+//! ```
 
 use crate::error::{Error, Result};
-use crate::keys::{IdentityKey, OneTimePreKeyId, SignedPreKeyId};
+use crate::keys::{IdentityKey, KEM_CIPHERTEXT_LEN, KemPreKeyId, OneTimePreKeyId, SignedPreKeyId};
 use crate::pad::{MAX_PLAINTEXT_LEN, MIN_PADDED_LEN, padded_len};
 
-/// Protocol version byte.
+/// Protocol version byte of version 1.
 pub const VERSION: u8 = 0x01;
+/// Protocol version byte of version 2 (hybrid handshake, section 16).
+pub const VERSION_V2: u8 = 0x02;
+
+/// Whether `version` is a protocol version this crate speaks.
+fn check_version(version: u8) -> Result<u8> {
+    match version {
+        VERSION | VERSION_V2 => Ok(version),
+        other => Err(Error::UnsupportedVersion(other)),
+    }
+}
 /// Type byte of a PreKeyMessage.
 pub const TYPE_PREKEY_MESSAGE: u8 = 0x01;
 /// Type byte of a Message.
@@ -63,6 +82,8 @@ impl Header {
 /// A parsed Message, borrowing its bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
+    /// The protocol version byte (1 or 2).
+    pub version: u8,
     /// The decoded header.
     pub header: Header,
     /// The header exactly as received (part of the AEAD associated data).
@@ -82,6 +103,8 @@ pub struct PreKeyMessage<'a> {
     pub signed_prekey_id: SignedPreKeyId,
     /// Which one-time prekey was used, if any.
     pub one_time_prekey_id: Option<OneTimePreKeyId>,
+    /// Protocol v2: the KEM prekey encapsulated to and the ciphertext.
+    pub kem: Option<(KemPreKeyId, &'a [u8; KEM_CIPHERTEXT_LEN])>,
     /// The embedded Message.
     pub message: Message<'a>,
 }
@@ -103,10 +126,7 @@ impl<'a> WireMessage<'a> {
     /// well-formed message.
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
-        let version = r.u8()?;
-        if version != VERSION {
-            return Err(Error::UnsupportedVersion(version));
-        }
+        check_version(r.u8()?)?;
         match r.u8()? {
             TYPE_MESSAGE => Ok(Self::Message(Message::parse(bytes)?)),
             TYPE_PREKEY_MESSAGE => Ok(Self::PreKey(PreKeyMessage::parse(bytes)?)),
@@ -127,10 +147,7 @@ impl<'a> Message<'a> {
     /// Parses a Message.
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
-        let version = r.u8()?;
-        if version != VERSION {
-            return Err(Error::UnsupportedVersion(version));
-        }
+        let version = check_version(r.u8()?)?;
         let kind = r.u8()?;
         if kind != TYPE_MESSAGE {
             return Err(Error::UnknownMessageType(kind));
@@ -150,6 +167,7 @@ impl<'a> Message<'a> {
             });
         }
         Ok(Self {
+            version,
             header: Header::decode(header_bytes),
             header_bytes,
             ciphertext,
@@ -161,10 +179,7 @@ impl<'a> PreKeyMessage<'a> {
     /// Parses a PreKeyMessage.
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
-        let version = r.u8()?;
-        if version != VERSION {
-            return Err(Error::UnsupportedVersion(version));
-        }
+        let version = check_version(r.u8()?)?;
         let kind = r.u8()?;
         if kind != TYPE_PREKEY_MESSAGE {
             return Err(Error::UnknownMessageType(kind));
@@ -180,19 +195,34 @@ impl<'a> PreKeyMessage<'a> {
             0x01 => Some(OneTimePreKeyId::new(r.u32()?)),
             other => return Err(Error::InvalidFlag(other)),
         };
+        let kem = if version == VERSION_V2 {
+            Some((KemPreKeyId::new(r.u32()?), r.array::<KEM_CIPHERTEXT_LEN>()?))
+        } else {
+            None
+        };
         let message = Message::parse(r.rest())?;
+        // The embedded Message is of the same version.
+        if message.version != version {
+            return Err(Error::UnsupportedVersion(message.version));
+        }
         Ok(Self {
             identity_key,
             base_key,
             signed_prekey_id,
             one_time_prekey_id,
+            kem,
             message,
         })
     }
 
-    /// Length of the PreKeyMessage prefix before the embedded Message.
+    /// Length of the v1 PreKeyMessage prefix before the embedded Message.
     pub fn prefix_len(has_opk: bool) -> usize {
         2 + 32 + 32 + 4 + 1 + if has_opk { 4 } else { 0 }
+    }
+
+    /// Length of the v2 PreKeyMessage prefix before the embedded Message.
+    pub fn prefix_len_v2(has_opk: bool) -> usize {
+        Self::prefix_len(has_opk) + 4 + KEM_CIPHERTEXT_LEN
     }
 }
 
@@ -216,8 +246,9 @@ pub(crate) fn write_prekey_prefix(
     base_key: &[u8; 32],
     signed_prekey_id: SignedPreKeyId,
     one_time_prekey_id: Option<OneTimePreKeyId>,
+    kem: Option<(KemPreKeyId, &[u8; KEM_CIPHERTEXT_LEN])>,
 ) {
-    out.push(VERSION);
+    out.push(if kem.is_some() { VERSION_V2 } else { VERSION });
     out.push(TYPE_PREKEY_MESSAGE);
     out.extend_from_slice(identity_key.as_bytes());
     out.extend_from_slice(base_key);
@@ -228,6 +259,10 @@ pub(crate) fn write_prekey_prefix(
             out.push(0x01);
             out.extend_from_slice(&id.get().to_be_bytes());
         }
+    }
+    if let Some((id, ciphertext)) = kem {
+        out.extend_from_slice(&id.get().to_be_bytes());
+        out.extend_from_slice(ciphertext);
     }
 }
 

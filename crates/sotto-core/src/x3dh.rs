@@ -1,4 +1,7 @@
-//! X3DH key agreement (PROTOCOL.md "X3DH").
+//! X3DH key agreement (PROTOCOL.md "X3DH"), and protocol v2's hybrid
+//! form with an ML-KEM shared secret SS (section 16):
+//! `SK = HKDF(salt = 0x00*32, ikm = 0xFF*32 || DH1 || DH2 || DH3 [|| DH4]
+//! || SS, info = "Sotto_PQXDH_v2")`.
 //!
 //! ```text
 //! DH1 = DH(IK_A, SPK_B)   DH2 = DH(EK_A, IK_B)   DH3 = DH(EK_A, SPK_B)
@@ -20,6 +23,8 @@ use crate::keys::{
 
 /// HKDF info string of X3DH.
 pub const X3DH_INFO: &[u8] = b"Sotto_X3DH_v1";
+/// HKDF info string of protocol v2's hybrid key agreement.
+pub const PQXDH_INFO: &[u8] = b"Sotto_PQXDH_v2";
 /// Length of the associated data `Encode(IK_A) || Encode(IK_B)`.
 pub const AD_LEN: usize = 66;
 
@@ -36,24 +41,34 @@ fn associated_data(initiator: &IdentityKey, responder: &IdentityKey) -> [u8; AD_
     ad
 }
 
-fn derive(dhs: &[&Secret32]) -> Result<Secret32> {
-    let mut ikm = Zeroizing::new(Vec::with_capacity(32 * 5));
+/// SK from the DH outputs, and in protocol v2 the KEM's shared secret.
+fn derive(dhs: &[&Secret32], kem_secret: Option<&Secret32>) -> Result<Secret32> {
+    let mut ikm = Zeroizing::new(Vec::with_capacity(32 * 6));
     ikm.extend_from_slice(&[0xFF; 32]);
     for dh in dhs {
         ikm.extend_from_slice(dh.as_bytes());
     }
+    let info = match kem_secret {
+        Some(ss) => {
+            ikm.extend_from_slice(ss.as_bytes());
+            PQXDH_INFO
+        }
+        None => X3DH_INFO,
+    };
     let hk = Hkdf::<Sha256>::new(Some(&[0u8; 32]), &ikm);
     let mut sk = Zeroizing::new([0u8; 32]);
-    hk.expand(X3DH_INFO, sk.as_mut())
+    hk.expand(info, sk.as_mut())
         .map_err(|_| crate::error::Error::CorruptState("hkdf length"))?;
     Ok(Secret32::new(*sk))
 }
 
-/// The initiator's half. The bundle signature must have been verified.
+/// The initiator's half, with the KEM's shared secret in protocol v2. The
+/// bundle signature must have been verified.
 pub(crate) fn initiate(
     alice: &IdentityKeyPair,
     bundle: &PreKeyBundle,
     ephemeral: &Secret32,
+    kem_secret: Option<&Secret32>,
 ) -> Result<(X3dhOutput, [u8; 32])> {
     let dh1 = diffie_hellman(alice.dh_private(), bundle.signed_prekey.as_bytes())?;
     let dh2 = diffie_hellman(ephemeral, bundle.identity_key.dh_public())?;
@@ -61,9 +76,9 @@ pub(crate) fn initiate(
     let shared_secret = match &bundle.one_time_prekey {
         Some((_, opk)) => {
             let dh4 = diffie_hellman(ephemeral, opk.as_bytes())?;
-            derive(&[&dh1, &dh2, &dh3, &dh4])?
+            derive(&[&dh1, &dh2, &dh3, &dh4], kem_secret)?
         }
-        None => derive(&[&dh1, &dh2, &dh3])?,
+        None => derive(&[&dh1, &dh2, &dh3], kem_secret)?,
     };
     Ok((
         X3dhOutput {
@@ -81,6 +96,7 @@ pub(crate) fn respond(
     one_time_prekey: Option<&OneTimePreKey>,
     alice: &IdentityKey,
     base_key: &[u8; 32],
+    kem_secret: Option<&Secret32>,
 ) -> Result<X3dhOutput> {
     let dh1 = diffie_hellman(signed_prekey.private(), alice.dh_public())?;
     let dh2 = diffie_hellman(bob.dh_private(), base_key)?;
@@ -88,9 +104,9 @@ pub(crate) fn respond(
     let shared_secret = match one_time_prekey {
         Some(opk) => {
             let dh4 = diffie_hellman(opk.private(), base_key)?;
-            derive(&[&dh1, &dh2, &dh3, &dh4])?
+            derive(&[&dh1, &dh2, &dh3, &dh4], kem_secret)?
         }
-        None => derive(&[&dh1, &dh2, &dh3])?,
+        None => derive(&[&dh1, &dh2, &dh3], kem_secret)?,
     };
     Ok(X3dhOutput {
         shared_secret,

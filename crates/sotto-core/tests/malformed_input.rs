@@ -9,7 +9,7 @@ use common::{FIRST_OPK_ID, Pair, Party, reject_unchanged, rng};
 use sotto_core::pad::MAX_PLAINTEXT_LEN;
 use sotto_core::wire::{
     MAX_CIPHERTEXT_LEN, MESSAGE_OVERHEAD, MIN_CIPHERTEXT_LEN, Message, PreKeyMessage, TYPE_MESSAGE,
-    TYPE_PREKEY_MESSAGE, VERSION, WireMessage,
+    TYPE_PREKEY_MESSAGE, VERSION, VERSION_V2, WireMessage,
 };
 use sotto_core::{Error, PreKeyBundle, Session};
 
@@ -151,7 +151,7 @@ fn wrong_version_is_rejected_for_both_message_kinds() {
     let mut a = Session::initiate(&alice.identity, &bob.bundle(None), &mut rng).expect("initiate");
     let pk = a.encrypt(b"v1").expect("encrypt");
     let inner = PreKeyMessage::prefix_len(false);
-    for v in (0..=255u8).filter(|&v| v != VERSION) {
+    for v in (0..=255u8).filter(|&v| v != VERSION && v != VERSION_V2) {
         let mut bad = wire.clone();
         bad[0] = v;
         assert_eq!(
@@ -172,6 +172,19 @@ fn wrong_version_is_rejected_for_both_message_kinds() {
             Some(Error::UnsupportedVersion(v))
         );
     }
+    // Relabelled as version 2: a v1 session refuses a v2 Message, and a v1
+    // PreKeyMessage read as v2 does not parse (its fields are not there)
+    // or names a KEM prekey Bob does not have; neither changes anything.
+    let mut relabelled = wire.clone();
+    relabelled[0] = VERSION_V2;
+    assert_eq!(
+        reject_unchanged(&mut p.b, &relabelled, &mut p.rng),
+        Error::SessionMismatch
+    );
+    let mut relabelled = pk.clone();
+    relabelled[0] = VERSION_V2;
+    relabelled[inner] = VERSION_V2;
+    assert!(bob.respond(&relabelled, &mut rng).is_err());
     p.b_receives(&wire, b"v1");
     assert_eq!(bob.respond(&pk, &mut rng).expect("respond").1, b"v1");
 }
@@ -316,11 +329,15 @@ fn malformed_bundle_encodings_are_rejected() {
         long.push(0);
         assert_eq!(PreKeyBundle::decode(&long), Err(Error::TrailingBytes(1)));
         let mut bad = bytes.clone();
-        bad[0] = 0x02;
+        bad[0] = 0x03;
         assert_eq!(
             PreKeyBundle::decode(&bad),
-            Err(Error::UnsupportedVersion(0x02))
+            Err(Error::UnsupportedVersion(0x03))
         );
+        // Read as a v2 bundle, a v1 bundle's fields do not fit.
+        let mut bad = bytes.clone();
+        bad[0] = 0x02;
+        assert!(PreKeyBundle::decode(&bad).is_err());
         let flag_at = 1 + 32 + 4 + 32 + 64;
         for flag in 0x02..=0xFFu8 {
             let mut bad = bytes.clone();

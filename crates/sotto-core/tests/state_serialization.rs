@@ -113,10 +113,18 @@ fn damaged_session_bytes_are_rejected(bytes: &[u8]) {
             Some(Error::CorruptState("base key"))
         );
     }
+    // 0x02 is the state of a protocol v2 session (which must say so next);
+    // 0x03 is no state version.
     assert_eq!(
-        Session::from_bytes(&[SESSION_STATE_VERSION + 1]).err(),
-        Some(Error::UnsupportedVersion(SESSION_STATE_VERSION + 1))
+        Session::from_bytes(&[SESSION_STATE_VERSION + 2]).err(),
+        Some(Error::UnsupportedVersion(SESSION_STATE_VERSION + 2))
     );
+    let mut v1_as_v2 = bytes.to_vec();
+    v1_as_v2[0] = 0x02;
+    assert!(matches!(
+        Session::from_bytes(&v1_as_v2),
+        Err(Error::CorruptState(_))
+    ));
 }
 
 #[test]

@@ -411,6 +411,7 @@ fn ephemeral_public(ek_private: &[u8; 32], alice: &Party, bob: &Party) -> [u8; 3
         &alice.identity,
         &bob.bundle(None),
         ek_private,
+        None,
         &[0x24u8; 32],
     )
     .expect("initiate");

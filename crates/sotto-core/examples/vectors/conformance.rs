@@ -1049,6 +1049,7 @@ fn generate_session(
         &parties.alice,
         &parties.bundle(),
         &parties.ephemeral,
+        None,
         &first_ratchet,
     )
     .map_err(|e| e.to_string())?;
@@ -1414,6 +1415,7 @@ fn check_session(i: usize, s: &SessionVector, x: &X3dhVector, report: &mut Repor
         &parties.alice,
         &parties.bundle(),
         &parties.ephemeral,
+        None,
         first,
     ) {
         Ok(s) => s,

@@ -54,6 +54,13 @@ prekey_id! {
     OneTimePreKeyId
 }
 
+prekey_id! {
+    /// The id of an ML-KEM prekey (protocol v2), last-resort or one-time:
+    /// one space of ids for both, chosen by the owner and named in the
+    /// PreKeyMessage that used it.
+    KemPreKeyId
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

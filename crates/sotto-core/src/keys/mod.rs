@@ -3,13 +3,22 @@
 mod bundle;
 mod identity;
 mod ids;
+mod kem;
 mod prekey;
 mod public;
 mod secret;
 
-pub use bundle::{BUNDLE_VERSION, PreKeyBundle};
+pub(crate) use bundle::signed_prekey_message;
+pub use bundle::{
+    BUNDLE_VERSION, BUNDLE_VERSION_V2, PreKeyBundle, ProtocolVersions, V2_ONLY_DOMAIN,
+};
 pub use identity::{IdentityKey, IdentityKeyPair};
-pub use ids::{OneTimePreKeyId, SignedPreKeyId};
+pub use ids::{KemPreKeyId, OneTimePreKeyId, SignedPreKeyId};
+pub(crate) use kem::encapsulate;
+pub use kem::{
+    KEM_CIPHERTEXT_LEN, KEM_PUBLIC_LEN, KEM_SEED_LEN, KEM_TYPE_ML_KEM_768, KemCiphertext,
+    KemPreKey, KemPublic, SignedKemPreKey,
+};
 pub use prekey::{OneTimePreKey, PreKeySource, SignedPreKey};
 pub use public::{PreKeyPublic, Signature};
 pub(crate) use secret::{Secret32, diffie_hellman, random_secret, x25519_public};

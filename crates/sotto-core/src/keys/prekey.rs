@@ -68,6 +68,17 @@ impl SignedPreKey {
         &self.signature
     }
 
+    /// The signature a v2-only owner publishes instead
+    /// ([`ProtocolVersions::V2_ONLY`](super::ProtocolVersions::V2_ONLY)):
+    /// over `V2_ONLY_DOMAIN || Encode(public)`, which no v1 initiator
+    /// accepts.
+    pub fn v2_only_signature(&self, identity: &IdentityKeyPair) -> Signature {
+        identity.sign(&super::signed_prekey_message(
+            super::ProtocolVersions::V2_ONLY,
+            &self.public,
+        ))
+    }
+
     pub(crate) fn private(&self) -> &Secret32 {
         &self.private
     }
@@ -196,4 +207,11 @@ pub trait PreKeySource {
     fn signed_prekey(&self, id: SignedPreKeyId) -> Option<SignedPreKey>;
     /// The unused one-time prekey with `id`.
     fn one_time_prekey(&self, id: OneTimePreKeyId) -> Option<OneTimePreKey>;
+    /// Protocol v2: the KEM prekey with `id` (the last-resort one, or an
+    /// unused one-time one). The default has none: a source of a profile
+    /// that publishes no KEM prekeys.
+    fn kem_prekey(&self, id: super::KemPreKeyId) -> Option<super::KemPreKey> {
+        let _ = id;
+        None
+    }
 }

@@ -81,6 +81,7 @@ fn a_session_holds_its_secrets_in_secret32() {
         &alice,
         &bundle,
         &Secret32::new([0xE0; 32]),
+        None,
         RatchetKeyPair::from_private(Secret32::new([0xA0; 32])),
     )
     .expect("initiate");

@@ -12,12 +12,13 @@ use rand_core::CryptoRng;
 
 use crate::error::{Error, Result};
 use crate::keys::{
-    IdentityKey, IdentityKeyPair, OneTimePreKeyId, PreKeyBundle, PreKeySource, Secret32,
-    SignedPreKeyId, diffie_hellman, random_secret, x25519_public,
+    IdentityKey, IdentityKeyPair, KemCiphertext, KemPreKeyId, OneTimePreKeyId, PreKeyBundle,
+    PreKeySource, Secret32, SignedPreKeyId, diffie_hellman, encapsulate, random_secret,
+    x25519_public,
 };
 use crate::wire::{
-    HEADER_LEN, Header, Message, PreKeyMessage, TAG_LEN, TYPE_MESSAGE, VERSION, WireMessage,
-    write_prekey_prefix,
+    HEADER_LEN, Header, Message, PreKeyMessage, TAG_LEN, TYPE_MESSAGE, VERSION, VERSION_V2,
+    WireMessage, write_prekey_prefix,
 };
 use crate::x3dh::{self, AD_LEN};
 use chain_key::ChainKey;
@@ -28,13 +29,29 @@ use skipped::SkippedKeys;
 pub use message_key::MESSAGE_INFO;
 pub use root_key::RATCHET_INFO;
 pub use skipped::MAX_SKIPPED_KEYS;
-pub use state::SESSION_STATE_VERSION;
+pub use state::{SESSION_STATE_VERSION, SESSION_STATE_VERSION_V2};
 
 /// The most message keys one header may make a chain skip.
 pub const MAX_SKIP: u32 = 1000;
 
-/// Length of the AEAD associated data: `AD || 0x01 || header`.
+/// Length of the AEAD associated data of version 1: `AD || 0x01 || header`.
 const AEAD_AD_LEN: usize = AD_LEN + 1 + HEADER_LEN;
+/// Length of the AEAD associated data of version 2: `AD || 0x02 || header`
+/// and zero bytes up to 128, so that Poly1305 starts the ciphertext on a
+/// 64-byte boundary of its input (PROTOCOL.md section 16, "AEAD").
+pub const AEAD_AD_LEN_V2: usize = 128;
+
+/// The AEAD's associated data of one message.
+struct AeadAd {
+    bytes: [u8; AEAD_AD_LEN_V2],
+    len: usize,
+}
+
+impl AeadAd {
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
 
 /// Which side of X3DH created the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,10 +81,12 @@ impl RatchetKeyPair {
 }
 
 /// What an initiator keeps sending until its first reply decrypts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PendingPreKey {
     signed_prekey_id: SignedPreKeyId,
     one_time_prekey_id: Option<OneTimePreKeyId>,
+    /// Protocol v2: the KEM prekey and the ciphertext made for it.
+    kem: Option<(KemPreKeyId, KemCiphertext)>,
 }
 
 /// One Double Ratchet session with one remote identity.
@@ -75,6 +94,9 @@ pub(crate) struct PendingPreKey {
 /// All methods are transactional: on error the session is exactly as it was.
 #[derive(Clone)]
 pub struct Session {
+    /// The protocol version (1 or 2): the wire version byte and the AEAD's
+    /// associated data layout.
+    version: u8,
     role: Role,
     local_identity: IdentityKey,
     remote_identity: IdentityKey,
@@ -120,31 +142,65 @@ impl Session {
     /// Starts a session as the initiator: verifies the bundle's signature
     /// (before any DH), runs X3DH, and derives the first sending chain.
     ///
+    /// The protocol version is the highest the bundle allows: 2 with a
+    /// KEM prekey (the hybrid handshake of section 16), else 1.
+    ///
     /// Draws from `rng`, in this order: the ephemeral key EK_A (32 bytes),
-    /// then the first ratchet private key (32 bytes).
+    /// in version 2 the KEM's message `m` (32 bytes), then the first
+    /// ratchet private key (32 bytes).
     pub fn initiate<R: CryptoRng + ?Sized>(
         local: &IdentityKeyPair,
         bundle: &PreKeyBundle,
         rng: &mut R,
     ) -> Result<Self> {
+        Self::initiate_at_least(local, bundle, 1, rng)
+    }
+
+    /// [`initiate`](Self::initiate), refusing a bundle that allows less
+    /// than protocol version `minimum` with [`Error::Downgrade`], before
+    /// anything is drawn: for a contact known to speak version 2 (its
+    /// address says so, or an earlier bundle or session did), a bundle
+    /// without a KEM prekey means that the relay stripped it.
+    pub fn initiate_at_least<R: CryptoRng + ?Sized>(
+        local: &IdentityKeyPair,
+        bundle: &PreKeyBundle,
+        minimum: u8,
+        rng: &mut R,
+    ) -> Result<Self> {
+        if bundle.version() < minimum {
+            return Err(Error::Downgrade {
+                offered: bundle.version(),
+                expected: minimum,
+            });
+        }
         bundle.verify()?;
         let ephemeral = random_secret(rng);
+        let kem = match &bundle.kem_prekey {
+            Some(kem) => Some((kem.id, encapsulate(&kem.key, rng)?)),
+            None => None,
+        };
         let ratchet = RatchetKeyPair::generate(rng);
-        Self::initiate_with(local, bundle, &ephemeral, ratchet)
+        Self::initiate_with(local, bundle, &ephemeral, kem, ratchet)
     }
 
     pub(crate) fn initiate_with(
         local: &IdentityKeyPair,
         bundle: &PreKeyBundle,
         ephemeral: &Secret32,
+        kem: Option<(KemPreKeyId, (KemCiphertext, Secret32))>,
         sending_ratchet: RatchetKeyPair,
     ) -> Result<Self> {
         bundle.verify()?;
-        let (agreed, base_key) = x3dh::initiate(local, bundle, ephemeral)?;
+        if kem.is_some() != bundle.kem_prekey.is_some() {
+            return Err(Error::InvalidBundle("KEM ciphertext without a KEM prekey"));
+        }
+        let kem_secret = kem.as_ref().map(|(_, (_, ss))| ss);
+        let (agreed, base_key) = x3dh::initiate(local, bundle, ephemeral, kem_secret)?;
         let root = RootKey(agreed.shared_secret);
         let dh = diffie_hellman(&sending_ratchet.private, bundle.signed_prekey.as_bytes())?;
         let (root_key, sending_chain) = root.ratchet_step(&dh);
         Ok(Self {
+            version: if kem.is_some() { VERSION_V2 } else { VERSION },
             role: Role::Initiator,
             local_identity: *local.public(),
             remote_identity: bundle.identity_key,
@@ -160,6 +216,7 @@ impl Session {
             pending_prekey: Some(PendingPreKey {
                 signed_prekey_id: bundle.signed_prekey_id,
                 one_time_prekey_id: bundle.one_time_prekey.map(|(id, _)| id),
+                kem: kem.map(|(id, (ciphertext, _))| (id, ciphertext)),
             }),
         })
     }
@@ -169,7 +226,8 @@ impl Session {
     /// Nothing is created unless the message decrypts. On success the
     /// caller must delete the one-time prekey named by
     /// [`Decrypted::used_one_time_prekey`] (PROTOCOL.md: once the first
-    /// message decrypts, never before).
+    /// message decrypts, never before), and the KEM prekey named by
+    /// [`Decrypted::used_kem_prekey`] if it is a one-time one.
     pub fn respond<R: CryptoRng + ?Sized>(
         local: &IdentityKeyPair,
         prekeys: &(impl PreKeySource + ?Sized),
@@ -185,6 +243,7 @@ impl Session {
             Decrypted {
                 plaintext,
                 used_one_time_prekey: used,
+                used_kem_prekey: prekey_message.kem.map(|(id, _)| id),
                 new_session: true,
             },
         ))
@@ -208,14 +267,23 @@ impl Session {
             ),
             None => None,
         };
+        let kem_secret = match message.kem {
+            Some((id, ciphertext)) => {
+                let key = prekeys.kem_prekey(id).ok_or(Error::UnknownKemPreKey(id))?;
+                Some(key.decapsulate(&KemCiphertext::from_bytes(ciphertext)))
+            }
+            None => None,
+        };
         let agreed = x3dh::respond(
             local,
             &signed_prekey,
             one_time_prekey.as_ref(),
             &message.identity_key,
             &message.base_key,
+            kem_secret.as_ref(),
         )?;
         let mut session = Self {
+            version: message.message.version,
             role: Role::Responder,
             local_identity: *local.public(),
             remote_identity: message.identity_key,
@@ -238,6 +306,11 @@ impl Session {
     /// Which side of X3DH this session is.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// The protocol version of this session (1 or 2).
+    pub fn version(&self) -> u8 {
+        self.version
     }
 
     /// The identity key of the other party.
@@ -306,7 +379,7 @@ impl Session {
         let message_key = next_chain.step()?;
 
         out.clear();
-        out.reserve(PreKeyMessage::prefix_len(true) + 2 + HEADER_LEN + padded_len + TAG_LEN);
+        out.reserve(PreKeyMessage::prefix_len_v2(true) + 2 + HEADER_LEN + padded_len + TAG_LEN);
         if let Some(pending) = &self.pending_prekey {
             write_prekey_prefix(
                 out,
@@ -314,15 +387,16 @@ impl Session {
                 &self.base_key,
                 pending.signed_prekey_id,
                 pending.one_time_prekey_id,
+                pending.kem.as_ref().map(|(id, ct)| (*id, ct.as_bytes())),
             );
         }
-        out.push(VERSION);
+        out.push(self.version);
         out.push(TYPE_MESSAGE);
         out.extend_from_slice(&header);
         let start = out.len();
         crate::pad::pad_into(plaintext, out)?;
         let aad = self.aead_ad(&header);
-        let tag = message_key.seal(&aad, &mut out[start..])?;
+        let tag = message_key.seal(aad.as_slice(), &mut out[start..])?;
         out.extend_from_slice(&tag);
         self.sending_chain = Some(next_chain);
         Ok(())
@@ -358,12 +432,19 @@ impl Session {
         }
     }
 
-    fn aead_ad(&self, header: &[u8; HEADER_LEN]) -> [u8; AEAD_AD_LEN] {
-        let mut aad = [0u8; AEAD_AD_LEN];
-        aad[..AD_LEN].copy_from_slice(&self.associated_data);
-        aad[AD_LEN] = VERSION;
-        aad[AD_LEN + 1..].copy_from_slice(header);
-        aad
+    /// `AD || version || header`, and in version 2 zero bytes up to
+    /// [`AEAD_AD_LEN_V2`].
+    fn aead_ad(&self, header: &[u8; HEADER_LEN]) -> AeadAd {
+        let mut bytes = [0u8; AEAD_AD_LEN_V2];
+        bytes[..AD_LEN].copy_from_slice(&self.associated_data);
+        bytes[AD_LEN] = self.version;
+        bytes[AD_LEN + 1..AEAD_AD_LEN].copy_from_slice(header);
+        let len = if self.version == VERSION_V2 {
+            AEAD_AD_LEN_V2
+        } else {
+            AEAD_AD_LEN
+        };
+        AeadAd { bytes, len }
     }
 
     pub(crate) fn decrypt_message<R: CryptoRng + ?Sized>(
@@ -372,6 +453,10 @@ impl Session {
         out: &mut Vec<u8>,
         rng: &mut R,
     ) -> Result<()> {
+        if message.version != self.version {
+            out.clear();
+            return Err(Error::SessionMismatch);
+        }
         let (commit, message_key) = match self.plan(&message.header, rng) {
             Ok(planned) => planned,
             Err(e) => {
@@ -380,6 +465,7 @@ impl Session {
             }
         };
         let aad = self.aead_ad(message.header_bytes);
+        let aad = aad.as_slice();
         let (body, tag) = message
             .ciphertext
             .split_at(message.ciphertext.len() - TAG_LEN);
@@ -387,7 +473,7 @@ impl Session {
         // filled; decryption then overwrites every byte.
         out.resize(body.len(), 0);
         let opened = message_key
-            .open(&aad, body, out, tag)
+            .open(aad, body, out, tag)
             .and_then(|()| crate::pad::unpadded_len(out));
         match opened {
             Ok(len) => {
@@ -538,6 +624,9 @@ pub struct Decrypted {
     pub plaintext: Vec<u8>,
     /// The one-time prekey this message consumed: delete it now.
     pub used_one_time_prekey: Option<OneTimePreKeyId>,
+    /// Protocol v2: the KEM prekey this message's session was made with;
+    /// delete it now if it is a one-time one (keep a last-resort one).
+    pub used_kem_prekey: Option<KemPreKeyId>,
     /// True when the message created a new session.
     pub new_session: bool,
 }
@@ -547,6 +636,7 @@ impl core::fmt::Debug for Decrypted {
         f.debug_struct("Decrypted")
             .field("plaintext_len", &self.plaintext.len())
             .field("used_one_time_prekey", &self.used_one_time_prekey)
+            .field("used_kem_prekey", &self.used_kem_prekey)
             .field("new_session", &self.new_session)
             .finish()
     }

@@ -10,6 +10,12 @@
 //! || has_pending(1) [|| u32be(spk_id) || has_opk(1) [|| u32be(opk_id)]]
 //! || u16be(count) || count * (ratchet public(32) || u32be(N) || MK(32))
 //! ```
+//!
+//! A session of protocol version 2 is written as state version 0x02: the
+//! same fields, with the protocol version byte (0x02) after the state
+//! version, and a pending prekey followed by `u32be(kem_id) || CT(1088)`.
+//! A version 1 session is written as above, byte for byte as before.
+//!
 //! Decoding is strict (no trailing bytes, flags 0/1, count <= 2000,
 //! identity keys valid) and returns `CorruptState` on any violation.
 
@@ -21,12 +27,18 @@ use super::root_key::RootKey;
 use super::skipped::{MAX_SKIPPED_KEYS, SkippedKey, SkippedKeys};
 use super::{PendingPreKey, RatchetKeyPair, Role, Session};
 use crate::error::{Error, Result};
-use crate::keys::{IdentityKey, OneTimePreKeyId, Secret32, SignedPreKeyId};
+use crate::keys::{
+    IdentityKey, KEM_CIPHERTEXT_LEN, KemCiphertext, KemPreKeyId, OneTimePreKeyId, Secret32,
+    SignedPreKeyId,
+};
 use crate::wire::Reader;
 use crate::x3dh::AD_LEN;
 
-/// Version byte of the serialized session format.
+/// Version byte of the serialized session format (of a protocol v1
+/// session; a v2 session is written as [`SESSION_STATE_VERSION_V2`]).
 pub const SESSION_STATE_VERSION: u8 = 0x01;
+/// Version byte of the serialized format of a protocol v2 session.
+pub const SESSION_STATE_VERSION_V2: u8 = 0x02;
 
 fn secret(r: &mut Reader<'_>) -> Result<Secret32> {
     Secret32::from_slice(r.take(32)?).ok_or(Error::CorruptState("secret length"))
@@ -47,8 +59,13 @@ impl Session {
     /// chain and message keys): seal them before they touch disk. The
     /// buffer is wiped on drop.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(300 + self.skipped.len() * 68));
-        out.push(SESSION_STATE_VERSION);
+        let mut out = Zeroizing::new(Vec::with_capacity(1400 + self.skipped.len() * 68));
+        if self.version == crate::wire::VERSION_V2 {
+            out.push(SESSION_STATE_VERSION_V2);
+            out.push(self.version);
+        } else {
+            out.push(SESSION_STATE_VERSION);
+        }
         out.push(match self.role {
             Role::Initiator => 0x00,
             Role::Responder => 0x01,
@@ -80,6 +97,10 @@ impl Session {
                         out.extend_from_slice(&id.get().to_be_bytes());
                     }
                 }
+                if let Some((id, ciphertext)) = &p.kem {
+                    out.extend_from_slice(&id.get().to_be_bytes());
+                    out.extend_from_slice(ciphertext.as_bytes());
+                }
             }
         }
         // The count fits: the store never holds more than 2000 keys.
@@ -100,10 +121,14 @@ impl Session {
 
     fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
-        let version = r.u8()?;
-        if version != SESSION_STATE_VERSION {
-            return Err(Error::UnsupportedVersion(version));
-        }
+        let protocol = match r.u8()? {
+            SESSION_STATE_VERSION => crate::wire::VERSION,
+            SESSION_STATE_VERSION_V2 => match r.u8()? {
+                crate::wire::VERSION_V2 => crate::wire::VERSION_V2,
+                _ => return Err(Error::CorruptState("protocol version")),
+            },
+            other => return Err(Error::UnsupportedVersion(other)),
+        };
         let role = match r.u8()? {
             0x00 => Role::Initiator,
             0x01 => Role::Responder,
@@ -135,9 +160,19 @@ impl Session {
             } else {
                 None
             };
+            let kem = if protocol == crate::wire::VERSION_V2 {
+                let id = KemPreKeyId::new(r.u32()?);
+                Some((
+                    id,
+                    KemCiphertext::from_bytes(r.array::<KEM_CIPHERTEXT_LEN>()?),
+                ))
+            } else {
+                None
+            };
             Some(PendingPreKey {
                 signed_prekey_id,
                 one_time_prekey_id,
+                kem,
             })
         } else {
             None
@@ -174,6 +209,7 @@ impl Session {
         associated_data[33..].copy_from_slice(&second.encode());
 
         Ok(Self {
+            version: protocol,
             role,
             local_identity,
             remote_identity,

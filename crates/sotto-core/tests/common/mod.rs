@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 use sotto_core::{
-    Error, IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeySource, Session,
-    SignedPreKey, SignedPreKeyId,
+    Error, IdentityKeyPair, KemPreKey, KemPreKeyId, OneTimePreKey, OneTimePreKeyId, PreKeyBundle,
+    PreKeySource, Session, SignedPreKey, SignedPreKeyId,
 };
 
 /// Id of the signed prekey every test party publishes.
@@ -30,6 +30,7 @@ pub(crate) fn rng(seed: u64) -> ChaCha20Rng {
 pub(crate) struct PreKeys {
     signed: BTreeMap<SignedPreKeyId, SignedPreKey>,
     one_time: BTreeMap<OneTimePreKeyId, OneTimePreKey>,
+    kem: BTreeMap<KemPreKeyId, KemPreKey>,
 }
 
 impl PreKeys {
@@ -45,6 +46,14 @@ impl PreKeys {
     /// successful `Session::respond`.
     pub(crate) fn delete_one_time(&mut self, id: OneTimePreKeyId) -> Option<OneTimePreKey> {
         self.one_time.remove(&id)
+    }
+
+    pub(crate) fn add_kem(&mut self, key: KemPreKey) {
+        self.kem.insert(key.id(), key);
+    }
+
+    pub(crate) fn delete_kem(&mut self, id: KemPreKeyId) -> Option<KemPreKey> {
+        self.kem.remove(&id)
     }
 
     pub(crate) fn has_one_time(&self, id: OneTimePreKeyId) -> bool {
@@ -63,6 +72,10 @@ impl PreKeySource for PreKeys {
 
     fn one_time_prekey(&self, id: OneTimePreKeyId) -> Option<OneTimePreKey> {
         self.one_time.get(&id).cloned()
+    }
+
+    fn kem_prekey(&self, id: KemPreKeyId) -> Option<KemPreKey> {
+        self.kem.get(&id).cloned()
     }
 }
 
