@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce};
-use sotto_benches::{SIZES, established_pair, rng};
+use sotto_benches::{SIZES, established_pair, established_pair_v2, rng};
 
 mod common;
 use common::{olm_pair, plaintext};
@@ -195,6 +195,37 @@ fn one_way(size: usize) -> Vec<Contender> {
     vec![sotto, olm, raw]
 }
 
+/// Protocol v2 one way against v1 one way and the raw AEAD: v2 first, so
+/// that the ratios printed are v2's.
+fn one_way_v2(size: usize) -> Vec<Contender> {
+    let data = plaintext(size);
+    let mut sessions = Vec::new();
+    for (name, v2) in [("sotto_v2", true), ("sotto_v1", false)] {
+        let mut r = rng(3);
+        let (mut alice, mut bob) = if v2 {
+            established_pair_v2(&mut r)
+        } else {
+            established_pair(&mut r)
+        }
+        .expect("pair");
+        let (mut wire, mut out) = (Vec::new(), Vec::new());
+        let data = data.clone();
+        sessions.push(Contender::new(
+            name,
+            Box::new(move |n| {
+                for _ in 0..n {
+                    alice.encrypt_into(&data, &mut wire).expect("encrypt");
+                    bob.decrypt_into(&wire, &mut out, &mut r).expect("decrypt");
+                    black_box(out.len());
+                }
+            }),
+        ));
+    }
+    let mut raw = one_way(size);
+    sessions.push(raw.remove(2));
+    sessions
+}
+
 fn ping_pong(size: usize) -> Vec<Contender> {
     let data = plaintext(size);
     let mut r = rng(2);
@@ -304,6 +335,12 @@ fn main() {
         let name = format!("paired/one_way/{size}");
         if selected(&name) {
             compare(&name, one_way(size), rounds, args.test);
+        }
+    }
+    for size in SIZES {
+        let name = format!("paired/one_way_v2/{size}");
+        if selected(&name) {
+            compare(&name, one_way_v2(size), rounds, args.test);
         }
     }
     for size in SIZES {
