@@ -6,8 +6,8 @@ use std::cell::Cell;
 use rand_core::CryptoRng;
 use rusqlite::{Connection, OptionalExtension, params};
 use sotto_core::{
-    DeviceId, IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeySource, SessionSet,
-    SignedPreKey, SignedPreKeyId,
+    DeviceId, IdentityKeyPair, KemPreKey, KemPreKeyId, OneTimePreKey, OneTimePreKeyId,
+    PreKeySource, SessionSet, SignedPreKey, SignedPreKeyId,
 };
 use zeroize::Zeroizing;
 
@@ -540,6 +540,112 @@ impl<'a> Db<'a> {
         self.conn
     }
 
+    // ---- KEM prekeys (protocol v2) ---------------------------------------
+
+    fn kem_prekey_lookup(&self, id: KemPreKeyId) -> [u8; 32] {
+        self.lookup(Domain::KemPreKey, &[&id.get().to_be_bytes()])
+    }
+
+    fn open_kem_prekey(&self, lookup: &[u8; 32], sealed: &[u8]) -> Result<KemPreKey> {
+        self.open_prekey(
+            "kem_prekeys",
+            Domain::KemPreKey,
+            lookup,
+            sealed,
+            KemPreKey::from_bytes,
+            |key| key.id().get(),
+        )
+    }
+
+    /// The KEM prekey with `id`, last-resort or one-time.
+    pub(crate) fn kem_prekey(&self, id: KemPreKeyId) -> Result<Option<KemPreKey>> {
+        let lookup = self.kem_prekey_lookup(id);
+        self.query_sealed(
+            "SELECT sealed FROM kem_prekeys WHERE lookup = ?1",
+            &lookup,
+            "kem_prekeys",
+            Row::lookup(&lookup),
+        )?
+        .map(|sealed| self.open_kem_prekey(&lookup, &sealed))
+        .transpose()
+    }
+
+    /// Whether the KEM prekey with `id` is the last-resort one (`None`:
+    /// there is no such key).
+    pub(crate) fn kem_prekey_is_last_resort(&self, id: KemPreKeyId) -> Result<Option<bool>> {
+        let lookup = self.kem_prekey_lookup(id);
+        Ok(self
+            .conn
+            .prepare_cached("SELECT last_resort FROM kem_prekeys WHERE lookup = ?1")?
+            .query_row(params![&lookup[..]], |r| r.get::<_, bool>(0))
+            .optional()?)
+    }
+
+    /// The current last-resort KEM prekey, if one was made.
+    pub(crate) fn last_resort_kem_prekey(&self) -> Result<Option<KemPreKey>> {
+        let row: Option<(Vec<u8>, Vec<u8>)> = self
+            .conn
+            .prepare_cached("SELECT lookup, sealed FROM kem_prekeys WHERE last_resort = 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(|e| corrupt_or_db(e, "kem_prekeys", Row::Named("last_resort")))?;
+        match row {
+            None => Ok(None),
+            Some((lookup, sealed)) => {
+                let lookup = lookup_from_sql(lookup, "kem_prekeys")?;
+                self.open_kem_prekey(&lookup, &sealed).map(Some)
+            }
+        }
+    }
+
+    /// Stores a KEM prekey; a new last-resort key replaces the previous
+    /// one, which is deleted (first messages made with it no longer
+    /// decrypt: replace it only as often as signed prekeys are dropped).
+    pub(crate) fn put_kem_prekey<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        key: &KemPreKey,
+        last_resort: bool,
+    ) -> Result<()> {
+        let lookup = self.kem_prekey_lookup(key.id());
+        let sealed = self.keys.value().seal(
+            rng,
+            Place::new("kem_prekeys", "sealed", &lookup),
+            &key.to_bytes(),
+        )?;
+        if last_resort {
+            self.conn
+                .prepare_cached("DELETE FROM kem_prekeys WHERE last_resort = 1")?
+                .execute([])?;
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO kem_prekeys (lookup, last_resort, sealed) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![&lookup[..], last_resort, sealed])?;
+        Ok(())
+    }
+
+    /// Deletes a KEM prekey; returns whether it existed.
+    pub(crate) fn delete_kem_prekey(&self, id: KemPreKeyId) -> Result<bool> {
+        let lookup = self.kem_prekey_lookup(id);
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM kem_prekeys WHERE lookup = ?1")?
+            .execute(params![&lookup[..]])?
+            > 0)
+    }
+
+    /// How many one-time KEM prekeys the store holds.
+    pub(crate) fn count_one_time_kem_prekeys(&self) -> Result<usize> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM kem_prekeys WHERE last_resort = 0",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// Opens every signed and one-time prekey row; returns the errors.
     pub(crate) fn check_prekey_rows(&self) -> Result<Vec<Error>> {
         let mut problems = Vec::new();
@@ -552,6 +658,7 @@ impl<'a> Db<'a> {
                 "one_time_prekeys",
                 "SELECT lookup, sealed FROM one_time_prekeys",
             ),
+            ("kem_prekeys", "SELECT lookup, sealed FROM kem_prekeys"),
         ] {
             let mut stmt = self.conn.prepare(sql)?;
             let rows = stmt.query_map([], |r| {
@@ -562,10 +669,12 @@ impl<'a> Db<'a> {
                     .map_err(|e| corrupt_or_db(e, table, Row::Named("lookup")))
                     .and_then(|(lookup, sealed)| {
                         let lookup = lookup_from_sql(lookup, table)?;
-                        if table == "signed_prekeys" {
-                            self.open_signed_prekey(&lookup, &sealed).map(|_| ())
-                        } else {
-                            self.open_one_time_prekey(&lookup, &sealed).map(|_| ())
+                        match table {
+                            "signed_prekeys" => {
+                                self.open_signed_prekey(&lookup, &sealed).map(|_| ())
+                            }
+                            "kem_prekeys" => self.open_kem_prekey(&lookup, &sealed).map(|_| ()),
+                            _ => self.open_one_time_prekey(&lookup, &sealed).map(|_| ()),
                         }
                     });
                 if let Err(e) = opened {
@@ -1560,5 +1669,9 @@ impl PreKeySource for DbPreKeys<'_> {
 
     fn one_time_prekey(&self, id: OneTimePreKeyId) -> Option<OneTimePreKey> {
         self.keep(self.db.one_time_prekey(id))
+    }
+
+    fn kem_prekey(&self, id: KemPreKeyId) -> Option<KemPreKey> {
+        self.keep(self.db.kem_prekey(id))
     }
 }

@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use sotto_core::{
-    IdentityKey, IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic,
-    SignedPreKey, SignedPreKeyId,
+    IdentityKey, IdentityKeyPair, KemPreKey, KemPreKeyId, OneTimePreKey, OneTimePreKeyId,
+    PreKeyBundle, PreKeyPublic, SignedKemPreKey, SignedPreKey, SignedPreKeyId,
 };
 
 use crate::error::{Error, Result, Row};
@@ -284,6 +284,96 @@ impl Store {
             self.checkpoint()?;
         }
         Ok(removed)
+    }
+
+    /// The last-resort ML-KEM prekey of protocol v2 (docs/protocol.md
+    /// section 16), made now if the store has none; publish its public
+    /// half. It stays until [`rotate_last_resort_kem_prekey`](Self::rotate_last_resort_kem_prekey)
+    /// replaces it.
+    pub fn last_resort_kem_prekey(&mut self) -> Result<SignedKemPreKey> {
+        if let Some(key) = self.read(|db| db.last_resort_kem_prekey())? {
+            return Ok(key.signed_public());
+        }
+        self.rotate_last_resort_kem_prekey()
+    }
+
+    /// Makes a new last-resort ML-KEM prekey and deletes the previous one
+    /// (first messages made with it no longer decrypt); publish the
+    /// returned public half.
+    pub fn rotate_last_resort_kem_prekey(&mut self) -> Result<SignedKemPreKey> {
+        let key = self.write(|db, rng| {
+            let identity = db.identity()?;
+            let mut ids = db.prekey_ids()?;
+            let key = KemPreKey::generate(KemPreKeyId::new(ids.next_kem), &identity, rng);
+            ids.next_kem = next_id(ids.next_kem)?;
+            db.put_kem_prekey(rng, &key, true)?;
+            db.put_prekey_ids(rng, &ids)?;
+            Ok(key.signed_public())
+        })?;
+        self.checkpoint()?;
+        Ok(key)
+    }
+
+    /// Generates `count` fresh one-time ML-KEM prekeys (protocol v2) in one
+    /// transaction and returns their public halves, oldest id first, to
+    /// upload. As for [`fresh_one_time_prekeys`](Self::fresh_one_time_prekeys),
+    /// each is handed out once, under an id never used before; a first
+    /// message that used one deletes it when it is received.
+    pub fn fresh_kem_prekeys(&mut self, count: usize) -> Result<Vec<SignedKemPreKey>> {
+        if count > MAX_ONE_TIME_PREKEYS_PER_CALL {
+            return Err(Error::TooLong {
+                what: "KEM prekey request",
+                len: count,
+                max: MAX_ONE_TIME_PREKEYS_PER_CALL,
+            });
+        }
+        self.write(|db, rng| {
+            let identity = db.identity()?;
+            let mut ids = db.prekey_ids()?;
+            let mut published = Vec::with_capacity(count);
+            for _ in 0..count {
+                let key = KemPreKey::generate(KemPreKeyId::new(ids.next_kem), &identity, rng);
+                ids.next_kem = next_id(ids.next_kem)?;
+                db.put_kem_prekey(rng, &key, false)?;
+                published.push(key.signed_public());
+            }
+            db.put_prekey_ids(rng, &ids)?;
+            Ok(published)
+        })
+    }
+
+    /// How many one-time ML-KEM prekeys the store holds (not the relay's
+    /// stock).
+    pub fn one_time_kem_prekey_count(&self) -> Result<usize> {
+        self.read(|db| db.count_one_time_kem_prekeys())
+    }
+
+    /// A v2 bundle of the local identity (versions 1 and 2), the current
+    /// signed prekey, the one-time prekey `one_time_prekey` if unused, and
+    /// the KEM prekey `kem_prekey` (one-time or last-resort); `None` if no
+    /// such KEM prekey is held.
+    pub fn prekey_bundle_v2(
+        &self,
+        one_time_prekey: Option<OneTimePreKeyId>,
+        kem_prekey: KemPreKeyId,
+    ) -> Result<Option<PreKeyBundle>> {
+        self.read(|db| {
+            let Some(kem) = db.kem_prekey(kem_prekey)? else {
+                return Ok(None);
+            };
+            let identity = db.identity()?;
+            let signed = db.current_signed_prekey()?;
+            let one_time = match one_time_prekey {
+                Some(id) => db.one_time_prekey(id)?,
+                None => None,
+            };
+            Ok(Some(PreKeyBundle::new_v2(
+                &identity,
+                &signed,
+                one_time.as_ref(),
+                &kem,
+            )))
+        })
     }
 
     /// A bundle of the local identity, the current signed prekey and, if

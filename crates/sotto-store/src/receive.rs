@@ -344,6 +344,13 @@ fn receive_one(
         db.delete_one_time_prekey(id)?;
         batch.consumed_one_time_prekey = true;
     }
+    // A one-time KEM prekey goes with its first message; the last-resort
+    // one stays until it is replaced.
+    if let Some(id) = decrypted.used_kem_prekey
+        && db.kem_prekey_is_last_resort(id)? == Some(false)
+    {
+        db.delete_kem_prekey(id)?;
+    }
     Ok(Ok(Received::Stored(Message {
         seq,
         direction,

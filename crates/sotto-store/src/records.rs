@@ -211,25 +211,33 @@ pub(crate) fn decode_identity(bytes: &[u8]) -> Decoded<Zeroizing<[u8; 32]>> {
 pub(crate) struct PreKeyIds {
     pub(crate) next_signed: u32,
     pub(crate) next_one_time: u32,
+    /// The next ML-KEM prekey id (schema 7; 1 in a record written before).
+    pub(crate) next_kem: u32,
 }
 
+/// `version || u32be(next signed) || u32be(next one-time) || u32be(next
+/// KEM)`; a record of 9 bytes (before schema 7) has no KEM counter.
 pub(crate) fn encode_prekey_ids(ids: &PreKeyIds) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9);
+    let mut out = Vec::with_capacity(13);
     out.push(RECORD_VERSION);
     out.extend_from_slice(&ids.next_signed.to_be_bytes());
     out.extend_from_slice(&ids.next_one_time.to_be_bytes());
+    out.extend_from_slice(&ids.next_kem.to_be_bytes());
     out
 }
 
 pub(crate) fn decode_prekey_ids(bytes: &[u8]) -> Decoded<PreKeyIds> {
     let mut r = Reader::new(bytes);
     r.version()?;
-    let ids = PreKeyIds {
-        next_signed: r.u32()?,
-        next_one_time: r.u32()?,
-    };
+    let next_signed = r.u32()?;
+    let next_one_time = r.u32()?;
+    let next_kem = if bytes.len() > 9 { r.u32()? } else { 1 };
     r.finish()?;
-    Ok(ids)
+    Ok(PreKeyIds {
+        next_signed,
+        next_one_time,
+        next_kem,
+    })
 }
 
 // ---- one-time prekey states -------------------------------------------------
@@ -984,8 +992,12 @@ mod tests {
         let ids = PreKeyIds {
             next_signed: 3,
             next_one_time: 77,
+            next_kem: 5,
         };
         assert_eq!(decode_prekey_ids(&encode_prekey_ids(&ids)).unwrap(), ids);
+        // A record from before schema 7 (no KEM counter) reads with 1.
+        let old = &encode_prekey_ids(&ids)[..9];
+        assert_eq!(decode_prekey_ids(old).unwrap().next_kem, 1);
         assert!(decode_prekey_ids(&[1, 0, 0]).is_err());
     }
 

@@ -14,7 +14,7 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 
 /// The schema version this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// SQLite `application_id` of a Sotto store ("SOTT").
 pub(crate) const APPLICATION_ID: i32 = 0x534F_5454;
@@ -190,6 +190,24 @@ fn to_v6(conn: &Connection, _: &Keys) -> Result<()> {
     Ok(())
 }
 
+/// What version 7 adds to version 6: `kem_prekeys`, the ML-KEM prekeys of
+/// protocol v2 (docs/protocol.md section 16), each sealed under its id's
+/// lookup, with `last_resort` 1 for the one last-resort key (kept until
+/// replaced) and 0 for one-time keys (deleted once a first message used
+/// them).
+pub(crate) const SCHEMA_V7: &str = "
+CREATE TABLE kem_prekeys (
+    lookup      BLOB PRIMARY KEY NOT NULL,
+    last_resort INTEGER NOT NULL CHECK (last_resort IN (0, 1)),
+    sealed      BLOB NOT NULL
+) WITHOUT ROWID;
+";
+
+fn to_v7(conn: &Connection, _: &Keys) -> Result<()> {
+    conn.execute_batch(SCHEMA_V7)?;
+    Ok(())
+}
+
 /// One upgrade step: from `from` to `from + 1`. It runs inside the
 /// migration transaction and may re-seal rows with the store's keys.
 pub(crate) struct Migration {
@@ -219,6 +237,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         from: 5,
         run: to_v6,
+    },
+    Migration {
+        from: 6,
+        run: to_v7,
     },
 ];
 

@@ -14,7 +14,7 @@ use crate::options::{Durability, KdfParams, OpenOptions};
 use crate::records::PreKeyIds;
 use crate::schema::{
     self, APPLICATION_ID, MIGRATIONS, Migration, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4,
-    SCHEMA_V5, SCHEMA_V6, SCHEMA_VERSION,
+    SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_VERSION,
 };
 use crate::testing::Faults;
 
@@ -221,6 +221,7 @@ impl Store {
             prekey_ids: PreKeyIds {
                 next_signed: 1,
                 next_one_time: 1,
+                next_kem: 1,
             },
         };
         Self::create_from(path, secret, options, rng, &initial)
@@ -242,6 +243,7 @@ impl Store {
                 row: Row::Named("prekey_ids"),
             })?,
             next_one_time: initial.prekey_ids.next_one_time,
+            next_kem: initial.prekey_ids.next_kem,
         };
         let database = DatabaseKey::generate(&mut rng);
         let record = KdfRecord::generate(&mut rng, secret, options.kdf_params());
@@ -269,6 +271,7 @@ impl Store {
             tx.execute_batch(SCHEMA_V4)?;
             tx.execute_batch(SCHEMA_V5)?;
             tx.execute_batch(SCHEMA_V6)?;
+            tx.execute_batch(SCHEMA_V7)?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             schema::write_version(&tx, SCHEMA_VERSION)?;
             tx.execute(

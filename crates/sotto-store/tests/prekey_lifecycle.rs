@@ -162,6 +162,7 @@ fn a_version_1_store_is_upgraded_and_keeps_working() {
              DROP TABLE group_outbox;
              DROP TABLE group_sender_keys;
              DROP TABLE groups;
+             DROP TABLE kem_prekeys;
              UPDATE meta SET value = 1 WHERE name = 'schema_version';",
         )
         .unwrap();
@@ -375,12 +376,18 @@ fn a_version_2_store_is_upgraded_and_its_one_time_prekeys_stay_live() {
              DROP TABLE group_outbox;
              DROP TABLE group_sender_keys;
              DROP TABLE groups;
+             DROP TABLE kem_prekeys;
              UPDATE meta SET value = 2 WHERE name = 'schema_version';",
         )
         .unwrap();
     }
     let mut bob = Store::open(&path, BOB_PASS, &options()).unwrap();
     assert_eq!(bob.schema_version().unwrap(), sotto_store::SCHEMA_VERSION);
+    // Schema 7's KEM prekeys work in the upgraded file (its id counter,
+    // written before schema 7, starts at 1).
+    let kem = bob.last_resort_kem_prekey().unwrap();
+    assert_eq!(kem.id.get(), 1);
+    assert_eq!(bob.fresh_kem_prekeys(1).unwrap()[0].id.get(), 2);
     let states = bob.one_time_prekeys().unwrap();
     assert_eq!(
         states,
@@ -454,4 +461,65 @@ fn a_one_time_prekey_state_moved_to_another_row_is_corrupt_and_left_alone() {
     );
     assert_eq!(bob.prune_one_time_prekeys(T0, Duration::ZERO).unwrap(), 4);
     assert_eq!(bob.one_time_prekey_count().unwrap(), 2);
+}
+
+/// Protocol v2's KEM prekeys: a one-time one is handed out once and
+/// deleted with the first message that used it; the last-resort one
+/// serves every first message until it is replaced, then stops decrypting.
+#[test]
+fn kem_prekeys_one_time_ones_go_with_their_first_message_the_last_resort_one_stays() {
+    let mut p = pair();
+    let last_resort = p.bob.last_resort_kem_prekey().unwrap();
+    // Asked again: the same key, not a new one.
+    assert_eq!(p.bob.last_resort_kem_prekey().unwrap(), last_resort);
+    let fresh = p.bob.fresh_kem_prekeys(2).unwrap();
+    assert_eq!(fresh.len(), 2);
+    let ids: HashSet<_> = fresh.iter().map(|k| k.id).chain([last_resort.id]).collect();
+    assert_eq!(ids.len(), 3, "every KEM prekey has an id of its own");
+    let identity = p.bob.identity_key().unwrap();
+    for key in fresh.iter().chain([&last_resort]) {
+        key.verify(&identity).unwrap();
+    }
+    assert_eq!(p.bob.one_time_kem_prekey_count().unwrap(), 2);
+
+    // A first message made with a one-time KEM prekey: a v2 session, and
+    // the key is gone once it was received.
+    let bundle = p.bob.prekey_bundle_v2(None, fresh[0].id).unwrap().unwrap();
+    assert_eq!(bundle.version(), 2);
+    p.alice.start_session("bob", &bundle).unwrap();
+    let first = p.alice_sends("post-quantum hello");
+    assert_eq!(first.ciphertext[0], 0x02, "a v2 PreKeyMessage");
+    assert_eq!(deliver(&first, "alice", &mut p.bob), "post-quantum hello");
+    assert_eq!(p.bob.one_time_kem_prekey_count().unwrap(), 1);
+    assert!(p.bob.prekey_bundle_v2(None, fresh[0].id).unwrap().is_none());
+    let reply = p.bob_sends("v2 reply");
+    assert_eq!(reply.ciphertext[0], 0x02);
+    assert_eq!(deliver(&reply, "bob", &mut p.alice), "v2 reply");
+
+    // The last-resort key serves first messages and stays.
+    let by_last_resort = p
+        .bob
+        .prekey_bundle_v2(None, last_resort.id)
+        .unwrap()
+        .unwrap();
+    for i in 0..2 {
+        p.alice.start_session("bob", &by_last_resort).unwrap();
+        let m = p.alice_sends(&format!("last resort {i}"));
+        assert_eq!(deliver(&m, "alice", &mut p.bob), format!("last resort {i}"));
+    }
+    assert!(
+        p.bob
+            .prekey_bundle_v2(None, last_resort.id)
+            .unwrap()
+            .is_some()
+    );
+
+    // Replaced: a first message made with the old one no longer decrypts.
+    p.alice.start_session("bob", &by_last_resort).unwrap();
+    let late = p.alice_sends("too late");
+    let replaced = p.bob.rotate_last_resort_kem_prekey().unwrap();
+    assert_ne!(replaced.id, last_resort.id);
+    assert!(p.bob.receive(&envelope(&late, "alice")).is_err());
+    // The store's check opens the KEM prekey rows too, and finds them whole.
+    assert!(p.bob.check().unwrap().problems.is_empty());
 }

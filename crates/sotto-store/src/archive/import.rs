@@ -471,6 +471,7 @@ mod tests {
             &encode_prekey_ids(&PreKeyIds {
                 next_signed: 3,
                 next_one_time: 10,
+                next_kem: 1,
             }),
         ));
         s.extend(record(

@@ -26,6 +26,8 @@ pub(crate) enum Domain {
     OneTimePreKey,
     /// `used_base_keys.lookup`: parts = [u32be(signed prekey id), base key].
     BaseKey,
+    /// `kem_prekeys.lookup`: parts = [u32be(id)].
+    KemPreKey,
     /// `sessions.contact` of a contact's device other than its primary:
     /// parts = [contact id, u32be(device id)]. (The primary device's
     /// sessions keep the [`Contact`](Self::Contact) lookup they always had.)
@@ -58,6 +60,7 @@ impl Domain {
             Self::SignedPreKey => b"sotto-store/signed-prekey",
             Self::OneTimePreKey => b"sotto-store/one-time-prekey",
             Self::BaseKey => b"sotto-store/base-key",
+            Self::KemPreKey => b"sotto-store/kem-prekey",
             Self::DeviceSession => b"sotto-store/device-session",
             Self::OwnDeviceSession => b"sotto-store/own-device-session",
             Self::SeenOwnEnvelope => b"sotto-store/seen-own-envelope",
