@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""Independent conformance checker for the Sotto protocol v1 test vectors.
+"""Independent conformance checker for the Sotto protocol test vectors
+(v1.json, and v2.json of protocol version 2).
+
+Requirements: `pip install cryptography` for v1.json; v2.json also needs
+`pip install kyber-py` (a pure-Python FIPS 203 ML-KEM; its ML_KEM_768's
+key_derive(d || z), _encaps_internal(ek, m) and decaps are used).
 
 Written from the specification (docs/protocol.md) alone, without the Rust
 source, so that it checks the vectors independently of the implementation.
@@ -7,7 +12,13 @@ Uses the `cryptography` package for X25519, Ed25519, HKDF-SHA256,
 HMAC-SHA256 and ChaCha20-Poly1305, and hashlib for SHA-512 and SHA-256.
 
 Usage: python3 check_vectors.py [FILE]   (default: v1.json next to this script)
-It also checks the sealed envelopes (version 2) of the file's `sealed` section,
+A file whose "version" is 2 is checked against section 16 (protocol version
+2): the v2 bundles (ML-KEM key generation from the 64-byte seed, the
+FIPS 203 modulus check, both signatures), the hybrid key agreement
+(encapsulation with the given m, decapsulation, HKDF), sessions with the
+128-byte associated data, and the refusals with their error codes.
+In a version 1 file it also checks the sealed envelopes (version 2) of the
+`sealed` section,
 the `devices` section (linked devices: device lists, link codes, the link
 handshake), with its own strict Ed25519 point decoding, `base64` for base32 and
 `cryptography` for Ed25519, HKDF and HMAC, and the `detached_bodies` section
@@ -47,6 +58,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
 # ---------------------------------------------------------------- constants
 VERSION = 0x01
+VERSION_V2 = 0x02
 TYPE_PREKEY = 0x01
 TYPE_MESSAGE = 0x02
 MAX_SKIP = 1000
@@ -259,6 +271,7 @@ class Ratchet:
         self.ns = self.nr = self.pn = 0
         self.skipped: OrderedDict = OrderedDict()  # (dh_pub, n) -> mk
         self.ad: bytes = b""
+        self.version = VERSION  # 0x02 for a version 2 session (section 16)
 
     @classmethod
     def init_alice(cls, sk, ad, spk_b_pub, rng: ListRng):
@@ -280,6 +293,9 @@ class Ratchet:
         return s
 
     def aead_ad(self, header: bytes) -> bytes:
+        if self.version == VERSION_V2:
+            # Section 16.5: zero bytes up to 128.
+            return self.ad + bytes([VERSION_V2]) + header + bytes(21)
         return self.ad + bytes([VERSION]) + header
 
     def encrypt(self, pt: bytes) -> bytes:
@@ -291,7 +307,7 @@ class Ratchet:
         self.ns += 1
         key, nonce = message_key_nonce(mk)
         ct = ChaCha20Poly1305(key).encrypt(nonce, pad(pt), self.aead_ad(header))
-        return bytes([VERSION, TYPE_MESSAGE]) + header + ct
+        return bytes([self.version, TYPE_MESSAGE]) + header + ct
 
     def _decrypt_mk(self, mk, header, ct) -> bytes:
         key, nonce = message_key_nonce(mk)
@@ -346,10 +362,10 @@ class Ratchet:
 
 
 # ---------------------------------------------------------------- wire format
-def parse_message(buf: bytes):
+def parse_message(buf: bytes, version: int = VERSION):
     if len(buf) < 2 + HEADER_LEN:
         raise ProtocolError("Message too short")
-    if buf[0] != VERSION:
+    if buf[0] != version:
         raise ProtocolError("Message: wrong version")
     if buf[1] != TYPE_MESSAGE:
         raise ProtocolError("Message: wrong type")
@@ -595,9 +611,16 @@ def check_session(c: Checker, i: int, s: dict, x3dh: list):
         return
     bob = Bob(ik_b, e["bob_signed_prekey_id"], spk_priv,
               e["bob_one_time_prekey_id"], opk_priv, rng_b)
-    parties = {"alice": alice, "bob": bob}
+    run_events(c, tag, s["events"], {"alice": alice, "bob": bob})
+    c.eq(rng_a.pos, len(rng_a.keys), f"{tag} alice_ratchet_privates consumed")
+    c.eq(rng_b.pos, len(rng_b.keys), f"{tag} bob_ratchet_privates consumed")
+
+
+def run_events(c: Checker, tag: str, events: list, parties: dict):
+    """Replays a session's events: each send must give the file's wire bytes,
+    each receive the plaintext sent."""
     sends: list[dict] = []
-    for j, ev in enumerate(s["events"]):
+    for j, ev in enumerate(events):
         etag = f"{tag}.events[{j}]"
         op, by = ev.get("op"), ev.get("by")
         if not c.check(by in parties and op in ("send", "receive"),
@@ -627,8 +650,6 @@ def check_session(c: Checker, i: int, s: dict, x3dh: list):
                 c.check(False, f"{etag} plaintext: decrypt failed: {type(ex).__name__}: {ex}")
                 continue
             c.eq(pt, src["plaintext"], f"{etag} plaintext")
-    c.eq(rng_a.pos, len(rng_a.keys), f"{tag} alice_ratchet_privates consumed")
-    c.eq(rng_b.pos, len(rng_b.keys), f"{tag} bob_ratchet_privates consumed")
 
 
 # ---------------------------------------------------------------- sealed envelope
@@ -1642,6 +1663,391 @@ def check_group_membership(c: Checker, gv: dict):
                     f"group_membership.changes[{i}] accepted with byte {pos} flipped")
 
 
+# ---------------------------------------------------------------- version 2 (section 16)
+# The hybrid handshake: ML-KEM-768 (FIPS 203) from kyber-py, imported only
+# when a version 2 file is checked, so that version 1 files need only
+# `cryptography`.
+INFO_PQXDH = b"Sotto_PQXDH_v2"
+V2_ONLY_DOMAIN = b"Sotto_SPK_v2_only"
+KEM_TYPE_ML_KEM_768 = 0x0A
+KEM_EK_LEN = 1184
+KEM_CT_LEN = 1088
+KEM_Q = 3329
+V2_BUNDLE_FIELDS = ["description", "identity_seed", "versions", "signed_prekey_id",
+                    "signed_prekey_private", "signed_prekey_signature",
+                    "one_time_prekey_id", "one_time_prekey_private", "kem_prekey_id",
+                    "kem_prekey_kind", "kem_prekey_seed", "kem_encapsulation_key",
+                    "kem_prekey_signature", "encoding"]
+V2_PQXDH_FIELDS = ["description", "bundle", "alice_identity_seed", "alice_ephemeral_private",
+                   "kem_message", "kem_ciphertext", "kem_shared_secret", "shared_secret",
+                   "associated_data"]
+
+
+def ml_kem():
+    from kyber_py.ml_kem import ML_KEM_768
+    return ML_KEM_768
+
+
+def kem_keygen(seed: bytes):
+    """ML-KEM.KeyGen_internal(d, z) with seed = d || z: (ek, dk)."""
+    return ml_kem().key_derive(seed)
+
+
+def kem_encaps(ek: bytes, m: bytes):
+    """ML-KEM.Encaps_internal(ek, m): (CT, SS)."""
+    ss, ct = ml_kem()._encaps_internal(ek, m)
+    return ct, ss
+
+
+def kem_decaps(dk: bytes, ct: bytes) -> bytes:
+    return ml_kem().decaps(dk, ct)
+
+
+def kem_key_ok(ek: bytes) -> bool:
+    """16.1: 1184 bytes, and every 12-bit coefficient of the 3 * 256 encoded
+    ones (the first 1152 bytes; the last 32 are the seed rho) below q."""
+    if len(ek) != KEM_EK_LEN:
+        return False
+    for i in range(0, 1152, 3):
+        b0, b1, b2 = ek[i], ek[i + 1], ek[i + 2]
+        if (b0 | (b1 & 0x0F) << 8) >= KEM_Q or (b1 >> 4 | b2 << 4) >= KEM_Q:
+            return False
+    return True
+
+
+def x25519_prekey_ok(k: bytes) -> bool:
+    """Section 1: canonical (below 2^255 - 19, top bit clear) and not of
+    small order (X25519 with a fixed scalar is not all zeros)."""
+    if int.from_bytes(k, "little") >= P:
+        return False
+    try:
+        dh(bytes([9] * 32), k)
+    except ProtocolError:
+        return False
+    return True
+
+
+def spk_message(versions: int, spk_pub: bytes) -> bytes:
+    """16.2: what `sig` covers for `versions`."""
+    return enc_x(spk_pub) if versions & 0x01 else V2_ONLY_DOMAIN + enc_x(spk_pub)
+
+
+def encode_bundle_v2(b: dict) -> bytes:
+    out = bytes([VERSION_V2, b["versions"]]) + b["ik"] + u32be(b["spk_id"]) + b["spk_pub"] + b["sig"]
+    if b["opk_id"] is None:
+        out += b"\x00"
+    else:
+        out += b"\x01" + u32be(b["opk_id"]) + b["opk_pub"]
+    return out + u32be(b["kem_id"]) + b["ek"] + b["kem_sig"]
+
+
+def decode_bundle(data: bytes) -> dict:
+    """Sections 2 and 16.2, strict: both bundle versions."""
+    r = ByteReader(data)
+    version = r.uint(1)
+    if version == VERSION:
+        versions = 0x01
+    elif version == VERSION_V2:
+        versions = r.uint(1)
+        if versions not in (0x02, 0x03):
+            raise Refused("invalid_bundle")
+    else:
+        raise Refused("unsupported_version")
+    ik = r.take(32)
+    if not ed25519_key_ok(ik):
+        raise Refused("invalid_identity_key")
+    b = {"versions": versions, "ik": ik, "spk_id": r.uint(4), "spk_pub": r.take(32),
+         "sig": r.take(64), "opk_id": None, "opk_pub": None, "kem_id": None}
+    flag = r.uint(1)
+    if flag == 1:
+        b["opk_id"], b["opk_pub"] = r.uint(4), r.take(32)
+    elif flag != 0:
+        raise Refused("invalid_flag")
+    if versions & 0x02:
+        b["kem_id"] = r.uint(4)
+        b["ek"] = r.take(KEM_EK_LEN)
+        if not kem_key_ok(b["ek"]):
+            raise Refused("invalid_kem_key")
+        b["kem_sig"] = r.take(64)
+    r.finish()
+    return b
+
+
+def verify_bundle(b: dict):
+    """16.2: sig over what versions says, SPK and OPK checks, kem_sig."""
+    if not verify_ed(b["ik"], b["sig"], spk_message(b["versions"], b["spk_pub"])):
+        raise Refused("invalid_signature")
+    for key in (b["spk_pub"], b["opk_pub"]):
+        if key is not None and not x25519_prekey_ok(key):
+            raise Refused("invalid_prekey")
+    if b["kem_id"] is not None and not verify_ed(
+            b["ik"], b["kem_sig"], bytes([KEM_TYPE_ML_KEM_768]) + b["ek"]):
+        raise Refused("invalid_signature")
+
+
+class Owner:
+    """A bundle vector's owner: its keys, recomputed from the seeds."""
+
+    def __init__(self, e: dict):
+        self.ik = Identity(hx(e["identity_seed"]))
+        self.versions = e["versions"]
+        self.spk_id, self.spk_priv = e["signed_prekey_id"], hx(e["signed_prekey_private"])
+        self.spk_pub = x25519_pub(self.spk_priv)
+        opk = e["one_time_prekey_private"]
+        self.opk_id = e["one_time_prekey_id"]
+        self.opk_priv = hx(opk) if opk is not None else None
+        self.kem_id = e["kem_prekey_id"]
+        self.kem_one_time = e["kem_prekey_kind"] == "one_time"
+        self.ek, self.dk = kem_keygen(hx(e["kem_prekey_seed"]))
+
+    def bundle(self) -> dict:
+        return {"versions": self.versions, "ik": self.ik.ed_pub, "spk_id": self.spk_id,
+                "spk_pub": self.spk_pub,
+                "sig": self.ik.sign(spk_message(self.versions, self.spk_pub)),
+                "opk_id": self.opk_id,
+                "opk_pub": x25519_pub(self.opk_priv) if self.opk_priv is not None else None,
+                "kem_id": self.kem_id, "ek": self.ek,
+                "kem_sig": self.ik.sign(bytes([KEM_TYPE_ML_KEM_768]) + self.ek)}
+
+
+def pqxdh_sk(dhs: list[bytes], ss: bytes) -> bytes:
+    """16.3: SK = HKDF(0x00*32, 0xFF*32 || DH1 || DH2 || DH3 [|| DH4] || SS)."""
+    return hkdf(bytes(32), x3dh_ikm(dhs) + ss, INFO_PQXDH, 32)
+
+
+def pqxdh_initiator(ik_a: Identity, ek_a_priv: bytes, m: bytes, b: dict):
+    verify_bundle(b)
+    ik_b_x = ed_to_montgomery(b["ik"])
+    dhs = [dh(ik_a.x_priv, b["spk_pub"]), dh(ek_a_priv, ik_b_x), dh(ek_a_priv, b["spk_pub"])]
+    if b["opk_pub"] is not None:
+        dhs.append(dh(ek_a_priv, b["opk_pub"]))
+    ct, ss = kem_encaps(b["ek"], m)
+    return pqxdh_sk(dhs, ss), enc_ed(ik_a.ed_pub) + enc_ed(b["ik"]), ct, ss
+
+
+def pqxdh_responder(owner: Owner, opk_priv, ik_a_ed: bytes, ek_a_pub: bytes, ct: bytes):
+    ik_a_x = ed_to_montgomery(ik_a_ed)
+    dhs = [dh(owner.spk_priv, ik_a_x), dh(owner.ik.x_priv, ek_a_pub),
+           dh(owner.spk_priv, ek_a_pub)]
+    if opk_priv is not None:
+        dhs.append(dh(opk_priv, ek_a_pub))
+    return pqxdh_sk(dhs, kem_decaps(owner.dk, ct)), enc_ed(ik_a_ed) + enc_ed(owner.ik.ed_pub)
+
+
+def parse_prekey_v2(buf: bytes):
+    """16.4: PreKeyMessage v2, strict."""
+    r = ByteReader(buf)
+    if r.uint(1) != VERSION_V2:
+        raise Refused("unsupported_version")
+    if r.uint(1) != TYPE_PREKEY:
+        raise Refused("unknown_message_type")
+    ik_a = r.take(32)
+    if not ed25519_key_ok(ik_a):
+        raise Refused("invalid_identity_key")
+    ek_a = r.take(32)
+    if int.from_bytes(ek_a, "little") >= P:
+        raise Refused("invalid_base_key")
+    spk_id = r.uint(4)
+    flag = r.uint(1)
+    if flag == 1:
+        opk_id = r.uint(4)
+    elif flag == 0:
+        opk_id = None
+    else:
+        raise Refused("invalid_flag")
+    kem_id = r.uint(4)
+    ct = r.take(KEM_CT_LEN)
+    rest = buf[r.pos:]
+    if len(rest) < 1 or rest[0] != VERSION_V2:
+        raise Refused("unsupported_version" if rest else "truncated")
+    header, ctext = parse_message(rest, VERSION_V2)
+    return ik_a, ek_a, spk_id, opk_id, kem_id, ct, header, ctext
+
+
+class AliceV2(Alice):
+    def __init__(self, ik: Identity, ek_priv: bytes, m: bytes, b: dict, rng: ListRng):
+        self.ik, self.rng = ik, rng
+        self.ek_pub = x25519_pub(ek_priv)
+        self.b = b
+        sk, ad, self.ct, _ = pqxdh_initiator(ik, ek_priv, m, b)
+        self.session = Ratchet.init_alice(sk, ad, b["spk_pub"], rng)
+        self.session.version = VERSION_V2
+        self.got_reply = False
+
+    def send(self, pt: bytes) -> bytes:
+        msg = self.session.encrypt(pt)
+        if self.got_reply:
+            return msg
+        b = self.b
+        out = bytes([VERSION_V2, TYPE_PREKEY]) + self.ik.ed_pub + self.ek_pub + u32be(b["spk_id"])
+        out += b"\x00" if b["opk_id"] is None else b"\x01" + u32be(b["opk_id"])
+        return out + u32be(b["kem_id"]) + self.ct + msg
+
+    def receive(self, wire: bytes) -> bytes:
+        header, ct = parse_message(wire, VERSION_V2)
+        work = copy.deepcopy(self.session)
+        pt = work.decrypt_inplace(header, ct, self.rng)
+        self.session = work
+        self.got_reply = True
+        return pt
+
+
+class BobV2:
+    """The responder of a bundle vector, holding all its prekeys; deletes
+    the one-time ones after the first message that used them decrypts."""
+
+    def __init__(self, owner: Owner, rng: ListRng):
+        self.owner, self.rng = owner, rng
+        self.opks = {} if owner.opk_id is None else {owner.opk_id: owner.opk_priv}
+        self.kems = {owner.kem_id: owner.dk}
+        self.sessions: dict = {}
+        self.current = None
+
+    def send(self, pt: bytes) -> bytes:
+        if self.current is None:
+            raise ProtocolError("Bob has no session to send with")
+        return self.sessions[self.current].encrypt(pt)
+
+    def receive(self, wire: bytes) -> bytes:
+        if len(wire) >= 2 and wire[1] == TYPE_PREKEY:
+            ik_a, ek_a, spk_id, opk_id, kem_id, ct, header, ctext = parse_prekey_v2(wire)
+            key = (ik_a, ek_a)
+            if key in self.sessions:
+                work = copy.deepcopy(self.sessions[key])
+                pt = work.decrypt_inplace(header, ctext, self.rng)
+                self.sessions[key], self.current = work, key
+                return pt
+            if spk_id != self.owner.spk_id:
+                raise Refused("unknown_signed_prekey")
+            if opk_id is not None and opk_id not in self.opks:
+                raise Refused("unknown_one_time_prekey")
+            if kem_id not in self.kems:
+                raise Refused("unknown_kem_prekey")
+            sk, ad = pqxdh_responder(self.owner, self.opks.get(opk_id) if opk_id is not None
+                                     else None, ik_a, ek_a, ct)
+            work = Ratchet.init_bob(sk, ad, self.owner.spk_priv)
+            work.version = VERSION_V2
+            try:
+                pt = work.decrypt_inplace(header, ctext, self.rng)
+            except AuthError as e:
+                raise Refused("authentication_failed") from e
+            self.sessions[key], self.current = work, key
+            if opk_id is not None:
+                del self.opks[opk_id]
+            if self.owner.kem_one_time:
+                del self.kems[kem_id]
+            return pt
+        header, ctext = parse_message(wire, VERSION_V2)
+        last_err: Exception = ProtocolError("no session matches")
+        for key, sess in self.sessions.items():
+            work = copy.deepcopy(sess)
+            try:
+                pt = work.decrypt_inplace(header, ctext, self.rng)
+            except ProtocolError as e:
+                last_err = e
+                continue
+            self.sessions[key], self.current = work, key
+            return pt
+        raise last_err
+
+
+def check_v2_bundle(c: Checker, i: int, e: dict):
+    tag = f"bundles[{i}]"
+    missing = [f for f in V2_BUNDLE_FIELDS if f not in e]
+    if not c.check(not missing, f"{tag}: missing fields {missing}"):
+        return
+    c.check(e["versions"] in (0x02, 0x03), f"{tag}: versions {e['versions']}")
+    c.check(e["kem_prekey_kind"] in ("one_time", "last_resort"), f"{tag}: kem_prekey_kind")
+    owner = Owner(e)
+    b = owner.bundle()
+    c.eq(b["sig"], e["signed_prekey_signature"], f"{tag} signed_prekey_signature")
+    c.eq(owner.ek, e["kem_encapsulation_key"], f"{tag} kem_encapsulation_key (KeyGen from seed)")
+    c.eq(b["kem_sig"], e["kem_prekey_signature"], f"{tag} kem_prekey_signature")
+    enc = encode_bundle_v2(b)
+    c.eq(enc, e["encoding"], f"{tag} encoding")
+    c.eq(len(enc), 1387 if owner.opk_id is None else 1423, f"{tag} encoding length")
+    c.eq(outcome(bundle_refusal, hx(e["encoding"])), None, f"{tag} encoding refused")
+    if outcome(decode_bundle, hx(e["encoding"])) is None:
+        c.check(decode_bundle(hx(e["encoding"])) == b, f"{tag}: encoding decodes to other fields")
+
+
+def check_v2_pqxdh(c: Checker, i: int, e: dict, bundles: list):
+    tag = f"pqxdh[{i}]"
+    missing = [f for f in V2_PQXDH_FIELDS if f not in e]
+    if not c.check(not missing, f"{tag}: missing fields {missing}"):
+        return
+    if not c.check(0 <= e["bundle"] < len(bundles), f"{tag}: bad bundle index"):
+        return
+    owner = Owner(bundles[e["bundle"]])
+    ik_a = Identity(hx(e["alice_identity_seed"]))
+    ek_priv = hx(e["alice_ephemeral_private"])
+    try:
+        sk, ad, ct, ss = pqxdh_initiator(ik_a, ek_priv, hx(e["kem_message"]), owner.bundle())
+        c.eq(ct, e["kem_ciphertext"], f"{tag} kem_ciphertext (Encaps with m)")
+        c.eq(ss, e["kem_shared_secret"], f"{tag} kem_shared_secret (initiator)")
+        c.eq(sk, e["shared_secret"], f"{tag} shared_secret (initiator)")
+        c.eq(ad, e["associated_data"], f"{tag} associated_data")
+    except ProtocolError as ex:
+        c.check(False, f"{tag} initiator failed: {ex}")
+    ct = hx(e["kem_ciphertext"])
+    c.eq(kem_decaps(owner.dk, ct), e["kem_shared_secret"], f"{tag} kem_shared_secret (Decaps)")
+    try:
+        sk_b, ad_b = pqxdh_responder(owner, owner.opk_priv, ik_a.ed_pub, x25519_pub(ek_priv), ct)
+        c.eq(sk_b, e["shared_secret"], f"{tag} shared_secret (responder)")
+        c.eq(ad_b, e["associated_data"], f"{tag} associated_data (responder)")
+    except ProtocolError as ex:
+        c.check(False, f"{tag} responder failed: {ex}")
+
+
+def check_v2_session(c: Checker, i: int, s: dict, data: dict):
+    tag = f"sessions[{i}]"
+    missing = [f for f in ["description", "pqxdh", "alice_ratchet_privates",
+                           "bob_ratchet_privates", "events"] if f not in s]
+    if not c.check(not missing, f"{tag}: missing fields {missing}"):
+        return
+    if not c.check(0 <= s["pqxdh"] < len(data["pqxdh"]), f"{tag}: bad pqxdh index"):
+        return
+    e = data["pqxdh"][s["pqxdh"]]
+    owner = Owner(data["bundles"][e["bundle"]])
+    rng_a = ListRng("alice", [hx(k) for k in s["alice_ratchet_privates"]])
+    rng_b = ListRng("bob", [hx(k) for k in s["bob_ratchet_privates"]])
+    try:
+        alice = AliceV2(Identity(hx(e["alice_identity_seed"])), hx(e["alice_ephemeral_private"]),
+                        hx(e["kem_message"]), owner.bundle(), rng_a)
+    except ProtocolError as ex:
+        c.check(False, f"{tag} alice initialisation failed: {ex}")
+        return
+    run_events(c, tag, s["events"], {"alice": alice, "bob": BobV2(owner, rng_b)})
+    c.eq(rng_a.pos, len(rng_a.keys), f"{tag} alice_ratchet_privates consumed")
+    c.eq(rng_b.pos, len(rng_b.keys), f"{tag} bob_ratchet_privates consumed")
+
+
+def bundle_refusal(data: bytes):
+    verify_bundle(decode_bundle(data))
+
+
+def first_message_refusal(owner: Owner, wire: bytes):
+    # A refused first message may draw Bob's ratchet key: any key will do.
+    BobV2(owner, ListRng("bob", [bytes(32)])).receive(wire)
+
+
+def check_v2(c: Checker, data: dict):
+    bundles, pqxdh = data.get("bundles", []), data.get("pqxdh", [])
+    for i, e in enumerate(bundles):
+        check_v2_bundle(c, i, e)
+    for i, e in enumerate(pqxdh):
+        check_v2_pqxdh(c, i, e, bundles)
+    for i, s in enumerate(data.get("sessions", [])):
+        check_v2_session(c, i, s, data)
+    for i, e in enumerate(data.get("invalid_bundles", [])):
+        c.eq(outcome(bundle_refusal, hx(e["encoding"])), e["error"],
+             f"invalid_bundles[{i}] ({e['description']}) refusal")
+    for i, e in enumerate(data.get("invalid_prekey_messages", [])):
+        owner = Owner(bundles[pqxdh[e["pqxdh"]]["bundle"]])
+        c.eq(outcome(first_message_refusal, owner, hx(e["wire"])), e["error"],
+             f"invalid_prekey_messages[{i}] ({e['description']}) refusal")
+
+
 def explain_wire_diff(got: bytes, want: bytes, etag: str):
     if len(got) != len(want):
         print(f"    {etag}: length computed {len(got)} file {len(want)}")
@@ -1656,6 +2062,11 @@ def main(argv):
     with open(path) as f:
         data = json.load(f)
     c = Checker()
+    if data.get("version") == 2:
+        check_hex_lower(c, data, "$")
+        check_v2(c, data)
+        print(f"conformance: {c.n} checks, {c.failed} failed")
+        return 1 if c.failed else 0
     c.eq(data.get("version"), 1, "version")
     check_hex_lower(c, data, "$")
     x3dh = data.get("x3dh", [])

@@ -6,6 +6,7 @@
 mod conformance;
 
 const VECTORS: &str = include_str!("../../../docs/test-vectors/v1.json");
+const VECTORS_V2: &str = include_str!("../../../docs/test-vectors/v2.json");
 
 #[test]
 fn committed_vectors_are_exactly_what_the_code_generates() {
@@ -224,4 +225,89 @@ fn checker_reports_a_tampered_group_change_winner_and_refusal() {
     g["invalid"][2]["error"] = serde_json::json!("already_member");
     let report = conformance::check_json(&v.to_string());
     assert_eq!(report.failures.len(), 6, "{:?}", report.failures);
+}
+
+#[test]
+fn committed_v2_vectors_are_exactly_what_the_code_generates() {
+    let generated = conformance::v2::generate_json().expect("generation");
+    assert!(
+        generated == VECTORS_V2,
+        "docs/test-vectors/v2.json is stale: run `cargo run -p sotto-core --example vectors -- generate-v2 docs/test-vectors/v2.json`"
+    );
+}
+
+#[test]
+fn checker_replays_the_committed_v2_vectors_without_mismatch() {
+    let report = conformance::v2::check_json(VECTORS_V2);
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    // Three bundles, four key agreements, three sessions, refusals.
+    assert!(report.checks > 100, "{}", report.summary());
+    let v: serde_json::Value = serde_json::from_str(VECTORS_V2).unwrap();
+    let versions: Vec<u64> = v["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["versions"].as_u64().unwrap())
+        .collect();
+    assert!(versions.contains(&2) && versions.contains(&3));
+}
+
+/// `hex` with the high bit of its byte `at` flipped.
+fn flip_high_bit(hex: &str, at: usize) -> String {
+    let mut chars: Vec<char> = hex.chars().collect();
+    let nibble = chars[2 * at].to_digit(16).unwrap() ^ 8;
+    chars[2 * at] = char::from_digit(nibble, 16).unwrap();
+    chars.into_iter().collect()
+}
+
+#[test]
+fn v2_checker_reports_a_tampered_kem_ciphertext_seed_and_first_message() {
+    let mut v: serde_json::Value = serde_json::from_str(VECTORS_V2).unwrap();
+    // A CT that is not Encaps(ek, m): it differs, and the responder's SK
+    // (from ML-KEM's implicit rejection) differs from the file's.
+    let ct = v["pqxdh"][1]["kem_ciphertext"].as_str().unwrap().to_owned();
+    v["pqxdh"][1]["kem_ciphertext"] = serde_json::json!(flip_high_bit(&ct, 100));
+    // Another KEM seed: ek, its signature and the encoding differ.
+    let seed = v["bundles"][2]["kem_prekey_seed"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    v["bundles"][2]["kem_prekey_seed"] = serde_json::json!(flip_high_bit(&seed, 0));
+    let report = conformance::v2::check_json(&v.to_string());
+    assert!(report.failures.len() >= 5, "{:?}", report.failures);
+
+    // A first message whose CT was changed: it differs from the one sent,
+    // and Bob cannot decrypt it.
+    let mut v: serde_json::Value = serde_json::from_str(VECTORS_V2).unwrap();
+    let wire = v["sessions"][0]["events"][0]["wire"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ct_at = 2 + 32 + 32 + 4 + 1 + 4 + 4;
+    v["sessions"][0]["events"][0]["wire"] = serde_json::json!(flip_high_bit(&wire, ct_at + 7));
+    let report = conformance::v2::check_json(&v.to_string());
+    assert!(
+        report.failures.iter().any(|f| f.contains("wire differs"))
+            && report
+                .failures
+                .iter()
+                .any(|f| f.contains("failed to decrypt send 0")),
+        "{:?}",
+        report.failures
+    );
+}
+
+#[test]
+fn v2_checker_reports_a_wrong_refusal_code() {
+    let mut v: serde_json::Value = serde_json::from_str(VECTORS_V2).unwrap();
+    v["invalid_bundles"][0]["error"] = serde_json::json!("invalid_kem_key");
+    v["invalid_prekey_messages"][0]["error"] = serde_json::json!("unknown_kem_prekey");
+    let report = conformance::v2::check_json(&v.to_string());
+    assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
+}
+
+#[test]
+fn v2_checker_rejects_a_file_outside_the_schema() {
+    let report = conformance::v2::check_json(VECTORS);
+    assert_eq!(report.failures.len(), 1);
 }

@@ -10,6 +10,8 @@
 mod group_membership;
 #[path = "groups.rs"]
 mod groups;
+#[path = "v2.rs"]
+pub mod v2;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
