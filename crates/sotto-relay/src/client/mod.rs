@@ -46,9 +46,10 @@ use crate::envelope::{Envelope, FetchedPage, MessageId};
 use crate::protocol::frame::{read_frame, write_frame};
 use crate::protocol::version::relay_versions;
 use crate::protocol::{
-    AuthInfo, ChannelBinding, ErrorCode, ErrorFrame, MAX_MULTI_RECIPIENTS, MultiRecipient,
-    PreKeyStock, PreKeyUpload, Push, RecipientOutcome, Request, Response, SEND_MULTI_VERSION,
-    SUPPORTED_VERSIONS, ServerFrame, Welcome, auth_message, max_payload_len, send_multi_frame_len,
+    AuthInfo, ChannelBinding, ErrorCode, ErrorFrame, KEM_PREKEYS_VERSION, MAX_MULTI_RECIPIENTS,
+    MultiRecipient, PreKeyStock, PreKeyUpload, Push, RecipientOutcome, Request, Response,
+    SEND_MULTI_VERSION, SUPPORTED_VERSIONS, ServerFrame, Welcome, auth_message, max_payload_len,
+    send_multi_frame_len,
 };
 
 /// Client settings.
@@ -368,6 +369,13 @@ impl RelayClient {
     /// Publishes prekeys for the authenticated mailbox; returns the
     /// one-time prekey stock after the upload.
     pub async fn upload_prekeys(&self, upload: PreKeyUpload) -> Result<PreKeyStock, ClientError> {
+        if upload.has_kem_part() && !self.supports_kem_prekeys() {
+            return Err(ClientError::Unsupported {
+                request: "UploadPreKeys with KEM prekeys",
+                version: self.protocol_version(),
+                needed: KEM_PREKEYS_VERSION,
+            });
+        }
         match self.inner.request(Request::UploadPreKeys(upload)).await? {
             Response::PreKeysUploaded(stock) => Ok(stock),
             _ => Err(unexpected()),
@@ -393,6 +401,43 @@ impl RelayClient {
             }
             _ => Err(unexpected()),
         }
+    }
+
+    /// Fetches the bundle of `address` for a protocol v2 initiator
+    /// (relay protocol 4): a v2 bundle with one of its owner's one-time
+    /// KEM prekeys (consumed, as the one-time prekey is) or its last-resort
+    /// one, or a v1 bundle if the owner published no KEM prekey. Checked as
+    /// [`fetch_bundle`](Self::fetch_bundle) checks, the KEM prekey's
+    /// signature included.
+    pub async fn fetch_bundle_v2(
+        &self,
+        address: &MailboxAddress,
+    ) -> Result<PreKeyBundle, ClientError> {
+        if !self.supports_kem_prekeys() {
+            return Err(ClientError::Unsupported {
+                request: "FetchBundleV2",
+                version: self.protocol_version(),
+                needed: KEM_PREKEYS_VERSION,
+            });
+        }
+        let request = Request::FetchBundleV2 { address: *address };
+        match self.inner.request(request).await? {
+            Response::BundleV2(bundle) => {
+                if MailboxAddress::of(&bundle.identity_key) != *address {
+                    return Err(ClientError::BundleMismatch);
+                }
+                bundle.verify().map_err(ClientError::InvalidBundle)?;
+                Ok(*bundle)
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Whether the relay keeps KEM prekeys
+    /// ([`fetch_bundle_v2`](Self::fetch_bundle_v2), KEM prekeys in an
+    /// upload): it negotiated protocol version 4 or later.
+    pub fn supports_kem_prekeys(&self) -> bool {
+        self.protocol_version() >= KEM_PREKEYS_VERSION
     }
 
     /// Queues `payload` for `recipient`. Resending with the same

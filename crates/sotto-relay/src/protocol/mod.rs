@@ -26,11 +26,12 @@ pub use auth::{
 };
 pub use error_code::ErrorCode;
 pub use request::{
-    MultiRecipient, OneTimePreKeyPublic, PreKeyUpload, Request, RequestFrame, SignedPreKeyPublic,
-    send_multi_frame_len,
+    KEM_PREKEY_WIRE_LEN, MultiRecipient, OneTimePreKeyPublic, PreKeyUpload, Request, RequestFrame,
+    SignedPreKeyPublic, send_multi_frame_len,
 };
 pub use response::{
-    AuthInfo, ErrorFrame, PreKeyStock, Push, RecipientOutcome, Response, ServerFrame, Welcome,
+    AuthInfo, ErrorFrame, KemPreKeyStock, PreKeyStock, Push, RecipientOutcome, Response,
+    ServerFrame, Welcome,
 };
 
 /// The four bytes that open `Hello` and `Welcome`: `"SOTR"`.
@@ -41,13 +42,22 @@ pub const MAGIC: [u8; 4] = *b"SOTR";
 /// Version 2 binds the login signature to the TLS channel
 /// ([`auth_message`]); version 1 signed without it and is no longer spoken.
 /// Version 3 is version 2 with one more request, [`Request::SendMulti`]
-/// ([`SEND_MULTI_VERSION`]); everything else is the same.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// ([`SEND_MULTI_VERSION`]); everything else is the same. Version 4 adds
+/// the ML-KEM-768 prekey directory of core protocol v2
+/// ([`KEM_PREKEYS_VERSION`]).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Every protocol version this implementation speaks, lowest first. A
 /// client offers them all and learns from the relay's choice which
 /// requests it may use (docs/relay.md §3).
-pub const SUPPORTED_VERSIONS: &[u16] = &[2, PROTOCOL_VERSION];
+pub const SUPPORTED_VERSIONS: &[u16] = &[2, 3, PROTOCOL_VERSION];
+
+/// The first protocol version with KEM prekeys: the KEM part of
+/// [`Request::UploadPreKeys`], [`Request::FetchBundleV2`] and the KEM
+/// stock in [`PreKeyStock`]. On an older connection the relay refuses the
+/// first two as a relay that predates them does, and reports no KEM
+/// stock.
+pub const KEM_PREKEYS_VERSION: u16 = 4;
 
 /// The first protocol version that defines [`Request::SendMulti`]. On a
 /// connection that negotiated an older one the relay answers it
@@ -130,6 +140,15 @@ pub enum DecodeError {
     /// A field whose value is not allowed.
     #[error("invalid field: {0}")]
     InvalidField(&'static str),
+    /// A KEM prekey (of id `id`) of an upload whose encapsulation key
+    /// FIPS 203's input check refuses; the rest of the body was not read.
+    /// The relay answers it with the non-fatal
+    /// [`ErrorCode::InvalidPreKey`].
+    #[error("KEM prekey {id} is not a valid ML-KEM-768 encapsulation key")]
+    InvalidKemPreKey {
+        /// The prekey's id.
+        id: u32,
+    },
     /// A `SendMulti` naming more recipients than
     /// [`MAX_MULTI_RECIPIENTS`]; the rest of the body was not read. The
     /// relay answers it with the non-fatal
@@ -157,6 +176,7 @@ pub(crate) mod frame_type {
     pub(crate) const PUBLISH_DEVICE_LIST: u8 = 0x09;
     pub(crate) const FETCH_DEVICE_LIST: u8 = 0x0A;
     pub(crate) const SEND_MULTI: u8 = 0x0B;
+    pub(crate) const FETCH_BUNDLE_V2: u8 = 0x0C;
     pub(crate) const RESPONSE_BIT: u8 = 0x80;
     pub(crate) const PUSH_ENVELOPE: u8 = 0xC0;
     pub(crate) const PUSH_PREKEYS_LOW: u8 = 0xC1;

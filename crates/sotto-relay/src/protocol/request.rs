@@ -1,13 +1,16 @@
 //! Frames a client sends.
 
 use sotto_core::{
-    AccessKey, AccessVerifier, OneTimePreKey, OneTimePreKeyId, PreKeyPublic, Signature,
-    SignedPreKey, SignedPreKeyId,
+    AccessKey, AccessVerifier, KEM_PUBLIC_LEN, KemPreKey, KemPreKeyId, KemPublic, OneTimePreKey,
+    OneTimePreKeyId, PreKeyPublic, Signature, SignedKemPreKey, SignedPreKey, SignedPreKeyId,
 };
 
 use super::codec::{Reader, header};
 use super::frame_type as t;
-use super::{DecodeError, MAGIC, MAX_MULTI_RECIPIENTS, MAX_OFFERED_VERSIONS, SEND_MULTI_VERSION};
+use super::{
+    DecodeError, KEM_PREKEYS_VERSION, MAGIC, MAX_MULTI_RECIPIENTS, MAX_OFFERED_VERSIONS,
+    SEND_MULTI_VERSION,
+};
 use crate::address::MailboxAddress;
 use crate::envelope::MessageId;
 
@@ -99,6 +102,22 @@ pub struct PreKeyUpload {
     /// keeps it. Stored with the signed prekey, so it is sent only together
     /// with one (docs/relay.md §5).
     pub access_verifier: Option<AccessVerifier>,
+    /// Protocol 4 ([`KEM_PREKEYS_VERSION`]): a new last-resort ML-KEM-768
+    /// prekey, replacing the published one (served in a v2 bundle when no
+    /// one-time KEM prekey is left); `None` keeps it.
+    pub last_resort_kem_prekey: Option<SignedKemPreKey>,
+    /// Protocol 4: one-time KEM prekeys to add (a stored key with the same
+    /// id is replaced); each is handed out in at most one v2 bundle.
+    pub one_time_kem_prekeys: Vec<SignedKemPreKey>,
+    /// Protocol 4: delete every stored one-time KEM prekey before adding
+    /// these.
+    pub replace_one_time_kem_prekeys: bool,
+    /// Protocol 4, only with a signed prekey: its signature is the
+    /// "v2 only" one (`SignedPreKey::v2_only_signature`, docs/protocol.md
+    /// §16.2): its owner speaks protocol v2 only, and its v2 bundles say
+    /// so (`ProtocolVersions::V2_ONLY`). Without it a signed prekey is
+    /// checked, and served, as one for versions 1 and 2.
+    pub signed_prekey_v2_only: bool,
 }
 
 impl PreKeyUpload {
@@ -124,7 +143,43 @@ impl PreKeyUpload {
             one_time_prekeys,
             replace_one_time_prekeys: false,
             access_verifier: None,
+            last_resort_kem_prekey: None,
+            one_time_kem_prekeys: Vec::new(),
+            replace_one_time_kem_prekeys: false,
+            signed_prekey_v2_only: false,
         }
+    }
+
+    /// The same upload, also publishing `key` as the last-resort KEM
+    /// prekey (protocol 4).
+    pub fn with_last_resort_kem_prekey(mut self, key: &KemPreKey) -> Self {
+        self.last_resort_kem_prekey = Some(key.signed_public());
+        self
+    }
+
+    /// The same upload, also adding `keys` as one-time KEM prekeys
+    /// (protocol 4); replacing the stored ones if `replace`.
+    pub fn with_one_time_kem_prekeys(mut self, keys: &[KemPreKey], replace: bool) -> Self {
+        self.one_time_kem_prekeys = keys.iter().map(KemPreKey::signed_public).collect();
+        self.replace_one_time_kem_prekeys = replace;
+        self
+    }
+
+    /// The same upload, its signed prekey marked as signed for protocol
+    /// v2 only (protocol 4; see
+    /// [`signed_prekey_v2_only`](Self::signed_prekey_v2_only)).
+    pub fn with_signed_prekey_v2_only(mut self, v2_only: bool) -> Self {
+        self.signed_prekey_v2_only = v2_only;
+        self
+    }
+
+    /// Whether the upload carries anything of protocol 4's KEM prekey
+    /// directory: it can only be sent on a connection that negotiated it.
+    pub fn has_kem_part(&self) -> bool {
+        self.last_resort_kem_prekey.is_some()
+            || !self.one_time_kem_prekeys.is_empty()
+            || self.replace_one_time_kem_prekeys
+            || self.signed_prekey_v2_only
     }
 
     /// The same upload, replacing the stored one-time prekeys if `replace`
@@ -150,6 +205,43 @@ mod upload_flags {
     pub(super) const REPLACE_ONE_TIME: u8 = 0x02;
     /// An access verifier follows the signed prekey.
     pub(super) const ACCESS_VERIFIER: u8 = 0x04;
+    /// Protocol 4: the KEM part follows the one-time prekeys.
+    pub(super) const KEM: u8 = 0x08;
+}
+
+/// Flag bits of the KEM part of `UploadPreKeys` (protocol 4).
+mod kem_flags {
+    /// A last-resort KEM prekey follows.
+    pub(super) const LAST_RESORT: u8 = 0x01;
+    /// Replace the stored one-time KEM prekeys.
+    pub(super) const REPLACE_ONE_TIME: u8 = 0x02;
+    /// The upload's signed prekey is signed for protocol v2 only.
+    pub(super) const SIGNED_PREKEY_V2_ONLY: u8 = 0x04;
+}
+
+/// Bytes of one KEM prekey in an upload: `u32be(id) || ek(1184) ||
+/// sig(64)`.
+pub const KEM_PREKEY_WIRE_LEN: usize = 4 + KEM_PUBLIC_LEN + 64;
+
+fn put_kem_prekey(out: &mut Vec<u8>, key: &SignedKemPreKey) {
+    out.extend_from_slice(&key.id.get().to_be_bytes());
+    out.extend_from_slice(key.key.as_bytes());
+    out.extend_from_slice(key.signature.as_bytes());
+}
+
+/// Reads one KEM prekey; an encapsulation key that FIPS 203's input check
+/// refuses is [`DecodeError::InvalidKemPreKey`] (the frame itself is well
+/// formed: the relay refuses the upload and goes on).
+fn get_kem_prekey(r: &mut Reader<'_>) -> Result<SignedKemPreKey, DecodeError> {
+    let id = r.u32()?;
+    let key = r.bytes(KEM_PUBLIC_LEN)?;
+    let signature = Signature::from_bytes(r.array()?);
+    let key = KemPublic::from_bytes(key).map_err(|_| DecodeError::InvalidKemPreKey { id })?;
+    Ok(SignedKemPreKey {
+        id: KemPreKeyId::new(id),
+        key,
+        signature,
+    })
 }
 
 /// Flag bit of `Send` and of each `SendMulti` recipient: an access key
@@ -255,6 +347,31 @@ fn get_access_key(
     })
 }
 
+/// Writes the KEM part of an upload: `kem_flags(u8) || [last_resort] ||
+/// u16be(m) || m × kem_prekey`.
+fn put_kem_part(out: &mut Vec<u8>, upload: &PreKeyUpload) {
+    let mut flags = 0u8;
+    if upload.last_resort_kem_prekey.is_some() {
+        flags |= kem_flags::LAST_RESORT;
+    }
+    if upload.replace_one_time_kem_prekeys {
+        flags |= kem_flags::REPLACE_ONE_TIME;
+    }
+    if upload.signed_prekey_v2_only {
+        flags |= kem_flags::SIGNED_PREKEY_V2_ONLY;
+    }
+    out.push(flags);
+    if let Some(key) = &upload.last_resort_kem_prekey {
+        put_kem_prekey(out, key);
+    }
+    let m = upload.one_time_kem_prekeys.len().min(usize::from(u16::MAX));
+    out.reserve(2 + m * KEM_PREKEY_WIRE_LEN);
+    out.extend_from_slice(&(m as u16).to_be_bytes());
+    for key in upload.one_time_kem_prekeys.iter().take(m) {
+        put_kem_prekey(out, key);
+    }
+}
+
 /// A request (client to relay).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -274,13 +391,26 @@ pub enum Request {
         signature: Signature,
     },
     /// `0x02` (authenticated): `flags(u8) || [u32be(spk_id) || SPK(32) ||
-    /// sig(64)] || [verifier(32)] || u16be(n) || n × (u32be(id) || OPK(32))`.
-    /// Flag bit 0: a signed prekey follows; bit 1: replace the stored
-    /// one-time prekeys; bit 2 (only with bit 0): an access verifier
-    /// follows.
+    /// sig(64)] || [verifier(32)] || u16be(n) || n × (u32be(id) || OPK(32))
+    /// || [kem part]`. Flag bit 0: a signed prekey follows; bit 1: replace
+    /// the stored one-time prekeys; bit 2 (only with bit 0): an access
+    /// verifier follows; bit 3 (protocol 4 only): the KEM part follows,
+    /// `kem_flags(u8) || [kem_prekey] || u16be(m) || m × kem_prekey`, each
+    /// `kem_prekey = u32be(id) || ek(1184) || sig(64)`; KEM flag bit 0: a
+    /// last-resort KEM prekey follows; bit 1: replace the stored one-time
+    /// KEM prekeys; bit 2 (only with a signed prekey): the signed prekey
+    /// is signed for protocol v2 only.
     UploadPreKeys(PreKeyUpload),
     /// `0x03`: `address(32)`.
     FetchBundle {
+        /// Whose bundle.
+        address: MailboxAddress,
+    },
+    /// `0x0C` (protocol version 4, [`KEM_PREKEYS_VERSION`]): `address(32)`.
+    /// Like `FetchBundle`, and if the owner published KEM prekeys the
+    /// answer is a v2 bundle: with one one-time KEM prekey, removed as the
+    /// one-time prekey is, or the last-resort one when none is left.
+    FetchBundleV2 {
         /// Whose bundle.
         address: MailboxAddress,
     },
@@ -395,6 +525,9 @@ impl Request {
                 if upload.access_verifier.is_some() {
                     flags |= upload_flags::ACCESS_VERIFIER;
                 }
+                if upload.has_kem_part() {
+                    flags |= upload_flags::KEM;
+                }
                 out.push(flags);
                 if let Some(spk) = &upload.signed_prekey {
                     out.extend_from_slice(&spk.id.get().to_be_bytes());
@@ -409,10 +542,18 @@ impl Request {
                     out.extend_from_slice(&opk.id.get().to_be_bytes());
                     out.extend_from_slice(opk.public.as_bytes());
                 }
+                if upload.has_kem_part() {
+                    put_kem_part(&mut out, upload);
+                }
                 out
             }
             Self::FetchBundle { address } => {
                 let mut out = header(t::FETCH_BUNDLE, request_id, 32);
+                out.extend_from_slice(address.as_bytes());
+                out
+            }
+            Self::FetchBundleV2 { address } => {
+                let mut out = header(t::FETCH_BUNDLE_V2, request_id, 32);
                 out.extend_from_slice(address.as_bytes());
                 out
             }
@@ -511,7 +652,7 @@ impl RequestFrame {
                 error: DecodeError::UnknownType(frame_type),
             });
         }
-        decode_body(frame_type, r)
+        decode_body(frame_type, version, r)
             .map(|request| Self {
                 request_id,
                 request,
@@ -525,11 +666,16 @@ impl RequestFrame {
 fn defined_in(frame_type: u8, version: Option<u16>) -> bool {
     match (frame_type, version) {
         (t::SEND_MULTI, Some(version)) => version >= SEND_MULTI_VERSION,
+        (t::FETCH_BUNDLE_V2, Some(version)) => version >= KEM_PREKEYS_VERSION,
         _ => true,
     }
 }
 
-fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError> {
+fn decode_body(
+    frame_type: u8,
+    version: Option<u16>,
+    mut r: Reader<'_>,
+) -> Result<Request, DecodeError> {
     let request = match frame_type {
         t::HELLO => {
             if r.array::<4>()? != MAGIC {
@@ -548,9 +694,14 @@ fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError
         },
         t::UPLOAD_PREKEYS => {
             let flags = r.u8()?;
-            let known = upload_flags::SIGNED_PREKEY
+            let mut known = upload_flags::SIGNED_PREKEY
                 | upload_flags::REPLACE_ONE_TIME
                 | upload_flags::ACCESS_VERIFIER;
+            // The KEM part is protocol 4's: an older connection refuses
+            // the bit as a relay that predates it does.
+            if version.is_none_or(|v| v >= KEM_PREKEYS_VERSION) {
+                known |= upload_flags::KEM;
+            }
             // The verifier is stored with the signed prekey: never alone.
             let verifier_alone = flags & upload_flags::ACCESS_VERIFIER != 0
                 && flags & upload_flags::SIGNED_PREKEY == 0;
@@ -572,7 +723,13 @@ fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError
                 None
             };
             let n = usize::from(r.u16()?);
-            if r.remaining() != n * 36 {
+            let with_kem = flags & upload_flags::KEM != 0;
+            let fits = if with_kem {
+                r.remaining() >= n * 36
+            } else {
+                r.remaining() == n * 36
+            };
+            if !fits {
                 return Err(DecodeError::InvalidField("one-time prekey count"));
             }
             let mut one_time_prekeys = Vec::with_capacity(n);
@@ -582,14 +739,22 @@ fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError
                     PreKeyPublic::from_bytes(r.array()?),
                 ));
             }
-            Request::UploadPreKeys(PreKeyUpload {
+            let mut upload = PreKeyUpload {
                 signed_prekey,
                 one_time_prekeys,
                 replace_one_time_prekeys: flags & upload_flags::REPLACE_ONE_TIME != 0,
                 access_verifier,
-            })
+                ..PreKeyUpload::default()
+            };
+            if with_kem {
+                get_kem_part(&mut r, &mut upload)?;
+            }
+            Request::UploadPreKeys(upload)
         }
         t::FETCH_BUNDLE => Request::FetchBundle {
+            address: MailboxAddress::from_bytes(r.array()?),
+        },
+        t::FETCH_BUNDLE_V2 => Request::FetchBundleV2 {
             address: MailboxAddress::from_bytes(r.array()?),
         },
         t::SEND => {
@@ -654,6 +819,31 @@ fn decode_body(frame_type: u8, mut r: Reader<'_>) -> Result<Request, DecodeError
     Ok(request)
 }
 
+/// Reads the KEM part of an upload into `upload`.
+fn get_kem_part(r: &mut Reader<'_>, upload: &mut PreKeyUpload) -> Result<(), DecodeError> {
+    let flags = r.u8()?;
+    let known =
+        kem_flags::LAST_RESORT | kem_flags::REPLACE_ONE_TIME | kem_flags::SIGNED_PREKEY_V2_ONLY;
+    let v2_only = flags & kem_flags::SIGNED_PREKEY_V2_ONLY != 0;
+    if flags & !known != 0 || (v2_only && upload.signed_prekey.is_none()) {
+        return Err(DecodeError::InvalidField("KEM upload flags"));
+    }
+    if flags & kem_flags::LAST_RESORT != 0 {
+        upload.last_resort_kem_prekey = Some(get_kem_prekey(r)?);
+    }
+    let m = usize::from(r.u16()?);
+    if r.remaining() != m * KEM_PREKEY_WIRE_LEN {
+        return Err(DecodeError::InvalidField("one-time KEM prekey count"));
+    }
+    upload.one_time_kem_prekeys.reserve_exact(m);
+    for _ in 0..m {
+        upload.one_time_kem_prekeys.push(get_kem_prekey(r)?);
+    }
+    upload.replace_one_time_kem_prekeys = flags & kem_flags::REPLACE_ONE_TIME != 0;
+    upload.signed_prekey_v2_only = v2_only;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,8 +875,16 @@ mod tests {
                 ],
                 replace_one_time_prekeys: true,
                 access_verifier: Some(AccessVerifier::from_bytes([10; 32])),
+                ..PreKeyUpload::default()
             }),
             Request::UploadPreKeys(PreKeyUpload::default()),
+            Request::UploadPreKeys(kem_upload()),
+            Request::UploadPreKeys(
+                PreKeyUpload::default().with_one_time_kem_prekeys(&kem_keys(1), true),
+            ),
+            Request::FetchBundleV2 {
+                address: MailboxAddress::from_bytes([7; 32]),
+            },
             Request::FetchBundle {
                 address: MailboxAddress::from_bytes([7; 32]),
             },
@@ -729,6 +927,87 @@ mod tests {
                 body: Vec::new(),
             },
         ]
+    }
+
+    fn kem_keys(n: u32) -> Vec<KemPreKey> {
+        let identity = sotto_core::IdentityKeyPair::from_seed(&[1; 32]);
+        (0..n)
+            .map(|i| KemPreKey::from_seed(KemPreKeyId::new(i), &identity, &[i as u8; 64]))
+            .collect()
+    }
+
+    /// An upload with every part of protocol 4's.
+    fn kem_upload() -> PreKeyUpload {
+        let keys = kem_keys(3);
+        PreKeyUpload::from_public(
+            Some(SignedPreKeyPublic::new(
+                SignedPreKeyId::new(5),
+                PreKeyPublic::from_bytes([3; 32]),
+                Signature::from_bytes([4; 64]),
+            )),
+            vec![OneTimePreKeyPublic::new(
+                OneTimePreKeyId::new(1),
+                PreKeyPublic::from_bytes([5; 32]),
+            )],
+        )
+        .with_last_resort_kem_prekey(&keys[0])
+        .with_one_time_kem_prekeys(&keys[1..], false)
+        .with_signed_prekey_v2_only(true)
+    }
+
+    /// Whether `request` is defined in protocol 4 only.
+    fn is_kem_request(request: &Request) -> bool {
+        match request {
+            Request::FetchBundleV2 { .. } => true,
+            Request::UploadPreKeys(upload) => upload.has_kem_part(),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn kem_parts_are_unknown_before_version_4_and_bad_kem_keys_are_named() {
+        for version in [2, 3] {
+            for request in all_requests().iter().filter(|r| is_kem_request(r)) {
+                let err =
+                    RequestFrame::decode_with_id(&request.encode(4), Some(version)).unwrap_err();
+                assert_eq!(err.request_id, 4);
+                assert!(
+                    matches!(
+                        err.error,
+                        DecodeError::UnknownType(0x0C) | DecodeError::InvalidField("upload flags")
+                    ),
+                    "{err:?}"
+                );
+            }
+        }
+        // An upload without a KEM part is the same in every version.
+        let plain = Request::UploadPreKeys(PreKeyUpload::default()).encode(1);
+        assert!(RequestFrame::decode_with_id(&plain, Some(2)).is_ok());
+        // A KEM key failing FIPS 203's check: the frame is well formed, the
+        // key's id is named.
+        let mut body = Request::UploadPreKeys(
+            PreKeyUpload::default().with_one_time_kem_prekeys(&kem_keys(2), false),
+        )
+        .encode(1);
+        let second_key = body.len() - KEM_PREKEY_WIRE_LEN + 4;
+        body[second_key] = 0xff;
+        body[second_key + 1] |= 0x0f;
+        assert_eq!(
+            RequestFrame::decode_with_id(&body, Some(4))
+                .unwrap_err()
+                .error,
+            DecodeError::InvalidKemPreKey { id: 1 }
+        );
+        // The v2-only mark needs a signed prekey.
+        let mut body = Request::UploadPreKeys(
+            PreKeyUpload::default().with_one_time_kem_prekeys(&kem_keys(1), false),
+        )
+        .encode(1);
+        body[8] |= 0x04; // type, id, flags, u16 count: the KEM flags
+        assert_eq!(
+            RequestFrame::decode(&body),
+            Err(DecodeError::InvalidField("KEM upload flags"))
+        );
     }
 
     fn multi_recipients() -> Vec<MultiRecipient> {
@@ -890,7 +1169,7 @@ mod tests {
         assert!(RequestFrame::decode_with_id(&body, None).is_ok());
         // Every other request is the same in both versions.
         for request in all_requests() {
-            if !matches!(request, Request::SendMulti { .. }) {
+            if !matches!(request, Request::SendMulti { .. }) && !is_kem_request(&request) {
                 assert!(RequestFrame::decode_with_id(&request.encode(1), Some(2)).is_ok());
             }
         }
@@ -937,7 +1216,7 @@ mod tests {
             );
         }
         let upload = Request::UploadPreKeys(PreKeyUpload::default()).encode(1);
-        for flags in [0x04, 0x06, 0x08] {
+        for flags in [0x04, 0x06, 0x10] {
             let mut body = upload.clone();
             body[5] = flags;
             if flags == 0x04 || flags == 0x06 {

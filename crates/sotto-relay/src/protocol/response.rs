@@ -25,18 +25,43 @@ pub struct Welcome {
 
 /// How many one-time prekeys an owner has left on the relay, and the
 /// threshold under which it should upload more.
+///
+/// On the wire `u32be(opk_remaining) || u32be(opk_threshold)`, followed on
+/// a protocol 4 connection, for an owner that published a last-resort KEM
+/// prekey, by `u32be(kem_remaining) || u32be(kem_threshold)`
+/// ([`kem`](Self::kem)). The stock is always the last field of its frame,
+/// so the 8 more bytes say it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PreKeyStock {
     /// One-time prekeys still stored.
     pub remaining: u32,
     /// The relay's low-water mark.
     pub threshold: u32,
+    /// The one-time KEM prekey stock (protocol 4, owners that published a
+    /// last-resort KEM prekey); `None` otherwise.
+    pub kem: Option<KemPreKeyStock>,
+}
+
+/// How many one-time KEM prekeys an owner has left on the relay, and the
+/// threshold under which it should upload more (protocol 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KemPreKeyStock {
+    /// One-time KEM prekeys still stored.
+    pub remaining: u32,
+    /// The relay's low-water mark.
+    pub threshold: u32,
 }
 
 impl PreKeyStock {
-    /// `remaining < threshold`: the owner should replenish.
+    /// `remaining < threshold`: the owner should upload one-time prekeys.
     pub fn is_low(&self) -> bool {
         self.remaining < self.threshold
+    }
+
+    /// The one-time KEM prekeys are below their threshold: the owner
+    /// should upload more of them.
+    pub fn kem_is_low(&self) -> bool {
+        self.kem.is_some_and(|k| k.remaining < k.threshold)
     }
 }
 
@@ -127,6 +152,10 @@ pub enum Response {
     PreKeysUploaded(PreKeyStock),
     /// `0x83`: the bundle in `sotto_core` encoding (134 or 170 bytes).
     Bundle(Box<PreKeyBundle>),
+    /// `0x8C` (protocol 4), the answer to `FetchBundleV2`: the bundle in
+    /// `sotto_core` encoding, v2 (1387 or 1423 bytes) if its owner
+    /// published KEM prekeys, else v1.
+    BundleV2(Box<PreKeyBundle>),
     /// `0x84`: `u64be(envelope_id) || u8(duplicate)`.
     Sent {
         /// The relay's id of the stored envelope.
@@ -198,12 +227,29 @@ pub enum ServerFrame {
 fn put_stock(out: &mut Vec<u8>, stock: &PreKeyStock) {
     out.extend_from_slice(&stock.remaining.to_be_bytes());
     out.extend_from_slice(&stock.threshold.to_be_bytes());
+    if let Some(kem) = &stock.kem {
+        out.extend_from_slice(&kem.remaining.to_be_bytes());
+        out.extend_from_slice(&kem.threshold.to_be_bytes());
+    }
 }
 
+/// Reads a stock, the last field of its frame: the KEM stock is there if
+/// 8 more bytes are.
 fn get_stock(r: &mut Reader<'_>) -> Result<PreKeyStock, DecodeError> {
+    let remaining = r.u32()?;
+    let threshold = r.u32()?;
+    let kem = if r.remaining() == 0 {
+        None
+    } else {
+        Some(KemPreKeyStock {
+            remaining: r.u32()?,
+            threshold: r.u32()?,
+        })
+    };
     Ok(PreKeyStock {
-        remaining: r.u32()?,
-        threshold: r.u32()?,
+        remaining,
+        threshold,
+        kem,
     })
 }
 
@@ -268,6 +314,13 @@ impl Response {
             Self::Bundle(bundle) => {
                 let encoded = bundle.encode();
                 let mut out = header(t::FETCH_BUNDLE | t::RESPONSE_BIT, request_id, encoded.len());
+                out.extend_from_slice(&encoded);
+                out
+            }
+            Self::BundleV2(bundle) => {
+                let encoded = bundle.encode();
+                let ty = t::FETCH_BUNDLE_V2 | t::RESPONSE_BIT;
+                let mut out = header(ty, request_id, encoded.len());
                 out.extend_from_slice(&encoded);
                 out
             }
@@ -413,6 +466,7 @@ fn decode_response(frame_type: u8, r: &mut Reader<'_>) -> Result<Response, Decod
     const AUTHENTICATED: u8 = t::AUTHENTICATE | t::RESPONSE_BIT;
     const UPLOADED: u8 = t::UPLOAD_PREKEYS | t::RESPONSE_BIT;
     const BUNDLE: u8 = t::FETCH_BUNDLE | t::RESPONSE_BIT;
+    const BUNDLE_V2: u8 = t::FETCH_BUNDLE_V2 | t::RESPONSE_BIT;
     const SENT: u8 = t::SEND | t::RESPONSE_BIT;
     const ENVELOPES: u8 = t::FETCH | t::RESPONSE_BIT;
     const ACKED: u8 = t::ACK | t::RESPONSE_BIT;
@@ -447,6 +501,9 @@ fn decode_response(frame_type: u8, r: &mut Reader<'_>) -> Result<Response, Decod
         }),
         UPLOADED => Response::PreKeysUploaded(get_stock(r)?),
         BUNDLE => Response::Bundle(Box::new(
+            PreKeyBundle::decode(r.rest()).map_err(|_| DecodeError::InvalidField("bundle"))?,
+        )),
+        BUNDLE_V2 => Response::BundleV2(Box::new(
             PreKeyBundle::decode(r.rest()).map_err(|_| DecodeError::InvalidField("bundle"))?,
         )),
         SENT => Response::Sent {
@@ -509,7 +566,8 @@ fn decode_response(frame_type: u8, r: &mut Reader<'_>) -> Result<Response, Decod
 mod tests {
     use super::*;
     use sotto_core::{
-        IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, SignedPreKey, SignedPreKeyId,
+        IdentityKeyPair, KemPreKey, KemPreKeyId, OneTimePreKey, OneTimePreKeyId, SignedPreKey,
+        SignedPreKeyId,
     };
 
     fn bundle() -> PreKeyBundle {
@@ -521,10 +579,27 @@ mod tests {
         PreKeyBundle::new(&id, &spk, Some(&opk))
     }
 
+    fn bundle_v2() -> PreKeyBundle {
+        let mut rng = rand::rngs::SysRng;
+        let mut rng = rand::rand_core::UnwrapErr(&mut rng);
+        let id = IdentityKeyPair::generate(&mut rng);
+        let spk = SignedPreKey::generate(SignedPreKeyId::new(1), &id, &mut rng);
+        let kem = KemPreKey::generate(KemPreKeyId::new(3), &id, &mut rng);
+        PreKeyBundle::new_v2(&id, &spk, None, &kem)
+    }
+
     fn all_frames() -> Vec<ServerFrame> {
         let stock = PreKeyStock {
             remaining: 3,
             threshold: 10,
+            kem: None,
+        };
+        let kem_stock = PreKeyStock {
+            kem: Some(KemPreKeyStock {
+                remaining: 1,
+                threshold: 10,
+            }),
+            ..stock
         };
         let responses = vec![
             Response::Welcome(Welcome {
@@ -540,7 +615,17 @@ mod tests {
                 prekeys: stock,
             }),
             Response::PreKeysUploaded(stock),
+            Response::Authenticated(AuthInfo {
+                address: MailboxAddress::from_bytes([1; 32]),
+                pending_envelopes: 4,
+                pending_bytes: 400,
+                prekeys: kem_stock,
+            }),
+            Response::PreKeysUploaded(kem_stock),
+            Response::PreKeyCount(kem_stock),
             Response::Bundle(Box::new(bundle())),
+            Response::BundleV2(Box::new(bundle())),
+            Response::BundleV2(Box::new(bundle_v2())),
             Response::Sent {
                 envelope_id: 99,
                 duplicate: true,
@@ -585,7 +670,39 @@ mod tests {
             payload: vec![9; 10],
         })));
         frames.push(ServerFrame::Push(Push::PreKeysLow(stock)));
+        frames.push(ServerFrame::Push(Push::PreKeysLow(kem_stock)));
         frames
+    }
+
+    fn has_kem_stock(frame: &ServerFrame) -> bool {
+        let stock = match frame {
+            ServerFrame::Push(Push::PreKeysLow(stock)) => stock,
+            ServerFrame::Response { response, .. } => match response {
+                Response::Authenticated(info) => &info.prekeys,
+                Response::PreKeysUploaded(stock) | Response::PreKeyCount(stock) => stock,
+                _ => return false,
+            },
+            _ => return false,
+        };
+        stock.kem.is_some()
+    }
+
+    #[test]
+    fn a_stock_with_a_partial_kem_part_is_refused() {
+        let stock = PreKeyStock {
+            remaining: 1,
+            threshold: 2,
+            kem: None,
+        };
+        let mut body = Response::PreKeyCount(stock).encode(1);
+        for extra in 1..8 {
+            body.push(0);
+            assert!(ServerFrame::decode(&body).is_err(), "{extra} extra bytes");
+        }
+        body.push(0);
+        assert!(ServerFrame::decode(&body).is_ok());
+        body.push(0);
+        assert!(ServerFrame::decode(&body).is_err());
     }
 
     #[test]
@@ -607,6 +724,9 @@ mod tests {
                     && cut >= 7
                 {
                     continue; // a shorter message is still a message
+                }
+                if has_kem_stock(&frame) && cut == body.len() - 8 {
+                    continue; // the same stock without its KEM part
                 }
                 assert!(
                     ServerFrame::decode(&body[..cut]).is_err(),

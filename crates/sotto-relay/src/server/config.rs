@@ -112,6 +112,9 @@ pub struct ServerConfig {
     pub connection_send_budget: u64,
     /// Most one-time prekeys stored per mailbox (default 1000).
     pub max_one_time_prekeys: u32,
+    /// Most one-time KEM prekeys (protocol 4) stored per mailbox (default
+    /// 100; each takes about 1.25 KB).
+    pub max_kem_prekeys: u32,
     /// The owner is told to replenish when fewer one-time prekeys than this
     /// are left (default 10).
     pub prekey_low_threshold: u32,
@@ -174,6 +177,7 @@ impl Default for ServerConfig {
             sweep_interval: Duration::from_secs(600),
             connection_send_budget: DEFAULT_CONNECTION_SEND_BUDGET,
             max_one_time_prekeys: 1000,
+            max_kem_prekeys: crate::store::DEFAULT_MAX_KEM_PREKEYS,
             prekey_low_threshold: 10,
             fetch_page_size: 256,
             rate_limit: RateLimit::default(),

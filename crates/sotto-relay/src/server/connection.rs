@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand::TryRng;
+use sotto_core::keys::V2_ONLY_DOMAIN;
 use sotto_core::keys::check_x25519_public;
 use sotto_core::{AccessKey, IdentityKey, PreKeyBundle, Signature};
 use tokio::io::{AsyncRead, AsyncWriteExt, BufWriter, WriteHalf};
@@ -34,12 +35,13 @@ use crate::protocol::frame::{FrameError, read_frame_rest, read_frame_start, writ
 use crate::protocol::request::RequestDecodeError;
 use crate::protocol::version::unsupported_version_message;
 use crate::protocol::{
-    AuthInfo, CHALLENGE_LEN, ChannelBinding, DecodeError, ErrorCode, MultiRecipient, PreKeyStock,
-    PreKeyUpload, Push, RecipientOutcome, Request, RequestFrame, Response, SUPPORTED_VERSIONS,
-    Welcome, auth_message, max_payload_len,
+    AuthInfo, CHALLENGE_LEN, ChannelBinding, DecodeError, ErrorCode, KEM_PREKEYS_VERSION,
+    KemPreKeyStock, MultiRecipient, PreKeyStock, PreKeyUpload, Push, RecipientOutcome, Request,
+    RequestFrame, Response, SUPPORTED_VERSIONS, Welcome, auth_message, max_payload_len,
 };
 use crate::store::{
-    EnqueueRequest, Enqueued, MailboxStore, OwnedAccess, StoreError, has_duplicate_ids,
+    EnqueueRequest, Enqueued, MailboxStore, OwnedAccess, PreKeyLimits, StoreError,
+    has_duplicate_ids, has_duplicate_kem_ids,
 };
 
 /// How long a connection closed for a protocol violation keeps reading (and
@@ -285,9 +287,48 @@ fn error_code(error: &StoreError) -> ErrorCode {
         StoreError::AccessDenied => ErrorCode::AccessDenied,
         StoreError::StorageFull { .. } | StoreError::DiskFull => ErrorCode::StorageFull,
         StoreError::StaleDeviceList { .. } => ErrorCode::StaleDeviceList,
-        StoreError::TooManyPreKeys { .. } => ErrorCode::TooManyPreKeys,
+        StoreError::TooManyPreKeys { .. } | StoreError::TooManyKemPreKeys { .. } => {
+            ErrorCode::TooManyPreKeys
+        }
         _ => ErrorCode::Internal,
     }
+}
+
+/// Checks the signatures of an upload against its owner's identity key:
+/// the signed prekey's (over what its versions say, docs/protocol.md
+/// §16.2) and every KEM prekey's (over `EncodeKEM(ek)`, §16.1). The KEM
+/// keys themselves were checked when the frame was decoded. The message of
+/// an `InvalidPreKey` refusal otherwise.
+fn check_signatures(identity: &IdentityKey, upload: &PreKeyUpload) -> Result<(), String> {
+    if let Some(spk) = &upload.signed_prekey {
+        let verified = if upload.signed_prekey_v2_only {
+            let message = [V2_ONLY_DOMAIN, &spk.public.encode()[..]].concat();
+            identity.verify(&message, &spk.signature)
+        } else {
+            PreKeyBundle::from_parts(*identity, spk.id, spk.public, spk.signature, None).verify()
+        };
+        if verified.is_err() {
+            return Err(if upload.signed_prekey_v2_only {
+                "signed prekey signature does not verify (as signed for protocol v2 only)".into()
+            } else {
+                "signed prekey signature does not verify".into()
+            });
+        }
+    }
+    let kem = upload
+        .last_resort_kem_prekey
+        .iter()
+        .map(|k| ("last-resort", k));
+    let one_time = upload.one_time_kem_prekeys.iter().map(|k| ("one-time", k));
+    for (kind, key) in kem.chain(one_time) {
+        if key.verify(identity).is_err() {
+            return Err(format!(
+                "{kind} KEM prekey {} signature does not verify",
+                key.id
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The first-contact allowances of every mailbox (held only for a
@@ -508,9 +549,9 @@ impl<S: Transport> Connection<S> {
                  stored); try again later"
                     .into()
             }
-            e @ (StoreError::StaleDeviceList { .. } | StoreError::TooManyPreKeys { .. }) => {
-                e.to_string()
-            }
+            e @ (StoreError::StaleDeviceList { .. }
+            | StoreError::TooManyPreKeys { .. }
+            | StoreError::TooManyKemPreKeys { .. }) => e.to_string(),
             e => {
                 tracing::error!(error = %e, "storage failure");
                 "storage failure".into()
@@ -554,11 +595,32 @@ impl<S: Transport> Connection<S> {
         self.shared.store.clone().enqueue_async(request).await
     }
 
-    fn stock(&self, remaining: u32) -> PreKeyStock {
+    /// Whether this connection speaks protocol 4's KEM prekeys.
+    fn speaks_kem(&self) -> bool {
+        self.version.is_some_and(|v| v >= KEM_PREKEYS_VERSION)
+    }
+
+    /// The stock to report: `remaining` one-time prekeys and, on a
+    /// protocol 4 connection of an owner with a last-resort KEM prekey,
+    /// `kem` one-time KEM prekeys (the same threshold for both).
+    fn stock(&self, remaining: u32, kem: Option<u32>) -> PreKeyStock {
+        let threshold = self.shared.config.prekey_low_threshold;
         PreKeyStock {
             remaining,
-            threshold: self.shared.config.prekey_low_threshold,
+            threshold,
+            kem: kem
+                .filter(|_| self.speaks_kem())
+                .map(|remaining| KemPreKeyStock {
+                    remaining,
+                    threshold,
+                }),
         }
+    }
+
+    /// Whether this stock calls for a `PreKeysLow` push on this
+    /// connection.
+    fn stock_is_low(stock: &PreKeyStock) -> bool {
+        stock.is_low() || stock.kem_is_low()
     }
 
     /// Handles one request. The frame's memory stays charged until the
@@ -600,6 +662,16 @@ impl<S: Transport> Connection<S> {
                     .error(request_id, ErrorCode::TooManyRecipients, error.to_string())
                     .await;
             }
+            // Well framed too: an upload with a KEM key that is no
+            // ML-KEM-768 key is refused as a bad X25519 key is.
+            Err(RequestDecodeError {
+                request_id,
+                error: error @ DecodeError::InvalidKemPreKey { .. },
+            }) if self.version.is_some() => {
+                return self
+                    .error(request_id, ErrorCode::InvalidPreKey, error.to_string())
+                    .await;
+            }
             Err(RequestDecodeError { request_id, error }) => {
                 let message = if self.version.is_none() {
                     format!("expected a Hello frame: {error}")
@@ -638,6 +710,7 @@ impl<S: Transport> Connection<S> {
             } => self.authenticate(id, &identity_key, &signature).await,
             Request::UploadPreKeys(upload) => self.upload_prekeys(id, upload).await,
             Request::FetchBundle { address } => self.fetch_bundle(id, address).await,
+            Request::FetchBundleV2 { address } => self.fetch_bundle_v2(id, address).await,
             Request::Send {
                 recipient,
                 message_id,
@@ -727,9 +800,15 @@ impl<S: Transport> Connection<S> {
         // either in the count below or seen as a new low-stock signal.
         let seen_prekeys = signal.borrow().prekeys;
         let state = self
-            .store(move |s| Ok((s.usage(&address)?, s.one_time_prekey_count(&address)?)))
+            .store(move |s| {
+                Ok((
+                    s.usage(&address)?,
+                    s.one_time_prekey_count(&address)?,
+                    s.kem_prekey_count(&address)?,
+                ))
+            })
             .await;
-        let (usage, remaining) = match state {
+        let (usage, remaining, kem) = match state {
             Ok(state) => state,
             Err(e) => {
                 self.shared.hub.unsubscribe(&address, signal);
@@ -745,7 +824,7 @@ impl<S: Transport> Connection<S> {
             push_backlog: false,
             seen_prekeys,
         });
-        let stock = self.stock(remaining);
+        let stock = self.stock(remaining, kem);
         let info = AuthInfo {
             address,
             pending_envelopes: u32::try_from(usage.envelopes).unwrap_or(u32::MAX),
@@ -755,7 +834,7 @@ impl<S: Transport> Connection<S> {
         if self.respond(id, Response::Authenticated(info)).await == Flow::Close {
             return Flow::Close;
         }
-        if stock.is_low() {
+        if Self::stock_is_low(&stock) {
             return self.send(&Push::PreKeysLow(stock).encode()).await;
         }
         Flow::Continue
@@ -768,6 +847,15 @@ impl<S: Transport> Connection<S> {
         if has_duplicate_ids(&upload) {
             return self
                 .error(id, ErrorCode::InvalidPreKey, "repeated one-time prekey id")
+                .await;
+        }
+        if has_duplicate_kem_ids(&upload) {
+            return self
+                .error(
+                    id,
+                    ErrorCode::InvalidPreKey,
+                    "repeated one-time KEM prekey id",
+                )
                 .await;
         }
         // Keys no key agreement could use never reach the directory
@@ -794,26 +882,27 @@ impl<S: Transport> Connection<S> {
             );
             return self.error(id, ErrorCode::InvalidPreKey, message).await;
         }
-        if let Some(spk) = &upload.signed_prekey {
-            let bundle =
-                PreKeyBundle::from_parts(identity, spk.id, spk.public, spk.signature, None);
-            if bundle.verify().is_err() {
-                return self
-                    .error(
-                        id,
-                        ErrorCode::InvalidPreKey,
-                        "signed prekey signature does not verify",
-                    )
-                    .await;
-            }
-        }
-        let max = self.shared.config.max_one_time_prekeys;
+        // Every signature is checked before anything is stored; up to a
+        // hundred Ed25519 verifications, off the connection's task.
+        let checked = tokio::task::spawn_blocking(move || {
+            check_signatures(&identity, &upload).map(|()| upload)
+        })
+        .await;
+        let upload = match checked {
+            Ok(Ok(upload)) => upload,
+            Ok(Err(message)) => return self.error(id, ErrorCode::InvalidPreKey, message).await,
+            Err(e) => return self.store_error(id, StoreError::Backend(Box::new(e))).await,
+        };
+        let limits = PreKeyLimits {
+            max_one_time: self.shared.config.max_one_time_prekeys,
+            max_kem: self.shared.config.max_kem_prekeys,
+        };
         match self
-            .store(move |s| s.publish_prekeys(&identity, &upload, max))
+            .store(move |s| s.publish_prekeys_with_kem(&identity, &upload, &limits))
             .await
         {
-            Ok(remaining) => {
-                let stock = self.stock(remaining);
+            Ok(counts) => {
+                let stock = self.stock(counts.one_time, counts.kem);
                 self.respond(id, Response::PreKeysUploaded(stock)).await
             }
             Err(e) => self.store_error(id, e).await,
@@ -828,6 +917,29 @@ impl<S: Transport> Connection<S> {
                 }
                 self.last_useful = Instant::now();
                 self.respond(id, Response::Bundle(Box::new(taken.bundle)))
+                    .await
+            }
+            Ok(None) => {
+                self.error(id, ErrorCode::NotFound, "no prekey bundle for this mailbox")
+                    .await
+            }
+            Err(e) => self.store_error(id, e).await,
+        }
+    }
+
+    /// `FetchBundleV2` (protocol 4): a v2 bundle, with a one-time KEM
+    /// prekey taken in the same step as the one-time prekey, if the owner
+    /// published KEM prekeys; else the v1 bundle `FetchBundle` gives.
+    async fn fetch_bundle_v2(&mut self, id: u32, address: MailboxAddress) -> Flow {
+        match self.store(move |s| s.take_bundle_v2(&address)).await {
+            Ok(Some(taken)) => {
+                let threshold = self.shared.config.prekey_low_threshold;
+                if taken.remaining < threshold || taken.kem_remaining.is_some_and(|k| k < threshold)
+                {
+                    self.shared.hub.prekeys_low(&address, taken.remaining);
+                }
+                self.last_useful = Instant::now();
+                self.respond(id, Response::BundleV2(Box::new(taken.bundle)))
                     .await
             }
             Ok(None) => {
@@ -1117,9 +1229,17 @@ impl<S: Transport> Connection<S> {
         let Some(address) = self.owner.as_ref().map(|o| o.address) else {
             return self.auth_required(id).await;
         };
-        match self.store(move |s| s.one_time_prekey_count(&address)).await {
-            Ok(remaining) => {
-                let stock = self.stock(remaining);
+        let counts = self
+            .store(move |s| {
+                Ok((
+                    s.one_time_prekey_count(&address)?,
+                    s.kem_prekey_count(&address)?,
+                ))
+            })
+            .await;
+        match counts {
+            Ok((remaining, kem)) => {
+                let stock = self.stock(remaining, kem);
                 self.respond(id, Response::PreKeyCount(stock)).await
             }
             Err(e) => self.store_error(id, e).await,
@@ -1191,8 +1311,25 @@ impl<S: Transport> Connection<S> {
         let signal = *owner.signal.borrow_and_update();
         if signal.prekeys != owner.seen_prekeys {
             owner.seen_prekeys = signal.prekeys;
-            let stock = self.stock(signal.prekeys_remaining);
-            if self.send(&Push::PreKeysLow(stock).encode()).await == Flow::Close {
+            let address = owner.address;
+            // The signal carries the one-time prekey stock; a protocol 4
+            // connection reads the KEM stock, which may be what is low.
+            let kem = if self.speaks_kem() {
+                self.store(move |s| s.kem_prekey_count(&address))
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "storage failure reading the KEM prekey stock");
+                        None
+                    })
+            } else {
+                None
+            };
+            let stock = self.stock(signal.prekeys_remaining, kem);
+            // Only the stock this connection hears of: a signal for low
+            // KEM stock says nothing to an older client.
+            if Self::stock_is_low(&stock)
+                && self.send(&Push::PreKeysLow(stock).encode()).await == Flow::Close
+            {
                 return Flow::Close;
             }
         }

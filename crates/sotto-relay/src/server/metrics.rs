@@ -37,6 +37,7 @@ pub(crate) enum RequestKind {
     Authenticate,
     UploadPreKeys,
     FetchBundle,
+    FetchBundleV2,
     Send,
     Fetch,
     Ack,
@@ -50,11 +51,12 @@ pub(crate) enum RequestKind {
 }
 
 impl RequestKind {
-    const ALL: [Self; 13] = [
+    const ALL: [Self; 14] = [
         Self::Hello,
         Self::Authenticate,
         Self::UploadPreKeys,
         Self::FetchBundle,
+        Self::FetchBundleV2,
         Self::Send,
         Self::Fetch,
         Self::Ack,
@@ -72,6 +74,7 @@ impl RequestKind {
             Request::Authenticate { .. } => Self::Authenticate,
             Request::UploadPreKeys(_) => Self::UploadPreKeys,
             Request::FetchBundle { .. } => Self::FetchBundle,
+            Request::FetchBundleV2 { .. } => Self::FetchBundleV2,
             Request::Send { .. } => Self::Send,
             Request::Fetch { .. } => Self::Fetch,
             Request::Ack { .. } => Self::Ack,
@@ -89,6 +92,7 @@ impl RequestKind {
             Self::Authenticate => "authenticate",
             Self::UploadPreKeys => "upload_prekeys",
             Self::FetchBundle => "fetch_bundle",
+            Self::FetchBundleV2 => "fetch_bundle_v2",
             Self::Send => "send",
             Self::Fetch => "fetch",
             Self::Ack => "ack",

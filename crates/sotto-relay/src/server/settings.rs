@@ -69,6 +69,7 @@ pub const KEYS: &[&str] = &[
     "sweep_interval",
     "connection_send_budget",
     "max_one_time_prekeys",
+    "max_kem_prekeys",
     "prekey_low_threshold",
     "fetch_page_size",
     "max_connections",
@@ -789,6 +790,7 @@ impl RelaySettings {
             "sweep_interval" => s.sweep_interval = duration(v)?,
             "connection_send_budget" => s.connection_send_budget = size(v)?,
             "max_one_time_prekeys" => s.max_one_time_prekeys = count(v, u32::MAX.into())?,
+            "max_kem_prekeys" => s.max_kem_prekeys = count(v, u32::MAX.into())?,
             "prekey_low_threshold" => s.prekey_low_threshold = count(v, u32::MAX.into())?,
             "fetch_page_size" => s.fetch_page_size = count(v, u16::MAX.into())?,
             "max_connections" => s.max_connections = count(v, u32::MAX.into())?,
@@ -839,6 +841,7 @@ impl RelaySettings {
             "sweep_interval" => duration_value(s.sweep_interval),
             "connection_send_budget" => size_value(s.connection_send_budget),
             "max_one_time_prekeys" => count_value(s.max_one_time_prekeys.into()),
+            "max_kem_prekeys" => count_value(s.max_kem_prekeys.into()),
             "prekey_low_threshold" => count_value(s.prekey_low_threshold.into()),
             "fetch_page_size" => count_value(s.fetch_page_size.into()),
             "max_connections" => count_value(s.max_connections as u64),
@@ -961,6 +964,7 @@ mod tests {
             sweep_interval = "5m"
             connection_send_budget = "128MiB"
             max_one_time_prekeys = 500
+            max_kem_prekeys = 50
             prekey_low_threshold = 20
             fetch_page_size = 128
             max_connections = 20_000
@@ -1009,6 +1013,7 @@ mod tests {
         assert_eq!(c.sweep_interval, Duration::from_secs(300));
         assert_eq!(c.connection_send_budget, 128 << 20);
         assert_eq!(c.max_one_time_prekeys, 500);
+        assert_eq!(c.max_kem_prekeys, 50);
         assert_eq!(c.prekey_low_threshold, 20);
         assert_eq!(c.fetch_page_size, 128);
         assert_eq!(c.max_connections, 20_000);

@@ -3,12 +3,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use sotto_core::{AccessVerifier, IdentityKey, OneTimePreKeyId, PreKeyBundle};
+use sotto_core::{
+    AccessVerifier, IdentityKey, KemPreKeyId, OneTimePreKeyId, PreKeyBundle, SignedKemPreKey,
+};
 
 use super::unlinking::NewDeviceList;
 use super::{
-    Access, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy, StoreError,
-    StoreTotals, Swept, TakenBundle, check_room, is_expired,
+    Access, Enqueued, FetchedPage, MailboxStore, MailboxUsage, PreKeyCounts, PreKeyLimits,
+    QueuePolicy, StoreError, StoreTotals, Swept, TakenBundle, TakenBundleV2, bundle_versions,
+    check_room, is_expired,
 };
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
@@ -98,6 +101,35 @@ struct Directory {
     one_time: BTreeMap<u64, OneTimePreKeyPublic>,
     order_of: HashMap<OneTimePreKeyId, u64>,
     next_order: u64,
+    /// The signed prekey is signed for protocol v2 only.
+    v2_only: bool,
+    /// The last-resort KEM prekey.
+    last_resort_kem: Option<SignedKemPreKey>,
+    /// Upload order -> one-time KEM prekey, as `one_time`.
+    kem: BTreeMap<u64, SignedKemPreKey>,
+    kem_order_of: HashMap<KemPreKeyId, u64>,
+}
+
+impl Directory {
+    /// `PreKeyCounts::kem`.
+    fn kem_count(&self) -> Option<u32> {
+        self.last_resort_kem.as_ref().map(|_| self.kem.len() as u32)
+    }
+}
+
+/// How many keys an upload leaves of one kind: `stored` ids now, `uploaded`
+/// ids added, the stored ones deleted first if `replace`.
+fn count_after<T: Ord + Copy>(
+    stored: impl Fn(&T) -> bool,
+    stored_len: usize,
+    uploaded: impl Iterator<Item = T>,
+    replace: bool,
+) -> u64 {
+    let kept = if replace { 0 } else { stored_len as u64 };
+    let mut new_ids: Vec<T> = uploaded.filter(|id| replace || !stored(id)).collect();
+    new_ids.sort_unstable();
+    new_ids.dedup();
+    kept + new_ids.len() as u64
 }
 
 impl State {
@@ -278,37 +310,61 @@ impl MailboxStore for MemoryStore {
         upload: &PreKeyUpload,
         max_one_time: u32,
     ) -> Result<u32, StoreError> {
+        let limits = PreKeyLimits {
+            max_one_time,
+            max_kem: super::DEFAULT_MAX_KEM_PREKEYS,
+        };
+        Ok(self
+            .publish_prekeys_with_kem(owner, upload, &limits)?
+            .one_time)
+    }
+
+    fn publish_prekeys_with_kem(
+        &self,
+        owner: &IdentityKey,
+        upload: &PreKeyUpload,
+        limits: &PreKeyLimits,
+    ) -> Result<PreKeyCounts, StoreError> {
         let mut state = self.lock()?;
         let dir = state
             .directory
             .entry(MailboxAddress::of(owner))
             .or_default();
-        let kept = if upload.replace_one_time_prekeys {
-            0
-        } else {
-            dir.one_time.len() as u64
-        };
-        let mut new_ids: Vec<OneTimePreKeyId> = upload
-            .one_time_prekeys
-            .iter()
-            .map(|k| k.id)
-            .filter(|id| upload.replace_one_time_prekeys || !dir.order_of.contains_key(id))
-            .collect();
-        new_ids.sort_unstable();
-        new_ids.dedup();
-        let would_have = kept + new_ids.len() as u64;
-        if would_have > u64::from(max_one_time) {
+        let would_have = count_after(
+            |id| dir.order_of.contains_key(id),
+            dir.one_time.len(),
+            upload.one_time_prekeys.iter().map(|k| k.id),
+            upload.replace_one_time_prekeys,
+        );
+        if would_have > u64::from(limits.max_one_time) {
             return Err(StoreError::TooManyPreKeys {
                 would_have,
-                max: max_one_time,
+                max: limits.max_one_time,
+            });
+        }
+        let would_have = count_after(
+            |id| dir.kem_order_of.contains_key(id),
+            dir.kem.len(),
+            upload.one_time_kem_prekeys.iter().map(|k| k.id),
+            upload.replace_one_time_kem_prekeys,
+        );
+        if would_have > u64::from(limits.max_kem) {
+            return Err(StoreError::TooManyKemPreKeys {
+                would_have,
+                max: limits.max_kem,
             });
         }
         if upload.replace_one_time_prekeys {
             dir.one_time.clear();
             dir.order_of.clear();
         }
+        if upload.replace_one_time_kem_prekeys {
+            dir.kem.clear();
+            dir.kem_order_of.clear();
+        }
         if let Some(spk) = upload.signed_prekey {
             dir.signed = Some((*owner, spk));
+            dir.v2_only = upload.signed_prekey_v2_only;
         }
         if let Some(verifier) = upload.access_verifier
             && dir.signed.is_some()
@@ -326,7 +382,66 @@ impl MailboxStore for MemoryStore {
             };
             dir.one_time.insert(order, *key);
         }
-        Ok(dir.one_time.len() as u32)
+        if let Some(key) = &upload.last_resort_kem_prekey {
+            dir.last_resort_kem = Some(key.clone());
+        }
+        for key in &upload.one_time_kem_prekeys {
+            // One upload order for both kinds: only the order within a
+            // kind matters.
+            let order = match dir.kem_order_of.get(&key.id) {
+                Some(order) => *order,
+                None => {
+                    dir.next_order += 1;
+                    dir.kem_order_of.insert(key.id, dir.next_order);
+                    dir.next_order
+                }
+            };
+            dir.kem.insert(order, key.clone());
+        }
+        Ok(PreKeyCounts {
+            one_time: dir.one_time.len() as u32,
+            kem: dir.kem_count(),
+        })
+    }
+
+    fn take_bundle_v2(
+        &self,
+        address: &MailboxAddress,
+    ) -> Result<Option<TakenBundleV2>, StoreError> {
+        let mut state = self.lock()?;
+        let Some(dir) = state.directory.get_mut(address) else {
+            return Ok(None);
+        };
+        let Some((identity_key, spk)) = dir.signed else {
+            return Ok(None);
+        };
+        let one_time = dir.one_time.pop_first().map(|(_, key)| {
+            dir.order_of.remove(&key.id);
+            (key.id, key.public)
+        });
+        let kem = match dir.kem.pop_first() {
+            Some((_, key)) => {
+                dir.kem_order_of.remove(&key.id);
+                Some(key)
+            }
+            None => dir.last_resort_kem.clone(),
+        };
+        let bundle =
+            PreKeyBundle::from_parts(identity_key, spk.id, spk.public, spk.signature, one_time);
+        let bundle = match kem {
+            Some(kem) => bundle.with_kem_prekey(bundle_versions(dir.v2_only), kem),
+            None => bundle,
+        };
+        Ok(Some(TakenBundleV2::new(
+            bundle,
+            dir.one_time.len() as u32,
+            dir.kem_count(),
+        )))
+    }
+
+    fn kem_prekey_count(&self, address: &MailboxAddress) -> Result<Option<u32>, StoreError> {
+        let state = self.lock()?;
+        Ok(state.directory.get(address).and_then(Directory::kem_count))
     }
 
     fn take_bundle(&self, address: &MailboxAddress) -> Result<Option<TakenBundle>, StoreError> {

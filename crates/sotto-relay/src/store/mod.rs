@@ -85,7 +85,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sotto_core::{AccessKey, AccessVerifier, IdentityKey, PreKeyBundle};
+use sotto_core::{AccessKey, AccessVerifier, IdentityKey, PreKeyBundle, ProtocolVersions};
 
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
@@ -346,6 +346,68 @@ pub struct TakenBundle {
     pub remaining: u32,
 }
 
+/// The default limit on the one-time KEM prekeys of one mailbox: 100
+/// (each takes about 1.25 KB).
+pub const DEFAULT_MAX_KEM_PREKEYS: u32 = 100;
+
+/// Limits of [`MailboxStore::publish_prekeys_with_kem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreKeyLimits {
+    /// Most one-time (X25519) prekeys stored per mailbox.
+    pub max_one_time: u32,
+    /// Most one-time KEM prekeys stored per mailbox (default
+    /// [`DEFAULT_MAX_KEM_PREKEYS`]).
+    pub max_kem: u32,
+}
+
+/// What a mailbox's prekey directory entry holds after
+/// [`MailboxStore::publish_prekeys_with_kem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreKeyCounts {
+    /// One-time prekeys stored.
+    pub one_time: u32,
+    /// One-time KEM prekeys stored, if the owner has a last-resort KEM
+    /// prekey published; `None` if it has none (it takes no part in the
+    /// KEM directory: no stock to report).
+    pub kem: Option<u32>,
+}
+
+/// Result of [`MailboxStore::take_bundle_v2`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TakenBundleV2 {
+    /// The bundle: v2 (with a KEM prekey: the one-time one just removed
+    /// from the store, or the last-resort one when none was left) if its
+    /// owner published a KEM prekey, else v1.
+    pub bundle: PreKeyBundle,
+    /// One-time prekeys left after this one.
+    pub remaining: u32,
+    /// One-time KEM prekeys left, if the owner has a last-resort KEM
+    /// prekey (as [`PreKeyCounts::kem`]).
+    pub kem_remaining: Option<u32>,
+}
+
+impl TakenBundleV2 {
+    /// A taken bundle with these parts.
+    pub fn new(bundle: PreKeyBundle, remaining: u32, kem_remaining: Option<u32>) -> Self {
+        Self {
+            bundle,
+            remaining,
+            kem_remaining,
+        }
+    }
+}
+
+/// The versions a v2 bundle of a signed prekey says: `V2_ONLY` if its
+/// owner uploaded it as signed for protocol v2 only, else `V1_AND_V2`.
+pub(crate) fn bundle_versions(v2_only: bool) -> ProtocolVersions {
+    if v2_only {
+        ProtocolVersions::V2_ONLY
+    } else {
+        ProtocolVersions::V1_AND_V2
+    }
+}
+
 /// Why a storage operation failed. Every failure leaves the stored state as
 /// it was.
 #[derive(Debug, thiserror::Error)]
@@ -400,6 +462,18 @@ pub enum StoreError {
         /// The limit.
         max: u32,
     },
+    /// The upload would leave more one-time KEM prekeys than allowed.
+    #[error("{would_have} one-time KEM prekeys exceed the maximum of {max}")]
+    TooManyKemPreKeys {
+        /// Stored keys after the upload.
+        would_have: u64,
+        /// The limit.
+        max: u32,
+    },
+    /// The upload carries KEM prekeys and this store keeps none (a store
+    /// that does not implement [`MailboxStore::publish_prekeys_with_kem`]).
+    #[error("this store keeps no KEM prekeys")]
+    KemPreKeysUnsupported,
     /// The database, or the disk it is on, is full: the operation changed
     /// nothing. Space comes back as envelopes are acknowledged or expire
     /// (deleting needs no new space), or when the operator makes room; no
@@ -466,6 +540,63 @@ pub trait MailboxStore: Send + Sync + 'static {
 
     /// How many one-time prekeys `address` has left.
     fn one_time_prekey_count(&self, address: &MailboxAddress) -> Result<u32, StoreError>;
+
+    /// [`publish_prekeys`](Self::publish_prekeys) with protocol 4's KEM
+    /// prekeys, all in one atomic step: also replaces the last-resort KEM
+    /// prekey if one is given, optionally deletes the stored one-time KEM
+    /// prekeys, then adds the uploaded ones (replacing stored keys with
+    /// the same id); with a signed prekey, records whether it is signed
+    /// for protocol v2 only ([`PreKeyUpload::signed_prekey_v2_only`]).
+    /// Fails, storing nothing, with [`StoreError::TooManyPreKeys`] or
+    /// [`StoreError::TooManyKemPreKeys`] if more than `limits` allow
+    /// would be stored. Signatures and keys must already have been
+    /// checked.
+    ///
+    /// The provided implementation is `publish_prekeys` for an upload
+    /// without a KEM part ([`PreKeyUpload::has_kem_part`]), and refuses
+    /// one with one ([`StoreError::KemPreKeysUnsupported`]); every store
+    /// of this crate overrides it.
+    fn publish_prekeys_with_kem(
+        &self,
+        owner: &IdentityKey,
+        upload: &PreKeyUpload,
+        limits: &PreKeyLimits,
+    ) -> Result<PreKeyCounts, StoreError> {
+        if upload.has_kem_part() {
+            return Err(StoreError::KemPreKeysUnsupported);
+        }
+        Ok(PreKeyCounts {
+            one_time: self.publish_prekeys(owner, upload, limits.max_one_time)?,
+            kem: None,
+        })
+    }
+
+    /// The bundle of `address` for a protocol v2 initiator, taking in one
+    /// atomic step the oldest stored one-time prekey, as
+    /// [`take_bundle`](Self::take_bundle) does, and the oldest stored
+    /// one-time KEM prekey: each is handed out at most once. Without a
+    /// one-time KEM prekey left the bundle carries the last-resort one;
+    /// without either, it is a v1 bundle. `None` if no signed prekey was
+    /// published.
+    ///
+    /// The provided implementation is `take_bundle` (a v1 bundle): a store
+    /// that keeps no KEM prekeys.
+    fn take_bundle_v2(
+        &self,
+        address: &MailboxAddress,
+    ) -> Result<Option<TakenBundleV2>, StoreError> {
+        Ok(self
+            .take_bundle(address)?
+            .map(|taken| TakenBundleV2::new(taken.bundle, taken.remaining, None)))
+    }
+
+    /// How many one-time KEM prekeys `address` has left, if it has a
+    /// last-resort KEM prekey published (`None` otherwise, and from the
+    /// provided implementation, for a store that keeps no KEM prekeys).
+    fn kem_prekey_count(&self, address: &MailboxAddress) -> Result<Option<u32>, StoreError> {
+        let _ = address;
+        Ok(None)
+    }
 
     /// Queues `payload` for `recipient` at time `now`, to expire at
     /// [`QueuePolicy::expiry_hour`], unless an unexpired envelope with the
@@ -758,6 +889,13 @@ pub(crate) fn has_duplicate_ids(upload: &PreKeyUpload) -> bool {
     ids.windows(2).any(|w| w[0] == w[1])
 }
 
+/// Checks the one-time KEM prekey ids of an upload are distinct.
+pub(crate) fn has_duplicate_kem_ids(upload: &PreKeyUpload) -> bool {
+    let mut ids: Vec<_> = upload.one_time_kem_prekeys.iter().map(|k| k.id).collect();
+    ids.sort_unstable();
+    ids.windows(2).any(|w| w[0] == w[1])
+}
+
 #[cfg(test)]
 mod open_store_tests {
     use super::*;
@@ -806,6 +944,10 @@ macro_rules! contract_suite {
             multi_send_envelopes_are_acked_one_by_one,
             multi_send_envelopes_expire_as_single_ones,
             unlinking_removes_a_devices_multi_send_envelopes,
+            kem_prekeys_are_handed_out_once_then_the_last_resort_one,
+            kem_prekey_limits_and_replace,
+            owners_without_kem_prekeys_get_v1_bundles,
+            unlinking_removes_kem_prekeys,
         );
     };
     (@each $open:ident, |$held:ident| $store:expr, $($name:ident),* $(,)?) => {
@@ -1644,6 +1786,196 @@ pub(crate) mod contract_tests {
             taken.bundle.one_time_prekey.map(|k| k.0),
             Some(OneTimePreKeyId::new(7))
         );
+    }
+
+    // KEM prekeys (protocol 4).
+
+    /// `n` KEM prekeys of `id` with ids from `first`.
+    fn kem_keys(id: &IdentityKeyPair, first: u32, n: u32) -> Vec<sotto_core::KemPreKey> {
+        (first..first + n)
+            .map(|i| {
+                let mut seed = [0u8; 64];
+                seed[..4].copy_from_slice(&i.to_be_bytes());
+                sotto_core::KemPreKey::from_seed(sotto_core::KemPreKeyId::new(i), id, &seed)
+            })
+            .collect()
+    }
+
+    fn kem_limits(max_one_time: u32, max_kem: u32) -> PreKeyLimits {
+        PreKeyLimits {
+            max_one_time,
+            max_kem,
+        }
+    }
+
+    /// Each one-time KEM prekey goes into one v2 bundle, oldest first,
+    /// together with a one-time prekey; then the last-resort one, as often
+    /// as asked. A v1 fetch takes no KEM prekey.
+    pub(crate) fn kem_prekeys_are_handed_out_once_then_the_last_resort_one(
+        store: &dyn MailboxStore,
+    ) {
+        let (id, address) = owner();
+        let last_resort = kem_keys(&id, 100, 1).remove(0);
+        let upload = upload(&id, 0..4)
+            .with_last_resort_kem_prekey(&last_resort)
+            .with_one_time_kem_prekeys(&kem_keys(&id, 1, 3), false);
+        let counts = store
+            .publish_prekeys_with_kem(id.public(), &upload, &kem_limits(10, 10))
+            .unwrap();
+        assert_eq!(
+            counts,
+            PreKeyCounts {
+                one_time: 4,
+                kem: Some(3)
+            }
+        );
+        assert_eq!(store.kem_prekey_count(&address).unwrap(), Some(3));
+
+        // A v1 fetch: a v1 bundle, a one-time prekey gone, the KEM ones kept.
+        let v1 = store.take_bundle(&address).unwrap().unwrap();
+        assert_eq!(v1.bundle.version(), 1);
+        v1.bundle.verify().unwrap();
+        assert_eq!(v1.remaining, 3);
+        assert_eq!(store.kem_prekey_count(&address).unwrap(), Some(3));
+
+        let mut kem_ids = Vec::new();
+        for expected in (0..3).rev() {
+            let taken = store.take_bundle_v2(&address).unwrap().unwrap();
+            taken.bundle.verify().unwrap();
+            assert_eq!(taken.bundle.versions, ProtocolVersions::V1_AND_V2);
+            assert_eq!(taken.kem_remaining, Some(expected));
+            kem_ids.push(taken.bundle.kem_prekey.map(|k| k.id.get()));
+        }
+        assert_eq!(kem_ids, [Some(1), Some(2), Some(3)]);
+        // None left: the last-resort one, every time, without a one-time
+        // prekey once those are gone too.
+        for _ in 0..2 {
+            let taken = store.take_bundle_v2(&address).unwrap().unwrap();
+            taken.bundle.verify().unwrap();
+            assert_eq!(taken.bundle.kem_prekey, Some(last_resort.signed_public()));
+            assert_eq!(taken.kem_remaining, Some(0));
+            assert_eq!(taken.remaining, 0);
+        }
+        assert_eq!(store.kem_prekey_count(&address).unwrap(), Some(0));
+
+        // An owner that speaks v2 only: its bundles say so and verify.
+        let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+        let spk = SignedPreKey::generate(SignedPreKeyId::new(9), &id, &mut rng);
+        let signed = crate::protocol::SignedPreKeyPublic::new(
+            spk.id(),
+            *spk.public(),
+            spk.v2_only_signature(&id),
+        );
+        let v2_only =
+            PreKeyUpload::from_public(Some(signed), Vec::new()).with_signed_prekey_v2_only(true);
+        store
+            .publish_prekeys_with_kem(id.public(), &v2_only, &kem_limits(10, 10))
+            .unwrap();
+        let taken = store.take_bundle_v2(&address).unwrap().unwrap();
+        assert_eq!(taken.bundle.versions, ProtocolVersions::V2_ONLY);
+        taken.bundle.verify().unwrap();
+        // A v1 bundle of it does not verify, as it must not.
+        let v1 = store.take_bundle(&address).unwrap().unwrap();
+        assert!(v1.bundle.verify().is_err());
+    }
+
+    /// `max_kem` limits the one-time KEM prekeys as `max_one_time` the
+    /// others (a refused upload stores nothing); same ids replace; the
+    /// replace flag deletes the stored ones first.
+    pub(crate) fn kem_prekey_limits_and_replace(store: &dyn MailboxStore) {
+        let (id, address) = owner();
+        let last_resort = kem_keys(&id, 100, 1).remove(0);
+        let first = upload(&id, 0..1)
+            .with_last_resort_kem_prekey(&last_resort)
+            .with_one_time_kem_prekeys(&kem_keys(&id, 1, 2), false);
+        store
+            .publish_prekeys_with_kem(id.public(), &first, &kem_limits(5, 3))
+            .unwrap();
+        // Ids 2 and 3: one new, one replaced.
+        let more = PreKeyUpload::default().with_one_time_kem_prekeys(&kem_keys(&id, 2, 2), false);
+        let counts = store
+            .publish_prekeys_with_kem(id.public(), &more, &kem_limits(5, 3))
+            .unwrap();
+        assert_eq!(counts.kem, Some(3));
+        let too_many = upload(&id, 1..2).with_one_time_kem_prekeys(&kem_keys(&id, 4, 1), false);
+        assert!(matches!(
+            store.publish_prekeys_with_kem(id.public(), &too_many, &kem_limits(5, 3)),
+            Err(StoreError::TooManyKemPreKeys {
+                would_have: 4,
+                max: 3
+            })
+        ));
+        // Nothing of the refused upload was stored.
+        assert_eq!(store.one_time_prekey_count(&address).unwrap(), 1);
+        assert_eq!(store.kem_prekey_count(&address).unwrap(), Some(3));
+
+        let replace = PreKeyUpload::default().with_one_time_kem_prekeys(&kem_keys(&id, 7, 1), true);
+        let counts = store
+            .publish_prekeys_with_kem(id.public(), &replace, &kem_limits(5, 3))
+            .unwrap();
+        assert_eq!(
+            counts,
+            PreKeyCounts {
+                one_time: 1,
+                kem: Some(1)
+            }
+        );
+        let taken = store.take_bundle_v2(&address).unwrap().unwrap();
+        assert_eq!(taken.bundle.kem_prekey.map(|k| k.id.get()), Some(7));
+        let taken = store.take_bundle_v2(&address).unwrap().unwrap();
+        assert_eq!(taken.bundle.kem_prekey.map(|k| k.id.get()), Some(100));
+    }
+
+    /// An owner that published no KEM prekey has no KEM stock, and its
+    /// v2 fetch is a v1 bundle (its one-time prekey taken as ever).
+    pub(crate) fn owners_without_kem_prekeys_get_v1_bundles(store: &dyn MailboxStore) {
+        let (id, address) = owner();
+        assert!(store.take_bundle_v2(&address).unwrap().is_none());
+        assert_eq!(store.kem_prekey_count(&address).unwrap(), None);
+        let counts = store
+            .publish_prekeys_with_kem(id.public(), &upload(&id, 0..2), &kem_limits(5, 5))
+            .unwrap();
+        assert_eq!(
+            counts,
+            PreKeyCounts {
+                one_time: 2,
+                kem: None
+            }
+        );
+        let taken = store.take_bundle_v2(&address).unwrap().unwrap();
+        assert_eq!(taken.bundle.version(), 1);
+        taken.bundle.verify().unwrap();
+        assert_eq!((taken.remaining, taken.kem_remaining), (1, None));
+    }
+
+    /// Unlinking a device deletes its KEM prekeys with the rest of its
+    /// registration: registered afresh, it has none.
+    pub(crate) fn unlinking_removes_kem_prekeys(store: &dyn MailboxStore) {
+        let (account, owner) = key(50);
+        let (laptop, laptop_box) = key(51);
+        store
+            .publish_prekeys(account.public(), &upload(&account, 0..1), 10)
+            .unwrap();
+        let with_kem = upload(&laptop, 0..1)
+            .with_last_resort_kem_prekey(&kem_keys(&laptop, 100, 1).remove(0))
+            .with_one_time_kem_prekeys(&kem_keys(&laptop, 1, 2), false);
+        store
+            .publish_prekeys_with_kem(laptop.public(), &with_kem, &kem_limits(10, 10))
+            .unwrap();
+        store
+            .publish_device_list(&owner, 1, &signed_list(&account, 1, &[&account, &laptop]))
+            .unwrap();
+        store
+            .publish_device_list(&owner, 2, &signed_list(&account, 2, &[&account]))
+            .unwrap();
+        assert_eq!(store.kem_prekey_count(&laptop_box).unwrap(), None);
+        assert!(store.take_bundle_v2(&laptop_box).unwrap().is_none());
+        store
+            .publish_prekeys(laptop.public(), &upload(&laptop, 0..0), 10)
+            .unwrap();
+        let taken = store.take_bundle_v2(&laptop_box).unwrap().unwrap();
+        assert_eq!(taken.bundle.version(), 1);
+        assert_eq!(taken.kem_remaining, None);
     }
 
     // Multi-recipient send (`enqueue_many`).

@@ -11,15 +11,16 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use sotto_core::{
-    AccessVerifier, IdentityKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic, Signature,
-    SignedPreKeyId,
+    AccessVerifier, IdentityKey, KemPreKeyId, KemPublic, OneTimePreKeyId, PreKeyBundle,
+    PreKeyPublic, Signature, SignedKemPreKey, SignedPreKeyId,
 };
 
 use super::unlinking::NewDeviceList;
 use super::{
-    Access, DEFAULT_ENVELOPE_TTL, EnqueueRequest, Enqueued, FetchedPage, MailboxStore,
-    MailboxUsage, OwnedAccess, QueuePolicy, StoreError, StoreFuture, StoreTotals, Swept,
-    TakenBundle, check_room, is_expired,
+    Access, DEFAULT_ENVELOPE_TTL, DEFAULT_MAX_KEM_PREKEYS, EnqueueRequest, Enqueued, FetchedPage,
+    MailboxStore, MailboxUsage, OwnedAccess, PreKeyCounts, PreKeyLimits, QueuePolicy, StoreError,
+    StoreFuture, StoreTotals, Swept, TakenBundle, TakenBundleV2, bundle_versions, check_room,
+    is_expired,
 };
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
@@ -31,8 +32,9 @@ use readers::{ReadThread, Readers};
 /// Schema version kept in `PRAGMA user_version`. Version 1 had no expiry
 /// and no store-wide totals, version 2 no access verifiers, version 3 no
 /// device lists, version 4 no record of the devices each list names,
-/// version 5 no shared bodies; [`SqliteStore::open`] migrates them.
-const SCHEMA_VERSION: i64 = 6;
+/// version 5 no shared bodies, version 6 no KEM prekeys (protocol 4);
+/// [`SqliteStore::open`] migrates them.
+const SCHEMA_VERSION: i64 = 7;
 
 /// The whole schema. Envelope rows hold exactly what a sender sent (the
 /// opaque payload and its message id), the recipient address and the hour
@@ -74,13 +76,28 @@ CREATE TABLE IF NOT EXISTS signed_prekeys (
     prekey_id        INTEGER NOT NULL,
     public_key       BLOB NOT NULL,
     signature        BLOB NOT NULL,
-    access_verifier  BLOB
+    access_verifier  BLOB,
+    v2_only          INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     mailbox     BLOB NOT NULL,
     prekey_id   INTEGER NOT NULL,
     public_key  BLOB NOT NULL,
+    UNIQUE (mailbox, prekey_id)
+);
+CREATE TABLE IF NOT EXISTS last_resort_kem_prekeys (
+    mailbox     BLOB PRIMARY KEY,
+    prekey_id   INTEGER NOT NULL,
+    public_key  BLOB NOT NULL,
+    signature   BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kem_prekeys (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    mailbox     BLOB NOT NULL,
+    prekey_id   INTEGER NOT NULL,
+    public_key  BLOB NOT NULL,
+    signature   BLOB NOT NULL,
     UNIQUE (mailbox, prekey_id)
 );
 CREATE TABLE IF NOT EXISTS device_lists (
@@ -321,10 +338,14 @@ fn create_or_migrate(
     match version {
         SCHEMA_VERSION => return Ok(()),
         0 => tx.execute_batch(SCHEMA)?,
-        1..=5 => {
+        1..=6 => {
             // Version 5 to 6, for every older version: first the column,
             // which the schema's index on it needs.
             add_body_column(&tx)?;
+            // Version 6 to 7: signed prekeys say whether they are signed
+            // for protocol v2 only (none is yet); the KEM prekey tables,
+            // empty, come with the schema below.
+            add_v2_only_column(&tx)?;
             if version == 1 {
                 let policy = QueuePolicy {
                     envelope_ttl,
@@ -369,6 +390,29 @@ fn to_array<const N: usize>(v: Vec<u8>, what: &'static str) -> Result<[u8; N], S
     v.try_into().map_err(|_| StoreError::Corrupt(what))
 }
 
+/// `PreKeyCounts::kem`: the one-time KEM prekeys of `mailbox`, if it has
+/// a last-resort one.
+fn count_kem(conn: &Connection, mailbox: &[u8; 32]) -> Result<Option<u32>, StoreError> {
+    let n: Option<i64> = conn
+        .prepare_cached(
+            "SELECT (SELECT COUNT(*) FROM kem_prekeys WHERE mailbox = ?1)
+             FROM last_resort_kem_prekeys WHERE mailbox = ?1",
+        )?
+        .query_row([mailbox], |r| r.get(0))
+        .optional()?;
+    n.map(|n| u32::try_from(n).map_err(|_| StoreError::Corrupt("KEM prekey count")))
+        .transpose()
+}
+
+/// A KEM prekey as stored: its id, key and signature.
+fn kem_prekey(id: u32, key: &[u8], signature: Vec<u8>) -> Result<SignedKemPreKey, StoreError> {
+    Ok(SignedKemPreKey {
+        id: KemPreKeyId::new(id),
+        key: KemPublic::from_bytes(key).map_err(|_| StoreError::Corrupt("KEM prekey"))?,
+        signature: Signature::from_bytes(to_array(signature, "KEM prekey signature")?),
+    })
+}
+
 fn count_one_time(conn: &Connection, mailbox: &[u8; 32]) -> Result<u32, StoreError> {
     let n: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM one_time_prekeys WHERE mailbox = ?1")?
@@ -410,6 +454,23 @@ fn add_body_column(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Version 6 to 7: signed prekey rows say whether they are signed for
+/// protocol v2 only; none is. (A database that has the column already
+/// keeps it.)
+fn add_v2_only_column(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let exists: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('signed_prekeys') WHERE name = 'v2_only')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        tx.execute_batch(
+            "ALTER TABLE signed_prekeys ADD COLUMN v2_only INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    Ok(())
+}
+
 /// Version 2 to 3: signed prekey rows get an access verifier, none yet.
 fn migrate_from_v2(tx: &Transaction<'_>) -> Result<(), StoreError> {
     tx.execute_batch("ALTER TABLE signed_prekeys ADD COLUMN access_verifier BLOB")?;
@@ -442,8 +503,8 @@ fn record_listed_devices(tx: &Transaction<'_>) -> Result<(), StoreError> {
 
 /// Deletes the mailbox of `address`: every envelope queued for it (taken
 /// off its usage and the totals), its signed prekey with its access
-/// verifier, and its one-time prekeys. Its device list, if it has one, is
-/// not part of it.
+/// verifier, its one-time prekeys and its KEM prekeys. Its device list, if
+/// it has one, is not part of it.
 fn remove_mailbox(tx: &Connection, address: &MailboxAddress) -> Result<(), StoreError> {
     let mailbox = address.as_bytes();
     let mut deleted = Deleted::default();
@@ -459,6 +520,11 @@ fn remove_mailbox(tx: &Connection, address: &MailboxAddress) -> Result<(), Store
     tx.execute("DELETE FROM mailbox_usage WHERE mailbox = ?1", [mailbox])?;
     tx.execute("DELETE FROM signed_prekeys WHERE mailbox = ?1", [mailbox])?;
     tx.execute("DELETE FROM one_time_prekeys WHERE mailbox = ?1", [mailbox])?;
+    tx.execute(
+        "DELETE FROM last_resort_kem_prekeys WHERE mailbox = ?1",
+        [mailbox],
+    )?;
+    tx.execute("DELETE FROM kem_prekeys WHERE mailbox = ?1", [mailbox])?;
     Ok(())
 }
 
@@ -738,26 +804,61 @@ fn publish_prekeys_in(
     mailbox: &[u8; 32],
     owner: &IdentityKey,
     upload: &PreKeyUpload,
-    max_one_time: u32,
-) -> Result<u32, StoreError> {
+    limits: &PreKeyLimits,
+) -> Result<PreKeyCounts, StoreError> {
     if upload.replace_one_time_prekeys {
         conn.execute("DELETE FROM one_time_prekeys WHERE mailbox = ?1", [mailbox])?;
     }
+    if upload.replace_one_time_kem_prekeys {
+        conn.execute("DELETE FROM kem_prekeys WHERE mailbox = ?1", [mailbox])?;
+    }
     if let Some(spk) = &upload.signed_prekey {
         conn.execute(
-            "INSERT INTO signed_prekeys (mailbox, identity_key, prekey_id, public_key, signature)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO signed_prekeys (mailbox, identity_key, prekey_id, public_key, signature,
+                 v2_only)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (mailbox) DO UPDATE SET identity_key = excluded.identity_key,
                  prekey_id = excluded.prekey_id, public_key = excluded.public_key,
-                 signature = excluded.signature",
+                 signature = excluded.signature, v2_only = excluded.v2_only",
             params![
                 mailbox,
                 owner.as_bytes(),
                 spk.id.get(),
                 spk.public.as_bytes(),
-                spk.signature.as_bytes()
+                spk.signature.as_bytes(),
+                upload.signed_prekey_v2_only,
             ],
         )?;
+    }
+    if let Some(kem) = &upload.last_resort_kem_prekey {
+        conn.execute(
+            "INSERT INTO last_resort_kem_prekeys (mailbox, prekey_id, public_key, signature)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (mailbox) DO UPDATE SET prekey_id = excluded.prekey_id,
+                 public_key = excluded.public_key, signature = excluded.signature",
+            params![
+                mailbox,
+                kem.id.get(),
+                &kem.key.as_bytes()[..],
+                kem.signature.as_bytes()
+            ],
+        )?;
+    }
+    {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO kem_prekeys (mailbox, prekey_id, public_key, signature)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (mailbox, prekey_id) DO UPDATE SET public_key = excluded.public_key,
+                 signature = excluded.signature",
+        )?;
+        for kem in &upload.one_time_kem_prekeys {
+            insert.execute(params![
+                mailbox,
+                kem.id.get(),
+                &kem.key.as_bytes()[..],
+                kem.signature.as_bytes()
+            ])?;
+        }
     }
     if let Some(verifier) = &upload.access_verifier {
         // Kept with the signed prekey: without a row, nothing to keep.
@@ -775,15 +876,28 @@ fn publish_prekeys_in(
             insert.execute(params![mailbox, key.id.get(), key.public.as_bytes()])?;
         }
     }
+    // On an error the batch rolls back this operation's writes.
     let count = count_one_time(conn, mailbox)?;
-    if count > max_one_time {
-        // The batch rolls back this operation's writes.
+    if count > limits.max_one_time {
         return Err(StoreError::TooManyPreKeys {
             would_have: u64::from(count),
-            max: max_one_time,
+            max: limits.max_one_time,
         });
     }
-    Ok(count)
+    let kem: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM kem_prekeys WHERE mailbox = ?1")?
+        .query_row([mailbox], |r| r.get(0))?;
+    let kem = to_u64(kem)?;
+    if kem > u64::from(limits.max_kem) {
+        return Err(StoreError::TooManyKemPreKeys {
+            would_have: kem,
+            max: limits.max_kem,
+        });
+    }
+    Ok(PreKeyCounts {
+        one_time: count,
+        kem: count_kem(conn, mailbox)?,
+    })
 }
 
 /// [`MailboxStore::take_bundle`] in the batch's transaction.
@@ -832,6 +946,51 @@ fn take_bundle_in(
         ),
         remaining,
     }))
+}
+
+/// [`MailboxStore::take_bundle_v2`] in the batch's transaction: the v1
+/// bundle with its one-time prekey taken, then the oldest one-time KEM
+/// prekey taken, or the last-resort one.
+fn take_bundle_v2_in(
+    conn: &Connection,
+    address: &MailboxAddress,
+) -> Result<Option<TakenBundleV2>, StoreError> {
+    let Some(taken) = take_bundle_in(conn, address)? else {
+        return Ok(None);
+    };
+    let mailbox = address.as_bytes();
+    let v2_only: bool = conn
+        .prepare_cached("SELECT v2_only FROM signed_prekeys WHERE mailbox = ?1")?
+        .query_row([mailbox], |r| r.get(0))?;
+    let one_time: Option<(u32, Vec<u8>, Vec<u8>)> = conn
+        .prepare_cached(
+            "DELETE FROM kem_prekeys WHERE seq =
+                 (SELECT seq FROM kem_prekeys WHERE mailbox = ?1 ORDER BY seq LIMIT 1)
+             RETURNING prekey_id, public_key, signature",
+        )?
+        .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let kem = match one_time {
+        Some(row) => Some(row),
+        None => conn
+            .prepare_cached(
+                "SELECT prekey_id, public_key, signature
+                 FROM last_resort_kem_prekeys WHERE mailbox = ?1",
+            )?
+            .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?,
+    };
+    let bundle = match kem {
+        Some((id, key, signature)) => taken
+            .bundle
+            .with_kem_prekey(bundle_versions(v2_only), kem_prekey(id, &key, signature)?),
+        None => taken.bundle,
+    };
+    Ok(Some(TakenBundleV2::new(
+        bundle,
+        taken.remaining,
+        count_kem(conn, mailbox)?,
+    )))
 }
 
 /// [`MailboxStore::publish_device_list`] in the batch's transaction.
@@ -989,6 +1148,9 @@ fn sweep_expired_in(
 /// About what a one-time prekey row takes, for the batch's byte bound.
 const ONE_TIME_PREKEY_WEIGHT: usize = 48;
 
+/// About what a KEM prekey row takes: id, 1184-byte key, 64-byte signature.
+const KEM_PREKEY_WEIGHT: usize = 1290;
+
 impl MailboxStore for SqliteStore {
     fn publish_prekeys(
         &self,
@@ -996,12 +1158,32 @@ impl MailboxStore for SqliteStore {
         upload: &PreKeyUpload,
         max_one_time: u32,
     ) -> Result<u32, StoreError> {
+        let limits = PreKeyLimits {
+            max_one_time,
+            max_kem: DEFAULT_MAX_KEM_PREKEYS,
+        };
+        Ok(self
+            .publish_prekeys_with_kem(owner, upload, &limits)?
+            .one_time)
+    }
+
+    fn publish_prekeys_with_kem(
+        &self,
+        owner: &IdentityKey,
+        upload: &PreKeyUpload,
+        limits: &PreKeyLimits,
+    ) -> Result<PreKeyCounts, StoreError> {
         let owner = *owner;
         let mailbox = *MailboxAddress::of(&owner).as_bytes();
-        let weight = 256 + upload.one_time_prekeys.len() * ONE_TIME_PREKEY_WEIGHT;
+        let kem_keys = upload.one_time_kem_prekeys.len()
+            + usize::from(upload.last_resort_kem_prekey.is_some());
+        let weight = 256
+            + upload.one_time_prekeys.len() * ONE_TIME_PREKEY_WEIGHT
+            + kem_keys * KEM_PREKEY_WEIGHT;
         let upload = upload.clone();
+        let limits = *limits;
         self.writer.write(weight, move |conn| {
-            publish_prekeys_in(conn, &mailbox, &owner, &upload, max_one_time)
+            publish_prekeys_in(conn, &mailbox, &owner, &upload, &limits)
         })
     }
 
@@ -1010,6 +1192,22 @@ impl MailboxStore for SqliteStore {
         self.writer.write(ONE_TIME_PREKEY_WEIGHT, move |conn| {
             take_bundle_in(conn, &address)
         })
+    }
+
+    fn take_bundle_v2(
+        &self,
+        address: &MailboxAddress,
+    ) -> Result<Option<TakenBundleV2>, StoreError> {
+        let address = *address;
+        self.writer
+            .write(ONE_TIME_PREKEY_WEIGHT + KEM_PREKEY_WEIGHT, move |conn| {
+                take_bundle_v2_in(conn, &address)
+            })
+    }
+
+    fn kem_prekey_count(&self, address: &MailboxAddress) -> Result<Option<u32>, StoreError> {
+        self.readers
+            .read(|conn| count_kem(conn, address.as_bytes()))
     }
 
     fn publish_device_list(

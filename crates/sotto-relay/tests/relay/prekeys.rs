@@ -4,7 +4,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use sotto_core::{IdentityKeyPair, OneTimePreKeyId, PreKeyPublic, SignedPreKey, SignedPreKeyId};
-use sotto_relay::protocol::{OneTimePreKeyPublic, PreKeyUpload, SignedPreKeyPublic};
+use sotto_relay::protocol::{
+    OneTimePreKeyPublic, PreKeyUpload, Request, Response, SignedPreKeyPublic,
+};
 use sotto_relay::store::MailboxStore;
 use sotto_relay::{
     ClientError, ErrorCode, MailboxAddress, MemoryStore, RelayEvent, ServerConfig, SqliteStore,
@@ -371,5 +373,113 @@ async fn the_client_refuses_a_bundle_with_a_small_order_prekey() {
         ),
         "{err:?}"
     );
+    relay.shutdown().await;
+}
+
+/// Protocol 4: an owner publishes KEM prekeys; initiators fetch v2 bundles
+/// that verify, each one-time KEM prekey served once, then the last-resort
+/// one; forged KEM signatures are refused; v1 fetches and older clients
+/// are as before.
+#[tokio::test]
+async fn kem_prekeys_are_served_once_in_v2_bundles_then_the_last_resort_one() {
+    use sotto_core::{KemPreKey, KemPreKeyId, ProtocolVersions, Signature};
+    let relay = start_with(
+        ServerConfig {
+            prekey_low_threshold: 2,
+            max_kem_prekeys: 3,
+            ..config()
+        },
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+    let addr = relay.local_addr();
+    let bob = identity(2);
+    let bob_conn = owner(addr, &bob).await;
+    assert!(bob_conn.supports_kem_prekeys());
+    let mut rng = rng();
+    let kem: Vec<KemPreKey> = (1..=4)
+        .map(|i| KemPreKey::generate(KemPreKeyId::new(i), &bob, &mut rng))
+        .collect();
+
+    // A forged signature, on the last-resort or a one-time key: refused,
+    // nothing stored, the connection goes on.
+    let mut forged = prekeys(&bob, 0, 3).with_last_resort_kem_prekey(&kem[3]);
+    if let Some(k) = forged.last_resort_kem_prekey.as_mut() {
+        k.signature = Signature::from_bytes([7; 64]);
+    }
+    let mut forged_one_time = prekeys(&bob, 0, 3).with_one_time_kem_prekeys(&kem[..1], false);
+    forged_one_time.one_time_kem_prekeys[0].signature = Signature::from_bytes([7; 64]);
+    for upload in [forged, forged_one_time] {
+        let err = bob_conn.upload_prekeys(upload).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::InvalidPreKey));
+        assert!(err.to_string().contains("KEM prekey"), "{err}");
+    }
+    // Another identity's KEM key: its signature does not verify either.
+    let mallory = identity(9);
+    let theirs = KemPreKey::generate(KemPreKeyId::new(1), &mallory, &mut rng);
+    let upload = prekeys(&bob, 0, 3).with_one_time_kem_prekeys(&[theirs], false);
+    let err = bob_conn.upload_prekeys(upload).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidPreKey));
+    assert_eq!(bob_conn.prekey_count().await.unwrap().kem, None);
+    // More one-time KEM prekeys than max_kem_prekeys.
+    let upload = prekeys(&bob, 0, 3).with_one_time_kem_prekeys(&kem, false);
+    let err = bob_conn.upload_prekeys(upload).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::TooManyPreKeys));
+
+    let upload = prekeys(&bob, 0, 3)
+        .with_last_resort_kem_prekey(&kem[3])
+        .with_one_time_kem_prekeys(&kem[..3], false);
+    let stock = bob_conn.upload_prekeys(upload).await.unwrap();
+    assert_eq!(stock.remaining, 3);
+    let kem_stock = stock.kem.unwrap();
+    assert_eq!((kem_stock.remaining, kem_stock.threshold), (3, 2));
+
+    // A v1 fetch takes a one-time prekey and no KEM prekey.
+    let alice = connect(addr).await;
+    let v1 = alice.fetch_bundle(&address(&bob)).await.unwrap();
+    assert_eq!(v1.version(), 1);
+    assert_eq!(
+        bob_conn
+            .prekey_count()
+            .await
+            .unwrap()
+            .kem
+            .unwrap()
+            .remaining,
+        3
+    );
+
+    let mut served = Vec::new();
+    for _ in 0..5 {
+        let bundle = alice.fetch_bundle_v2(&address(&bob)).await.unwrap();
+        bundle.verify().unwrap();
+        assert_eq!(bundle.versions, ProtocolVersions::V1_AND_V2);
+        served.push(bundle.kem_prekey.map(|k| k.id.get()));
+    }
+    assert_eq!(served, [Some(1), Some(2), Some(3), Some(4), Some(4)]);
+    let stock = bob_conn.prekey_count().await.unwrap();
+    assert_eq!(stock.kem.map(|k| k.remaining), Some(0));
+    assert!(stock.kem_is_low());
+
+    // A client of protocol 3 sees the relay as before: v1 bundles, and
+    // FetchBundleV2 is an unknown request there.
+    let mut old = Raw::connect(addr).await;
+    old.request(
+        0,
+        &Request::Hello {
+            versions: vec![2, 3],
+        },
+    )
+    .await;
+    assert!(matches!(old.response(0).await, Response::Welcome(w) if w.version == 3));
+    let target = address(&bob);
+    old.request(1, &Request::FetchBundle { address: target })
+        .await;
+    assert!(matches!(old.response(1).await, Response::Bundle(b) if b.version() == 1));
+    old.request(2, &Request::FetchBundleV2 { address: target })
+        .await;
+    assert_eq!(error_of(old.response(2).await).0, ErrorCode::UnknownRequest);
+    old.request(3, &Request::Ping).await;
+    assert_eq!(old.response(3).await, Response::Pong);
     relay.shutdown().await;
 }

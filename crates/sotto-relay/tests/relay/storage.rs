@@ -85,6 +85,8 @@ async fn the_database_holds_only_the_opaque_bytes_that_were_sent() {
                 "bodies",
                 "device_lists",
                 "envelopes",
+                "kem_prekeys",
+                "last_resort_kem_prekeys",
                 "listed_devices",
                 "mailbox_usage",
                 "one_time_prekeys",

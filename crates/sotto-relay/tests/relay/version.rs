@@ -13,20 +13,24 @@ async fn an_unknown_protocol_version_gets_a_clear_error() {
     raw.request(
         0,
         &Request::Hello {
-            versions: vec![4, 99],
+            versions: vec![5, 99],
         },
     )
     .await;
     let (code, message) = error_of(raw.response(0).await);
     assert_eq!(code, ErrorCode::UnsupportedVersion);
     assert!(
-        message.contains("[4, 99]") && message.contains("[2, 3]"),
+        message.contains("[5, 99]") && message.contains("[2, 3, 4]"),
         "{message}"
     );
     raw.expect_closed().await;
 
     // Offering several, the highest common one is chosen.
-    for (offered, chosen) in [(vec![7, 1, 2, 3], 3), (vec![7, 1, 2], 2)] {
+    for (offered, chosen) in [
+        (vec![7, 1, 2, 3, 4], 4),
+        (vec![7, 1, 2, 3], 3),
+        (vec![7, 1, 2], 2),
+    ] {
         let mut raw = Raw::connect(relay.local_addr()).await;
         raw.request(0, &Request::Hello { versions: offered }).await;
         match raw.response(0).await {
@@ -40,7 +44,7 @@ async fn an_unknown_protocol_version_gets_a_clear_error() {
     }
     // The client offers both and gets the newest.
     let client = connect(relay.local_addr()).await;
-    assert_eq!(client.protocol_version(), 3);
+    assert_eq!(client.protocol_version(), 4);
     assert!(client.supports_send_multi());
     relay.shutdown().await;
 }
@@ -55,7 +59,7 @@ async fn a_version_1_client_is_refused_with_unsupported_version() {
     let (code, message) = error_of(raw.response(0).await);
     assert_eq!(code, ErrorCode::UnsupportedVersion);
     assert!(
-        message.contains("client offers [1], this relay speaks [2, 3]"),
+        message.contains("client offers [1], this relay speaks [2, 3, 4]"),
         "{message}"
     );
     raw.expect_closed().await;

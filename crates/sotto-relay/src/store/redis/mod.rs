@@ -13,10 +13,14 @@
 //! | `{m}:env:<id>` | hash | one envelope: `mid` (message id), `p` (the envelope, or a `SendMulti` recipient's header), `exp` (expiry hour), `len` (its full length), `body` (a shared body's id, if any) |
 //! | `{m}:msgids` | hash | message id -> envelope id (dedupe) |
 //! | `{m}:bytes` | string | the full lengths of the queued envelopes (`MailboxUsage::bytes`) |
-//! | `{m}:spk` | hash | `identity`, `id`, `public`, `signature` of the signed prekey (present: registered), `verifier` |
+//! | `{m}:spk` | hash | `identity`, `id`, `public`, `signature` of the signed prekey (present: registered), `verifier`, `v2only` (`1`: signed for protocol v2 only) |
 //! | `{m}:opk` | sorted set | one-time prekey ids, scored by upload order |
 //! | `{m}:opk:keys` | hash | one-time prekey id -> public key |
 //! | `{m}:opk:seq` | string | the upload order counter |
+//! | `{m}:kem:last` | hash | `id`, `key` (1184 bytes), `signature` of the last-resort KEM prekey |
+//! | `{m}:kem` | sorted set | one-time KEM prekey ids, scored by upload order |
+//! | `{m}:kem:keys` | hash | one-time KEM prekey id -> key (1184 bytes) followed by its signature (64) |
+//! | `{m}:kem:seq` | string | the KEM upload order counter |
 //! | `{m}:changed` | pub/sub channel | `e` when an envelope is stored, `p<n>` when a one-time prekey is handed out leaving `n` (live push across relays, [`feed`]) |
 //! | `{m}:devices` | hash | the account's device list: `version` (20 digits), `list` |
 //! | `{m}:listed` | set | mailboxes of the devices that list names |
@@ -37,14 +41,16 @@ use std::time::Duration;
 
 use redis::{Connection, ConnectionLike, RedisError, Value};
 use sotto_core::{
-    IdentityKey, OneTimePreKeyId, PreKeyBundle, PreKeyPublic, Signature, SignedPreKeyId,
+    IdentityKey, KEM_PUBLIC_LEN, KemPreKeyId, KemPublic, OneTimePreKeyId, PreKeyBundle,
+    PreKeyPublic, Signature, SignedKemPreKey, SignedPreKeyId,
 };
 
 use self::scripts::Scripts;
 use super::unlinking::NewDeviceList;
 use super::{
-    Access, Enqueued, FetchedPage, MailboxStore, MailboxUsage, QueuePolicy, StoreError,
-    StoreTotals, Swept, TakenBundle,
+    Access, DEFAULT_MAX_KEM_PREKEYS, Enqueued, FetchedPage, MailboxStore, MailboxUsage,
+    PreKeyCounts, PreKeyLimits, QueuePolicy, StoreError, StoreTotals, Swept, TakenBundle,
+    TakenBundleV2, bundle_versions,
 };
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
@@ -215,6 +221,64 @@ fn array(v: Value) -> Result<Vec<Value>, StoreError> {
         Value::Array(items) => Ok(items),
         _ => Err(unexpected()),
     }
+}
+
+/// The v1 bundle of a `take_bundle` script's answer: identity key, signed
+/// prekey id, key and signature, one-time prekey id (`''` for none) and
+/// key.
+fn bundle_of(
+    [identity, spk_id, spk, signature, opk_id, opk]: [&Value; 6],
+) -> Result<PreKeyBundle, StoreError> {
+    let identity_key = IdentityKey::from_bytes(&fixed(identity, "identity key")?)
+        .map_err(|_| StoreError::Corrupt("identity key"))?;
+    let spk_id =
+        u32::try_from(number(spk_id)?).map_err(|_| StoreError::Corrupt("signed prekey id"))?;
+    let one_time = match text(opk_id) {
+        Some(b"") => None,
+        _ => {
+            let id = u32::try_from(number(opk_id)?)
+                .map_err(|_| StoreError::Corrupt("one-time prekey id"))?;
+            let key = PreKeyPublic::from_bytes(fixed(opk, "one-time prekey")?);
+            Some((OneTimePreKeyId::new(id), key))
+        }
+    };
+    Ok(PreKeyBundle::from_parts(
+        identity_key,
+        SignedPreKeyId::new(spk_id),
+        PreKeyPublic::from_bytes(fixed(spk, "signed prekey")?),
+        Signature::from_bytes(fixed(signature, "signed prekey signature")?),
+        one_time,
+    ))
+}
+
+/// A KEM count as the scripts answer it: `''` for none (no last-resort KEM
+/// prekey), else a number.
+fn kem_count(v: &Value) -> Result<Option<u32>, StoreError> {
+    if text(v) == Some(b"") {
+        return Ok(None);
+    }
+    u32::try_from(number(v)?)
+        .map(Some)
+        .map_err(|_| StoreError::Corrupt("KEM prekey count"))
+}
+
+/// A KEM prekey from its id and its key followed by its signature.
+fn kem_prekey(id: &Value, key_and_signature: &Value) -> Result<SignedKemPreKey, StoreError> {
+    let id = u32::try_from(number(id)?).map_err(|_| StoreError::Corrupt("KEM prekey id"))?;
+    let bytes = text(key_and_signature).ok_or(StoreError::Corrupt("KEM prekey"))?;
+    if bytes.len() != KEM_PUBLIC_LEN + 64 {
+        return Err(StoreError::Corrupt("KEM prekey"));
+    }
+    let (key, signature) = bytes.split_at(KEM_PUBLIC_LEN);
+    Ok(SignedKemPreKey {
+        id: KemPreKeyId::new(id),
+        key: KemPublic::from_bytes(key).map_err(|_| StoreError::Corrupt("KEM prekey"))?,
+        signature: Signature::from_bytes(
+            signature
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("KEM prekey signature"))?,
+        ),
+    })
 }
 
 fn fixed<const N: usize>(v: &Value, what: &'static str) -> Result<[u8; N], StoreError> {
@@ -564,17 +628,29 @@ impl MailboxStore for RedisStore {
         upload: &PreKeyUpload,
         max_one_time: u32,
     ) -> Result<u32, StoreError> {
+        let limits = PreKeyLimits {
+            max_one_time,
+            max_kem: DEFAULT_MAX_KEM_PREKEYS,
+        };
+        Ok(self
+            .publish_prekeys_with_kem(owner, upload, &limits)?
+            .one_time)
+    }
+
+    fn publish_prekeys_with_kem(
+        &self,
+        owner: &IdentityKey,
+        upload: &PreKeyUpload,
+        limits: &PreKeyLimits,
+    ) -> Result<PreKeyCounts, StoreError> {
+        let flag = |on: bool| if on { "1" } else { "0" };
         let address = MailboxAddress::of(owner);
         let mut call = self.scripts.publish_prekeys.prepare_invoke();
         call.key(self.mailbox_key(&address, "spk"))
             .arg(&self.prefix)
             .arg(address.to_hex())
-            .arg(max_one_time)
-            .arg(if upload.replace_one_time_prekeys {
-                "1"
-            } else {
-                "0"
-            });
+            .arg(limits.max_one_time)
+            .arg(flag(upload.replace_one_time_prekeys));
         match &upload.signed_prekey {
             Some(spk) => call
                 .arg("1")
@@ -589,20 +665,111 @@ impl MailboxStore for RedisStore {
                 .access_verifier
                 .as_ref()
                 .map_or(&[][..], |v| &v.as_bytes()[..]),
-        );
+        )
+        .arg(flag(upload.signed_prekey_v2_only))
+        .arg(limits.max_kem)
+        .arg(flag(upload.replace_one_time_kem_prekeys));
+        match &upload.last_resort_kem_prekey {
+            Some(kem) => call
+                .arg("1")
+                .arg(kem.id.get())
+                .arg(&kem.key.as_bytes()[..])
+                .arg(&kem.signature.as_bytes()[..]),
+            None => call.arg("0").arg("").arg("").arg(""),
+        };
+        call.arg(upload.one_time_prekeys.len());
         for key in &upload.one_time_prekeys {
             call.arg(key.id.get()).arg(&key.public.as_bytes()[..]);
+        }
+        for kem in &upload.one_time_kem_prekeys {
+            call.arg(kem.id.get())
+                .arg(&kem.key.as_bytes()[..])
+                .arg(&kem.signature.as_bytes()[..]);
         }
         let reply = array(self.with_conn(|conn| call.invoke::<Value>(conn))?)?;
         let count = number(reply.get(1).ok_or_else(unexpected)?)?;
         match reply.first().and_then(text) {
-            Some(b"ok") => u32::try_from(count).map_err(|_| StoreError::Corrupt("prekey count")),
+            Some(b"ok") => Ok(PreKeyCounts {
+                one_time: u32::try_from(count).map_err(|_| StoreError::Corrupt("prekey count"))?,
+                kem: kem_count(reply.get(2).ok_or_else(unexpected)?)?,
+            }),
             Some(b"too_many") => Err(StoreError::TooManyPreKeys {
                 would_have: count,
-                max: max_one_time,
+                max: limits.max_one_time,
+            }),
+            Some(b"too_many_kem") => Err(StoreError::TooManyKemPreKeys {
+                would_have: count,
+                max: limits.max_kem,
             }),
             _ => Err(unexpected()),
         }
+    }
+
+    fn take_bundle_v2(
+        &self,
+        address: &MailboxAddress,
+    ) -> Result<Option<TakenBundleV2>, StoreError> {
+        let mut call = self.scripts.take_bundle_v2.prepare_invoke();
+        call.key(self.mailbox_key(address, "spk"))
+            .arg(&self.prefix)
+            .arg(address.to_hex());
+        let reply = match self.with_conn(|conn| call.invoke::<Value>(conn))? {
+            Value::Nil => return Ok(None),
+            reply => array(reply)?,
+        };
+        let [
+            identity,
+            spk_id,
+            spk,
+            signature,
+            opk_id,
+            opk,
+            remaining,
+            v2_only,
+            kem_id,
+            kem_key,
+            kem_remaining,
+        ] = &reply[..]
+        else {
+            return Err(unexpected());
+        };
+        let bundle = bundle_of([identity, spk_id, spk, signature, opk_id, opk])?;
+        let bundle = match text(kem_id) {
+            Some(b"") => bundle,
+            _ => bundle.with_kem_prekey(
+                bundle_versions(text(v2_only) == Some(b"1")),
+                kem_prekey(kem_id, kem_key)?,
+            ),
+        };
+        Ok(Some(TakenBundleV2::new(
+            bundle,
+            u32::try_from(number(remaining)?).map_err(|_| StoreError::Corrupt("prekey count"))?,
+            kem_count(kem_remaining)?,
+        )))
+    }
+
+    fn kem_prekey_count(&self, address: &MailboxAddress) -> Result<Option<u32>, StoreError> {
+        let (last, kem) = (
+            self.mailbox_key(address, "kem:last"),
+            self.mailbox_key(address, "kem"),
+        );
+        // One round trip, one atomic step: both keys share the mailbox's
+        // slot.
+        let (exists, count): (u64, u64) = self.with_conn(|conn| {
+            redis::pipe()
+                .atomic()
+                .cmd("EXISTS")
+                .arg(&last)
+                .cmd("ZCARD")
+                .arg(&kem)
+                .query(conn)
+        })?;
+        if exists == 0 {
+            return Ok(None);
+        }
+        u32::try_from(count)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt("KEM prekey count"))
     }
 
     fn take_bundle(&self, address: &MailboxAddress) -> Result<Option<TakenBundle>, StoreError> {
@@ -617,27 +784,8 @@ impl MailboxStore for RedisStore {
         let [identity, spk_id, spk, signature, opk_id, opk, remaining] = &reply[..] else {
             return Err(unexpected());
         };
-        let identity_key = IdentityKey::from_bytes(&fixed(identity, "identity key")?)
-            .map_err(|_| StoreError::Corrupt("identity key"))?;
-        let spk_id =
-            u32::try_from(number(spk_id)?).map_err(|_| StoreError::Corrupt("signed prekey id"))?;
-        let one_time = match text(opk_id) {
-            Some(b"") => None,
-            _ => {
-                let id = u32::try_from(number(opk_id)?)
-                    .map_err(|_| StoreError::Corrupt("one-time prekey id"))?;
-                let key = PreKeyPublic::from_bytes(fixed(opk, "one-time prekey")?);
-                Some((OneTimePreKeyId::new(id), key))
-            }
-        };
         Ok(Some(TakenBundle {
-            bundle: PreKeyBundle::from_parts(
-                identity_key,
-                SignedPreKeyId::new(spk_id),
-                PreKeyPublic::from_bytes(fixed(spk, "signed prekey")?),
-                Signature::from_bytes(fixed(signature, "signed prekey signature")?),
-                one_time,
-            ),
+            bundle: bundle_of([identity, spk_id, spk, signature, opk_id, opk])?,
             remaining: u32::try_from(number(remaining)?)
                 .map_err(|_| StoreError::Corrupt("prekey count"))?,
         }))

@@ -33,6 +33,7 @@ pub(super) struct Scripts {
     pub(super) usage: Script,
     pub(super) publish_prekeys: Script,
     pub(super) take_bundle: Script,
+    pub(super) take_bundle_v2: Script,
     pub(super) publish_device_list: Script,
 }
 
@@ -49,6 +50,7 @@ impl Scripts {
             usage: script(READS, include_str!("lua/usage.lua")),
             publish_prekeys: script(WRITES, include_str!("lua/publish_prekeys.lua")),
             take_bundle: script(WRITES, include_str!("lua/take_bundle.lua")),
+            take_bundle_v2: script(WRITES, include_str!("lua/take_bundle_v2.lua")),
             publish_device_list: script(WRITES, include_str!("lua/publish_device_list.lua")),
         }
     }

@@ -74,12 +74,23 @@ local function remove_envelope(m, id)
 end
 
 -- Deletes the mailbox `m`: every envelope queued for it (as above), its
--- signed prekey with its access verifier, and its one-time prekeys. Its
--- device list and the record of who lists it are not part of it.
+-- signed prekey with its access verifier, its one-time prekeys and its
+-- KEM prekeys. Its device list and the record of who lists it are not
+-- part of it.
 local function remove_mailbox(m)
   for _, id in ipairs(redis.call('ZRANGE', mkey(m, 'queue'), 0, -1)) do
     remove_envelope(m, id)
   end
   redis.call('DEL', mkey(m, 'spk'), mkey(m, 'opk'), mkey(m, 'opk:keys'), mkey(m, 'opk:seq'),
+    mkey(m, 'kem'), mkey(m, 'kem:keys'), mkey(m, 'kem:seq'), mkey(m, 'kem:last'),
     mkey(m, 'queue'), mkey(m, 'msgids'), mkey(m, 'bytes'))
+end
+
+-- `PreKeyCounts::kem` of mailbox `m`: its one-time KEM prekeys, or ''
+-- without a last-resort KEM prekey.
+local function kem_count(m)
+  if redis.call('EXISTS', mkey(m, 'kem:last')) == 0 then
+    return ''
+  end
+  return redis.call('ZCARD', mkey(m, 'kem'))
 end
