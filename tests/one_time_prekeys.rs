@@ -337,3 +337,50 @@ async fn no_one_time_prekey_id_is_uploaded_twice_across_register_replenish_and_r
     assert!(assert_each_uploaded_once(&store, &mailbox) >= 3 * 20 + 11 + 5 + 3 + 11);
     relay.shutdown().await;
 }
+
+/// With a relay that serves KEM prekeys (relay protocol 4), a client
+/// publishes a last-resort and a set of one-time ML-KEM prekeys, and a
+/// first contact runs protocol v2's hybrid handshake: the relay hands out
+/// one one-time KEM prekey per first contact, and the messages go through
+/// both ways (docs/protocol.md section 16).
+#[tokio::test]
+async fn a_first_contact_runs_protocol_v2_when_the_relay_serves_kem_prekeys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(sotto::relay::MemoryStore::new());
+    let relay = relay_with(unlimited_first_contacts(), store.clone()).await;
+    let addr = relay.local_addr().to_string();
+    let (alice, bob) = pair(dir.path(), &addr).await;
+    let bob_mailbox = bob.address().mailbox();
+    let full = store.kem_prekey_count(&bob_mailbox).unwrap();
+    assert!(
+        full.is_some_and(|n| n > 0),
+        "Bob published KEM prekeys: {full:?}"
+    );
+
+    let mut alice_in = alice.incoming();
+    let mut bob_in = bob.incoming();
+    alice.send("bob", b"hello in v2").await.unwrap();
+    expect_texts(&mut bob_in, &["hello in v2"]).await;
+    // The first contact took one one-time KEM prekey from Bob's stock (a
+    // v2 bundle), and it may since have been topped up, never beyond.
+    let after = store.kem_prekey_count(&bob_mailbox).unwrap().unwrap();
+    assert!(after <= full.unwrap());
+    bob.send("alice", b"and back").await.unwrap();
+    expect_texts(&mut alice_in, &["and back"]).await;
+
+    // A second contact, from another account, takes another one.
+    let carol = client(dir.path(), "carol").await;
+    carol.register(&addr).await.unwrap();
+    carol.add_contact("bob", &bob.address()).await.unwrap();
+    let before = store.kem_prekey_count(&bob_mailbox).unwrap().unwrap();
+    carol.send("bob", b"from carol").await.unwrap();
+    let m = next_message(&mut bob_in).await;
+    assert_eq!(m.body, b"from carol");
+    let taken = store.kem_prekey_count(&bob_mailbox).unwrap().unwrap();
+    assert_eq!(
+        taken + 1,
+        before,
+        "one one-time KEM prekey per first contact"
+    );
+    relay.shutdown().await;
+}

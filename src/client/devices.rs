@@ -251,7 +251,7 @@ impl Shared {
         device: PeerDevice,
         key: &IdentityKey,
     ) -> Result<()> {
-        let bundle = conn.fetch_bundle(&MailboxAddress::of(key)).await?;
+        let bundle = super::prekeys::fetch_bundle(conn, &MailboxAddress::of(key)).await?;
         if bundle.identity_key != *key {
             return Err(Error::BundleMismatch);
         }

@@ -8,6 +8,26 @@ use sotto_store::RETIRED_ONE_TIME_PREKEY_GRACE;
 use tokio::sync::MutexGuard;
 
 use super::shared::{Shared, now_ms};
+
+/// One-time ML-KEM prekeys (protocol v2) kept on a relay that serves them
+/// (each is about 1.25 KB there; when they run out, senders use the
+/// last-resort one).
+pub(crate) const ONE_TIME_KEM_PREKEYS: usize = 20;
+
+/// The bundle the relay serves for `address`: protocol v2's (with a KEM
+/// prekey, if its owner published one) from a relay that serves KEM
+/// prekeys, else version 1's. A session started from it is v2 exactly
+/// when the bundle is.
+pub(crate) async fn fetch_bundle(
+    conn: &RelayClient,
+    address: &sotto_relay::MailboxAddress,
+) -> Result<sotto_core::PreKeyBundle> {
+    Ok(if conn.supports_kem_prekeys() {
+        conn.fetch_bundle_v2(address).await?
+    } else {
+        conn.fetch_bundle(address).await?
+    })
+}
 use super::types::ClientEvent;
 use crate::error::Result;
 
@@ -44,7 +64,10 @@ impl Shared {
                         .with_access_verifier(self.access_key.verifier()),
                 )
                 .await?;
-            self.top_up(conn, stock.remaining, &publishing).await?
+            let published = self.top_up(conn, stock.remaining, &publishing).await?;
+            self.top_up_kem(conn, stock.kem.map(|k| k.remaining))
+                .await?;
+            published
         };
         if count > 0 {
             self.emit(ClientEvent::PreKeysPublished { count });
@@ -60,7 +83,43 @@ impl Shared {
         // Asked under the lock, not taken from the push: a pushed count
         // may predate an upload made since.
         let stock = conn.prekey_count().await?;
-        self.top_up(conn, stock.remaining, &publishing).await
+        let published = self.top_up(conn, stock.remaining, &publishing).await?;
+        self.top_up_kem(conn, stock.kem.map(|k| k.remaining))
+            .await?;
+        Ok(published)
+    }
+
+    /// Tops the relay's one-time KEM prekey stock (protocol v2) up to
+    /// [`ONE_TIME_KEM_PREKEYS`], going by `remaining` as the relay reported
+    /// it; `None` (the relay holds no last-resort KEM prekey of ours yet,
+    /// as after an upgrade) publishes the last-resort one with a full set.
+    /// Nothing with a relay that does not serve KEM prekeys.
+    async fn top_up_kem(&self, conn: &RelayClient, remaining: Option<u32>) -> Result<()> {
+        if !conn.supports_kem_prekeys() {
+            return Ok(());
+        }
+        let remaining = remaining.map(|r| usize::try_from(r).unwrap_or(usize::MAX));
+        let missing = ONE_TIME_KEM_PREKEYS.saturating_sub(remaining.unwrap_or(0));
+        if missing == 0 && remaining.is_some() {
+            return Ok(());
+        }
+        let with_last_resort = remaining.is_none();
+        let (last_resort, one_time) = self
+            .with_store(move |s| {
+                let last_resort = if with_last_resort {
+                    Some(s.last_resort_kem_prekey()?)
+                } else {
+                    None
+                };
+                Ok((last_resort, s.fresh_kem_prekeys(missing)?))
+            })
+            .await?;
+        let mut upload = PreKeyUpload::from_public(None, Vec::new());
+        upload.last_resort_kem_prekey = last_resort;
+        upload.one_time_kem_prekeys = one_time;
+        conn.upload_prekeys(upload).await?;
+        tracing::info!(count = missing, "one-time KEM prekeys published");
+        Ok(())
     }
 
     /// Publishes `target - remaining` fresh one-time prekeys, where
@@ -101,26 +160,42 @@ impl Shared {
         _publishing: &MutexGuard<'_, ()>,
     ) -> Result<usize> {
         let count = self.options.one_time_prekeys;
-        let (signed, fresh) = self
+        let kem = conn.supports_kem_prekeys();
+        let (signed, fresh, kem_keys) = self
             .with_store(move |s| {
+                let kem_keys = if kem {
+                    Some((
+                        s.last_resort_kem_prekey()?,
+                        s.fresh_kem_prekeys(ONE_TIME_KEM_PREKEYS)?,
+                    ))
+                } else {
+                    None
+                };
                 Ok((
                     s.signed_prekey()?,
                     s.fresh_one_time_prekeys(count, now_ms())?,
+                    kem_keys,
                 ))
             })
             .await?;
         // Ids grow: every key below the first fresh one was published
         // before this upload.
         let first_fresh = fresh.first().map_or(OneTimePreKeyId::MAX, |(id, _)| *id);
-        conn.upload_prekeys(
-            PreKeyUpload::from_public(
-                Some(SignedPreKeyPublic::from(&signed)),
-                one_time_public(&fresh),
-            )
-            .with_replace_one_time_prekeys(true)
-            .with_access_verifier(self.access_key.verifier()),
+        let mut upload = PreKeyUpload::from_public(
+            Some(SignedPreKeyPublic::from(&signed)),
+            one_time_public(&fresh),
         )
-        .await?;
+        .with_replace_one_time_prekeys(true)
+        .with_access_verifier(self.access_key.verifier());
+        // Protocol v2 (docs/protocol.md section 16), with a relay that
+        // serves KEM prekeys: the last-resort one and a fresh set of
+        // one-time ones that replaces the relay's.
+        if let Some((last_resort, one_time)) = kem_keys {
+            upload.last_resort_kem_prekey = Some(last_resort);
+            upload.one_time_kem_prekeys = one_time;
+            upload.replace_one_time_kem_prekeys = true;
+        }
+        conn.upload_prekeys(upload).await?;
         // Only now are the older keys out of the relay's stock. If the
         // upload failed they stay live, as they may still be handed out.
         self.with_store(move |s| {

@@ -124,7 +124,8 @@ impl Shared {
         };
         let bundle = match plan {
             Recovery::ResetAndResend { .. } => {
-                let bundle = conn.fetch_bundle(&MailboxAddress::of(&sender)).await?;
+                let bundle =
+                    super::prekeys::fetch_bundle(conn, &MailboxAddress::of(&sender)).await?;
                 if bundle.identity_key != sender {
                     return Err(Error::BundleMismatch);
                 }

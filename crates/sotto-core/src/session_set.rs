@@ -55,6 +55,8 @@ impl SessionSet {
     }
 
     /// Starts a new session from `bundle` and makes it the active one.
+    /// Refuses ([`Error::Downgrade`]) a bundle of a lower protocol version
+    /// than a session already held with the same identity.
     pub fn initiate<R: CryptoRng + ?Sized>(
         &mut self,
         local: &IdentityKeyPair,
@@ -66,9 +68,22 @@ impl SessionSet {
         {
             return Err(Error::IdentityMismatch);
         }
-        let session = Session::initiate(local, bundle, rng)?;
+        // A remote identity that has spoken protocol version 2 with us
+        // speaks it: a bundle without a KEM prekey for it now means the
+        // relay stripped it (docs/protocol.md 16.7).
+        let session = Session::initiate_at_least(local, bundle, self.highest_version(), rng)?;
         self.promote(session);
         Ok(())
+    }
+
+    /// The highest protocol version of the sessions held (1 when empty):
+    /// what [`initiate`](Self::initiate) requires of a new bundle.
+    pub fn highest_version(&self) -> u8 {
+        self.sessions
+            .iter()
+            .map(Session::version)
+            .max()
+            .unwrap_or(1)
     }
 
     /// Encrypts with the active session.
