@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use sotto::core::{IdentityKey, PreKeyBundle};
 use sotto::relay::store::{
-    Access, Enqueued, FetchedPage, MailboxUsage, QueuePolicy, StoreTotals, Swept, TakenBundle,
+    Access, Enqueued, FetchedPage, MailboxUsage, PreKeyCounts, PreKeyLimits, QueuePolicy,
+    StoreTotals, Swept, TakenBundle, TakenBundleV2,
 };
 use sotto::relay::{
     MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload, StoreError, UnixTime,
@@ -75,6 +76,42 @@ impl MailboxStore for InterceptingStore {
                 .map(|k| (MailboxAddress::of(owner), k.id.get())),
         );
         Ok(remaining)
+    }
+
+    fn publish_prekeys_with_kem(
+        &self,
+        owner: &IdentityKey,
+        upload: &PreKeyUpload,
+        limits: &PreKeyLimits,
+    ) -> Result<PreKeyCounts, StoreError> {
+        let counts = self.inner.publish_prekeys_with_kem(owner, upload, limits)?;
+        self.uploaded_one_time_prekeys.lock().unwrap().extend(
+            upload
+                .one_time_prekeys
+                .iter()
+                .map(|k| (MailboxAddress::of(owner), k.id.get())),
+        );
+        Ok(counts)
+    }
+
+    /// A bundle the test planted is served to v2 fetches too (as it is,
+    /// without a KEM prekey unless the planted one has one).
+    fn take_bundle_v2(
+        &self,
+        address: &MailboxAddress,
+    ) -> Result<Option<TakenBundleV2>, StoreError> {
+        if let Some(bundle) = self.bundles.lock().unwrap().get(address) {
+            return Ok(Some(TakenBundleV2::new(bundle.clone(), 0, None)));
+        }
+        self.inner.take_bundle_v2(address)
+    }
+
+    fn kem_prekey_count(&self, address: &MailboxAddress) -> Result<Option<u32>, StoreError> {
+        self.inner.kem_prekey_count(address)
+    }
+
+    fn keeps_kem_prekeys(&self) -> bool {
+        true
     }
 
     fn take_bundle(&self, address: &MailboxAddress) -> Result<Option<TakenBundle>, StoreError> {

@@ -731,13 +731,16 @@ impl<S: Transport> Connection<S> {
     }
 
     async fn hello(&mut self, id: u32, offered: &[u16]) -> Flow {
-        let Some(version) = offered
+        // Protocol 4 is the KEM prekey directory: only on a store that
+        // keeps KEM prekeys.
+        let kem = self.shared.store.keeps_kem_prekeys();
+        let spoken: Vec<u16> = SUPPORTED_VERSIONS
             .iter()
             .copied()
-            .filter(|v| SUPPORTED_VERSIONS.contains(v))
-            .max()
-        else {
-            let message = unsupported_version_message(offered, SUPPORTED_VERSIONS);
+            .filter(|v| kem || *v < crate::protocol::KEM_PREKEYS_VERSION)
+            .collect();
+        let Some(version) = offered.iter().copied().filter(|v| spoken.contains(v)).max() else {
+            let message = unsupported_version_message(offered, &spoken);
             return self.error(id, ErrorCode::UnsupportedVersion, message).await;
         };
         let mut challenge = [0u8; CHALLENGE_LEN];

@@ -439,6 +439,10 @@ impl MailboxStore for MemoryStore {
         )))
     }
 
+    fn keeps_kem_prekeys(&self) -> bool {
+        true
+    }
+
     fn kem_prekey_count(&self, address: &MailboxAddress) -> Result<Option<u32>, StoreError> {
         let state = self.lock()?;
         Ok(state.directory.get(address).and_then(Directory::kem_count))

@@ -598,6 +598,17 @@ pub trait MailboxStore: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Whether this store keeps KEM prekeys (overrides
+    /// [`publish_prekeys_with_kem`](Self::publish_prekeys_with_kem),
+    /// [`take_bundle_v2`](Self::take_bundle_v2) and
+    /// [`kem_prekey_count`](Self::kem_prekey_count)). A relay on a store
+    /// that does not speaks relay protocol 3 at most, so that clients do
+    /// not upload KEM prekeys it would refuse. `false` by default; every
+    /// store of this crate says `true`.
+    fn keeps_kem_prekeys(&self) -> bool {
+        false
+    }
+
     /// Queues `payload` for `recipient` at time `now`, to expire at
     /// [`QueuePolicy::expiry_hour`], unless an unexpired envelope with the
     /// same `message_id` is still queued there (then returns that one's id

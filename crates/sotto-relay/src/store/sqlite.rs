@@ -1205,6 +1205,10 @@ impl MailboxStore for SqliteStore {
             })
     }
 
+    fn keeps_kem_prekeys(&self) -> bool {
+        true
+    }
+
     fn kem_prekey_count(&self, address: &MailboxAddress) -> Result<Option<u32>, StoreError> {
         self.readers
             .read(|conn| count_kem(conn, address.as_bytes()))

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sotto_core::{IdentityKeyPair, OneTimePreKey, OneTimePreKeyId, SignedPreKey, SignedPreKeyId};
-use sotto_relay::protocol::{PROTOCOL_VERSION, Request, Response, ServerFrame, Welcome};
+use sotto_relay::protocol::{Request, Response, ServerFrame, Welcome};
 use sotto_relay::{
     ClientConfig, Clock, MailboxAddress, MailboxStore, MemoryStore, MessageId, PreKeyUpload,
     RateLimit, RelayClient, RelayEvent, Server, ServerConfig, ServerHandle, UnixTime,
@@ -212,8 +212,10 @@ impl Raw {
     pub(crate) async fn hello(&mut self) -> Welcome {
         self.request(
             0,
+            // Every version: a relay on a store without KEM prekeys (the
+            // tests' wrapping stores) speaks protocol 3 at most.
             &Request::Hello {
-                versions: vec![PROTOCOL_VERSION],
+                versions: sotto_relay::protocol::SUPPORTED_VERSIONS.to_vec(),
             },
         )
         .await;

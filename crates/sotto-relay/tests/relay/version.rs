@@ -104,3 +104,22 @@ async fn the_client_reports_a_relay_that_refuses_its_version() {
     assert!(err.to_string().contains("it speaks [3]"), "{err}");
     fake.await.unwrap();
 }
+
+/// A relay on a store that keeps no KEM prekeys speaks protocol 3 at most
+/// (4 is the KEM prekey directory), says so when refusing, and a client
+/// offering every version gets 3.
+#[tokio::test]
+async fn a_store_without_kem_prekeys_caps_the_protocol_at_3() {
+    let store = std::sync::Arc::new(crate::gated_store::GatedStore::default());
+    let relay = start_with(config(), store).await;
+    let mut raw = Raw::connect(relay.local_addr()).await;
+    raw.request(0, &Request::Hello { versions: vec![4] }).await;
+    let (code, message) = error_of(raw.response(0).await);
+    assert_eq!(code, ErrorCode::UnsupportedVersion);
+    assert!(message.contains("speaks [2, 3]"), "{message}");
+    let mut raw = Raw::connect(relay.local_addr()).await;
+    assert_eq!(raw.hello().await.version, 3);
+    let client = connect(relay.local_addr()).await;
+    assert!(!client.supports_kem_prekeys());
+    relay.shutdown().await;
+}

@@ -748,6 +748,10 @@ impl MailboxStore for RedisStore {
         )))
     }
 
+    fn keeps_kem_prekeys(&self) -> bool {
+        true
+    }
+
     fn kem_prekey_count(&self, address: &MailboxAddress) -> Result<Option<u32>, StoreError> {
         let (last, kem) = (
             self.mailbox_key(address, "kem:last"),
