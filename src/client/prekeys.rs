@@ -14,6 +14,47 @@ use super::shared::{Shared, now_ms};
 /// last-resort one).
 pub(crate) const ONE_TIME_KEM_PREKEYS: usize = 20;
 
+/// Bytes of an upload frame kept for everything but its KEM prekeys.
+const UPLOAD_OVERHEAD: usize = 512;
+
+/// How many KEM prekeys (1252 bytes each on the wire) fit in one upload to
+/// this relay: 0 if the relay serves none (protocol 3 or older), or if
+/// its frames are too small for one.
+fn kem_keys_per_upload(conn: &RelayClient) -> usize {
+    if !conn.supports_kem_prekeys() {
+        return 0;
+    }
+    let frame = usize::try_from(conn.welcome().max_frame_size).unwrap_or(usize::MAX);
+    frame.saturating_sub(UPLOAD_OVERHEAD) / KEM_PREKEY_WIRE_LEN
+}
+
+/// A KEM prekey on the wire: id, ML-KEM-768 key, signature.
+const KEM_PREKEY_WIRE_LEN: usize = 4 + sotto_core::KEM_PUBLIC_LEN + 64;
+
+/// Uploads `last_resort` and `one_time` KEM prekeys in as many uploads as
+/// the relay's frame size needs; `replace` replaces the relay's one-time
+/// KEM stock with the first of them.
+async fn upload_kem(
+    conn: &RelayClient,
+    mut last_resort: Option<sotto_core::SignedKemPreKey>,
+    one_time: Vec<sotto_core::SignedKemPreKey>,
+    replace: bool,
+) -> Result<()> {
+    let per_upload = kem_keys_per_upload(conn).max(1);
+    let mut keys = one_time.into_iter().peekable();
+    let mut first = true;
+    while first || keys.peek().is_some() {
+        let mut upload = PreKeyUpload::from_public(None, Vec::new());
+        let room = per_upload - usize::from(last_resort.is_some());
+        upload.last_resort_kem_prekey = last_resort.take();
+        upload.one_time_kem_prekeys = keys.by_ref().take(room).collect();
+        upload.replace_one_time_kem_prekeys = replace && first;
+        conn.upload_prekeys(upload).await?;
+        first = false;
+    }
+    Ok(())
+}
+
 /// The bundle the relay serves for `address`: protocol v2's (with a KEM
 /// prekey, if its owner published one) from a relay that serves KEM
 /// prekeys, else version 1's. A session started from it is v2 exactly
@@ -95,7 +136,7 @@ impl Shared {
     /// as after an upgrade) publishes the last-resort one with a full set.
     /// Nothing with a relay that does not serve KEM prekeys.
     async fn top_up_kem(&self, conn: &RelayClient, remaining: Option<u32>) -> Result<()> {
-        if !conn.supports_kem_prekeys() {
+        if kem_keys_per_upload(conn) == 0 {
             return Ok(());
         }
         let remaining = remaining.map(|r| usize::try_from(r).unwrap_or(usize::MAX));
@@ -114,10 +155,7 @@ impl Shared {
                 Ok((last_resort, s.fresh_kem_prekeys(missing)?))
             })
             .await?;
-        let mut upload = PreKeyUpload::from_public(None, Vec::new());
-        upload.last_resort_kem_prekey = last_resort;
-        upload.one_time_kem_prekeys = one_time;
-        conn.upload_prekeys(upload).await?;
+        upload_kem(conn, last_resort, one_time, false).await?;
         tracing::info!(count = missing, "one-time KEM prekeys published");
         Ok(())
     }
@@ -160,7 +198,7 @@ impl Shared {
         _publishing: &MutexGuard<'_, ()>,
     ) -> Result<usize> {
         let count = self.options.one_time_prekeys;
-        let kem = conn.supports_kem_prekeys();
+        let kem = kem_keys_per_upload(conn) > 0;
         let (signed, fresh, kem_keys) = self
             .with_store(move |s| {
                 let kem_keys = if kem {
@@ -181,21 +219,21 @@ impl Shared {
         // Ids grow: every key below the first fresh one was published
         // before this upload.
         let first_fresh = fresh.first().map_or(OneTimePreKeyId::MAX, |(id, _)| *id);
-        let mut upload = PreKeyUpload::from_public(
-            Some(SignedPreKeyPublic::from(&signed)),
-            one_time_public(&fresh),
+        conn.upload_prekeys(
+            PreKeyUpload::from_public(
+                Some(SignedPreKeyPublic::from(&signed)),
+                one_time_public(&fresh),
+            )
+            .with_replace_one_time_prekeys(true)
+            .with_access_verifier(self.access_key.verifier()),
         )
-        .with_replace_one_time_prekeys(true)
-        .with_access_verifier(self.access_key.verifier());
+        .await?;
         // Protocol v2 (docs/protocol.md section 16), with a relay that
         // serves KEM prekeys: the last-resort one and a fresh set of
         // one-time ones that replaces the relay's.
         if let Some((last_resort, one_time)) = kem_keys {
-            upload.last_resort_kem_prekey = Some(last_resort);
-            upload.one_time_kem_prekeys = one_time;
-            upload.replace_one_time_kem_prekeys = true;
+            upload_kem(conn, Some(last_resort), one_time, true).await?;
         }
-        conn.upload_prekeys(upload).await?;
         // Only now are the older keys out of the relay's stock. If the
         // upload failed they stay live, as they may still be handed out.
         self.with_store(move |s| {
