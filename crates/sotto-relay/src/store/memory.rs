@@ -310,13 +310,7 @@ impl MailboxStore for MemoryStore {
         upload: &PreKeyUpload,
         max_one_time: u32,
     ) -> Result<u32, StoreError> {
-        let limits = PreKeyLimits {
-            max_one_time,
-            max_kem: super::DEFAULT_MAX_KEM_PREKEYS,
-        };
-        Ok(self
-            .publish_prekeys_with_kem(owner, upload, &limits)?
-            .one_time)
+        super::publish_prekeys_with_default_kem_limit(self, owner, upload, max_one_time)
     }
 
     fn publish_prekeys_with_kem(

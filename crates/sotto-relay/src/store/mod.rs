@@ -852,6 +852,24 @@ pub(crate) enum FeedKind {
     Redis(redis::FeedSource),
 }
 
+/// `publish_prekeys` of a store whose `publish_prekeys_with_kem` does the
+/// work: the same upload under the default KEM prekey limit
+/// ([`DEFAULT_MAX_KEM_PREKEYS`]).
+pub(crate) fn publish_prekeys_with_default_kem_limit(
+    store: &(impl MailboxStore + ?Sized),
+    owner: &IdentityKey,
+    upload: &PreKeyUpload,
+    max_one_time: u32,
+) -> Result<u32, StoreError> {
+    let limits = PreKeyLimits {
+        max_one_time,
+        max_kem: DEFAULT_MAX_KEM_PREKEYS,
+    };
+    Ok(store
+        .publish_prekeys_with_kem(owner, upload, &limits)?
+        .one_time)
+}
+
 /// Whether `prefix` may start a shared store's keys (a Redis store's):
 /// letters, digits, `-`, `_`, `.` and `:`, at least one.
 pub(crate) fn is_valid_key_prefix(prefix: &str) -> bool {

@@ -17,10 +17,9 @@ use sotto_core::{
 
 use super::unlinking::NewDeviceList;
 use super::{
-    Access, DEFAULT_ENVELOPE_TTL, DEFAULT_MAX_KEM_PREKEYS, EnqueueRequest, Enqueued, FetchedPage,
-    MailboxStore, MailboxUsage, OwnedAccess, PreKeyCounts, PreKeyLimits, QueuePolicy, StoreError,
-    StoreFuture, StoreTotals, Swept, TakenBundle, TakenBundleV2, bundle_versions, check_room,
-    is_expired,
+    Access, DEFAULT_ENVELOPE_TTL, EnqueueRequest, Enqueued, FetchedPage, MailboxStore,
+    MailboxUsage, OwnedAccess, PreKeyCounts, PreKeyLimits, QueuePolicy, StoreError, StoreFuture,
+    StoreTotals, Swept, TakenBundle, TakenBundleV2, bundle_versions, check_room, is_expired,
 };
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
@@ -1158,13 +1157,7 @@ impl MailboxStore for SqliteStore {
         upload: &PreKeyUpload,
         max_one_time: u32,
     ) -> Result<u32, StoreError> {
-        let limits = PreKeyLimits {
-            max_one_time,
-            max_kem: DEFAULT_MAX_KEM_PREKEYS,
-        };
-        Ok(self
-            .publish_prekeys_with_kem(owner, upload, &limits)?
-            .one_time)
+        super::publish_prekeys_with_default_kem_limit(self, owner, upload, max_one_time)
     }
 
     fn publish_prekeys_with_kem(

@@ -18,6 +18,12 @@ use sotto_relay::{RedisOptions, RedisStore, RelayEvent, ServerHandle};
 use crate::common::*;
 use crate::test_redis::TestRedis;
 
+/// Held by each test here for its whole run: one of them makes Redis drop
+/// every pub/sub connection on the server, which would cut the others'
+/// subscriptions too (a PreKeysLow announced during such a cut is not
+/// repeated).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A relay on `redis`'s store: a relay process of its own.
 async fn relay(redis: &TestRedis) -> ServerHandle {
     let options = RedisOptions {
@@ -44,6 +50,7 @@ async fn a_client_on_one_relay_gets_at_once_what_another_relay_stored() {
     let Some(redis) = TestRedis::new("redis-push") else {
         return;
     };
+    let _alone = ONE_AT_A_TIME.lock().await;
     let (a, b) = (relay(&redis).await, relay(&redis).await);
     let bob = identity(2);
     let carol = identity(3);
@@ -104,6 +111,7 @@ async fn pushes_go_on_after_the_subscription_connection_is_cut() {
     let Some(redis) = TestRedis::new("redis-push") else {
         return;
     };
+    let _alone = ONE_AT_A_TIME.lock().await;
     let (a, b) = (relay(&redis).await, relay(&redis).await);
     let bob = identity(4);
     let bob_conn = registered(a.local_addr(), &bob).await;

@@ -48,9 +48,8 @@ use sotto_core::{
 use self::scripts::Scripts;
 use super::unlinking::NewDeviceList;
 use super::{
-    Access, DEFAULT_MAX_KEM_PREKEYS, Enqueued, FetchedPage, MailboxStore, MailboxUsage,
-    PreKeyCounts, PreKeyLimits, QueuePolicy, StoreError, StoreTotals, Swept, TakenBundle,
-    TakenBundleV2, bundle_versions,
+    Access, Enqueued, FetchedPage, MailboxStore, MailboxUsage, PreKeyCounts, PreKeyLimits,
+    QueuePolicy, StoreError, StoreTotals, Swept, TakenBundle, TakenBundleV2, bundle_versions,
 };
 use crate::address::MailboxAddress;
 use crate::clock::UnixTime;
@@ -628,13 +627,7 @@ impl MailboxStore for RedisStore {
         upload: &PreKeyUpload,
         max_one_time: u32,
     ) -> Result<u32, StoreError> {
-        let limits = PreKeyLimits {
-            max_one_time,
-            max_kem: DEFAULT_MAX_KEM_PREKEYS,
-        };
-        Ok(self
-            .publish_prekeys_with_kem(owner, upload, &limits)?
-            .one_time)
+        super::publish_prekeys_with_default_kem_limit(self, owner, upload, max_one_time)
     }
 
     fn publish_prekeys_with_kem(
