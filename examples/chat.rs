@@ -289,7 +289,7 @@ async fn init(profile: &std::path::Path) -> CliResult<ExitCode> {
         .await
         .map_err(|e| e.to_string())?;
     println!("Created a profile in {}", profile.display());
-    println!("Your address: {}", client.address());
+    println!("Your address: {}", client.address().shareable());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -340,9 +340,9 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
                 .map_err(|e| format!("cannot register with the relay at {relay}: {e}"))?;
             let relay = client.saved_relay().unwrap_or(relay);
             println!("Registered with {relay}.");
-            println!("Your address: {}", client.address());
+            println!("Your address: {}", client.address().shareable());
         }
-        Command::Whoami => println!("{}", client.address()),
+        Command::Whoami => println!("{}", client.address().shareable()),
         Command::Devices => {
             // Connecting takes the account's newest list first; offline,
             // the list held here is shown.

@@ -93,6 +93,16 @@ pub enum Error {
     /// The relay served a bundle for another identity than the contact's.
     #[error("the relay returned keys of another identity for this contact")]
     BundleMismatch,
+    /// The contact's address says they speak protocol version 2, and the
+    /// relay served keys for version 1 only: it stripped their
+    /// post-quantum prekey (docs/protocol.md 16.7), or the contact moved
+    /// to a relay without version 2. No session was started and nothing
+    /// was stored.
+    #[error(
+        "the relay served {0:?}'s keys without the post-quantum prekey their address promises; \
+         refusing to start a weaker session"
+    )]
+    Downgrade(String),
     /// An authenticated envelope that can never be decrypted (it was
     /// acknowledged and dropped).
     #[error("undecryptable message: {0}")]

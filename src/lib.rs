@@ -10,7 +10,7 @@
 //!
 //! let alice = Client::create("alice-profile", b"correct horse", ClientOptions::default()).await?;
 //! alice.register("127.0.0.1:7447").await?;
-//! println!("my address: {}", alice.address());
+//! println!("my address: {}", alice.address().shareable());
 //!
 //! let bob_address = "sotto:...".parse()?;
 //! alice.add_contact("bob", &bob_address).await?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use rand::{Rng, RngExt, SeedableRng};
 use sotto::relay::store::Enqueued;
-use sotto::relay::{ClientConfig, MailboxAddress, MessageId, RelayClient};
+use sotto::relay::{ClientConfig, MailboxAddress, MailboxStore, MessageId, RelayClient};
 use sotto::{Client, ClientEvent, Events};
 
 /// What the hostile relay keeps: every envelope sent through its front
@@ -325,4 +325,60 @@ async fn a_hostile_relay_cannot_cause_resets_resends_or_notices_in_any_order() {
     for seed in 0..8 {
         run_schedule(seed).await;
     }
+}
+
+/// A relay that strips the post-quantum (ML-KEM) prekey from the bundle
+/// of an owner whose address says they speak protocol v2 is caught at the
+/// very first contact: the send is refused and nothing is stored. A
+/// contact added from the short form, which says nothing of versions,
+/// falls back to v1 unnoticed (docs/protocol.md 16.7); once the relay
+/// stops stripping, the first contact runs v2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_strips_the_kem_prekey_is_refused_when_the_address_says_v2() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(InterceptingStore::new());
+    let relay = relay_with(unlimited_first_contacts(), store.clone()).await;
+    let addr = relay.local_addr().to_string();
+    let alice = client(dir.path(), "alice").await;
+    let bob = client(dir.path(), "bob").await;
+    let carol = client(dir.path(), "carol").await;
+    for c in [&alice, &bob, &carol] {
+        c.register(&addr).await.unwrap();
+    }
+    let full = bob.address().shareable().to_string();
+    let parsed: sotto::Address = full.parse().unwrap();
+    assert_eq!(
+        parsed.versions(),
+        Some(sotto::core::ProtocolVersions::V1_AND_V2),
+        "a registered profile's address says it speaks v2: {full}"
+    );
+    let mut bob_in = bob.incoming();
+
+    *store.strip_kem.lock().unwrap() = true;
+    alice.add_contact("bob", &parsed).await.unwrap();
+    match alice.send("bob", b"stripped").await {
+        Err(sotto::Error::Downgrade(name)) => assert_eq!(name, "bob"),
+        other => panic!("a stripped bundle must be refused, got {other:?}"),
+    }
+    assert!(alice.history("bob", None, 10).await.unwrap().is_empty());
+
+    // The short form promises nothing: v1, as for any v1 peer.
+    let short: sotto::Address = bob.address().to_string().parse().unwrap();
+    assert_eq!(short.versions(), None);
+    carol.add_contact("bob", &short).await.unwrap();
+    carol.send("bob", b"from carol, in v1").await.unwrap();
+    expect_texts(&mut bob_in, &["from carol, in v1"]).await;
+
+    // An honest relay again: Alice's first contact goes through, in v2
+    // (a v1 bundle would still be refused).
+    *store.strip_kem.lock().unwrap() = false;
+    let kem_before = store.kem_prekey_count(&bob.address().mailbox()).unwrap();
+    alice.send("bob", b"hello in v2").await.unwrap();
+    expect_texts(&mut bob_in, &["hello in v2"]).await;
+    let kem_after = store.kem_prekey_count(&bob.address().mailbox()).unwrap();
+    assert!(
+        kem_after < kem_before,
+        "the first contact took a one-time KEM prekey: {kem_before:?} -> {kem_after:?}"
+    );
+    relay.shutdown().await;
 }

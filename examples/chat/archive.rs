@@ -131,7 +131,7 @@ pub(crate) async fn history_archive(
             end_bar();
             let client = imported.map_err(|e| e.to_string())?;
             println!("Restored the profile in {}.", profile.display());
-            println!("Your address: {}", client.address());
+            println!("Your address: {}", client.address().shareable());
             println!(
                 "Run `register --relay ADDR` next: the archive holds no session keys, so contacts' next messages start new sessions by themselves."
             );

@@ -117,8 +117,8 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> CliResult<ExitCode> {
     bob.add_contact("alice", &alice.address())
         .await
         .map_err(s)?;
-    println!("Alice is {}", alice.address());
-    println!("Bob   is {}", bob.address());
+    println!("Alice is {}", alice.address().shareable());
+    println!("Bob   is {}", bob.address().shareable());
     let mut alice_in = alice.incoming();
     let mut bob_in = bob.incoming();
     let mut script = Script { sent: Vec::new() };

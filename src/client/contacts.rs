@@ -12,6 +12,11 @@ use crate::payload::ReceiptKind;
 impl Client {
     /// Adds a contact under a display name. Someone who wrote first (kept
     /// nameless under their address) gets the name.
+    ///
+    /// An address in its full form that says its owner speaks protocol
+    /// version 2 binds every new session with them to version 2: a relay
+    /// that serves their keys without the post-quantum prekey is refused
+    /// with [`Error::Downgrade`] (docs/protocol.md 16.7).
     pub async fn add_contact(&self, name: &str, address: &Address) -> Result<()> {
         let id = address.to_string();
         let name = name.trim().to_owned();
@@ -19,6 +24,7 @@ impl Client {
             return Err(Error::InvalidContactName);
         }
         let identity = *address.identity_key();
+        let min_version = address.min_protocol_version();
         if identity == self.shared.account {
             return Err(Error::OwnAddress);
         }
@@ -32,10 +38,15 @@ impl Client {
                     return Ok(Err(Error::ContactExists(name)));
                 }
                 match s.contact(&id)? {
-                    // Someone who wrote first: give them the name now.
-                    Some(c) if c.name.is_empty() => s.rename_contact(&id, &name)?,
+                    // Someone who wrote first: give them the name now (the
+                    // version first: a crash in between leaves them
+                    // nameless, and adding them again finishes).
+                    Some(c) if c.name.is_empty() => {
+                        s.require_protocol_version(&id, min_version)?;
+                        s.rename_contact(&id, &name)?;
+                    }
                     Some(_) => return Ok(Err(Error::ContactExists(name))),
-                    None => s.add_contact(&id, &name, Some(&identity))?,
+                    None => s.add_contact_speaking(&id, &name, Some(&identity), min_version)?,
                 }
                 Ok(Ok(()))
             })

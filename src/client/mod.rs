@@ -154,6 +154,7 @@ impl Client {
             None => AccessKey::derive(&identity).map_err(sotto_store::Error::Protocol)?,
         };
         let address = Address::of(&account);
+        let speaks_v2 = store.has_kem_prekeys()?;
         let (events, _) = broadcast::channel(options.event_capacity.max(1));
         let max_frame = SavedRelay::load(&profile_dir)
             .and_then(|saved| saved.max_frame)
@@ -165,6 +166,7 @@ impl Client {
             device_id,
             access_key,
             address,
+            speaks_v2: AtomicBool::new(speaks_v2),
             options,
             profile_dir,
             events,
@@ -192,9 +194,14 @@ impl Client {
         })
     }
 
-    /// This profile's address, to give to contacts.
+    /// This profile's address, to give to contacts in its
+    /// [`shareable`](Address::shareable) form. Once the profile publishes
+    /// protocol v2 bundles (after registering with a relay that serves KEM
+    /// prekeys) the address says it speaks versions 1 and 2, so that a
+    /// contact who adds it from that form refuses a bundle a relay
+    /// stripped of its KEM prekey (docs/protocol.md 16.7).
     pub fn address(&self) -> Address {
-        self.shared.address
+        self.shared.own_address()
     }
 
     /// The profile directory.

@@ -1,10 +1,11 @@
 //! Prekeys on the relay: the signed prekey schedule and the one-time
 //! prekey stock.
 
-use sotto_core::{OneTimePreKeyId, PreKeyPublic};
+use sotto_core::{KemPreKeyId, OneTimePreKeyId, PreKeyPublic};
 use sotto_relay::protocol::{OneTimePreKeyPublic, SignedPreKeyPublic};
 use sotto_relay::{PreKeyUpload, RelayClient};
 use sotto_store::RETIRED_ONE_TIME_PREKEY_GRACE;
+use std::sync::atomic::Ordering;
 use tokio::sync::MutexGuard;
 
 use super::shared::{Shared, now_ms};
@@ -90,6 +91,7 @@ impl Shared {
                 let now = now_ms();
                 let rotated = s.maintain_signed_prekeys(now, &policy)?.is_some();
                 s.prune_one_time_prekeys(now, RETIRED_ONE_TIME_PREKEY_GRACE)?;
+                s.prune_kem_prekeys(now, RETIRED_ONE_TIME_PREKEY_GRACE)?;
                 Ok((s.signed_prekey()?, rotated))
             })
             .await?;
@@ -156,6 +158,7 @@ impl Shared {
             })
             .await?;
         upload_kem(conn, last_resort, one_time, false).await?;
+        self.speaks_v2.store(true, Ordering::Relaxed);
         tracing::info!(count = missing, "one-time KEM prekeys published");
         Ok(())
     }
@@ -231,14 +234,21 @@ impl Shared {
         // Protocol v2 (docs/protocol.md section 16), with a relay that
         // serves KEM prekeys: the last-resort one and a fresh set of
         // one-time ones that replaces the relay's.
+        let mut first_fresh_kem = None;
         if let Some((last_resort, one_time)) = kem_keys {
+            first_fresh_kem = Some(one_time.first().map_or(KemPreKeyId::MAX, |k| k.id));
             upload_kem(conn, Some(last_resort), one_time, true).await?;
+            self.speaks_v2.store(true, Ordering::Relaxed);
         }
         // Only now are the older keys out of the relay's stock. If the
         // upload failed they stay live, as they may still be handed out.
         self.with_store(move |s| {
             let now = now_ms();
             s.retire_published_one_time_prekeys(first_fresh, now)?;
+            if let Some(first) = first_fresh_kem {
+                s.retire_published_kem_prekeys(first, now)?;
+                s.prune_kem_prekeys(now, RETIRED_ONE_TIME_PREKEY_GRACE)?;
+            }
             s.prune_one_time_prekeys(now, RETIRED_ONE_TIME_PREKEY_GRACE)
         })
         .await?;

@@ -55,6 +55,9 @@ impl Client {
                         code: ErrorCode::NotFound,
                         ..
                     }) => Error::ContactNotRegistered(contact.name.clone()),
+                    Error::Store(sotto_store::Error::Protocol(sotto_core::Error::Downgrade {
+                        ..
+                    })) => Error::Downgrade(contact.name.clone()),
                     other => other,
                 })?;
         }

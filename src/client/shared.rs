@@ -33,8 +33,12 @@ pub(crate) struct Shared {
     /// linked): its verifier is published with the signed prekey, the key
     /// itself goes into every message we send.
     pub(crate) access_key: AccessKey,
-    /// The account's address.
+    /// The account's address (short form: no versions).
     pub(crate) address: Address,
+    /// Whether this profile publishes protocol v2 bundles (it made a
+    /// last-resort KEM prekey for a relay that serves them): its address
+    /// then says it speaks versions 1 and 2.
+    pub(crate) speaks_v2: AtomicBool,
     pub(crate) options: ClientOptions,
     pub(crate) profile_dir: PathBuf,
     pub(crate) events: broadcast::Sender<ClientEvent>,
@@ -77,6 +81,17 @@ pub(crate) struct Shared {
 pub(crate) const MAX_STATIC_SECRETS: usize = 4096;
 
 impl Shared {
+    /// This profile's address, saying it speaks versions 1 and 2 once it
+    /// publishes v2 bundles ([`Shared::speaks_v2`]).
+    pub(crate) fn own_address(&self) -> Address {
+        if self.speaks_v2.load(Ordering::Relaxed) {
+            self.address
+                .with_versions(sotto_core::ProtocolVersions::V1_AND_V2)
+        } else {
+            self.address
+        }
+    }
+
     /// The static part of sealing from this device to `device`, computed
     /// once and kept.
     pub(crate) fn static_secret(

@@ -44,6 +44,9 @@ pub struct InterceptingStore {
     pub device_lists: Mutex<HashMap<MailboxAddress, Vec<u8>>>,
     /// Alters envelopes before they are stored (see [`RewriteHook`]).
     pub rewrite_enqueue: Mutex<Option<RewriteHook>>,
+    /// While set, v2 fetches get the owner's v1 bundle: the relay strips
+    /// the KEM prekey (a downgrade attack, docs/protocol.md 16.7).
+    pub strip_kem: Mutex<bool>,
 }
 
 impl InterceptingStore {
@@ -57,6 +60,7 @@ impl InterceptingStore {
             uploaded_one_time_prekeys: Mutex::new(Vec::new()),
             device_lists: Mutex::new(HashMap::new()),
             rewrite_enqueue: Mutex::new(None),
+            strip_kem: Mutex::new(false),
         }
     }
 }
@@ -102,6 +106,12 @@ impl MailboxStore for InterceptingStore {
     ) -> Result<Option<TakenBundleV2>, StoreError> {
         if let Some(bundle) = self.bundles.lock().unwrap().get(address) {
             return Ok(Some(TakenBundleV2::new(bundle.clone(), 0, None)));
+        }
+        if *self.strip_kem.lock().unwrap() {
+            return Ok(self
+                .inner
+                .take_bundle(address)?
+                .map(|taken| TakenBundleV2::new(taken.bundle, taken.remaining, None)));
         }
         self.inner.take_bundle_v2(address)
     }

@@ -63,6 +63,20 @@ impl SessionSet {
         bundle: &PreKeyBundle,
         rng: &mut R,
     ) -> Result<()> {
+        self.initiate_at_least(local, bundle, 1, rng)
+    }
+
+    /// [`initiate`](Self::initiate), requiring protocol version
+    /// `min_version` or higher of the bundle (for example because the
+    /// owner's address says it speaks version 2): a lower one is
+    /// [`Error::Downgrade`] and changes nothing.
+    pub fn initiate_at_least<R: CryptoRng + ?Sized>(
+        &mut self,
+        local: &IdentityKeyPair,
+        bundle: &PreKeyBundle,
+        min_version: u8,
+        rng: &mut R,
+    ) -> Result<()> {
         if let Some(existing) = self.remote_identity()
             && *existing != bundle.identity_key
         {
@@ -71,7 +85,8 @@ impl SessionSet {
         // A remote identity that has spoken protocol version 2 with us
         // speaks it: a bundle without a KEM prekey for it now means the
         // relay stripped it (docs/protocol.md 16.7).
-        let session = Session::initiate_at_least(local, bundle, self.highest_version(), rng)?;
+        let required = self.highest_version().max(min_version);
+        let session = Session::initiate_at_least(local, bundle, required, rng)?;
         self.promote(session);
         Ok(())
     }

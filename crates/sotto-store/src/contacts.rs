@@ -16,6 +16,7 @@ impl From<ContactRecord> for Contact {
             verified: r.verified,
             access_key: r.access_key,
             claims_to_succeed: r.claims_to_succeed,
+            min_protocol_version: r.min_version,
         }
     }
 }
@@ -30,7 +31,22 @@ impl Store {
         name: &str,
         identity_key: Option<&IdentityKey>,
     ) -> Result<()> {
+        self.add_contact_speaking(id, name, identity_key, 1)
+    }
+
+    /// [`add_contact`](Self::add_contact) and
+    /// [`require_protocol_version`](Self::require_protocol_version) in one
+    /// transaction: the contact never exists without the version its
+    /// address said.
+    pub fn add_contact_speaking(
+        &mut self,
+        id: &str,
+        name: &str,
+        identity_key: Option<&IdentityKey>,
+        min_version: u8,
+    ) -> Result<()> {
         check_new_contact_id(id)?;
+        check_protocol_version(min_version)?;
         check_contact_name(name)?;
         self.write(|db, rng| {
             if db.contact(id)?.is_some() {
@@ -47,6 +63,7 @@ impl Store {
                     newest_sent_at: 0,
                     access_key: None,
                     claims_to_succeed: None,
+                    min_version,
                 },
             )
         })
@@ -84,6 +101,19 @@ impl Store {
         check_contact_id(id)?;
         check_contact_name(name)?;
         self.update_contact(id, |c| c.name = name.to_owned())
+    }
+
+    /// Records that contact `id` speaks protocol version `version` (1 or
+    /// 2), as its address said: from now on a new session with its primary
+    /// device is started only from a bundle of that version or higher, and
+    /// a lower one is refused with `Protocol(Downgrade)` (a relay that
+    /// stripped the KEM prekey, docs/protocol.md 16.7). Never lowers what
+    /// was recorded before. A version this store does not know is
+    /// `Protocol(UnsupportedVersion)`.
+    pub fn require_protocol_version(&mut self, id: &str, version: u8) -> Result<()> {
+        check_contact_id(id)?;
+        check_protocol_version(version)?;
+        self.update_contact(id, |c| c.min_version = c.min_version.max(version))
     }
 
     /// Records (or, with `None`, clears) that contact `id` claims to be the
@@ -199,8 +229,12 @@ impl Store {
     ) -> Result<()> {
         check_contact_id(contact)?;
         self.write(|db, rng| {
+            // What the contact's address said it speaks binds its primary
+            // device; the others are vouched for by its device list.
+            let mut min_version = 1;
             if device == PeerDevice::CONTACT_PRIMARY {
                 let mut record = db.contact(contact)?.ok_or(Error::UnknownContact)?;
+                min_version = record.min_version;
                 match &record.identity_key {
                     Some(pinned) if *pinned != bundle.identity_key => {
                         return Err(Error::IdentityMismatch);
@@ -221,7 +255,7 @@ impl Store {
             let identity = db.identity()?;
             let lookup = db.session_lookup(contact, device);
             let mut sessions = db.sessions(&lookup)?;
-            sessions.initiate(&identity, bundle, rng)?;
+            sessions.initiate_at_least(&identity, bundle, min_version, rng)?;
             db.put_sessions(rng, &lookup, &sessions)
         })
     }
@@ -254,5 +288,16 @@ impl Store {
                 .identity_key
                 .map(|theirs| sotto_core::safety_number(&local, &theirs)))
         })
+    }
+}
+
+/// A protocol version a contact can be required to speak: 1 or 2.
+fn check_protocol_version(version: u8) -> Result<()> {
+    if (1..=2).contains(&version) {
+        Ok(())
+    } else {
+        Err(Error::Protocol(sotto_core::Error::UnsupportedVersion(
+            version,
+        )))
     }
 }

@@ -636,6 +636,26 @@ impl<'a> Db<'a> {
             > 0)
     }
 
+    /// The ids of the one-time KEM prekeys (rows that cannot be read are
+    /// left out: `check` reports them).
+    pub(crate) fn one_time_kem_prekey_ids(&self) -> Result<Vec<KemPreKeyId>> {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = self
+            .conn
+            .prepare_cached("SELECT lookup, sealed FROM kem_prekeys WHERE last_resort = 0")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for (lookup, sealed) in rows {
+            let Ok(lookup) = lookup_from_sql(lookup, "kem_prekeys") else {
+                continue;
+            };
+            if let Ok(key) = self.open_kem_prekey(&lookup, &sealed) {
+                ids.push(key.id());
+            }
+        }
+        Ok(ids)
+    }
+
     /// How many one-time KEM prekeys the store holds.
     pub(crate) fn count_one_time_kem_prekeys(&self) -> Result<usize> {
         let n: i64 = self.conn.query_row(

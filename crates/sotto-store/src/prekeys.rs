@@ -286,6 +286,13 @@ impl Store {
         Ok(removed)
     }
 
+    /// Whether this store has made a last-resort ML-KEM prekey, that is,
+    /// whether its owner publishes protocol v2 bundles (the client makes
+    /// one when its relay serves KEM prekeys).
+    pub fn has_kem_prekeys(&self) -> Result<bool> {
+        Ok(self.read(|db| db.last_resort_kem_prekey())?.is_some())
+    }
+
     /// The last-resort ML-KEM prekey of protocol v2 (docs/protocol.md
     /// section 16), made now if the store has none; publish its public
     /// half. It stays until [`rotate_last_resort_kem_prekey`](Self::rotate_last_resort_kem_prekey)
@@ -340,6 +347,54 @@ impl Store {
             db.put_prekey_ids(rng, &ids)?;
             Ok(published)
         })
+    }
+
+    /// Retires at `now` (ms) every one-time ML-KEM prekey whose id is below
+    /// `before`: as [`retire_published_one_time_prekeys`](Self::retire_published_one_time_prekeys),
+    /// call it once the relay confirmed an upload that replaced its KEM
+    /// stock, with the first id of that upload. The retired keys still
+    /// decrypt first messages in flight until
+    /// [`prune_kem_prekeys`](Self::prune_kem_prekeys) deletes them. A
+    /// retirement not yet pruned is moved to the new bound and time (its
+    /// keys then leave later, never earlier).
+    pub fn retire_published_kem_prekeys(&mut self, before: KemPreKeyId, now: u64) -> Result<()> {
+        self.write(|db, rng| {
+            let mut ids = db.prekey_ids()?;
+            let below = ids
+                .kem_retired
+                .map_or(before.get(), |r| r.below.max(before.get()));
+            ids.kem_retired = Some(crate::records::KemRetired { below, at: now });
+            db.put_prekey_ids(rng, &ids)
+        })
+    }
+
+    /// Deletes the one-time ML-KEM prekeys retired at least `grace` before
+    /// `now` (ms); returns how many. The last-resort key and live one-time
+    /// keys are never deleted here.
+    pub fn prune_kem_prekeys(&mut self, now: u64, grace: Duration) -> Result<usize> {
+        let grace = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        let deleted = self.write(|db, rng| {
+            let mut ids = db.prekey_ids()?;
+            let Some(retired) = ids.kem_retired else {
+                return Ok(0);
+            };
+            if now.saturating_sub(retired.at) < grace {
+                return Ok(0);
+            }
+            let mut deleted = 0;
+            for id in db.one_time_kem_prekey_ids()? {
+                if id.get() < retired.below && db.delete_kem_prekey(id)? {
+                    deleted += 1;
+                }
+            }
+            ids.kem_retired = None;
+            db.put_prekey_ids(rng, &ids)?;
+            Ok(deleted)
+        })?;
+        if deleted > 0 {
+            self.checkpoint()?;
+        }
+        Ok(deleted)
     }
 
     /// How many one-time ML-KEM prekeys the store holds (not the relay's

@@ -261,6 +261,7 @@ fn receive_one(
                         newest_sent_at: 0,
                         access_key: None,
                         claims_to_succeed: None,
+                        min_version: 1,
                     });
                     state.contact_dirty = true;
                 }

@@ -213,16 +213,32 @@ pub(crate) struct PreKeyIds {
     pub(crate) next_one_time: u32,
     /// The next ML-KEM prekey id (schema 7; 1 in a record written before).
     pub(crate) next_kem: u32,
+    /// One-time KEM prekeys retired from the relay's stock: every one
+    /// below `below` was replaced there at `at` (ms), and is deleted once
+    /// the grace period has passed (`Store::prune_kem_prekeys`).
+    pub(crate) kem_retired: Option<KemRetired>,
+}
+
+/// See [`PreKeyIds::kem_retired`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KemRetired {
+    pub(crate) below: u32,
+    pub(crate) at: u64,
 }
 
 /// `version || u32be(next signed) || u32be(next one-time) || u32be(next
-/// KEM)`; a record of 9 bytes (before schema 7) has no KEM counter.
+/// KEM) [|| u32be(retired below) || u64be(retired at)]`; a record of 9
+/// bytes (before schema 7) has no KEM counter, one of 13 no retirement.
 pub(crate) fn encode_prekey_ids(ids: &PreKeyIds) -> Vec<u8> {
-    let mut out = Vec::with_capacity(13);
+    let mut out = Vec::with_capacity(25);
     out.push(RECORD_VERSION);
     out.extend_from_slice(&ids.next_signed.to_be_bytes());
     out.extend_from_slice(&ids.next_one_time.to_be_bytes());
     out.extend_from_slice(&ids.next_kem.to_be_bytes());
+    if let Some(retired) = ids.kem_retired {
+        out.extend_from_slice(&retired.below.to_be_bytes());
+        out.extend_from_slice(&retired.at.to_be_bytes());
+    }
     out
 }
 
@@ -232,11 +248,20 @@ pub(crate) fn decode_prekey_ids(bytes: &[u8]) -> Decoded<PreKeyIds> {
     let next_signed = r.u32()?;
     let next_one_time = r.u32()?;
     let next_kem = if bytes.len() > 9 { r.u32()? } else { 1 };
+    let kem_retired = if bytes.len() > 13 {
+        Some(KemRetired {
+            below: r.u32()?,
+            at: r.u64()?,
+        })
+    } else {
+        None
+    };
     r.finish()?;
     Ok(PreKeyIds {
         next_signed,
         next_one_time,
         next_kem,
+        kem_retired,
     })
 }
 
@@ -309,6 +334,10 @@ pub(crate) struct ContactRecord {
     /// The id of another contact whose new identity this contact claims to
     /// be (an identity change not yet accepted or refused by the user).
     pub(crate) claims_to_succeed: Option<String>,
+    /// The lowest protocol version a new session with the contact's
+    /// primary device may run (1 or 2): 2 once the contact's address said
+    /// it speaks version 2, so that a relay cannot strip its KEM prekey.
+    pub(crate) min_version: u8,
 }
 
 /// Most resent seqs remembered per contact since the last reset.
@@ -344,7 +373,8 @@ pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
             | (u8::from(c.newest_sent_at != 0) << 3)
             | (u8::from(c.recovery.resets_in_row != 0) << 4)
             | (u8::from(c.access_key.is_some()) << 5)
-            | (u8::from(c.claims_to_succeed.is_some()) << 6),
+            | (u8::from(c.claims_to_succeed.is_some()) << 6)
+            | (u8::from(c.min_version >= 2) << 7),
     );
     if let Some(key) = &c.identity_key {
         out.extend_from_slice(key.as_bytes());
@@ -378,9 +408,6 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
     let mut r = Reader::new(bytes);
     r.version()?;
     let flags = r.u8()?;
-    if flags & !0b111_1111 != 0 {
-        return Err(Malformed);
-    }
     let identity_key = if flags & 0b10 != 0 {
         Some(IdentityKey::from_bytes(&r.array::<32>()?).map_err(|_| Malformed)?)
     } else {
@@ -423,6 +450,7 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
         newest_sent_at,
         access_key,
         claims_to_succeed,
+        min_version: if flags & 0b1000_0000 != 0 { 2 } else { 1 },
     })
 }
 
@@ -948,9 +976,11 @@ mod tests {
             newest_sent_at: 99,
             access_key: Some(AccessKey::from_bytes([6; 16])),
             claims_to_succeed: Some("previous id".into()),
+            min_version: 2,
         };
         let back = decode_contact(&encode_contact(&rec)).unwrap();
         assert_eq!(back.claims_to_succeed.as_deref(), Some("previous id"));
+        assert_eq!(back.min_version, 2);
         assert_eq!(back.id, "id");
         assert_eq!(back.name, "Name");
         assert_eq!(back.identity_key, Some(key));
@@ -969,10 +999,12 @@ mod tests {
             newest_sent_at: 0,
             access_key: None,
             claims_to_succeed: None,
+            min_version: 1,
         };
         let encoded = encode_contact(&plain);
         assert_eq!(encoded[1], 0, "no flag bits");
         assert!(decode_contact(&encoded).unwrap().access_key.is_none());
+        assert_eq!(decode_contact(&encoded).unwrap().min_version, 1);
         let keyed = ContactRecord {
             access_key: Some(AccessKey::from_bytes([7; 16])),
             ..plain
@@ -984,7 +1016,7 @@ mod tests {
             decode_contact(&encoded).unwrap().access_key,
             keyed.access_key
         );
-        // A key cut short, or a flag bit nobody defined, is malformed.
+        // A key cut short, or a flag whose field is missing, is malformed.
         assert!(decode_contact(&encoded[..encoded.len() - 1]).is_err());
         let mut unknown = encoded.to_vec();
         unknown[1] |= 0b100_0000;
@@ -993,8 +1025,17 @@ mod tests {
             next_signed: 3,
             next_one_time: 77,
             next_kem: 5,
+            kem_retired: None,
         };
         assert_eq!(decode_prekey_ids(&encode_prekey_ids(&ids)).unwrap(), ids);
+        let retiring = PreKeyIds {
+            kem_retired: Some(KemRetired { below: 4, at: 99 }),
+            ..ids
+        };
+        let encoded = encode_prekey_ids(&retiring);
+        assert_eq!(encoded.len(), 25);
+        assert_eq!(decode_prekey_ids(&encoded).unwrap(), retiring);
+        assert!(decode_prekey_ids(&encoded[..20]).is_err());
         // A record from before schema 7 (no KEM counter) reads with 1.
         let old = &encode_prekey_ids(&ids)[..9];
         assert_eq!(decode_prekey_ids(old).unwrap().next_kem, 1);

@@ -138,7 +138,7 @@ impl Store {
                     return Err(Error::IdentityMismatch);
                 }
                 let identity = db.identity()?;
-                sessions.initiate(&identity, bundle, rng)?;
+                sessions.initiate_at_least(&identity, bundle, record.min_version, rng)?;
                 record.recovery.boundary = conversation.next_seq.saturating_sub(1);
                 record.recovery.resent.clear();
                 record.recovery.resets_in_row = record.recovery.resets_in_row.saturating_add(1);

@@ -222,6 +222,7 @@ impl Store {
                 next_signed: 1,
                 next_one_time: 1,
                 next_kem: 1,
+                kem_retired: None,
             },
         };
         Self::create_from(path, secret, options, rng, &initial)
@@ -244,6 +245,7 @@ impl Store {
             })?,
             next_one_time: initial.prekey_ids.next_one_time,
             next_kem: initial.prekey_ids.next_kem,
+            kem_retired: None,
         };
         let database = DatabaseKey::generate(&mut rng);
         let record = KdfRecord::generate(&mut rng, secret, options.kdf_params());

@@ -404,6 +404,12 @@ pub struct Contact {
     /// be, while the user has not accepted or refused it
     /// ([`Store::set_contact_claim`](crate::Store::set_contact_claim)).
     pub claims_to_succeed: Option<String>,
+    /// The lowest protocol version a new session with the contact's
+    /// primary device may run: 2 once
+    /// [`Store::require_protocol_version`](crate::Store::require_protocol_version)
+    /// recorded that the contact speaks version 2 (docs/protocol.md 16.7),
+    /// else 1.
+    pub min_protocol_version: u8,
 }
 
 impl fmt::Debug for Contact {

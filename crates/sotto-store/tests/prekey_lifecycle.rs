@@ -523,3 +523,106 @@ fn kem_prekeys_one_time_ones_go_with_their_first_message_the_last_resort_one_sta
     // The store's check opens the KEM prekey rows too, and finds them whole.
     assert!(p.bob.check().unwrap().problems.is_empty());
 }
+
+/// One-time KEM prekeys a replacement took off the relay are retired and,
+/// after the grace period, deleted; those of the replacing upload and any
+/// made later stay, and a first message in flight made with a retired one
+/// still decrypts until then.
+#[test]
+fn retired_one_time_kem_prekeys_are_pruned_after_the_grace_period_only() {
+    let mut p = pair();
+    let grace = RETIRED_ONE_TIME_PREKEY_GRACE;
+    let grace_ms = u64::try_from(grace.as_millis()).unwrap();
+    p.bob.last_resort_kem_prekey().unwrap();
+    let old = p.bob.fresh_kem_prekeys(3).unwrap();
+    // A sender fetched a bundle with an old key just before the
+    // replacement.
+    let in_flight = p.bob.prekey_bundle_v2(None, old[0].id).unwrap().unwrap();
+    let replacing = p.bob.fresh_kem_prekeys(2).unwrap();
+    p.bob
+        .retire_published_kem_prekeys(replacing[0].id, T0)
+        .unwrap();
+    let later = p.bob.fresh_kem_prekeys(1).unwrap();
+    assert_eq!(p.bob.one_time_kem_prekey_count().unwrap(), 6);
+
+    // Within the grace period nothing goes, and the key in flight works.
+    assert_eq!(
+        p.bob.prune_kem_prekeys(T0 + grace_ms - 1, grace).unwrap(),
+        0
+    );
+    p.alice.start_session("bob", &in_flight).unwrap();
+    let first = p.alice_sends("made before the replacement");
+    assert_eq!(
+        deliver(&first, "alice", &mut p.bob),
+        "made before the replacement"
+    );
+    assert_eq!(p.bob.one_time_kem_prekey_count().unwrap(), 5);
+
+    // After it, the two other retired keys go; nothing else does.
+    assert_eq!(p.bob.prune_kem_prekeys(T0 + grace_ms, grace).unwrap(), 2);
+    assert_eq!(p.bob.one_time_kem_prekey_count().unwrap(), 3);
+    for key in old.iter().skip(1) {
+        assert!(p.bob.prekey_bundle_v2(None, key.id).unwrap().is_none());
+    }
+    for key in replacing.iter().chain(&later) {
+        assert!(p.bob.prekey_bundle_v2(None, key.id).unwrap().is_some());
+    }
+    // Done: pruning again deletes nothing, and the last-resort key stays.
+    assert_eq!(p.bob.prune_kem_prekeys(u64::MAX, grace).unwrap(), 0);
+    assert_eq!(p.bob.one_time_kem_prekey_count().unwrap(), 3);
+    assert!(p.bob.has_kem_prekeys().unwrap());
+    assert!(p.bob.check().unwrap().problems.is_empty());
+}
+
+/// What a contact's address said it speaks binds new sessions with it: a
+/// v1 bundle is refused once version 2 is required, and a v2 bundle is
+/// taken. The requirement never goes down, survives reopening, and a
+/// version the store does not know is refused.
+#[test]
+fn a_contact_required_to_speak_v2_gets_no_v1_session() {
+    let mut p = pair();
+    p.bob.last_resort_kem_prekey().unwrap();
+    let kem = p.bob.fresh_kem_prekeys(1).unwrap();
+    let v1 = p.bob.prekey_bundle(None).unwrap();
+    let v2 = p.bob.prekey_bundle_v2(None, kem[0].id).unwrap().unwrap();
+    // A new contact, never in a session: v1 would do.
+    p.alice
+        .add_contact_speaking("carol", "Carol", None, 2)
+        .unwrap();
+    assert_eq!(
+        p.alice
+            .contact("carol")
+            .unwrap()
+            .unwrap()
+            .min_protocol_version,
+        2
+    );
+    p.alice.require_protocol_version("bob", 2).unwrap();
+    p.alice.require_protocol_version("bob", 1).unwrap();
+    assert_eq!(
+        p.alice
+            .contact("bob")
+            .unwrap()
+            .unwrap()
+            .min_protocol_version,
+        2,
+        "never lowered"
+    );
+    assert!(matches!(
+        p.alice.start_session("bob", &v1),
+        Err(Error::Protocol(ProtocolError::Downgrade {
+            offered: 1,
+            expected: 2
+        }))
+    ));
+    // The refusal changed nothing: the v1 session `pair` started stays.
+    assert_eq!(p.alice_sends("still v1").ciphertext[0], 0x01);
+    p.alice.start_session("bob", &v2).unwrap();
+    let first = p.alice_sends("v2 from the start");
+    assert_eq!(first.ciphertext[0], 0x02);
+    assert_eq!(deliver(&first, "alice", &mut p.bob), "v2 from the start");
+    assert!(matches!(
+        p.alice.require_protocol_version("bob", 3),
+        Err(Error::Protocol(ProtocolError::UnsupportedVersion(3)))
+    ));
+}

@@ -214,7 +214,8 @@ impl Store {
 
 /// A contact as archived: everything the user sees and decided (id, name,
 /// pinned identity, verified mark, access key, a pending identity-change
-/// claim), without the bookkeeping of the sessions an archive leaves out.
+/// claim, the protocol version its address said it speaks), without the
+/// bookkeeping of the sessions an archive leaves out.
 fn archived_contact(c: &ContactRecord) -> zeroize::Zeroizing<Vec<u8>> {
     encode_contact(&ContactRecord {
         id: c.id.clone(),
@@ -225,6 +226,7 @@ fn archived_contact(c: &ContactRecord) -> zeroize::Zeroizing<Vec<u8>> {
         newest_sent_at: NewestSentAt::default(),
         access_key: c.access_key.clone(),
         claims_to_succeed: c.claims_to_succeed.clone(),
+        min_version: c.min_version,
     })
 }
 

@@ -472,6 +472,7 @@ mod tests {
                 next_signed: 3,
                 next_one_time: 10,
                 next_kem: 1,
+                kem_retired: None,
             }),
         ));
         s.extend(record(
@@ -485,6 +486,7 @@ mod tests {
                 newest_sent_at: 0,
                 access_key: None,
                 claims_to_succeed: None,
+                min_version: 1,
             }),
         ));
         s.extend(record(

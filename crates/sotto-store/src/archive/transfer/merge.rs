@@ -84,6 +84,11 @@ pub(super) fn contact<R: CryptoRng + ?Sized>(
         ours.claims_to_succeed = theirs.claims_to_succeed;
         changed = true;
     }
+    if theirs.min_version > ours.min_version {
+        // Same identity (checked above): its address said so there.
+        ours.min_version = theirs.min_version;
+        changed = true;
+    }
     if changed {
         db.put_contact(rng, &ours)?;
     }

@@ -395,6 +395,7 @@ mod tests {
                 newest_sent_at: 0,
                 access_key: None,
                 claims_to_succeed: None,
+                min_version: 1,
             }),
         )
     }
