@@ -221,8 +221,114 @@ fn one_way_v2(size: usize) -> Vec<Contender> {
             }),
         ));
     }
-    let mut raw = one_way(size);
-    sessions.push(raw.remove(2));
+    // vodozemac and the raw AEAD, as in `one_way`.
+    sessions.extend(one_way(size).into_iter().skip(1));
+    sessions
+}
+
+/// Protocol v2 ping-pong (each side sends in turn, so every message
+/// ratchets) against v1's and vodozemac's.
+fn ping_pong_v2(size: usize) -> Vec<Contender> {
+    let data = plaintext(size);
+    let mut sessions = Vec::new();
+    for (name, v2) in [("sotto_v2", true), ("sotto_v1", false)] {
+        let mut r = rng(4);
+        let (mut alice, mut bob) = if v2 {
+            established_pair_v2(&mut r)
+        } else {
+            established_pair(&mut r)
+        }
+        .expect("pair");
+        let (mut wire, mut out) = (Vec::new(), Vec::new());
+        let data = data.clone();
+        sessions.push(Contender::new(
+            name,
+            Box::new(move |n| {
+                for _ in 0..n {
+                    alice.encrypt_into(&data, &mut wire).expect("encrypt");
+                    bob.decrypt_into(&wire, &mut out, &mut r).expect("decrypt");
+                    bob.encrypt_into(&data, &mut wire).expect("encrypt");
+                    alice
+                        .decrypt_into(&wire, &mut out, &mut r)
+                        .expect("decrypt");
+                    black_box(out.len());
+                }
+            }),
+        ));
+    }
+    sessions.extend(ping_pong(size).into_iter().skip(1));
+    sessions
+}
+
+/// Session setup with a first message of 64 bytes: protocol v2's hybrid
+/// handshake, v1's X3DH (both: initiate from a bundle, encrypt, respond)
+/// and vodozemac's Olm (outbound session, encrypt, inbound session). Olm's
+/// inbound session consumes its one-time key, so each Olm iteration also
+/// generates one (an X25519 key pair); Sotto's responder reuses its
+/// prekeys, as the store's would not.
+fn setup() -> Vec<Contender> {
+    let data = plaintext(64);
+    let mut sessions = Vec::new();
+    for (name, v2) in [("sotto_v2", true), ("sotto_v1", false)] {
+        let mut r = rng(6);
+        let parties = sotto_benches::Parties::new(&mut r);
+        let bundle = if v2 {
+            parties.bundle_v2()
+        } else {
+            parties.bundle()
+        };
+        let data = data.clone();
+        sessions.push(Contender::new(
+            name,
+            Box::new(move |n| {
+                for _ in 0..n {
+                    let mut alice = sotto_core::Session::initiate(&parties.alice, &bundle, &mut r)
+                        .expect("initiate");
+                    let first = alice.encrypt(&data).expect("encrypt");
+                    let (bob, plain) =
+                        sotto_core::Session::respond(&parties.bob, &parties.keys, &first, &mut r)
+                            .expect("respond");
+                    black_box((bob, plain.plaintext.len()));
+                }
+            }),
+        ));
+    }
+    let alice = vodozemac::olm::Account::new();
+    let mut bob = vodozemac::olm::Account::new();
+    sessions.push(Contender::new(
+        "vodozemac",
+        Box::new(move |n| {
+            for _ in 0..n {
+                bob.generate_one_time_keys(1);
+                let otk = bob
+                    .one_time_keys()
+                    .into_values()
+                    .next()
+                    .expect("one-time key");
+                bob.mark_keys_as_published();
+                let mut outbound = alice
+                    .create_outbound_session(
+                        vodozemac::olm::SessionConfig::version_1(),
+                        bob.curve25519_key(),
+                        otk,
+                    )
+                    .expect("outbound");
+                let vodozemac::olm::OlmMessage::PreKey(first) =
+                    outbound.encrypt(&data).expect("encrypt")
+                else {
+                    panic!("a first Olm message is a pre-key message");
+                };
+                let created = bob
+                    .create_inbound_session(
+                        vodozemac::olm::SessionConfig::version_1(),
+                        alice.curve25519_key(),
+                        &first,
+                    )
+                    .expect("inbound");
+                black_box(created.plaintext.len());
+            }
+        }),
+    ));
     sessions
 }
 
@@ -348,5 +454,14 @@ fn main() {
         if selected(&name) {
             compare(&name, ping_pong(size), rounds, args.test);
         }
+    }
+    for size in SIZES {
+        let name = format!("paired/ping_pong_v2/{size}");
+        if selected(&name) {
+            compare(&name, ping_pong_v2(size), rounds, args.test);
+        }
+    }
+    if selected("paired/setup") {
+        compare("paired/setup", setup(), rounds, args.test);
     }
 }
