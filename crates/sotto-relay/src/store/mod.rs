@@ -348,6 +348,51 @@ pub struct TakenBundle {
     pub remaining: u32,
 }
 
+/// The prekey stock a handed-out bundle left, as the owner's connections
+/// are told of it (the `PreKeysLow` push, docs/relay.md §5): in this
+/// process through the hub, across processes through the store's change
+/// feed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PreKeysLeft {
+    /// One-time prekeys left.
+    pub(crate) one_time: u32,
+    /// One-time KEM prekeys left, as far as the hand-out knew.
+    pub(crate) kem: KemPreKeysLeft,
+}
+
+/// [`PreKeysLeft::kem`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum KemPreKeysLeft {
+    /// Not said: a v1 bundle (which takes no KEM prekey and does not count
+    /// them), or a signal from a relay that predates the KEM stock. A
+    /// connection that reports KEM stock reads it from the store.
+    #[default]
+    NotSaid,
+    /// The owner has no last-resort KEM prekey: no KEM stock to report
+    /// ([`TakenBundleV2::kem_remaining`] `None`).
+    NoKemPreKeys,
+    /// This many one-time KEM prekeys left.
+    Left(u32),
+}
+
+impl PreKeysLeft {
+    /// What a v1 bundle left: `one_time`, the KEM stock not said.
+    pub(crate) fn one_time(one_time: u32) -> Self {
+        Self {
+            one_time,
+            kem: KemPreKeysLeft::NotSaid,
+        }
+    }
+
+    /// What a v2 hand-out left ([`TakenBundleV2`]'s counts).
+    pub(crate) fn of_v2(one_time: u32, kem: Option<u32>) -> Self {
+        Self {
+            one_time,
+            kem: kem.map_or(KemPreKeysLeft::NoKemPreKeys, KemPreKeysLeft::Left),
+        }
+    }
+}
+
 /// The default limit on the one-time KEM prekeys of one mailbox: 100
 /// (each takes about 1.25 KB).
 pub const DEFAULT_MAX_KEM_PREKEYS: u32 = 100;
