@@ -2,6 +2,8 @@
 
 mod group_commit;
 mod readers;
+#[cfg(test)]
+mod schema_v6_tests;
 
 use std::collections::HashMap;
 use std::path::Path;
