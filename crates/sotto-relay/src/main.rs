@@ -28,7 +28,7 @@ options below. docs/relay.md §8 lists every setting.
   --metrics-listen ADDR    serve GET /health and GET /metrics over HTTP here
                            (default: off)
   --server-id ID           id bound into client signatures (default sotto-relay)
-  --max-frame BYTES        largest frame accepted (default 1048576)
+  --max-frame BYTES        largest frame accepted (default 1048576, at least 2055)
   --max-envelopes N        envelopes queued per mailbox (default 10000)
   --max-mailbox-bytes N    payload bytes queued per mailbox (default 268435456)
   --max-total-bytes N      payload bytes queued in all mailboxes (default 17179869184)

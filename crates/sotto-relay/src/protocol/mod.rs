@@ -76,9 +76,61 @@ pub const MAX_OFFERED_VERSIONS: usize = 16;
 /// Default maximum frame size (length prefix value): 1 MiB.
 pub const DEFAULT_MAX_FRAME_SIZE: u32 = 1 << 20;
 
-/// Smallest maximum frame size a relay may announce. Every fixed-size
-/// request and response fits in it.
-pub const MIN_MAX_FRAME_SIZE: u32 = 1024;
+/// Bytes in front of every frame body's payload: `type(u8) ||
+/// request_id(u32be)`.
+const BODY_HEADER_LEN: usize = 1 + 4;
+
+/// The longest `BundleV2` (`0x8C`) frame body: a v2 bundle with a one-time
+/// prekey (docs/protocol.md §16.2), `0x02 || versions || IK(32) ||
+/// u32be(spk_id) || SPK(32) || sig(64) || 0x01 || u32be(opk_id) || OPK(32)
+/// || kem_prekey`: 1428 bytes.
+pub const MAX_BUNDLE_V2_FRAME_LEN: usize =
+    BODY_HEADER_LEN + 1 + 1 + 32 + 4 + 32 + 64 + 1 + 4 + 32 + KEM_PREKEY_WIRE_LEN;
+
+/// The longest `DeviceList` (`0x8A`) frame body: `u16be(len) || list`
+/// with a list of [`MAX_DEVICE_LIST_LEN`] bytes: 2055 bytes. (`Publish
+/// DeviceList` is as long.)
+pub const MAX_DEVICE_LIST_FRAME_LEN: usize = BODY_HEADER_LEN + 2 + MAX_DEVICE_LIST_LEN;
+
+/// The longest `Error` (`0xFF`) frame body: `u16be(code) || message` with
+/// a message of [`MAX_ERROR_MESSAGE_LEN`] bytes: 1031 bytes.
+pub const MAX_ERROR_FRAME_LEN: usize = BODY_HEADER_LEN + 2 + MAX_ERROR_MESSAGE_LEN;
+
+/// The longest `Welcome` (`0x80`) frame body: with a server id of
+/// [`MAX_SERVER_ID_LEN`] bytes, 303 bytes.
+pub const MAX_WELCOME_FRAME_LEN: usize =
+    BODY_HEADER_LEN + 4 + 2 + 4 + 1 + MAX_SERVER_ID_LEN + CHALLENGE_LEN;
+
+/// The frame body of the largest `UploadPreKeys` that carries one KEM
+/// prekey and no one-time prekey (protocol 4): flags, a signed prekey
+/// (`u32be(spk_id) || SPK(32) || sig(64)`), an access verifier (32),
+/// `u16be(0)` one-time prekeys, `kem_flags`, the KEM prekey and
+/// `u16be(0)` more: 1395 bytes. What an owner needs to send at least once
+/// to be reachable over protocol v2; its other keys can follow in further
+/// uploads, one KEM prekey or some one-time prekeys in each.
+pub const MIN_V2_UPLOAD_FRAME_LEN: usize =
+    BODY_HEADER_LEN + 1 + (4 + 32 + 64) + 32 + 2 + 1 + KEM_PREKEY_WIRE_LEN + 2;
+
+/// The larger of two lengths, for constants.
+const fn max_len(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
+/// Smallest maximum frame size a relay may announce: 2055 bytes, the
+/// longest of the frames whose length no request bounds
+/// ([`MAX_DEVICE_LIST_FRAME_LEN`], [`MAX_BUNDLE_V2_FRAME_LEN`],
+/// [`MAX_ERROR_FRAME_LEN`], [`MAX_WELCOME_FRAME_LEN`]; the answers to
+/// `Fetch` and `SendMulti` are sized to the frame or to their request)
+/// and of [`MIN_V2_UPLOAD_FRAME_LEN`]. So at any setting every answer the
+/// relay gives fits in the limit it announces, and an owner can publish
+/// its keys for protocol v2 (docs/relay.md §8).
+pub const MIN_MAX_FRAME_SIZE: u32 = max_len(
+    max_len(MAX_DEVICE_LIST_FRAME_LEN, MAX_BUNDLE_V2_FRAME_LEN),
+    max_len(
+        max_len(MAX_ERROR_FRAME_LEN, MAX_WELCOME_FRAME_LEN),
+        MIN_V2_UPLOAD_FRAME_LEN,
+    ),
+) as u32;
 
 /// Longest server id, in bytes of UTF-8.
 pub const MAX_SERVER_ID_LEN: usize = 255;
@@ -181,4 +233,108 @@ pub(crate) mod frame_type {
     pub(crate) const PUSH_ENVELOPE: u8 = 0xC0;
     pub(crate) const PUSH_PREKEYS_LOW: u8 = 0xC1;
     pub(crate) const ERROR: u8 = 0xFF;
+}
+
+#[cfg(test)]
+mod frame_size_tests {
+    //! The lengths behind [`MIN_MAX_FRAME_SIZE`], against the encoders.
+
+    use super::*;
+    use sotto_core::{
+        AccessVerifier, IdentityKeyPair, KemPreKey, KemPreKeyId, OneTimePreKey, OneTimePreKeyId,
+        PreKeyBundle, SignedPreKey, SignedPreKeyId,
+    };
+
+    fn identity() -> IdentityKeyPair {
+        IdentityKeyPair::from_seed(&[9; 32])
+    }
+
+    fn kem_key(id: &IdentityKeyPair) -> KemPreKey {
+        KemPreKey::from_seed(KemPreKeyId::new(1), id, &[1; 64])
+    }
+
+    #[test]
+    fn the_named_lengths_are_those_of_the_encodings() {
+        let id = identity();
+        let spk = SignedPreKey::from_private_bytes(SignedPreKeyId::new(1), &id, &[2; 32]);
+        let opk = OneTimePreKey::from_private_bytes(OneTimePreKeyId::new(2), &[3; 32]);
+        let bundle = PreKeyBundle::new_v2(&id, &spk, Some(&opk), &kem_key(&id));
+        let response = Response::BundleV2(Box::new(bundle)).encode(u32::MAX);
+        assert_eq!(response.len(), MAX_BUNDLE_V2_FRAME_LEN);
+        assert_eq!(MAX_BUNDLE_V2_FRAME_LEN, 1428);
+
+        let list = Response::DeviceList(vec![7; MAX_DEVICE_LIST_LEN]).encode(u32::MAX);
+        assert_eq!(list.len(), MAX_DEVICE_LIST_FRAME_LEN);
+        let publish = Request::PublishDeviceList {
+            list: vec![7; MAX_DEVICE_LIST_LEN],
+        };
+        assert_eq!(publish.encode(u32::MAX).len(), MAX_DEVICE_LIST_FRAME_LEN);
+
+        let error = Response::error(ErrorCode::Internal, "x".repeat(2 * MAX_ERROR_MESSAGE_LEN));
+        assert_eq!(error.encode(u32::MAX).len(), MAX_ERROR_FRAME_LEN);
+
+        let welcome = Response::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            max_frame_size: u32::MAX,
+            server_id: "r".repeat(MAX_SERVER_ID_LEN),
+            challenge: [0; CHALLENGE_LEN],
+        });
+        assert_eq!(welcome.encode(0).len(), MAX_WELCOME_FRAME_LEN);
+
+        let upload = PreKeyUpload::new(Some(&spk), &[])
+            .with_access_verifier(AccessVerifier::from_bytes([4; 32]))
+            .with_signed_prekey_v2_only(true)
+            .with_last_resort_kem_prekey(&kem_key(&id));
+        let upload = Request::UploadPreKeys(upload).encode(u32::MAX);
+        assert_eq!(upload.len(), MIN_V2_UPLOAD_FRAME_LEN);
+        // The same with the KEM prekey as a one-time one.
+        let one_time = PreKeyUpload::new(Some(&spk), &[])
+            .with_access_verifier(AccessVerifier::from_bytes([4; 32]))
+            .with_one_time_kem_prekeys(&[kem_key(&id)], false);
+        assert_eq!(
+            Request::UploadPreKeys(one_time).encode(1).len(),
+            MIN_V2_UPLOAD_FRAME_LEN
+        );
+    }
+
+    #[test]
+    fn the_smallest_frame_limit_holds_every_answer_and_a_v2_upload() {
+        assert_eq!(MIN_MAX_FRAME_SIZE, 2055);
+        for len in [
+            MAX_BUNDLE_V2_FRAME_LEN,
+            MAX_DEVICE_LIST_FRAME_LEN,
+            MAX_ERROR_FRAME_LEN,
+            MAX_WELCOME_FRAME_LEN,
+            MIN_V2_UPLOAD_FRAME_LEN,
+        ] {
+            assert!(len <= MIN_MAX_FRAME_SIZE as usize, "{len}");
+        }
+        // A v2 upload fits with its KEM prekey and no more: the largest
+        // one-KEM-key upload and not much else.
+        assert!(MIN_V2_UPLOAD_FRAME_LEN + KEM_PREKEY_WIRE_LEN > MIN_MAX_FRAME_SIZE as usize);
+        // Everything else has a fixed length well below, or is sized to the
+        // frame (`Envelopes`, pushes) or to its request (`SentMulti`).
+        let stock = PreKeyStock {
+            remaining: u32::MAX,
+            threshold: u32::MAX,
+            kem: Some(KemPreKeyStock {
+                remaining: u32::MAX,
+                threshold: u32::MAX,
+            }),
+        };
+        let fixed = [
+            Response::Authenticated(AuthInfo {
+                address: crate::MailboxAddress::from_bytes([1; 32]),
+                pending_envelopes: u32::MAX,
+                pending_bytes: u64::MAX,
+                prekeys: stock,
+            })
+            .encode(1),
+            Response::PreKeyCount(stock).encode(1),
+            Push::PreKeysLow(stock).encode(),
+        ];
+        for body in fixed {
+            assert!(body.len() < MIN_MAX_FRAME_SIZE as usize);
+        }
+    }
 }

@@ -87,7 +87,9 @@ pub struct ServerConfig {
     /// (default `"sotto-relay"`).
     pub server_id: String,
     /// Largest frame accepted, length prefix value (default 1 MiB, minimum
-    /// 1024). The largest envelope is this minus 70 bytes.
+    /// [`MIN_MAX_FRAME_SIZE`], 2055: every answer of the relay, and an
+    /// upload with a KEM prekey, fit in it). The largest envelope is this
+    /// minus 70 bytes.
     pub max_frame_size: u32,
     /// Per-mailbox queue limits (default 10 000 envelopes, 256 MiB).
     pub mailbox_limits: MailboxLimits,
@@ -214,7 +216,10 @@ impl ServerConfig {
             return Err("server_id must be 1 to 255 bytes");
         }
         if self.max_frame_size < MIN_MAX_FRAME_SIZE {
-            return Err("max_frame_size must be at least 1024");
+            // MIN_MAX_FRAME_SIZE, spelled out (a test keeps them equal).
+            return Err(
+                "max_frame_size must be at least 2055 bytes (a device list or a v2 bundle with its frame)",
+            );
         }
         if self.fetch_page_size == 0 {
             return Err("fetch_page_size must be at least 1");
@@ -375,10 +380,23 @@ mod tests {
         }
         // The smallest budget that still lets the largest envelope through.
         let smallest = ServerConfig {
-            max_frame_size: 1024,
-            connection_send_budget: 1024 - 70,
+            max_frame_size: MIN_MAX_FRAME_SIZE,
+            connection_send_budget: u64::from(MIN_MAX_FRAME_SIZE) - 70,
             ..Default::default()
         };
         assert!(smallest.validate().is_ok());
+    }
+
+    #[test]
+    fn the_smallest_frame_size_is_the_one_the_refusal_names() {
+        let below = ServerConfig {
+            max_frame_size: MIN_MAX_FRAME_SIZE - 1,
+            ..Default::default()
+        };
+        let message = below.validate().unwrap_err();
+        assert!(
+            message.contains(&format!("at least {MIN_MAX_FRAME_SIZE} bytes")),
+            "{message}"
+        );
     }
 }

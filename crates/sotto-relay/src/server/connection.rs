@@ -40,8 +40,8 @@ use crate::protocol::{
     RequestFrame, Response, SUPPORTED_VERSIONS, Welcome, auth_message, max_payload_len,
 };
 use crate::store::{
-    EnqueueRequest, Enqueued, MailboxStore, OwnedAccess, PreKeyLimits, StoreError,
-    has_duplicate_ids, has_duplicate_kem_ids,
+    EnqueueRequest, Enqueued, KemPreKeysLeft, MailboxStore, OwnedAccess, PreKeyLimits, PreKeysLeft,
+    StoreError, has_duplicate_ids, has_duplicate_kem_ids,
 };
 
 /// How long a connection closed for a protocol violation keeps reading (and
@@ -916,7 +916,10 @@ impl<S: Transport> Connection<S> {
         match self.store(move |s| s.take_bundle(&address)).await {
             Ok(Some(taken)) => {
                 if taken.remaining < self.shared.config.prekey_low_threshold {
-                    self.shared.hub.prekeys_low(&address, taken.remaining);
+                    // A v1 bundle takes no KEM prekey: that stock is not
+                    // said, and read by the connections that report it.
+                    let left = PreKeysLeft::one_time(taken.remaining);
+                    self.shared.hub.prekeys_low(&address, left);
                 }
                 self.last_useful = Instant::now();
                 self.respond(id, Response::Bundle(Box::new(taken.bundle)))
@@ -939,7 +942,8 @@ impl<S: Transport> Connection<S> {
                 let threshold = self.shared.config.prekey_low_threshold;
                 if taken.remaining < threshold || taken.kem_remaining.is_some_and(|k| k < threshold)
                 {
-                    self.shared.hub.prekeys_low(&address, taken.remaining);
+                    let left = PreKeysLeft::of_v2(taken.remaining, taken.kem_remaining);
+                    self.shared.hub.prekeys_low(&address, left);
                 }
                 self.last_useful = Instant::now();
                 self.respond(id, Response::BundleV2(Box::new(taken.bundle)))
@@ -1315,19 +1319,25 @@ impl<S: Transport> Connection<S> {
         if signal.prekeys != owner.seen_prekeys {
             owner.seen_prekeys = signal.prekeys;
             let address = owner.address;
-            // The signal carries the one-time prekey stock; a protocol 4
-            // connection reads the KEM stock, which may be what is low.
-            let kem = if self.speaks_kem() {
-                self.store(move |s| s.kem_prekey_count(&address))
+            // The signal carries the stock the bundle left, the KEM stock
+            // too when the bundle was a v2 one. When it does not say (a v1
+            // bundle, or a relay from before the KEM stock announced it),
+            // a protocol 4 connection reads the KEM stock, which may be
+            // what is low.
+            let left = signal.prekeys_left;
+            let kem = match left.kem {
+                KemPreKeysLeft::Left(kem) => Some(kem),
+                KemPreKeysLeft::NoKemPreKeys => None,
+                KemPreKeysLeft::NotSaid if self.speaks_kem() => self
+                    .store(move |s| s.kem_prekey_count(&address))
                     .await
                     .unwrap_or_else(|e| {
                         tracing::error!(error = %e, "storage failure reading the KEM prekey stock");
                         None
-                    })
-            } else {
-                None
+                    }),
+                KemPreKeysLeft::NotSaid => None,
             };
-            let stock = self.stock(signal.prekeys_remaining, kem);
+            let stock = self.stock(left.one_time, kem);
             // Only the stock this connection hears of: a signal for low
             // KEM stock says nothing to an older client.
             if Self::stock_is_low(&stock)

@@ -17,17 +17,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::address::MailboxAddress;
-use crate::store::ChangeFeed;
+use crate::store::{ChangeFeed, PreKeysLeft};
 
 /// What changed in a mailbox since a connection last looked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct MailboxSignal {
     /// Bumped when an envelope is stored.
     pub(crate) envelopes: u64,
-    /// Bumped when a one-time prekey is handed out and the stock is low.
+    /// Bumped when a bundle is handed out and the stock is low.
     pub(crate) prekeys: u64,
-    /// One-time prekeys left after the last hand-out.
-    pub(crate) prekeys_remaining: u32,
+    /// The stock the last such bundle left.
+    pub(crate) prekeys_left: PreKeysLeft,
 }
 
 /// The watch channels of the mailboxes whose owners are connected to this
@@ -52,11 +52,11 @@ impl Local {
         }
     }
 
-    fn prekeys_low(&self, address: &MailboxAddress, remaining: u32) {
+    fn prekeys_low(&self, address: &MailboxAddress, left: PreKeysLeft) {
         if let Some(tx) = self.lock().get(address) {
             tx.send_modify(|s| {
                 s.prekeys = s.prekeys.wrapping_add(1);
-                s.prekeys_remaining = remaining;
+                s.prekeys_left = left;
             });
         }
     }
@@ -67,7 +67,7 @@ impl crate::store::FeedListener for Local {
     fn changed(&self, address: &MailboxAddress, change: crate::store::Change) {
         match change {
             crate::store::Change::Envelope => self.envelope_stored(address),
-            crate::store::Change::PreKeysLow(remaining) => self.prekeys_low(address, remaining),
+            crate::store::Change::PreKeysLow(left) => self.prekeys_low(address, left),
         }
     }
 
@@ -184,22 +184,22 @@ impl Hub {
         self.local.envelope_stored(address);
     }
 
-    /// A one-time prekey of `address` was handed out, leaving `remaining`.
-    /// With a change feed it is announced there, to every process (this
-    /// one included).
-    pub(crate) fn prekeys_low(&self, address: &MailboxAddress, remaining: u32) {
+    /// A bundle of `address` was handed out, leaving its prekeys low: the
+    /// stock `left`. With a change feed it is announced there, to every
+    /// process (this one included), with the same stock.
+    pub(crate) fn prekeys_low(&self, address: &MailboxAddress, left: PreKeysLeft) {
         #[cfg(feature = "redis")]
         if let Some(feed) = &self.feed {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 let (feed, address) = (feed.clone(), *address);
                 runtime.spawn(async move {
-                    feed.publish(&address, crate::store::Change::PreKeysLow(remaining))
+                    feed.publish(&address, crate::store::Change::PreKeysLow(left))
                         .await;
                 });
             }
             return;
         }
-        self.local.prekeys_low(address, remaining);
+        self.local.prekeys_low(address, left);
     }
 
     #[cfg(test)]
@@ -226,5 +226,39 @@ mod tests {
         assert_eq!(hub.watched(), 1);
         hub.unsubscribe(&a, rx1);
         assert_eq!(hub.watched(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_low_stock_signal_carries_the_kem_stock_the_bundle_left() {
+        let hub = Hub::default();
+        let a = MailboxAddress::from_bytes([1; 32]);
+        let mut rx = hub.subscribe(a).await;
+        let left = PreKeysLeft::of_v2(12, Some(1));
+        hub.prekeys_low(&a, left);
+        rx.changed().await.unwrap();
+        let signal = *rx.borrow_and_update();
+        assert_eq!((signal.prekeys, signal.prekeys_left), (1, left));
+        hub.unsubscribe(&a, rx);
+    }
+
+    /// What the change feed hears from other processes reaches the
+    /// connections as the same signal.
+    #[cfg(feature = "redis")]
+    #[tokio::test]
+    async fn a_low_stock_change_from_the_feed_is_the_same_signal() {
+        use crate::store::{Change, FeedListener};
+        let hub = Hub::default();
+        let a = MailboxAddress::from_bytes([2; 32]);
+        let mut rx = hub.subscribe(a).await;
+        for left in [
+            PreKeysLeft::of_v2(3, Some(0)),
+            PreKeysLeft::of_v2(3, None),
+            PreKeysLeft::one_time(2),
+        ] {
+            hub.local.changed(&a, Change::PreKeysLow(left));
+            rx.changed().await.unwrap();
+            assert_eq!(rx.borrow_and_update().prekeys_left, left);
+        }
+        hub.unsubscribe(&a, rx);
     }
 }

@@ -1148,7 +1148,7 @@ mod tests {
             let settings = from_toml(text).unwrap();
             settings.validate().unwrap_err().to_string()
         };
-        assert!(invalid("max_frame_size = 100").contains("max_frame_size must be at least 1024"));
+        assert!(invalid("max_frame_size = 100").contains("max_frame_size must be at least 2055"));
         assert!(invalid("idle_timeout = \"0s\"").contains("idle_timeout must be positive"));
         assert!(
             invalid("[rate_limit]\nbyte_burst = 0")

@@ -409,6 +409,11 @@ impl MailboxStore for MemoryStore {
         let Some((identity_key, spk)) = dir.signed else {
             return Ok(None);
         };
+        // A v2-only signed prekey makes no v1 bundle that verifies: with
+        // no KEM prekey to make a v2 one, there is no bundle to serve.
+        if dir.v2_only && dir.kem.is_empty() && dir.last_resort_kem.is_none() {
+            return Ok(None);
+        }
         let one_time = dir.one_time.pop_first().map(|(_, key)| {
             dir.order_of.remove(&key.id);
             (key.id, key.public)
@@ -450,6 +455,11 @@ impl MailboxStore for MemoryStore {
         let Some((identity_key, spk)) = dir.signed else {
             return Ok(None);
         };
+        // Signed for protocol v2 only: no v1 bundle of it verifies, so
+        // there is none, and no one-time prekey is spent on one.
+        if dir.v2_only {
+            return Ok(None);
+        }
         let one_time = dir.one_time.pop_first().map(|(_, key)| {
             dir.order_of.remove(&key.id);
             (key.id, key.public)

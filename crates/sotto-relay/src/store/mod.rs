@@ -29,7 +29,9 @@
 //!
 //! - [`take_bundle`](MailboxStore::take_bundle) removes the one-time prekey
 //!   it returns in the same atomic step, so no key is handed out twice, even
-//!   to concurrent callers in different processes.
+//!   to concurrent callers in different processes. For an owner whose
+//!   signed prekey is signed for protocol v2 only it returns nothing and
+//!   takes nothing: no v1 bundle of that prekey verifies.
 //! - [`enqueue`](MailboxStore::enqueue) checks that the recipient is
 //!   registered (has a published signed prekey), that the sender may queue
 //!   for it ([`Access`]: the access key against the published verifier),
@@ -346,6 +348,51 @@ pub struct TakenBundle {
     pub remaining: u32,
 }
 
+/// The prekey stock a handed-out bundle left, as the owner's connections
+/// are told of it (the `PreKeysLow` push, docs/relay.md §5): in this
+/// process through the hub, across processes through the store's change
+/// feed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PreKeysLeft {
+    /// One-time prekeys left.
+    pub(crate) one_time: u32,
+    /// One-time KEM prekeys left, as far as the hand-out knew.
+    pub(crate) kem: KemPreKeysLeft,
+}
+
+/// [`PreKeysLeft::kem`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum KemPreKeysLeft {
+    /// Not said: a v1 bundle (which takes no KEM prekey and does not count
+    /// them), or a signal from a relay that predates the KEM stock. A
+    /// connection that reports KEM stock reads it from the store.
+    #[default]
+    NotSaid,
+    /// The owner has no last-resort KEM prekey: no KEM stock to report
+    /// ([`TakenBundleV2::kem_remaining`] `None`).
+    NoKemPreKeys,
+    /// This many one-time KEM prekeys left.
+    Left(u32),
+}
+
+impl PreKeysLeft {
+    /// What a v1 bundle left: `one_time`, the KEM stock not said.
+    pub(crate) fn one_time(one_time: u32) -> Self {
+        Self {
+            one_time,
+            kem: KemPreKeysLeft::NotSaid,
+        }
+    }
+
+    /// What a v2 hand-out left ([`TakenBundleV2`]'s counts).
+    pub(crate) fn of_v2(one_time: u32, kem: Option<u32>) -> Self {
+        Self {
+            one_time,
+            kem: kem.map_or(KemPreKeysLeft::NoKemPreKeys, KemPreKeysLeft::Left),
+        }
+    }
+}
+
 /// The default limit on the one-time KEM prekeys of one mailbox: 100
 /// (each takes about 1.25 KB).
 pub const DEFAULT_MAX_KEM_PREKEYS: u32 = 100;
@@ -535,7 +582,10 @@ pub trait MailboxStore: Send + Sync + 'static {
     ) -> Result<u32, StoreError>;
 
     /// The bundle of `address`, with the oldest stored one-time prekey, which
-    /// is removed atomically. `None` if no signed prekey was published.
+    /// is removed atomically. `None` if no signed prekey was published, or
+    /// if the published one is signed for protocol v2 only
+    /// ([`PreKeyUpload::signed_prekey_v2_only`]): no v1 bundle of it
+    /// verifies, so there is none, and no one-time prekey is taken.
     fn take_bundle(&self, address: &MailboxAddress) -> Result<Option<TakenBundle>, StoreError>;
 
     /// How many one-time prekeys `address` has left.
@@ -577,7 +627,8 @@ pub trait MailboxStore: Send + Sync + 'static {
     /// one-time KEM prekey: each is handed out at most once. Without a
     /// one-time KEM prekey left the bundle carries the last-resort one;
     /// without either, it is a v1 bundle. `None` if no signed prekey was
-    /// published.
+    /// published, or if it is signed for protocol v2 only and there is no
+    /// KEM prekey to make a v2 bundle with (nothing is taken then).
     ///
     /// The provided implementation is `take_bundle` (a v1 bundle): a store
     /// that keeps no KEM prekeys.
@@ -977,6 +1028,7 @@ macro_rules! contract_suite {
             kem_prekey_limits_and_replace,
             owners_without_kem_prekeys_get_v1_bundles,
             unlinking_removes_kem_prekeys,
+            v2_only_owners_have_no_v1_bundle,
         );
     };
     (@each $open:ident, |$held:ident| $store:expr, $($name:ident),* $(,)?) => {
@@ -1903,9 +1955,100 @@ pub(crate) mod contract_tests {
         let taken = store.take_bundle_v2(&address).unwrap().unwrap();
         assert_eq!(taken.bundle.versions, ProtocolVersions::V2_ONLY);
         taken.bundle.verify().unwrap();
-        // A v1 bundle of it does not verify, as it must not.
+        // No v1 bundle of it (v2_only_owners_have_no_v1_bundle).
+        assert!(store.take_bundle(&address).unwrap().is_none());
+    }
+
+    /// A signed prekey signed for protocol v2 only and its upload.
+    fn v2_only_upload(id: &IdentityKeyPair, opk_ids: std::ops::Range<u32>) -> PreKeyUpload {
+        let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
+        let spk = SignedPreKey::generate(SignedPreKeyId::new(7), id, &mut rng);
+        let signed = crate::protocol::SignedPreKeyPublic::new(
+            spk.id(),
+            *spk.public(),
+            spk.v2_only_signature(id),
+        );
+        let one_time = upload(id, opk_ids).one_time_prekeys;
+        PreKeyUpload::from_public(Some(signed), one_time).with_signed_prekey_v2_only(true)
+    }
+
+    /// An owner whose signed prekey is signed for protocol v2 only has no
+    /// v1 bundle (none would verify, docs/protocol.md §16.7): a v1 fetch
+    /// finds nothing, as for an unknown mailbox, and takes no one-time
+    /// prekey; nor does a v2 fetch while it has no KEM prekey to make a v2
+    /// bundle with. Its mailbox is registered all the same.
+    pub(crate) fn v2_only_owners_have_no_v1_bundle(store: &dyn MailboxStore) {
+        let (id, address) = key(70);
+        let nobody = MailboxAddress::from_bytes([0xAB; 32]);
+        assert!(store.take_bundle(&nobody).unwrap().is_none());
+        let counts = store
+            .publish_prekeys_with_kem(id.public(), &v2_only_upload(&id, 0..3), &kem_limits(10, 10))
+            .unwrap();
+        assert_eq!(
+            counts,
+            PreKeyCounts {
+                one_time: 3,
+                kem: None
+            }
+        );
+        // No KEM prekey yet: no bundle of either version, nothing taken.
+        for _ in 0..2 {
+            assert!(store.take_bundle(&address).unwrap().is_none());
+            assert!(store.take_bundle_v2(&address).unwrap().is_none());
+        }
+        assert_eq!(store.one_time_prekey_count(&address).unwrap(), 3);
+        let queued = store
+            .enqueue(
+                &address,
+                &MessageId([1; 16]),
+                b"x",
+                OPEN,
+                &QueuePolicy::default(),
+                T0,
+            )
+            .unwrap();
+        assert!(!queued.duplicate, "registered all the same");
+
+        // With a one-time KEM prekey and no last-resort one: v2 bundles
+        // while it lasts.
+        let one_time_kem =
+            PreKeyUpload::default().with_one_time_kem_prekeys(&kem_keys(&id, 1, 1), false);
+        store
+            .publish_prekeys_with_kem(id.public(), &one_time_kem, &kem_limits(10, 10))
+            .unwrap();
+        assert!(store.take_bundle(&address).unwrap().is_none());
+        assert_eq!(store.one_time_prekey_count(&address).unwrap(), 3);
+        let taken = store.take_bundle_v2(&address).unwrap().unwrap();
+        taken.bundle.verify().unwrap();
+        assert_eq!(taken.bundle.versions, ProtocolVersions::V2_ONLY);
+        assert_eq!(taken.bundle.kem_prekey.map(|k| k.id.get()), Some(1));
+        assert_eq!(taken.remaining, 2);
+        assert!(store.take_bundle_v2(&address).unwrap().is_none());
+        assert_eq!(store.one_time_prekey_count(&address).unwrap(), 2);
+
+        // With a last-resort KEM prekey: v2 bundles every time, still no
+        // v1 bundle, and v1 fetches leave the one-time prekeys alone.
+        let last_resort =
+            PreKeyUpload::default().with_last_resort_kem_prekey(&kem_keys(&id, 100, 1).remove(0));
+        store
+            .publish_prekeys_with_kem(id.public(), &last_resort, &kem_limits(10, 10))
+            .unwrap();
+        for _ in 0..3 {
+            assert!(store.take_bundle(&address).unwrap().is_none());
+        }
+        assert_eq!(store.one_time_prekey_count(&address).unwrap(), 2);
+        let taken = store.take_bundle_v2(&address).unwrap().unwrap();
+        taken.bundle.verify().unwrap();
+        assert_eq!(taken.bundle.versions, ProtocolVersions::V2_ONLY);
+        assert_eq!(taken.remaining, 1);
+
+        // A signed prekey for both versions again: v1 bundles again.
+        store
+            .publish_prekeys_with_kem(id.public(), &upload(&id, 0..0), &kem_limits(10, 10))
+            .unwrap();
         let v1 = store.take_bundle(&address).unwrap().unwrap();
-        assert!(v1.bundle.verify().is_err());
+        v1.bundle.verify().unwrap();
+        assert_eq!(v1.remaining, 0);
     }
 
     /// `max_kem` limits the one-time KEM prekeys as `max_one_time` the

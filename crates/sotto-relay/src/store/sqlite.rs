@@ -2,6 +2,8 @@
 
 mod group_commit;
 mod readers;
+#[cfg(test)]
+mod schema_v6_tests;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -374,8 +376,8 @@ fn create_or_migrate(
     Ok(())
 }
 
-/// `(identity_key, prekey_id, public_key, signature)` as stored.
-type SignedPreKeyRow = (Vec<u8>, u32, Vec<u8>, Vec<u8>);
+/// `(identity_key, prekey_id, public_key, signature, v2_only)` as stored.
+type SignedPreKeyRow = (Vec<u8>, u32, Vec<u8>, Vec<u8>, bool);
 
 fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt("integer out of range"))
@@ -899,26 +901,58 @@ fn publish_prekeys_in(
     })
 }
 
-/// [`MailboxStore::take_bundle`] in the batch's transaction.
-fn take_bundle_in(
+/// A mailbox's signed prekey as stored, with its owner's identity key.
+struct SignedPreKeyRecord {
+    identity_key: IdentityKey,
+    id: SignedPreKeyId,
+    public: PreKeyPublic,
+    signature: Signature,
+    /// Signed for protocol v2 only: no v1 bundle of it verifies.
+    v2_only: bool,
+}
+
+impl SignedPreKeyRecord {
+    /// The signed prekey of `mailbox`, if one is published.
+    fn read(conn: &Connection, mailbox: &[u8; 32]) -> Result<Option<Self>, StoreError> {
+        let signed: Option<SignedPreKeyRow> = conn
+            .prepare_cached(
+                "SELECT identity_key, prekey_id, public_key, signature, v2_only
+                 FROM signed_prekeys WHERE mailbox = ?1",
+            )?
+            .query_row([mailbox], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()?;
+        let Some((identity_key, id, public, signature, v2_only)) = signed else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            identity_key: IdentityKey::from_bytes(&to_array(identity_key, "identity key")?)
+                .map_err(|_| StoreError::Corrupt("identity key"))?,
+            id: SignedPreKeyId::new(id),
+            public: PreKeyPublic::from_bytes(to_array(public, "signed prekey")?),
+            signature: Signature::from_bytes(to_array(signature, "signed prekey signature")?),
+            v2_only,
+        }))
+    }
+
+    /// The v1 bundle of this signed prekey with `one_time_prekey`.
+    fn bundle(&self, one_time_prekey: Option<(OneTimePreKeyId, PreKeyPublic)>) -> PreKeyBundle {
+        PreKeyBundle::from_parts(
+            self.identity_key,
+            self.id,
+            self.public,
+            self.signature,
+            one_time_prekey,
+        )
+    }
+}
+
+/// Deletes and returns the oldest one-time prekey of `mailbox`, if any.
+fn take_one_time_in(
     conn: &Connection,
-    address: &MailboxAddress,
-) -> Result<Option<TakenBundle>, StoreError> {
-    let mailbox = address.as_bytes();
-    let signed: Option<SignedPreKeyRow> = conn
-        .prepare_cached(
-            "SELECT identity_key, prekey_id, public_key, signature
-             FROM signed_prekeys WHERE mailbox = ?1",
-        )?
-        .query_row([mailbox], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    let Some((identity_key, signed_prekey_id, signed_prekey, signature)) = signed else {
-        return Ok(None);
-    };
-    let identity_key = IdentityKey::from_bytes(&to_array(identity_key, "identity key")?)
-        .map_err(|_| StoreError::Corrupt("identity key"))?;
+    mailbox: &[u8; 32],
+) -> Result<Option<(OneTimePreKeyId, PreKeyPublic)>, StoreError> {
     let one_time: Option<(u32, Vec<u8>)> = conn
         .prepare_cached(
             "DELETE FROM one_time_prekeys WHERE seq =
@@ -927,41 +961,54 @@ fn take_bundle_in(
         )?
         .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let one_time_prekey = match one_time {
-        Some((id, key)) => Some((
+    match one_time {
+        Some((id, key)) => Ok(Some((
             OneTimePreKeyId::new(id),
             PreKeyPublic::from_bytes(to_array(key, "one-time prekey")?),
-        )),
-        None => None,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// [`MailboxStore::take_bundle`] in the batch's transaction. A signed
+/// prekey signed for protocol v2 only has no v1 bundle: `None`, and no
+/// one-time prekey is taken.
+fn take_bundle_in(
+    conn: &Connection,
+    address: &MailboxAddress,
+) -> Result<Option<TakenBundle>, StoreError> {
+    let mailbox = address.as_bytes();
+    let Some(signed) = SignedPreKeyRecord::read(conn, mailbox)?.filter(|s| !s.v2_only) else {
+        return Ok(None);
     };
-    let remaining = count_one_time(conn, mailbox)?;
+    let one_time = take_one_time_in(conn, mailbox)?;
     Ok(Some(TakenBundle {
-        bundle: PreKeyBundle::from_parts(
-            identity_key,
-            SignedPreKeyId::new(signed_prekey_id),
-            PreKeyPublic::from_bytes(to_array(signed_prekey, "signed prekey")?),
-            Signature::from_bytes(to_array(signature, "signed prekey signature")?),
-            one_time_prekey,
-        ),
-        remaining,
+        bundle: signed.bundle(one_time),
+        remaining: count_one_time(conn, mailbox)?,
     }))
 }
 
-/// [`MailboxStore::take_bundle_v2`] in the batch's transaction: the v1
-/// bundle with its one-time prekey taken, then the oldest one-time KEM
-/// prekey taken, or the last-resort one.
+/// [`MailboxStore::take_bundle_v2`] in the batch's transaction: the
+/// oldest one-time prekey taken, then the oldest one-time KEM prekey, or
+/// the last-resort one. A signed prekey signed for protocol v2 only with
+/// no KEM prekey at all has no bundle that verifies: `None`, nothing
+/// taken.
 fn take_bundle_v2_in(
     conn: &Connection,
     address: &MailboxAddress,
 ) -> Result<Option<TakenBundleV2>, StoreError> {
-    let Some(taken) = take_bundle_in(conn, address)? else {
+    let mailbox = address.as_bytes();
+    let Some(signed) = SignedPreKeyRecord::read(conn, mailbox)? else {
         return Ok(None);
     };
-    let mailbox = address.as_bytes();
-    let v2_only: bool = conn
-        .prepare_cached("SELECT v2_only FROM signed_prekeys WHERE mailbox = ?1")?
-        .query_row([mailbox], |r| r.get(0))?;
-    let one_time: Option<(u32, Vec<u8>, Vec<u8>)> = conn
+    let last_resort: Option<(u32, Vec<u8>, Vec<u8>)> = conn
+        .prepare_cached(
+            "SELECT prekey_id, public_key, signature
+             FROM last_resort_kem_prekeys WHERE mailbox = ?1",
+        )?
+        .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let one_time_kem: Option<(u32, Vec<u8>, Vec<u8>)> = conn
         .prepare_cached(
             "DELETE FROM kem_prekeys WHERE seq =
                  (SELECT seq FROM kem_prekeys WHERE mailbox = ?1 ORDER BY seq LIMIT 1)
@@ -969,25 +1016,22 @@ fn take_bundle_v2_in(
         )?
         .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let kem = match one_time {
-        Some(row) => Some(row),
-        None => conn
-            .prepare_cached(
-                "SELECT prekey_id, public_key, signature
-                 FROM last_resort_kem_prekeys WHERE mailbox = ?1",
-            )?
-            .query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?,
-    };
+    let kem = one_time_kem.or(last_resort);
+    if signed.v2_only && kem.is_none() {
+        // Nothing was deleted: there was no one-time KEM prekey.
+        return Ok(None);
+    }
+    let bundle = signed.bundle(take_one_time_in(conn, mailbox)?);
     let bundle = match kem {
-        Some((id, key, signature)) => taken
-            .bundle
-            .with_kem_prekey(bundle_versions(v2_only), kem_prekey(id, &key, signature)?),
-        None => taken.bundle,
+        Some((id, key, signature)) => bundle.with_kem_prekey(
+            bundle_versions(signed.v2_only),
+            kem_prekey(id, &key, signature)?,
+        ),
+        None => bundle,
     };
     Ok(Some(TakenBundleV2::new(
         bundle,
-        taken.remaining,
+        count_one_time(conn, mailbox)?,
         count_kem(conn, mailbox)?,
     )))
 }

@@ -111,7 +111,7 @@ fn a_typo_or_a_bad_value_stops_the_relay_with_a_message_naming_it() {
         ),
         (
             "max_frame_size = 512\n",
-            "invalid relay configuration: max_frame_size must be at least 1024",
+            "invalid relay configuration: max_frame_size must be at least 2055",
         ),
     ] {
         std::fs::write(&file, text).unwrap();

@@ -198,3 +198,88 @@ async fn at_the_storage_limit_sends_are_refused_while_fetch_and_ack_free_space_s
     ))
     .await;
 }
+
+/// A relay at the smallest frame limit (`MIN_MAX_FRAME_SIZE`) takes the
+/// largest upload with one KEM prekey, serves the largest v2 bundle and
+/// the longest device list, and sends no frame over the limit it
+/// announced (its clients here refuse any).
+#[tokio::test]
+async fn a_relay_at_the_smallest_frame_limit_takes_a_kem_upload_and_serves_v2_bundles() {
+    use sotto_core::{
+        AccessKey, KemPreKey, KemPreKeyId, OneTimePreKey, OneTimePreKeyId, ProtocolVersions,
+        SignedPreKey, SignedPreKeyId,
+    };
+    use sotto_relay::protocol::{
+        MAX_BUNDLE_V2_FRAME_LEN, MAX_DEVICE_LIST_LEN, MIN_MAX_FRAME_SIZE, MIN_V2_UPLOAD_FRAME_LEN,
+        Request,
+    };
+    use sotto_relay::{ClientConfig, PreKeyUpload, RelayClient};
+
+    let store = Arc::new(MemoryStore::new());
+    let relay = start_with(
+        ServerConfig {
+            max_frame_size: MIN_MAX_FRAME_SIZE,
+            ..config()
+        },
+        store.clone(),
+    )
+    .await;
+    let addr = relay.local_addr();
+    let strict = ClientConfig {
+        max_incoming_frame: MIN_MAX_FRAME_SIZE,
+        ..client_config()
+    };
+    let bob = identity(2);
+    let bob_conn = RelayClient::connect(addr, strict.clone()).await.unwrap();
+    assert_eq!(bob_conn.welcome().max_frame_size, MIN_MAX_FRAME_SIZE);
+    assert!(bob_conn.supports_kem_prekeys());
+    bob_conn.authenticate(&bob).await.unwrap();
+
+    // The largest upload with one KEM prekey: signed prekey, access
+    // verifier, the last-resort KEM prekey.
+    let mut rng = rng();
+    let spk = SignedPreKey::generate(SignedPreKeyId::new(1), &bob, &mut rng);
+    let verifier = AccessKey::derive(&bob).unwrap().verifier();
+    let first = PreKeyUpload::new(Some(&spk), &[])
+        .with_access_verifier(verifier)
+        .with_last_resort_kem_prekey(&KemPreKey::generate(KemPreKeyId::new(1), &bob, &mut rng));
+    assert_eq!(
+        Request::UploadPreKeys(first.clone()).encode(1).len(),
+        MIN_V2_UPLOAD_FRAME_LEN
+    );
+    let stock = bob_conn.upload_prekeys(first).await.unwrap();
+    assert_eq!(stock.kem.map(|k| k.remaining), Some(0));
+    // Then a one-time KEM prekey and one-time prekeys, in another.
+    let opks: Vec<_> = (0..3)
+        .map(|i| OneTimePreKey::generate(OneTimePreKeyId::new(i), &mut rng))
+        .collect();
+    let more = PreKeyUpload::new(None, &opks).with_one_time_kem_prekeys(
+        &[KemPreKey::generate(KemPreKeyId::new(2), &bob, &mut rng)],
+        false,
+    );
+    let stock = bob_conn.upload_prekeys(more).await.unwrap();
+    assert_eq!(
+        (stock.remaining, stock.kem.map(|k| k.remaining)),
+        (3, Some(1))
+    );
+
+    // The largest v2 bundle: a one-time prekey and a KEM prekey.
+    let alice = RelayClient::connect(addr, strict.clone()).await.unwrap();
+    let bundle = alice.fetch_bundle_v2(&address(&bob)).await.unwrap();
+    bundle.verify().unwrap();
+    assert_eq!(bundle.versions, ProtocolVersions::V1_AND_V2);
+    assert!(bundle.one_time_prekey.is_some());
+    assert_eq!(bundle.encode().len() + 5, MAX_BUNDLE_V2_FRAME_LEN);
+    assert_eq!(bundle.kem_prekey.map(|k| k.id.get()), Some(2));
+    // The longest device list the protocol carries (as a store shared
+    // with relays that took it might hold).
+    store
+        .publish_device_list(&address(&bob), 1, &[7; MAX_DEVICE_LIST_LEN])
+        .unwrap();
+    let list = alice.fetch_device_list(&address(&bob)).await.unwrap();
+    assert_eq!(list.map(|l| l.len()), Some(MAX_DEVICE_LIST_LEN));
+    // Both connections are still open: nothing too long was sent.
+    alice.ping().await.unwrap();
+    bob_conn.ping().await.unwrap();
+    relay.shutdown().await;
+}

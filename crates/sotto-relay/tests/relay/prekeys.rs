@@ -483,3 +483,42 @@ async fn kem_prekeys_are_served_once_in_v2_bundles_then_the_last_resort_one() {
     assert_eq!(old.response(3).await, Response::Pong);
     relay.shutdown().await;
 }
+
+/// An owner whose signed prekey is signed for protocol v2 only has no v1
+/// bundle: `FetchBundle` is answered as for an unknown mailbox
+/// (`NotFound`, the same message) and spends none of its one-time
+/// prekeys, while `FetchBundleV2` serves its v2 bundles.
+#[tokio::test]
+async fn a_v2_only_owner_has_no_v1_bundle_and_keeps_its_one_time_prekeys() {
+    use sotto_core::{KemPreKey, KemPreKeyId, ProtocolVersions};
+    let relay = start().await;
+    let addr = relay.local_addr();
+    let bob = identity(2);
+    let bob_conn = owner(addr, &bob).await;
+    let mut rng = rng();
+    let spk = SignedPreKey::generate(SignedPreKeyId::new(5), &bob, &mut rng);
+    let signed = SignedPreKeyPublic::new(spk.id(), *spk.public(), spk.v2_only_signature(&bob));
+    let upload = PreKeyUpload::from_public(Some(signed), prekeys(&bob, 0, 3).one_time_prekeys)
+        .with_signed_prekey_v2_only(true)
+        .with_last_resort_kem_prekey(&KemPreKey::generate(KemPreKeyId::new(1), &bob, &mut rng));
+    assert_eq!(bob_conn.upload_prekeys(upload).await.unwrap().remaining, 3);
+
+    let alice = connect(addr).await;
+    let unknown = alice
+        .fetch_bundle(&MailboxAddress::from_bytes([0; 32]))
+        .await
+        .unwrap_err();
+    for _ in 0..3 {
+        let err = alice.fetch_bundle(&address(&bob)).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::NotFound));
+        assert_eq!(err.to_string(), unknown.to_string());
+    }
+    assert_eq!(bob_conn.prekey_count().await.unwrap().remaining, 3);
+
+    let bundle = alice.fetch_bundle_v2(&address(&bob)).await.unwrap();
+    bundle.verify().unwrap();
+    assert_eq!(bundle.versions, ProtocolVersions::V2_ONLY);
+    assert!(bundle.one_time_prekey.is_some());
+    assert_eq!(bob_conn.prekey_count().await.unwrap().remaining, 2);
+    relay.shutdown().await;
+}

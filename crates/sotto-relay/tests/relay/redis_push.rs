@@ -139,3 +139,74 @@ async fn pushes_go_on_after_the_subscription_connection_is_cut() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// The next `PreKeysLow` push, skipping envelopes.
+async fn next_low(
+    events: &mut tokio::sync::mpsc::Receiver<RelayEvent>,
+) -> sotto_relay::protocol::PreKeyStock {
+    loop {
+        match next_event(events).await {
+            RelayEvent::PreKeysLow(stock) => return stock,
+            RelayEvent::Envelope(_) => {}
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+}
+
+/// The low-stock signal carries the KEM stock across relays, as within
+/// one: a v2 bundle taken through relay B that leaves Bob's one-time KEM
+/// prekeys low is pushed to Bob on relay A with the KEM stock it left,
+/// which is what the message says (A does not read it again); a message
+/// of the form relays used before the KEM stock, `p<remaining>`, still
+/// reaches him, its KEM stock read from the store.
+#[tokio::test]
+async fn the_kem_stock_crosses_relays_with_the_low_stock_signal() {
+    use sotto_core::{KemPreKey, KemPreKeyId};
+    let Some(redis) = TestRedis::new("redis-push") else {
+        return;
+    };
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let (a, b) = (relay(&redis).await, relay(&redis).await);
+    let bob = identity(5);
+    let bob_conn = owner(a.local_addr(), &bob).await;
+    assert!(bob_conn.supports_kem_prekeys());
+    let mut events = bob_conn.take_events().unwrap();
+    // Nothing published yet: said at login.
+    assert_eq!(next_low(&mut events).await.remaining, 0);
+    let mut rng = rng();
+    let kem: Vec<KemPreKey> = (1..=3)
+        .map(|i| KemPreKey::generate(KemPreKeyId::new(i), &bob, &mut rng))
+        .collect();
+    let upload = prekeys(&bob, 0, 20)
+        .with_last_resort_kem_prekey(&kem[0])
+        .with_one_time_kem_prekeys(&kem[1..], false);
+    bob_conn.upload_prekeys(upload).await.unwrap();
+
+    // Through B: 19 one-time prekeys left (not low at the default
+    // threshold of 10), 1 one-time KEM prekey (low).
+    let alice = connect(b.local_addr()).await;
+    alice.fetch_bundle_v2(&address(&bob)).await.unwrap();
+    let stock = next_low(&mut events).await;
+    assert_eq!(stock.remaining, 19);
+    assert_eq!(stock.kem.map(|k| (k.remaining, k.threshold)), Some((1, 10)));
+
+    // What a message says is what Bob is told, though the store holds
+    // more (19 and 1).
+    let channel = format!("{}:{{{}}}:changed", redis.prefix, address(&bob).to_hex());
+    let _: redis::Value = redis.command(&["PUBLISH", &channel, "p15:0"]);
+    let stock = next_low(&mut events).await;
+    assert_eq!(stock.remaining, 15);
+    assert_eq!(stock.kem.map(|k| k.remaining), Some(0));
+    // An owner without KEM prekeys: no KEM stock.
+    let _: redis::Value = redis.command(&["PUBLISH", &channel, "p9:-"]);
+    let stock = next_low(&mut events).await;
+    assert_eq!((stock.remaining, stock.kem), (9, None));
+    // The old form: the KEM stock comes from the store.
+    let _: redis::Value = redis.command(&["PUBLISH", &channel, "p4"]);
+    let stock = next_low(&mut events).await;
+    assert_eq!(stock.remaining, 4);
+    assert_eq!(stock.kem.map(|k| k.remaining), Some(1));
+    bob_conn.close().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

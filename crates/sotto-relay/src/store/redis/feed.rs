@@ -5,8 +5,11 @@
 //! of every mailbox it stores an envelope in, inside the same atomic step
 //! as the write, so a notification never precedes its envelope and is
 //! never forgotten by a relay that dies after the write. A relay that
-//! hands out one of a mailbox's last one-time prekeys publishes
-//! `p<remaining>` there itself.
+//! hands out a bundle leaving a mailbox's one-time prekeys (or one-time
+//! KEM prekeys) low publishes the stock left there itself:
+//! `p<remaining>:<kem remaining>`, `p<remaining>:-` for an owner without
+//! KEM prekeys, or `p<remaining>` when the KEM stock is not known (a v1
+//! bundle; the only form of relays before the KEM stock, still read).
 //!
 //! Each relay process keeps one pub/sub connection, subscribed to the
 //! channels of the mailboxes whose owners are connected to it, and wakes
@@ -26,6 +29,7 @@ use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink};
 
 use crate::address::MailboxAddress;
+use crate::store::{KemPreKeysLeft, PreKeysLeft};
 
 /// Most channels named in one `SUBSCRIBE` when subscribing again after a
 /// reconnection.
@@ -42,29 +46,50 @@ const MAX_RETRY: Duration = Duration::from_secs(8);
 pub(crate) enum Change {
     /// An envelope was stored.
     Envelope,
-    /// A one-time prekey was handed out, leaving this many.
-    PreKeysLow(u32),
+    /// A bundle was handed out and left the owner's prekeys low: the
+    /// stock it left, as the relay that handed it out tells its own
+    /// connections.
+    PreKeysLow(PreKeysLeft),
 }
 
 impl Change {
     fn encode(self) -> String {
         match self {
             Self::Envelope => "e".to_owned(),
-            Self::PreKeysLow(remaining) => format!("p{remaining}"),
+            Self::PreKeysLow(PreKeysLeft { one_time, kem }) => match kem {
+                KemPreKeysLeft::NotSaid => format!("p{one_time}"),
+                KemPreKeysLeft::NoKemPreKeys => format!("p{one_time}:-"),
+                KemPreKeysLeft::Left(kem) => format!("p{one_time}:{kem}"),
+            },
         }
     }
 
     fn decode(payload: &[u8]) -> Option<Self> {
         match payload {
             b"e" => Some(Self::Envelope),
-            [b'p', digits @ ..] => core::str::from_utf8(digits)
-                .ok()?
-                .parse()
-                .ok()
-                .map(Self::PreKeysLow),
+            [b'p', stock @ ..] => {
+                let stock = core::str::from_utf8(stock).ok()?;
+                let left = match stock.split_once(':') {
+                    // The only form before the KEM stock.
+                    None => PreKeysLeft::one_time(count(stock)?),
+                    Some((one_time, "-")) => PreKeysLeft::of_v2(count(one_time)?, None),
+                    Some((one_time, kem)) => {
+                        PreKeysLeft::of_v2(count(one_time)?, Some(count(kem)?))
+                    }
+                };
+                Some(Self::PreKeysLow(left))
+            }
             _ => None,
         }
     }
+}
+
+/// A count as published: decimal digits, at least one, within `u32`.
+fn count(digits: &str) -> Option<u32> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// What a feed tells the relay process it serves.
@@ -317,14 +342,35 @@ mod tests {
 
     #[test]
     fn changes_and_channels_round_trip() {
+        let low = |one_time, kem| Change::PreKeysLow(PreKeysLeft { one_time, kem });
         for change in [
             Change::Envelope,
-            Change::PreKeysLow(0),
-            Change::PreKeysLow(u32::MAX),
+            low(0, KemPreKeysLeft::NotSaid),
+            low(u32::MAX, KemPreKeysLeft::NotSaid),
+            low(3, KemPreKeysLeft::NoKemPreKeys),
+            low(3, KemPreKeysLeft::Left(0)),
+            low(u32::MAX, KemPreKeysLeft::Left(u32::MAX)),
         ] {
             assert_eq!(Change::decode(change.encode().as_bytes()), Some(change));
         }
-        for bad in [&b""[..], b"x", b"p", b"p-1", b"p4294967296", b"ee"] {
+        assert_eq!(low(7, KemPreKeysLeft::Left(2)).encode(), "p7:2");
+        assert_eq!(low(7, KemPreKeysLeft::NoKemPreKeys).encode(), "p7:-");
+        for bad in [
+            &b""[..],
+            b"x",
+            b"p",
+            b"p-1",
+            b"p+1",
+            b"p4294967296",
+            b"ee",
+            b"p1:",
+            b"p:1",
+            b"p1:x",
+            b"p1:-1",
+            b"p1:2:3",
+            b"p1:4294967296",
+            b"p1:--",
+        ] {
             assert_eq!(Change::decode(bad), None, "{bad:?}");
         }
         let address = MailboxAddress::from_bytes([0xab; 32]);
@@ -333,5 +379,26 @@ mod tests {
         assert_eq!(address_of("sotto:a", &name), Some(address));
         assert_eq!(address_of("sotto", &name), None);
         assert_eq!(address_of("sotto:a", "sotto:a:{zz}:changed"), None);
+    }
+
+    /// What a relay from before the KEM stock publishes, `p<remaining>`,
+    /// is still read: the one-time stock, the KEM stock not said (the
+    /// connection reads it from the store).
+    #[test]
+    fn a_low_stock_message_in_the_old_form_is_read() {
+        assert_eq!(
+            Change::decode(b"p4"),
+            Some(Change::PreKeysLow(PreKeysLeft {
+                one_time: 4,
+                kem: KemPreKeysLeft::NotSaid
+            }))
+        );
+        assert_eq!(
+            Change::decode(b"p4:1"),
+            Some(Change::PreKeysLow(PreKeysLeft {
+                one_time: 4,
+                kem: KemPreKeysLeft::Left(1)
+            }))
+        );
     }
 }

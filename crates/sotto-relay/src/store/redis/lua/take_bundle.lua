@@ -1,12 +1,14 @@
 -- MailboxStore::take_bundle for mailbox ARGV[2]: the signed prekey and
 -- the oldest one-time prekey, which is removed in the same step. Answers
--- nil without a signed prekey, else {identity key, signed prekey id,
--- public key, signature, one-time prekey id ('' for none), its public
--- key, one-time prekeys left}.
+-- nil without a signed prekey, or with one signed for protocol v2 only
+-- (no v1 bundle of it verifies; nothing is taken), else {identity key,
+-- signed prekey id, public key, signature, one-time prekey id ('' for
+-- none), its public key, one-time prekeys left}.
 
 local m = ARGV[2]
-local spk = redis.call('HMGET', mkey(m, 'spk'), 'identity', 'id', 'public', 'signature')
-if not spk[3] then
+local spk = redis.call('HMGET', mkey(m, 'spk'), 'identity', 'id', 'public', 'signature',
+  'v2only')
+if not spk[3] or spk[5] == '1' then
   return false
 end
 local opk, opk_keys = mkey(m, 'opk'), mkey(m, 'opk:keys')

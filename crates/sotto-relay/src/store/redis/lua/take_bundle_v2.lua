@@ -6,12 +6,19 @@
 -- none), its public key, one-time prekeys left, '1' if the signed prekey
 -- is signed for protocol v2 only, KEM prekey id ('' for none), its key
 -- followed by its signature, one-time KEM prekeys left ('' without a
--- last-resort KEM prekey)}.
+-- last-resort KEM prekey)}. A signed prekey signed for protocol v2 only
+-- with no KEM prekey at all makes no bundle that verifies: nil, nothing
+-- taken.
 
 local m = ARGV[2]
 local spk = redis.call('HMGET', mkey(m, 'spk'), 'identity', 'id', 'public', 'signature',
   'v2only')
 if not spk[3] then
+  return false
+end
+local kem, kem_keys = mkey(m, 'kem'), mkey(m, 'kem:keys')
+if spk[5] == '1' and redis.call('ZCARD', kem) == 0
+    and redis.call('EXISTS', mkey(m, 'kem:last')) == 0 then
   return false
 end
 local opk, opk_keys = mkey(m, 'opk'), mkey(m, 'opk:keys')
@@ -22,7 +29,6 @@ if popped[1] then
   key = redis.call('HGET', opk_keys, id) or ''
   redis.call('HDEL', opk_keys, id)
 end
-local kem, kem_keys = mkey(m, 'kem'), mkey(m, 'kem:keys')
 local kem_id, kem_key = '', ''
 popped = redis.call('ZPOPMIN', kem)
 if popped[1] then
