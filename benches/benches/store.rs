@@ -3,7 +3,10 @@
 //! - `store_receive`: Bob's store takes Alice's ciphertexts, each one
 //!   decrypted, stored in history and deduplicated, with `Durability::Full`
 //!   (every commit on stable storage before it returns): one transaction per
-//!   message (`receive`) and one per batch of 100 or 1000 (`receive_batch`).
+//!   message (`receive`) and one per batch of 100 or 1000 (`receive_batch`);
+//!   `receive_normal` is `receive` with `Durability::Normal` (no fsync per
+//!   commit), and `send` is Alice's send (encrypt, history, outbox; one
+//!   `Normal` transaction).
 //!   Every iteration receives ciphertexts Alice has just encrypted (a
 //!   replayed envelope would be a cheap duplicate, not a receive); Alice's
 //!   sends happen outside the timed region.
@@ -56,6 +59,11 @@ struct Conversation {
 
 impl Conversation {
     fn new() -> Self {
+        Self::with_durability(Durability::Full)
+    }
+
+    /// Bob's store with `durability` (Alice's is always `Normal`).
+    fn with_durability(durability: Durability) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         // Bob is measured: every commit durable. Alice only produces
         // ciphertexts outside the timed region, so her commits need not wait
@@ -66,12 +74,8 @@ impl Conversation {
             &options(Durability::Normal),
         )
         .expect("alice store");
-        let mut bob = Store::create(
-            dir.path().join("bob.db"),
-            b"bob",
-            &options(Durability::Full),
-        )
-        .expect("bob store");
+        let mut bob = Store::create(dir.path().join("bob.db"), b"bob", &options(durability))
+            .expect("bob store");
 
         let published = bob
             .fresh_one_time_prekeys(1, 1_700_000_000_000)
@@ -159,6 +163,40 @@ fn bench_receive(c: &mut Criterion) {
                 assert!(matches!(received, Received::Stored(_)));
             }
             start.elapsed()
+        })
+    });
+    drop(fixture.take());
+
+    // The same with `Durability::Normal`: no fsync per commit, so what is
+    // left is the store's own work.
+    let mut fixture: Option<Conversation> = None;
+    group.bench_function("receive_normal", |b| {
+        let conversation =
+            fixture.get_or_insert_with(|| Conversation::with_durability(Durability::Normal));
+        b.iter_custom(|iters| {
+            let entries = conversation.send(iters);
+            let envelopes = Conversation::envelopes(&entries);
+            let start = Instant::now();
+            for envelope in &envelopes {
+                let received = conversation.bob.receive(envelope).expect("receive");
+                assert!(matches!(received, Received::Stored(_)));
+            }
+            start.elapsed()
+        })
+    });
+    drop(fixture.take());
+
+    // Alice's send (`Durability::Normal`): encrypt, store in history and
+    // the outbox, one transaction.
+    let mut fixture: Option<Conversation> = None;
+    group.bench_function("send", |b| {
+        let conversation = fixture.get_or_insert_with(Conversation::new);
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            let entries = conversation.send(iters);
+            let elapsed = start.elapsed();
+            black_box(entries);
+            elapsed
         })
     });
     drop(fixture.take());

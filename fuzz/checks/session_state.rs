@@ -2,25 +2,31 @@
 //! replay in `crates/sotto-core/tests/fuzz_corpus.rs`.
 //!
 //! Any input: `Session::from_bytes` and `SessionSet::from_bytes` never
-//! panic; what they accept serializes back to exactly the input (the
-//! format is strict, so it has one encoding per state); and a restored
-//! state can encrypt and refuse garbage without panicking, leaving itself
-//! unchanged when it refuses.
+//! panic; what they accept in the current state version (0x03) serializes
+//! back to exactly the input (the format is strict, so it has one encoding
+//! per state), and what they accept in an older version serializes to a
+//! 0x03 state that reads back to itself; and a restored state can encrypt
+//! and refuse garbage without panicking, leaving itself unchanged when it
+//! refuses.
 
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 use sotto_core::wire::WireMessage;
-use sotto_core::{Session, SessionSet};
+use sotto_core::{SESSION_STATE_VERSION_V3, Session, SessionSet};
 
 pub(crate) fn check(data: &[u8]) {
     let mut rng = ChaCha20Rng::from_seed([3; 32]);
     match Session::from_bytes(data) {
         Ok(session) => {
-            assert_eq!(
-                &session.to_bytes()[..],
-                data,
-                "session state did not round-trip"
-            );
+            if data.first() == Some(&SESSION_STATE_VERSION_V3) {
+                assert_eq!(
+                    &session.to_bytes()[..],
+                    data,
+                    "session state did not round-trip"
+                );
+            } else {
+                upgraded(&session.to_bytes());
+            }
             let _ = format!("{session:?}");
             exercise(&session, &mut rng);
         }
@@ -30,7 +36,13 @@ pub(crate) fn check(data: &[u8]) {
     }
     match SessionSet::from_bytes(data) {
         Ok(set) => {
-            assert_eq!(&set.to_bytes()[..], data, "session set did not round-trip");
+            if set_is_current(data) {
+                assert_eq!(&set.to_bytes()[..], data, "session set did not round-trip");
+            } else {
+                let bytes = set.to_bytes();
+                let again = SessionSet::from_bytes(&bytes).expect("an upgraded set reads back");
+                assert_eq!(again.to_bytes(), bytes, "an upgraded set is stable");
+            }
             let _ = format!("{set:?}");
             if let Some(active) = set.active() {
                 exercise(active, &mut rng);
@@ -40,6 +52,30 @@ pub(crate) fn check(data: &[u8]) {
             let _ = format!("{e} {e:?}");
         }
     }
+}
+
+/// An older state, rewritten: version 0x03, and it reads back to itself.
+fn upgraded(bytes: &[u8]) {
+    assert_eq!(bytes.first(), Some(&SESSION_STATE_VERSION_V3));
+    let again = Session::from_bytes(bytes).expect("an upgraded state reads back");
+    assert_eq!(&again.to_bytes()[..], bytes, "an upgraded state is stable");
+}
+
+/// Whether every session of an accepted set is in state version 0x03
+/// (`0x01 || u8(count) || count * (u32be(len) || Session)`).
+fn set_is_current(data: &[u8]) -> bool {
+    let mut at = 2;
+    while at < data.len() {
+        let Some(len) = data.get(at..at + 4) else {
+            return false;
+        };
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if data.get(at + 4) != Some(&SESSION_STATE_VERSION_V3) {
+            return false;
+        }
+        at += 4 + len;
+    }
+    true
 }
 
 /// Encrypts with a copy of `session`, then feeds that ciphertext back to

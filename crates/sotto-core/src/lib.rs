@@ -70,7 +70,7 @@ pub use keys::{
 };
 pub use ratchet::{
     AEAD_AD_LEN_V2, Decrypted, MAX_SKIP, MAX_SKIPPED_KEYS, MESSAGE_INFO, RATCHET_INFO, Role,
-    SESSION_STATE_VERSION, SESSION_STATE_VERSION_V2, Session,
+    SESSION_STATE_VERSION, SESSION_STATE_VERSION_V2, SESSION_STATE_VERSION_V3, Session,
 };
 pub use safety::{SAFETY_NUMBER_ITERATIONS, SafetyNumber, fingerprint_digits, safety_number};
 pub use session_set::{MAX_SESSIONS, SESSION_SET_VERSION, SessionSet};

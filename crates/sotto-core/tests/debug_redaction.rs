@@ -30,11 +30,15 @@ fn assert_no_leak(debug: &str, secret: &[u8], what: &str) {
     }
 }
 
-/// The secret fields of a serialized session (root key, sending ratchet
-/// private key, chain keys, skipped message keys).
+/// The secret fields of a serialized session, state version 0x03 (root
+/// key, sending ratchet private key, chain keys, skipped message keys).
 fn session_secrets(bytes: &[u8]) -> Vec<&[u8]> {
-    let mut secrets = vec![&bytes[98..130], &bytes[130..162]];
-    let mut at = 162;
+    assert_eq!(bytes[0], 0x03, "state version");
+    let protocol = bytes[1];
+    // version, protocol, role, two identity keys in both forms, EK_A.
+    let mut secrets = vec![&bytes[163..195], &bytes[195..227]];
+    // The sending ratchet's public key follows its private key.
+    let mut at = 259;
     at += if bytes[at] == 1 { 33 } else { 1 };
     if bytes[at] == 1 {
         secrets.push(&bytes[at + 1..at + 33]);
@@ -52,6 +56,9 @@ fn session_secrets(bytes: &[u8]) -> Vec<&[u8]> {
     if bytes[at] == 1 {
         at += 5;
         at += if bytes[at] == 1 { 5 } else { 1 };
+        if protocol == 0x02 {
+            at += 4 + 1088;
+        }
     } else {
         at += 1;
     }

@@ -9,7 +9,7 @@ use common::{FIRST_OPK_ID, Party, SPK_ID, rng};
 use sotto_core::wire::{PreKeyMessage, VERSION_V2};
 use sotto_core::{
     Error, KEM_CIPHERTEXT_LEN, KemPreKey, KemPreKeyId, PreKeyBundle, PreKeySource,
-    ProtocolVersions, SESSION_STATE_VERSION_V2, Session, SessionSet,
+    ProtocolVersions, SESSION_STATE_VERSION_V3, Session, SessionSet,
 };
 
 const LAST_RESORT: KemPreKeyId = KemPreKeyId::new(1);
@@ -57,7 +57,8 @@ fn a_v2_session_runs_both_ways_and_survives_serialization() {
 
     // The pending KEM ciphertext is kept in the state until a reply.
     let state = a.to_bytes();
-    assert_eq!(state[0], SESSION_STATE_VERSION_V2);
+    assert_eq!(state[0], SESSION_STATE_VERSION_V3);
+    assert_eq!(state[1], VERSION_V2, "the protocol version");
     let mut a = Session::from_bytes(&state).unwrap();
     let second = a.encrypt(b"again").unwrap();
     assert_eq!(

@@ -6,8 +6,8 @@ mod common;
 
 use common::{FIRST_OPK_ID, Pair, Party, SPK_ID, rng, text};
 use sotto_core::{
-    Error, OneTimePreKey, PreKeySource, SESSION_SET_VERSION, SESSION_STATE_VERSION, Session,
-    SessionSet, SignedPreKey,
+    Error, OneTimePreKey, PreKeySource, SESSION_SET_VERSION, SESSION_STATE_VERSION,
+    SESSION_STATE_VERSION_V2, SESSION_STATE_VERSION_V3, Session, SessionSet, SignedPreKey,
 };
 
 /// Where the flag and count bytes of a serialized session are (see the
@@ -20,8 +20,9 @@ struct Layout {
 
 fn layout(bytes: &[u8]) -> Layout {
     let mut flags = Vec::new();
-    // version, role, local IK, remote IK, base key, RK, sending private.
-    let mut at = 2 + 5 * 32;
+    // version, protocol, role, local IK in both forms, remote IK in both
+    // forms, base key, RK, sending private, sending public.
+    let mut at = 3 + 8 * 32;
     // has_remote [|| key]
     flags.push(at);
     at += if bytes[at] == 1 { 33 } else { 1 };
@@ -45,7 +46,7 @@ fn layout(bytes: &[u8]) -> Layout {
     let count = usize::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
     assert_eq!(bytes.len(), at + 2 + count * 68, "layout walk");
     Layout {
-        role: 1,
+        role: 2,
         flags,
         count: at,
     }
@@ -73,7 +74,7 @@ fn damaged_session_bytes_are_rejected(bytes: &[u8]) {
     }
     let l = layout(bytes);
     let mut positions = l.flags.clone();
-    positions.extend([0, l.count, l.count + 1]);
+    positions.extend([0, 1, l.count, l.count + 1]);
     for pos in positions {
         for bit in 0..8 {
             let mut bad = bytes.to_vec();
@@ -90,41 +91,54 @@ fn damaged_session_bytes_are_rejected(bytes: &[u8]) {
         bad[l.role] ^= 1 << bit;
         assert_corrupt(Session::from_bytes(&bad), &format!("role bit {bit}"));
     }
-    // Invalid identity keys (the Ed25519 identity point, small order).
-    for at in [2, 34] {
-        let mut bad = bytes.to_vec();
-        bad[at..at + 32].fill(0);
-        bad[at] = 1;
-        assert_corrupt(Session::from_bytes(&bad), "identity key");
-    }
     // A base key EK_A that is not a canonical X25519 encoding (top bit
     // set, or a value of at least p): an initiator restored with it would
     // send PreKeyMessages no responder parses (found by the session_state
     // fuzz target).
     let mut high_bit = bytes.to_vec();
-    high_bit[97] |= 0x80;
+    high_bit[162] |= 0x80;
     let mut at_least_p = bytes.to_vec();
-    at_least_p[66..98].fill(0xff);
-    at_least_p[66] = 0xed;
-    at_least_p[97] = 0x7f;
+    at_least_p[131..163].fill(0xff);
+    at_least_p[131] = 0xed;
+    at_least_p[162] = 0x7f;
     for bad in [high_bit, at_least_p] {
         assert_eq!(
             Session::from_bytes(&bad).err(),
             Some(Error::CorruptState("base key"))
         );
     }
-    // 0x02 is the state of a protocol v2 session (which must say so next);
-    // 0x03 is no state version.
+    // 0x04 is no state version.
     assert_eq!(
-        Session::from_bytes(&[SESSION_STATE_VERSION + 2]).err(),
-        Some(Error::UnsupportedVersion(SESSION_STATE_VERSION + 2))
+        Session::from_bytes(&[SESSION_STATE_VERSION_V3 + 1]).err(),
+        Some(Error::UnsupportedVersion(SESSION_STATE_VERSION_V3 + 1))
     );
-    let mut v1_as_v2 = bytes.to_vec();
-    v1_as_v2[0] = 0x02;
-    assert!(matches!(
-        Session::from_bytes(&v1_as_v2),
-        Err(Error::CorruptState(_))
-    ));
+    // Read as one of the older versions, a current state is refused.
+    for older in [SESSION_STATE_VERSION, SESSION_STATE_VERSION_V2] {
+        let mut as_older = bytes.to_vec();
+        as_older[0] = older;
+        assert!(matches!(
+            Session::from_bytes(&as_older),
+            Err(Error::CorruptState(_))
+        ));
+    }
+}
+
+/// The same session in the state version written before 0x03: version
+/// 0x01 for protocol 1 (no protocol byte), 0x02 0x02 for protocol 2, and
+/// without the X25519 forms of the identity keys and the sending ratchet's
+/// public key.
+fn older_state(v3: &[u8]) -> Vec<u8> {
+    assert_eq!(v3[0], SESSION_STATE_VERSION_V3);
+    let mut out = match v3[1] {
+        0x01 => vec![SESSION_STATE_VERSION],
+        _ => vec![SESSION_STATE_VERSION_V2, 0x02],
+    };
+    out.push(v3[2]); // role
+    out.extend_from_slice(&v3[3..35]); // local IK
+    out.extend_from_slice(&v3[67..99]); // remote IK
+    out.extend_from_slice(&v3[131..227]); // EK_A, RK, sending private
+    out.extend_from_slice(&v3[259..]);
+    out
 }
 
 #[test]
@@ -366,4 +380,41 @@ fn prekeys_round_trip_and_damaged_prekey_bytes_are_rejected() {
     let seed = bob.identity.to_seed();
     let again = sotto_core::IdentityKeyPair::from_seed(&seed);
     assert_eq!(again.public(), bob.identity.public());
+}
+
+/// State written before version 0x03 is still read: the identity keys are
+/// validated and the derived values computed, giving exactly the session
+/// that was saved, which the next save writes as 0x03. An invalid
+/// identity key in it is refused.
+#[test]
+fn older_session_state_is_read_and_rewritten_in_the_current_version() {
+    let mut p = Pair::new(95);
+    let ws: Vec<Vec<u8>> = (0..3).map(|i| p.a_sends(&text(i))).collect();
+    p.b_receives(&ws[2], &text(2));
+    p.round_trip("established");
+    let mut rng = rng(96);
+    let alice = Party::new(&mut rng, 0);
+    let bob = Party::new(&mut rng, 1);
+    let pending = Session::initiate(&alice.identity, &bob.bundle(Some(FIRST_OPK_ID)), &mut rng)
+        .expect("initiate");
+    for session in [&p.a, &p.b, &pending] {
+        let current = session.to_bytes();
+        let older = older_state(&current);
+        assert_eq!(older[0], SESSION_STATE_VERSION);
+        let restored = Session::from_bytes(&older).expect("older state reads");
+        assert!(*restored.to_bytes() == *current, "the same session");
+        // Invalid identity keys (the Ed25519 identity point, small order).
+        for at in [2, 34] {
+            let mut bad = older.clone();
+            bad[at..at + 32].fill(0);
+            bad[at] = 1;
+            assert_corrupt(Session::from_bytes(&bad), "identity key");
+        }
+    }
+    // The older state goes on: Bob's restored session still decrypts.
+    let mut b = Session::from_bytes(&older_state(&p.b.to_bytes())).expect("restore");
+    assert_eq!(
+        b.decrypt(&ws[0], &mut p.rng).expect("skipped key kept"),
+        text(0)
+    );
 }

@@ -204,12 +204,18 @@ impl<'a> Db<'a> {
             .prepare_cached("SELECT sealed FROM identity WHERE slot = 0")?
             .query_row([], |r| r.get(0))
             .map_err(|e| corrupt_or_db(e, "identity", row))?;
+        // The row the store opened last: no AEAD, no key derivation.
+        if let Some(pair) = self.keys.cached_identity(&sealed) {
+            return Ok(pair);
+        }
         let plain = self.open_value(Place::new("identity", "sealed", b"identity"), &sealed, row)?;
         let seed = decode_identity(&plain).map_err(|_| Error::Corrupt {
             table: "identity",
             row,
         })?;
-        Ok(IdentityKeyPair::from_seed(&seed))
+        let pair = IdentityKeyPair::from_seed(&seed);
+        self.keys.cache_identity(sealed, &pair);
+        Ok(pair)
     }
 
     pub(crate) fn put_identity<R: CryptoRng + ?Sized>(

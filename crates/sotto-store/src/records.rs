@@ -362,9 +362,13 @@ pub(crate) struct RecoveryState {
 /// late one whose keys are gone, not a sign of a broken session.
 pub(crate) type NewestSentAt = u64;
 
+/// Version of a contact record that keeps the identity key's X25519 form
+/// after it (version 1 records hold the Ed25519 key alone).
+const CONTACT_RECORD_VERSION: u8 = 0x02;
+
 pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(72 + c.id.len() + c.name.len()));
-    out.push(RECORD_VERSION);
+    let mut out = Zeroizing::new(Vec::with_capacity(104 + c.id.len() + c.name.len()));
+    out.push(CONTACT_RECORD_VERSION);
     let has_recovery = c.recovery.boundary != 0 || !c.recovery.resent.is_empty();
     out.push(
         u8::from(c.verified)
@@ -378,6 +382,7 @@ pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
     );
     if let Some(key) = &c.identity_key {
         out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(key.dh_public());
     }
     push_str(&mut out, &c.id);
     push_str(&mut out, &c.name);
@@ -404,12 +409,24 @@ pub(crate) fn encode_contact(c: &ContactRecord) -> Zeroizing<Vec<u8>> {
     out
 }
 
+/// Decodes a contact record the store sealed. The identity key of a
+/// version 2 record is restored as it was validated when written (no curve
+/// arithmetic: the sealed row is the store's own); a version 1 record's is
+/// validated. For records from elsewhere, use [`decode_contact_untrusted`].
 pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
     let mut r = Reader::new(bytes);
-    r.version()?;
+    let version = r.u8()?;
+    if version != RECORD_VERSION && version != CONTACT_RECORD_VERSION {
+        return Err(Malformed);
+    }
     let flags = r.u8()?;
     let identity_key = if flags & 0b10 != 0 {
-        Some(IdentityKey::from_bytes(&r.array::<32>()?).map_err(|_| Malformed)?)
+        let key = r.array::<32>()?;
+        Some(if version == CONTACT_RECORD_VERSION {
+            IdentityKey::from_validated_parts(key, r.array::<32>()?)
+        } else {
+            IdentityKey::from_bytes(&key).map_err(|_| Malformed)?
+        })
     } else {
         None
     };
@@ -452,6 +469,21 @@ pub(crate) fn decode_contact(bytes: &[u8]) -> Decoded<ContactRecord> {
         claims_to_succeed,
         min_version: if flags & 0b1000_0000 != 0 { 2 } else { 1 },
     })
+}
+
+/// [`decode_contact`] for a record that did not come from this store's
+/// own rows (an archive, a history transfer): the identity key is
+/// validated, and its X25519 form must be the one the key has.
+pub(crate) fn decode_contact_untrusted(bytes: &[u8]) -> Decoded<ContactRecord> {
+    let mut record = decode_contact(bytes)?;
+    if let Some(key) = &record.identity_key {
+        let valid = IdentityKey::from_bytes(key.as_bytes()).map_err(|_| Malformed)?;
+        if valid.dh_public() != key.dh_public() {
+            return Err(Malformed);
+        }
+        record.identity_key = Some(valid);
+    }
+    Ok(record)
 }
 
 // ---- conversations --------------------------------------------------------
@@ -978,7 +1010,32 @@ mod tests {
             claims_to_succeed: Some("previous id".into()),
             min_version: 2,
         };
-        let back = decode_contact(&encode_contact(&rec)).unwrap();
+        let encoded = encode_contact(&rec);
+        assert_eq!(encoded[0], CONTACT_RECORD_VERSION);
+        let back = decode_contact(&encoded).unwrap();
+        assert_eq!(back.identity_key.unwrap().dh_public(), key.dh_public());
+        assert_eq!(
+            decode_contact_untrusted(&encoded).unwrap().identity_key,
+            Some(key)
+        );
+        // From elsewhere, a record whose X25519 form is not the key's is
+        // refused; the store's own rows are trusted as written.
+        let mut wrong_dh = encoded.to_vec();
+        wrong_dh[2 + 32] ^= 1;
+        assert!(decode_contact_untrusted(&wrong_dh).is_err());
+        assert!(decode_contact(&wrong_dh).is_ok());
+        // A version 1 record (the Ed25519 key alone) is still read, its key
+        // validated.
+        let mut v1 = vec![RECORD_VERSION];
+        v1.extend_from_slice(&encoded[1..2 + 32]);
+        v1.extend_from_slice(&encoded[2 + 64..]);
+        let old = decode_contact(&v1).unwrap();
+        assert_eq!(old.identity_key.unwrap().dh_public(), key.dh_public());
+        assert_eq!(old.name, "Name");
+        let mut invalid = v1.clone();
+        invalid[2..34].fill(0);
+        invalid[2] = 1;
+        assert!(decode_contact(&invalid).is_err());
         assert_eq!(back.claims_to_succeed.as_deref(), Some("previous id"));
         assert_eq!(back.min_version, 2);
         assert_eq!(back.id, "id");

@@ -32,7 +32,7 @@ impl IdentityKeyPair {
         let public = IdentityKey {
             bytes: verifying.to_bytes(),
             dh_public: verifying.to_montgomery().to_bytes(),
-            key: verifying,
+            key: Some(verifying),
         };
         Self {
             signing,
@@ -65,8 +65,14 @@ impl IdentityKeyPair {
 }
 
 impl Clone for IdentityKeyPair {
+    /// A copy of the key material (no derivation); both copies are wiped
+    /// on drop.
     fn clone(&self) -> Self {
-        Self::from_seed(&self.to_seed())
+        Self {
+            signing: self.signing.clone(),
+            dh_private: self.dh_private.clone(),
+            public: self.public,
+        }
     }
 }
 
@@ -85,7 +91,10 @@ impl core::fmt::Debug for IdentityKeyPair {
 /// order (PROTOCOL.md "Primitives": verify strictly).
 #[derive(Clone, Copy)]
 pub struct IdentityKey {
-    key: VerifyingKey,
+    /// The decompressed key, when it was parsed here; `None` for a key
+    /// restored by [`IdentityKey::from_validated_parts`], which parses it
+    /// only when a signature is verified.
+    key: Option<VerifyingKey>,
     bytes: [u8; 32],
     dh_public: [u8; 32],
 }
@@ -100,10 +109,28 @@ impl IdentityKey {
             return Err(Error::InvalidIdentityKey);
         }
         Ok(Self {
-            key,
+            key: Some(key),
             bytes: *bytes,
             dh_public: key.to_montgomery().to_bytes(),
         })
+    }
+
+    /// A key validated earlier by [`IdentityKey::from_bytes`], restored
+    /// from its two forms ([`as_bytes`](Self::as_bytes) and
+    /// [`dh_public`](Self::dh_public)) without curve arithmetic.
+    ///
+    /// Only for values this library validated and the caller kept
+    /// authenticated since (state sealed by the store, which opens only
+    /// what it wrote); never for bytes from the network or a file others
+    /// can write: nothing here checks that the two forms belong together
+    /// or that the key is valid. A signature check with a key that is not
+    /// a valid point fails ([`Error::InvalidSignature`]).
+    pub fn from_validated_parts(bytes: [u8; 32], dh_public: [u8; 32]) -> Self {
+        Self {
+            key: None,
+            bytes,
+            dh_public,
+        }
     }
 
     /// Parses a key from a slice that must be exactly 32 bytes.
@@ -138,8 +165,11 @@ impl IdentityKey {
     /// Strict Ed25519 verification of `signature` over `message`.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<()> {
         let sig = ed25519_dalek::Signature::from_bytes(signature.as_bytes());
-        self.key
-            .verify_strict(message, &sig)
+        let key = match self.key {
+            Some(key) => key,
+            None => VerifyingKey::from_bytes(&self.bytes).map_err(|_| Error::InvalidSignature)?,
+        };
+        key.verify_strict(message, &sig)
             .map_err(|_| Error::InvalidSignature)
     }
 }

@@ -29,7 +29,7 @@ use skipped::SkippedKeys;
 pub use message_key::MESSAGE_INFO;
 pub use root_key::RATCHET_INFO;
 pub use skipped::MAX_SKIPPED_KEYS;
-pub use state::{SESSION_STATE_VERSION, SESSION_STATE_VERSION_V2};
+pub use state::{SESSION_STATE_VERSION, SESSION_STATE_VERSION_V2, SESSION_STATE_VERSION_V3};
 
 /// The most message keys one header may make a chain skip.
 pub const MAX_SKIP: u32 = 1000;
@@ -76,6 +76,12 @@ impl RatchetKeyPair {
 
     pub(crate) fn from_private(private: Secret32) -> Self {
         let public = x25519_public(&private);
+        Self { private, public }
+    }
+
+    /// A pair restored from state this library wrote: the public half is
+    /// taken as it was stored, not recomputed.
+    pub(crate) fn from_parts(private: Secret32, public: [u8; 32]) -> Self {
         Self { private, public }
     }
 }
@@ -180,9 +186,11 @@ impl Session {
             None => None,
         };
         let ratchet = RatchetKeyPair::generate(rng);
-        Self::initiate_with(local, bundle, &ephemeral, kem, ratchet)
+        Self::initiate_verified(local, bundle, &ephemeral, kem, ratchet)
     }
 
+    /// [`initiate`](Self::initiate) with the keys it would draw given.
+    #[cfg(any(test, feature = "hazmat"))]
     pub(crate) fn initiate_with(
         local: &IdentityKeyPair,
         bundle: &PreKeyBundle,
@@ -191,6 +199,18 @@ impl Session {
         sending_ratchet: RatchetKeyPair,
     ) -> Result<Self> {
         bundle.verify()?;
+        Self::initiate_verified(local, bundle, ephemeral, kem, sending_ratchet)
+    }
+
+    /// [`initiate_with`](Self::initiate_with) for a bundle whose
+    /// signatures the caller has just verified: each is checked once.
+    fn initiate_verified(
+        local: &IdentityKeyPair,
+        bundle: &PreKeyBundle,
+        ephemeral: &Secret32,
+        kem: Option<(KemPreKeyId, (KemCiphertext, Secret32))>,
+        sending_ratchet: RatchetKeyPair,
+    ) -> Result<Self> {
         if kem.is_some() != bundle.kem_prekey.is_some() {
             return Err(Error::InvalidBundle("KEM ciphertext without a KEM prekey"));
         }
@@ -290,8 +310,12 @@ impl Session {
             associated_data: agreed.associated_data,
             base_key: message.base_key,
             root_key: RootKey(agreed.shared_secret),
-            // Bob's first ratchet key pair is his signed prekey.
-            sending_ratchet: RatchetKeyPair::from_private(signed_prekey.private().clone()),
+            // Bob's first ratchet key pair is his signed prekey (its public
+            // half as the prekey holds it: no recomputation).
+            sending_ratchet: RatchetKeyPair::from_parts(
+                signed_prekey.private().clone(),
+                *signed_prekey.public().as_bytes(),
+            ),
             remote_ratchet: None,
             sending_chain: None,
             previous_counter: 0,

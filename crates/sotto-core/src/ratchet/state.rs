@@ -1,23 +1,35 @@
 //! Session state as versioned bytes, for the store.
 //!
+//! Written as state version 0x03:
+//!
 //! ```text
-//! 0x01 (version) || role (0x00 initiator | 0x01 responder)
-//! || local IK(32) || remote IK(32) || base key EK_A(32) || RK(32)
-//! || sending ratchet private(32)
+//! 0x03 (version) || protocol version (0x01 | 0x02)
+//! || role (0x00 initiator | 0x01 responder)
+//! || local IK(32) || local IK as X25519(32)
+//! || remote IK(32) || remote IK as X25519(32)
+//! || base key EK_A(32) || RK(32)
+//! || sending ratchet private(32) || sending ratchet public(32)
 //! || has_remote(1) [|| remote ratchet public(32)]
 //! || has_sending(1) [|| CKs(32) || u32be(Ns)] || u32be(PN)
 //! || has_receiving(1) [|| CKr(32) || u32be(Nr)]
-//! || has_pending(1) [|| u32be(spk_id) || has_opk(1) [|| u32be(opk_id)]]
+//! || has_pending(1) [|| u32be(spk_id) || has_opk(1) [|| u32be(opk_id)]
+//!                     [|| u32be(kem_id) || CT(1088), protocol 0x02 only]]
 //! || u16be(count) || count * (ratchet public(32) || u32be(N) || MK(32))
 //! ```
 //!
-//! A session of protocol version 2 is written as state version 0x02: the
-//! same fields, with the protocol version byte (0x02) after the state
-//! version, and a pending prekey followed by `u32be(kem_id) || CT(1088)`.
-//! A version 1 session is written as above, byte for byte as before.
+//! Version 0x03 keeps every value that costs curve arithmetic to compute
+//! (the X25519 forms of the identity keys, the sending ratchet's public
+//! key), so loading is parsing: the state is trusted to be what
+//! [`Session::to_bytes`] wrote (the store seals it, and opens only what it
+//! sealed). Versions 0x01 (a protocol 1 session: the fields above without
+//! the protocol byte and the derived values) and 0x02 (a protocol 2
+//! session: 0x02 || 0x02 || the same) are still read, validating the
+//! identity keys and deriving the rest as before; the next save writes
+//! 0x03.
 //!
-//! Decoding is strict (no trailing bytes, flags 0/1, count <= 2000,
-//! identity keys valid) and returns `CorruptState` on any violation.
+//! Decoding is strict (no trailing bytes, flags 0/1, count <= 2000, known
+//! versions, a canonical base key) and returns `CorruptState` on any
+//! violation.
 
 use zeroize::Zeroizing;
 
@@ -34,11 +46,15 @@ use crate::keys::{
 use crate::wire::Reader;
 use crate::x3dh::AD_LEN;
 
-/// Version byte of the serialized session format (of a protocol v1
-/// session; a v2 session is written as [`SESSION_STATE_VERSION_V2`]).
+/// Version byte of the session format written before state version 0x03,
+/// for protocol 1 sessions (still read).
 pub const SESSION_STATE_VERSION: u8 = 0x01;
-/// Version byte of the serialized format of a protocol v2 session.
+/// Version byte of the session format written before state version 0x03,
+/// for protocol 2 sessions (still read).
 pub const SESSION_STATE_VERSION_V2: u8 = 0x02;
+/// Version byte of the session format [`Session::to_bytes`] writes: every
+/// protocol version, with the values that cost curve arithmetic stored.
+pub const SESSION_STATE_VERSION_V3: u8 = 0x03;
 
 fn secret(r: &mut Reader<'_>) -> Result<Secret32> {
     Secret32::from_slice(r.take(32)?).ok_or(Error::CorruptState("secret length"))
@@ -59,22 +75,21 @@ impl Session {
     /// chain and message keys): seal them before they touch disk. The
     /// buffer is wiped on drop.
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(1400 + self.skipped.len() * 68));
-        if self.version == crate::wire::VERSION_V2 {
-            out.push(SESSION_STATE_VERSION_V2);
-            out.push(self.version);
-        } else {
-            out.push(SESSION_STATE_VERSION);
-        }
+        let mut out = Zeroizing::new(Vec::with_capacity(1500 + self.skipped.len() * 68));
+        out.push(SESSION_STATE_VERSION_V3);
+        out.push(self.version);
         out.push(match self.role {
             Role::Initiator => 0x00,
             Role::Responder => 0x01,
         });
         out.extend_from_slice(self.local_identity.as_bytes());
+        out.extend_from_slice(self.local_identity.dh_public());
         out.extend_from_slice(self.remote_identity.as_bytes());
+        out.extend_from_slice(self.remote_identity.dh_public());
         out.extend_from_slice(&self.base_key);
         out.extend_from_slice(self.root_key.0.as_bytes());
         out.extend_from_slice(self.sending_ratchet.private.as_bytes());
+        out.extend_from_slice(&self.sending_ratchet.public);
         match &self.remote_ratchet {
             None => out.push(0x00),
             Some(key) => {
@@ -121,21 +136,37 @@ impl Session {
 
     fn decode(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
-        let protocol = match r.u8()? {
+        let state_version = r.u8()?;
+        let protocol = match state_version {
             SESSION_STATE_VERSION => crate::wire::VERSION,
             SESSION_STATE_VERSION_V2 => match r.u8()? {
                 crate::wire::VERSION_V2 => crate::wire::VERSION_V2,
                 _ => return Err(Error::CorruptState("protocol version")),
             },
+            SESSION_STATE_VERSION_V3 => match r.u8()? {
+                v @ (crate::wire::VERSION | crate::wire::VERSION_V2) => v,
+                _ => return Err(Error::CorruptState("protocol version")),
+            },
             other => return Err(Error::UnsupportedVersion(other)),
         };
+        // Version 0x03 stores the derived values; the older ones are
+        // validated and derived here.
+        let derived = state_version == SESSION_STATE_VERSION_V3;
         let role = match r.u8()? {
             0x00 => Role::Initiator,
             0x01 => Role::Responder,
             _ => return Err(Error::CorruptState("role")),
         };
-        let local_identity = IdentityKey::from_bytes(r.array::<32>()?)?;
-        let remote_identity = IdentityKey::from_bytes(r.array::<32>()?)?;
+        let identity = |r: &mut Reader<'_>| -> Result<IdentityKey> {
+            if derived {
+                let bytes = *r.array::<32>()?;
+                Ok(IdentityKey::from_validated_parts(bytes, *r.array::<32>()?))
+            } else {
+                IdentityKey::from_bytes(r.array::<32>()?)
+            }
+        };
+        let local_identity = identity(&mut r)?;
+        let remote_identity = identity(&mut r)?;
         let base_key = *r.array::<32>()?;
         // Sessions only ever hold a canonical EK_A (the wire refuses any
         // other); an initiator restored with another would send
@@ -144,7 +175,12 @@ impl Session {
             return Err(Error::CorruptState("base key"));
         }
         let root_key = RootKey(secret(&mut r)?);
-        let sending_ratchet = RatchetKeyPair::from_private(secret(&mut r)?);
+        let sending_private = secret(&mut r)?;
+        let sending_ratchet = if derived {
+            RatchetKeyPair::from_parts(sending_private, *r.array::<32>()?)
+        } else {
+            RatchetKeyPair::from_private(sending_private)
+        };
         let remote_ratchet = if r.flag()? {
             Some(*r.array::<32>()?)
         } else {

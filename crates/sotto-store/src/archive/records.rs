@@ -28,7 +28,8 @@
 use sotto_core::pad::MAX_PLAINTEXT_LEN;
 
 use crate::records::{
-    ContactRecord, MAX_CONTACT_ID_LEN, MAX_CONTACT_NAME_LEN, decode_contact, message_head_len,
+    ContactRecord, MAX_CONTACT_ID_LEN, MAX_CONTACT_NAME_LEN, decode_contact_untrusted,
+    message_head_len,
 };
 
 pub(crate) const IDENTITY: u8 = 0x01;
@@ -156,7 +157,7 @@ pub(crate) fn decode_archived_contact(payload: &[u8]) -> Option<ContactRecord> {
     {
         return None;
     }
-    let record = decode_contact(payload).ok()?;
+    let record = decode_contact_untrusted(payload).ok()?;
     // An id that begins with '#' names a group's conversation, never a
     // contact.
     let within_limits = record.id.len() <= MAX_CONTACT_ID_LEN

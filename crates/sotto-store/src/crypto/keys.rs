@@ -84,6 +84,11 @@ pub(crate) struct Keys {
     database: DatabaseKey,
     value: SealingKey,
     lookup: LookupKey,
+    /// The identity key pair last opened from the `identity` row, with
+    /// that row's sealed bytes: while the row holds the same bytes, the
+    /// pair is this one, without opening or deriving it again. Wiped when
+    /// the store closes (the pair zeroizes on drop).
+    identity: std::sync::Mutex<Option<(Vec<u8>, sotto_core::IdentityKeyPair)>>,
 }
 
 impl Keys {
@@ -99,7 +104,29 @@ impl Keys {
             value: SealingKey::new(&value),
             lookup: LookupKey::new(&lookup)?,
             database,
+            identity: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The identity key pair opened from the sealed `identity` row
+    /// `sealed`, if it is the one opened last.
+    pub(crate) fn cached_identity(&self, sealed: &[u8]) -> Option<sotto_core::IdentityKeyPair> {
+        let cache = self
+            .identity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*cache {
+            Some((row, pair)) if row.as_slice() == sealed => Some(pair.clone()),
+            _ => None,
+        }
+    }
+
+    /// Remembers `pair` as what the sealed `identity` row `sealed` holds.
+    pub(crate) fn cache_identity(&self, sealed: Vec<u8>, pair: &sotto_core::IdentityKeyPair) {
+        *self
+            .identity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((sealed, pair.clone()));
     }
 
     pub(crate) fn database(&self) -> &DatabaseKey {
