@@ -261,11 +261,13 @@ fn ping_pong_v2(size: usize) -> Vec<Contender> {
 }
 
 /// Session setup with a first message of 64 bytes: protocol v2's hybrid
-/// handshake, v1's X3DH (both: initiate from a bundle, encrypt, respond)
-/// and vodozemac's Olm (outbound session, encrypt, inbound session). Olm's
-/// inbound session consumes its one-time key, so each Olm iteration also
-/// generates one (an X25519 key pair); Sotto's responder reuses its
-/// prekeys, as the store's would not.
+/// handshake, v1's X3DH (both: initiate from a bundle, which verifies its
+/// signatures, encrypt, respond) and vodozemac's Olm (outbound session,
+/// encrypt, inbound session), plain and with the one-time key's signature
+/// made and checked as Matrix does; and one X25519 Diffie-Hellman, so that
+/// `sotto / x25519_dh` is the cost in DH units. Olm's inbound session
+/// consumes its one-time key, so each Olm iteration also generates one (a
+/// base-point multiplication); Sotto's responder reuses its prekeys.
 fn setup() -> Vec<Contender> {
     let data = plaintext(64);
     let mut sessions = Vec::new();
@@ -326,6 +328,63 @@ fn setup() -> Vec<Contender> {
                     )
                     .expect("inbound");
                 black_box(created.plaintext.len());
+            }
+        }),
+    ));
+    // Olm as Matrix uses it: the one-time key is signed by its owner's
+    // Ed25519 key, and the initiator verifies that signature before the
+    // outbound session (vodozemac leaves both to the application), as
+    // Sotto's `initiate` verifies the signed prekey.
+    let alice = vodozemac::olm::Account::new();
+    let mut bob = vodozemac::olm::Account::new();
+    let data = plaintext(64);
+    sessions.push(Contender::new(
+        "vodozemac_signed",
+        Box::new(move |n| {
+            for _ in 0..n {
+                bob.generate_one_time_keys(1);
+                let otk = bob
+                    .one_time_keys()
+                    .into_values()
+                    .next()
+                    .expect("one-time key");
+                bob.mark_keys_as_published();
+                let signature = bob.sign(otk.as_bytes());
+                bob.ed25519_key()
+                    .verify(otk.as_bytes(), &signature)
+                    .expect("signed one-time key");
+                let mut outbound = alice
+                    .create_outbound_session(
+                        vodozemac::olm::SessionConfig::version_1(),
+                        bob.curve25519_key(),
+                        otk,
+                    )
+                    .expect("outbound");
+                let vodozemac::olm::OlmMessage::PreKey(first) =
+                    outbound.encrypt(&data).expect("encrypt")
+                else {
+                    panic!("a first Olm message is a pre-key message");
+                };
+                let created = bob
+                    .create_inbound_session(
+                        vodozemac::olm::SessionConfig::version_1(),
+                        alice.curve25519_key(),
+                        &first,
+                    )
+                    .expect("inbound");
+                black_box(created.plaintext.len());
+            }
+        }),
+    ));
+    // The unit: one X25519 Diffie-Hellman (x25519-dalek, as sotto-core
+    // uses it).
+    let secret = x25519_dalek::StaticSecret::from([0x42; 32]);
+    let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from([0x24; 32]));
+    sessions.push(Contender::new(
+        "x25519_dh",
+        Box::new(move |n| {
+            for _ in 0..n {
+                black_box(secret.diffie_hellman(black_box(&public)).to_bytes());
             }
         }),
     ));

@@ -130,6 +130,37 @@ fn bundle_with_bad_signature_is_rejected_before_any_dh() {
     assert!(Session::initiate(&alice.identity, &good, &mut rng).is_ok());
 }
 
+/// The small-order keys `check_x25519_public` refuses by comparison are
+/// exactly those an X25519 with them makes all zeros: each listed one does,
+/// and random canonical keys (which it accepts) do not.
+#[test]
+fn the_small_order_list_agrees_with_x25519() {
+    let scalar = x25519_dalek::StaticSecret::from([0x5A; 32]);
+    for key in small_order_x25519() {
+        let shared = scalar.diffie_hellman(&x25519_dalek::PublicKey::from(key));
+        assert!(!shared.was_contributory(), "{key:02x?} is of small order");
+        assert_eq!(
+            sotto_core::keys::check_x25519_public(&PreKeyPublic::from_bytes(key)),
+            Err(Error::InvalidPreKey)
+        );
+    }
+    let mut rng = rng(72);
+    for _ in 0..200 {
+        let mut key = [0u8; 32];
+        rand::Rng::fill_bytes(&mut rng, &mut key);
+        key[31] &= 0x7f;
+        let contributory = scalar
+            .diffie_hellman(&x25519_dalek::PublicKey::from(key))
+            .was_contributory();
+        let accepted =
+            sotto_core::keys::check_x25519_public(&PreKeyPublic::from_bytes(key)).is_ok();
+        // Values from p to 2^255 - 1 are refused as non-canonical.
+        if accepted {
+            assert!(contributory, "{key:02x?}");
+        }
+    }
+}
+
 #[test]
 fn signed_but_small_order_or_non_canonical_prekeys_are_refused_by_verify() {
     let mut rng = rng(71);

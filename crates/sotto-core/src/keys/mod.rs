@@ -46,18 +46,49 @@ pub fn encode_x25519(key: &[u8; 32]) -> [u8; 33] {
 /// session; refusing it when it is published or fetched keeps it from
 /// reaching a directory or a store at all. `Error::InvalidPreKey` otherwise.
 ///
-/// The small-subgroup test is one X25519 with a fixed scalar: every clamped
-/// scalar is a multiple of the cofactor 8, so the result is all zeros
-/// exactly for keys of order dividing 8 (on the curve, or 4 on the twist).
+/// The small-subgroup test compares with the five canonical encodings of
+/// such points (no curve arithmetic): the curve's points of order dividing
+/// 8 have u = 0 (order 2), 1 (order 4) and two u-coordinates of order 8,
+/// and the twist's points of order dividing 4 add u = p - 1. Every other
+/// encoding of a small-order point is non-canonical, refused above. The
+/// tests check each against an X25519 that comes out all zeros.
 pub fn check_x25519_public(key: &PreKeyPublic) -> Result<()> {
     let key = key.as_bytes();
     if !crate::wire::is_canonical_x25519(key) {
         return Err(Error::InvalidPreKey);
     }
-    // Any fixed value works: only the clamped multiple of 8 matters.
-    let probe = Secret32::new([0x5A; 32]);
-    match diffie_hellman(&probe, key) {
-        Ok(_) => Ok(()),
-        Err(_) => Err(Error::InvalidPreKey),
+    if SMALL_ORDER_X25519.contains(key) {
+        return Err(Error::InvalidPreKey);
     }
+    Ok(())
 }
+
+/// The canonical X25519 encodings of the points of small order on
+/// Curve25519 and its twist (see [`check_x25519_public`]), little-endian.
+const SMALL_ORDER_X25519: [[u8; 32]; 5] = [
+    // 0
+    [0; 32],
+    // 1
+    [
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    ],
+    // Order 8.
+    [
+        0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4,
+        0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49,
+        0xb8, 0x00,
+    ],
+    // Order 8.
+    [
+        0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef,
+        0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f,
+        0x11, 0x57,
+    ],
+    // p - 1 (order 4 on the twist).
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+];
