@@ -121,7 +121,8 @@ fn history(n: usize) -> (PathBuf, PathBuf) {
             exchange(&mut alice, &mut bob, step, &mut now);
             left -= step;
         }
-        assert_eq!(bob.message_count("alice").expect("count"), n as u64);
+        // n received, and the reply.
+        assert_eq!(bob.message_count("alice").expect("count"), n as u64 + 1);
         bob.checkpoint().expect("checkpoint");
         alice.checkpoint().expect("checkpoint");
     }
