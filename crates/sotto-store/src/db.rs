@@ -1303,20 +1303,6 @@ impl<'a> Db<'a> {
         }
     }
 
-    pub(crate) fn is_seen(&self, lookup: &[u8; 32]) -> Result<bool> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM seen_envelopes WHERE lookup = ?1)")?
-            .query_row(params![&lookup[..]], |r| r.get(0))?)
-    }
-
-    pub(crate) fn mark_seen(&self, lookup: &[u8; 32]) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT INTO seen_envelopes (lookup) VALUES (?1)")?
-            .execute(params![&lookup[..]])?;
-        Ok(())
-    }
-
     // ---- outbox -----------------------------------------------------------
 
     pub(crate) fn outbox_lookup(&self, id: &EnvelopeId) -> [u8; 32] {
@@ -1547,21 +1533,6 @@ impl Db<'_> {
         )?;
         for (seq, sealed) in rows {
             stmt.execute(params![&conversation.lookup[..], seq_to_sql(seq)?, sealed])?;
-        }
-        Ok(())
-    }
-
-    /// Records envelopes as seen, each if it was not already, with one
-    /// statement.
-    pub(crate) fn mark_seen_all<'l>(
-        &self,
-        lookups: impl IntoIterator<Item = &'l [u8; 32]>,
-    ) -> Result<()> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO seen_envelopes (lookup) VALUES (?1)")?;
-        for lookup in lookups {
-            stmt.execute(params![&lookup[..]])?;
         }
         Ok(())
     }

@@ -78,6 +78,7 @@
 
 mod archive;
 mod check;
+mod checkpoint;
 mod contacts;
 mod controls;
 mod crypto;
@@ -93,6 +94,7 @@ mod receive;
 mod records;
 mod recovery;
 mod schema;
+mod seen;
 mod send;
 mod store;
 #[cfg(feature = "test-hooks")]

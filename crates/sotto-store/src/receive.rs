@@ -53,6 +53,10 @@ struct Batch {
     sessions: HashMap<[u8; 32], DeviceSessions>,
     /// A one-time prekey was deleted: checkpoint after the commit.
     consumed_one_time_prekey: bool,
+    /// The recent seen-envelope generation ids are recorded under.
+    seen_generation: i64,
+    /// Envelope ids recorded in this transaction.
+    seen_recorded: u64,
 }
 
 /// Splits an error: `Err` for one that aborts the whole transaction,
@@ -136,6 +140,10 @@ fn prekey_sender_identity(ciphertext: &[u8]) -> Option<&[u8; 32]> {
 /// Receives one envelope into `batch`. The outer `Err` aborts the
 /// transaction; the inner result is this envelope's outcome, and an inner
 /// error leaves both the database and `batch` as they were.
+///
+/// Its envelope id is looked up in the recent set first; only an envelope
+/// that would be refused is looked up in the archive of older ids, and
+/// is a duplicate if it is there (`seen.rs` says why that is enough).
 fn receive_one(
     db: &Db<'_>,
     rng: &mut StdRng,
@@ -152,6 +160,24 @@ fn receive_one(
     if db.is_seen(&seen)? {
         return Ok(Ok(Received::Duplicate));
     }
+    match receive_unseen(db, rng, faults, batch, envelope, detached, control, &seen)? {
+        Err(_) if db.is_archived(&seen)? => Ok(Ok(Received::Duplicate)),
+        outcome => Ok(outcome),
+    }
+}
+
+/// [`receive_one`] for an envelope whose id is not in the recent set.
+#[allow(clippy::too_many_arguments)]
+fn receive_unseen(
+    db: &Db<'_>,
+    rng: &mut StdRng,
+    faults: &mut Faults,
+    batch: &mut Batch,
+    envelope: &Envelope<'_>,
+    detached: Option<&[u8]>,
+    control: bool,
+    seen: &[u8; 32],
+) -> Result<Result<Received>> {
     // The key the device's sessions must be with: a contact's primary
     // device is the contact's pinned identity (pinned by its first
     // message when there is none yet); any other device must be vouched
@@ -335,7 +361,8 @@ fn receive_one(
         Some(conversation) => db.save_next_seq(conversation)?,
         None => state.conversation_dirty = true,
     }
-    db.mark_seen(&seen)?;
+    db.mark_seen(seen, batch.seen_generation)?;
+    batch.seen_recorded += 1;
     if decrypted.new_session
         && let Some((signed_prekey, base_key)) = &new_run
     {
@@ -406,7 +433,10 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let db = Db::new(&tx, &self.keys);
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            seen_generation: self.seen.generation(&db)?,
+            ..Batch::default()
+        };
         let received = receive_one(
             &db,
             &mut self.rng,
@@ -417,6 +447,7 @@ impl Store {
             control,
         )??;
         batch.flush(&db, &mut self.rng)?;
+        self.seen.recorded(&db, batch.seen_recorded)?;
         self.faults.check(FaultPoint::ReceiveBeforeCommit)?;
         tx.commit()?;
         self.faults.check(FaultPoint::ReceiveAfterCommit)?;
@@ -462,7 +493,10 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let db = Db::new(&tx, &self.keys);
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            seen_generation: self.seen.generation(&db)?,
+            ..Batch::default()
+        };
         let mut results = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
             results.push(receive_one(
@@ -476,6 +510,7 @@ impl Store {
             )?);
         }
         batch.flush(&db, &mut self.rng)?;
+        self.seen.recorded(&db, batch.seen_recorded)?;
         self.faults.check(FaultPoint::ReceiveBeforeCommit)?;
         tx.commit()?;
         self.faults.check(FaultPoint::ReceiveAfterCommit)?;

@@ -14,7 +14,7 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 
 /// The schema version this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// SQLite `application_id` of a Sotto store ("SOTT").
 pub(crate) const APPLICATION_ID: i32 = 0x534F_5454;
@@ -208,6 +208,39 @@ fn to_v7(conn: &Connection, _: &Keys) -> Result<()> {
     Ok(())
 }
 
+/// What version 8 changes in version 7: envelope ids are kept in two
+/// places (docs/storage.md, "Seen envelope ids").
+///
+/// - `seen_envelopes` is the *recent* set, which every receive checks
+///   first: at most two generations of [`crate::seen::GENERATION`] ids,
+///   each row with the generation it was recorded in, so that it stays a
+///   few dozen pages however long the history grows.
+/// - `seen_archive` holds every older id, in sorted runs appended one
+///   after another (`run` first in the key), so that moving a generation
+///   there writes new pages at one place instead of one random page per
+///   id. It is read only when an envelope would otherwise be refused.
+///
+/// The ids of a version 7 file all go to one archive run (level 2, never
+/// merged): the recent set starts empty.
+pub(crate) const SCHEMA_V8: &str = "
+CREATE TABLE seen_archive (
+    run    INTEGER NOT NULL,
+    lookup BLOB NOT NULL,
+    PRIMARY KEY (run, lookup)
+) WITHOUT ROWID;
+INSERT INTO seen_archive (run, lookup) SELECT 8589934592, lookup FROM seen_envelopes ORDER BY lookup;
+DROP TABLE seen_envelopes;
+CREATE TABLE seen_envelopes (
+    lookup     BLOB PRIMARY KEY NOT NULL,
+    generation INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+fn to_v8(conn: &Connection, _: &Keys) -> Result<()> {
+    conn.execute_batch(SCHEMA_V8)?;
+    Ok(())
+}
+
 /// One upgrade step: from `from` to `from + 1`. It runs inside the
 /// migration transaction and may re-seal rows with the store's keys.
 pub(crate) struct Migration {
@@ -241,6 +274,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         from: 6,
         run: to_v7,
+    },
+    Migration {
+        from: 7,
+        run: to_v8,
     },
 ];
 

@@ -7,6 +7,7 @@ use rand::rngs::{StdRng, SysRng};
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 use sotto_core::{IdentityKeyPair, SignedPreKey, SignedPreKeyId};
 
+use crate::checkpoint::Checkpointer;
 use crate::crypto::{DatabaseKey, KdfRecord, Keys, Secret};
 use crate::db::Db;
 use crate::error::{Error, Result, Row};
@@ -14,8 +15,9 @@ use crate::options::{Durability, KdfParams, OpenOptions};
 use crate::records::PreKeyIds;
 use crate::schema::{
     self, APPLICATION_ID, MIGRATIONS, Migration, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4,
-    SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_VERSION,
+    SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8, SCHEMA_VERSION,
 };
+use crate::seen::SeenWindow;
 use crate::testing::Faults;
 
 /// An open, unlocked store: one SQLite file holding a profile's identity,
@@ -25,10 +27,14 @@ use crate::testing::Faults;
 /// several) may have the same file open: every operation reads the state
 /// it needs inside its own transaction, so none works on stale sessions.
 pub struct Store {
+    /// Declared before `conn`: its thread (and connection) ends first, so
+    /// the store's own connection is the last one to close the file.
+    pub(crate) checkpointer: Option<Checkpointer>,
     pub(crate) conn: Connection,
     pub(crate) keys: Keys,
     pub(crate) rng: StdRng,
     pub(crate) faults: Faults,
+    pub(crate) seen: SeenWindow,
 }
 
 impl core::fmt::Debug for Store {
@@ -129,6 +135,10 @@ fn connect(
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.pragma_update(None, "cell_size_check", "ON")?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Room for the working set of a long history: the inner pages of
+        // the message b-tree, the recent seen-envelope set, sessions and
+        // contacts (SQLite's default is 2 MiB).
+        conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
         conn.pragma_update(
             None,
             "synchronous",
@@ -142,6 +152,10 @@ fn connect(
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
+
+/// SQLite's page cache per connection, in KiB: an upper bound, filled
+/// only as pages are read.
+pub(crate) const PAGE_CACHE_KIB: i64 = 16 * 1024;
 
 fn enable_wal(conn: &Connection) -> Result<()> {
     let mode: String =
@@ -274,6 +288,7 @@ impl Store {
             tx.execute_batch(SCHEMA_V5)?;
             tx.execute_batch(SCHEMA_V6)?;
             tx.execute_batch(SCHEMA_V7)?;
+            tx.execute_batch(SCHEMA_V8)?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             schema::write_version(&tx, SCHEMA_VERSION)?;
             tx.execute(
@@ -291,10 +306,12 @@ impl Store {
             tx.commit()?;
         }
         Ok(Self {
+            checkpointer: Checkpointer::start(&mut conn, path, options),
             conn,
             keys,
             rng,
             faults: Faults::default(),
+            seen: SeenWindow::default(),
         })
     }
 
@@ -351,11 +368,19 @@ impl Store {
         if version < target {
             schema::migrate(&mut conn, &keys, migrations, target)?;
         }
+        // With the file locked for this connection alone (a full disk), no
+        // other connection can checkpoint: SQLite's automatic one stays.
+        let checkpointer = match exclusive {
+            true => None,
+            false => Checkpointer::start(&mut conn, path, options),
+        };
         Ok(Self {
+            checkpointer,
             conn,
             keys,
             rng: system_rng()?,
             faults: Faults::default(),
+            seen: SeenWindow::default(),
         })
     }
 
@@ -367,7 +392,7 @@ impl Store {
         database: DatabaseKey,
         options: &OpenOptions,
     ) -> Result<Self> {
-        let conn = connect(path, false, options, false)?;
+        let mut conn = connect(path, false, options, false)?;
         let app_id: i32 = conn
             .pragma_query_value(None, "application_id", |row| row.get(0))
             .map_err(not_a_store)?;
@@ -379,10 +404,12 @@ impl Store {
         let keys = Keys::derive(database)?;
         enable_wal(&conn)?;
         Ok(Self {
+            checkpointer: Checkpointer::start(&mut conn, path, options),
             conn,
             keys,
             rng: system_rng()?,
             faults: Faults::default(),
+            seen: SeenWindow::default(),
         })
     }
 
@@ -392,7 +419,8 @@ impl Store {
     /// rolled back afterwards (the file is deleted instead); the caller
     /// syncs the file when it is complete
     /// ([`close_into_one_file`](Self::close_into_one_file)).
-    pub(crate) fn begin_bulk_load(&self) -> Result<()> {
+    pub(crate) fn begin_bulk_load(&mut self) -> Result<()> {
+        self.stop_checkpointer()?;
         let mode: String =
             self.conn
                 .pragma_update_and_check(None, "journal_mode", "OFF", |row| row.get(0))?;
@@ -407,7 +435,8 @@ impl Store {
     /// log (the file stays in rollback-journal mode until it is opened
     /// again), then closes the connection: afterwards the file alone holds
     /// the whole store and can be moved.
-    pub(crate) fn close_into_one_file(self) -> Result<DatabaseKey> {
+    pub(crate) fn close_into_one_file(mut self) -> Result<DatabaseKey> {
+        self.stop_checkpointer()?;
         let mode: String =
             self.conn
                 .pragma_update_and_check(None, "journal_mode", "DELETE", |row| row.get(0))?;
@@ -466,10 +495,25 @@ impl Store {
     /// still kept the log from being fully checkpointed (a later checkpoint
     /// finishes it).
     pub fn checkpoint(&self) -> Result<bool> {
-        let busy: i64 = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+        let truncate = || -> Result<i64> {
+            Ok(self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?)
+        };
+        let busy = match &self.checkpointer {
+            Some(checkpointer) => checkpointer.exclusive(truncate)?,
+            None => truncate()?,
+        };
         Ok(busy == 0)
+    }
+
+    /// Ends the checkpoint thread, if any, and gives the connection
+    /// SQLite's automatic checkpoint back.
+    fn stop_checkpointer(&mut self) -> Result<()> {
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.stop(&mut self.conn)?;
+        }
+        Ok(())
     }
 }
 

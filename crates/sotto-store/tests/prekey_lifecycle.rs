@@ -152,6 +152,7 @@ fn a_version_1_store_is_upgraded_and_keeps_working() {
     drop(p.bob);
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(common::SEEN_ENVELOPES_AS_IN_V7).unwrap();
         conn.execute_batch(
             "DROP INDEX outbox_pending;
              ALTER TABLE outbox DROP COLUMN accepted;
@@ -368,6 +369,7 @@ fn a_version_2_store_is_upgraded_and_its_one_time_prekeys_stay_live() {
     drop(p.bob);
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(common::SEEN_ENVELOPES_AS_IN_V7).unwrap();
         conn.execute_batch(
             "DROP INDEX outbox_pending;
              ALTER TABLE outbox DROP COLUMN accepted;

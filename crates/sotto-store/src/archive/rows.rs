@@ -126,11 +126,10 @@ impl MessageRows {
     }
 }
 
-/// Records envelopes as seen (each once), in key order: each insert then
-/// starts where the last one ended.
+/// Records envelopes as seen: one sorted run of the seen-envelope archive,
+/// written at one place (docs/storage.md, "Seen envelope ids").
 pub(super) fn write_seen(db: &Db<'_>, mut lookups: Vec<[u8; 32]>) -> Result<()> {
-    lookups.sort_unstable();
-    db.mark_seen_all(&lookups)
+    db.archive_seen(&mut lookups)
 }
 
 /// Seals every queued row for its place, in order.

@@ -537,7 +537,9 @@ impl Store {
                 received.envelope_id.as_bytes(),
             ],
         );
-        if db.is_seen(&seen)? {
+        // The client decrypted it already: look in the archive of older
+        // ids too (seen.rs), not only in the recent set.
+        if db.was_ever_seen(&seen)? {
             return Ok(Received::Duplicate);
         }
         let receiver = receiver_lookup(&db, &received.group, received.device);
@@ -568,7 +570,8 @@ impl Store {
         )?;
         db.insert_message(rng, &conversation, seq, &record)?;
         db.save_next_seq(&conversation)?;
-        db.mark_seen(&seen)?;
+        db.mark_seen(&seen, self.seen.generation(&db)?)?;
+        self.seen.recorded(&db, 1)?;
         tx.commit()?;
         Ok(Received::Stored(Message {
             seq,

@@ -11,6 +11,19 @@ pub(crate) const BOB_PASS: &[u8] = b"bob's long passphrase";
 pub(crate) const T0: u64 = 1_700_000_000_000;
 
 /// Light Argon2id parameters so tests run fast.
+/// SQL that turns a current file's seen-envelope tables back into those of
+/// schema version 7 (one table of every id ever seen), for the tests that
+/// build a file of an older version from a current one.
+#[allow(dead_code)]
+pub(crate) const SEEN_ENVELOPES_AS_IN_V7: &str = "
+    CREATE TABLE seen_v7 (lookup BLOB PRIMARY KEY NOT NULL) WITHOUT ROWID;
+    INSERT OR IGNORE INTO seen_v7 (lookup) SELECT lookup FROM seen_envelopes;
+    INSERT OR IGNORE INTO seen_v7 (lookup) SELECT lookup FROM seen_archive;
+    DROP TABLE seen_envelopes;
+    DROP TABLE seen_archive;
+    ALTER TABLE seen_v7 RENAME TO seen_envelopes;
+";
+
 pub(crate) fn options() -> OpenOptions {
     OpenOptions::new().kdf(KdfParams::new(64, 1, 1).unwrap())
 }

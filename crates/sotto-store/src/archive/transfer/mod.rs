@@ -558,7 +558,7 @@ mod tests {
         let mut flushed_before_the_end = false;
         for (i, f) in frames.iter().enumerate() {
             let progress = receiver.apply_history_chunk(i as u64, f).unwrap();
-            let seen = count(&receiver, "SELECT count(*) FROM seen_envelopes");
+            let seen = count(&receiver, "SELECT count(*) FROM seen_archive");
             let waiting = count(
                 &receiver,
                 "SELECT count(*) FROM meta WHERE name LIKE 'history_transfer_seen %'",
@@ -579,13 +579,10 @@ mod tests {
         let (_dir, mut store) = store();
         store.begin_history_transfer(&header, &key()).unwrap();
         store.apply_history_chunk(0, &frames[0]).unwrap();
-        assert_eq!(count(&store, "SELECT count(*) FROM seen_envelopes"), 0);
+        assert_eq!(count(&store, "SELECT count(*) FROM seen_archive"), 0);
         let applied = store.message_count("a").unwrap() as i64;
         assert!(store.abandon_history_transfer().unwrap());
-        assert_eq!(
-            count(&store, "SELECT count(*) FROM seen_envelopes"),
-            applied
-        );
+        assert_eq!(count(&store, "SELECT count(*) FROM seen_archive"), applied);
         assert_eq!(
             count(
                 &store,

@@ -25,7 +25,7 @@
 //! frame in the state, its payload in parts, one per chunk it spans, so
 //! a long message costs one write per chunk, not a growing rewrite. The
 //! seen-envelope lookups of the incoming messages wait in parts too, and
-//! go into `seen_envelopes` together, sorted, once [`SEEN_BATCH`] are
+//! go into the seen archive together, one sorted run, once [`SEEN_BATCH`] are
 //! pending and when the transfer ends: those keys are random, and a few
 //! hundred inserted per chunk would rewrite pages all over their index in
 //! every chunk's transaction (twice the time per message at 300 000
