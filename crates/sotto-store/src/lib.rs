@@ -86,6 +86,7 @@ mod devices;
 mod error;
 mod groups;
 mod history;
+mod layout;
 mod options;
 mod prekeys;
 mod receipts;
