@@ -240,5 +240,10 @@ fn main() {
             ratios[0], ratios[1], ratios[2]
         );
     }
-    println!("worst ratio: {worst:.2}x (target: <= 1.30x)");
+    if quick {
+        // 48 messages are a few pages: whole pages swamp the ratios.
+        println!("worst ratio: {worst:.2}x (quick run: too few messages to compare)");
+    } else {
+        println!("worst ratio: {worst:.2}x (target: <= 1.30x)");
+    }
 }
