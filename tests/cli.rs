@@ -298,8 +298,13 @@ fn a_damaged_profile_is_reported_by_history_and_check() {
     // Two rows vanish from the file, as a damaged index page can make them.
     {
         let conn = rusqlite::Connection::open(bob.join("sotto.db")).unwrap();
-        conn.execute("DELETE FROM messages WHERE seq IN (2, 3)", [])
-            .unwrap();
+        // Row ids are conversation (19 bits) || seq (28) || part (16):
+        // docs/storage.md section 3, "Message rows".
+        conn.execute(
+            "DELETE FROM messages WHERE ((id >> 16) & 268435455) IN (2, 3)",
+            [],
+        )
+        .unwrap();
     }
     let history = chat(&bob, &["history", "alice"]);
     let stdout = String::from_utf8_lossy(&history.stdout);

@@ -2,8 +2,6 @@
 //! sealed row opened and every conversation's messages counted against
 //! what it must hold.
 
-use rusqlite::params;
-
 use crate::db::{Db, lookup_from_sql};
 use crate::error::{Error, Result, Row};
 use crate::records;
@@ -49,10 +47,6 @@ fn check_messages(
     conversation: &crate::db::Conversation,
     report: &mut CheckReport,
 ) -> Result<()> {
-    let mut stmt = db
-        .conn()
-        .prepare("SELECT seq, sealed FROM messages WHERE conversation = ?1 ORDER BY seq")?;
-    let mut rows = stmt.query(params![&conversation.lookup[..]])?;
     let mut expected = 1u64;
     let gap = |report: &mut CheckReport, from: u64, to: u64| {
         let mut seq = from;
@@ -73,8 +67,7 @@ fn check_messages(
             seq += 1;
         }
     };
-    while let Some(row) = rows.next()? {
-        let seq = crate::db::seq_from_sql(row.get(0)?, "messages")?;
+    db.for_each_message(conversation, |seq, sealed| {
         report.messages += 1;
         gap(report, expected, seq.min(conversation.next_seq));
         expected = seq.saturating_add(1);
@@ -84,15 +77,14 @@ fn check_messages(
                 row: Row::lookup(&conversation.lookup),
             });
         }
-        if let Some(e) = row
-            .get::<_, Vec<u8>>(1)
-            .map_err(Error::from)
+        if let Some(e) = sealed
             .and_then(|sealed| db.open_message(conversation, seq, &sealed))
             .err()
         {
             report.problems.push(e);
         }
-    }
+        Ok(())
+    })?;
     gap(report, expected, conversation.next_seq);
     Ok(())
 }

@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{ConversationKey, Domain, Keys, Place};
 use crate::error::{Error, Result, Row};
+use crate::layout;
 use crate::records::{
     self, ContactRecord, OutboxRecord, PreKeyIds, decode_contact, decode_conversation,
     decode_identity, decode_message, decode_one_time_prekey_state, decode_prekey_ids,
@@ -62,6 +63,9 @@ pub(crate) fn message_row(conversation: &[u8; 32], seq: u64) -> [u8; 40] {
 /// A conversation with its key unwrapped.
 pub(crate) struct Conversation {
     pub(crate) lookup: [u8; 32],
+    /// Its number in the `messages` row ids (`conversations.num`,
+    /// [`crate::layout`]).
+    pub(crate) num: u32,
     pub(crate) contact: String,
     pub(crate) key: ConversationKey,
     pub(crate) next_seq: u64,
@@ -98,6 +102,31 @@ impl Conversation {
             .sealing()
             .open(Place::new("messages", "sealed", &row), sealed)
     }
+}
+
+/// A conversation number that `conn`'s `conversations` does not hold,
+/// drawn at random from `1..=MAX_NUM`.
+pub(crate) fn free_conversation_num<R: CryptoRng + ?Sized>(
+    conn: &Connection,
+    rng: &mut R,
+) -> Result<u32> {
+    let mut taken =
+        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM conversations WHERE num = ?1)")?;
+    // Half the numbers free: 64 draws all miss with probability 2^-64.
+    for _ in 0..64 {
+        let mut bytes = [0u8; 4];
+        rng.fill_bytes(&mut bytes);
+        let num = u32::from_be_bytes(bytes) % layout::MAX_NUM + 1;
+        if !taken.query_row(params![num], |r| r.get::<_, bool>(0))? {
+            return Ok(num);
+        }
+    }
+    let count: i64 = conn.query_row("SELECT count(*) FROM conversations", [], |r| r.get(0))?;
+    Err(Error::LayoutLimit {
+        what: "conversations",
+        value: u64::try_from(count).unwrap_or(0),
+        max: u64::from(layout::MAX_NUM),
+    })
 }
 
 /// A raw outbox row.
@@ -1000,19 +1029,22 @@ impl<'a> Db<'a> {
 
     pub(crate) fn conversation_by_lookup(&self, lookup: &[u8; 32]) -> Result<Option<Conversation>> {
         let row = Row::lookup(lookup);
-        let found: Option<(i64, Vec<u8>)> = self
+        let found: Option<(i64, Vec<u8>, i64)> = self
             .conn
-            .prepare_cached("SELECT next_seq, sealed FROM conversations WHERE lookup = ?1")?
-            .query_row(params![&lookup[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached("SELECT next_seq, sealed, num FROM conversations WHERE lookup = ?1")?
+            .query_row(params![&lookup[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .optional()
             .map_err(|e| corrupt_or_db(e, "conversations", row))?;
-        let Some((next_seq, sealed)) = found else {
+        let Some((next_seq, sealed, num)) = found else {
             return Ok(None);
         };
         let corrupt = || Error::Corrupt {
             table: "conversations",
             row,
         };
+        let num = layout::valid_num(num).ok_or_else(corrupt)?;
         let plain = self.open_value(Place::new("conversations", "sealed", lookup), &sealed, row)?;
         let (key, contact, deleted) =
             decode_conversation(unpadded(&plain).map_err(|_| corrupt())?).map_err(|_| corrupt())?;
@@ -1021,6 +1053,7 @@ impl<'a> Db<'a> {
         }
         Ok(Some(Conversation {
             lookup: *lookup,
+            num,
             contact,
             key: ConversationKey::from_bytes(key),
             next_seq: u64::try_from(next_seq).map_err(|_| corrupt())?,
@@ -1060,17 +1093,43 @@ impl<'a> Db<'a> {
             self.keys
                 .value()
                 .seal(rng, Place::new("conversations", "sealed", &lookup), &plain)?;
+        let num = self.free_conversation_num(rng)?;
         self.conn.execute(
-            "INSERT INTO conversations (lookup, next_seq, sealed) VALUES (?1, ?2, ?3)",
-            params![&lookup[..], seq_to_sql(next_seq)?, sealed],
+            "INSERT INTO conversations (lookup, next_seq, sealed, num) VALUES (?1, ?2, ?3, ?4)",
+            params![&lookup[..], seq_to_sql(next_seq)?, sealed, num],
         )?;
         Ok(Conversation {
             lookup,
+            num,
             contact: contact.to_owned(),
             key,
             next_seq,
             deleted,
         })
+    }
+
+    /// A conversation number no conversation has, drawn at random (so
+    /// the numbers do not tell in which order conversations began).
+    pub(crate) fn free_conversation_num<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> Result<u32> {
+        free_conversation_num(self.conn, rng)
+    }
+
+    /// The number of the conversation `lookup` in the `messages` row ids;
+    /// `None` without such a conversation.
+    pub(crate) fn conversation_num(&self, lookup: &[u8; 32]) -> Result<Option<u32>> {
+        let num: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT num FROM conversations WHERE lookup = ?1")?
+            .query_row(params![&lookup[..]], |r| r.get(0))
+            .optional()
+            .map_err(|e| corrupt_or_db(e, "conversations", Row::lookup(lookup)))?;
+        num.map(|n| {
+            layout::valid_num(n).ok_or(Error::Corrupt {
+                table: "conversations",
+                row: Row::lookup(lookup),
+            })
+        })
+        .transpose()
     }
 
     /// The lookup key of every conversation, in no particular order.
@@ -1121,10 +1180,12 @@ impl<'a> Db<'a> {
     /// Deletes the conversation row (and with it its key), its messages and
     /// its outbox entries.
     pub(crate) fn delete_conversation(&self, lookup: &[u8; 32]) -> Result<bool> {
-        self.conn.execute(
-            "DELETE FROM messages WHERE conversation = ?1",
-            params![&lookup[..]],
-        )?;
+        if let Some(num) = self.conversation_num(lookup)? {
+            let (start, end) = layout::conversation_span(num);
+            self.conn
+                .prepare_cached("DELETE FROM messages WHERE id >= ?1 AND id < ?2")?
+                .execute(params![start, end])?;
+        }
         self.conn.execute(
             "DELETE FROM outbox WHERE conversation = ?1",
             params![&lookup[..]],
@@ -1145,16 +1206,24 @@ impl<'a> Db<'a> {
         seq: u64,
         record: &[u8],
     ) -> Result<()> {
-        self.write_message(
-            rng,
-            conversation,
-            seq,
-            record,
-            "INSERT INTO messages (conversation, seq, sealed) VALUES (?1, ?2, ?3)",
-        )
+        let sealed = conversation.seal_message(rng, seq, record)?;
+        self.insert_message_rows(conversation.num, seq, &sealed)
     }
 
-    /// Replaces the record of an existing message.
+    /// Writes a sealed message value as its rows ([`crate::layout`]).
+    /// A message already at `seq` is a constraint error, as it always was.
+    fn insert_message_rows(&self, num: u32, seq: u64, sealed: &[u8]) -> Result<()> {
+        let (start, _) = layout::writable_span(num, seq)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("INSERT INTO messages (id, sealed) VALUES (?1, ?2)")?;
+        for (part, bytes) in layout::parts(sealed)? {
+            stmt.execute(params![start + part, bytes])?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the record of an existing message (nothing without one).
     pub(crate) fn update_message<R: CryptoRng + ?Sized>(
         &self,
         rng: &mut R,
@@ -1162,31 +1231,28 @@ impl<'a> Db<'a> {
         seq: u64,
         record: &[u8],
     ) -> Result<()> {
-        self.write_message(
-            rng,
-            conversation,
-            seq,
-            record,
-            "UPDATE messages SET sealed = ?3 WHERE conversation = ?1 AND seq = ?2",
-        )
-    }
-
-    /// Seals `record` for its row and runs `sql` with
-    /// `(conversation, seq, sealed)` as `?1, ?2, ?3`.
-    fn write_message<R: CryptoRng + ?Sized>(
-        &self,
-        rng: &mut R,
-        conversation: &Conversation,
-        seq: u64,
-        record: &[u8],
-        sql: &str,
-    ) -> Result<()> {
         let sealed = conversation.seal_message(rng, seq, record)?;
-        self.conn.prepare_cached(sql)?.execute(params![
-            &conversation.lookup[..],
-            seq_to_sql(seq)?,
-            sealed
-        ])?;
+        let (start, end) = layout::writable_span(conversation.num, seq)?;
+        let mut update = self
+            .conn
+            .prepare_cached("UPDATE messages SET sealed = ?2 WHERE id = ?1")?;
+        let mut last = start;
+        for (part, bytes) in layout::parts(&sealed)? {
+            // Parts of the same length (a new state, the usual update)
+            // are rewritten in place.
+            if update.execute(params![start + part, bytes])? == 0 {
+                if part == 0 {
+                    return Ok(());
+                }
+                self.conn
+                    .prepare_cached("INSERT INTO messages (id, sealed) VALUES (?1, ?2)")?
+                    .execute(params![start + part, bytes])?;
+            }
+            last = start + part;
+        }
+        self.conn
+            .prepare_cached("DELETE FROM messages WHERE id > ?1 AND id < ?2")?
+            .execute(params![last, end])?;
         Ok(())
     }
 
@@ -1218,64 +1284,130 @@ impl<'a> Db<'a> {
         })
     }
 
+    /// Message `seq`'s sealed value, its parts put together; `None`
+    /// without such a message.
     pub(crate) fn message_sealed(
         &self,
         conversation: &Conversation,
         seq: u64,
     ) -> Result<Option<Vec<u8>>> {
-        self.conn
-            .prepare_cached("SELECT sealed FROM messages WHERE conversation = ?1 AND seq = ?2")?
-            .query_row(params![&conversation.lookup[..], seq_to_sql(seq)?], |r| {
-                r.get::<_, Vec<u8>>(0)
-            })
-            .optional()
-            .map_err(|e| corrupt_or_db(e, "messages", Row::Seq(seq)))
+        let Some((start, end)) = layout::message_span(conversation.num, seq) else {
+            return Ok(None);
+        };
+        let rows = self.assembled_rows(start, end, false, usize::MAX)?;
+        match rows.into_iter().next() {
+            None => Ok(None),
+            Some((_, sealed)) => sealed.map(Some),
+        }
     }
 
-    /// Up to `limit` rows with `seq < before`, newest first, still sealed.
+    /// Up to `limit` messages with `seq < before`, newest first, still
+    /// sealed (a message whose rows do not fit together is `Corrupt`).
     pub(crate) fn message_rows(
         &self,
         conversation: &[u8; 32],
         before: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Result<Vec<u8>>)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, sealed FROM messages WHERE conversation = ?1 AND seq < ?2 \
-             ORDER BY seq DESC LIMIT ?3",
-        )?;
-        let before = i64::try_from(before).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = stmt.query(params![&conversation[..], before, limit])?;
+        let Some(num) = self.conversation_num(conversation)? else {
+            return Ok(Vec::new());
+        };
+        let (start, end) = layout::messages_before(num, before);
+        self.assembled_rows(start, end, true, limit)
+    }
+
+    /// The messages whose rows have ids in `start..end`, put together, in
+    /// id order or its reverse; at most `limit`.
+    fn assembled_rows(
+        &self,
+        start: i64,
+        end: i64,
+        descending: bool,
+        limit: usize,
+    ) -> Result<Vec<layout::Assembled>> {
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let seq = seq_from_sql(row.get(0)?, "messages")?;
-            let sealed = row
-                .get::<_, Vec<u8>>(1)
-                .map_err(|e| corrupt_or_db(e, "messages", Row::Seq(seq)));
-            out.push((seq, sealed));
+        if limit == 0 {
+            return Ok(out);
         }
+        let mut stmt = self.conn.prepare_cached(if descending {
+            "SELECT id, sealed FROM messages WHERE id >= ?1 AND id < ?2 ORDER BY id DESC"
+        } else {
+            "SELECT id, sealed FROM messages WHERE id >= ?1 AND id < ?2 ORDER BY id"
+        })?;
+        let mut rows = stmt.query(params![start, end])?;
+        let mut assembler = layout::Assembler::new(descending);
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let value = row.get_ref(1)?;
+            if let Some(done) = assembler.push(id, value.as_blob().ok()) {
+                out.push(done);
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+        }
+        out.extend(assembler.finish());
         Ok(out)
     }
 
-    pub(crate) fn count_messages(&self, conversation: &[u8; 32]) -> Result<u64> {
-        let n: i64 = self.conn.query_row(
-            "SELECT count(*) FROM messages WHERE conversation = ?1",
-            params![&conversation[..]],
-            |r| r.get(0),
+    /// Every message of `conversation`, oldest first, each put together
+    /// from its rows (or `Corrupt`), handed to `f` one at a time: memory
+    /// stays bounded by one message.
+    pub(crate) fn for_each_message(
+        &self,
+        conversation: &Conversation,
+        mut f: impl FnMut(u64, Result<Vec<u8>>) -> Result<()>,
+    ) -> Result<()> {
+        let (start, end) = layout::conversation_span(conversation.num);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, sealed FROM messages WHERE id >= ?1 AND id < ?2 ORDER BY id",
         )?;
+        let mut rows = stmt.query(params![start, end])?;
+        let mut assembler = layout::Assembler::new(false);
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            if let Some((seq, sealed)) = assembler.push(id, row.get_ref(1)?.as_blob().ok()) {
+                f(seq, sealed)?;
+            }
+        }
+        if let Some((seq, sealed)) = assembler.finish() {
+            f(seq, sealed)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn count_messages(&self, conversation: &[u8; 32]) -> Result<u64> {
+        let Some(num) = self.conversation_num(conversation)? else {
+            return Ok(0);
+        };
+        let (start, end) = layout::conversation_span(num);
+        // Part 0 of every message: ids that are multiples of 2^16.
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM messages WHERE id >= ?1 AND id < ?2 AND (id & 65535) = 0",
+            )?
+            .query_row(params![start, end], |r| r.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     pub(crate) fn delete_message(&self, conversation: &[u8; 32], seq: u64) -> Result<bool> {
-        let seq = seq_to_sql(seq)?;
+        let sql_seq = seq_to_sql(seq)?;
         self.conn.execute(
             "DELETE FROM outbox WHERE conversation = ?1 AND seq = ?2",
-            params![&conversation[..], seq],
+            params![&conversation[..], sql_seq],
         )?;
-        Ok(self.conn.execute(
-            "DELETE FROM messages WHERE conversation = ?1 AND seq = ?2",
-            params![&conversation[..], seq],
-        )? > 0)
+        let Some(num) = self.conversation_num(conversation)? else {
+            return Ok(false);
+        };
+        let Some((start, end)) = layout::message_span(num, seq) else {
+            return Ok(false);
+        };
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM messages WHERE id >= ?1 AND id < ?2")?
+            .execute(params![start, end])?
+            > 0)
     }
 
     // ---- seen envelopes ---------------------------------------------------
@@ -1528,11 +1660,8 @@ impl Db<'_> {
         conversation: &Conversation,
         rows: impl IntoIterator<Item = (u64, &'r [u8])>,
     ) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
-            "INSERT INTO messages (conversation, seq, sealed) VALUES (?1, ?2, ?3)",
-        )?;
         for (seq, sealed) in rows {
-            stmt.execute(params![&conversation.lookup[..], seq_to_sql(seq)?, sealed])?;
+            self.insert_message_rows(conversation.num, seq, sealed)?;
         }
         Ok(())
     }
@@ -1549,22 +1678,25 @@ impl Db<'_> {
         to: u64,
         record: Option<&[u8]>,
     ) -> Result<()> {
-        let lookup = &conversation.lookup[..];
+        let Some((start, end)) = layout::message_span(conversation.num, from) else {
+            return Ok(());
+        };
+        let (to_start, _) = layout::writable_span(conversation.num, to)?;
         match record {
             Some(record) => {
                 let sealed = conversation.seal_message(rng, to, record)?;
                 self.conn
-                    .prepare_cached(
-                        "UPDATE messages SET seq = ?3, sealed = ?4 WHERE conversation = ?1 AND seq = ?2",
-                    )?
-                    .execute(params![lookup, seq_to_sql(from)?, seq_to_sql(to)?, sealed])?;
+                    .prepare_cached("DELETE FROM messages WHERE id >= ?1 AND id < ?2")?
+                    .execute(params![start, end])?;
+                self.insert_message_rows(conversation.num, to, &sealed)?;
             }
             None => {
+                // Its parts move together, each keeping its place.
                 self.conn
                     .prepare_cached(
-                        "UPDATE messages SET seq = ?3 WHERE conversation = ?1 AND seq = ?2",
+                        "UPDATE messages SET id = id - ?1 + ?3 WHERE id >= ?1 AND id < ?2",
                     )?
-                    .execute(params![lookup, seq_to_sql(from)?, seq_to_sql(to)?])?;
+                    .execute(params![start, end, to_start])?;
             }
         }
         Ok(())
@@ -1670,5 +1802,70 @@ impl PreKeySource for DbPreKeys<'_> {
 
     fn kem_prekey(&self, id: KemPreKeyId) -> Option<KemPreKey> {
         self.keep(self.db.kem_prekey(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layout::PART_LEN;
+    use crate::options::{KdfParams, OpenOptions};
+    use crate::store::Store;
+
+    fn rows_of(store: &Store) -> i64 {
+        store
+            .conn
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_message_rewritten_longer_or_shorter_keeps_exactly_its_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = OpenOptions::new().kdf(KdfParams::new(64, 1, 1).unwrap());
+        let mut store = Store::create(dir.path().join("s.db"), b"pw", &options).unwrap();
+        let lengths = [10, 3 * PART_LEN + 7, PART_LEN, 5 * PART_LEN, 1];
+        store
+            .write(|db, rng| {
+                let conversation = db.conversation_or_create(rng, "carol")?;
+                db.insert_message(rng, &conversation, 1, b"neighbour before")?;
+                db.insert_message(rng, &conversation, 3, b"neighbour after")?;
+                db.insert_message(rng, &conversation, 2, &[0; 10])?;
+                for len in lengths {
+                    let record = vec![len as u8; len];
+                    db.update_message(rng, &conversation, 2, &record)?;
+                    let sealed = db.message_sealed(&conversation, 2)?.unwrap();
+                    assert_eq!(
+                        db.open_message_record(&conversation, 2, &sealed)?
+                            .as_slice(),
+                        record
+                    );
+                }
+                // Updating a message that is not there writes nothing.
+                db.update_message(rng, &conversation, 9, &[1; 2000])?;
+                assert!(db.message_sealed(&conversation, 9)?.is_none());
+                // Moving keeps the parts together, sealed again or as is.
+                db.move_message(rng, &conversation, 2, 7, Some(&[4; 1500]))?;
+                db.move_message(rng, &conversation, 7, 8, None)?;
+                assert!(db.message_sealed(&conversation, 7)?.is_none());
+                let sealed = db.message_sealed(&conversation, 8)?.unwrap();
+                // Moved as is: sealed for seq 7, so it does not open at 8.
+                assert!(db.open_message_record(&conversation, 8, &sealed).is_err());
+                assert!(conversation.open_message_record(7, &sealed).is_some());
+                for (seq, want) in [(1, &b"neighbour before"[..]), (3, b"neighbour after")] {
+                    let sealed = db.message_sealed(&conversation, seq)?.unwrap();
+                    assert_eq!(
+                        db.open_message_record(&conversation, seq, &sealed)?
+                            .as_slice(),
+                        want
+                    );
+                }
+                Ok(())
+            })
+            .unwrap();
+        // Two one-part neighbours and the moved message's parts.
+        let sealed_len: usize = 41 + 1500;
+        assert_eq!(rows_of(&store), 2 + sealed_len.div_ceil(PART_LEN) as i64);
+        assert!(store.delete_conversation("carol").unwrap());
+        assert_eq!(rows_of(&store), 0);
     }
 }

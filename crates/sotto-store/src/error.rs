@@ -167,6 +167,18 @@ pub enum Error {
     /// No message with this sequence number in the conversation.
     #[error("no message with seq {0}")]
     UnknownMessage(u64),
+    /// A number beyond what the message layout can hold (a seq above
+    /// 268 435 455 in one conversation, more than 524 286 conversations,
+    /// a message of more than 32 MiB sealed): nothing was written.
+    #[error("{what} {value} is beyond the store's limit of {max}")]
+    LayoutLimit {
+        /// What was out of range.
+        what: &'static str,
+        /// The value.
+        value: u64,
+        /// The largest value the layout holds.
+        max: u64,
+    },
     /// Argon2id parameters outside the accepted range.
     #[error("invalid key derivation parameters: {0}")]
     InvalidKdfParams(&'static str),

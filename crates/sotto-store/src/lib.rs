@@ -87,6 +87,7 @@ mod devices;
 mod error;
 mod groups;
 mod history;
+mod layout;
 mod options;
 mod prekeys;
 mod receipts;

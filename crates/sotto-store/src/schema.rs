@@ -14,7 +14,11 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 
 /// The schema version this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = MESSAGE_LAYOUT_VERSION;
+
+/// The version that lays messages out in parts ([`crate::layout`]). The
+/// only place its number is written: renumbering it renumbers the step.
+pub(crate) const MESSAGE_LAYOUT_VERSION: u32 = 9;
 
 /// SQLite `application_id` of a Sotto store ("SOTT").
 pub(crate) const APPLICATION_ID: i32 = 0x534F_5454;
@@ -241,6 +245,100 @@ fn to_v8(conn: &Connection, _: &Keys) -> Result<()> {
     Ok(())
 }
 
+/// The first half of the message layout's DDL (docs/storage.md section
+/// 3, "Message rows"): each conversation gets a number for the row ids of
+/// its messages, and `messages` becomes a rowid table of parts; the old
+/// table is kept until its rows are copied.
+const MESSAGE_LAYOUT_BEGIN: &str = "
+ALTER TABLE conversations ADD COLUMN num INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages RENAME TO messages_clustered;
+CREATE TABLE messages (
+    id     INTEGER PRIMARY KEY,
+    sealed BLOB NOT NULL
+);
+";
+
+/// The second half: the old table goes (its pages overwritten with
+/// zeros, `secure_delete`), and conversation numbers are unique.
+const MESSAGE_LAYOUT_END: &str = "
+DROP TABLE messages_clustered;
+CREATE UNIQUE INDEX conversations_by_num ON conversations (num);
+";
+
+/// Lays the messages out in parts ([`crate::layout`]): numbers every
+/// conversation (at random), then copies each conversation's rows in seq
+/// order, conversation after conversation by number, so that the new
+/// table is written in id order and its pages come out full. Sealed
+/// values are copied as they are: their associated data names the
+/// conversation's lookup and the seq, which do not change. Memory stays
+/// bounded by one row (the old rows are read through a cursor); the
+/// write-ahead log takes the new table and the old one's zeroed pages.
+///
+/// A conversation whose next seq is beyond [`crate::layout::MAX_SEQ`]
+/// cannot be laid out ([`Error::LayoutLimit`], nothing changes). Rows the
+/// old table held that no message can be (no conversation, a seq that is
+/// not a positive number within the layout, a value that is not a blob)
+/// were unreadable and stay out; the conversation's seqs then report them
+/// as missing, as [`crate::Store::check`] does for any row that vanished.
+pub(crate) fn to_message_layout(conn: &Connection, _: &Keys) -> Result<()> {
+    use crate::layout;
+    conn.execute_batch(MESSAGE_LAYOUT_BEGIN)?;
+    let mut rng = crate::store::system_rng()?;
+    let mut numbered: Vec<(u32, Vec<u8>)> = Vec::new();
+    {
+        let mut stmt = conn.prepare("SELECT lookup, next_seq FROM conversations")?;
+        let mut rows = stmt.query([])?;
+        let mut conversations = Vec::new();
+        while let Some(row) = rows.next()? {
+            let lookup: Vec<u8> = row.get(0)?;
+            let next_seq: i64 = row.get(1)?;
+            let last = u64::try_from(next_seq).unwrap_or(0).saturating_sub(1);
+            if last > layout::MAX_SEQ {
+                return Err(Error::LayoutLimit {
+                    what: "message seq",
+                    value: last,
+                    max: layout::MAX_SEQ,
+                });
+            }
+            conversations.push(lookup);
+        }
+        let mut set = conn.prepare("UPDATE conversations SET num = ?1 WHERE lookup = ?2")?;
+        for lookup in conversations {
+            let num = crate::db::free_conversation_num(conn, &mut rng)?;
+            set.execute(params![num, lookup])?;
+            numbered.push((num, lookup));
+        }
+    }
+    numbered.sort_unstable();
+    let mut read = conn.prepare(
+        "SELECT seq, sealed FROM messages_clustered WHERE conversation = ?1 ORDER BY seq",
+    )?;
+    let mut write = conn.prepare("INSERT INTO messages (id, sealed) VALUES (?1, ?2)")?;
+    for (num, lookup) in &numbered {
+        let mut rows = read.query(params![lookup])?;
+        while let Some(row) = rows.next()? {
+            let (Ok(seq), Ok(sealed)) = (row.get::<_, i64>(0), row.get_ref(1)) else {
+                continue;
+            };
+            let Ok(sealed) = sealed.as_blob() else {
+                continue;
+            };
+            let Some((start, _)) = u64::try_from(seq)
+                .ok()
+                .and_then(|seq| layout::message_span(*num, seq))
+            else {
+                continue;
+            };
+            for (part, bytes) in layout::parts(sealed)? {
+                write.execute(params![start + part, bytes])?;
+            }
+        }
+    }
+    drop((read, write));
+    conn.execute_batch(MESSAGE_LAYOUT_END)?;
+    Ok(())
+}
+
 /// One upgrade step: from `from` to `from + 1`. It runs inside the
 /// migration transaction and may re-seal rows with the store's keys.
 pub(crate) struct Migration {
@@ -278,6 +376,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         from: 7,
         run: to_v8,
+    },
+    Migration {
+        from: MESSAGE_LAYOUT_VERSION - 1,
+        run: to_message_layout,
     },
 ];
 

@@ -273,6 +273,8 @@ impl Store {
         if tables != 0 {
             return Err(Error::AlreadyExists);
         }
+        // Before the first table: the message layout is made for it.
+        conn.pragma_update(None, "page_size", crate::layout::PAGE_SIZE)?;
         enable_wal(&conn)?;
         {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -289,6 +291,9 @@ impl Store {
             tx.execute_batch(SCHEMA_V6)?;
             tx.execute_batch(SCHEMA_V7)?;
             tx.execute_batch(SCHEMA_V8)?;
+            // A new file takes the upgrade's path to the message layout
+            // (with nothing to copy).
+            schema::to_message_layout(&tx, &keys)?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             schema::write_version(&tx, SCHEMA_VERSION)?;
             tx.execute(

@@ -700,15 +700,10 @@ fn a_damaged_row_is_reported_and_stays_missing_in_the_restored_history() {
     drop(alice);
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        let sealed: Vec<u8> = conn
-            .query_row("SELECT sealed FROM messages WHERE seq = 1", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        let mut bad = sealed.clone();
+        let conversation = common::raw_messages::only_conversation(&conn);
+        let mut bad = common::raw_messages::sealed(&conn, &conversation, 1);
         bad[30] ^= 1;
-        conn.execute("UPDATE messages SET sealed = ?1 WHERE seq = 1", [bad])
-            .unwrap();
+        common::raw_messages::put(&conn, &conversation, 1, &bad);
     }
     let alice = Store::open(&path, ALICE_PASS, &options()).unwrap();
     let (archive, summary) = export(&alice);

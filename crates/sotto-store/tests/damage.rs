@@ -11,10 +11,10 @@ use sotto_store::{Error, Row, Store};
 fn hide_rows(path: &std::path::Path, seqs: &[u64]) {
     // What a damaged index does to a reader: the rows are simply not found.
     let conn = rusqlite::Connection::open(path).unwrap();
+    let conversation = common::raw_messages::only_conversation(&conn);
     for seq in seqs {
         assert_eq!(
-            conn.execute("DELETE FROM messages WHERE seq = ?1", [*seq as i64])
-                .unwrap(),
+            common::raw_messages::delete(&conn, &conversation, *seq as i64),
             1
         );
     }

@@ -150,6 +150,7 @@ fn a_version_1_store_is_upgraded_and_keeps_working() {
     let waiting = p.bob_sends("waiting in the outbox");
     let path = p.bob_path();
     drop(p.bob);
+    common::to_clustered_message_layout(&path);
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(common::SEEN_ENVELOPES_AS_IN_V7).unwrap();
@@ -367,6 +368,7 @@ fn a_version_2_store_is_upgraded_and_its_one_time_prekeys_stay_live() {
     let mut p = pair();
     let path = p.bob_path();
     drop(p.bob);
+    common::to_clustered_message_layout(&path);
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(common::SEEN_ENVELOPES_AS_IN_V7).unwrap();

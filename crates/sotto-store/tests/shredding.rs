@@ -8,20 +8,13 @@ mod common;
 use std::path::Path;
 
 use common::{deliver, files, options, read};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use sotto_store::{Error, Store};
 
 type MessageRow = (Vec<u8>, i64, Vec<u8>);
 
 fn message_rows(path: &Path) -> Vec<MessageRow> {
-    Connection::open(path)
-        .unwrap()
-        .prepare("SELECT conversation, seq, sealed FROM messages ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    common::raw_messages::all(&Connection::open(path).unwrap())
 }
 
 fn count(path: &Path, sql: &str) -> i64 {
@@ -96,11 +89,7 @@ fn deleted_conversation_rows_and_key_are_gone_and_old_rows_no_longer_open() {
     {
         let conn = Connection::open(&path).unwrap();
         for (conversation, seq, sealed) in &old_rows {
-            conn.execute(
-                "INSERT OR IGNORE INTO messages (conversation, seq, sealed) VALUES (?1, ?2, ?3)",
-                params![conversation, seq, sealed],
-            )
-            .unwrap();
+            common::raw_messages::put_if_absent(&conn, conversation, *seq, sealed);
         }
     }
     let page = p.bob.history("alice", None, 10).unwrap();

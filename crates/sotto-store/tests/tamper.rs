@@ -32,32 +32,7 @@ fn raw(p: &common::Pair) -> Connection {
     Connection::open(p.bob_path()).unwrap()
 }
 
-/// The conversation lookup of the conversation with `n` messages.
-fn conversation_with(conn: &Connection, n: i64) -> Vec<u8> {
-    conn.query_row(
-        "SELECT conversation FROM messages GROUP BY conversation HAVING count(*) = ?1",
-        [n],
-        |r| r.get(0),
-    )
-    .unwrap()
-}
-
-fn sealed(conn: &Connection, conversation: &[u8], seq: i64) -> Vec<u8> {
-    conn.query_row(
-        "SELECT sealed FROM messages WHERE conversation = ?1 AND seq = ?2",
-        params![conversation, seq],
-        |r| r.get(0),
-    )
-    .unwrap()
-}
-
-fn set_sealed(conn: &Connection, conversation: &[u8], seq: i64, value: &[u8]) {
-    conn.execute(
-        "UPDATE messages SET sealed = ?1 WHERE conversation = ?2 AND seq = ?3",
-        params![value, conversation, seq],
-    )
-    .unwrap();
-}
+use common::raw_messages::{conversation_with, put as set_sealed, sealed};
 
 fn assert_corrupt_message(e: &Error, seq: u64) {
     assert!(
@@ -112,11 +87,9 @@ fn truncated_or_mistyped_rows_are_corrupt_too() {
         let value = sealed(&conn, &alice, 1);
         set_sealed(&conn, &alice, 1, &value[..value.len() - 1]);
         set_sealed(&conn, &alice, 2, &value[..10]);
-        conn.execute(
-            "UPDATE messages SET sealed = 42 WHERE conversation = ?1 AND seq = 4",
-            params![alice],
-        )
-        .unwrap();
+        let part0 = common::raw_messages::span(common::raw_messages::num(&conn, &alice), 4).0;
+        conn.execute("UPDATE messages SET sealed = 42 WHERE id = ?1", [part0])
+            .unwrap();
     }
     let page = p.bob.history("alice", None, 10).unwrap();
     let failed: Vec<u64> = page.failures().map(|(seq, _)| seq).collect();
@@ -141,11 +114,7 @@ fn a_sealed_value_copied_to_another_row_or_conversation_does_not_open() {
         let carols_first = sealed(&conn, &carol_conv, 1);
         set_sealed(&conn, &alice, 1, &carols_first);
         // Another conversation, inserted as a new row.
-        conn.execute(
-            "INSERT INTO messages (conversation, seq, sealed) VALUES (?1, 99, ?2)",
-            params![alice, carols_first],
-        )
-        .unwrap();
+        set_sealed(&conn, &alice, 99, &carols_first);
     }
     let page = p.bob.history("alice", None, 10).unwrap();
     let failed: Vec<u64> = page.failures().map(|(seq, _)| seq).collect();

@@ -6,14 +6,12 @@
 
 use std::io::Write;
 
-use rusqlite::params;
-
 use super::chunks::ChunkWriter;
 use super::header::{ArchiveSecret, HEADER_LEN, Header, Kdf};
 use super::parallel::{map_parts, threads_for};
 use super::records;
 use super::{ArchiveKey, ArchiveKind, ArchiveProgress, ArchiveSummary};
-use crate::db::{Conversation, Db, seq_from_sql};
+use crate::db::{Conversation, Db};
 use crate::error::Result;
 use crate::options::KdfParams;
 use crate::records::{
@@ -261,59 +259,66 @@ fn write_messages<W: Write>(
     conversation: &Conversation,
     mut after_each: impl FnMut(&ChunkWriter<W>),
 ) -> Result<Written> {
-    let mut stmt = db
-        .conn()
-        .prepare_cached("SELECT seq, sealed FROM messages WHERE conversation = ?1 ORDER BY seq")?;
-    let mut cursor = stmt.query(params![&conversation.lookup[..]])?;
     let mut written = Written {
         readable: 0,
         unreadable: 0,
     };
     let mut batch: Vec<(u64, Option<Vec<u8>>)> = Vec::with_capacity(BATCH_ROWS);
-    loop {
-        batch.clear();
-        let mut bytes = 0;
-        while batch.len() < BATCH_ROWS && bytes < BATCH_BYTES {
-            let Some(row) = cursor.next()? else { break };
-            let seq = seq_from_sql(row.get(0)?, "messages")?;
-            let sealed = row
-                .get_ref(1)
-                .ok()
-                .and_then(|v| v.as_blob().ok())
-                .map(<[u8]>::to_vec);
-            bytes += sealed.as_ref().map_or(0, Vec::len);
-            batch.push((seq, sealed));
+    let mut bytes = 0;
+    db.for_each_message(conversation, |seq, sealed| {
+        let sealed = sealed.ok();
+        bytes += sealed.as_ref().map_or(0, Vec::len);
+        batch.push((seq, sealed));
+        if batch.len() >= BATCH_ROWS || bytes >= BATCH_BYTES {
+            write_batch(w, conversation, &batch, &mut written, &mut after_each)?;
+            batch.clear();
+            bytes = 0;
         }
-        if batch.is_empty() {
-            return Ok(written);
-        }
-        let opened = map_parts(&batch, vec![(); threads_for(batch.len())], |(), part| {
-            Ok(part
-                .iter()
-                .map(|(seq, sealed)| {
-                    sealed
-                        .as_deref()
-                        .and_then(|s| conversation.open_message_record(*seq, s))
-                })
-                .collect())
-        })?;
-        for ((seq, _), record) in batch.iter().zip(opened) {
-            let parts = record.as_deref().and_then(|r| {
-                let head = message_head_len(r).ok()?;
-                Some((&r[..head], unpadded(&r[head..]).ok()?))
-            });
-            let seq_bytes = seq.to_be_bytes();
-            match parts {
-                Some((head, body)) => {
-                    write_record(w, records::MESSAGE, &[&seq_bytes, head, body])?;
-                    written.readable += 1;
-                }
-                None => {
-                    write_record(w, records::UNREADABLE, &[&seq_bytes])?;
-                    written.unreadable += 1;
-                }
-            }
-            after_each(w);
-        }
+        Ok(())
+    })?;
+    write_batch(w, conversation, &batch, &mut written, &mut after_each)?;
+    Ok(written)
+}
+
+/// Opens a batch of message rows (on several threads) and writes each as
+/// a message record, or an unreadable record.
+fn write_batch<W: Write>(
+    w: &mut ChunkWriter<W>,
+    conversation: &Conversation,
+    batch: &[(u64, Option<Vec<u8>>)],
+    written: &mut Written,
+    after_each: &mut impl FnMut(&ChunkWriter<W>),
+) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
     }
+    let opened = map_parts(batch, vec![(); threads_for(batch.len())], |(), part| {
+        Ok(part
+            .iter()
+            .map(|(seq, sealed)| {
+                sealed
+                    .as_deref()
+                    .and_then(|s| conversation.open_message_record(*seq, s))
+            })
+            .collect())
+    })?;
+    for ((seq, _), record) in batch.iter().zip(opened) {
+        let parts = record.as_deref().and_then(|r| {
+            let head = message_head_len(r).ok()?;
+            Some((&r[..head], unpadded(&r[head..]).ok()?))
+        });
+        let seq_bytes = seq.to_be_bytes();
+        match parts {
+            Some((head, body)) => {
+                write_record(w, records::MESSAGE, &[&seq_bytes, head, body])?;
+                written.readable += 1;
+            }
+            None => {
+                write_record(w, records::UNREADABLE, &[&seq_bytes])?;
+                written.unreadable += 1;
+            }
+        }
+        after_each(w);
+    }
+    Ok(())
 }

@@ -161,6 +161,7 @@ mod tests {
         let mut rng = StdRng::from_seed([3; 32]);
         let conversation = Conversation {
             lookup: [5; 32],
+            num: 1,
             contact: "bob".into(),
             key: ConversationKey::generate(&mut rng),
             next_seq: 10_000,

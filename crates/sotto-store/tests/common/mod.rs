@@ -116,3 +116,163 @@ pub(crate) fn sorted_contacts(store: &Store) -> Vec<Contact> {
     contacts.sort_by(|a, b| a.id.cmp(&b.id));
     contacts
 }
+
+/// Message rows as the store lays them out (docs/storage.md section 3,
+/// "Message rows"), for tests that damage or rearrange the file: row id
+/// = conversation number (19 bits) || seq (28 bits) || part (16 bits),
+/// each part at most 494 bytes of the sealed value.
+pub(crate) mod raw_messages {
+    use rusqlite::{Connection, OptionalExtension, params};
+
+    pub(crate) const PART_LEN: usize = 494;
+
+    pub(crate) fn id(num: i64, seq: i64, part: i64) -> i64 {
+        (num << 44) | (seq << 16) | part
+    }
+
+    /// The ids of message `seq`'s rows.
+    pub(crate) fn span(num: i64, seq: i64) -> (i64, i64) {
+        (id(num, seq, 0), id(num, seq + 1, 0))
+    }
+
+    /// The number of the conversation `lookup`.
+    pub(crate) fn num(conn: &Connection, lookup: &[u8]) -> i64 {
+        conn.query_row(
+            "SELECT num FROM conversations WHERE lookup = ?1",
+            [lookup],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// Every message: (conversation lookup, seq, sealed value), by seq.
+    pub(crate) fn all(conn: &Connection) -> Vec<(Vec<u8>, i64, Vec<u8>)> {
+        let mut out: Vec<(Vec<u8>, i64, Vec<u8>)> = Vec::new();
+        let mut stmt = conn
+            .prepare(
+                "SELECT c.lookup, m.id, m.sealed FROM messages m \
+                 JOIN conversations c ON c.num = (m.id >> 44) ORDER BY m.id",
+            )
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .unwrap();
+        for row in rows {
+            let (lookup, id, part) = row.unwrap();
+            let seq = (id >> 16) & ((1 << 28) - 1);
+            match out.last_mut() {
+                Some(last) if last.0 == lookup && last.1 == seq => last.2.extend(part),
+                _ => out.push((lookup, seq, part)),
+            }
+        }
+        out.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        out
+    }
+
+    /// Message `seq` of the conversation `lookup`, its parts put together.
+    pub(crate) fn sealed(conn: &Connection, lookup: &[u8], seq: i64) -> Vec<u8> {
+        all(conn)
+            .into_iter()
+            .find(|m| m.0 == lookup && m.1 == seq)
+            .map(|m| m.2)
+            .unwrap()
+    }
+
+    /// Replaces message `seq`'s rows with `value` cut into parts (the
+    /// message need not exist).
+    pub(crate) fn put(conn: &Connection, lookup: &[u8], seq: i64, value: &[u8]) {
+        delete(conn, lookup, seq);
+        let start = span(num(conn, lookup), seq).0;
+        let parts: Vec<&[u8]> = if value.is_empty() {
+            vec![value]
+        } else {
+            value.chunks(PART_LEN).collect()
+        };
+        for (i, part) in parts.into_iter().enumerate() {
+            conn.execute(
+                "INSERT INTO messages (id, sealed) VALUES (?1, ?2)",
+                params![start + i as i64, part],
+            )
+            .unwrap();
+        }
+    }
+
+    /// As [`put`], unless the message is there.
+    pub(crate) fn put_if_absent(conn: &Connection, lookup: &[u8], seq: i64, value: &[u8]) {
+        let start = span(num(conn, lookup), seq).0;
+        let present: Option<i64> = conn
+            .query_row("SELECT id FROM messages WHERE id = ?1", [start], |r| {
+                r.get(0)
+            })
+            .optional()
+            .unwrap();
+        if present.is_none() {
+            put(conn, lookup, seq, value);
+        }
+    }
+
+    /// Deletes message `seq`'s rows; returns how many there were.
+    pub(crate) fn delete(conn: &Connection, lookup: &[u8], seq: i64) -> usize {
+        let (start, end) = span(num(conn, lookup), seq);
+        conn.execute(
+            "DELETE FROM messages WHERE id >= ?1 AND id < ?2",
+            [start, end],
+        )
+        .unwrap()
+    }
+
+    /// The lookup of the only conversation with `n` messages.
+    pub(crate) fn conversation_with(conn: &Connection, n: usize) -> Vec<u8> {
+        let all = all(conn);
+        let mut lookups: Vec<Vec<u8>> = all.iter().map(|m| m.0.clone()).collect();
+        lookups.sort();
+        lookups.dedup();
+        let with: Vec<Vec<u8>> = lookups
+            .into_iter()
+            .filter(|l| all.iter().filter(|m| &m.0 == l).count() == n)
+            .collect();
+        assert_eq!(with.len(), 1, "one conversation with {n} messages");
+        with.into_iter().next().unwrap()
+    }
+
+    /// The lookup of the only conversation.
+    pub(crate) fn only_conversation(conn: &Connection) -> Vec<u8> {
+        conn.query_row("SELECT lookup FROM conversations", [], |r| r.get(0))
+            .unwrap()
+    }
+}
+
+/// Turns a closed store file back into the message layout of schema
+/// versions 1 to 8 (one clustered row per message, keyed by the
+/// conversation's lookup and the seq; no conversation numbers), as
+/// those versions wrote it: the sealed values are the same bytes. The
+/// caller sets `schema_version`.
+pub(crate) fn to_clustered_message_layout(path: &Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let messages = raw_messages::all(&conn);
+    conn.execute_batch(
+        "DROP TABLE messages;
+         CREATE TABLE messages (
+             conversation BLOB NOT NULL,
+             seq          INTEGER NOT NULL,
+             sealed       BLOB NOT NULL,
+             PRIMARY KEY (conversation, seq)
+         ) WITHOUT ROWID;
+         DROP INDEX conversations_by_num;
+         ALTER TABLE conversations DROP COLUMN num;",
+    )
+    .unwrap();
+    for (conversation, seq, sealed) in messages {
+        conn.execute(
+            "INSERT INTO messages (conversation, seq, sealed) VALUES (?1, ?2, ?3)",
+            rusqlite::params![conversation, seq, sealed],
+        )
+        .unwrap();
+    }
+}
