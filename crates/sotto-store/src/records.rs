@@ -49,6 +49,12 @@ const RECORD_VERSION: u8 = 0x01;
 const MESSAGE_WITH_DIGEST: u8 = 0x02;
 /// Version of a message record that names its author (a group message).
 const MESSAGE_WITH_AUTHOR: u8 = 0x03;
+/// Version of a message record without a digest whose head keeps 32 zero
+/// bytes in its place, so that every new message record's head is the same
+/// length: a record's sealed length must not tell whether it has a digest
+/// (a message sent from this device) or not (received, or a "sent" copy
+/// from another device).
+const MESSAGE_WITHOUT_DIGEST: u8 = 0x04;
 
 /// Longest contact id accepted, in bytes.
 pub const MAX_CONTACT_ID_LEN: usize = 1024;
@@ -588,7 +594,7 @@ pub(crate) fn encode_message(
     out.push(if digest.is_some() {
         MESSAGE_WITH_DIGEST
     } else {
-        RECORD_VERSION
+        MESSAGE_WITHOUT_DIGEST
     });
     out.push(match direction {
         Direction::Incoming => 0,
@@ -597,8 +603,9 @@ pub(crate) fn encode_message(
     out.push(state.to_byte());
     out.extend_from_slice(&timestamp.to_be_bytes());
     out.extend_from_slice(id.as_bytes());
-    if let Some(digest) = digest {
-        out.extend_from_slice(digest.as_bytes());
+    match digest {
+        Some(digest) => out.extend_from_slice(digest.as_bytes()),
+        None => out.extend_from_slice(&[0; 32]),
     }
     pad_into(body, &mut out)?;
     Ok(out)
@@ -637,7 +644,9 @@ pub(crate) fn encode_group_message(
 pub(crate) fn message_head_len(bytes: &[u8]) -> Decoded<usize> {
     let len = match bytes.first() {
         Some(&RECORD_VERSION) => MESSAGE_HEADER_LEN,
-        Some(&MESSAGE_WITH_DIGEST | &MESSAGE_WITH_AUTHOR) => MESSAGE_HEADER_LEN + 32,
+        Some(&MESSAGE_WITH_DIGEST | &MESSAGE_WITH_AUTHOR | &MESSAGE_WITHOUT_DIGEST) => {
+            MESSAGE_HEADER_LEN + 32
+        }
         _ => return Err(Malformed),
     };
     if bytes.len() < len || bytes[1] > 1 || DeliveryState::from_byte(bytes[2]).is_none() {
@@ -661,7 +670,7 @@ pub(crate) fn message_record_from_parts(head: &[u8], body: &[u8]) -> Result<Zero
 /// The digest kept in an outgoing message record, if it has one.
 pub(crate) fn message_digest(bytes: &[u8]) -> Decoded<Option<CiphertextDigest>> {
     match bytes.first() {
-        Some(&RECORD_VERSION | &MESSAGE_WITH_AUTHOR) => Ok(None),
+        Some(&RECORD_VERSION | &MESSAGE_WITH_AUTHOR | &MESSAGE_WITHOUT_DIGEST) => Ok(None),
         Some(&MESSAGE_WITH_DIGEST) => {
             let digest = bytes
                 .get(MESSAGE_HEADER_LEN..MESSAGE_HEADER_LEN + 32)
@@ -700,7 +709,7 @@ pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
     let version = r.u8()?;
     if !matches!(
         version,
-        RECORD_VERSION | MESSAGE_WITH_DIGEST | MESSAGE_WITH_AUTHOR
+        RECORD_VERSION | MESSAGE_WITH_DIGEST | MESSAGE_WITH_AUTHOR | MESSAGE_WITHOUT_DIGEST
     ) {
         return Err(Malformed);
     }
@@ -716,6 +725,11 @@ pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
     match version {
         MESSAGE_WITH_DIGEST => {
             r.take(32)?;
+        }
+        MESSAGE_WITHOUT_DIGEST => {
+            if r.take(32)?.iter().any(|&b| b != 0) {
+                return Err(Malformed);
+            }
         }
         MESSAGE_WITH_AUTHOR => {
             author = Some(IdentityKey::from_bytes(&r.array::<32>()?).map_err(|_| Malformed)?);
@@ -739,7 +753,7 @@ pub(crate) fn set_message_state(record: &mut [u8], state: DeliveryState) -> Deco
     if record.len() < MESSAGE_HEADER_LEN
         || !matches!(
             record[0],
-            RECORD_VERSION | MESSAGE_WITH_DIGEST | MESSAGE_WITH_AUTHOR
+            RECORD_VERSION | MESSAGE_WITH_DIGEST | MESSAGE_WITH_AUTHOR | MESSAGE_WITHOUT_DIGEST
         )
     {
         return Err(Malformed);
@@ -866,7 +880,9 @@ mod tests {
             b"body",
         )
         .unwrap();
-        assert_eq!(rec.len(), MESSAGE_HEADER_LEN + 256);
+        // Without a digest, the head is as long as with one.
+        assert_eq!(rec.len(), MESSAGE_HEADER_LEN + 32 + 256);
+        assert_eq!(rec[0], MESSAGE_WITHOUT_DIGEST);
         set_message_state(&mut rec, DeliveryState::Sent).unwrap();
         let m = decode_message(9, &rec).unwrap();
         assert_eq!(m.seq, 9);
@@ -877,6 +893,29 @@ mod tests {
         assert_eq!(m.body.as_slice(), b"body");
         assert!(decode_message(9, &rec[..rec.len() - 1]).is_err());
         assert_eq!(message_digest(&rec).unwrap(), None);
+
+        // The reserved bytes are zeros.
+        let mut nonzero = rec.to_vec();
+        nonzero[MESSAGE_HEADER_LEN] = 1;
+        assert!(decode_message(9, &nonzero).is_err());
+        // Every new record's head has one length, whatever the direction
+        // and whether it has a digest, so sealed lengths tell neither.
+        let incoming = encode_message(
+            Direction::Incoming,
+            DeliveryState::Received,
+            1,
+            &id,
+            None,
+            b"body",
+        )
+        .unwrap();
+        assert_eq!(incoming.len(), rec.len());
+        // A version 1 record (written before) is still read.
+        let mut v1 = rec[..MESSAGE_HEADER_LEN].to_vec();
+        v1[0] = RECORD_VERSION;
+        v1.extend_from_slice(&rec[MESSAGE_HEADER_LEN + 32..]);
+        assert_eq!(decode_message(9, &v1).unwrap().body.as_slice(), b"body");
+        assert_eq!(message_head_len(&v1).unwrap(), MESSAGE_HEADER_LEN);
 
         let digest = CiphertextDigest::of(b"ciphertext");
         let with = set_message_digest(9, &rec, &digest).unwrap();
