@@ -723,11 +723,10 @@ pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
     let envelope_id = EnvelopeId(r.array::<16>()?);
     let mut author = None;
     match version {
-        MESSAGE_WITH_DIGEST => {
-            r.take(32)?;
-        }
-        MESSAGE_WITHOUT_DIGEST => {
-            if r.take(32)?.iter().any(|&b| b != 0) {
+        MESSAGE_WITH_DIGEST | MESSAGE_WITHOUT_DIGEST => {
+            let digest = r.take(32)?;
+            // Without a digest, its place holds zeros.
+            if version == MESSAGE_WITHOUT_DIGEST && digest.iter().any(|&b| b != 0) {
                 return Err(Malformed);
             }
         }
