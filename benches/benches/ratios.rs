@@ -295,87 +295,12 @@ fn setup() -> Vec<Contender> {
             }),
         ));
     }
-    let alice = vodozemac::olm::Account::new();
-    let mut bob = vodozemac::olm::Account::new();
-    sessions.push(Contender::new(
-        "vodozemac",
-        Box::new(move |n| {
-            for _ in 0..n {
-                bob.generate_one_time_keys(1);
-                let otk = bob
-                    .one_time_keys()
-                    .into_values()
-                    .next()
-                    .expect("one-time key");
-                bob.mark_keys_as_published();
-                let mut outbound = alice
-                    .create_outbound_session(
-                        vodozemac::olm::SessionConfig::version_1(),
-                        bob.curve25519_key(),
-                        otk,
-                    )
-                    .expect("outbound");
-                let vodozemac::olm::OlmMessage::PreKey(first) =
-                    outbound.encrypt(&data).expect("encrypt")
-                else {
-                    panic!("a first Olm message is a pre-key message");
-                };
-                let created = bob
-                    .create_inbound_session(
-                        vodozemac::olm::SessionConfig::version_1(),
-                        alice.curve25519_key(),
-                        &first,
-                    )
-                    .expect("inbound");
-                black_box(created.plaintext.len());
-            }
-        }),
-    ));
+    sessions.push(olm_setup("vodozemac", false));
     // Olm as Matrix uses it: the one-time key is signed by its owner's
     // Ed25519 key, and the initiator verifies that signature before the
     // outbound session (vodozemac leaves both to the application), as
     // Sotto's `initiate` verifies the signed prekey.
-    let alice = vodozemac::olm::Account::new();
-    let mut bob = vodozemac::olm::Account::new();
-    let data = plaintext(64);
-    sessions.push(Contender::new(
-        "vodozemac_signed",
-        Box::new(move |n| {
-            for _ in 0..n {
-                bob.generate_one_time_keys(1);
-                let otk = bob
-                    .one_time_keys()
-                    .into_values()
-                    .next()
-                    .expect("one-time key");
-                bob.mark_keys_as_published();
-                let signature = bob.sign(otk.as_bytes());
-                bob.ed25519_key()
-                    .verify(otk.as_bytes(), &signature)
-                    .expect("signed one-time key");
-                let mut outbound = alice
-                    .create_outbound_session(
-                        vodozemac::olm::SessionConfig::version_1(),
-                        bob.curve25519_key(),
-                        otk,
-                    )
-                    .expect("outbound");
-                let vodozemac::olm::OlmMessage::PreKey(first) =
-                    outbound.encrypt(&data).expect("encrypt")
-                else {
-                    panic!("a first Olm message is a pre-key message");
-                };
-                let created = bob
-                    .create_inbound_session(
-                        vodozemac::olm::SessionConfig::version_1(),
-                        alice.curve25519_key(),
-                        &first,
-                    )
-                    .expect("inbound");
-                black_box(created.plaintext.len());
-            }
-        }),
-    ));
+    sessions.push(olm_setup("vodozemac_signed", true));
     // The unit: one X25519 Diffie-Hellman (x25519-dalek, as sotto-core
     // uses it).
     let secret = x25519_dalek::StaticSecret::from([0x42; 32]);
@@ -389,6 +314,54 @@ fn setup() -> Vec<Contender> {
         }),
     ));
     sessions
+}
+
+/// Olm's session setup with a first message of 64 bytes (see [`setup`]);
+/// with `signed`, the one-time key is signed and the signature checked.
+fn olm_setup(name: &'static str, signed: bool) -> Contender {
+    let alice = vodozemac::olm::Account::new();
+    let mut bob = vodozemac::olm::Account::new();
+    let data = plaintext(64);
+    Contender::new(
+        name,
+        Box::new(move |n| {
+            for _ in 0..n {
+                bob.generate_one_time_keys(1);
+                let otk = bob
+                    .one_time_keys()
+                    .into_values()
+                    .next()
+                    .expect("one-time key");
+                bob.mark_keys_as_published();
+                if signed {
+                    let signature = bob.sign(otk.as_bytes());
+                    bob.ed25519_key()
+                        .verify(otk.as_bytes(), &signature)
+                        .expect("signed one-time key");
+                }
+                let mut outbound = alice
+                    .create_outbound_session(
+                        vodozemac::olm::SessionConfig::version_1(),
+                        bob.curve25519_key(),
+                        otk,
+                    )
+                    .expect("outbound");
+                let vodozemac::olm::OlmMessage::PreKey(first) =
+                    outbound.encrypt(&data).expect("encrypt")
+                else {
+                    panic!("a first Olm message is a pre-key message");
+                };
+                let created = bob
+                    .create_inbound_session(
+                        vodozemac::olm::SessionConfig::version_1(),
+                        alice.curve25519_key(),
+                        &first,
+                    )
+                    .expect("inbound");
+                black_box(created.plaintext.len());
+            }
+        }),
+    )
 }
 
 fn ping_pong(size: usize) -> Vec<Contender> {

@@ -149,42 +149,31 @@ fn bench_receive(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
 
-    // One transaction (and one fsync) per message.
+    // One transaction per message: with `Durability::Full` (one fsync
+    // each), and with `Normal` (no fsync per commit, so what is left is
+    // the store's own work).
     group.throughput(Throughput::Elements(1));
-    let mut fixture: Option<Conversation> = None;
-    group.bench_function("receive", |b| {
-        let conversation = fixture.get_or_insert_with(Conversation::new);
-        b.iter_custom(|iters| {
-            let entries = conversation.send(iters);
-            let envelopes = Conversation::envelopes(&entries);
-            let start = Instant::now();
-            for envelope in &envelopes {
-                let received = conversation.bob.receive(envelope).expect("receive");
-                assert!(matches!(received, Received::Stored(_)));
-            }
-            start.elapsed()
-        })
-    });
-    drop(fixture.take());
-
-    // The same with `Durability::Normal`: no fsync per commit, so what is
-    // left is the store's own work.
-    let mut fixture: Option<Conversation> = None;
-    group.bench_function("receive_normal", |b| {
-        let conversation =
-            fixture.get_or_insert_with(|| Conversation::with_durability(Durability::Normal));
-        b.iter_custom(|iters| {
-            let entries = conversation.send(iters);
-            let envelopes = Conversation::envelopes(&entries);
-            let start = Instant::now();
-            for envelope in &envelopes {
-                let received = conversation.bob.receive(envelope).expect("receive");
-                assert!(matches!(received, Received::Stored(_)));
-            }
-            start.elapsed()
-        })
-    });
-    drop(fixture.take());
+    for (name, durability) in [
+        ("receive", Durability::Full),
+        ("receive_normal", Durability::Normal),
+    ] {
+        let mut fixture: Option<Conversation> = None;
+        group.bench_function(name, |b| {
+            let conversation =
+                fixture.get_or_insert_with(|| Conversation::with_durability(durability));
+            b.iter_custom(|iters| {
+                let entries = conversation.send(iters);
+                let envelopes = Conversation::envelopes(&entries);
+                let start = Instant::now();
+                for envelope in &envelopes {
+                    let received = conversation.bob.receive(envelope).expect("receive");
+                    assert!(matches!(received, Received::Stored(_)));
+                }
+                start.elapsed()
+            })
+        });
+        drop(fixture.take());
+    }
 
     // Alice's send (`Durability::Normal`): encrypt, store in history and
     // the outbox, one transaction.
