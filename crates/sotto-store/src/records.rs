@@ -667,6 +667,23 @@ pub(crate) fn message_record_from_parts(head: &[u8], body: &[u8]) -> Result<Zero
     Ok(out)
 }
 
+/// A message record of format 0x01 (27-byte head, written before format
+/// 0x04) as format 0x04: the same head and padded body with 32 zero bytes
+/// between them. `None` for any other record.
+pub(crate) fn message_head_without_digest_to_pad(record: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    if record.first() != Some(&RECORD_VERSION)
+        || message_head_len(record).ok()? != MESSAGE_HEADER_LEN
+    {
+        return None;
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(record.len() + 32));
+    out.push(MESSAGE_WITHOUT_DIGEST);
+    out.extend_from_slice(&record[1..MESSAGE_HEADER_LEN]);
+    out.extend_from_slice(&[0; 32]);
+    out.extend_from_slice(&record[MESSAGE_HEADER_LEN..]);
+    Some(out)
+}
+
 /// The digest kept in an outgoing message record, if it has one.
 pub(crate) fn message_digest(bytes: &[u8]) -> Decoded<Option<CiphertextDigest>> {
     match bytes.first() {
@@ -915,6 +932,12 @@ mod tests {
         v1.extend_from_slice(&rec[MESSAGE_HEADER_LEN + 32..]);
         assert_eq!(decode_message(9, &v1).unwrap().body.as_slice(), b"body");
         assert_eq!(message_head_len(&v1).unwrap(), MESSAGE_HEADER_LEN);
+        // Upgraded, it is the record written today.
+        assert_eq!(
+            message_head_without_digest_to_pad(&v1).unwrap().as_slice(),
+            &rec[..]
+        );
+        assert!(message_head_without_digest_to_pad(&rec).is_none());
 
         let digest = CiphertextDigest::of(b"ciphertext");
         let with = set_message_digest(9, &rec, &digest).unwrap();

@@ -14,7 +14,7 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 
 /// The schema version this library writes and reads.
-pub const SCHEMA_VERSION: u32 = MESSAGE_LAYOUT_VERSION;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// The version that lays messages out in parts ([`crate::layout`]). The
 /// only place its number is written: renumbering it renumbers the step.
@@ -381,7 +381,51 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         from: MESSAGE_LAYOUT_VERSION - 1,
         run: to_message_layout,
     },
+    Migration {
+        from: 9,
+        run: to_v10,
+    },
 ];
+
+/// Version 10: every message record of format 0x01 (a 27-byte head, no
+/// digest) is sealed again as format 0x04 (the same head with 32 zero
+/// bytes, 59 bytes as every other record's head), so that no sealed length
+/// tells a message sent from this device from one received
+/// (docs/storage.md sections 1 and 4). No table changes. A conversation or
+/// message that cannot be opened is left as it was (the store's `check`
+/// reports it); memory holds one conversation's seqs to rewrite, and one
+/// message at a time.
+fn to_v10(conn: &Connection, keys: &Keys) -> Result<()> {
+    let db = crate::db::Db::new(conn, keys);
+    let mut rng = crate::store::system_rng()?;
+    for lookup in db.conversation_lookups()? {
+        let Ok(Some(conversation)) = db.conversation_by_lookup(&lookup) else {
+            continue;
+        };
+        let mut old = Vec::new();
+        db.for_each_message(&conversation, |seq, sealed| {
+            let Ok(sealed) = sealed else { return Ok(()) };
+            if let Some(record) = conversation.open_message_record(seq, &sealed)
+                && crate::records::message_head_without_digest_to_pad(&record).is_some()
+            {
+                old.push(seq);
+            }
+            Ok(())
+        })?;
+        for seq in old {
+            let Some(sealed) = db.message_sealed(&conversation, seq)? else {
+                continue;
+            };
+            let Some(record) = conversation.open_message_record(seq, &sealed) else {
+                continue;
+            };
+            if let Some(padded) = crate::records::message_head_without_digest_to_pad(&record) {
+                db.update_message(&mut rng, &conversation, seq, &padded)?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The schema version recorded in the file, `None` if there is no `meta`
 /// table (not a store, or an empty file).

@@ -84,6 +84,35 @@ fn a_version_7_store_written_by_the_previous_code_is_converted_and_reads_the_sam
         }
     }
 
+    // Sealed again with the 59-byte head (schema 10): each message is as
+    // long as the same body written today, whatever its direction, so no
+    // length tells sent from received.
+    {
+        let fresh_path = dir.path().join("fresh.db");
+        let mut fresh = Store::create(&fresh_path, b"pw", &options()).unwrap();
+        let bodies: Vec<Vec<u8>> = SIZES.iter().map(|&s| body(s, 0)).collect();
+        let messages: Vec<NewMessage<'_>> = bodies
+            .iter()
+            .map(|b| NewMessage {
+                direction: Direction::Incoming,
+                state: DeliveryState::Received,
+                timestamp: 1,
+                body: b,
+            })
+            .collect();
+        fresh.import_messages("x", &messages).unwrap();
+        drop(fresh);
+        let fresh_len: std::collections::HashMap<i64, usize> = message_rows(&fresh_path)
+            .into_iter()
+            .map(|(_, seq, sealed)| (seq, sealed.len()))
+            .collect();
+        let rows = message_rows(&path);
+        assert_eq!(rows.len(), 19);
+        for (_, seq, sealed) in rows {
+            assert_eq!(sealed.len(), fresh_len[&seq], "seq {seq}");
+        }
+    }
+
     // Every row is a part of at most 494 bytes, and the conversations
     // have distinct numbers.
     {
