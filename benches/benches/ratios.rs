@@ -195,13 +195,14 @@ fn one_way(size: usize) -> Vec<Contender> {
     vec![sotto, olm, raw]
 }
 
-/// Protocol v2 one way against v1 one way and the raw AEAD: v2 first, so
-/// that the ratios printed are v2's.
-fn one_way_v2(size: usize) -> Vec<Contender> {
+/// Protocol v2's and v1's sessions (v2 first, so that the ratios printed
+/// are v2's), each running `size`-byte messages one way, or both ways in
+/// turn with `ping_pong` (so that every message ratchets).
+fn v2_and_v1(size: usize, ping_pong: bool, seed: u8) -> Vec<Contender> {
     let data = plaintext(size);
     let mut sessions = Vec::new();
     for (name, v2) in [("sotto_v2", true), ("sotto_v1", false)] {
-        let mut r = rng(3);
+        let mut r = rng(seed);
         let (mut alice, mut bob) = if v2 {
             established_pair_v2(&mut r)
         } else {
@@ -216,46 +217,31 @@ fn one_way_v2(size: usize) -> Vec<Contender> {
                 for _ in 0..n {
                     alice.encrypt_into(&data, &mut wire).expect("encrypt");
                     bob.decrypt_into(&wire, &mut out, &mut r).expect("decrypt");
+                    if ping_pong {
+                        bob.encrypt_into(&data, &mut wire).expect("encrypt");
+                        alice
+                            .decrypt_into(&wire, &mut out, &mut r)
+                            .expect("decrypt");
+                    }
                     black_box(out.len());
                 }
             }),
         ));
     }
+    sessions
+}
+
+/// Protocol v2 one way against v1 one way, vodozemac and the raw AEAD.
+fn one_way_v2(size: usize) -> Vec<Contender> {
+    let mut sessions = v2_and_v1(size, false, 3);
     // vodozemac and the raw AEAD, as in `one_way`.
     sessions.extend(one_way(size).into_iter().skip(1));
     sessions
 }
 
-/// Protocol v2 ping-pong (each side sends in turn, so every message
-/// ratchets) against v1's and vodozemac's.
+/// Protocol v2 ping-pong against v1's and vodozemac's.
 fn ping_pong_v2(size: usize) -> Vec<Contender> {
-    let data = plaintext(size);
-    let mut sessions = Vec::new();
-    for (name, v2) in [("sotto_v2", true), ("sotto_v1", false)] {
-        let mut r = rng(4);
-        let (mut alice, mut bob) = if v2 {
-            established_pair_v2(&mut r)
-        } else {
-            established_pair(&mut r)
-        }
-        .expect("pair");
-        let (mut wire, mut out) = (Vec::new(), Vec::new());
-        let data = data.clone();
-        sessions.push(Contender::new(
-            name,
-            Box::new(move |n| {
-                for _ in 0..n {
-                    alice.encrypt_into(&data, &mut wire).expect("encrypt");
-                    bob.decrypt_into(&wire, &mut out, &mut r).expect("decrypt");
-                    bob.encrypt_into(&data, &mut wire).expect("encrypt");
-                    alice
-                        .decrypt_into(&wire, &mut out, &mut r)
-                        .expect("decrypt");
-                    black_box(out.len());
-                }
-            }),
-        ));
-    }
+    let mut sessions = v2_and_v1(size, true, 4);
     sessions.extend(ping_pong(size).into_iter().skip(1));
     sessions
 }

@@ -90,17 +90,7 @@ fn a_version_7_store_written_by_the_previous_code_is_converted_and_reads_the_sam
     {
         let fresh_path = dir.path().join("fresh.db");
         let mut fresh = Store::create(&fresh_path, b"pw", &options()).unwrap();
-        let bodies: Vec<Vec<u8>> = SIZES.iter().map(|&s| body(s, 0)).collect();
-        let messages: Vec<NewMessage<'_>> = bodies
-            .iter()
-            .map(|b| NewMessage {
-                direction: Direction::Incoming,
-                state: DeliveryState::Received,
-                timestamp: 1,
-                body: b,
-            })
-            .collect();
-        fresh.import_messages("x", &messages).unwrap();
+        import_sizes(&mut fresh, "x", 0);
         drop(fresh);
         let fresh_len: std::collections::HashMap<i64, usize> = message_rows(&fresh_path)
             .into_iter()
@@ -164,21 +154,27 @@ fn a_version_7_store_written_by_the_previous_code_is_converted_and_reads_the_sam
     assert_eq!(report.messages, 19);
 }
 
+/// Imports `SIZES` into `store`'s conversation with `who`, bodies
+/// `body(size, tag)`, all incoming.
+fn import_sizes(store: &mut Store, who: &str, tag: u8) {
+    let bodies: Vec<Vec<u8>> = SIZES.iter().map(|&s| body(s, tag)).collect();
+    let messages: Vec<NewMessage<'_>> = bodies
+        .iter()
+        .map(|b| NewMessage {
+            direction: Direction::Incoming,
+            state: DeliveryState::Received,
+            timestamp: 1,
+            body: b,
+        })
+        .collect();
+    store.import_messages(who, &messages).unwrap();
+}
+
 /// A store with `SIZES` in two conversations, closed.
 fn store_with_history(path: &Path) {
     let mut store = Store::create(path, b"pw", &options()).unwrap();
     for (who, tag) in [("alice", 1u8), ("bob", 2)] {
-        let bodies: Vec<Vec<u8>> = SIZES.iter().map(|&s| body(s, tag)).collect();
-        let messages: Vec<NewMessage<'_>> = bodies
-            .iter()
-            .map(|b| NewMessage {
-                direction: Direction::Incoming,
-                state: DeliveryState::Received,
-                timestamp: 1,
-                body: b,
-            })
-            .collect();
-        store.import_messages(who, &messages).unwrap();
+        import_sizes(&mut store, who, tag);
     }
     assert!(store.delete_message("bob", 2).unwrap());
     store.checkpoint().unwrap();
