@@ -31,10 +31,13 @@ mod talk;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sotto::store::DeliveryState;
-use sotto::{Address, Client, ClientOptions, HistoryItem, RelayTrust, SendStatus};
+use sotto::{
+    Address, Client, ClientOptions, ConversationEvent, HistoryItem, RelayTrust, SendStatus,
+};
 use tokio_stream::StreamExt;
 
 #[derive(Parser)]
@@ -137,6 +140,15 @@ enum Command {
         /// How many messages.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Set the disappearing messages timer of the conversation with a
+    /// contact (both sides delete a message that long after it was read
+    /// or sent), or show it without DURATION.
+    Timer {
+        /// Contact name or address.
+        name: String,
+        /// How long messages stay: `30s`, `5m`, `1h`, `7d`, or `off`.
+        duration: Option<String>,
     },
     /// Show the safety number with a contact; --confirm marks it verified.
     Verify {
@@ -474,6 +486,27 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             print_history(&name, &items);
             damaged(items.iter().filter(|i| i.body.is_err()).count(), "message")?;
         }
+        Command::Timer { name, duration } => match duration {
+            None => match client.disappearing_timer(&name).await.map_err(s)? {
+                Some(timer) => println!(
+                    "Messages with {name} disappear {} after they are read or sent.",
+                    format_duration(timer)
+                ),
+                None => println!("Messages with {name} do not disappear."),
+            },
+            Some(text) => {
+                let timer = parse_duration(&text)?;
+                let offline = connect(client).await.err();
+                client
+                    .set_disappearing_timer(&name, timer)
+                    .await
+                    .map_err(s)?;
+                println!("{}.", timer_note("you", timer));
+                if let Some(why) = offline {
+                    println!("Stored; {why}. {name} is told on the next connection.");
+                }
+            }
+        },
         Command::Verify { name, confirm } => {
             let number = client.safety_number(&name).await.map_err(s)?;
             println!("Safety number with {name}:");
@@ -574,6 +607,55 @@ fn damaged(count: usize, what: &str) -> CliResult<()> {
     ))
 }
 
+/// Who changed a timer, as a history line names them.
+fn who_set(ours: bool, name: &str) -> &str {
+    if ours { "you" } else { name }
+}
+
+/// A timer change as one line: "alice set messages to disappear after 1h".
+pub(crate) fn timer_note(who: &str, timer: Option<Duration>) -> String {
+    match timer {
+        Some(t) => format!(
+            "{who} set messages to disappear {} after they are read or sent",
+            format_duration(t)
+        ),
+        None => format!("{who} turned disappearing messages off"),
+    }
+}
+
+/// `30s`, `5m`, `2h`, `7d` (the largest unit that divides it), or seconds.
+fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if s >= len && s.is_multiple_of(len) {
+            return format!("{}{unit}", s / len);
+        }
+    }
+    format!("{s}s")
+}
+
+/// `off`, or a number with a unit: `s`, `m`, `h`, `d`.
+fn parse_duration(text: &str) -> CliResult<Option<Duration>> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = || format!("not a duration: {text:?} (examples: 30s, 5m, 1h, 7d, off)");
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let len = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    let seconds = n
+        .checked_mul(len)
+        .filter(|&s| s > 0 && s <= u64::from(u32::MAX))
+        .ok_or_else(bad)?;
+    Ok(Some(Duration::from_secs(seconds)))
+}
+
 fn print_history(name: &str, items: &[HistoryItem]) {
     if items.is_empty() {
         println!("No messages with {name} yet.");
@@ -584,6 +666,15 @@ fn print_history(name: &str, items: &[HistoryItem]) {
             Some(DeliveryState::Failed(reason)) => format!("  (not sent: {reason})"),
             _ => String::new(),
         };
+        if let Some(ConversationEvent::TimerChanged { seconds }) = item.event {
+            let timer = (seconds > 0).then(|| Duration::from_secs(u64::from(seconds)));
+            println!(
+                "[{}] ({})",
+                item.seq,
+                timer_note(who_set(item.outgoing, name), timer)
+            );
+            continue;
+        }
         match &item.body {
             Ok(body) => println!(
                 "[{}] {who}: {}{note}",

@@ -131,6 +131,11 @@ pub(crate) async fn talk(client: &Client, name: &str) -> CliResult<()> {
                         println!("\r(message #{seq} could not be sent: {reason})");
                         prompt(&out);
                     }
+                    Some(ClientEvent::DisappearingTimerChanged { contact, timer, by_us }) if contact == contact_address => {
+                        let who = if by_us { "you" } else { name };
+                        println!("\r({})", crate::timer_note(who, timer));
+                        prompt(&out);
+                    }
                     Some(_) => {}
                     None => break,
                 }

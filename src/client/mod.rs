@@ -9,6 +9,7 @@
 //! | `contacts.rs` | contacts, safety numbers, history, read marks |
 //! | `devices.rs` | the account's device list (docs/devices.md) |
 //! | `identity.rs` | a contact's identity change: announced, accepted or refused |
+//! | `disappearing.rs` | disappearing messages: the timer, the countdowns, the deletions |
 //! | `types.rs` | options, events, messages, history rows |
 //! | `receive.rs` | the receive pipeline: envelope bytes in, typed outcome out, no network |
 //! | `mailbox.rs` | receiving over the relay: fetch, pipeline, acknowledge, announce |
@@ -32,6 +33,7 @@ use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 mod archive;
 mod contacts;
 mod devices;
+mod disappearing;
 mod groups;
 mod identity;
 mod link;
@@ -53,8 +55,9 @@ pub use transfer::HistoryTransfer;
 #[cfg(feature = "test-hooks")]
 pub use types::Fault;
 pub use types::{
-    ClientEvent, ClientOptions, ContactInfo, DisconnectReason, DropReason, Events, HistoryItem,
-    IdentityChange, IncomingMessage, SendStatus, Sent, Step, Undecryptable, UnreadableRow,
+    ClientEvent, ClientOptions, Clock, ContactInfo, DisconnectReason, DropReason, Events,
+    HistoryItem, IdentityChange, IncomingMessage, SendStatus, Sent, Step, Undecryptable,
+    UnreadableRow,
 };
 
 use self::mailbox::Settled;
@@ -94,6 +97,9 @@ impl Drop for Lifetime {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.upgrade() {
             if let Some(h) = lock(&shared.supervisor).take() {
+                h.abort();
+            }
+            if let Some(h) = lock(&shared.sweeper).take() {
                 h.abort();
             }
             lock(&shared.connection).take();
@@ -172,6 +178,7 @@ impl Client {
             events,
             connection: Mutex::new(None),
             supervisor: Mutex::new(None),
+            sweeper: Mutex::new(None),
             processing: tokio::sync::Mutex::new(()),
             publishing: tokio::sync::Mutex::new(()),
             notices: Mutex::new(Default::default()),
@@ -186,6 +193,8 @@ impl Client {
             group_members: Default::default(),
             static_secrets: Mutex::new(std::collections::HashMap::new()),
         });
+        // Disappearing messages go on time whether connected or not.
+        *lock(&shared.sweeper) = Some(tokio::spawn(disappearing::sweep(Arc::downgrade(&shared))));
         Ok(Self {
             _lifetime: Arc::new(Lifetime {
                 shared: Arc::downgrade(&shared),

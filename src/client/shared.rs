@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) events: broadcast::Sender<ClientEvent>,
     pub(crate) connection: Mutex<Option<Arc<RelayClient>>>,
     pub(crate) supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// The task that deletes disappearing messages whose time ran out.
+    pub(crate) sweeper: Mutex<Option<JoinHandle<()>>>,
     /// Serializes envelope processing and outbox flushing.
     pub(crate) processing: tokio::sync::Mutex<()>,
     /// Serializes prekey uploads: a stock count and the top-up it leads to,

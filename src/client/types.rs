@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use sotto_core::{DeviceId, SafetyNumber};
 use sotto_relay::{ClientConfig, ErrorCode};
-use sotto_store::{DeliveryState, OpenOptions, ResendPolicy, SendFailure, SignedPreKeyPolicy};
+use sotto_store::{
+    ConversationEvent, DeliveryState, OpenOptions, ResendPolicy, SendFailure, SignedPreKeyPolicy,
+};
 use tokio::sync::broadcast;
 
 use crate::address::Address;
@@ -59,6 +61,11 @@ pub struct ClientOptions {
     /// [`Client::receive_envelope`](crate::Client::receive_envelope) (for
     /// example in a background task that batches work).
     pub auto_receive: bool,
+    /// The clock disappearing messages count by (docs/client.md,
+    /// "Disappearing messages"), which also dates received messages and
+    /// the relay's acceptance of sent ones: the system's by default; a
+    /// [`Clock::manual`] lets a test or an app move time itself.
+    pub clock: Clock,
     /// Fault injection for crash tests.
     #[cfg(feature = "test-hooks")]
     pub fault: Option<Fault>,
@@ -89,9 +96,63 @@ impl Default for ClientOptions {
             outbox_retry_min: Duration::from_secs(1),
             event_capacity: 1024,
             auto_receive: true,
+            clock: Clock::system(),
             #[cfg(feature = "test-hooks")]
             fault: None,
         }
+    }
+}
+
+/// Where the client reads the time for disappearing messages: when a
+/// message's countdown starts and when it has run out. The system clock
+/// by default; a manual clock moves only when told to (tests, or an app
+/// with a trusted time source of its own). Clones share the time.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    manual: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self { manual: None }
+    }
+
+    /// A clock that reads `start_ms` (milliseconds since the Unix epoch)
+    /// until [`set`](Self::set) or [`advance`](Self::advance) moves it.
+    pub fn manual(start_ms: u64) -> Self {
+        Self {
+            manual: Some(Arc::new(std::sync::atomic::AtomicU64::new(start_ms))),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        match &self.manual {
+            Some(ms) => ms.load(std::sync::atomic::Ordering::SeqCst),
+            None => super::shared::now_ms(),
+        }
+    }
+
+    /// Moves a manual clock forward by `by`; returns false (and does
+    /// nothing) for the system clock.
+    pub fn advance(&self, by: Duration) -> bool {
+        let Some(ms) = &self.manual else {
+            return false;
+        };
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        ms.fetch_add(by, std::sync::atomic::Ordering::SeqCst);
+        true
+    }
+
+    /// Sets a manual clock to `ms`; returns false (and does nothing) for
+    /// the system clock.
+    pub fn set(&self, ms: u64) -> bool {
+        let Some(clock) = &self.manual else {
+            return false;
+        };
+        clock.store(ms, std::sync::atomic::Ordering::SeqCst);
+        true
     }
 }
 
@@ -209,6 +270,25 @@ pub enum ClientEvent {
     /// or refuses the change. Compare the new safety number with the
     /// contact out of band first: nothing proves the claim.
     IdentityChanged(Box<IdentityChange>),
+    /// The disappearing messages timer of the conversation with `contact`
+    /// changed (by this account, from this or another of its devices,
+    /// when `by_us`); it is also an event in the conversation's history.
+    DisappearingTimerChanged {
+        /// The contact.
+        contact: Address,
+        /// Seconds a message stays once read or sent; `None`: off.
+        timer: Option<Duration>,
+        /// True when this account changed it.
+        by_us: bool,
+    },
+    /// Messages of the conversation with `contact` disappeared: their
+    /// timer ran out and they were deleted from the store.
+    MessagesExpired {
+        /// The contact.
+        contact: Address,
+        /// The messages (seqs in the conversation).
+        seqs: Vec<u64>,
+    },
     /// A message of ours was given up for good: the relay refused it in a
     /// way sending again cannot change. It is `DeliveryState::Failed` in
     /// history; the messages after it were not held back.
@@ -468,8 +548,13 @@ pub struct HistoryItem {
     pub timestamp: u64,
     /// Where the message stands (`None` for an unreadable row).
     pub state: Option<DeliveryState>,
-    /// The plaintext, or why this row could not be read.
+    /// The plaintext, or why this row could not be read. Empty for an
+    /// event.
     pub body: Result<Vec<u8>, UnreadableRow>,
+    /// `Some` when the row is an event of the conversation rather than a
+    /// message: its disappearing messages timer changed (by us when
+    /// `outgoing`).
+    pub event: Option<ConversationEvent>,
 }
 
 impl core::fmt::Debug for HistoryItem {
@@ -478,6 +563,7 @@ impl core::fmt::Debug for HistoryItem {
             .field("seq", &self.seq)
             .field("outgoing", &self.outgoing)
             .field("state", &self.state)
+            .field("event", &self.event)
             .finish_non_exhaustive()
     }
 }

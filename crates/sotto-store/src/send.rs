@@ -222,6 +222,8 @@ impl Store {
             // the contact's side.
             if !record.to.is_own() {
                 advance_state(db, rng, &conversation, row.seq, DeliveryState::Sent)?;
+                // Sent: a disappearing message's countdown starts.
+                crate::disappearing::start_countdown(db, rng, &conversation, row.seq, now)?;
             }
             Ok(true)
         })
