@@ -9,8 +9,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const PASSPHRASE: &str = "tui test passphrase";
-const ROWS: u16 = 26;
-const COLS: u16 = 100;
+const ROWS: u16 = 24;
+const COLS: u16 = 90;
 /// How long the screen may take to show something.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -56,8 +56,12 @@ impl Drop for Relay {
 
 /// `chat relay` on an ephemeral loopback port; returns it and its address.
 fn start_relay(dir: &Path) -> (Relay, String) {
+    start_relay_at(dir, "127.0.0.1:0")
+}
+
+fn start_relay_at(dir: &Path, listen: &str) -> (Relay, String) {
     let mut child = Command::new(chat_binary())
-        .args(["relay", "--listen", "127.0.0.1:0", "--db"])
+        .args(["relay", "--listen", listen, "--db"])
         .arg(dir.join("relay.db"))
         .stdout(Stdio::piped())
         .stdin(Stdio::null())
@@ -188,7 +192,7 @@ impl Screen {
 #[test]
 fn the_interface_sends_receives_marks_delivery_and_counts_unread() {
     let dir = tempfile::tempdir().unwrap();
-    let (_relay, addr) = start_relay(dir.path());
+    let (relay, addr) = start_relay(dir.path());
     let (alice, alice_address) = profile(dir.path(), "alice", &addr);
     let (bob, bob_address) = profile(dir.path(), "bob", &addr);
     let (carol, carol_address) = profile(dir.path(), "carol", &addr);
@@ -196,6 +200,8 @@ fn the_interface_sends_receives_marks_delivery_and_counts_unread() {
     ok(chat(&alice, &["add", "carol", &carol_address]));
     ok(chat(&bob, &["add", "alice", &alice_address]));
     ok(chat(&carol, &["add", "alice", &alice_address]));
+    ok(chat(&alice, &["group", "create", "lunch", "bob", "carol"]));
+    ok(chat(&carol, &["sync"]));
     // One message from Carol already in Alice's store before the
     // interface opens (counted from the history), one while it is open
     // (counted as it arrives).
@@ -213,6 +219,7 @@ fn the_interface_sends_receives_marks_delivery_and_counts_unread() {
     });
     assert_eq!(screen.unread("carol"), Some(1), "{}", screen.contents());
     assert_eq!(screen.unread("bob"), Some(0), "{}", screen.contents());
+    assert_eq!(screen.unread("#lunch"), Some(0), "{}", screen.contents());
 
     // Alice types to Bob.
     screen.keys("hello bob, from the full screen\r");
@@ -237,6 +244,10 @@ fn the_interface_sends_receives_marks_delivery_and_counts_unread() {
     screen.wait_for("carol's unread count at 2", |s| {
         s.unread("carol") == Some(2)
     });
+    // And in the group.
+    ok(chat(&carol, &["send", "#lunch", "who is in?"]));
+    screen.wait_for("one unread in #lunch", |s| s.unread("#lunch") == Some(1));
+    // The capture in docs/cli.md.
     println!("{}", screen.contents());
 
     // Tab opens Carol's conversation: her messages, nothing unread.
@@ -261,6 +272,47 @@ fn the_interface_sends_receives_marks_delivery_and_counts_unread() {
     screen.keys("\x15");
     screen.wait_for("an empty input line", |s| s.input_line().is_empty());
 
+    // A longer conversation than one page of history.
+    let mut lines = String::new();
+    for i in 1..=60 {
+        lines.push_str(&format!("line {i}\r"));
+    }
+    screen.keys(&lines);
+    screen.wait_for_text("me: line 60  (");
+
+    // Ctrl-N: the group, its message read, and Alice's answer reaches Bob.
+    screen.keys("\x0e");
+    screen.wait_for_text("carol: who is in?");
+    assert_eq!(screen.unread("#lunch"), Some(0), "{}", screen.contents());
+    screen.keys("me too\r");
+    screen.wait_for_text("me: me too  (sent)");
+    let synced = ok(chat(&bob, &["sync"]));
+    assert!(synced.contains("#lunch alice: me too"), "{synced}");
+
+    // Ctrl-P: back to Carol, opened again from the store with the newest
+    // page; Page Up reads older pages until the first message.
+    screen.keys("\x10");
+    screen.wait_for_text("me: line 60  (");
+    assert!(!screen.contents().contains("lunch at noon?"));
+    for _ in 0..10 {
+        screen.keys("\x1b[5~");
+        screen.pump();
+        if screen
+            .contents()
+            .contains("(beginning of the conversation)")
+        {
+            break;
+        }
+        screen.wait_for("older rows", |s| !s.contents().contains("me: line 60"));
+    }
+    screen.wait_for_text("(beginning of the conversation)");
+    screen.wait_for_text("[1] carol: lunch at noon?");
+    // Page Down comes back to the newest.
+    for _ in 0..10 {
+        screen.keys("\x1b[6~");
+    }
+    screen.wait_for_text("me: line 60  (");
+
     // Shift-Tab goes back to Bob, with the history from the store.
     screen.keys("\x1b[Z");
     screen.wait_for("bob's conversation again", |s| {
@@ -268,6 +320,16 @@ fn the_interface_sends_receives_marks_delivery_and_counts_unread() {
             .contains("me: hello bob, from the full screen  (delivered)")
             && s.contents().contains("bob: hi alice, seen it")
     });
+
+    // The relay goes away: the status line says so, a message waits in
+    // the outbox (queued), and goes out when the relay is back.
+    drop(relay);
+    screen.wait_for_text("offline (");
+    screen.keys("still there?\r");
+    screen.wait_for_text("me: still there?  (queued)");
+    let _relay = start_relay_at(dir.path(), &addr).0;
+    screen.wait_for_text(&format!("connected to {addr}"));
+    screen.wait_for_text("me: still there?  (sent)");
 
     // Ctrl-C ends it and leaves the terminal as it was.
     screen.keys("\x03");

@@ -112,7 +112,7 @@ pub(crate) async fn run(client: &Client) -> CliResult<()> {
             return Err(format!("cannot set up the terminal: {e}"));
         }
     };
-    let _guard = TerminalGuard;
+    let guard = TerminalGuard;
     let mut keys = EventStream::new();
     let mut signals = Signals::new()?;
     let draw_error = |e: std::io::Error| format!("cannot draw on the terminal: {e}");
@@ -135,7 +135,9 @@ pub(crate) async fn run(client: &Client) -> CliResult<()> {
         }
     }
     drop(terminal);
-    client.disconnect().await;
+    // The terminal back first: the caller disconnects, which can take a
+    // moment (an envelope being stored is finished first).
+    drop(guard);
     Ok(())
 }
 
@@ -199,7 +201,15 @@ impl App {
     async fn reload_list(&mut self) {
         let open_peer = self.open_conversation().map(|c| c.peer.clone());
         match conversation::list(&self.client).await {
-            Ok((conversations, names, _)) => {
+            Ok((mut conversations, names, _)) => {
+                // Group counts are kept here, not in the store.
+                for c in &mut conversations {
+                    if let Peer::Group(_) = c.peer
+                        && let Some(old) = self.conversations.iter().find(|o| o.peer == c.peer)
+                    {
+                        c.unread = old.unread;
+                    }
+                }
                 self.conversations = conversations;
                 self.names = names;
             }
@@ -554,10 +564,13 @@ impl App {
     }
 }
 
-/// Ctrl-C from outside (raw mode turns the key into a key press),
-/// SIGTERM and SIGHUP: each ends the interface the normal way, restoring
-/// the terminal.
+/// SIGINT from outside (raw mode turns Ctrl-C into a key press), SIGTERM
+/// and SIGHUP: each ends the interface the normal way, restoring the
+/// terminal. Listened for from the start, so none is missed between two
+/// turns of the loop.
 struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -571,6 +584,7 @@ impl Signals {
             use tokio::signal::unix::{SignalKind, signal};
             let e = |e: std::io::Error| format!("cannot listen for signals: {e}");
             Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).map_err(e)?,
                 term: signal(SignalKind::terminate()).map_err(e)?,
                 hangup: signal(SignalKind::hangup()).map_err(e)?,
             })
@@ -582,7 +596,7 @@ impl Signals {
     async fn next(&mut self) {
         #[cfg(unix)]
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = self.interrupt.recv() => {}
             _ = self.term.recv() => {}
             _ = self.hangup.recv() => {}
         }

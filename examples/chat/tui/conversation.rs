@@ -158,8 +158,9 @@ async fn count_unread(client: &Client, contact: &str) -> sotto::Result<(usize, b
             }
         }
         match page.last() {
-            Some(last) if page.len() == PAGE && count < UNREAD_SCAN => before = Some(last.seq),
-            _ => return Ok((count, page.len() == PAGE)),
+            _ if count >= UNREAD_SCAN => return Ok((UNREAD_SCAN, true)),
+            Some(last) if page.len() == PAGE => before = Some(last.seq),
+            _ => return Ok((count, false)),
         }
     }
 }

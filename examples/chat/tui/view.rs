@@ -13,7 +13,8 @@ use super::conversation::Shown;
 use super::{App, Link};
 
 /// The keys, on the bottom line.
-const HELP: &str = "Enter send  Tab/S-Tab or C-n/C-p conversation  PgUp/PgDn scroll  Up/Down earlier lines  C-c quit";
+const HELP: &str =
+    "Enter send  Tab/S-Tab C-n/C-p switch  PgUp/PgDn scroll  Up/Down recall  C-c quit";
 
 /// Width of the conversation list.
 const LIST_WIDTH: u16 = 24;
