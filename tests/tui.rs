@@ -102,7 +102,7 @@ impl Screen {
         command
             .arg("-c")
             .arg(format!(
-                "stty rows {ROWS} cols {COLS} && \"$0\" --profile \"$1\"; echo \"chat exited with $?\"; stty -a"
+                "echo \"shell $$\"; stty rows {ROWS} cols {COLS} && \"$0\" --profile \"$1\"; echo \"chat exited with $?\"; stty -a"
             ))
             .arg(chat_binary())
             .arg(profile)
@@ -307,11 +307,13 @@ fn the_interface_sends_receives_marks_delivery_and_counts_unread() {
     }
     screen.wait_for_text("(beginning of the conversation)");
     screen.wait_for_text("[1] carol: lunch at noon?");
+    screen.wait_for_text(" newer below: PgDn ");
     // Page Down comes back to the newest.
     for _ in 0..10 {
         screen.keys("\x1b[6~");
     }
     screen.wait_for_text("me: line 60  (");
+    screen.wait_for("no more below", |s| !s.contents().contains("newer below"));
 
     // Shift-Tab goes back to Bob, with the history from the store.
     screen.keys("\x1b[Z");
@@ -331,32 +333,90 @@ fn the_interface_sends_receives_marks_delivery_and_counts_unread() {
     screen.wait_for_text(&format!("connected to {addr}"));
     screen.wait_for_text("me: still there?  (sent)");
 
+    // The commands of the input line.
+    screen.keys("/verify\r");
+    screen.wait_for_text("| safety number with bob: ");
+    screen.keys("/nope\r");
+    screen.wait_for_text("| unknown command /nope");
+    assert!(!screen.contents().contains("me: /nope"));
+
     // Ctrl-C ends it and leaves the terminal as it was.
     screen.keys("\x03");
-    let rest = screen.session.exp_eof().unwrap();
-    let rest: Vec<u8> = rest.chars().map(|c| u32::from(c) as u8).collect();
-    screen.parser.process(&rest);
-    screen.output.extend_from_slice(&rest);
-    let all = String::from_utf8_lossy(&screen.output).into_owned();
-    assert!(all.contains("chat exited with 0"), "{all}");
-    assert!(
-        !screen.parser.screen().alternate_screen(),
-        "still on the alternate screen"
-    );
-    assert!(
-        !screen.parser.screen().hide_cursor(),
-        "the cursor is hidden"
-    );
-    // Raw mode is off: line editing and signals are back on.
-    let modes: Vec<&str> = all
-        .rsplit("chat exited with 0")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    for mode in ["icanon", "isig", "icrnl", "opost"] {
-        assert!(modes.contains(&mode), "{mode} is off: {modes:?}");
+    screen.ends_with_the_terminal_restored();
+}
+
+impl Screen {
+    /// The process id of the chat, the shell's child.
+    fn chat_pid(&mut self) -> u32 {
+        self.wait_for("the shell's pid", |s| {
+            String::from_utf8_lossy(&s.output).contains("shell ")
+        });
+        let output = String::from_utf8_lossy(&self.output).into_owned();
+        let shell: u32 = output
+            .split("shell ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|pid| pid.parse().ok())
+            .unwrap();
+        // `/proc/PID/stat`: "PID (COMM) STATE PPID ...".
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|entry| {
+                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                let (_, after) = stat.rsplit_once(") ")?;
+                let parent: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
+                (parent == shell && stat.contains("(chat)")).then_some(pid)
+            })
+            .next()
+            .unwrap()
     }
+
+    /// Waits for the end, then checks that the chat exited with 0 and gave
+    /// the terminal back: the normal screen, the cursor shown, and raw mode
+    /// off (line editing and signals on, as `stty -a` prints after it).
+    fn ends_with_the_terminal_restored(mut self) {
+        let rest = self.session.exp_eof().unwrap();
+        let rest: Vec<u8> = rest.chars().map(|c| u32::from(c) as u8).collect();
+        self.parser.process(&rest);
+        self.output.extend_from_slice(&rest);
+        let all = String::from_utf8_lossy(&self.output).into_owned();
+        assert!(all.contains("chat exited with 0"), "{all}");
+        assert!(
+            !self.parser.screen().alternate_screen(),
+            "still on the alternate screen"
+        );
+        assert!(!self.parser.screen().hide_cursor(), "the cursor is hidden");
+        let modes: Vec<&str> = all
+            .rsplit("chat exited with 0")
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        for mode in ["icanon", "isig", "icrnl", "opost"] {
+            assert!(modes.contains(&mode), "{mode} is off: {modes:?}");
+        }
+    }
+}
+
+#[test]
+fn without_a_relay_or_contacts_it_says_so_and_sigterm_restores_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let dana = dir.path().join("dana");
+    ok(chat(&dana, &["init"]));
+    let mut screen = Screen::open(&dana);
+    screen.wait_for_text("no relay: run `chat register --relay ADDR`");
+    screen.wait_for_text("no contacts yet");
+    screen.keys("hello?\r");
+    screen.wait_for_text("no conversation open");
+    let pid = screen.chat_pid();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    screen.ends_with_the_terminal_restored();
 }
 
 #[test]

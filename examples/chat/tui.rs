@@ -54,6 +54,7 @@ pub(crate) struct App {
     /// fit: what scrolling works with.
     view_rows: usize,
     view_height: usize,
+    view_width: usize,
     quit: bool,
 }
 
@@ -99,6 +100,7 @@ pub(crate) async fn run(client: &Client) -> CliResult<()> {
         }),
         view_rows: 0,
         view_height: 0,
+        view_width: 0,
         quit: false,
     };
     if !app.conversations.is_empty() {
@@ -538,15 +540,17 @@ impl App {
     async fn arrived(&mut self, index: usize, seq: u64, author: String, body: Vec<u8>) {
         if self.is_open(index) {
             if let Some(open) = self.open.as_mut() {
-                open.put(
-                    seq,
-                    Shown {
-                        outgoing: false,
-                        author,
-                        state: Some(DeliveryState::Received),
-                        body: Ok(String::from_utf8_lossy(&body).into_owned()),
-                    },
-                );
+                let shown = Shown {
+                    outgoing: false,
+                    author,
+                    state: Some(DeliveryState::Received),
+                    body: Ok(String::from_utf8_lossy(&body).into_owned()),
+                };
+                // Scrolled up to read older messages: the view stays put.
+                if open.scroll > 0 {
+                    open.scroll += view::rows_of(seq, &shown, self.view_width);
+                }
+                open.put(seq, shown);
             }
             self.mark_read().await;
         } else if let Some(c) = self.conversations.get_mut(index) {

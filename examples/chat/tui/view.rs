@@ -82,10 +82,10 @@ fn draw_conversation(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
         Some(c) => format!(" {} ", c.label),
         None => " No conversation ".to_owned(),
     };
-    let block = Block::bordered().title(title);
+    let mut block = Block::bordered().title(title);
     let inner = block.inner(area);
-    frame.render_widget(block, area);
     let Some(open) = app.open.as_mut() else {
+        frame.render_widget(block, area);
         return;
     };
     let width = usize::from(inner.width).max(1);
@@ -111,9 +111,18 @@ fn draw_conversation(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
     open.scroll = open.scroll.min(top_limit);
     app.view_rows = rows.len();
     app.view_height = height;
+    app.view_width = width;
+    if open.scroll > 0 {
+        block = block.title_bottom(Line::from(" newer below: PgDn ").right_aligned());
+    }
     let first = top_limit - open.scroll;
     let shown: Vec<Line<'static>> = rows.into_iter().skip(first).take(height).collect();
-    frame.render_widget(Paragraph::new(shown), inner);
+    frame.render_widget(Paragraph::new(shown).block(block), area);
+}
+
+/// How many rows `m` takes in a conversation `width` columns wide.
+pub(crate) fn rows_of(seq: u64, m: &Shown, width: usize) -> usize {
+    wrap(message_spans(seq, m), width.max(1)).len()
 }
 
 /// One message as styled pieces: `[seq] author: body  (mark)`.
