@@ -289,7 +289,7 @@ fn columns(s: &str) -> usize {
     s.chars().map(|c| c.width().unwrap_or(0)).sum()
 }
 
-/// `s` cut to `width` columns, with `~` where it was cut.
+/// `s` cut to `width` columns, with `…` where it was cut.
 fn fit(s: &str, width: usize) -> String {
     if columns(s) <= width {
         return s.to_owned();
@@ -304,6 +304,6 @@ fn fit(s: &str, width: usize) -> String {
         used += w;
         out.push(c);
     }
-    out.push('~');
+    out.push('…');
     out
 }
