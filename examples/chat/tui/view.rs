@@ -74,6 +74,10 @@ fn draw_list(frame: &mut Frame<'_>, app: &App, area: Rect) {
         rows.push(Line::from("no contacts yet:"));
         rows.push(Line::from("chat add NAME ADDRESS"));
     }
+    // More conversations than rows: the open one stays in view.
+    let height = usize::from(inner.height).max(1);
+    let first = open.map_or(0, |i| (i + 1).saturating_sub(height));
+    let rows: Vec<Line<'_>> = rows.into_iter().skip(first).collect();
     frame.render_widget(Paragraph::new(rows).block(block), area);
 }
 
