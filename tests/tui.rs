@@ -329,7 +329,7 @@ fn the_interface_sends_receives_marks_delivery_and_counts_unread() {
     screen.wait_for_text("offline (");
     screen.keys("still there?\r");
     screen.wait_for_text("me: still there?  (queued)");
-    let _relay = start_relay_at(dir.path(), &addr).0;
+    let relay = start_relay_at(dir.path(), &addr).0;
     screen.wait_for_text(&format!("connected to {addr}"));
     screen.wait_for_text("me: still there?  (sent)");
 
@@ -340,9 +340,24 @@ fn the_interface_sends_receives_marks_delivery_and_counts_unread() {
     screen.wait_for_text("| unknown command /nope");
     assert!(!screen.contents().contains("me: /nope"));
 
-    // Ctrl-C ends it and leaves the terminal as it was.
+    // A relay that stops answering holds a send up (for its 30 s request
+    // timeout), not the interface: Ctrl-C still ends it at once, and
+    // leaves the terminal as it was.
+    let stopped = Command::new("kill")
+        .args(["-STOP", &relay.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    screen.keys("anyone?\r");
+    screen.wait_for_text("| sending...");
+    let quitting = Instant::now();
     screen.keys("\x03");
     screen.ends_with_the_terminal_restored();
+    assert!(
+        quitting.elapsed() < Duration::from_secs(10),
+        "quitting took {:?}",
+        quitting.elapsed()
+    );
 }
 
 impl Screen {

@@ -10,6 +10,7 @@ mod input;
 #[path = "tui/view.rs"]
 mod view;
 
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 
 use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -55,7 +56,33 @@ pub(crate) struct App {
     view_rows: usize,
     view_height: usize,
     view_width: usize,
+    /// A line to send, taken by the loop.
+    outgoing: Option<Outgoing>,
     quit: bool,
+}
+
+/// A line on its way to a conversation.
+struct Outgoing {
+    peer: Peer,
+    key: String,
+    text: String,
+}
+
+impl Outgoing {
+    /// Sends it; the message is stored before anything leaves, so a send
+    /// cut short (the user quits) goes out on a later connection, or was
+    /// never stored.
+    async fn send(
+        client: Client,
+        peer: Peer,
+        key: String,
+        text: String,
+    ) -> sotto::Result<sotto::Sent> {
+        match peer {
+            Peer::Contact(_) => client.send(&key, text.as_bytes()).await,
+            Peer::Group(_) => client.send_to_group(&key, text.as_bytes()).await,
+        }
+    }
 }
 
 /// Leaves the terminal as it was (raw mode off, the normal screen back,
@@ -101,6 +128,7 @@ pub(crate) async fn run(client: &Client) -> CliResult<()> {
         view_rows: 0,
         view_height: 0,
         view_width: 0,
+        outgoing: None,
         quit: false,
     };
     if !app.conversations.is_empty() {
@@ -118,10 +146,46 @@ pub(crate) async fn run(client: &Client) -> CliResult<()> {
     let mut keys = EventStream::new();
     let mut signals = Signals::new()?;
     let draw_error = |e: std::io::Error| format!("cannot draw on the terminal: {e}");
+    // Keys typed while a message was being sent, in order.
+    let mut typed: VecDeque<KeyEvent> = VecDeque::new();
     while !app.quit {
         terminal
             .draw(|frame| view::draw(frame, &mut app))
             .map_err(draw_error)?;
+        if let Some(out) = app.outgoing.take() {
+            // One send at a time, in the order typed; keys keep being
+            // read meanwhile, so that a slow relay never keeps the user
+            // from quitting.
+            let send = Outgoing::send(
+                client.clone(),
+                out.peer.clone(),
+                out.key.clone(),
+                out.text.clone(),
+            );
+            tokio::pin!(send);
+            let result = loop {
+                tokio::select! {
+                    result = &mut send => break Some(result),
+                    key = keys.next() => match key {
+                        Some(Ok(Event::Key(key))) if is_quit(&key) => break None,
+                        Some(Ok(Event::Key(key))) => typed.push_back(key),
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Err(format!("cannot read the terminal: {e}")),
+                        None => break None,
+                    },
+                    () = signals.next() => break None,
+                }
+            };
+            match result {
+                Some(result) => app.sent(out, result),
+                None => app.quit = true,
+            }
+            continue;
+        }
+        if let Some(key) = typed.pop_front() {
+            app.key(key).await;
+            continue;
+        }
         tokio::select! {
             key = keys.next() => match key {
                 Some(Ok(Event::Key(key))) => app.key(key).await,
@@ -141,6 +205,13 @@ pub(crate) async fn run(client: &Client) -> CliResult<()> {
     // moment (an envelope being stored is finished first).
     drop(guard);
     Ok(())
+}
+
+/// Ctrl-C or Ctrl-Q.
+fn is_quit(key: &KeyEvent) -> bool {
+    key.kind != KeyEventKind::Release
+        && key.modifiers.contains(KeyModifiers::CONTROL)
+        && matches!(key.code, KeyCode::Char('c' | 'q'))
 }
 
 impl App {
@@ -292,7 +363,7 @@ impl App {
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {
-            KeyCode::Char('c' | 'q') if ctrl => self.quit = true,
+            _ if is_quit(&key) => self.quit = true,
             KeyCode::Char('d') if ctrl && self.input.is_empty() => self.quit = true,
             KeyCode::Tab => self.switch(1).await,
             KeyCode::BackTab => self.switch(-1).await,
@@ -359,7 +430,7 @@ impl App {
             }
             None => line,
         };
-        let Some(open) = self.open.as_mut() else {
+        let Some(open) = self.open.as_ref() else {
             self.notice =
                 Some("no conversation open: add a contact with `chat add NAME ADDRESS`".into());
             return;
@@ -371,34 +442,45 @@ impl App {
             self.notice = Some(format!("you are not in {} any more", conversation.label));
             return;
         }
-        let sent = match &conversation.peer {
-            Peer::Contact(_) => self.client.send(&conversation.key, text.as_bytes()).await,
-            Peer::Group(_) => {
-                self.client
-                    .send_to_group(&conversation.key, text.as_bytes())
-                    .await
+        self.outgoing = Some(Outgoing {
+            peer: conversation.peer.clone(),
+            key: conversation.key.clone(),
+            text: text.to_owned(),
+        });
+    }
+
+    /// The result of sending `out`: the message in its conversation with
+    /// its first mark, or why it was not sent.
+    fn sent(&mut self, out: Outgoing, sent: sotto::Result<sotto::Sent>) {
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(e) => {
+                self.notice = Some(format!("not sent: {e}"));
+                return;
             }
         };
-        match sent {
-            Ok(sent) => {
-                let state = match sent.status {
-                    SendStatus::Accepted => DeliveryState::Sent,
-                    SendStatus::Failed(reason) => DeliveryState::Failed(reason),
-                    _ => DeliveryState::Pending,
-                };
-                open.put(
-                    sent.seq,
-                    Shown {
-                        outgoing: true,
-                        author: "me".into(),
-                        state: Some(state),
-                        body: Ok(text.to_owned()),
-                    },
-                );
-                open.scroll = 0;
-            }
-            Err(e) => self.notice = Some(format!("not sent: {e}")),
-        }
+        let Some(i) = self.index_of(&out.peer) else {
+            return;
+        };
+        let Some(open) = self.open.as_mut().filter(|o| o.index == i) else {
+            // Read from the history when the conversation is opened.
+            return;
+        };
+        let state = match sent.status {
+            SendStatus::Accepted => DeliveryState::Sent,
+            SendStatus::Failed(reason) => DeliveryState::Failed(reason),
+            _ => DeliveryState::Pending,
+        };
+        open.put(
+            sent.seq,
+            Shown {
+                outgoing: true,
+                author: "me".into(),
+                state: Some(state),
+                body: Ok(out.text),
+            },
+        );
+        open.scroll = 0;
     }
 
     /// The commands of the input line.

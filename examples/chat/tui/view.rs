@@ -278,6 +278,7 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect) {
         style.add_modifier(Modifier::BOLD),
     )];
     match &app.notice {
+        _ if app.outgoing.is_some() => spans.push(Span::raw("| sending...")),
         Some(notice) => spans.push(Span::raw(format!("| {notice}"))),
         // This profile's address, cut: `chat whoami` prints it whole.
         None => spans.push(Span::styled(
