@@ -1,6 +1,7 @@
 //! The Sotto CLI chat.
 //!
 //! ```text
+//! cargo run --release --example chat                  # the full-screen interface
 //! cargo run --release --example chat -- demo
 //! cargo run --release --example chat -- relay --listen 127.0.0.1:7447 --db relay.db
 //! cargo run --release --example chat -- --profile alice init
@@ -28,6 +29,8 @@ mod link;
 mod relay;
 #[path = "chat/talk.rs"]
 mod talk;
+#[path = "chat/tui.rs"]
+mod tui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,8 +61,9 @@ struct Cli {
     /// a tls:// relay must chain to, instead of the system's trust store.
     #[arg(long, global = true, env = "SOTTO_RELAY_CA", value_name = "PEM")]
     relay_ca: Option<PathBuf>,
+    /// Without a command: the full-screen interface (`tui`).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -181,6 +185,9 @@ enum Command {
         /// The new address.
         address: String,
     },
+    /// The full-screen interface (also what `chat` alone opens):
+    /// conversations, history, delivery marks, the connection state.
+    Tui,
     /// Interactive chat: type to send, incoming messages appear as they
     /// arrive. `#NAME` talks in a group.
     Talk {
@@ -237,7 +244,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> CliResult<ExitCode> {
-    match cli.command {
+    let command = cli.command.unwrap_or(Command::Tui);
+    if let Command::Tui = command {
+        // Before the passphrase is asked for: without a terminal there is
+        // nothing to draw on.
+        tui::need_terminal()?;
+    }
+    match command {
         Command::Relay {
             listen,
             db,
@@ -553,6 +566,7 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             client.refuse_identity_change(&address).await.map_err(s)?;
             println!("Refused: nothing changed.");
         }
+        Command::Tui => tui::run(client).await?,
         Command::Talk { name } => match group::group_name(&name) {
             Some(group) => group::talk(client, group).await?,
             None => talk::talk(client, &name).await?,
