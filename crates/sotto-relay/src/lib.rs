@@ -120,6 +120,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod blob;
 pub mod client;
 #[cfg(feature = "server")]
 pub mod clock;
@@ -133,6 +134,9 @@ pub mod store;
 pub mod tls;
 
 pub use address::MailboxAddress;
+pub use blob::{BlobId, BlobState, BlobToken};
+#[cfg(feature = "server")]
+pub use blob::{BlobStore, DirBlobStore, MemoryBlobStore};
 pub use client::{
     ClientConfig, ClientError, NotARelay, ProtocolViolation, RelayClient, RelayEvent, SendReceipt,
 };
@@ -144,7 +148,8 @@ pub use protocol::{
 };
 #[cfg(feature = "server")]
 pub use server::{
-    FirstContactLimit, FrameMemory, RateLimit, Server, ServerConfig, ServerError, ServerHandle,
+    BlobStorage, FirstContactLimit, FrameMemory, RateLimit, Server, ServerConfig, ServerError,
+    ServerHandle,
 };
 #[cfg(feature = "server")]
 pub use store::{
