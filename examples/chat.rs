@@ -21,6 +21,8 @@
 mod archive;
 #[path = "chat/demo.rs"]
 mod demo;
+#[path = "chat/files.rs"]
+mod files;
 #[path = "chat/group.rs"]
 mod group;
 #[path = "chat/link.rs"]
@@ -135,7 +137,24 @@ enum Command {
         /// The message.
         text: String,
     },
-    /// Fetch waiting messages and print them.
+    /// Send a file (encrypted on this device, stored on the relay until
+    /// the contact fetched it).
+    SendFile {
+        /// Contact name or address.
+        name: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Write the file of a message (see `history`) to PATH.
+    Save {
+        /// Contact name or address.
+        name: String,
+        /// The message's number in `history`.
+        seq: u64,
+        /// Where to write it (a new file).
+        path: PathBuf,
+    },
+    /// Fetch waiting messages (and files) and print them.
     Sync,
     /// Show the conversation with a contact (or `#GROUP`), newest last.
     History {
@@ -490,7 +509,30 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             }
             let count = result.map_err(s)?;
             println!("{count} new message(s).");
+            // Files the messages carry, fetched now (also those left by an
+            // earlier run).
+            let mut events = client.events();
+            client.transfer_files().await.map_err(s)?;
+            while let Ok(Some(event)) =
+                tokio::time::timeout(std::time::Duration::from_millis(50), events.next()).await
+            {
+                match event {
+                    sotto::ClientEvent::FileReceived { contact, seq } => {
+                        println!("Received the file of message #{seq} from {contact}.")
+                    }
+                    sotto::ClientEvent::FileFailed {
+                        contact,
+                        seq,
+                        reason,
+                    } => println!(
+                        "The file of message #{seq} from {contact} did not arrive: {reason}."
+                    ),
+                    _ => {}
+                }
+            }
         }
+        Command::SendFile { name, path } => files::send_file(client, &name, &path).await?,
+        Command::Save { name, seq, path } => files::save(client, &name, seq, &path).await?,
         Command::History { name, limit } if group::group_name(&name).is_some() => {
             group::history(client, group::group_name(&name).unwrap_or_default(), limit).await?
         }
@@ -649,7 +691,7 @@ fn format_duration(d: Duration) -> String {
 }
 
 /// `off`, or a number with a unit: `s`, `m`, `h`, `d`.
-fn parse_duration(text: &str) -> CliResult<Option<Duration>> {
+pub(crate) fn parse_duration(text: &str) -> CliResult<Option<Duration>> {
     if text.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
@@ -686,6 +728,14 @@ fn print_history(name: &str, items: &[HistoryItem]) {
                 "[{}] ({})",
                 item.seq,
                 timer_note(who_set(item.outgoing, name), timer)
+            );
+            continue;
+        }
+        if let Some(attachment) = &item.attachment {
+            println!(
+                "[{}] {who}: {}{note}",
+                item.seq,
+                files::describe(attachment)
             );
             continue;
         }

@@ -485,8 +485,49 @@ impl App {
 
     /// The commands of the input line.
     async fn command(&mut self, command: &str) {
-        let (name, _args) = command.split_once(' ').unwrap_or((command, ""));
+        let (name, args) = command.split_once(' ').unwrap_or((command, ""));
+        let args = args.trim();
         match name {
+            "send" | "save" | "timer" => {
+                let Some(conversation) = self.open_conversation() else {
+                    self.notice = Some("no conversation open".into());
+                    return;
+                };
+                let Peer::Contact(_) = &conversation.peer else {
+                    self.notice = Some(format!("/{name} works in a conversation with a contact"));
+                    return;
+                };
+                let key = conversation.key.clone();
+                self.notice = Some(match name {
+                    "send" if args.is_empty() => "usage: /send PATH".into(),
+                    "send" => match self.client.send_file(&key, args).await {
+                        Ok(_) => format!("sending {args}..."),
+                        Err(e) => format!("cannot send {args}: {e}"),
+                    },
+                    "save" => match args.split_once(' ') {
+                        Some((seq, path)) if seq.parse::<u64>().is_ok() => {
+                            let seq = seq.parse::<u64>().unwrap_or(0);
+                            match self.client.save_attachment(&key, seq, path.trim()).await {
+                                Ok(len) => {
+                                    format!("saved {} to {}", crate::files::size(len), path.trim())
+                                }
+                                Err(e) => format!("cannot save #{seq}: {e}"),
+                            }
+                        }
+                        _ => "usage: /save N PATH (N: the message's number)".into(),
+                    },
+                    _ => match crate::parse_duration(if args.is_empty() { "?" } else { args }) {
+                        Ok(timer) => match self.client.set_disappearing_timer(&key, timer).await {
+                            Ok(()) => {
+                                self.refresh_tail().await;
+                                crate::timer_note("you", timer)
+                            }
+                            Err(e) => format!("cannot set the timer: {e}"),
+                        },
+                        Err(e) => format!("{e}; usage: /timer 30s|5m|1h|7d|off"),
+                    },
+                });
+            }
             "quit" => self.quit = true,
             "verify" => {
                 let Some(conversation) = self.open_conversation() else {
@@ -501,11 +542,9 @@ impl App {
                     Peer::Group(_) => "a group has no safety number: /verify each member in their own conversation".into(),
                 });
             }
-            // Commands that take arguments (sending and saving files)
-            // are dispatched here, on `_args`.
             _ => {
                 self.notice = Some(format!(
-                    "unknown command /{name} (commands: /verify, /quit; `//` sends a line starting with `/`)"
+                    "unknown command /{name} (commands: /send PATH, /save N PATH, /timer DURATION, /verify, /quit; `//` sends a line starting with `/`)"
                 ));
             }
         }
@@ -612,6 +651,34 @@ impl App {
             }
             ClientEvent::Error { step, error } => {
                 self.notice = Some(format!("{step}: {error} (tried again later)"))
+            }
+            ClientEvent::FileProgress { done, total, .. } => {
+                let percent = (done * 100).checked_div(total).unwrap_or(100);
+                self.notice = Some(format!("file: {percent}% of {}", crate::files::size(total)));
+            }
+            ClientEvent::FileSent { seq, .. } => {
+                self.notice = Some(format!("file sent as #{seq}"));
+                self.refresh_tail().await;
+            }
+            ClientEvent::FileReceived { seq, .. } => {
+                self.notice = Some(format!(
+                    "file #{seq} arrived: /save {seq} PATH writes it out"
+                ));
+                self.refresh_tail().await;
+            }
+            ClientEvent::FileFailed { seq, reason, .. } => {
+                self.notice = Some(format!("file #{seq} did not arrive: {reason}"));
+            }
+            ClientEvent::DisappearingTimerChanged { .. } => self.refresh_tail().await,
+            ClientEvent::MessagesExpired { contact, seqs } => {
+                let open = self
+                    .index_of(&Peer::Contact(contact.to_string()))
+                    .is_some_and(|i| self.is_open(i));
+                if open && let Some(open) = self.open.as_mut() {
+                    for seq in &seqs {
+                        open.messages.remove(seq);
+                    }
+                }
             }
             _ => {}
         }

@@ -99,6 +99,7 @@ impl Client {
         limit: usize,
     ) -> Result<Vec<HistoryItem>> {
         let contact = self.resolve(contact).await?;
+        let profile = self.shared.profile_dir.clone();
         self.shared
             .with_store(move |s| {
                 let page = s.history(&contact.id, before, limit)?;
@@ -106,14 +107,22 @@ impl Client {
                     .entries
                     .into_iter()
                     .map(|e| match e.message {
-                        Ok(m) => HistoryItem {
-                            seq: e.seq,
-                            outgoing: m.direction == Direction::Outgoing,
-                            timestamp: m.timestamp,
-                            state: Some(m.state),
-                            body: Ok(m.body.to_vec()),
-                            event: m.event,
-                        },
+                        Ok(m) => {
+                            let attachment = super::attachments::describe(&profile, &m.body);
+                            HistoryItem {
+                                seq: e.seq,
+                                outgoing: m.direction == Direction::Outgoing,
+                                timestamp: m.timestamp,
+                                state: Some(m.state),
+                                body: Ok(if attachment.is_some() {
+                                    Vec::new()
+                                } else {
+                                    m.body.to_vec()
+                                }),
+                                event: m.event,
+                                attachment,
+                            }
+                        }
                         Err(err) => HistoryItem {
                             seq: e.seq,
                             outgoing: false,
@@ -124,6 +133,7 @@ impl Client {
                                 _ => UnreadableRow::Damaged,
                             }),
                             event: None,
+                            attachment: None,
                         },
                     })
                     .collect())

@@ -196,6 +196,10 @@ impl Shared {
         let count = expired.len();
         let mut by_contact: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
         for e in expired {
+            // A file's key went with its message; its encrypted file goes.
+            if let Some(digest) = &e.attachment {
+                super::attachments::remove_file_of(&self.profile_dir, digest);
+            }
             by_contact.entry(e.contact).or_default().push(e.seq);
         }
         for (contact, seqs) in by_contact {

@@ -187,6 +187,11 @@ impl Shared {
                 });
                 conn.ack(&[relay_id]).await?;
                 self.owe_receipt(receipt);
+                // A file to fetch: the files task takes it (the store
+                // remembers it until then).
+                if sotto_core::attachment::is_reference(&message.body) {
+                    self.files.notify_one();
+                }
                 Ok(Settled::Stored(message))
             }
             Outcome::Duplicate { receipt } => {

@@ -281,6 +281,44 @@ pub enum ClientEvent {
         /// True when this account changed it.
         by_us: bool,
     },
+    /// A file went on its way: `done` of `total` blob bytes put on the
+    /// relay (`outgoing`, before its message exists: `seq` is `None`) or
+    /// fetched from it (`seq` is the message's). About every 1%.
+    FileProgress {
+        /// The contact.
+        contact: Address,
+        /// True while sending.
+        outgoing: bool,
+        /// The message, once there is one.
+        seq: Option<u64>,
+        /// Bytes moved so far.
+        done: u64,
+        /// Bytes in all (the encrypted blob's length).
+        total: u64,
+    },
+    /// A file is on the relay and the message that carries it was sent.
+    FileSent {
+        /// The contact.
+        contact: Address,
+        /// The message (seq in the conversation).
+        seq: u64,
+    },
+    /// A file arrived whole and checked: it is on this device.
+    FileReceived {
+        /// The contact.
+        contact: Address,
+        /// The message (seq in the conversation).
+        seq: u64,
+    },
+    /// A file will not arrive; the message stays, without it.
+    FileFailed {
+        /// The contact.
+        contact: Address,
+        /// The message (seq in the conversation).
+        seq: u64,
+        /// Why.
+        reason: super::attachments::FileFailure,
+    },
     /// Messages of the conversation with `contact` disappeared: their
     /// timer ran out and they were deleted from the store.
     MessagesExpired {
@@ -375,6 +413,8 @@ pub enum Step {
     Devices,
     /// Acting on a group's controls (membership, sender keys).
     Groups,
+    /// Putting a file on the relay, or fetching one.
+    Files,
 }
 
 impl core::fmt::Display for Step {
@@ -388,6 +428,7 @@ impl core::fmt::Display for Step {
             Self::Recovery => "recovery",
             Self::Devices => "devices",
             Self::Groups => "groups",
+            Self::Files => "files",
         })
     }
 }
@@ -555,6 +596,9 @@ pub struct HistoryItem {
     /// message: its disappearing messages timer changed (by us when
     /// `outgoing`).
     pub event: Option<ConversationEvent>,
+    /// `Some` when the message is a file (its `body` is then empty):
+    /// name, type, length, and whether it is on this device.
+    pub attachment: Option<super::attachments::Attachment>,
 }
 
 impl core::fmt::Debug for HistoryItem {

@@ -1205,6 +1205,10 @@ impl<'a> Db<'a> {
             "DELETE FROM expiring WHERE conversation = ?1",
             params![&lookup[..]],
         )?;
+        self.conn.execute(
+            "DELETE FROM downloads WHERE conversation = ?1",
+            params![&lookup[..]],
+        )?;
         Ok(self.conn.execute(
             "DELETE FROM conversations WHERE lookup = ?1",
             params![&lookup[..]],
@@ -1413,6 +1417,7 @@ impl<'a> Db<'a> {
             params![&conversation[..], sql_seq],
         )?;
         self.delete_expiry(conversation, seq)?;
+        self.delete_download(conversation, seq)?;
         let Some(num) = self.conversation_num(conversation)? else {
             return Ok(false);
         };
@@ -1512,6 +1517,96 @@ impl<'a> Db<'a> {
             .prepare_cached("DELETE FROM expiring WHERE conversation = ?1 AND seq = ?2")?
             .execute(params![&conversation[..], seq_to_sql(seq)?])?
             > 0)
+    }
+
+    // ---- attachments ------------------------------------------------------
+
+    /// Records that message `seq` of `conversation` has an attachment to
+    /// download.
+    pub(crate) fn add_download(&self, conversation: &[u8; 32], seq: u64) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO downloads (conversation, seq) VALUES (?1, ?2)")?
+            .execute(params![&conversation[..], seq_to_sql(seq)?])?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_download(&self, conversation: &[u8; 32], seq: u64) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM downloads WHERE conversation = ?1 AND seq = ?2")?
+            .execute(params![&conversation[..], seq_to_sql(seq)?])?
+            > 0)
+    }
+
+    /// Every message with an attachment to download: its conversation's
+    /// lookup and its seq, in order.
+    pub(crate) fn downloads(&self) -> Result<Vec<([u8; 32], u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT conversation, seq FROM downloads ORDER BY conversation, seq")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (lookup, seq) =
+                row.map_err(|e| corrupt_or_db(e, "downloads", Row::Named("row")))?;
+            let lookup = lookup_from_sql(lookup, "downloads")?;
+            let seq = u64::try_from(seq).map_err(|_| Error::Corrupt {
+                table: "downloads",
+                row: Row::lookup(&lookup),
+            })?;
+            out.push((lookup, seq));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn put_upload<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        id: &[u8; 16],
+        record: &[u8],
+    ) -> Result<()> {
+        let sealed = self
+            .keys
+            .value()
+            .seal(rng, Place::new("uploads", "sealed", id), record)?;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO uploads (id, sealed) VALUES (?1, ?2)")?
+            .execute(params![&id[..], sealed])?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_upload(&self, id: &[u8; 16]) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM uploads WHERE id = ?1")?
+            .execute(params![&id[..]])?
+            > 0)
+    }
+
+    /// Every upload: its id and its record, or why it cannot be read.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn uploads(&self) -> Result<Vec<([u8; 16], Result<Zeroizing<Vec<u8>>>)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, sealed FROM uploads ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, sealed) = row.map_err(|e| corrupt_or_db(e, "uploads", Row::Named("row")))?;
+            let id: [u8; 16] = id.try_into().map_err(|_| Error::Corrupt {
+                table: "uploads",
+                row: Row::Named("id"),
+            })?;
+            let record = self.open_value(
+                Place::new("uploads", "sealed", &id),
+                &sealed,
+                Row::Named("upload"),
+            );
+            out.push((id, record));
+        }
+        Ok(out)
     }
 
     // ---- seen envelopes ---------------------------------------------------

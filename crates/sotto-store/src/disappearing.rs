@@ -41,6 +41,16 @@ pub(crate) fn start_countdown<R: rand_core::CryptoRng + ?Sized>(
     db.schedule_expiry(rng, &conversation.lookup, seq, deadline)
 }
 
+/// The digest of message `seq`'s attachment blob, if it is one and can be
+/// read.
+fn attachment_of(db: &Db<'_>, conversation: &Conversation, seq: u64) -> Option<[u8; 32]> {
+    let sealed = db.message_sealed(conversation, seq).ok()??;
+    let message = db.open_message(conversation, seq, &sealed).ok()?;
+    sotto_core::attachment::AttachmentRef::decode(&message.body)
+        .ok()
+        .map(|r| r.digest)
+}
+
 impl Store {
     /// The disappearing messages timer of the conversation with
     /// `contact`: `None` if none was ever set (messages stay), else the
@@ -178,11 +188,13 @@ impl Store {
                 match db.conversation_by_lookup(&lookup)? {
                     Some(mut conversation) => {
                         for seq in seqs {
+                            let attachment = attachment_of(db, &conversation, seq);
                             if db.delete_message(&lookup, seq)? {
                                 records::add_to_ranges(&mut conversation.deleted, seq);
                                 out.push(Expired {
                                     contact: conversation.contact.clone(),
                                     seq,
+                                    attachment,
                                 });
                             }
                         }

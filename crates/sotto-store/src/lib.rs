@@ -77,6 +77,7 @@
 #![warn(missing_docs)]
 
 mod archive;
+mod attachments;
 mod check;
 mod checkpoint;
 mod contacts;

@@ -361,6 +361,10 @@ fn receive_unseen(
     if direction == Direction::Outgoing && !control {
         crate::disappearing::start_countdown(db, rng, conversation, seq, envelope.received_at)?;
     }
+    // A file to fetch: the client downloads it, even after a crash.
+    if !control && sotto_core::attachment::is_reference(&body) {
+        db.add_download(&conversation.lookup, seq)?;
+    }
     conversation.next_seq += 1;
     match &control_conversation {
         Some(conversation) => db.save_next_seq(conversation)?,

@@ -395,13 +395,24 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
 /// (docs/storage.md, "Disappearing messages"): one row per message, keyed
 /// by its conversation's lookup and its seq, the deadline sealed (bound
 /// to the message's place), so the file tells which messages will
-/// disappear but not when.
+/// disappear but not when. And attachments (docs/storage.md,
+/// "Attachments"): the received messages whose file is not downloaded yet,
+/// and the files on their way up, each sealed under a random id.
 pub(crate) const SCHEMA_V11: &str = "
 CREATE TABLE expiring (
     conversation BLOB NOT NULL,
     seq          INTEGER NOT NULL,
     sealed       BLOB NOT NULL,
     PRIMARY KEY (conversation, seq)
+) WITHOUT ROWID;
+CREATE TABLE downloads (
+    conversation BLOB NOT NULL,
+    seq          INTEGER NOT NULL,
+    PRIMARY KEY (conversation, seq)
+) WITHOUT ROWID;
+CREATE TABLE uploads (
+    id     BLOB PRIMARY KEY NOT NULL,
+    sealed BLOB NOT NULL
 ) WITHOUT ROWID;
 ";
 

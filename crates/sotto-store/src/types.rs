@@ -332,6 +332,9 @@ pub struct Expired {
     pub contact: String,
     /// The message's seq.
     pub seq: u64,
+    /// The digest of its attachment's blob, when the message was one (its
+    /// file beside the store is the caller's to delete).
+    pub attachment: Option<[u8; 32]>,
 }
 
 /// A message to add to history without the protocol (restoring a backup,

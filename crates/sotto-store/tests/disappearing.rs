@@ -188,14 +188,16 @@ fn received_messages_disappear_after_the_timer_from_when_they_were_read() {
         p.bob.expire_messages(T0 + MINUTE + 30_000).unwrap(),
         vec![Expired {
             contact: "alice".into(),
-            seq: seqs[0]
+            seq: seqs[0],
+            attachment: None,
         }]
     );
     assert_eq!(
         p.bob.expire_messages(T0 + 3 * MINUTE).unwrap(),
         vec![Expired {
             contact: "alice".into(),
-            seq: seqs[1]
+            seq: seqs[1],
+            attachment: None,
         }]
     );
     assert_eq!(

@@ -186,11 +186,25 @@ pub(crate) async fn page(
                 } else {
                     conversation.label.clone()
                 };
+                let body = match (&item.event, &item.attachment) {
+                    (Some(sotto::ConversationEvent::TimerChanged { seconds }), _) => {
+                        let who = if item.outgoing {
+                            "you"
+                        } else {
+                            conversation.label.as_str()
+                        };
+                        let timer = (*seconds > 0)
+                            .then(|| std::time::Duration::from_secs(u64::from(*seconds)));
+                        Ok(format!("({})", crate::timer_note(who, timer)))
+                    }
+                    (_, Some(attachment)) => Ok(crate::files::describe(attachment)),
+                    _ => item.body.map(lossy),
+                };
                 let shown = Shown {
                     outgoing: item.outgoing,
                     author,
                     state: item.state,
-                    body: item.body.map(lossy),
+                    body,
                 };
                 (item.seq, shown)
             })
