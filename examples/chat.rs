@@ -484,16 +484,37 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             let mut events = client.events();
             connect(client).await?;
             let result = client.sync().await;
+            // Files the messages carry, fetched now (also those left by an
+            // earlier run).
+            let files = if result.is_ok() {
+                client.transfer_files().await.map(|_| ())
+            } else {
+                Ok(())
+            };
+            let mut file_lines = Vec::new();
             while let Ok(Some(event)) =
                 tokio::time::timeout(std::time::Duration::from_millis(50), events.next()).await
             {
-                if let sotto::ClientEvent::GroupMessage(m) = event {
-                    let who = group::member_names(client, &[m.from]).await.remove(0);
-                    println!(
-                        "#{} {who}: {}",
-                        m.group_name,
-                        String::from_utf8_lossy(&m.body)
-                    );
+                match event {
+                    sotto::ClientEvent::GroupMessage(m) => {
+                        let who = group::member_names(client, &[m.from]).await.remove(0);
+                        println!(
+                            "#{} {who}: {}",
+                            m.group_name,
+                            String::from_utf8_lossy(&m.body)
+                        );
+                    }
+                    sotto::ClientEvent::FileReceived { contact, seq } => file_lines.push(format!(
+                        "Received the file of message #{seq} from {contact}."
+                    )),
+                    sotto::ClientEvent::FileFailed {
+                        contact,
+                        seq,
+                        reason,
+                    } => file_lines.push(format!(
+                        "The file of message #{seq} from {contact} did not arrive: {reason}."
+                    )),
+                    _ => {}
                 }
             }
             // What was stored is shown even when part of the mailbox could
@@ -504,32 +525,15 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
                 println!(
                     "{}: {}",
                     display_name(&m.name, &m.contact),
-                    String::from_utf8_lossy(&m.body)
+                    message_text(&m)
                 );
+            }
+            for line in file_lines {
+                println!("{line}");
             }
             let count = result.map_err(s)?;
             println!("{count} new message(s).");
-            // Files the messages carry, fetched now (also those left by an
-            // earlier run).
-            let mut events = client.events();
-            client.transfer_files().await.map_err(s)?;
-            while let Ok(Some(event)) =
-                tokio::time::timeout(std::time::Duration::from_millis(50), events.next()).await
-            {
-                match event {
-                    sotto::ClientEvent::FileReceived { contact, seq } => {
-                        println!("Received the file of message #{seq} from {contact}.")
-                    }
-                    sotto::ClientEvent::FileFailed {
-                        contact,
-                        seq,
-                        reason,
-                    } => println!(
-                        "The file of message #{seq} from {contact} did not arrive: {reason}."
-                    ),
-                    _ => {}
-                }
-            }
+            files.map_err(s)?;
         }
         Command::SendFile { name, path } => files::send_file(client, &name, &path).await?,
         Command::Save { name, seq, path } => files::save(client, &name, seq, &path).await?,
@@ -661,6 +665,14 @@ fn damaged(count: usize, what: &str) -> CliResult<()> {
     Err(format!(
         "{count} {what}(s) could not be read: the store is damaged (run `check`)"
     ))
+}
+
+/// A received message as one line of text: its body, or its file.
+pub(crate) fn message_text(m: &sotto::IncomingMessage) -> String {
+    match &m.attachment {
+        Some(attachment) => files::describe(attachment),
+        None => String::from_utf8_lossy(&m.body).into_owned(),
+    }
 }
 
 /// Who changed a timer, as a history line names them.

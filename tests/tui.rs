@@ -452,3 +452,51 @@ fn without_a_terminal_the_interface_says_so_instead_of_waiting() {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 }
+
+#[test]
+fn files_go_with_send_and_save_and_the_timer_is_set_from_the_input_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, addr) = start_relay(dir.path());
+    let (alice, alice_address) = profile(dir.path(), "alice", &addr);
+    let (bob, bob_address) = profile(dir.path(), "bob", &addr);
+    ok(chat(&alice, &["add", "bob", &bob_address]));
+    ok(chat(&bob, &["add", "alice", &alice_address]));
+    ok(chat(&alice, &["send", "bob", "a file follows"]));
+    ok(chat(&bob, &["sync"]));
+    let source = dir.path().join("notes.txt");
+    let text: String = (0..20_000)
+        .map(|i| format!("line {i} of the notes\n"))
+        .collect();
+    std::fs::write(&source, &text).unwrap();
+
+    let mut screen = Screen::open(&alice);
+    screen.wait_for_text("a file follows");
+    screen.keys(&format!("/send {}\r", source.display()));
+    screen.wait_for_text("file sent as #");
+    screen.wait_for_text("[file: notes.txt");
+    screen.keys("/timer 1h\r");
+    screen.wait_for_text("] (you set messages to disappear 1h after they are read");
+    screen.keys("\x11");
+    screen.ends_with_the_terminal_restored();
+
+    let synced = ok(chat(&bob, &["sync"]));
+    assert!(
+        synced.contains("Received the file of message #"),
+        "{synced}"
+    );
+    let history = ok(chat(&bob, &["history", "alice"]));
+    let line = history
+        .lines()
+        .find(|l| l.contains("[file: notes.txt"))
+        .unwrap_or_else(|| panic!("{history}"));
+    let seq: u64 = line[1..line.find(']').unwrap()].parse().unwrap();
+    let saved = dir.path().join("saved.txt");
+    let mut screen = Screen::open(&bob);
+    screen.wait_for_text("[file: notes.txt");
+    screen.wait_for_text("] (alice set messages to disappear 1h");
+    screen.keys(&format!("/save {seq} {}\r", saved.display()));
+    screen.wait_for_text("saved ");
+    screen.keys("\x11");
+    screen.ends_with_the_terminal_restored();
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), text);
+}

@@ -95,7 +95,7 @@ pub(crate) async fn talk(client: &Client, name: &str) -> CliResult<()> {
                 match event {
                     Some(ClientEvent::Message(m)) => {
                         let who = if m.contact == contact_address { name.to_owned() } else { display_name(&m.name, &m.contact) };
-                        println!("\r{who}: {}", String::from_utf8_lossy(&m.body));
+                        println!("\r{who}: {}", crate::message_text(&m));
                         prompt(&out);
                     }
                     Some(ClientEvent::Undecryptable { reason, resend_requested, .. }) => {

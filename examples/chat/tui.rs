@@ -568,7 +568,8 @@ impl App {
                     return;
                 };
                 let label = self.conversations[i].label.clone();
-                self.arrived(i, m.seq, label, m.body).await;
+                let body = crate::message_text(&m).into_bytes();
+                self.arrived(i, m.seq, label, body).await;
             }
             ClientEvent::GroupMessage(m) => {
                 let peer = Peer::Group(sotto::group_id_hex(&m.group));

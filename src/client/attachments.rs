@@ -447,16 +447,30 @@ impl Client {
 
 /// The attachment a message body references, for the history.
 pub(crate) fn describe(profile: &Path, body: &[u8]) -> Option<Attachment> {
+    let (digest, mut attachment) = reference_of(body)?;
+    attachment.here = blob_file(profile, &digest).exists();
+    Some(attachment)
+}
+
+/// The attachment a message body just received references (not here yet).
+pub(crate) fn describe_reference(body: &[u8]) -> Option<Attachment> {
+    reference_of(body).map(|(_, a)| a)
+}
+
+fn reference_of(body: &[u8]) -> Option<([u8; 32], Attachment)> {
     if !attachment::is_reference(body) {
         return None;
     }
     let reference = AttachmentRef::decode(body).ok()?;
-    Some(Attachment {
-        here: blob_file(profile, &reference.digest).exists(),
-        name: reference.name,
-        media_type: reference.media_type,
-        len: reference.len,
-    })
+    Some((
+        reference.digest,
+        Attachment {
+            here: false,
+            name: reference.name,
+            media_type: reference.media_type,
+            len: reference.len,
+        },
+    ))
 }
 
 /// Deletes the encrypted file of the blob `digest` names.

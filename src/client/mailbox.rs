@@ -189,7 +189,7 @@ impl Shared {
                 self.owe_receipt(receipt);
                 // A file to fetch: the files task takes it (the store
                 // remembers it until then).
-                if sotto_core::attachment::is_reference(&message.body) {
+                if message.attachment.is_some() {
                     self.files.notify_one();
                 }
                 Ok(Settled::Stored(message))

@@ -166,10 +166,13 @@ pub struct IncomingMessage {
     pub name: String,
     /// Sequence number in the conversation's history.
     pub seq: u64,
-    /// The plaintext.
+    /// The plaintext (empty for a file).
     pub body: Vec<u8>,
     /// When it arrived, milliseconds since the Unix epoch.
     pub received_at: u64,
+    /// `Some` when the message is a file: name, type and length (not on
+    /// this device yet; [`ClientEvent::FileReceived`] says when it is).
+    pub attachment: Option<super::attachments::Attachment>,
 }
 
 impl core::fmt::Debug for IncomingMessage {

@@ -200,10 +200,16 @@ pub(crate) async fn page(
                     (_, Some(attachment)) => Ok(crate::files::describe(attachment)),
                     _ => item.body.map(lossy),
                 };
+                // An event (a timer change) has no author and no mark.
+                let (author, state) = if item.event.is_some() {
+                    (String::new(), None)
+                } else {
+                    (author, item.state)
+                };
                 let shown = Shown {
                     outgoing: item.outgoing,
                     author,
-                    state: item.state,
+                    state,
                     body,
                 };
                 (item.seq, shown)

@@ -129,7 +129,8 @@ pub(crate) fn rows_of(seq: u64, m: &Shown, width: usize) -> usize {
     wrap(message_spans(seq, m), width.max(1)).len()
 }
 
-/// One message as styled pieces: `[seq] author: body  (mark)`.
+/// One message as styled pieces: `[seq] author: body  (mark)` (an event
+/// of the conversation: `[seq] body`).
 fn message_spans(seq: u64, m: &Shown) -> Vec<Span<'static>> {
     let dim = Style::new().fg(Color::DarkGray);
     let author_style = if m.outgoing {
@@ -137,10 +138,11 @@ fn message_spans(seq: u64, m: &Shown) -> Vec<Span<'static>> {
     } else {
         Style::new().fg(Color::Green).add_modifier(Modifier::BOLD)
     };
-    let mut spans = vec![
-        Span::styled(format!("[{seq}] "), dim),
-        Span::styled(format!("{}: ", m.author), author_style),
-    ];
+    let mut spans = vec![Span::styled(format!("[{seq}] "), dim)];
+    // Events of the conversation (a timer change) name no author.
+    if !m.author.is_empty() {
+        spans.push(Span::styled(format!("{}: ", m.author), author_style));
+    }
     match &m.body {
         Ok(body) => spans.push(Span::raw(body.clone())),
         Err(why) => spans.push(Span::styled(
