@@ -119,7 +119,9 @@ impl Meta {
 }
 
 /// A [`BlobStore`] in a directory of the relay's disk, or one that several
-/// relays share. See the [module](self) for the layout and durability.
+/// relays share: one `<id>.data` file appended to and synced per put, one
+/// `<id>.meta` file replaced atomically, a lock per blob (docs/relay.md §9,
+/// "Blobs").
 #[derive(Debug)]
 pub struct DirBlobStore {
     dir: PathBuf,

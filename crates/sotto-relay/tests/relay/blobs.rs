@@ -127,7 +127,7 @@ async fn a_resent_put_changes_nothing_and_the_status_says_where_to_go_on() {
     let id = {
         let alice = owner(relay.local_addr(), &identity(1)).await;
         let id = alice
-            .blob_create(data.len() as u64, DAY, &[token.clone()])
+            .blob_create(data.len() as u64, DAY, std::slice::from_ref(&token))
             .await
             .unwrap();
         upload(&alice, &id, &data[..2 * piece], 0, piece).await;
@@ -171,7 +171,10 @@ async fn wrong_tokens_unknown_ids_and_another_mailboxs_puts_are_not_found() {
     let mallory = owner(relay.local_addr(), &identity(2)).await;
     let token = BlobToken::random().unwrap();
     let wrong = BlobToken::random().unwrap();
-    let id = alice.blob_create(4, DAY, &[token.clone()]).await.unwrap();
+    let id = alice
+        .blob_create(4, DAY, std::slice::from_ref(&token))
+        .await
+        .unwrap();
     let unknown = BlobId::random().unwrap();
     assert_ne!(id, unknown);
     let not_found =
@@ -212,10 +215,15 @@ async fn creating_and_putting_need_a_login_and_a_download_waits_for_the_whole_bl
     let relay = start().await;
     let anonymous = connect(relay.local_addr()).await;
     let token = BlobToken::random().unwrap();
-    let e = anonymous.blob_create(10, DAY, &[token.clone()]).await;
+    let e = anonymous
+        .blob_create(10, DAY, std::slice::from_ref(&token))
+        .await;
     assert_eq!(code(e.unwrap_err()), ErrorCode::AuthRequired);
     let alice = owner(relay.local_addr(), &identity(1)).await;
-    let id = alice.blob_create(10, DAY, &[token.clone()]).await.unwrap();
+    let id = alice
+        .blob_create(10, DAY, std::slice::from_ref(&token))
+        .await
+        .unwrap();
     let e = anonymous.blob_put(&id, 0, b"x").await;
     assert_eq!(code(e.unwrap_err()), ErrorCode::AuthRequired);
     alice.blob_put(&id, 0, b"012345678").await.unwrap();
@@ -275,12 +283,18 @@ async fn an_expired_blob_is_deleted_by_the_sweep_complete_or_not() {
     let alice = owner(relay.local_addr(), &identity(1)).await;
     let token = BlobToken::random().unwrap();
     let hour = Duration::from_secs(3600);
-    let complete = alice.blob_create(3, hour, &[token.clone()]).await.unwrap();
+    let complete = alice
+        .blob_create(3, hour, std::slice::from_ref(&token))
+        .await
+        .unwrap();
     alice.blob_put(&complete, 0, b"abc").await.unwrap();
-    let partial = alice.blob_create(3, hour, &[token.clone()]).await.unwrap();
+    let partial = alice
+        .blob_create(3, hour, std::slice::from_ref(&token))
+        .await
+        .unwrap();
     alice.blob_put(&partial, 0, b"a").await.unwrap();
     let lasting = alice
-        .blob_create(3, 5 * hour, &[token.clone()])
+        .blob_create(3, 5 * hour, std::slice::from_ref(&token))
         .await
         .unwrap();
     assert_eq!(files(tmp.path()), 6);
@@ -420,7 +434,7 @@ async fn below_version_5_blob_requests_are_unknown_and_the_client_does_not_send_
     };
     unsupported(
         alice
-            .blob_create(1, DAY, &[token.clone()])
+            .blob_create(1, DAY, std::slice::from_ref(&token))
             .await
             .unwrap_err(),
     );
@@ -455,13 +469,16 @@ async fn the_metrics_count_blobs_created_deleted_expired_and_their_bytes() {
     let relay = server.spawn();
     let alice = owner(relay.local_addr(), &identity(1)).await;
     let token = BlobToken::random().unwrap();
-    let done = alice.blob_create(5, DAY, &[token.clone()]).await.unwrap();
+    let done = alice
+        .blob_create(5, DAY, std::slice::from_ref(&token))
+        .await
+        .unwrap();
     alice.blob_put(&done, 0, b"hello").await.unwrap();
     alice.blob_put(&done, 0, b"hello").await.unwrap();
     alice.blob_get(&done, &token, 0, 5).await.unwrap();
     alice.blob_done(&done, &token).await.unwrap();
     alice
-        .blob_create(7, Duration::from_secs(60), &[token.clone()])
+        .blob_create(7, Duration::from_secs(60), std::slice::from_ref(&token))
         .await
         .unwrap();
     let (_, page) = crate::metrics::http(metrics, "GET", "/metrics").await;
