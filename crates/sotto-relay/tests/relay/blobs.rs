@@ -114,6 +114,11 @@ async fn a_blob_uploaded_in_pieces_comes_down_byte_identical() {
             .unwrap()
             .is_empty()
     );
+    // The answers' buffers were charged to the frame pools, and are back.
+    eventually("frame memory given back", || {
+        relay.frame_memory() == sotto_relay::FrameMemory::default()
+    })
+    .await;
     relay.shutdown().await;
 }
 
