@@ -321,6 +321,42 @@ async fn an_expired_blob_is_deleted_by_the_sweep_complete_or_not() {
 }
 
 #[tokio::test]
+async fn blob_bytes_up_and_down_count_against_the_byte_rate_limit() {
+    let rate = 256.0 * 1024.0;
+    let config = ServerConfig {
+        rate_limit: sotto_relay::RateLimit {
+            bytes_per_second: rate,
+            byte_burst: rate,
+            ..config().rate_limit
+        },
+        ..config()
+    };
+    let relay = start_with(config, Arc::new(MemoryStore::new())).await;
+    let alice = owner(relay.local_addr(), &identity(1)).await;
+    let token = BlobToken::random().unwrap();
+    let data = pattern(768 << 10);
+    let id = alice
+        .blob_create(data.len() as u64, DAY, std::slice::from_ref(&token))
+        .await
+        .unwrap();
+    // A burst's worth goes at once, the other 512 KiB at 256 KiB/s.
+    let started = std::time::Instant::now();
+    upload(&alice, &id, &data, 0, 64 << 10).await;
+    let up = started.elapsed();
+    let bob = connect(relay.local_addr()).await;
+    let started = std::time::Instant::now();
+    assert_eq!(download(&bob, &id, &token, 64 << 10).await, data);
+    let down = started.elapsed();
+    for (what, took) in [("up", up), ("down", down)] {
+        assert!(
+            took >= Duration::from_millis(1500),
+            "{what}: 768 KiB in {took:?} at 256 KiB/s with a 256 KiB burst"
+        );
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
 async fn sizes_times_and_quotas_are_refused_with_typed_errors() {
     let config = ServerConfig {
         max_blob_size: 1000,
