@@ -357,6 +357,42 @@ async fn blob_bytes_up_and_down_count_against_the_byte_rate_limit() {
 }
 
 #[tokio::test]
+async fn blobs_that_expired_while_the_relay_was_down_go_at_start_up() {
+    use sotto_relay::blob::{BlobLimits, BlobStore, DirBlobStore, NewBlob};
+    let tmp = tempfile::tempdir().unwrap();
+    let now = UnixTime::from_secs(1_800_000_000);
+    {
+        // Left by an earlier run: one expired an hour ago, one lasting.
+        let store = DirBlobStore::open(tmp.path()).unwrap();
+        let limits = BlobLimits {
+            max_bytes_per_mailbox: 100,
+            max_total_bytes: 100,
+        };
+        for expiry_hour in [now.hour() - 1, now.hour() + 1] {
+            let blob = NewBlob {
+                uploader: address(&identity(1)),
+                total_len: 3,
+                expiry_hour,
+                verifiers: vec![BlobToken::from_bytes([1; 32]).verifier()],
+            };
+            store.create(blob, &limits).unwrap();
+        }
+    }
+    assert_eq!(files(tmp.path()), 4);
+    let config = ServerConfig {
+        sweep_interval: Duration::from_secs(3600),
+        ..dir_config(tmp.path())
+    };
+    let relay = start_with_clock(config, Arc::new(MemoryStore::new()), TestClock::at(now)).await;
+    let dir = tmp.path().to_path_buf();
+    eventually("the start-up sweep deleted the expired blob", || {
+        files(&dir) == 2
+    })
+    .await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
 async fn sizes_times_and_quotas_are_refused_with_typed_errors() {
     let config = ServerConfig {
         max_blob_size: 1000,
