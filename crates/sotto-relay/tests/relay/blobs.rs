@@ -393,6 +393,36 @@ async fn blobs_that_expired_while_the_relay_was_down_go_at_start_up() {
 }
 
 #[tokio::test]
+async fn at_the_smallest_frame_limit_blobs_still_go_up_and_down() {
+    let max_frame_size = sotto_relay::protocol::MIN_MAX_FRAME_SIZE;
+    let config = ServerConfig {
+        max_frame_size,
+        connection_send_budget: u64::from(max_frame_size),
+        ..config()
+    };
+    let relay = start_with(config, Arc::new(MemoryStore::new())).await;
+    let alice = owner(relay.local_addr(), &identity(1)).await;
+    assert_eq!(alice.max_blob_chunk(), max_frame_size as usize - 29);
+    let tokens: Vec<BlobToken> = (0..64).map(|_| BlobToken::random().unwrap()).collect();
+    assert!(matches!(
+        alice.blob_create(10, DAY, &tokens).await,
+        Err(ClientError::RequestTooLarge {
+            len: 2066,
+            max: 2055
+        })
+    ));
+    let data = pattern(10_000);
+    let id = alice
+        .blob_create(data.len() as u64, DAY, &tokens[..63])
+        .await
+        .unwrap();
+    upload(&alice, &id, &data, 0, alice.max_blob_chunk()).await;
+    let bob = connect(relay.local_addr()).await;
+    assert_eq!(download(&bob, &id, &tokens[62], u32::MAX).await, data);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
 async fn sizes_times_and_quotas_are_refused_with_typed_errors() {
     let config = ServerConfig {
         max_blob_size: 1000,
