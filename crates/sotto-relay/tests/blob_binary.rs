@@ -137,7 +137,7 @@ async fn a_relay_killed_mid_upload_keeps_every_answered_byte_and_the_upload_resu
     let client = login(relay.addr, &alice).await;
     let piece = client.max_blob_chunk();
     let id = client
-        .blob_create(data.len() as u64, DAY, &[token.clone()])
+        .blob_create(data.len() as u64, DAY, std::slice::from_ref(&token))
         .await
         .unwrap();
     // The relay keeps blobs next to its database by default.
@@ -201,7 +201,7 @@ async fn a_large_blob_passes_through_the_relay_in_constant_memory() {
     let client = login(relay.addr, &alice).await;
     let before = relay.peak_rss();
     let id = client
-        .blob_create(LEN as u64, DAY, &[token.clone()])
+        .blob_create(LEN as u64, DAY, std::slice::from_ref(&token))
         .await
         .unwrap();
     let piece = client.max_blob_chunk();

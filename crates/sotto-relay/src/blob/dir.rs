@@ -119,7 +119,9 @@ impl Meta {
 }
 
 /// A [`BlobStore`] in a directory of the relay's disk, or one that several
-/// relays share. See the [module](self) for the layout and durability.
+/// relays share: one `<id>.data` file appended to and synced per put, one
+/// `<id>.meta` file replaced atomically, a lock per blob (docs/relay.md §9,
+/// "Blobs").
 #[derive(Debug)]
 pub struct DirBlobStore {
     dir: PathBuf,
@@ -591,6 +593,63 @@ mod tests {
             .append(&id, &suite::alice(), 3, b"def", suite::NOW)
             .unwrap();
         assert!(store.done(&id, &suite::verifier(2), suite::NOW).unwrap());
+    }
+
+    #[test]
+    fn concurrent_puts_at_one_offset_append_once() {
+        let root = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(DirBlobStore::open(root.path()).unwrap());
+        let id = store
+            .create(suite::new_blob(1000, &[1]), &suite::LIMITS)
+            .unwrap();
+        let threads: Vec<_> = (0..8u8)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store
+                        .append(&id, &suite::alice(), 0, &[i; 100], suite::NOW)
+                        .unwrap()
+                })
+            })
+            .collect();
+        let answers: Vec<Appended> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(answers.iter().all(|a| a.stored_len == 100), "{answers:?}");
+        assert_eq!(answers.iter().filter(|a| a.written == 100).count(), 1);
+        assert_eq!(std::fs::metadata(store.data_path(&id)).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn two_stores_on_one_directory_share_every_blob() {
+        // Two relay processes on one (shared) directory.
+        let root = tempfile::tempdir().unwrap();
+        let one = DirBlobStore::open(root.path()).unwrap();
+        let two = DirBlobStore::open(root.path()).unwrap();
+        let id = one
+            .create(suite::new_blob(6, &[1, 2]), &suite::LIMITS)
+            .unwrap();
+        one.append(&id, &suite::alice(), 0, b"abc", suite::NOW)
+            .unwrap();
+        two.append(&id, &suite::alice(), 3, b"def", suite::NOW)
+            .unwrap();
+        assert_eq!(
+            one.read(&id, &suite::verifier(1), 0, 6, suite::NOW)
+                .unwrap(),
+            b"abcdef"
+        );
+        assert!(!two.done(&id, &suite::verifier(1), suite::NOW).unwrap());
+        assert!(one.done(&id, &suite::verifier(2), suite::NOW).unwrap());
+        assert!(matches!(
+            two.state(&id, Some(&suite::alice()), None, suite::NOW),
+            Err(BlobError::NotFound)
+        ));
+        // Each sees the other's blobs against the limits.
+        let half = suite::new_blob(1 << 19, &[1]);
+        one.create(half.clone(), &suite::LIMITS).unwrap();
+        two.create(half, &suite::LIMITS).unwrap();
+        assert!(matches!(
+            one.create(suite::new_blob(1, &[1]), &suite::LIMITS),
+            Err(BlobError::MailboxFull { .. })
+        ));
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! token's holder said it is done, or when the blob expires.
 //!
 //! [`BlobId`], [`BlobToken`] and [`BlobState`] are the client's words
-//! (always compiled); the [`BlobStore`] trait and its two stores,
-//! [`DirBlobStore`] and [`MemoryBlobStore`], are the server's (feature
+//! (always compiled); the `BlobStore` trait and its two stores,
+//! `DirBlobStore` and `MemoryBlobStore`, are the server's (feature
 //! `server`).
 
 #[cfg(feature = "server")]

@@ -66,7 +66,9 @@ impl RelayClient {
     /// ([`ErrorCode::StorageFull`]) over their limit, and without
     /// authentication ([`ErrorCode::AuthRequired`]). Refused before
     /// sending: no token, or more than 64
-    /// ([`ClientError::TooManyRecipients`]); a `ttl` over `u32::MAX`
+    /// ([`ClientError::TooManyRecipients`]), or more than the relay's
+    /// frame holds (at the smallest `max_frame_size`, 2055 bytes, 63:
+    /// [`ClientError::RequestTooLarge`]); a `ttl` over `u32::MAX`
     /// seconds is sent as `u32::MAX` (and refused by any relay whose
     /// limit is lower).
     pub async fn blob_create(
@@ -82,6 +84,16 @@ impl RelayClient {
             return Err(ClientError::TooManyRecipients {
                 count: tokens.len(),
                 max: MAX_BLOB_TOKENS,
+            });
+        }
+        // `type || id || total_len || ttl || n || n × verifier`: 64 tokens
+        // take 2066 bytes, more than the smallest frame limit (2055).
+        let len = 5 + 8 + 4 + 1 + 32 * tokens.len();
+        let max_frame = self.inner.welcome.max_frame_size as usize;
+        if len > max_frame {
+            return Err(ClientError::RequestTooLarge {
+                len,
+                max: max_frame,
             });
         }
         let request = Request::BlobCreate {

@@ -32,6 +32,7 @@ use super::{Shared, Transport, shutdown_requested};
 use crate::address::MailboxAddress;
 use crate::blob::{BlobError, BlobId, BlobStore, BlobToken, BlobVerifier, NewBlob};
 use crate::envelope::MessageId;
+use crate::protocol::frame::BodyBudget as _;
 use crate::protocol::frame::{FrameError, read_frame_rest, read_frame_start, write_frame};
 use crate::protocol::request::RequestDecodeError;
 use crate::protocol::version::unsupported_version_message;
@@ -1507,6 +1508,16 @@ impl<S: Transport> Connection<S> {
         let frame_room =
             (self.shared.config.max_frame_size as usize).saturating_sub(BLOB_DATA_OVERHEAD);
         let max_len = (max_len as usize).min(frame_room);
+        // The answer's buffer is charged to the connection's frame pool as
+        // a request frame is, until it is written: the relay's memory for
+        // blob reads is bounded by the same budgets.
+        let mut charge = self.shared.frames.charge(self.owner.is_some());
+        if !charge.grow(0, 0, max_len).await {
+            let message = format!(
+                "relay is busy: no memory for {max_len} bytes of blob right now; try again later"
+            );
+            return self.error(id, ErrorCode::ServerBusy, message).await;
+        }
         let now = self.shared.clock.now();
         let read = self
             .blobs(move |s| s.read(&blob, &verifier, offset, max_len, now))
@@ -1514,12 +1525,15 @@ impl<S: Transport> Connection<S> {
         if let Some(Ok(data)) = &read {
             self.pace_bytes(data.len()).await;
         }
-        self.blob_answer(id, read, |conn, data| {
-            conn.last_useful = Instant::now();
-            conn.shared.metrics.blob_bytes_served(data.len() as u64);
-            Response::BlobData { offset, data }
-        })
-        .await
+        let flow = self
+            .blob_answer(id, read, |conn, data| {
+                conn.last_useful = Instant::now();
+                conn.shared.metrics.blob_bytes_served(data.len() as u64);
+                Response::BlobData { offset, data }
+            })
+            .await;
+        drop(charge);
+        flow
     }
 
     /// `BlobDone` (protocol 5): this token's holder has the blob; the last

@@ -114,6 +114,11 @@ async fn a_blob_uploaded_in_pieces_comes_down_byte_identical() {
             .unwrap()
             .is_empty()
     );
+    // The answers' buffers were charged to the frame pools, and are back.
+    eventually("frame memory given back", || {
+        relay.frame_memory() == sotto_relay::FrameMemory::default()
+    })
+    .await;
     relay.shutdown().await;
 }
 
@@ -127,7 +132,7 @@ async fn a_resent_put_changes_nothing_and_the_status_says_where_to_go_on() {
     let id = {
         let alice = owner(relay.local_addr(), &identity(1)).await;
         let id = alice
-            .blob_create(data.len() as u64, DAY, &[token.clone()])
+            .blob_create(data.len() as u64, DAY, std::slice::from_ref(&token))
             .await
             .unwrap();
         upload(&alice, &id, &data[..2 * piece], 0, piece).await;
@@ -171,7 +176,10 @@ async fn wrong_tokens_unknown_ids_and_another_mailboxs_puts_are_not_found() {
     let mallory = owner(relay.local_addr(), &identity(2)).await;
     let token = BlobToken::random().unwrap();
     let wrong = BlobToken::random().unwrap();
-    let id = alice.blob_create(4, DAY, &[token.clone()]).await.unwrap();
+    let id = alice
+        .blob_create(4, DAY, std::slice::from_ref(&token))
+        .await
+        .unwrap();
     let unknown = BlobId::random().unwrap();
     assert_ne!(id, unknown);
     let not_found =
@@ -212,10 +220,15 @@ async fn creating_and_putting_need_a_login_and_a_download_waits_for_the_whole_bl
     let relay = start().await;
     let anonymous = connect(relay.local_addr()).await;
     let token = BlobToken::random().unwrap();
-    let e = anonymous.blob_create(10, DAY, &[token.clone()]).await;
+    let e = anonymous
+        .blob_create(10, DAY, std::slice::from_ref(&token))
+        .await;
     assert_eq!(code(e.unwrap_err()), ErrorCode::AuthRequired);
     let alice = owner(relay.local_addr(), &identity(1)).await;
-    let id = alice.blob_create(10, DAY, &[token.clone()]).await.unwrap();
+    let id = alice
+        .blob_create(10, DAY, std::slice::from_ref(&token))
+        .await
+        .unwrap();
     let e = anonymous.blob_put(&id, 0, b"x").await;
     assert_eq!(code(e.unwrap_err()), ErrorCode::AuthRequired);
     alice.blob_put(&id, 0, b"012345678").await.unwrap();
@@ -275,12 +288,18 @@ async fn an_expired_blob_is_deleted_by_the_sweep_complete_or_not() {
     let alice = owner(relay.local_addr(), &identity(1)).await;
     let token = BlobToken::random().unwrap();
     let hour = Duration::from_secs(3600);
-    let complete = alice.blob_create(3, hour, &[token.clone()]).await.unwrap();
+    let complete = alice
+        .blob_create(3, hour, std::slice::from_ref(&token))
+        .await
+        .unwrap();
     alice.blob_put(&complete, 0, b"abc").await.unwrap();
-    let partial = alice.blob_create(3, hour, &[token.clone()]).await.unwrap();
+    let partial = alice
+        .blob_create(3, hour, std::slice::from_ref(&token))
+        .await
+        .unwrap();
     alice.blob_put(&partial, 0, b"a").await.unwrap();
     let lasting = alice
-        .blob_create(3, 5 * hour, &[token.clone()])
+        .blob_create(3, 5 * hour, std::slice::from_ref(&token))
         .await
         .unwrap();
     assert_eq!(files(tmp.path()), 6);
@@ -298,6 +317,108 @@ async fn an_expired_blob_is_deleted_by_the_sweep_complete_or_not() {
     let dir = tmp.path().to_path_buf();
     eventually("the sweep deleted the expired blobs", || files(&dir) == 2).await;
     assert!(alice.blob_status(&lasting, None).await.is_ok());
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn blob_bytes_up_and_down_count_against_the_byte_rate_limit() {
+    let rate = 256.0 * 1024.0;
+    let config = ServerConfig {
+        rate_limit: sotto_relay::RateLimit {
+            bytes_per_second: rate,
+            byte_burst: rate,
+            ..config().rate_limit
+        },
+        ..config()
+    };
+    let relay = start_with(config, Arc::new(MemoryStore::new())).await;
+    let alice = owner(relay.local_addr(), &identity(1)).await;
+    let token = BlobToken::random().unwrap();
+    let data = pattern(768 << 10);
+    let id = alice
+        .blob_create(data.len() as u64, DAY, std::slice::from_ref(&token))
+        .await
+        .unwrap();
+    // A burst's worth goes at once, the other 512 KiB at 256 KiB/s.
+    let started = std::time::Instant::now();
+    upload(&alice, &id, &data, 0, 64 << 10).await;
+    let up = started.elapsed();
+    let bob = connect(relay.local_addr()).await;
+    let started = std::time::Instant::now();
+    assert_eq!(download(&bob, &id, &token, 64 << 10).await, data);
+    let down = started.elapsed();
+    for (what, took) in [("up", up), ("down", down)] {
+        assert!(
+            took >= Duration::from_millis(1500),
+            "{what}: 768 KiB in {took:?} at 256 KiB/s with a 256 KiB burst"
+        );
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn blobs_that_expired_while_the_relay_was_down_go_at_start_up() {
+    use sotto_relay::blob::{BlobLimits, BlobStore, DirBlobStore, NewBlob};
+    let tmp = tempfile::tempdir().unwrap();
+    let now = UnixTime::from_secs(1_800_000_000);
+    {
+        // Left by an earlier run: one expired an hour ago, one lasting.
+        let store = DirBlobStore::open(tmp.path()).unwrap();
+        let limits = BlobLimits {
+            max_bytes_per_mailbox: 100,
+            max_total_bytes: 100,
+        };
+        for expiry_hour in [now.hour() - 1, now.hour() + 1] {
+            let blob = NewBlob {
+                uploader: address(&identity(1)),
+                total_len: 3,
+                expiry_hour,
+                verifiers: vec![BlobToken::from_bytes([1; 32]).verifier()],
+            };
+            store.create(blob, &limits).unwrap();
+        }
+    }
+    assert_eq!(files(tmp.path()), 4);
+    let config = ServerConfig {
+        sweep_interval: Duration::from_secs(3600),
+        ..dir_config(tmp.path())
+    };
+    let relay = start_with_clock(config, Arc::new(MemoryStore::new()), TestClock::at(now)).await;
+    let dir = tmp.path().to_path_buf();
+    eventually("the start-up sweep deleted the expired blob", || {
+        files(&dir) == 2
+    })
+    .await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn at_the_smallest_frame_limit_blobs_still_go_up_and_down() {
+    let max_frame_size = sotto_relay::protocol::MIN_MAX_FRAME_SIZE;
+    let config = ServerConfig {
+        max_frame_size,
+        connection_send_budget: u64::from(max_frame_size),
+        ..config()
+    };
+    let relay = start_with(config, Arc::new(MemoryStore::new())).await;
+    let alice = owner(relay.local_addr(), &identity(1)).await;
+    assert_eq!(alice.max_blob_chunk(), max_frame_size as usize - 29);
+    let tokens: Vec<BlobToken> = (0..64).map(|_| BlobToken::random().unwrap()).collect();
+    assert!(matches!(
+        alice.blob_create(10, DAY, &tokens).await,
+        Err(ClientError::RequestTooLarge {
+            len: 2066,
+            max: 2055
+        })
+    ));
+    let data = pattern(10_000);
+    let id = alice
+        .blob_create(data.len() as u64, DAY, &tokens[..63])
+        .await
+        .unwrap();
+    upload(&alice, &id, &data, 0, alice.max_blob_chunk()).await;
+    let bob = connect(relay.local_addr()).await;
+    assert_eq!(download(&bob, &id, &tokens[62], u32::MAX).await, data);
     relay.shutdown().await;
 }
 
@@ -420,7 +541,7 @@ async fn below_version_5_blob_requests_are_unknown_and_the_client_does_not_send_
     };
     unsupported(
         alice
-            .blob_create(1, DAY, &[token.clone()])
+            .blob_create(1, DAY, std::slice::from_ref(&token))
             .await
             .unwrap_err(),
     );
@@ -455,13 +576,16 @@ async fn the_metrics_count_blobs_created_deleted_expired_and_their_bytes() {
     let relay = server.spawn();
     let alice = owner(relay.local_addr(), &identity(1)).await;
     let token = BlobToken::random().unwrap();
-    let done = alice.blob_create(5, DAY, &[token.clone()]).await.unwrap();
+    let done = alice
+        .blob_create(5, DAY, std::slice::from_ref(&token))
+        .await
+        .unwrap();
     alice.blob_put(&done, 0, b"hello").await.unwrap();
     alice.blob_put(&done, 0, b"hello").await.unwrap();
     alice.blob_get(&done, &token, 0, 5).await.unwrap();
     alice.blob_done(&done, &token).await.unwrap();
     alice
-        .blob_create(7, Duration::from_secs(60), &[token.clone()])
+        .blob_create(7, Duration::from_secs(60), std::slice::from_ref(&token))
         .await
         .unwrap();
     let (_, page) = crate::metrics::http(metrics, "GET", "/metrics").await;
