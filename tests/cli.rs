@@ -924,3 +924,113 @@ fn a_disappearing_messages_timer_is_set_shown_and_reaches_the_contact() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a duration"));
 }
+
+/// The largest file in `dir` (the relay's blob being written), if any.
+fn largest_file_len(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_file_survives_sigkills_of_the_sender_and_the_recipient_mid_transfer() {
+    const LEN: usize = 48 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, addr) = start_relay(dir.path());
+    let (alice, bob, _, _) = alice_and_bob(dir.path(), &addr);
+    ok(chat(&alice, &["send", "bob", "a file follows"]));
+    ok(chat(&bob, &["sync"]));
+    let source = dir.path().join("video.bin");
+    let bytes: Vec<u8> = (0..LEN)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&source, &bytes).unwrap();
+    let blobs = dir.path().join("relay.db.blobs");
+
+    // The sender, killed once the relay holds part of the file.
+    let mut sender = Command::new(chat_binary())
+        .arg("--profile")
+        .arg(&alice)
+        .arg("send-file")
+        .arg("bob")
+        .arg(&source)
+        .env("SOTTO_PASSPHRASE", "cli test passphrase")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while largest_file_len(&blobs) < (LEN / 4) as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never began"
+        );
+        assert!(
+            sender.try_wait().unwrap().is_none(),
+            "the sender ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    sender.kill().unwrap();
+    sender.wait().unwrap();
+    let held = largest_file_len(&blobs);
+    assert!(held < LEN as u64, "the upload ended before the kill");
+
+    // Any command that connects goes on from what the relay holds.
+    ok(chat(&alice, &["sync"]));
+    let history = ok(chat(&alice, &["history", "bob"]));
+    assert!(
+        history.contains("me: [file: video.bin, 48.0 MiB"),
+        "{history}"
+    );
+
+    // The recipient, killed mid-download, goes on where it stopped.
+    let mut receiver = Command::new(chat_binary())
+        .arg("--profile")
+        .arg(&bob)
+        .arg("sync")
+        .env("SOTTO_PASSPHRASE", "cli test passphrase")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let parts = bob.join(sotto::ATTACHMENTS_DIR);
+    while largest_file_len(&parts) < (LEN / 4) as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never began"
+        );
+        assert!(
+            receiver.try_wait().unwrap().is_none(),
+            "the download ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    receiver.kill().unwrap();
+    receiver.wait().unwrap();
+    let synced = ok(chat(&bob, &["sync"]));
+    assert!(
+        synced.contains("Received the file of message #"),
+        "{synced}"
+    );
+    let history = ok(chat(&bob, &["history", "alice"]));
+    let line = history
+        .lines()
+        .find(|l| l.contains("[file: video.bin"))
+        .unwrap_or_else(|| panic!("{history}"));
+    let seq = &line[1..line.find(']').unwrap()];
+    let saved = dir.path().join("saved.bin");
+    ok(chat(&bob, &["save", "alice", seq, saved.to_str().unwrap()]));
+    assert!(
+        std::fs::read(&saved).unwrap() == bytes,
+        "the saved file differs"
+    );
+}
