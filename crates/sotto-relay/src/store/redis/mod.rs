@@ -948,7 +948,7 @@ impl MailboxStore for RedisStore {
     /// it stores nothing and names them, `first_contact` is asked about
     /// each (once, in order) and the script runs again with the answers.
     /// On a Cluster each recipient is a step of its own mailbox's slot
-    /// ([`cluster`]).
+    /// (docs/relay.md §9, "Redis Cluster").
     fn enqueue_many(
         &self,
         recipients: &[MultiRecipient],
