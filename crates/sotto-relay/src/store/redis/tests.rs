@@ -823,6 +823,224 @@ fn a_killed_server_keeps_every_acknowledged_envelope() {
     assert!(store.take_bundle(&a).unwrap().is_some());
 }
 
+/// A Redis Cluster of the test's own: three masters on loopback ports,
+/// each in a directory of its own, for what cannot be done on the shared
+/// one (a crash of every node). `None` (skipped) without `redis-server`
+/// and `redis-cli` outside CI.
+struct OwnCluster {
+    nodes: Vec<(u16, Option<std::process::Child>)>,
+    dir: tempfile::TempDir,
+}
+
+impl OwnCluster {
+    fn start() -> Option<Self> {
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for n in 0..3 {
+            match cluster.spawn_new(n) {
+                Ok(()) => {}
+                Err(e) if in_ci() => panic!("cannot start redis-server: {e}"),
+                Err(_) => {
+                    eprintln!("skipped: no redis-server to start");
+                    return None;
+                }
+            }
+        }
+        let addresses: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|(port, _)| format!("127.0.0.1:{port}"))
+            .collect();
+        let created = std::process::Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .status();
+        match created {
+            Ok(status) if status.success() => {}
+            _ if in_ci() => panic!("redis-cli --cluster create failed: {created:?}"),
+            _ => {
+                eprintln!("skipped: redis-cli could not create a cluster");
+                return None;
+            }
+        }
+        cluster.wait_until_ok();
+        Some(cluster)
+    }
+
+    /// Starts node `n` on a free port (the cluster bus takes the port
+    /// 10000 above it).
+    fn spawn_new(&mut self, n: usize) -> std::io::Result<()> {
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            if port > 55000 {
+                continue;
+            }
+            std::fs::create_dir_all(self.dir.path().join(n.to_string()))?;
+            let child = self.spawn(n, port)?;
+            self.nodes.push((port, Some(child)));
+            if self.answers(n) {
+                return Ok(());
+            }
+            if let Some((_, Some(mut child))) = self.nodes.pop() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        Err(std::io::Error::other("no free port for a cluster node"))
+    }
+
+    fn spawn(&self, n: usize, port: u16) -> std::io::Result<std::process::Child> {
+        std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--dir")
+            .arg(self.dir.path().join(n.to_string()))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+    }
+
+    /// Whether node `n` answers PING within 5 s.
+    fn answers(&self, n: usize) -> bool {
+        let url = format!("redis://127.0.0.1:{}", self.nodes[n].0);
+        for _ in 0..200 {
+            if let Ok(client) = redis::Client::open(url.as_str())
+                && let Ok(mut conn) = client.get_connection()
+                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        false
+    }
+
+    /// Waits until every node reports `cluster_state:ok`.
+    fn wait_until_ok(&self) {
+        for _ in 0..400 {
+            let ok = self.nodes.iter().all(|(port, _)| {
+                redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                    .and_then(|c| c.get_connection())
+                    .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
+                    .is_ok_and(|info| info.lines().any(|l| l.trim() == "cluster_state:ok"))
+            });
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the test cluster is not ok within 10 s");
+    }
+
+    /// Kills every node (SIGKILL: no shutdown, no last write) and starts
+    /// them again on their directories and ports.
+    fn crash_and_restart(&mut self) {
+        for (_, child) in &mut self.nodes {
+            if let Some(mut child) = child.take() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+        }
+        for n in 0..self.nodes.len() {
+            let child = self.spawn(n, self.nodes[n].0).unwrap();
+            self.nodes[n].1 = Some(child);
+            assert!(self.answers(n), "node {n} did not come back");
+        }
+        self.wait_until_ok();
+    }
+
+    fn url(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|(port, _)| format!("redis://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            if let Some(mut child) = child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+#[test]
+fn on_a_cluster_killed_nodes_keep_every_acknowledged_envelope() {
+    let Some(mut cluster) = OwnCluster::start() else {
+        return;
+    };
+    let store = RedisStore::open(&cluster.url()).unwrap();
+    assert!(store.is_cluster());
+    assert_eq!(store.durability(), Durability::Always);
+    let (a, b) = (register(&store, 1), register(&store, 2));
+    let policy = QueuePolicy::default();
+    let mut ids = Vec::new();
+    for n in 0..50u8 {
+        let to = if n % 2 == 0 { &a } else { &b };
+        let stored = store
+            .enqueue(to, &MessageId([n; 16]), &[n; 100], OPEN, &policy, T0)
+            .unwrap();
+        ids.push(stored.id);
+    }
+    let multi = store
+        .enqueue_many(
+            &[to(&a, 100, b"a:"), to(&b, 100, b"b:")],
+            b"body",
+            &mut |_| false,
+            &policy,
+            T0,
+        )
+        .unwrap();
+    assert!(multi.iter().all(|r| r.is_ok()));
+    assert_eq!(store.ack(&a, &[ids[0]]).unwrap(), 1);
+    let before = (
+        store.totals().unwrap(),
+        store.usage(&a).unwrap(),
+        store.usage(&b).unwrap(),
+    );
+    assert_eq!(before.0.envelopes, 51);
+    drop(store);
+
+    cluster.crash_and_restart();
+    let store = RedisStore::open(&cluster.url()).unwrap();
+    assert_eq!(
+        (
+            store.totals().unwrap(),
+            store.usage(&a).unwrap(),
+            store.usage(&b).unwrap()
+        ),
+        before
+    );
+    let page = store.fetch(&b, 0, 100, usize::MAX, T0).unwrap();
+    assert_eq!(page.envelopes.len(), 26);
+    assert_eq!(page.envelopes[25].payload, b"b:body");
+    // Ids go on from where they were.
+    let next = store
+        .enqueue(&a, &MessageId([200; 16]), b"after", OPEN, &policy, T0)
+        .unwrap();
+    assert!(next.id > before.2.last_id);
+    assert!(store.take_bundle(&a).unwrap().is_some());
+}
+
 /// Fills the store with 8 KiB envelopes for `address` until the server
 /// is out of memory; returns their ids.
 fn fill(store: &RedisStore, address: &MailboxAddress, first: u32) -> Vec<u64> {
