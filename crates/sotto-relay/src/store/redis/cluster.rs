@@ -291,8 +291,11 @@ pub(super) fn open(nodes: Vec<String>, options: &RedisOptions) -> Result<RedisSt
         .map(|url| redis::Client::open(url.as_str()).map_err(store_error))
         .collect::<Result<_, _>>()?;
     store.idle()?.push(conn);
-    // What relays that stopped between two steps left.
-    store.reconcile_all()?;
+    // What relays that stopped between two steps left. A failure does not
+    // keep the relay from starting: the next sweep runs it again.
+    if let Err(e) = store.reconcile_all() {
+        tracing::warn!(error = %e, "Redis Cluster: the reconcile at start-up failed; the next sweep runs it again");
+    }
     Ok(store)
 }
 
