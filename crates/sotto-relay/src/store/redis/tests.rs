@@ -516,6 +516,63 @@ fn on_a_cluster_a_multi_send_body_is_copied_per_recipient() {
     }
 }
 
+/// On a cluster the sweep finds expired envelopes through the hourly
+/// buckets of mailboxes, sweeps them in batches, and leaves no bucket, no
+/// pending reservation and no expiry index behind.
+#[test]
+fn on_a_cluster_the_sweep_empties_the_expiry_buckets() {
+    let Some(t) = cluster_store() else { return };
+    let store = without_delay(t.another());
+    let policy = QueuePolicy {
+        envelope_ttl: Duration::from_secs(3600),
+        ..QueuePolicy::default()
+    };
+    let mailboxes: Vec<MailboxAddress> = (1..=5).map(|n| register(&store, n)).collect();
+    for (n, m) in mailboxes.iter().enumerate() {
+        for i in 0..3u8 {
+            store
+                .enqueue(
+                    m,
+                    &MessageId([n as u8, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+                    b"abcd",
+                    OPEN,
+                    &policy,
+                    T0,
+                )
+                .unwrap();
+        }
+    }
+    assert!(!t.keys_ending("{global}:exp_hours").is_empty());
+    let later = UnixTime::from_secs(T0.as_secs() + 3600);
+    let mut swept = Swept::default();
+    for _ in 0..10 {
+        let s = store.sweep_expired(later, 4).unwrap();
+        swept.envelopes += s.envelopes;
+        swept.bytes += s.bytes;
+        if s.envelopes < 4 {
+            break;
+        }
+    }
+    assert_eq!(
+        swept,
+        Swept {
+            envelopes: 15,
+            bytes: 60
+        }
+    );
+    assert_eq!(store.totals().unwrap(), StoreTotals::default());
+    store.reconcile().unwrap();
+    for name in [
+        "{global}:exp_hours",
+        "{global}:exp:*",
+        "{global}:pending",
+        ":expiry",
+        ":queue",
+    ] {
+        assert!(t.keys_ending(name).is_empty(), "{name} left");
+    }
+}
+
 /// Runs one `account` step of the test store directly.
 fn account(t: &TestStore, ops: &[&str]) -> Vec<Value> {
     let mut call = t.store.scripts.cluster.account.prepare_invoke();
