@@ -1,6 +1,7 @@
 //! The Sotto CLI chat.
 //!
 //! ```text
+//! cargo run --release --example chat                  # the full-screen interface
 //! cargo run --release --example chat -- demo
 //! cargo run --release --example chat -- relay --listen 127.0.0.1:7447 --db relay.db
 //! cargo run --release --example chat -- --profile alice init
@@ -20,6 +21,8 @@
 mod archive;
 #[path = "chat/demo.rs"]
 mod demo;
+#[path = "chat/files.rs"]
+mod files;
 #[path = "chat/group.rs"]
 mod group;
 #[path = "chat/link.rs"]
@@ -28,13 +31,18 @@ mod link;
 mod relay;
 #[path = "chat/talk.rs"]
 mod talk;
+#[path = "chat/tui.rs"]
+mod tui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sotto::store::DeliveryState;
-use sotto::{Address, Client, ClientOptions, HistoryItem, RelayTrust, SendStatus};
+use sotto::{
+    Address, Client, ClientOptions, ConversationEvent, HistoryItem, RelayTrust, SendStatus,
+};
 use tokio_stream::StreamExt;
 
 #[derive(Parser)]
@@ -55,8 +63,9 @@ struct Cli {
     /// a tls:// relay must chain to, instead of the system's trust store.
     #[arg(long, global = true, env = "SOTTO_RELAY_CA", value_name = "PEM")]
     relay_ca: Option<PathBuf>,
+    /// Without a command: the full-screen interface (`tui`).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -128,7 +137,24 @@ enum Command {
         /// The message.
         text: String,
     },
-    /// Fetch waiting messages and print them.
+    /// Send a file (encrypted on this device, stored on the relay until
+    /// the contact fetched it).
+    SendFile {
+        /// Contact name or address.
+        name: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Write the file of a message (see `history`) to PATH.
+    Save {
+        /// Contact name or address.
+        name: String,
+        /// The message's number in `history`.
+        seq: u64,
+        /// Where to write it (a new file).
+        path: PathBuf,
+    },
+    /// Fetch waiting messages (and files) and print them.
     Sync,
     /// Show the conversation with a contact (or `#GROUP`), newest last.
     History {
@@ -137,6 +163,15 @@ enum Command {
         /// How many messages.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Set the disappearing messages timer of the conversation with a
+    /// contact (both sides delete a message that long after it was read
+    /// or sent), or show it without DURATION.
+    Timer {
+        /// Contact name or address.
+        name: String,
+        /// How long messages stay: `30s`, `5m`, `1h`, `7d`, or `off`.
+        duration: Option<String>,
     },
     /// Show the safety number with a contact; --confirm marks it verified.
     Verify {
@@ -169,6 +204,9 @@ enum Command {
         /// The new address.
         address: String,
     },
+    /// The full-screen interface (also what `chat` alone opens):
+    /// conversations, history, delivery marks, the connection state.
+    Tui,
     /// Interactive chat: type to send, incoming messages appear as they
     /// arrive. `#NAME` talks in a group.
     Talk {
@@ -225,7 +263,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> CliResult<ExitCode> {
-    match cli.command {
+    let command = cli.command.unwrap_or(Command::Tui);
+    if let Command::Tui = command {
+        // Before the passphrase is asked for: without a terminal there is
+        // nothing to draw on.
+        tui::need_terminal()?;
+    }
+    match command {
         Command::Relay {
             listen,
             db,
@@ -440,16 +484,37 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             let mut events = client.events();
             connect(client).await?;
             let result = client.sync().await;
+            // Files the messages carry, fetched now (also those left by an
+            // earlier run).
+            let files = if result.is_ok() {
+                client.transfer_files().await.map(|_| ())
+            } else {
+                Ok(())
+            };
+            let mut file_lines = Vec::new();
             while let Ok(Some(event)) =
                 tokio::time::timeout(std::time::Duration::from_millis(50), events.next()).await
             {
-                if let sotto::ClientEvent::GroupMessage(m) = event {
-                    let who = group::member_names(client, &[m.from]).await.remove(0);
-                    println!(
-                        "#{} {who}: {}",
-                        m.group_name,
-                        String::from_utf8_lossy(&m.body)
-                    );
+                match event {
+                    sotto::ClientEvent::GroupMessage(m) => {
+                        let who = group::member_names(client, &[m.from]).await.remove(0);
+                        println!(
+                            "#{} {who}: {}",
+                            m.group_name,
+                            String::from_utf8_lossy(&m.body)
+                        );
+                    }
+                    sotto::ClientEvent::FileReceived { contact, seq } => file_lines.push(format!(
+                        "Received the file of message #{seq} from {contact}."
+                    )),
+                    sotto::ClientEvent::FileFailed {
+                        contact,
+                        seq,
+                        reason,
+                    } => file_lines.push(format!(
+                        "The file of message #{seq} from {contact} did not arrive: {reason}."
+                    )),
+                    _ => {}
                 }
             }
             // What was stored is shown even when part of the mailbox could
@@ -460,12 +525,18 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
                 println!(
                     "{}: {}",
                     display_name(&m.name, &m.contact),
-                    String::from_utf8_lossy(&m.body)
+                    message_text(&m)
                 );
+            }
+            for line in file_lines {
+                println!("{line}");
             }
             let count = result.map_err(s)?;
             println!("{count} new message(s).");
+            files.map_err(s)?;
         }
+        Command::SendFile { name, path } => files::send_file(client, &name, &path).await?,
+        Command::Save { name, seq, path } => files::save(client, &name, seq, &path).await?,
         Command::History { name, limit } if group::group_name(&name).is_some() => {
             group::history(client, group::group_name(&name).unwrap_or_default(), limit).await?
         }
@@ -474,6 +545,27 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             print_history(&name, &items);
             damaged(items.iter().filter(|i| i.body.is_err()).count(), "message")?;
         }
+        Command::Timer { name, duration } => match duration {
+            None => match client.disappearing_timer(&name).await.map_err(s)? {
+                Some(timer) => println!(
+                    "Messages with {name} disappear {} after they are read or sent.",
+                    format_duration(timer)
+                ),
+                None => println!("Messages with {name} do not disappear."),
+            },
+            Some(text) => {
+                let timer = parse_duration(&text)?;
+                let offline = connect(client).await.err();
+                client
+                    .set_disappearing_timer(&name, timer)
+                    .await
+                    .map_err(s)?;
+                println!("{}.", timer_note("you", timer));
+                if let Some(why) = offline {
+                    println!("Stored; {why}. {name} is told on the next connection.");
+                }
+            }
+        },
         Command::Verify { name, confirm } => {
             let number = client.safety_number(&name).await.map_err(s)?;
             println!("Safety number with {name}:");
@@ -520,6 +612,7 @@ async fn profile_command(client: &Client, command: Command) -> CliResult<()> {
             client.refuse_identity_change(&address).await.map_err(s)?;
             println!("Refused: nothing changed.");
         }
+        Command::Tui => tui::run(client).await?,
         Command::Talk { name } => match group::group_name(&name) {
             Some(group) => group::talk(client, group).await?,
             None => talk::talk(client, &name).await?,
@@ -574,6 +667,63 @@ fn damaged(count: usize, what: &str) -> CliResult<()> {
     ))
 }
 
+/// A received message as one line of text: its body, or its file.
+pub(crate) fn message_text(m: &sotto::IncomingMessage) -> String {
+    match &m.attachment {
+        Some(attachment) => files::describe(attachment),
+        None => String::from_utf8_lossy(&m.body).into_owned(),
+    }
+}
+
+/// Who changed a timer, as a history line names them.
+fn who_set(ours: bool, name: &str) -> &str {
+    if ours { "you" } else { name }
+}
+
+/// A timer change as one line: "alice set messages to disappear after 1h".
+pub(crate) fn timer_note(who: &str, timer: Option<Duration>) -> String {
+    match timer {
+        Some(t) => format!(
+            "{who} set messages to disappear {} after they are read or sent",
+            format_duration(t)
+        ),
+        None => format!("{who} turned disappearing messages off"),
+    }
+}
+
+/// `30s`, `5m`, `2h`, `7d` (the largest unit that divides it), or seconds.
+fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if s >= len && s.is_multiple_of(len) {
+            return format!("{}{unit}", s / len);
+        }
+    }
+    format!("{s}s")
+}
+
+/// `off`, or a number with a unit: `s`, `m`, `h`, `d`.
+pub(crate) fn parse_duration(text: &str) -> CliResult<Option<Duration>> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = || format!("not a duration: {text:?} (examples: 30s, 5m, 1h, 7d, off)");
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let len = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    let seconds = n
+        .checked_mul(len)
+        .filter(|&s| s > 0 && s <= u64::from(u32::MAX))
+        .ok_or_else(bad)?;
+    Ok(Some(Duration::from_secs(seconds)))
+}
+
 fn print_history(name: &str, items: &[HistoryItem]) {
     if items.is_empty() {
         println!("No messages with {name} yet.");
@@ -584,6 +734,23 @@ fn print_history(name: &str, items: &[HistoryItem]) {
             Some(DeliveryState::Failed(reason)) => format!("  (not sent: {reason})"),
             _ => String::new(),
         };
+        if let Some(ConversationEvent::TimerChanged { seconds }) = item.event {
+            let timer = (seconds > 0).then(|| Duration::from_secs(u64::from(seconds)));
+            println!(
+                "[{}] ({})",
+                item.seq,
+                timer_note(who_set(item.outgoing, name), timer)
+            );
+            continue;
+        }
+        if let Some(attachment) = &item.attachment {
+            println!(
+                "[{}] {who}: {}{note}",
+                item.seq,
+                files::describe(attachment)
+            );
+            continue;
+        }
         match &item.body {
             Ok(body) => println!(
                 "[{}] {who}: {}{note}",

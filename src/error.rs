@@ -142,6 +142,36 @@ pub enum Error {
     /// runtime is shutting down); its transaction did not commit.
     #[error("a store operation was interrupted before it finished")]
     TaskFailed,
+
+    /// The message is not an attachment.
+    #[error("message {0} is not a file")]
+    NotAnAttachment(u64),
+
+    /// The attachment's file is not on this device (yet): its download has
+    /// not finished, or it failed.
+    #[error(
+        "the file of message {0} is not on this device (not downloaded yet, or its download failed)"
+    )]
+    AttachmentNotHere(u64),
+
+    /// A file too large to attach.
+    #[error("a file of {len} bytes is too large to send: at most {max} bytes")]
+    FileTooLarge {
+        /// Its length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+
+    /// A text message whose first bytes are those of an attachment's
+    /// reference (`0xFF 'S' 'A' 0x00`), which no UTF-8 text has: send a
+    /// file with `send_file`.
+    #[error("a message may not start with the bytes that mark a file (0xFF 'S' 'A' 0x00)")]
+    ReservedBody,
+
+    /// The relay does not store files (it speaks an older protocol).
+    #[error("this relay does not store files (protocol version 5 needed)")]
+    RelayWithoutBlobs,
     /// The operating system's random number generator failed.
     #[error("the system's random number generator failed")]
     NoRandomness,

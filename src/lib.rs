@@ -47,10 +47,11 @@ pub use address::{ADDRESS_PREFIX, Address, AddressError};
 #[cfg(feature = "test-hooks")]
 pub use client::Fault;
 pub use client::{
-    Client, ClientEvent, ClientOptions, ContactInfo, DisconnectReason, DropReason, Events,
-    GroupChange, GroupHistoryItem, GroupInfo, HistoryItem, HistoryTransfer, IdentityChange,
-    IncomingGroupMessage, IncomingMessage, JoinedAccount, LinkedDevice, PROFILE_DB, RELAY_FILE,
-    SendStatus, Sent, Step, Undecryptable, UnreadableRow, group_id_hex,
+    ATTACHMENTS_DIR, Attachment, Client, ClientEvent, ClientOptions, Clock, ContactInfo,
+    DisconnectReason, DropReason, Events, FileFailure, GroupChange, GroupHistoryItem, GroupInfo,
+    HistoryItem, HistoryTransfer, IdentityChange, IncomingGroupMessage, IncomingMessage,
+    JoinedAccount, LinkedDevice, PROFILE_DB, RELAY_FILE, SendStatus, Sent, Step, Undecryptable,
+    UnreadableRow, UploadId, group_id_hex, media_type_for,
 };
 pub use connection::RelayTrust;
 pub use error::{Error, Result, TlsConfigError};
@@ -67,6 +68,7 @@ pub use sotto_core::group::GroupId;
 pub use sotto_core as core;
 pub use sotto_relay as relay;
 pub use sotto_store as store;
+pub use sotto_store::ConversationEvent;
 
 // The README's examples compile and run as doctests.
 #[doc = include_str!("../README.md")]

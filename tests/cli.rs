@@ -886,3 +886,41 @@ fn a_history_transfer_survives_a_sigkill_of_the_sender() {
         "{history}"
     );
 }
+
+#[test]
+fn a_disappearing_messages_timer_is_set_shown_and_reaches_the_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, addr) = start_relay(dir.path());
+    let (alice, bob, _, _) = alice_and_bob(dir.path(), &addr);
+    ok(chat(&alice, &["send", "bob", "hi"]));
+    ok(chat(&bob, &["sync"]));
+    assert!(ok(chat(&alice, &["timer", "bob"])).contains("Messages with bob do not disappear."));
+    let set = ok(chat(&alice, &["timer", "bob", "1h"]));
+    assert!(
+        set.contains("you set messages to disappear 1h after they are read or sent"),
+        "{set}"
+    );
+    ok(chat(&bob, &["sync"]));
+    let shown = ok(chat(&bob, &["timer", "alice"]));
+    assert!(
+        shown.contains("Messages with alice disappear 1h after they are read or sent."),
+        "{shown}"
+    );
+    let history = ok(chat(&bob, &["history", "alice"]));
+    assert!(
+        history.contains("(alice set messages to disappear 1h after they are read or sent)"),
+        "{history}"
+    );
+    ok(chat(&bob, &["timer", "alice", "off"]));
+    ok(chat(&alice, &["sync"]));
+    let history = ok(chat(&alice, &["history", "bob"]));
+    assert!(
+        history.contains("(you set messages to disappear 1h")
+            && history.contains("(bob turned disappearing messages off)"),
+        "{history}"
+    );
+    // A duration the chat cannot read is a one-line error.
+    let bad = chat(&alice, &["timer", "bob", "5 minutes"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a duration"));
+}

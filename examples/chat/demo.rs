@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sotto::relay::{Server, ServerConfig, SqliteStore};
+use sotto::relay::{BlobStorage, Server, ServerConfig, SqliteStore};
 use sotto::{Client, ClientOptions, IncomingMessage, SendStatus};
 use tokio_stream::{Stream, StreamExt};
 
@@ -91,13 +91,13 @@ pub(crate) async fn run(keep: Option<PathBuf>) -> CliResult<ExitCode> {
     println!("Sotto demo in {}", dir.display());
     let relay_db = dir.join("relay.db");
     let relay_store = SqliteStore::open(&relay_db).map_err(|e| e.to_string())?;
-    let server = Server::bind(
-        "127.0.0.1:0",
-        ServerConfig::default(),
-        Arc::new(relay_store),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let config = ServerConfig {
+        blobs: BlobStorage::dir(dir.join("relay.db.blobs")).map_err(|e| e.to_string())?,
+        ..ServerConfig::default()
+    };
+    let server = Server::bind("127.0.0.1:0", config, Arc::new(relay_store))
+        .await
+        .map_err(|e| e.to_string())?;
     let relay_addr = server.local_addr().to_string();
     let relay = server.spawn();
     println!(

@@ -11,7 +11,7 @@ pub(crate) async fn relay(
     db: &std::path::Path,
     tls_files: Option<(PathBuf, PathBuf)>,
 ) -> CliResult<ExitCode> {
-    use sotto::relay::{Server, ServerConfig, SqliteStore};
+    use sotto::relay::{BlobStorage, Server, ServerConfig, SqliteStore};
     // The certificate first: a mistake there should not leave a database.
     let tls = match &tls_files {
         Some((cert, key)) => {
@@ -27,7 +27,16 @@ pub(crate) async fn relay(
     };
     let created = !db.exists();
     let store = SqliteStore::open(db).map_err(|e| format!("cannot open {}: {e}", db.display()))?;
-    let server = match Server::bind(listen, ServerConfig::default(), Arc::new(store)).await {
+    // Attachments next to the database, as the relay binary keeps them.
+    let mut blob_dir = db.as_os_str().to_owned();
+    blob_dir.push(".blobs");
+    let blob_dir = PathBuf::from(blob_dir);
+    let config = ServerConfig {
+        blobs: BlobStorage::dir(&blob_dir)
+            .map_err(|e| format!("cannot open {}: {e}", blob_dir.display()))?,
+        ..ServerConfig::default()
+    };
+    let server = match Server::bind(listen, config, Arc::new(store)).await {
         Ok(server) => server,
         Err(e) => {
             // A relay that could not start leaves no new database behind.
@@ -37,6 +46,7 @@ pub(crate) async fn relay(
                     file.push(suffix);
                     let _ = std::fs::remove_file(file);
                 }
+                let _ = std::fs::remove_dir(&blob_dir);
             }
             return Err(format!("cannot listen on {listen}: {e}"));
         }

@@ -95,7 +95,7 @@ pub(crate) async fn talk(client: &Client, name: &str) -> CliResult<()> {
                 match event {
                     Some(ClientEvent::Message(m)) => {
                         let who = if m.contact == contact_address { name.to_owned() } else { display_name(&m.name, &m.contact) };
-                        println!("\r{who}: {}", String::from_utf8_lossy(&m.body));
+                        println!("\r{who}: {}", crate::message_text(&m));
                         prompt(&out);
                     }
                     Some(ClientEvent::Undecryptable { reason, resend_requested, .. }) => {
@@ -129,6 +129,11 @@ pub(crate) async fn talk(client: &Client, name: &str) -> CliResult<()> {
                     }
                     Some(ClientEvent::SendFailed { seq, reason, .. }) => {
                         println!("\r(message #{seq} could not be sent: {reason})");
+                        prompt(&out);
+                    }
+                    Some(ClientEvent::DisappearingTimerChanged { contact, timer, by_us }) if contact == contact_address => {
+                        let who = if by_us { "you" } else { name };
+                        println!("\r({})", crate::timer_note(who, timer));
                         prompt(&out);
                     }
                     Some(_) => {}

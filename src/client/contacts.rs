@@ -1,7 +1,7 @@
 //! Contacts, safety numbers, history and read marks.
 
 use sotto_core::SafetyNumber;
-use sotto_store::{Contact, DeliveryState, Direction};
+use sotto_store::{Contact, Direction};
 
 use super::Client;
 use super::types::{ContactInfo, HistoryItem, UnreadableRow};
@@ -99,6 +99,7 @@ impl Client {
         limit: usize,
     ) -> Result<Vec<HistoryItem>> {
         let contact = self.resolve(contact).await?;
+        let profile = self.shared.profile_dir.clone();
         self.shared
             .with_store(move |s| {
                 let page = s.history(&contact.id, before, limit)?;
@@ -106,13 +107,22 @@ impl Client {
                     .entries
                     .into_iter()
                     .map(|e| match e.message {
-                        Ok(m) => HistoryItem {
-                            seq: e.seq,
-                            outgoing: m.direction == Direction::Outgoing,
-                            timestamp: m.timestamp,
-                            state: Some(m.state),
-                            body: Ok(m.body.to_vec()),
-                        },
+                        Ok(m) => {
+                            let attachment = super::attachments::describe(&profile, &m.body);
+                            HistoryItem {
+                                seq: e.seq,
+                                outgoing: m.direction == Direction::Outgoing,
+                                timestamp: m.timestamp,
+                                state: Some(m.state),
+                                body: Ok(if attachment.is_some() {
+                                    Vec::new()
+                                } else {
+                                    m.body.to_vec()
+                                }),
+                                event: m.event,
+                                attachment,
+                            }
+                        }
                         Err(err) => HistoryItem {
                             seq: e.seq,
                             outgoing: false,
@@ -122,6 +132,8 @@ impl Client {
                                 sotto_store::Error::MissingRow { .. } => UnreadableRow::Missing,
                                 _ => UnreadableRow::Damaged,
                             }),
+                            event: None,
+                            attachment: None,
                         },
                     })
                     .collect())
@@ -142,21 +154,23 @@ impl Client {
     /// Marks the incoming message `seq` of the conversation with `contact`
     /// as read. With [`ClientOptions::read_receipts`](crate::ClientOptions::read_receipts)
     /// the contact is told (a read receipt, if the relay is reachable now;
-    /// read receipts are best effort). Returns whether the state changed.
+    /// read receipts are best effort). When the conversation's
+    /// disappearing messages timer is on, the message's countdown starts
+    /// now. Returns whether the state changed.
     pub async fn mark_read(&self, contact: &str, seq: u64) -> Result<bool> {
         let contact = self.resolve(contact).await?;
         let id = contact.id.clone();
+        let now = self.shared.options.clock.now_ms();
         let envelope = self
             .shared
             .with_store(move |s| {
                 let Some(message) = s.message(&id, seq)? else {
                     return Err(sotto_store::Error::UnknownMessage(seq));
                 };
-                if message.direction != Direction::Incoming || message.state == DeliveryState::Read
-                {
+                // Read now: a disappearing message's countdown starts.
+                if !s.mark_read(&id, seq, now)? {
                     return Ok(None);
                 }
-                s.set_delivery_state(&id, seq, DeliveryState::Read)?;
                 Ok(Some(message.envelope_id))
             })
             .await?;

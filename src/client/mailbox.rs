@@ -66,8 +66,11 @@ impl Shared {
         let identity = self.identity.clone();
         let store = self.store.clone();
         let groups = self.group_members.clone();
+        // The clock of disappearing messages: a copy of a message sent from
+        // another of our devices starts its countdown when it is stored.
+        let now = self.options.clock.now_ms();
         super::shared::blocking(move || {
-            receive::receive(&mut lock(&store), &identity, &groups, &sealed, now_ms())
+            receive::receive(&mut lock(&store), &identity, &groups, &sealed, now)
         })
         .await
     }
@@ -184,6 +187,11 @@ impl Shared {
                 });
                 conn.ack(&[relay_id]).await?;
                 self.owe_receipt(receipt);
+                // A file to fetch: the files task takes it (the store
+                // remembers it until then).
+                if message.attachment.is_some() {
+                    self.files.notify_one();
+                }
                 Ok(Settled::Stored(message))
             }
             Outcome::Duplicate { receipt } => {

@@ -9,6 +9,8 @@
 //! | `contacts.rs` | contacts, safety numbers, history, read marks |
 //! | `devices.rs` | the account's device list (docs/devices.md) |
 //! | `identity.rs` | a contact's identity change: announced, accepted or refused |
+//! | `disappearing.rs` | disappearing messages: the timer, the countdowns, the deletions |
+//! | `attachments.rs` | files: encrypted into the profile, up to the relay and down, resumably |
 //! | `types.rs` | options, events, messages, history rows |
 //! | `receive.rs` | the receive pipeline: envelope bytes in, typed outcome out, no network |
 //! | `mailbox.rs` | receiving over the relay: fetch, pipeline, acknowledge, announce |
@@ -30,8 +32,10 @@ use tokio::sync::broadcast;
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 
 mod archive;
+mod attachments;
 mod contacts;
 mod devices;
+mod disappearing;
 mod groups;
 mod identity;
 mod link;
@@ -47,14 +51,16 @@ mod supervisor;
 mod transfer;
 mod types;
 
+pub use attachments::{ATTACHMENTS_DIR, Attachment, FileFailure, UploadId, media_type_for};
 pub use groups::{GroupChange, GroupHistoryItem, GroupInfo, IncomingGroupMessage, group_id_hex};
 pub use link::{JoinedAccount, LinkedDevice};
 pub use transfer::HistoryTransfer;
 #[cfg(feature = "test-hooks")]
 pub use types::Fault;
 pub use types::{
-    ClientEvent, ClientOptions, ContactInfo, DisconnectReason, DropReason, Events, HistoryItem,
-    IdentityChange, IncomingMessage, SendStatus, Sent, Step, Undecryptable, UnreadableRow,
+    ClientEvent, ClientOptions, Clock, ContactInfo, DisconnectReason, DropReason, Events,
+    HistoryItem, IdentityChange, IncomingMessage, SendStatus, Sent, Step, Undecryptable,
+    UnreadableRow,
 };
 
 use self::mailbox::Settled;
@@ -94,6 +100,12 @@ impl Drop for Lifetime {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.upgrade() {
             if let Some(h) = lock(&shared.supervisor).take() {
+                h.abort();
+            }
+            if let Some(h) = lock(&shared.sweeper).take() {
+                h.abort();
+            }
+            if let Some(h) = lock(&shared.files_task).take() {
                 h.abort();
             }
             lock(&shared.connection).take();
@@ -172,6 +184,10 @@ impl Client {
             events,
             connection: Mutex::new(None),
             supervisor: Mutex::new(None),
+            sweeper: Mutex::new(None),
+            files_task: Mutex::new(None),
+            files: Arc::new(tokio::sync::Notify::new()),
+            moving_files: tokio::sync::Mutex::new(()),
             processing: tokio::sync::Mutex::new(()),
             publishing: tokio::sync::Mutex::new(()),
             notices: Mutex::new(Default::default()),
@@ -186,6 +202,12 @@ impl Client {
             group_members: Default::default(),
             static_secrets: Mutex::new(std::collections::HashMap::new()),
         });
+        // Disappearing messages go on time whether connected or not.
+        *lock(&shared.sweeper) = Some(tokio::spawn(disappearing::sweep(Arc::downgrade(&shared))));
+        *lock(&shared.files_task) = Some(tokio::spawn(attachments::run(
+            Arc::downgrade(&shared),
+            shared.files.clone(),
+        )));
         Ok(Self {
             _lifetime: Arc::new(Lifetime {
                 shared: Arc::downgrade(&shared),

@@ -168,7 +168,8 @@ impl Shared {
         )
         .await?;
         let id = to.entry.id;
-        self.with_store(move |s| s.mark_sent(&id, now_ms())).await?;
+        let now = self.options.clock.now_ms();
+        self.with_store(move |s| s.mark_sent(&id, now)).await?;
         Ok(())
     }
 

@@ -462,17 +462,25 @@ fn store_message(
             contact: id,
             receipt: owed,
         },
-        Ok(Received::Stored(stored)) => Outcome::Stored {
-            message: Box::new(IncomingMessage {
-                contact: from,
-                name,
-                seq: stored.seq,
-                body: stored.body.to_vec(),
-                received_at: stored.timestamp,
-            }),
-            sent_copy: m.device.is_own(),
-            receipt: owed,
-        },
+        Ok(Received::Stored(stored)) => {
+            let attachment = super::attachments::describe_reference(&stored.body);
+            Outcome::Stored {
+                message: Box::new(IncomingMessage {
+                    contact: from,
+                    name,
+                    seq: stored.seq,
+                    body: if attachment.is_some() {
+                        Vec::new()
+                    } else {
+                        stored.body.to_vec()
+                    },
+                    received_at: stored.timestamp,
+                    attachment,
+                }),
+                sent_copy: m.device.is_own(),
+                receipt: owed,
+            }
+        }
         Ok(Received::Duplicate) => Outcome::Duplicate {
             receipt: Some(owed),
         },

@@ -37,6 +37,9 @@ impl Client {
     }
 
     async fn send_inner(&self, contact: &str, text: &[u8]) -> Result<Sent> {
+        if sotto_core::attachment::is_reference(text) {
+            return Err(Error::ReservedBody);
+        }
         let contact = self.resolve(contact).await?;
         let identity = contact
             .identity_key

@@ -44,6 +44,13 @@ pub(crate) struct Shared {
     pub(crate) events: broadcast::Sender<ClientEvent>,
     pub(crate) connection: Mutex<Option<Arc<RelayClient>>>,
     pub(crate) supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// The task that deletes disappearing messages whose time ran out.
+    pub(crate) sweeper: Mutex<Option<JoinHandle<()>>>,
+    /// The task that moves files up and down, and what wakes it.
+    pub(crate) files_task: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) files: Arc<tokio::sync::Notify>,
+    /// Files move one at a time.
+    pub(crate) moving_files: tokio::sync::Mutex<()>,
     /// Serializes envelope processing and outbox flushing.
     pub(crate) processing: tokio::sync::Mutex<()>,
     /// Serializes prekey uploads: a stock count and the top-up it leads to,

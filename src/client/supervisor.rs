@@ -101,6 +101,8 @@ impl Shared {
         if let Err(e) = self.resume_history(conn).await {
             self.report(Step::Devices, e);
         }
+        // Files to put up or fetch (the files task moves them).
+        self.files.notify_one();
         // Controls left by a crash, or changes that came ahead of the one
         // they build on.
         match self.process_all_controls().await {

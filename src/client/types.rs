@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use sotto_core::{DeviceId, SafetyNumber};
 use sotto_relay::{ClientConfig, ErrorCode};
-use sotto_store::{DeliveryState, OpenOptions, ResendPolicy, SendFailure, SignedPreKeyPolicy};
+use sotto_store::{
+    ConversationEvent, DeliveryState, OpenOptions, ResendPolicy, SendFailure, SignedPreKeyPolicy,
+};
 use tokio::sync::broadcast;
 
 use crate::address::Address;
@@ -59,6 +61,11 @@ pub struct ClientOptions {
     /// [`Client::receive_envelope`](crate::Client::receive_envelope) (for
     /// example in a background task that batches work).
     pub auto_receive: bool,
+    /// The clock disappearing messages count by (docs/client.md,
+    /// "Disappearing messages"), which also dates received messages and
+    /// the relay's acceptance of sent ones: the system's by default; a
+    /// [`Clock::manual`] lets a test or an app move time itself.
+    pub clock: Clock,
     /// Fault injection for crash tests.
     #[cfg(feature = "test-hooks")]
     pub fault: Option<Fault>,
@@ -89,9 +96,63 @@ impl Default for ClientOptions {
             outbox_retry_min: Duration::from_secs(1),
             event_capacity: 1024,
             auto_receive: true,
+            clock: Clock::system(),
             #[cfg(feature = "test-hooks")]
             fault: None,
         }
+    }
+}
+
+/// Where the client reads the time for disappearing messages: when a
+/// message's countdown starts and when it has run out. The system clock
+/// by default; a manual clock moves only when told to (tests, or an app
+/// with a trusted time source of its own). Clones share the time.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    manual: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self { manual: None }
+    }
+
+    /// A clock that reads `start_ms` (milliseconds since the Unix epoch)
+    /// until [`set`](Self::set) or [`advance`](Self::advance) moves it.
+    pub fn manual(start_ms: u64) -> Self {
+        Self {
+            manual: Some(Arc::new(std::sync::atomic::AtomicU64::new(start_ms))),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        match &self.manual {
+            Some(ms) => ms.load(std::sync::atomic::Ordering::SeqCst),
+            None => super::shared::now_ms(),
+        }
+    }
+
+    /// Moves a manual clock forward by `by`; returns false (and does
+    /// nothing) for the system clock.
+    pub fn advance(&self, by: Duration) -> bool {
+        let Some(ms) = &self.manual else {
+            return false;
+        };
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        ms.fetch_add(by, std::sync::atomic::Ordering::SeqCst);
+        true
+    }
+
+    /// Sets a manual clock to `ms`; returns false (and does nothing) for
+    /// the system clock.
+    pub fn set(&self, ms: u64) -> bool {
+        let Some(clock) = &self.manual else {
+            return false;
+        };
+        clock.store(ms, std::sync::atomic::Ordering::SeqCst);
+        true
     }
 }
 
@@ -105,10 +166,13 @@ pub struct IncomingMessage {
     pub name: String,
     /// Sequence number in the conversation's history.
     pub seq: u64,
-    /// The plaintext.
+    /// The plaintext (empty for a file).
     pub body: Vec<u8>,
     /// When it arrived, milliseconds since the Unix epoch.
     pub received_at: u64,
+    /// `Some` when the message is a file: name, type and length (not on
+    /// this device yet; [`ClientEvent::FileReceived`] says when it is).
+    pub attachment: Option<super::attachments::Attachment>,
 }
 
 impl core::fmt::Debug for IncomingMessage {
@@ -209,6 +273,63 @@ pub enum ClientEvent {
     /// or refuses the change. Compare the new safety number with the
     /// contact out of band first: nothing proves the claim.
     IdentityChanged(Box<IdentityChange>),
+    /// The disappearing messages timer of the conversation with `contact`
+    /// changed (by this account, from this or another of its devices,
+    /// when `by_us`); it is also an event in the conversation's history.
+    DisappearingTimerChanged {
+        /// The contact.
+        contact: Address,
+        /// Seconds a message stays once read or sent; `None`: off.
+        timer: Option<Duration>,
+        /// True when this account changed it.
+        by_us: bool,
+    },
+    /// A file went on its way: `done` of `total` blob bytes put on the
+    /// relay (`outgoing`, before its message exists: `seq` is `None`) or
+    /// fetched from it (`seq` is the message's). About every 1%.
+    FileProgress {
+        /// The contact.
+        contact: Address,
+        /// True while sending.
+        outgoing: bool,
+        /// The message, once there is one.
+        seq: Option<u64>,
+        /// Bytes moved so far.
+        done: u64,
+        /// Bytes in all (the encrypted blob's length).
+        total: u64,
+    },
+    /// A file is on the relay and the message that carries it was sent.
+    FileSent {
+        /// The contact.
+        contact: Address,
+        /// The message (seq in the conversation).
+        seq: u64,
+    },
+    /// A file arrived whole and checked: it is on this device.
+    FileReceived {
+        /// The contact.
+        contact: Address,
+        /// The message (seq in the conversation).
+        seq: u64,
+    },
+    /// A file will not arrive; the message stays, without it.
+    FileFailed {
+        /// The contact.
+        contact: Address,
+        /// The message (seq in the conversation).
+        seq: u64,
+        /// Why.
+        reason: super::attachments::FileFailure,
+    },
+    /// Messages of the conversation with `contact` disappeared: their
+    /// timer ran out and they were deleted from the store.
+    MessagesExpired {
+        /// The contact.
+        contact: Address,
+        /// The messages (seqs in the conversation).
+        seqs: Vec<u64>,
+    },
     /// A message of ours was given up for good: the relay refused it in a
     /// way sending again cannot change. It is `DeliveryState::Failed` in
     /// history; the messages after it were not held back.
@@ -295,6 +416,8 @@ pub enum Step {
     Devices,
     /// Acting on a group's controls (membership, sender keys).
     Groups,
+    /// Putting a file on the relay, or fetching one.
+    Files,
 }
 
 impl core::fmt::Display for Step {
@@ -308,6 +431,7 @@ impl core::fmt::Display for Step {
             Self::Recovery => "recovery",
             Self::Devices => "devices",
             Self::Groups => "groups",
+            Self::Files => "files",
         })
     }
 }
@@ -468,8 +592,16 @@ pub struct HistoryItem {
     pub timestamp: u64,
     /// Where the message stands (`None` for an unreadable row).
     pub state: Option<DeliveryState>,
-    /// The plaintext, or why this row could not be read.
+    /// The plaintext, or why this row could not be read. Empty for an
+    /// event.
     pub body: Result<Vec<u8>, UnreadableRow>,
+    /// `Some` when the row is an event of the conversation rather than a
+    /// message: its disappearing messages timer changed (by us when
+    /// `outgoing`).
+    pub event: Option<ConversationEvent>,
+    /// `Some` when the message is a file (its `body` is then empty):
+    /// name, type, length, and whether it is on this device.
+    pub attachment: Option<super::attachments::Attachment>,
 }
 
 impl core::fmt::Debug for HistoryItem {
@@ -478,6 +610,7 @@ impl core::fmt::Debug for HistoryItem {
             .field("seq", &self.seq)
             .field("outgoing", &self.outgoing)
             .field("state", &self.state)
+            .field("event", &self.event)
             .finish_non_exhaustive()
     }
 }

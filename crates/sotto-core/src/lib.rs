@@ -36,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod attachment;
 pub mod body;
 pub mod devices;
 mod error;

@@ -117,9 +117,17 @@
 //!   it had been sent alone. The relay then knows those recipients share
 //!   a conversation with one sender (docs/relay.md §11): a client that
 //!   must hide it sends one [`RelayClient::send`] per recipient.
+//! - Blobs (protocol version 5, [`RelayClient::blob_create`] and the
+//!   other `blob_` methods) are opaque files a logged-in mailbox uploads
+//!   for up to 64 recipients. The relay keeps only the verifiers of the
+//!   recipients' [`BlobToken`]s, answers a put only once its bytes are
+//!   durable, and deletes a blob once every token's holder said it is
+//!   done or when it expires; it learns the blob's size, timing and
+//!   number of recipients, not its content (docs/relay.md §11, §12).
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod blob;
 pub mod client;
 #[cfg(feature = "server")]
 pub mod clock;
@@ -133,6 +141,9 @@ pub mod store;
 pub mod tls;
 
 pub use address::MailboxAddress;
+pub use blob::{BlobId, BlobState, BlobToken};
+#[cfg(feature = "server")]
+pub use blob::{BlobStore, DirBlobStore, MemoryBlobStore};
 pub use client::{
     ClientConfig, ClientError, NotARelay, ProtocolViolation, RelayClient, RelayEvent, SendReceipt,
 };
@@ -144,7 +155,8 @@ pub use protocol::{
 };
 #[cfg(feature = "server")]
 pub use server::{
-    FirstContactLimit, FrameMemory, RateLimit, Server, ServerConfig, ServerError, ServerHandle,
+    BlobStorage, FirstContactLimit, FrameMemory, RateLimit, Server, ServerConfig, ServerError,
+    ServerHandle,
 };
 #[cfg(feature = "server")]
 pub use store::{

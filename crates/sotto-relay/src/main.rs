@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use sotto_relay::server::settings::{CONFIG_ENV, ENV_PREFIX};
 use sotto_relay::server::{RelaySettings, StoreSpec};
-use sotto_relay::{MailboxStore, MemoryStore, Server, SqliteOptions, SqliteStore, UnixTime};
+use sotto_relay::{
+    BlobStorage, MailboxStore, MemoryStore, Server, SqliteOptions, SqliteStore, UnixTime,
+};
 
 const USAGE: &str = "\
 usage: sotto-relay [--config FILE] [options]
@@ -25,6 +27,9 @@ options below. docs/relay.md §8 lists every setting.
   --redis-key-prefix P     what every Redis key starts with (default sotto):
                            relays sharing a store use the same
   --db PATH                SQLite database file (same as --store sqlite:PATH)
+  --blob-dir DIR           where blobs (attachments) are kept (default: PATH.blobs
+                           next to a SQLite file, memory for memory:; a Redis
+                           store needs one, shared by all its relays)
   --memory                 keep everything in memory instead (lost on exit)
   --metrics-listen ADDR    serve GET /health and GET /metrics over HTTP here
                            (default: off)
@@ -69,6 +74,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("--listen", "listen"),
     ("--store", "store"),
     ("--redis-key-prefix", "redis_key_prefix"),
+    ("--blob-dir", "blob_dir"),
     ("--metrics-listen", "metrics_listen"),
     ("--server-id", "server_id"),
     ("--max-frame", "max_frame_size"),
@@ -241,6 +247,7 @@ fn main() -> ExitCode {
 
 async fn run(settings: RelaySettings) -> Result<(), Box<dyn std::error::Error>> {
     // Check the TLS files before touching the database.
+    let blob_dir = settings.blob_dir_in_effect();
     let tls = load_tls(settings.tls_cert.zip(settings.tls_key))?;
     let store = open_store(
         &settings.store,
@@ -252,8 +259,13 @@ async fn run(settings: RelaySettings) -> Result<(), Box<dyn std::error::Error>> 
         },
         &settings.redis_key_prefix,
     )?;
-    let grace = settings.server.shutdown_grace;
-    let mut server = Server::bind(settings.listen.as_str(), settings.server, store).await?;
+    let mut config = settings.server;
+    if let Some(dir) = blob_dir {
+        config.blobs =
+            BlobStorage::dir(&dir).map_err(|e| format!("blob directory {}: {e}", dir.display()))?;
+    }
+    let grace = config.shutdown_grace;
+    let mut server = Server::bind(settings.listen.as_str(), config, store).await?;
     if let Some(addr) = &settings.metrics_listen {
         server = server
             .with_metrics(addr.as_str())

@@ -72,6 +72,8 @@ pub(crate) struct Conversation {
     /// Seqs deleted on purpose (sorted, disjoint, inclusive ranges): every
     /// other seq below `next_seq` must have a row.
     pub(crate) deleted: Vec<(u64, u64)>,
+    /// Its disappearing messages timer, if one was ever set.
+    pub(crate) timer: Option<crate::types::DisappearingTimer>,
 }
 
 impl Conversation {
@@ -1046,7 +1048,7 @@ impl<'a> Db<'a> {
         };
         let num = layout::valid_num(num).ok_or_else(corrupt)?;
         let plain = self.open_value(Place::new("conversations", "sealed", lookup), &sealed, row)?;
-        let (key, contact, deleted) =
+        let (key, contact, deleted, timer) =
             decode_conversation(unpadded(&plain).map_err(|_| corrupt())?).map_err(|_| corrupt())?;
         if self.conversation_lookup(&contact) != *lookup {
             return Err(corrupt());
@@ -1058,6 +1060,7 @@ impl<'a> Db<'a> {
             key: ConversationKey::from_bytes(key),
             next_seq: u64::try_from(next_seq).map_err(|_| corrupt())?,
             deleted,
+            timer,
         }))
     }
 
@@ -1088,7 +1091,12 @@ impl<'a> Db<'a> {
     ) -> Result<Conversation> {
         let lookup = self.conversation_lookup(contact);
         let key = ConversationKey::generate(rng);
-        let plain = padded(&encode_conversation(key.as_bytes(), contact, &deleted))?;
+        let plain = padded(&encode_conversation(
+            key.as_bytes(),
+            contact,
+            &deleted,
+            None,
+        ))?;
         let sealed =
             self.keys
                 .value()
@@ -1105,6 +1113,7 @@ impl<'a> Db<'a> {
             key,
             next_seq,
             deleted,
+            timer: None,
         })
     }
 
@@ -1145,7 +1154,8 @@ impl<'a> Db<'a> {
         Ok(out)
     }
 
-    /// Seals the conversation record again (after its deleted seqs changed).
+    /// Seals the conversation record again (after its deleted seqs or its
+    /// timer changed).
     pub(crate) fn put_conversation_record<R: CryptoRng + ?Sized>(
         &self,
         rng: &mut R,
@@ -1156,6 +1166,7 @@ impl<'a> Db<'a> {
             conversation.key.as_bytes(),
             &conversation.contact,
             &conversation.deleted,
+            conversation.timer.as_ref(),
         ))?;
         let sealed =
             self.keys
@@ -1188,6 +1199,14 @@ impl<'a> Db<'a> {
         }
         self.conn.execute(
             "DELETE FROM outbox WHERE conversation = ?1",
+            params![&lookup[..]],
+        )?;
+        self.conn.execute(
+            "DELETE FROM expiring WHERE conversation = ?1",
+            params![&lookup[..]],
+        )?;
+        self.conn.execute(
+            "DELETE FROM downloads WHERE conversation = ?1",
             params![&lookup[..]],
         )?;
         Ok(self.conn.execute(
@@ -1397,6 +1416,8 @@ impl<'a> Db<'a> {
             "DELETE FROM outbox WHERE conversation = ?1 AND seq = ?2",
             params![&conversation[..], sql_seq],
         )?;
+        self.delete_expiry(conversation, seq)?;
+        self.delete_download(conversation, seq)?;
         let Some(num) = self.conversation_num(conversation)? else {
             return Ok(false);
         };
@@ -1408,6 +1429,184 @@ impl<'a> Db<'a> {
             .prepare_cached("DELETE FROM messages WHERE id >= ?1 AND id < ?2")?
             .execute(params![start, end])?
             > 0)
+    }
+
+    // ---- disappearing messages -------------------------------------------
+
+    /// Records that message `seq` of `conversation` disappears at
+    /// `deadline` (ms since the Unix epoch), unless it already has a
+    /// deadline; returns whether it was recorded.
+    pub(crate) fn schedule_expiry<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        conversation: &[u8; 32],
+        seq: u64,
+        deadline: u64,
+    ) -> Result<bool> {
+        let sql_seq = seq_to_sql(seq)?;
+        let exists: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM expiring WHERE conversation = ?1 AND seq = ?2)",
+            )?
+            .query_row(params![&conversation[..], sql_seq], |r| r.get(0))?;
+        if exists {
+            return Ok(false);
+        }
+        let row = message_row(conversation, seq);
+        let sealed = self.keys.value().seal(
+            rng,
+            Place::new("expiring", "sealed", &row),
+            &deadline.to_be_bytes(),
+        )?;
+        self.conn
+            .prepare_cached("INSERT INTO expiring (conversation, seq, sealed) VALUES (?1, ?2, ?3)")?
+            .execute(params![&conversation[..], sql_seq, sealed])?;
+        Ok(true)
+    }
+
+    /// Every message with a deadline: its conversation's lookup, its seq
+    /// and its deadline, or why the row cannot be read.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn expiry_rows(&self) -> Result<Vec<([u8; 32], u64, Result<u64>)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT conversation, seq, sealed FROM expiring")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (lookup, seq, sealed) =
+                row.map_err(|e| corrupt_or_db(e, "expiring", Row::Named("row")))?;
+            let lookup = lookup_from_sql(lookup, "expiring")?;
+            let Ok(seq) = u64::try_from(seq) else {
+                return Err(Error::Corrupt {
+                    table: "expiring",
+                    row: Row::lookup(&lookup),
+                });
+            };
+            let row = message_row(&lookup, seq);
+            let deadline = self
+                .open_value(
+                    Place::new("expiring", "sealed", &row),
+                    &sealed,
+                    Row::Seq(seq),
+                )
+                .and_then(|plain| {
+                    <[u8; 8]>::try_from(plain.as_slice())
+                        .map(u64::from_be_bytes)
+                        .map_err(|_| Error::Corrupt {
+                            table: "expiring",
+                            row: Row::Seq(seq),
+                        })
+                });
+            out.push((lookup, seq, deadline));
+        }
+        Ok(out)
+    }
+
+    /// Forgets the deadline of message `seq` of `conversation`.
+    pub(crate) fn delete_expiry(&self, conversation: &[u8; 32], seq: u64) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM expiring WHERE conversation = ?1 AND seq = ?2")?
+            .execute(params![&conversation[..], seq_to_sql(seq)?])?
+            > 0)
+    }
+
+    // ---- attachments ------------------------------------------------------
+
+    /// Records that message `seq` of `conversation` has an attachment to
+    /// download.
+    pub(crate) fn add_download(&self, conversation: &[u8; 32], seq: u64) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO downloads (conversation, seq) VALUES (?1, ?2)")?
+            .execute(params![&conversation[..], seq_to_sql(seq)?])?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_download(&self, conversation: &[u8; 32], seq: u64) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM downloads WHERE conversation = ?1 AND seq = ?2")?
+            .execute(params![&conversation[..], seq_to_sql(seq)?])?
+            > 0)
+    }
+
+    /// Every message with an attachment to download: its conversation's
+    /// lookup and its seq, in order.
+    pub(crate) fn downloads(&self) -> Result<Vec<([u8; 32], u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT conversation, seq FROM downloads ORDER BY conversation, seq")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (lookup, seq) =
+                row.map_err(|e| corrupt_or_db(e, "downloads", Row::Named("row")))?;
+            let lookup = lookup_from_sql(lookup, "downloads")?;
+            let seq = u64::try_from(seq).map_err(|_| Error::Corrupt {
+                table: "downloads",
+                row: Row::lookup(&lookup),
+            })?;
+            out.push((lookup, seq));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn put_upload<R: CryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        id: &[u8; 16],
+        record: &[u8],
+    ) -> Result<()> {
+        let sealed = self
+            .keys
+            .value()
+            .seal(rng, Place::new("uploads", "sealed", id), record)?;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO uploads (id, sealed) VALUES (?1, ?2)")?
+            .execute(params![&id[..], sealed])?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_upload(&self, id: &[u8; 16]) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM uploads WHERE id = ?1")?
+            .execute(params![&id[..]])?
+            > 0)
+    }
+
+    /// Every upload: its id and its record, or why it cannot be read.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn uploads(&self) -> Result<Vec<([u8; 16], Result<Zeroizing<Vec<u8>>>)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, sealed FROM uploads ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, sealed) = row.map_err(|e| corrupt_or_db(e, "uploads", Row::Named("row")))?;
+            let id: [u8; 16] = id.try_into().map_err(|_| Error::Corrupt {
+                table: "uploads",
+                row: Row::Named("id"),
+            })?;
+            let record = self.open_value(
+                Place::new("uploads", "sealed", &id),
+                &sealed,
+                Row::Named("upload"),
+            );
+            out.push((id, record));
+        }
+        Ok(out)
     }
 
     // ---- seen envelopes ---------------------------------------------------

@@ -77,6 +77,7 @@
 #![warn(missing_docs)]
 
 mod archive;
+mod attachments;
 mod check;
 mod checkpoint;
 mod contacts;
@@ -84,6 +85,7 @@ mod controls;
 mod crypto;
 mod db;
 mod devices;
+mod disappearing;
 mod error;
 mod groups;
 mod history;
@@ -136,9 +138,9 @@ pub use send::DETACHED_BODY_MIN;
 pub use sotto_core::group::GroupId;
 pub use store::Store;
 pub use types::{
-    CiphertextDigest, Contact, DeliveryState, DeviceListChange, Direction, Envelope, EnvelopeId,
-    HistoryEntry, HistoryPage, Message, NewMessage, OneTimePreKeyInfo, OutboxEntry, Outgoing,
-    PeerDevice, Received, SendFailure,
+    CiphertextDigest, Contact, ConversationEvent, DeliveryState, DeviceListChange, Direction,
+    DisappearingTimer, Envelope, EnvelopeId, Expired, HistoryEntry, HistoryPage, Message,
+    NewMessage, OneTimePreKeyInfo, OutboxEntry, Outgoing, PeerDevice, Received, SendFailure,
 };
 
 /// Re-exported so callers can name protocol types without a direct dependency.

@@ -356,6 +356,15 @@ fn receive_unseen(
     let record =
         records::encode_message(direction, delivery, timestamp, &envelope.id, None, &body)?;
     db.insert_message(rng, conversation, seq, &record)?;
+    // A copy of a message we sent from another device: sent already, so
+    // a disappearing message's countdown starts now.
+    if direction == Direction::Outgoing && !control {
+        crate::disappearing::start_countdown(db, rng, conversation, seq, envelope.received_at)?;
+    }
+    // A file to fetch: the client downloads it, even after a crash.
+    if !control && sotto_core::attachment::is_reference(&body) {
+        db.add_download(&conversation.lookup, seq)?;
+    }
     conversation.next_seq += 1;
     match &control_conversation {
         Some(conversation) => db.save_next_seq(conversation)?,
@@ -386,6 +395,7 @@ fn receive_unseen(
         timestamp,
         envelope_id: envelope.id,
         author: None,
+        event: None,
         body,
     })))
 }

@@ -15,8 +15,12 @@
 //!                   || [access key(16), flag bit 5]
 //!                   || [u16be(len) || id of the contact it claims to succeed, flag bit 6])
 //! conversation  pad(0x01 || conversation key(32) || u16be(len) || contact id
-//!                   || [u32be(n) || n × (u64be(first) || u64be(last))])
+//!                   || [u32be(n) || n × (u64be(first) || u64be(last))
+//!                       || [0x54 || u32be(timer seconds) || u64be(set_at ms)
+//!                           || setter account key(32)]])
 //!               the optional tail lists the seqs deleted on purpose, as ranges
+//!               (n = 0 only before a timer), then the disappearing
+//!               messages timer, if one was ever set
 //! session       pad(SessionSet::to_bytes())
 //! message       0x01 || direction(0 in | 1 out) || state(1) || u64be(timestamp ms)
 //!                   || envelope id(16) || pad(body)
@@ -26,6 +30,9 @@
 //!               or, for a group message, with the account that wrote it:
 //!               0x03 || direction || state || u64be(timestamp ms) || envelope id(16)
 //!                   || author account key(32) || pad(body)
+//!               or, for an event of the conversation (a timer change):
+//!               0x05 || direction || state || u64be(timestamp ms) || envelope id(16)
+//!                   || zeros(32) || pad(0x01 || u32be(timer seconds))
 //! outbox        0x02 || u64be(seq) || envelope id(16) || u64be(accepted_at ms, 0 = not yet)
 //!                   || u32be(times accepted) || ciphertext
 //!               (version 0x01, without the two counters, is still read)
@@ -41,7 +48,8 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::types::{
-    CiphertextDigest, DeliveryState, Direction, EnvelopeId, Message, OneTimePreKeyInfo, PeerDevice,
+    CiphertextDigest, ConversationEvent, DeliveryState, Direction, DisappearingTimer, EnvelopeId,
+    Message, OneTimePreKeyInfo, PeerDevice,
 };
 
 const RECORD_VERSION: u8 = 0x01;
@@ -55,6 +63,13 @@ const MESSAGE_WITH_AUTHOR: u8 = 0x03;
 /// (a message sent from this device) or not (received, or a "sent" copy
 /// from another device).
 const MESSAGE_WITHOUT_DIGEST: u8 = 0x04;
+/// Version of a record in a conversation's history that is an event of
+/// the conversation (its disappearing messages timer changed), not a
+/// message: the head of a 0x04 record (zeros in the digest's place), and
+/// the event as body: `0x01 || u32be(seconds, 0 = off)`.
+const MESSAGE_EVENT: u8 = 0x05;
+/// The event kind of a timer change.
+const EVENT_TIMER: u8 = 0x01;
 
 /// Longest contact id accepted, in bytes.
 pub const MAX_CONTACT_ID_LEN: usize = 1024;
@@ -501,25 +516,46 @@ pub(crate) fn encode_conversation(
     key: &[u8; 32],
     contact: &str,
     deleted: &[(u64, u64)],
+    timer: Option<&DisappearingTimer>,
 ) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(39 + contact.len() + 16 * deleted.len()));
+    let mut out = Zeroizing::new(Vec::with_capacity(
+        39 + contact.len() + 16 * deleted.len() + TIMER_TAIL_LEN,
+    ));
     out.push(RECORD_VERSION);
     out.extend_from_slice(key);
     push_str(&mut out, contact);
-    if !deleted.is_empty() {
-        // Bounded by MAX_DELETED_RANGES, which fits in a u32.
+    if !deleted.is_empty() || timer.is_some() {
+        // Bounded by MAX_DELETED_RANGES, which fits in a u32. A timer
+        // without deleted seqs follows a count of 0.
         out.extend_from_slice(&(deleted.len() as u32).to_be_bytes());
         for (first, last) in deleted {
             out.extend_from_slice(&first.to_be_bytes());
             out.extend_from_slice(&last.to_be_bytes());
         }
     }
+    if let Some(timer) = timer {
+        out.push(TIMER_TAG);
+        out.extend_from_slice(&timer.seconds.to_be_bytes());
+        out.extend_from_slice(&timer.set_at.to_be_bytes());
+        out.extend_from_slice(timer.set_by.as_bytes());
+    }
     out
 }
 
-/// A conversation record: its key, its contact id, and the seqs deleted on
-/// purpose (sorted, disjoint, inclusive ranges).
-pub(crate) type ConversationRecord = (Zeroizing<[u8; 32]>, String, Vec<(u64, u64)>);
+/// The tag of a conversation record's timer tail.
+const TIMER_TAG: u8 = 0x54;
+/// The timer tail's length: tag, seconds, set_at, setter.
+const TIMER_TAIL_LEN: usize = 1 + 4 + 8 + 32;
+
+/// A conversation record: its key, its contact id, the seqs deleted on
+/// purpose (sorted, disjoint, inclusive ranges) and its disappearing
+/// messages timer, if one was ever set.
+pub(crate) type ConversationRecord = (
+    Zeroizing<[u8; 32]>,
+    String,
+    Vec<(u64, u64)>,
+    Option<DisappearingTimer>,
+);
 
 pub(crate) fn decode_conversation(bytes: &[u8]) -> Decoded<ConversationRecord> {
     let mut r = Reader::new(bytes);
@@ -527,9 +563,10 @@ pub(crate) fn decode_conversation(bytes: &[u8]) -> Decoded<ConversationRecord> {
     let key = Zeroizing::new(r.array::<32>()?);
     let contact = r.string()?;
     let mut deleted = Vec::new();
+    let mut timer = None;
     if !r.bytes.is_empty() {
         let n = usize::try_from(r.u32()?).map_err(|_| Malformed)?;
-        if n == 0 || n > MAX_DELETED_RANGES {
+        if n > MAX_DELETED_RANGES {
             return Err(Malformed);
         }
         let mut previous_last = 0u64;
@@ -542,9 +579,25 @@ pub(crate) fn decode_conversation(bytes: &[u8]) -> Decoded<ConversationRecord> {
             previous_last = last;
             deleted.push((first, last));
         }
+        if !r.bytes.is_empty() {
+            if r.u8()? != TIMER_TAG {
+                return Err(Malformed);
+            }
+            let seconds = r.u32()?;
+            let set_at = r.u64()?;
+            let set_by = IdentityKey::from_bytes(&r.array::<32>()?).map_err(|_| Malformed)?;
+            timer = Some(DisappearingTimer {
+                seconds,
+                set_at,
+                set_by,
+            });
+        } else if n == 0 {
+            // A count of 0 is written only before a timer.
+            return Err(Malformed);
+        }
     }
     r.finish()?;
-    Ok((key, contact, deleted))
+    Ok((key, contact, deleted, timer))
 }
 
 /// Adds `seq` to sorted, disjoint ranges, merging neighbours.
@@ -644,9 +697,9 @@ pub(crate) fn encode_group_message(
 pub(crate) fn message_head_len(bytes: &[u8]) -> Decoded<usize> {
     let len = match bytes.first() {
         Some(&RECORD_VERSION) => MESSAGE_HEADER_LEN,
-        Some(&MESSAGE_WITH_DIGEST | &MESSAGE_WITH_AUTHOR | &MESSAGE_WITHOUT_DIGEST) => {
-            MESSAGE_HEADER_LEN + 32
-        }
+        Some(
+            &MESSAGE_WITH_DIGEST | &MESSAGE_WITH_AUTHOR | &MESSAGE_WITHOUT_DIGEST | &MESSAGE_EVENT,
+        ) => MESSAGE_HEADER_LEN + 32,
         _ => return Err(Malformed),
     };
     if bytes.len() < len || bytes[1] > 1 || DeliveryState::from_byte(bytes[2]).is_none() {
@@ -687,7 +740,9 @@ pub(crate) fn message_head_without_digest_to_pad(record: &[u8]) -> Option<Zeroiz
 /// The digest kept in an outgoing message record, if it has one.
 pub(crate) fn message_digest(bytes: &[u8]) -> Decoded<Option<CiphertextDigest>> {
     match bytes.first() {
-        Some(&RECORD_VERSION | &MESSAGE_WITH_AUTHOR | &MESSAGE_WITHOUT_DIGEST) => Ok(None),
+        Some(&RECORD_VERSION | &MESSAGE_WITH_AUTHOR | &MESSAGE_WITHOUT_DIGEST | &MESSAGE_EVENT) => {
+            Ok(None)
+        }
         Some(&MESSAGE_WITH_DIGEST) => {
             let digest = bytes
                 .get(MESSAGE_HEADER_LEN..MESSAGE_HEADER_LEN + 32)
@@ -726,7 +781,11 @@ pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
     let version = r.u8()?;
     if !matches!(
         version,
-        RECORD_VERSION | MESSAGE_WITH_DIGEST | MESSAGE_WITH_AUTHOR | MESSAGE_WITHOUT_DIGEST
+        RECORD_VERSION
+            | MESSAGE_WITH_DIGEST
+            | MESSAGE_WITH_AUTHOR
+            | MESSAGE_WITHOUT_DIGEST
+            | MESSAGE_EVENT
     ) {
         return Err(Malformed);
     }
@@ -740,10 +799,10 @@ pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
     let envelope_id = EnvelopeId(r.array::<16>()?);
     let mut author = None;
     match version {
-        MESSAGE_WITH_DIGEST | MESSAGE_WITHOUT_DIGEST => {
+        MESSAGE_WITH_DIGEST | MESSAGE_WITHOUT_DIGEST | MESSAGE_EVENT => {
             let digest = r.take(32)?;
             // Without a digest, its place holds zeros.
-            if version == MESSAGE_WITHOUT_DIGEST && digest.iter().any(|&b| b != 0) {
+            if version != MESSAGE_WITH_DIGEST && digest.iter().any(|&b| b != 0) {
                 return Err(Malformed);
             }
         }
@@ -753,6 +812,11 @@ pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
         _ => {}
     }
     let body = unpadded(r.rest())?;
+    let (event, body) = if version == MESSAGE_EVENT {
+        (Some(decode_event(body)?), &[][..])
+    } else {
+        (None, body)
+    };
     Ok(Message {
         seq,
         direction,
@@ -760,8 +824,48 @@ pub(crate) fn decode_message(seq: u64, bytes: &[u8]) -> Decoded<Message> {
         timestamp,
         envelope_id,
         author,
+        event,
         body: Zeroizing::new(body.to_vec()),
     })
+}
+
+/// An event's record in a conversation's history: written by us
+/// (`Outgoing`) or by the contact (`Incoming`), at `timestamp`.
+pub(crate) fn encode_event(
+    direction: Direction,
+    timestamp: u64,
+    id: &EnvelopeId,
+    event: &ConversationEvent,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let mut out = encode_message(
+        direction,
+        DeliveryState::Read,
+        timestamp,
+        id,
+        None,
+        &encode_event_body(event),
+    )?;
+    out[0] = MESSAGE_EVENT;
+    Ok(out)
+}
+
+fn encode_event_body(event: &ConversationEvent) -> [u8; 5] {
+    match event {
+        ConversationEvent::TimerChanged { seconds } => {
+            let s = seconds.to_be_bytes();
+            [EVENT_TIMER, s[0], s[1], s[2], s[3]]
+        }
+    }
+}
+
+fn decode_event(body: &[u8]) -> Decoded<ConversationEvent> {
+    let mut r = Reader::new(body);
+    let event = match r.u8()? {
+        EVENT_TIMER => ConversationEvent::TimerChanged { seconds: r.u32()? },
+        _ => return Err(Malformed),
+    };
+    r.finish()?;
+    Ok(event)
 }
 
 /// Rewrites the state byte of an encoded message record in place.
@@ -769,7 +873,11 @@ pub(crate) fn set_message_state(record: &mut [u8], state: DeliveryState) -> Deco
     if record.len() < MESSAGE_HEADER_LEN
         || !matches!(
             record[0],
-            RECORD_VERSION | MESSAGE_WITH_DIGEST | MESSAGE_WITH_AUTHOR | MESSAGE_WITHOUT_DIGEST
+            RECORD_VERSION
+                | MESSAGE_WITH_DIGEST
+                | MESSAGE_WITH_AUTHOR
+                | MESSAGE_WITHOUT_DIGEST
+                | MESSAGE_EVENT
         )
     {
         return Err(Malformed);
@@ -966,26 +1074,85 @@ mod tests {
         }
         assert_eq!(deleted_range_start(&r, 11), None);
         assert_eq!(deleted_range_start(&r, 0), None);
-        let record = encode_conversation(&[7; 32], "carol", &[(2, 2), (4, 9)]);
-        let (key, contact, deleted) = decode_conversation(&record).unwrap();
+        let record = encode_conversation(&[7; 32], "carol", &[(2, 2), (4, 9)], None);
+        let (key, contact, deleted, _) = decode_conversation(&record).unwrap();
         assert_eq!(
             (*key, contact.as_str(), deleted),
             ([7; 32], "carol", vec![(2, 2), (4, 9)])
         );
         // A record without the tail reads as "nothing deleted".
         assert!(
-            decode_conversation(&encode_conversation(&[7; 32], "carol", &[]))
+            decode_conversation(&encode_conversation(&[7; 32], "carol", &[], None))
                 .unwrap()
                 .2
                 .is_empty()
         );
         // Overlapping or unsorted ranges are malformed.
         assert!(
-            decode_conversation(&encode_conversation(&[7; 32], "c", &[(4, 9), (2, 2)])).is_err()
+            decode_conversation(&encode_conversation(&[7; 32], "c", &[(4, 9), (2, 2)], None))
+                .is_err()
         );
         assert!(
-            decode_conversation(&encode_conversation(&[7; 32], "c", &[(2, 5), (5, 9)])).is_err()
+            decode_conversation(&encode_conversation(&[7; 32], "c", &[(2, 5), (5, 9)], None))
+                .is_err()
         );
+    }
+
+    #[test]
+    fn a_conversation_keeps_its_timer_with_or_without_deleted_seqs() {
+        let timer = DisappearingTimer {
+            seconds: 3600,
+            set_at: 1_700_000_000_000,
+            set_by: *sotto_core::IdentityKeyPair::from_seed(&[5; 32]).public(),
+        };
+        for deleted in [vec![], vec![(2, 2), (4, 9)]] {
+            let record = encode_conversation(&[7; 32], "carol", &deleted, Some(&timer));
+            let (_, _, read_deleted, read_timer) = decode_conversation(&record).unwrap();
+            assert_eq!((read_deleted, read_timer), (deleted, Some(timer)));
+            // Cut anywhere in the tail: malformed.
+            for cut in 1..TIMER_TAIL_LEN {
+                assert!(decode_conversation(&record[..record.len() - cut]).is_err());
+            }
+        }
+        // A count of 0 without a timer after it is malformed.
+        let mut bare = encode_conversation(&[7; 32], "carol", &[], None).to_vec();
+        bare.extend_from_slice(&0u32.to_be_bytes());
+        assert!(decode_conversation(&bare).is_err());
+    }
+
+    #[test]
+    fn an_event_record_reads_back_as_an_event_with_an_empty_body() {
+        let id = EnvelopeId([3; 16]);
+        let event = ConversationEvent::TimerChanged { seconds: 30 };
+        let record = encode_event(Direction::Incoming, 42, &id, &event).unwrap();
+        // As long as any other message record of the same padded body.
+        let plain = encode_message(
+            Direction::Incoming,
+            DeliveryState::Read,
+            42,
+            &id,
+            None,
+            b"12345",
+        )
+        .unwrap();
+        assert_eq!(record.len(), plain.len());
+        let m = decode_message(7, &record).unwrap();
+        assert_eq!((m.event, m.body.is_empty()), (Some(event), true));
+        assert_eq!(message_digest(&record).unwrap(), None);
+        // An event of an unknown kind, or a timer cut short, is malformed.
+        for body in [&[0x09, 0, 0, 0, 30][..], &[EVENT_TIMER, 0, 0, 30][..]] {
+            let mut wrong = encode_message(
+                Direction::Incoming,
+                DeliveryState::Read,
+                42,
+                &id,
+                None,
+                body,
+            )
+            .unwrap();
+            wrong[0] = MESSAGE_EVENT;
+            assert!(decode_message(7, &wrong).is_err());
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::crypto::Keys;
 use crate::error::{Error, Result};
 
 /// The schema version this library writes and reads.
-pub const SCHEMA_VERSION: u32 = 10;
+pub const SCHEMA_VERSION: u32 = 11;
 
 /// The version that lays messages out in parts ([`crate::layout`]). The
 /// only place its number is written: renumbering it renumbers the step.
@@ -385,7 +385,41 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         from: 9,
         run: to_v10,
     },
+    Migration {
+        from: 10,
+        run: to_v11,
+    },
 ];
+
+/// Version 11: the messages whose disappearing messages timer runs
+/// (docs/storage.md, "Disappearing messages"): one row per message, keyed
+/// by its conversation's lookup and its seq, the deadline sealed (bound
+/// to the message's place), so the file tells which messages will
+/// disappear but not when. And attachments (docs/storage.md,
+/// "Attachments"): the received messages whose file is not downloaded yet,
+/// and the files on their way up, each sealed under a random id.
+pub(crate) const SCHEMA_V11: &str = "
+CREATE TABLE expiring (
+    conversation BLOB NOT NULL,
+    seq          INTEGER NOT NULL,
+    sealed       BLOB NOT NULL,
+    PRIMARY KEY (conversation, seq)
+) WITHOUT ROWID;
+CREATE TABLE downloads (
+    conversation BLOB NOT NULL,
+    seq          INTEGER NOT NULL,
+    PRIMARY KEY (conversation, seq)
+) WITHOUT ROWID;
+CREATE TABLE uploads (
+    id     BLOB PRIMARY KEY NOT NULL,
+    sealed BLOB NOT NULL
+) WITHOUT ROWID;
+";
+
+fn to_v11(conn: &Connection, _: &Keys) -> Result<()> {
+    conn.execute_batch(SCHEMA_V11)?;
+    Ok(())
+}
 
 /// Version 10: every message record of format 0x01 (a 27-byte head, no
 /// digest) is sealed again as format 0x04 (the same head with 32 zero

@@ -54,7 +54,7 @@ impl Store {
         sent_at: u64,
         max_ciphertext_len: usize,
     ) -> Result<Outgoing> {
-        self.send_in(recipient, None, body, sent_at, max_ciphertext_len)
+        self.send_in(recipient, None, body, sent_at, max_ciphertext_len, None)
     }
 
     /// [`send_within`](Self::send_within) for a control message (a group's
@@ -77,6 +77,30 @@ impl Store {
             body,
             sent_at,
             max_ciphertext_len,
+            None,
+        )
+    }
+
+    /// [`send_within`](Self::send_within) for the message that references
+    /// the attachment of upload `upload` ([`put_upload`](Self::put_upload)),
+    /// once its blob is on the relay: the upload's record is deleted in the
+    /// same transaction, so that a crash leaves either the upload to finish
+    /// or the message sent, never both.
+    pub fn send_upload(
+        &mut self,
+        upload: &[u8; 16],
+        recipient: &str,
+        body: &[u8],
+        sent_at: u64,
+        max_ciphertext_len: usize,
+    ) -> Result<Outgoing> {
+        self.send_in(
+            recipient,
+            None,
+            body,
+            sent_at,
+            max_ciphertext_len,
+            Some(upload),
         )
     }
 
@@ -87,6 +111,7 @@ impl Store {
         body: &[u8],
         sent_at: u64,
         max_ciphertext_len: usize,
+        finishes_upload: Option<&[u8; 16]>,
     ) -> Result<Outgoing> {
         check_contact_id(recipient)?;
         check_body(body)?;
@@ -181,6 +206,9 @@ impl Store {
         )?;
         db.insert_message(rng, &conversation, seq, &record)?;
         db.save_next_seq(&conversation)?;
+        if let Some(upload) = finishes_upload {
+            db.delete_upload(upload)?;
+        }
         self.faults.check(FaultPoint::SendBeforeCommit)?;
         tx.commit()?;
         self.faults.check(FaultPoint::SendAfterCommit)?;
@@ -222,6 +250,8 @@ impl Store {
             // the contact's side.
             if !record.to.is_own() {
                 advance_state(db, rng, &conversation, row.seq, DeliveryState::Sent)?;
+                // Sent: a disappearing message's countdown starts.
+                crate::disappearing::start_countdown(db, rng, &conversation, row.seq, now)?;
             }
             Ok(true)
         })

@@ -15,7 +15,7 @@ use crate::options::{Durability, KdfParams, OpenOptions};
 use crate::records::PreKeyIds;
 use crate::schema::{
     self, APPLICATION_ID, MIGRATIONS, Migration, SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4,
-    SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8, SCHEMA_VERSION,
+    SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8, SCHEMA_V11, SCHEMA_VERSION,
 };
 use crate::seen::SeenWindow;
 use crate::testing::Faults;
@@ -294,6 +294,7 @@ impl Store {
             // A new file takes the upgrade's path to the message layout
             // (with nothing to copy).
             schema::to_message_layout(&tx, &keys)?;
+            tx.execute_batch(SCHEMA_V11)?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             schema::write_version(&tx, SCHEMA_VERSION)?;
             tx.execute(

@@ -261,6 +261,10 @@ pub struct Message {
     /// In a group's history, the account that wrote it (ours for an
     /// outgoing message); `None` in a conversation with a contact.
     pub author: Option<sotto_core::IdentityKey>,
+    /// `Some` for an entry that is an event of the conversation (its
+    /// disappearing messages timer changed: `Outgoing` when this account
+    /// changed it) rather than a message; its body is then empty.
+    pub event: Option<ConversationEvent>,
     /// The message body, wiped on drop.
     pub body: Zeroizing<Vec<u8>>,
 }
@@ -274,6 +278,63 @@ impl fmt::Debug for Message {
             .field("body_len", &self.body.len())
             .finish_non_exhaustive()
     }
+}
+
+/// An event of a conversation, kept in its history among the messages
+/// ([`Message::event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConversationEvent {
+    /// The disappearing messages timer was set to `seconds` (0: off).
+    TimerChanged {
+        /// Seconds a message stays once read (incoming) or sent
+        /// (outgoing); 0 turns disappearing messages off.
+        seconds: u32,
+    },
+}
+
+/// A conversation's disappearing messages timer: messages read (incoming)
+/// or sent (outgoing) while it is on are deleted `seconds` later
+/// (docs/storage.md, "Disappearing messages").
+///
+/// Either side may change it; of two changes the one with the later
+/// `set_at` wins, and of two with the same `set_at` the one whose setter's
+/// key is greater, so both sides end with the same timer whatever order
+/// the changes arrive in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisappearingTimer {
+    /// Seconds a message stays once read or sent; 0 = off.
+    pub seconds: u32,
+    /// When it was set: milliseconds since the Unix epoch by the setter's
+    /// clock.
+    pub set_at: u64,
+    /// The account that set it.
+    pub set_by: sotto_core::IdentityKey,
+}
+
+impl DisappearingTimer {
+    /// Whether this timer wins over `other` (a later change).
+    pub fn supersedes(&self, other: &DisappearingTimer) -> bool {
+        (self.set_at, self.set_by.as_bytes()) > (other.set_at, other.set_by.as_bytes())
+    }
+
+    /// Whether messages disappear under it.
+    pub fn is_on(&self) -> bool {
+        self.seconds > 0
+    }
+}
+
+/// A message deleted because its disappearing messages timer ran out
+/// ([`Store::expire_messages`](crate::Store::expire_messages)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// The conversation's contact id.
+    pub contact: String,
+    /// The message's seq.
+    pub seq: u64,
+    /// The digest of its attachment's blob, when the message was one (its
+    /// file beside the store is the caller's to delete).
+    pub attachment: Option<[u8; 32]>,
 }
 
 /// A message to add to history without the protocol (restoring a backup,

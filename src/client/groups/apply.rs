@@ -99,6 +99,15 @@ impl Shared {
                 self.introduce(me, &intros).await?;
                 self.take_join(me, &sender, &state).await
             }
+            control::Control::Timer { seconds, set_at } => {
+                let timer = sotto_store::DisappearingTimer {
+                    seconds,
+                    set_at,
+                    set_by: sender,
+                };
+                self.take_timer(contact, timer).await?;
+                Ok(Acted::Done)
+            }
         }
     }
 

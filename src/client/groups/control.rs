@@ -6,6 +6,10 @@
 //! kind 0x01 sender key: a sotto-core SenderKeyDistribution (105 bytes)
 //! kind 0x02 change:     u32be(len) || a sotto-core SignedChange || intros
 //! kind 0x03 join:       u32be(len) || a sotto-core GroupState || intros
+//! kind 0x04 timer:      u32be(seconds, 0 = off) || u64be(set_at ms): the
+//!                       disappearing messages timer of the 1:1
+//!                       conversation between the two accounts
+//!                       (docs/client.md, "Disappearing messages")
 //! intros = u16be(n) || n × (account key(32) || access key(16))
 //! ```
 //!
@@ -23,6 +27,7 @@ const FORMAT: u8 = 0x01;
 const KIND_SENDER_KEY: u8 = 0x01;
 const KIND_CHANGE: u8 = 0x02;
 const KIND_JOIN: u8 = 0x03;
+const KIND_TIMER: u8 = 0x04;
 
 /// One member's account and the access key to write to it.
 #[derive(Clone)]
@@ -36,12 +41,21 @@ pub(crate) enum Control {
     SenderKey(Zeroizing<Vec<u8>>),
     Change { change: Vec<u8>, intros: Vec<Intro> },
     Join { state: Vec<u8>, intros: Vec<Intro> },
+    Timer { seconds: u32, set_at: u64 },
 }
 
 pub(crate) fn sender_key(distribution: &[u8]) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(2 + distribution.len()));
     out.extend_from_slice(&[FORMAT, KIND_SENDER_KEY]);
     out.extend_from_slice(distribution);
+    out
+}
+
+pub(crate) fn timer(seconds: u32, set_at: u64) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(14));
+    out.extend_from_slice(&[FORMAT, KIND_TIMER]);
+    out.extend_from_slice(&seconds.to_be_bytes());
+    out.extend_from_slice(&set_at.to_be_bytes());
     out
 }
 
@@ -79,6 +93,14 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<Control> {
     }
     match kind {
         KIND_SENDER_KEY => Some(Control::SenderKey(Zeroizing::new(body.to_vec()))),
+        KIND_TIMER => {
+            let (seconds, rest) = body.split_first_chunk::<4>()?;
+            let set_at: [u8; 8] = rest.try_into().ok()?;
+            Some(Control::Timer {
+                seconds: u32::from_be_bytes(*seconds),
+                set_at: u64::from_be_bytes(set_at),
+            })
+        }
         KIND_CHANGE | KIND_JOIN => {
             let (len, rest) = body.split_first_chunk::<4>()?;
             let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
@@ -129,6 +151,24 @@ mod tests {
             account: *IdentityKeyPair::generate(&mut rng).public(),
             access_key: AccessKey::from_bytes([seed; ACCESS_KEY_LEN]),
         }
+    }
+
+    #[test]
+    fn a_timer_round_trips_and_every_cut_or_extension_is_refused() {
+        let bytes = timer(86_400, 1_700_000_000_123);
+        assert!(matches!(
+            parse(&bytes),
+            Some(Control::Timer {
+                seconds: 86_400,
+                set_at: 1_700_000_000_123
+            })
+        ));
+        for cut in 0..bytes.len() {
+            assert!(parse(&bytes[..cut]).is_none());
+        }
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert!(parse(&longer).is_none());
     }
 
     #[test]

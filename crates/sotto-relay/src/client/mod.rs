@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod blob;
 mod error;
 mod hello;
 #[cfg(feature = "tls")]

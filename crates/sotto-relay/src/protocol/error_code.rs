@@ -63,6 +63,17 @@ pub enum ErrorCode {
     /// [`MAX_MULTI_RECIPIENTS`](super::MAX_MULTI_RECIPIENTS); nothing was
     /// stored. Split the recipients over several requests.
     TooManyRecipients,
+    /// A `BlobGet` of a blob whose upload is not complete yet: ask
+    /// `BlobStatus`, and download once every byte is stored.
+    BlobIncomplete,
+    /// A `BlobCreate` of more bytes than the relay's `max_blob_size`;
+    /// nothing was created.
+    BlobTooLarge,
+    /// A blob request the relay cannot carry out as asked: a time to live
+    /// of 0 or above `max_blob_ttl`, a `BlobPut` past the stored bytes or
+    /// past the blob's length. Nothing was changed; a client that lost
+    /// track asks `BlobStatus`.
+    InvalidBlobRequest,
     /// The relay is at its connection limit (fatal).
     ServerBusy,
     /// The relay is shutting down (fatal).
@@ -99,6 +110,9 @@ impl ErrorCode {
             Self::SendBudgetExceeded => 0x0034,
             Self::AccessDenied => 0x0035,
             Self::TooManyRecipients => 0x0036,
+            Self::BlobIncomplete => 0x0040,
+            Self::BlobTooLarge => 0x0041,
+            Self::InvalidBlobRequest => 0x0042,
             Self::ServerBusy => 0x00F0,
             Self::ShuttingDown => 0x00F1,
             Self::Internal => 0x00FF,
@@ -131,6 +145,9 @@ impl ErrorCode {
             0x0034 => Self::SendBudgetExceeded,
             0x0035 => Self::AccessDenied,
             0x0036 => Self::TooManyRecipients,
+            0x0040 => Self::BlobIncomplete,
+            0x0041 => Self::BlobTooLarge,
+            0x0042 => Self::InvalidBlobRequest,
             0x00F0 => Self::ServerBusy,
             0x00F1 => Self::ShuttingDown,
             0x00FF => Self::Internal,
@@ -190,6 +207,19 @@ mod tests {
         assert_eq!(ErrorCode::from_u16(0x0035), ErrorCode::AccessDenied);
         assert_eq!(ErrorCode::AccessDenied.to_u16(), 0x0035);
         assert!(!ErrorCode::AccessDenied.is_fatal());
+    }
+
+    #[test]
+    fn the_blob_codes_are_0x0040_to_0x0042_and_not_fatal() {
+        for (code, value) in [
+            (ErrorCode::BlobIncomplete, 0x0040),
+            (ErrorCode::BlobTooLarge, 0x0041),
+            (ErrorCode::InvalidBlobRequest, 0x0042),
+        ] {
+            assert_eq!(code.to_u16(), value);
+            assert_eq!(ErrorCode::from_u16(value), code);
+            assert!(!code.is_fatal());
+        }
     }
 
     #[test]

@@ -44,13 +44,14 @@ pub const MAGIC: [u8; 4] = *b"SOTR";
 /// Version 3 is version 2 with one more request, [`Request::SendMulti`]
 /// ([`SEND_MULTI_VERSION`]); everything else is the same. Version 4 adds
 /// the ML-KEM-768 prekey directory of core protocol v2
-/// ([`KEM_PREKEYS_VERSION`]).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// ([`KEM_PREKEYS_VERSION`]). Version 5 adds blobs, opaque files a client
+/// uploads for its recipients to download ([`BLOBS_VERSION`]).
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Every protocol version this implementation speaks, lowest first. A
 /// client offers them all and learns from the relay's choice which
 /// requests it may use (docs/relay.md §3).
-pub const SUPPORTED_VERSIONS: &[u16] = &[2, 3, PROTOCOL_VERSION];
+pub const SUPPORTED_VERSIONS: &[u16] = &[2, 3, 4, PROTOCOL_VERSION];
 
 /// The first protocol version with KEM prekeys: the KEM part of
 /// [`Request::UploadPreKeys`], [`Request::FetchBundleV2`] and the KEM
@@ -58,6 +59,31 @@ pub const SUPPORTED_VERSIONS: &[u16] = &[2, 3, PROTOCOL_VERSION];
 /// first two as a relay that predates them does, and reports no KEM
 /// stock.
 pub const KEM_PREKEYS_VERSION: u16 = 4;
+
+/// The first protocol version with blobs: [`Request::BlobCreate`],
+/// [`Request::BlobPut`], [`Request::BlobStatus`], [`Request::BlobGet`]
+/// and [`Request::BlobDone`] (docs/relay.md §12). On an older connection
+/// the relay answers them [`ErrorCode::UnknownRequest`], as a relay that
+/// predates them does.
+pub const BLOBS_VERSION: u16 = 5;
+
+/// Most tokens (recipients) one blob may have: `1 <= n <= 64`.
+pub const MAX_BLOB_TOKENS: usize = 64;
+
+/// Bytes of a `BlobPut` frame body in front of its data: `type(1) ||
+/// request_id(4) || blob_id(16) || u64be(offset)`.
+pub const BLOB_PUT_OVERHEAD: usize = 1 + 4 + 16 + 8;
+
+/// Bytes of a `BlobData` frame body in front of its data: `type(1) ||
+/// request_id(4) || u64be(offset)`.
+pub const BLOB_DATA_OVERHEAD: usize = 1 + 4 + 8;
+
+/// The most data one `BlobPut` or `BlobData` carries in a frame of
+/// `max_frame_size` bytes: the frame less the `BlobPut` header (the
+/// larger of the two), so a chunk that goes up also comes down whole.
+pub fn max_blob_chunk(max_frame_size: u32) -> usize {
+    (max_frame_size as usize).saturating_sub(BLOB_PUT_OVERHEAD)
+}
 
 /// The first protocol version that defines [`Request::SendMulti`]. On a
 /// connection that negotiated an older one the relay answers it
@@ -229,6 +255,11 @@ pub(crate) mod frame_type {
     pub(crate) const FETCH_DEVICE_LIST: u8 = 0x0A;
     pub(crate) const SEND_MULTI: u8 = 0x0B;
     pub(crate) const FETCH_BUNDLE_V2: u8 = 0x0C;
+    pub(crate) const BLOB_CREATE: u8 = 0x0D;
+    pub(crate) const BLOB_PUT: u8 = 0x0E;
+    pub(crate) const BLOB_STATUS: u8 = 0x0F;
+    pub(crate) const BLOB_GET: u8 = 0x10;
+    pub(crate) const BLOB_DONE: u8 = 0x11;
     pub(crate) const RESPONSE_BIT: u8 = 0x80;
     pub(crate) const PUSH_ENVELOPE: u8 = 0xC0;
     pub(crate) const PUSH_PREKEYS_LOW: u8 = 0xC1;

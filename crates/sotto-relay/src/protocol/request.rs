@@ -8,10 +8,11 @@ use sotto_core::{
 use super::codec::{Reader, header};
 use super::frame_type as t;
 use super::{
-    DecodeError, KEM_PREKEYS_VERSION, MAGIC, MAX_MULTI_RECIPIENTS, MAX_OFFERED_VERSIONS,
-    SEND_MULTI_VERSION,
+    BLOBS_VERSION, DecodeError, KEM_PREKEYS_VERSION, MAGIC, MAX_BLOB_TOKENS, MAX_MULTI_RECIPIENTS,
+    MAX_OFFERED_VERSIONS, SEND_MULTI_VERSION,
 };
 use crate::address::MailboxAddress;
+use crate::blob::{BlobId, BlobToken, BlobVerifier};
 use crate::envelope::MessageId;
 
 /// The public half of a signed prekey, as uploaded to the relay.
@@ -471,6 +472,60 @@ pub enum Request {
         /// What every envelope ends with.
         body: Vec<u8>,
     },
+    /// `0x0D` (protocol 5, [`BLOBS_VERSION`], authenticated):
+    /// `u64be(total_len) || u32be(ttl_secs) || u8(n) || n × verifier(32)`,
+    /// `1 <= n <=` [`MAX_BLOB_TOKENS`]. Creates an empty blob of
+    /// `total_len` bytes owned by the connection's mailbox; answered
+    /// `BlobCreated` with the id the relay drew.
+    BlobCreate {
+        /// The blob's length.
+        total_len: u64,
+        /// Seconds until the relay deletes it, complete or not.
+        ttl_secs: u32,
+        /// One [verifier](BlobToken::verifier) per recipient.
+        verifiers: Vec<BlobVerifier>,
+    },
+    /// `0x0E` (protocol 5, authenticated as the uploader): `blob_id(16) ||
+    /// u64be(offset) || data(rest)`. Appends `data` if `offset` is what is
+    /// stored; an `offset` below it is a resend, answered without writing.
+    BlobPut {
+        /// The blob.
+        id: BlobId,
+        /// Where `data` starts in the blob.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// `0x0F` (protocol 5): `blob_id(16) || u8(has_token) || [token(32)]`:
+    /// how much of the blob is stored. For its uploader (authenticated) or
+    /// the holder of one of its tokens.
+    BlobStatus {
+        /// The blob.
+        id: BlobId,
+        /// One of its tokens, unless asked by the uploader.
+        token: Option<BlobToken>,
+    },
+    /// `0x10` (protocol 5): `blob_id(16) || token(32) || u64be(offset) ||
+    /// u32be(max_len)`: up to `max_len` bytes of a complete blob from
+    /// `offset`.
+    BlobGet {
+        /// The blob.
+        id: BlobId,
+        /// One of its tokens.
+        token: BlobToken,
+        /// The first byte wanted.
+        offset: u64,
+        /// At most this many (and at most what fits in a frame).
+        max_len: u32,
+    },
+    /// `0x11` (protocol 5): `blob_id(16) || token(32)`: the holder of
+    /// `token` has the blob. Once every token is done the blob is deleted.
+    BlobDone {
+        /// The blob.
+        id: BlobId,
+        /// One of its tokens.
+        token: BlobToken,
+    },
 }
 
 /// A request with its id, as carried in one frame body.
@@ -618,8 +673,72 @@ impl Request {
                 out.extend_from_slice(address.as_bytes());
                 out
             }
+            Self::BlobCreate {
+                total_len,
+                ttl_secs,
+                verifiers,
+            } => {
+                // More verifiers than the count can say are cut (the
+                // client refuses more than 64 before encoding).
+                let n = verifiers.len().min(usize::from(u8::MAX));
+                let mut out = header(t::BLOB_CREATE, request_id, 13 + 32 * n);
+                out.extend_from_slice(&total_len.to_be_bytes());
+                out.extend_from_slice(&ttl_secs.to_be_bytes());
+                out.push(n as u8);
+                for verifier in verifiers.iter().take(n) {
+                    out.extend_from_slice(verifier);
+                }
+                out
+            }
+            Self::BlobPut { id, offset, data } => {
+                let mut out = header(t::BLOB_PUT, request_id, 24 + data.len());
+                out.extend_from_slice(&id.0);
+                out.extend_from_slice(&offset.to_be_bytes());
+                out.extend_from_slice(data);
+                out
+            }
+            Self::BlobStatus { id, token } => {
+                let mut out = header(t::BLOB_STATUS, request_id, 49);
+                out.extend_from_slice(&id.0);
+                match token {
+                    Some(token) => {
+                        out.push(1);
+                        out.extend_from_slice(token.as_bytes());
+                    }
+                    None => out.push(0),
+                }
+                out
+            }
+            Self::BlobGet {
+                id,
+                token,
+                offset,
+                max_len,
+            } => {
+                let mut out = header(t::BLOB_GET, request_id, 60);
+                out.extend_from_slice(&id.0);
+                out.extend_from_slice(token.as_bytes());
+                out.extend_from_slice(&offset.to_be_bytes());
+                out.extend_from_slice(&max_len.to_be_bytes());
+                out
+            }
+            Self::BlobDone { id, token } => {
+                let mut out = header(t::BLOB_DONE, request_id, 48);
+                out.extend_from_slice(&id.0);
+                out.extend_from_slice(token.as_bytes());
+                out
+            }
         }
     }
+}
+
+/// Reads a token, leaving no copy of it behind in the reader's stack
+/// frame.
+fn get_token(r: &mut Reader<'_>) -> Result<BlobToken, DecodeError> {
+    let mut bytes = r.array::<32>()?;
+    let token = BlobToken::from_bytes(bytes);
+    zeroize::Zeroize::zeroize(&mut bytes);
+    Ok(token)
 }
 
 impl RequestFrame {
@@ -667,6 +786,9 @@ fn defined_in(frame_type: u8, version: Option<u16>) -> bool {
     match (frame_type, version) {
         (t::SEND_MULTI, Some(version)) => version >= SEND_MULTI_VERSION,
         (t::FETCH_BUNDLE_V2, Some(version)) => version >= KEM_PREKEYS_VERSION,
+        (t::BLOB_CREATE | t::BLOB_PUT | t::BLOB_STATUS | t::BLOB_GET | t::BLOB_DONE, Some(v)) => {
+            v >= BLOBS_VERSION
+        }
         _ => true,
     }
 }
@@ -813,6 +935,44 @@ fn decode_body(
             let body = r.bytes(len)?.to_vec();
             Request::SendMulti { recipients, body }
         }
+        t::BLOB_CREATE => {
+            let total_len = r.u64()?;
+            let ttl_secs = r.u32()?;
+            let n = usize::from(r.u8()?);
+            if n == 0 || n > MAX_BLOB_TOKENS || r.remaining() != 32 * n {
+                return Err(DecodeError::InvalidField("blob token count"));
+            }
+            let verifiers = (0..n).map(|_| r.array()).collect::<Result<_, _>>()?;
+            Request::BlobCreate {
+                total_len,
+                ttl_secs,
+                verifiers,
+            }
+        }
+        t::BLOB_PUT => Request::BlobPut {
+            id: BlobId(r.array()?),
+            offset: r.u64()?,
+            data: r.rest().to_vec(),
+        },
+        t::BLOB_STATUS => {
+            let id = BlobId(r.array()?);
+            let token = if r.flag("blob token flag")? {
+                Some(get_token(&mut r)?)
+            } else {
+                None
+            };
+            Request::BlobStatus { id, token }
+        }
+        t::BLOB_GET => Request::BlobGet {
+            id: BlobId(r.array()?),
+            token: get_token(&mut r)?,
+            offset: r.u64()?,
+            max_len: r.u32()?,
+        },
+        t::BLOB_DONE => Request::BlobDone {
+            id: BlobId(r.array()?),
+            token: get_token(&mut r)?,
+        },
         other => return Err(DecodeError::UnknownType(other)),
     };
     r.finish()?;
@@ -926,7 +1086,87 @@ mod tests {
                 )],
                 body: Vec::new(),
             },
+            Request::BlobCreate {
+                total_len: 5 << 30,
+                ttl_secs: 86_400,
+                verifiers: vec![[20; 32], [21; 32]],
+            },
+            Request::BlobPut {
+                id: BlobId([22; 16]),
+                offset: 1 << 33,
+                data: vec![23; 100],
+            },
+            Request::BlobStatus {
+                id: BlobId([24; 16]),
+                token: None,
+            },
+            Request::BlobStatus {
+                id: BlobId([24; 16]),
+                token: Some(BlobToken::from_bytes([25; 32])),
+            },
+            Request::BlobGet {
+                id: BlobId([26; 16]),
+                token: BlobToken::from_bytes([27; 32]),
+                offset: 7,
+                max_len: 1 << 20,
+            },
+            Request::BlobDone {
+                id: BlobId([28; 16]),
+                token: BlobToken::from_bytes([29; 32]),
+            },
         ]
+    }
+
+    fn is_blob_request(request: &Request) -> bool {
+        matches!(
+            request,
+            Request::BlobCreate { .. }
+                | Request::BlobPut { .. }
+                | Request::BlobStatus { .. }
+                | Request::BlobGet { .. }
+                | Request::BlobDone { .. }
+        )
+    }
+
+    #[test]
+    fn blob_requests_are_unknown_before_version_5() {
+        for version in [2, 3, 4] {
+            for request in all_requests().iter().filter(|r| is_blob_request(r)) {
+                let err =
+                    RequestFrame::decode_with_id(&request.encode(9), Some(version)).unwrap_err();
+                assert_eq!(err.request_id, 9);
+                assert!(matches!(err.error, DecodeError::UnknownType(0x0D..=0x11)));
+                let ok = RequestFrame::decode_with_id(&request.encode(9), Some(5)).unwrap();
+                assert_eq!(&ok.request, request);
+            }
+        }
+    }
+
+    #[test]
+    fn a_blob_needs_one_to_64_tokens_as_its_count_says() {
+        let create = |n: usize| Request::BlobCreate {
+            total_len: 1,
+            ttl_secs: 1,
+            verifiers: vec![[1; 32]; n],
+        };
+        assert!(RequestFrame::decode(&create(64).encode(1)).is_ok());
+        for n in [0, 65] {
+            assert_eq!(
+                RequestFrame::decode(&create(n).encode(1)),
+                Err(DecodeError::InvalidField("blob token count")),
+                "{n}"
+            );
+        }
+        let mut body = create(2).encode(1);
+        body[17] = 3;
+        assert!(RequestFrame::decode(&body).is_err());
+        let mut status = Request::BlobStatus {
+            id: BlobId([1; 16]),
+            token: None,
+        }
+        .encode(1);
+        status[21] = 2;
+        assert!(RequestFrame::decode(&status).is_err());
     }
 
     fn kem_keys(n: u32) -> Vec<KemPreKey> {
@@ -1054,12 +1294,16 @@ mod tests {
                 {
                     continue;
                 }
+                // So is a BlobPut with less data.
+                if matches!(request, Request::BlobPut { .. }) && cut >= 29 {
+                    continue;
+                }
                 assert!(
                     RequestFrame::decode(&body[..cut]).is_err(),
                     "{request:?} cut {cut}"
                 );
             }
-            if !matches!(request, Request::Send { .. }) {
+            if !matches!(request, Request::Send { .. } | Request::BlobPut { .. }) {
                 let mut longer = body.clone();
                 longer.push(0);
                 assert!(RequestFrame::decode(&longer).is_err());
@@ -1169,7 +1413,10 @@ mod tests {
         assert!(RequestFrame::decode_with_id(&body, None).is_ok());
         // Every other request is the same in both versions.
         for request in all_requests() {
-            if !matches!(request, Request::SendMulti { .. }) && !is_kem_request(&request) {
+            if !matches!(request, Request::SendMulti { .. })
+                && !is_kem_request(&request)
+                && !is_blob_request(&request)
+            {
                 assert!(RequestFrame::decode_with_id(&request.encode(1), Some(2)).is_ok());
             }
         }

@@ -8,6 +8,7 @@ use super::{
     CHALLENGE_LEN, DecodeError, ErrorCode, MAGIC, MAX_ERROR_MESSAGE_LEN, MAX_SERVER_ID_LEN,
 };
 use crate::address::MailboxAddress;
+use crate::blob::{BlobId, BlobState};
 use crate::envelope::Envelope;
 
 /// The relay's answer to `Hello`.
@@ -193,6 +194,30 @@ pub enum Response {
     /// (stored), `0x01 || u64be(id)` (duplicate) or `0x02 || u16be(code)`
     /// (refused).
     SentMulti(Vec<RecipientOutcome>),
+    /// `0x8D` (protocol 5), the answer to `BlobCreate`: `blob_id(16)`.
+    BlobCreated(BlobId),
+    /// `0x8E`, the answer to `BlobPut`: `u64be(stored_len)`, the bytes of
+    /// the blob stored (durably) now.
+    BlobStored {
+        /// Bytes stored, from the start of the blob.
+        stored_len: u64,
+    },
+    /// `0x8F`, the answer to `BlobStatus`: `u64be(stored_len) ||
+    /// u64be(total_len)`.
+    BlobState(BlobState),
+    /// `0x90`, the answer to `BlobGet`: `u64be(offset) || data(rest)`.
+    BlobData {
+        /// Where `data` starts in the blob (the request's offset).
+        offset: u64,
+        /// The blob's bytes from there; empty at or past its end.
+        data: Vec<u8>,
+    },
+    /// `0x91`, the answer to `BlobDone`: `u8(deleted)`: 1 if this was the
+    /// last token not done, and the blob is now deleted.
+    BlobReleased {
+        /// The blob was deleted.
+        deleted: bool,
+    },
     /// `0xFF`: `u16be(code) || message (UTF-8, the rest, at most 1024 bytes)`.
     Error(ErrorFrame),
 }
@@ -391,6 +416,33 @@ impl Response {
                 }
                 out
             }
+            Self::BlobCreated(id) => {
+                let mut out = header(t::BLOB_CREATE | t::RESPONSE_BIT, request_id, 16);
+                out.extend_from_slice(&id.0);
+                out
+            }
+            Self::BlobStored { stored_len } => {
+                let mut out = header(t::BLOB_PUT | t::RESPONSE_BIT, request_id, 8);
+                out.extend_from_slice(&stored_len.to_be_bytes());
+                out
+            }
+            Self::BlobState(state) => {
+                let mut out = header(t::BLOB_STATUS | t::RESPONSE_BIT, request_id, 16);
+                out.extend_from_slice(&state.stored_len.to_be_bytes());
+                out.extend_from_slice(&state.total_len.to_be_bytes());
+                out
+            }
+            Self::BlobData { offset, data } => {
+                let mut out = header(t::BLOB_GET | t::RESPONSE_BIT, request_id, 8 + data.len());
+                out.extend_from_slice(&offset.to_be_bytes());
+                out.extend_from_slice(data);
+                out
+            }
+            Self::BlobReleased { deleted } => {
+                let mut out = header(t::BLOB_DONE | t::RESPONSE_BIT, request_id, 1);
+                out.push(u8::from(*deleted));
+                out
+            }
             Self::Error(e) => {
                 let message = truncate_utf8(&e.message, MAX_ERROR_MESSAGE_LEN);
                 let mut out = header(t::ERROR, request_id, 2 + message.len());
@@ -475,6 +527,11 @@ fn decode_response(frame_type: u8, r: &mut Reader<'_>) -> Result<Response, Decod
     const DEVICE_LIST_PUBLISHED: u8 = t::PUBLISH_DEVICE_LIST | t::RESPONSE_BIT;
     const DEVICE_LIST: u8 = t::FETCH_DEVICE_LIST | t::RESPONSE_BIT;
     const SENT_MULTI: u8 = t::SEND_MULTI | t::RESPONSE_BIT;
+    const BLOB_CREATED: u8 = t::BLOB_CREATE | t::RESPONSE_BIT;
+    const BLOB_STORED: u8 = t::BLOB_PUT | t::RESPONSE_BIT;
+    const BLOB_STATE: u8 = t::BLOB_STATUS | t::RESPONSE_BIT;
+    const BLOB_DATA: u8 = t::BLOB_GET | t::RESPONSE_BIT;
+    const BLOB_RELEASED: u8 = t::BLOB_DONE | t::RESPONSE_BIT;
     Ok(match frame_type {
         WELCOME => {
             if r.array::<4>()? != MAGIC {
@@ -545,6 +602,21 @@ fn decode_response(frame_type: u8, r: &mut Reader<'_>) -> Result<Response, Decod
             }
             Response::SentMulti(outcomes)
         }
+        BLOB_CREATED => Response::BlobCreated(BlobId(r.array()?)),
+        BLOB_STORED => Response::BlobStored {
+            stored_len: r.u64()?,
+        },
+        BLOB_STATE => Response::BlobState(BlobState {
+            stored_len: r.u64()?,
+            total_len: r.u64()?,
+        }),
+        BLOB_DATA => Response::BlobData {
+            offset: r.u64()?,
+            data: r.rest().to_vec(),
+        },
+        BLOB_RELEASED => Response::BlobReleased {
+            deleted: r.flag("blob deleted")?,
+        },
         t::ERROR => {
             let code = ErrorCode::from_u16(r.u16()?);
             let message = r.rest();
@@ -655,6 +727,20 @@ mod tests {
                 RecipientOutcome::Refused(ErrorCode::Unrecognized(0x0777)),
             ]),
             Response::SentMulti(Vec::new()),
+            Response::BlobCreated(BlobId([3; 16])),
+            Response::BlobStored {
+                stored_len: 1 << 40,
+            },
+            Response::BlobState(BlobState {
+                stored_len: 5,
+                total_len: 9,
+            }),
+            Response::BlobData {
+                offset: 1 << 35,
+                data: vec![4; 300],
+            },
+            Response::BlobReleased { deleted: true },
+            Response::BlobReleased { deleted: false },
             Response::error(ErrorCode::MailboxFull, "mailbox full"),
         ];
         let mut frames: Vec<ServerFrame> = responses
@@ -727,6 +813,14 @@ mod tests {
                 }
                 if has_kem_stock(&frame) && cut == body.len() - 8 {
                     continue; // the same stock without its KEM part
+                }
+                if let ServerFrame::Response {
+                    response: Response::BlobData { .. },
+                    ..
+                } = frame
+                    && cut >= 13
+                {
+                    continue; // less data is still data
                 }
                 assert!(
                     ServerFrame::decode(&body[..cut]).is_err(),

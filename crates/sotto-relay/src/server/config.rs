@@ -1,7 +1,14 @@
 //! Server configuration and its defaults.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::blob::{
+    BlobError, BlobLimits, BlobStore, DEFAULT_MAX_BLOB_BYTES_PER_MAILBOX, DEFAULT_MAX_BLOB_SIZE,
+    DEFAULT_MAX_BLOB_TTL, DEFAULT_MAX_TOTAL_BLOB_BYTES, DEFAULT_MEMORY_BLOB_BYTES, DirBlobStore,
+    MemoryBlobStore,
+};
 use crate::protocol::{
     DEFAULT_MAX_FRAME_SIZE, MAX_SERVER_ID_LEN, MIN_MAX_FRAME_SIZE, max_payload_len,
 };
@@ -74,6 +81,61 @@ impl Default for FirstContactLimit {
             burst: 20,
             interval: Duration::from_secs(180),
             tracked_mailboxes: 100_000,
+        }
+    }
+}
+
+/// Where a relay keeps blobs (docs/relay.md §12).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum BlobStorage {
+    /// A [`MemoryBlobStore`] of at most `max_bytes`, made when the server
+    /// is bound and lost when it stops: the default, with 1 GiB
+    /// ([`DEFAULT_MEMORY_BLOB_BYTES`]), for tests and embedded relays.
+    Memory {
+        /// What the store holds at most (blobs' full lengths).
+        max_bytes: u64,
+    },
+    /// This store, e.g. a [`DirBlobStore`] ([`BlobStorage::dir`]).
+    Store(Arc<dyn BlobStore>),
+    /// No blobs: the relay speaks protocol version 4 at most, and a
+    /// client learns from the handshake that it takes no blobs.
+    Off,
+}
+
+impl BlobStorage {
+    /// A [`DirBlobStore`] in `dir` (created `0700` if need be).
+    pub fn dir(dir: impl AsRef<Path>) -> Result<Self, BlobError> {
+        Ok(Self::Store(Arc::new(DirBlobStore::open(dir)?)))
+    }
+
+    /// The store this makes: a new one for [`BlobStorage::Memory`].
+    pub(crate) fn open(&self) -> Option<Arc<dyn BlobStore>> {
+        match self {
+            Self::Memory { max_bytes } => Some(Arc::new(MemoryBlobStore::new(*max_bytes))),
+            Self::Store(store) => Some(store.clone()),
+            Self::Off => None,
+        }
+    }
+}
+
+impl Default for BlobStorage {
+    fn default() -> Self {
+        Self::Memory {
+            max_bytes: DEFAULT_MEMORY_BLOB_BYTES,
+        }
+    }
+}
+
+/// Two settings are the same if they name the same store (the same
+/// `Arc`), or memory stores of the same size.
+impl PartialEq for BlobStorage {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Memory { max_bytes: a }, Self::Memory { max_bytes: b }) => a == b,
+            (Self::Store(a), Self::Store(b)) => Arc::ptr_eq(a, b),
+            (Self::Off, Self::Off) => true,
+            _ => false,
         }
     }
 }
@@ -166,6 +228,22 @@ pub struct ServerConfig {
     /// First contacts per mailbox (default a burst of 20, then one per
     /// 3 min): envelopes without the recipient's access key.
     pub first_contact: FirstContactLimit,
+    /// Where blobs are kept (default: in memory, at most 1 GiB; the
+    /// binary uses a directory, docs/relay.md §9).
+    pub blobs: BlobStorage,
+    /// Longest blob a `BlobCreate` may announce (default 4 GiB; beyond it
+    /// `BlobTooLarge`).
+    pub max_blob_size: u64,
+    /// Longest time to live of a blob (default 30 days; beyond it
+    /// `InvalidBlobRequest`). A blob is deleted when it expires, complete
+    /// or not, or once every recipient has fetched it.
+    pub max_blob_ttl: Duration,
+    /// Bytes one mailbox's blobs may take together, counted in full from
+    /// their creation (default 8 GiB; beyond it `MailboxFull`).
+    pub max_blob_bytes_per_mailbox: u64,
+    /// Bytes all blobs together may take, counted likewise (default
+    /// 64 GiB; beyond it `StorageFull`).
+    pub max_total_blob_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -194,6 +272,11 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
             first_contact: FirstContactLimit::default(),
+            blobs: BlobStorage::default(),
+            max_blob_size: DEFAULT_MAX_BLOB_SIZE,
+            max_blob_ttl: DEFAULT_MAX_BLOB_TTL,
+            max_blob_bytes_per_mailbox: DEFAULT_MAX_BLOB_BYTES_PER_MAILBOX,
+            max_total_blob_bytes: DEFAULT_MAX_TOTAL_BLOB_BYTES,
         }
     }
 }
@@ -205,6 +288,14 @@ impl ServerConfig {
             mailbox: self.mailbox_limits,
             max_total_bytes: self.max_total_bytes,
             envelope_ttl: self.envelope_ttl,
+        }
+    }
+
+    /// What the blob store enforces on every `BlobCreate`.
+    pub fn blob_limits(&self) -> BlobLimits {
+        BlobLimits {
+            max_bytes_per_mailbox: self.max_blob_bytes_per_mailbox,
+            max_total_bytes: self.max_total_blob_bytes,
         }
     }
 
@@ -293,6 +384,9 @@ impl ServerConfig {
         if self.first_contact.tracked_mailboxes == 0 {
             return Err("first_contact.tracked_mailboxes must be at least 1");
         }
+        if self.max_blob_ttl < Duration::from_secs(1) {
+            return Err("max_blob_ttl must be at least 1 s");
+        }
         Ok(())
     }
 }
@@ -365,6 +459,10 @@ mod tests {
                     interval: Duration::from_millis(999),
                     ..Default::default()
                 },
+                ..Default::default()
+            },
+            ServerConfig {
+                max_blob_ttl: Duration::from_millis(10),
                 ..Default::default()
             },
             ServerConfig {

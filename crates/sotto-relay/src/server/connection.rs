@@ -30,14 +30,17 @@ use super::metrics::RequestKind;
 use super::rate_limit::TokenBucket;
 use super::{Shared, Transport, shutdown_requested};
 use crate::address::MailboxAddress;
+use crate::blob::{BlobError, BlobId, BlobStore, BlobToken, BlobVerifier, NewBlob};
 use crate::envelope::MessageId;
+use crate::protocol::frame::BodyBudget as _;
 use crate::protocol::frame::{FrameError, read_frame_rest, read_frame_start, write_frame};
 use crate::protocol::request::RequestDecodeError;
 use crate::protocol::version::unsupported_version_message;
 use crate::protocol::{
-    AuthInfo, CHALLENGE_LEN, ChannelBinding, DecodeError, ErrorCode, KEM_PREKEYS_VERSION,
-    KemPreKeyStock, MultiRecipient, PreKeyStock, PreKeyUpload, Push, RecipientOutcome, Request,
-    RequestFrame, Response, SUPPORTED_VERSIONS, Welcome, auth_message, max_payload_len,
+    AuthInfo, BLOB_DATA_OVERHEAD, BLOBS_VERSION, CHALLENGE_LEN, ChannelBinding, DecodeError,
+    ErrorCode, KEM_PREKEYS_VERSION, KemPreKeyStock, MultiRecipient, PreKeyStock, PreKeyUpload,
+    Push, RecipientOutcome, Request, RequestFrame, Response, SUPPORTED_VERSIONS, Welcome,
+    auth_message, max_payload_len,
 };
 use crate::store::{
     EnqueueRequest, Enqueued, KemPreKeysLeft, MailboxStore, OwnedAccess, PreKeyLimits, PreKeysLeft,
@@ -294,6 +297,41 @@ fn error_code(error: &StoreError) -> ErrorCode {
     }
 }
 
+/// The error code and message a failed blob operation is answered with.
+fn blob_refusal(error: &BlobError) -> (ErrorCode, String) {
+    match error {
+        // One answer for unknown, expired, deleted, another's, or a wrong
+        // token: the relay is no oracle of which blobs exist.
+        BlobError::NotFound => (ErrorCode::NotFound, "no such blob".into()),
+        BlobError::Incomplete { .. } => (
+            ErrorCode::BlobIncomplete,
+            format!("{error}: download once the upload is complete"),
+        ),
+        BlobError::Gap { .. } | BlobError::PastEnd { .. } => {
+            (ErrorCode::InvalidBlobRequest, error.to_string())
+        }
+        BlobError::MailboxFull { would_be, max } => (
+            ErrorCode::MailboxFull,
+            format!("your blobs would take {would_be} bytes, at most {max} are allowed"),
+        ),
+        BlobError::StorageFull { .. } => (
+            ErrorCode::StorageFull,
+            "relay blob storage is full; try again later".into(),
+        ),
+        BlobError::DiskFull => {
+            warn_disk_full();
+            (
+                ErrorCode::StorageFull,
+                "the relay's disk is full: nothing was stored; try again later".into(),
+            )
+        }
+        e => {
+            tracing::error!(error = %e, "blob storage failure");
+            (ErrorCode::Internal, "blob storage failure".into())
+        }
+    }
+}
+
 /// Checks the signatures of an upload against its owner's identity key:
 /// the signed prekey's (over what its versions say, docs/protocol.md
 /// §16.2) and every KEM prekey's (over `EncodeKEM(ek)`, §16.1). The KEM
@@ -476,6 +514,15 @@ impl<S: Transport> Connection<S> {
             .requests
             .take(1.0, now)
             .max(self.bytes.take(len as f64, now));
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Charges `len` bytes the relay is about to send to the byte rate
+    /// limit (a `BlobData` answer), waiting as for a received frame.
+    async fn pace_bytes(&mut self, len: usize) {
+        let wait = self.bytes.take(len as f64, std::time::Instant::now());
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -727,17 +774,38 @@ impl<S: Transport> Connection<S> {
             Request::PublishDeviceList { list } => self.publish_device_list(id, list).await,
             Request::FetchDeviceList { address } => self.fetch_device_list(id, address).await,
             Request::SendMulti { recipients, body } => self.send_multi(id, recipients, body).await,
+            Request::BlobCreate {
+                total_len,
+                ttl_secs,
+                verifiers,
+            } => self.blob_create(id, total_len, ttl_secs, verifiers).await,
+            Request::BlobPut {
+                id: blob,
+                offset,
+                data,
+            } => self.blob_put(id, blob, offset, data).await,
+            Request::BlobStatus { id: blob, token } => self.blob_status(id, blob, token).await,
+            Request::BlobGet {
+                id: blob,
+                token,
+                offset,
+                max_len,
+            } => self.blob_get(id, blob, token, offset, max_len).await,
+            Request::BlobDone { id: blob, token } => self.blob_done(id, blob, token).await,
         }
     }
 
     async fn hello(&mut self, id: u32, offered: &[u16]) -> Flow {
         // Protocol 4 is the KEM prekey directory: only on a store that
-        // keeps KEM prekeys.
+        // keeps KEM prekeys. Protocol 5 (blobs) builds on it, and needs a
+        // blob store.
         let kem = self.shared.store.keeps_kem_prekeys();
+        let blobs = kem && self.shared.blobs.is_some();
         let spoken: Vec<u16> = SUPPORTED_VERSIONS
             .iter()
             .copied()
             .filter(|v| kem || *v < crate::protocol::KEM_PREKEYS_VERSION)
+            .filter(|v| blobs || *v < BLOBS_VERSION)
             .collect();
         let Some(version) = offered.iter().copied().filter(|v| spoken.contains(v)).max() else {
             let message = unsupported_version_message(offered, &spoken);
@@ -1299,6 +1367,190 @@ impl<S: Transport> Connection<S> {
             }
             Err(e) => self.store_error(id, e).await,
         }
+    }
+
+    /// Runs `op` against the blob store on the blocking pool; `None` if the
+    /// relay keeps no blobs (it then never negotiates protocol 5, so no
+    /// blob request reaches here).
+    async fn blobs<T, F>(&self, op: F) -> Option<Result<T, BlobError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn BlobStore) -> Result<T, BlobError> + Send + 'static,
+    {
+        let blobs = self.shared.blobs.clone()?;
+        Some(
+            tokio::task::spawn_blocking(move || op(blobs.as_ref()))
+                .await
+                .unwrap_or_else(|e| Err(BlobError::Io(std::io::Error::other(e)))),
+        )
+    }
+
+    /// Answers a blob operation's outcome: `ok` for its value, the error
+    /// for a refusal.
+    async fn blob_answer<T>(
+        &mut self,
+        id: u32,
+        outcome: Option<Result<T, BlobError>>,
+        ok: impl FnOnce(&mut Self, T) -> Response,
+    ) -> Flow {
+        match outcome {
+            Some(Ok(value)) => {
+                let response = ok(self, value);
+                self.respond(id, response).await
+            }
+            Some(Err(e)) => {
+                let (code, message) = blob_refusal(&e);
+                self.error(id, code, message).await
+            }
+            None => {
+                self.error(id, ErrorCode::UnknownRequest, "this relay keeps no blobs")
+                    .await
+            }
+        }
+    }
+
+    /// `BlobCreate` (protocol 5): an empty blob owned by this connection's
+    /// mailbox, within the size, time and byte limits.
+    async fn blob_create(
+        &mut self,
+        id: u32,
+        total_len: u64,
+        ttl_secs: u32,
+        verifiers: Vec<BlobVerifier>,
+    ) -> Flow {
+        let Some(uploader) = self.owner.as_ref().map(|o| o.address) else {
+            return self.auth_required(id).await;
+        };
+        let config = &self.shared.config;
+        if total_len > config.max_blob_size {
+            let message = format!(
+                "a blob of {total_len} bytes is larger than this relay's maximum of {}",
+                config.max_blob_size
+            );
+            return self.error(id, ErrorCode::BlobTooLarge, message).await;
+        }
+        let ttl = Duration::from_secs(u64::from(ttl_secs));
+        if ttl.is_zero() || ttl > config.max_blob_ttl {
+            let message = format!(
+                "a blob's time to live must be 1 s to {} s, not {ttl_secs} s",
+                config.max_blob_ttl.as_secs()
+            );
+            return self.error(id, ErrorCode::InvalidBlobRequest, message).await;
+        }
+        let blob = NewBlob {
+            uploader,
+            total_len,
+            expiry_hour: self
+                .shared
+                .clock
+                .now()
+                .saturating_add(ttl)
+                .hour_rounded_up(),
+            verifiers,
+        };
+        let limits = config.blob_limits();
+        let created = self.blobs(move |s| s.create(blob, &limits)).await;
+        self.blob_answer(id, created, |conn, blob| {
+            conn.shared.metrics.blob_created();
+            Response::BlobCreated(blob)
+        })
+        .await
+    }
+
+    /// `BlobPut` (protocol 5): appends to this mailbox's blob; answered
+    /// once the bytes are durable.
+    async fn blob_put(&mut self, id: u32, blob: BlobId, offset: u64, data: Vec<u8>) -> Flow {
+        let Some(uploader) = self.owner.as_ref().map(|o| o.address) else {
+            return self.auth_required(id).await;
+        };
+        let now = self.shared.clock.now();
+        let appended = self
+            .blobs(move |s| s.append(&blob, &uploader, offset, &data, now))
+            .await;
+        self.blob_answer(id, appended, |conn, appended| {
+            conn.shared.metrics.blob_bytes_stored(appended.written);
+            Response::BlobStored {
+                stored_len: appended.stored_len,
+            }
+        })
+        .await
+    }
+
+    /// `BlobStatus` (protocol 5): for the uploader, or a token's holder.
+    async fn blob_status(&mut self, id: u32, blob: BlobId, token: Option<BlobToken>) -> Flow {
+        let uploader = self.owner.as_ref().map(|o| o.address);
+        let verifier = token.as_ref().map(BlobToken::verifier);
+        drop(token);
+        let now = self.shared.clock.now();
+        let state = self
+            .blobs(move |s| s.state(&blob, uploader.as_ref(), verifier.as_ref(), now))
+            .await;
+        self.blob_answer(id, state, |conn, state| {
+            conn.last_useful = Instant::now();
+            Response::BlobState(state)
+        })
+        .await
+    }
+
+    /// `BlobGet` (protocol 5): a piece of a complete blob, at most a
+    /// frame's worth. The bytes sent count against the connection's byte
+    /// rate limit as received ones do.
+    async fn blob_get(
+        &mut self,
+        id: u32,
+        blob: BlobId,
+        token: BlobToken,
+        offset: u64,
+        max_len: u32,
+    ) -> Flow {
+        let verifier = token.verifier();
+        drop(token);
+        let frame_room =
+            (self.shared.config.max_frame_size as usize).saturating_sub(BLOB_DATA_OVERHEAD);
+        let max_len = (max_len as usize).min(frame_room);
+        // The answer's buffer is charged to the connection's frame pool as
+        // a request frame is, until it is written: the relay's memory for
+        // blob reads is bounded by the same budgets.
+        let mut charge = self.shared.frames.charge(self.owner.is_some());
+        if !charge.grow(0, 0, max_len).await {
+            let message = format!(
+                "relay is busy: no memory for {max_len} bytes of blob right now; try again later"
+            );
+            return self.error(id, ErrorCode::ServerBusy, message).await;
+        }
+        let now = self.shared.clock.now();
+        let read = self
+            .blobs(move |s| s.read(&blob, &verifier, offset, max_len, now))
+            .await;
+        if let Some(Ok(data)) = &read {
+            self.pace_bytes(data.len()).await;
+        }
+        let flow = self
+            .blob_answer(id, read, |conn, data| {
+                conn.last_useful = Instant::now();
+                conn.shared.metrics.blob_bytes_served(data.len() as u64);
+                Response::BlobData { offset, data }
+            })
+            .await;
+        drop(charge);
+        flow
+    }
+
+    /// `BlobDone` (protocol 5): this token's holder has the blob; the last
+    /// one deletes it.
+    async fn blob_done(&mut self, id: u32, blob: BlobId, token: BlobToken) -> Flow {
+        let verifier = token.verifier();
+        drop(token);
+        let now = self.shared.clock.now();
+        let done = self.blobs(move |s| s.done(&blob, &verifier, now)).await;
+        self.blob_answer(id, done, |conn, deleted| {
+            conn.last_useful = Instant::now();
+            if deleted {
+                conn.shared.metrics.blob_deleted();
+            }
+            Response::BlobReleased { deleted }
+        })
+        .await
     }
 
     async fn auth_required(&mut self, id: u32) -> Flow {

@@ -180,14 +180,30 @@ async fn health(shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) -> Answe
     }
 }
 
+/// The blob store's totals, if there is one and it answers within
+/// [`STORE_TIMEOUT`].
+async fn blob_totals(shared: &Arc<Shared>) -> Option<crate::blob::BlobTotals> {
+    let blobs = shared.blobs.clone()?;
+    let asked = tokio::task::spawn_blocking(move || blobs.totals());
+    match timeout(STORE_TIMEOUT, asked).await {
+        Ok(Ok(Ok(totals))) => Some(totals),
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "the blob store did not answer the metrics endpoint");
+            None
+        }
+        Ok(Err(_)) | Err(_) => None,
+    }
+}
+
 async fn metrics(shared: &Arc<Shared>) -> Answer {
     let totals = store_totals(shared).await;
+    let blobs = blob_totals(shared).await;
     Answer {
         status: "200 OK",
         content_type: "text/plain; version=0.0.4; charset=utf-8",
         body: shared
             .metrics
-            .render(totals, shared.hub.feed_up(), shared.frames.memory()),
+            .render(totals, blobs, shared.hub.feed_up(), shared.frames.memory()),
         allow: false,
     }
 }

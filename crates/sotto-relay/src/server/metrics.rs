@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::FrameMemory;
+use crate::blob::BlobTotals;
 use crate::protocol::{ErrorCode, Request};
 use crate::store::StoreTotals;
 
@@ -46,12 +47,17 @@ pub(crate) enum RequestKind {
     PublishDeviceList,
     FetchDeviceList,
     SendMulti,
+    BlobCreate,
+    BlobPut,
+    BlobStatus,
+    BlobGet,
+    BlobDone,
     /// A frame that did not decode as a request.
     Invalid,
 }
 
 impl RequestKind {
-    const ALL: [Self; 14] = [
+    const ALL: [Self; 19] = [
         Self::Hello,
         Self::Authenticate,
         Self::UploadPreKeys,
@@ -65,6 +71,11 @@ impl RequestKind {
         Self::PublishDeviceList,
         Self::FetchDeviceList,
         Self::SendMulti,
+        Self::BlobCreate,
+        Self::BlobPut,
+        Self::BlobStatus,
+        Self::BlobGet,
+        Self::BlobDone,
         Self::Invalid,
     ];
 
@@ -83,6 +94,11 @@ impl RequestKind {
             Request::PublishDeviceList { .. } => Self::PublishDeviceList,
             Request::FetchDeviceList { .. } => Self::FetchDeviceList,
             Request::SendMulti { .. } => Self::SendMulti,
+            Request::BlobCreate { .. } => Self::BlobCreate,
+            Request::BlobPut { .. } => Self::BlobPut,
+            Request::BlobStatus { .. } => Self::BlobStatus,
+            Request::BlobGet { .. } => Self::BlobGet,
+            Request::BlobDone { .. } => Self::BlobDone,
         }
     }
 
@@ -101,6 +117,11 @@ impl RequestKind {
             Self::PublishDeviceList => "publish_device_list",
             Self::FetchDeviceList => "fetch_device_list",
             Self::SendMulti => "send_multi",
+            Self::BlobCreate => "blob_create",
+            Self::BlobPut => "blob_put",
+            Self::BlobStatus => "blob_status",
+            Self::BlobGet => "blob_get",
+            Self::BlobDone => "blob_done",
             Self::Invalid => "invalid",
         }
     }
@@ -111,7 +132,7 @@ impl RequestKind {
 }
 
 /// Every error code the relay sends, with its label.
-const CODES: [(ErrorCode, &str); 24] = [
+const CODES: [(ErrorCode, &str); 27] = [
     (ErrorCode::Malformed, "malformed"),
     (ErrorCode::UnsupportedVersion, "unsupported_version"),
     (ErrorCode::FrameTooLarge, "frame_too_large"),
@@ -133,6 +154,9 @@ const CODES: [(ErrorCode, &str); 24] = [
     (ErrorCode::SendBudgetExceeded, "send_budget_exceeded"),
     (ErrorCode::AccessDenied, "access_denied"),
     (ErrorCode::TooManyRecipients, "too_many_recipients"),
+    (ErrorCode::BlobIncomplete, "blob_incomplete"),
+    (ErrorCode::BlobTooLarge, "blob_too_large"),
+    (ErrorCode::InvalidBlobRequest, "invalid_blob_request"),
     (ErrorCode::ServerBusy, "server_busy"),
     (ErrorCode::ShuttingDown, "shutting_down"),
     (ErrorCode::Internal, "internal"),
@@ -187,6 +211,11 @@ pub(crate) struct Metrics {
     envelopes_delivered: AtomicU64,
     envelopes_acknowledged: AtomicU64,
     envelopes_expired: AtomicU64,
+    blobs_created: AtomicU64,
+    blobs_deleted: AtomicU64,
+    blobs_expired: AtomicU64,
+    blob_bytes_stored: AtomicU64,
+    blob_bytes_served: AtomicU64,
     requests: [Latency; RequestKind::ALL.len()],
     errors: [AtomicU64; CODES.len()],
     recipients_refused: [AtomicU64; CODES.len()],
@@ -216,6 +245,11 @@ impl Metrics {
             envelopes_delivered: AtomicU64::new(0),
             envelopes_acknowledged: AtomicU64::new(0),
             envelopes_expired: AtomicU64::new(0),
+            blobs_created: AtomicU64::new(0),
+            blobs_deleted: AtomicU64::new(0),
+            blobs_expired: AtomicU64::new(0),
+            blob_bytes_stored: AtomicU64::new(0),
+            blob_bytes_served: AtomicU64::new(0),
             requests: [const { Latency::new() }; RequestKind::ALL.len()],
             errors: [const { AtomicU64::new(0) }; CODES.len()],
             recipients_refused: [const { AtomicU64::new(0) }; CODES.len()],
@@ -282,6 +316,29 @@ impl Metrics {
         add(&self.envelopes_expired, n);
     }
 
+    pub(crate) fn blob_created(&self) {
+        add(&self.blobs_created, 1);
+    }
+
+    /// A blob was deleted because every token's holder was done with it.
+    pub(crate) fn blob_deleted(&self) {
+        add(&self.blobs_deleted, 1);
+    }
+
+    pub(crate) fn blobs_expired(&self, n: u64) {
+        add(&self.blobs_expired, n);
+    }
+
+    /// `n` bytes were appended to blobs (resent bytes are not).
+    pub(crate) fn blob_bytes_stored(&self, n: u64) {
+        add(&self.blob_bytes_stored, n);
+    }
+
+    /// `n` bytes of blobs were sent in `BlobData` answers.
+    pub(crate) fn blob_bytes_served(&self, n: u64) {
+        add(&self.blob_bytes_served, n);
+    }
+
     /// The metrics in Prometheus' text exposition format (version 0.0.4).
     /// `totals` is what the store answered, `None` if it did not;
     /// `feed_up` whether the shared store's change feed is followed
@@ -289,6 +346,7 @@ impl Metrics {
     pub(crate) fn render(
         &self,
         totals: Option<StoreTotals>,
+        blob_totals: Option<BlobTotals>,
         feed_up: Option<bool>,
         frames: FrameMemory,
     ) -> String {
@@ -353,10 +411,49 @@ impl Metrics {
                 get(&self.envelopes_expired),
             ),
         ];
-        for (name, help, value) in envelopes {
+        let blobs = [
+            (
+                "sotto_relay_blobs_created_total",
+                "Blobs created (BlobCreate).",
+                get(&self.blobs_created),
+            ),
+            (
+                "sotto_relay_blobs_deleted_total",
+                "Blobs deleted because every token's holder said BlobDone.",
+                get(&self.blobs_deleted),
+            ),
+            (
+                "sotto_relay_blobs_expired_total",
+                "Blobs deleted by the expiry sweep, complete or not.",
+                get(&self.blobs_expired),
+            ),
+            (
+                "sotto_relay_blob_bytes_stored_total",
+                "Bytes appended to blobs (a resent BlobPut stores nothing and counts nothing).",
+                get(&self.blob_bytes_stored),
+            ),
+            (
+                "sotto_relay_blob_bytes_served_total",
+                "Bytes of blobs sent in BlobData answers.",
+                get(&self.blob_bytes_served),
+            ),
+        ];
+        for (name, help, value) in envelopes.into_iter().chain(blobs) {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        }
+        if let Some(blobs) = blob_totals {
+            let _ = writeln!(
+                out,
+                "# HELP sotto_relay_stored_blobs Blobs held, expired ones until swept.\n\
+                 # TYPE sotto_relay_stored_blobs gauge\n\
+                 sotto_relay_stored_blobs {}\n\
+                 # HELP sotto_relay_stored_blob_bytes Bytes reserved for blobs: their full lengths, stored or not (what max_total_blob_bytes limits).\n\
+                 # TYPE sotto_relay_stored_blob_bytes gauge\n\
+                 sotto_relay_stored_blob_bytes {}",
+                blobs.blobs, blobs.reserved_bytes
             );
         }
         let name = "sotto_relay_store_up";
@@ -497,11 +594,11 @@ mod tests {
         metrics.request(RequestKind::Send, Duration::from_secs(60));
         metrics.error_sent(ErrorCode::MailboxFull);
         metrics.recipient_refused(ErrorCode::AccessDenied);
-        let text = metrics.render(None, None, FrameMemory::default());
+        let text = metrics.render(None, None, None, FrameMemory::default());
         // No change feed: no line for it; with one, whether it is up.
         assert!(!text.contains("sotto_relay_store_feed_up"));
         for (up, value) in [(true, "1"), (false, "0")] {
-            let with_feed = metrics.render(None, Some(up), FrameMemory::default());
+            let with_feed = metrics.render(None, None, Some(up), FrameMemory::default());
             assert!(with_feed.contains(&format!("\nsotto_relay_store_feed_up {value}\n")));
         }
         let line = |prefix: &str| {

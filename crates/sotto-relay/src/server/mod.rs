@@ -26,7 +26,7 @@ pub mod settings;
 mod source_limit;
 
 pub use config::{
-    DEFAULT_AUTHENTICATED_FRAME_BUDGET, DEFAULT_CONNECTION_SEND_BUDGET,
+    BlobStorage, DEFAULT_AUTHENTICATED_FRAME_BUDGET, DEFAULT_CONNECTION_SEND_BUDGET,
     DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_UNAUTHENTICATED_FRAME_BUDGET, FirstContactLimit,
     RateLimit, ServerConfig,
 };
@@ -44,6 +44,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
+use crate::blob::BlobStore;
 use crate::clock::{Clock, SystemClock};
 use crate::protocol::{ChannelBinding, ErrorCode, Response};
 use crate::store::{MailboxStore, Swept};
@@ -67,6 +68,8 @@ pub enum ServerError {
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) store: Arc<dyn MailboxStore>,
+    /// Where blobs are kept; `None` if the relay takes none.
+    pub(crate) blobs: Option<Arc<dyn BlobStore>>,
     pub(crate) hub: hub::Hub,
     /// The time envelopes are stored and expire by.
     pub(crate) clock: Arc<dyn Clock>,
@@ -126,6 +129,7 @@ impl Server {
                 first_contacts: std::sync::Mutex::new(first_contact::FirstContacts::new(
                     config.first_contact,
                 )),
+                blobs: config.blobs.open(),
                 config,
                 hub: hub::Hub::new(store.change_feed()),
                 store,
@@ -393,6 +397,22 @@ async fn sweep_loop(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                 bytes = total.bytes,
                 "expired envelopes deleted"
             );
+        }
+        if let Some(blobs) = shared.blobs.clone() {
+            match tokio::task::spawn_blocking(move || blobs.sweep_expired(now)).await {
+                Ok(Ok(swept)) => {
+                    shared.metrics.blobs_expired(swept.blobs);
+                    if swept.blobs > 0 {
+                        tracing::info!(
+                            blobs = swept.blobs,
+                            bytes = swept.bytes,
+                            "expired blobs deleted"
+                        );
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "deleting expired blobs failed"),
+                Err(e) => tracing::error!(error = %e, "the blob expiry sweep task failed"),
+            }
         }
     }
 }

@@ -58,6 +58,7 @@ pub const KEYS: &[&str] = &[
     "store",
     "max_db_bytes",
     "redis_key_prefix",
+    "blob_dir",
     "tls_cert",
     "tls_key",
     "log",
@@ -82,6 +83,10 @@ pub const KEYS: &[&str] = &[
     "authenticated_frame_budget",
     "write_timeout",
     "shutdown_grace",
+    "max_blob_size",
+    "max_blob_ttl",
+    "max_blob_bytes_per_mailbox",
+    "max_total_blob_bytes",
     "mailbox_limits.max_envelopes",
     "mailbox_limits.max_bytes",
     "rate_limit.requests_per_second",
@@ -257,6 +262,11 @@ pub struct RelaySettings {
     /// relays that share a store use the same one. Ignored by the other
     /// stores (default `sotto`).
     pub redis_key_prefix: String,
+    /// The directory blobs are kept in (docs/relay.md §9). Default: for
+    /// `sqlite:PATH`, `PATH.blobs`; for `memory:`, none (in memory, lost
+    /// on exit); a Redis store needs one, the same for every relay of the
+    /// store (shared storage, e.g. NFS).
+    pub blob_dir: Option<PathBuf>,
     /// PEM certificate chain, leaf first; with `tls_key`, TLS is served
     /// (default none: plain TCP).
     pub tls_cert: Option<PathBuf>,
@@ -278,6 +288,7 @@ impl Default for RelaySettings {
             store: StoreSpec::Sqlite(PathBuf::from("sotto-relay.db")),
             max_db_bytes: None,
             redis_key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(),
+            blob_dir: None,
             tls_cert: None,
             tls_key: None,
             log: tracing::Level::INFO,
@@ -789,6 +800,7 @@ impl RelaySettings {
             "store" => self.store = text(v)?.parse()?,
             "max_db_bytes" => self.max_db_bytes = optional(v, size)?,
             "redis_key_prefix" => self.redis_key_prefix = key_prefix(v)?,
+            "blob_dir" => self.blob_dir = optional(v, path)?,
             "tls_cert" => self.tls_cert = optional(v, path)?,
             "tls_key" => self.tls_key = optional(v, path)?,
             "log" => self.log = level(v)?,
@@ -815,6 +827,10 @@ impl RelaySettings {
             "authenticated_frame_budget" => s.authenticated_frame_budget = size(v)?,
             "write_timeout" => s.write_timeout = duration(v)?,
             "shutdown_grace" => s.shutdown_grace = duration(v)?,
+            "max_blob_size" => s.max_blob_size = size(v)?,
+            "max_blob_ttl" => s.max_blob_ttl = duration(v)?,
+            "max_blob_bytes_per_mailbox" => s.max_blob_bytes_per_mailbox = size(v)?,
+            "max_total_blob_bytes" => s.max_total_blob_bytes = size(v)?,
             "mailbox_limits.max_envelopes" => s.mailbox_limits.max_envelopes = whole(v)?,
             "mailbox_limits.max_bytes" => s.mailbox_limits.max_bytes = size(v)?,
             "rate_limit.requests_per_second" => s.rate_limit.requests_per_second = number(v)?,
@@ -840,6 +856,7 @@ impl RelaySettings {
             "store" => toml::Value::String(self.store.to_string()),
             "max_db_bytes" => return Some(self.max_db_bytes.map(size_value)),
             "redis_key_prefix" => text_value(&self.redis_key_prefix),
+            "blob_dir" => return Some(self.blob_dir.as_deref().map(path_value)),
             "tls_cert" => return Some(self.tls_cert.as_deref().map(path_value)),
             "tls_key" => return Some(self.tls_key.as_deref().map(path_value)),
             "log" => toml::Value::String(self.log.as_str().to_ascii_lowercase()),
@@ -864,6 +881,10 @@ impl RelaySettings {
             "authenticated_frame_budget" => size_value(s.authenticated_frame_budget),
             "write_timeout" => duration_value(s.write_timeout),
             "shutdown_grace" => duration_value(s.shutdown_grace),
+            "max_blob_size" => size_value(s.max_blob_size),
+            "max_blob_ttl" => duration_value(s.max_blob_ttl),
+            "max_blob_bytes_per_mailbox" => size_value(s.max_blob_bytes_per_mailbox),
+            "max_total_blob_bytes" => size_value(s.max_total_blob_bytes),
             "mailbox_limits.max_envelopes" => count_value(s.mailbox_limits.max_envelopes),
             "mailbox_limits.max_bytes" => size_value(s.mailbox_limits.max_bytes),
             "rate_limit.requests_per_second" => {
@@ -902,9 +923,27 @@ impl RelaySettings {
         out
     }
 
-    /// Checks the settings together: the [`ServerConfig`], and that
-    /// `tls_cert` and `tls_key` come together and `max_db_bytes` only
-    /// with a SQLite store.
+    /// The directory blobs are kept in: `blob_dir` if set, else next to a
+    /// SQLite file (`PATH.blobs`); `None` means in memory (a `memory:`
+    /// store without `blob_dir`). A Redis store has none unless set, which
+    /// [`validate`](Self::validate) refuses.
+    pub fn blob_dir_in_effect(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.blob_dir {
+            return Some(dir.clone());
+        }
+        match &self.store {
+            StoreSpec::Sqlite(path) => {
+                let mut dir = path.clone().into_os_string();
+                dir.push(".blobs");
+                Some(PathBuf::from(dir))
+            }
+            _ => None,
+        }
+    }
+
+    /// Checks the settings together: the [`ServerConfig`], that
+    /// `tls_cert` and `tls_key` come together, `max_db_bytes` only
+    /// with a SQLite store, and a Redis store with a `blob_dir`.
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.server
             .validate()
@@ -917,6 +956,15 @@ impl RelaySettings {
         if self.max_db_bytes.is_some() && !matches!(self.store, StoreSpec::Sqlite(_)) {
             return Err(SettingsError::Invalid(format!(
                 "max_db_bytes limits the SQLite file: not with store = \"{}\"",
+                self.store
+            )));
+        }
+        if self.blob_dir.is_none()
+            && !matches!(self.store, StoreSpec::Sqlite(_) | StoreSpec::Memory)
+        {
+            return Err(SettingsError::Invalid(format!(
+                "store = \"{}\" needs a blob_dir (--blob-dir), the same directory for every \
+                 relay of the store: shared storage such as NFS",
                 self.store
             )));
         }
@@ -963,6 +1011,7 @@ mod tests {
             store = "sqlite:/var/lib/sotto/relay.db"
             max_db_bytes = "8GiB"
             redis_key_prefix = "relay-eu"
+            blob_dir = "/var/lib/sotto/blobs"
             tls_cert = "/etc/sotto/cert.pem"
             tls_key = "/etc/sotto/key.pem"
             log = "debug"
@@ -987,6 +1036,10 @@ mod tests {
             authenticated_frame_budget = 536870912
             write_timeout = "15s"
             shutdown_grace = "10s"
+            max_blob_size = "2GiB"
+            max_blob_ttl = "7d"
+            max_blob_bytes_per_mailbox = "4GiB"
+            max_total_blob_bytes = "1TiB"
 
             [mailbox_limits]
             max_envelopes = 5000
@@ -1045,6 +1098,14 @@ mod tests {
         assert_eq!(c.first_contact.burst, 5);
         assert_eq!(c.first_contact.interval, Duration::from_secs(600));
         assert_eq!(c.first_contact.tracked_mailboxes, 1000);
+        assert_eq!(
+            s.blob_dir.as_deref(),
+            Some(Path::new("/var/lib/sotto/blobs"))
+        );
+        assert_eq!(c.max_blob_size, 2 << 30);
+        assert_eq!(c.max_blob_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.max_blob_bytes_per_mailbox, 4 << 30);
+        assert_eq!(c.max_total_blob_bytes, 1 << 40);
         s.validate().unwrap();
         // Every key was in the file: each differs from its default.
         let defaults = RelaySettings::default();
@@ -1272,6 +1333,7 @@ mod tests {
         assert_eq!(set, all);
         let mut expected = settings.clone();
         expected.max_db_bytes = Some(32 << 30);
+        expected.blob_dir = Some("/var/lib/sotto-relay/blobs".into());
         expected.tls_cert = Some("/etc/sotto-relay/fullchain.pem".into());
         expected.tls_key = Some("/etc/sotto-relay/privkey.pem".into());
         assert_eq!(from_toml(&full).unwrap(), expected);
@@ -1293,6 +1355,37 @@ mod tests {
                 env_var(key)
             );
         }
+    }
+
+    #[test]
+    fn blobs_go_next_to_sqlite_in_memory_with_memory_and_redis_needs_a_directory() {
+        let sqlite = from_toml("store = \"sqlite:/var/lib/r/relay.db\"").unwrap();
+        assert_eq!(
+            sqlite.blob_dir_in_effect(),
+            Some(PathBuf::from("/var/lib/r/relay.db.blobs"))
+        );
+        let memory = from_toml("store = \"memory:\"").unwrap();
+        assert_eq!(memory.blob_dir_in_effect(), None);
+        memory.validate().unwrap();
+        let redis = from_toml("store = \"redis://cache:6379\"").unwrap();
+        let e = redis.validate().unwrap_err().to_string();
+        assert!(e.contains("blob_dir") && e.contains("shared"), "{e}");
+        let redis =
+            from_toml("store = \"redis://cache:6379\"\nblob_dir = \"/mnt/nfs/blobs\"").unwrap();
+        redis.validate().unwrap();
+        assert_eq!(
+            redis.blob_dir_in_effect(),
+            Some(PathBuf::from("/mnt/nfs/blobs"))
+        );
+        let limits = from_toml(
+            "max_blob_size = \"2GiB\"\nmax_blob_ttl = \"7d\"\n\
+             max_blob_bytes_per_mailbox = \"3GiB\"\nmax_total_blob_bytes = \"1TiB\"",
+        )
+        .unwrap();
+        assert_eq!(limits.server.max_blob_size, 2 << 30);
+        assert_eq!(limits.server.max_blob_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(limits.server.max_blob_bytes_per_mailbox, 3 << 30);
+        assert_eq!(limits.server.max_total_blob_bytes, 1 << 40);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod abuse;
 mod access;
 mod auth;
 mod binary;
+mod blobs;
 mod delivery;
 mod device_lists;
 mod exhaustion;

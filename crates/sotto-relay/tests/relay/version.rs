@@ -13,20 +13,21 @@ async fn an_unknown_protocol_version_gets_a_clear_error() {
     raw.request(
         0,
         &Request::Hello {
-            versions: vec![5, 99],
+            versions: vec![6, 99],
         },
     )
     .await;
     let (code, message) = error_of(raw.response(0).await);
     assert_eq!(code, ErrorCode::UnsupportedVersion);
     assert!(
-        message.contains("[5, 99]") && message.contains("[2, 3, 4]"),
+        message.contains("[6, 99]") && message.contains("[2, 3, 4, 5]"),
         "{message}"
     );
     raw.expect_closed().await;
 
     // Offering several, the highest common one is chosen.
     for (offered, chosen) in [
+        (vec![7, 1, 2, 3, 4, 5], 5),
         (vec![7, 1, 2, 3, 4], 4),
         (vec![7, 1, 2, 3], 3),
         (vec![7, 1, 2], 2),
@@ -44,8 +45,9 @@ async fn an_unknown_protocol_version_gets_a_clear_error() {
     }
     // The client offers both and gets the newest.
     let client = connect(relay.local_addr()).await;
-    assert_eq!(client.protocol_version(), 4);
+    assert_eq!(client.protocol_version(), 5);
     assert!(client.supports_send_multi());
+    assert!(client.supports_blobs());
     relay.shutdown().await;
 }
 
@@ -59,7 +61,7 @@ async fn a_version_1_client_is_refused_with_unsupported_version() {
     let (code, message) = error_of(raw.response(0).await);
     assert_eq!(code, ErrorCode::UnsupportedVersion);
     assert!(
-        message.contains("client offers [1], this relay speaks [2, 3, 4]"),
+        message.contains("client offers [1], this relay speaks [2, 3, 4, 5]"),
         "{message}"
     );
     raw.expect_closed().await;
@@ -121,5 +123,25 @@ async fn a_store_without_kem_prekeys_caps_the_protocol_at_3() {
     assert_eq!(raw.hello().await.version, 3);
     let client = connect(relay.local_addr()).await;
     assert!(!client.supports_kem_prekeys());
+    assert!(!client.supports_blobs());
+    relay.shutdown().await;
+}
+
+/// A relay without blob storage speaks protocol 4 at most (5 is blobs).
+#[tokio::test]
+async fn a_relay_without_blobs_caps_the_protocol_at_4() {
+    let config = sotto_relay::ServerConfig {
+        blobs: sotto_relay::BlobStorage::Off,
+        ..config()
+    };
+    let relay = start_with(config, std::sync::Arc::new(sotto_relay::MemoryStore::new())).await;
+    let mut raw = Raw::connect(relay.local_addr()).await;
+    raw.request(0, &Request::Hello { versions: vec![5] }).await;
+    let (code, message) = error_of(raw.response(0).await);
+    assert_eq!(code, ErrorCode::UnsupportedVersion);
+    assert!(message.contains("speaks [2, 3, 4]"), "{message}");
+    let client = connect(relay.local_addr()).await;
+    assert_eq!(client.protocol_version(), 4);
+    assert!(!client.supports_blobs());
     relay.shutdown().await;
 }

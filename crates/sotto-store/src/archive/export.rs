@@ -4,6 +4,7 @@
 //! history. A backup and a history transfer are written by the same code;
 //! a transfer leaves out the identity and the prekey ids.
 
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 
 use super::chunks::ChunkWriter;
@@ -15,8 +16,8 @@ use crate::db::{Conversation, Db};
 use crate::error::Result;
 use crate::options::KdfParams;
 use crate::records::{
-    ContactRecord, NewestSentAt, RecoveryState, encode_contact, encode_identity, encode_prekey_ids,
-    message_head_len, unpadded,
+    ContactRecord, NewestSentAt, RecoveryState, add_to_ranges, encode_contact, encode_identity,
+    encode_prekey_ids, message_head_len, unpadded,
 };
 use crate::store::{Store, system_rng};
 
@@ -137,22 +138,36 @@ impl Store {
                 }
             }
             contacts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+            // Messages whose disappearing countdown runs stay out, as if
+            // deleted: the other store would keep them with no deadline
+            // (docs/storage.md, "Disappearing messages").
+            let mut expiring: HashMap<[u8; 32], Vec<u64>> = HashMap::new();
+            for (lookup, seq, _) in db.expiry_rows()? {
+                expiring.entry(lookup).or_default().push(seq);
+            }
             let mut conversations = Vec::new();
             for lookup in db.conversation_lookups()? {
                 match db.conversation_by_lookup(&lookup) {
                     // Groups are not in archives or transfers yet
                     // (docs/storage.md, "Groups").
                     Ok(Some(c)) if c.contact.starts_with('#') => {}
-                    Ok(Some(c)) => {
-                        let rows = db.count_messages(&c.lookup)?;
-                        conversations.push((c, rows));
+                    Ok(Some(mut c)) => {
+                        let mut rows = db.count_messages(&c.lookup)?;
+                        let mut skip = BTreeSet::new();
+                        for seq in expiring.remove(&c.lookup).unwrap_or_default() {
+                            if db.message_sealed(&c, seq)?.is_some() && skip.insert(seq) {
+                                rows = rows.saturating_sub(1);
+                                add_to_ranges(&mut c.deleted, seq);
+                            }
+                        }
+                        conversations.push((c, rows, skip));
                     }
                     Ok(None) | Err(_) => summary.unreadable_conversations += 1,
                 }
             }
             conversations.sort_unstable_by(|a, b| a.0.contact.cmp(&b.0.contact));
             header.contacts = contacts.len() as u64;
-            header.messages = conversations.iter().map(|(_, rows)| rows).sum();
+            header.messages = conversations.iter().map(|(_, rows, _)| rows).sum();
             let header_bytes: [u8; HEADER_LEN] = header.encode();
 
             let mut w = ChunkWriter::new(&mut *out, &key, &header_bytes)?;
@@ -176,7 +191,7 @@ impl Store {
             }
             let mut done = 0u64;
             let mut reported_chunks = w.chunks();
-            for (conversation, rows) in &conversations {
+            for (conversation, rows, skip) in &conversations {
                 write_record(
                     &mut w,
                     records::CONVERSATION,
@@ -188,7 +203,7 @@ impl Store {
                     )],
                 )?;
                 summary.conversations += 1;
-                let written = write_messages(db, &mut w, conversation, |w| {
+                let written = write_messages(db, &mut w, conversation, skip, |w| {
                     done += 1;
                     if w.chunks() != reported_chunks {
                         reported_chunks = w.chunks();
@@ -247,7 +262,8 @@ struct Written {
 const BATCH_ROWS: usize = 1024;
 const BATCH_BYTES: usize = 1024 * 1024;
 
-/// Writes the message rows of `conversation`, oldest first: each readable
+/// Writes the message rows of `conversation` but those in `skip`, oldest
+/// first: each readable
 /// one as a message record, each other as an unreadable record (its seq
 /// only). Calls `after_each` after every record. The read transaction's
 /// snapshot does not change, so these are the rows counted before. Rows
@@ -257,6 +273,7 @@ fn write_messages<W: Write>(
     db: &Db<'_>,
     w: &mut ChunkWriter<W>,
     conversation: &Conversation,
+    skip: &BTreeSet<u64>,
     mut after_each: impl FnMut(&ChunkWriter<W>),
 ) -> Result<Written> {
     let mut written = Written {
@@ -266,6 +283,9 @@ fn write_messages<W: Write>(
     let mut batch: Vec<(u64, Option<Vec<u8>>)> = Vec::with_capacity(BATCH_ROWS);
     let mut bytes = 0;
     db.for_each_message(conversation, |seq, sealed| {
+        if skip.contains(&seq) {
+            return Ok(());
+        }
         let sealed = sealed.ok();
         bytes += sealed.as_ref().map_or(0, Vec::len);
         batch.push((seq, sealed));

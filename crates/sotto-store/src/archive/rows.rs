@@ -166,6 +166,7 @@ mod tests {
             key: ConversationKey::generate(&mut rng),
             next_seq: 10_000,
             deleted: Vec::new(),
+            timer: None,
         };
         let queued: Vec<Queued> = (1..=3 * super::super::parallel::ROWS_PER_THREAD as u64 + 7)
             .map(|seq| Queued {

@@ -580,6 +580,7 @@ impl Store {
             timestamp: received.received_at,
             envelope_id: received.envelope_id,
             author: Some(*received.author),
+            event: None,
             body: Zeroizing::new(received.body.to_vec()),
         }))
     }

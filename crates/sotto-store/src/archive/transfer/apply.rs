@@ -25,7 +25,7 @@ pub(super) enum Target {
     /// Not looked up yet in this chunk.
     Unloaded,
     /// The conversation the transfer merged, with its key.
-    Loaded(Conversation),
+    Loaded(Box<Conversation>),
     /// Deleted here while its rows were arriving (or deleted and made
     /// again): the rest of its rows are read and dropped, so a deletion
     /// is not undone.
@@ -236,7 +236,7 @@ impl Applier<'_, '_> {
             rows_left: record.rows,
             last_seq: 0,
         });
-        self.conversation = Target::Loaded(conversation);
+        self.conversation = Target::Loaded(Box::new(conversation));
         Ok(())
     }
 
@@ -250,7 +250,7 @@ impl Applier<'_, '_> {
         if matches!(self.conversation, Target::Unloaded) {
             // The conversation was merged in an earlier chunk.
             self.conversation = match self.db.conversation(&open.contact)? {
-                Some(c) if merge::key_check(&c) == open.key_check => Target::Loaded(c),
+                Some(c) if merge::key_check(&c) == open.key_check => Target::Loaded(Box::new(c)),
                 Some(_) | None => Target::Gone,
             };
         }
