@@ -29,6 +29,10 @@
 //!   every message is pushed across relays (through Redis pub/sub). The
 //!   Redis server's CPU time (all its threads, from `/proc/<pid>`) is
 //!   reported per message beside the relays' and the clients'.
+//! - `relay_64x64/end_to_end/redis_cluster_1_relay`: the same through one
+//!   relay on a Redis Cluster (the nodes `SOTTO_TEST_REDIS_CLUSTER_URL`
+//!   names, comma-separated; skipped, saying so, without it); the CPU time
+//!   of every node's process on this machine is added up.
 //! - `relay_queued/<backend>`: the memory of the relay with many envelopes
 //!   queued. Four senders fill one mailbox (nobody fetches) to 1k, 10k,
 //!   100k and 1M envelopes (1k and 10k in `--test` mode), and after each
@@ -102,6 +106,7 @@ enum Backend {
     Memory,
     Sqlite,
     Redis,
+    RedisCluster,
 }
 
 impl Backend {
@@ -110,6 +115,7 @@ impl Backend {
             Self::Memory => "memory",
             Self::Sqlite => "sqlite",
             Self::Redis => "redis",
+            Self::RedisCluster => "redis_cluster",
         }
     }
 
@@ -122,7 +128,9 @@ impl Backend {
                 let store = SqliteStore::open(dir.path().join("relay.db")).expect("sqlite");
                 (Arc::new(store), Some(dir))
             }
-            Self::Redis => panic!("a Redis store comes from BenchRedis::store"),
+            Self::Redis | Self::RedisCluster => {
+                panic!("a Redis store comes from BenchRedis::store")
+            }
         }
     }
 }
@@ -134,18 +142,64 @@ mod test_redis;
 /// run's own (its keys deleted on drop).
 struct BenchRedis {
     redis: test_redis::TestRedis,
-    /// The server's process, for its CPU time.
-    pid: Option<u32>,
+    /// The server's processes (a cluster's nodes), for their CPU time.
+    pids: Vec<u32>,
+    /// A cluster's node URLs (empty for one server): its keys are deleted
+    /// node by node on drop.
+    nodes: Vec<String>,
 }
+
+/// The variable that names the test cluster's nodes.
+const CLUSTER_URL_VAR: &str = "SOTTO_TEST_REDIS_CLUSTER_URL";
 
 impl BenchRedis {
     /// `None`, with a note, when no server is named.
     fn new() -> Option<Self> {
         let redis = test_redis::TestRedis::new("bench")?;
-        let pid = redis
+        let pids = redis
             .info("server", "process_id")
-            .and_then(|p| p.parse().ok());
-        Some(Self { redis, pid })
+            .and_then(|p| p.parse().ok())
+            .into_iter()
+            .collect();
+        Some(Self {
+            redis,
+            pids,
+            nodes: Vec::new(),
+        })
+    }
+
+    /// The test cluster; `None`, with a note, when none is named.
+    fn cluster() -> Option<Self> {
+        let Some(url) = std::env::var(CLUSTER_URL_VAR)
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            eprintln!(
+                "redis_cluster skipped: set {CLUSTER_URL_VAR}=redis://HOST:PORT,... to run it"
+            );
+            return None;
+        };
+        let nodes: Vec<String> = url.split(',').map(|u| u.trim().to_owned()).collect();
+        let pids = nodes
+            .iter()
+            .filter_map(|node| {
+                let mut conn = redis::Client::open(node.as_str())
+                    .ok()?
+                    .get_connection()
+                    .ok()?;
+                let info: String = redis::cmd("INFO").arg("server").query(&mut conn).ok()?;
+                info.lines()
+                    .find_map(|l| l.trim().strip_prefix("process_id:"))
+                    .and_then(|p| p.parse().ok())
+            })
+            .collect();
+        let prefix = format!("sotto-bench-cluster-{}", std::process::id());
+        Some(Self {
+            // Its own clean-up does nothing for a list of nodes: ours does.
+            redis: test_redis::TestRedis { url, prefix },
+            pids,
+            nodes,
+        })
     }
 
     /// A store on the run's keys: one relay's.
@@ -157,10 +211,12 @@ impl BenchRedis {
         Arc::new(RedisStore::open_with(&self.redis.url, &options).expect("Redis store"))
     }
 
-    /// CPU time of the server's threads, if it runs on this machine.
+    /// CPU time of the servers' threads, if they run on this machine.
     fn cpu_ns(&self) -> u64 {
-        self.pid
-            .map_or(0, |pid| cpu_ns_in(&format!("/proc/{pid}/task"), None))
+        self.pids
+            .iter()
+            .map(|pid| cpu_ns_in(&format!("/proc/{pid}/task"), None))
+            .sum()
     }
 
     /// The server's `used_memory`, in bytes.
@@ -169,6 +225,29 @@ impl BenchRedis {
             .info("memory", "used_memory")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
+    }
+}
+
+impl Drop for BenchRedis {
+    fn drop(&mut self) {
+        // A cluster node refuses keys of several slots in one command:
+        // one UNLINK each.
+        let pattern = format!("{}:*", self.redis.prefix);
+        for node in &self.nodes {
+            let Ok(mut conn) = redis::Client::open(node.as_str()).and_then(|c| c.get_connection())
+            else {
+                continue;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("UNLINK").arg(key).ignore();
+            }
+            let _ = pipe.query::<()>(&mut conn);
+        }
     }
 }
 
@@ -732,16 +811,20 @@ fn many_name(backend: Backend, relays: usize) -> String {
     match backend {
         Backend::Redis if relays == 1 => "redis_1_relay".to_owned(),
         Backend::Redis => format!("redis_{relays}_relays"),
+        Backend::RedisCluster => format!("redis_cluster_{relays}_relay"),
         other => other.name().to_owned(),
     }
 }
 
 fn bench_many_to_many(c: &mut Criterion) {
-    let redis_runs = if BenchRedis::new().is_some() {
+    let mut redis_runs = if BenchRedis::new().is_some() {
         vec![(Backend::Redis, 1), (Backend::Redis, 3)]
     } else {
         Vec::new()
     };
+    if BenchRedis::cluster().is_some() {
+        redis_runs.push((Backend::RedisCluster, 1));
+    }
     for (backend, relays) in [(Backend::Memory, 1), (Backend::Sqlite, 1)]
         .into_iter()
         .chain(redis_runs)
@@ -755,9 +838,11 @@ fn bench_many_to_many(c: &mut Criterion) {
             BenchmarkId::new("end_to_end", many_name(backend, relays)),
             |b| {
                 let relay = fixture.get_or_insert_with(|| {
-                    let redis = matches!(backend, Backend::Redis)
-                        .then(BenchRedis::new)
-                        .flatten();
+                    let redis = match backend {
+                        Backend::Redis => BenchRedis::new(),
+                        Backend::RedisCluster => BenchRedis::cluster(),
+                        _ => None,
+                    };
                     ManyToMany::new(backend, relays, redis)
                 });
                 b.iter_custom(|iters| relay.measure(iters))

@@ -21,7 +21,8 @@ options below. docs/relay.md §8 lists every setting.
   --config FILE            TOML configuration file (see relay.example.toml)
   --check-config           print the settings in effect, as a file, and exit
   --listen ADDR            address to listen on (default 127.0.0.1:7447)
-  --store SPEC             sqlite:PATH, memory: or redis://HOST[:PORT]
+  --store SPEC             sqlite:PATH, memory:, redis://HOST[:PORT] or a
+                           Redis Cluster, redis+cluster://HOST:PORT,HOST:PORT
                            (default sqlite:sotto-relay.db)
   --redis-key-prefix P     what every Redis key starts with (default sotto):
                            relays sharing a store use the same

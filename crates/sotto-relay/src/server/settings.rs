@@ -117,8 +117,9 @@ pub enum StoreSpec {
     Sqlite(PathBuf),
     /// Process memory ([`MemoryStore`](crate::MemoryStore)), lost on exit.
     Memory,
-    /// A Redis server, shared by relay processes on several machines. The
-    /// URL may hold a password: it is never printed
+    /// A Redis server, shared by relay processes on several machines, or a
+    /// Redis Cluster (`redis+cluster://HOST:PORT,HOST:PORT`, or the URL of
+    /// any one node). The URL may hold a password: it is never printed
     /// ([`Display`](fmt::Display) and [`Debug`] show it as `***`).
     Redis(String),
 }
@@ -145,8 +146,17 @@ impl FromStr for StoreSpec {
             }
             return Ok(Self::Redis(spec.to_owned()));
         }
+        if let Some(rest) = spec
+            .strip_prefix("redis+cluster://")
+            .or_else(|| spec.strip_prefix("rediss+cluster://"))
+        {
+            if rest.is_empty() || rest.starts_with('/') || rest.starts_with(',') {
+                return Err("redis+cluster:// needs its nodes, e.g. redis+cluster://10.0.0.1:6379,10.0.0.2:6379".to_owned());
+            }
+            return Ok(Self::Redis(spec.to_owned()));
+        }
         Err(format!(
-            "unknown store {:?}: expected sqlite:PATH, memory: or redis://HOST[:PORT]",
+            "unknown store {:?}: expected sqlite:PATH, memory:, redis://HOST[:PORT] or redis+cluster://HOST:PORT,HOST:PORT",
             redact(spec)
         ))
     }
@@ -1395,7 +1405,22 @@ mod tests {
                 .to_string(),
             "rediss://cache:6380"
         );
-        for bad in ["memory", "redis://", "relay.db", "", "sqlite:"] {
+        let cluster: StoreSpec = "redis+cluster://:hunter2@10.0.0.1:6379,10.0.0.2:6379"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            cluster.to_string(),
+            "redis+cluster://***@10.0.0.1:6379,10.0.0.2:6379"
+        );
+        for bad in [
+            "memory",
+            "redis://",
+            "relay.db",
+            "",
+            "sqlite:",
+            "redis+cluster://",
+            "redis+cluster://,a:1",
+        ] {
             assert!(bad.parse::<StoreSpec>().is_err(), "{bad}");
         }
         let e = "mysql://user:pw@db/x".parse::<StoreSpec>().unwrap_err();

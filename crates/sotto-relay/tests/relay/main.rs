@@ -26,6 +26,8 @@ mod multi_send;
 mod not_a_relay;
 mod prekeys;
 #[cfg(feature = "redis")]
+mod redis_cluster_push;
+#[cfg(feature = "redis")]
 mod redis_push;
 mod shutdown;
 mod storage;

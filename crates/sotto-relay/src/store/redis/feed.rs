@@ -20,9 +20,14 @@
 //! it cannot, the relay wakes every connected owner to read its mailbox
 //! (the fetch-on-notify fallback), so a notification lost to an outage
 //! costs a delay, never an envelope.
+//!
+//! On a Redis Cluster a plain `PUBLISH` (the scripts' included) reaches
+//! the subscribers of every node, so the pub/sub connection goes to any
+//! one node: the first of the store's nodes that answers, the next one
+//! when it fails.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -108,7 +113,8 @@ pub(crate) trait FeedListener: Send + Sync + 'static {
 /// follow them ([`super::RedisStore::feed_source`]).
 #[derive(Clone)]
 pub(crate) struct FeedSource {
-    pub(super) client: redis::Client,
+    /// The server, or the cluster's nodes: any one of them will do.
+    pub(super) clients: Vec<redis::Client>,
     pub(super) prefix: String,
     pub(super) timeout: Duration,
 }
@@ -148,6 +154,9 @@ pub(crate) struct Feed {
     publisher: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     /// Whether the pub/sub connection is up and subscribed.
     up: AtomicBool,
+    /// The node ([`FeedSource::clients`]) tried first: the last that
+    /// answered.
+    node: AtomicUsize,
 }
 
 impl core::fmt::Debug for Feed {
@@ -166,6 +175,7 @@ impl Feed {
             sink: tokio::sync::Mutex::new(None),
             publisher: tokio::sync::Mutex::new(None),
             up: AtomicBool::new(false),
+            node: AtomicUsize::new(0),
         })
     }
 
@@ -237,10 +247,14 @@ impl Feed {
         listener: &dyn FeedListener,
     ) -> Result<redis::aio::PubSubStream, String> {
         let timeout = self.source.timeout;
-        let pubsub = tokio::time::timeout(timeout, self.source.client.get_async_pubsub())
-            .await
-            .map_err(|_| "timed out".to_owned())?
-            .map_err(|e| e.to_string())?;
+        let pubsub = self
+            .first_answer(|client| async move {
+                tokio::time::timeout(timeout, client.get_async_pubsub())
+                    .await
+                    .map_err(|_| "timed out".to_owned())?
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
         let (mut sink, stream) = pubsub.split();
         // Under the lock: a watcher that comes meanwhile is either in the
         // list read here or subscribes itself once the sink is in place.
@@ -296,25 +310,50 @@ impl Feed {
         }
     }
 
+    /// `connect` to the first node that answers, starting with the one
+    /// that answered last; the last node's error if none does.
+    async fn first_answer<T, F>(&self, connect: impl Fn(redis::Client) -> F) -> Result<T, String>
+    where
+        F: core::future::Future<Output = Result<T, String>>,
+    {
+        let clients = &self.source.clients;
+        let first = self.node.load(Ordering::Relaxed);
+        let mut error = "no Redis node to connect to".to_owned();
+        for i in 0..clients.len() {
+            let n = (first + i) % clients.len();
+            let Some(client) = clients.get(n) else {
+                continue;
+            };
+            match connect(client.clone()).await {
+                Ok(connected) => {
+                    self.node.store(n, Ordering::Relaxed);
+                    return Ok(connected);
+                }
+                Err(e) => error = e,
+            }
+        }
+        Err(error)
+    }
+
     /// Announces `change` of `address` to every relay process, this one
     /// included. Best effort: a failure is logged, and the owner learns the
     /// prekey stock at its next login.
     pub(crate) async fn publish(&self, address: &MailboxAddress, change: Change) {
         let mut slot = self.publisher.lock().await;
         if slot.is_none() {
-            let connected = tokio::time::timeout(
-                self.source.timeout,
-                self.source.client.get_multiplexed_async_connection(),
-            )
-            .await;
+            let timeout = self.source.timeout;
+            let connected = self
+                .first_answer(|client| async move {
+                    tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
+                        .await
+                        .map_err(|_| "timed out".to_owned())?
+                        .map_err(|e| e.to_string())
+                })
+                .await;
             match connected {
-                Ok(Ok(conn)) => *slot = Some(conn),
-                Ok(Err(e)) => {
+                Ok(conn) => *slot = Some(conn),
+                Err(e) => {
                     tracing::warn!(error = %e, "cannot publish a change on Redis");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!("cannot publish a change on Redis: timed out");
                     return;
                 }
             }

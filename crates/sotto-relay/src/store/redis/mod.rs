@@ -29,7 +29,14 @@
 //! | `{global}:totals` | hash | `envelopes`, `bytes` (`StoreTotals`) |
 //! | `{global}:expiry` | sorted set | `<id>:<m>` of every queued envelope, scored by expiry hour |
 //! | `{global}:next_body`, `{global}:body:<n>` | string, hash | shared bodies of `SendMulti`s: `data`, `holders` |
+//!
+//! On a Redis Cluster ([`cluster`]) every script touches the keys of one
+//! slot: an operation that needs a mailbox and the store-wide keys is a
+//! step on each, in an order that keeps every limit, and a reconcile
+//! finishes what a relay that stopped between two steps left
+//! (docs/relay.md §9, "Redis Cluster").
 
+mod cluster;
 mod feed;
 mod scripts;
 
@@ -39,6 +46,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Connection, ConnectionLike, RedisError, Value};
 use sotto_core::{
     IdentityKey, KEM_PUBLIC_LEN, KemPreKeyId, KemPublic, OneTimePreKeyId, PreKeyBundle,
@@ -125,21 +133,58 @@ impl Durability {
     }
 }
 
-/// A [`MailboxStore`] in a Redis (7.0 or later) or Valkey server.
+/// A [`MailboxStore`] in a Redis (7.0 or later) or Valkey server, or a
+/// Redis Cluster.
 ///
-/// Any number of relay processes may share one store (one server and key
-/// prefix): every method is one atomic step on the server. Envelope ids
-/// come from one counter of the store, so they increase across all its
-/// mailboxes. How durable an acknowledged envelope is depends on the
-/// server's settings ([`Durability`]), which [`open`](Self::open) reads
-/// and logs. A Redis Cluster is refused for now (docs/relay.md §9).
+/// Any number of relay processes may share one store (one server or
+/// cluster and key prefix). On one server every method is one atomic step;
+/// on a Cluster every step touches one slot, and the steps of an operation
+/// that spans slots keep every limit (docs/relay.md §9, "Redis Cluster").
+/// Envelope ids come from one counter of the store, so they increase
+/// across all its mailboxes. How durable an acknowledged envelope is
+/// depends on the servers' settings ([`Durability`]), which
+/// [`open`](Self::open) reads and logs.
 pub struct RedisStore {
-    client: redis::Client,
+    connector: Connector,
+    /// What live push subscribes through: the server, or the cluster's
+    /// nodes (any one will do: plain `PUBLISH` reaches every node).
+    feed_nodes: Vec<redis::Client>,
     prefix: String,
     options: RedisOptions,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Conn>>,
     scripts: Scripts,
     durability: Durability,
+    /// The Cluster layout's state; `None` on one server.
+    cluster: Option<cluster::ClusterState>,
+}
+
+/// How the store opens connections.
+enum Connector {
+    Server(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// One pooled connection: to the server, or to the cluster (one
+/// connection per node, commands routed by slot).
+enum Conn {
+    Server(Connection),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl Conn {
+    fn as_dyn(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Self::Server(conn) => conn,
+            Self::Cluster(conn) => conn.as_mut(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Self::Server(conn) => conn.is_open(),
+            Self::Cluster(conn) => conn.is_open(),
+        }
+    }
 }
 
 impl core::fmt::Debug for RedisStore {
@@ -148,6 +193,7 @@ impl core::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
             .field("durability", &self.durability)
+            .field("cluster", &self.cluster.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -332,18 +378,26 @@ enum EnqueueReply {
 }
 
 impl RedisStore {
-    /// Connects to the server at `url` (`redis://[user:password@]host:port[/db]`
-    /// or `redis+unix:///path/to/socket`) with the default options.
+    /// Connects to the server or cluster at `url` with the default
+    /// options: `redis://[user:password@]host:port[/db]`,
+    /// `rediss://…` (TLS), `redis+unix:///path/to/socket`, or a Redis
+    /// Cluster, as `redis+cluster://[user:password@]host:port,host:port,…`
+    /// (`rediss+cluster://` with TLS), as node URLs separated by commas,
+    /// or as the URL of any one node (a server that reports
+    /// `cluster_enabled:1` is opened as its cluster).
     pub fn open(url: &str) -> Result<Self, StoreError> {
         Self::open_with(url, &RedisOptions::default())
     }
 
-    /// Connects to the server at `url` with `options`, checks that it is
-    /// Redis 7 or later (or Valkey) and not a Cluster, and logs how
-    /// durable it makes acknowledged writes ([`durability`](Self::durability)):
-    /// at `info` if every write is fsynced before it is answered, at
-    /// `warn` otherwise, and at `warn` if the server may evict keys when
-    /// its memory is full.
+    /// Connects to the server or cluster at `url` ([`open`](Self::open))
+    /// with `options`, checks that it is Redis 7 or later (or Valkey), and
+    /// logs whether it is a cluster and how durable it makes acknowledged
+    /// writes ([`durability`](Self::durability)): at `info` if every write
+    /// is fsynced before it is answered, at `warn` otherwise, and at
+    /// `warn` if the server may evict keys when its memory is full. On a
+    /// cluster every master is asked, the weakest setting counts, and the
+    /// reconcile runs before the store is returned
+    /// ([`reconcile`](Self::reconcile)).
     pub fn open_with(url: &str, options: &RedisOptions) -> Result<Self, StoreError> {
         let prefix = &options.key_prefix;
         if !super::is_valid_key_prefix(prefix) {
@@ -351,26 +405,46 @@ impl RedisStore {
                 "invalid Redis key prefix {prefix:?}: letters, digits, '-', '_', '.' and ':' only"
             )));
         }
-        let client = redis::Client::open(url).map_err(store_error)?;
-        let mut store = Self {
-            client,
-            prefix: prefix.clone(),
+        let nodes = match cluster::node_urls(url)? {
+            Some(nodes) => nodes,
+            None => {
+                let client = redis::Client::open(url).map_err(store_error)?;
+                let mut conn = connect_server(&client, options.timeout)?;
+                if !check_server(&mut conn).map_err(store_error)? {
+                    let mut store = Self::new(Connector::Server(client.clone()), options);
+                    store.feed_nodes = vec![client];
+                    store.durability = check_durability(&mut conn);
+                    store.idle()?.push(Conn::Server(conn));
+                    return Ok(store);
+                }
+                vec![url.to_owned()]
+            }
+        };
+        cluster::open(nodes, options)
+    }
+
+    fn new(connector: Connector, options: &RedisOptions) -> Self {
+        Self {
+            connector,
+            feed_nodes: Vec::new(),
+            prefix: options.key_prefix.clone(),
             options: options.clone(),
             idle: Mutex::new(Vec::new()),
             scripts: Scripts::new(),
             durability: Durability::Unknown,
-        };
-        store.durability = store.with_conn(|conn| {
-            check_server(conn)?;
-            Ok(check_durability(conn))
-        })?;
-        Ok(store)
+            cluster: None,
+        }
     }
 
     /// What the server promised about acknowledged writes when the store
-    /// was opened.
+    /// was opened (on a cluster, the weakest of its masters).
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    /// Whether the store is on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
     }
 
     /// The key `name` of the mailbox `address`.
@@ -383,30 +457,32 @@ impl RedisStore {
         format!("{}:{{global}}:{name}", self.prefix)
     }
 
-    fn idle(&self) -> Result<MutexGuard<'_, Vec<Connection>>, StoreError> {
+    fn idle(&self) -> Result<MutexGuard<'_, Vec<Conn>>, StoreError> {
         self.idle
             .lock()
             .map_err(|_| StoreError::Backend("redis store lock poisoned".into()))
     }
 
-    fn connect(&self) -> Result<Connection, StoreError> {
+    fn connect(&self) -> Result<Conn, StoreError> {
         let timeout = self.options.timeout;
-        let conn = self
-            .client
-            .get_connection_with_timeout(timeout)
-            .map_err(store_error)?;
-        conn.set_read_timeout(Some(timeout)).map_err(store_error)?;
-        conn.set_write_timeout(Some(timeout)).map_err(store_error)?;
-        Ok(conn)
+        match &self.connector {
+            Connector::Server(client) => connect_server(client, timeout).map(Conn::Server),
+            Connector::Cluster(client) => {
+                let conn = client.get_connection().map_err(store_error)?;
+                conn.set_read_timeout(Some(timeout)).map_err(store_error)?;
+                conn.set_write_timeout(Some(timeout)).map_err(store_error)?;
+                Ok(Conn::Cluster(Box::new(conn)))
+            }
+        }
     }
 
     /// Runs `f` on an idle connection, or a new one. The connection is
     /// kept for the next operation unless `f` failed other than by an
     /// error reply of the server (after a timeout or an I/O error its
     /// state is unknown).
-    fn with_conn<T>(
+    fn with_pooled<T>(
         &self,
-        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+        f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         let pooled = self.idle()?.pop();
         let mut conn = match pooled {
@@ -428,6 +504,15 @@ impl RedisStore {
             }
         }
         result.map_err(store_error)
+    }
+
+    /// [`with_pooled`](Self::with_pooled) for a command that any
+    /// connection runs (routed by its first key on a cluster).
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        self.with_pooled(|conn| f(conn.as_dyn()))
     }
 
     /// Runs the enqueue script once.
@@ -511,12 +596,22 @@ fn enqueue_result(
     Ok(outcome)
 }
 
-/// Refuses a server older than Redis 7 (scripts with flags) and a
-/// Cluster, whose slots the store's scripts would cross. A server that
-/// refuses `INFO` (some managed ones) is taken as it is, with a warning:
-/// an older one then fails at the first script, a Cluster at the first
-/// script that crosses slots.
-fn check_server(conn: &mut Connection) -> redis::RedisResult<()> {
+/// A connection to one server, with the store's timeouts.
+fn connect_server(client: &redis::Client, timeout: Duration) -> Result<Connection, StoreError> {
+    let conn = client
+        .get_connection_with_timeout(timeout)
+        .map_err(store_error)?;
+    conn.set_read_timeout(Some(timeout)).map_err(store_error)?;
+    conn.set_write_timeout(Some(timeout)).map_err(store_error)?;
+    Ok(conn)
+}
+
+/// Refuses a server older than Redis 7 (scripts with flags), and tells
+/// whether it is a node of a Redis Cluster. A server that refuses `INFO`
+/// (some managed ones) is taken as it is, a standalone one, with a
+/// warning: an older one then fails at the first script, a Cluster node
+/// at the first key of a slot it does not serve.
+fn check_server(conn: &mut Connection) -> redis::RedisResult<bool> {
     let info: String = match redis::cmd("INFO").arg("server").query(conn) {
         Ok(info) => info,
         Err(e)
@@ -526,16 +621,11 @@ fn check_server(conn: &mut Connection) -> redis::RedisResult<()> {
             ) =>
         {
             tracing::warn!(error = %e, "cannot check the Redis server's version and mode (INFO refused)");
-            return Ok(());
+            return Ok(false);
         }
         Err(e) => return Err(e),
     };
-    let field = |info: &str, name: &str| {
-        info.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::trim))
-            .map(str::to_owned)
-    };
-    let version = field(&info, "redis_version").unwrap_or_default();
+    let version = info_field(&info, "redis_version").unwrap_or_default();
     let major: u32 = version
         .split('.')
         .next()
@@ -553,29 +643,44 @@ fn check_server(conn: &mut Connection) -> redis::RedisResult<()> {
         .arg("cluster")
         .query(conn)
         .unwrap_or_default();
-    if field(&cluster, "cluster_enabled").as_deref() == Some("1") {
-        return Err(RedisError::from((
-            redis::ErrorKind::InvalidClientConfig,
-            "the Redis store does not support Redis Cluster yet",
-            "use a standalone server (with replicas or Sentinel if needed)".to_owned(),
-        )));
-    }
-    Ok(())
+    Ok(info_field(&cluster, "cluster_enabled").as_deref() == Some("1"))
+}
+
+/// The value of field `name` in an `INFO` answer.
+fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':').map(str::trim))
+        .map(str::to_owned)
 }
 
 /// Reads and logs how durable the server makes acknowledged writes, and
 /// warns if it may evict keys when its memory is full.
 fn check_durability(conn: &mut Connection) -> Durability {
-    let config: redis::RedisResult<HashMap<String, String>> = redis::cmd("CONFIG")
-        .arg("GET")
+    let config: redis::RedisResult<HashMap<String, String>> = durability_config().query(conn);
+    log_durability(config, None)
+}
+
+/// `CONFIG GET` of the settings [`log_durability`] reads.
+fn durability_config() -> redis::Cmd {
+    let mut cmd = redis::cmd("CONFIG");
+    cmd.arg("GET")
         .arg("appendonly")
         .arg("appendfsync")
-        .arg("maxmemory-policy")
-        .query(conn);
+        .arg("maxmemory-policy");
+    cmd
+}
+
+/// Logs what the settings `config` (of the cluster node `node`, or of the
+/// server) promise, as [`check_durability`] does.
+fn log_durability(
+    config: redis::RedisResult<HashMap<String, String>>,
+    node: Option<&str>,
+) -> Durability {
     let config = match config {
         Ok(config) => config,
         Err(e) => {
             tracing::warn!(
+                node,
                 error = %e,
                 "cannot read the Redis server's persistence settings (CONFIG GET refused): \
                  how durable an acknowledged envelope is depends on them; \
@@ -588,21 +693,26 @@ fn check_durability(conn: &mut Connection) -> Durability {
     let durability = Durability::from_config(get("appendonly"), get("appendfsync"));
     match durability {
         Durability::Always => tracing::info!(
+            node,
             "Redis: appendonly yes, appendfsync always: an envelope is fsynced before it is acknowledged"
         ),
         Durability::EverySecond => tracing::warn!(
+            node,
             "Redis: appendfsync everysec: a power loss or kernel crash can lose about the last \
              second of acknowledged envelopes (appendfsync always makes each durable before it is acknowledged)"
         ),
         Durability::OsDecides => tracing::warn!(
+            node,
             "Redis: appendfsync no: the operating system decides when acknowledged envelopes \
              reach the disk (appendfsync always makes each durable before it is acknowledged)"
         ),
         Durability::NoAppendOnlyFile => tracing::warn!(
+            node,
             "Redis: appendonly no: acknowledged envelopes are lost when the server restarts, \
              back to its last snapshot (appendonly yes with appendfsync always makes each durable)"
         ),
         Durability::Unknown => tracing::warn!(
+            node,
             appendonly = get("appendonly").unwrap_or("?"),
             appendfsync = get("appendfsync").unwrap_or("?"),
             "Redis: unrecognised persistence settings"
@@ -612,6 +722,7 @@ fn check_durability(conn: &mut Connection) -> Durability {
         && policy != "noeviction"
     {
         tracing::warn!(
+            node,
             policy,
             "Redis: maxmemory-policy is not noeviction: a full server would evict queued \
              envelopes and prekeys instead of refusing new ones"
@@ -746,6 +857,9 @@ impl MailboxStore for RedisStore {
     }
 
     fn kem_prekey_count(&self, address: &MailboxAddress) -> Result<Option<u32>, StoreError> {
+        if self.cluster.is_some() {
+            return self.cluster_kem_prekey_count(address);
+        }
         let (last, kem) = (
             self.mailbox_key(address, "kem:last"),
             self.mailbox_key(address, "kem"),
@@ -814,6 +928,14 @@ impl MailboxStore for RedisStore {
             verifier,
             decision,
         };
+        if self.cluster.is_some() {
+            let mut results =
+                self.cluster_enqueue(&[envelope], &[], &mut |_| false, policy, now)?;
+            return match results.pop() {
+                Some(result) if results.is_empty() => result,
+                _ => Err(unexpected()),
+            };
+        }
         match self.run_enqueue(&[envelope], &[], policy, now)? {
             EnqueueReply::Done(mut results) if results.len() == 1 => results.remove(0),
             _ => Err(unexpected()),
@@ -825,6 +947,8 @@ impl MailboxStore for RedisStore {
     /// recipient's access before it writes anything; if some have none,
     /// it stores nothing and names them, `first_contact` is asked about
     /// each (once, in order) and the script runs again with the answers.
+    /// On a Cluster each recipient is a step of its own mailbox's slot
+    /// (docs/relay.md §9, "Redis Cluster").
     fn enqueue_many(
         &self,
         recipients: &[MultiRecipient],
@@ -846,6 +970,9 @@ impl MailboxStore for RedisStore {
                 decision: Decision::NotAsked,
             })
             .collect();
+        if self.cluster.is_some() {
+            return self.cluster_enqueue(&envelopes, body, first_contact, policy, now);
+        }
         // Each round asks about at least one more recipient, or ends.
         for _ in 0..=recipients.len() {
             match self.run_enqueue(&envelopes, body, policy, now)? {
@@ -912,6 +1039,9 @@ impl MailboxStore for RedisStore {
         if max_count == 0 {
             return Ok(Swept::default());
         }
+        if self.cluster.is_some() {
+            return self.cluster_sweep(now, max_count);
+        }
         let mut call = self.scripts.sweep.prepare_invoke();
         call.key(self.global_key("expiry"))
             .arg(&self.prefix)
@@ -948,6 +1078,9 @@ impl MailboxStore for RedisStore {
     fn ack(&self, address: &MailboxAddress, ids: &[u64]) -> Result<u32, StoreError> {
         if ids.is_empty() {
             return Ok(0);
+        }
+        if self.cluster.is_some() {
+            return self.cluster_ack(address, ids);
         }
         let mut call = self.scripts.ack.prepare_invoke();
         call.key(self.mailbox_key(address, "queue"))
@@ -1000,6 +1133,12 @@ impl MailboxStore for RedisStore {
                         .query(conn)
                 })?;
             let new = NewDeviceList::compare(owner, stored_list.as_deref(), list);
+            if self.cluster.is_some() {
+                match self.cluster_device_list(owner, version, list, stored_version, &new)? {
+                    Some(outcome) => return outcome,
+                    None => continue,
+                }
+            }
             let mut call = self.scripts.publish_device_list.prepare_invoke();
             call.key(&devices);
             for device in new.listed.iter().chain(&new.unlinked) {
@@ -1030,6 +1169,10 @@ impl MailboxStore for RedisStore {
         )))
     }
 
+    fn shares_multi_send_bodies(&self) -> bool {
+        self.cluster.is_none()
+    }
+
     fn device_list(&self, address: &MailboxAddress) -> Result<Option<Vec<u8>>, StoreError> {
         let key = self.mailbox_key(address, "devices");
         self.with_conn(|conn| redis::cmd("HGET").arg(&key).arg("list").query(conn))
@@ -1037,7 +1180,7 @@ impl MailboxStore for RedisStore {
 
     fn change_feed(&self) -> Option<super::ChangeFeed> {
         Some(super::ChangeFeed(super::FeedKind::Redis(FeedSource {
-            client: self.client.clone(),
+            clients: self.feed_nodes.clone(),
             prefix: self.prefix.clone(),
             timeout: self.options.timeout,
         })))
