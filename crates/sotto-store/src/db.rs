@@ -1064,8 +1064,48 @@ impl<'a> Db<'a> {
         }))
     }
 
+    /// The conversation with `contact`, `None` if there is none. A row
+    /// whose lookup key was damaged (a flipped bit in the file) is not
+    /// found by its key, and would pass for no conversation at all: its
+    /// messages hidden, and a new conversation begun over them. So when
+    /// there is no row under the key, every row whose sealed record does
+    /// not open where it is, is tried where this conversation's would be;
+    /// one that opens there is this conversation, damaged:
+    /// [`Error::Corrupt`]. That costs one AEAD open per conversation, only
+    /// when the conversation is not there.
     pub(crate) fn conversation(&self, contact: &str) -> Result<Option<Conversation>> {
-        self.conversation_by_lookup(&self.conversation_lookup(contact))
+        let lookup = self.conversation_lookup(contact);
+        if let Some(found) = self.conversation_by_lookup(&lookup)? {
+            return Ok(Some(found));
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT lookup, sealed FROM conversations")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        for row in rows {
+            let Ok((stored, sealed)) = row else {
+                continue;
+            };
+            let value = self.keys.value();
+            if value
+                .open(Place::new("conversations", "sealed", &stored), &sealed)
+                .is_some()
+            {
+                continue;
+            }
+            if value
+                .open(Place::new("conversations", "sealed", &lookup), &sealed)
+                .is_some()
+            {
+                return Err(Error::Corrupt {
+                    table: "conversations",
+                    row: Row::lookup(&lookup),
+                });
+            }
+        }
+        Ok(None)
     }
 
     pub(crate) fn conversation_or_create<R: CryptoRng + ?Sized>(

@@ -197,3 +197,47 @@ fn no_single_bit_flip_silently_shortens_the_history() {
         "{errors} {reported} {whole}"
     );
 }
+
+/// A flipped bit in a conversation's lookup key (its row's primary key)
+/// must not pass for "no conversation": the history would read as empty,
+/// and the next message would begin a new conversation over the hidden
+/// one. The row is found by its sealed record, which opens where the
+/// conversation's key should be, and reported.
+#[test]
+fn a_damaged_conversation_key_is_reported_not_taken_for_no_conversation() {
+    let mut p = pair();
+    for i in 1..=3 {
+        let m = p.alice_sends(&format!("message {i}"));
+        deliver(&m, "alice", &mut p.bob);
+    }
+    let later = p.alice_sends("written after the damage");
+    let path = p.bob_path();
+    drop(p.bob);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let lookup: Vec<u8> = conn
+            .query_row("SELECT lookup FROM conversations", [], |r| r.get(0))
+            .unwrap();
+        let mut bad = lookup.clone();
+        bad[17] ^= 0x40;
+        conn.execute(
+            "UPDATE conversations SET lookup = ?1 WHERE lookup = ?2",
+            rusqlite::params![bad, lookup],
+        )
+        .unwrap();
+    }
+    let mut bob = Store::open(&path, common::BOB_PASS, &common::options()).unwrap();
+    assert!(matches!(
+        bob.history("alice", None, 100),
+        Err(Error::Corrupt {
+            table: "conversations",
+            ..
+        })
+    ));
+    // Nor does a new message start a conversation over it.
+    assert!(bob.receive(&common::envelope(&later, "alice")).is_err());
+    assert!(!bob.check().unwrap().is_ok());
+    // A contact that never had a conversation still has none, quietly.
+    bob.add_contact("carol", "Carol", None).unwrap();
+    assert!(bob.history("carol", None, 100).unwrap().entries.is_empty());
+}
