@@ -43,7 +43,7 @@ PATH="$work/venv/bin:$PATH" MATURIN_PEP517_ARGS="--profile dev" \
 
 echo "== sotto-ffi: pytest"
 # pytest's exit status 5 (no test collected) fails this script too.
-SOTTO_RELAY_BIN="$relay_bin" "$venv_python" -m pytest -q -p no:cacheprovider \
+SOTTO_TEST_RELAY_BINARY="$relay_bin" "$venv_python" -m pytest -q -p no:cacheprovider \
     crates/sotto-ffi/python/tests
 
 echo "== sotto-ffi: Kotlin and Swift sources"

@@ -2,7 +2,7 @@
 temporary SQLite store, and profiles with fast Argon2id parameters.
 
 The relay binary is the one cargo built (`cargo build -p sotto-relay
---features tls --bin sotto-relay`): `SOTTO_RELAY_BIN` names it, or it is
+--features tls --bin sotto-relay`): `SOTTO_TEST_RELAY_BINARY` names it, or it is
 looked up in the workspace's target directory (`CARGO_TARGET_DIR`, else
 `target/`).
 """
@@ -27,7 +27,7 @@ FAST = sotto.ClientOptions(kdf_memory_kib=64, kdf_iterations=1)
 
 
 def relay_binary() -> pathlib.Path:
-    named = os.environ.get("SOTTO_RELAY_BIN")
+    named = os.environ.get("SOTTO_TEST_RELAY_BINARY")
     if named:
         return pathlib.Path(named)
     target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
@@ -56,8 +56,11 @@ class Relay:
             cert, key = tls
             args += ["--tls-cert", str(cert), "--tls-key", str(key)]
         self.log = open(workdir / "relay.log", "wb")
+        # The relay takes settings from SOTTO_RELAY_* variables and refuses
+        # unknown ones: it gets none of the caller's.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SOTTO_RELAY_")}
         self.process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL
+            args, stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, env=env
         )
         # "sotto-relay listening on 127.0.0.1:PORT"
         line = self.process.stdout.readline().decode()
