@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{Result, SottoError, to_u64};
 use crate::event::{Event, EventListener};
-use crate::runtime::{run, runtime};
+use crate::runtime::{here, run, runtime};
 use crate::types::{
     ClientOptions, Contact, DeviceList, GroupInfo, HistoryItem, IdentityChange, Sent,
 };
@@ -296,7 +296,7 @@ impl Client {
     /// True once the safety number with `contact` was marked verified.
     pub async fn is_verified(&self, contact: String) -> Result<bool> {
         let client = self.client()?;
-        run(async move { Ok(client.is_verified(&contact).await?) }).await
+        here(async move { Ok(client.is_verified(&contact).await?) }).await?
     }
 
     /// Tells `contact` that this profile is your new identity, replacing
@@ -448,9 +448,10 @@ impl Client {
     pub async fn next_event(&self, timeout_ms: Option<u64>) -> Result<Option<Event>> {
         // Not kept across the wait: closing must not wait for it.
         drop(self.client()?);
-        let events = self.events.clone();
-        run(async move {
-            let mut events = events.lock().await;
+        // Cancel-safe (a lock and a broadcast receive) and usually ready:
+        // polled where the caller polls it, without a worker's round trip.
+        here(async {
+            let mut events = self.events.lock().await;
             let next = events.next();
             let event = match timeout_ms {
                 Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), next).await {
@@ -461,7 +462,7 @@ impl Client {
             };
             event.map(|e| Some(e.into())).ok_or(SottoError::Closed)
         })
-        .await
+        .await?
     }
 
     /// Delivers every event from now on to `listener`, on a thread of the

@@ -16,9 +16,11 @@
 //! never cut in the middle.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 
-use tokio::runtime::{Builder, Runtime};
+use tokio::runtime::{Builder, Handle, Runtime};
 
 use crate::error::{Result, SottoError};
 
@@ -59,4 +61,33 @@ where
         .map_err(|e| SottoError::Internal {
             detail: format!("the call's task ended early: {e}"),
         })?
+}
+
+/// Polls `future` where the caller polls it (no hop to a worker thread
+/// and back), inside the runtime's context so that what it spawns, its
+/// timers and its sockets belong to the runtime. For calls that are
+/// cancel-safe and usually ready at once, such as reading an event that
+/// is already waiting: a cancelled await drops the future.
+pub(crate) async fn here<F: Future>(future: F) -> Result<F::Output> {
+    let handle = runtime()?.handle().clone();
+    Ok(InRuntime {
+        handle,
+        future: Box::pin(future),
+    }
+    .await)
+}
+
+struct InRuntime<F> {
+    handle: Handle,
+    future: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        let _context = this.handle.enter();
+        this.future.as_mut().poll(cx)
+    }
 }
