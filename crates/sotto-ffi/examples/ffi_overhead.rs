@@ -7,8 +7,9 @@
 //! ffi_overhead RELAY_ADDR WORK_DIR N
 //! ```
 //! Prints one JSON object: nanoseconds of each `send`, each `next` of an
-//! event already waiting (a receive), and each `is_verified` (a small
-//! store read: the cost of one call), N of each.
+//! event already waiting (a receive), each `is_verified` and each
+//! `history` page of one message (small store reads: the cost of one
+//! call, polled in place and run as a task by the bindings), N of each.
 
 #![allow(clippy::print_stdout)]
 
@@ -85,9 +86,15 @@ async fn run(relay: &str, dir: &std::path::Path, n: usize) -> Result<serde_json:
         alice.is_verified("bob").await?;
         call.push(ns(start));
     }
+    let mut task = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        alice.history("bob", None, 1).await?;
+        task.push(ns(start));
+    }
     alice.disconnect().await;
     bob.disconnect().await;
-    Ok(serde_json::json!({ "send": send, "receive": receive, "call": call }))
+    Ok(serde_json::json!({ "send": send, "receive": receive, "call": call, "task": task }))
 }
 
 fn main() -> Result<(), Error> {

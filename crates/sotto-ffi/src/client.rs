@@ -296,7 +296,7 @@ impl Client {
     /// True once the safety number with `contact` was marked verified.
     pub async fn is_verified(&self, contact: String) -> Result<bool> {
         let client = self.client()?;
-        here(async move { Ok(client.is_verified(&contact).await?) }).await?
+        run(async move { Ok(client.is_verified(&contact).await?) }).await
     }
 
     /// Tells `contact` that this profile is your new identity, replacing
@@ -448,8 +448,9 @@ impl Client {
     pub async fn next_event(&self, timeout_ms: Option<u64>) -> Result<Option<Event>> {
         // Not kept across the wait: closing must not wait for it.
         drop(self.client()?);
-        // Cancel-safe (a lock and a broadcast receive) and usually ready:
-        // polled where the caller polls it, without a worker's round trip.
+        // A lock and a broadcast receive: dropped, not finished, when the
+        // caller stops waiting (finished, it would take an event nobody
+        // gets).
         here(async {
             let mut events = self.events.lock().await;
             let next = events.next();

@@ -1,19 +1,22 @@
 //! The tokio runtime the bindings own.
 //!
 //! `sotto::Client` is tokio code: it spawns its background connection
-//! task and runs store work on tokio's blocking pool. A foreign caller
-//! (Kotlin coroutines, Swift async, Python asyncio) has no tokio runtime,
-//! and UniFFI polls an exported future from the caller's executor. So
-//! every async call is spawned onto one runtime owned by this library,
-//! started on first use and kept for the life of the process, and the
-//! caller's executor only awaits the task's join handle: the sotto code
-//! never runs on the caller's threads, and the caller's event loop is
-//! never blocked by it.
+//! task, runs store work on tokio's blocking pool, and its sockets and
+//! timers need tokio's drivers. A foreign caller (Kotlin coroutines, Swift
+//! async, Python asyncio) has no tokio runtime, and UniFFI polls an
+//! exported future from the caller's executor. So the library owns one
+//! multi-threaded runtime, started on first use and kept for the life of
+//! the process: its workers run the connection in the background and its
+//! blocking pool the store (and Argon2id), and every exported future is
+//! polled inside its context. The caller's thread runs only the short
+//! synchronous steps between two waits (encoding, a message's
+//! encryption); it never waits on the network or the disk.
 //!
 //! A caller that cancels its await (a cancelled coroutine, a dropped
 //! Python task) stops waiting; the call itself runs to its end on the
-//! runtime, so a send that was started is committed and sent or queued,
-//! never cut in the middle.
+//! runtime ([`run`]), so a send that was started is committed and sent or
+//! queued, never cut in the middle. Only calls that lose nothing when
+//! dropped ([`here`]) are dropped.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -48,26 +51,74 @@ pub(crate) fn runtime() -> Result<&'static Runtime> {
         })
 }
 
-/// Runs `future` on the runtime and waits for it from whatever executor
-/// polls the returned future.
+/// Runs `future` to its end: polled where the caller polls it (no hop to
+/// a worker thread and back: that hop and its wake-ups cost about 200 us
+/// per call from Python on a busy 2-core machine), inside the runtime's
+/// context so that what it spawns, its timers, its sockets and its store
+/// work belong to the runtime. If the caller stops waiting (a cancelled
+/// coroutine or task), what is left of the call is handed to the runtime
+/// and finishes there: a `send` that started is committed and handed to
+/// the relay or queued, never cut between two steps.
 pub(crate) async fn run<T, F>(future: F) -> Result<T>
 where
     F: Future<Output = Result<T>> + Send + 'static,
     T: Send + 'static,
 {
-    runtime()?
-        .spawn(future)
-        .await
-        .map_err(|e| SottoError::Internal {
-            detail: format!("the call's task ended early: {e}"),
-        })?
+    let handle = runtime()?.handle().clone();
+    Completing {
+        handle,
+        future: Some(Box::pin(future)),
+    }
+    .await
 }
 
-/// Polls `future` where the caller polls it (no hop to a worker thread
-/// and back), inside the runtime's context so that what it spawns, its
-/// timers and its sockets belong to the runtime. For calls that are
-/// cancel-safe and usually ready at once, such as reading an event that
-/// is already waiting: a cancelled await drops the future.
+/// A future that, dropped before it is ready, finishes on the runtime.
+struct Completing<F: Future<Output = Result<T>> + Send + 'static, T: Send + 'static> {
+    handle: Handle,
+    /// `None` once it returned its output.
+    future: Option<Pin<Box<F>>>,
+}
+
+impl<F, T> Future for Completing<F, T>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let this = &mut *self;
+        let _context = this.handle.enter();
+        let Some(future) = this.future.as_mut() else {
+            return Poll::Ready(Err(SottoError::Internal {
+                detail: "a finished call was polled again".into(),
+            }));
+        };
+        let output = future.as_mut().poll(cx);
+        if output.is_ready() {
+            this.future = None;
+        }
+        output
+    }
+}
+
+impl<F, T> Drop for Completing<F, T>
+where
+    F: Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    fn drop(&mut self) {
+        if let Some(unfinished) = self.future.take() {
+            // The caller no longer waits for the result.
+            drop(self.handle.spawn(unfinished));
+        }
+    }
+}
+
+/// Polls `future` where the caller polls it, inside the runtime's
+/// context, like [`run`]; but a cancelled await drops it. For calls that
+/// lose nothing when dropped and must not go on unseen: `next_event`
+/// finished on the runtime would take an event that nobody receives.
 pub(crate) async fn here<F: Future>(future: F) -> Result<F::Output> {
     let handle = runtime()?.handle().clone();
     Ok(InRuntime {

@@ -187,3 +187,29 @@ def test_tls_relay_with_a_pinned_certificate(tmp_path, tls_relay):
             await c.close()
 
     asyncio.run(scenario())
+
+
+def test_a_send_whose_caller_stops_waiting_still_completes(tmp_path, relay):
+    async def scenario():
+        alice, bob = await pair(tmp_path, relay, FAST)
+        await alice.send("bob", b"first")
+        assert (await next_message(bob)).body == b"first"
+
+        task = asyncio.ensure_future(alice.send("bob", b"nobody waits for me"))
+        await asyncio.sleep(0)  # the call has started
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        else:
+            raise AssertionError("the send finished before it could be cancelled")
+        # The call went on without its caller: stored, sent, received.
+        assert (await next_message(bob)).body == b"nobody waits for me"
+        bodies = [item.body for item in await alice.history("bob")]
+        assert bodies == [b"nobody waits for me", b"first"]
+
+        await alice.close()
+        await bob.close()
+
+    asyncio.run(scenario())
