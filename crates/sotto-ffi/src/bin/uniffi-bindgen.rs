@@ -1,0 +1,4 @@
+//! `uniffi-bindgen`.
+fn main() {
+    uniffi::uniffi_bindgen_main()
+}
