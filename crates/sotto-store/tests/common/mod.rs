@@ -13,9 +13,13 @@ pub(crate) const T0: u64 = 1_700_000_000_000;
 /// Light Argon2id parameters so tests run fast.
 /// SQL that turns a current file's seen-envelope tables back into those of
 /// schema version 7 (one table of every id ever seen), for the tests that
-/// build a file of an older version from a current one.
+/// build a file of an older version from a current one; the tables of
+/// version 11 go too.
 #[allow(dead_code)]
 pub(crate) const SEEN_ENVELOPES_AS_IN_V7: &str = "
+    DROP TABLE IF EXISTS expiring;
+    DROP TABLE IF EXISTS downloads;
+    DROP TABLE IF EXISTS uploads;
     CREATE TABLE seen_v7 (lookup BLOB PRIMARY KEY NOT NULL) WITHOUT ROWID;
     INSERT OR IGNORE INTO seen_v7 (lookup) SELECT lookup FROM seen_envelopes;
     INSERT OR IGNORE INTO seen_v7 (lookup) SELECT lookup FROM seen_archive;
@@ -249,7 +253,7 @@ pub(crate) mod raw_messages {
 }
 
 /// Turns a closed store file back into the message layout of schema
-/// versions 1 to 8 (one clustered row per message, keyed by the
+/// versions 1 to 8 (and drops the tables of version 11) (one clustered row per message, keyed by the
 /// conversation's lookup and the seq; no conversation numbers), as
 /// those versions wrote it: the sealed values are the same bytes. The
 /// caller sets `schema_version`.
@@ -257,7 +261,10 @@ pub(crate) fn to_clustered_message_layout(path: &Path) {
     let conn = rusqlite::Connection::open(path).unwrap();
     let messages = raw_messages::all(&conn);
     conn.execute_batch(
-        "DROP TABLE messages;
+        "DROP TABLE IF EXISTS expiring;
+         DROP TABLE IF EXISTS downloads;
+         DROP TABLE IF EXISTS uploads;
+         DROP TABLE messages;
          CREATE TABLE messages (
              conversation BLOB NOT NULL,
              seq          INTEGER NOT NULL,
