@@ -938,6 +938,44 @@ fn largest_file_len(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs `chat ARGS PATHS` on `profile` and SIGKILLs it once a file in
+/// `dir` holds at least `len` bytes (the process must still be running
+/// then).
+fn kill_once_a_file_grows(
+    profile: &Path,
+    args: &[&str],
+    paths: &[&PathBuf],
+    dir: &Path,
+    len: usize,
+    deadline: std::time::Instant,
+) {
+    let mut child = Command::new(chat_binary())
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .args(paths)
+        .env("SOTTO_PASSPHRASE", "cli test passphrase")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while largest_file_len(dir) < len as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`chat {args:?}` never wrote {len} bytes to {}",
+            dir.display()
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "`chat {args:?}` ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 #[test]
 fn a_file_survives_sigkills_of_the_sender_and_the_recipient_mid_transfer() {
     const LEN: usize = 48 << 20;
@@ -954,32 +992,16 @@ fn a_file_survives_sigkills_of_the_sender_and_the_recipient_mid_transfer() {
     let blobs = dir.path().join("relay.db.blobs");
 
     // The sender, killed once the relay holds part of the file.
-    let mut sender = Command::new(chat_binary())
-        .arg("--profile")
-        .arg(&alice)
-        .arg("send-file")
-        .arg("bob")
-        .arg(&source)
-        .env("SOTTO_PASSPHRASE", "cli test passphrase")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while largest_file_len(&blobs) < (LEN / 4) as u64 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the upload never began"
-        );
-        assert!(
-            sender.try_wait().unwrap().is_none(),
-            "the sender ended early"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    sender.kill().unwrap();
-    sender.wait().unwrap();
+    let files = [&source];
+    kill_once_a_file_grows(
+        &alice,
+        &["send-file", "bob"],
+        &files,
+        &blobs,
+        LEN / 4,
+        deadline,
+    );
     let held = largest_file_len(&blobs);
     assert!(held < LEN as u64, "the upload ended before the kill");
 
@@ -992,30 +1014,8 @@ fn a_file_survives_sigkills_of_the_sender_and_the_recipient_mid_transfer() {
     );
 
     // The recipient, killed mid-download, goes on where it stopped.
-    let mut receiver = Command::new(chat_binary())
-        .arg("--profile")
-        .arg(&bob)
-        .arg("sync")
-        .env("SOTTO_PASSPHRASE", "cli test passphrase")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let parts = bob.join(sotto::ATTACHMENTS_DIR);
-    while largest_file_len(&parts) < (LEN / 4) as u64 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the download never began"
-        );
-        assert!(
-            receiver.try_wait().unwrap().is_none(),
-            "the download ended early"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    receiver.kill().unwrap();
-    receiver.wait().unwrap();
+    kill_once_a_file_grows(&bob, &["sync"], &[], &parts, LEN / 4, deadline);
     let synced = ok(chat(&bob, &["sync"]));
     assert!(
         synced.contains("Received the file of message #"),
