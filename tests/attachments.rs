@@ -342,3 +342,39 @@ async fn a_disappearing_file_goes_with_its_message_on_both_sides() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_can_be_the_first_message_to_a_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay_dir = dir.path().join("relay");
+    std::fs::create_dir(&relay_dir).unwrap();
+    let server = relay(&relay_dir, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = server.local_addr().to_string();
+    let alice = client(dir.path(), "alice").await;
+    let bob = client(dir.path(), "bob").await;
+    alice.register(&addr).await.unwrap();
+    bob.register(&addr).await.unwrap();
+    alice.add_contact("bob", &bob.address()).await.unwrap();
+    alice.connect(&addr).await.unwrap();
+    bob.connect(&addr).await.unwrap();
+    let mut bob_events = bob.events();
+    let path = dir.path().join("first.pdf");
+    let expected = write_file(&path, 70_000);
+    alice.send_file("bob", &path).await.unwrap();
+    let seq = until(&mut bob_events, WAIT, |e| match e {
+        ClientEvent::FileReceived { seq, .. } => Some(*seq),
+        _ => None,
+    })
+    .await;
+    let contact = alice.address().to_string();
+    let items = bob.history(&contact, None, 10).await.unwrap();
+    let file = items.iter().find_map(|i| i.attachment.clone()).unwrap();
+    assert_eq!(
+        (file.name.as_str(), file.media_type.as_str(), file.len),
+        ("first.pdf", "application/pdf", 70_000)
+    );
+    let out = dir.path().join("out.pdf");
+    bob.save_attachment(&contact, seq, &out).await.unwrap();
+    assert_eq!(sha256_of(&out), expected);
+    server.shutdown().await;
+}

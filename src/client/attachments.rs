@@ -321,10 +321,18 @@ impl Client {
         media_type: &str,
     ) -> Result<UploadId> {
         let contact = self.resolve(contact).await?;
-        if contact.identity_key.is_none() {
-            return Err(Error::UnknownContact(contact.name.clone()));
-        }
+        let identity = contact
+            .identity_key
+            .ok_or_else(|| Error::UnknownContact(contact.name.clone()))?;
         let shared = &self.shared;
+        // With a connection, sessions with every device first (as `send`
+        // makes them), so that the tokens below name every device the
+        // message will go to.
+        if let Some(conn) = shared.live_connection() {
+            shared
+                .sessions_for(&conn, &contact.id, &identity, &contact.name)
+                .await?;
+        }
         let mut rng = rand::rand_core::UnwrapErr(rand::rngs::SysRng);
         let key = AttachmentKey::generate(&mut rng);
         let file_id = attachment::random_file_id(&mut rng);
@@ -636,6 +644,12 @@ impl Shared {
                     total,
                 });
             }
+        }
+        // A device of the contact that has no session yet gets one, as
+        // `send` would make it.
+        if let Some(identity) = contact.as_ref().map(|c| *c.identity_key()) {
+            self.sessions_for(conn, &upload.contact, &identity, &upload.contact)
+                .await?;
         }
         let body = upload
             .reference

@@ -12,7 +12,6 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use sotto_relay::{ClientError, ErrorCode};
 use sotto_store::DisappearingTimer;
 
 use super::Client;
@@ -84,15 +83,8 @@ impl Client {
         let conn = self.shared.live_connection();
         if let Some(conn) = &conn {
             self.shared
-                .ensure_sessions(conn, &id, &identity)
-                .await
-                .map_err(|e| match e {
-                    Error::Relay(ClientError::Server {
-                        code: ErrorCode::NotFound,
-                        ..
-                    }) => Error::ContactNotRegistered(contact.name.clone()),
-                    other => other,
-                })?;
+                .sessions_for(conn, &id, &identity, &contact.name)
+                .await?;
         }
         // Queued first: once it is in the outbox it reaches the contact.
         {

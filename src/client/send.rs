@@ -51,18 +51,8 @@ impl Client {
         // that have a session get it and the others are left out.
         if let Some(conn) = &conn {
             self.shared
-                .ensure_sessions(conn, &id, &identity)
-                .await
-                .map_err(|e| match e {
-                    Error::Relay(ClientError::Server {
-                        code: ErrorCode::NotFound,
-                        ..
-                    }) => Error::ContactNotRegistered(contact.name.clone()),
-                    Error::Store(sotto_store::Error::Protocol(sotto_core::Error::Downgrade {
-                        ..
-                    })) => Error::Downgrade(contact.name.clone()),
-                    other => other,
-                })?;
+                .sessions_for(conn, &id, &identity, &contact.name)
+                .await?;
         }
         let body = text.to_vec();
         let max = self.max_ciphertext_len();
@@ -144,5 +134,32 @@ impl Client {
             .filter(|f| *f > 0)
             .unwrap_or(sotto_relay::protocol::DEFAULT_MAX_FRAME_SIZE);
         max_ciphertext_len(frame)
+    }
+}
+
+impl super::shared::Shared {
+    /// Sessions with every device of contact `id` (`identity`, named
+    /// `name` to the user), made from their prekey bundles where missing;
+    /// a contact the relay does not know, or a bundle stripped of what the
+    /// contact's address says it speaks, is named in the error.
+    pub(crate) async fn sessions_for(
+        &self,
+        conn: &sotto_relay::RelayClient,
+        id: &str,
+        identity: &sotto_core::IdentityKey,
+        name: &str,
+    ) -> Result<()> {
+        self.ensure_sessions(conn, id, identity)
+            .await
+            .map_err(|e| match e {
+                Error::Relay(ClientError::Server {
+                    code: ErrorCode::NotFound,
+                    ..
+                }) => Error::ContactNotRegistered(name.to_owned()),
+                Error::Store(sotto_store::Error::Protocol(sotto_core::Error::Downgrade {
+                    ..
+                })) => Error::Downgrade(name.to_owned()),
+                other => other,
+            })
     }
 }
